@@ -1,0 +1,7 @@
+import type { Migration } from './migrate';
+
+/**
+ * Every migration of the application, in one list so their order is visible in one place.
+ * Each capability keeps its SQL beside its code and adds one line here.
+ */
+export const migrations: readonly Migration[] = [];

@@ -1,0 +1,64 @@
+import { z } from 'zod';
+
+/**
+ * Everything Tollgate reads from its environment, parsed once at start-up. A wrong value stops
+ * start-up with one line that names the variable (see ConfigError). docker-compose.yml sets
+ * the same names.
+ */
+const optionalString = z
+  .string()
+  .transform((s) => s.trim())
+  .pipe(z.string())
+  .optional()
+  .transform((s) => (s === undefined || s === '' ? undefined : s));
+
+const port = z.coerce.number().int().min(1).max(65_535);
+
+const usd = z
+  .string()
+  .regex(/^\d+(\.\d{1,6})?$/, 'a USD amount such as 10 or 10.50');
+
+export const configSchema = z.object({
+  /** PostgreSQL URL; when absent an embedded server is started with data under TOLLGATE_DATA_DIR. */
+  DATABASE_URL: optionalString.pipe(
+    z.string().regex(/^postgres(ql)?:\/\//, 'a postgres:// URL').optional(),
+  ),
+  /** Where the embedded server keeps its data; survives restarts. */
+  TOLLGATE_DATA_DIR: z.string().default('.tollgate'),
+  TOLLGATE_EMBEDDED_PG_PORT: port.default(54_329),
+  /** KurrentDB / EventStoreDB connection string; when set, events go there instead of PostgreSQL. */
+  EVENTSTORE_URL: optionalString.pipe(
+    z.string().regex(/^(esdb|esdb\+discover|kurrentdb|kurrentdb\+discover|kdb|kdb\+discover):\/\//, 'an esdb:// or kurrentdb:// URL').optional(),
+  ),
+  HOST: z.string().default('127.0.0.1'),
+  PORT: port.default(8080),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Seconds to wait for the database at start-up before giving up. */
+  TOLLGATE_DB_CONNECT_TIMEOUT_S: z.coerce.number().positive().max(300).default(5),
+  TOLLGATE_ADMIN_KEY: optionalString,
+  TOLLGATE_MODELS_FILE: optionalString,
+  TOLLGATE_MIN_TOP_UP_USD: usd.default('10'),
+  TOLLGATE_MAX_BALANCE_USD: usd.default('10000'),
+  STRIPE_SECRET_KEY: optionalString,
+  STRIPE_WEBHOOK_SECRET: optionalString,
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/** Parses the environment; throws ConfigError with one line per wrong variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const known = Object.fromEntries(
+    Object.keys(configSchema.shape).map((key) => [key, env[key]]),
+  );
+  const parsed = configSchema.safeParse(known);
+  if (parsed.success) return parsed.data;
+  const lines = parsed.error.issues.map((issue) => {
+    const variable = String(issue.path[0] ?? 'environment');
+    return `invalid ${variable}: ${issue.message}`;
+  });
+  throw new ConfigError(lines.join('\n'));
+}

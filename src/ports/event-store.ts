@@ -1,0 +1,155 @@
+import type { Observable } from 'rxjs';
+
+/**
+ * The event store port. Every adapter (PostgreSQL, KurrentDB) implements it and passes the
+ * contract suite in test/contract. Streams hold one aggregate each (an account, the price book);
+ * the global log orders every stream's events for projections and process managers.
+ */
+
+/** Plain JSON; money travels as decimal strings because JSON has no bigint. */
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+/** Revision of the last event in a stream: 0n after the first event. */
+export type StreamRevision = bigint;
+
+export type ExpectedVersion =
+  | StreamRevision
+  /** the stream must not exist yet */
+  | 'no_stream'
+  /** the stream must already exist, at any revision */
+  | 'stream_exists'
+  /** no concurrency check */
+  | 'any';
+
+/**
+ * A position in the global log. Two numbers because both stores need two:
+ * PostgreSQL orders by (transaction id, sequence) so a reader never passes a slower
+ * transaction that has not committed; KurrentDB positions are (commit, prepare).
+ * Compare with comparePositions; START is before every event.
+ */
+export interface LogPosition {
+  readonly tx: bigint;
+  readonly seq: bigint;
+}
+export const START: LogPosition = Object.freeze({ tx: 0n, seq: 0n });
+
+export function comparePositions(a: LogPosition, b: LogPosition): -1 | 0 | 1 {
+  if (a.tx !== b.tx) return a.tx < b.tx ? -1 : 1;
+  if (a.seq !== b.seq) return a.seq < b.seq ? -1 : 1;
+  return 0;
+}
+
+/** What the store writes: already encoded to JSON by the codec. */
+export interface EncodedEvent {
+  readonly type: string;
+  readonly data: Json;
+  readonly metadata: Json;
+}
+
+/** An event to append. `id` (a UUID) makes the append idempotent. */
+export interface NewEvent<E> {
+  readonly id: string;
+  readonly event: E;
+}
+
+export interface RecordedEvent<E> {
+  readonly id: string;
+  readonly streamId: string;
+  readonly revision: StreamRevision;
+  readonly position: LogPosition;
+  readonly type: string;
+  readonly event: E;
+  readonly recordedAt: Date;
+}
+
+/**
+ * Turns domain events into JSON and back. `decode` validates (zod) and upcasts old
+ * schema versions; when it throws, the store raises EventDecodeError naming the event.
+ */
+export interface EventCodec<E> {
+  encode(event: E): EncodedEvent;
+  decode(stored: EncodedEvent): E;
+}
+
+export interface AppendResult {
+  /** revision of the last event now in the stream: the next expectedVersion */
+  readonly nextExpectedVersion: StreamRevision;
+  /** position of the last event appended (or found already stored) */
+  readonly lastPosition: LogPosition;
+  /** false when every event id was already stored: nothing was written */
+  readonly written: boolean;
+}
+
+export interface AppendRequest<E> {
+  readonly streamId: string;
+  readonly events: readonly NewEvent<E>[];
+  readonly expectedVersion: ExpectedVersion;
+}
+
+export interface ReadStreamResult<E> {
+  /** null when the stream does not exist */
+  readonly revision: StreamRevision | null;
+  readonly events: readonly RecordedEvent<E>[];
+}
+
+export interface EventStore<E> {
+  appendToStream(
+    streamId: string,
+    events: readonly NewEvent<E>[],
+    options: { expectedVersion: ExpectedVersion },
+  ): Promise<AppendResult>;
+
+  /**
+   * Appends to several streams at once (group commit). Each request succeeds or fails on its
+   * own: a version conflict on one stream does not stop the others. On PostgreSQL all
+   * successful requests are written in one transaction.
+   */
+  appendToStreams(requests: readonly AppendRequest<E>[]): Promise<(AppendResult | VersionConflictError)[]>;
+
+  readStream(streamId: string, options?: { fromRevision?: StreamRevision; maxCount?: number }): Promise<ReadStreamResult<E>>;
+
+  /** Events strictly after `from`, in global order, only those no slower writer can still precede. */
+  readAll(from: LogPosition, options?: { maxCount?: number }): Promise<readonly RecordedEvent<E>[]>;
+
+  /** Catches up from `from` (exclusive), then follows live appends. Errors end the stream. */
+  subscribe(from: LogPosition): Observable<RecordedEvent<E>>;
+
+  close(): Promise<void>;
+}
+
+export class VersionConflictError extends Error {
+  override readonly name = 'VersionConflictError';
+  constructor(
+    readonly streamId: string,
+    readonly expected: ExpectedVersion,
+    readonly actual: StreamRevision | null,
+  ) {
+    super(`version conflict on stream ${streamId}: expected ${String(expected)}, actual ${actual === null ? 'no stream' : String(actual)}`);
+  }
+}
+
+/** Some but not all of an append's event ids are already stored: a caller bug, never silently merged. */
+export class DuplicateEventIdError extends Error {
+  override readonly name = 'DuplicateEventIdError';
+  constructor(readonly streamId: string, readonly eventId: string) {
+    super(`event ${eventId} is already stored, but the append to ${streamId} is not an exact retry`);
+  }
+}
+
+/** A stored event no longer parses (schema drift): reads fail loudly instead of dropping it. */
+export class EventDecodeError extends Error {
+  override readonly name = 'EventDecodeError';
+  constructor(
+    readonly streamId: string,
+    readonly revision: StreamRevision,
+    readonly position: LogPosition,
+    readonly eventType: string,
+    override readonly cause: unknown,
+  ) {
+    super(
+      `cannot decode event ${eventType} at ${streamId}@${revision} (log position ${position.tx}/${position.seq}): ${
+        cause instanceof Error ? cause.message : String(cause)
+      }`,
+    );
+  }
+}

