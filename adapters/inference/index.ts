@@ -1,0 +1,16 @@
+export { InferenceAdapter, createInferenceAdapter, countPromptTokens, displayUrl } from './dispatch';
+export type { DispatchOptions, InferenceAdapterOptions, InferenceRequest } from './dispatch';
+export { CapacityTable } from './capacity';
+export type { AcquireResult, Lease, UpstreamSlot } from './capacity';
+export { loadModelsFile, parseModelsFile, modelsFileSchema, ModelsFileError, operations } from './models-file';
+export type { ModelSpec, ModelsFile, Operation, UpstreamSpec } from './models-file';
+export type { ClientError, DispatchResult, InferenceOutcome, OutcomeKind, TokenUsage } from './outcome';
+export { responseSink } from './sink';
+export type { StreamSink } from './sink';
+export {
+  countChatPromptTokens,
+  countCompletionPromptTokens,
+  countEmbeddingInputTokens,
+  countTextTokens,
+  warmUpTokenizer,
+} from './tokens';

@@ -1,0 +1,45 @@
+import type { ServerResponse } from 'node:http';
+
+/**
+ * Where a streamed answer goes. The adapter calls open() once, just before the first event,
+ * so until then the gateway can still answer with a JSON error and a real status code.
+ * The adapter never ends the sink: the gateway does, after dispatch resolves.
+ */
+export interface StreamSink {
+  /** Send status 200 and the SSE headers. */
+  open(): void;
+  /** One or more whole SSE events. false means "buffer full": the adapter waits for drain. */
+  write(chunk: string): boolean | void;
+  /** Resolves when the sink can take more, or will never (closed). */
+  waitForDrain?(): Promise<void>;
+}
+
+/** A sink over a node/express response, with backpressure through 'drain'. */
+export function responseSink(res: ServerResponse): StreamSink {
+  return {
+    open() {
+      res.statusCode = 200;
+      res.setHeader('content-type', 'text/event-stream; charset=utf-8');
+      res.setHeader('cache-control', 'no-cache');
+      // Stops nginx-style proxies from buffering the stream.
+      res.setHeader('x-accel-buffering', 'no');
+      res.flushHeaders();
+    },
+    write(chunk) {
+      if (res.destroyed || res.writableEnded) return true;
+      return res.write(chunk);
+    },
+    waitForDrain() {
+      if (res.destroyed || res.writableEnded || !res.writableNeedDrain) return Promise.resolve();
+      return new Promise((resolve) => {
+        const done = () => {
+          res.off('drain', done);
+          res.off('close', done);
+          resolve();
+        };
+        res.on('drain', done);
+        res.on('close', done);
+      });
+    },
+  };
+}

@@ -1,0 +1,216 @@
+import { createParser } from 'eventsource-parser';
+import type { EventSourceMessage } from 'eventsource-parser';
+import type { Operation } from './models-file';
+import type { OutcomeKind } from './outcome';
+import type { StreamSink } from './sink';
+import { countTextTokens } from './tokens';
+import { collectMessageText, isModerationError, isRecord, readUsage } from './upstream-payload';
+
+/**
+ * Relays an upstream's SSE stream to the client event by event, as each arrives, waiting on
+ * the sink's backpressure. It keeps the generated text in memory only to count tokens when
+ * the upstream reports no usage; the text is never logged and is dropped with the result.
+ */
+
+export interface RelayInput {
+  readonly body: AsyncIterable<Buffer | string>;
+  readonly sink: StreamSink;
+  readonly signal?: AbortSignal | undefined;
+  /** The client asked for stream_options.include_usage: pass (or make) the usage chunk. */
+  readonly clientWantsUsage: boolean;
+  readonly operation: Operation;
+  /** Set when the upstream's model name must be replaced by the public id in each chunk. */
+  readonly publicModel?: string | undefined;
+  readonly now: () => number;
+  readonly countPrompt: () => number;
+}
+
+export interface RelayResult {
+  readonly kind: OutcomeKind;
+  /** Whether anything was written to the sink (so its headers are out). */
+  readonly started: boolean;
+  /** Generated text, for counting only. */
+  readonly text: string;
+  readonly upstreamUsage?: { promptTokens?: number; completionTokens?: number };
+  readonly firstTokenAt?: number;
+  readonly finishReason?: string;
+  /** For an error event before any output: the status it carried, if any. */
+  readonly errorStatus?: number;
+}
+
+// A broken upstream must not make us buffer without bound while looking for an event's end.
+const maxEventBytes = 8 * 1024 * 1024;
+
+export async function relayStream(input: RelayInput): Promise<RelayResult> {
+  const { sink, signal } = input;
+  const parts: string[] = [];
+  const pending: EventSourceMessage[] = [];
+  let parserBroken = false;
+  const parser = createParser({
+    onEvent: (event) => pending.push(event),
+    onError: (error) => {
+      if (error.type === 'max-buffer-size-exceeded') parserBroken = true;
+    },
+    maxBufferSize: maxEventBytes,
+  });
+
+  let started = false;
+  let done = false;
+  let finishReason: string | undefined;
+  let moderated = false;
+  let upstreamUsage: RelayResult['upstreamUsage'];
+  let usageRelayed = false;
+  let firstTokenAt: number | undefined;
+  let errorKind: OutcomeKind | undefined;
+  let errorStatus: number | undefined;
+  let last: { id?: unknown; created?: unknown; model?: unknown; object?: unknown } = {};
+
+  const write = async (chunk: string): Promise<void> => {
+    if (!started) {
+      sink.open();
+      started = true;
+    }
+    if (sink.write(chunk) === false && sink.waitForDrain) await untilDrainOrAbort(sink.waitForDrain(), signal);
+  };
+
+  // Returns false to stop reading the upstream.
+  const handle = async (event: EventSourceMessage): Promise<boolean> => {
+    const data = event.data;
+    if (data.trim() === '[DONE]') {
+      if (input.clientWantsUsage && !usageRelayed) await write(sseData(JSON.stringify(syntheticUsageChunk())));
+      await write('data: [DONE]\n\n');
+      done = true;
+      return true;
+    }
+    let chunk: unknown;
+    try {
+      chunk = JSON.parse(data);
+    } catch {
+      return true; // Not JSON (a keep-alive or a vendor extension): nothing to relay or count.
+    }
+    if (!isRecord(chunk)) return true;
+
+    if (chunk.error !== undefined) {
+      errorKind = isModerationError(chunk) ? 'moderation_refusal' : 'upstream_error';
+      const status = isRecord(chunk.error) ? Number(chunk.error.code ?? chunk.error.status) : NaN;
+      if (Number.isInteger(status) && status >= 400 && status < 600) errorStatus = status;
+      // The upstream's error text might echo the prompt: send our own words if streaming began.
+      if (started) await write(sseData(streamError('The upstream reported an error mid-stream.', 'upstream_error')));
+      return false;
+    }
+
+    last = { id: chunk.id, created: chunk.created, model: chunk.model, object: chunk.object };
+    const usage = readUsage(chunk.usage);
+    if (usage) upstreamUsage = usage;
+    const choices = Array.isArray(chunk.choices) ? chunk.choices.filter(isRecord) : [];
+    if (choices.length === 0 && usage) {
+      // The usage-only chunk: the client sees it only if it asked, as with OpenAI.
+      if (!input.clientWantsUsage) return true;
+      usageRelayed = true;
+    }
+
+    const before = parts.length;
+    for (const choice of choices) {
+      if (typeof choice.text === 'string') parts.push(choice.text);
+      else if (isRecord(choice.delta)) collectMessageText(choice.delta, parts);
+      if (typeof choice.finish_reason === 'string') {
+        finishReason = choice.finish_reason;
+        if (choice.finish_reason === 'content_filter') moderated = true;
+      }
+    }
+    if (firstTokenAt === undefined && parts.slice(before).some((part) => part.length > 0)) firstTokenAt = input.now();
+
+    if (input.publicModel !== undefined && typeof chunk.model === 'string') {
+      chunk.model = input.publicModel;
+      await write(sseData(JSON.stringify(chunk)));
+    } else {
+      await write(sseData(data));
+    }
+    return true;
+  };
+
+  const syntheticUsageChunk = () => {
+    const promptTokens = input.countPrompt();
+    const completionTokens = countTextTokens(parts.join(''));
+    return {
+      id: last.id ?? 'usage',
+      object: last.object ?? (input.operation === 'chat' ? 'chat.completion.chunk' : 'text_completion'),
+      created: last.created ?? Math.floor(Date.now() / 1000),
+      model: input.publicModel ?? last.model ?? '',
+      choices: [],
+      usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens },
+    };
+  };
+
+  const decoder = new TextDecoder();
+  try {
+    reading: for await (const bytes of input.body) {
+      parser.feed(typeof bytes === 'string' ? bytes : decoder.decode(bytes, { stream: true }));
+      if (parserBroken) {
+        errorKind = 'upstream_error';
+        break;
+      }
+      while (pending.length > 0) {
+        const event = pending.shift()!;
+        // After [DONE], read on to the end so the keep-alive connection can be reused.
+        if (done) continue;
+        if (!(await handle(event))) break reading;
+        if (signal?.aborted) break reading;
+      }
+    }
+  } catch {
+    // A reset, a stall past bodyTimeout or our own abort: classified below.
+  }
+
+  let kind: OutcomeKind;
+  if (signal?.aborted && !done) {
+    kind = 'client_disconnected';
+  } else if (errorKind !== undefined) {
+    kind = errorKind;
+    if (errorKind === 'upstream_error' && parserBroken && started) {
+      await write(sseData(streamError('The upstream sent an unreadable stream.', 'upstream_error')));
+    }
+  } else if (done || finishReason !== undefined) {
+    // Finished but closed without [DONE]: end the client's stream properly.
+    if (!done) {
+      if (input.clientWantsUsage && !usageRelayed) await write(sseData(JSON.stringify(syntheticUsageChunk())));
+      await write('data: [DONE]\n\n');
+    }
+    kind = moderated ? 'moderation_refusal' : 'completed';
+  } else {
+    kind = 'cut';
+    // An SDK reads an error event as a failure instead of a short, apparently complete answer.
+    if (started) await write(sseData(streamError('The upstream stream ended before the answer was complete.', 'upstream_stream_cut')));
+  }
+
+  return {
+    kind,
+    started,
+    text: parts.join(''),
+    ...(upstreamUsage === undefined ? {} : { upstreamUsage }),
+    ...(firstTokenAt === undefined ? {} : { firstTokenAt }),
+    ...(finishReason === undefined ? {} : { finishReason }),
+    ...(errorStatus === undefined ? {} : { errorStatus }),
+  };
+}
+
+function sseData(json: string): string {
+  return `data: ${json}\n\n`;
+}
+
+function streamError(message: string, code: string): string {
+  return JSON.stringify({ error: { message, type: 'upstream_error', param: null, code } });
+}
+
+function untilDrainOrAbort(drain: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
+  if (!signal) return drain;
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const onAbort = () => resolve();
+    signal.addEventListener('abort', onAbort, { once: true });
+    void drain.then(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    });
+  });
+}

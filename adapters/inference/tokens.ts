@@ -1,0 +1,92 @@
+import { Tiktoken } from 'js-tiktoken/lite';
+import cl100k from 'js-tiktoken/ranks/cl100k_base';
+
+/**
+ * Local token counts, for reservations (prompt) and for billing when an upstream reports no
+ * usage (completion). Open-weight models use their own tokenizers, so these are estimates:
+ * cl100k_base is close enough for Llama/Mistral/Qwen-style BPEs to size a reservation.
+ */
+
+let encoder: Tiktoken | undefined;
+
+// Building the encoder parses ~1.7 MB of ranks: do it once, on first use.
+function encoding(): Tiktoken {
+  encoder ??= new Tiktoken(cl100k);
+  return encoder;
+}
+
+/** Builds the encoder now (about half a second) so the first request does not pay for it. */
+export function warmUpTokenizer(): void {
+  encoding();
+}
+
+/** Tokens in a piece of text; special-token strings in user text count as plain text. */
+export function countTextTokens(text: string): number {
+  if (text.length === 0) return 0;
+  return encoding().encode(text, [], []).length;
+}
+
+export interface ChatMessageLike {
+  role?: unknown;
+  content?: unknown;
+  name?: unknown;
+  tool_calls?: unknown;
+  [key: string]: unknown;
+}
+
+// OpenAI's published accounting for gpt-3.5/4-style chat: each message costs 3 tokens of
+// framing, a name 1 more, and every reply is primed with 3.
+const tokensPerMessage = 3;
+const tokensPerName = 1;
+const replyPriming = 3;
+
+/** Prompt tokens of a chat request's messages, roughly as OpenAI counts them. */
+export function countChatPromptTokens(messages: readonly ChatMessageLike[]): number {
+  let total = replyPriming;
+  for (const message of messages) {
+    total += tokensPerMessage;
+    for (const [key, value] of Object.entries(message)) {
+      if (key === 'name' && typeof value === 'string') total += tokensPerName;
+      total += countValueTokens(value);
+    }
+  }
+  return total;
+}
+
+/** Prompt tokens of a completions request: a string or a batch of strings. */
+export function countCompletionPromptTokens(prompt: string | readonly string[] | readonly number[] | unknown): number {
+  return countInputTokens(prompt);
+}
+
+/** Input tokens of an embeddings request: a string, strings, or pre-tokenised arrays. */
+export function countEmbeddingInputTokens(input: string | readonly string[] | unknown): number {
+  return countInputTokens(input);
+}
+
+function countInputTokens(input: unknown): number {
+  if (typeof input === 'string') return countTextTokens(input);
+  if (Array.isArray(input)) {
+    // An array of token ids is already tokenised; an array of those is a batch.
+    if (input.every((item) => typeof item === 'number')) return input.length;
+    return input.reduce<number>((sum, item) => sum + countInputTokens(item), 0);
+  }
+  return 0;
+}
+
+// Content may be a string or an array of parts ({type:'text', text}); tool calls carry JSON
+// arguments. Images and other non-text parts are not counted here.
+function countValueTokens(value: unknown): number {
+  if (typeof value === 'string') return countTextTokens(value);
+  if (Array.isArray(value)) return value.reduce<number>((sum, item) => sum + countValueTokens(item), 0);
+  if (value !== null && typeof value === 'object') {
+    const record = value as Record<string, unknown>;
+    if (record.type === 'image_url' || record.type === 'input_audio') return 0;
+    let sum = 0;
+    for (const [key, inner] of Object.entries(record)) {
+      if (key === 'type' || key === 'id') continue;
+      sum += countValueTokens(inner);
+    }
+    return sum;
+  }
+  return 0;
+}

@@ -1,0 +1,204 @@
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+
+/**
+ * Runs @dwmkerr/mock-llm as a real process on a free loopback port, for tests that need an
+ * OpenAI-compatible upstream. Rules match on the requested model (JMESPath on body.model).
+ */
+
+export interface MockLlm {
+  /** Includes /v1, as a models file's upstream baseUrl does. */
+  readonly baseUrl: string;
+  readonly port: number;
+  /** Replaces the rules of the running server (POST /config). */
+  setConfig(config: object | string): Promise<void>;
+  /** Restores the config it started with and resets sequence counters. */
+  resetConfig(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+const nodeModules = join(__dirname, '..', '..', 'node_modules');
+const mainJs = join(nodeModules, '@dwmkerr', 'mock-llm', 'dist', 'main.js');
+
+// mock-llm 0.1.29 requires 'uuid' without declaring it: package.json lists uuid as a dev dependency for it.
+
+export async function startMockLlm(config: object | string = defaultMockLlmConfig()): Promise<MockLlm> {
+  const dir = mkdtempSync(join(tmpdir(), 'mock-llm-'));
+  const file = join(dir, 'mock-llm.yaml');
+  writeFileSync(file, typeof config === 'string' ? config : stringify(config));
+  // A free port can be taken between probing and listening: try a few.
+  for (let attempt = 0; ; attempt++) {
+    const port = await freePort();
+    const child = spawn(process.execPath, [mainJs, '--config', file], {
+      env: { ...process.env, PORT: String(port), HOST: '127.0.0.1' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr?.on('data', (chunk: Buffer) => {
+      stderr = (stderr + chunk.toString()).slice(-2_000);
+    });
+    const origin = `http://127.0.0.1:${port}`;
+    const ready = await waitUntilReady(origin, child, 10_000);
+    if (!ready) {
+      await kill(child);
+      if (attempt < 2) continue;
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(`mock-llm did not start on port ${port}: ${stderr.trim()}`);
+    }
+    return {
+      baseUrl: `${origin}/v1`,
+      port,
+      async setConfig(next) {
+        const yamlText = typeof next === 'string' ? next : stringify(next);
+        const response = await fetch(`${origin}/config`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-yaml' },
+          body: yamlText,
+        });
+        if (!response.ok) throw new Error(`mock-llm refused the config: HTTP ${response.status}`);
+      },
+      async resetConfig() {
+        const response = await fetch(`${origin}/config`, { method: 'DELETE' });
+        if (!response.ok) throw new Error(`mock-llm refused the reset: HTTP ${response.status}`);
+      },
+      async stop() {
+        await kill(child);
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  }
+}
+
+/** A loopback port nothing listens on (at the moment of asking). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitUntilReady(origin: string, child: ChildProcess, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) return false;
+    try {
+      const response = await fetch(`${origin}/health`, { signal: AbortSignal.timeout(1_000) });
+      if (response.ok) return true;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return false;
+}
+
+function kill(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), 3_000);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+/** Fixed usage the default chat rule reports, so tests can tell reported from counted. */
+export const mockChatUsage = { prompt_tokens: 11, completion_tokens: 7, total_tokens: 18 } as const;
+export const mockEmbeddingUsage = { prompt_tokens: 5, total_tokens: 5 } as const;
+
+export interface MockLlmConfigOptions {
+  /** Characters per streamed chunk. */
+  chunkSize?: number;
+  /** Pause between streamed chunks; make it large to abort mid-stream. */
+  chunkIntervalMs?: number;
+}
+
+/**
+ * Rules by requested model (last match wins):
+ * - any model: chat echoes the last user message, with usage (mockChatUsage);
+ * - "failing": chat and completions answer 500 with a body that echoes the prompt (so tests
+ *   can prove it is not forwarded);
+ * - "moderated": chat finishes with finish_reason "content_filter";
+ * - completions echo the prompt (a `message` is added because mock-llm streams from it);
+ * - embeddings (mock-llm has no embeddings of its own): a fixed 3-dimensional vector.
+ */
+export function defaultMockLlmConfig(options: MockLlmConfigOptions = {}): object {
+  const usage = JSON.stringify(mockChatUsage);
+  return {
+    streaming: { chunkSize: options.chunkSize ?? 8, chunkIntervalMs: options.chunkIntervalMs ?? 5 },
+    rules: [
+      {
+        path: '/v1/chat/completions',
+        method: 'POST',
+        match: '@',
+        response: {
+          status: 200,
+          content: `{"id":"chatcmpl-{{timestamp}}","object":"chat.completion","created":1700000000,"model":"{{jmes request body.model}}","choices":[{"index":0,"message":{"role":"assistant","content":"{{jmes request body.messages[-1].content}}"},"finish_reason":"stop"}],"usage":${usage}}`,
+        },
+      },
+      {
+        path: '/v1/chat/completions',
+        method: 'POST',
+        match: "body.model == 'moderated'",
+        response: {
+          status: 200,
+          content: `{"id":"chatcmpl-{{timestamp}}","object":"chat.completion","created":1700000000,"model":"moderated","choices":[{"index":0,"message":{"role":"assistant","content":""},"finish_reason":"content_filter"}],"usage":{"prompt_tokens":9,"completion_tokens":0,"total_tokens":9}}`,
+        },
+      },
+      {
+        path: '/v1/chat/completions',
+        method: 'POST',
+        match: "body.model == 'failing'",
+        response: {
+          status: 500,
+          content: `{"error":{"message":"internal failure while processing {{jmes request body.messages[-1].content}}","type":"server_error","param":null,"code":null}}`,
+        },
+      },
+      {
+        path: '/v1/completions',
+        method: 'POST',
+        match: '@',
+        response: {
+          status: 200,
+          content: `{"id":"cmpl-{{timestamp}}","object":"text_completion","created":1700000000,"model":"{{jmes request body.model}}","choices":[{"index":0,"text":"{{jmes request body.prompt}}","message":{"content":"{{jmes request body.prompt}}"},"finish_reason":"stop"}]}`,
+        },
+      },
+      {
+        path: '/v1/completions',
+        method: 'POST',
+        match: "body.model == 'failing'",
+        response: {
+          status: 500,
+          content: `{"error":{"message":"internal failure while processing {{jmes request body.prompt}}","type":"server_error","param":null,"code":null}}`,
+        },
+      },
+      {
+        path: '/v1/embeddings',
+        method: 'POST',
+        match: '@',
+        response: {
+          status: 200,
+          content: `{"object":"list","model":"{{jmes request body.model}}","data":[{"object":"embedding","index":0,"embedding":[0.1,0.2,0.3]}],"usage":${JSON.stringify(mockEmbeddingUsage)}}`,
+        },
+      },
+    ],
+  };
+}
+
+/** mock-llm's streams, slowed so a test can abort in the middle. */
+export function slowStreamMockLlmConfig(chunkIntervalMs = 150): object {
+  return defaultMockLlmConfig({ chunkSize: 4, chunkIntervalMs });
+}

@@ -1,0 +1,57 @@
+import {
+  countChatPromptTokens,
+  countCompletionPromptTokens,
+  countEmbeddingInputTokens,
+  countTextTokens,
+} from '../../../adapters/inference/tokens';
+
+// Reference counts are cl100k_base's, as OpenAI's tiktoken gives them.
+
+test('text is counted with cl100k_base', () => {
+  expect(countTextTokens('')).toBe(0);
+  expect(countTextTokens('hello world')).toBe(2);
+  expect(countTextTokens('The quick brown fox jumps over the lazy dog')).toBe(9);
+});
+
+test('special-token strings in user text are counted as plain text, not rejected', () => {
+  expect(() => countTextTokens('<|endoftext|>')).not.toThrow();
+  expect(countTextTokens('<|endoftext|>')).toBeGreaterThan(1);
+});
+
+test('chat messages cost 3 tokens each, a name 1 more, and the reply is primed with 3', () => {
+  // "user" is 1 token, "hello world" 2: 3 + 1 + 2, plus 3 for the reply.
+  expect(countChatPromptTokens([{ role: 'user', content: 'hello world' }])).toBe(9);
+  expect(countChatPromptTokens([{ role: 'user', content: 'hello world', name: 'bob' }])).toBe(9 + 1 + countTextTokens('bob'));
+  expect(countChatPromptTokens([])).toBe(3);
+  const two = countChatPromptTokens([
+    { role: 'system', content: 'hello world' },
+    { role: 'user', content: 'hello world' },
+  ]);
+  expect(two).toBe(3 + (3 + 1 + 2) * 2);
+});
+
+test('content parts count their text and skip images', () => {
+  const parts = countChatPromptTokens([
+    {
+      role: 'user',
+      content: [
+        { type: 'text', text: 'hello world' },
+        { type: 'image_url', image_url: { url: 'https://example.com/a-very-long-image-url.png' } },
+      ],
+    },
+  ]);
+  expect(parts).toBe(9);
+});
+
+test('completion prompts: a string, a batch of strings, or token ids', () => {
+  expect(countCompletionPromptTokens('hello world')).toBe(2);
+  expect(countCompletionPromptTokens(['hello world', 'hello world'])).toBe(4);
+  expect(countCompletionPromptTokens([101, 102, 103])).toBe(3);
+  expect(countCompletionPromptTokens([[1, 2], [3]])).toBe(3);
+  expect(countCompletionPromptTokens(undefined)).toBe(0);
+});
+
+test('embedding inputs: a string or a batch', () => {
+  expect(countEmbeddingInputTokens('hello world')).toBe(2);
+  expect(countEmbeddingInputTokens(['hello', 'world'])).toBe(2);
+});
