@@ -1,0 +1,112 @@
+import type { CommandMetadata } from '../events/metadata';
+import type { MicroUsd, TokenPrice } from '../money/money';
+import type { Operation } from '../price-book/operation';
+import type { ReleaseReason, SettledOutcome } from '../charge-policy/outcome-names';
+import type { IsoInstant } from '../time/instant';
+import type { ClosureReason, SuspensionReason } from './events';
+
+type Command<T extends string, D> = { readonly type: T; readonly data: D; readonly metadata: CommandMetadata };
+
+export type OpenAccount = Command<
+  'OpenAccount',
+  {
+    readonly accountId: string;
+    /** encrypted by the caller with the account's key (crypto-shredding); opaque here */
+    readonly displayNameCiphertext: string;
+    readonly emailCiphertext: string;
+  }
+>;
+
+export type CompleteTopUp = Command<
+  'CompleteTopUp',
+  {
+    /** the payment provider's id: a reference already applied is a no-op */
+    readonly paymentReference: string;
+    readonly amount: MicroUsd;
+    readonly autoTopUpAttemptId?: string;
+  }
+>;
+
+export type GrantPromoCredit = Command<
+  'GrantPromoCredit',
+  { readonly grantId: string; readonly amount: MicroUsd; readonly expiresAt: IsoInstant; readonly reason: string }
+>;
+
+export type ExpirePromoCredit = Command<'ExpirePromoCredit', { readonly grantId: string }>;
+
+export type PlaceReservation = Command<
+  'PlaceReservation',
+  {
+    readonly requestId: string;
+    readonly keyId: string;
+    readonly model: string;
+    readonly operation: Operation;
+    /** the estimate (domain/estimate) */
+    readonly amount: MicroUsd;
+    readonly priceVersion: number;
+  }
+>;
+
+export type SettleReservation = Command<
+  'SettleReservation',
+  {
+    readonly requestId: string;
+    /** tokens to charge, from the charge policy; `estimated` when counted locally */
+    readonly usage: { readonly inputTokens: bigint; readonly outputTokens: bigint; readonly estimated: boolean };
+    /** the price the reservation was admitted under (priceByVersion(reservation.priceVersion)) */
+    readonly price: TokenPrice & { readonly version: number };
+    readonly outcome: SettledOutcome;
+  }
+>;
+
+export type ReleaseReservation = Command<'ReleaseReservation', { readonly requestId: string; readonly reason: ReleaseReason }>;
+
+export type ExpireReservation = Command<'ExpireReservation', { readonly requestId: string }>;
+
+export type IssueRefund = Command<
+  'IssueRefund',
+  {
+    /** idempotency: a refund id already issued is a no-op */
+    readonly refundId: string;
+    readonly amount: MicroUsd;
+    /** the top-ups being refunded; each must be a payment this account received */
+    readonly paymentReferences: readonly string[];
+  }
+>;
+
+export type ConfigureAutoTopUp = Command<
+  'ConfigureAutoTopUp',
+  { readonly autoTopUp: { readonly threshold: MicroUsd; readonly amount: MicroUsd } | null }
+>;
+
+export type RecordAutoTopUpTriggered = Command<'RecordAutoTopUpTriggered', { readonly attemptId: string }>;
+
+export type RecordAutoTopUpFailed = Command<'RecordAutoTopUpFailed', { readonly attemptId: string; readonly reason: string }>;
+
+export type SuspendAccount = Command<'SuspendAccount', { readonly reason: SuspensionReason }>;
+
+export type ReinstateAccount = Command<'ReinstateAccount', Record<string, never>>;
+
+export type CloseAccount = Command<'CloseAccount', { readonly reason: ClosureReason }>;
+
+export type ErasePersonalData = Command<'ErasePersonalData', Record<string, never>>;
+
+export type AccountCommand =
+  | OpenAccount
+  | CompleteTopUp
+  | GrantPromoCredit
+  | ExpirePromoCredit
+  | PlaceReservation
+  | SettleReservation
+  | ReleaseReservation
+  | ExpireReservation
+  | IssueRefund
+  | ConfigureAutoTopUp
+  | RecordAutoTopUpTriggered
+  | RecordAutoTopUpFailed
+  | SuspendAccount
+  | ReinstateAccount
+  | CloseAccount
+  | ErasePersonalData;
+
+export type AccountCommandType = AccountCommand['type'];

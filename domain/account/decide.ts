@@ -1,0 +1,282 @@
+import { accept, reject, type Decision } from '../decider/decision';
+import { eventMetadataFrom, type EventMetadata } from '../events/metadata';
+import { requestCost, type MicroUsd } from '../money/money';
+import { addMs, isBefore } from '../time/instant';
+import type * as C from './commands';
+import type { AccountCommand } from './commands';
+import type { AccountError } from './errors';
+import type { AccountEvent, AccountEventOfType } from './events';
+import { DEFAULT_ACCOUNT_POLICY, type AccountPolicy } from './policy';
+import { availableOf, balanceOf, refundableOf, spendablePromoGrants, type AccountState } from './state';
+
+export type AccountDecision = Decision<AccountEvent, AccountError>;
+
+function event<T extends AccountEvent['type']>(
+  type: T,
+  data: AccountEventOfType<T>['data'],
+  metadata: EventMetadata,
+): AccountEventOfType<T> {
+  return { type, data, metadata } as AccountEventOfType<T>;
+}
+
+/**
+ * Decides what a command changes on one account stream, or which rule it breaks. Pure: time
+ * is `command.metadata.now`, limits come from `policy`.
+ */
+export function decideAccount(command: AccountCommand, state: AccountState, policy: AccountPolicy = DEFAULT_ACCOUNT_POLICY): AccountDecision {
+  if (command.type === 'OpenAccount') return openAccount(command, state);
+  if (state.status === 'not_opened') return reject({ error: 'account_not_open' });
+  switch (command.type) {
+    case 'CompleteTopUp':
+      return completeTopUp(command, state, policy);
+    case 'GrantPromoCredit':
+      return grantPromoCredit(command, state, policy);
+    case 'ExpirePromoCredit':
+      return expirePromoCredit(command, state);
+    case 'PlaceReservation':
+      return placeReservation(command, state, policy);
+    case 'SettleReservation':
+      return settleReservation(command, state);
+    case 'ReleaseReservation':
+      return releaseReservation(command, state);
+    case 'ExpireReservation':
+      return expireReservation(command, state);
+    case 'IssueRefund':
+      return issueRefund(command, state);
+    case 'ConfigureAutoTopUp':
+      return configureAutoTopUp(command, state, policy);
+    case 'RecordAutoTopUpTriggered':
+      return recordAutoTopUpTriggered(command, state, policy);
+    case 'RecordAutoTopUpFailed':
+      return recordAutoTopUpFailed(command, state);
+    case 'SuspendAccount':
+      return suspendAccount(command, state);
+    case 'ReinstateAccount':
+      return reinstateAccount(command, state);
+    case 'CloseAccount':
+      return closeAccount(command, state);
+    case 'ErasePersonalData':
+      return erasePersonalData(command, state);
+    default:
+      return command satisfies never;
+  }
+}
+
+function openAccount(command: C.OpenAccount, state: AccountState): AccountDecision {
+  if (state.status !== 'not_opened') return reject({ error: 'account_already_opened' });
+  return accept(event('AccountOpened', { ...command.data }, eventMetadataFrom(command.metadata)));
+}
+
+/** The balance limit counts purchased and promo credit alike. */
+function checkBalanceLimit(state: AccountState, amount: MicroUsd, policy: AccountPolicy): AccountError | null {
+  const balance = balanceOf(state);
+  if (balance + amount > policy.maximumBalance) {
+    return { error: 'balance_limit_exceeded', balance, amount, maximum: policy.maximumBalance };
+  }
+  return null;
+}
+
+function completeTopUp(command: C.CompleteTopUp, state: AccountState, policy: AccountPolicy): AccountDecision {
+  const { paymentReference, amount } = command.data;
+  // Payment webhooks are redelivered: the same payment must never credit twice, whatever
+  // has happened to the account since, so this check comes before every other rule.
+  if (state.appliedPaymentReferences.has(paymentReference)) return accept();
+  if (state.status === 'closed') return reject({ error: 'account_closed' });
+  if (amount <= 0n) return reject({ error: 'amount_must_be_positive', amount });
+  if (amount < policy.minimumTopUp) return reject({ error: 'top_up_below_minimum', amount, minimum: policy.minimumTopUp });
+  const overLimit = checkBalanceLimit(state, amount, policy);
+  if (overLimit) return reject(overLimit);
+
+  const metadata = eventMetadataFrom(command.metadata);
+  const events: AccountEvent[] = [
+    event('TopUpCompleted', { paymentReference, amount, autoTopUpAttemptId: command.data.autoTopUpAttemptId ?? null }, metadata),
+  ];
+  // The top-up pays the debt first (purchased is simply summed); once the debt is gone, a
+  // suspension that was only about money ends by itself.
+  const moneyReason = state.suspensionReason === 'negative_balance' || state.suspensionReason === 'auto_top_up_failed';
+  if (state.status === 'suspended' && moneyReason && state.purchased + amount >= 0n) {
+    events.push(event('AccountReinstated', { reason: 'balance_restored' }, metadata));
+  }
+  return accept(...events);
+}
+
+function grantPromoCredit(command: C.GrantPromoCredit, state: AccountState, policy: AccountPolicy): AccountDecision {
+  const { grantId, amount, expiresAt, reason } = command.data;
+  if (state.status === 'closed') return reject({ error: 'account_closed' });
+  if (amount <= 0n) return reject({ error: 'amount_must_be_positive', amount });
+  if (state.promoGrants.has(grantId)) return reject({ error: 'promo_grant_already_exists', grantId });
+  if (!isBefore(command.metadata.now, expiresAt)) return reject({ error: 'promo_expiry_not_in_future', expiresAt, now: command.metadata.now });
+  const overLimit = checkBalanceLimit(state, amount, policy);
+  if (overLimit) return reject(overLimit);
+  return accept(event('PromoCreditGranted', { grantId, amount, expiresAt, reason }, eventMetadataFrom(command.metadata)));
+}
+
+function expirePromoCredit(command: C.ExpirePromoCredit, state: AccountState): AccountDecision {
+  const { grantId } = command.data;
+  const grant = state.promoGrants.get(grantId);
+  if (!grant) return reject({ error: 'promo_grant_not_found', grantId });
+  if (grant.expired) return reject({ error: 'promo_grant_already_expired', grantId });
+  if (isBefore(command.metadata.now, grant.expiresAt)) return reject({ error: 'promo_grant_not_yet_expired', grantId, expiresAt: grant.expiresAt });
+  // Only the unspent remainder lapses (possibly 0: the event still closes the grant).
+  return accept(event('PromoCreditExpired', { grantId, amount: grant.remaining }, eventMetadataFrom(command.metadata)));
+}
+
+function placeReservation(command: C.PlaceReservation, state: AccountState, policy: AccountPolicy): AccountDecision {
+  const { requestId, amount } = command.data;
+  const now = command.metadata.now;
+  if (state.status === 'closed') return reject({ error: 'account_closed' });
+  if (state.status === 'suspended') return reject({ error: 'account_suspended', reason: state.suspensionReason ?? 'customer_request' });
+  if (amount < 0n) return reject({ error: 'amount_must_not_be_negative', amount });
+  if (state.openReservations.has(requestId)) return reject({ error: 'reservation_already_exists', requestId });
+  if (state.purchased < 0n) return reject({ error: 'negative_balance', balance: state.purchased });
+  // Promo past its expiry no longer counts, even before the expiry process records it.
+  const available = availableOf(state, now);
+  if (available < amount) return reject({ error: 'exceeds_available_balance', available, needed: amount });
+  return accept(
+    event(
+      'ReservationPlaced',
+      {
+        requestId,
+        keyId: command.data.keyId,
+        model: command.data.model,
+        operation: command.data.operation,
+        amount,
+        priceVersion: command.data.priceVersion,
+        expiresAt: addMs(now, policy.reservationTtlMs),
+      },
+      eventMetadataFrom(command.metadata),
+    ),
+  );
+}
+
+function settleReservation(command: C.SettleReservation, state: AccountState): AccountDecision {
+  const { requestId, usage, price, outcome } = command.data;
+  const reservation = state.openReservations.get(requestId);
+  if (!reservation) return reject({ error: 'reservation_not_found', requestId });
+  // A price change never reprices an admitted request.
+  if (price.version !== reservation.priceVersion) {
+    return reject({ error: 'price_version_mismatch', requestId, reservedUnder: reservation.priceVersion, given: price.version });
+  }
+  if (usage.inputTokens < 0n || usage.outputTokens < 0n) return reject({ error: 'token_count_negative' });
+
+  const actualCost = requestCost(usage, price);
+  // Promo first, soonest expiry first; whatever is left comes from purchased credit, which
+  // may go below zero (the shortfall of an under-estimate).
+  let left = actualCost;
+  const fromPromo: { grantId: string; amount: MicroUsd }[] = [];
+  for (const grant of spendablePromoGrants(state, command.metadata.now)) {
+    if (left === 0n) break;
+    const take = grant.remaining < left ? grant.remaining : left;
+    fromPromo.push({ grantId: grant.grantId, amount: take });
+    left -= take;
+  }
+  return accept(
+    event(
+      'ReservationSettled',
+      {
+        requestId,
+        keyId: reservation.keyId,
+        model: reservation.model,
+        operation: reservation.operation,
+        reservedAmount: reservation.amount,
+        actualCost,
+        fromPromo,
+        fromPurchased: left,
+        usage: { ...usage },
+        priceVersion: reservation.priceVersion,
+        outcome,
+      },
+      eventMetadataFrom(command.metadata),
+    ),
+  );
+}
+
+function releaseReservation(command: C.ReleaseReservation, state: AccountState): AccountDecision {
+  const { requestId, reason } = command.data;
+  const reservation = state.openReservations.get(requestId);
+  if (!reservation) return reject({ error: 'reservation_not_found', requestId });
+  return accept(event('ReservationReleased', { requestId, amount: reservation.amount, reason }, eventMetadataFrom(command.metadata)));
+}
+
+function expireReservation(command: C.ExpireReservation, state: AccountState): AccountDecision {
+  const { requestId } = command.data;
+  const reservation = state.openReservations.get(requestId);
+  if (!reservation) return reject({ error: 'reservation_not_found', requestId });
+  if (isBefore(command.metadata.now, reservation.expiresAt)) {
+    return reject({ error: 'reservation_not_yet_expired', requestId, expiresAt: reservation.expiresAt });
+  }
+  return accept(event('ReservationExpired', { requestId, amount: reservation.amount }, eventMetadataFrom(command.metadata)));
+}
+
+function issueRefund(command: C.IssueRefund, state: AccountState): AccountDecision {
+  const { refundId, amount, paymentReferences } = command.data;
+  if (state.appliedRefundIds.has(refundId)) return accept();
+  if (amount <= 0n) return reject({ error: 'amount_must_be_positive', amount });
+  if (paymentReferences.length === 0) return reject({ error: 'refund_without_payment_reference' });
+  const unknown = paymentReferences.find((ref) => !state.appliedPaymentReferences.has(ref));
+  if (unknown !== undefined) return reject({ error: 'unknown_payment_reference', paymentReference: unknown });
+  const refundable = refundableOf(state);
+  if (amount > refundable) return reject({ error: 'exceeds_refundable_credit', refundable, requested: amount });
+  return accept(event('RefundIssued', { refundId, amount, paymentReferences: [...paymentReferences] }, eventMetadataFrom(command.metadata)));
+}
+
+function configureAutoTopUp(command: C.ConfigureAutoTopUp, state: AccountState, policy: AccountPolicy): AccountDecision {
+  const { autoTopUp } = command.data;
+  if (state.status === 'closed') return reject({ error: 'account_closed' });
+  if (autoTopUp !== null) {
+    if (autoTopUp.threshold < 0n) return reject({ error: 'amount_must_not_be_negative', amount: autoTopUp.threshold });
+    if (autoTopUp.amount < policy.minimumTopUp) return reject({ error: 'top_up_below_minimum', amount: autoTopUp.amount, minimum: policy.minimumTopUp });
+    // Triggered just below the threshold, the top-up must still fit under the maximum.
+    if (autoTopUp.threshold + autoTopUp.amount > policy.maximumBalance) {
+      return reject({ error: 'balance_limit_exceeded', balance: autoTopUp.threshold, amount: autoTopUp.amount, maximum: policy.maximumBalance });
+    }
+  }
+  return accept(event('AutoTopUpConfigured', { autoTopUp: autoTopUp === null ? null : { ...autoTopUp } }, eventMetadataFrom(command.metadata)));
+}
+
+function recordAutoTopUpTriggered(command: C.RecordAutoTopUpTriggered, state: AccountState, policy: AccountPolicy): AccountDecision {
+  const { attemptId } = command.data;
+  if (state.status === 'closed') return reject({ error: 'account_closed' });
+  if (state.autoTopUp === null) return reject({ error: 'auto_top_up_not_configured' });
+  // One payment attempt at a time, so a slow payment provider never causes a double charge.
+  if (state.pendingAutoTopUp !== null) return reject({ error: 'auto_top_up_already_pending', attemptId: state.pendingAutoTopUp.attemptId });
+  const available = availableOf(state, command.metadata.now);
+  if (available >= state.autoTopUp.threshold) {
+    return reject({ error: 'available_above_auto_top_up_threshold', available, threshold: state.autoTopUp.threshold });
+  }
+  const overLimit = checkBalanceLimit(state, state.autoTopUp.amount, policy);
+  if (overLimit) return reject(overLimit);
+  return accept(event('AutoTopUpTriggered', { attemptId, amount: state.autoTopUp.amount }, eventMetadataFrom(command.metadata)));
+}
+
+function recordAutoTopUpFailed(command: C.RecordAutoTopUpFailed, state: AccountState): AccountDecision {
+  const { attemptId, reason } = command.data;
+  if (state.pendingAutoTopUp === null || state.pendingAutoTopUp.attemptId !== attemptId) {
+    return reject({ error: 'auto_top_up_not_pending', attemptId });
+  }
+  return accept(event('AutoTopUpFailed', { attemptId, reason }, eventMetadataFrom(command.metadata)));
+}
+
+function suspendAccount(command: C.SuspendAccount, state: AccountState): AccountDecision {
+  if (state.status === 'closed') return reject({ error: 'account_closed' });
+  if (state.status === 'suspended') return reject({ error: 'account_already_suspended', reason: state.suspensionReason ?? command.data.reason });
+  return accept(event('AccountSuspended', { reason: command.data.reason }, eventMetadataFrom(command.metadata)));
+}
+
+function reinstateAccount(command: C.ReinstateAccount, state: AccountState): AccountDecision {
+  if (state.status === 'closed') return reject({ error: 'account_closed' });
+  if (state.status !== 'suspended') return reject({ error: 'account_not_suspended' });
+  return accept(event('AccountReinstated', { reason: 'admin_decision' }, eventMetadataFrom(command.metadata)));
+}
+
+function closeAccount(command: C.CloseAccount, state: AccountState): AccountDecision {
+  if (state.status === 'closed') return reject({ error: 'account_closed' });
+  if (state.openReservations.size > 0) return reject({ error: 'account_has_open_reservations', openReservations: state.openReservations.size });
+  return accept(event('AccountClosed', { reason: command.data.reason }, eventMetadataFrom(command.metadata)));
+}
+
+function erasePersonalData(command: C.ErasePersonalData, state: AccountState): AccountDecision {
+  if (state.status !== 'closed') return reject({ error: 'account_not_closed' });
+  if (state.personalDataErased) return reject({ error: 'personal_data_already_erased' });
+  return accept(event('PersonalDataErased', {}, eventMetadataFrom(command.metadata)));
+}

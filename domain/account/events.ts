@@ -1,0 +1,149 @@
+import { z } from 'zod';
+import { defineEvent, upcaster, type EventOf } from '../events/define';
+import { idSchema, isoInstantSchema, microUsdSchema, naturalSchema } from '../events/schema';
+import { operationSchema } from '../price-book/operation';
+import { releaseReasonSchema, settledOutcomeSchema } from '../charge-policy/outcome-names';
+
+/** The account stream's events. One stream per account; amounts are micro-USD bigints. */
+
+export const suspensionReasonSchema = z.enum(['negative_balance', 'auto_top_up_failed', 'payment_dispute', 'terms_violation', 'customer_request']);
+export type SuspensionReason = z.output<typeof suspensionReasonSchema>;
+
+export const closureReasonSchema = z.enum(['customer_request', 'admin_decision', 'erasure_request']);
+export type ClosureReason = z.output<typeof closureReasonSchema>;
+
+export const reinstatementReasonSchema = z.enum(['balance_restored', 'admin_decision']);
+export type ReinstatementReason = z.output<typeof reinstatementReasonSchema>;
+
+/**
+ * Personal data arrives already encrypted with the account's own key (crypto-shredding):
+ * destroying that key erases it from every copy of the log. The domain sees opaque strings.
+ */
+export const AccountOpened = defineEvent(
+  'AccountOpened',
+  z.object({ accountId: idSchema, displayNameCiphertext: z.string(), emailCiphertext: z.string() }),
+);
+
+export const TopUpCompleted = defineEvent(
+  'TopUpCompleted',
+  z.object({
+    paymentReference: idSchema,
+    amount: naturalSchema,
+    /** set when this payment was started by auto top-up, so the pending attempt ends */
+    autoTopUpAttemptId: idSchema.nullable(),
+  }),
+);
+
+export const PromoCreditGranted = defineEvent(
+  'PromoCreditGranted',
+  z.object({ grantId: idSchema, amount: naturalSchema, expiresAt: isoInstantSchema, reason: z.string().min(1) }),
+);
+
+/** `amount` is the unspent remainder that lapses; spent promo is never taken back. */
+export const PromoCreditExpired = defineEvent('PromoCreditExpired', z.object({ grantId: idSchema, amount: naturalSchema }));
+
+const reservationPlacedV1 = z.object({
+  requestId: idSchema,
+  keyId: idSchema,
+  model: idSchema,
+  amount: z.string(),
+  priceVersion: z.number().int(),
+  expiresAt: z.string(),
+});
+
+/**
+ * v2 added `operation` (prices became per operation). v1 was written when Tollgate sold only
+ * chat completions, so every v1 reservation was a chat reservation.
+ */
+export const ReservationPlaced = defineEvent(
+  'ReservationPlaced',
+  z.object({
+    requestId: idSchema,
+    keyId: idSchema,
+    model: idSchema,
+    operation: operationSchema,
+    amount: naturalSchema,
+    /** the price book version the request was admitted under; settlement uses the same */
+    priceVersion: z.number().int().min(1),
+    expiresAt: isoInstantSchema,
+  }),
+  { version: 2, upcasters: [upcaster(1, reservationPlacedV1, (v1) => ({ ...v1, operation: 'chat' }))] },
+);
+
+const promoDrawSchema = z.object({ grantId: idSchema, amount: naturalSchema });
+
+/**
+ * Records where the money came from (promo per grant, soonest expiry first, then purchased),
+ * so every balance is a fold of events and never recomputed by a rule that may change.
+ * `fromPurchased` may exceed what was purchased: the shortfall puts the account in debt.
+ */
+export const ReservationSettled = defineEvent(
+  'ReservationSettled',
+  z.object({
+    requestId: idSchema,
+    keyId: idSchema,
+    model: idSchema,
+    operation: operationSchema,
+    reservedAmount: naturalSchema,
+    actualCost: naturalSchema,
+    fromPromo: z.array(promoDrawSchema),
+    fromPurchased: naturalSchema,
+    usage: z.object({ inputTokens: naturalSchema, outputTokens: naturalSchema, estimated: z.boolean() }),
+    priceVersion: z.number().int().min(1),
+    outcome: settledOutcomeSchema,
+  }),
+);
+
+export const ReservationReleased = defineEvent(
+  'ReservationReleased',
+  z.object({ requestId: idSchema, amount: naturalSchema, reason: releaseReasonSchema }),
+);
+
+/** The gateway never came back before expiresAt: the hold returns in full, nothing is charged. */
+export const ReservationExpired = defineEvent('ReservationExpired', z.object({ requestId: idSchema, amount: naturalSchema }));
+
+export const RefundIssued = defineEvent(
+  'RefundIssued',
+  z.object({ refundId: idSchema, amount: naturalSchema, paymentReferences: z.array(idSchema).min(1) }),
+);
+
+export const AutoTopUpConfigured = defineEvent(
+  'AutoTopUpConfigured',
+  z.object({ autoTopUp: z.object({ threshold: naturalSchema, amount: naturalSchema }).nullable() }),
+);
+
+export const AutoTopUpTriggered = defineEvent('AutoTopUpTriggered', z.object({ attemptId: idSchema, amount: naturalSchema }));
+
+export const AutoTopUpFailed = defineEvent('AutoTopUpFailed', z.object({ attemptId: idSchema, reason: z.string().min(1) }));
+
+export const AccountSuspended = defineEvent('AccountSuspended', z.object({ reason: suspensionReasonSchema }));
+
+export const AccountReinstated = defineEvent('AccountReinstated', z.object({ reason: reinstatementReasonSchema }));
+
+export const AccountClosed = defineEvent('AccountClosed', z.object({ reason: closureReasonSchema }));
+
+/** The per-account key was destroyed by the caller; the ciphertexts in AccountOpened are now noise. */
+export const PersonalDataErased = defineEvent('PersonalDataErased', z.object({}));
+
+export const accountEventDefinitions = [
+  AccountOpened,
+  TopUpCompleted,
+  PromoCreditGranted,
+  PromoCreditExpired,
+  ReservationPlaced,
+  ReservationSettled,
+  ReservationReleased,
+  ReservationExpired,
+  RefundIssued,
+  AutoTopUpConfigured,
+  AutoTopUpTriggered,
+  AutoTopUpFailed,
+  AccountSuspended,
+  AccountReinstated,
+  AccountClosed,
+  PersonalDataErased,
+] as const;
+
+export type AccountEvent = EventOf<(typeof accountEventDefinitions)[number]>;
+export type AccountEventType = AccountEvent['type'];
+export type AccountEventOfType<T extends AccountEventType> = Extract<AccountEvent, { type: T }>;

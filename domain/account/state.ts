@@ -1,0 +1,96 @@
+import type { MicroUsd } from '../money/money';
+import type { Operation } from '../price-book/operation';
+import { isBefore, toEpochMs, type IsoInstant } from '../time/instant';
+import type { SuspensionReason } from './events';
+
+export type AccountStatus = 'not_opened' | 'open' | 'suspended' | 'closed';
+
+export interface PromoGrant {
+  readonly grantId: string;
+  readonly granted: MicroUsd;
+  /** unspent; 0 after expiry (the remainder lapsed) */
+  readonly remaining: MicroUsd;
+  readonly expiresAt: IsoInstant;
+  readonly expired: boolean;
+}
+
+export interface OpenReservation {
+  readonly requestId: string;
+  readonly keyId: string;
+  readonly model: string;
+  readonly operation: Operation;
+  readonly amount: MicroUsd;
+  readonly priceVersion: number;
+  readonly expiresAt: IsoInstant;
+}
+
+export interface AccountState {
+  readonly status: AccountStatus;
+  readonly accountId: string | null;
+  readonly suspensionReason: SuspensionReason | null;
+  /** purchased credit; negative after a settlement shortfall (debt) */
+  readonly purchased: MicroUsd;
+  readonly promoGrants: ReadonlyMap<string, PromoGrant>;
+  readonly openReservations: ReadonlyMap<string, OpenReservation>;
+  /** sum of open reservation amounts, kept so availability is O(1) */
+  readonly reserved: MicroUsd;
+  readonly appliedPaymentReferences: ReadonlySet<string>;
+  readonly appliedRefundIds: ReadonlySet<string>;
+  readonly totalToppedUp: MicroUsd;
+  readonly totalRefunded: MicroUsd;
+  readonly totalUsage: { readonly inputTokens: bigint; readonly outputTokens: bigint; readonly cost: MicroUsd };
+  readonly autoTopUp: { readonly threshold: MicroUsd; readonly amount: MicroUsd } | null;
+  readonly pendingAutoTopUp: { readonly attemptId: string; readonly amount: MicroUsd } | null;
+  readonly personalDataErased: boolean;
+}
+
+export function initialAccountState(): AccountState {
+  return {
+    status: 'not_opened',
+    accountId: null,
+    suspensionReason: null,
+    purchased: 0n,
+    promoGrants: new Map(),
+    openReservations: new Map(),
+    reserved: 0n,
+    appliedPaymentReferences: new Set(),
+    appliedRefundIds: new Set(),
+    totalToppedUp: 0n,
+    totalRefunded: 0n,
+    totalUsage: { inputTokens: 0n, outputTokens: 0n, cost: 0n },
+    autoTopUp: null,
+    pendingAutoTopUp: null,
+    personalDataErased: false,
+  };
+}
+
+/**
+ * Promo grants that can still pay, in the order they are spent: soonest expiry first, then
+ * grant id so the order is total and replays agree. With `at`, grants whose expiry has passed
+ * no longer pay even before PromoCreditExpired is recorded.
+ */
+export function spendablePromoGrants(state: AccountState, at?: IsoInstant): PromoGrant[] {
+  return [...state.promoGrants.values()]
+    .filter((g) => !g.expired && g.remaining > 0n && (at === undefined || isBefore(at, g.expiresAt)))
+    .sort((a, b) => toEpochMs(a.expiresAt) - toEpochMs(b.expiresAt) || (a.grantId < b.grantId ? -1 : a.grantId > b.grantId ? 1 : 0));
+}
+
+export function promoBalanceOf(state: AccountState, at?: IsoInstant): MicroUsd {
+  return spendablePromoGrants(state, at).reduce((sum, g) => sum + g.remaining, 0n);
+}
+
+/** purchased + unexpired promo, before open reservations */
+export function balanceOf(state: AccountState, at?: IsoInstant): MicroUsd {
+  return state.purchased + promoBalanceOf(state, at);
+}
+
+/** what a new reservation may take: balance less open reservations (negative after a shortfall) */
+export function availableOf(state: AccountState, at?: IsoInstant): MicroUsd {
+  return balanceOf(state, at) - state.reserved;
+}
+
+/** purchased credit that may be paid back: purchased less open reservations, never below 0 */
+export function refundableOf(state: AccountState): MicroUsd {
+  const r = state.purchased - state.reserved;
+  return r > 0n ? r : 0n;
+}

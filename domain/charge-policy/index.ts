@@ -1,0 +1,2 @@
+export * from './charge-policy';
+export * from './outcome-names';

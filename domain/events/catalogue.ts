@@ -1,0 +1,19 @@
+import { accountEventDefinitions, type AccountEvent } from '../account/events';
+import { apiKeyEventDefinitions, type ApiKeyEvent } from '../api-key/events';
+import { priceBookEventDefinitions, type PriceBookEvent } from '../price-book/events';
+import type { EventDefinition } from './define';
+
+/** Every event Tollgate stores, from every stream. Type names are unique across streams. */
+export type DomainEvent = AccountEvent | PriceBookEvent | ApiKeyEvent;
+export type DomainEventType = DomainEvent['type'];
+
+export const eventDefinitions: readonly EventDefinition[] = [...accountEventDefinitions, ...priceBookEventDefinitions, ...apiKeyEventDefinitions];
+
+export const eventRegistry: ReadonlyMap<string, EventDefinition> = (() => {
+  const registry = new Map<string, EventDefinition>();
+  for (const def of eventDefinitions) {
+    if (registry.has(def.type)) throw new Error(`event type ${def.type} is defined twice`);
+    registry.set(def.type, def);
+  }
+  return registry;
+})();

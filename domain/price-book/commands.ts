@@ -1,0 +1,22 @@
+import type { CommandMetadata } from '../events/metadata';
+import type { MicroUsd } from '../money/money';
+import type { IsoInstant } from '../time/instant';
+import type { Operation } from './operation';
+
+type Command<T extends string, D> = { readonly type: T; readonly data: D; readonly metadata: CommandMetadata };
+
+export type AddModel = Command<'AddModel', { readonly modelId: string; readonly operations: readonly Operation[]; readonly maxOutputTokens: bigint }>;
+export type RetireModel = Command<'RetireModel', { readonly modelId: string }>;
+export type SetPrice = Command<
+  'SetPrice',
+  {
+    readonly modelId: string;
+    readonly operation: Operation;
+    readonly inputPerMillion: MicroUsd;
+    readonly outputPerMillion: MicroUsd;
+    /** when the price starts to apply; defaults to the command's `now` */
+    readonly effectiveAt?: IsoInstant;
+  }
+>;
+
+export type PriceBookCommand = AddModel | RetireModel | SetPrice;

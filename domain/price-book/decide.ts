@@ -1,0 +1,74 @@
+import { match } from 'ts-pattern';
+import { accept, reject, type Decider, type Decision } from '../decider/decision';
+import { eventMetadataFrom } from '../events/metadata';
+import { isBefore } from '../time/instant';
+import type { PriceBookCommand } from './commands';
+import type { PriceBookError } from './errors';
+import type { PriceBookEvent } from './events';
+import { initialPriceBookState, type PriceBookState } from './state';
+
+export type PriceBookDecision = Decision<PriceBookEvent, PriceBookError>;
+
+export function decidePriceBook(command: PriceBookCommand, state: PriceBookState): PriceBookDecision {
+  const metadata = eventMetadataFrom(command.metadata);
+  switch (command.type) {
+    case 'AddModel': {
+      const { modelId, operations, maxOutputTokens } = command.data;
+      if (state.models.has(modelId)) return reject({ error: 'model_already_exists', modelId });
+      if (operations.length === 0) return reject({ error: 'no_operations' });
+      if (maxOutputTokens <= 0n) return reject({ error: 'max_output_tokens_not_positive', maxOutputTokens });
+      return accept({ type: 'ModelAdded', data: { modelId, operations: [...new Set(operations)], maxOutputTokens }, metadata });
+    }
+    case 'RetireModel': {
+      const { modelId } = command.data;
+      const model = state.models.get(modelId);
+      if (!model) return reject({ error: 'unknown_model', modelId });
+      if (model.retired) return reject({ error: 'model_retired', modelId });
+      return accept({ type: 'ModelRetired', data: { modelId }, metadata });
+    }
+    case 'SetPrice': {
+      const { modelId, operation, inputPerMillion, outputPerMillion } = command.data;
+      const effectiveAt = command.data.effectiveAt ?? command.metadata.now;
+      const model = state.models.get(modelId);
+      if (!model) return reject({ error: 'unknown_model', modelId });
+      if (model.retired) return reject({ error: 'model_retired', modelId });
+      if (!model.operations.includes(operation)) return reject({ error: 'operation_not_offered', modelId, operation });
+      if (inputPerMillion < 0n || outputPerMillion < 0n) return reject({ error: 'price_negative', inputPerMillion, outputPerMillion });
+      if (isBefore(effectiveAt, command.metadata.now)) return reject({ error: 'price_effective_in_past', effectiveAt, now: command.metadata.now });
+      return accept({
+        type: 'PriceSet',
+        data: { version: state.lastVersion + 1, modelId, operation, inputPerMillion, outputPerMillion, effectiveAt },
+        metadata,
+      });
+    }
+    default:
+      return command satisfies never;
+  }
+}
+
+export function evolvePriceBook(state: PriceBookState, event: PriceBookEvent): PriceBookState {
+  return match(event)
+    .with({ type: 'ModelAdded' }, ({ data }) => ({
+      ...state,
+      models: new Map(state.models).set(data.modelId, { ...data, retired: false }),
+    }))
+    .with({ type: 'ModelRetired' }, ({ data }) => {
+      const model = state.models.get(data.modelId);
+      return model ? { ...state, models: new Map(state.models).set(data.modelId, { ...model, retired: true }) } : state;
+    })
+    .with({ type: 'PriceSet' }, ({ data }) => ({
+      ...state,
+      prices: new Map(state.prices).set(data.version, { ...data }),
+      lastVersion: Math.max(state.lastVersion, data.version),
+    }))
+    .exhaustive();
+}
+
+export const priceBookDecider: Decider<PriceBookCommand, PriceBookState, PriceBookEvent, PriceBookError> = {
+  decide: decidePriceBook,
+  evolve: evolvePriceBook,
+  initialState: initialPriceBookState,
+};
+
+/** The single stream holding the price book. */
+export const PRICE_BOOK_STREAM_ID = 'price-book';

@@ -1,0 +1,38 @@
+import { z } from 'zod';
+import { defineEvent, type EventOf } from '../events/define';
+import { idSchema, isoInstantSchema, naturalSchema } from '../events/schema';
+import { operationSchema } from './operation';
+
+/** The price book stream's events: a single stream for the whole catalogue of models. */
+
+export const ModelAdded = defineEvent(
+  'ModelAdded',
+  z.object({
+    modelId: idSchema,
+    operations: z.array(operationSchema).min(1),
+    /** the cap used for the reservation estimate when a request sets no max_tokens */
+    maxOutputTokens: naturalSchema,
+  }),
+);
+
+export const ModelRetired = defineEvent('ModelRetired', z.object({ modelId: idSchema }));
+
+/**
+ * A price for one model and operation from `effectiveAt` on. `version` numbers every price
+ * change in the book (1, 2, 3, ...); a reservation records it and settles at that price.
+ */
+export const PriceSet = defineEvent(
+  'PriceSet',
+  z.object({
+    version: z.number().int().min(1),
+    modelId: idSchema,
+    operation: operationSchema,
+    inputPerMillion: naturalSchema,
+    outputPerMillion: naturalSchema,
+    effectiveAt: isoInstantSchema,
+  }),
+);
+
+export const priceBookEventDefinitions = [ModelAdded, ModelRetired, PriceSet] as const;
+
+export type PriceBookEvent = EventOf<(typeof priceBookEventDefinitions)[number]>;
