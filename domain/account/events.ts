@@ -70,6 +70,22 @@ export const ReservationPlaced = defineEvent(
   { version: 2, upcasters: [upcaster(1, reservationPlacedV1, (v1) => ({ ...v1, operation: 'chat' }))] },
 );
 
+/**
+ * What the gateway observed of the request on the GPU side: metadata only, never content.
+ * Absent on events written by processes that saw no request (expiry) and on older events.
+ */
+export const requestMetadataSchema = z
+  .object({
+    upstream: z.string().nullable(),
+    httpStatus: z.number().int().nullable(),
+    stream: z.boolean(),
+    latencyMs: z.number().int().min(0),
+    timeToFirstTokenMs: z.number().int().min(0).nullable(),
+  })
+  .nullable()
+  .default(null);
+export type RequestMetadata = NonNullable<z.output<typeof requestMetadataSchema>>;
+
 const promoDrawSchema = z.object({ grantId: idSchema, amount: naturalSchema });
 
 /**
@@ -91,12 +107,13 @@ export const ReservationSettled = defineEvent(
     usage: z.object({ inputTokens: naturalSchema, outputTokens: naturalSchema, estimated: z.boolean() }),
     priceVersion: z.number().int().min(1),
     outcome: settledOutcomeSchema,
+    request: requestMetadataSchema,
   }),
 );
 
 export const ReservationReleased = defineEvent(
   'ReservationReleased',
-  z.object({ requestId: idSchema, amount: naturalSchema, reason: releaseReasonSchema }),
+  z.object({ requestId: idSchema, amount: naturalSchema, reason: releaseReasonSchema, request: requestMetadataSchema }),
 );
 
 /** The gateway never came back before expiresAt: the hold returns in full, nothing is charged. */

@@ -38,7 +38,7 @@ describe('CompleteTopUp', () => {
   it('a top-up settles a negative balance first', () => {
     const settledShort = ev('ReservationSettled', {
       requestId: 'r1', keyId: 'key-1', model: 'llama-3.1-8b', operation: 'chat', reservedAmount: usd('1'), actualCost: usd('1.5'),
-      fromPromo: [], fromPurchased: usd('1.5'), usage: { inputTokens: 0n, outputTokens: 750_000n, estimated: false }, priceVersion: 1, outcome: 'completed',
+      fromPromo: [], fromPurchased: usd('1.5'), usage: { inputTokens: 0n, outputTokens: 750_000n, estimated: false }, priceVersion: 1, outcome: 'completed', request: null,
     });
     const state = given([opened, toppedUp(usd('1')), reservationPlaced('r1', usd('1')), settledShort]).when(topUp(usd('10'), 'pay-2')).thenState();
     expect(state.purchased).toBe(usd('9.5'));
@@ -77,7 +77,7 @@ describe('GrantPromoCredit and ExpirePromoCredit', () => {
       reservationPlaced('r1', usd('2')),
       ev('ReservationSettled', {
         requestId: 'r1', keyId: 'key-1', model: 'llama-3.1-8b', operation: 'chat', reservedAmount: usd('2'), actualCost: usd('2'),
-        fromPromo: [{ grantId: 'g1', amount: usd('2') }], fromPurchased: 0n, usage: { inputTokens: 2_000_000n, outputTokens: 0n, estimated: false }, priceVersion: 1, outcome: 'completed',
+        fromPromo: [{ grantId: 'g1', amount: usd('2') }], fromPurchased: 0n, usage: { inputTokens: 2_000_000n, outputTokens: 0n, estimated: false }, priceVersion: 1, outcome: 'completed', request: null,
       }),
     ])
       .when(expire(later))
@@ -116,7 +116,7 @@ describe('PlaceReservation', () => {
       reservationPlaced('r1', usd('10')),
       ev('ReservationSettled', {
         requestId: 'r1', keyId: 'key-1', model: 'llama-3.1-8b', operation: 'chat', reservedAmount: usd('10'), actualCost: usd('10.2'),
-        fromPromo: [], fromPurchased: usd('10.2'), usage: { inputTokens: 10_200_000n, outputTokens: 0n, estimated: false }, priceVersion: 1, outcome: 'completed',
+        fromPromo: [], fromPurchased: usd('10.2'), usage: { inputTokens: 10_200_000n, outputTokens: 0n, estimated: false }, priceVersion: 1, outcome: 'completed', request: null,
       }),
       promoGranted('g1', usd('5'), nextWeek),
     ])
@@ -140,7 +140,7 @@ describe('SettleReservation', () => {
     ev('ReservationSettled', {
       requestId: 'r1', keyId: 'key-1', model: 'llama-3.1-8b', operation: 'chat', reservedAmount: data.reserved, actualCost: data.cost,
       fromPromo: data.fromPromo ?? [], fromPurchased: data.fromPurchased, usage: { inputTokens: data.input, outputTokens: data.output, estimated: false },
-      priceVersion: 1, outcome: 'completed',
+      priceVersion: 1, outcome: 'completed', request: null,
     });
 
   it('settles at the actual cost; the excess returns to available', () => {
@@ -187,9 +187,9 @@ describe('SettleReservation', () => {
 describe('ReleaseReservation and ExpireReservation', () => {
   const base = [opened, toppedUp(usd('10')), reservationPlaced('r1', usd('1'))];
   const release = cmd('ReleaseReservation', { requestId: 'r1', reason: 'gateway_error' });
-  it('releases without charge', () => given(base).when(release).then([ev('ReservationReleased', { requestId: 'r1', amount: usd('1'), reason: 'gateway_error' })]));
+  it('releases without charge', () => given(base).when(release).then([ev('ReservationReleased', { requestId: 'r1', amount: usd('1'), reason: 'gateway_error', request: null })]));
   it('reservation_not_found on release of an ended reservation', () =>
-    given([...base, ev('ReservationReleased', { requestId: 'r1', amount: usd('1'), reason: 'gateway_error' })]).when(release).then({ error: 'reservation_not_found', requestId: 'r1' }));
+    given([...base, ev('ReservationReleased', { requestId: 'r1', amount: usd('1'), reason: 'gateway_error', request: null })]).when(release).then({ error: 'reservation_not_found', requestId: 'r1' }));
   const expireAt = (now: string) => cmd('ExpireReservation', { requestId: 'r1' }, now);
   it('expires a reservation after its expiresAt, returning the hold', () =>
     given(base).when(expireAt(minutesAfterT0(10))).then([ev('ReservationExpired', { requestId: 'r1', amount: usd('1') }, minutesAfterT0(10))]));

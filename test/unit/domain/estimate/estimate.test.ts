@@ -32,7 +32,7 @@ describe('historical average reducer', () => {
   const settled = (model: string, actualCost: bigint) =>
     ev('ReservationSettled', {
       requestId: 'r', keyId: 'k', model, operation: 'chat', reservedAmount: 0n, actualCost, fromPromo: [], fromPurchased: actualCost,
-      usage: { inputTokens: 0n, outputTokens: 0n, estimated: false }, priceVersion: 1, outcome: 'completed',
+      usage: { inputTokens: 0n, outputTokens: 0n, estimated: false }, priceVersion: 1, outcome: 'completed', request: null,
     });
   it('averages actual costs per model and operation, exactly, rounded up', () => {
     const history = [opened, settled('a', 10n), settled('a', 11n), settled('b', 1000n)].reduce(evolveHistoricalCosts, initialHistoricalCosts());

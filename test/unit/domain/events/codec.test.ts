@@ -7,7 +7,7 @@ import { ev, opened, promoGranted, reservationPlaced, T0 } from '../account/fixt
 const settled = ev('ReservationSettled', {
   requestId: 'r1', keyId: 'key-1', model: 'm', operation: 'embedding', reservedAmount: usd('1'), actualCost: 12_345_678_901_234_567_890n,
   fromPromo: [{ grantId: 'g1', amount: 5n }], fromPurchased: 12_345_678_901_234_567_885n,
-  usage: { inputTokens: 9_007_199_254_740_993n, outputTokens: 0n, estimated: true }, priceVersion: 7, outcome: 'client_disconnected',
+  usage: { inputTokens: 9_007_199_254_740_993n, outputTokens: 0n, estimated: true }, priceVersion: 7, outcome: 'client_disconnected', request: null,
 });
 
 const samples: DomainEvent[] = [
@@ -16,7 +16,7 @@ const samples: DomainEvent[] = [
   promoGranted('g1', usd('5'), '2026-02-01T00:00:00+01:00'),
   reservationPlaced('r1', usd('0.4')),
   settled,
-  ev('ReservationReleased', { requestId: 'r1', amount: 1n, reason: 'upstream_error_no_tokens' }),
+  ev('ReservationReleased', { requestId: 'r1', amount: 1n, reason: 'upstream_error_no_tokens', request: null }),
   ev('RefundIssued', { refundId: 'x', amount: 3n, paymentReferences: ['pay-1', 'pay-2'] }),
   ev('AutoTopUpConfigured', { autoTopUp: null }),
   ev('PersonalDataErased', {}),
