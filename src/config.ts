@@ -31,7 +31,8 @@ export const configSchema = z.object({
     z.string().regex(/^(esdb|esdb\+discover|kurrentdb|kurrentdb\+discover|kdb|kdb\+discover):\/\//, 'an esdb:// or kurrentdb:// URL').optional(),
   ),
   HOST: z.string().default('127.0.0.1'),
-  PORT: port.default(8080),
+  /** 0 picks a free port (tests). */
+  PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Seconds to wait for the database at start-up before giving up. */
   TOLLGATE_DB_CONNECT_TIMEOUT_S: z.coerce.number().positive().max(300).default(5),
@@ -39,6 +40,11 @@ export const configSchema = z.object({
   TOLLGATE_MODELS_FILE: optionalString,
   TOLLGATE_MIN_TOP_UP_USD: usd.default('10'),
   TOLLGATE_MAX_BALANCE_USD: usd.default('10000'),
+  /** Per-key limits on requests and tokens per minute; unset means unlimited. */
+  TOLLGATE_RATE_LIMIT_RPM: z.coerce.number().int().positive().optional(),
+  TOLLGATE_RATE_LIMIT_TPM: z.coerce.number().int().positive().optional(),
+  /** Added to every reservation estimate, in basis points (1000 = +10%). */
+  TOLLGATE_ESTIMATE_MARGIN_BP: z.coerce.number().int().min(0).max(100_000).default(1_000),
   STRIPE_SECRET_KEY: optionalString,
   STRIPE_WEBHOOK_SECRET: optionalString,
 });

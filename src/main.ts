@@ -1,8 +1,7 @@
-import { createServer } from 'node:http';
-import express from 'express';
 import { ConfigError, loadConfig, type Config } from './config';
-import { openDatabase } from './database';
+import { startGateway } from './gateway';
 import { createLogger } from './logger';
+import { standardRoutes } from './routes';
 
 /** `npm start`: the gateway on the configured database, or on an embedded one. */
 async function main(): Promise<void> {
@@ -14,33 +13,15 @@ async function main(): Promise<void> {
     throw error;
   }
   const log = createLogger(config.LOG_LEVEL);
-  const database = await openDatabase(config, log).catch((error: Error) => fail(error.message, 1));
+  const gateway = await startGateway(config, log, standardRoutes).catch((error: Error) => fail(error.message, 1));
+  log.info({ url: gateway.url, database: gateway.database.description }, 'tollgate is listening');
 
-  const app = express();
-  app.disable('x-powered-by');
-  app.get('/healthz', (_req, res) => {
-    res.json({ status: 'ok' });
-  });
-  app.get('/readyz', async (_req, res) => {
-    try {
-      await database.pool.query('SELECT 1');
-      res.json({ status: 'ready', database: 'ok' });
-    } catch {
-      res.status(503).json({ status: 'not ready', database: 'unreachable' });
-    }
-  });
-
-  const server = createServer(app);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.PORT, config.HOST, resolve);
-  }).catch((error: Error) => fail(`cannot listen on ${config.HOST}:${config.PORT}: ${error.message}`, 1));
-  log.info({ url: `http://${config.HOST}:${config.PORT}`, database: database.description }, 'tollgate is listening');
-
+  let stopping = false;
   const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
     log.info({ signal }, 'shutting down');
-    server.close();
-    await database.close();
+    await gateway.close();
     process.exit(0);
   };
   process.once('SIGINT', () => void shutdown('SIGINT'));

@@ -59,9 +59,17 @@ export class InferenceAdapter {
   private readonly pools = new Map<string, Pool>();
   private readonly now: () => number;
 
+  private readonly urls: readonly string[];
+
   constructor(models: readonly ModelSpec[], private readonly options: InferenceAdapterOptions = {}) {
+    this.urls = [...new Set(models.flatMap((m) => m.upstreams.map((u) => u.baseUrl)))];
     this.now = options.now ?? (() => performance.now());
     this.capacity = new CapacityTable(models);
+  }
+
+  /** Every configured upstream base URL, once each (for readiness checks). */
+  upstreamUrls(): readonly string[] {
+    return this.urls;
   }
 
   model(id: string): ModelSpec | undefined {

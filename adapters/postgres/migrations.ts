@@ -1,7 +1,12 @@
 import type { Migration } from './migrate';
+import { eventStoreMigration } from '../eventstore/postgres/schema';
+import { personalDataMigration } from './personal-data-vault';
 
 /**
  * Every migration of the application, in one list so their order is visible in one place.
  * Each capability keeps its SQL beside its code and adds one line here.
  */
-export const migrations: readonly Migration[] = [];
+export const migrations: readonly Migration[] = [
+  eventStoreMigration,
+  personalDataMigration,
+];

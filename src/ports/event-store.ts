@@ -111,6 +111,12 @@ export interface EventStore<E> {
   /** Events strictly after `from`, in global order, only those no slower writer can still precede. */
   readAll(from: LogPosition, options?: { maxCount?: number }): Promise<readonly RecordedEvent<E>[]>;
 
+  /**
+   * Position of the last event a reader can see now (START for an empty log): where a process
+   * that only cares about what happens from now on subscribes from.
+   */
+  headPosition(): Promise<LogPosition>;
+
   /** Catches up from `from` (exclusive), then follows live appends. Errors end the stream. */
   subscribe(from: LogPosition): Observable<RecordedEvent<E>>;
 

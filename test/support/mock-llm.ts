@@ -1,10 +1,6 @@
-import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { stringify } from 'yaml';
+import { launchMockLlm } from '../../adapters/inference/mock-llm-process';
 
 /**
  * Runs @dwmkerr/mock-llm as a real process on a free loopback port, for tests that need an
@@ -22,36 +18,20 @@ export interface MockLlm {
   stop(): Promise<void>;
 }
 
-const nodeModules = join(__dirname, '..', '..', 'node_modules');
-const mainJs = join(nodeModules, '@dwmkerr', 'mock-llm', 'dist', 'main.js');
-
-// mock-llm 0.1.29 requires 'uuid' without declaring it: package.json lists uuid as a dev dependency for it.
-
 export async function startMockLlm(config: object | string = defaultMockLlmConfig()): Promise<MockLlm> {
-  const dir = mkdtempSync(join(tmpdir(), 'mock-llm-'));
-  const file = join(dir, 'mock-llm.yaml');
-  writeFileSync(file, typeof config === 'string' ? config : stringify(config));
   // A free port can be taken between probing and listening: try a few.
   for (let attempt = 0; ; attempt++) {
     const port = await freePort();
-    const child = spawn(process.execPath, [mainJs, '--config', file], {
-      env: { ...process.env, PORT: String(port), HOST: '127.0.0.1' },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr?.on('data', (chunk: Buffer) => {
-      stderr = (stderr + chunk.toString()).slice(-2_000);
-    });
-    const origin = `http://127.0.0.1:${port}`;
-    const ready = await waitUntilReady(origin, child, 10_000);
-    if (!ready) {
-      await kill(child);
+    let process;
+    try {
+      process = await launchMockLlm(config, port);
+    } catch (error) {
       if (attempt < 2) continue;
-      rmSync(dir, { recursive: true, force: true });
-      throw new Error(`mock-llm did not start on port ${port}: ${stderr.trim()}`);
+      throw error;
     }
+    const { origin } = process;
     return {
-      baseUrl: `${origin}/v1`,
+      baseUrl: process.baseUrl,
       port,
       async setConfig(next) {
         const yamlText = typeof next === 'string' ? next : stringify(next);
@@ -66,10 +46,7 @@ export async function startMockLlm(config: object | string = defaultMockLlmConfi
         const response = await fetch(`${origin}/config`, { method: 'DELETE' });
         if (!response.ok) throw new Error(`mock-llm refused the reset: HTTP ${response.status}`);
       },
-      async stop() {
-        await kill(child);
-        rmSync(dir, { recursive: true, force: true });
-      },
+      stop: () => process.stop(),
     };
   }
 }
@@ -85,33 +62,6 @@ export function freePort(): Promise<number> {
       const port = typeof address === 'object' && address ? address.port : 0;
       server.close(() => resolve(port));
     });
-  });
-}
-
-async function waitUntilReady(origin: string, child: ChildProcess, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) return false;
-    try {
-      const response = await fetch(`${origin}/health`, { signal: AbortSignal.timeout(1_000) });
-      if (response.ok) return true;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  return false;
-}
-
-function kill(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), 3_000);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    child.kill('SIGTERM');
   });
 }
 

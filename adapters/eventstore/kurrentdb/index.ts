@@ -1,0 +1,6 @@
+export {
+  createKurrentEventStore,
+  createKurrentEventStoreFromConnectionString,
+  type KurrentEventStoreOptions,
+} from './store';
+export { MissingLogPositionError } from './mapping';

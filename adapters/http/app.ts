@@ -1,0 +1,81 @@
+import net from 'node:net';
+import express, { Router, type Express } from 'express';
+import type { Logger } from 'pino';
+import type { InferenceAdapter } from '../inference';
+import { notFound, errorHandler } from './openai/error-handler';
+import { metricsHandler, type GatewayMetrics } from './observability/metrics';
+import { requestId } from './observability/request-id';
+import { observeRequests } from './observability/request-log';
+import { mountCatalogueRoutes } from './routes/catalogue';
+import { mountInferenceRoutes, type InferenceRouteDeps } from './routes/inference';
+
+export interface AppDeps extends InferenceRouteDeps {
+  readonly metrics: GatewayMetrics;
+  readonly logger: Logger;
+  readonly inference: InferenceAdapter;
+  /** resolves when the database answers; rejects otherwise */
+  readonly checkDatabase: () => Promise<void>;
+  readonly startedAt: Date;
+  /** further routers (admin, account, billing, dashboard), mounted before the 404 handler */
+  readonly extraRoutes?: readonly ((router: Router) => void)[];
+  readonly bodyLimit?: string;
+}
+
+/** The whole HTTP surface: OpenAI-compatible API, catalogue, operations endpoints. */
+export function createApp(deps: AppDeps): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.use(requestId());
+  app.use(observeRequests({ logger: deps.logger, metrics: deps.metrics }));
+  app.use(express.json({ limit: deps.bodyLimit ?? '8mb' }));
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/readyz', async (_req, res) => {
+    const [database, upstream] = await Promise.all([
+      deps.checkDatabase().then(
+        () => true,
+        () => false,
+      ),
+      anyUpstreamAnswers(deps.inference),
+    ]);
+    res.status(database && upstream ? 200 : 503).json({
+      status: database && upstream ? 'ready' : 'not ready',
+      database: database ? 'ok' : 'unreachable',
+      upstreams: upstream ? 'ok' : 'none reachable',
+    });
+  });
+  app.get('/metrics', metricsHandler(deps.metrics.registry));
+
+  const router = Router();
+  mountInferenceRoutes(router, deps);
+  mountCatalogueRoutes(router, deps);
+  for (const mount of deps.extraRoutes ?? []) mount(router);
+  app.use(router);
+
+  app.use(notFound());
+  app.use(errorHandler(deps.logger));
+  return app;
+}
+
+/** Ready needs one upstream accepting connections: a TCP connect, which every server kind answers. */
+async function anyUpstreamAnswers(inference: InferenceAdapter): Promise<boolean> {
+  const urls = inference.upstreamUrls();
+  const results = await Promise.all(urls.map((url) => connects(new URL(url))));
+  return results.some(Boolean);
+}
+
+function connects(url: URL): Promise<boolean> {
+  const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: url.hostname, port, timeout: 1_000 });
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.once('connect', () => done(true));
+    socket.once('timeout', () => done(false));
+    socket.once('error', () => done(false));
+  });
+}

@@ -1,0 +1,29 @@
+import type { RequestHandler, Response } from 'express';
+import type { ApiKeyScope } from '../../domain/api-key';
+import type { ApiKeys, VerifiedKey } from '../../src/api-keys';
+import { ApiError, invalidApiKey } from './openai/errors';
+
+const LOCALS_KEY = 'tollgateKey';
+
+/** Bearer-key authentication with a required scope; the verified key goes in res.locals. */
+export function authenticate(keys: ApiKeys, scope: ApiKeyScope): RequestHandler {
+  return async (req, res, next) => {
+    const header = req.get('authorization');
+    if (!header) throw invalidApiKey('missing');
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    if (!match) throw invalidApiKey('invalid');
+    const key = await keys.verify(match[1]!);
+    if (!key) throw invalidApiKey('invalid');
+    if (!key.scopes.includes(scope)) {
+      throw new ApiError(403, 'invalid_request_error', 'insufficient_permissions', null, `This key does not have the ${scope} scope.`);
+    }
+    res.locals[LOCALS_KEY] = key;
+    next();
+  };
+}
+
+export function keyOf(res: Response): VerifiedKey {
+  const key = res.locals[LOCALS_KEY] as VerifiedKey | undefined;
+  if (!key) throw new Error('route mounted without authenticate()');
+  return key;
+}

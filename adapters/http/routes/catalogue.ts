@@ -1,0 +1,53 @@
+import type { Router } from 'express';
+import { formatUsd } from '../../../domain/money';
+import { OPERATIONS, PRICE_BOOK_STREAM_ID, priceInForce, type PriceBookState } from '../../../domain/price-book';
+import type { ApiKeys } from '../../../src/api-keys';
+import type { Ledger } from '../../../src/ledger';
+import { authenticate } from '../auth';
+
+export interface CatalogueEntry {
+  readonly model: string;
+  readonly operation: string;
+  readonly price_version: number;
+  /** USD per million tokens, exact decimal strings (micro-USD precision) */
+  readonly input_usd_per_million: string;
+  readonly output_usd_per_million: string;
+}
+
+/** Every offered model and operation with the price in force at `at`. */
+export function pricesInForce(book: PriceBookState, at: string): CatalogueEntry[] {
+  const entries: CatalogueEntry[] = [];
+  for (const model of [...book.models.values()].sort((a, b) => a.modelId.localeCompare(b.modelId))) {
+    if (model.retired) continue;
+    for (const operation of OPERATIONS) {
+      const price = priceInForce(book, model.modelId, operation, at);
+      if (!price.ok) continue;
+      entries.push({
+        model: model.modelId,
+        operation,
+        price_version: price.value.version,
+        input_usd_per_million: formatUsd(price.value.inputPerMillion),
+        output_usd_per_million: formatUsd(price.value.outputPerMillion),
+      });
+    }
+  }
+  return entries;
+}
+
+/** GET /v1/models (any valid key, as OpenAI's) and GET /pricing (public). */
+export function mountCatalogueRoutes(router: Router, deps: { ledger: Ledger; keys: ApiKeys; startedAt: Date }): void {
+  router.get('/v1/models', authenticate(deps.keys, 'inference'), async (_req, res) => {
+    const { state } = await deps.ledger.priceBook.load(PRICE_BOOK_STREAM_ID);
+    const offered = new Set(pricesInForce(state, new Date().toISOString()).map((e) => e.model));
+    res.json({
+      object: 'list',
+      data: [...offered].map((id) => ({ id, object: 'model', created: Math.floor(deps.startedAt.getTime() / 1000), owned_by: 'tollgate' })),
+    });
+  });
+
+  router.get('/pricing', async (_req, res) => {
+    const { state } = await deps.ledger.priceBook.load(PRICE_BOOK_STREAM_ID);
+    const at = new Date().toISOString();
+    res.json({ currency: 'USD', unit: 'per million tokens', as_of: at, prices: pricesInForce(state, at) });
+  });
+}

@@ -1,0 +1,114 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { stringify } from 'yaml';
+
+/**
+ * Runs the `@dwmkerr/mock-llm` package (an OpenAI-compatible mock server someone else wrote)
+ * as a child process on loopback. Used as the labelled stand-in upstream on a first run with
+ * no models file, and by the tests as a real upstream process.
+ */
+export interface MockLlmProcess {
+  /** `http://127.0.0.1:<port>/v1` */
+  readonly baseUrl: string;
+  readonly origin: string;
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+function mockLlmMain(): string {
+  // mock-llm 0.1.29 requires 'uuid' without declaring it: package.json lists uuid for it.
+  return join(dirname(require.resolve('@dwmkerr/mock-llm/package.json')), 'dist', 'main.js');
+}
+
+export async function launchMockLlm(config: object | string, port: number, timeoutMs = 10_000): Promise<MockLlmProcess> {
+  const dir = mkdtempSync(join(tmpdir(), 'mock-llm-'));
+  const file = join(dir, 'mock-llm.yaml');
+  writeFileSync(file, typeof config === 'string' ? config : stringify(config));
+  const child = spawn(process.execPath, [mockLlmMain(), '--config', file], {
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr = (stderr + chunk.toString()).slice(-2_000);
+  });
+  const origin = `http://127.0.0.1:${port}`;
+  const stop = async () => {
+    await kill(child);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  if (!(await waitUntilReady(origin, child, timeoutMs))) {
+    await stop();
+    throw new Error(`mock-llm did not start on port ${port}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
+  }
+  return { baseUrl: `${origin}/v1`, origin, port, stop };
+}
+
+async function waitUntilReady(origin: string, child: ChildProcess, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) return false;
+    try {
+      const response = await fetch(`${origin}/health`, { signal: AbortSignal.timeout(1_000) });
+      if (response.ok) return true;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return false;
+}
+
+function kill(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), 3_000);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+/** The stand-in's model and its answers: clearly labelled, with usage so billing is exact. */
+export const STAND_IN_MODEL = 'tollgate-demo';
+
+export function standInConfig(): object {
+  const answer = 'Hello from the Tollgate stand-in upstream (mock-llm). Configure TOLLGATE_MODELS_FILE to serve real models.';
+  const usage = '{"prompt_tokens":12,"completion_tokens":21,"total_tokens":33}';
+  return {
+    streaming: { chunkSize: 12, chunkIntervalMs: 10 },
+    rules: [
+      {
+        path: '/v1/chat/completions',
+        method: 'POST',
+        match: '@',
+        response: {
+          status: 200,
+          content: `{"id":"chatcmpl-{{timestamp}}","object":"chat.completion","created":1700000000,"model":"{{jmes request body.model}}","choices":[{"index":0,"message":{"role":"assistant","content":"${answer}"},"finish_reason":"stop"}],"usage":${usage}}`,
+        },
+      },
+      {
+        path: '/v1/completions',
+        method: 'POST',
+        match: '@',
+        response: {
+          status: 200,
+          content: `{"id":"cmpl-{{timestamp}}","object":"text_completion","created":1700000000,"model":"{{jmes request body.model}}","choices":[{"index":0,"text":"${answer}","message":{"content":"${answer}"},"finish_reason":"stop"}],"usage":${usage}}`,
+        },
+      },
+      {
+        path: '/v1/embeddings',
+        method: 'POST',
+        match: '@',
+        response: {
+          status: 200,
+          content: `{"object":"list","model":"{{jmes request body.model}}","data":[{"object":"embedding","index":0,"embedding":[0.1,0.2,0.3]}],"usage":{"prompt_tokens":5,"total_tokens":5}}`,
+        },
+      },
+    ],
+  };
+}

@@ -1,0 +1,98 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import bcrypt from 'bcrypt';
+import { apiKeyStreamId, type ApiKeyScope } from '../domain/api-key';
+import type { CommandMetadata } from '../domain/events/metadata';
+import type { Ledger } from './ledger';
+
+/**
+ * API keys look like `tg_<keyId>_<secret>`. The key id is public (it names the key's stream and
+ * shows in logs as the prefix); the secret is shown once and stored only as a bcrypt hash.
+ *
+ * bcrypt is deliberately slow, so each process verifies a key with bcrypt once and then
+ * remembers a SHA-256 of the whole key: later requests compare hashes in constant time. A
+ * revocation anywhere reaches every process through the global log (forget), within the
+ * subscription's latency.
+ */
+export interface VerifiedKey {
+  readonly keyId: string;
+  readonly accountId: string;
+  readonly scopes: readonly ApiKeyScope[];
+  /** safe to log: `tg_<keyId>` */
+  readonly prefix: string;
+}
+
+export interface IssuedKey {
+  readonly keyId: string;
+  readonly prefix: string;
+  /** the whole key: shown to its owner once, never stored or logged */
+  readonly secret: string;
+}
+
+const KEY_PATTERN = /^tg_([A-Za-z0-9]{16})_([A-Za-z0-9_-]{43})$/;
+
+/** The bootstrapped admin key has this id; its secret may be any string of 32+ characters. */
+export const ADMIN_KEY_ID = 'admin';
+/** Admin keys belong to no customer account. */
+export const OPERATORS_ACCOUNT = 'operators';
+const BCRYPT_COST = 10;
+
+export function newKeyId(): string {
+  // 16 base62-ish characters from 12 random bytes: enough that ids never collide.
+  return randomBytes(12).toString('base64').replace(/[+/]/g, 'x').slice(0, 16);
+}
+
+export function keyPrefix(keyId: string): string {
+  return `tg_${keyId}`;
+}
+
+export class ApiKeys {
+  private readonly verified = new Map<string, { digest: Buffer; key: VerifiedKey }>();
+
+  constructor(private readonly ledger: Ledger) {}
+
+  async issue(input: { accountId: string; name: string; scopes: readonly ApiKeyScope[]; metadata: CommandMetadata; keyId?: string; secret?: string }) {
+    const keyId = input.keyId ?? newKeyId();
+    const secret = input.secret ?? `${keyPrefix(keyId)}_${randomBytes(32).toString('base64url')}`;
+    const secretHash = await bcrypt.hash(secret, BCRYPT_COST);
+    const result = await this.ledger.apiKeys.handle(apiKeyStreamId(keyId), {
+      type: 'IssueApiKey',
+      data: { keyId, accountId: input.accountId, prefix: keyPrefix(keyId), secretHash, name: input.name, scopes: input.scopes },
+      metadata: input.metadata,
+    });
+    if (!result.ok) return result;
+    return { ok: true as const, key: { keyId, prefix: keyPrefix(keyId), secret } satisfies IssuedKey };
+  }
+
+  /** The key behind an Authorization bearer token, or null for anything not a live key. */
+  async verify(token: string): Promise<VerifiedKey | null> {
+    const match = KEY_PATTERN.exec(token);
+    if (!match && (token.length < 32 || token.length > 256)) return null;
+    const keyId = match ? match[1]! : ADMIN_KEY_ID;
+    const digest = createHash('sha256').update(token).digest();
+    const cached = this.verified.get(keyId);
+    if (cached) return timingSafeEqual(cached.digest, digest) ? cached.key : null;
+
+    const { state } = await this.ledger.apiKeys.load(apiKeyStreamId(keyId));
+    if (state.status !== 'active') return null;
+    if (!(await bcrypt.compare(token, state.secretHash))) return null;
+    const key: VerifiedKey = { keyId, accountId: state.accountId, scopes: state.scopes, prefix: state.prefix };
+    // A revocation may have landed while bcrypt ran: only cache what is still active.
+    const { state: now } = await this.ledger.apiKeys.load(apiKeyStreamId(keyId));
+    if (now.status !== 'active') return null;
+    this.verified.set(keyId, { digest, key });
+    return key;
+  }
+
+  async revoke(keyId: string, reason: string, metadata: CommandMetadata) {
+    const result = await this.ledger.apiKeys.handle(apiKeyStreamId(keyId), { type: 'RevokeApiKey', data: { reason }, metadata });
+    this.forget(keyId);
+    return result;
+  }
+
+  /** Called for every revocation seen in the global log, from any process. */
+  forget(keyId: string): void {
+    this.verified.delete(keyId);
+    this.ledger.apiKeys.invalidate(apiKeyStreamId(keyId));
+  }
+}
+

@@ -1,0 +1,142 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Router } from 'express';
+import type { Logger } from 'pino';
+import { DEFAULT_ACCOUNT_POLICY, type AccountPolicy } from '../domain/account';
+import { domainEventCodec, type DomainEvent } from '../domain/events';
+import { usd } from '../domain/money';
+import { createKurrentEventStoreFromConnectionString } from '../adapters/eventstore/kurrentdb';
+import { createPostgresEventStore } from '../adapters/eventstore/postgres';
+import { createApp } from '../adapters/http/app';
+import { RateLimiter } from '../adapters/http/admission/rate-limiter';
+import { createGatewayMetrics, type GatewayMetrics } from '../adapters/http/observability/metrics';
+import { createInferenceAdapter, loadModelsFile, warmUpTokenizer, type InferenceAdapter, type ModelSpec } from '../adapters/inference';
+import { ApiKeys } from './api-keys';
+import type { Config } from './config';
+import { openDatabase, type Database } from './database';
+import { firstRun, type FirstRun } from './first-run';
+import { bootstrapAdminKey } from './admin-key';
+import { createLedger, type Ledger } from './ledger';
+import { LiveLog } from './live-log';
+import type { EventStore } from './ports/event-store';
+import { SettlementTracker } from './settlements';
+
+/** Everything a running gateway holds, for the routes mounted on it and for shutdown. */
+export interface Gateway {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly database: Database;
+  readonly store: EventStore<DomainEvent>;
+  readonly ledger: Ledger;
+  readonly keys: ApiKeys;
+  readonly liveLog: LiveLog;
+  readonly inference: InferenceAdapter;
+  readonly metrics: GatewayMetrics;
+  readonly settlements: SettlementTracker;
+  readonly policy: AccountPolicy;
+  readonly server: Server;
+  /** where it listens, e.g. http://127.0.0.1:8080 */
+  readonly url: string;
+  readonly firstRun: FirstRun | undefined;
+  close(): Promise<void>;
+}
+
+export type RouteMount = (router: Router, gateway: Omit<Gateway, 'server' | 'url' | 'close'>) => void;
+
+export function accountPolicyFrom(config: Config): AccountPolicy {
+  return {
+    ...DEFAULT_ACCOUNT_POLICY,
+    minimumTopUp: usd(config.TOLLGATE_MIN_TOP_UP_USD),
+    maximumBalance: usd(config.TOLLGATE_MAX_BALANCE_USD),
+  };
+}
+
+/**
+ * Composition root: database (embedded or configured), event store (PostgreSQL or KurrentDB),
+ * ledger, keys, live log, upstreams (models file, or the stand-in on a first run), HTTP.
+ */
+export async function startGateway(config: Config, log: Logger, routes: readonly RouteMount[] = []): Promise<Gateway> {
+  const database = await openDatabase(config, log);
+  const cleanups: (() => Promise<void>)[] = [() => database.close()];
+  const cleanup = async () => {
+    for (const step of cleanups.reverse()) await step().catch(() => {});
+  };
+  try {
+    const store = config.EVENTSTORE_URL
+      ? createKurrentEventStoreFromConnectionString<DomainEvent>(config.EVENTSTORE_URL, domainEventCodec)
+      : createPostgresEventStore<DomainEvent>(database.pool, domainEventCodec);
+    cleanups.push(() => store.close());
+    const policy = accountPolicyFrom(config);
+    const ledger = createLedger(store, policy);
+    const keys = new ApiKeys(ledger);
+    const liveLog = new LiveLog(ledger, keys, await store.headPosition(), (error) => {
+      log.fatal({ err: { name: (error as Error).name, message: (error as Error).message } }, 'global log subscription failed');
+      process.exitCode = 1;
+    });
+    liveLog.start();
+    cleanups.push(async () => liveLog.stop());
+
+    await bootstrapAdminKey(keys, ledger, config, log);
+
+    let models: readonly ModelSpec[];
+    let first: FirstRun | undefined;
+    if (config.TOLLGATE_MODELS_FILE) {
+      models = loadModelsFile(config.TOLLGATE_MODELS_FILE).models;
+    } else {
+      first = await firstRun(ledger, keys, database.pool, config, log);
+      cleanups.push(() => first!.stop());
+      models = first.models;
+    }
+    const inference = createInferenceAdapter(models);
+    cleanups.push(() => inference.close());
+    warmUpTokenizer();
+
+    const metrics = createGatewayMetrics({ processMetrics: true });
+    const settlements = new SettlementTracker();
+    const parts = { config, log, database, store, ledger, keys, liveLog, inference, metrics, settlements, policy, firstRun: first };
+    const app = createApp({
+      ledger,
+      keys,
+      inference,
+      liveLog,
+      limiter: new RateLimiter(),
+      limits: { requestsPerMinute: config.TOLLGATE_RATE_LIMIT_RPM ?? null, tokensPerMinute: config.TOLLGATE_RATE_LIMIT_TPM ?? null },
+      metrics,
+      settlements,
+      logger: log,
+      marginBasisPoints: BigInt(config.TOLLGATE_ESTIMATE_MARGIN_BP),
+      checkDatabase: async () => {
+        await database.pool.query('SELECT 1');
+      },
+      startedAt: new Date(),
+      extraRoutes: routes.map((mount) => (router: Router) => mount(router, parts)),
+    });
+    const server = createServer(app);
+    server.keepAliveTimeout = 65_000;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.PORT, config.HOST, resolve);
+    }).catch((error: Error) => {
+      throw new Error(`cannot listen on ${config.HOST}:${config.PORT}: ${error.message}`);
+    });
+    const { port } = server.address() as AddressInfo;
+    const url = `http://${config.HOST === '0.0.0.0' ? '127.0.0.1' : config.HOST}:${port}`;
+    if (first) process.stdout.write(first.banner(url));
+    return {
+      ...parts,
+      server,
+      url,
+      async close() {
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeIdleConnections();
+        });
+        await settlements.drain();
+        await cleanup();
+      },
+    };
+  } catch (error) {
+    await cleanup();
+    throw error;
+  }
+}

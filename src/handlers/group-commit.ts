@@ -1,0 +1,248 @@
+import { randomUUID } from 'node:crypto';
+import type { Decider, Rejection } from '../../domain/decider/decision';
+import {
+  VersionConflictError,
+  type AppendRequest,
+  type EventStore,
+  type LogPosition,
+  type NewEvent,
+  type StreamRevision,
+} from '../ports/event-store';
+
+/**
+ * Runs a decider's commands against the event store with group commit.
+ *
+ * 1. load (or keep in memory) each stream's state, 2. decide, 3. append at the expected version.
+ * Commands are queued; one flush at a time takes everything waiting, decides commands for the same
+ * stream in arrival order against the evolving state, and appends all streams in one transaction
+ * (EventStore.appendToStreams). A hot account therefore pays one row lock per batch, not per
+ * request, and many accounts share one commit. A stream another process wrote meanwhile fails
+ * its expected-version check: its state is reloaded and its commands are decided again, a bounded
+ * number of times.
+ */
+export type Handled<State, Event, Err extends Rejection> =
+  | {
+      readonly ok: true;
+      readonly events: readonly NewEvent<Event>[];
+      /** the stream's state after this command's events */
+      readonly state: State;
+      /** position of the batch's last event in this stream; null when the command was a no-op */
+      readonly position: LogPosition | null;
+    }
+  | { readonly ok: false; readonly error: Err };
+
+export interface GroupCommitOptions {
+  /** most commands decided and written in one transaction */
+  maxBatch?: number;
+  /** how often a command is decided again after another writer moved its stream */
+  maxConflictRetries?: number;
+  /** streams whose state stays in memory (least recently used evicted) */
+  cacheSize?: number;
+  newEventId?: () => string;
+}
+
+export interface GroupCommitHandler<Command, State, Event, Err extends Rejection> {
+  handle(streamId: string, command: Command): Promise<Handled<State, Event, Err>>;
+  /** Current state of a stream as this process knows it, loading it if needed. */
+  load(streamId: string): Promise<{ state: State; revision: StreamRevision | null }>;
+  /** Forget what is cached (another process is known to have written). */
+  invalidate(streamId: string): void;
+  /**
+   * An event at `revision` of `streamId` was seen in the global log: if this process's cached
+   * state is older, another process wrote it, so the cache is dropped and reloaded on next use.
+   */
+  observe(streamId: string, revision: StreamRevision): void;
+}
+
+interface Pending<Command, State, Event, Err extends Rejection> {
+  readonly streamId: string;
+  readonly command: Command;
+  readonly resolve: (handled: Handled<State, Event, Err>) => void;
+  readonly reject: (error: unknown) => void;
+  conflicts: number;
+  /** a refusal decided on cached state is confirmed once on freshly read state */
+  refusalConfirmed: boolean;
+}
+
+interface Cached<State> {
+  state: State;
+  revision: StreamRevision | null;
+}
+
+/**
+ * `Stored` is everything the store holds; `Event` is this decider's part of it. Streams are named
+ * per aggregate (account-…, price-book), so a stream read here holds only this decider's events.
+ */
+export function createGroupCommitHandler<Command, State, Event extends Stored, Stored, Err extends Rejection>(
+  store: EventStore<Stored>,
+  decider: Decider<Command, State, Event, Err>,
+  options: GroupCommitOptions = {},
+): GroupCommitHandler<Command, State, Event, Err> {
+  const maxBatch = options.maxBatch ?? 1_000;
+  const maxConflictRetries = options.maxConflictRetries ?? 5;
+  const cacheSize = options.cacheSize ?? 50_000;
+  const newEventId = options.newEventId ?? randomUUID;
+
+  type P = Pending<Command, State, Event, Err>;
+  const cache = new Map<string, Cached<State>>();
+  let pending: P[] = [];
+  let flushing = false;
+
+  function remember(streamId: string, entry: Cached<State>): void {
+    cache.delete(streamId); // re-insert: Map order is our recency order
+    cache.set(streamId, entry);
+    if (cache.size > cacheSize) cache.delete(cache.keys().next().value as string);
+  }
+
+  async function load(streamId: string): Promise<Cached<State>> {
+    const hit = cache.get(streamId);
+    if (hit) return hit;
+    const { revision, events } = await store.readStream(streamId);
+    const entry = { state: events.reduce((s, e) => decider.evolve(s, e.event as Event), decider.initialState()), revision };
+    remember(streamId, entry);
+    return entry;
+  }
+
+  function schedule(): void {
+    if (flushing) return;
+    flushing = true;
+    // setImmediate lets every request that arrived in this turn join the first batch.
+    setImmediate(() => void drain());
+  }
+
+  async function drain(): Promise<void> {
+    try {
+      while (pending.length > 0) {
+        const batch = pending.slice(0, maxBatch);
+        pending = pending.slice(batch.length);
+        await flush(batch);
+      }
+    } finally {
+      flushing = false;
+      if (pending.length > 0) schedule();
+    }
+  }
+
+  async function flush(batch: P[]): Promise<void> {
+    const byStream = new Map<string, P[]>();
+    for (const p of batch) {
+      const list = byStream.get(p.streamId);
+      if (list) list.push(p);
+      else byStream.set(p.streamId, [p]);
+    }
+
+    const loaded = await Promise.allSettled([...byStream.keys()].map((id) => load(id)));
+    const streamIds = [...byStream.keys()];
+    loaded.forEach((result, i) => {
+      if (result.status === 'rejected') {
+        for (const p of byStream.get(streamIds[i]!)!) p.reject(result.reason);
+        byStream.delete(streamIds[i]!);
+      }
+    });
+
+    const requests: AppendRequest<Stored>[] = [];
+    const plans: {
+      streamId: string;
+      finalState: State;
+      accepted: { p: P; events: NewEvent<Event>[]; state: State }[];
+      refused: { p: P; error: Err }[];
+    }[] = [];
+    const retry: P[] = [];
+
+    for (const [streamId, commands] of byStream) {
+      const cached = cache.get(streamId)!;
+      let state = cached.state;
+      const all: NewEvent<Event>[] = [];
+      const accepted: { p: P; events: NewEvent<Event>[]; state: State }[] = [];
+      const refused: { p: P; error: Err }[] = [];
+      for (const p of commands) {
+        let decision;
+        try {
+          decision = decider.decide(p.command, state);
+        } catch (error) {
+          p.reject(error);
+          continue;
+        }
+        if (!decision.ok) {
+          refused.push({ p, error: decision.error });
+          continue;
+        }
+        const events = decision.events.map((event) => ({ id: newEventId(), event }));
+        for (const e of decision.events) state = decider.evolve(state, e);
+        all.push(...events);
+        accepted.push({ p, events, state });
+      }
+      if (all.length === 0) {
+        // Nothing to write, so nothing proved the cached state current: confirm refusals
+        // once on a fresh read, since another process may have credited this account.
+        for (const { p } of accepted) p.resolve({ ok: true, events: [], state: cached.state, position: null });
+        const unconfirmed = refused.filter(({ p }) => !p.refusalConfirmed);
+        for (const { p, error } of refused) if (p.refusalConfirmed) p.resolve({ ok: false, error });
+        if (unconfirmed.length > 0) {
+          cache.delete(streamId);
+          for (const { p } of unconfirmed) {
+            p.refusalConfirmed = true;
+            retry.push(p);
+          }
+        }
+        continue;
+      }
+      requests.push({ streamId, events: all, expectedVersion: cached.revision ?? 'no_stream' });
+      plans.push({ streamId, finalState: state, accepted, refused });
+    }
+
+    if (requests.length > 0) {
+      let results: Awaited<ReturnType<EventStore<Stored>['appendToStreams']>>;
+      try {
+        results = await store.appendToStreams(requests);
+      } catch (error) {
+        // The transaction did not commit (or we cannot know): forget the optimistic states.
+        for (const plan of plans) {
+          cache.delete(plan.streamId);
+          for (const { p } of plan.accepted) p.reject(error);
+          for (const { p } of plan.refused) p.reject(error);
+        }
+        pending = [...retry, ...pending];
+        return;
+      }
+      results.forEach((result, i) => {
+        const plan = plans[i]!;
+        if (result instanceof VersionConflictError) {
+          cache.delete(plan.streamId);
+          for (const { p } of [...plan.accepted, ...plan.refused]) {
+            if (++p.conflicts > maxConflictRetries) p.reject(result);
+            else retry.push(p);
+          }
+          return;
+        }
+        // The append succeeded at the expected version, so every decision in this plan,
+        // refusals included, was made on the stream's current state.
+        remember(plan.streamId, { state: plan.finalState, revision: result.nextExpectedVersion });
+        for (const { p, events, state } of plan.accepted) p.resolve({ ok: true, events, state, position: result.lastPosition });
+        for (const { p, error } of plan.refused) p.resolve({ ok: false, error });
+      });
+    }
+    // Retried commands go first, so a stream's commands keep their arrival order.
+    pending = [...retry.sort((a, b) => batch.indexOf(a) - batch.indexOf(b)), ...pending];
+  }
+
+  return {
+    handle(streamId, command) {
+      return new Promise((resolve, reject) => {
+        pending.push({ streamId, command, resolve, reject, conflicts: 0, refusalConfirmed: false });
+        schedule();
+      });
+    },
+    load: async (streamId) => {
+      const { state, revision } = await load(streamId);
+      return { state, revision };
+    },
+    invalidate(streamId) {
+      cache.delete(streamId);
+    },
+    observe(streamId, revision) {
+      const cached = cache.get(streamId);
+      if (cached && (cached.revision === null || cached.revision < revision)) cache.delete(streamId);
+    },
+  };
+}

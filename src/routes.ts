@@ -1,0 +1,7 @@
+import type { RouteMount } from './gateway';
+
+/**
+ * Routers beyond the OpenAI-compatible API, mounted by `npm start`: admin, account, billing,
+ * dashboard. Each capability adds its mount here.
+ */
+export const standardRoutes: readonly RouteMount[] = [];
