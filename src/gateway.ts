@@ -20,6 +20,9 @@ import { createLedger, type Ledger } from './ledger';
 import { LiveLog } from './live-log';
 import type { EventStore } from './ports/event-store';
 import { SettlementTracker } from './settlements';
+import { ExpiryProcess } from './process-managers/expiry';
+import { expiriesProjection } from './projections/expiries';
+import { runProjection, type RunningProjection } from './projections/runner';
 
 /** Everything a running gateway holds, for the routes mounted on it and for shutdown. */
 export interface Gateway {
@@ -38,6 +41,8 @@ export interface Gateway {
   /** where it listens, e.g. http://127.0.0.1:8080 */
   readonly url: string;
   readonly firstRun: FirstRun | undefined;
+  readonly expiries: RunningProjection;
+  readonly expiry: ExpiryProcess;
   close(): Promise<void>;
 }
 
@@ -48,6 +53,7 @@ export function accountPolicyFrom(config: Config): AccountPolicy {
     ...DEFAULT_ACCOUNT_POLICY,
     minimumTopUp: usd(config.TOLLGATE_MIN_TOP_UP_USD),
     maximumBalance: usd(config.TOLLGATE_MAX_BALANCE_USD),
+    reservationTtlMs: config.TOLLGATE_RESERVATION_TTL_S * 1_000,
   };
 }
 
@@ -76,6 +82,14 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     liveLog.start();
     cleanups.push(async () => liveLog.stop());
 
+    const expiries = runProjection(database.pool, store, expiriesProjection, {
+      onError: (error) => log.error({ projection: 'expiries', err: { name: (error as Error).name, message: (error as Error).message } }, 'projection failed; retrying from its checkpoint'),
+    });
+    cleanups.push(() => expiries.stop());
+    const expiry = new ExpiryProcess(database.pool, ledger, log, config.TOLLGATE_EXPIRY_INTERVAL_S * 1_000);
+    expiry.start();
+    cleanups.push(() => expiry.stop());
+
     await bootstrapAdminKey(keys, ledger, config, log);
 
     let models: readonly ModelSpec[];
@@ -93,7 +107,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
 
     const metrics = createGatewayMetrics({ processMetrics: true });
     const settlements = new SettlementTracker();
-    const parts = { config, log, database, store, ledger, keys, liveLog, inference, metrics, settlements, policy, firstRun: first };
+    const parts = { config, log, database, store, ledger, keys, liveLog, inference, metrics, settlements, policy, firstRun: first, expiries, expiry };
     const app = createApp({
       ledger,
       keys,

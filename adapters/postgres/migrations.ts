@@ -1,6 +1,7 @@
 import type { Migration } from './migrate';
 import { eventStoreMigration } from '../eventstore/postgres/schema';
 import { personalDataMigration } from './personal-data-vault';
+import { expiriesMigration } from '../../projections/expiries/expiries';
 
 /**
  * Every migration of the application, in one list so their order is visible in one place.
@@ -9,4 +10,5 @@ import { personalDataMigration } from './personal-data-vault';
 export const migrations: readonly Migration[] = [
   eventStoreMigration,
   personalDataMigration,
+  expiriesMigration,
 ];
