@@ -21,7 +21,7 @@ import { LiveLog } from './live-log';
 import type { EventStore } from './ports/event-store';
 import { SettlementTracker } from './settlements';
 import { ExpiryProcess } from './process-managers/expiry';
-import { expiriesProjection } from './projections/expiries';
+import { projections } from './projections/registry';
 import { runProjection, type RunningProjection } from './projections/runner';
 
 /** Everything a running gateway holds, for the routes mounted on it and for shutdown. */
@@ -41,7 +41,8 @@ export interface Gateway {
   /** where it listens, e.g. http://127.0.0.1:8080 */
   readonly url: string;
   readonly firstRun: FirstRun | undefined;
-  readonly expiries: RunningProjection;
+  /** running read models by name (see src/projections/registry.ts) */
+  readonly projections: ReadonlyMap<string, RunningProjection>;
   readonly expiry: ExpiryProcess;
   close(): Promise<void>;
 }
@@ -82,10 +83,18 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     liveLog.start();
     cleanups.push(async () => liveLog.stop());
 
-    const expiries = runProjection(database.pool, store, expiriesProjection, {
-      onError: (error) => log.error({ projection: 'expiries', err: { name: (error as Error).name, message: (error as Error).message } }, 'projection failed; retrying from its checkpoint'),
+    const running = new Map(
+      projections.map((projection) => [
+        projection.name,
+        runProjection(database.pool, store, projection, {
+          onError: (error) =>
+            log.error({ projection: projection.name, err: { name: (error as Error).name, message: (error as Error).message } }, 'projection failed; retrying from its checkpoint'),
+        }),
+      ]),
+    );
+    cleanups.push(async () => {
+      await Promise.all([...running.values()].map((p) => p.stop()));
     });
-    cleanups.push(() => expiries.stop());
     const expiry = new ExpiryProcess(database.pool, ledger, log, config.TOLLGATE_EXPIRY_INTERVAL_S * 1_000);
     expiry.start();
     cleanups.push(() => expiry.stop());
@@ -107,7 +116,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
 
     const metrics = createGatewayMetrics({ processMetrics: true });
     const settlements = new SettlementTracker();
-    const parts = { config, log, database, store, ledger, keys, liveLog, inference, metrics, settlements, policy, firstRun: first, expiries, expiry };
+    const parts = { config, log, database, store, ledger, keys, liveLog, inference, metrics, settlements, policy, firstRun: first, projections: running, expiry };
     const app = createApp({
       ledger,
       keys,

@@ -1,0 +1,9 @@
+import type { DomainEvent } from '../../domain/events';
+import { expiriesProjection } from './expiries';
+import type { SqlProjection } from './runner';
+
+/**
+ * Every read model the gateway keeps in PostgreSQL, each run by runProjection (one process at a
+ * time per projection), each rebuildable from the log. Add a projection here to have it run.
+ */
+export const projections: readonly SqlProjection<DomainEvent>[] = [expiriesProjection];
