@@ -1,0 +1,24 @@
+import { START, type LogPosition } from '../../../src/ports/event-store';
+import type { Queryable } from './append';
+
+/**
+ * A subscriber's checkpoint, kept in the `checkpoints` table. Call both inside the transaction
+ * that does the subscriber's work, so the work and the checkpoint commit (or vanish) together:
+ * a crash or a replay then never applies an event twice.
+ */
+export async function readCheckpoint(db: Queryable, name: string): Promise<LogPosition> {
+  const result = await db.query<{ tx: string; seq: string }>(
+    'SELECT tx::text AS tx, seq::text AS seq FROM checkpoints WHERE name = $1',
+    [name],
+  );
+  const row = result.rows[0];
+  return row ? { tx: BigInt(row.tx), seq: BigInt(row.seq) } : START;
+}
+
+export async function saveCheckpoint(db: Queryable, name: string, position: LogPosition): Promise<void> {
+  await db.query(
+    `INSERT INTO checkpoints (name, tx, seq) VALUES ($1, $2::numeric, $3::numeric)
+     ON CONFLICT (name) DO UPDATE SET tx = excluded.tx, seq = excluded.seq, updated_at = now()`,
+    [name, position.tx.toString(), position.seq.toString()],
+  );
+}
