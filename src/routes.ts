@@ -1,7 +1,9 @@
+import { mountAccountRoutes } from '../adapters/http/routes/account';
+import { mountAdminRoutes } from '../adapters/http/routes/admin';
 import type { RouteMount } from './gateway';
 
 /**
  * Routers beyond the OpenAI-compatible API, mounted by `npm start`: admin, account, billing,
  * dashboard. Each capability adds its mount here.
  */
-export const standardRoutes: readonly RouteMount[] = [];
+export const standardRoutes: readonly RouteMount[] = [mountAdminRoutes, mountAccountRoutes];

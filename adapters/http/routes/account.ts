@@ -1,0 +1,520 @@
+import type { RequestHandler, Router } from 'express';
+import { z } from 'zod';
+import {
+  accountStreamId,
+  availableOf,
+  balanceOf,
+  promoBalanceOf,
+  type AccountEvent,
+  type AccountState,
+} from '../../../domain/account';
+import { apiKeyScopeSchema, apiKeyStreamId, type ApiKeyScope, type ApiKeyState } from '../../../domain/api-key';
+import type { Rejection } from '../../../domain/decider/decision';
+import type { DomainEvent } from '../../../domain/events';
+import type { CommandMetadata } from '../../../domain/events/metadata';
+import { formatUsd, parseUsd } from '../../../domain/money';
+import { isBefore } from '../../../domain/time';
+import { commandMetadata } from '../../../src/command-metadata';
+import type { RouteMount } from '../../../src/gateway';
+import { START } from '../../../src/ports/event-store';
+import { PersonalDataVault } from '../../postgres/personal-data-vault';
+import { authenticate, keyOf } from '../auth';
+import { ApiError, invalidRequest } from '../openai/errors';
+import { formatParam } from '../openai/requests';
+import { annotateRequest } from '../observability/request-log';
+import { requestIdOf } from '../observability/request-id';
+
+/**
+ * The customer API: an account-scoped key reads its own account (balance, keys, recent
+ * requests' metadata) and manages its own keys. The account is always the key's own; an id in
+ * a path that belongs to another account answers 404, as if it did not exist.
+ *
+ * Also home to what the admin API shares with it: input parsing, refusal mapping, account views.
+ */
+
+export type GatewayParts = Parameters<RouteMount>[1];
+
+// ---------------------------------------------------------------------------------------------
+// Input
+
+/** Parses a body or query with zod; the first issue becomes a 400 that names the parameter. */
+export function parseInput<T>(schema: z.ZodType<T>, input: unknown): T {
+  const given = input ?? {};
+  const result = schema.safeParse(given);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  const param = formatParam(issue.path);
+  const quoted = param === null ? 'the request body' : `'${param}'`;
+  if (isAbsent(given, issue.path) || (issue.code === 'custom' && issue.params?.['missing'] === true)) {
+    return fail(invalidRequest(`Missing required parameter: ${quoted}.`, param, 'missing_required_parameter'));
+  }
+  if (issue.code === 'unrecognized_keys') {
+    return fail(invalidRequest(`Unrecognized parameter in ${quoted}.`, param, 'invalid_value'));
+  }
+  // The messages are the schema's own words (this file's), never the input.
+  return fail(invalidRequest(`Invalid value for ${quoted}: ${issue.message}.`, param, issue.code === 'invalid_type' ? 'invalid_type' : 'invalid_value'));
+}
+
+function isAbsent(input: unknown, path: readonly PropertyKey[]): boolean {
+  if (path.length === 0) return false;
+  let parent: unknown = input;
+  for (const key of path.slice(0, -1)) {
+    if (typeof parent !== 'object' || parent === null) return false;
+    parent = (parent as Record<PropertyKey, unknown>)[key];
+  }
+  return typeof parent === 'object' && parent !== null && !Array.isArray(parent) && (parent as Record<PropertyKey, unknown>)[path[path.length - 1]!] === undefined;
+}
+
+function fail(error: ApiError): never {
+  throw error;
+}
+
+/** A USD amount as a decimal string ("10.50"), never a JSON number; > 0. */
+export const positiveUsdSchema = z
+  .string({ error: 'expected a USD amount as a decimal string, such as "10.50"' })
+  .transform((s, ctx) => {
+    const parsed = parseUsd(s);
+    if (!parsed.ok || parsed.value <= 0n) {
+      ctx.addIssue({ code: 'custom', message: 'expected a positive USD amount as a decimal string with at most 6 decimals, such as "10.50"' });
+      return z.NEVER;
+    }
+    return parsed.value;
+  });
+
+/** A price: USD per million tokens as a decimal string; >= 0. */
+export const priceUsdSchema = z
+  .string({ error: 'expected a USD amount as a decimal string, such as "0.50"' })
+  .transform((s, ctx) => {
+    const parsed = parseUsd(s);
+    if (!parsed.ok || parsed.value < 0n) {
+      ctx.addIssue({ code: 'custom', message: 'expected a USD amount of 0 or more as a decimal string with at most 6 decimals, such as "0.50"' });
+      return z.NEVER;
+    }
+    return parsed.value;
+  });
+
+export const instantSchema = z.iso
+  .datetime({ offset: true, error: 'expected an ISO-8601 instant such as 2030-01-31T00:00:00Z' })
+  .transform((s) => new Date(s).toISOString());
+
+/** Free text an operator gives (a reason, a key name): bounded, never empty. */
+export const shortTextSchema = z.string({ error: 'expected a string' }).trim().min(1, 'must not be empty').max(200, 'at most 200 characters');
+
+/** Scopes a customer key may hold: everything but admin. */
+export const customerScopesSchema = z
+  .array(apiKeyScopeSchema.exclude(['admin'], { error: 'expected scopes among inference, account_read, account_write' }), {
+    error: 'expected an array of scopes',
+  })
+  .min(1, 'at least one scope')
+  .transform((scopes) => [...new Set(scopes)] as ApiKeyScope[]);
+
+export const DEFAULT_CUSTOMER_SCOPES: readonly ApiKeyScope[] = ['inference', 'account_read', 'account_write'];
+
+// Ids in paths: anything else is not an id we could have issued, so it is simply not found.
+const idPattern = /^[A-Za-z0-9_.:-]{1,128}$/;
+
+export function isId(value: string): boolean {
+  return idPattern.test(value);
+}
+
+/** authenticate(), then the key's account and prefix go on the request's log line. */
+export function authenticated(keys: GatewayParts['keys'], scope: ApiKeyScope): RequestHandler {
+  const check = authenticate(keys, scope);
+  // authenticate() rejects (express 5 answers the error) or calls this continuation.
+  return (req, res, next) =>
+    check(req, res, (error?: unknown) => {
+      if (error !== undefined) return next(error);
+      const key = keyOf(res);
+      annotateRequest(res, { accountId: key.accountId, keyPrefix: key.prefix });
+      next();
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Refusals
+
+export function accountNotFound(): ApiError {
+  return new ApiError(404, 'invalid_request_error', 'account_not_found', null, 'No such account.');
+}
+
+export function keyNotFound(): ApiError {
+  return new ApiError(404, 'invalid_request_error', 'api_key_not_found', null, 'No such API key.');
+}
+
+const NOT_FOUND: Record<string, () => ApiError> = {
+  account_not_open: accountNotFound,
+  api_key_not_found: keyNotFound,
+  unknown_model: () => new ApiError(404, 'invalid_request_error', 'model_not_found', 'model', 'No such model in the price book.'),
+};
+
+// Fields of decider errors that are amounts of micro-USD, shown as USD.
+const MONEY_FIELDS = new Set(['amount', 'minimum', 'maximum', 'balance', 'available', 'needed', 'refundable', 'requested', 'threshold', 'inputPerMillion', 'outputPerMillion']);
+
+/**
+ * A decider's refusal as an HTTP answer: 404 when the thing does not exist, otherwise 409 with
+ * the decider's error name as `code`. The message is built from the error's own fields
+ * (names, amounts, instants), which never hold personal data or content.
+ */
+export function refused<E extends Rejection>(error: E): ApiError {
+  const notFound = NOT_FOUND[error.error];
+  if (notFound) return notFound();
+  const details = Object.entries(error)
+    .filter(([field]) => field !== 'error')
+    .map(([field, value]) => `${field} ${typeof value === 'bigint' && MONEY_FIELDS.has(field) ? `USD ${formatUsd(value)}` : String(value)}`);
+  const because = details.length > 0 ? ` (${details.join(', ')})` : '';
+  return new ApiError(409, 'invalid_request_error', error.error, null, `Refused: ${error.error.replaceAll('_', ' ')}${because}.`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Views
+
+export interface AccountView {
+  readonly account_id: string;
+  readonly status: AccountState['status'];
+  readonly suspension_reason: string | null;
+  /** admin view only; null once the personal data has been erased */
+  readonly display_name?: string | null;
+  readonly email?: string | null;
+  readonly balance_usd: string;
+  readonly available_usd: string;
+  readonly purchased_usd: string;
+  readonly promo_usd: string;
+  readonly reserved_usd: string;
+  readonly promo_grants: readonly {
+    grant_id: string;
+    granted_usd: string;
+    remaining_usd: string;
+    expires_at: string;
+    expired: boolean;
+  }[];
+  readonly open_reservations: readonly { request_id: string; model: string; operation: string; amount_usd: string; expires_at: string }[];
+  readonly totals: { topped_up_usd: string; refunded_usd: string; usage_cost_usd: string; input_tokens: string; output_tokens: string };
+}
+
+export function balanceView(state: AccountState, now: string) {
+  return {
+    balance_usd: formatUsd(balanceOf(state, now)),
+    available_usd: formatUsd(availableOf(state, now)),
+    purchased_usd: formatUsd(state.purchased),
+    promo_usd: formatUsd(promoBalanceOf(state, now)),
+    reserved_usd: formatUsd(state.reserved),
+  };
+}
+
+export interface KeyView {
+  readonly key_id: string;
+  readonly prefix: string;
+  readonly name: string;
+  readonly scopes: readonly ApiKeyScope[];
+  readonly status: 'active' | 'revoked';
+}
+
+export function keyView(state: Exclude<ApiKeyState, { status: 'not_issued' }>): KeyView {
+  return { key_id: state.keyId, prefix: state.prefix, name: state.name, scopes: state.scopes, status: state.status };
+}
+
+export interface RequestView {
+  readonly request_id: string;
+  readonly status: 'settled' | 'released' | 'expired';
+  readonly at: string;
+  readonly key_id: string | null;
+  readonly model: string | null;
+  readonly operation: string | null;
+  /** settled: the charged outcome; released: why nothing was charged */
+  readonly outcome: string | null;
+  readonly reserved_usd: string;
+  readonly cost_usd: string;
+  readonly usage: { input_tokens: string; output_tokens: string; estimated: boolean } | null;
+  readonly upstream: string | null;
+  readonly http_status: number | null;
+  readonly stream: boolean | null;
+  readonly latency_ms: number | null;
+  readonly time_to_first_token_ms: number | null;
+}
+
+/**
+ * Reads accounts for both APIs. Reads wait for this process's settlements of the account
+ * first, so a client sees the request it just made charged.
+ */
+export class AccountReader {
+  readonly vault: PersonalDataVault;
+
+  constructor(private readonly gateway: GatewayParts) {
+    this.vault = new PersonalDataVault(gateway.database.pool);
+  }
+
+  async state(accountId: string): Promise<{ state: AccountState; revision: bigint | null } | null> {
+    if (!isId(accountId)) return null;
+    await this.gateway.settlements.settled(accountId);
+    const loaded = await this.gateway.ledger.accounts.load(accountStreamId(accountId));
+    return loaded.state.status === 'not_opened' ? null : loaded;
+  }
+
+  /** The account as the admin API shows it; the customer API leaves out the personal data. */
+  async view(accountId: string, options: { personalData: boolean }): Promise<AccountView | null> {
+    const loaded = await this.state(accountId);
+    if (!loaded) return null;
+    const { state } = loaded;
+    const now = new Date().toISOString();
+    const personal = options.personalData ? await this.personalData(accountId, state) : {};
+    return {
+      account_id: accountId,
+      status: state.status,
+      suspension_reason: state.suspensionReason,
+      ...personal,
+      ...balanceView(state, now),
+      promo_grants: [...state.promoGrants.values()].map((g) => ({
+        grant_id: g.grantId,
+        granted_usd: formatUsd(g.granted),
+        remaining_usd: formatUsd(g.expired || !isBefore(now, g.expiresAt) ? 0n : g.remaining),
+        expires_at: g.expiresAt,
+        expired: g.expired || !isBefore(now, g.expiresAt),
+      })),
+      open_reservations: [...state.openReservations.values()].map((r) => ({
+        request_id: r.requestId,
+        model: r.model,
+        operation: r.operation,
+        amount_usd: formatUsd(r.amount),
+        expires_at: r.expiresAt,
+      })),
+      totals: {
+        topped_up_usd: formatUsd(state.totalToppedUp),
+        refunded_usd: formatUsd(state.totalRefunded),
+        usage_cost_usd: formatUsd(state.totalUsage.cost),
+        input_tokens: state.totalUsage.inputTokens.toString(),
+        output_tokens: state.totalUsage.outputTokens.toString(),
+      },
+    };
+  }
+
+  /**
+   * Decrypted from AccountOpened and any later PersonalDataCorrected; null once erased (the
+   * vault's key is gone). On PostgreSQL only those events are read, by SQL on the account's
+   * stream; elsewhere the stream is read whole (admin views only, so rarely).
+   */
+  private async personalData(accountId: string, state: AccountState): Promise<{ display_name: string | null; email: string | null }> {
+    if (state.personalDataErased) return { display_name: null, email: null };
+    let displayName: string | null = null;
+    let email: string | null = null;
+    const apply = (data: unknown) => {
+      const fields = personalFieldsSchema.parse(data);
+      displayName = fields.displayNameCiphertext ?? displayName;
+      email = fields.emailCiphertext ?? email;
+    };
+    const stream = accountStreamId(accountId);
+    if (!this.gateway.config.EVENTSTORE_URL) {
+      const { rows } = await this.gateway.database.pool.query<{ data: unknown }>(
+        `SELECT data FROM events WHERE stream_id = $1 AND type IN ('AccountOpened', 'PersonalDataCorrected') ORDER BY stream_revision`,
+        [stream],
+      );
+      rows.forEach((row) => apply(row.data));
+    } else {
+      const { events } = await this.gateway.store.readStream(stream);
+      for (const { event } of events) if (event.type === 'AccountOpened' || event.type === 'PersonalDataCorrected') apply(event.data);
+    }
+    return {
+      display_name: displayName === null ? null : await this.vault.decrypt(accountId, displayName),
+      email: email === null ? null : await this.vault.decrypt(accountId, email),
+    };
+  }
+
+  /**
+   * Ids of every key ever issued to the account. There is no keys-per-account projection yet:
+   * on PostgreSQL the events table is asked directly (ApiKeyIssued rows for this account); on
+   * KurrentDB the global log is scanned, which is correct but grows with the log.
+   */
+  async keyIdsOf(accountId: string): Promise<string[]> {
+    if (!this.gateway.config.EVENTSTORE_URL) {
+      const { rows } = await this.gateway.database.pool.query<{ key_id: string }>(
+        `SELECT data->>'keyId' AS key_id FROM events WHERE type = 'ApiKeyIssued' AND data->>'accountId' = $1 ORDER BY global_seq`,
+        [accountId],
+      );
+      return rows.map((r) => r.key_id);
+    }
+    const ids: string[] = [];
+    let from = START;
+    for (;;) {
+      const page = await this.gateway.store.readAll(from, { maxCount: 1_000 });
+      for (const recorded of page) {
+        if (recorded.event.type === 'ApiKeyIssued' && recorded.event.data.accountId === accountId) ids.push(recorded.event.data.keyId);
+      }
+      if (page.length < 1_000) return ids;
+      from = page[page.length - 1]!.position;
+    }
+  }
+
+  async keysOf(accountId: string): Promise<KeyView[]> {
+    const keys: KeyView[] = [];
+    for (const keyId of await this.keyIdsOf(accountId)) {
+      const { state } = await this.gateway.ledger.apiKeys.load(apiKeyStreamId(keyId));
+      if (state.status !== 'not_issued' && state.accountId === accountId) keys.push(keyView(state));
+    }
+    return keys;
+  }
+
+  /** The key, if it exists and belongs to the account; otherwise null (the caller answers 404). */
+  async keyOfAccount(accountId: string, keyId: string): Promise<Exclude<ApiKeyState, { status: 'not_issued' }> | null> {
+    if (!isId(keyId)) return null;
+    const { state } = await this.gateway.ledger.apiKeys.load(apiKeyStreamId(keyId));
+    return state.status !== 'not_issued' && state.accountId === accountId ? state : null;
+  }
+
+  /**
+   * The account's most recent ended requests, newest first, read backwards from the end of its
+   * own stream in pages (a request is two events, placed then ended). Metadata only.
+   */
+  async recentRequests(accountId: string, limit: number): Promise<RequestView[] | null> {
+    const loaded = await this.state(accountId);
+    if (!loaded) return null;
+    const stream = accountStreamId(accountId);
+    const placed = new Map<string, { keyId: string; model: string; operation: string }>();
+    const ended: { event: AccountEvent; recordedAt: Date }[] = [];
+    const pageSize = BigInt(Math.max(100, limit * 3));
+    let end = loaded.revision ?? -1n;
+    while (end >= 0n && ended.length < limit) {
+      const from = end - pageSize + 1n > 0n ? end - pageSize + 1n : 0n;
+      const { events } = await this.gateway.store.readStream(stream, { fromRevision: from, maxCount: Number(end - from + 1n) });
+      for (let i = events.length - 1; i >= 0; i--) {
+        const event = events[i]!.event as DomainEvent as AccountEvent;
+        if (event.type === 'ReservationPlaced') placed.set(event.data.requestId, event.data);
+        else if (
+          (event.type === 'ReservationSettled' || event.type === 'ReservationReleased' || event.type === 'ReservationExpired') &&
+          ended.length < limit
+        ) {
+          ended.push({ event, recordedAt: events[i]!.recordedAt });
+        }
+      }
+      end = from - 1n;
+    }
+    return ended.map(({ event }) => requestView(event, placed));
+  }
+}
+
+function requestView(event: AccountEvent, placed: ReadonlyMap<string, { keyId: string; model: string; operation: string }>): RequestView {
+  const none = { upstream: null, http_status: null, stream: null, latency_ms: null, time_to_first_token_ms: null };
+  const observed = (request: { upstream: string | null; httpStatus: number | null; stream: boolean; latencyMs: number; timeToFirstTokenMs: number | null } | null) =>
+    request
+      ? {
+          upstream: request.upstream,
+          http_status: request.httpStatus,
+          stream: request.stream,
+          latency_ms: request.latencyMs,
+          time_to_first_token_ms: request.timeToFirstTokenMs,
+        }
+      : none;
+  const at = event.metadata.occurredAt;
+  switch (event.type) {
+    case 'ReservationSettled': {
+      const d = event.data;
+      return {
+        request_id: d.requestId,
+        status: 'settled',
+        at,
+        key_id: d.keyId,
+        model: d.model,
+        operation: d.operation,
+        outcome: d.outcome,
+        reserved_usd: formatUsd(d.reservedAmount),
+        cost_usd: formatUsd(d.actualCost),
+        usage: { input_tokens: d.usage.inputTokens.toString(), output_tokens: d.usage.outputTokens.toString(), estimated: d.usage.estimated },
+        ...observed(d.request),
+      };
+    }
+    case 'ReservationReleased':
+    case 'ReservationExpired': {
+      const d = event.data;
+      const origin = placed.get(d.requestId);
+      return {
+        request_id: d.requestId,
+        status: event.type === 'ReservationReleased' ? 'released' : 'expired',
+        at,
+        key_id: origin?.keyId ?? null,
+        model: origin?.model ?? null,
+        operation: origin?.operation ?? null,
+        outcome: event.type === 'ReservationReleased' ? event.data.reason : null,
+        reserved_usd: formatUsd(d.amount),
+        cost_usd: formatUsd(0n),
+        usage: null,
+        ...(event.type === 'ReservationReleased' ? observed(event.data.request) : none),
+      };
+    }
+    default:
+      throw new Error(`not an ended reservation: ${event.type}`);
+  }
+}
+
+const personalFieldsSchema = z.object({
+  displayNameCiphertext: z.string().nullable().optional(),
+  emailCiphertext: z.string().nullable().optional(),
+});
+
+// ---------------------------------------------------------------------------------------------
+// Keys, shared by both APIs
+
+export async function issueKey(
+  gateway: GatewayParts,
+  reader: AccountReader,
+  input: { accountId: string; name: string; scopes: readonly ApiKeyScope[]; metadata: CommandMetadata },
+): Promise<KeyView & { key: string }> {
+  const loaded = await reader.state(input.accountId);
+  if (!loaded) throw accountNotFound();
+  if (loaded.state.status === 'closed') throw refused({ error: 'account_closed' });
+  const issued = await gateway.keys.issue(input);
+  if (!issued.ok) throw refused(issued.error);
+  return { key_id: issued.key.keyId, prefix: issued.key.prefix, name: input.name, scopes: input.scopes, status: 'active', key: issued.key.secret };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routes
+
+const newKeySchema = z.object({ name: shortTextSchema, scopes: customerScopesSchema.optional() });
+const requestsQuerySchema = z.object({
+  limit: z.coerce.number({ error: 'expected an integer' }).int('expected an integer').min(1, 'at least 1').max(500, 'at most 500').default(50),
+});
+
+/** GET /v1/account, GET|POST /v1/account/keys, DELETE /v1/account/keys/:keyId, GET /v1/account/requests. */
+export const mountAccountRoutes: RouteMount = (router: Router, gateway) => {
+  const reader = new AccountReader(gateway);
+  const read = authenticated(gateway.keys, 'account_read');
+  const write = authenticated(gateway.keys, 'account_write');
+  const metadataOf = (keyId: string, correlationId: string): CommandMetadata => commandMetadata({ kind: 'customer_key', keyId }, correlationId);
+
+  router.get('/v1/account', read, async (_req, res) => {
+    const view = await reader.view(keyOf(res).accountId, { personalData: false });
+    if (!view) throw accountNotFound();
+    res.json(view);
+  });
+
+  router.get('/v1/account/keys', read, async (_req, res) => {
+    res.json({ object: 'list', data: await reader.keysOf(keyOf(res).accountId) });
+  });
+
+  router.post('/v1/account/keys', write, async (req, res) => {
+    const key = keyOf(res);
+    const body = parseInput(newKeySchema, req.body);
+    const issued = await issueKey(gateway, reader, {
+      accountId: key.accountId,
+      name: body.name,
+      scopes: body.scopes ?? DEFAULT_CUSTOMER_SCOPES,
+      metadata: metadataOf(key.keyId, requestIdOf(res)),
+    });
+    res.status(201).json(issued);
+  });
+
+  router.delete('/v1/account/keys/:keyId', write, async (req, res) => {
+    const key = keyOf(res);
+    const keyId = String(req.params['keyId']);
+    // Another account's key is answered exactly like a key that does not exist.
+    if (!(await reader.keyOfAccount(key.accountId, keyId))) throw keyNotFound();
+    const revoked = await gateway.keys.revoke(keyId, 'revoked by the account holder', metadataOf(key.keyId, requestIdOf(res)));
+    if (!revoked.ok) throw refused(revoked.error);
+    res.json({ key_id: keyId, status: 'revoked' });
+  });
+
+  router.get('/v1/account/requests', read, async (req, res) => {
+    const { limit } = parseInput(requestsQuerySchema, req.query);
+    const requests = await reader.recentRequests(keyOf(res).accountId, limit);
+    if (!requests) throw accountNotFound();
+    res.json({ object: 'list', data: requests });
+  });
+};

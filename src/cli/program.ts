@@ -1,0 +1,23 @@
+import { Command, Option } from 'commander';
+import { registerAccounts } from './commands/accounts';
+import { registerCredit } from './commands/credit';
+import { registerKeys } from './commands/keys';
+import { registerModels } from './commands/models';
+import { registerPrices } from './commands/prices';
+import { DEFAULT_URL } from './context';
+
+/**
+ * Each group of subcommands lives in its own file under commands/ and registers itself here;
+ * further groups (finance: replay, verify, statement, ...) are added to this list.
+ */
+export const commandGroups: readonly ((program: Command) => void)[] = [registerAccounts, registerKeys, registerCredit, registerModels, registerPrices];
+
+export function createProgram(): Command {
+  const program = new Command('tollgate')
+    .description('Administer a running Tollgate gateway through its admin API.')
+    .addOption(new Option('--url <url>', 'base URL of the gateway').env('TOLLGATE_URL').default(DEFAULT_URL))
+    .addOption(new Option('--admin-key <key>', 'admin API key').env('TOLLGATE_ADMIN_KEY'))
+    .option('--json', 'print the raw JSON answer');
+  for (const register of commandGroups) register(program);
+  return program;
+}
