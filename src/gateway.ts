@@ -22,7 +22,7 @@ import type { EventStore } from './ports/event-store';
 import { SettlementTracker } from './settlements';
 import { ExpiryProcess } from './process-managers/expiry';
 import { projections } from './projections/registry';
-import { runProjection, type RunningProjection } from './projections/runner';
+import { runProjections, type RunningProjection } from './projections/runner';
 
 /** Everything a running gateway holds, for the routes mounted on it and for shutdown. */
 export interface Gateway {
@@ -83,18 +83,13 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     liveLog.start();
     cleanups.push(async () => liveLog.stop());
 
-    const running = new Map(
-      projections.map((projection) => [
-        projection.name,
-        runProjection(database.pool, store, projection, {
-          onError: (error) =>
-            log.error({ projection: projection.name, err: { name: (error as Error).name, message: (error as Error).message } }, 'projection failed; retrying from its checkpoint'),
-        }),
-      ]),
-    );
-    cleanups.push(async () => {
-      await Promise.all([...running.values()].map((p) => p.stop()));
+    // One subscriber applies every read model (each event read and decoded once per process).
+    const readModels = runProjections(database.pool, store, projections, {
+      onError: (error) =>
+        log.error({ projections: 'all', err: { name: (error as Error).name, message: (error as Error).message } }, 'projection batch failed; retrying from the checkpoints'),
     });
+    const running = new Map(projections.map((projection) => [projection.name, readModels]));
+    cleanups.push(() => readModels.stop());
     const expiry = new ExpiryProcess(database.pool, ledger, log, config.TOLLGATE_EXPIRY_INTERVAL_S * 1_000);
     expiry.start();
     cleanups.push(() => expiry.stop());
@@ -150,10 +145,13 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
       server,
       url,
       async close() {
-        await new Promise<void>((resolve) => {
-          server.close(() => resolve());
-          server.closeIdleConnections();
-        });
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeIdleConnections();
+        // In-flight requests get a grace period; a connection still open after it (a client
+        // that never reads its stream to the end) is cut so shutdown cannot hang.
+        await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 2_000).unref())]);
+        server.closeAllConnections();
+        await closed;
         await settlements.drain();
         await cleanup();
       },

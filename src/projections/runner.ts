@@ -20,33 +20,59 @@ export interface RunningProjection {
   stop(): Promise<void>;
 }
 
+export interface RunOptions {
+  batchMs?: number;
+  batchSize?: number;
+  onError?: (error: unknown) => void;
+}
+
+/** The advisory lock that says which process runs a projection (replay takes it too). */
+export function projectionLockName(name: string): string {
+  return `projection:${name}`;
+}
+
+/** Runs one projection; see runProjections. */
+export function runProjection<E>(pool: Pool, store: EventStore<E>, projection: SqlProjection<E>, options: RunOptions = {}): RunningProjection {
+  return runProjections(pool, store, [projection], options);
+}
+
 /**
- * Runs a projection as a subscriber of the global log. Only one process runs a given projection
- * at a time (a session advisory lock on a dedicated connection); the others wait for the lock
- * and take over if the holder dies, from the checkpoint it committed.
+ * Runs projections as one subscriber of the global log: each event is read and decoded once, and
+ * each batch is applied to every projection in one transaction that also saves each one's
+ * checkpoint (a projection skips what its own checkpoint already covers, so they may start from
+ * different places after a rebuild).
+ *
+ * Only one process runs a projection at a time (session advisory locks, one per projection, on a
+ * dedicated connection); the others wait and take over from the committed checkpoints if the
+ * holder dies. Projection transactions commit asynchronously: the rows and the checkpoint are
+ * lost or kept together, and whatever a crash loses is applied again from the log.
  */
-export function runProjection<E>(
+export function runProjections<E>(
   pool: Pool,
   store: EventStore<E>,
-  projection: SqlProjection<E>,
-  options: { batchMs?: number; batchSize?: number; onError?: (error: unknown) => void } = {},
+  projections: readonly SqlProjection<E>[],
+  options: RunOptions = {},
 ): RunningProjection {
   let stopped = false;
   let subscription: Subscription | undefined;
   let lockClient: PoolClient | undefined;
+  const checkpoints = new Map<string, LogPosition>();
+  /** every projection has applied everything up to here */
   let position: LogPosition = START;
+  let started = false;
   const waiters: { position: LogPosition; resolve: () => void }[] = [];
   let chain = Promise.resolve();
+  let generation = 0;
 
   const release = () => {
+    if (!started) return;
     for (let i = waiters.length - 1; i >= 0; i--) {
       if (comparePositions(waiters[i]!.position, position) <= 0) waiters.splice(i, 1)[0]!.resolve();
     }
   };
 
-  let generation = 0;
   // A failed batch must not be skipped: drop the subscription, and resume from the committed
-  // checkpoint after a pause (the failed batch and everything after it are read again).
+  // checkpoints after a pause (the failed batch and everything after it are read again).
   const fail = (error: unknown) => {
     if (stopped) return;
     options.onError?.(error);
@@ -59,7 +85,9 @@ export function runProjection<E>(
   const follow = async () => {
     if (stopped) return;
     const mine = generation;
-    position = await readCheckpoint(pool, projection.name);
+    for (const projection of projections) checkpoints.set(projection.name, await readCheckpoint(pool, projection.name));
+    position = [...checkpoints.values()].reduce((min, p) => (comparePositions(p, min) < 0 ? p : min));
+    started = true;
     release();
     subscription = store
       .subscribe(position)
@@ -75,26 +103,42 @@ export function runProjection<E>(
       });
   };
 
+  const acquireLocks = async (client: PoolClient): Promise<boolean> => {
+    const held: string[] = [];
+    for (const projection of projections) {
+      const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS locked', [
+        projectionLockName(projection.name),
+      ]);
+      if (!rows[0]!.locked) {
+        for (const name of held) await client.query('SELECT pg_advisory_unlock(hashtext($1))', [projectionLockName(name)]);
+        return false;
+      }
+      held.push(projection.name);
+    }
+    return true;
+  };
+
   const start = async () => {
     lockClient = await pool.connect();
-    // Wait until this process may run the projection (another may hold it).
-    while (!stopped) {
-      const { rows } = await lockClient.query<{ locked: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS locked', [`projection:${projection.name}`]);
-      if (rows[0]!.locked) break;
-      await new Promise((resolve) => setTimeout(resolve, 1_000));
-    }
+    while (!stopped && !(await acquireLocks(lockClient))) await new Promise((resolve) => setTimeout(resolve, 1_000));
     await follow();
   };
 
   const applyBatch = async (batch: RecordedEvent<E>[]) => {
     if (stopped) return;
+    const last = batch[batch.length - 1]!.position;
     const client = await pool.connect();
     try {
       await client.query('BEGIN');
-      await projection.apply(client, batch);
-      const last = batch[batch.length - 1]!.position;
-      await saveCheckpoint(client, projection.name, last);
+      await client.query('SET LOCAL synchronous_commit = off');
+      for (const projection of projections) {
+        const from = checkpoints.get(projection.name)!;
+        const fresh = comparePositions(batch[0]!.position, from) > 0 ? batch : batch.filter((e) => comparePositions(e.position, from) > 0);
+        if (fresh.length > 0) await projection.apply(client, fresh);
+        await saveCheckpoint(client, projection.name, last);
+      }
       await client.query('COMMIT');
+      for (const projection of projections) checkpoints.set(projection.name, last);
       position = last;
       release();
     } catch (error) {
@@ -109,7 +153,7 @@ export function runProjection<E>(
 
   return {
     reached(target, timeoutMs = 5_000) {
-      if (comparePositions(target, position) <= 0) return Promise.resolve();
+      if (started && comparePositions(target, position) <= 0) return Promise.resolve();
       return new Promise((resolve, reject) => {
         const waiter = { position: target, resolve };
         waiters.push(waiter);
@@ -117,7 +161,7 @@ export function runProjection<E>(
           const i = waiters.indexOf(waiter);
           if (i >= 0) {
             waiters.splice(i, 1);
-            reject(new Error(`projection ${projection.name} did not reach the position within ${timeoutMs} ms`));
+            reject(new Error(`projections ${projections.map((p) => p.name).join(', ')} did not reach the position within ${timeoutMs} ms`));
           }
         }, timeoutMs).unref();
       });

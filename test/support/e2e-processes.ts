@@ -1,0 +1,85 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { ModelSpec } from '../../adapters/inference';
+import { freePort } from './mock-llm';
+import { TEST_ADMIN_KEY } from './gateway';
+
+const repoRoot = resolve(__dirname, '../..');
+
+export interface GatewayProcess {
+  readonly url: string;
+  readonly pid: number;
+  /** stdout and stderr so far, for failure messages */
+  output(): string;
+  stop(): Promise<void>;
+}
+
+/** Writes a models file in a fresh temporary directory; returns its path. */
+export function writeModelsFile(models: readonly ModelSpec[]): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'tollgate-e2e-models-')), 'models.json');
+  writeFileSync(file, JSON.stringify({ models }));
+  return file;
+}
+
+/**
+ * `npm start`'s entry point (src/main.ts through tsx) as a child process on a free port, over
+ * the given database; resolves once GET /readyz answers 200.
+ */
+export async function startGatewayProcess(options: {
+  databaseUrl: string;
+  modelsFile: string;
+  env?: Record<string, string>;
+  readyTimeoutMs?: number;
+}): Promise<GatewayProcess> {
+  const port = await freePort();
+  const child = spawn(process.execPath, ['--import', 'tsx', resolve(repoRoot, 'src/main.ts')], {
+    cwd: repoRoot,
+    env: {
+      ...process.env,
+      DATABASE_URL: options.databaseUrl,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      TOLLGATE_MODELS_FILE: options.modelsFile,
+      TOLLGATE_ADMIN_KEY: TEST_ADMIN_KEY,
+      TOLLGATE_DATA_DIR: mkdtempSync(join(tmpdir(), 'tollgate-e2e-data-')),
+      LOG_LEVEL: 'warn',
+      ...options.env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output = (output + chunk.toString()).slice(-8_000)));
+  child.stderr!.on('data', (chunk: Buffer) => (output = (output + chunk.toString()).slice(-8_000)));
+  const url = `http://127.0.0.1:${port}`;
+  const stop = () => stopChild(child);
+  const deadline = Date.now() + (options.readyTimeoutMs ?? 20_000);
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`gateway process exited with ${child.exitCode}: ${output}`);
+    try {
+      const response = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(1_000) });
+      if (response.status === 200) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`gateway process not ready within the timeout: ${output}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { url, pid: child.pid!, output: () => output, stop };
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((done) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      done();
+    });
+    child.kill('SIGTERM');
+  });
+}
