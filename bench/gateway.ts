@@ -1,0 +1,636 @@
+/**
+ * Requests/s and latency of the upstream directly, of Tollgate in front of it (auth,
+ * reservation, settlement, events durably written) and of @portkey-ai/gateway (a proxy with no
+ * billing) in front of the same upstream, in one run:
+ *   npx tsx bench/gateway.ts [--seconds 10] [--warmup 2] [--rounds 2] [--connections 32]
+ *                            [--only direct,tollgate] [--profile DIR]
+ *
+ * Everything runs on this machine, on loopback: one @dwmkerr/mock-llm process (the upstream),
+ * a fresh embedded PostgreSQL with durable commits, Tollgate as a child process
+ * (`node --import tsx src/main.ts`, so the load generator does not share its event loop),
+ * Portkey as a child process, and autocannon (programmatic, 32 connections) in this process.
+ * Shapes: non-streaming chat (the upstream reports usage) and streaming chat (mock-llm streams
+ * carry no usage, so Tollgate counts the tokens itself). Each target and shape is warmed up, then
+ * measured for --seconds split into --rounds, the targets interleaved so that drift in the load
+ * of a shared machine hits each alike. Besides requests/s and latency, the CPU time each request
+ * cost the gateway process, the upstream and PostgreSQL is printed: contention inflates that far
+ * less than wall-clock figures. After the run the account's stream is read back: every
+ * reservation ended, and exactly one settlement per 2xx response.
+ *
+ * Exits non-zero when a figure is invalid (any non-2xx answer or connection error) or the
+ * ledger check fails. Performance targets are printed as met / NOT met.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import autocannon from 'autocannon';
+import { Pool } from 'pg';
+import { accountStreamId, DEFAULT_ACCOUNT_POLICY } from '../domain/account';
+import { domainEventCodec, type DomainEvent } from '../domain/events';
+import { usd } from '../domain/money';
+import { PRICE_BOOK_STREAM_ID } from '../domain/price-book';
+import { createPostgresEventStore } from '../adapters/eventstore/postgres';
+import { launchMockLlm, type MockLlmProcess } from '../adapters/inference/mock-llm-process';
+import { PersonalDataVault } from '../adapters/postgres/personal-data-vault';
+import { migrate } from '../adapters/postgres/migrate';
+import { migrations } from '../adapters/postgres/migrations';
+import { ApiKeys } from '../src/api-keys';
+import { systemMetadata } from '../src/command-metadata';
+import { createLedger } from '../src/ledger';
+import { freePort, printTable, startBenchPostgres, type BenchPostgres } from './support/embedded-postgres';
+
+function flag(name: string, fallback: number): number {
+  const i = process.argv.indexOf(name);
+  if (i < 0) return fallback;
+  const value = Number(process.argv[i + 1]);
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} needs a positive number`);
+  return value;
+}
+
+const SECONDS = flag('--seconds', 10);
+const WARMUP_SECONDS = flag('--warmup', 2);
+const CONNECTIONS = flag('--connections', 32);
+/** Each figure's seconds are split over this many rounds, targets interleaved, so drift in the machine's load hits all alike. */
+const ROUNDS = flag('--rounds', 2);
+/** `--only tollgate` (or a comma list): measure only these targets, e.g. while profiling. */
+const ONLY = process.argv.includes('--only') ? (process.argv[process.argv.indexOf('--only') + 1] ?? '').split(',') : undefined;
+/** `--profile DIR`: Tollgate runs with --cpu-prof and writes its profile there on exit. */
+const PROFILE_DIR = process.argv.includes('--profile') ? resolve(process.argv[process.argv.indexOf('--profile') + 1] ?? '.') : undefined;
+const MODEL = 'bench-model';
+const ACCOUNT_ID = 'bench-account';
+const ADMIN_KEY = `bench-admin-${randomUUID()}`;
+const REPO = resolve(__dirname, '..');
+
+// The upstream's answer: 96 characters, streamed as 6 chunks of 16 every STREAM_INTERVAL_MS,
+// then [DONE]. A small interval so the stream shape measures the gateway, not mock-llm's timer.
+const ANSWER = 'Tollgate benchmark answer: a fixed reply from the mock upstream, long enough for a few chunks.!!';
+const STREAM_CHUNK = 16;
+const STREAM_INTERVAL_MS = 2;
+const UPSTREAM_USAGE = { prompt_tokens: 14, completion_tokens: 20, total_tokens: 34 };
+
+const mockLlmConfig = {
+  streaming: { chunkSize: STREAM_CHUNK, chunkIntervalMs: STREAM_INTERVAL_MS },
+  rules: [
+    {
+      path: '/v1/chat/completions',
+      method: 'POST',
+      match: '@',
+      response: {
+        status: 200,
+        content: `{"id":"chatcmpl-{{timestamp}}","object":"chat.completion","created":1700000000,"model":"{{jmes request body.model}}","choices":[{"index":0,"message":{"role":"assistant","content":"${ANSWER}"},"finish_reason":"stop"}],"usage":${JSON.stringify(UPSTREAM_USAGE)}}`,
+      },
+    },
+  ],
+};
+
+type Shape = 'non-streaming' | 'streaming';
+const SHAPES: readonly Shape[] = ['non-streaming', 'streaming'];
+
+function requestBody(shape: Shape): string {
+  return JSON.stringify({
+    model: MODEL,
+    messages: [{ role: 'user', content: 'Say hello in one short sentence, please.' }],
+    max_tokens: 64,
+    ...(shape === 'streaming' ? { stream: true } : {}),
+  });
+}
+
+interface Target {
+  readonly name: 'direct' | 'tollgate' | 'portkey';
+  /** the gateway process, for CPU accounting */
+  readonly pid?: number | undefined;
+  readonly url: string;
+  readonly headers: Record<string, string>;
+}
+
+/** What a load phase saw; several phases add up (rounds, and runs inside a phase). */
+interface Tally {
+  ok: number;
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+  seconds: number;
+  /** ms per 2xx response, from autocannon's per-response hrtime (its own percentiles are whole ms) */
+  latencies: number[];
+}
+
+const emptyTally = (): Tally => ({ ok: 0, non2xx: 0, errors: 0, timeouts: 0, seconds: 0, latencies: [] });
+
+function add(into: Tally, from: Tally): void {
+  into.ok += from.ok;
+  into.non2xx += from.non2xx;
+  into.errors += from.errors;
+  into.timeouts += from.timeouts;
+  into.seconds += from.seconds;
+  for (const l of from.latencies) into.latencies.push(l);
+}
+
+interface Figures {
+  readonly requestsPerSecond: number;
+  readonly p50: number;
+  readonly p99: number;
+}
+
+function figures(t: Tally): Figures {
+  const sorted = [...t.latencies].sort((a, b) => a - b);
+  const at = (p: number) => (sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!);
+  return { requestsPerSecond: t.ok / t.seconds, p50: at(50), p99: at(99) };
+}
+
+/**
+ * One autocannon run of a fixed number of requests, not a duration: autocannon ends a timed run
+ * by destroying its connections, which cuts the requests in flight (Tollgate then rightly
+ * charges them as client disconnects, and settlements could not be matched to 2xx one for one).
+ */
+async function run(target: Target, shape: Shape, amount: number): Promise<Tally> {
+  const latencies: number[] = [];
+  const started = performance.now();
+  const result = await new Promise<autocannon.Result>((done, fail) => {
+    const instance = autocannon(
+      {
+        url: target.url,
+        method: 'POST',
+        connections: CONNECTIONS,
+        amount: Math.max(CONNECTIONS * 4, Math.round(amount)),
+        timeout: 30,
+        headers: { 'content-type': 'application/json', ...target.headers },
+        body: requestBody(shape),
+      },
+      (error, result) => (error ? fail(error) : done(result)),
+    );
+    instance.on('response', (_client, statusCode, _bytes, responseTime) => {
+      if (statusCode >= 200 && statusCode < 300) latencies.push(responseTime);
+    });
+  });
+  return {
+    ok: result['2xx'],
+    non2xx: result.non2xx,
+    errors: result.errors,
+    timeouts: result.timeouts,
+    seconds: (performance.now() - started) / 1_000,
+    latencies,
+  };
+}
+
+/** Complete runs, each sized by the rate seen so far, until `seconds` of load have passed. */
+async function load(target: Target, shape: Shape, seconds: number, rates: Map<string, number>): Promise<Tally> {
+  const key = `${target.name}/${shape}`;
+  const total = emptyTally();
+  while (total.seconds < seconds * 0.95) {
+    const rate = rates.get(key);
+    // Until the rate is known, short runs; then one run for the time left (at least 0.5 s).
+    const amount = rate === undefined ? CONNECTIONS * 8 : rate * Math.max(0.5, seconds - total.seconds);
+    const tally = await run(target, shape, amount);
+    add(total, tally);
+    if (tally.ok > 0) rates.set(key, tally.ok / tally.seconds);
+  }
+  return total;
+}
+
+/** One request by fetch, checking the answer really is a completion (or a whole stream). */
+async function probe(target: Target, shape: Shape): Promise<void> {
+  const response = await fetch(target.url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...target.headers },
+    body: requestBody(shape),
+  });
+  const text = await response.text();
+  const good = response.ok && (shape === 'streaming' ? text.includes('[DONE]') && text.includes('"delta"') : text.includes(ANSWER));
+  if (!good) throw new Error(`${target.name} ${shape}: unexpected answer HTTP ${response.status}: ${text.slice(0, 300)}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU time per request, by process group: a figure the other load on a shared machine does not
+// inflate the way it inflates wall-clock latency (Linux /proc; 0 elsewhere).
+
+type CpuGroup = 'gateway' | 'upstream' | 'postgres';
+
+function processTree(root: number): { pid: number; comm: string; cmdline: string; ticks: number }[] {
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
+  } catch {
+    return [];
+  }
+  const all = entries.flatMap((name) => {
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const close = stat.lastIndexOf(')');
+      const fields = stat.slice(close + 2).split(' ');
+      const cmdline = readFileSync(`/proc/${name}/cmdline`, 'utf8').replaceAll('\0', ' ');
+      // fields after the command: state ppid ... utime(14th of the line) stime(15th)
+      return [{ pid: Number(name), ppid: Number(fields[1]), comm: stat.slice(stat.indexOf('(') + 1, close), cmdline, ticks: Number(fields[11]) + Number(fields[12]) }];
+    } catch {
+      return []; // exited meanwhile
+    }
+  });
+  const children = new Map<number, typeof all>();
+  for (const p of all) (children.get(p.ppid) ?? children.set(p.ppid, []).get(p.ppid)!).push(p);
+  const out: typeof all = [];
+  const walk = (pid: number) => {
+    for (const child of children.get(pid) ?? []) {
+      out.push(child);
+      walk(child.pid);
+    }
+  };
+  walk(root);
+  return out;
+}
+
+/** CPU ticks so far of every process in the gateway under test, the upstream, and PostgreSQL. */
+function cpuSample(gatewayPid: number | undefined): Map<number, { group: CpuGroup; ticks: number }> {
+  const tree = processTree(process.pid);
+  // a child's descendants (tsx may fork) count with it
+  const gateway = new Set(gatewayPid === undefined ? [] : [gatewayPid, ...processTree(gatewayPid).map((p) => p.pid)]);
+  const sample = new Map<number, { group: CpuGroup; ticks: number }>();
+  for (const p of tree) {
+    const group: CpuGroup | undefined = gateway.has(p.pid) ? 'gateway' : p.cmdline.includes('mock-llm') ? 'upstream' : p.comm === 'postgres' ? 'postgres' : undefined;
+    if (group) sample.set(p.pid, { group, ticks: p.ticks });
+  }
+  return sample;
+}
+
+/** CPU seconds between two samples by group; a process that exited meanwhile is not counted. */
+function cpuSpent(before: ReturnType<typeof cpuSample>, after: ReturnType<typeof cpuSample>): Record<CpuGroup, number> {
+  const spent: Record<CpuGroup, number> = { gateway: 0, upstream: 0, postgres: 0 };
+  for (const [pid, now] of after) spent[now.group] += (now.ticks - (before.get(pid)?.ticks ?? 0)) / 100;
+  return spent;
+}
+
+// ---------------------------------------------------------------------------------------------
+// processes
+
+function startChild(label: string, args: string[], env: NodeJS.ProcessEnv): { child: ChildProcess; output: () => string } {
+  const child = spawn(process.execPath, args, { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  const keep = (chunk: Buffer) => {
+    output = (output + chunk.toString()).slice(-4_000);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  child.once('exit', (code, signal) => {
+    if (!stopping) console.error(`${label} exited unexpectedly (code ${code}, signal ${signal}):\n${output}`);
+  });
+  return { child, output: () => output };
+}
+
+let stopping = false;
+
+function stopChild(child: ChildProcess, timeoutMs = 15_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((done) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      done();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+async function waitForHttp(url: string, child: ChildProcess, output: () => string, label: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`${label} exited during start-up:\n${output()}`);
+    try {
+      const response = await fetch(url, { signal: AbortSignal.timeout(1_000) });
+      await response.arrayBuffer();
+      return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${label} did not answer ${url} within ${timeoutMs} ms:\n${output()}`);
+}
+
+async function waitForPort(port: number, child: ChildProcess, output: () => string, label: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`${label} exited during start-up:\n${output()}`);
+    const open = await new Promise<boolean>((done) => {
+      const socket = net.connect({ host: '127.0.0.1', port });
+      socket.once('connect', () => {
+        socket.destroy();
+        done(true);
+      });
+      socket.once('error', () => done(false));
+    });
+    if (open) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${label} did not listen on ${port} within ${timeoutMs} ms:\n${output()}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// ledger: seed before the gateway starts, check after it stopped
+
+async function seed(databaseUrl: string): Promise<string> {
+  const pool = new Pool({ connectionString: databaseUrl, max: 4 });
+  try {
+    await migrate(pool, migrations);
+    const store = createPostgresEventStore<DomainEvent>(pool, domainEventCodec);
+    const ledger = createLedger(store, DEFAULT_ACCOUNT_POLICY);
+    const expectOk = async (label: string, result: Promise<{ ok: boolean; error?: { error: string } }>) => {
+      const r = await result;
+      if (!r.ok) throw new Error(`seeding refused (${label}): ${r.error?.error}`);
+    };
+    const meta = () => systemMetadata('bench');
+    await expectOk('add model', ledger.priceBook.handle(PRICE_BOOK_STREAM_ID, {
+      type: 'AddModel',
+      data: { modelId: MODEL, operations: ['chat'], maxOutputTokens: 4_096n },
+      metadata: meta(),
+    }));
+    await expectOk('set price', ledger.priceBook.handle(PRICE_BOOK_STREAM_ID, {
+      type: 'SetPrice',
+      data: { modelId: MODEL, operation: 'chat', inputPerMillion: usd('0.50'), outputPerMillion: usd('1.50') },
+      metadata: meta(),
+    }));
+    const vault = new PersonalDataVault(pool);
+    const stream = accountStreamId(ACCOUNT_ID);
+    await expectOk('open account', ledger.accounts.handle(stream, {
+      type: 'OpenAccount',
+      data: {
+        accountId: ACCOUNT_ID,
+        displayNameCiphertext: await vault.encrypt(ACCOUNT_ID, 'Benchmark'),
+        emailCiphertext: await vault.encrypt(ACCOUNT_ID, 'bench@localhost'),
+      },
+      metadata: meta(),
+    }));
+    // A run spends a few USD (~30 micro-USD a request); the default policy caps a balance at 10,000.
+    await expectOk('top up', ledger.accounts.handle(stream, {
+      type: 'CompleteTopUp',
+      data: { paymentReference: `bench_${randomUUID()}`, amount: usd('5000') },
+      metadata: meta(),
+    }));
+    const issued = await new ApiKeys(ledger).issue({ accountId: ACCOUNT_ID, name: 'bench', scopes: ['inference'], metadata: meta() });
+    if (!issued.ok) throw new Error(`seeding refused (key): ${issued.error.error}`);
+    return issued.key.secret;
+  } finally {
+    await pool.end();
+  }
+}
+
+interface LedgerCheck {
+  readonly placed: number;
+  readonly settled: number;
+  readonly settledByOutcome: Record<string, number>;
+  readonly released: number;
+  readonly expired: number;
+  readonly open: number;
+}
+
+async function readLedger(databaseUrl: string): Promise<LedgerCheck> {
+  const pool = new Pool({ connectionString: databaseUrl, max: 2 });
+  try {
+    const store = createPostgresEventStore<DomainEvent>(pool, domainEventCodec);
+    const { events } = await store.readStream(accountStreamId(ACCOUNT_ID));
+    const count = (type: string) => events.filter((e) => e.type === type).length;
+    const settledByOutcome: Record<string, number> = {};
+    for (const e of events) {
+      if (e.event.type !== 'ReservationSettled') continue;
+      const outcome = e.event.data.outcome;
+      settledByOutcome[outcome] = (settledByOutcome[outcome] ?? 0) + 1;
+    }
+    // The decider's own fold, as the gateway would load it.
+    const { state } = await createLedger(store, DEFAULT_ACCOUNT_POLICY).accounts.load(accountStreamId(ACCOUNT_ID));
+    return {
+      placed: count('ReservationPlaced'),
+      settled: count('ReservationSettled'),
+      settledByOutcome,
+      released: count('ReservationReleased'),
+      expired: count('ReservationExpired'),
+      open: state.openReservations.size,
+    };
+  } finally {
+    await pool.end();
+  }
+}
+
+/** Sums a Prometheus counter over the series whose labels include every one of `labels`. */
+function metricSum(text: string, name: string, labels: Record<string, string>): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
+    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main(): Promise<number> {
+  const scratch = mkdtempSync(join(tmpdir(), 'tollgate-bench-gw-'));
+  let mock: MockLlmProcess | undefined;
+  let pg: BenchPostgres | undefined;
+  let tollgate: ChildProcess | undefined;
+  let portkey: ChildProcess | undefined;
+  const interrupt = () => {
+    console.error('interrupted: stopping everything this benchmark started');
+    void cleanup().then(() => process.exit(130));
+  };
+  const cleanup = async () => {
+    stopping = true;
+    await Promise.all([tollgate && stopChild(tollgate), portkey && stopChild(portkey), mock?.stop()]);
+    await pg?.stop().catch(() => {});
+    rmSync(scratch, { recursive: true, force: true });
+  };
+  process.once('SIGINT', interrupt);
+  process.once('SIGTERM', interrupt);
+
+  let exitCode = 0;
+  try {
+    const [mockPort, tollgatePort, portkeyPort] = await Promise.all([freePort(), freePort(), freePort()]);
+    [mock, pg] = await Promise.all([launchMockLlm(mockLlmConfig, mockPort), startBenchPostgres()]);
+    const apiKey = await seed(pg.url);
+
+    const modelsFile = join(scratch, 'models.json');
+    writeFileSync(
+      modelsFile,
+      JSON.stringify({ models: [{ id: MODEL, upstreams: [{ baseUrl: mock.baseUrl, capacity: 1_024 }], maxOutputTokens: 4_096, operations: ['chat'] }] }),
+    );
+    const tg = startChild('tollgate', [...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []), '--import', 'tsx', 'src/main.ts'], {
+      ...process.env,
+      DATABASE_URL: pg.url,
+      HOST: '127.0.0.1',
+      PORT: String(tollgatePort),
+      TOLLGATE_MODELS_FILE: modelsFile,
+      TOLLGATE_ADMIN_KEY: ADMIN_KEY,
+      TOLLGATE_DATA_DIR: join(scratch, 'tollgate-data'),
+      LOG_LEVEL: 'warn',
+    });
+    tollgate = tg.child;
+    // The preload works around a Portkey bug that fails every streamed request here (see the file).
+    const pk = startChild('portkey', [
+      '--import',
+      pathToFileURL(join(__dirname, 'support', 'portkey-stream-headers.mjs')).href,
+      join(REPO, 'node_modules/@portkey-ai/gateway/build/start-server.js'),
+      `--port=${portkeyPort}`,
+      '--headless',
+    ], {
+      ...process.env,
+    });
+    portkey = pk.child;
+    await Promise.all([
+      waitForHttp(`http://127.0.0.1:${tollgatePort}/healthz`, tg.child, tg.output, 'tollgate'),
+      waitForPort(portkeyPort, pk.child, pk.output, 'portkey'),
+    ]);
+
+    const targets: Target[] = [
+      { name: 'direct', url: `${mock.baseUrl}/chat/completions`, headers: {} },
+      { name: 'tollgate', pid: tollgate.pid, url: `http://127.0.0.1:${tollgatePort}/v1/chat/completions`, headers: { authorization: `Bearer ${apiKey}` } },
+      {
+        name: 'portkey',
+        pid: portkey.pid,
+        url: `http://127.0.0.1:${portkeyPort}/v1/chat/completions`,
+        headers: { authorization: 'Bearer unused', 'x-portkey-provider': 'openai', 'x-portkey-custom-host': mock.baseUrl },
+      },
+    ];
+
+    const measured = ONLY ? targets.filter((t) => ONLY.includes(t.name)) : targets;
+    let tollgateClient2xx = 0;
+    for (const target of measured) {
+      for (const shape of SHAPES) {
+        await probe(target, shape);
+        if (target.name === 'tollgate') tollgateClient2xx += 1;
+      }
+    }
+
+    console.log(
+      `chat completions, autocannon ${CONNECTIONS} connections; per target and shape ${WARMUP_SECONDS}s warm-up, then ${SECONDS}s measured ` +
+        `in ${ROUNDS} rounds interleaved with the other targets\nmock-llm streams ${Math.ceil(ANSWER.length / STREAM_CHUNK)} chunks of ` +
+        `${STREAM_CHUNK} characters every ${STREAM_INTERVAL_MS} ms (chunkIntervalMs), then [DONE]; Tollgate over embedded PostgreSQL with fsync and synchronous_commit on\n`,
+    );
+    const rates = new Map<string, number>();
+    const tallies = new Map<string, Tally>();
+    const cpu = new Map<string, Record<CpuGroup, number>>();
+    const invalid: string[] = [];
+    const check = (target: Target, shape: Shape, phase: string, t: Tally) => {
+      if (target.name === 'tollgate') tollgateClient2xx += t.ok;
+      if (t.non2xx > 0 || t.errors > 0 || t.ok === 0) {
+        invalid.push(`${target.name} ${shape} ${phase}: ${t.non2xx} non-2xx, ${t.errors} connection errors (${t.timeouts} timeouts), ${t.ok} 2xx`);
+      }
+    };
+    for (const shape of SHAPES) {
+      for (const target of measured) check(target, shape, 'warm-up', await load(target, shape, WARMUP_SECONDS, rates));
+      for (let round = 1; round <= ROUNDS; round++) {
+        for (const target of measured) {
+          const cpuBefore = cpuSample(target.pid);
+          const t = await load(target, shape, SECONDS / ROUNDS, rates);
+          const used = cpuSpent(cpuBefore, cpuSample(target.pid));
+          const cpuKey = `${target.name}/${shape}`;
+          const spent = cpu.get(cpuKey) ?? cpu.set(cpuKey, { gateway: 0, upstream: 0, postgres: 0 }).get(cpuKey)!;
+          for (const group of ['gateway', 'upstream', 'postgres'] as const) spent[group] += used[group];
+          check(target, shape, `round ${round}`, t);
+          const key = `${target.name}/${shape}`;
+          add(tallies.get(key) ?? tallies.set(key, emptyTally()).get(key)!, t);
+          process.stderr.write(`  ${shape} round ${round} ${target.name}: ${(t.ok / t.seconds).toFixed(0)} req/s over ${t.seconds.toFixed(1)} s\n`);
+        }
+      }
+    }
+    const results = new Map([...tallies].map(([key, t]) => [key, figures(t)]));
+
+    const rows: string[][] = [
+      ['target', 'shape', 'requests/s', 'p50 ms', 'p99 ms', 'non-2xx', 'errors', 'vs direct', 'added p50 ms', 'CPU ms/req: gateway', 'upstream', 'postgres'],
+    ];
+    for (const shape of SHAPES) {
+      const direct = results.get(`direct/${shape}`);
+      for (const target of measured) {
+        const m = results.get(`${target.name}/${shape}`)!;
+        const t = tallies.get(`${target.name}/${shape}`)!;
+        rows.push([
+          target.name,
+          shape,
+          m.requestsPerSecond.toFixed(0),
+          m.p50.toFixed(2),
+          m.p99.toFixed(2),
+          String(t.non2xx),
+          String(t.errors),
+          direct ? `${(m.requestsPerSecond / direct.requestsPerSecond).toFixed(2)}x` : '-',
+          direct && target.name !== 'direct' ? `${m.p50 - direct.p50 >= 0 ? '+' : ''}${(m.p50 - direct.p50).toFixed(2)}` : '-',
+          ...(['gateway', 'upstream', 'postgres'] as const).map((group) =>
+            target.name === 'direct' && group === 'gateway' ? '-' : ((cpu.get(`${target.name}/${shape}`)![group] * 1_000) / t.ok).toFixed(2),
+          ),
+        ]);
+      }
+    }
+    printTable(rows);
+
+    let allMet = measured.length === targets.length;
+    if (allMet) {
+      console.log('\ntargets (issue 4): Tollgate >= 0.5x direct and >= 2x Portkey in requests/s, added p50 <= 2 ms');
+      const targetRows: string[][] = [['shape', 'tollgate/direct', 'tollgate/portkey', 'added p50 ms', 'verdict']];
+      for (const shape of SHAPES) {
+        const direct = results.get(`direct/${shape}`)!;
+        const ours = results.get(`tollgate/${shape}`)!;
+        const peer = results.get(`portkey/${shape}`)!;
+        const vsDirect = ours.requestsPerSecond / direct.requestsPerSecond;
+        const vsPortkey = ours.requestsPerSecond / peer.requestsPerSecond;
+        const added = ours.p50 - direct.p50;
+        const misses = [vsDirect >= 0.5 ? '' : '< 0.5x direct', vsPortkey >= 2 ? '' : '< 2x Portkey', added <= 2 ? '' : 'p50 > +2 ms'].filter(Boolean);
+        if (misses.length > 0) allMet = false;
+        targetRows.push([shape, `${vsDirect.toFixed(2)}x`, `${vsPortkey.toFixed(2)}x`, added.toFixed(2), misses.length === 0 ? 'met' : `NOT met (${misses.join(', ')})`]);
+      }
+      printTable(targetRows);
+    }
+
+    // Ledger: wait for the last settlements, count what Tollgate served, stop it (it drains), read the stream.
+    const metricsUrl = `http://127.0.0.1:${tollgatePort}/metrics`;
+    let metrics = '';
+    for (const deadline = Date.now() + 20_000; Date.now() < deadline; ) {
+      metrics = await (await fetch(metricsUrl)).text();
+      if (metricSum(metrics, 'tollgate_reservations_open', {}) === 0) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const route = { route: '/v1/chat/completions' };
+    const served2xx = metricSum(metrics, 'tollgate_http_requests_total', { ...route, status: '200' });
+    const clientClosed = metricSum(metrics, 'tollgate_http_requests_total', { ...route, status: '499' });
+    const otherStatuses = metricSum(metrics, 'tollgate_http_requests_total', route) - served2xx - clientClosed;
+    stopping = true;
+    await stopChild(tollgate);
+    const ledger = await readLedger(pg.url);
+    const ended = ledger.settled + ledger.released + ledger.expired;
+    const completed = ledger.settledByOutcome['completed'] ?? 0;
+    const checks: [string, boolean][] = [
+      [`no open reservation on the account (open: ${ledger.open})`, ledger.open === 0],
+      [
+        `every reservation ended once (placed ${ledger.placed} = settled ${ledger.settled} + released ${ledger.released} + expired ${ledger.expired})`,
+        ledger.placed === ended,
+      ],
+      [
+        `settlements = 2xx responses: ${ledger.settled} settled (${Object.entries(ledger.settledByOutcome).map(([o, n]) => `${o} ${n}`).join(', ')}), ` +
+          `${tollgateClient2xx} 2xx received by the clients, ${served2xx} 2xx counted by Tollgate`,
+        ledger.settled === tollgateClient2xx && ledger.settled === served2xx && completed === ledger.settled,
+      ],
+      [`no other answer from Tollgate (${clientClosed} client-closed, ${otherStatuses} other statuses)`, clientClosed === 0 && otherStatuses === 0],
+    ];
+    console.log('\nledger after the run (account stream read back):');
+    for (const [label, ok] of checks) console.log(`  ${ok ? 'ok  ' : 'FAIL'} ${label}`);
+
+    if (invalid.length > 0) {
+      console.error(`\nINVALID FIGURES: a figure counts only with no non-2xx answer and no connection error:\n  ${invalid.join('\n  ')}`);
+      exitCode = 1;
+    }
+    if (checks.some(([, ok]) => !ok)) {
+      console.error('\nLEDGER CHECK FAILED');
+      exitCode = 1;
+    }
+    console.log(`\nperformance targets ${measured.length < targets.length ? 'not judged (--only)' : allMet ? 'met' : 'NOT met'}`);
+  } finally {
+    await cleanup();
+  }
+  return exitCode;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  },
+);
