@@ -117,6 +117,13 @@ export interface EventStore<E> {
    */
   headPosition(): Promise<LogPosition>;
 
+  /**
+   * Position of the newest committed event, even one that global-log readers cannot see yet
+   * because an older transaction is still open. To read your writes from a projection, wait
+   * for the projection to reach this (it gets there once the older transactions end).
+   */
+  latestPosition(): Promise<LogPosition>;
+
   /** Catches up from `from` (exclusive), then follows live appends. Errors end the stream. */
   subscribe(from: LogPosition): Observable<RecordedEvent<E>>;
 

@@ -281,6 +281,12 @@ export function describeEventStoreContract(adapterName: string, factory: Contrac
       expect((await store.readAll(head, { maxCount: 100 })).filter((e) => e.streamId === id)).toEqual([]);
     });
 
+    test('latestPosition is the last committed append, which a reader waiting for its writes can target', async () => {
+      const id = stream('latest');
+      const appended = await store.appendToStream(id, [deposited(1n)], { expectedVersion: 'no_stream' });
+      expect(comparePositions(await store.latestPosition(), appended.lastPosition)).toBe(0);
+    });
+
     test(
       'a global-log subscriber never passes a slow transaction: it sees both writers in commit-safe order and its checkpoint waits',
       async () => {

@@ -257,6 +257,11 @@ export function createKurrentEventStore<E>(
       return START;
     },
 
+    // KurrentDB positions are assigned at commit: what a reader can see is everything committed.
+    latestPosition() {
+      return store.headPosition();
+    },
+
     subscribe(from): Observable<RecordedEvent<E>> {
       const filter = prefix === '' ? excludeSystemEvents() : streamNameFilter({ prefixes: [prefix] });
       const open = () => client.subscribeToAll({ fromPosition: toClientReadPosition(from), filter });

@@ -251,6 +251,14 @@ export function createPostgresEventStore<E>(
       return row ? { tx: BigInt(row.tx), seq: BigInt(row.global_seq) } : START;
     },
 
+    async latestPosition() {
+      const result = await pool.query<{ tx: string; global_seq: string }>(
+        'SELECT transaction_id::text AS tx, global_seq FROM events ORDER BY transaction_id DESC, global_seq DESC LIMIT 1',
+      );
+      const row = result.rows[0];
+      return row ? { tx: BigInt(row.tx), seq: BigInt(row.global_seq) } : START;
+    },
+
     async readAll(from: LogPosition, options: { maxCount?: number } = {}) {
       const rows = await readAllRows(from, options.maxCount ?? null);
       return rows.map(decodeRow);

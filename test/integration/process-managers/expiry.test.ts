@@ -67,7 +67,7 @@ describe('expiry process', () => {
     expect(lapsed.event).toMatchObject({ data: { grantId: 'welcome', amount: usd('2') } });
     expect(promoBalanceOf((await ledger.accounts.load(stream)).state)).toBe(0n);
     // The read model forgets the grant once the projection has seen its expiry.
-    await gw.gateway.projections.get('expiries')!.reached(await ledger.store.headPosition());
+    await gw.gateway.projections.get('expiries')!.reached(await ledger.store.latestPosition());
     const { rows } = await gw.gateway.database.pool.query('SELECT count(*)::int AS n FROM expiries WHERE stream_id = $1', [stream]);
     expect(rows[0].n).toBe(0);
   });
