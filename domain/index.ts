@@ -8,3 +8,4 @@ export * from './price-book';
 export * from './api-key';
 export * from './charge-policy';
 export * from './estimate';
+export * from './retention';

@@ -1,9 +1,11 @@
 import { mountAccountRoutes } from '../adapters/http/routes/account';
 import { mountAdminRoutes } from '../adapters/http/routes/admin';
+import { mountComplianceRoutes } from '../adapters/http/routes/compliance';
+import { mountFinanceRoutes } from '../adapters/http/routes/finance';
 import type { RouteMount } from './gateway';
 
 /**
  * Routers beyond the OpenAI-compatible API, mounted by `npm start`: admin, account, billing,
  * dashboard. Each capability adds its mount here.
  */
-export const standardRoutes: readonly RouteMount[] = [mountAdminRoutes, mountAccountRoutes];
+export const standardRoutes: readonly RouteMount[] = [mountAdminRoutes, mountAccountRoutes, mountFinanceRoutes, mountComplianceRoutes];

@@ -2,6 +2,9 @@ import type { Migration } from './migrate';
 import { eventStoreMigration } from '../eventstore/postgres/schema';
 import { personalDataMigration } from './personal-data-vault';
 import { expiriesMigration } from '../../projections/expiries/expiries';
+import { auditMigration } from '../../projections/audit/audit';
+import { retentionMigration } from '../../projections/retention/retention';
+import { financeProjectionsMigration } from '../../projections/balances/schema';
 
 /**
  * Every migration of the application, in one list so their order is visible in one place.
@@ -11,4 +14,6 @@ export const migrations: readonly Migration[] = [
   eventStoreMigration,
   personalDataMigration,
   expiriesMigration,
+  auditMigration, retentionMigration,
+  financeProjectionsMigration,
 ];

@@ -96,6 +96,12 @@ export type CloseAccount = Command<'CloseAccount', { readonly reason: ClosureRea
 
 export type ErasePersonalData = Command<'ErasePersonalData', Record<string, never>>;
 
+/** New personal data, encrypted by the caller with the account's key; an absent field stays as it is. */
+export type CorrectPersonalData = Command<
+  'CorrectPersonalData',
+  { readonly displayNameCiphertext?: string; readonly emailCiphertext?: string }
+>;
+
 export type AccountCommand =
   | OpenAccount
   | CompleteTopUp
@@ -112,6 +118,7 @@ export type AccountCommand =
   | SuspendAccount
   | ReinstateAccount
   | CloseAccount
-  | ErasePersonalData;
+  | ErasePersonalData
+  | CorrectPersonalData;
 
 export type AccountCommandType = AccountCommand['type'];

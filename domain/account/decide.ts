@@ -57,6 +57,8 @@ export function decideAccount(command: AccountCommand, state: AccountState, poli
       return closeAccount(command, state);
     case 'ErasePersonalData':
       return erasePersonalData(command, state);
+    case 'CorrectPersonalData':
+      return correctPersonalData(command, state);
     default:
       return command satisfies never;
   }
@@ -280,4 +282,12 @@ function erasePersonalData(command: C.ErasePersonalData, state: AccountState): A
   if (state.status !== 'closed') return reject({ error: 'account_not_closed' });
   if (state.personalDataErased) return reject({ error: 'personal_data_already_erased' });
   return accept(event('PersonalDataErased', {}, eventMetadataFrom(command.metadata)));
+}
+
+/** Rectification is allowed until erasure, closed or not: a closed account's data is still held. */
+function correctPersonalData(command: C.CorrectPersonalData, state: AccountState): AccountDecision {
+  if (state.personalDataErased) return reject({ error: 'personal_data_already_erased' });
+  const { displayNameCiphertext = null, emailCiphertext = null } = command.data;
+  if (displayNameCiphertext === null && emailCiphertext === null) return reject({ error: 'nothing_to_correct' });
+  return accept(event('PersonalDataCorrected', { displayNameCiphertext, emailCiphertext }, eventMetadataFrom(command.metadata)));
 }

@@ -142,6 +142,15 @@ export const AccountClosed = defineEvent('AccountClosed', z.object({ reason: clo
 /** The per-account key was destroyed by the caller; the ciphertexts in AccountOpened are now noise. */
 export const PersonalDataErased = defineEvent('PersonalDataErased', z.object({}));
 
+/**
+ * A person asked for their data to be put right (rectification). The new values arrive encrypted
+ * with the account's key like AccountOpened's; a field left null is unchanged.
+ */
+export const PersonalDataCorrected = defineEvent(
+  'PersonalDataCorrected',
+  z.object({ displayNameCiphertext: z.string().nullable(), emailCiphertext: z.string().nullable() }),
+);
+
 export const accountEventDefinitions = [
   AccountOpened,
   TopUpCompleted,
@@ -159,6 +168,7 @@ export const accountEventDefinitions = [
   AccountReinstated,
   AccountClosed,
   PersonalDataErased,
+  PersonalDataCorrected,
 ] as const;
 
 export type AccountEvent = EventOf<(typeof accountEventDefinitions)[number]>;

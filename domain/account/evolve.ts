@@ -99,5 +99,7 @@ export function evolveAccount(state: AccountState, event: AccountEvent): Account
     .with({ type: 'AccountReinstated' }, () => ({ ...state, status: 'open' as const, suspensionReason: null }))
     .with({ type: 'AccountClosed' }, () => ({ ...state, status: 'closed' as const }))
     .with({ type: 'PersonalDataErased' }, () => ({ ...state, personalDataErased: true }))
+    // The ciphertexts are the caller's business (the vault); the decider keeps no personal data.
+    .with({ type: 'PersonalDataCorrected' }, () => state)
     .exhaustive();
 }

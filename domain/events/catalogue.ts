@@ -1,13 +1,19 @@
 import { accountEventDefinitions, type AccountEvent } from '../account/events';
 import { apiKeyEventDefinitions, type ApiKeyEvent } from '../api-key/events';
 import { priceBookEventDefinitions, type PriceBookEvent } from '../price-book/events';
+import { retentionEventDefinitions, type RetentionEvent } from '../retention/events';
 import type { EventDefinition } from './define';
 
 /** Every event Tollgate stores, from every stream. Type names are unique across streams. */
-export type DomainEvent = AccountEvent | PriceBookEvent | ApiKeyEvent;
+export type DomainEvent = AccountEvent | PriceBookEvent | ApiKeyEvent | RetentionEvent;
 export type DomainEventType = DomainEvent['type'];
 
-export const eventDefinitions: readonly EventDefinition[] = [...accountEventDefinitions, ...priceBookEventDefinitions, ...apiKeyEventDefinitions];
+export const eventDefinitions: readonly EventDefinition[] = [
+  ...accountEventDefinitions,
+  ...priceBookEventDefinitions,
+  ...apiKeyEventDefinitions,
+  ...retentionEventDefinitions,
+];
 
 export const eventRegistry: ReadonlyMap<string, EventDefinition> = (() => {
   const registry = new Map<string, EventDefinition>();

@@ -4,13 +4,23 @@ import { registerCredit } from './commands/credit';
 import { registerKeys } from './commands/keys';
 import { registerModels } from './commands/models';
 import { registerPrices } from './commands/prices';
+import { registerComplianceCommands } from './compliance';
+import { registerFinanceCommands } from './finance';
 import { DEFAULT_URL } from './context';
 
 /**
  * Each group of subcommands lives in its own file under commands/ and registers itself here;
  * further groups (finance: replay, verify, statement, ...) are added to this list.
  */
-export const commandGroups: readonly ((program: Command) => void)[] = [registerAccounts, registerKeys, registerCredit, registerModels, registerPrices];
+export const commandGroups: readonly ((program: Command) => void)[] = [
+  registerAccounts,
+  registerKeys,
+  registerCredit,
+  registerModels,
+  registerPrices,
+  registerFinanceCommands,
+  registerComplianceCommands,
+];
 
 export function createProgram(): Command {
   const program = new Command('tollgate')

@@ -1,9 +1,14 @@
 import type { DomainEvent } from '../../domain/events';
 import { expiriesProjection } from './expiries';
+import { auditProjection } from './audit';
+import { retentionProjection } from './retention';
+import { balancesProjection } from './balances';
+import { usageProjection } from './usage';
+import { journalProjection } from './journal';
 import type { SqlProjection } from './runner';
 
 /**
  * Every read model the gateway keeps in PostgreSQL, each run by runProjection (one process at a
  * time per projection), each rebuildable from the log. Add a projection here to have it run.
  */
-export const projections: readonly SqlProjection<DomainEvent>[] = [expiriesProjection];
+export const projections: readonly SqlProjection<DomainEvent>[] = [expiriesProjection, balancesProjection, usageProjection, journalProjection, auditProjection, retentionProjection];

@@ -20,6 +20,12 @@ const samples: DomainEvent[] = [
   ev('RefundIssued', { refundId: 'x', amount: 3n, paymentReferences: ['pay-1', 'pay-2'] }),
   ev('AutoTopUpConfigured', { autoTopUp: null }),
   ev('PersonalDataErased', {}),
+  ev('PersonalDataCorrected', { displayNameCiphertext: null, emailCiphertext: 'pd1.a.b.c' }),
+  {
+    type: 'RetentionRunCompleted',
+    data: { runId: 'run-1', asOf: T0, auditEntriesPurged: 2n, auditAnchor: { entryNo: 2n, hash: 'f'.repeat(64) }, requestMetadataPurged: 0n, personalDataErased: ['a1'] },
+    metadata: { correlationId: 'c', causationId: 'c', actor: { kind: 'system', process: 'retention' }, occurredAt: T0 },
+  },
   {
     type: 'PriceSet',
     data: { version: 1, modelId: 'm', operation: 'chat', inputPerMillion: 150_000n, outputPerMillion: 600_000n, effectiveAt: T0 },

@@ -1,0 +1,168 @@
+import type { Pool, PoolClient } from 'pg';
+import { verifyStep, type BrokenLink, type ChainedAuditEntry, type ChainHead } from '../../projections/audit/audit';
+
+type Queryable = Pick<Pool | PoolClient, 'query'>;
+
+/** Filters of the audit query; `actor` and `target` match an id or `kind:id`; from inclusive, to exclusive. */
+export interface AuditFilter {
+  readonly actor?: string;
+  readonly action?: string;
+  readonly target?: string;
+  readonly from?: string;
+  readonly to?: string;
+  /** most entries returned, oldest first; default 1,000 */
+  readonly limit?: number;
+  /** entries after this entry number (paging) */
+  readonly after?: bigint;
+}
+
+interface AuditRow {
+  entry_no: string;
+  position_tx: string;
+  position_seq: string;
+  event_id: string;
+  occurred_at: Date;
+  actor_kind: ChainedAuditEntry['actorKind'];
+  actor_id: string;
+  action: ChainedAuditEntry['action'];
+  target_kind: ChainedAuditEntry['targetKind'];
+  target_id: string;
+  reason: string | null;
+  correlation_id: string;
+  details: ChainedAuditEntry['details'];
+  prev_hash: string;
+  hash: string;
+}
+
+const COLUMNS = `entry_no::text AS entry_no, position_tx::text AS position_tx, position_seq::text AS position_seq, event_id::text AS event_id,
+  occurred_at, actor_kind, actor_id, action, target_kind, target_id, reason, correlation_id, details, prev_hash, hash`;
+
+function entryOf(row: AuditRow): ChainedAuditEntry {
+  return {
+    entryNo: row.entry_no,
+    positionTx: row.position_tx,
+    positionSeq: row.position_seq,
+    eventId: row.event_id,
+    occurredAt: row.occurred_at.toISOString(),
+    actorKind: row.actor_kind,
+    actorId: row.actor_id,
+    action: row.action,
+    targetKind: row.target_kind,
+    targetId: row.target_id,
+    reason: row.reason,
+    correlationId: row.correlation_id,
+    details: row.details,
+    prevHash: row.prev_hash,
+    hash: row.hash,
+  };
+}
+
+/** Audit entries matching the filter, oldest first. */
+export async function queryAudit(db: Queryable, filter: AuditFilter = {}): Promise<ChainedAuditEntry[]> {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  const param = (value: unknown) => {
+    params.push(value);
+    return `$${params.length}`;
+  };
+  if (filter.actor !== undefined) {
+    const p = param(filter.actor);
+    where.push(`(actor_id = ${p} OR actor_kind || ':' || actor_id = ${p})`);
+  }
+  if (filter.target !== undefined) {
+    const p = param(filter.target);
+    where.push(`(target_id = ${p} OR target_kind || ':' || target_id = ${p})`);
+  }
+  if (filter.action !== undefined) where.push(`action = ${param(filter.action)}`);
+  if (filter.from !== undefined) where.push(`occurred_at >= ${param(filter.from)}::timestamptz`);
+  if (filter.to !== undefined) where.push(`occurred_at < ${param(filter.to)}::timestamptz`);
+  if (filter.after !== undefined) where.push(`entry_no > ${param(filter.after.toString())}::bigint`);
+  const { rows } = await db.query<AuditRow>(
+    `SELECT ${COLUMNS} FROM audit_log ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY entry_no LIMIT ${param(filter.limit ?? 1_000)}`,
+    params,
+  );
+  return rows.map(entryOf);
+}
+
+export type ChainVerification =
+  | { readonly ok: true; readonly entries: number; readonly anchor: ChainHead; readonly head: ChainHead }
+  | {
+      readonly ok: false;
+      readonly entries: number;
+      readonly anchor: ChainHead;
+      /** the first link that does not hold; position and event id when the entry is still there */
+      readonly broken: BrokenLink & { readonly positionTx: string | null; readonly positionSeq: string | null; readonly eventId: string | null };
+    };
+
+const BATCH = 5_000;
+
+/**
+ * Recomputes the audit chain from its anchor (the last purged entry, or genesis) to its head and
+ * reports the first broken link: an altered entry, one removed from the middle or the end, or one
+ * inserted. Reads one snapshot, so a projection writing meanwhile is not mistaken for tampering.
+ */
+export async function verifyAuditChain(pool: Pool): Promise<ChainVerification> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    const { rows: chainRows } = await client.query<{ anchor_entry_no: string; anchor_hash: string; head_entry_no: string; head_hash: string }>(
+      'SELECT anchor_entry_no::text AS anchor_entry_no, anchor_hash, head_entry_no::text AS head_entry_no, head_hash FROM audit_chain',
+    );
+    const chainRow = chainRows[0];
+    if (!chainRow) throw new Error('audit_chain has no row: migration 0020_audit_log was not applied');
+    const anchor: ChainHead = { entryNo: BigInt(chainRow.anchor_entry_no), hash: chainRow.anchor_hash };
+    let at = anchor;
+    let entries = 0;
+    let first = true;
+    for (;;) {
+      const { rows } = await client.query<AuditRow>(
+        // The first batch includes anything at or before the anchor: such rows should have been purged.
+        `SELECT ${COLUMNS} FROM audit_log WHERE entry_no > $1 ORDER BY entry_no LIMIT $2`,
+        [first ? '0' : at.entryNo.toString(), BATCH],
+      );
+      first = false;
+      const batch = rows.map(entryOf);
+      const step = verifyStep(at, batch);
+      if (!step.ok) {
+        const entry = batch.find((e) => e.entryNo === step.broken.entryNo);
+        return {
+          ok: false,
+          entries,
+          anchor,
+          broken: { ...step.broken, positionTx: entry?.positionTx ?? null, positionSeq: entry?.positionSeq ?? null, eventId: entry?.eventId ?? null },
+        };
+      }
+      entries += batch.length;
+      at = step.head;
+      if (batch.length < BATCH) break;
+    }
+    // Entries cut from the end leave every remaining link intact: the recorded head says where it ends.
+    if (at.entryNo.toString() !== chainRow.head_entry_no || at.hash !== chainRow.head_hash) {
+      return {
+        ok: false,
+        entries,
+        anchor,
+        broken: { entryNo: (at.entryNo + 1n).toString(), problem: 'head_mismatch', positionTx: null, positionSeq: null, eventId: null },
+      };
+    }
+    return { ok: true, entries, anchor, head: at };
+  } finally {
+    await client.query('ROLLBACK').catch(() => {});
+    client.release();
+  }
+}
+
+/** One line naming the broken link, for the CLI and the HTTP answer. */
+export function describeBrokenLink(broken: Extract<ChainVerification, { ok: false }>['broken']): string {
+  const where = broken.positionTx !== null ? ` (log position ${broken.positionTx}/${broken.positionSeq}, event ${broken.eventId})` : '';
+  switch (broken.problem) {
+    case 'hash_mismatch':
+      return `audit entry ${broken.entryNo}${where} was altered: its hash does not match its contents`;
+    case 'prev_hash_mismatch':
+      return `audit entry ${broken.entryNo}${where} does not link to the entry before it`;
+    case 'missing_entries':
+      return `audit entries ${broken.expected} to ${BigInt(broken.entryNo) - 1n} are missing before entry ${broken.entryNo}${where}`;
+    case 'head_mismatch':
+      return `audit entries from ${broken.entryNo} on are missing or added: the chain does not end at its recorded head`;
+  }
+}

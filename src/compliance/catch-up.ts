@@ -1,0 +1,51 @@
+import type { Pool } from 'pg';
+import { readCheckpoint, saveCheckpoint } from '../../adapters/eventstore/postgres/checkpoints';
+import { comparePositions, type EventStore } from '../ports/event-store';
+import type { SqlProjection } from '../projections/runner';
+
+/**
+ * Brings a projection up to the head of the log before a command-line tool reads it. When a
+ * gateway is running the projection (it holds the projection's lock), waits for it to get
+ * there instead; otherwise applies what is missing itself, in batches, each with its checkpoint.
+ */
+export async function catchUpProjection<E>(pool: Pool, store: EventStore<E>, projection: SqlProjection<E>, options: { timeoutMs?: number } = {}): Promise<void> {
+  const head = await store.headPosition();
+  const lockClient = await pool.connect();
+  try {
+    const { rows } = await lockClient.query<{ locked: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS locked', [`projection:${projection.name}`]);
+    if (!rows[0]!.locked) {
+      // A gateway runs it: wait for everything committed, including what an open transaction hides.
+      const latest = await store.latestPosition();
+      const deadline = Date.now() + (options.timeoutMs ?? 30_000);
+      while (comparePositions(await readCheckpoint(pool, projection.name), latest) < 0) {
+        if (Date.now() > deadline) throw new Error(`projection ${projection.name} did not reach the head of the log in time`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      return;
+    }
+    try {
+      let position = await readCheckpoint(pool, projection.name);
+      while (comparePositions(position, head) < 0) {
+        const batch = await store.readAll(position, { maxCount: 2_000 });
+        if (batch.length === 0) break;
+        const client = await pool.connect();
+        try {
+          await client.query('BEGIN');
+          await projection.apply(client, batch);
+          position = batch[batch.length - 1]!.position;
+          await saveCheckpoint(client, projection.name, position);
+          await client.query('COMMIT');
+        } catch (error) {
+          await client.query('ROLLBACK').catch(() => {});
+          throw error;
+        } finally {
+          client.release();
+        }
+      }
+    } finally {
+      await lockClient.query('SELECT pg_advisory_unlock(hashtext($1))', [`projection:${projection.name}`]);
+    }
+  } finally {
+    lockClient.release();
+  }
+}

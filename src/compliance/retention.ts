@@ -1,0 +1,200 @@
+import { randomUUID } from 'node:crypto';
+import type { Pool } from 'pg';
+import { accountStreamId } from '../../domain/account';
+import type { Actor, CommandMetadata } from '../../domain/events/metadata';
+import { RETENTION_STREAM_ID, retentionDecider } from '../../domain/retention';
+import { type IsoInstant } from '../../domain/time';
+import type { PersonalDataVault } from '../../adapters/postgres/personal-data-vault';
+import {
+  cutoffFor,
+  DEFAULT_RETENTION_POLICY,
+  dueErasures,
+  planRetention,
+  type HeldGroup,
+  type PersonalDataRow,
+  type RetentionItem,
+  type RetentionPolicy,
+} from '../../projections/retention/retention';
+import { createGroupCommitHandler } from '../handlers/group-commit';
+import type { Ledger } from '../ledger';
+
+/**
+ * A read model that holds metadata per request (one row per request, with the time it was
+ * written). Retention purges its rows after the request-metadata period. The finance read models
+ * hold none today (usage is aggregated per day); a per-request one registers itself here.
+ */
+export interface RequestMetadataReadModel {
+  readonly name: string;
+  readonly table: string;
+  readonly timeColumn: string;
+}
+
+export const REQUEST_METADATA_READ_MODELS: readonly RequestMetadataReadModel[] = [];
+
+const IDENTIFIER = /^[a-z_][a-z0-9_]*$/;
+
+function checkIdentifiers(model: RequestMetadataReadModel): void {
+  if (!IDENTIFIER.test(model.table) || !IDENTIFIER.test(model.timeColumn)) throw new Error(`read model ${model.name}: table and column must be plain identifiers`);
+}
+
+async function groupsOf(pool: Pool, table: string, timeColumn: string): Promise<HeldGroup[]> {
+  const { rows } = await pool.query<{ day: string; count: number; last: Date }>(
+    `SELECT to_char(${timeColumn} AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, count(*)::int AS count, max(${timeColumn}) AS last
+       FROM ${table} GROUP BY 1 ORDER BY 1`,
+  );
+  return rows.map((r) => ({ day: r.day, count: r.count, last: r.last.toISOString() }));
+}
+
+async function existing(pool: Pool, models: readonly RequestMetadataReadModel[]): Promise<RequestMetadataReadModel[]> {
+  const present: RequestMetadataReadModel[] = [];
+  for (const model of models) {
+    checkIdentifiers(model);
+    const { rows } = await pool.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [model.table]);
+    if (rows[0]?.t) present.push(model);
+  }
+  return present;
+}
+
+async function personalDataRows(pool: Pool): Promise<PersonalDataRow[]> {
+  const { rows } = await pool.query<{ account_id: string; closed_at: Date | null; erase_due_at: Date | null; erased_at: Date | null }>(
+    'SELECT account_id, closed_at, erase_due_at, erased_at FROM personal_data_retention WHERE erased_at IS NULL ORDER BY account_id',
+  );
+  const iso = (d: Date | null) => (d === null ? null : d.toISOString());
+  return rows.map((r) => ({ accountId: r.account_id, closedAt: iso(r.closed_at), eraseDueAt: iso(r.erase_due_at), erasedAt: iso(r.erased_at) }));
+}
+
+export interface RetentionOptions {
+  readonly now?: IsoInstant;
+  readonly policy?: RetentionPolicy;
+  readonly requestMetadataReadModels?: readonly RequestMetadataReadModel[];
+}
+
+/** What will expire or be erased when (the retention and audit projections must be current). */
+export async function retentionPlan(pool: Pool, options: RetentionOptions = {}): Promise<RetentionItem[]> {
+  const now = options.now ?? new Date().toISOString();
+  const models = await existing(pool, options.requestMetadataReadModels ?? REQUEST_METADATA_READ_MODELS);
+  return planRetention(
+    {
+      now,
+      auditEntries: await groupsOf(pool, 'audit_log', 'occurred_at'),
+      requestMetadata: await Promise.all(models.map(async (m) => ({ readModel: m.name, groups: await groupsOf(pool, m.table, m.timeColumn) }))),
+      personalData: await personalDataRows(pool),
+    },
+    options.policy,
+  );
+}
+
+export interface RetentionReport {
+  readonly runId: string;
+  readonly asOf: IsoInstant;
+  readonly personalDataErased: readonly string[];
+  /** due erasures the ledger refused, by account and refusal name */
+  readonly erasuresRefused: readonly { readonly accountId: string; readonly error: string }[];
+  readonly auditEntriesPurged: number;
+  readonly auditAnchor: { readonly entryNo: string; readonly hash: string } | null;
+  readonly requestMetadataPurged: number;
+  /** false when the run id had been recorded before (a retry): nothing new was written */
+  readonly recorded: boolean;
+}
+
+/**
+ * Carries out what is due, then records it on the retention stream:
+ * 1. erasure: for each closed account past its date, destroy its key (crypto-shredding), then
+ *    append PersonalDataErased. Key first: if the run dies in between, the next run destroys the
+ *    (already destroyed) key again and appends the event, never the other way round;
+ * 2. audit entries older than the audit period are removed from the head of the chain, and the
+ *    hash of the last removed entry becomes the chain's anchor, so the rest still verifies;
+ * 3. request metadata rows older than their period are removed from the read models holding them.
+ */
+export async function runRetention(
+  deps: { readonly pool: Pool; readonly ledger: Ledger; readonly vault: PersonalDataVault },
+  options: RetentionOptions & { readonly runId?: string; readonly actor?: Actor } = {},
+): Promise<RetentionReport> {
+  const { pool, ledger, vault } = deps;
+  const now = options.now ?? new Date().toISOString();
+  const policy = options.policy ?? DEFAULT_RETENTION_POLICY;
+  const runId = options.runId ?? `retention_${randomUUID()}`;
+  const metadata: CommandMetadata = { now, correlationId: runId, causationId: runId, actor: options.actor ?? { kind: 'system', process: 'retention' } };
+
+  const erased: string[] = [];
+  const refused: { accountId: string; error: string }[] = [];
+  for (const accountId of dueErasures(await personalDataRows(pool), now)) {
+    const stream = accountStreamId(accountId);
+    const { state } = await ledger.accounts.load(stream);
+    if (state.status !== 'closed') {
+      refused.push({ accountId, error: 'account_not_closed' });
+      continue;
+    }
+    if (!state.personalDataErased) await vault.destroyKey(accountId);
+    const result = await ledger.accounts.handle(stream, { type: 'ErasePersonalData', data: {}, metadata });
+    if (result.ok) erased.push(accountId);
+    else if (result.error.error !== 'personal_data_already_erased') refused.push({ accountId, error: result.error.error });
+  }
+
+  const audit = await purgeAuditEntries(pool, cutoffFor(now, policy.auditDays));
+
+  let requestMetadataPurged = 0;
+  for (const model of await existing(pool, options.requestMetadataReadModels ?? REQUEST_METADATA_READ_MODELS)) {
+    const { rowCount } = await pool.query(`DELETE FROM ${model.table} WHERE ${model.timeColumn} < $1`, [cutoffFor(now, policy.requestMetadataDays)]);
+    requestMetadataPurged += rowCount ?? 0;
+  }
+
+  const retention = createGroupCommitHandler(ledger.store, retentionDecider);
+  const recorded = await retention.handle(RETENTION_STREAM_ID, {
+    type: 'RecordRetentionRun',
+    data: {
+      runId,
+      auditEntriesPurged: BigInt(audit.purged),
+      auditAnchor: audit.anchor === null ? null : { entryNo: BigInt(audit.anchor.entryNo), hash: audit.anchor.hash },
+      requestMetadataPurged: BigInt(requestMetadataPurged),
+      personalDataErased: erased,
+    },
+    metadata,
+  });
+  if (!recorded.ok) throw new Error(`retention run ${runId} was not recorded: ${recorded.error.error}`);
+  return {
+    runId,
+    asOf: now,
+    personalDataErased: erased,
+    erasuresRefused: refused,
+    auditEntriesPurged: audit.purged,
+    auditAnchor: audit.anchor,
+    requestMetadataPurged,
+    recorded: recorded.events.length > 0,
+  };
+}
+
+/**
+ * Removes the longest run of entries from the head of the chain that all happened before
+ * `cutoff` (an entry is never removed while an older-numbered one stays, so the chain keeps one
+ * start), and anchors the chain at the last one removed.
+ */
+export async function purgeAuditEntries(pool: Pool, cutoff: IsoInstant): Promise<{ purged: number; anchor: { entryNo: string; hash: string } | null }> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    // Same lock as the projection's apply: no batch is numbered against a chain being cut.
+    const { rows } = await client.query<{ anchor_entry_no: string }>('SELECT anchor_entry_no::text AS anchor_entry_no FROM audit_chain FOR UPDATE');
+    if (!rows[0]) throw new Error('audit_chain has no row: migration 0020_audit_log was not applied');
+    const { rows: through } = await client.query<{ entry_no: string | null }>(
+      `SELECT COALESCE((SELECT min(entry_no) - 1 FROM audit_log WHERE occurred_at >= $1), (SELECT max(entry_no) FROM audit_log))::text AS entry_no`,
+      [cutoff],
+    );
+    const last = through[0]?.entry_no ?? null;
+    if (last === null || BigInt(last) <= BigInt(rows[0].anchor_entry_no)) {
+      await client.query('COMMIT');
+      return { purged: 0, anchor: null };
+    }
+    const { rows: lastRow } = await client.query<{ hash: string }>('SELECT hash FROM audit_log WHERE entry_no = $1', [last]);
+    if (!lastRow[0]) throw new Error(`audit entry ${last} is missing: run audit verify-chain`);
+    const { rowCount } = await client.query('DELETE FROM audit_log WHERE entry_no <= $1', [last]);
+    await client.query('UPDATE audit_chain SET anchor_entry_no = $1, anchor_hash = $2', [last, lastRow[0].hash]);
+    await client.query('COMMIT');
+    return { purged: rowCount ?? 0, anchor: { entryNo: last, hash: lastRow[0].hash } };
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw error;
+  } finally {
+    client.release();
+  }
+}

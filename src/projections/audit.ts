@@ -1,0 +1,67 @@
+import type { PoolClient } from 'pg';
+import type { DomainEvent } from '../../domain/events';
+import { chainBatch, GENESIS_HASH, type ChainedAuditEntry, type ChainHead } from '../../projections/audit/audit';
+import type { RecordedEvent } from '../ports/event-store';
+import type { SqlProjection } from './runner';
+
+/**
+ * The audit log in PostgreSQL. The chain's head is read and locked inside the runner's
+ * transaction, so entries are numbered and hashed in log order with no gap, and a retention
+ * purge (which locks the same row) never interleaves with a batch.
+ */
+export const auditProjection: SqlProjection<DomainEvent> = {
+  name: 'audit',
+  async apply(db: PoolClient, events: readonly RecordedEvent<DomainEvent>[]) {
+    const { rows } = await db.query<{ head_entry_no: string; head_hash: string }>(
+      'SELECT head_entry_no::text AS head_entry_no, head_hash FROM audit_chain FOR UPDATE',
+    );
+    const current = rows[0];
+    if (!current) throw new Error('audit_chain has no row: migration 0020_audit_log was not applied');
+    const { entries, head } = chainBatch({ entryNo: BigInt(current.head_entry_no), hash: current.head_hash }, events);
+    await insertEntries(db, entries, head);
+    // A retention run's purge is history too: applied again here, a rebuild ends with the same
+    // entries and the same anchor as the live log had (the run itself purged them at once).
+    let anchor: { entryNo: bigint; hash: string } | null = null;
+    for (const { event } of events) {
+      if (event.type !== 'RetentionRunCompleted' || event.data.auditAnchor === null) continue;
+      if (!anchor || event.data.auditAnchor.entryNo > anchor.entryNo) anchor = event.data.auditAnchor;
+    }
+    if (anchor) {
+      await db.query('DELETE FROM audit_log WHERE entry_no <= $1', [anchor.entryNo.toString()]);
+      await db.query('UPDATE audit_chain SET anchor_entry_no = $1, anchor_hash = $2 WHERE anchor_entry_no < $1', [anchor.entryNo.toString(), anchor.hash]);
+    }
+  },
+  async reset(db: PoolClient) {
+    await db.query('TRUNCATE audit_log');
+    await db.query('UPDATE audit_chain SET anchor_entry_no = 0, anchor_hash = $1, head_entry_no = 0, head_hash = $1', [GENESIS_HASH]);
+  },
+};
+
+async function insertEntries(db: PoolClient, entries: readonly ChainedAuditEntry[], head: ChainHead): Promise<void> {
+  if (entries.length === 0) return;
+  const column = <K extends keyof (typeof entries)[number]>(key: K) => entries.map((e) => e[key]);
+  await db.query(
+    `INSERT INTO audit_log (entry_no, position_tx, position_seq, event_id, occurred_at, actor_kind, actor_id, action,
+                            target_kind, target_id, reason, correlation_id, details, prev_hash, hash)
+     SELECT * FROM unnest($1::bigint[], $2::numeric[], $3::numeric[], $4::uuid[], $5::timestamptz[], $6::text[], $7::text[], $8::text[],
+                          $9::text[], $10::text[], $11::text[], $12::text[], $13::jsonb[], $14::text[], $15::text[])`,
+    [
+      column('entryNo'),
+      column('positionTx'),
+      column('positionSeq'),
+      column('eventId'),
+      column('occurredAt'),
+      column('actorKind'),
+      column('actorId'),
+      column('action'),
+      column('targetKind'),
+      column('targetId'),
+      column('reason'),
+      column('correlationId'),
+      entries.map((e) => JSON.stringify(e.details)),
+      column('prevHash'),
+      column('hash'),
+    ],
+  );
+  await db.query('UPDATE audit_chain SET head_entry_no = $1, head_hash = $2', [head.entryNo.toString(), head.hash]);
+}

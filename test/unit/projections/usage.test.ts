@@ -1,0 +1,54 @@
+import fc from 'fast-check';
+import { accountStreamId, decideAccount, evolveAccount, initialAccountState, type AccountEvent } from '../../../domain/account';
+import { usd } from '../../../domain/money';
+import { foldUsage, utcDay, type ReservationFacts } from '../../../projections/usage/usage';
+import { runScriptInMemory, sampleAccountScript } from '../../../src/finance/sample-history';
+
+const stream = accountStreamId('acc');
+const at = (occurredAt: string) => ({ correlationId: 'c', causationId: 'c', actor: { kind: 'system' as const, process: 't' }, occurredAt });
+const placed = (requestId: string, occurredAt: string): AccountEvent => ({
+  type: 'ReservationPlaced',
+  data: { requestId, keyId: 'k1', model: 'm1', operation: 'embedding', amount: usd('1'), priceVersion: 1, expiresAt: '2025-01-02T00:00:00Z' },
+  metadata: at(occurredAt),
+});
+
+describe('usage reducer', () => {
+  test('a release counts a request and an error under the key, model and operation of its placement, on the day it ended (UTC)', () => {
+    const open = new Map<string, ReservationFacts>();
+    // Placement and release in different batches: the facts travel through `open`.
+    foldUsage([{ streamId: stream, event: placed('r1', '2025-01-01T23:59:00+00:00') }], open);
+    const rows = foldUsage(
+      [{ streamId: stream, event: { type: 'ReservationReleased', data: { requestId: 'r1', amount: usd('1'), reason: 'gateway_error', request: { upstream: null, httpStatus: 502, stream: false, latencyMs: 40, timeToFirstTokenMs: null } }, metadata: at('2025-01-02T00:00:01+00:00') } }],
+      open,
+    );
+    expect([...rows.values()]).toEqual([
+      { accountId: 'acc', keyId: 'k1', model: 'm1', operation: 'embedding', day: '2025-01-02', requests: 1n, inputTokens: 0n, outputTokens: 0n, cost: 0n, errors: 1n, latencyMsSum: 40n, latencyCount: 1n },
+    ]);
+    expect(open.size).toBe(0);
+  });
+
+  test('days are UTC whatever offset the writer used', () => {
+    expect(utcDay('2025-01-01T23:30:00-02:00')).toBe('2025-01-02');
+  });
+
+  test('property: requests, tokens and cost sum to what the account state counted; errors are the ends not completed', () => {
+    fc.assert(
+      fc.property(fc.integer(), fc.integer({ min: 1, max: 200 }), (seed, steps) => {
+        const { events, state } = runScriptInMemory(sampleAccountScript('acc', { seed, steps, startAt: '2025-01-01T00:00:00Z' }), (c, s) => decideAccount(c, s), evolveAccount, initialAccountState());
+        const rows = [...foldUsage(events.map((event) => ({ streamId: stream, event }))).values()];
+        const sum = (f: (r: (typeof rows)[number]) => bigint) => rows.reduce((s, r) => s + f(r), 0n);
+        const ended = events.filter((e) => e.type === 'ReservationSettled' || e.type === 'ReservationReleased' || e.type === 'ReservationExpired');
+        const errors = ended.filter((e) => e.type !== 'ReservationSettled' || e.data.outcome !== 'completed');
+        return (
+          sum((r) => r.requests) === BigInt(ended.length) &&
+          sum((r) => r.errors) === BigInt(errors.length) &&
+          sum((r) => r.cost) === state.totalUsage.cost &&
+          sum((r) => r.inputTokens) === state.totalUsage.inputTokens &&
+          sum((r) => r.outputTokens) === state.totalUsage.outputTokens &&
+          rows.every((r) => r.keyId !== 'unknown')
+        );
+      }),
+      { numRuns: 100 },
+    );
+  });
+});
