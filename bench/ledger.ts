@@ -9,13 +9,14 @@
  * each its own transaction, on a pool of 64 connections.
  */
 import { randomUUID } from 'node:crypto';
-import { Pool } from 'pg';
+import type { Pool } from 'pg';
 import { accountDecider, accountStreamId, DEFAULT_ACCOUNT_POLICY, type AccountCommand } from '../domain/account';
 import { domainEventCodec, type DomainEvent } from '../domain/events';
 import type { CommandMetadata } from '../domain/events/metadata';
 import { createPostgresEventStore } from '../adapters/eventstore/postgres';
 import { migrate } from '../adapters/postgres/migrate';
 import { migrations } from '../adapters/postgres/migrations';
+import { createPool } from '../adapters/postgres/pool';
 import { createGroupCommitHandler } from '../src/handlers/group-commit';
 import { printTable, ratePerSecond, startBenchPostgres } from './support/embedded-postgres';
 
@@ -77,7 +78,7 @@ async function tollgate(pool: Pool, accounts: number): Promise<number> {
 
 async function main(): Promise<void> {
   const pg = await startBenchPostgres();
-  const pool = new Pool({ connectionString: pg.url, max: REQUESTERS });
+  const pool = createPool({ connectionString: pg.url, max: REQUESTERS });
   try {
     await migrate(pool, migrations);
     console.log(`reservation + settlement pairs/s, ${REQUESTERS} concurrent requesters, ${seconds}s per figure, durable commits\n`);
