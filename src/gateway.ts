@@ -69,9 +69,13 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     for (const step of cleanups.reverse()) await step().catch(() => {});
   };
   try {
-    const store = config.EVENTSTORE_URL
-      ? createKurrentEventStoreFromConnectionString<DomainEvent>(config.EVENTSTORE_URL, domainEventCodec)
-      : createPostgresEventStore<DomainEvent>(database.pool, domainEventCodec);
+    const metrics = createGatewayMetrics({ processMetrics: true });
+    const store = timeAppends(
+      config.EVENTSTORE_URL
+        ? createKurrentEventStoreFromConnectionString<DomainEvent>(config.EVENTSTORE_URL, domainEventCodec)
+        : createPostgresEventStore<DomainEvent>(database.pool, domainEventCodec),
+      (ms) => metrics.observeEventStoreAppend(ms),
+    );
     cleanups.push(() => store.close());
     const policy = accountPolicyFrom(config);
     const ledger = createLedger(store, policy);
@@ -109,7 +113,6 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     cleanups.push(() => inference.close());
     warmUpTokenizer();
 
-    const metrics = createGatewayMetrics({ processMetrics: true });
     const settlements = new SettlementTracker();
     const parts = { config, log, database, store, ledger, keys, liveLog, inference, metrics, settlements, policy, firstRun: first, projections: running, expiry };
     const app = createApp({
@@ -160,4 +163,21 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     await cleanup();
     throw error;
   }
+}
+
+/** The same store, with every append's latency reported (the event-store append histogram). */
+function timeAppends<E>(store: EventStore<E>, observe: (milliseconds: number) => void): EventStore<E> {
+  const timed = async <T>(append: () => Promise<T>): Promise<T> => {
+    const started = performance.now();
+    try {
+      return await append();
+    } finally {
+      observe(performance.now() - started);
+    }
+  };
+  return {
+    ...store,
+    appendToStream: (streamId, events, options) => timed(() => store.appendToStream(streamId, events, options)),
+    appendToStreams: (requests) => timed(() => store.appendToStreams(requests)),
+  };
 }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 export interface EmbeddedPostgresOptions {
@@ -25,6 +25,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const dataDir = resolve(options.dataDir);
   // Traversable by the `postgres` user the server runs as when we are root; the cluster itself is 0700.
   mkdirSync(dataDir, { recursive: true, mode: 0o755 });
+  if (process.getuid?.() === 0) chmodSync(dataDir, 0o755);
   const clusterDir = join(dataDir, 'pgdata');
   const passwordFile = join(dataDir, 'pg-password');
   const initialised = existsSync(join(clusterDir, 'PG_VERSION'));
