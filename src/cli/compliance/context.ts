@@ -1,48 +1,7 @@
 import { InvalidArgumentError, type Command } from 'commander';
-import pino from 'pino';
-import { z } from 'zod';
-import { createPostgresEventStore } from '../../../adapters/eventstore/postgres';
-import { PersonalDataVault } from '../../../adapters/postgres/personal-data-vault';
-import { domainEventCodec, type DomainEvent } from '../../../domain/events';
-import { loadConfig } from '../../config';
-import { openDatabase, type Database } from '../../database';
-import { accountPolicyFrom } from '../../gateway';
-import { createLedger, type Ledger } from '../../ledger';
-import type { EventStore } from '../../ports/event-store';
 
-export interface ComplianceContext {
-  readonly database: Database;
-  readonly store: EventStore<DomainEvent>;
-  readonly ledger: Ledger;
-  readonly vault: PersonalDataVault;
-}
-
-/**
- * Opens the gateway's database (DATABASE_URL, or the embedded server in TOLLGATE_DATA_DIR), runs
- * `work`, and closes it. Logs go to stderr; stdout carries the command's output.
- */
-export async function withCompliance<T>(work: (context: ComplianceContext) => Promise<T>): Promise<T> {
-  const config = loadConfig();
-  const log = pino({ level: config.LOG_LEVEL === 'info' ? 'warn' : config.LOG_LEVEL }, pino.destination(2));
-  const database = await openDatabase(config, log, { poolSize: 4 });
-  const store = createPostgresEventStore<DomainEvent>(database.pool, domainEventCodec, { notify: false });
-  try {
-    return await work({ database, store, ledger: createLedger(store, accountPolicyFrom(config)), vault: new PersonalDataVault(database.pool) });
-  } finally {
-    await store.close();
-    await database.close();
-  }
-}
-
-const instantSchema = z.union([z.iso.datetime({ offset: true }), z.iso.date()]);
-
-/** commander parser: an ISO instant (2025-01-31T12:00:00Z) or a UTC date (2025-01-31). */
-export function parseInstant(value: string): string {
-  if (!instantSchema.safeParse(value).success) {
-    throw new InvalidArgumentError('expected an ISO-8601 instant such as 2025-01-31T12:00:00Z, or a date such as 2025-01-31');
-  }
-  return new Date(Date.parse(value)).toISOString();
-}
+// The compliance commands share the database context of every direct-to-database command.
+export { withDatabase as withCompliance, parseInstant, write, fail, type DatabaseContext as ComplianceContext } from '../database-context';
 
 export function parsePositiveInt(value: string): number {
   const n = Number(value);
@@ -63,16 +22,6 @@ export function withJsonOption(command: Command, description: string): Command {
     ancestor = ancestor.parent;
   }
   return command.option('--json', description);
-}
-
-export function write(text: string): void {
-  process.stdout.write(text);
-}
-
-/** A refusal the user can act on: one line on stderr, exit code 1. Never personal data in `message`. */
-export function fail(message: string): void {
-  process.stderr.write(`tollgate: ${message}\n`);
-  process.exitCode = 1;
 }
 
 /** Columns padded to their widest cell; the last column is not padded. */
