@@ -12,9 +12,14 @@ export interface Finished {
 
 /** Runs a TypeScript entry point of this repo in a child node (through tsx) to completion. */
 export function runEntryPoint(entry: string, args: string[], env: Record<string, string | undefined>, timeoutMs = 20_000): Promise<Finished> {
+  return runToCompletion(process.execPath, ['--import', 'tsx', resolve(repoRoot, entry), ...args], env, timeoutMs);
+}
+
+/** Runs a program from the repo root with extra environment, to completion. */
+export function runToCompletion(command: string, args: string[], env: Record<string, string | undefined>, timeoutMs = 20_000): Promise<Finished> {
   const started = Date.now();
   return new Promise((done, fail) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', resolve(repoRoot, entry), ...args], {
+    const child = spawn(command, args, {
       cwd: repoRoot,
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -25,7 +30,7 @@ export function runEntryPoint(entry: string, args: string[], env: Record<string,
     child.stderr.on('data', (chunk) => (stderr += chunk));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      fail(new Error(`${entry} did not exit within ${timeoutMs} ms; stderr: ${stderr}`));
+      fail(new Error(`${command} ${args.join(' ')} did not exit within ${timeoutMs} ms; stderr: ${stderr}`));
     }, timeoutMs);
     child.on('exit', (code) => {
       clearTimeout(timer);

@@ -1,38 +1,13 @@
-import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { startTestGateway, type TestGateway } from '../../support/gateway';
-import { repoRoot } from '../../support/processes';
+import { repoRoot, runToCompletion } from '../../support/processes';
 
 /** bin/tollgate as a user runs it: a child process against a running gateway's admin API. */
 
 let tg: TestGateway;
 
-interface Ran {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function tollgate(args: string[], env: Record<string, string | undefined> = {}): Promise<Ran> {
-  return new Promise((done, fail) => {
-    const child = spawn(resolve(repoRoot, 'bin/tollgate'), args, {
-      cwd: repoRoot,
-      env: { ...process.env, TOLLGATE_URL: tg.url, TOLLGATE_ADMIN_KEY: tg.adminKey, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      fail(new Error(`tollgate ${args.join(' ')} did not exit; stderr: ${stderr}`));
-    }, 20_000);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      done({ code, stdout, stderr });
-    });
-  });
+function tollgate(args: string[], env: Record<string, string | undefined> = {}) {
+  return runToCompletion(resolve(repoRoot, 'bin/tollgate'), args, { TOLLGATE_URL: tg.url, TOLLGATE_ADMIN_KEY: tg.adminKey, ...env });
 }
 
 beforeAll(async () => {
