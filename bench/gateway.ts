@@ -34,7 +34,7 @@ import { domainEventCodec, type DomainEvent } from '../domain/events';
 import { usd } from '../domain/money';
 import { PRICE_BOOK_STREAM_ID } from '../domain/price-book';
 import { createPostgresEventStore } from '../adapters/eventstore/postgres';
-import { launchMockLlm, type MockLlmProcess } from '../adapters/inference/mock-llm-process';
+import { chatCompletionRule, launchMockLlm, type MockLlmProcess } from '../adapters/inference/mock-llm-process';
 import { PersonalDataVault } from '../adapters/postgres/personal-data-vault';
 import { migrate } from '../adapters/postgres/migrate';
 import { migrations } from '../adapters/postgres/migrations';
@@ -75,15 +75,7 @@ const UPSTREAM_USAGE = { prompt_tokens: 14, completion_tokens: 20, total_tokens:
 const mockLlmConfig = {
   streaming: { chunkSize: STREAM_CHUNK, chunkIntervalMs: STREAM_INTERVAL_MS },
   rules: [
-    {
-      path: '/v1/chat/completions',
-      method: 'POST',
-      match: '@',
-      response: {
-        status: 200,
-        content: `{"id":"chatcmpl-{{timestamp}}","object":"chat.completion","created":1700000000,"model":"{{jmes request body.model}}","choices":[{"index":0,"message":{"role":"assistant","content":"${ANSWER}"},"finish_reason":"stop"}],"usage":${JSON.stringify(UPSTREAM_USAGE)}}`,
-      },
-    },
+    chatCompletionRule(ANSWER, UPSTREAM_USAGE),
   ],
 };
 

@@ -73,31 +73,40 @@ function kill(child: ChildProcess): Promise<void> {
   });
 }
 
+/**
+ * A mock-llm rule answering chat completions with `content` (a literal, or a template such as
+ * `{{jmes request body.messages[-1].content}}`) and, when given, OpenAI-shaped `usage`.
+ */
+export function chatCompletionRule(content: string, usage?: object, match = '@'): object {
+  const usageField = usage ? `,"usage":${JSON.stringify(usage)}` : '';
+  return {
+    path: '/v1/chat/completions',
+    method: 'POST',
+    match,
+    response: {
+      status: 200,
+      content: `{"id":"chatcmpl-{{timestamp}}","object":"chat.completion","created":1700000000,"model":"{{jmes request body.model}}","choices":[{"index":0,"message":{"role":"assistant","content":"${content}"},"finish_reason":"stop"}]${usageField}}`,
+    },
+  };
+}
+
 /** The stand-in's model and its answers: clearly labelled, with usage so billing is exact. */
 export const STAND_IN_MODEL = 'tollgate-demo';
 
 export function standInConfig(): object {
   const answer = 'Hello from the Tollgate stand-in upstream (mock-llm). Configure TOLLGATE_MODELS_FILE to serve real models.';
-  const usage = '{"prompt_tokens":12,"completion_tokens":21,"total_tokens":33}';
+  const usage = { prompt_tokens: 12, completion_tokens: 21, total_tokens: 33 };
   return {
     streaming: { chunkSize: 12, chunkIntervalMs: 10 },
     rules: [
-      {
-        path: '/v1/chat/completions',
-        method: 'POST',
-        match: '@',
-        response: {
-          status: 200,
-          content: `{"id":"chatcmpl-{{timestamp}}","object":"chat.completion","created":1700000000,"model":"{{jmes request body.model}}","choices":[{"index":0,"message":{"role":"assistant","content":"${answer}"},"finish_reason":"stop"}],"usage":${usage}}`,
-        },
-      },
+      chatCompletionRule(answer, usage),
       {
         path: '/v1/completions',
         method: 'POST',
         match: '@',
         response: {
           status: 200,
-          content: `{"id":"cmpl-{{timestamp}}","object":"text_completion","created":1700000000,"model":"{{jmes request body.model}}","choices":[{"index":0,"text":"${answer}","message":{"content":"${answer}"},"finish_reason":"stop"}],"usage":${usage}}`,
+          content: `{"id":"cmpl-{{timestamp}}","object":"text_completion","created":1700000000,"model":"{{jmes request body.model}}","choices":[{"index":0,"text":"${answer}","message":{"content":"${answer}"},"finish_reason":"stop"}],"usage":${JSON.stringify(usage)}}`,
         },
       },
       {

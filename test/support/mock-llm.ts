@@ -1,6 +1,6 @@
 import { createServer } from 'node:net';
 import { stringify } from 'yaml';
-import { launchMockLlm } from '../../adapters/inference/mock-llm-process';
+import { chatCompletionRule, launchMockLlm } from '../../adapters/inference/mock-llm-process';
 
 /**
  * Runs @dwmkerr/mock-llm as a real process on a free loopback port, for tests that need an
@@ -86,19 +86,10 @@ export interface MockLlmConfigOptions {
  * - embeddings (mock-llm has no embeddings of its own): a fixed 3-dimensional vector.
  */
 export function defaultMockLlmConfig(options: MockLlmConfigOptions = {}): object {
-  const usage = JSON.stringify(mockChatUsage);
   return {
     streaming: { chunkSize: options.chunkSize ?? 8, chunkIntervalMs: options.chunkIntervalMs ?? 5 },
     rules: [
-      {
-        path: '/v1/chat/completions',
-        method: 'POST',
-        match: '@',
-        response: {
-          status: 200,
-          content: `{"id":"chatcmpl-{{timestamp}}","object":"chat.completion","created":1700000000,"model":"{{jmes request body.model}}","choices":[{"index":0,"message":{"role":"assistant","content":"{{jmes request body.messages[-1].content}}"},"finish_reason":"stop"}],"usage":${usage}}`,
-        },
-      },
+      chatCompletionRule('{{jmes request body.messages[-1].content}}', mockChatUsage),
       {
         path: '/v1/chat/completions',
         method: 'POST',
