@@ -9,15 +9,16 @@ import type { SqlProjection } from '../projections/runner';
  * there instead; otherwise applies what is missing itself, in batches, each with its checkpoint.
  */
 export async function catchUpProjection<E>(pool: Pool, store: EventStore<E>, projection: SqlProjection<E>, options: { timeoutMs?: number } = {}): Promise<void> {
-  const head = await store.headPosition();
+  // Everything committed so far, including what an open transaction still hides from readers:
+  // a command that just wrote must find its write in the projection.
+  const target = await store.latestPosition();
+  const deadline = Date.now() + (options.timeoutMs ?? 30_000);
   const lockClient = await pool.connect();
   try {
     const { rows } = await lockClient.query<{ locked: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS locked', [`projection:${projection.name}`]);
     if (!rows[0]!.locked) {
-      // A gateway runs it: wait for everything committed, including what an open transaction hides.
-      const latest = await store.latestPosition();
-      const deadline = Date.now() + (options.timeoutMs ?? 30_000);
-      while (comparePositions(await readCheckpoint(pool, projection.name), latest) < 0) {
+      // A gateway runs it: wait for it to get there.
+      while (comparePositions(await readCheckpoint(pool, projection.name), target) < 0) {
         if (Date.now() > deadline) throw new Error(`projection ${projection.name} did not reach the head of the log in time`);
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
@@ -25,9 +26,14 @@ export async function catchUpProjection<E>(pool: Pool, store: EventStore<E>, pro
     }
     try {
       let position = await readCheckpoint(pool, projection.name);
-      while (comparePositions(position, head) < 0) {
+      while (comparePositions(position, target) < 0) {
         const batch = await store.readAll(position, { maxCount: 2_000 });
-        if (batch.length === 0) break;
+        if (batch.length === 0) {
+          // Not visible yet: an older transaction (perhaps another database's) is still open.
+          if (Date.now() > deadline) throw new Error(`projection ${projection.name} could not catch up with the log in time`);
+          await new Promise((resolve) => setTimeout(resolve, 20));
+          continue;
+        }
         const client = await pool.connect();
         try {
           await client.query('BEGIN');
