@@ -49,8 +49,20 @@ export const configSchema = z.object({
   TOLLGATE_RESERVATION_TTL_S: z.coerce.number().positive().max(86_400).default(600),
   /** How often due reservations and promo grants are expired. */
   TOLLGATE_EXPIRY_INTERVAL_S: z.coerce.number().positive().max(3_600).default(15),
+  /** How often auto top-up and low-balance alert work is picked up. */
+  TOLLGATE_BILLING_POLL_INTERVAL_S: z.coerce.number().positive().max(3_600).default(1),
+  /** First retry delay of a failed low-balance alert delivery; doubles per attempt (5 attempts). */
+  TOLLGATE_ALERT_RETRY_BASE_S: z.coerce.number().positive().max(3_600).default(30),
+  /** Tests only: also accept http://127.0.0.1 alert callbacks (otherwise HTTPS only). */
+  TOLLGATE_ALERTS_ALLOW_LOOPBACK_HTTP: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
   STRIPE_SECRET_KEY: optionalString,
   STRIPE_WEBHOOK_SECRET: optionalString,
+  /** Where the Stripe API is, e.g. http://127.0.0.1:12111 for a local stand-in; unset means Stripe's own (https://api.stripe.com). */
+  STRIPE_API_BASE: optionalString.pipe(z.url({ protocol: /^https?$/, error: 'an http(s):// URL' }).optional()),
+  /** Stripe Tax on Checkout (VAT added on top of the credit bought); needs Stripe Tax set up in the Dashboard. */
+  STRIPE_AUTOMATIC_TAX: z.enum(['true', 'false']).default('true').transform((v) => v === 'true'),
+  /** Seconds a webhook signature stays valid (Stripe's library default: 300). */
+  STRIPE_WEBHOOK_TOLERANCE_S: z.coerce.number().int().positive().max(86_400).default(300),
 });
 
 export type Config = z.infer<typeof configSchema>;

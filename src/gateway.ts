@@ -21,6 +21,10 @@ import { LiveLog } from './live-log';
 import type { EventStore } from './ports/event-store';
 import { SettlementTracker } from './settlements';
 import { ExpiryProcess } from './process-managers/expiry';
+import { AutoTopUpProcess, stripeOffSessionCharger } from './process-managers/auto-top-up';
+import { LowBalanceAlertProcess } from './process-managers/low-balance-alerts';
+import { stripeClientFromConfig } from '../adapters/payments/stripe-client';
+import { StripeCustomers } from '../adapters/payments/customers';
 import { projections } from './projections/registry';
 import { runProjections, type RunningProjection } from './projections/runner';
 
@@ -97,6 +101,19 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     const expiry = new ExpiryProcess(database.pool, ledger, log, config.TOLLGATE_EXPIRY_INTERVAL_S * 1_000);
     expiry.start();
     cleanups.push(() => expiry.stop());
+    const billingPollMs = config.TOLLGATE_BILLING_POLL_INTERVAL_S * 1_000;
+    const alerts = new LowBalanceAlertProcess(database.pool, store, log, { pollIntervalMs: billingPollMs, retryBaseMs: config.TOLLGATE_ALERT_RETRY_BASE_S * 1_000 });
+    alerts.start();
+    cleanups.push(() => alerts.stop());
+    // Auto top-up charges cards, so it runs only where Stripe is configured.
+    const stripe = stripeClientFromConfig(config);
+    if (stripe) {
+      const customers = new StripeCustomers(database.pool, stripe);
+      const charger = stripeOffSessionCharger(stripe, (accountId) => customers.savedPaymentMethodOf(accountId));
+      const autoTopUp = new AutoTopUpProcess(database.pool, store, ledger, charger, log, { pollIntervalMs: billingPollMs });
+      autoTopUp.start();
+      cleanups.push(() => autoTopUp.stop());
+    }
 
     await bootstrapAdminKey(keys, ledger, config, log);
 

@@ -1,5 +1,7 @@
 import { mountAccountRoutes } from '../adapters/http/routes/account';
 import { mountAdminRoutes } from '../adapters/http/routes/admin';
+import { mountAutoTopUpRoutes } from '../adapters/http/routes/auto-top-up';
+import { mountBillingRoutes } from '../adapters/http/routes/billing';
 import { mountComplianceRoutes } from '../adapters/http/routes/compliance';
 import { mountFinanceRoutes } from '../adapters/http/routes/finance';
 import type { RouteMount } from './gateway';
@@ -8,4 +10,4 @@ import type { RouteMount } from './gateway';
  * Routers beyond the OpenAI-compatible API, mounted by `npm start`: admin, account, billing,
  * dashboard. Each capability adds its mount here.
  */
-export const standardRoutes: readonly RouteMount[] = [mountAdminRoutes, mountAccountRoutes, mountFinanceRoutes, mountComplianceRoutes];
+export const standardRoutes: readonly RouteMount[] = [mountAdminRoutes, mountAccountRoutes, mountFinanceRoutes, mountComplianceRoutes, mountAutoTopUpRoutes, mountBillingRoutes];

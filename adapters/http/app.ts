@@ -27,7 +27,9 @@ export function createApp(deps: AppDeps): Express {
   app.disable('x-powered-by');
   app.use(requestId());
   app.use(observeRequests({ logger: deps.logger, metrics: deps.metrics }));
-  app.use(express.json({ limit: deps.bodyLimit ?? '8mb' }));
+  const json = express.json({ limit: deps.bodyLimit ?? '8mb' });
+  // Webhooks are verified against their exact bytes: their route reads the raw body itself.
+  app.use((req, res, next) => (req.path.startsWith('/webhooks/') ? next() : json(req, res, next)));
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });

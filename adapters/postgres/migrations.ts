@@ -1,10 +1,13 @@
 import type { Migration } from './migrate';
+import { autoTopUpMigration } from '../../src/process-managers/auto-top-up';
+import { lowBalanceAlertsMigration } from '../../src/process-managers/low-balance-alerts';
 import { eventStoreMigration } from '../eventstore/postgres/schema';
 import { personalDataMigration } from './personal-data-vault';
 import { expiriesMigration } from '../../projections/expiries/expiries';
 import { auditMigration } from '../../projections/audit/audit';
 import { retentionMigration } from '../../projections/retention/retention';
 import { financeProjectionsMigration } from '../../projections/balances/schema';
+import { paymentsMigration } from '../payments/schema';
 
 /**
  * Every migration of the application, in one list so their order is visible in one place.
@@ -16,4 +19,6 @@ export const migrations: readonly Migration[] = [
   expiriesMigration,
   auditMigration, retentionMigration,
   financeProjectionsMigration,
+  paymentsMigration,
+  autoTopUpMigration, lowBalanceAlertsMigration,
 ];

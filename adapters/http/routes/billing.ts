@@ -1,0 +1,181 @@
+import express, { type Response, type Router } from 'express';
+import { z } from 'zod';
+import { accountStreamId } from '../../../domain/account';
+import type { CommandMetadata } from '../../../domain/events/metadata';
+import { formatUsd } from '../../../domain/money';
+import { adminMetadata, commandMetadata } from '../../../src/command-metadata';
+import type { RouteMount } from '../../../src/gateway';
+import { MICRO_USD_PER_CENT } from '../../../src/payments/amounts';
+import { refundablePayments, refundCredit, type RefundOutcome } from '../../../src/payments/refunds';
+import { startTopUp } from '../../../src/payments/top-ups';
+import { registerPaymentHandlers, StripeWebhookDispatcher, StripeWebhookReceiver } from '../../../src/payments/webhooks';
+import { StripeCustomers } from '../../payments/customers';
+import { stripeClientFromConfig, type StripeClient } from '../../payments/stripe-client';
+import { verifyStripeEvent } from '../../payments/webhook-events';
+import { keyOf } from '../auth';
+import { ApiError } from '../openai/errors';
+import { requestIdOf } from '../observability/request-id';
+import { AccountReader, accountNotFound, authenticated, balanceView, isId, parseInput, positiveUsdSchema, refused, shortTextSchema, type GatewayParts } from './account';
+
+/**
+ * Payments with Stripe: top-ups through Checkout, the webhook that credits them (exactly once
+ * per PaymentIntent), refunds of purchased credit (customer and admin) and account closure.
+ */
+
+/** A card is charged in whole cents: "10.005" is refused rather than rounded. */
+const cardUsdSchema = positiveUsdSchema.refine((amount) => amount % MICRO_USD_PER_CENT === 0n, 'expected whole cents (at most 2 decimals) for a card payment');
+const returnUrlSchema = z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }).max(2_000, 'at most 2000 characters');
+
+const topUpSchema = z.object({ amount_usd: cardUsdSchema, success_url: returnUrlSchema.optional(), cancel_url: returnUrlSchema.optional() });
+const refundSchema = z.object({ amount_usd: cardUsdSchema.optional() });
+const adminRefundSchema = z.object({ amount_usd: cardUsdSchema.optional(), reason: shortTextSchema });
+
+export function paymentsNotConfigured(): ApiError {
+  return new ApiError(503, 'server_error', 'payments_not_configured', null, 'Payments are not configured on this gateway (STRIPE_SECRET_KEY).');
+}
+
+/** What the billing routes share with other payment capabilities (auto top-up registers its webhook handlers here). */
+export interface Payments {
+  readonly stripe: StripeClient;
+  readonly customers: StripeCustomers;
+  readonly webhooks: StripeWebhookDispatcher;
+}
+
+export interface BillingRouteOptions {
+  /** a client to use instead of one from the config (STRIPE_SECRET_KEY, STRIPE_API_BASE) */
+  readonly stripe?: StripeClient;
+  /** further webhook handlers and anything else built on the same client, called once at mount */
+  readonly extensions?: readonly ((payments: Payments, gateway: GatewayParts) => void)[];
+}
+
+/** The mount for src/routes.ts; `billingRoutes({ extensions })` when other capabilities hook in. */
+export function billingRoutes(options: BillingRouteOptions = {}): RouteMount {
+  return (router, gateway) => mountBilling(router, gateway, options);
+}
+
+export const mountBillingRoutes: RouteMount = billingRoutes();
+
+function mountBilling(router: Router, gateway: GatewayParts, options: BillingRouteOptions): void {
+  const stripe = options.stripe ?? stripeClientFromConfig(gateway.config);
+  const payments: Payments | null = stripe
+    ? {
+        stripe,
+        customers: new StripeCustomers(gateway.database.pool, stripe),
+        webhooks: new StripeWebhookDispatcher(),
+      }
+    : null;
+  if (payments) {
+    registerPaymentHandlers(payments.webhooks, { ledger: gateway.ledger, customers: payments.customers });
+    for (const extend of options.extensions ?? []) extend(payments, gateway);
+  }
+  const receiver = payments ? new StripeWebhookReceiver(gateway.database.pool, payments.webhooks, gateway.log) : null;
+  const reader = new AccountReader(gateway);
+  const write = authenticated(gateway.keys, 'account_write');
+  const admin = authenticated(gateway.keys, 'admin');
+  const customerMetadata = (res: Response): CommandMetadata => commandMetadata({ kind: 'customer_key', keyId: keyOf(res).keyId }, requestIdOf(res));
+  const configured = (): Payments => {
+    if (!payments) throw paymentsNotConfigured();
+    return payments;
+  };
+
+  router.post('/v1/billing/top-ups', write, async (req, res) => {
+    const { stripe, customers } = configured();
+    const body = parseInput(topUpSchema, req.body);
+    const accountId = keyOf(res).accountId;
+    const origin = `${req.protocol}://${req.get('host') ?? 'localhost'}`;
+    const started = await startTopUp(
+      { ledger: gateway.ledger, stripe, customers, policy: gateway.policy },
+      {
+        accountId,
+        amount: body.amount_usd,
+        successUrl: body.success_url ?? `${origin}/?top_up=success&session_id={CHECKOUT_SESSION_ID}`,
+        cancelUrl: body.cancel_url ?? `${origin}/?top_up=cancelled`,
+        automaticTax: gateway.config.STRIPE_AUTOMATIC_TAX,
+      },
+    );
+    if (!started.ok) throw refused(started.error);
+    res.status(201).json({
+      object: 'billing.top_up',
+      account_id: accountId,
+      amount_usd: formatUsd(started.value.amount),
+      checkout_session_id: started.value.checkoutSessionId,
+      url: started.value.url,
+    });
+  });
+
+  router.post('/v1/billing/refunds', write, async (req, res) => {
+    const { stripe } = configured();
+    const body = parseInput(refundSchema, req.body);
+    await answerRefund(res, keyOf(res).accountId, await refundCredit({ ledger: gateway.ledger, stripe }, { accountId: keyOf(res).accountId, amount: body.amount_usd ?? null, metadata: customerMetadata(res) }));
+  });
+
+  router.post('/admin/accounts/:id/refunds', admin, async (req, res) => {
+    const { stripe } = configured();
+    const accountId = String(req.params['id']);
+    if (!isId(accountId)) throw accountNotFound();
+    const body = parseInput(adminRefundSchema, req.body);
+    // The admin's reason travels as the correlation id, as with manual top-ups.
+    const metadata = { ...adminMetadata(keyOf(res).keyId, `reason: ${body.reason}`), causationId: requestIdOf(res) };
+    await answerRefund(res, accountId, await refundCredit({ ledger: gateway.ledger, stripe }, { accountId, amount: body.amount_usd ?? null, metadata }));
+  });
+
+  router.post('/v1/account/close', write, async (_req, res) => {
+    const accountId = keyOf(res).accountId;
+    const loaded = await reader.state(accountId);
+    if (!loaded) throw accountNotFound();
+    const { state } = loaded;
+    if (state.status === 'closed') throw refused({ error: 'account_closed' });
+    // Checked before any money moves, so a refused closure refunds nothing.
+    if (state.openReservations.size > 0) throw refused({ error: 'account_has_open_reservations', openReservations: state.openReservations.size });
+    let refund: RefundOutcome | null = null;
+    if (payments) {
+      const refunded = await refundCredit({ ledger: gateway.ledger, stripe: payments.stripe }, { accountId, amount: null, metadata: customerMetadata(res) });
+      if (!refunded.ok) throw refused(refunded.error);
+      refund = refunded.value;
+      if (refund.parts.some((p) => p.status !== 'recorded')) {
+        // Not closed until the money is back: the customer (or Stripe's webhook) can finish it.
+        res.status(refund.parts.some((p) => p.status === 'pending') ? 202 : 502).json({ account_id: accountId, status: state.status, refund: refundView(refund) });
+        return;
+      }
+    } else if ((await refundablePayments(gateway.store, accountId)).some((p) => p.remaining > 0n)) {
+      throw paymentsNotConfigured();
+    }
+    const closed = await gateway.ledger.accounts.handle(accountStreamId(accountId), { type: 'CloseAccount', data: { reason: 'customer_request' }, metadata: customerMetadata(res) });
+    if (!closed.ok) throw refused(closed.error);
+    res.json({ account_id: accountId, status: closed.state.status, refund: refund && refundView(refund), ...balanceView(closed.state, new Date().toISOString()) });
+  });
+
+  router.post('/webhooks/stripe', express.raw({ type: 'application/json', limit: '1mb' }), async (req, res) => {
+    const secret = gateway.config.STRIPE_WEBHOOK_SECRET;
+    if (!payments || !receiver || !secret) throw paymentsNotConfigured();
+    const verified = verifyStripeEvent(payments.stripe, req.body, req.get('stripe-signature'), secret, gateway.config.STRIPE_WEBHOOK_TOLERANCE_S);
+    if (!verified.ok) {
+      gateway.log.warn({ reason: verified.reason }, 'stripe webhook rejected');
+      throw new ApiError(400, 'invalid_request_error', verified.reason, null, 'Webhook rejected: the Stripe-Signature does not verify, or the event is malformed.');
+    }
+    const receipt = await receiver.receive(verified.event);
+    // 200 for every verified event, credited or not: a retry cannot change an unknown account.
+    res.json({ received: true, event_id: verified.event.id, duplicate: receipt.duplicate, outcome: receipt.outcome });
+  });
+
+  async function answerRefund(res: Response, accountId: string, result: Awaited<ReturnType<typeof refundCredit>>): Promise<void> {
+    if (!result.ok) throw refused(result.error);
+    const refund = result.value;
+    for (const part of refund.parts.filter((p) => p.status === 'not_recorded')) {
+      gateway.log.error({ accountId, refundId: refund.refundId, paymentIntentId: part.paymentIntentId, stripeRefundId: part.stripeRefundId }, 'stripe refunded but the ledger refused the refund: needs an operator');
+    }
+    const loaded = await reader.state(accountId);
+    const status = refund.parts.some((p) => p.status === 'failed' || p.status === 'not_recorded') ? 502 : refund.parts.some((p) => p.status === 'pending') ? 202 : 200;
+    res.status(status).json({ account_id: accountId, ...refundView(refund), ...(loaded ? balanceView(loaded.state, new Date().toISOString()) : {}) });
+  }
+}
+
+function refundView(refund: RefundOutcome) {
+  return {
+    object: 'billing.refund',
+    refund_id: refund.refundId,
+    requested_usd: formatUsd(refund.requested),
+    refunded_usd: formatUsd(refund.parts.filter((p) => p.status === 'recorded').reduce((sum, p) => sum + p.amount, 0n)),
+    parts: refund.parts.map((p) => ({ payment_intent: p.paymentIntentId, amount_usd: formatUsd(p.amount), stripe_refund_id: p.stripeRefundId, status: p.status })),
+  };
+}

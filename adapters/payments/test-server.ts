@@ -1,0 +1,333 @@
+import { randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+/**
+ * A local stand-in for the few Stripe API endpoints Tollgate calls (customers, checkout
+ * sessions, payment intents, refunds), for tests and development without Stripe's servers.
+ * Point the real `stripe` client at it (createStripeClient({ apiBase: server.apiBase })).
+ * Bodies are shaped as Stripe documents them (the fields Tollgate reads, and a few more). It
+ * records every request with its Idempotency-Key, replays the first answer for a repeated key
+ * as Stripe does, and can be told to decline card charges and refunds.
+ */
+
+export interface RecordedStripeRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly idempotencyKey: string | null;
+  /** the form body, decoded (brackets into objects) */
+  readonly params: Record<string, unknown>;
+}
+
+type StripeObject = Record<string, unknown> & { id: string };
+
+export interface StripeTestServer {
+  /** e.g. http://127.0.0.1:40123 */
+  readonly apiBase: string;
+  readonly requests: RecordedStripeRequest[];
+  readonly customers: Map<string, StripeObject>;
+  readonly checkoutSessions: Map<string, StripeObject>;
+  readonly paymentIntents: Map<string, StripeObject>;
+  readonly refunds: Map<string, StripeObject>;
+  /**
+   * Decline the next `count` card charges (payment intents confirmed off-session) with this
+   * code (`card_declined`, `authentication_required`, ...), or refunds with `refunds: true`.
+   */
+  decline(options: { code?: string; count?: number; refunds?: boolean }): void;
+  /** Refunds are answered with this status (`succeeded` by default; `pending` to test the webhook path). */
+  setRefundStatus(status: 'succeeded' | 'pending'): void;
+  /**
+   * The customer pays a checkout session: it becomes complete and paid, with a succeeded
+   * PaymentIntent for its total (card saved as a payment method when off-session use was asked).
+   */
+  payCheckoutSession(sessionId: string, options?: { taxCents?: number }): { session: StripeObject; paymentIntent: StripeObject };
+  /** A webhook event envelope for an object, as Stripe sends it. */
+  event(type: string, object: Record<string, unknown>): StripeEventEnvelope;
+  stop(): Promise<void>;
+}
+
+export interface StripeEventEnvelope {
+  readonly id: string;
+  readonly object: 'event';
+  readonly api_version: string;
+  readonly created: number;
+  readonly livemode: false;
+  readonly pending_webhooks: number;
+  readonly request: { id: null; idempotency_key: null };
+  readonly type: string;
+  readonly data: { object: Record<string, unknown> };
+}
+
+const API_VERSION = '2025-10-29.clover';
+
+export async function startStripeTestServer(): Promise<StripeTestServer> {
+  const requests: RecordedStripeRequest[] = [];
+  const customers = new Map<string, StripeObject>();
+  const checkoutSessions = new Map<string, StripeObject>();
+  const paymentIntents = new Map<string, StripeObject>();
+  const refunds = new Map<string, StripeObject>();
+  const idempotent = new Map<string, { status: number; body: unknown }>();
+  let declines: { code: string; count: number } | null = null;
+  let refundDeclines = 0;
+  let refundStatus: 'succeeded' | 'pending' = 'succeeded';
+  const now = () => Math.floor(Date.now() / 1000);
+  const id = (prefix: string) => `${prefix}_test_${randomBytes(12).toString('hex')}`;
+
+  const paymentIntent = (fields: { amount: number; customer: string | null; payment_method: string | null; metadata: Record<string, string>; status: string; setup_future_usage?: string | null }): StripeObject => {
+    const pi: StripeObject = {
+      id: id('pi'),
+      object: 'payment_intent',
+      amount: fields.amount,
+      amount_received: fields.status === 'succeeded' ? fields.amount : 0,
+      currency: 'usd',
+      customer: fields.customer,
+      payment_method: fields.payment_method,
+      setup_future_usage: fields.setup_future_usage ?? null,
+      metadata: fields.metadata,
+      status: fields.status,
+      latest_charge: fields.status === 'succeeded' ? id('ch') : null,
+      created: now(),
+      livemode: false,
+    };
+    paymentIntents.set(pi.id, pi);
+    return pi;
+  };
+
+  const routes: { method: string; pattern: RegExp; answer: (params: Record<string, any>, match: RegExpExecArray) => { status: number; body: unknown } }[] = [
+    {
+      method: 'POST',
+      pattern: /^\/v1\/customers$/,
+      answer: (params) => {
+        const customer: StripeObject = { id: id('cus'), object: 'customer', created: now(), email: params['email'] ?? null, metadata: params['metadata'] ?? {}, livemode: false };
+        customers.set(customer.id, customer);
+        return { status: 200, body: customer };
+      },
+    },
+    {
+      method: 'POST',
+      pattern: /^\/v1\/checkout\/sessions$/,
+      answer: (params) => {
+        const items = Object.values((params['line_items'] ?? {}) as Record<string, any>);
+        const subtotal = items.reduce((sum, item) => sum + Number(item.price_data?.unit_amount ?? 0) * Number(item.quantity ?? 1), 0);
+        const sessionId = id('cs');
+        const session: StripeObject = {
+          id: sessionId,
+          object: 'checkout.session',
+          mode: params['mode'],
+          status: 'open',
+          payment_status: 'unpaid',
+          customer: params['customer'] ?? null,
+          client_reference_id: params['client_reference_id'] ?? null,
+          currency: 'usd',
+          amount_subtotal: subtotal,
+          amount_total: subtotal,
+          automatic_tax: { enabled: params['automatic_tax']?.enabled === 'true', status: null },
+          payment_intent: null,
+          payment_intent_data: params['payment_intent_data'] ?? {},
+          metadata: params['metadata'] ?? {},
+          success_url: params['success_url'] ?? null,
+          cancel_url: params['cancel_url'] ?? null,
+          url: `https://checkout.stripe.com/c/pay/${sessionId}`,
+          created: now(),
+          livemode: false,
+        };
+        checkoutSessions.set(session.id, session);
+        return { status: 200, body: publicSession(session) };
+      },
+    },
+    {
+      method: 'GET',
+      pattern: /^\/v1\/checkout\/sessions\/([^/]+)$/,
+      answer: (_params, match) => {
+        const session = checkoutSessions.get(match[1]!);
+        return session ? { status: 200, body: publicSession(session) } : notFound('checkout.session', match[1]!);
+      },
+    },
+    {
+      method: 'POST',
+      pattern: /^\/v1\/payment_intents$/,
+      answer: (params) => {
+        const metadata = (params['metadata'] ?? {}) as Record<string, string>;
+        const base = { amount: Number(params['amount']), customer: params['customer'] ?? null, payment_method: params['payment_method'] ?? null, metadata };
+        if (params['confirm'] === 'true' && declines !== null && declines.count > 0) {
+          const code = declines.code;
+          declines = declines.count > 1 ? { code, count: declines.count - 1 } : null;
+          const pi = paymentIntent({ ...base, status: code === 'authentication_required' ? 'requires_action' : 'requires_payment_method' });
+          return {
+            status: 402,
+            body: {
+              error: {
+                type: 'card_error',
+                code,
+                ...(code === 'card_declined' ? { decline_code: 'generic_decline' } : {}),
+                message: code === 'authentication_required' ? 'This payment requires authentication.' : 'Your card was declined.',
+                payment_intent: pi,
+              },
+            },
+          };
+        }
+        return { status: 200, body: paymentIntent({ ...base, status: params['confirm'] === 'true' ? 'succeeded' : 'requires_confirmation' }) };
+      },
+    },
+    {
+      method: 'GET',
+      pattern: /^\/v1\/payment_intents\/([^/]+)$/,
+      answer: (_params, match) => {
+        const pi = paymentIntents.get(match[1]!);
+        return pi ? { status: 200, body: pi } : notFound('payment_intent', match[1]!);
+      },
+    },
+    {
+      method: 'POST',
+      pattern: /^\/v1\/refunds$/,
+      answer: (params) => {
+        const pi = paymentIntents.get(String(params['payment_intent']));
+        if (!pi) return notFound('payment_intent', String(params['payment_intent']));
+        const received = Number(pi['amount_received']);
+        const refunded = [...refunds.values()].filter((r) => r['payment_intent'] === pi.id && r['status'] !== 'failed').reduce((sum, r) => sum + Number(r['amount']), 0);
+        const amount = params['amount'] === undefined ? received - refunded : Number(params['amount']);
+        if (!Number.isInteger(amount) || amount <= 0 || amount > received - refunded) {
+          return {
+            status: 400,
+            body: { error: { type: 'invalid_request_error', code: 'amount_too_large', param: 'amount', message: `Refund amount ($${(amount / 100).toFixed(2)}) is greater than unrefunded amount on charge ($${((received - refunded) / 100).toFixed(2)})` } },
+          };
+        }
+        if (refundDeclines > 0) {
+          refundDeclines -= 1;
+          return { status: 402, body: { error: { type: 'card_error', code: 'refund_declined', message: 'The refund was declined.' } } };
+        }
+        const refund: StripeObject = {
+          id: id('re'),
+          object: 'refund',
+          amount,
+          currency: 'usd',
+          payment_intent: pi.id,
+          charge: pi['latest_charge'],
+          reason: params['reason'] ?? null,
+          metadata: params['metadata'] ?? {},
+          status: refundStatus,
+          created: now(),
+        };
+        refunds.set(refund.id, refund);
+        return { status: 200, body: refund };
+      },
+    },
+  ];
+
+  const server: Server = createServer((req, res) => {
+    void handle(req, res).catch(() => {
+      res.statusCode = 500;
+      res.end(JSON.stringify({ error: { type: 'api_error', message: 'test server error' } }));
+    });
+  });
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const form = new URLSearchParams(req.method === 'GET' ? url.search : Buffer.concat(chunks).toString('utf8'));
+    const params = decodeForm(form);
+    const idempotencyKey = (req.headers['idempotency-key'] as string | undefined) ?? null;
+    requests.push({ method: req.method ?? 'GET', path: url.pathname, idempotencyKey, params });
+    const send = (answer: { status: number; body: unknown }) => {
+      res.writeHead(answer.status, { 'content-type': 'application/json', 'request-id': `req_${randomBytes(7).toString('hex')}`, ...(idempotencyKey ? { 'idempotency-key': idempotencyKey } : {}) });
+      res.end(JSON.stringify(answer.body));
+    };
+    if (!/^Bearer sk_(test|live)_\S+$/.test(req.headers['authorization'] ?? '')) {
+      return send({ status: 401, body: { error: { type: 'invalid_request_error', message: 'Invalid API Key provided.' } } });
+    }
+    if (req.method === 'POST' && idempotencyKey !== null) {
+      const replay = idempotent.get(`${url.pathname} ${idempotencyKey}`);
+      if (replay) return send(replay);
+    }
+    for (const route of routes) {
+      const match = route.method === req.method ? route.pattern.exec(url.pathname) : null;
+      if (!match) continue;
+      const answer = route.answer(params, match);
+      if (req.method === 'POST' && idempotencyKey !== null && answer.status < 500) idempotent.set(`${url.pathname} ${idempotencyKey}`, answer);
+      return send(answer);
+    }
+    send({ status: 404, body: { error: { type: 'invalid_request_error', message: `Unrecognized request URL (${req.method}: ${url.pathname}).` } } });
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  const { port } = server.address() as AddressInfo;
+
+  return {
+    apiBase: `http://127.0.0.1:${port}`,
+    requests,
+    customers,
+    checkoutSessions,
+    paymentIntents,
+    refunds,
+    decline(options) {
+      if (options.refunds) refundDeclines += options.count ?? 1;
+      else declines = { code: options.code ?? 'card_declined', count: options.count ?? 1 };
+    },
+    setRefundStatus(status) {
+      refundStatus = status;
+    },
+    payCheckoutSession(sessionId, options = {}) {
+      const session = checkoutSessions.get(sessionId);
+      if (!session) throw new Error(`no checkout session ${sessionId}`);
+      const tax = options.taxCents ?? 0;
+      const total = Number(session['amount_subtotal']) + tax;
+      const data = session['payment_intent_data'] as { setup_future_usage?: string; metadata?: Record<string, string> };
+      const pi = paymentIntent({
+        amount: total,
+        customer: session['customer'] as string | null,
+        payment_method: id('pm'),
+        metadata: data.metadata ?? {},
+        status: 'succeeded',
+        setup_future_usage: data.setup_future_usage ?? null,
+      });
+      Object.assign(session, { status: 'complete', payment_status: 'paid', payment_intent: pi.id, amount_total: total, total_details: { amount_tax: tax } });
+      return { session: publicSession(session), paymentIntent: pi };
+    },
+    event(type, object) {
+      return {
+        id: id('evt'),
+        object: 'event',
+        api_version: API_VERSION,
+        created: now(),
+        livemode: false,
+        pending_webhooks: 1,
+        request: { id: null, idempotency_key: null },
+        type,
+        data: { object: structuredClone(object) },
+      };
+    },
+    stop: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+/** The session as the API shows it (payment_intent_data is a create parameter, not a field). */
+function publicSession(session: StripeObject): StripeObject {
+  const { payment_intent_data: _, ...shown } = session;
+  return shown as StripeObject;
+}
+
+function notFound(object: string, id: string) {
+  return { status: 404, body: { error: { type: 'invalid_request_error', code: 'resource_missing', message: `No such ${object}: '${id}'` } } };
+}
+
+/** Stripe's form encoding: `a[b][0][c]=v` into { a: { b: { 0: { c: 'v' } } } } (arrays stay keyed objects). */
+export function decodeForm(form: URLSearchParams): Record<string, unknown> {
+  const out: Record<string, any> = {};
+  for (const [key, value] of form) {
+    const path = key.replace(/\]/g, '').split('[');
+    let node = out;
+    path.forEach((segment, i) => {
+      if (i === path.length - 1) node[segment] = value;
+      else node = node[segment] = typeof node[segment] === 'object' && node[segment] !== null ? node[segment] : {};
+    });
+  }
+  return out;
+}

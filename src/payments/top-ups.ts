@@ -1,0 +1,57 @@
+import { accountStreamId, balanceOf, type AccountError, type AccountPolicy } from '../../domain/account';
+import type { MicroUsd } from '../../domain/money';
+import type { StripeCustomers } from '../../adapters/payments/customers';
+import type { StripeClient } from '../../adapters/payments/stripe-client';
+import type { Ledger } from '../ledger';
+import { centsOf } from './amounts';
+
+export interface CheckoutStarted {
+  readonly checkoutSessionId: string;
+  readonly url: string;
+  readonly customerId: string;
+  readonly amount: MicroUsd;
+}
+
+export type StartTopUpRefusal = AccountError | { readonly error: 'sub_cent_amount'; readonly amount: MicroUsd };
+
+/**
+ * Starts a top-up: checks the amount against the policy now (the decider checks again when
+ * the webhook completes it), then a Checkout Session for that amount, net of tax (Stripe Tax
+ * adds VAT on top), saving the card for off-session use. Nothing reaches the ledger here:
+ * the credit comes only from the webhook.
+ */
+export async function startTopUp(
+  deps: { readonly ledger: Ledger; readonly stripe: StripeClient; readonly customers: StripeCustomers; readonly policy: AccountPolicy },
+  input: { readonly accountId: string; readonly amount: MicroUsd; readonly successUrl: string; readonly cancelUrl: string; readonly automaticTax: boolean },
+): Promise<{ ok: true; value: CheckoutStarted } | { ok: false; error: StartTopUpRefusal }> {
+  const { state } = await deps.ledger.accounts.load(accountStreamId(input.accountId));
+  if (state.status === 'not_opened') return { ok: false, error: { error: 'account_not_open' } };
+  if (state.status === 'closed') return { ok: false, error: { error: 'account_closed' } };
+  const cents = centsOf(input.amount);
+  if (cents === null) return { ok: false, error: { error: 'sub_cent_amount', amount: input.amount } };
+  if (input.amount < deps.policy.minimumTopUp) return { ok: false, error: { error: 'top_up_below_minimum', amount: input.amount, minimum: deps.policy.minimumTopUp } };
+  const balance = balanceOf(state);
+  if (balance + input.amount > deps.policy.maximumBalance) {
+    return { ok: false, error: { error: 'balance_limit_exceeded', balance, amount: input.amount, maximum: deps.policy.maximumBalance } };
+  }
+  const customerId = await deps.customers.ensureCustomer(input.accountId);
+  const metadata = { account_id: input.accountId, credit_cents: String(cents) };
+  const session = await deps.stripe.checkout.sessions.create({
+    mode: 'payment',
+    customer: customerId,
+    client_reference_id: input.accountId,
+    line_items: [
+      {
+        quantity: 1,
+        price_data: { currency: 'usd', unit_amount: cents, tax_behavior: 'exclusive', product_data: { name: 'Tollgate prepaid credit' } },
+      },
+    ],
+    ...(input.automaticTax ? { automatic_tax: { enabled: true }, customer_update: { address: 'auto' as const } } : {}),
+    payment_intent_data: { setup_future_usage: 'off_session', metadata },
+    metadata,
+    success_url: input.successUrl,
+    cancel_url: input.cancelUrl,
+  });
+  if (!session.url) throw new Error(`checkout session ${session.id} came back without a url`);
+  return { ok: true, value: { checkoutSessionId: session.id, url: session.url, customerId, amount: input.amount } };
+}

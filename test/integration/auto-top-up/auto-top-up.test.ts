@@ -1,0 +1,249 @@
+import { randomBytes } from 'node:crypto';
+import pino from 'pino';
+import { accountStreamId, type AccountEvent } from '../../../domain/account';
+import { usd } from '../../../domain/money';
+import { systemMetadata } from '../../../src/command-metadata';
+import {
+  AUTO_TOP_UP_METADATA,
+  AutoTopUpProcess,
+  attemptIdFor,
+  idempotencyKeyFor,
+  stripeOffSessionCharger,
+  type OffSessionCharger,
+  type SavedCard,
+} from '../../../src/process-managers/auto-top-up';
+import { accountEvents, eventsOfType, issueKey, openAccount, topUp } from '../../support/e2e-setup';
+import { startTestGateway, type TestGateway } from '../../support/gateway';
+import { StripeStandIn } from './stripe-stand-in';
+
+const quiet = pino({ level: 'silent' });
+
+describe('auto top-up', () => {
+  let gw: TestGateway;
+  const stripe = new StripeStandIn();
+  const cards = new Map<string, SavedCard>();
+  const processes: AutoTopUpProcess[] = [];
+
+  beforeAll(async () => {
+    await stripe.start();
+    // No STRIPE_SECRET_KEY: the gateway runs no auto top-up itself; each test runs its own.
+    gw = await startTestGateway({
+      models: [{ id: 'm', upstreams: [{ baseUrl: 'http://127.0.0.1:9/v1', capacity: 1 }], maxOutputTokens: 10, operations: ['chat'] }],
+    });
+  });
+  // One manager at a time, as one would run per deployment.
+  afterEach(async () => {
+    for (const p of processes.splice(0)) await p.stop();
+  });
+  afterAll(async () => {
+    await gw.stop();
+    await stripe.stop();
+  });
+
+  function charger(): OffSessionCharger {
+    return stripeOffSessionCharger(stripe.client(), async (accountId) => cards.get(accountId) ?? null);
+  }
+
+  function startProcess(using: OffSessionCharger = charger()): AutoTopUpProcess {
+    const { database, store, ledger } = gw.gateway;
+    const p = new AutoTopUpProcess(database.pool, store, ledger, using, quiet, { pollIntervalMs: 50, retryBaseMs: 0 });
+    p.start();
+    processes.push(p);
+    return p;
+  }
+
+  async function until<T>(probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 8_000): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const value = await probe();
+      if (value !== undefined) return value;
+      if (Date.now() > deadline) throw new Error('condition not met in time');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  /** An account with $20, a saved card, and auto top-up of $25 below $10. */
+  async function setUp(): Promise<{ accountId: string; customerId: string }> {
+    const { ledger } = gw.gateway;
+    const accountId = await openAccount(ledger, { topUpUsd: '20' });
+    const customerId = `cus_${randomBytes(6).toString('hex')}`;
+    cards.set(accountId, { customerId, paymentMethodId: `pm_${randomBytes(6).toString('hex')}` });
+    const configured = await ledger.accounts.handle(accountStreamId(accountId), {
+      type: 'ConfigureAutoTopUp',
+      data: { autoTopUp: { threshold: usd('10'), amount: usd('25') } },
+      metadata: systemMetadata('test'),
+    });
+    expect(configured.ok).toBe(true);
+    return { accountId, customerId };
+  }
+
+  /** A request that costs `costUsd` (1 USD per million input tokens), settled. */
+  async function spend(accountId: string, costUsd: string): Promise<void> {
+    const { ledger } = gw.gateway;
+    const stream = accountStreamId(accountId);
+    const requestId = `req_${randomBytes(6).toString('hex')}`;
+    const placed = await ledger.accounts.handle(stream, {
+      type: 'PlaceReservation',
+      data: { requestId, keyId: 'k', model: 'm', operation: 'chat', amount: usd(costUsd), priceVersion: 1 },
+      metadata: systemMetadata('test'),
+    });
+    expect(placed.ok).toBe(true);
+    const settled = await ledger.accounts.handle(stream, {
+      type: 'SettleReservation',
+      data: {
+        requestId,
+        usage: { inputTokens: usd(costUsd), outputTokens: 0n, estimated: false },
+        price: { inputPerMillion: 1_000_000n, outputPerMillion: 1_000_000n, version: 1 },
+        outcome: 'completed',
+      },
+      metadata: systemMetadata('test'),
+    });
+    expect(settled.ok).toBe(true);
+  }
+
+  /** What the payment webhook does on payment_intent.succeeded (the payments part owns the real one). */
+  async function paymentSucceeded(intent: { id: string; amount: number; metadata: Record<string, string> }): Promise<void> {
+    const accountId = intent.metadata[AUTO_TOP_UP_METADATA.accountId]!;
+    const handled = await gw.gateway.ledger.accounts.handle(accountStreamId(accountId), {
+      type: 'CompleteTopUp',
+      data: { paymentReference: intent.id, amount: BigInt(intent.amount) * 10_000n, autoTopUpAttemptId: intent.metadata[AUTO_TOP_UP_METADATA.attemptId]! },
+      metadata: systemMetadata('test-webhook'),
+    });
+    expect(handled.ok).toBe(true);
+  }
+
+  const withType = <T extends AccountEvent['type']>(events: AccountEvent[], type: T) => eventsOfType(events, type);
+
+  test('a settlement below the threshold charges the saved card off-session once, and the webhook ends the attempt', async () => {
+    startProcess();
+    const { accountId, customerId } = await setUp();
+    await spend(accountId, '5'); // 15 left: above the threshold, nothing happens
+    await spend(accountId, '7'); // 8 left: below
+    const intent = await until(() => stripe.created.find((c) => c.customer === customerId));
+
+    const events = await accountEvents(gw.gateway.ledger, accountId);
+    const [trigger] = withType(events, 'AutoTopUpTriggered');
+    const { events: stored } = await gw.gateway.store.readStream(accountStreamId(accountId));
+    const settlement = stored.filter((e) => e.event.type === 'ReservationSettled')[1]!;
+    // The attempt is named after the triggering settlement, so a restart finds the same attempt.
+    expect(trigger!.data).toEqual({ attemptId: attemptIdFor(settlement.id), amount: usd('25') });
+    expect(intent.amount).toBe(2_500);
+    expect(intent.metadata).toEqual({ [AUTO_TOP_UP_METADATA.accountId]: accountId, [AUTO_TOP_UP_METADATA.attemptId]: trigger!.data.attemptId });
+    const request = stripe.requests.find((r) => r.params['customer'] === customerId)!;
+    expect(request.params).toMatchObject({ off_session: 'true', confirm: 'true', currency: 'usd', payment_method: cards.get(accountId)!.paymentMethodId });
+    expect(request.idempotencyKey).toBe(idempotencyKeyFor(trigger!.data.attemptId));
+
+    await paymentSucceeded(intent);
+    const { state } = await gw.gateway.ledger.accounts.load(accountStreamId(accountId));
+    expect(state.pendingAutoTopUp).toBeNull();
+    expect(state.purchased).toBe(usd('33'));
+    // Nothing else was charged meanwhile.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(stripe.created.filter((c) => c.customer === customerId)).toHaveLength(1);
+  });
+
+  test.each(['card_declined', 'authentication_required'] as const)(
+    'a decline (%s) records the failure, suspends the account, and the account API says why',
+    async (code) => {
+      startProcess();
+      const { accountId, customerId } = await setUp();
+      stripe.declineFor(customerId, code);
+      const key = await issueKey(gw.gateway.keys, accountId, ['account_read', 'account_write']);
+      await spend(accountId, '12');
+
+      const failed = await until(async () => withType(await accountEvents(gw.gateway.ledger, accountId), 'AutoTopUpFailed')[0]);
+      expect(failed.data.reason).toBe(code);
+      const suspended = await until(async () => withType(await accountEvents(gw.gateway.ledger, accountId), 'AccountSuspended')[0]);
+      expect(suspended.data.reason).toBe('auto_top_up_failed');
+
+      const headers = { authorization: `Bearer ${key.secret}` };
+      const view = await until(async () => {
+        const body = (await (await fetch(`${gw.url}/v1/billing/auto-top-up`, { headers })).json()) as { last_failure: { reason: string } | null };
+        return body.last_failure ? body : undefined;
+      });
+      expect(view).toMatchObject({
+        enabled: true,
+        threshold_usd: '10.000000',
+        amount_usd: '25.000000',
+        account_status: 'suspended',
+        suspension_reason: 'auto_top_up_failed',
+        pending_attempt: null,
+        last_failure: { attempt_id: failed.data.attemptId, reason: code, amount_usd: '25.000000' },
+      });
+      const account = (await (await fetch(`${gw.url}/v1/account`, { headers })).json()) as { status: string; suspension_reason: string };
+      expect(account).toMatchObject({ status: 'suspended', suspension_reason: 'auto_top_up_failed' });
+
+      // Replenished by hand: the suspension ends.
+      await topUp(gw.gateway.ledger, accountId, '20');
+      const { state } = await gw.gateway.ledger.accounts.load(accountStreamId(accountId));
+      expect(state.status).toBe('open');
+      expect(stripe.created.filter((c) => c.customer === customerId)).toHaveLength(0);
+    },
+  );
+
+  test('a crash between the charge and the webhook: the restarted manager sends the same idempotency key and nothing is charged twice', async () => {
+    let crashed!: () => void;
+    const crash = new Promise<void>((resolve) => (crashed = resolve));
+    const real = charger();
+    const first = startProcess({
+      async charge(input) {
+        await real.charge(input);
+        crashed();
+        // The process dies before it can record that the charge went through.
+        throw new Error('crashed after the charge call');
+      },
+    });
+    const { accountId, customerId } = await setUp();
+    await spend(accountId, '12');
+    await crash;
+    await first.stop();
+    expect(stripe.created.filter((c) => c.customer === customerId)).toHaveLength(1);
+
+    startProcess();
+    await until(() => (stripe.requests.filter((r) => r.params['customer'] === customerId).length >= 2 ? true : undefined));
+    const { rows } = await until(async () => {
+      const result = await gw.gateway.database.pool.query<{ status: string; payment_intent_id: string }>(
+        "SELECT status, payment_intent_id FROM auto_top_up_attempts WHERE account_id = $1 AND status = 'charged'",
+        [accountId],
+      );
+      return result.rows.length > 0 ? result : undefined;
+    });
+
+    const sent = stripe.requests.filter((r) => r.params['customer'] === customerId);
+    expect(new Set(sent.map((r) => r.idempotencyKey)).size).toBe(1);
+    expect(stripe.created.filter((c) => c.customer === customerId)).toHaveLength(1);
+    const intent = stripe.created.find((c) => c.customer === customerId)!;
+    expect(rows[0]!.payment_intent_id).toBe(intent.id);
+    expect(withType(await accountEvents(gw.gateway.ledger, accountId), 'AutoTopUpTriggered')).toHaveLength(1);
+
+    await paymentSucceeded(intent);
+    const { state } = await gw.gateway.ledger.accounts.load(accountStreamId(accountId));
+    expect(state.pendingAutoTopUp).toBeNull();
+    expect(state.purchased).toBe(usd('33'));
+  });
+
+  test('PUT /v1/billing/auto-top-up configures, validates and disables', async () => {
+    const accountId = await openAccount(gw.gateway.ledger, { topUpUsd: '20' });
+    const key = await issueKey(gw.gateway.keys, accountId, ['account_read', 'account_write']);
+    const put = (body: unknown) =>
+      fetch(`${gw.url}/v1/billing/auto-top-up`, { method: 'PUT', headers: { authorization: `Bearer ${key.secret}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+
+    const ok = await put({ threshold_usd: '5', amount_usd: '25.00' });
+    expect(ok.status).toBe(200);
+    expect(await ok.json()).toMatchObject({ enabled: true, threshold_usd: '5.000000', amount_usd: '25.000000', last_failure: null });
+    const tooSmall = await put({ threshold_usd: '5', amount_usd: '5' });
+    expect(tooSmall.status).toBe(409);
+    expect(((await tooSmall.json()) as { error: { code: string } }).error.code).toBe('top_up_below_minimum');
+    const subCent = await put({ threshold_usd: '5', amount_usd: '25.001' });
+    expect(subCent.status).toBe(400);
+    const off = await put({ enabled: false });
+    expect(await off.json()).toMatchObject({ enabled: false, threshold_usd: null });
+    const readOnly = await issueKey(gw.gateway.keys, accountId, ['account_read']);
+    const forbidden = await fetch(`${gw.url}/v1/billing/auto-top-up`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${readOnly.secret}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ threshold_usd: '5', amount_usd: '25' }),
+    });
+    expect(forbidden.status).toBe(403);
+  });
+});
