@@ -2,6 +2,7 @@ import type { Pool } from 'pg';
 import { readCheckpoint, saveCheckpoint } from '../../adapters/eventstore/postgres/checkpoints';
 import { comparePositions, type EventStore } from '../ports/event-store';
 import type { SqlProjection } from '../projections/runner';
+import { inTransaction } from '../../adapters/postgres/transaction';
 
 /**
  * Brings a projection up to the head of the log before a command-line tool reads it. When a
@@ -34,19 +35,12 @@ export async function catchUpProjection<E>(pool: Pool, store: EventStore<E>, pro
           await new Promise((resolve) => setTimeout(resolve, 20));
           continue;
         }
-        const client = await pool.connect();
-        try {
-          await client.query('BEGIN');
+        const last = batch[batch.length - 1]!.position;
+        await inTransaction(pool, async (client) => {
           await projection.apply(client, batch);
-          position = batch[batch.length - 1]!.position;
-          await saveCheckpoint(client, projection.name, position);
-          await client.query('COMMIT');
-        } catch (error) {
-          await client.query('ROLLBACK').catch(() => {});
-          throw error;
-        } finally {
-          client.release();
-        }
+          await saveCheckpoint(client, projection.name, last);
+        });
+        position = last;
       }
     } finally {
       await lockClient.query('SELECT pg_advisory_unlock(hashtext($1))', [`projection:${projection.name}`]);

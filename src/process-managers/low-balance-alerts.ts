@@ -8,6 +8,7 @@ import type { Migration } from '../../adapters/postgres/migrate';
 import { PersonalDataVault } from '../../adapters/postgres/personal-data-vault';
 import type { EventStore, RecordedEvent } from '../ports/event-store';
 import { runProjection, type RunningProjection, type SqlProjection } from '../projections/runner';
+import { inTransaction } from '../../adapters/postgres/transaction';
 
 /**
  * Low-balance alerts: when an account's available balance crosses one of its thresholds
@@ -290,9 +291,7 @@ export class LowBalanceAlertProcess {
     const delivered = error === null;
     const giveUp = !delivered && (attempt >= MAX_DELIVERY_ATTEMPTS || error === 'alerts_not_configured');
     const delayMs = (this.options.retryBaseMs ?? 30_000) * 2 ** (attempt - 1);
-    const client = await this.pool.connect();
-    try {
-      await client.query('BEGIN');
+    await inTransaction(this.pool, async (client) => {
       await client.query(
         `INSERT INTO low_balance_notice_attempts (notice_id, attempt, attempted_at, http_status, outcome, error) VALUES ($1, $2, now(), $3, $4, $5)
          ON CONFLICT DO NOTHING`,
@@ -302,13 +301,7 @@ export class LowBalanceAlertProcess {
         `UPDATE low_balance_notices SET attempts = $2, status = $3, next_attempt_at = now() + $4 * interval '1 millisecond' WHERE notice_id = $1 AND attempts = $5`,
         [row.notice_id, attempt, delivered ? 'delivered' : giveUp ? 'failed' : 'pending', delayMs, row.attempts],
       );
-      await client.query('COMMIT');
-    } catch (e) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw e;
-    } finally {
-      client.release();
-    }
+    });
     if (!delivered) this.log.warn({ noticeId: row.notice_id, attempt, httpStatus, error, gaveUp: giveUp }, 'low-balance notice not delivered');
   }
 }

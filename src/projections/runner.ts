@@ -2,6 +2,7 @@ import type { Pool, PoolClient } from 'pg';
 import { bufferTime, filter, type Subscription } from 'rxjs';
 import { readCheckpoint, saveCheckpoint } from '../../adapters/eventstore/postgres/checkpoints';
 import { comparePositions, START, type EventStore, type LogPosition, type RecordedEvent } from '../ports/event-store';
+import { inTransaction } from '../../adapters/postgres/transaction';
 
 /**
  * A read model kept in PostgreSQL. `apply` writes a batch's rows in the transaction the runner
@@ -127,9 +128,7 @@ export function runProjections<E>(
   const applyBatch = async (batch: RecordedEvent<E>[]) => {
     if (stopped) return;
     const last = batch[batch.length - 1]!.position;
-    const client = await pool.connect();
-    try {
-      await client.query('BEGIN');
+    await inTransaction(pool, async (client) => {
       await client.query('SET LOCAL synchronous_commit = off');
       for (const projection of projections) {
         const from = checkpoints.get(projection.name)!;
@@ -137,16 +136,10 @@ export function runProjections<E>(
         if (fresh.length > 0) await projection.apply(client, fresh);
         await saveCheckpoint(client, projection.name, last);
       }
-      await client.query('COMMIT');
-      for (const projection of projections) checkpoints.set(projection.name, last);
-      position = last;
-      release();
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw error;
-    } finally {
-      client.release();
-    }
+    });
+    for (const projection of projections) checkpoints.set(projection.name, last);
+    position = last;
+    release();
   };
 
   void start().catch(fail);

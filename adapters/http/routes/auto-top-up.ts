@@ -17,6 +17,7 @@ import { keyOf } from '../auth';
 import { ApiError } from '../openai/errors';
 import { requestIdOf } from '../observability/request-id';
 import { AccountReader, accountNotFound, authenticated, parseInput, positiveUsdSchema, refused } from './account';
+import { inTransaction } from '../../postgres/transaction';
 
 /**
  * The customer's billing automation: auto top-up (threshold and amount; the last attempts and
@@ -141,9 +142,7 @@ export const mountAutoTopUpRoutes: RouteMount = (router: Router, gateway) => {
     if (loaded.state.status === 'closed') throw refused({ error: 'account_closed' });
     const secret = newSigningSecret();
     const ciphertext = await reader.vault.encrypt(accountId, secret);
-    const client = await pool.connect();
-    try {
-      await client.query('BEGIN');
+    await inTransaction(pool, async (client) => {
       await client.query(
         `INSERT INTO low_balance_alert_settings (account_id, url, thresholds, secret_ciphertext) VALUES ($1, $2, $3, $4)
          ON CONFLICT (account_id) DO UPDATE SET url = excluded.url, thresholds = excluded.thresholds, secret_ciphertext = excluded.secret_ciphertext, updated_at = now()`,
@@ -158,13 +157,7 @@ export const mountAutoTopUpRoutes: RouteMount = (router: Router, gateway) => {
         const below = thresholdsBelow(body.thresholds, BigInt(rows[0].available), rows[0].last_top_up === null ? null : BigInt(rows[0].last_top_up));
         await client.query('UPDATE low_balance_alert_balances SET below = $2 WHERE account_id = $1', [accountId, JSON.stringify(below)]);
       }
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw error;
-    } finally {
-      client.release();
-    }
+    });
     // The only time the secret leaves the server.
     res.json({ object: 'low_balance_alerts', url: body.url, thresholds: body.thresholds.map(thresholdView), signing_secret: secret });
   });
