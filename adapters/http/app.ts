@@ -25,6 +25,8 @@ export interface AppDeps extends InferenceRouteDeps {
 export function createApp(deps: AppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
+  // API answers are never revalidated, and hashing every body for an ETag costs CPU per request.
+  app.set('etag', false);
   app.use(requestId());
   app.use(observeRequests({ logger: deps.logger, metrics: deps.metrics }));
   const json = express.json({ limit: deps.bodyLimit ?? '8mb' });
