@@ -14,6 +14,11 @@ export function centsOf(amount: MicroUsd): number | null {
   return Number(amount / MICRO_USD_PER_CENT);
 }
 
+/** Whole cents rounded up, so a card charge covers the whole amount. */
+export function centsRoundedUp(amount: MicroUsd): number {
+  return Number((amount + MICRO_USD_PER_CENT - 1n) / MICRO_USD_PER_CENT);
+}
+
 /** Rounded down to whole cents: what of an amount can go back to a card. */
 export function wholeCentsOf(amount: MicroUsd): MicroUsd {
   return amount <= 0n ? 0n : amount - (amount % MICRO_USD_PER_CENT);

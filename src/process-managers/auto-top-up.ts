@@ -11,6 +11,7 @@ import { systemMetadata } from '../command-metadata';
 import type { Ledger } from '../ledger';
 import type { EventStore, RecordedEvent } from '../ports/event-store';
 import { runProjection, type RunningProjection, type SqlProjection } from '../projections/runner';
+import { centsRoundedUp } from '../payments/amounts';
 
 /**
  * Auto top-up: a process manager that follows the ledger and charges the account's saved card
@@ -94,7 +95,7 @@ export function stripeOffSessionCharger(stripe: Stripe, savedCardOf: SavedCardOf
       const card = await savedCardOf(accountId);
       if (!card) return { ok: false, declined: true, reason: 'no_saved_card' };
       // Amounts are whole cents (the API refuses anything else); round up so the credit covers it.
-      const cents = Number((amount + 9_999n) / 10_000n);
+      const cents = centsRoundedUp(amount);
       try {
         const intent = await stripe.paymentIntents.create(
           {
