@@ -8,7 +8,8 @@ import { journalProjection } from './journal';
 import type { SqlProjection } from './runner';
 
 /**
- * Every read model the gateway keeps in PostgreSQL, each run by runProjection (one process at a
- * time per projection), each rebuildable from the log. Add a projection here to have it run.
+ * Every read model the gateway keeps in PostgreSQL, all run together by runProjections (one
+ * process at a time per projection), each rebuildable from the log. Add a projection here to
+ * have it run.
  */
 export const projections: readonly SqlProjection<DomainEvent>[] = [expiriesProjection, balancesProjection, usageProjection, journalProjection, auditProjection, retentionProjection];
