@@ -1,6 +1,7 @@
 import type { DatabaseError, Pool, PoolClient } from 'pg';
 import { Observable, share } from 'rxjs';
 import {
+  comparePositions,
   DuplicateEventIdError,
   EventDecodeError,
   START,
@@ -38,6 +39,9 @@ export interface PostgresEventStoreOptions {
 }
 
 export type PostgresEventStore<E> = EventStore<E>;
+
+/** How soon a subscriber looks again for an event hidden below the horizon. */
+const HIDDEN_RETRY_MS = 20;
 
 interface EventRow {
   event_id: string;
@@ -129,6 +133,15 @@ export function createPostgresEventStore<E>(
       throw new EventDecodeError(row.stream_id, revision, position, row.type, cause);
     }
     return { id: row.event_id, streamId: row.stream_id, revision, position, type: row.type, event, recordedAt: row.recorded_at };
+  }
+
+  /** The newest committed event, visible to readers or not yet (an older transaction is open). */
+  async function latestCommitted(): Promise<LogPosition> {
+    const result = await pool.query<{ tx: string; global_seq: string }>(
+      'SELECT transaction_id::text AS tx, global_seq FROM events ORDER BY transaction_id DESC, global_seq DESC LIMIT 1',
+    );
+    const row = result.rows[0];
+    return row ? { tx: BigInt(row.tx), seq: BigInt(row.global_seq) } : START;
   }
 
   async function readAllRows(from: LogPosition, maxCount: number | null): Promise<EventRow[]> {
@@ -251,13 +264,7 @@ export function createPostgresEventStore<E>(
       return row ? { tx: BigInt(row.tx), seq: BigInt(row.global_seq) } : START;
     },
 
-    async latestPosition() {
-      const result = await pool.query<{ tx: string; global_seq: string }>(
-        'SELECT transaction_id::text AS tx, global_seq FROM events ORDER BY transaction_id DESC, global_seq DESC LIMIT 1',
-      );
-      const row = result.rows[0];
-      return row ? { tx: BigInt(row.tx), seq: BigInt(row.global_seq) } : START;
-    },
+    latestPosition: latestCommitted,
 
     async readAll(from: LogPosition, options: { maxCount?: number } = {}) {
       const rows = await readAllRows(from, options.maxCount ?? null);
@@ -299,8 +306,13 @@ export function createPostgresEventStore<E>(
               position = event.position;
             }
             if (rows.length === pageSize || woken || stopped) continue;
+            // A notification can arrive while an older transaction (in any database of the
+            // cluster) still holds the horizon below the new event: no further notification will
+            // come for it, so look again soon instead of at the next poll.
+            const hidden = comparePositions(await latestCommitted(), position) > 0;
+            if (stopped) return;
             await new Promise<void>((resolve) => {
-              const timer = setTimeout(resolve, pollIntervalMs);
+              const timer = setTimeout(resolve, hidden ? Math.min(HIDDEN_RETRY_MS, pollIntervalMs) : pollIntervalMs);
               wake = () => {
                 clearTimeout(timer);
                 resolve();
