@@ -22,6 +22,13 @@ function mockLlmMain(): string {
   return join(dirname(require.resolve('@dwmkerr/mock-llm/package.json')), 'dist', 'main.js');
 }
 
+// Children still running when this process exits (a crash, process.exit) go with it, so a
+// stand-in never outlives its gateway.
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
 export async function launchMockLlm(config: object | string, port: number, timeoutMs = 10_000): Promise<MockLlmProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'mock-llm-'));
   const file = join(dir, 'mock-llm.yaml');
@@ -34,6 +41,8 @@ export async function launchMockLlm(config: object | string, port: number, timeo
   child.stderr?.on('data', (chunk: Buffer) => {
     stderr = (stderr + chunk.toString()).slice(-2_000);
   });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
   const origin = `http://127.0.0.1:${port}`;
   const stop = async () => {
     await kill(child);
