@@ -24,7 +24,10 @@ export const commandGroups: readonly ((program: Command) => void)[] = [
 
 export function createProgram(): Command {
   const program = new Command('tollgate')
-    .description('Administer a running Tollgate gateway through its admin API.')
+    .description(
+      'Administer Tollgate. accounts, keys, credit, models and prices go through a running gateway\'s admin API (--url, --admin-key); ' +
+        'replay, verify, balance, statement, journal, audit, retention and export read the database directly (DATABASE_URL, or the embedded default).',
+    )
     .addOption(new Option('--url <url>', 'base URL of the gateway').env('TOLLGATE_URL').default(DEFAULT_URL))
     .addOption(new Option('--admin-key <key>', 'admin API key').env('TOLLGATE_ADMIN_KEY'))
     .option('--json', 'print the raw JSON answer');
