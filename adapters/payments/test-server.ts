@@ -34,6 +34,10 @@ export interface StripeTestServer {
    * code (`card_declined`, `authentication_required`, ...), or refunds with `refunds: true`.
    */
   decline(options: { code?: string; count?: number; refunds?: boolean }): void;
+  /** Decline every card charge of this customer with this code, until told otherwise. */
+  declineFor(customerId: string, code: 'card_declined' | 'authentication_required'): void;
+  /** The PaymentIntents created for a customer that succeeded (declines and replays excluded). */
+  succeededPaymentIntents(customerId: string): StripeObject[];
   /** Refunds are answered with this status (`succeeded` by default; `pending` to test the webhook path). */
   setRefundStatus(status: 'succeeded' | 'pending'): void;
   /**
@@ -68,6 +72,7 @@ export async function startStripeTestServer(): Promise<StripeTestServer> {
   const refunds = new Map<string, StripeObject>();
   const idempotent = new Map<string, { status: number; body: unknown }>();
   let declines: { code: string; count: number } | null = null;
+  const customerDeclines = new Map<string, string>();
   let refundDeclines = 0;
   let refundStatus: 'succeeded' | 'pending' = 'succeeded';
   const now = () => Math.floor(Date.now() / 1000);
@@ -149,9 +154,14 @@ export async function startStripeTestServer(): Promise<StripeTestServer> {
       answer: (params) => {
         const metadata = (params['metadata'] ?? {}) as Record<string, string>;
         const base = { amount: Number(params['amount']), customer: params['customer'] ?? null, payment_method: params['payment_method'] ?? null, metadata };
-        if (params['confirm'] === 'true' && declines !== null && declines.count > 0) {
-          const code = declines.code;
-          declines = declines.count > 1 ? { code, count: declines.count - 1 } : null;
+        const declinedCustomer = typeof base.customer === 'string' ? customerDeclines.get(base.customer) : undefined;
+        if (params['confirm'] === 'true' && (declinedCustomer !== undefined || (declines !== null && declines.count > 0))) {
+          let code: string;
+          if (declinedCustomer !== undefined) code = declinedCustomer;
+          else {
+            code = declines!.code;
+            declines = declines!.count > 1 ? { code, count: declines!.count - 1 } : null;
+          }
           const pi = paymentIntent({ ...base, status: code === 'authentication_required' ? 'requires_action' : 'requires_payment_method' });
           return {
             status: 402,
@@ -266,6 +276,12 @@ export async function startStripeTestServer(): Promise<StripeTestServer> {
     decline(options) {
       if (options.refunds) refundDeclines += options.count ?? 1;
       else declines = { code: options.code ?? 'card_declined', count: options.count ?? 1 };
+    },
+    declineFor(customerId, code) {
+      customerDeclines.set(customerId, code);
+    },
+    succeededPaymentIntents(customerId) {
+      return [...paymentIntents.values()].filter((pi) => pi.customer === customerId && pi.status === 'succeeded');
     },
     setRefundStatus(status) {
       refundStatus = status;

@@ -14,18 +14,19 @@ import {
 } from '../../../src/process-managers/auto-top-up';
 import { accountEvents, eventsOfType, issueKey, openAccount, topUp } from '../../support/e2e-setup';
 import { startTestGateway, type TestGateway } from '../../support/gateway';
-import { StripeStandIn } from './stripe-stand-in';
+import { createStripeClient } from '../../../adapters/payments/stripe-client';
+import { startStripeTestServer, type StripeTestServer } from '../../../adapters/payments/test-server';
 
 const quiet = pino({ level: 'silent' });
 
 describe('auto top-up', () => {
   let gw: TestGateway;
-  const stripe = new StripeStandIn();
+  let stripe: StripeTestServer;
   const cards = new Map<string, SavedCard>();
   const processes: AutoTopUpProcess[] = [];
 
   beforeAll(async () => {
-    await stripe.start();
+    stripe = await startStripeTestServer();
     // No STRIPE_SECRET_KEY: the gateway runs no auto top-up itself; each test runs its own.
     gw = await startTestGateway({
       models: [{ id: 'm', upstreams: [{ baseUrl: 'http://127.0.0.1:9/v1', capacity: 1 }], maxOutputTokens: 10, operations: ['chat'] }],
@@ -40,8 +41,13 @@ describe('auto top-up', () => {
     await stripe.stop();
   });
 
+  /** What the manager asked Stripe to charge for a customer, replays included. */
+  function chargeRequests(customerId: string) {
+    return stripe.requests.filter((r) => r.method === 'POST' && r.path === '/v1/payment_intents' && r.params['customer'] === customerId);
+  }
+
   function charger(): OffSessionCharger {
-    return stripeOffSessionCharger(stripe.client(), async (accountId) => cards.get(accountId) ?? null);
+    return stripeOffSessionCharger(createStripeClient({ secretKey: 'sk_test_auto_top_up', apiBase: stripe.apiBase }), async (accountId) => cards.get(accountId) ?? null);
   }
 
   function startProcess(using: OffSessionCharger = charger()): AutoTopUpProcess {
@@ -102,7 +108,8 @@ describe('auto top-up', () => {
   }
 
   /** What the payment webhook does on payment_intent.succeeded (the payments part owns the real one). */
-  async function paymentSucceeded(intent: { id: string; amount: number; metadata: Record<string, string> }): Promise<void> {
+  async function paymentSucceeded(stored: { id: string } & Record<string, unknown>): Promise<void> {
+    const intent = stored as { id: string; amount: number; metadata: Record<string, string> };
     const accountId = intent.metadata[AUTO_TOP_UP_METADATA.accountId]!;
     const handled = await gw.gateway.ledger.accounts.handle(accountStreamId(accountId), {
       type: 'CompleteTopUp',
@@ -119,7 +126,7 @@ describe('auto top-up', () => {
     const { accountId, customerId } = await setUp();
     await spend(accountId, '5'); // 15 left: above the threshold, nothing happens
     await spend(accountId, '7'); // 8 left: below
-    const intent = await until(() => stripe.created.find((c) => c.customer === customerId));
+    const intent = await until(() => stripe.succeededPaymentIntents(customerId)[0]);
 
     const events = await accountEvents(gw.gateway.ledger, accountId);
     const [trigger] = withType(events, 'AutoTopUpTriggered');
@@ -129,7 +136,7 @@ describe('auto top-up', () => {
     expect(trigger!.data).toEqual({ attemptId: attemptIdFor(settlement.id), amount: usd('25') });
     expect(intent.amount).toBe(2_500);
     expect(intent.metadata).toEqual({ [AUTO_TOP_UP_METADATA.accountId]: accountId, [AUTO_TOP_UP_METADATA.attemptId]: trigger!.data.attemptId });
-    const request = stripe.requests.find((r) => r.params['customer'] === customerId)!;
+    const request = chargeRequests(customerId)[0]!;
     expect(request.params).toMatchObject({ off_session: 'true', confirm: 'true', currency: 'usd', payment_method: cards.get(accountId)!.paymentMethodId });
     expect(request.idempotencyKey).toBe(idempotencyKeyFor(trigger!.data.attemptId));
 
@@ -139,7 +146,7 @@ describe('auto top-up', () => {
     expect(state.purchased).toBe(usd('33'));
     // Nothing else was charged meanwhile.
     await new Promise((resolve) => setTimeout(resolve, 300));
-    expect(stripe.created.filter((c) => c.customer === customerId)).toHaveLength(1);
+    expect(stripe.succeededPaymentIntents(customerId)).toHaveLength(1);
   });
 
   test.each(['card_declined', 'authentication_required'] as const)(
@@ -177,7 +184,7 @@ describe('auto top-up', () => {
       await topUp(gw.gateway.ledger, accountId, '20');
       const { state } = await gw.gateway.ledger.accounts.load(accountStreamId(accountId));
       expect(state.status).toBe('open');
-      expect(stripe.created.filter((c) => c.customer === customerId)).toHaveLength(0);
+      expect(stripe.succeededPaymentIntents(customerId)).toHaveLength(0);
     },
   );
 
@@ -197,10 +204,10 @@ describe('auto top-up', () => {
     await spend(accountId, '12');
     await crash;
     await first.stop();
-    expect(stripe.created.filter((c) => c.customer === customerId)).toHaveLength(1);
+    expect(stripe.succeededPaymentIntents(customerId)).toHaveLength(1);
 
     startProcess();
-    await until(() => (stripe.requests.filter((r) => r.params['customer'] === customerId).length >= 2 ? true : undefined));
+    await until(() => (chargeRequests(customerId).length >= 2 ? true : undefined));
     const { rows } = await until(async () => {
       const result = await gw.gateway.database.pool.query<{ status: string; payment_intent_id: string }>(
         "SELECT status, payment_intent_id FROM auto_top_up_attempts WHERE account_id = $1 AND status = 'charged'",
@@ -209,10 +216,10 @@ describe('auto top-up', () => {
       return result.rows.length > 0 ? result : undefined;
     });
 
-    const sent = stripe.requests.filter((r) => r.params['customer'] === customerId);
+    const sent = chargeRequests(customerId);
     expect(new Set(sent.map((r) => r.idempotencyKey)).size).toBe(1);
-    expect(stripe.created.filter((c) => c.customer === customerId)).toHaveLength(1);
-    const intent = stripe.created.find((c) => c.customer === customerId)!;
+    expect(stripe.succeededPaymentIntents(customerId)).toHaveLength(1);
+    const intent = stripe.succeededPaymentIntents(customerId)[0]!;
     expect(rows[0]!.payment_intent_id).toBe(intent.id);
     expect(withType(await accountEvents(gw.gateway.ledger, accountId), 'AutoTopUpTriggered')).toHaveLength(1);
 
