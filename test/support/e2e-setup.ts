@@ -155,3 +155,33 @@ export type { MicroUsd };
 function ok(result: { ok: boolean; error?: unknown }, what: string): void {
   if (!result.ok) throw new Error(`${what} refused: ${JSON.stringify(result.error, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))}`);
 }
+
+/**
+ * A request that cost exactly `costUsd`, reserved and settled straight through the ledger
+ * (input tokens at USD 1 per million, price version 1), as if the gateway had served it.
+ */
+export async function spend(ledger: Ledger, accountId: string, costUsd: string, model = 'm'): Promise<void> {
+  const stream = accountStreamId(accountId);
+  const requestId = `req_${randomBytes(6).toString('hex')}`;
+  ok(
+    await ledger.accounts.handle(stream, {
+      type: 'PlaceReservation',
+      data: { requestId, keyId: 'k', model, operation: 'chat', amount: usd(costUsd), priceVersion: 1 },
+      metadata: systemMetadata('test'),
+    }),
+    `PlaceReservation ${requestId}`,
+  );
+  ok(
+    await ledger.accounts.handle(stream, {
+      type: 'SettleReservation',
+      data: {
+        requestId,
+        usage: { inputTokens: usd(costUsd), outputTokens: 0n, estimated: false },
+        price: { inputPerMillion: 1_000_000n, outputPerMillion: 0n, version: 1 },
+        outcome: 'completed',
+      },
+      metadata: systemMetadata('test'),
+    }),
+    `SettleReservation ${requestId}`,
+  );
+}

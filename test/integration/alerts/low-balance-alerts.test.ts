@@ -1,11 +1,9 @@
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { accountStreamId } from '../../../domain/account';
 import { usd } from '../../../domain/money';
-import { systemMetadata } from '../../../src/command-metadata';
 import { MAX_DELIVERY_ATTEMPTS } from '../../../src/process-managers/low-balance-alerts';
-import { dumpDatabase, issueKey, openAccount, topUp } from '../../support/e2e-setup';
+import { dumpDatabase, issueKey, openAccount, topUp, spend as spendOnLedger } from '../../support/e2e-setup';
 import { startTestGateway, type TestGateway } from '../../support/gateway';
 
 interface Received {
@@ -79,23 +77,7 @@ describe('low-balance alerts', () => {
     }
   }
 
-  async function spend(accountId: string, costUsd: string): Promise<void> {
-    const { ledger } = gw.gateway;
-    const stream = accountStreamId(accountId);
-    const requestId = `req_${randomBytes(6).toString('hex')}`;
-    const placed = await ledger.accounts.handle(stream, {
-      type: 'PlaceReservation',
-      data: { requestId, keyId: 'k', model: 'm', operation: 'chat', amount: usd(costUsd), priceVersion: 1 },
-      metadata: systemMetadata('test'),
-    });
-    expect(placed.ok).toBe(true);
-    const settled = await ledger.accounts.handle(stream, {
-      type: 'SettleReservation',
-      data: { requestId, usage: { inputTokens: usd(costUsd), outputTokens: 0n, estimated: false }, price: { inputPerMillion: 1_000_000n, outputPerMillion: 0n, version: 1 }, outcome: 'completed' },
-      metadata: systemMetadata('test'),
-    });
-    expect(settled.ok).toBe(true);
-  }
+  const spend = (accountId: string, costUsd: string) => spendOnLedger(gw.gateway.ledger, accountId, costUsd, 'm');
 
   /** The alert subscriber has seen everything written so far (so "no notice" is a real no). */
   async function caughtUp(): Promise<void> {

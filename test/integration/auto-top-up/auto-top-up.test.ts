@@ -12,7 +12,7 @@ import {
   type OffSessionCharger,
   type SavedCard,
 } from '../../../src/process-managers/auto-top-up';
-import { accountEvents, eventsOfType, issueKey, openAccount, topUp } from '../../support/e2e-setup';
+import { accountEvents, eventsOfType, issueKey, openAccount, topUp, spend as spendOnLedger } from '../../support/e2e-setup';
 import { startTestGateway, type TestGateway } from '../../support/gateway';
 import { createStripeClient } from '../../../adapters/payments/stripe-client';
 import { startStripeTestServer, type StripeTestServer } from '../../../adapters/payments/test-server';
@@ -84,28 +84,7 @@ describe('auto top-up', () => {
   }
 
   /** A request that costs `costUsd` (1 USD per million input tokens), settled. */
-  async function spend(accountId: string, costUsd: string): Promise<void> {
-    const { ledger } = gw.gateway;
-    const stream = accountStreamId(accountId);
-    const requestId = `req_${randomBytes(6).toString('hex')}`;
-    const placed = await ledger.accounts.handle(stream, {
-      type: 'PlaceReservation',
-      data: { requestId, keyId: 'k', model: 'm', operation: 'chat', amount: usd(costUsd), priceVersion: 1 },
-      metadata: systemMetadata('test'),
-    });
-    expect(placed.ok).toBe(true);
-    const settled = await ledger.accounts.handle(stream, {
-      type: 'SettleReservation',
-      data: {
-        requestId,
-        usage: { inputTokens: usd(costUsd), outputTokens: 0n, estimated: false },
-        price: { inputPerMillion: 1_000_000n, outputPerMillion: 1_000_000n, version: 1 },
-        outcome: 'completed',
-      },
-      metadata: systemMetadata('test'),
-    });
-    expect(settled.ok).toBe(true);
-  }
+  const spend = (accountId: string, costUsd: string) => spendOnLedger(gw.gateway.ledger, accountId, costUsd, 'm');
 
   /** What the payment webhook does on payment_intent.succeeded (the payments part owns the real one). */
   async function paymentSucceeded(stored: { id: string } & Record<string, unknown>): Promise<void> {

@@ -1,9 +1,7 @@
-import { randomBytes } from 'node:crypto';
-import { accountStreamId } from '../../../domain/account';
 import { usd } from '../../../domain/money';
-import { systemMetadata } from '../../../src/command-metadata';
 import { AUTO_TOP_UP_METADATA } from '../../../src/process-managers/auto-top-up';
 import { startPaymentsHarness, type PaymentsHarness } from '../payments/harness';
+import { spend as spendOnLedger } from '../../support/e2e-setup';
 
 /**
  * Auto top-up as it runs in the gateway (Stripe configured): the card saved by a Checkout
@@ -42,23 +40,7 @@ async function customerWithSavedCard(name: string) {
   return customer;
 }
 
-async function spend(accountId: string, costUsd: string): Promise<void> {
-  const { ledger } = h.tg.gateway;
-  const stream = accountStreamId(accountId);
-  const requestId = `req_${randomBytes(6).toString('hex')}`;
-  const placed = await ledger.accounts.handle(stream, {
-    type: 'PlaceReservation',
-    data: { requestId, keyId: 'k', model: 'payments-test-model', operation: 'chat', amount: usd(costUsd), priceVersion: 1 },
-    metadata: systemMetadata('test'),
-  });
-  expect(placed.ok).toBe(true);
-  const settled = await ledger.accounts.handle(stream, {
-    type: 'SettleReservation',
-    data: { requestId, usage: { inputTokens: usd(costUsd), outputTokens: 0n, estimated: false }, price: { inputPerMillion: 1_000_000n, outputPerMillion: 0n, version: 1 }, outcome: 'completed' },
-    metadata: systemMetadata('test'),
-  });
-  expect(settled.ok).toBe(true);
-}
+const spend = (accountId: string, costUsd: string) => spendOnLedger(h.tg.gateway.ledger, accountId, costUsd, 'payments-test-model');
 
 function offSessionIntentsOf(accountId: string) {
   return [...h.stripeServer.paymentIntents.values()].filter((pi) => (pi['metadata'] as Record<string, string> | undefined)?.[AUTO_TOP_UP_METADATA.accountId] === accountId);
