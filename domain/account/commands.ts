@@ -1,11 +1,10 @@
-import type { CommandMetadata } from '../events/metadata';
+import type { Command } from '../events/metadata';
 import type { MicroUsd, TokenPrice } from '../money/money';
 import type { Operation } from '../price-book/operation';
 import type { ReleaseReason, SettledOutcome } from '../charge-policy/outcome-names';
 import type { IsoInstant } from '../time/instant';
 import type { ClosureReason, RequestMetadata, SuspensionReason } from './events';
 
-type Command<T extends string, D> = { readonly type: T; readonly data: D; readonly metadata: CommandMetadata };
 
 export type OpenAccount = Command<
   'OpenAccount',

@@ -1,6 +1,6 @@
 import { match } from 'ts-pattern';
 import { accept, reject, type Decider, type Decision } from '../decider/decision';
-import { eventMetadataFrom, type CommandMetadata } from '../events/metadata';
+import { eventMetadataFrom, type Command } from '../events/metadata';
 import type { ApiKeyError } from './errors';
 import { apiKeyScopeSchema, type ApiKeyEvent, type ApiKeyScope } from './events';
 
@@ -8,7 +8,6 @@ import { apiKeyScopeSchema, type ApiKeyEvent, type ApiKeyScope } from './events'
  * One stream per key (`api-key-<keyId>`): revocation touches one small stream and never
  * contends with an account's money stream; "keys of an account" is a projection.
  */
-type Command<T extends string, D> = { readonly type: T; readonly data: D; readonly metadata: CommandMetadata };
 
 export type IssueApiKey = Command<
   'IssueApiKey',

@@ -47,3 +47,6 @@ export interface CommandMetadata {
 export function eventMetadataFrom(command: CommandMetadata): EventMetadata {
   return { correlationId: command.correlationId, causationId: command.causationId, actor: command.actor, occurredAt: command.now };
 }
+
+/** A command to a decider: its name, its data, and the metadata every command carries. */
+export type Command<T extends string, D> = { readonly type: T; readonly data: D; readonly metadata: CommandMetadata };

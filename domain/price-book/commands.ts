@@ -1,9 +1,8 @@
-import type { CommandMetadata } from '../events/metadata';
+import type { Command } from '../events/metadata';
 import type { MicroUsd } from '../money/money';
 import type { IsoInstant } from '../time/instant';
 import type { Operation } from './operation';
 
-type Command<T extends string, D> = { readonly type: T; readonly data: D; readonly metadata: CommandMetadata };
 
 export type AddModel = Command<'AddModel', { readonly modelId: string; readonly operations: readonly Operation[]; readonly maxOutputTokens: bigint }>;
 export type RetireModel = Command<'RetireModel', { readonly modelId: string }>;

@@ -1,12 +1,11 @@
 import { accept, reject, type Decider, type Decision } from '../decider/decision';
-import { eventMetadataFrom, type CommandMetadata } from '../events/metadata';
+import { eventMetadataFrom, type Command } from '../events/metadata';
 import { isBefore, type IsoInstant } from '../time/instant';
 import type { RetentionEvent } from './events';
 
 /** The single stream every retention run records itself in. */
 export const RETENTION_STREAM_ID = 'retention';
 
-type Command<T extends string, D> = { readonly type: T; readonly data: D; readonly metadata: CommandMetadata };
 
 /** What a run did; its `asOf` is the command's `now`. Counts are non-negative integers. */
 export type RecordRetentionRun = Command<
