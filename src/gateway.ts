@@ -22,7 +22,7 @@ import type { EventStore } from './ports/event-store';
 import { SettlementTracker } from './settlements';
 import { ExpiryProcess } from './process-managers/expiry';
 import { AutoTopUpProcess, stripeOffSessionCharger } from './process-managers/auto-top-up';
-import { LowBalanceAlertProcess } from './process-managers/low-balance-alerts';
+import { LowBalanceAlertProcess, lowBalanceAlertSubscriber } from './process-managers/low-balance-alerts';
 import { stripeClientFromConfig } from '../adapters/payments/stripe-client';
 import { StripeCustomers } from '../adapters/payments/customers';
 import { projections } from './projections/registry';
@@ -92,7 +92,8 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     cleanups.push(async () => liveLog.stop());
 
     // One subscriber applies every read model (each event read and decoded once per process).
-    const readModels = runProjections(database.pool, store, projections, {
+    // The low-balance alert subscriber rides along: one read of the log, one transaction per batch.
+    const readModels = runProjections(database.pool, store, [...projections, lowBalanceAlertSubscriber], {
       onError: (error) =>
         log.error({ projections: 'all', err: { name: (error as Error).name, message: (error as Error).message } }, 'projection batch failed; retrying from the checkpoints'),
     });
@@ -103,7 +104,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     cleanups.push(() => expiry.stop());
     const billingPollMs = config.TOLLGATE_BILLING_POLL_INTERVAL_S * 1_000;
     const alerts = new LowBalanceAlertProcess(database.pool, store, log, { pollIntervalMs: billingPollMs, retryBaseMs: config.TOLLGATE_ALERT_RETRY_BASE_S * 1_000 });
-    alerts.start();
+    alerts.start(readModels);
     cleanups.push(() => alerts.stop());
     // Auto top-up charges cards, so it runs only where Stripe is configured.
     const stripe = stripeClientFromConfig(config);

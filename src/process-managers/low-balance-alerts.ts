@@ -206,6 +206,7 @@ export function noticeBody(notice: { noticeId: string; accountId: string; thresh
 /** The subscriber plus the worker that delivers notices. Stoppable. */
 export class LowBalanceAlertProcess {
   private subscriber: RunningProjection | undefined;
+  private ownsSubscriber = false;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> = Promise.resolve();
   private stopping: Promise<void> | undefined;
@@ -220,10 +221,18 @@ export class LowBalanceAlertProcess {
     this.vault = new PersonalDataVault(pool);
   }
 
-  start(): void {
-    this.subscriber = runProjection(this.pool, this.store, lowBalanceAlertSubscriber, {
-      onError: (error) => this.log.error({ err: { name: (error as Error).name, message: (error as Error).message } }, 'low-balance alert subscriber failed; retrying'),
-    });
+  /**
+   * `shared`: a runner that already applies lowBalanceAlertSubscriber with other projections, so
+   * the log is read and decoded once for all of them (the gateway does this); without it the
+   * process runs its own subscriber.
+   */
+  start(shared?: RunningProjection): void {
+    this.ownsSubscriber = shared === undefined;
+    this.subscriber =
+      shared ??
+      runProjection(this.pool, this.store, lowBalanceAlertSubscriber, {
+        onError: (error) => this.log.error({ err: { name: (error as Error).name, message: (error as Error).message } }, 'low-balance alert subscriber failed; retrying'),
+      });
     this.timer = setInterval(() => {
       this.running = this.running
         .then(() => this.deliverDue())
@@ -243,7 +252,7 @@ export class LowBalanceAlertProcess {
     this.stopping ??= (async () => {
       clearInterval(this.timer);
       await this.running;
-      await this.subscriber?.stop();
+      if (this.ownsSubscriber) await this.subscriber?.stop();
     })();
     return this.stopping;
   }

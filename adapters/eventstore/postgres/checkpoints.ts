@@ -22,3 +22,13 @@ export async function saveCheckpoint(db: Queryable, name: string, position: LogP
     [name, position.tx.toString(), position.seq.toString()],
   );
 }
+
+/** Several subscribers' checkpoints moved to one position in one statement (one batch applied to all). */
+export async function saveCheckpoints(db: Queryable, names: readonly string[], position: LogPosition): Promise<void> {
+  if (names.length === 0) return;
+  await db.query(
+    `INSERT INTO checkpoints (name, tx, seq) SELECT n, $2::numeric, $3::numeric FROM unnest($1::text[]) AS n
+     ON CONFLICT (name) DO UPDATE SET tx = excluded.tx, seq = excluded.seq, updated_at = now()`,
+    [names, position.tx.toString(), position.seq.toString()],
+  );
+}
