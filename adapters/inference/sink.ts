@@ -23,7 +23,8 @@ export function responseSink(res: ServerResponse): StreamSink {
       res.setHeader('cache-control', 'no-cache');
       // Stops nginx-style proxies from buffering the stream.
       res.setHeader('x-accel-buffering', 'no');
-      res.flushHeaders();
+      // No flushHeaders(): the first event follows at once, and the headers go out with it in
+      // one write instead of a system call of their own.
     },
     write(chunk) {
       if (res.destroyed || res.writableEnded) return true;

@@ -1,29 +1,26 @@
-import { Tiktoken } from 'js-tiktoken/lite';
-import cl100k from 'js-tiktoken/ranks/cl100k_base';
+import { countTokens } from 'gpt-tokenizer/encoding/cl100k_base';
 
 /**
  * Local token counts, for reservations (prompt) and for billing when an upstream reports no
  * usage (completion). Open-weight models use their own tokenizers, so these are estimates:
  * cl100k_base is close enough for Llama/Mistral/Qwen-style BPEs to size a reservation.
+ *
+ * gpt-tokenizer, not js-tiktoken: the same cl100k_base counts, about 8 times faster (measured:
+ * 5.4 us against 45.7 us for a 96-character reply), and counting runs on every request.
  */
 
-let encoder: Tiktoken | undefined;
+// Special-token strings in user text are plain text: nothing is disallowed, nothing is special.
+const plainText = { allowedSpecial: new Set<string>(), disallowedSpecial: new Set<string>() };
 
-// Building the encoder parses ~1.7 MB of ranks: do it once, on first use.
-function encoding(): Tiktoken {
-  encoder ??= new Tiktoken(cl100k);
-  return encoder;
-}
-
-/** Builds the encoder now (about half a second) so the first request does not pay for it. */
+/** Runs the encoder once now, so the first request does not pay for its lazy set-up. */
 export function warmUpTokenizer(): void {
-  encoding();
+  countTextTokens('warm up');
 }
 
 /** Tokens in a piece of text; special-token strings in user text count as plain text. */
 export function countTextTokens(text: string): number {
   if (text.length === 0) return 0;
-  return encoding().encode(text, [], []).length;
+  return countTokens(text, plainText);
 }
 
 export interface ChatMessageLike {
