@@ -157,7 +157,7 @@ export class InferenceAdapter {
       try {
         response = await this.pool(slot.upstream.baseUrl).request({
           method: 'POST',
-          path: new URL(slot.upstream.baseUrl).pathname + endpointPaths[request.operation],
+          path: parsedBaseUrl(slot.upstream.baseUrl).pathname + endpointPaths[request.operation],
           headers: upstreamHeaders(slot, streaming, options.requestId),
           body: JSON.stringify(upstreamBody(model, slot, request, streaming)),
           signal: options.signal ?? null,
@@ -288,7 +288,7 @@ export class InferenceAdapter {
   }
 
   private pool(baseUrl: string): Pool {
-    const origin = new URL(baseUrl).origin;
+    const origin = parsedBaseUrl(baseUrl).origin;
     let pool = this.pools.get(origin);
     if (!pool) {
       pool = new Pool(origin, {
@@ -392,6 +392,17 @@ async function readModerationFlag(body: Dispatcher.ResponseData['body'], signal:
 
 /** The base URL as it may be shown: no user, password, query or fragment. */
 export function displayUrl(baseUrl: string): string {
-  const url = new URL(baseUrl);
-  return `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
+  return parsedBaseUrl(baseUrl).display;
+}
+
+// Upstream base URLs are a handful, fixed by the models file: parse each once, not per request.
+const parsedBaseUrls = new Map<string, { origin: string; pathname: string; display: string }>();
+function parsedBaseUrl(baseUrl: string): { origin: string; pathname: string; display: string } {
+  let parsed = parsedBaseUrls.get(baseUrl);
+  if (!parsed) {
+    const url = new URL(baseUrl);
+    parsed = { origin: url.origin, pathname: url.pathname, display: `${url.origin}${url.pathname.replace(/\/+$/, '')}` };
+    parsedBaseUrls.set(baseUrl, parsed);
+  }
+  return parsed;
 }
