@@ -40,6 +40,8 @@ export const configSchema = z.object({
   TOLLGATE_MODELS_FILE: optionalString,
   TOLLGATE_MIN_TOP_UP_USD: usd.default('10'),
   TOLLGATE_MAX_BALANCE_USD: usd.default('10000'),
+  /** Largest JSON request body accepted, in bytes; a larger one is refused with 400 before it is read whole. */
+  TOLLGATE_MAX_BODY_BYTES: z.coerce.number().int().min(1_024).max(64 * 1_024 * 1_024).default(8 * 1_024 * 1_024),
   /** Per-key limits on requests and tokens per minute; unset means unlimited. */
   TOLLGATE_RATE_LIMIT_RPM: z.coerce.number().int().positive().optional(),
   TOLLGATE_RATE_LIMIT_TPM: z.coerce.number().int().positive().optional(),

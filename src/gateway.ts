@@ -8,6 +8,7 @@ import { usd } from '../domain/money';
 import { createKurrentEventStoreFromConnectionString } from '../adapters/eventstore/kurrentdb';
 import { createPostgresEventStore } from '../adapters/eventstore/postgres';
 import { createApp } from '../adapters/http/app';
+import { answerMalformedHttp } from '../adapters/http/client-errors';
 import { RateLimiter } from '../adapters/http/admission/rate-limiter';
 import { createGatewayMetrics, type GatewayMetrics } from '../adapters/http/observability/metrics';
 import { createInferenceAdapter, loadModelsFile, warmUpTokenizer, type InferenceAdapter, type ModelSpec } from '../adapters/inference';
@@ -147,9 +148,11 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
         await database.pool.query('SELECT 1');
       },
       startedAt: new Date(),
+      bodyLimit: config.TOLLGATE_MAX_BODY_BYTES,
       extraRoutes: routes.map((mount) => (router: Router) => mount(router, parts)),
     });
     const server = createServer(app);
+    answerMalformedHttp(server);
     server.keepAliveTimeout = 65_000;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

@@ -1,6 +1,7 @@
 import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
 import { requestIdOf } from '../observability/request-id';
+import { MAX_JSON_DEPTH } from './body-guards';
 import { ApiError, internal, invalidRequest, isApiError, unknownRoute } from './errors';
 
 /**
@@ -66,20 +67,26 @@ function fromBodyParser(err: unknown): ApiError | undefined {
         null,
         'request_too_large',
       );
+    case 'entity.invalid.utf8':
+      return invalidRequest('The request body is not valid UTF-8.', null, 'invalid_json');
+    case 'entity.too.deep':
+      return invalidRequest(`The request body nests arrays and objects deeper than ${MAX_JSON_DEPTH} levels.`, null, 'invalid_json');
     case 'encoding.unsupported':
       return invalidRequest('Unsupported Content-Encoding for the request body.');
     case 'charset.unsupported':
       return invalidRequest('Unsupported charset for the request body; send UTF-8 JSON.');
     default:
-      return invalidRequest('The request body could not be read.');
+      return invalidRequest('The request body could not be read (check its Content-Encoding).');
   }
 }
 
 function isBodyParserError(err: unknown): err is BodyParserError {
   if (typeof err !== 'object' || err === null) return false;
-  const { type, status } = err as { type?: unknown; status?: unknown };
-  // body-parser (through http-errors) marks its errors with a dotted `type` and a 4xx status.
-  return typeof type === 'string' && typeof status === 'number' && status >= 400 && status < 500;
+  const { type, status, expose } = err as { type?: unknown; status?: unknown; expose?: unknown };
+  // body-parser (through http-errors) marks its errors with a dotted `type` and a 4xx status;
+  // a body that does not decompress (Content-Encoding: gzip over plain bytes) has no `type`,
+  // only the 4xx status and `expose` that http-errors gives every client error.
+  return (typeof type === 'string' || expose === true) && typeof status === 'number' && status >= 400 && status < 500;
 }
 
 /**
