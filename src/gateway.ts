@@ -10,6 +10,7 @@ import { createPostgresEventStore } from '../adapters/eventstore/postgres';
 import { createApp } from '../adapters/http/app';
 import { answerMalformedHttp } from '../adapters/http/client-errors';
 import { RateLimiter } from '../adapters/http/admission/rate-limiter';
+import { AuthFailureLimiter } from '../adapters/http/admission/auth-failures';
 import { createGatewayMetrics, type GatewayMetrics } from '../adapters/http/observability/metrics';
 import { createInferenceAdapter, loadModelsFile, warmUpTokenizer, type InferenceAdapter, type ModelSpec } from '../adapters/inference';
 import { ApiKeys } from './api-keys';
@@ -149,6 +150,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
       },
       startedAt: new Date(),
       bodyLimit: config.TOLLGATE_MAX_BODY_BYTES,
+      authFailures: new AuthFailureLimiter({ failuresPerMinute: config.TOLLGATE_AUTH_FAILURES_PER_MINUTE }),
       extraRoutes: routes.map((mount) => (router: Router) => mount(router, parts)),
     });
     const server = createServer(app);
