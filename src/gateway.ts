@@ -87,8 +87,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     const ledger = createLedger(store, policy);
     const keys = new ApiKeys(ledger);
     const liveLog = new LiveLog(ledger, keys, await store.headPosition(), (error) => {
-      log.fatal({ err: { name: (error as Error).name, message: (error as Error).message } }, 'global log subscription failed');
-      process.exitCode = 1;
+      log.error({ err: { name: (error as Error).name, code: (error as { code?: unknown }).code } }, 'global log subscription failed; following the log again in 1 s');
     });
     liveLog.start();
     cleanups.push(async () => liveLog.stop());

@@ -2,7 +2,8 @@ import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'exp
 import type { Logger } from 'pino';
 import { requestIdOf } from '../observability/request-id';
 import { MAX_JSON_DEPTH } from './body-guards';
-import { ApiError, internal, invalidRequest, isApiError, unknownRoute } from './errors';
+import { isDatabaseUnavailable } from '../../postgres/unavailable';
+import { ApiError, databaseUnavailable, internal, invalidRequest, isApiError, unknownRoute } from './errors';
 
 /**
  * The last middlewares of the app: `notFound()` for paths no route serves, then
@@ -26,7 +27,7 @@ export function notFound(): RequestHandler {
 export function errorHandler(logger: Pick<Logger, 'error'>): ErrorRequestHandler {
   return (err: unknown, req: Request, res: Response, _next) => {
     const requestId = requestIdOf(res);
-    const known = isApiError(err) ? err : fromBodyParser(err);
+    const known = isApiError(err) ? err : (fromBodyParser(err) ?? fromDatabaseOutage(err));
     if (known === undefined) logger.error({ requestId, method: req.method, err: describeForLog(err) }, 'unhandled error');
     if (res.headersSent) {
       // Mid-stream there is no JSON answer left to give: end the connection so the client sees it cut.
@@ -39,7 +40,12 @@ export function errorHandler(logger: Pick<Logger, 'error'>): ErrorRequestHandler
 
 /** What an error thrown by a route or middleware means to a client. Exported for tests. */
 export function toApiError(err: unknown, requestId?: string): ApiError {
-  return isApiError(err) ? err : (fromBodyParser(err) ?? internal(requestId));
+  return isApiError(err) ? err : (fromBodyParser(err) ?? fromDatabaseOutage(err) ?? internal(requestId));
+}
+
+/** The database is down or restarting: a 503 the SDKs retry, not a 500, and nothing logged per request. */
+function fromDatabaseOutage(err: unknown): ApiError | undefined {
+  return isDatabaseUnavailable(err) ? databaseUnavailable() : undefined;
 }
 
 interface BodyParserError {
