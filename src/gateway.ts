@@ -127,7 +127,10 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
       cleanups.push(() => first!.stop());
       models = first.models;
     }
-    const inference = createInferenceAdapter(models);
+    const inference = createInferenceAdapter(models, {
+      headersTimeoutMs: config.TOLLGATE_UPSTREAM_HEADERS_TIMEOUT_S * 1_000,
+      bodyTimeoutMs: config.TOLLGATE_UPSTREAM_IDLE_TIMEOUT_S * 1_000,
+    });
     cleanups.push(() => inference.close());
     warmUpTokenizer();
 
