@@ -27,15 +27,7 @@ import { startGatewayProcess, writeModelsFile, type GatewayProcess } from '../te
 import { TEST_ADMIN_KEY } from '../test/support/gateway';
 import { runVerify } from '../test/support/ledger-checks';
 import { defaultMockLlmConfig, startMockLlm, type MockLlm } from '../test/support/mock-llm';
-import { printTable, startBenchPostgres, type BenchPostgres } from './support/embedded-postgres';
-
-function flag(name: string, fallback: number): number {
-  const i = process.argv.indexOf(name);
-  if (i < 0) return fallback;
-  const value = Number(process.argv[i + 1]);
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} needs a positive number`);
-  return value;
-}
+import { flag, printTable, startBenchPostgres, type BenchPostgres } from './support/embedded-postgres';
 
 const SECONDS = flag('--seconds', 180);
 const RATE = flag('--rate', 40);
