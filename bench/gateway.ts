@@ -41,15 +41,7 @@ import { migrations } from '../adapters/postgres/migrations';
 import { ApiKeys } from '../src/api-keys';
 import { systemMetadata } from '../src/command-metadata';
 import { createLedger } from '../src/ledger';
-import { freePort, printTable, startBenchPostgres, type BenchPostgres } from './support/embedded-postgres';
-
-function flag(name: string, fallback: number): number {
-  const i = process.argv.indexOf(name);
-  if (i < 0) return fallback;
-  const value = Number(process.argv[i + 1]);
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} needs a positive number`);
-  return value;
-}
+import { flag, freePort, printTable, startBenchPostgres, type BenchPostgres } from './support/embedded-postgres';
 
 const SECONDS = flag('--seconds', 10);
 const WARMUP_SECONDS = flag('--warmup', 2);

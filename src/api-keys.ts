@@ -65,10 +65,9 @@ export class ApiKeys {
 
   /** The key behind an Authorization bearer token, or null for anything not a live key. */
   async verify(token: string): Promise<VerifiedKey | null> {
-    const match = KEY_PATTERN.exec(token);
-    if (!match && (token.length < 32 || token.length > 256)) return null;
-    const keyId = match ? match[1]! : ADMIN_KEY_ID;
-    const digest = createHash('sha256').update(token).digest();
+    const claimed = claimedKey(token);
+    if (!claimed) return null;
+    const { keyId, digest } = claimed;
     const cached = this.verified.get(keyId);
     if (cached) return timingSafeEqual(cached.digest, digest) ? cached.key : null;
 
@@ -81,6 +80,17 @@ export class ApiKeys {
     if (now.status !== 'active') return null;
     this.verified.set(keyId, { digest, key });
     return key;
+  }
+
+  /**
+   * Whether this process has already verified exactly this token (no bcrypt, no database: a
+   * constant-time hash comparison). Lets a client over its authentication-failure allowance
+   * keep using the keys it has proved.
+   */
+  isVerified(token: string): boolean {
+    const claimed = claimedKey(token);
+    const cached = claimed && this.verified.get(claimed.keyId);
+    return cached ? timingSafeEqual(cached.digest, claimed.digest) : false;
   }
 
   async revoke(keyId: string, reason: string, metadata: CommandMetadata) {
@@ -96,3 +106,9 @@ export class ApiKeys {
   }
 }
 
+/** The key id a token claims (the admin key's id for a long opaque token) and its SHA-256. */
+function claimedKey(token: string): { keyId: string; digest: Buffer } | undefined {
+  const match = KEY_PATTERN.exec(token);
+  if (!match && (token.length < 32 || token.length > 256)) return undefined;
+  return { keyId: match ? match[1]! : ADMIN_KEY_ID, digest: createHash('sha256').update(token).digest() };
+}

@@ -40,6 +40,14 @@ export const configSchema = z.object({
   TOLLGATE_MODELS_FILE: optionalString,
   TOLLGATE_MIN_TOP_UP_USD: usd.default('10'),
   TOLLGATE_MAX_BALANCE_USD: usd.default('10000'),
+  /** Largest JSON request body accepted, in bytes; a larger one is refused with 400 before it is read whole. */
+  TOLLGATE_MAX_BODY_BYTES: z.coerce.number().int().min(1_024).max(64 * 1_024 * 1_024).default(8 * 1_024 * 1_024),
+  /** Failed authentications (401) allowed per client address per minute; past it, unverified keys from it get 429. */
+  TOLLGATE_AUTH_FAILURES_PER_MINUTE: z.coerce.number().int().positive().max(1_000_000).default(60),
+  /** Longest wait for an upstream's response headers (a whole non-streaming answer) before 504. */
+  TOLLGATE_UPSTREAM_HEADERS_TIMEOUT_S: z.coerce.number().positive().max(3_600).default(600),
+  /** Longest silence from an upstream mid-answer before the stream counts as cut. */
+  TOLLGATE_UPSTREAM_IDLE_TIMEOUT_S: z.coerce.number().positive().max(3_600).default(120),
   /** Per-key limits on requests and tokens per minute; unset means unlimited. */
   TOLLGATE_RATE_LIMIT_RPM: z.coerce.number().int().positive().optional(),
   TOLLGATE_RATE_LIMIT_TPM: z.coerce.number().int().positive().optional(),

@@ -8,7 +8,9 @@ import { usd } from '../domain/money';
 import { createKurrentEventStoreFromConnectionString } from '../adapters/eventstore/kurrentdb';
 import { createPostgresEventStore } from '../adapters/eventstore/postgres';
 import { createApp } from '../adapters/http/app';
+import { answerMalformedHttp } from '../adapters/http/client-errors';
 import { RateLimiter } from '../adapters/http/admission/rate-limiter';
+import { AuthFailureLimiter } from '../adapters/http/admission/auth-failures';
 import { createGatewayMetrics, type GatewayMetrics } from '../adapters/http/observability/metrics';
 import { createInferenceAdapter, loadModelsFile, warmUpTokenizer, type InferenceAdapter, type ModelSpec } from '../adapters/inference';
 import { ApiKeys } from './api-keys';
@@ -85,8 +87,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     const ledger = createLedger(store, policy);
     const keys = new ApiKeys(ledger);
     const liveLog = new LiveLog(ledger, keys, await store.headPosition(), (error) => {
-      log.fatal({ err: { name: (error as Error).name, message: (error as Error).message } }, 'global log subscription failed');
-      process.exitCode = 1;
+      log.error({ err: { name: (error as Error).name, code: (error as { code?: unknown }).code } }, 'global log subscription failed; following the log again in 1 s');
     });
     liveLog.start();
     cleanups.push(async () => liveLog.stop());
@@ -127,7 +128,10 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
       cleanups.push(() => first!.stop());
       models = first.models;
     }
-    const inference = createInferenceAdapter(models);
+    const inference = createInferenceAdapter(models, {
+      headersTimeoutMs: config.TOLLGATE_UPSTREAM_HEADERS_TIMEOUT_S * 1_000,
+      bodyTimeoutMs: config.TOLLGATE_UPSTREAM_IDLE_TIMEOUT_S * 1_000,
+    });
     cleanups.push(() => inference.close());
     warmUpTokenizer();
 
@@ -148,9 +152,12 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
         await database.pool.query('SELECT 1');
       },
       startedAt: new Date(),
+      bodyLimit: config.TOLLGATE_MAX_BODY_BYTES,
+      authFailures: new AuthFailureLimiter({ failuresPerMinute: config.TOLLGATE_AUTH_FAILURES_PER_MINUTE }),
       extraRoutes: routes.map((mount) => (router: Router) => mount(router, parts)),
     });
     const server = createServer(app);
+    answerMalformedHttp(server);
     server.keepAliveTimeout = 65_000;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

@@ -17,24 +17,37 @@ export class LiveLog {
   private history: HistoricalCosts = initialHistoricalCosts();
   private subscription: Subscription | undefined;
   private position: LogPosition;
+  private stopped = false;
+  private retry: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly ledger: Ledger,
     private readonly keys: ApiKeys,
     from: LogPosition,
+    /** told of each failure of the subscription, which is then made again after retryMs */
     private readonly onError: (error: unknown) => void,
+    private readonly retryMs = 1_000,
   ) {
     this.position = from;
   }
 
   start(): void {
+    this.stopped = false;
     this.subscription = this.ledger.store.subscribe(this.position).subscribe({
       next: (recorded) => this.apply(recorded),
-      error: (error) => this.onError(error),
+      error: (error) => {
+        this.onError(error);
+        // The database went away (restart, failover, network): follow the log again from the
+        // last event applied once it is back, or revocations and other processes' writes
+        // would go unseen here for the rest of the process's life.
+        if (!this.stopped) this.retry = setTimeout(() => this.start(), this.retryMs).unref();
+      },
     });
   }
 
   stop(): void {
+    this.stopped = true;
+    clearTimeout(this.retry);
     this.subscription?.unsubscribe();
   }
 

@@ -2,6 +2,8 @@ import net from 'node:net';
 import express, { Router, type Express } from 'express';
 import type { Logger } from 'pino';
 import type { InferenceAdapter } from '../inference';
+import { AuthFailureLimiter, limitAuthFailures } from './admission/auth-failures';
+import { guardJsonBody } from './openai/body-guards';
 import { notFound, errorHandler } from './openai/error-handler';
 import { metricsHandler, type GatewayMetrics } from './observability/metrics';
 import { requestId } from './observability/request-id';
@@ -18,7 +20,10 @@ export interface AppDeps extends InferenceRouteDeps {
   readonly startedAt: Date;
   /** further routers (admin, account, billing, dashboard), mounted before the 404 handler */
   readonly extraRoutes?: readonly ((router: Router) => void)[];
-  readonly bodyLimit?: string;
+  /** largest JSON body accepted, in bytes (or a size such as '8mb') */
+  readonly bodyLimit?: string | number;
+  /** repeated 401s from one client address are refused with 429 (see auth-failures.ts) */
+  readonly authFailures?: AuthFailureLimiter;
 }
 
 /** The whole HTTP surface: OpenAI-compatible API, catalogue, operations endpoints. */
@@ -29,7 +34,8 @@ export function createApp(deps: AppDeps): Express {
   app.set('etag', false);
   app.use(requestId());
   app.use(observeRequests({ logger: deps.logger, metrics: deps.metrics }));
-  const json = express.json({ limit: deps.bodyLimit ?? '8mb' });
+  if (deps.authFailures) app.use(limitAuthFailures(deps.authFailures, deps.keys));
+  const json = express.json({ limit: deps.bodyLimit ?? '8mb', verify: guardJsonBody });
   // Webhooks are verified against their exact bytes: their route reads the raw body itself.
   app.use((req, res, next) => (req.path.startsWith('/webhooks/') ? next() : json(req, res, next)));
 

@@ -79,7 +79,7 @@ export function createGroupCommitHandler<Command, State, Event extends Stored, S
   options: GroupCommitOptions = {},
 ): GroupCommitHandler<Command, State, Event, Err> {
   const maxBatch = options.maxBatch ?? 1_000;
-  const maxConflictRetries = options.maxConflictRetries ?? 5;
+  const maxConflictRetries = options.maxConflictRetries ?? 20;
   const cacheSize = options.cacheSize ?? 50_000;
   const newEventId = options.newEventId ?? randomUUID;
 
@@ -112,10 +112,14 @@ export function createGroupCommitHandler<Command, State, Event extends Stored, S
 
   async function drain(): Promise<void> {
     try {
+      let conflictedInARow = 0;
       while (pending.length > 0) {
         const batch = pending.slice(0, maxBatch);
         pending = pending.slice(batch.length);
-        await flush(batch);
+        conflictedInARow = (await flush(batch)) ? conflictedInARow + 1 : 0;
+        // Two processes flushing the same hot stream in lockstep conflict again and again;
+        // a short random pause (growing while conflicts repeat) lets one of them through.
+        if (conflictedInARow > 0) await new Promise((resolve) => setTimeout(resolve, Math.random() * 2 ** Math.min(conflictedInARow, 6)));
       }
     } finally {
       flushing = false;
@@ -123,7 +127,9 @@ export function createGroupCommitHandler<Command, State, Event extends Stored, S
     }
   }
 
-  async function flush(batch: P[]): Promise<void> {
+  /** Returns whether another writer moved a stream under this batch (its commands are retried). */
+  async function flush(batch: P[]): Promise<boolean> {
+    let conflicted = false;
     const byStream = new Map<string, P[]>();
     for (const p of batch) {
       const list = byStream.get(p.streamId);
@@ -203,11 +209,12 @@ export function createGroupCommitHandler<Command, State, Event extends Stored, S
           for (const { p } of plan.refused) p.reject(error);
         }
         pending = [...retry, ...pending];
-        return;
+        return false;
       }
       results.forEach((result, i) => {
         const plan = plans[i]!;
         if (result instanceof VersionConflictError) {
+          conflicted = true;
           cache.delete(plan.streamId);
           for (const { p } of [...plan.accepted, ...plan.refused]) {
             if (++p.conflicts > maxConflictRetries) p.reject(result);
@@ -224,6 +231,7 @@ export function createGroupCommitHandler<Command, State, Event extends Stored, S
     }
     // Retried commands go first, so a stream's commands keep their arrival order.
     pending = [...retry.sort((a, b) => batch.indexOf(a) - batch.indexOf(b)), ...pending];
+    return conflicted;
   }
 
   return {

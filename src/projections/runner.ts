@@ -82,14 +82,23 @@ export function runProjections<E>(
   };
 
   // A failed batch must not be skipped: drop the subscription, and resume from the committed
-  // checkpoints after a pause (the failed batch and everything after it are read again).
+  // checkpoints after a pause (the failed batch and everything after it are read again). The
+  // locks are taken again first: a database restart ends the session that held them (and the
+  // wait of a process that did not hold them), and following without them would let two
+  // processes apply the same events.
+  let retrying = false;
   const fail = (error: unknown) => {
     if (stopped) return;
     options.onError?.(error);
     generation += 1;
     subscription?.unsubscribe();
     subscription = undefined;
-    setTimeout(() => void follow().catch(fail), 1_000).unref();
+    if (retrying) return;
+    retrying = true;
+    setTimeout(() => {
+      retrying = false;
+      void start().catch(fail);
+    }, 1_000).unref();
   };
 
   const follow = async () => {
@@ -129,6 +138,10 @@ export function runProjections<E>(
   };
 
   const start = async () => {
+    if (stopped) return;
+    // Destroyed, not returned to the pool: its session's locks (if it still has any) go with it.
+    lockClient?.release(true);
+    lockClient = undefined;
     lockClient = await pool.connect();
     while (!stopped && !(await acquireLocks(lockClient))) await new Promise((resolve) => setTimeout(resolve, 1_000));
     await follow();

@@ -1,7 +1,9 @@
 import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
 import { requestIdOf } from '../observability/request-id';
-import { ApiError, internal, invalidRequest, isApiError, unknownRoute } from './errors';
+import { MAX_JSON_DEPTH } from './body-guards';
+import { isDatabaseUnavailable } from '../../postgres/unavailable';
+import { ApiError, databaseUnavailable, internal, invalidRequest, isApiError, unknownRoute } from './errors';
 
 /**
  * The last middlewares of the app: `notFound()` for paths no route serves, then
@@ -25,7 +27,7 @@ export function notFound(): RequestHandler {
 export function errorHandler(logger: Pick<Logger, 'error'>): ErrorRequestHandler {
   return (err: unknown, req: Request, res: Response, _next) => {
     const requestId = requestIdOf(res);
-    const known = isApiError(err) ? err : fromBodyParser(err);
+    const known = isApiError(err) ? err : (fromBodyParser(err) ?? fromDatabaseOutage(err));
     if (known === undefined) logger.error({ requestId, method: req.method, err: describeForLog(err) }, 'unhandled error');
     if (res.headersSent) {
       // Mid-stream there is no JSON answer left to give: end the connection so the client sees it cut.
@@ -38,7 +40,12 @@ export function errorHandler(logger: Pick<Logger, 'error'>): ErrorRequestHandler
 
 /** What an error thrown by a route or middleware means to a client. Exported for tests. */
 export function toApiError(err: unknown, requestId?: string): ApiError {
-  return isApiError(err) ? err : (fromBodyParser(err) ?? internal(requestId));
+  return isApiError(err) ? err : (fromBodyParser(err) ?? fromDatabaseOutage(err) ?? internal(requestId));
+}
+
+/** The database is down or restarting: a 503 the SDKs retry, not a 500, and nothing logged per request. */
+function fromDatabaseOutage(err: unknown): ApiError | undefined {
+  return isDatabaseUnavailable(err) ? databaseUnavailable() : undefined;
 }
 
 interface BodyParserError {
@@ -66,20 +73,26 @@ function fromBodyParser(err: unknown): ApiError | undefined {
         null,
         'request_too_large',
       );
+    case 'entity.invalid.utf8':
+      return invalidRequest('The request body is not valid UTF-8.', null, 'invalid_json');
+    case 'entity.too.deep':
+      return invalidRequest(`The request body nests arrays and objects deeper than ${MAX_JSON_DEPTH} levels.`, null, 'invalid_json');
     case 'encoding.unsupported':
       return invalidRequest('Unsupported Content-Encoding for the request body.');
     case 'charset.unsupported':
       return invalidRequest('Unsupported charset for the request body; send UTF-8 JSON.');
     default:
-      return invalidRequest('The request body could not be read.');
+      return invalidRequest('The request body could not be read (check its Content-Encoding).');
   }
 }
 
 function isBodyParserError(err: unknown): err is BodyParserError {
   if (typeof err !== 'object' || err === null) return false;
-  const { type, status } = err as { type?: unknown; status?: unknown };
-  // body-parser (through http-errors) marks its errors with a dotted `type` and a 4xx status.
-  return typeof type === 'string' && typeof status === 'number' && status >= 400 && status < 500;
+  const { type, status, expose } = err as { type?: unknown; status?: unknown; expose?: unknown };
+  // body-parser (through http-errors) marks its errors with a dotted `type` and a 4xx status;
+  // a body that does not decompress (Content-Encoding: gzip over plain bytes) has no `type`,
+  // only the 4xx status and `expose` that http-errors gives every client error.
+  return (typeof type === 'string' || expose === true) && typeof status === 'number' && status >= 400 && status < 500;
 }
 
 /**

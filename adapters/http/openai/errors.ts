@@ -185,3 +185,10 @@ function fraction(ms: number): string {
   if (ms === 0) return '';
   return `.${String(ms).padStart(3, '0').replace(/0+$/, '')}`;
 }
+
+/** 503: the ledger's database cannot be reached; nothing was reserved or charged. The SDKs retry it. */
+export function databaseUnavailable(retryAfterSeconds = 1): ApiError {
+  return new ApiError(503, 'server_error', 'service_unavailable', null, 'The service is temporarily unavailable; nothing was charged. Please retry shortly.', {
+    'retry-after': String(retryAfterSeconds),
+  });
+}

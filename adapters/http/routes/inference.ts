@@ -122,6 +122,8 @@ async function serve(operation: Operation, req: Request, res: Response, deps: In
     throw refusal(placed.error, amount);
   }
   deps.metrics.reservationsOpen.inc();
+  const placedEvent = placed.events.find((e) => e.event.type === 'ReservationPlaced')?.event;
+  const expiresAt = placedEvent?.type === 'ReservationPlaced' ? Date.parse(placedEvent.data.expiresAt) : Date.now();
 
   const finished = deps.settlements.begin(key.accountId);
   const releaseLog = holdRequestLog(res);
@@ -171,10 +173,14 @@ async function serve(operation: Operation, req: Request, res: Response, deps: In
     deps.limiter.reconcileTokens(key.keyId, deps.limits, promptTokens + maxOutputTokens, observed.usage.inputTokens + observed.usage.outputTokens);
   }
   releaseLog();
-  finished(endReservation(deps, stream, reservationId, outcome, price.value, request, metadata));
+  finished(endReservation(deps, stream, reservationId, outcome, price.value, request, metadata, expiresAt));
 }
 
-/** Settles or releases by the charge policy; retried, since the answer has already gone out. */
+/**
+ * Settles or releases by the charge policy; retried, since the answer has already gone out,
+ * until the reservation's expiry (epoch ms): a database outage shorter than the TTL must not
+ * turn a served request into an expired, uncharged one.
+ */
 async function endReservation(
   deps: InferenceRouteDeps,
   stream: string,
@@ -183,6 +189,7 @@ async function endReservation(
   price: { version: number; inputPerMillion: MicroUsd; outputPerMillion: MicroUsd },
   request: RequestMetadata | undefined,
   metadata: CommandMetadata,
+  expiresAt: number,
 ): Promise<void> {
   const charge = chargeFor(outcome);
   const command =
@@ -207,12 +214,13 @@ async function endReservation(
       deps.metrics.reservationsOpen.dec();
       return;
     } catch (error) {
-      if (attempt >= 5) {
+      const wait = Math.min(100 * 2 ** attempt, 2_000);
+      if (Date.now() + wait >= expiresAt) {
         // The reservation-expiry process returns the hold when its TTL passes.
-        deps.logger.error({ requestId, err: { name: (error as Error).name } }, 'settlement failed; the reservation will expire');
+        deps.logger.error({ requestId, attempts: attempt, err: { name: (error as Error).name } }, 'settlement failed; the reservation will expire');
         return;
       }
-      await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt));
+      await new Promise((resolve) => setTimeout(resolve, wait));
     }
   }
 }

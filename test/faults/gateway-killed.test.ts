@@ -1,0 +1,139 @@
+import { startTestGateway, type TestGateway } from '../support/gateway';
+import { createTestDatabase } from '../support/database';
+import { defaultMockLlmConfig, startMockLlm, type MockLlm } from '../support/mock-llm';
+import { startGatewayProcess, writeModelsFile, type GatewayProcess } from '../support/e2e-processes';
+import { accountEvents, addModel, issueKey, openAccount, openAiClient } from '../support/e2e-setup';
+import { moneyOf, projectedBalance, reservationEndings, runVerify, usdText, waitFor } from '../support/ledger-checks';
+
+/**
+ * The gateway (`src/main.ts` as `npm start` runs it) is killed with SIGKILL while 200 streaming
+ * requests are in flight, then started again on the same database. Every reservation must end
+ * exactly once (settled, released, or expired once its TTL passes), `tollgate verify` must
+ * pass, and the balance must be exactly top-ups less charges.
+ */
+
+const IN_FLIGHT = 200;
+const TTL_S = 8;
+const MODEL = 'llama';
+
+let upstream: MockLlm;
+let seeder: TestGateway;
+let databaseUrl: string;
+let modelsFile: string;
+const processes: GatewayProcess[] = [];
+const env = { TOLLGATE_RESERVATION_TTL_S: String(TTL_S), TOLLGATE_EXPIRY_INTERVAL_S: '1' };
+
+beforeAll(async () => {
+  // 8 characters every 100 ms of a 480-character answer: each stream lasts about 6 s.
+  upstream = await startMockLlm(defaultMockLlmConfig({ chunkSize: 8, chunkIntervalMs: 100 }));
+  databaseUrl = await createTestDatabase('fault_kill');
+  const models = [{ id: MODEL, upstreams: [{ baseUrl: upstream.baseUrl, capacity: 512 }], maxOutputTokens: 256, operations: ['chat' as const] }];
+  seeder = await startTestGateway({ models, databaseUrl, env: { LOG_LEVEL: 'warn' } });
+  await addModel(seeder.gateway.ledger, MODEL, { chat: { input: '1', output: '2' } }, 256);
+  modelsFile = writeModelsFile(models);
+  processes.push(await startGatewayProcess({ databaseUrl, modelsFile, env }));
+}, 60_000);
+
+afterAll(async () => {
+  await Promise.all(processes.map((p) => p.stop()));
+  await seeder?.stop();
+  await upstream?.stop();
+});
+
+it(`SIGKILL during ${IN_FLIGHT} in-flight streams: every reservation ends exactly once, verify passes, the balance is exact`, async () => {
+  const { ledger, keys } = seeder.gateway;
+  const accountId = await openAccount(ledger, { topUpUsd: '50' });
+  const { secret } = await issueKey(keys, accountId);
+  const gateway = processes[0]!;
+  const client = openAiClient(gateway.url, secret);
+
+  let streaming = 0;
+  let allStreaming!: () => void;
+  const everyStreamStarted = new Promise<void>((resolve) => (allStreaming = resolve));
+  const outcomes = await (async () => {
+    const requests = Array.from({ length: IN_FLIGHT }, async (_, i) => {
+      try {
+        const stream = await client.chat.completions.create({
+          model: MODEL,
+          stream: true,
+          max_tokens: 200,
+          messages: [{ role: 'user', content: `request ${String(i).padStart(3, '0')} `.repeat(40) }],
+        });
+        let first = true;
+        for await (const _chunk of stream) {
+          if (first && ++streaming === IN_FLIGHT) allStreaming();
+          first = false;
+        }
+        return 'completed';
+      } catch {
+        return 'cut';
+      }
+    });
+    // Kill once every stream has delivered its first chunk (or after 10 s, whatever has started).
+    await Promise.race([everyStreamStarted, new Promise((r) => setTimeout(r, 10_000))]);
+    process.kill(gateway.pid, 'SIGKILL');
+    return Promise.all(requests);
+  })();
+  expect(streaming).toBe(IN_FLIGHT);
+  // Streams were cut by the kill, not finished before it.
+  expect(outcomes.filter((o) => o === 'cut').length).toBeGreaterThan(IN_FLIGHT / 2);
+
+  const atKill = reservationEndings(await accountEvents(ledger, accountId));
+  expect(atKill.wrong).toEqual([]);
+  expect(atKill.placed).toBe(IN_FLIGHT);
+  expect(atKill.open.length).toBeGreaterThan(0);
+
+  // Start it again on the same database; its expiry process ends what the dead one left open.
+  const restarted = await startGatewayProcess({ databaseUrl, modelsFile, env });
+  processes.push(restarted);
+  const ended = await waitFor(
+    'every reservation to end',
+    async () => {
+      const endings = reservationEndings(await accountEvents(ledger, accountId));
+      return endings.open.length === 0 ? endings : undefined;
+    },
+    (TTL_S + 15) * 1_000,
+    500,
+  );
+  expect(ended.wrong).toEqual([]);
+  expect(ended.placed).toBe(IN_FLIGHT);
+  expect(ended.settled + ended.released + ended.expired).toBe(IN_FLIGHT);
+  // What the dead gateway left open was expired: returned in full, charged nothing.
+  expect(ended.expired).toBe(atKill.open.length);
+
+  // The restarted gateway serves, and bills, as before.
+  const after = await openAiClient(restarted.url, secret).chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'back?' }] });
+  expect(after.choices[0]!.message.content).toBe('back?');
+
+  // Its settlement is written just after the answer.
+  const events = await waitFor(
+    'the last request to settle',
+    async () => {
+      const all = await accountEvents(ledger, accountId);
+      return reservationEndings(all).open.length === 0 ? all : undefined;
+    },
+    5_000,
+  );
+  const final = reservationEndings(events);
+  expect(final.placed).toBe(IN_FLIGHT + 1);
+  expect(final.wrong).toEqual([]);
+  const money = moneyOf(events);
+  const projected = await waitFor(
+    'the balances projection to catch up',
+    async () => {
+      const row = await projectedBalance(databaseUrl, accountId);
+      return row && row.purchased === money.balance && row.reserved === 0n ? row : undefined;
+    },
+    10_000,
+  );
+  expect(projected).toEqual({ purchased: money.balance, promo: 0n, reserved: 0n });
+  expect(money.balance).toBe(money.toppedUp - money.charged);
+
+  const verified = await runVerify(databaseUrl);
+  expect({ code: verified.code, stderr: verified.stderr }).toEqual({ code: 0, stderr: '' });
+  expect(verified.stdout).toMatch(/^ok: /);
+  process.stdout.write(
+    `gateway killed: ${IN_FLIGHT} in flight; at the kill ${atKill.settled} settled, ${atKill.released} released, ${atKill.open.length} open; ` +
+      `after restart ${ended.expired} expired within the ${TTL_S} s TTL; charged ${usdText(money.charged)} of ${usdText(money.toppedUp)}; ${verified.stdout.trim()}\n`,
+  );
+}, 90_000);
