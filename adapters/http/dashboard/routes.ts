@@ -50,12 +50,13 @@ export const mountDashboardRoutes: RouteMount = (router: Router, gateway) => {
   router.use(['/v1/account', '/v1/usage', '/v1/billing', '/admin'], sessionBearer(sessions));
 
   router.get('/', (_req, res) => res.redirect(302, '/dashboard/'));
-  router.get('/dashboard', (_req, res) => res.redirect(301, '/dashboard/'));
-  router.get('/dashboard/', (_req, res) => {
+  // The router is not strict ('/dashboard' matches '/dashboard/'): the page's relative links need the slash.
+  router.get('/dashboard/', (req, res) => {
+    if (!req.originalUrl.split('?')[0]!.endsWith('/')) return res.redirect(301, '/dashboard/');
     res.set({ 'content-security-policy': page.csp, 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff', 'referrer-policy': 'same-origin' });
     res.type('html').send(page.html);
   });
-  router.use('/dashboard/static', express.static(STATIC_DIR, { index: false, fallthrough: false, setHeaders: (res) => res.setHeader('cache-control', 'no-cache') }));
+  router.use('/dashboard/static', express.static(STATIC_DIR, { index: false, setHeaders: (res) => res.setHeader('cache-control', 'no-cache') }));
   router.get('/dashboard/vendor/:file', (req, res) => {
     const vendor = VENDOR[String(req.params['file'])];
     if (!vendor) throw new ApiError(404, 'invalid_request_error', 'not_found', null, 'No such file.');
@@ -95,7 +96,9 @@ export const mountDashboardRoutes: RouteMount = (router: Router, gateway) => {
     if (!verified) {
       if (id !== null) sessions.close(id);
       clearSessionCookie(req, res);
-      throw invalidApiKey('missing');
+      // Not an error: the page asks this to know whether to show the sign-in form.
+      res.json({ object: 'dashboard.session', signed_in: false });
+      return;
     }
     res.json(sessionView(verified));
   });

@@ -47,7 +47,7 @@ function App() {
   const heading = useRef(null);
 
   useEffect(() => {
-    api('GET', '/dashboard/api/session', undefined, { quiet: true }).then(setSession, () => setSession(null));
+    api('GET', '/dashboard/api/session', undefined, { quiet: true }).then((s) => setSession(s.signed_in ? s : null), () => setSession(null));
     return onSignedOut(() => setSession(null));
   }, []);
 

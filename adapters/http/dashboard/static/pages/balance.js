@@ -33,7 +33,6 @@ export function AccountBanner({ account }) {
 export function BalancePage() {
   const account = useLoad(() => get('/v1/account'));
   return html`<${Loading} state=${account}>${(a) => html`
-    <${AccountBanner} account=${a} />
     <section aria-labelledby="balance-heading">
       <h2 id="balance-heading">Credit</h2>
       <dl class="stats">
