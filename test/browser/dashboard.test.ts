@@ -136,7 +136,7 @@ test('usage: charts per day and model, a table per key, and the statement as CSV
   expect(csv).toContain('-0.000142');
 });
 
-test('keys: a new key is shown once and works; once revoked it gets 401 from the openai client', async () => {
+test('keys: a new key is shown once and works; renamed, then revoked, it gets 401 from the openai client', async () => {
   await show(customerPage, 'keys');
   await customerPage.getByLabel('Name of the new key').fill('ci-runner');
   await customerPage.getByRole('button', { name: 'Create key' }).click();
@@ -152,10 +152,14 @@ test('keys: a new key is shown once and works; once revoked it gets 401 from the
   expect(models.data.map((m) => m.id)).toEqual(['browser-chat']);
 
   await customerPage.getByRole('button', { name: 'I have stored it' }).click();
-  await customerPage.getByRole('button', { name: 'Revoke key ci-runner' }).click();
+  await customerPage.getByRole('button', { name: 'Rename key ci-runner' }).click();
+  await customerPage.getByLabel('New name for ci-runner').fill('ci-build');
+  await customerPage.getByRole('button', { name: 'Save' }).click();
+  await customerPage.getByText(/is now named ci-build\./).waitFor();
+  await customerPage.getByRole('button', { name: 'Revoke key ci-build' }).click();
   await customerPage.getByRole('button', { name: 'Yes, revoke' }).click();
-  await customerPage.getByText('Key ci-runner').waitFor();
-  await expect(customerPage.getByRole('row', { name: /ci-runner/ }).textContent()).resolves.toContain('revoked');
+  await customerPage.getByText('Key ci-build').waitFor();
+  await expect(customerPage.getByRole('row', { name: /ci-build/ }).textContent()).resolves.toContain('revoked');
   await expect(customerPage.locator('#new-key-secret').count()).resolves.toBe(0);
 
   const refused = await openAiClient(tg.url, secret)
@@ -194,7 +198,18 @@ describe('admin', () => {
     admin = await browser.newContext({ viewport: { width: 1200, height: 900 } });
     page = await admin.newPage();
     watch(page);
-    await signIn(page, TEST_ADMIN_KEY);
+    // Keyboard only: Tab to the key, type it, Enter; then to a page through the navigation.
+    await page.goto(`${tg.url}/dashboard/`);
+    await page.keyboard.press('Tab');
+    await page.keyboard.type(TEST_ADMIN_KEY);
+    await page.keyboard.press('Enter');
+    await page.getByRole('button', { name: 'Sign out' }).waitFor();
+    await page.getByRole('link', { name: 'Audit log' }).focus();
+    await page.keyboard.press('Shift+Tab');
+    await page.keyboard.press('Enter');
+    await page.waitForURL('**/#/models');
+    await expect(page.evaluate<string>('document.activeElement.outerHTML')).resolves.toMatch(/^<h1[^>]*>Models and prices<\/h1>$/);
+    await show(page, 'accounts');
   });
 
   afterAll(() => admin?.close());
@@ -264,4 +279,39 @@ describe('admin', () => {
     await expect(page.locator('#chain-status').textContent()).resolves.toMatch(/^Hash chain verified/);
     await screenshot(page, 'admin-audit');
   });
+});
+
+test('every page passes axe-core’s WCAG 2 A and AA rules (labels, names, contrast)', async () => {
+  // CSP is bypassed in this context only, so that axe's script can be injected into the pages.
+  const context = await browser.newContext({ bypassCSP: true, viewport: { width: 1200, height: 900 } });
+  const axe = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+  const check = async (page: Page, name: string) => {
+    await page.addScriptTag({ content: axe });
+    const result = await page.evaluate<{ violations: { id: string; help: string; nodes: { target: string[] }[] }[] }>(
+      `axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } })`,
+    );
+    expect({ page: name, violations: result.violations.map((v) => `${v.id}: ${v.help} at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`) }).toEqual({ page: name, violations: [] });
+  };
+  const page = await context.newPage();
+  watch(page);
+  await page.goto(`${tg.url}/dashboard/pricing`);
+  await check(page, 'pricing');
+  await page.goto(`${tg.url}/dashboard/`);
+  await page.getByLabel('API key').waitFor();
+  await check(page, 'sign-in');
+  await signIn(page, customerKey);
+  for (const hash of ['balance', 'usage', 'keys', 'billing']) {
+    await show(page, hash);
+    await page.locator('h1').waitFor();
+    await page.getByText('Loading…').waitFor({ state: 'detached' });
+    await check(page, hash);
+  }
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await signIn(page, TEST_ADMIN_KEY);
+  for (const hash of [`accounts?id=${accountId}`, 'models', 'audit']) {
+    await show(page, hash);
+    await page.getByText('Loading…').waitFor({ state: 'detached' });
+    await check(page, hash);
+  }
+  await context.close();
 });

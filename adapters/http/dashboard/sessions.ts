@@ -67,12 +67,20 @@ export function sessionIdOf(req: Request): string | null {
   return null;
 }
 
+/**
+ * TLS here, or at a proxy in front that says so. Trusting X-Forwarded-Proto for this alone is
+ * safe: a forged header can only make the cookie stricter (Secure), never weaker.
+ */
+function overTls(req: Request): boolean {
+  return req.secure || req.get('x-forwarded-proto')?.split(',')[0]?.trim().toLowerCase() === 'https';
+}
+
 export function setSessionCookie(req: Request, res: Response, id: string): void {
-  res.cookie(SESSION_COOKIE, id, { httpOnly: true, sameSite: 'strict', secure: req.secure, path: '/', maxAge: IDLE_MS });
+  res.cookie(SESSION_COOKIE, id, { httpOnly: true, sameSite: 'strict', secure: overTls(req), path: '/', maxAge: IDLE_MS });
 }
 
 export function clearSessionCookie(req: Request, res: Response): void {
-  res.clearCookie(SESSION_COOKIE, { httpOnly: true, sameSite: 'strict', secure: req.secure, path: '/' });
+  res.clearCookie(SESSION_COOKIE, { httpOnly: true, sameSite: 'strict', secure: overTls(req), path: '/' });
 }
 
 export function isDashboardCall(req: Request): boolean {

@@ -521,11 +521,12 @@ export async function issueKey(
 // Routes
 
 const newKeySchema = z.object({ name: shortTextSchema, scopes: customerScopesSchema.optional() });
+const renameKeySchema = z.strictObject({ name: shortTextSchema });
 const requestsQuerySchema = z.object({
   limit: z.coerce.number({ error: 'expected an integer' }).int('expected an integer').min(1, 'at least 1').max(500, 'at most 500').default(50),
 });
 
-/** GET /v1/account, GET|POST /v1/account/keys, DELETE /v1/account/keys/:keyId, GET /v1/account/requests. */
+/** GET /v1/account, GET|POST /v1/account/keys, PATCH|DELETE /v1/account/keys/:keyId, GET /v1/account/requests. */
 export const mountAccountRoutes: RouteMount = (router: Router, gateway) => {
   const reader = new AccountReader(gateway);
   const read = authenticated(gateway.keys, 'account_read');
@@ -552,6 +553,18 @@ export const mountAccountRoutes: RouteMount = (router: Router, gateway) => {
       metadata: metadataOf(key.keyId, requestIdOf(res)),
     });
     res.status(201).json(issued);
+  });
+
+  router.patch('/v1/account/keys/:keyId', write, async (req, res) => {
+    const key = keyOf(res);
+    const keyId = String(req.params['keyId']);
+    const { name } = parseInput(renameKeySchema, req.body);
+    const state = await reader.keyOfAccount(key.accountId, keyId);
+    if (!state) throw keyNotFound();
+    const renamed = await gateway.ledger.apiKeys.handle(apiKeyStreamId(keyId), { type: 'RenameApiKey', data: { name }, metadata: metadataOf(key.keyId, requestIdOf(res)) });
+    if (!renamed.ok) throw refused(renamed.error);
+    if (renamed.state.status === 'not_issued') throw keyNotFound();
+    res.json(keyView(renamed.state));
   });
 
   router.delete('/v1/account/keys/:keyId', write, async (req, res) => {

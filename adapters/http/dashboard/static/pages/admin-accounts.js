@@ -78,7 +78,7 @@ function AccountDetail({ accountId, onChanged }) {
     <h2 id="account-heading">Account <code>${accountId}</code></h2>
     <${Message} message=${action.message} />
     <${Loading} state=${account}>${([a, statement]) => html`
-      <${AccountBanner} account=${a} />
+      <${AccountBanner} account=${a} forAdmin=${true} />
       <p>${a.display_name ?? '(name erased)'} · ${a.email ?? '(email erased)'} · status <strong id="account-status">${a.status}</strong></p>
       <dl class="stats">
         <${Stat} label="Available" value=${usd(a.available_usd)} />

@@ -11,20 +11,24 @@ const SUSPENSION_HELP = {
   customer_request: ['It was suspended at your request.', 'Contact support to reinstate it.'],
 };
 
-/** Why requests are refused and what to do, whenever the account cannot spend. */
-export function AccountBanner({ account }) {
+/**
+ * Why requests are refused and what to do, whenever the account cannot spend. The customer is
+ * told what to do; an admin (`forAdmin`) sees the same facts about "this account".
+ */
+export function AccountBanner({ account, forAdmin = false }) {
+  const whose = forAdmin ? 'This account' : 'Your account';
   if (account.status === 'suspended') {
     const [why, what] = SUSPENSION_HELP[account.suspension_reason] ?? ['It was suspended.', 'Contact support.'];
     return html`<div class="banner danger" role="alert" id="account-banner">
-      <strong>Your account is suspended (${account.suspension_reason?.replaceAll('_', ' ')}).</strong> ${why} API requests are refused until it is reinstated. ${what}
+      <strong>${whose} is suspended (${account.suspension_reason?.replaceAll('_', ' ')}).</strong> ${why} API requests are refused until it is reinstated.${forAdmin ? '' : ` ${what}`}
     </div>`;
   }
   if (account.status === 'closed') {
-    return html`<div class="banner danger" role="alert" id="account-banner"><strong>This account is closed.</strong> API requests are refused.</div>`;
+    return html`<div class="banner danger" role="alert" id="account-banner"><strong>${whose} is closed.</strong> API requests are refused.</div>`;
   }
   if (microOf(account.balance_usd) < 0n) {
     return html`<div class="banner danger" role="alert" id="account-banner">
-      <strong>Your balance is negative (${usd(account.balance_usd)}).</strong> A request cost more than was reserved for it. New requests are refused until a top-up covers it: top up on the <a href="#/billing">Billing page</a>.
+      <strong>${forAdmin ? 'The' : 'Your'} balance is negative (${usd(account.balance_usd)}).</strong> A request cost more than was reserved for it. New requests are refused until a top-up covers it${forAdmin ? '.' : html`: top up on the <a href="#/billing">Billing page</a>.`}
     </div>`;
   }
   return null;

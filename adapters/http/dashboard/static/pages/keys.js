@@ -1,6 +1,6 @@
 import { html } from 'htm/preact';
 import { useState } from 'preact/hooks';
-import { del, get, post } from '../api.js';
+import { api, del, get, post } from '../api.js';
 import { Field, Loading, Message, useAction, useLoad } from '../ui.js';
 
 export function KeysPage({ session }) {
@@ -9,6 +9,7 @@ export function KeysPage({ session }) {
   const [created, setCreated] = useState(null);
   const [confirming, setConfirming] = useState(null);
   const [copied, setCopied] = useState(false);
+  const [renaming, setRenaming] = useState(null);
   const action = useAction();
   const canWrite = session.scopes.includes('account_write');
 
@@ -26,6 +27,15 @@ export function KeysPage({ session }) {
     const done = await action.run(() => del(`/v1/account/keys/${encodeURIComponent(key.key_id)}`), `Key ${key.name} (${key.prefix}…) is revoked: requests with it are refused from now on.`);
     setConfirming(null);
     if (done) keys.reload();
+  };
+  const rename = async (event, key) => {
+    event.preventDefault();
+    const name = new FormData(event.currentTarget).get('name').trim();
+    const done = await action.run(() => api('PATCH', `/v1/account/keys/${encodeURIComponent(key.key_id)}`, { name }), `Key ${key.prefix}… is now named ${name}.`);
+    if (done) {
+      setRenaming(null);
+      keys.reload();
+    }
   };
   const copy = async () => {
     await navigator.clipboard.writeText(created.key).then(() => setCopied(true), () => setCopied(false));
@@ -53,11 +63,20 @@ export function KeysPage({ session }) {
     <${Loading} state=${keys}>${({ data }) => html`<table id="keys-table">
       <thead><tr><th scope="col">Name</th><th scope="col">Prefix</th><th scope="col">Scopes</th><th scope="col">Status</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
       <tbody>${data.map((k) => html`<tr data-key-id=${k.key_id}>
-        <th scope="row">${k.name}</th><td><code>${k.prefix}…</code></td><td>${k.scopes.join(', ')}</td><td>${k.status}${k.key_id === session.key_id ? ' (this session)' : ''}</td>
+        <th scope="row">${renaming === k.key_id
+          ? html`<form class="confirm" onSubmit=${(e) => rename(e, k)}>
+              <label for=${`rename-${k.key_id}`} class="visually-hidden">New name for ${k.name}</label>
+              <input id=${`rename-${k.key_id}`} name="name" required maxlength="200" value=${k.name} />
+              <button type="submit" disabled=${action.busy}>Save</button> <button type="button" class="secondary" onClick=${() => setRenaming(null)}>Cancel</button>
+            </form>`
+          : k.name}</th><td><code>${k.prefix}…</code></td><td>${k.scopes.join(', ')}</td><td>${k.status}${k.key_id === session.key_id ? ' (this session)' : ''}</td>
         <td>${canWrite && k.status === 'active' &&
           (confirming === k.key_id
             ? html`<span class="confirm">Revoke ${k.name}? <button type="button" class="danger" onClick=${() => revoke(k)}>Yes, revoke</button> <button type="button" class="secondary" onClick=${() => setConfirming(null)}>Keep it</button></span>`
-            : html`<button type="button" class="secondary" aria-label=${`Revoke key ${k.name}`} onClick=${() => setConfirming(k.key_id)}>Revoke</button>`)}</td>
+            : html`<span class="confirm">
+                <button type="button" class="secondary" aria-label=${`Rename key ${k.name}`} onClick=${() => setRenaming(k.key_id)}>Rename</button>
+                <button type="button" class="secondary" aria-label=${`Revoke key ${k.name}`} onClick=${() => setConfirming(k.key_id)}>Revoke</button>
+              </span>`)}</td>
       </tr>`)}</tbody>
     </table>`}<//>`;
 }
