@@ -15,6 +15,7 @@ export function pricingPage(prices: readonly CatalogueEntry[], asOf: string): st
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Pricing · Tollgate</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/dashboard/static/style.css">
 </head>
 <body>

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import express, { type Router } from 'express';
 import { z } from 'zod';
 import { PRICE_BOOK_STREAM_ID } from '../../../domain/price-book';
@@ -32,8 +32,13 @@ const VENDOR: Record<string, { specifier?: string; file: string }> = {
   'uPlot.min.css': { file: packageFile('uplot', 'dist/uPlot.min.css') },
 };
 
+/** A file inside an installed package, found as Node finds the package (not every one exports package.json). */
 function packageFile(name: string, path: string): string {
-  return join(dirname(require.resolve(`${name}/package.json`)), path);
+  for (const modules of require.resolve.paths(name) ?? []) {
+    const file = join(modules, name, path);
+    if (existsSync(file)) return file;
+  }
+  throw new Error(`the dashboard needs ${name}/${path}: run npm install`);
 }
 
 const signInSchema = z.object({ key: z.string({ error: 'expected the API key as a string' }).min(1, 'must not be empty').max(512, 'at most 512 characters') });
@@ -66,7 +71,7 @@ export const mountDashboardRoutes: RouteMount = (router: Router, gateway) => {
   router.get('/dashboard/pricing', async (_req, res) => {
     const { state } = await gateway.ledger.priceBook.load(PRICE_BOOK_STREAM_ID);
     const at = new Date().toISOString();
-    res.set({ 'content-security-policy': "default-src 'none'; style-src 'self'; frame-ancestors 'none'", 'cache-control': 'no-cache' });
+    res.set({ 'content-security-policy': "default-src 'none'; style-src 'self'; img-src data:; frame-ancestors 'none'", 'cache-control': 'no-cache' });
     res.type('html').send(pricingPage(pricesInForce(state, at), at));
   });
 

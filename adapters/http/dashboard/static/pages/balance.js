@@ -52,7 +52,7 @@ export function BalancePage() {
       ${a.promo_grants.length === 0
         ? html`<p>None.</p>`
         : html`<table>
-            <thead><tr><th scope="col">Granted</th><th scope="col" class="num">Remaining</th><th scope="col">Expires</th></tr></thead>
+            <thead><tr><th scope="col" class="num">Granted</th><th scope="col" class="num">Remaining</th><th scope="col">Expires</th></tr></thead>
             <tbody>${a.promo_grants.map((g) => html`<tr>
               <td class="num">${usd(g.granted_usd)}</td><td class="num">${g.expired ? 'expired' : usd(g.remaining_usd)}</td><td><${When} at=${g.expires_at} /></td>
             </tr>`)}</tbody>
