@@ -254,7 +254,20 @@ describe('admin', () => {
     await expect(customerPage.getByRole('row', { name: /\$5\.50/ }).textContent()).resolves.toContain('2099-01-31 12:00 UTC');
   });
 
-  test('models and prices: add a model and schedule a price change', async () => {
+  test('an admin refunds part of the card payment through Stripe, and the customer sees it', async () => {
+    await page.getByLabel('Refund amount (USD)').fill('10.00');
+    await page.getByLabel('Refund reason').fill('unused credit');
+    await page.getByRole('button', { name: 'Refund', exact: true }).click();
+    await page.getByText(/Refund .*: \$10\.00 refunded\./).waitFor();
+    expect([...stripe.refunds.values()].map((r) => r['amount'])).toEqual([1000]);
+    await show(customerPage, 'billing');
+    const refund = customerPage.locator('#payments-table').getByRole('row', { name: /Refund/ });
+    await expect(refund.textContent()).resolves.toMatch(/-\$10\.00\s*\$30\.499858/);
+    await show(customerPage, 'balance');
+    await expect(customerPage.locator('#purchased').textContent()).resolves.toBe('$24.999858');
+  });
+
+  test('models and prices: add a model, schedule a price change, retire it', async () => {
     await show(page, 'models');
     await page.getByLabel('Model id').fill('browser-next');
     await page.getByRole('button', { name: 'Add model' }).click();
@@ -267,6 +280,10 @@ describe('admin', () => {
     await page.getByText(/takes effect 2099-06-01 00:00 UTC/).waitFor();
     await expect(page.getByRole('row', { name: /browser-next/ }).textContent()).resolves.toMatch(/chat: \$0\.20 \/ \$0\.60 \(from 2099-06-01 00:00 UTC\)/);
     await screenshot(page, 'admin-models');
+    await page.getByRole('button', { name: 'Retire model browser-next' }).click();
+    await page.getByRole('button', { name: 'Yes, retire' }).click();
+    await page.getByText('Model browser-next is retired.').waitFor();
+    await expect(page.getByRole('row', { name: /browser-next/ }).textContent()).resolves.toContain('browser-next (retired)');
   });
 
   test('audit log: filtered by action and target, with the hash chain verified', async () => {
