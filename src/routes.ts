@@ -2,12 +2,14 @@ import { mountAccountRoutes } from '../adapters/http/routes/account';
 import { mountAdminRoutes } from '../adapters/http/routes/admin';
 import { mountAutoTopUpRoutes } from '../adapters/http/routes/auto-top-up';
 import { mountBillingRoutes } from '../adapters/http/routes/billing';
+import { mountDashboardRoutes } from '../adapters/http/dashboard/routes';
 import { mountComplianceRoutes } from '../adapters/http/routes/compliance';
 import { mountFinanceRoutes } from '../adapters/http/routes/finance';
 import type { RouteMount } from './gateway';
 
 /**
  * Routers beyond the OpenAI-compatible API, mounted by `npm start`: admin, account, billing,
- * dashboard. Each capability adds its mount here.
+ * dashboard. Each capability adds its mount here. The dashboard comes first: its sign-in session
+ * supplies the Bearer key that the others' authentication reads.
  */
-export const standardRoutes: readonly RouteMount[] = [mountAdminRoutes, mountAccountRoutes, mountFinanceRoutes, mountComplianceRoutes, mountAutoTopUpRoutes, mountBillingRoutes];
+export const standardRoutes: readonly RouteMount[] = [mountDashboardRoutes, mountAdminRoutes, mountAccountRoutes, mountFinanceRoutes, mountComplianceRoutes, mountAutoTopUpRoutes, mountBillingRoutes];

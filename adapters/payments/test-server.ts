@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { createStripeClient } from './stripe-client';
 
 /**
  * A local stand-in for the few Stripe API endpoints Tollgate calls (customers, checkout
@@ -9,6 +10,10 @@ import type { AddressInfo } from 'node:net';
  * Bodies are shaped as Stripe documents them (the fields Tollgate reads, and a few more). It
  * records every request with its Idempotency-Key, replays the first answer for a repeated key
  * as Stripe does, and can be told to decline card charges and refunds.
+ *
+ * A checkout session's `url` is a page on this server that a browser can pay at (a "Pay" button,
+ * no card form); paying sends the signed `checkout.session.completed` webhook to the endpoint
+ * given to `deliverWebhooksTo`, as Stripe would, then redirects to the session's success URL.
  */
 
 export interface RecordedStripeRequest {
@@ -45,6 +50,8 @@ export interface StripeTestServer {
    * PaymentIntent for its total (card saved as a payment method when off-session use was asked).
    */
   payCheckoutSession(sessionId: string, options?: { taxCents?: number }): { session: StripeObject; paymentIntent: StripeObject };
+  /** Where a session paid on its hosted page sends its signed webhook (null: nowhere, the test delivers). */
+  deliverWebhooksTo(endpoint: { url: string; secret: string } | null): void;
   /** A webhook event envelope for an object, as Stripe sends it. */
   event(type: string, object: Record<string, unknown>): StripeEventEnvelope;
   stop(): Promise<void>;
@@ -75,6 +82,9 @@ export async function startStripeTestServer(): Promise<StripeTestServer> {
   const customerDeclines = new Map<string, string>();
   let refundDeclines = 0;
   let refundStatus: 'succeeded' | 'pending' = 'succeeded';
+  let webhookEndpoint: { url: string; secret: string } | null = null;
+  let origin = '';
+  const signer = createStripeClient({ secretKey: 'sk_test_stand_in_signer' });
   const now = () => Math.floor(Date.now() / 1000);
   const id = (prefix: string) => `${prefix}_test_${randomBytes(12).toString('hex')}`;
 
@@ -132,7 +142,7 @@ export async function startStripeTestServer(): Promise<StripeTestServer> {
           metadata: params['metadata'] ?? {},
           success_url: params['success_url'] ?? null,
           cancel_url: params['cancel_url'] ?? null,
-          url: `https://checkout.stripe.com/c/pay/${sessionId}`,
+          url: `${origin}/checkout/pay/${sessionId}`,
           created: now(),
           livemode: false,
         };
@@ -243,6 +253,8 @@ export async function startStripeTestServer(): Promise<StripeTestServer> {
       res.writeHead(answer.status, { 'content-type': 'application/json', 'request-id': `req_${randomBytes(7).toString('hex')}`, ...(idempotencyKey ? { 'idempotency-key': idempotencyKey } : {}) });
       res.end(JSON.stringify(answer.body));
     };
+    const hosted = /^\/checkout\/pay\/([A-Za-z0-9_]+)$/.exec(url.pathname);
+    if (hosted) return hostedCheckout(req.method ?? 'GET', hosted[1]!, res);
     if (!/^Bearer sk_(test|live)_\S+$/.test(req.headers['authorization'] ?? '')) {
       return send({ status: 401, body: { error: { type: 'invalid_request_error', message: 'Invalid API Key provided.' } } });
     }
@@ -260,14 +272,74 @@ export async function startStripeTestServer(): Promise<StripeTestServer> {
     send({ status: 404, body: { error: { type: 'invalid_request_error', message: `Unrecognized request URL (${req.method}: ${url.pathname}).` } } });
   }
 
+  /** The page a browser is sent to: GET shows the amount and a Pay button, POST pays. */
+  async function hostedCheckout(method: string, sessionId: string, res: ServerResponse): Promise<void> {
+    const session = checkoutSessions.get(sessionId);
+    if (!session) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('No such checkout session.');
+      return;
+    }
+    if (method === 'POST' && session['status'] === 'open') {
+      const paid = pay(sessionId, 0);
+      if (webhookEndpoint) {
+        const payload = JSON.stringify(eventOf('checkout.session.completed', paid.session));
+        const response = await fetch(webhookEndpoint.url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'stripe-signature': signer.webhooks.generateTestHeaderString({ payload, secret: webhookEndpoint.secret }) },
+          body: payload,
+        });
+        await response.arrayBuffer();
+      }
+      res.writeHead(303, { location: String(session['success_url']).replace('{CHECKOUT_SESSION_ID}', sessionId) }).end();
+      return;
+    }
+    const amount = (Number(session['amount_total']) / 100).toFixed(2);
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Test checkout</title></head>
+<body><main><h1>Stripe test checkout</h1><p>Local stand-in: no card is charged.</p><p>Amount: <strong id="amount">USD ${amount}</strong></p>
+${session['status'] === 'open' ? `<form method="post"><button type="submit">Pay USD ${amount}</button></form>` : '<p>This session is already paid.</p>'}
+</main></body></html>`);
+  }
+
+  function pay(sessionId: string, taxCents: number) {
+    const session = checkoutSessions.get(sessionId);
+    if (!session) throw new Error(`no checkout session ${sessionId}`);
+    const total = Number(session['amount_subtotal']) + taxCents;
+    const data = session['payment_intent_data'] as { setup_future_usage?: string; metadata?: Record<string, string> };
+    const pi = paymentIntent({
+      amount: total,
+      customer: session['customer'] as string | null,
+      payment_method: id('pm'),
+      metadata: data.metadata ?? {},
+      status: 'succeeded',
+      setup_future_usage: data.setup_future_usage ?? null,
+    });
+    Object.assign(session, { status: 'complete', payment_status: 'paid', payment_intent: pi.id, amount_total: total, total_details: { amount_tax: taxCents } });
+    return { session: publicSession(session), paymentIntent: pi };
+  }
+
+  function eventOf(type: string, object: Record<string, unknown>): StripeEventEnvelope {
+    return {
+      id: id('evt'),
+      object: 'event',
+      api_version: API_VERSION,
+      created: now(),
+      livemode: false,
+      pending_webhooks: 1,
+      request: { id: null, idempotency_key: null },
+      type,
+      data: { object: structuredClone(object) },
+    };
+  }
+
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', resolve);
   });
   const { port } = server.address() as AddressInfo;
+  origin = `http://127.0.0.1:${port}`;
 
   return {
-    apiBase: `http://127.0.0.1:${port}`,
+    apiBase: origin,
     requests,
     customers,
     checkoutSessions,
@@ -287,35 +359,12 @@ export async function startStripeTestServer(): Promise<StripeTestServer> {
       refundStatus = status;
     },
     payCheckoutSession(sessionId, options = {}) {
-      const session = checkoutSessions.get(sessionId);
-      if (!session) throw new Error(`no checkout session ${sessionId}`);
-      const tax = options.taxCents ?? 0;
-      const total = Number(session['amount_subtotal']) + tax;
-      const data = session['payment_intent_data'] as { setup_future_usage?: string; metadata?: Record<string, string> };
-      const pi = paymentIntent({
-        amount: total,
-        customer: session['customer'] as string | null,
-        payment_method: id('pm'),
-        metadata: data.metadata ?? {},
-        status: 'succeeded',
-        setup_future_usage: data.setup_future_usage ?? null,
-      });
-      Object.assign(session, { status: 'complete', payment_status: 'paid', payment_intent: pi.id, amount_total: total, total_details: { amount_tax: tax } });
-      return { session: publicSession(session), paymentIntent: pi };
+      return pay(sessionId, options.taxCents ?? 0);
     },
-    event(type, object) {
-      return {
-        id: id('evt'),
-        object: 'event',
-        api_version: API_VERSION,
-        created: now(),
-        livemode: false,
-        pending_webhooks: 1,
-        request: { id: null, idempotency_key: null },
-        type,
-        data: { object: structuredClone(object) },
-      };
+    deliverWebhooksTo(endpoint) {
+      webhookEndpoint = endpoint;
     },
+    event: eventOf,
     stop: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

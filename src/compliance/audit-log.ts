@@ -78,7 +78,7 @@ export async function queryAudit(db: Queryable, filter: AuditFilter = {}): Promi
   if (filter.to !== undefined) where.push(`occurred_at < ${param(filter.to)}::timestamptz`);
   if (filter.after !== undefined) where.push(`entry_no > ${param(filter.after.toString())}::bigint`);
   const { rows } = await db.query<AuditRow>(
-    `SELECT ${COLUMNS} FROM audit_log ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY entry_no LIMIT ${param(filter.limit ?? 1_000)}`,
+    `SELECT ${COLUMNS} FROM audit_log ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY audit_log.entry_no LIMIT ${param(filter.limit ?? 1_000)}`,
     params,
   );
   return rows.map(entryOf);
@@ -117,7 +117,7 @@ export async function verifyAuditChain(pool: Pool): Promise<ChainVerification> {
     for (;;) {
       const { rows } = await client.query<AuditRow>(
         // The first batch includes anything at or before the anchor: such rows should have been purged.
-        `SELECT ${COLUMNS} FROM audit_log WHERE entry_no > $1 ORDER BY entry_no LIMIT $2`,
+        `SELECT ${COLUMNS} FROM audit_log WHERE entry_no > $1 ORDER BY audit_log.entry_no LIMIT $2`,
         [first ? '0' : at.entryNo.toString(), BATCH],
       );
       first = false;

@@ -201,6 +201,15 @@ export function balanceView(state: AccountState, now: string) {
   };
 }
 
+/** One row of the admin account search. */
+export interface AccountSummary extends ReturnType<typeof balanceView> {
+  readonly account_id: string;
+  readonly status: AccountState['status'];
+  readonly suspension_reason: string | null;
+  readonly display_name: string | null;
+  readonly email: string | null;
+}
+
 export interface KeyView {
   readonly key_id: string;
   readonly prefix: string;
@@ -343,6 +352,50 @@ export class AccountReader {
     }
   }
 
+  /**
+   * Accounts for the admin search, newest first: those whose id contains `query`, or whose name
+   * or email does (case-insensitive). Names and emails are encrypted per account, so matching
+   * them decrypts each account's in turn: fine for thousands of accounts; a plaintext search
+   * index would outlive erasure, which crypto-shredding exists to prevent.
+   */
+  async searchAccounts(query: string | undefined, limit: number): Promise<AccountSummary[]> {
+    const needle = query?.toLowerCase();
+    const found: AccountSummary[] = [];
+    for (const accountId of await this.accountIds()) {
+      if (found.length >= limit) break;
+      const loaded = await this.state(accountId);
+      if (!loaded) continue;
+      const personal = await this.personalData(accountId, loaded.state);
+      const matches =
+        needle === undefined ||
+        accountId.toLowerCase().includes(needle) ||
+        (personal.display_name?.toLowerCase().includes(needle) ?? false) ||
+        (personal.email?.toLowerCase().includes(needle) ?? false);
+      if (!matches) continue;
+      const now = new Date().toISOString();
+      found.push({ account_id: accountId, status: loaded.state.status, suspension_reason: loaded.state.suspensionReason, ...personal, ...balanceView(loaded.state, now) });
+    }
+    return found;
+  }
+
+  /** Every opened account's id, newest first (on KurrentDB by scanning the global log). */
+  private async accountIds(): Promise<string[]> {
+    if (!this.gateway.config.EVENTSTORE_URL) {
+      const { rows } = await this.gateway.database.pool.query<{ account_id: string }>(
+        `SELECT data->>'accountId' AS account_id FROM events WHERE type = 'AccountOpened' ORDER BY global_seq DESC`,
+      );
+      return rows.map((r) => r.account_id);
+    }
+    const ids: string[] = [];
+    let from = START;
+    for (;;) {
+      const page = await this.gateway.store.readAll(from, { maxCount: 1_000 });
+      for (const recorded of page) if (recorded.event.type === 'AccountOpened') ids.push(recorded.event.data.accountId);
+      if (page.length < 1_000) return ids.reverse();
+      from = page[page.length - 1]!.position;
+    }
+  }
+
   async keysOf(accountId: string): Promise<KeyView[]> {
     const keys: KeyView[] = [];
     for (const keyId of await this.keyIdsOf(accountId)) {
@@ -468,11 +521,12 @@ export async function issueKey(
 // Routes
 
 const newKeySchema = z.object({ name: shortTextSchema, scopes: customerScopesSchema.optional() });
+const renameKeySchema = z.strictObject({ name: shortTextSchema });
 const requestsQuerySchema = z.object({
   limit: z.coerce.number({ error: 'expected an integer' }).int('expected an integer').min(1, 'at least 1').max(500, 'at most 500').default(50),
 });
 
-/** GET /v1/account, GET|POST /v1/account/keys, DELETE /v1/account/keys/:keyId, GET /v1/account/requests. */
+/** GET /v1/account, GET|POST /v1/account/keys, PATCH|DELETE /v1/account/keys/:keyId, GET /v1/account/requests. */
 export const mountAccountRoutes: RouteMount = (router: Router, gateway) => {
   const reader = new AccountReader(gateway);
   const read = authenticated(gateway.keys, 'account_read');
@@ -499,6 +553,18 @@ export const mountAccountRoutes: RouteMount = (router: Router, gateway) => {
       metadata: metadataOf(key.keyId, requestIdOf(res)),
     });
     res.status(201).json(issued);
+  });
+
+  router.patch('/v1/account/keys/:keyId', write, async (req, res) => {
+    const key = keyOf(res);
+    const keyId = String(req.params['keyId']);
+    const { name } = parseInput(renameKeySchema, req.body);
+    const state = await reader.keyOfAccount(key.accountId, keyId);
+    if (!state) throw keyNotFound();
+    const renamed = await gateway.ledger.apiKeys.handle(apiKeyStreamId(keyId), { type: 'RenameApiKey', data: { name }, metadata: metadataOf(key.keyId, requestIdOf(res)) });
+    if (!renamed.ok) throw refused(renamed.error);
+    if (renamed.state.status === 'not_issued') throw keyNotFound();
+    res.json(keyView(renamed.state));
   });
 
   router.delete('/v1/account/keys/:keyId', write, async (req, res) => {

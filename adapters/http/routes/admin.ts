@@ -55,6 +55,10 @@ const createAccountSchema = z
       ctx.addIssue({ code: 'custom', path: ['promo_credit_usd'], message: 'required with promo_expires_at', params: { missing: true } });
     }
   });
+const searchAccountsSchema = z.object({
+  q: z.string({ error: 'expected text' }).trim().max(200, 'at most 200 characters').optional().transform((q) => (q === '' ? undefined : q)),
+  limit: z.coerce.number({ error: 'expected an integer' }).int('expected an integer').min(1, 'at least 1').max(200, 'at most 200').default(50),
+});
 const issueKeySchema = z.object({ name: shortTextSchema.default('key issued by an admin'), scopes: customerScopesSchema.optional() });
 const revokeKeySchema = z.object({ reason: shortTextSchema.default('revoked by an admin') });
 const topUpSchema = z.object({
@@ -128,6 +132,11 @@ export const mountAdminRoutes: RouteMount = (router: Router, gateway) => {
       });
     }
     res.status(201).json({ account_id: accountId, promo_grant_id: grantId });
+  });
+
+  router.get('/admin/accounts', admin, async (req, res) => {
+    const { q, limit } = parseInput(searchAccountsSchema, req.query);
+    res.json({ object: 'list', data: await reader.searchAccounts(q, limit) });
   });
 
   router.get('/admin/accounts/:id', admin, async (req, res) => {

@@ -161,3 +161,25 @@ describe('audit log: actors, hash chain, tampering, purge', () => {
     expect(await verifyAuditChain(pool)).toMatchObject({ ok: true, entries: 1 });
   });
 });
+
+describe('audit log past ten entries', () => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startTestGateway({ models: [{ id: 'm', upstreams: [{ baseUrl: 'http://127.0.0.1:9/v1', capacity: 1 }], maxOutputTokens: 10, operations: ['chat'] }] });
+    for (let i = 1; i <= 11; i++) {
+      const added = await gw.gateway.ledger.priceBook.handle(PRICE_BOOK_STREAM_ID, { type: 'AddModel', data: { modelId: `model-${i}`, operations: ['chat'], maxOutputTokens: 10n }, metadata: adminMetadata('ada') });
+      expect(added.ok).toBe(true);
+    }
+    await gw.gateway.projections.get('audit')!.reached(await gw.gateway.ledger.store.latestPosition());
+  });
+  afterAll(() => gw.stop());
+
+  // entry_no is selected as text: ordering by the bare name sorted "10" before "2" and broke the chain.
+  it('entries are ordered by number, so the chain verifies and the log reads in order', async () => {
+    const verified = await verifyAuditChain(gw.gateway.database.pool);
+    expect(verified).toMatchObject({ ok: true, entries: 12 });
+    const res = await fetch(`${gw.url}/admin/audit`, { headers: { authorization: `Bearer ${gw.adminKey}` } });
+    const { data } = (await res.json()) as { data: { entry_no: string }[] };
+    expect(data.map((e) => e.entry_no)).toEqual(Array.from({ length: 12 }, (_, i) => String(i + 1)));
+  });
+});

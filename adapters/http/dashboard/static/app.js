@@ -1,0 +1,102 @@
+import { html, render } from 'htm/preact';
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { api, onSignedOut } from './api.js';
+import { SignIn } from './pages/sign-in.js';
+import { BalancePage } from './pages/balance.js';
+import { UsagePage } from './pages/usage.js';
+import { KeysPage } from './pages/keys.js';
+import { BillingPage } from './pages/billing.js';
+import { AccountsPage } from './pages/admin-accounts.js';
+import { ModelsPage } from './pages/admin-models.js';
+import { AuditPage } from './pages/admin-audit.js';
+import { AccountBanner } from './pages/balance.js';
+import { get } from './api.js';
+import { useLoad } from './ui.js';
+
+const CUSTOMER_PAGES = [
+  { path: 'balance', title: 'Balance', page: BalancePage },
+  { path: 'usage', title: 'Usage', page: UsagePage },
+  { path: 'keys', title: 'API keys', page: KeysPage },
+  { path: 'billing', title: 'Billing', page: BillingPage },
+];
+const ADMIN_PAGES = [
+  { path: 'accounts', title: 'Accounts', page: AccountsPage },
+  { path: 'models', title: 'Models and prices', page: ModelsPage },
+  { path: 'audit', title: 'Audit log', page: AuditPage },
+];
+
+/** "#/billing?top_up=success" to { path: 'billing', params }. */
+function parseHash() {
+  const [path, search = ''] = location.hash.replace(/^#\/?/, '').split('?');
+  return { path, params: new URLSearchParams(search) };
+}
+
+function useHash() {
+  const [route, setRoute] = useState(parseHash);
+  useEffect(() => {
+    const update = () => setRoute(parseHash());
+    addEventListener('hashchange', update);
+    return () => removeEventListener('hashchange', update);
+  }, []);
+  return route;
+}
+
+function App() {
+  const [session, setSession] = useState(undefined);
+  const route = useHash();
+  const heading = useRef(null);
+
+  useEffect(() => {
+    api('GET', '/dashboard/api/session', undefined, { quiet: true }).then((s) => setSession(s.signed_in ? s : null), () => setSession(null));
+    return onSignedOut(() => setSession(null));
+  }, []);
+
+  const pages = session?.role === 'admin' ? ADMIN_PAGES : CUSTOMER_PAGES;
+  const current = pages.find((p) => p.path === route.path) ?? pages[0];
+
+  useEffect(() => {
+    if (!session) return;
+    document.title = `${current.title} · Tollgate`;
+    // Focus moves to the new page's heading, so keyboard and screen-reader users land on it.
+    heading.current?.focus();
+  }, [session, current]);
+
+  if (session === undefined) return html`<main class="page"><p role="status">Loading…</p></main>`;
+  if (session === null) return html`<${SignIn} onSignedIn=${setSession} />`;
+
+  const signOut = async () => {
+    await api('DELETE', '/dashboard/api/session', undefined, { quiet: true }).catch(() => {});
+    setSession(null);
+    location.hash = '';
+  };
+
+  const Page = current.page;
+  return html`
+    <a class="skip" href="#main" onClick=${(e) => { e.preventDefault(); heading.current?.focus(); }}>Skip to content</a>
+    <header class="topbar">
+      <a class="brand" href="#/">Tollgate</a>
+      <nav aria-label="Dashboard">
+        <ul>
+          ${pages.map((p) => html`<li><a href=${`#/${p.path}`} aria-current=${p === current ? 'page' : undefined}>${p.title}</a></li>`)}
+          <li><a href="/dashboard/pricing">Pricing</a></li>
+        </ul>
+      </nav>
+      <div class="who">
+        <span>${session.role === 'admin' ? 'Admin' : `Account ${session.account_id}`} · key ${session.prefix}</span>
+        <button type="button" class="secondary" onClick=${signOut}>Sign out</button>
+      </div>
+    </header>
+    <main id="main" class="page">
+      <h1 tabindex="-1" ref=${heading}>${current.title}</h1>
+      ${session.role === 'customer' && html`<${CustomerBanner} key=${`banner-${current.path}`} />`}
+      <${Page} session=${session} params=${route.params} key=${current.path} />
+    </main>`;
+}
+
+/** On every customer page: why the account cannot spend, if it cannot. */
+function CustomerBanner() {
+  const account = useLoad(() => get('/v1/account'));
+  return account.data ? html`<${AccountBanner} account=${account.data} />` : null;
+}
+
+render(html`<${App} />`, document.getElementById('app'));

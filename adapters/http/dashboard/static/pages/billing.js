@@ -1,0 +1,84 @@
+import { html } from 'htm/preact';
+import { useState } from 'preact/hooks';
+import { del, get, post, put } from '../api.js';
+import { decimalFromInput, usd } from '../money.js';
+import { Field, Loading, Message, When, useAction, useLoad } from '../ui.js';
+
+const MONEY_EVENTS = { TopUpCompleted: 'Top-up', RefundIssued: 'Refund' };
+
+export function BillingPage({ session, params }) {
+  const canWrite = session.scopes.includes('account_write');
+  const returned = params.get('top_up');
+  return html`
+    ${returned === 'success' && html`<p class="notice ok" role="status">Payment received. The credit is added when Stripe confirms the payment, usually within seconds.</p>`}
+    ${returned === 'cancelled' && html`<p class="notice" role="status">The top-up was cancelled; nothing was charged.</p>`}
+    ${canWrite && html`<${TopUp} />`}
+    <${AutoTopUp} canWrite=${canWrite} />
+    <${History} />`;
+}
+
+function TopUp() {
+  const [amount, setAmount] = useState('25.00');
+  const action = useAction();
+  const submit = async (event) => {
+    event.preventDefault();
+    const amountUsd = decimalFromInput(amount);
+    if (amountUsd === null) return action.setMessage({ kind: 'error', text: 'Enter an amount in dollars and cents, such as 25.00.' });
+    const back = `${location.origin}/dashboard/#/billing`;
+    const started = await action.run(() => post('/v1/billing/top-ups', { amount_usd: amountUsd, success_url: `${back}?top_up=success`, cancel_url: `${back}?top_up=cancelled` }));
+    // Stripe Checkout takes the card; the ledger is credited by Stripe's webhook, not by this page.
+    if (started) location.assign(started.url);
+  };
+  return html`<section aria-labelledby="top-up-heading">
+    <h2 id="top-up-heading">Top up</h2>
+    <form onSubmit=${submit} class="inline-form">
+      <${Field} label="Amount (USD, before tax)" id="top-up-amount" inputmode="decimal" required value=${amount} onInput=${(e) => setAmount(e.currentTarget.value)} hint="At least the minimum top-up; whole cents. You pay on Stripe's checkout page." />
+      <button type="submit" disabled=${action.busy}>Top up with a card</button>
+    </form>
+    <${Message} message=${action.message} />
+  </section>`;
+}
+
+function AutoTopUp({ canWrite }) {
+  const setting = useLoad(() => get('/v1/billing/auto-top-up'));
+  const [threshold, setThreshold] = useState('');
+  const [amount, setAmount] = useState('');
+  const action = useAction();
+  const save = async (event) => {
+    event.preventDefault();
+    const body = { threshold_usd: decimalFromInput(threshold), amount_usd: decimalFromInput(amount) };
+    if (body.threshold_usd === null || body.amount_usd === null) return action.setMessage({ kind: 'error', text: 'Enter both amounts in dollars, such as 10.00 and 25.00.' });
+    if (await action.run(() => put('/v1/billing/auto-top-up', body), 'Auto top-up is on.')) setting.reload();
+  };
+  const turnOff = async () => {
+    if (await action.run(() => del('/v1/billing/auto-top-up'), 'Auto top-up is off.')) setting.reload();
+  };
+  return html`<section aria-labelledby="auto-heading">
+    <h2 id="auto-heading">Auto top-up</h2>
+    <${Loading} state=${setting}>${(s) => html`
+      <p id="auto-top-up-status">${s.enabled ? html`On: when the available balance falls below <strong>${usd(s.threshold_usd)}</strong>, your saved card is charged <strong>${usd(s.amount_usd)}</strong>.` : 'Off.'}</p>
+      ${s.last_failure && html`<p class="notice error" role="alert">The last automatic top-up failed (<${When} at=${s.last_failure.at} />): ${s.last_failure.reason}.</p>`}
+      ${canWrite && html`<form onSubmit=${save} class="inline-form">
+        <${Field} label="When available falls below (USD)" id="auto-threshold" inputmode="decimal" required value=${threshold} placeholder=${s.threshold_usd ?? '10.00'} onInput=${(e) => setThreshold(e.currentTarget.value)} />
+        <${Field} label="Charge the card (USD)" id="auto-amount" inputmode="decimal" required value=${amount} placeholder=${s.amount_usd ?? '25.00'} onInput=${(e) => setAmount(e.currentTarget.value)} />
+        <button type="submit" disabled=${action.busy}>Save</button>
+        ${s.enabled && html`<button type="button" class="secondary" onClick=${turnOff} disabled=${action.busy}>Turn off</button>`}
+      </form>`}`}<//>
+    <${Message} message=${action.message} />
+  </section>`;
+}
+
+function History() {
+  const statement = useLoad(() => get('/v1/account/transactions'));
+  return html`<section aria-labelledby="history-heading">
+    <h2 id="history-heading">Payments and refunds</h2>
+    <${Loading} state=${statement}>${({ data }) => {
+      const lines = data.filter((l) => MONEY_EVENTS[l.type]).reverse();
+      if (lines.length === 0) return html`<p>No payments yet.</p>`;
+      return html`<table id="payments-table">
+        <thead><tr><th scope="col">When</th><th scope="col">What</th><th scope="col">Reference</th><th scope="col" class="num">Amount</th><th scope="col" class="num">Balance after</th></tr></thead>
+        <tbody>${lines.map((l) => html`<tr><td><${When} at=${l.occurred_at} /></td><td>${MONEY_EVENTS[l.type]}</td><td><code>${l.reference}</code></td><td class="num">${usd(l.amount)}</td><td class="num">${usd(l.balance)}</td></tr>`)}</tbody>
+      </table>`;
+    }}<//>
+  </section>`;
+}
