@@ -2,6 +2,7 @@ import type { z } from 'zod';
 import { eventRegistry, type DomainEvent } from './catalogue';
 import type { EventDefinition } from './define';
 import type { Json } from './json';
+import { encodeMetadata, hotDataEncoders } from './hot-encoders';
 import { storedMetadataSchema, type EventMetadata } from './metadata';
 
 /** Structurally the port's EventCodec<E> (domain may not import src/ports). */
@@ -52,6 +53,17 @@ function issues(error: z.ZodError): string {
 export const domainEventCodec: DomainEventCodec<DomainEvent> = {
   encode(event) {
     const def = definitionOf(event.type);
+    const hot = hotDataEncoders.get(event.type);
+    if (hot) {
+      const data = hot(event.data as never);
+      const metadata = encodeMetadata(event.metadata, def.version);
+      // Validated as every reader will read it: what cannot be read back is never written.
+      const dataCheck = def.schema.safeParse(data);
+      if (!dataCheck.success) throw new EventCodecError(event.type, `invalid data: ${issues(dataCheck.error)}`, dataCheck.error);
+      const metadataCheck = storedMetadataSchema.safeParse(metadata);
+      if (!metadataCheck.success) throw new EventCodecError(event.type, `invalid metadata: ${issues(metadataCheck.error)}`, metadataCheck.error);
+      return { type: event.type, data, metadata };
+    }
     const data = def.schema.encode(event.data) as Json;
     const metadata = storedMetadataSchema.encode({ ...event.metadata, schemaVersion: def.version }) as Json;
     return { type: event.type, data, metadata };

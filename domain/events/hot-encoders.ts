@@ -1,0 +1,91 @@
+import type { AccountEventOfType } from '../account/events';
+import type { Actor, EventMetadata } from './metadata';
+import type { Json } from './json';
+
+/**
+ * Hand-written encoders for the events every API request writes (a reservation placed, then
+ * settled or released). zod's encode costs 50-70 us per event against about 3 us here (measured
+ * in one run, bench-free: `npx tsx`), twice per request. They produce exactly what the zod codec
+ * produces (bigint as a decimal string, fields in schema order, unknown keys dropped), which a
+ * unit test checks on generated events; the codec still validates the result against the schema
+ * every reader uses, so nothing is written that could not be read back.
+ */
+
+type Placed = AccountEventOfType<'ReservationPlaced'>['data'];
+type Settled = AccountEventOfType<'ReservationSettled'>['data'];
+type Released = AccountEventOfType<'ReservationReleased'>['data'];
+type RequestFacts = Settled['request'];
+
+function requestFacts(request: RequestFacts): Json {
+  if (request === null) return null;
+  return {
+    upstream: request.upstream,
+    httpStatus: request.httpStatus,
+    stream: request.stream,
+    latencyMs: request.latencyMs,
+    timeToFirstTokenMs: request.timeToFirstTokenMs,
+  };
+}
+
+export const hotDataEncoders: ReadonlyMap<string, (data: never) => Json> = new Map<string, (data: never) => Json>([
+  [
+    'ReservationPlaced',
+    ((d: Placed) => ({
+      requestId: d.requestId,
+      keyId: d.keyId,
+      model: d.model,
+      operation: d.operation,
+      amount: d.amount.toString(),
+      priceVersion: d.priceVersion,
+      expiresAt: d.expiresAt,
+    })) as (data: never) => Json,
+  ],
+  [
+    'ReservationSettled',
+    ((d: Settled) => ({
+      requestId: d.requestId,
+      keyId: d.keyId,
+      model: d.model,
+      operation: d.operation,
+      reservedAmount: d.reservedAmount.toString(),
+      actualCost: d.actualCost.toString(),
+      fromPromo: d.fromPromo.map((draw) => ({ grantId: draw.grantId, amount: draw.amount.toString() })),
+      fromPurchased: d.fromPurchased.toString(),
+      usage: { inputTokens: d.usage.inputTokens.toString(), outputTokens: d.usage.outputTokens.toString(), estimated: d.usage.estimated },
+      priceVersion: d.priceVersion,
+      outcome: d.outcome,
+      request: requestFacts(d.request),
+    })) as (data: never) => Json,
+  ],
+  [
+    'ReservationReleased',
+    ((d: Released) => ({
+      requestId: d.requestId,
+      amount: d.amount.toString(),
+      reason: d.reason,
+      request: requestFacts(d.request),
+    })) as (data: never) => Json,
+  ],
+]);
+
+function actor(a: Actor): Json {
+  switch (a.kind) {
+    case 'customer_key':
+      return { kind: a.kind, keyId: a.keyId };
+    case 'admin':
+      return { kind: a.kind, adminId: a.adminId };
+    case 'system':
+      return { kind: a.kind, process: a.process };
+  }
+}
+
+/** Stored metadata, as storedMetadataSchema encodes it. */
+export function encodeMetadata(metadata: EventMetadata, schemaVersion: number): Json {
+  return {
+    correlationId: metadata.correlationId,
+    causationId: metadata.causationId,
+    actor: actor(metadata.actor),
+    occurredAt: metadata.occurredAt,
+    schemaVersion,
+  };
+}
