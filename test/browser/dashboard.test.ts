@@ -62,7 +62,8 @@ afterAll(async () => {
 /** A page's script errors fail the test that caused them, with their message. */
 const pageErrors: string[] = [];
 function watch(page: Page): void {
-  page.setDefaultTimeout(5_000);
+  // Short enough to fail fast, long enough for a machine busy with the rest of the suite.
+  page.setDefaultTimeout(10_000);
   page.on('pageerror', (error) => pageErrors.push(error.message));
   page.on('response', (response) => {
     if (response.status() >= 400) pageErrors.push(`HTTP ${response.status()} ${response.request().method()} ${new URL(response.url()).pathname}`);
@@ -200,7 +201,9 @@ describe('admin', () => {
     watch(page);
     // Keyboard only: Tab to the key, type it, Enter; then to a page through the navigation.
     await page.goto(`${tg.url}/dashboard/`);
+    await page.getByLabel('API key').waitFor();
     await page.keyboard.press('Tab');
+    await expect(page.evaluate<string>('document.activeElement.id')).resolves.toBe('sign-in-key');
     await page.keyboard.type(TEST_ADMIN_KEY);
     await page.keyboard.press('Enter');
     await page.getByRole('button', { name: 'Sign out' }).waitFor();
