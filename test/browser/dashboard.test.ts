@@ -123,6 +123,8 @@ test('usage: charts per day and model, a table per key, and the statement as CSV
   const mainKey = customerPage.locator('#usage-by-key').getByRole('row', { name: /main/ });
   await expect(mainKey.textContent()).resolves.toMatch(/main.*1\s*0\s*11\s*7\s*\$0\.000142/);
   await expect(customerPage.locator('#usage-total').textContent()).resolves.toBe('$0.000142');
+  // The charts are drawn after the tables (in an effect): wait for the second one.
+  await customerPage.locator('.uplot canvas').nth(1).waitFor();
   expect(await customerPage.locator('.uplot canvas').count()).toBe(2);
   await customerPage.getByRole('button', { name: 'Last 90 days' }).click();
   await customerPage.getByRole('button', { name: 'Last 90 days', pressed: true }).waitFor();
@@ -243,6 +245,9 @@ describe('admin', () => {
     await page.getByRole('button', { name: 'Reinstate (admin decision)' }).click();
     await page.getByText('The account is reinstated.').waitFor();
     await show(customerPage, 'balance');
+    await customerPage.locator('#available').waitFor();
+    // Absence is only meaningful once the banner's own request has been answered.
+    await customerPage.waitForLoadState('networkidle');
     await expect(customerPage.locator('#account-banner').count()).resolves.toBe(0);
   });
 

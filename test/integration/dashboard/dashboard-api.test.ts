@@ -66,6 +66,8 @@ describe('sessions', () => {
     expect(signedIn.setCookie).toMatch(/; SameSite=Strict/);
     expect(signedIn.setCookie).toMatch(/; Path=\//);
     expect(signedIn.setCookie).not.toMatch(/Secure/);
+    // A browser-session cookie: gone when the browser closes (the server forgets it after 8 idle hours).
+    expect(signedIn.setCookie).not.toMatch(/Max-Age|Expires/);
     expect(signedIn.setCookie).not.toContain(ada.key.split('_').pop());
     expect(JSON.stringify(signedIn.body)).not.toContain(ada.key);
   });
