@@ -98,6 +98,9 @@ test('the public pricing page lists the prices in force, without signing in', as
 });
 
 test('a customer signs in with a key, held only in an HttpOnly SameSite=Strict session cookie, and sees the balance fall by exactly the cost of a request', async () => {
+  await customerPage.goto(`${tg.url}/dashboard/`);
+  await customerPage.getByLabel('API key').waitFor();
+  await screenshot(customerPage, 'sign-in');
   await signIn(customerPage, customerKey);
   await expect(customerPage.locator('#available').textContent()).resolves.toBe('$10.00');
 
@@ -213,6 +216,8 @@ describe('admin', () => {
     await page.keyboard.press('Shift+Tab');
     await page.keyboard.press('Enter');
     await page.waitForURL('**/#/models');
+    // Focus moves to the new page's heading once it has rendered.
+    await page.waitForFunction(`document.activeElement?.tagName === 'H1'`);
     await expect(page.evaluate<string>('document.activeElement.outerHTML')).resolves.toMatch(/^<h1[^>]*>Models and prices<\/h1>$/);
     await show(page, 'accounts');
   });
@@ -299,7 +304,7 @@ describe('admin', () => {
     await page.getByLabel('Action').fill('account.suspended');
     await page.getByLabel('Target').fill(`account:${accountId}`);
     await page.getByRole('button', { name: 'Filter' }).click();
-    await page.getByText('1 entries').waitFor();
+    await page.getByText('1 entry.').waitFor();
     await expect(page.locator('#audit-table tbody').textContent()).resolves.toMatch(/admin:admin.*account\.suspended.*terms_violation/);
     await expect(page.locator('#chain-status').textContent()).resolves.toMatch(/^Hash chain verified/);
     await screenshot(page, 'admin-audit');
