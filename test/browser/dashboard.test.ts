@@ -75,6 +75,12 @@ afterEach(() => {
   expect(errors).toEqual([]);
 });
 
+/** Every part of the page has loaded (a page may show several "Loading…" at once). */
+async function settled(page: Page): Promise<void> {
+  await page.locator('h1').waitFor();
+  await page.waitForFunction(`!document.body.innerText.includes('Loading…')`);
+}
+
 async function signIn(page: Page, key: string): Promise<void> {
   await page.goto(`${tg.url}/dashboard/`);
   await page.getByLabel('API key').fill(key);
@@ -165,7 +171,7 @@ test('keys: a new key is shown once and works; renamed, then revoked, it gets 40
   await customerPage.getByRole('button', { name: 'Revoke key ci-build' }).click();
   await customerPage.getByRole('button', { name: 'Yes, revoke' }).click();
   await customerPage.getByText('Key ci-build').waitFor();
-  await expect(customerPage.getByRole('row', { name: /ci-build/ }).textContent()).resolves.toContain('revoked');
+  await customerPage.getByRole('row', { name: /ci-build/ }).filter({ hasText: 'revoked' }).waitFor();
   await expect(customerPage.locator('#new-key-secret').count()).resolves.toBe(0);
 
   const refused = await openAiClient(tg.url, secret)
@@ -232,7 +238,7 @@ describe('admin', () => {
     await page.getByLabel('Suspension reason').selectOption('terms_violation');
     await page.getByRole('button', { name: 'Suspend' }).click();
     await page.getByText('The account is suspended.').waitFor();
-    await expect(page.locator('#account-status').textContent()).resolves.toBe('suspended');
+    await page.locator('#account-status', { hasText: /^suspended$/ }).waitFor();
     await screenshot(page, 'admin-accounts');
 
     await show(customerPage, 'balance');
@@ -291,12 +297,13 @@ describe('admin', () => {
     await page.getByLabel('Effective from (UTC)').fill('2099-06-01T00:00');
     await page.getByRole('button', { name: 'Save price' }).click();
     await page.getByText(/takes effect 2099-06-01 00:00 UTC/).waitFor();
-    await expect(page.getByRole('row', { name: /browser-next/ }).textContent()).resolves.toMatch(/chat: \$0\.20 \/ \$0\.60 \(from 2099-06-01 00:00 UTC\)/);
+    // The table reloads after the change: wait for the new row rather than read the old one.
+    await page.getByRole('row', { name: /browser-next/ }).filter({ hasText: /chat: \$0\.20 \/ \$0\.60 \(from 2099-06-01 00:00 UTC\)/ }).waitFor();
     await screenshot(page, 'admin-models');
     await page.getByRole('button', { name: 'Retire model browser-next' }).click();
     await page.getByRole('button', { name: 'Yes, retire' }).click();
     await page.getByText('Model browser-next is retired.').waitFor();
-    await expect(page.getByRole('row', { name: /browser-next/ }).textContent()).resolves.toContain('browser-next (retired)');
+    await page.getByRole('row', { name: /browser-next/ }).filter({ hasText: 'browser-next (retired)' }).waitFor();
   });
 
   test('audit log: filtered by action and target, with the hash chain verified', async () => {
@@ -332,15 +339,14 @@ test('every page passes axe-core’s WCAG 2 A and AA rules (labels, names, contr
   await signIn(page, customerKey);
   for (const hash of ['balance', 'usage', 'keys', 'billing']) {
     await show(page, hash);
-    await page.locator('h1').waitFor();
-    await page.getByText('Loading…').waitFor({ state: 'detached' });
+    await settled(page);
     await check(page, hash);
   }
   await page.getByRole('button', { name: 'Sign out' }).click();
   await signIn(page, TEST_ADMIN_KEY);
   for (const hash of [`accounts?id=${accountId}`, 'models', 'audit']) {
     await show(page, hash);
-    await page.getByText('Loading…').waitFor({ state: 'detached' });
+    await settled(page);
     await check(page, hash);
   }
   await context.close();
