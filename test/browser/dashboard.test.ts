@@ -184,7 +184,7 @@ test('keys: a new key is shown once and works; renamed, then revoked, it gets 40
   expect((refused as InstanceType<typeof OpenAI.AuthenticationError>).status).toBe(401);
 });
 
-test('billing: a top-up through the Stripe checkout (local stand-in) credits the account', async () => {
+test('billing: a top-up through the Stripe checkout (local stand-in) credits the account; auto top-up is set and turned off', async () => {
   await show(customerPage, 'billing');
   await customerPage.getByLabel('Amount (USD, before tax)').fill('25.00');
   await customerPage.getByRole('button', { name: 'Top up with a card' }).click();
@@ -195,7 +195,15 @@ test('billing: a top-up through the Stripe checkout (local stand-in) credits the
   await customerPage.waitForURL(`${tg.url}/dashboard/#/billing?top_up=success`);
   const payment = customerPage.locator('#payments-table').getByRole('row', { name: /Top-up.*pi_/ });
   await expect(payment.textContent()).resolves.toMatch(/\$25\.00\s*\$34\.999858/);
+
+  // Auto top-up: on with a threshold and an amount, then off, through the customer API.
+  await customerPage.getByLabel('When available falls below (USD)').fill('5.00');
+  await customerPage.getByLabel('Charge the card (USD)').fill('20.00');
+  await customerPage.getByRole('button', { name: 'Save' }).click();
+  await customerPage.locator('#auto-top-up-status', { hasText: 'On: when the available balance falls below $5.00, your saved card is charged $20.00.' }).waitFor();
   await screenshot(customerPage, 'billing');
+  await customerPage.getByRole('button', { name: 'Turn off' }).click();
+  await customerPage.locator('#auto-top-up-status', { hasText: /^Off\.$/ }).waitFor();
 
   await show(customerPage, 'balance');
   await expect(customerPage.locator('#available').textContent()).resolves.toBe('$34.999858');
