@@ -1,18 +1,23 @@
-import type { RequestHandler, Response } from 'express';
+import type { Request, RequestHandler, Response } from 'express';
 import type { ApiKeyScope } from '../../domain/api-key';
 import type { ApiKeys, VerifiedKey } from '../../src/api-keys';
 import { ApiError, invalidApiKey } from './openai/errors';
 
 const LOCALS_KEY = 'tollgateKey';
 
+/** The key of `Authorization: Bearer <key>`; a missing or malformed header is a 401. */
+export function bearerToken(req: Request): string {
+  const header = req.get('authorization');
+  if (!header) throw invalidApiKey('missing');
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  if (!match) throw invalidApiKey('invalid');
+  return match[1]!;
+}
+
 /** Bearer-key authentication with a required scope; the verified key goes in res.locals. */
 export function authenticate(keys: ApiKeys, scope: ApiKeyScope): RequestHandler {
   return async (req, res, next) => {
-    const header = req.get('authorization');
-    if (!header) throw invalidApiKey('missing');
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (!match) throw invalidApiKey('invalid');
-    const key = await keys.verify(match[1]!);
+    const key = await keys.verify(bearerToken(req));
     if (!key) throw invalidApiKey('invalid');
     if (!key.scopes.includes(scope)) {
       throw new ApiError(403, 'invalid_request_error', 'insufficient_permissions', null, `This key does not have the ${scope} scope.`);

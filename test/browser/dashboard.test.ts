@@ -62,7 +62,8 @@ afterAll(async () => {
 /** A page's script errors fail the test that caused them, with their message. */
 const pageErrors: string[] = [];
 function watch(page: Page): void {
-  page.setDefaultTimeout(5_000);
+  // Short enough to fail fast, long enough for a machine busy with the rest of the suite.
+  page.setDefaultTimeout(10_000);
   page.on('pageerror', (error) => pageErrors.push(error.message));
   page.on('response', (response) => {
     if (response.status() >= 400) pageErrors.push(`HTTP ${response.status()} ${response.request().method()} ${new URL(response.url()).pathname}`);
@@ -73,6 +74,12 @@ afterEach(() => {
   const errors = pageErrors.splice(0);
   expect(errors).toEqual([]);
 });
+
+/** Every part of the page has loaded (a page may show several "Loading…" at once). */
+async function settled(page: Page): Promise<void> {
+  await page.locator('h1').waitFor();
+  await page.waitForFunction(`!document.body.innerText.includes('Loading…')`);
+}
 
 async function signIn(page: Page, key: string): Promise<void> {
   await page.goto(`${tg.url}/dashboard/`);
@@ -97,6 +104,9 @@ test('the public pricing page lists the prices in force, without signing in', as
 });
 
 test('a customer signs in with a key, held only in an HttpOnly SameSite=Strict session cookie, and sees the balance fall by exactly the cost of a request', async () => {
+  await customerPage.goto(`${tg.url}/dashboard/`);
+  await customerPage.getByLabel('API key').waitFor();
+  await screenshot(customerPage, 'sign-in');
   await signIn(customerPage, customerKey);
   await expect(customerPage.locator('#available').textContent()).resolves.toBe('$10.00');
 
@@ -122,6 +132,8 @@ test('usage: charts per day and model, a table per key, and the statement as CSV
   const mainKey = customerPage.locator('#usage-by-key').getByRole('row', { name: /main/ });
   await expect(mainKey.textContent()).resolves.toMatch(/main.*1\s*0\s*11\s*7\s*\$0\.000142/);
   await expect(customerPage.locator('#usage-total').textContent()).resolves.toBe('$0.000142');
+  // The charts are drawn after the tables (in an effect): wait for the second one.
+  await customerPage.locator('.uplot canvas').nth(1).waitFor();
   expect(await customerPage.locator('.uplot canvas').count()).toBe(2);
   await customerPage.getByRole('button', { name: 'Last 90 days' }).click();
   await customerPage.getByRole('button', { name: 'Last 90 days', pressed: true }).waitFor();
@@ -159,7 +171,7 @@ test('keys: a new key is shown once and works; renamed, then revoked, it gets 40
   await customerPage.getByRole('button', { name: 'Revoke key ci-build' }).click();
   await customerPage.getByRole('button', { name: 'Yes, revoke' }).click();
   await customerPage.getByText('Key ci-build').waitFor();
-  await expect(customerPage.getByRole('row', { name: /ci-build/ }).textContent()).resolves.toContain('revoked');
+  await customerPage.getByRole('row', { name: /ci-build/ }).filter({ hasText: 'revoked' }).waitFor();
   await expect(customerPage.locator('#new-key-secret').count()).resolves.toBe(0);
 
   const refused = await openAiClient(tg.url, secret)
@@ -172,7 +184,7 @@ test('keys: a new key is shown once and works; renamed, then revoked, it gets 40
   expect((refused as InstanceType<typeof OpenAI.AuthenticationError>).status).toBe(401);
 });
 
-test('billing: a top-up through the Stripe checkout (local stand-in) credits the account', async () => {
+test('billing: a top-up through the Stripe checkout (local stand-in) credits the account; auto top-up is set and turned off', async () => {
   await show(customerPage, 'billing');
   await customerPage.getByLabel('Amount (USD, before tax)').fill('25.00');
   await customerPage.getByRole('button', { name: 'Top up with a card' }).click();
@@ -183,7 +195,15 @@ test('billing: a top-up through the Stripe checkout (local stand-in) credits the
   await customerPage.waitForURL(`${tg.url}/dashboard/#/billing?top_up=success`);
   const payment = customerPage.locator('#payments-table').getByRole('row', { name: /Top-up.*pi_/ });
   await expect(payment.textContent()).resolves.toMatch(/\$25\.00\s*\$34\.999858/);
+
+  // Auto top-up: on with a threshold and an amount, then off, through the customer API.
+  await customerPage.getByLabel('When available falls below (USD)').fill('5.00');
+  await customerPage.getByLabel('Charge the card (USD)').fill('20.00');
+  await customerPage.getByRole('button', { name: 'Save' }).click();
+  await customerPage.locator('#auto-top-up-status', { hasText: 'On: when the available balance falls below $5.00, your saved card is charged $20.00.' }).waitFor();
   await screenshot(customerPage, 'billing');
+  await customerPage.getByRole('button', { name: 'Turn off' }).click();
+  await customerPage.locator('#auto-top-up-status', { hasText: /^Off\.$/ }).waitFor();
 
   await show(customerPage, 'balance');
   await expect(customerPage.locator('#available').textContent()).resolves.toBe('$34.999858');
@@ -200,7 +220,9 @@ describe('admin', () => {
     watch(page);
     // Keyboard only: Tab to the key, type it, Enter; then to a page through the navigation.
     await page.goto(`${tg.url}/dashboard/`);
+    await page.getByLabel('API key').waitFor();
     await page.keyboard.press('Tab');
+    await expect(page.evaluate<string>('document.activeElement.id')).resolves.toBe('sign-in-key');
     await page.keyboard.type(TEST_ADMIN_KEY);
     await page.keyboard.press('Enter');
     await page.getByRole('button', { name: 'Sign out' }).waitFor();
@@ -208,6 +230,8 @@ describe('admin', () => {
     await page.keyboard.press('Shift+Tab');
     await page.keyboard.press('Enter');
     await page.waitForURL('**/#/models');
+    // Focus moves to the new page's heading once it has rendered.
+    await page.waitForFunction(`document.activeElement?.tagName === 'H1'`);
     await expect(page.evaluate<string>('document.activeElement.outerHTML')).resolves.toMatch(/^<h1[^>]*>Models and prices<\/h1>$/);
     await show(page, 'accounts');
   });
@@ -222,7 +246,7 @@ describe('admin', () => {
     await page.getByLabel('Suspension reason').selectOption('terms_violation');
     await page.getByRole('button', { name: 'Suspend' }).click();
     await page.getByText('The account is suspended.').waitFor();
-    await expect(page.locator('#account-status').textContent()).resolves.toBe('suspended');
+    await page.locator('#account-status', { hasText: /^suspended$/ }).waitFor();
     await screenshot(page, 'admin-accounts');
 
     await show(customerPage, 'balance');
@@ -240,6 +264,9 @@ describe('admin', () => {
     await page.getByRole('button', { name: 'Reinstate (admin decision)' }).click();
     await page.getByText('The account is reinstated.').waitFor();
     await show(customerPage, 'balance');
+    await customerPage.locator('#available').waitFor();
+    // Absence is only meaningful once the banner's own request has been answered.
+    await customerPage.waitForLoadState('networkidle');
     await expect(customerPage.locator('#account-banner').count()).resolves.toBe(0);
   });
 
@@ -278,12 +305,13 @@ describe('admin', () => {
     await page.getByLabel('Effective from (UTC)').fill('2099-06-01T00:00');
     await page.getByRole('button', { name: 'Save price' }).click();
     await page.getByText(/takes effect 2099-06-01 00:00 UTC/).waitFor();
-    await expect(page.getByRole('row', { name: /browser-next/ }).textContent()).resolves.toMatch(/chat: \$0\.20 \/ \$0\.60 \(from 2099-06-01 00:00 UTC\)/);
+    // The table reloads after the change: wait for the new row rather than read the old one.
+    await page.getByRole('row', { name: /browser-next/ }).filter({ hasText: /chat: \$0\.20 \/ \$0\.60 \(from 2099-06-01 00:00 UTC\)/ }).waitFor();
     await screenshot(page, 'admin-models');
     await page.getByRole('button', { name: 'Retire model browser-next' }).click();
     await page.getByRole('button', { name: 'Yes, retire' }).click();
     await page.getByText('Model browser-next is retired.').waitFor();
-    await expect(page.getByRole('row', { name: /browser-next/ }).textContent()).resolves.toContain('browser-next (retired)');
+    await page.getByRole('row', { name: /browser-next/ }).filter({ hasText: 'browser-next (retired)' }).waitFor();
   });
 
   test('audit log: filtered by action and target, with the hash chain verified', async () => {
@@ -291,7 +319,7 @@ describe('admin', () => {
     await page.getByLabel('Action').fill('account.suspended');
     await page.getByLabel('Target').fill(`account:${accountId}`);
     await page.getByRole('button', { name: 'Filter' }).click();
-    await page.getByText('1 entries').waitFor();
+    await page.getByText('1 entry.').waitFor();
     await expect(page.locator('#audit-table tbody').textContent()).resolves.toMatch(/admin:admin.*account\.suspended.*terms_violation/);
     await expect(page.locator('#chain-status').textContent()).resolves.toMatch(/^Hash chain verified/);
     await screenshot(page, 'admin-audit');
@@ -319,15 +347,14 @@ test('every page passes axe-core’s WCAG 2 A and AA rules (labels, names, contr
   await signIn(page, customerKey);
   for (const hash of ['balance', 'usage', 'keys', 'billing']) {
     await show(page, hash);
-    await page.locator('h1').waitFor();
-    await page.getByText('Loading…').waitFor({ state: 'detached' });
+    await settled(page);
     await check(page, hash);
   }
   await page.getByRole('button', { name: 'Sign out' }).click();
   await signIn(page, TEST_ADMIN_KEY);
   for (const hash of [`accounts?id=${accountId}`, 'models', 'audit']) {
     await show(page, hash);
-    await page.getByText('Loading…').waitFor({ state: 'detached' });
+    await settled(page);
     await check(page, hash);
   }
   await context.close();

@@ -2,12 +2,11 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import express, { type Router } from 'express';
-import { z } from 'zod';
 import { PRICE_BOOK_STREAM_ID } from '../../../domain/price-book';
 import type { RouteMount } from '../../../src/gateway';
+import { bearerToken } from '../auth';
 import { ApiError, invalidApiKey } from '../openai/errors';
 import { pricesInForce } from '../routes/catalogue';
-import { parseInput } from '../routes/account';
 import { pricingPage } from './pricing-page';
 import { DashboardSessions, clearSessionCookie, isDashboardCall, sessionBearer, sessionIdOf, setSessionCookie } from './sessions';
 
@@ -40,8 +39,6 @@ function packageFile(name: string, path: string): string {
   }
   throw new Error(`the dashboard needs ${name}/${path}: run npm install`);
 }
-
-const signInSchema = z.object({ key: z.string({ error: 'expected the API key as a string' }).min(1, 'must not be empty').max(512, 'at most 512 characters') });
 
 function csrfRefused(): ApiError {
   return new ApiError(403, 'invalid_request_error', 'dashboard_header_required', null, 'Dashboard calls must carry the header X-Tollgate-Dashboard: 1.');
@@ -79,7 +76,9 @@ export const mountDashboardRoutes: RouteMount = (router: Router, gateway) => {
 
   router.post('/dashboard/api/session', async (req, res) => {
     if (!isDashboardCall(req)) throw csrfRefused();
-    const { key } = parseInput(signInSchema, req.body);
+    // The key comes as a Bearer token, as on every API call, so whatever guards keys in that
+    // header (checks, limits on failed attempts) guards the sign-in too; never in a body.
+    const key = bearerToken(req);
     const verified = await gateway.keys.verify(key);
     if (!verified) throw invalidApiKey('invalid');
     const admin = verified.scopes.includes('admin');

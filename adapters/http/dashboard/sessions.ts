@@ -76,7 +76,8 @@ function overTls(req: Request): boolean {
 }
 
 export function setSessionCookie(req: Request, res: Response, id: string): void {
-  res.cookie(SESSION_COOKIE, id, { httpOnly: true, sameSite: 'strict', secure: overTls(req), path: '/', maxAge: IDLE_MS });
+  // No Max-Age: the browser forgets it when it closes; the server forgets it after IDLE_MS unused.
+  res.cookie(SESSION_COOKIE, id, { httpOnly: true, sameSite: 'strict', secure: overTls(req), path: '/' });
 }
 
 export function clearSessionCookie(req: Request, res: Response): void {

@@ -40,7 +40,7 @@ async function dashboard(method: string, path: string, options: { cookie?: strin
 }
 
 async function signIn(key: string, headers: Record<string, string> = {}) {
-  const answer = await dashboard('POST', '/dashboard/api/session', { body: { key }, headers });
+  const answer = await dashboard('POST', '/dashboard/api/session', { headers: { authorization: `Bearer ${key}`, ...headers } });
   const setCookie = answer.headers.get('set-cookie') ?? '';
   return { ...answer, setCookie, cookie: setCookie.split(';')[0]! };
 }
@@ -66,6 +66,8 @@ describe('sessions', () => {
     expect(signedIn.setCookie).toMatch(/; SameSite=Strict/);
     expect(signedIn.setCookie).toMatch(/; Path=\//);
     expect(signedIn.setCookie).not.toMatch(/Secure/);
+    // A browser-session cookie: gone when the browser closes (the server forgets it after 8 idle hours).
+    expect(signedIn.setCookie).not.toMatch(/Max-Age|Expires/);
     expect(signedIn.setCookie).not.toContain(ada.key.split('_').pop());
     expect(JSON.stringify(signedIn.body)).not.toContain(ada.key);
   });
@@ -86,8 +88,12 @@ describe('sessions', () => {
     expect((await dashboard('GET', '/admin/accounts', { cookie })).status).toBe(403);
   });
 
-  test('sign-in refuses a call without the header, a wrong key (never echoed) and a key without account_read', async () => {
-    expect((await dashboard('POST', '/dashboard/api/session', { header: false, body: { key: ada.key } })).body.error.code).toBe('dashboard_header_required');
+  test('sign-in refuses a call without the dashboard header, a key in the body, a wrong key (never echoed) and a key without account_read', async () => {
+    expect((await dashboard('POST', '/dashboard/api/session', { header: false, headers: { authorization: `Bearer ${ada.key}` } })).body.error.code).toBe('dashboard_header_required');
+    // The key travels as a Bearer token (where the API's guards on keys apply), never in a body.
+    const inBody = await dashboard('POST', '/dashboard/api/session', { body: { key: ada.key } });
+    expect(inBody.status).toBe(401);
+    expect(inBody.body.error.code).toBe('invalid_api_key');
     const wrong = await signIn(`${ada.key}x`);
     expect(wrong.status).toBe(401);
     expect(wrong.body.error.code).toBe('invalid_api_key');

@@ -17,7 +17,7 @@ export function onSignedOut(listener) {
 }
 
 export async function api(method, path, body, options = {}) {
-  const headers = { 'x-tollgate-dashboard': '1', accept: options.accept ?? 'application/json' };
+  const headers = { 'x-tollgate-dashboard': '1', accept: options.accept ?? 'application/json', ...options.headers };
   if (body !== undefined) headers['content-type'] = 'application/json';
   const response = await fetch(path, { method, headers, credentials: 'same-origin', ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
   if (options.raw) {

@@ -1,17 +1,15 @@
 import { html, render } from 'htm/preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { api, onSignedOut } from './api.js';
+import { api, get, onSignedOut } from './api.js';
+import { useLoad } from './ui.js';
 import { SignIn } from './pages/sign-in.js';
-import { BalancePage } from './pages/balance.js';
+import { AccountBanner, BalancePage } from './pages/balance.js';
 import { UsagePage } from './pages/usage.js';
 import { KeysPage } from './pages/keys.js';
 import { BillingPage } from './pages/billing.js';
 import { AccountsPage } from './pages/admin-accounts.js';
 import { ModelsPage } from './pages/admin-models.js';
 import { AuditPage } from './pages/admin-audit.js';
-import { AccountBanner } from './pages/balance.js';
-import { get } from './api.js';
-import { useLoad } from './ui.js';
 
 const CUSTOMER_PAGES = [
   { path: 'balance', title: 'Balance', page: BalancePage },

@@ -28,7 +28,7 @@ export function AuditPage() {
       ${chain.verified
         ? html`<p class="notice ok" role="status" id="chain-status">Hash chain verified: ${chain.entries} entries, head ${chain.head_entry_no}.</p>`
         : html`<p class="notice error" role="alert" id="chain-status">Hash chain broken at entry ${chain.first_broken_entry_no}: ${chain.message}</p>`}
-      <p>${data.length} entries${has_more ? ' (more exist: narrow the filter)' : ''}.</p>
+      <p role="status">${data.length} ${data.length === 1 ? 'entry' : 'entries'}${has_more ? ' (more exist: narrow the filter)' : ''}.</p>
       <table id="audit-table">
         <thead><tr><th scope="col">#</th><th scope="col">When</th><th scope="col">Actor</th><th scope="col">Action</th><th scope="col">Target</th><th scope="col">Reason</th></tr></thead>
         <tbody>${data.map((e) => html`<tr>

@@ -9,7 +9,8 @@ export function SignIn({ onSignedIn }) {
   const action = useAction();
   const submit = async (event) => {
     event.preventDefault();
-    const session = await action.run(() => api('POST', '/dashboard/api/session', { key: key.trim() }, { quiet: true }));
+    // Sent once, as the Bearer token of the sign-in call; the answer sets the session cookie.
+    const session = await action.run(() => api('POST', '/dashboard/api/session', undefined, { quiet: true, headers: { authorization: `Bearer ${key.trim()}` } }));
     setKey('');
     if (session) onSignedIn(session);
   };
