@@ -17,13 +17,12 @@
  * reservation not ended exactly once, or any 5xx (the soak induces none; a 401 for a key just
  * revoked is the one expected error).
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pool as PgPool } from 'pg';
 import { Pool } from 'undici';
-import { startGatewayProcess, writeModelsFile, type GatewayProcess } from '../test/support/e2e-processes';
+import { rssBytes, startGatewayProcess, writeModelsFile, type GatewayProcess } from '../test/support/e2e-processes';
 import { TEST_ADMIN_KEY } from '../test/support/gateway';
 import { runVerify } from '../test/support/ledger-checks';
 import { defaultMockLlmConfig, startMockLlm, type MockLlm } from '../test/support/mock-llm';
@@ -49,16 +48,6 @@ interface Outcome {
   readonly latencyMs: number;
   readonly kind: string;
   readonly stream: boolean;
-}
-
-function rssBytes(pid: number): number {
-  try {
-    const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    if (match) return Number(match[1]) * 1024;
-  } catch {
-    // not Linux: ask ps
-  }
-  return Number(execFileSync('ps', ['-o', 'rss=', '-p', String(pid)]).toString().trim()) * 1024;
 }
 
 const percentile = (sorted: readonly number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
