@@ -14,16 +14,15 @@
  *
  * Prints requests served, errors by kind, p50/p99 latency, the gateway's peak RSS and its growth
  * after warm-up (the first quarter), and events written. Exits 1 on any verify difference, any
- * reservation not ended exactly once, or any 5xx (the soak induces none; a 401 for a key just
- * revoked is the one expected error).
+ * reservation not ended exactly once, any 5xx (the soak induces none; a 401 for a key just
+ * revoked is the one expected error), or a revoked key that is not refused at once.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pool as PgPool } from 'pg';
 import { Pool } from 'undici';
-import { startGatewayProcess, writeModelsFile, type GatewayProcess } from '../test/support/e2e-processes';
+import { rssBytes, startGatewayProcess, writeModelsFile, type GatewayProcess } from '../test/support/e2e-processes';
 import { TEST_ADMIN_KEY } from '../test/support/gateway';
 import { runVerify } from '../test/support/ledger-checks';
 import { defaultMockLlmConfig, startMockLlm, type MockLlm } from '../test/support/mock-llm';
@@ -49,16 +48,6 @@ interface Outcome {
   readonly latencyMs: number;
   readonly kind: string;
   readonly stream: boolean;
-}
-
-function rssBytes(pid: number): number {
-  try {
-    const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    if (match) return Number(match[1]) * 1024;
-  } catch {
-    // not Linux: ask ps
-  }
-  return Number(execFileSync('ps', ['-o', 'rss=', '-p', String(pid)]).toString().trim()) * 1024;
 }
 
 const percentile = (sorted: readonly number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
@@ -108,6 +97,7 @@ async function main(): Promise<number> {
     const rss: { at: number; bytes: number }[] = [];
     const revokedKeys = new Set<string>();
     let revocations = 0;
+    let revokedRefused = 0;
     const inFlight = new Set<Promise<void>>();
     const started = performance.now();
     const send = (n: number) => {
@@ -165,6 +155,11 @@ async function main(): Promise<number> {
           revokedKeys.add(old);
           await admin('DELETE', `/admin/keys/${customer.keyId}`, { reason: 'soak rotation' });
           customer.keyId = String(issued.key_id);
+          // The revoked key must be refused at once, under load.
+          const probe = await http.request({ method: 'GET', path: '/v1/models', headers: { authorization: `Bearer ${old}` } });
+          await probe.body.dump();
+          if (probe.statusCode === 401) revokedRefused += 1;
+          else outcomes.push({ at: performance.now() - started, latencyMs: 0, kind: `revoked key answered ${probe.statusCode}`, stream: false });
         })().catch((e: Error) => console.error(`revocation failed: ${e.message}`));
       }, REVOKE_EVERY_S * 1_000),
     );
@@ -227,15 +222,16 @@ async function main(): Promise<number> {
       ['latency p50 / p99, streaming (whole stream)', `${percentile(latencyOf(true), 50).toFixed(1)} / ${percentile(latencyOf(true), 99).toFixed(1)} ms`],
       ['gateway RSS peak', `${(peak / MiB).toFixed(0)} MiB`],
       ['gateway RSS after warm-up -> end', `${(rssAtWarmup / MiB).toFixed(0)} -> ${(rssAtEnd / MiB).toFixed(0)} MiB (${((rssAtEnd - rssAtWarmup) / MiB).toFixed(1)} MiB)`],
-      ['top-ups / key revocations', `${topUps} / ${revocations}`],
+      ['top-ups / key revocations (revoked key refused at once)', `${topUps} / ${revocations} (${revokedRefused})`],
       ['events written', String(endings.events)],
       ['reservations placed / open / ended twice', `${endings.placed} / ${endings.open} / ${endings.doubled}`],
       ['tollgate verify', verified.code === 0 ? verified.stdout.trim() : `FAILED (exit ${verified.code})`],
     ]);
     if (verified.code !== 0) console.log(verified.stdout + verified.stderr);
     await http.close();
-    const failed = verified.code !== 0 || endings.open > 0 || endings.doubled > 0 || fiveXx > 0;
-    console.log(failed ? '\nsoak FAILED' : '\nsoak passed: zero verify differences, every reservation ended once, no 5xx');
+    const revokedAccepted = outcomes.filter((o) => o.kind.startsWith('revoked key answered')).length;
+    const failed = verified.code !== 0 || endings.open > 0 || endings.doubled > 0 || fiveXx > 0 || revokedAccepted > 0;
+    console.log(failed ? '\nsoak FAILED' : '\nsoak passed: zero verify differences, every reservation ended once, no 5xx, every revoked key refused');
     return failed ? 1 : 0;
   } finally {
     await gateway?.stop();

@@ -85,20 +85,35 @@ export function createGroupCommitHandler<Command, State, Event extends Stored, S
 
   type P = Pending<Command, State, Event, Err>;
   const cache = new Map<string, Cached<State>>();
+  // Cached streams another writer may have moved. Their state is still a true prefix of the
+  // stream (streams are append-only), so load() reads only the events after it: a hot stream
+  // that conflicts is caught up in one short read, not read again from its first event.
+  const behind = new Set<string>();
   let pending: P[] = [];
   let flushing = false;
 
   function remember(streamId: string, entry: Cached<State>): void {
     cache.delete(streamId); // re-insert: Map order is our recency order
     cache.set(streamId, entry);
-    if (cache.size > cacheSize) cache.delete(cache.keys().next().value as string);
+    behind.delete(streamId);
+    if (cache.size > cacheSize) {
+      const oldest = cache.keys().next().value as string;
+      cache.delete(oldest);
+      behind.delete(oldest);
+    }
+  }
+
+  function markBehind(streamId: string): void {
+    if (cache.has(streamId)) behind.add(streamId);
   }
 
   async function load(streamId: string): Promise<Cached<State>> {
     const hit = cache.get(streamId);
-    if (hit) return hit;
-    const { revision, events } = await store.readStream(streamId);
-    const entry = { state: events.reduce((s, e) => decider.evolve(s, e.event as Event), decider.initialState()), revision };
+    if (hit && !behind.has(streamId)) return hit;
+    const from = hit && hit.revision !== null ? hit.revision + 1n : 0n;
+    const { revision, events } = await store.readStream(streamId, from > 0n ? { fromRevision: from } : {});
+    const base = from > 0n ? hit!.state : decider.initialState();
+    const entry = { state: events.reduce((s, e) => decider.evolve(s, e.event as Event), base), revision: revision ?? (from > 0n ? hit!.revision : null) };
     remember(streamId, entry);
     return entry;
   }
@@ -185,7 +200,7 @@ export function createGroupCommitHandler<Command, State, Event extends Stored, S
         const unconfirmed = refused.filter(({ p }) => !p.refusalConfirmed);
         for (const { p, error } of refused) if (p.refusalConfirmed) p.resolve({ ok: false, error });
         if (unconfirmed.length > 0) {
-          cache.delete(streamId);
+          markBehind(streamId);
           for (const { p } of unconfirmed) {
             p.refusalConfirmed = true;
             retry.push(p);
@@ -204,7 +219,7 @@ export function createGroupCommitHandler<Command, State, Event extends Stored, S
       } catch (error) {
         // The transaction did not commit (or we cannot know): forget the optimistic states.
         for (const plan of plans) {
-          cache.delete(plan.streamId);
+          markBehind(plan.streamId);
           for (const { p } of plan.accepted) p.reject(error);
           for (const { p } of plan.refused) p.reject(error);
         }
@@ -215,7 +230,7 @@ export function createGroupCommitHandler<Command, State, Event extends Stored, S
         const plan = plans[i]!;
         if (result instanceof VersionConflictError) {
           conflicted = true;
-          cache.delete(plan.streamId);
+          markBehind(plan.streamId);
           for (const { p } of [...plan.accepted, ...plan.refused]) {
             if (++p.conflicts > maxConflictRetries) p.reject(result);
             else retry.push(p);
@@ -247,10 +262,11 @@ export function createGroupCommitHandler<Command, State, Event extends Stored, S
     },
     invalidate(streamId) {
       cache.delete(streamId);
+      behind.delete(streamId);
     },
     observe(streamId, revision) {
       const cached = cache.get(streamId);
-      if (cached && (cached.revision === null || cached.revision < revision)) cache.delete(streamId);
+      if (cached && (cached.revision === null || cached.revision < revision)) markBehind(streamId);
     },
   };
 }

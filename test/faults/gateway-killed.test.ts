@@ -13,7 +13,8 @@ import { moneyOf, projectedBalance, reservationEndings, runVerify, usdText, wait
  */
 
 const IN_FLIGHT = 200;
-const TTL_S = 8;
+// Longer than it can take a loaded machine to start all 200 streams, so none expires before the kill.
+const TTL_S = 25;
 const MODEL = 'llama';
 
 let upstream: MockLlm;
@@ -24,8 +25,8 @@ const processes: GatewayProcess[] = [];
 const env = { TOLLGATE_RESERVATION_TTL_S: String(TTL_S), TOLLGATE_EXPIRY_INTERVAL_S: '1' };
 
 beforeAll(async () => {
-  // 8 characters every 100 ms of a 480-character answer: each stream lasts about 6 s.
-  upstream = await startMockLlm(defaultMockLlmConfig({ chunkSize: 8, chunkIntervalMs: 100 }));
+  // 8 characters every 500 ms of a 480-character answer: each stream lasts about 30 s.
+  upstream = await startMockLlm(defaultMockLlmConfig({ chunkSize: 8, chunkIntervalMs: 500 }));
   databaseUrl = await createTestDatabase('fault_kill');
   const models = [{ id: MODEL, upstreams: [{ baseUrl: upstream.baseUrl, capacity: 512 }], maxOutputTokens: 256, operations: ['chat' as const] }];
   seeder = await startTestGateway({ models, databaseUrl, env: { LOG_LEVEL: 'warn' } });
@@ -69,8 +70,8 @@ it(`SIGKILL during ${IN_FLIGHT} in-flight streams: every reservation ends exactl
         return 'cut';
       }
     });
-    // Kill once every stream has delivered its first chunk (or after 10 s, whatever has started).
-    await Promise.race([everyStreamStarted, new Promise((r) => setTimeout(r, 10_000))]);
+    // Kill once every stream has delivered its first chunk (or after 20 s, whatever has started).
+    await Promise.race([everyStreamStarted, new Promise((r) => setTimeout(r, 20_000))]);
     process.kill(gateway.pid, 'SIGKILL');
     return Promise.all(requests);
   })();
@@ -136,4 +137,4 @@ it(`SIGKILL during ${IN_FLIGHT} in-flight streams: every reservation ends exactl
     `gateway killed: ${IN_FLIGHT} in flight; at the kill ${atKill.settled} settled, ${atKill.released} released, ${atKill.open.length} open; ` +
       `after restart ${ended.expired} expired within the ${TTL_S} s TTL; charged ${usdText(money.charged)} of ${usdText(money.toppedUp)}; ${verified.stdout.trim()}\n`,
   );
-}, 90_000);
+}, 150_000);

@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import { startPaymentsHarness, WEBHOOK_SECRET, type PaymentsHarness } from '../integration/payments/harness';
 
 /**
@@ -114,6 +115,24 @@ test('revoked and malformed keys are refused with 401 on every kind of route', a
       const answer = await h.call(method, path, key, method === 'POST' ? { model: 'payments-test-model', messages: [{ role: 'user', content: 'hi' }] } : undefined);
       expect({ key: key.slice(0, 12), path, status: answer.status, code: answer.body?.error?.code }).toEqual({ key: key.slice(0, 12), path, status: 401, code: 'invalid_api_key' });
     }
+  }
+});
+
+test('a presented key is compared with the verified one in constant time (crypto.timingSafeEqual over SHA-256 digests)', async () => {
+  const keys = h.tg.gateway.keys;
+  expect(await keys.verify(a.key)).not.toBeNull(); // verified once (bcrypt), now cached
+  const compare = jest.spyOn(crypto, 'timingSafeEqual');
+  try {
+    for (const wrong of [`${a.key.slice(0, -1)}${a.key.at(-1) === 'A' ? 'B' : 'A'}`, `${a.key.slice(0, 20)}${'A'.repeat(a.key.length - 20)}`]) {
+      compare.mockClear();
+      expect(await keys.verify(wrong)).toBeNull();
+      // The secret never meets a short-circuiting ===: fixed-length digests, compared in full.
+      expect(compare).toHaveBeenCalledTimes(1);
+      const [x, y] = compare.mock.calls[0]! as [Buffer, Buffer];
+      expect([x.length, y.length]).toEqual([32, 32]);
+    }
+  } finally {
+    compare.mockRestore();
   }
 });
 

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import OpenAI from 'openai';
 import type { AccountEvent } from '../../domain/account';
@@ -6,7 +5,7 @@ import { startTestGateway, type TestGateway } from '../support/gateway';
 import { createTestDatabase } from '../support/database';
 import { defaultMockLlmConfig, freePort, startMockLlm, type MockLlm } from '../support/mock-llm';
 import { startFaultUpstream, TRICKLE_USAGE, type FaultUpstream } from '../support/fault-upstream';
-import { startGatewayProcess, writeModelsFile, type GatewayProcess } from '../support/e2e-processes';
+import { rssBytes, startGatewayProcess, writeModelsFile, type GatewayProcess } from '../support/e2e-processes';
 import { accountEvents, addModel, eventsOfType, issueKey, openAccount, openAiClient, rejectionOf, sleep } from '../support/e2e-setup';
 import { reservationEndings, runVerify, waitFor } from '../support/ledger-checks';
 
@@ -162,11 +161,6 @@ test('slow trickle (one chunk every 300 ms, under the idle timeout): completed a
   expect(settled.data.usage).toEqual({ inputTokens: BigInt(TRICKLE_USAGE.prompt_tokens), outputTokens: BigInt(TRICKLE_USAGE.completion_tokens), estimated: false });
   expect(settled.data.actualCost).toBe(11n); // 13 x 0.30 + 10 x 0.70 = 10.9 micro-USD, rounded up
 });
-
-function rssBytes(pid: number): number {
-  const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(match![1]) * 1024;
-}
 
 test("a client that stops reading a fast stream: backpressure reaches the upstream, the gateway's memory stays bounded", async () => {
   const { accountId, secret } = await customer();

@@ -2,6 +2,7 @@ import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'exp
 import type { Logger } from 'pino';
 import { requestIdOf } from '../observability/request-id';
 import { MAX_JSON_DEPTH } from './body-guards';
+import { VersionConflictError } from '../../../src/ports/event-store';
 import { isDatabaseUnavailable } from '../../postgres/unavailable';
 import { ApiError, databaseUnavailable, internal, invalidRequest, isApiError, unknownRoute } from './errors';
 
@@ -43,9 +44,12 @@ export function toApiError(err: unknown, requestId?: string): ApiError {
   return isApiError(err) ? err : (fromBodyParser(err) ?? fromDatabaseOutage(err) ?? internal(requestId));
 }
 
-/** The database is down or restarting: a 503 the SDKs retry, not a 500, and nothing logged per request. */
+/**
+ * The database is down or restarting, or other writers kept moving the account's stream past
+ * every retry: a 503 the SDKs retry, not a 500. Nothing was reserved or charged either way.
+ */
 function fromDatabaseOutage(err: unknown): ApiError | undefined {
-  return isDatabaseUnavailable(err) ? databaseUnavailable() : undefined;
+  return isDatabaseUnavailable(err) || err instanceof VersionConflictError ? databaseUnavailable() : undefined;
 }
 
 interface BodyParserError {
