@@ -193,8 +193,10 @@ test("a client that stops reading a fast stream: backpressure reaches the upstre
   req.destroy();
   const events = await ended(accountId);
   const settled = expectChargedForWhatWasProduced(events, 'client_disconnected', 1n);
+  // The firehose ignores max_tokens and produced far more: only the 100 asked for are billed.
+  expect(settled.data.usage.outputTokens).toBe(100n);
   process.stdout.write(
-    `slow client: upstream wrote ${(writtenWhilePaused / 1024 / 1024).toFixed(1)} MiB before backpressure held it; gateway RSS ${(before / 1024 / 1024).toFixed(0)} MiB -> peak ${(peak / 1024 / 1024).toFixed(0)} MiB; charged ${settled.data.usage.outputTokens} output tokens produced so far\n`,
+    `slow client: upstream wrote ${(writtenWhilePaused / 1024 / 1024).toFixed(1)} MiB before backpressure held it; gateway RSS ${(before / 1024 / 1024).toFixed(0)} MiB -> peak ${(peak / 1024 / 1024).toFixed(0)} MiB; billed ${settled.data.usage.outputTokens} output tokens (max_tokens 100; the upstream ignored it)\n`,
   );
 }, 30_000);
 

@@ -142,7 +142,7 @@ async function serve(operation: Operation, req: Request, res: Response, deps: In
       { signal: abort.signal, requestId: requestIdOf(res), ...(wantsStream ? { sink: responseSink(res) } : {}) },
     );
     observed = result.outcome;
-    outcome = toRequestOutcome(result.outcome, abort.signal.aborted);
+    outcome = toRequestOutcome(billedAtMost(result.outcome, maxOutputTokens, deps.logger, requestIdOf(res)), abort.signal.aborted);
     if (!res.destroyed) {
       if (result.streamStarted) res.end();
       else if (result.clientError) {
@@ -223,6 +223,18 @@ async function endReservation(
       await new Promise((resolve) => setTimeout(resolve, wait));
     }
   }
+}
+
+/**
+ * Output beyond the request's max_tokens (or the model's cap) is never billed: the upstream was
+ * told the limit, and one that ignores it must not turn a 100-token request into a bill for
+ * hundreds of thousands. It also bounds the settlement shortfall to the input estimate's error.
+ * Logs and metrics keep what the upstream really produced.
+ */
+export function billedAtMost(o: InferenceOutcome, maxOutputTokens: number, logger: Pick<Logger, 'warn'>, requestId: string): InferenceOutcome {
+  if (o.operation === 'embedding' || o.usage.outputTokens <= maxOutputTokens) return o;
+  logger.warn({ requestId, model: o.model, upstream: o.upstream, outputTokens: o.usage.outputTokens, maxOutputTokens }, 'upstream produced more output than max_tokens; billed the limit');
+  return { ...o, usage: { ...o.usage, outputTokens: maxOutputTokens }, tokensProduced: Math.min(o.tokensProduced, maxOutputTokens) };
 }
 
 export function toRequestOutcome(o: InferenceOutcome, clientLeft: boolean): RequestOutcome {
