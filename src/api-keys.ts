@@ -47,6 +47,8 @@ export function keyPrefix(keyId: string): string {
 
 export class ApiKeys {
   private readonly verified = new Map<string, { digest: Buffer; key: VerifiedKey }>();
+  /** bcrypt verifications under way, by key id and token digest */
+  private readonly verifying = new Map<string, Promise<VerifiedKey | null>>();
 
   constructor(private readonly ledger: Ledger) {}
 
@@ -71,6 +73,18 @@ export class ApiKeys {
     const cached = this.verified.get(keyId);
     if (cached) return timingSafeEqual(cached.digest, digest) ? cached.key : null;
 
+    // Concurrent first requests with one new key share one bcrypt run instead of one each:
+    // bcrypt takes tens of milliseconds of CPU, and a burst would otherwise stall the gateway.
+    const flight = `${keyId}:${digest.toString('hex')}`;
+    let pending = this.verifying.get(flight);
+    if (!pending) {
+      pending = this.verifyOnce(token, keyId, digest).finally(() => this.verifying.delete(flight));
+      this.verifying.set(flight, pending);
+    }
+    return pending;
+  }
+
+  private async verifyOnce(token: string, keyId: string, digest: Buffer): Promise<VerifiedKey | null> {
     const { state } = await this.ledger.apiKeys.load(apiKeyStreamId(keyId));
     if (state.status !== 'active') return null;
     if (!(await bcrypt.compare(token, state.secretHash))) return null;

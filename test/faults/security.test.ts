@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import bcrypt from 'bcrypt';
 import { startPaymentsHarness, WEBHOOK_SECRET, type PaymentsHarness } from '../integration/payments/harness';
 
 /**
@@ -131,6 +132,18 @@ test('a presented key is compared with the verified one in constant time (crypto
       const [x, y] = compare.mock.calls[0]! as [Buffer, Buffer];
       expect([x.length, y.length]).toEqual([32, 32]);
     }
+  } finally {
+    compare.mockRestore();
+  }
+});
+
+test('a burst of first requests with one new key runs bcrypt once, not once per request', async () => {
+  const fresh = await h.openCustomer('Cy');
+  const compare = jest.spyOn(bcrypt, 'compare');
+  try {
+    const verified = await Promise.all(Array.from({ length: 20 }, () => h.tg.gateway.keys.verify(fresh.key)));
+    expect(verified.every((key) => key?.accountId === fresh.accountId)).toBe(true);
+    expect(compare).toHaveBeenCalledTimes(1);
   } finally {
     compare.mockRestore();
   }
