@@ -8,7 +8,9 @@
  * Everything runs on this machine, on loopback: one @dwmkerr/mock-llm process (the upstream),
  * a fresh embedded PostgreSQL with durable commits, Tollgate as a child process
  * (`node --import tsx src/main.ts`, so the load generator does not share its event loop),
- * Portkey as a child process, and autocannon (programmatic, 32 connections) in this process.
+ * Portkey as a child process, a bare Node proxy as a child process (bench/support/bare-proxy.ts:
+ * node:http in, undici out, bytes relayed, nothing else: the floor any Node gateway starts from),
+ * and autocannon (programmatic, 32 connections) in this process.
  * Shapes: non-streaming chat (the upstream reports usage) and streaming chat (mock-llm streams
  * carry no usage, so Tollgate counts the tokens itself). Each target and shape is warmed up, then
  * measured for --seconds split into --rounds, the targets interleaved so that drift in the load
@@ -84,7 +86,7 @@ function requestBody(shape: Shape): string {
 }
 
 interface Target {
-  readonly name: 'direct' | 'tollgate' | 'portkey';
+  readonly name: 'direct' | 'tollgate' | 'portkey' | 'bare-proxy';
   /** the gateway process, for CPU accounting */
   readonly pid?: number | undefined;
   readonly url: string;
@@ -414,13 +416,14 @@ async function main(): Promise<number> {
   let pg: BenchPostgres | undefined;
   let tollgate: ChildProcess | undefined;
   let portkey: ChildProcess | undefined;
+  let bareProxy: ChildProcess | undefined;
   const interrupt = () => {
     console.error('interrupted: stopping everything this benchmark started');
     void cleanup().then(() => process.exit(130));
   };
   const cleanup = async () => {
     stopping = true;
-    await Promise.all([tollgate && stopChild(tollgate), portkey && stopChild(portkey), mock?.stop()]);
+    await Promise.all([tollgate && stopChild(tollgate), portkey && stopChild(portkey), bareProxy && stopChild(bareProxy), mock?.stop()]);
     await pg?.stop().catch(() => {});
     rmSync(scratch, { recursive: true, force: true });
   };
@@ -429,7 +432,7 @@ async function main(): Promise<number> {
 
   let exitCode = 0;
   try {
-    const [mockPort, tollgatePort, portkeyPort] = await Promise.all([freePort(), freePort(), freePort()]);
+    const [mockPort, tollgatePort, portkeyPort, barePort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
     [mock, pg] = await Promise.all([launchMockLlm(mockLlmConfig, mockPort), startBenchPostgres()]);
     const apiKey = await seed(pg.url);
 
@@ -460,9 +463,12 @@ async function main(): Promise<number> {
       ...process.env,
     });
     portkey = pk.child;
+    const bare = startChild('bare-proxy', ['--import', 'tsx', join(__dirname, 'support', 'bare-proxy.ts'), mock.baseUrl, String(barePort)], { ...process.env });
+    bareProxy = bare.child;
     await Promise.all([
       waitForHttp(`http://127.0.0.1:${tollgatePort}/healthz`, tg.child, tg.output, 'tollgate'),
       waitForPort(portkeyPort, pk.child, pk.output, 'portkey'),
+      waitForPort(barePort, bare.child, bare.output, 'bare-proxy'),
     ]);
 
     const targets: Target[] = [
@@ -474,6 +480,8 @@ async function main(): Promise<number> {
         url: `http://127.0.0.1:${portkeyPort}/v1/chat/completions`,
         headers: { authorization: 'Bearer unused', 'x-portkey-provider': 'openai', 'x-portkey-custom-host': mock.baseUrl },
       },
+      // Not a target of the issue: the floor of Node's own HTTP in and out, for reading the others.
+      { name: 'bare-proxy', pid: bareProxy.pid, url: `http://127.0.0.1:${barePort}/v1/chat/completions`, headers: {} },
     ];
 
     const measured = ONLY ? targets.filter((t) => ONLY.includes(t.name)) : targets;
