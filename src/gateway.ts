@@ -180,7 +180,8 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
         await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 2_000).unref())]);
         server.closeAllConnections();
         await closed;
-        await settlements.drain();
+        const unsettled = await settlements.drain();
+        if (unsettled > 0) log.warn({ unsettled }, 'shutting down with settlements still retrying; their reservations will expire uncharged');
         await cleanup();
       },
     };

@@ -23,9 +23,19 @@ export class SettlementTracker {
     if (pending) await Promise.allSettled([...pending]);
   }
 
-  /** Resolves when every settlement in this process has ended (shutdown). */
-  async drain(): Promise<void> {
-    await Promise.allSettled([...this.inFlight.values()].flatMap((set) => [...set]));
+  /**
+   * Resolves when every settlement in this process has ended (shutdown), or after `timeoutMs`
+   * with the number still under way. A settlement retries until its reservation expires (the
+   * database may be down), and shutdown must not wait that long: what is left is returned by the
+   * reservation-expiry process, uncharged.
+   */
+  async drain(timeoutMs = 20_000): Promise<number> {
+    const all = [...this.inFlight.values()].flatMap((set) => [...set]);
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
+    const outcome = await Promise.race([Promise.allSettled(all).then(() => 'drained' as const), timedOut]);
+    clearTimeout(timer);
+    return outcome === 'drained' ? 0 : [...this.inFlight.values()].reduce((n, set) => n + set.size, 0);
   }
 
   private track(accountId: string, promise: Promise<void>): void {
