@@ -28,6 +28,7 @@ import {
   type RecordedEvent,
 } from '../../src/ports/event-store';
 import { createTestDatabase } from '../support/database';
+import { until } from '../support/wait';
 
 /** The events the contract suite appends: small, with a bigint to prove encoding. */
 export type TestEvent =
@@ -84,14 +85,6 @@ export const testEventCodec: EventCodec<TestEvent> = {
 
 function deposited(amount: bigint, note = ''): NewEvent<TestEvent> {
   return { id: randomUUID(), event: { type: 'Deposited', data: { amount, note } } };
-}
-
-async function until(condition: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -334,7 +327,7 @@ export function describeEventStoreContract(adapterName: string, factory: Contrac
           expect((await store.readAll(from, { maxCount: 100 })).filter((e) => e.streamId === fastStream)).toEqual([]);
 
           await slow.commit();
-          await until(() => seen.length === 2, 'both writers to reach the subscriber');
+          await until(() => (seen.length === 2 ? true : undefined), { what: 'both writers to reach the subscriber', timeoutMs: 10_000, intervalMs: 10 });
           expect(seen.map((e) => e.streamId)).toEqual([slowStream, fastStream]);
           expect(seen[0]!.id).toBe(slowEvents[0]!.id);
           for (let i = 1; i < checkpoints.length; i++) expect(comparePositions(checkpoints[i - 1]!, checkpoints[i]!)).toBe(-1);

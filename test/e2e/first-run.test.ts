@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import OpenAI from 'openai';
 import { freePort } from '../support/mock-llm';
+import { until } from '../support/wait';
 
 const repoRoot = resolve(__dirname, '../..');
 
@@ -16,16 +17,6 @@ function start(dataDir: string, pgPort: number, port: number): { child: ChildPro
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   return { child, output: () => output };
-}
-
-async function until<T>(probe: () => T | undefined, what: string, timeoutMs = 45_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 function stop(child: ChildProcess): Promise<void> {
@@ -54,8 +45,8 @@ describe('first run', () => {
       const first = start(join(dataDir, 'state'), pgPort, port);
       let key: string;
       try {
-        key = await until(() => /^\s+(tg_[A-Za-z0-9]{16}_[A-Za-z0-9_-]{43})\s*$/m.exec(first.output())?.[1], 'the printed demo key');
-        await until(() => (first.output().includes('tollgate is listening') || /curl http/.test(first.output()) ? true : undefined), 'the curl line');
+        key = await until(() => /^\s+(tg_[A-Za-z0-9]{16}_[A-Za-z0-9_-]{43})\s*$/m.exec(first.output())?.[1], { what: 'the printed demo key', timeoutMs: 45_000 });
+        await until(() => (first.output().includes('tollgate is listening') || /curl http/.test(first.output()) ? true : undefined), { what: 'the curl line', timeoutMs: 45_000 });
         expect(first.output()).toMatch(/STAND-IN upstream \(mock-llm\)/);
         expect(first.output()).toMatch(/Tollgate admin key \(shown once, store it now\): tgadmin_/);
         expect(first.output()).toContain(`curl http://127.0.0.1:${port}/v1/chat/completions -H "Authorization: Bearer ${key}"`);
@@ -71,7 +62,7 @@ describe('first run', () => {
       // Same data directory again: the same database, the same demo key, no new admin key.
       const second = start(join(dataDir, 'state'), pgPort, port);
       try {
-        await until(() => (second.output().includes(key) ? true : undefined), 'the demo key printed again');
+        await until(() => (second.output().includes(key) ? true : undefined), { what: 'the demo key printed again', timeoutMs: 45_000 });
         expect(second.output()).not.toContain('Tollgate admin key (shown once');
         const client = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: key, maxRetries: 0 });
         const account = await fetch(`http://127.0.0.1:${port}/v1/account`, { headers: { authorization: `Bearer ${key}` } }).then((r) => r.json() as Promise<{ balance_usd: string }>);

@@ -3,6 +3,7 @@ import { Client } from 'pg';
 import type { AccountEvent } from '../../domain/account';
 import { formatUsd } from '../../domain/money';
 import { repoRoot, runToCompletion, type Finished } from './processes';
+import { until } from './wait';
 
 /**
  * What the fault suite checks after every fault: each reservation ended exactly once, the
@@ -87,15 +88,10 @@ export function runVerify(databaseUrl: string, timeoutMs = 60_000): Promise<Fini
   return runToCompletion(resolve(repoRoot, 'bin/tollgate'), ['verify'], { DATABASE_URL: databaseUrl }, timeoutMs);
 }
 
-/** Polls `check` until it returns a value other than undefined, or fails naming `what`. */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs: number, intervalMs = 200): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
+/** Polls `check` until it returns a value other than undefined, or fails naming `what`; errors count as not yet. */
+export function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs: number, intervalMs = 200): Promise<T> {
+  // A check that throws (the database is still coming back) counts as not yet.
+  return until(() => check().catch(() => undefined), { what, timeoutMs, intervalMs });
 }
 
 export const usdText = (amount: bigint) => `USD ${formatUsd(amount)}`;

@@ -5,6 +5,7 @@ import { usd } from '../../../domain/money';
 import { MAX_DELIVERY_ATTEMPTS } from '../../../src/process-managers/low-balance-alerts';
 import { dumpDatabase, issueKey, openAccount, topUp, spend as spendOnLedger } from '../../support/e2e-setup';
 import { startTestGateway, type TestGateway } from '../../support/gateway';
+import { until } from '../../support/wait';
 
 interface Received {
   readonly path: string;
@@ -66,16 +67,6 @@ describe('low-balance alerts', () => {
     await gw.stop();
     await receiver.stop();
   });
-
-  async function until<T>(probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 8_000): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const value = await probe();
-      if (value !== undefined) return value;
-      if (Date.now() > deadline) throw new Error('condition not met in time');
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
 
   const spend = (accountId: string, costUsd: string) => spendOnLedger(gw.gateway.ledger, accountId, costUsd, 'm');
 
@@ -181,7 +172,7 @@ describe('low-balance alerts', () => {
     const [notice] = await until(async () => {
       const listed = (await (await fetch(`${gw.url}/v1/billing/alerts/notices`, { headers })).json()) as { data: { status: string; attempts: unknown[] }[] };
       return listed.data[0]?.status === 'failed' ? listed.data : undefined;
-    }, 12_000);
+    }, { timeoutMs: 12_000 });
     expect(notice!.attempts).toHaveLength(MAX_DELIVERY_ATTEMPTS);
     await new Promise((resolve) => setTimeout(resolve, 500));
     expect(receiver.at('/down')).toHaveLength(MAX_DELIVERY_ATTEMPTS);

@@ -16,6 +16,7 @@ import { accountEvents, eventsOfType, issueKey, openAccount, topUp, spend as spe
 import { startTestGateway, type TestGateway } from '../../support/gateway';
 import { createStripeClient } from '../../../adapters/payments/stripe-client';
 import { startStripeTestServer, type StripeTestServer } from '../../../adapters/payments/test-server';
+import { until } from '../../support/wait';
 
 const quiet = pino({ level: 'silent' });
 
@@ -56,16 +57,6 @@ describe('auto top-up', () => {
     p.start();
     processes.push(p);
     return p;
-  }
-
-  async function until<T>(probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 8_000): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const value = await probe();
-      if (value !== undefined) return value;
-      if (Date.now() > deadline) throw new Error('condition not met in time');
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
   }
 
   /** An account with $20, a saved card, and auto top-up of $25 below $10. */

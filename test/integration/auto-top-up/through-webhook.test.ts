@@ -2,6 +2,7 @@ import { usd } from '../../../domain/money';
 import { AUTO_TOP_UP_METADATA } from '../../../src/process-managers/auto-top-up';
 import { startPaymentsHarness, type PaymentsHarness } from '../payments/harness';
 import { spend as spendOnLedger } from '../../support/e2e-setup';
+import { until } from '../../support/wait';
 
 /**
  * Auto top-up as it runs in the gateway (Stripe configured): the card saved by a Checkout
@@ -18,16 +19,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await h?.stop();
 });
-
-async function until<T>(probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 /** A customer with USD 20 bought through Checkout (card saved) and auto top-up of USD 25 below USD 10. */
 async function customerWithSavedCard(name: string) {
@@ -49,7 +40,7 @@ function offSessionIntentsOf(accountId: string) {
 test('the saved card is charged off-session and the payment webhook credits the account and ends the attempt', async () => {
   const ada = await customerWithSavedCard('Ada');
   await spend(ada.accountId, '12');
-  const [intent] = await until(() => (offSessionIntentsOf(ada.accountId).length > 0 ? offSessionIntentsOf(ada.accountId) : undefined));
+  const [intent] = await until(() => (offSessionIntentsOf(ada.accountId).length > 0 ? offSessionIntentsOf(ada.accountId) : undefined), { timeoutMs: 10_000 });
   expect(intent).toMatchObject({ amount: 2_500, status: 'succeeded' });
   const pending = (await h.call('GET', '/v1/billing/auto-top-up', ada.key)).body;
   expect(pending.pending_attempt).toMatchObject({ attempt_id: (intent!['metadata'] as Record<string, string>)[AUTO_TOP_UP_METADATA.attemptId], amount_usd: '25.000000' });
@@ -70,7 +61,7 @@ test('authentication_required off-session: the failure is recorded, the account 
   const view = await until(async () => {
     const body = (await h.call('GET', '/v1/billing/auto-top-up', bo.key)).body;
     return body.last_failure ? body : undefined;
-  });
+  }, { timeoutMs: 10_000 });
   expect(view).toMatchObject({ account_status: 'suspended', suspension_reason: 'auto_top_up_failed', pending_attempt: null, last_failure: { reason: 'authentication_required' } });
   expect((await h.call('GET', '/v1/account', bo.key)).body).toMatchObject({ status: 'suspended', suspension_reason: 'auto_top_up_failed' });
 });

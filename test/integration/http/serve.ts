@@ -3,6 +3,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import pino, { type Logger } from 'pino';
+import { until } from '../../support/wait';
 
 export interface Running {
   readonly baseUrl: string;
@@ -45,9 +46,5 @@ export function capturedLogger(): { logger: Logger; lines: Record<string, unknow
 
 /** Waits until `predicate` holds, for log lines written after the response reached the client. */
 export async function eventually(predicate: () => boolean, timeoutMs = 2_000): Promise<void> {
-  const started = Date.now();
-  while (!predicate()) {
-    if (Date.now() - started > timeoutMs) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  await until(() => (predicate() ? true : undefined), { timeoutMs, intervalMs: 10 });
 }

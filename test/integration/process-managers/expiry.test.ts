@@ -4,6 +4,7 @@ import { usd } from '../../../domain/money';
 import { addMs } from '../../../domain/time';
 import { systemMetadata } from '../../../src/command-metadata';
 import { startTestGateway, type TestGateway } from '../../support/gateway';
+import { until } from '../../support/wait';
 
 describe('expiry process', () => {
   let gw: TestGateway;
@@ -15,16 +16,6 @@ describe('expiry process', () => {
     });
   });
   afterAll(() => gw.stop());
-
-  async function until<T>(probe: () => Promise<T | undefined>, timeoutMs = 8_000): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const value = await probe();
-      if (value !== undefined) return value;
-      if (Date.now() > deadline) throw new Error('condition not met in time');
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
 
   test('a reservation whose gateway never came back expires after its TTL and the hold returns in full', async () => {
     const { ledger } = gw.gateway;

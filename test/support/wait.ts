@@ -1,0 +1,18 @@
+/**
+ * Polls `probe` until it returns something other than undefined, and returns that; fails after
+ * `timeoutMs`, naming `what`. For work that finishes after the call that started it (a
+ * subscriber, a process manager, a child process's output).
+ */
+export async function until<T>(
+  probe: () => Promise<T | undefined> | T | undefined,
+  options: { what?: string; timeoutMs?: number; intervalMs?: number } = {},
+): Promise<T> {
+  const { what = 'the condition', timeoutMs = 8_000, intervalMs = 50 } = options;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
