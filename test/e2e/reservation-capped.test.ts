@@ -4,6 +4,7 @@ import { usd } from '../../domain/money';
 import { countPromptTokens } from '../../adapters/inference';
 import { chatCompletionRule } from '../../adapters/inference/mock-llm-process';
 import { startTestGateway, type TestGateway } from '../support/gateway';
+import { until } from '../support/wait';
 import { defaultMockLlmConfig, startMockLlm, type MockLlm } from '../support/mock-llm';
 import { accountEvents, addModel, eventsOfType, issueKey, openAccount, openAiClient, rejectionOf } from '../support/e2e-setup';
 
@@ -30,6 +31,9 @@ beforeAll(async () => {
   upstream = await startMockLlm(config);
   gw = await startTestGateway({ models: models(), env: { TOLLGATE_MIN_TOP_UP_USD: '0.001' } });
   await addModel(gw.gateway.ledger, 'big', { chat: price }, 8_000);
+  // A second instance on the same database, started before any request: it can learn the
+  // average only by refreshing it from the usage projection, as every instance does.
+  second = await startTestGateway({ models: models(), databaseUrl: gw.databaseUrl, env: { TOLLGATE_HISTORICAL_AVERAGE_REFRESH_S: '0.5' } });
 });
 
 function models() {
@@ -59,10 +63,12 @@ it('admits a USD-1 account max_tokens 10 request after another account made the 
   const average = historicalCosts.historicalAverage('big', 'chat');
   expect(average).toBe(usd('1.2033'));
 
-  // Every instance reads the same average (from the usage projection, not its own memory).
-  second = await startTestGateway({ models: models(), databaseUrl: gw.databaseUrl, env: { TOLLGATE_MIN_TOP_UP_USD: '0.001' } });
-  await second.gateway.historicalCosts.refresh();
-  expect(second.gateway.historicalCosts.historicalAverage('big', 'chat')).toBe(average);
+  // Every instance reads the same average (from the usage projection, not its own memory),
+  // refreshing it by itself: the second one served none of those requests.
+  await until(() => (second!.gateway.historicalCosts.historicalAverage('big', 'chat') === average ? true : undefined), {
+    what: "the second instance's periodic refresh of the average",
+    timeoutMs: 30_000,
+  });
 
   // The small account: USD 1, one request of at most 10 output tokens.
   const small = await openAccount(ledger, { topUpUsd: '1' });
