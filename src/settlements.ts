@@ -1,12 +1,13 @@
 /**
  * Requests under way in this process, and the settlements of those whose answer has gone out.
  * Settlement runs after the response so it adds nothing to the client's latency; a read of the
- * account in this process (balance, usage) waits for the settlements already started, so a
- * client that reads its balance right after a request sees that request charged.
+ * account in this process (balance, usage) waits for the settlements already started
+ * (`answersSettled`), so a client that reads its balance right after a request sees that
+ * request charged.
  *
  * A read never waits for a request still being served: a stream may run for minutes, and its
  * reservation is already committed, so the read shows it as held (issue 12, part 5). Shutdown
- * (`drain`) waits for both.
+ * (`drain`) and `settled` wait for both.
  */
 export class SettlementTracker {
   /** per account: each request from admission until its settlement ends (for drain) */
@@ -33,11 +34,21 @@ export class SettlementTracker {
   }
 
   /**
-   * Resolves when every settlement of the account that started before this call has ended.
-   * Requests still being served are not waited for: their reservations are already committed.
+   * Resolves when every settlement of the account that started before this call has ended:
+   * what a read waits for (read-your-writes). Requests still being served are not waited for:
+   * their reservations are already committed and show as held.
+   */
+  async answersSettled(accountId: string): Promise<void> {
+    const pending = this.settling.get(accountId);
+    if (pending) await Promise.allSettled([...pending]);
+  }
+
+  /**
+   * Resolves when every request of the account under way before this call has ended and been
+   * settled, however long it is still served (for tests and tools; never for a client's read).
    */
   async settled(accountId: string): Promise<void> {
-    const pending = this.settling.get(accountId);
+    const pending = this.inFlight.get(accountId);
     if (pending) await Promise.allSettled([...pending]);
   }
 

@@ -28,13 +28,13 @@ test('a read waits for settlements already under way, never for a request still 
   // A long stream: begun (its reservation committed) but its answer has not gone out.
   const streaming = tracker.begin('acct-1');
   const order: string[] = [];
-  await tracker.settled('acct-1').then(() => order.push('read answered while the request is served'));
+  await tracker.answersSettled('acct-1').then(() => order.push('read answered while the request is served'));
   expect(order).toEqual(['read answered while the request is served']);
 
   // The answer went out and its settlement is being written: a read now waits for it.
   let finish!: () => void;
   streaming(new Promise<void>((resolve) => (finish = resolve)));
-  const read = tracker.settled('acct-1').then(() => order.push('read answered'));
+  const read = tracker.answersSettled('acct-1').then(() => order.push('read answered'));
   await new Promise((r) => setImmediate(r));
   order.push('settlement ended');
   finish();
@@ -52,4 +52,20 @@ test('drain still waits for a request whose answer has not gone out yet', async 
   streaming(Promise.resolve());
   await draining;
   expect(drained).toBe(0);
+});
+
+test('settled (for tests and tools) waits for the whole request, answer and settlement', async () => {
+  const tracker = new SettlementTracker();
+  const streaming = tracker.begin('acct-1');
+  const order: string[] = [];
+  const waited = tracker.settled('acct-1').then(() => order.push('settled'));
+  await new Promise((r) => setImmediate(r));
+  order.push('answer sent');
+  let finish!: () => void;
+  streaming(new Promise<void>((resolve) => (finish = resolve)));
+  await new Promise((r) => setImmediate(r));
+  order.push('settlement ended');
+  finish();
+  await waited;
+  expect(order).toEqual(['answer sent', 'settlement ended', 'settled']);
 });

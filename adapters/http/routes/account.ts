@@ -255,7 +255,7 @@ export class AccountReader {
 
   async state(accountId: string): Promise<{ state: AccountState; revision: bigint | null } | null> {
     if (!isId(accountId)) return null;
-    await this.gateway.settlements.settled(accountId);
+    await this.gateway.settlements.answersSettled(accountId);
     const loaded = await this.gateway.ledger.accounts.load(accountStreamId(accountId));
     return loaded.state.status === 'not_opened' ? null : loaded;
   }
