@@ -88,6 +88,7 @@ it('admits a USD-1 account max_tokens 10 request after another account made the 
   expect(placed!.data.amount).toBe(maximumCost);
   expect(placed!.data.amount).toBeLessThan(usd('0.01'));
   expect(eventsOfType(events, 'ReservationSettled')).toHaveLength(1);
+  for (const instance of [gw, second!]) expect(instance.logLines.join('\n')).not.toContain('historical average refresh failed');
 }, 120_000);
 
 it('a refusal says what was needed and why: prompt, max_tokens, the price in force, the margin', async () => {
