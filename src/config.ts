@@ -53,6 +53,8 @@ export const configSchema = z.object({
   TOLLGATE_RATE_LIMIT_TPM: z.coerce.number().int().positive().optional(),
   /** Added to every reservation estimate, in basis points (1000 = +10%). */
   TOLLGATE_ESTIMATE_MARGIN_BP: z.coerce.number().int().min(0).max(100_000).default(1_000),
+  /** How often each instance reads the historical average cost per model and operation from the usage projection. */
+  TOLLGATE_HISTORICAL_AVERAGE_REFRESH_S: z.coerce.number().positive().max(3_600).default(30),
   /** A reservation not ended within this time is expired (its hold returns, nothing is charged). */
   TOLLGATE_RESERVATION_TTL_S: z.coerce.number().positive().max(86_400).default(600),
   /** How often due reservations and promo grants are expired. */

@@ -19,6 +19,7 @@ import { openDatabase, type Database } from './database';
 import { firstRun, type FirstRun } from './first-run';
 import { bootstrapAdminKey } from './admin-key';
 import { createLedger, type Ledger } from './ledger';
+import { HistoricalCosts } from './historical-costs';
 import { LiveLog } from './live-log';
 import type { EventStore } from './ports/event-store';
 import { SettlementTracker } from './settlements';
@@ -39,6 +40,8 @@ export interface Gateway {
   readonly ledger: Ledger;
   readonly keys: ApiKeys;
   readonly liveLog: LiveLog;
+  /** the estimate's historical average per model and operation, shared by all instances */
+  readonly historicalCosts: HistoricalCosts;
   readonly inference: InferenceAdapter;
   readonly metrics: GatewayMetrics;
   readonly settlements: SettlementTracker;
@@ -100,6 +103,11 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     });
     const running = new Map(projections.map((projection) => [projection.name, readModels]));
     cleanups.push(() => readModels.stop());
+    const historicalCosts = new HistoricalCosts(database.pool, config.TOLLGATE_HISTORICAL_AVERAGE_REFRESH_S * 1_000, (error) =>
+      log.warn({ err: { name: (error as Error).name, message: (error as Error).message } }, 'historical average refresh failed; keeping the last averages'),
+    );
+    historicalCosts.start();
+    cleanups.push(() => historicalCosts.stop());
     const expiry = new ExpiryProcess(database.pool, ledger, log, config.TOLLGATE_EXPIRY_INTERVAL_S * 1_000);
     expiry.start();
     cleanups.push(() => expiry.stop());
@@ -136,12 +144,12 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     warmUpTokenizer();
 
     const settlements = new SettlementTracker();
-    const parts = { config, log, database, store, ledger, keys, liveLog, inference, metrics, settlements, policy, firstRun: first, projections: running, expiry };
+    const parts = { config, log, database, store, ledger, keys, liveLog, historicalCosts, inference, metrics, settlements, policy, firstRun: first, projections: running, expiry };
     const app = createApp({
       ledger,
       keys,
       inference,
-      liveLog,
+      historicalCosts,
       limiter: new RateLimiter(),
       limits: { requestsPerMinute: config.TOLLGATE_RATE_LIMIT_RPM ?? null, tokensPerMinute: config.TOLLGATE_RATE_LIMIT_TPM ?? null },
       metrics,

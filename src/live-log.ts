@@ -1,8 +1,5 @@
 import type { Subscription } from 'rxjs';
-import type { AccountEvent } from '../domain/account';
 import type { DomainEvent } from '../domain/events';
-import { evolveHistoricalCosts, historicalAverage, initialHistoricalCosts, type HistoricalCosts } from '../domain/estimate';
-import type { Operation } from '../domain/price-book';
 import type { ApiKeys } from './api-keys';
 import type { Ledger } from './ledger';
 import type { LogPosition, RecordedEvent } from './ports/event-store';
@@ -10,11 +7,10 @@ import type { LogPosition, RecordedEvent } from './ports/event-store';
 /**
  * What every gateway process learns from the global log as it happens: other processes'
  * writes (so cached stream states are dropped when they fall behind), key revocations (so a
- * revoked key stops working here too), and settled costs (the historical average that the
- * estimate policy uses).
+ * revoked key stops working here too). The estimate's historical average is not kept here: each
+ * process would see only what happened since it started (see src/historical-costs.ts).
  */
 export class LiveLog {
-  private history: HistoricalCosts = initialHistoricalCosts();
   private subscription: Subscription | undefined;
   private position: LogPosition;
   private stopped = false;
@@ -51,17 +47,12 @@ export class LiveLog {
     this.subscription?.unsubscribe();
   }
 
-  historicalAverage(model: string, operation: Operation): bigint | undefined {
-    return historicalAverage(this.history, model, operation);
-  }
-
   private apply(recorded: RecordedEvent<DomainEvent>): void {
     const { streamId, revision, event } = recorded;
     this.ledger.accounts.observe(streamId, revision);
     this.ledger.priceBook.observe(streamId, revision);
     this.ledger.apiKeys.observe(streamId, revision);
     if (event.type === 'ApiKeyRevoked') this.keys.forget(streamId.slice('api-key-'.length));
-    if (event.type === 'ReservationSettled') this.history = evolveHistoricalCosts(this.history, event as AccountEvent);
     this.position = recorded.position;
   }
 }

@@ -1,23 +1,52 @@
 /**
- * Requests whose answer has gone out but whose reservation is still being settled. Settlement
- * runs after the response so it adds nothing to the client's latency; a read of the account
- * in this process (balance, usage) waits for them, so a client that reads its balance right
- * after a request sees that request charged.
+ * Requests under way in this process, and the settlements of those whose answer has gone out.
+ * Settlement runs after the response so it adds nothing to the client's latency; a read of the
+ * account in this process (balance, usage) waits for the settlements already started
+ * (`answersSettled`), so a client that reads its balance right after a request sees that
+ * request charged.
+ *
+ * A read never waits for a request still being served: a stream may run for minutes, and its
+ * reservation is already committed, so the read shows it as held (issue 12, part 5). Shutdown
+ * (`drain`) and `settled` wait for both.
  */
 export class SettlementTracker {
+  /** per account: each request from admission until its settlement ends (for drain) */
   private readonly inFlight = new Map<string, Set<Promise<void>>>();
+  /** per account: each settlement from the moment the answer went out until it ends (for reads) */
+  private readonly settling = new Map<string, Set<Promise<void>>>();
 
-  /** Marks a settlement as started; call the returned function with its promise. */
+  /**
+   * Marks a request as under way; call the returned function with its settlement's promise
+   * once the answer has gone out.
+   */
   begin(accountId: string): (settlement: Promise<void>) => void {
     let resolveGate!: () => void;
     const gate = new Promise<void>((resolve) => (resolveGate = resolve));
-    this.track(accountId, gate);
+    track(this.inFlight, accountId, gate);
     return (settlement) => {
-      void settlement.finally(resolveGate);
+      const ended = settlement.then(
+        () => undefined,
+        () => undefined,
+      );
+      track(this.settling, accountId, ended);
+      void ended.finally(resolveGate);
     };
   }
 
-  /** Resolves when every settlement of the account that started before this call has ended. */
+  /**
+   * Resolves when every settlement of the account that started before this call has ended:
+   * what a read waits for (read-your-writes). Requests still being served are not waited for:
+   * their reservations are already committed and show as held.
+   */
+  async answersSettled(accountId: string): Promise<void> {
+    const pending = this.settling.get(accountId);
+    if (pending) await Promise.allSettled([...pending]);
+  }
+
+  /**
+   * Resolves when every request of the account under way before this call has ended and been
+   * settled, however long it is still served (for tests and tools; never for a client's read).
+   */
   async settled(accountId: string): Promise<void> {
     const pending = this.inFlight.get(accountId);
     if (pending) await Promise.allSettled([...pending]);
@@ -38,13 +67,14 @@ export class SettlementTracker {
     return outcome === 'drained' ? 0 : [...this.inFlight.values()].reduce((n, set) => n + set.size, 0);
   }
 
-  private track(accountId: string, promise: Promise<void>): void {
-    let set = this.inFlight.get(accountId);
-    if (!set) this.inFlight.set(accountId, (set = new Set()));
-    set.add(promise);
-    void promise.finally(() => {
-      set.delete(promise);
-      if (set.size === 0 && this.inFlight.get(accountId) === set) this.inFlight.delete(accountId);
-    });
-  }
+}
+
+function track(byAccount: Map<string, Set<Promise<void>>>, accountId: string, promise: Promise<void>): void {
+  let set = byAccount.get(accountId);
+  if (!set) byAccount.set(accountId, (set = new Set()));
+  set.add(promise);
+  void promise.finally(() => {
+    set.delete(promise);
+    if (set.size === 0 && byAccount.get(accountId) === set) byAccount.delete(accountId);
+  });
 }

@@ -22,3 +22,50 @@ test('drain gives up after its timeout and says how many are still under way', a
   expect(await tracker.drain(100)).toBe(2);
   expect(performance.now() - started).toBeLessThan(2_000);
 });
+
+test('a read waits for settlements already under way, never for a request still being served', async () => {
+  const tracker = new SettlementTracker();
+  // A long stream: begun (its reservation committed) but its answer has not gone out.
+  const streaming = tracker.begin('acct-1');
+  const order: string[] = [];
+  await tracker.answersSettled('acct-1').then(() => order.push('read answered while the request is served'));
+  expect(order).toEqual(['read answered while the request is served']);
+
+  // The answer went out and its settlement is being written: a read now waits for it.
+  let finish!: () => void;
+  streaming(new Promise<void>((resolve) => (finish = resolve)));
+  const read = tracker.answersSettled('acct-1').then(() => order.push('read answered'));
+  await new Promise((r) => setImmediate(r));
+  order.push('settlement ended');
+  finish();
+  await read;
+  expect(order).toEqual(['read answered while the request is served', 'settlement ended', 'read answered']);
+});
+
+test('drain still waits for a request whose answer has not gone out yet', async () => {
+  const tracker = new SettlementTracker();
+  const streaming = tracker.begin('acct-1');
+  let drained: number | undefined;
+  const draining = tracker.drain(5_000).then((left) => (drained = left));
+  await new Promise((r) => setTimeout(r, 20));
+  expect(drained).toBeUndefined();
+  streaming(Promise.resolve());
+  await draining;
+  expect(drained).toBe(0);
+});
+
+test('settled (for tests and tools) waits for the whole request, answer and settlement', async () => {
+  const tracker = new SettlementTracker();
+  const streaming = tracker.begin('acct-1');
+  const order: string[] = [];
+  const waited = tracker.settled('acct-1').then(() => order.push('settled'));
+  await new Promise((r) => setImmediate(r));
+  order.push('answer sent');
+  let finish!: () => void;
+  streaming(new Promise<void>((resolve) => (finish = resolve)));
+  await new Promise((r) => setImmediate(r));
+  order.push('settlement ended');
+  finish();
+  await waited;
+  expect(order).toEqual(['answer sent', 'settlement ended', 'settled']);
+});

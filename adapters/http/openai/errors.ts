@@ -84,11 +84,43 @@ export function invalidApiKey(reason: 'missing' | 'invalid'): ApiError {
  * before looking at the status, and so do the Python and other Stainless SDKs, so the
  * header stops futile retries. No Retry-After: waiting does not add credit.
  */
-export function insufficientQuota(amounts: { readonly available: MicroUsd; readonly needed: MicroUsd }): ApiError {
+export function insufficientQuota(amounts: { readonly available: MicroUsd; readonly needed: MicroUsd; readonly basis?: ReservationBasis }): ApiError {
+  const why = amounts.basis ? ` (${reservationReason(amounts.needed, amounts.basis)})` : '';
   const message =
-    `Insufficient credit: this request needs up to USD ${formatUsd(amounts.needed)} ` +
+    `Insufficient credit: this request needs up to USD ${formatUsd(amounts.needed)}${why} ` +
     `but the available balance is USD ${formatUsd(amounts.available)}. Top up your account to continue.`;
   return new ApiError(429, 'insufficient_quota', 'insufficient_quota', null, message, { 'x-should-retry': 'false' });
+}
+
+/** What a reservation was computed from: token counts and settings, never content. */
+export interface ReservationBasis {
+  /** prompt tokens counted locally */
+  readonly promptTokens: number;
+  /** the most output tokens the request may produce (0 for embeddings) */
+  readonly maxOutputTokens: number;
+  /** where that limit came from: the request's max_tokens, or the model's own limit */
+  readonly outputLimit: 'max_tokens' | 'model_limit';
+  readonly marginBasisPoints: bigint;
+  /** the request's maximum possible cost, margin included: the reservation's cap */
+  readonly maximumCost: MicroUsd;
+}
+
+/** Why a reservation is what it is, in words a customer can check against the price list. */
+export function reservationReason(needed: MicroUsd, basis: ReservationBasis): string {
+  const output =
+    basis.maxOutputTokens === 0
+      ? ''
+      : ` + up to ${basis.maxOutputTokens} output tokens (${basis.outputLimit === 'max_tokens' ? 'max_tokens' : "the model's limit; set max_tokens to reserve less"})`;
+  const maximum = `${basis.promptTokens} prompt tokens${output} at the price in force, plus ${percent(basis.marginBasisPoints)} margin`;
+  return needed >= basis.maximumCost
+    ? `the most it can cost: ${maximum}`
+    : `the historical average cost of this model, plus ${percent(basis.marginBasisPoints)} margin; at most USD ${formatUsd(basis.maximumCost)}: ${maximum}`;
+}
+
+function percent(basisPoints: bigint): string {
+  const whole = basisPoints / 100n;
+  const hundredths = basisPoints % 100n;
+  return hundredths === 0n ? `${whole}%` : `${whole}.${hundredths.toString().padStart(2, '0').replace(/0$/, '')}%`;
 }
 
 // Model ids are metadata, not content, and OpenAI quotes them; anything not shaped like an id

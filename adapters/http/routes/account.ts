@@ -242,8 +242,9 @@ export interface RequestView {
 }
 
 /**
- * Reads accounts for both APIs. Reads wait for this process's settlements of the account
- * first, so a client sees the request it just made charged.
+ * Reads accounts for both APIs. Reads wait for this process's settlements already under way
+ * (answers that have gone out), so a client sees the request it just made charged; they never
+ * wait for a request still being served: its reservation is committed and shows as held.
  */
 export class AccountReader {
   readonly vault: PersonalDataVault;
@@ -254,7 +255,7 @@ export class AccountReader {
 
   async state(accountId: string): Promise<{ state: AccountState; revision: bigint | null } | null> {
     if (!isId(accountId)) return null;
-    await this.gateway.settlements.settled(accountId);
+    await this.gateway.settlements.answersSettled(accountId);
     const loaded = await this.gateway.ledger.accounts.load(accountStreamId(accountId));
     return loaded.state.status === 'not_opened' ? null : loaded;
   }

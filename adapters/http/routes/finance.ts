@@ -49,7 +49,7 @@ export function mountFinanceRoutes(router: Router, gateway: GatewayParts): void 
     const period = parsePeriod(req);
     const { accountId } = keyOf(res);
     // Read-your-writes: this process's settlements first, then the projection up to the log's head.
-    await gateway.settlements.settled(accountId);
+    await gateway.settlements.answersSettled(accountId);
     const usage = gateway.projections.get('usage');
     if (!usage) throw new ApiError(503, 'server_error', 'usage_unavailable', null, 'Usage is not available on this gateway.');
     await usage.reached(await gateway.store.latestPosition());
@@ -74,7 +74,7 @@ export function mountFinanceRoutes(router: Router, gateway: GatewayParts): void 
   router.get('/v1/account/transactions', read, async (req, res) => {
     const period = parsePeriod(req);
     const { accountId } = keyOf(res);
-    await gateway.settlements.settled(accountId);
+    await gateway.settlements.answersSettled(accountId);
     // Read from the account's own stream: as current as a write this client just made.
     const statement = await statementOf(gateway.store, accountId, period);
     if (!statement) throw accountNotFound();

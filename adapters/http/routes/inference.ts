@@ -9,12 +9,12 @@ import type { MicroUsd } from '../../../domain/money';
 import { PRICE_BOOK_STREAM_ID, priceInForce, type Operation } from '../../../domain/price-book';
 import type { ApiKeys, VerifiedKey } from '../../../src/api-keys';
 import type { Ledger } from '../../../src/ledger';
-import type { LiveLog } from '../../../src/live-log';
+import type { HistoricalCosts } from '../../../src/historical-costs';
 import type { SettlementTracker } from '../../../src/settlements';
 import { countPromptTokens, responseSink, type InferenceAdapter, type InferenceOutcome } from '../../inference';
 import type { RateLimiter, RateLimits } from '../admission/rate-limiter';
 import { authenticate, keyOf } from '../auth';
-import { ApiError, insufficientQuota, internal, invalidRequest, modelNotFound, upstreamAtCapacity, upstreamUnavailable } from '../openai/errors';
+import { ApiError, insufficientQuota, internal, type ReservationBasis, invalidRequest, modelNotFound, upstreamAtCapacity, upstreamUnavailable } from '../openai/errors';
 import {
   completionPromptCount,
   parseChatCompletionRequest,
@@ -31,7 +31,8 @@ export interface InferenceRouteDeps {
   readonly ledger: Ledger;
   readonly keys: ApiKeys;
   readonly inference: InferenceAdapter;
-  readonly liveLog: Pick<LiveLog, 'historicalAverage'>;
+  /** the historical average per model and operation, shared by all instances */
+  readonly historicalCosts: Pick<HistoricalCosts, 'historicalAverage'>;
   readonly limiter: RateLimiter;
   readonly limits: RateLimits;
   readonly metrics: GatewayMetrics;
@@ -98,13 +99,21 @@ async function serve(operation: Operation, req: Request, res: Response, deps: In
   // Our own id: the client's x-request-id correlates, but may repeat; a reservation may not.
   const reservationId = `req_${randomUUID()}`;
   const metadata = commandMetadata(key, requestIdOf(res), reservationId);
-  const amount = estimateReservation({
+  // Capped at the request's maximum possible cost, whatever the historical average.
+  const { amount, maximumCost } = estimateReservation({
     promptTokens: BigInt(promptTokens),
     maxOutputTokens: BigInt(maxOutputTokens),
     price: price.value,
-    historicalAverage: deps.liveLog.historicalAverage(body.model, operation),
+    historicalAverage: deps.historicalCosts.historicalAverage(body.model, operation),
     marginBasisPoints: deps.marginBasisPoints,
   });
+  const basis: ReservationBasis = {
+    promptTokens,
+    maxOutputTokens,
+    outputLimit: requested === undefined ? 'model_limit' : 'max_tokens',
+    marginBasisPoints: deps.marginBasisPoints,
+    maximumCost,
+  };
   const stream = accountStreamId(key.accountId);
   let placed;
   try {
@@ -119,7 +128,7 @@ async function serve(operation: Operation, req: Request, res: Response, deps: In
   }
   if (!placed.ok) {
     lease.release();
-    throw refusal(placed.error, amount);
+    throw refusal(placed.error, amount, basis);
   }
   deps.metrics.reservationsOpen.inc();
   const placedEvent = placed.events.find((e) => e.event.type === 'ReservationPlaced')?.event;
@@ -259,12 +268,12 @@ function commandMetadata(key: VerifiedKey, correlationId: string, causationId: s
   return { now: new Date().toISOString(), correlationId, causationId, actor: { kind: 'customer_key', keyId: key.keyId } };
 }
 
-function refusal(error: AccountError, needed: MicroUsd): ApiError {
+function refusal(error: AccountError, needed: MicroUsd, basis: ReservationBasis): ApiError {
   switch (error.error) {
     case 'exceeds_available_balance':
-      return insufficientQuota({ available: error.available, needed: error.needed });
+      return insufficientQuota({ available: error.available, needed: error.needed, basis });
     case 'negative_balance':
-      return insufficientQuota({ available: error.balance, needed });
+      return insufficientQuota({ available: error.balance, needed, basis });
     case 'account_suspended':
       return new ApiError(403, 'invalid_request_error', 'account_suspended', null, `This account is suspended (${error.reason.replaceAll('_', ' ')}). ${
         error.reason === 'negative_balance' || error.reason === 'auto_top_up_failed' ? 'Top up to settle the balance and continue.' : 'Contact support.'

@@ -19,6 +19,26 @@ describe('error constructors', () => {
     expect(error.message).toContain('USD 1.250000');
   });
 
+  it('insufficient quota says what the reservation is made of: prompt, max_tokens, price, margin', () => {
+    const basis = { promptTokens: 12, maxOutputTokens: 10, outputLimit: 'max_tokens' as const, marginBasisPoints: 1000n, maximumCost: 924n };
+    expect(insufficientQuota({ available: 500n, needed: 924n, basis }).message).toBe(
+      'Insufficient credit: this request needs up to USD 0.000924 (the most it can cost: 12 prompt tokens + up to 10 output tokens (max_tokens) ' +
+        'at the price in force, plus 10% margin) but the available balance is USD 0.000500. Top up your account to continue.',
+    );
+    // no max_tokens: the model's limit, and how to reserve less
+    expect(insufficientQuota({ available: 0n, needed: 924n, basis: { ...basis, outputLimit: 'model_limit', marginBasisPoints: 250n } }).message).toContain(
+      "12 prompt tokens + up to 10 output tokens (the model's limit; set max_tokens to reserve less) at the price in force, plus 2.5% margin",
+    );
+    // an embedding: the prompt only
+    expect(insufficientQuota({ available: 0n, needed: 924n, basis: { ...basis, maxOutputTokens: 0, marginBasisPoints: 5n } }).message).toContain(
+      '(the most it can cost: 12 prompt tokens at the price in force, plus 0.05% margin)',
+    );
+    // below the cap, the reservation came from the historical average: said so, with the cap
+    expect(insufficientQuota({ available: 0n, needed: 800n, basis }).message).toContain(
+      '(the historical average cost of this model, plus 10% margin; at most USD 0.000924: 12 prompt tokens',
+    );
+  });
+
   it('insufficient quota states a negative balance as such', () => {
     expect(insufficientQuota({ available: -5n, needed: 1n }).message).toContain('USD -0.000005');
   });
