@@ -82,6 +82,9 @@ export class LiveLog {
   }
 
   private followAnnouncements(): void {
+    // Called by start() and by its own retry: whichever comes first follows, once.
+    clearTimeout(this.announcementsRetry);
+    if (this.announcements || this.stopped) return;
     const announcements = this.ledger.store.streamAnnouncements?.();
     if (!announcements) return;
     this.announcements = announcements.subscribe({
@@ -96,9 +99,14 @@ export class LiveLog {
     });
   }
 
-  /** A stream named by an announcement: drop what is cached of it, as the global log will later. */
-  /** Never rejects. */
-  private async applyAnnouncement({ streamId, revision }: StreamAnnouncement): Promise<void> {
+  /**
+   * A stream named by an announcement: drop what is cached of it, as the global log will later.
+   * When announcements (re)start, one may have been missed meanwhile: every cached key is checked.
+   * Never rejects.
+   */
+  private async applyAnnouncement(announcement: StreamAnnouncement): Promise<void> {
+    if (announcement.kind === 'listening') return this.keys.recheckVerified();
+    const { streamId, revision } = announcement;
     this.ledger.accounts.observe(streamId, revision);
     this.ledger.priceBook.observe(streamId, revision);
     this.ledger.apiKeys.observe(streamId, revision);

@@ -132,8 +132,9 @@ export interface EventStore<E> {
    * types: revocations, suspensions), delivered as soon as the append commits, whatever holds the
    * global log back. A store whose global log can stall behind other transactions (PostgreSQL)
    * offers it; readers read the named stream itself (per-stream reads need no horizon) and must
-   * be idempotent with the global log's later delivery of the same event. Best effort: an
-   * announcement lost (connection dropped) still arrives through the global log. Errors end it.
+   * be idempotent with the global log's later delivery of the same event. It says when it is
+   * listening (first, and after each reconnection), so a reader can re-check its caches for what
+   * it may have missed meanwhile. Errors (a lost connection) end it; subscribe again.
    */
   streamAnnouncements?(): Observable<StreamAnnouncement>;
 
@@ -146,11 +147,14 @@ export interface EventStore<E> {
   close(): Promise<void>;
 }
 
-/** An announced append: `streamId` now has an event at `revision`. */
-export interface StreamAnnouncement {
-  readonly streamId: string;
-  readonly revision: StreamRevision;
-}
+export type StreamAnnouncement =
+  /** an announced append: `streamId` now has an event at `revision` */
+  | { readonly kind: 'appended'; readonly streamId: string; readonly revision: StreamRevision }
+  /**
+   * announcements flow from here on: first, and again after a reconnection. Anything announced
+   * before may have been missed, so a reader re-checks what it has cached.
+   */
+  | { readonly kind: 'listening' };
 
 export interface GlobalLogLag {
   /** committed events that global-log readers cannot read yet (counted up to a cap) */

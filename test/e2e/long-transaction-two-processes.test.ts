@@ -1,6 +1,14 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createPostgresEventStore } from '../../adapters/eventstore/postgres';
+import { createPool } from '../../adapters/postgres/pool';
+import { DEFAULT_ACCOUNT_POLICY } from '../../domain/account';
+import { domainEventCodec, type DomainEvent } from '../../domain/events';
+import { ApiKeys } from '../../src/api-keys';
+import { systemMetadata } from '../../src/command-metadata';
+import { createLedger } from '../../src/ledger';
+import { ANNOUNCED_EVENT_TYPES, LiveLog } from '../../src/live-log';
 import { comparePositions } from '../../src/ports/event-store';
 import { startTestGateway, TEST_ADMIN_KEY, type TestGateway } from '../support/gateway';
 import { openBlockingTransaction, type BlockingTransaction } from '../support/blocking-transaction';
@@ -41,9 +49,9 @@ beforeAll(async () => {
   await addModel(seeder.gateway.ledger, MODEL, { chat: { input: '1', output: '2' } }, 256);
   const modelsFile = writeModelsFile(models);
   [a, b] = await Promise.all(
-    [0, 1].map(() => startGatewayProcess({ databaseUrl, modelsFile, env: { TOLLGATE_GLOBAL_LOG_STALLED_AFTER_S: '1' } })),
+    [0, 1].map(() => startGatewayProcess({ databaseUrl, modelsFile, env: { TOLLGATE_GLOBAL_LOG_STALLED_AFTER_S: '1' }, readyTimeoutMs: 60_000 })),
   );
-}, 90_000);
+}, 150_000);
 
 afterAll(async () => {
   for (const blocker of blockers) await blocker.end().catch(() => {});
@@ -153,6 +161,8 @@ it('an account suspended through A is refused by B while an outside transaction 
 
 it('a stalled global log shows in the lag metric, a warning naming the blocker and /readyz degraded, and clears after', async () => {
   const accountId = await openAccount(seeder.gateway.ledger, { topUpUsd: '10' });
+  // An earlier test's stall may still be reported until B's next check.
+  await until(async () => ((await readiness(b)).body['status'] === 'ready' ? true : undefined), { what: 'B /readyz to be ready', timeoutMs: 15_000 });
   expect((await readiness(b)).body).toMatchObject({ status: 'ready', global_log: 'ok' });
   expect(await metric(b, 'tollgate_global_log_lag_seconds')).toBe(0);
 
@@ -198,3 +208,51 @@ it('a stalled global log shows in the lag metric, a warning naming the blocker a
   expect(await metric(b, 'tollgate_global_log_hidden_events')).toBe(0);
   expect((await readiness(b)).body).toMatchObject({ status: 'ready', global_log: 'ok' });
 }, 60_000);
+
+it('announcements cut off and restored: a key revoked in the gap is refused once they flow again, with the global log still stalled', async () => {
+  // A live log in this process, over a pool whose LISTEN connection the test can find and cut.
+  const pool = createPool({ connectionString: databaseUrl, max: 4, applicationName: 'live-log-under-test' });
+  const store = createPostgresEventStore<DomainEvent>(pool, domainEventCodec, { announcedTypes: ANNOUNCED_EVENT_TYPES });
+  const ledger = createLedger(store, DEFAULT_ACCOUNT_POLICY);
+  const keys = new ApiKeys(ledger);
+  const failures: unknown[] = [];
+  const liveLog = new LiveLog(ledger, keys, await store.headPosition(), (error) => failures.push(error), 1_000);
+  const listeners = async () =>
+    (await seederQuery("SELECT pid FROM pg_stat_activity WHERE application_name = 'live-log-under-test' AND query LIKE 'LISTEN%'")).map(
+      (row) => row['pid'] as number,
+    );
+  liveLog.start();
+  try {
+    const accountId = await openAccount(seeder.gateway.ledger, { topUpUsd: '10' });
+    const { keyId, secret } = await issueKey(seeder.gateway.keys, accountId);
+    expect(await keys.verify(secret)).toMatchObject({ keyId });
+    const [listener] = await until(async () => {
+      const found = await listeners();
+      return found.length === 1 ? found : undefined;
+    }, { what: 'the live log to LISTEN' });
+
+    const blocker = await block();
+    await seederQuery(`SELECT pg_terminate_backend(${Number(listener)})`);
+    await until(() => (failures.length > 0 ? true : undefined), { what: 'the live log to see its connection cut' });
+    // Revoked while this process hears nothing: its announcement is lost here.
+    expect((await seeder.gateway.keys.revoke(keyId, 'leaked', systemMetadata('test'))).ok).toBe(true);
+
+    await until(async () => ((await keys.verify(secret)) === null ? true : undefined), {
+      what: 'the key to be refused after the announcements resumed',
+      timeoutMs: 10_000,
+    });
+    expect(await blocker.stillOpen()).toBe(true);
+    expect(await globalLogHeldBack()).toBe(true);
+    // It resumed on a new LISTEN connection.
+    expect((await listeners()).filter((pid) => pid !== listener)).toHaveLength(1);
+    await blocker.end();
+  } finally {
+    liveLog.stop();
+    await store.close();
+    await pool.end();
+  }
+}, 30_000);
+
+async function seederQuery(sql: string): Promise<Record<string, unknown>[]> {
+  return (await seeder.gateway.database.pool.query(sql)).rows as Record<string, unknown>[];
+}

@@ -1,5 +1,5 @@
 import type { DatabaseError, Notification, Pool, PoolClient } from 'pg';
-import { filter, map, Observable, share } from 'rxjs';
+import { concat, defer, filter, map, Observable, of, share } from 'rxjs';
 import { z } from 'zod';
 import {
   comparePositions,
@@ -282,11 +282,17 @@ export function createPostgresEventStore<E>(
   }
 
   // One LISTEN connection shared by every live subscription of this store, released by the last.
-  const notifications$ = new Observable<string>((subscriber) => {
+  // It emits each notification's payload, and null once LISTEN is in force (from then on nothing
+  // is missed; a subscriber that wakes on it merely reads once more).
+  let listeningNow = false;
+  const notifications$ = new Observable<string | null>((subscriber) => {
     let client: PoolClient | undefined;
     let ended = false;
     const onNotification = (message: Notification) => subscriber.next(message.payload ?? '');
-    const onError = (error: Error) => subscriber.error(error);
+    const onError = (error: Error) => {
+      listeningNow = false;
+      subscriber.error(error);
+    };
     pool
       .connect()
       .then(async (connected) => {
@@ -298,10 +304,17 @@ export function createPostgresEventStore<E>(
         client.on('notification', onNotification);
         client.on('error', onError);
         await client.query(`LISTEN ${EVENTS_CHANNEL}`);
+        if (ended) return;
+        listeningNow = true;
+        subscriber.next(null);
       })
-      .catch((error: unknown) => subscriber.error(error));
+      .catch((error: unknown) => {
+        listeningNow = false;
+        subscriber.error(error);
+      });
     return () => {
       ended = true;
+      listeningNow = false;
       const listening = client;
       if (!listening) return;
       listening.off('notification', onNotification);
@@ -354,8 +367,11 @@ export function createPostgresEventStore<E>(
     latestPosition: latestCommitted,
 
     streamAnnouncements(): Observable<StreamAnnouncement> {
-      return notifications$.pipe(
-        map((payload) => {
+      // A subscriber joining a connection already listening is told so at once.
+      const shared = defer(() => (listeningNow ? concat(of(null), notifications$) : notifications$));
+      return shared.pipe(
+        map((payload): StreamAnnouncement | undefined => {
+          if (payload === null) return { kind: 'listening' };
           if (payload === '') return undefined;
           let parsed: unknown;
           try {
@@ -364,7 +380,9 @@ export function createPostgresEventStore<E>(
             return undefined;
           }
           const announcement = announcementSchema.safeParse(parsed);
-          return announcement.success ? { streamId: announcement.data.stream, revision: BigInt(announcement.data.revision) } : undefined;
+          return announcement.success
+            ? { kind: 'appended', streamId: announcement.data.stream, revision: BigInt(announcement.data.revision) }
+            : undefined;
         }),
         filter((announcement): announcement is StreamAnnouncement => announcement !== undefined),
       );

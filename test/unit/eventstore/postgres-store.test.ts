@@ -115,11 +115,15 @@ describe('announced appends (stream announcements)', () => {
   const withdrawn = (amount: bigint): NewEvent<TestEvent> => ({ id: randomUUID(), event: { type: 'Withdrawn', data: { amount } } });
   let announcing: PostgresEventStore<TestEvent>;
   let subscription: Subscription;
-  const heard: StreamAnnouncement[] = [];
+  const heard: Extract<StreamAnnouncement, { kind: 'appended' }>[] = [];
+  let listeningTold = 0;
 
   beforeAll(async () => {
     announcing = createPostgresEventStore(pool, testEventCodec, { pollIntervalMs: 60_000, announcedTypes: ['Withdrawn'] });
-    subscription = announcing.streamAnnouncements!().subscribe((announcement) => heard.push(announcement));
+    subscription = announcing.streamAnnouncements!().subscribe((announcement) => {
+      if (announcement.kind === 'appended') heard.push(announcement);
+      else listeningTold++;
+    });
     // LISTEN starts asynchronously: announce a probe until one is heard.
     const probe = stream('probe');
     let revision = -1n;
@@ -150,7 +154,7 @@ describe('announced appends (stream announcements)', () => {
       expect(appended.every((r) => !(r instanceof VersionConflictError))).toBe(true);
       const announcement = await until(() => heard.find((a) => a.streamId === loud), { what: 'the announcement of the loud stream' });
       // The stream and the revision of its last event: a reader reads the stream itself up to there.
-      expect(announcement).toEqual({ streamId: loud, revision: 1n });
+      expect(announcement).toEqual({ kind: 'appended', streamId: loud, revision: 1n });
       // Heard while the global log cannot show it yet.
       expect(await blocker.stillOpen()).toBe(true);
       expect(comparePositions(await announcing.latestPosition(), await announcing.headPosition())).toBeGreaterThan(0);
@@ -159,6 +163,17 @@ describe('announced appends (stream announcements)', () => {
       await blocker.end();
     }
     expect(heard.filter((a) => a.streamId === quiet)).toEqual([]);
+  });
+
+  test('a subscriber is told when announcements flow: at once when it joins a connection already listening', async () => {
+    expect(listeningTold).toBe(1);
+    const late: StreamAnnouncement[] = [];
+    const joined = announcing.streamAnnouncements!().subscribe((announcement) => late.push(announcement));
+    try {
+      expect(late).toEqual([{ kind: 'listening' }]);
+    } finally {
+      joined.unsubscribe();
+    }
   });
 
   test('an announced append keeps the append rules: a conflict stores and announces nothing, an exact retry is reported as already written', async () => {
@@ -172,8 +187,8 @@ describe('announced appends (stream announcements)', () => {
     await until(() => heard.find((a) => a.streamId === id && a.revision === 1n), { what: 'the second announcement' });
     // One announcement per written append: none for the conflict, none for the retry.
     expect(heard.filter((a) => a.streamId === id)).toEqual([
-      { streamId: id, revision: 0n },
-      { streamId: id, revision: 1n },
+      { kind: 'appended', streamId: id, revision: 0n },
+      { kind: 'appended', streamId: id, revision: 1n },
     ]);
     expect((await announcing.readStream(id)).events.map((e) => e.id)).toEqual([first.id, other.id]);
   });
