@@ -113,7 +113,24 @@ export class ApiKeys {
     return result;
   }
 
-  /** Called for every revocation seen in the global log, from any process. */
+  /**
+   * Reads every verified key's stream again and forgets those no longer active: for when this
+   * process may have missed a revocation (its announcements were cut off). Never rejects; a key
+   * whose stream cannot be read now is forgotten too (it is verified again on its next use).
+   */
+  async recheckVerified(): Promise<void> {
+    for (const keyId of [...this.verified.keys()]) {
+      const streamId = apiKeyStreamId(keyId);
+      this.ledger.apiKeys.invalidate(streamId);
+      const active = await this.ledger.apiKeys.load(streamId).then(
+        ({ state }) => state.status === 'active',
+        () => false,
+      );
+      if (!active) this.forget(keyId);
+    }
+  }
+
+  /** Called for every revocation seen in the global log or announced, from any process. */
   forget(keyId: string): void {
     this.verified.delete(keyId);
     this.ledger.apiKeys.invalidate(apiKeyStreamId(keyId));

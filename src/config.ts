@@ -36,6 +36,13 @@ export const configSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Seconds to wait for the database at start-up before giving up. */
   TOLLGATE_DB_CONNECT_TIMEOUT_S: z.coerce.number().positive().max(300).default(5),
+  /**
+   * PostgreSQL ends any of Tollgate's own sessions left idle inside a transaction this long
+   * (idle_in_transaction_session_timeout), so none can hold the global log back; 0 leaves the server's setting.
+   */
+  TOLLGATE_DB_IDLE_IN_TRANSACTION_TIMEOUT_S: z.coerce.number().min(0).max(86_400).default(60),
+  /** Global-log readers trailing this long (an open transaction somewhere) log a warning and make /readyz say degraded. */
+  TOLLGATE_GLOBAL_LOG_STALLED_AFTER_S: z.coerce.number().positive().max(86_400).default(30),
   TOLLGATE_ADMIN_KEY: optionalString,
   TOLLGATE_MODELS_FILE: optionalString,
   TOLLGATE_MIN_TOP_UP_USD: usd.default('10'),

@@ -35,6 +35,7 @@ export async function openDatabase(config: Config, log: Logger, options: { poolS
     connectionString,
     max: options.poolSize ?? 20,
     connectTimeoutMs: config.TOLLGATE_DB_CONNECT_TIMEOUT_S * 1000,
+    idleInTransactionTimeoutMs: Math.round(config.TOLLGATE_DB_IDLE_IN_TRANSACTION_TIMEOUT_S * 1000),
   });
   const close = async () => {
     await pool.end();

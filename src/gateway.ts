@@ -20,7 +20,8 @@ import { firstRun, type FirstRun } from './first-run';
 import { bootstrapAdminKey } from './admin-key';
 import { createLedger, type Ledger } from './ledger';
 import { HistoricalCosts } from './historical-costs';
-import { LiveLog } from './live-log';
+import { ANNOUNCED_EVENT_TYPES, LiveLog } from './live-log';
+import { GlobalLogMonitor } from './global-log-monitor';
 import type { EventStore } from './ports/event-store';
 import { SettlementTracker } from './settlements';
 import { ExpiryProcess } from './process-managers/expiry';
@@ -82,7 +83,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     const store = timeAppends(
       config.EVENTSTORE_URL
         ? createKurrentEventStoreFromConnectionString<DomainEvent>(config.EVENTSTORE_URL, domainEventCodec)
-        : createPostgresEventStore<DomainEvent>(database.pool, domainEventCodec),
+        : createPostgresEventStore<DomainEvent>(database.pool, domainEventCodec, { announcedTypes: ANNOUNCED_EVENT_TYPES }),
       (ms) => metrics.observeEventStoreAppend(ms),
     );
     cleanups.push(() => store.close());
@@ -94,6 +95,9 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     });
     liveLog.start();
     cleanups.push(async () => liveLog.stop());
+    const globalLogMonitor = store.globalLogLag && new GlobalLogMonitor(() => store.globalLogLag!(), metrics.globalLog, log, { stalledAfterS: config.TOLLGATE_GLOBAL_LOG_STALLED_AFTER_S });
+    globalLogMonitor?.start();
+    if (globalLogMonitor) cleanups.push(() => globalLogMonitor.stop());
 
     // One subscriber applies every read model (each event read and decoded once per process).
     // The low-balance alert subscriber rides along: one read of the log, one transaction per batch.
@@ -159,6 +163,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
       checkDatabase: async () => {
         await database.pool.query('SELECT 1');
       },
+      ...(globalLogMonitor && { globalLog: () => globalLogMonitor.health() }),
       startedAt: new Date(),
       bodyLimit: config.TOLLGATE_MAX_BODY_BYTES,
       authFailures: new AuthFailureLimiter({ failuresPerMinute: config.TOLLGATE_AUTH_FAILURES_PER_MINUTE }),

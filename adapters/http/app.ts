@@ -8,6 +8,7 @@ import { notFound, errorHandler } from './openai/error-handler';
 import { metricsHandler, type GatewayMetrics } from './observability/metrics';
 import { requestId } from './observability/request-id';
 import { observeRequests } from './observability/request-log';
+import type { GlobalLogHealth } from '../../src/global-log-monitor';
 import { mountCatalogueRoutes } from './routes/catalogue';
 import { mountInferenceRoutes, type InferenceRouteDeps } from './routes/inference';
 
@@ -17,6 +18,8 @@ export interface AppDeps extends InferenceRouteDeps {
   readonly inference: InferenceAdapter;
   /** resolves when the database answers; rejects otherwise */
   readonly checkDatabase: () => Promise<void>;
+  /** How far global-log readers trail (stores whose readers can be held back); see GlobalLogMonitor. */
+  readonly globalLog?: () => GlobalLogHealth;
   readonly startedAt: Date;
   /** further routers (admin, account, billing, dashboard), mounted before the 404 handler */
   readonly extraRoutes?: readonly ((router: Router) => void)[];
@@ -50,10 +53,18 @@ export function createApp(deps: AppDeps): Express {
       ),
       anyUpstreamAnswers(deps.inference),
     ]);
-    res.status(database && upstream ? 200 : 503).json({
-      status: database && upstream ? 'ready' : 'not ready',
+    const log = deps.globalLog?.();
+    const ready = database && upstream;
+    // A stalled global log is "degraded", still 200: requests are served correctly (money is
+    // decided on streams, revocations and suspensions are announced past the stall), and the
+    // stall is cluster-wide, so a 503 would make a load balancer drop every instance at once over
+    // one forgotten transaction. Alert on the body or the tollgate_global_log_lag_seconds metric.
+    res.status(ready ? 200 : 503).json({
+      status: !ready ? 'not ready' : log?.stalled ? 'degraded' : 'ready',
       database: database ? 'ok' : 'unreachable',
       upstreams: upstream ? 'ok' : 'none reachable',
+      ...(log && { global_log: log.stalled ? 'stalled' : 'ok' }),
+      ...(log?.stalled && { global_log_lag_seconds: Math.round(log.lagSeconds * 10) / 10 }),
     });
   });
   app.get('/metrics', metricsHandler(deps.metrics.registry));

@@ -9,6 +9,12 @@ export interface PoolOptions {
   /** Give up connecting after this many milliseconds instead of hanging. */
   connectTimeoutMs?: number;
   applicationName?: string;
+  /**
+   * The server ends a session of this pool that stays idle inside a transaction this long
+   * (idle_in_transaction_session_timeout): a transaction left open holds back every global-log
+   * reader in the cluster. 0 leaves the server's setting. Default 60 s.
+   */
+  idleInTransactionTimeoutMs?: number;
 }
 
 export function createPool(options: PoolOptions): Pool {
@@ -16,7 +22,9 @@ export function createPool(options: PoolOptions): Pool {
     connectionString: options.connectionString,
     max: options.max ?? 20,
     connectionTimeoutMillis: options.connectTimeoutMs ?? 5_000,
+    // Names Tollgate's sessions in pg_stat_activity, so an operator can tell them from others'.
     application_name: options.applicationName ?? 'tollgate',
+    idle_in_transaction_session_timeout: options.idleInTransactionTimeoutMs ?? 60_000,
   });
   // A client that loses its server must not crash the process, idle in the pool or checked out
   // (a LISTEN connection, a projection's lock): its pending and next queries report the error.

@@ -8,6 +8,7 @@ import { loadConfig } from '../config';
 import { openDatabase, type Database } from '../database';
 import { accountPolicyFrom } from '../gateway';
 import { createLedger, type Ledger } from '../ledger';
+import { ANNOUNCED_EVENT_TYPES } from '../live-log';
 import type { EventStore } from '../ports/event-store';
 
 /** What the finance and compliance commands work on: the gateway's own database and log. */
@@ -27,7 +28,11 @@ export async function withDatabase<T>(work: (context: DatabaseContext) => Promis
   const config = loadConfig();
   const log = pino({ level: config.LOG_LEVEL === 'info' ? 'warn' : config.LOG_LEVEL }, pino.destination(2));
   const database = await openDatabase(config, log, { poolSize: 4 });
-  const store = createPostgresEventStore<DomainEvent>(database.pool, domainEventCodec, { notify: false });
+  const store = createPostgresEventStore<DomainEvent>(database.pool, domainEventCodec, {
+    notify: false,
+    // A key revoked or an account suspended from the command line reaches running gateways at once.
+    announcedTypes: ANNOUNCED_EVENT_TYPES,
+  });
   try {
     return await work({ database, store, ledger: createLedger(store, accountPolicyFrom(config)), vault: new PersonalDataVault(database.pool) });
   } finally {

@@ -127,7 +127,55 @@ export interface EventStore<E> {
   /** Catches up from `from` (exclusive), then follows live appends. Errors end the stream. */
   subscribe(from: LogPosition): Observable<RecordedEvent<E>>;
 
+  /**
+   * Optional: streams that just received an event of an announced type (the adapter is told which
+   * types: revocations, suspensions), delivered as soon as the append commits, whatever holds the
+   * global log back. A store whose global log can stall behind other transactions (PostgreSQL)
+   * offers it; readers read the named stream itself (per-stream reads need no horizon) and must
+   * be idempotent with the global log's later delivery of the same event. It says when it is
+   * listening (first, and after each reconnection), so a reader can re-check its caches for what
+   * it may have missed meanwhile. Errors (a lost connection) end it; subscribe again.
+   */
+  streamAnnouncements?(): Observable<StreamAnnouncement>;
+
+  /**
+   * Optional: how far global-log readers trail the committed log, for stores whose readers can
+   * be held back (PostgreSQL: an open transaction anywhere in the cluster holds the horizon).
+   */
+  globalLogLag?(): Promise<GlobalLogLag>;
+
   close(): Promise<void>;
+}
+
+export type StreamAnnouncement =
+  /** an announced append: `streamId` now has an event at `revision` */
+  | { readonly kind: 'appended'; readonly streamId: string; readonly revision: StreamRevision }
+  /**
+   * announcements flow from here on: first, and again after a reconnection. Anything announced
+   * before may have been missed, so a reader re-checks what it has cached.
+   */
+  | { readonly kind: 'listening' };
+
+export interface GlobalLogLag {
+  /** committed events that global-log readers cannot read yet (counted up to a cap) */
+  readonly hiddenEvents: number;
+  /** seconds the oldest of them has waited; 0 when there are none */
+  readonly seconds: number;
+  /** what holds them back, when there are any and the store can tell */
+  readonly blocker: GlobalLogBlocker | null;
+}
+
+/** The transaction holding the global log back. Never its query text (it may hold data). */
+export interface GlobalLogBlocker {
+  /** server process id (null for a prepared transaction, which has no backend) */
+  readonly pid: number | null;
+  readonly database: string | null;
+  readonly applicationName: string | null;
+  /** e.g. `idle in transaction`, `active`, or `prepared` */
+  readonly state: string | null;
+  readonly transactionAgeSeconds: number | null;
+  /** the prepared transaction's identifier, when it is one */
+  readonly preparedTransaction: string | null;
 }
 
 export class VersionConflictError extends Error {

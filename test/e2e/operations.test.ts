@@ -22,11 +22,11 @@ describe('operations: health, readiness, metrics and the request log', () => {
 
   test('healthz answers while alive; readyz needs the database and an upstream', async () => {
     expect((await fetch(`${gw.url}/healthz`)).status).toBe(200);
-    expect(await (await fetch(`${gw.url}/readyz`)).json()).toEqual({ status: 'ready', database: 'ok', upstreams: 'ok' });
+    expect(await (await fetch(`${gw.url}/readyz`)).json()).toEqual({ status: 'ready', database: 'ok', upstreams: 'ok', global_log: 'ok' });
     expect((await fetch(`${down.url}/healthz`)).status).toBe(200);
     const notReady = await fetch(`${down.url}/readyz`);
     expect(notReady.status).toBe(503);
-    expect(await notReady.json()).toEqual({ status: 'not ready', database: 'ok', upstreams: 'none reachable' });
+    expect(await notReady.json()).toEqual({ status: 'not ready', database: 'ok', upstreams: 'none reachable', global_log: 'ok' });
   });
 
   test('one JSON log line per request with metadata only, and Prometheus metrics for requests, tokens, reservations and latencies', async () => {

@@ -1,5 +1,6 @@
-import type { DatabaseError, Pool, PoolClient } from 'pg';
-import { Observable, share } from 'rxjs';
+import type { DatabaseError, Notification, Pool, PoolClient } from 'pg';
+import { concat, defer, filter, map, Observable, of, share } from 'rxjs';
+import { z } from 'zod';
 import {
   comparePositions,
   DuplicateEventIdError,
@@ -11,6 +12,9 @@ import {
   type EventCodec,
   type EventStore,
   type ExpectedVersion,
+  type GlobalLogBlocker,
+  type GlobalLogLag,
+  type StreamAnnouncement,
   type Json,
   type LogPosition,
   type NewEvent,
@@ -18,7 +22,7 @@ import {
   type RecordedEvent,
   type StreamRevision,
 } from '../../../src/ports/event-store';
-import { appendEncoded, DUPLICATE_EVENT_ID_SQLSTATE, type AppendOutcome, type EncodedAppendRequest } from './append';
+import { appendEncoded, appendThroughFunction, DUPLICATE_EVENT_ID_SQLSTATE, type AppendOutcome, type EncodedAppendRequest } from './append';
 import { EVENTS_CHANNEL } from './schema';
 
 export interface PostgresEventStoreOptions {
@@ -36,6 +40,14 @@ export interface PostgresEventStoreOptions {
    * (bench: 100 concurrent streams fell from ~1,140 to ~170 appends/s).
    */
   readonly notify?: boolean;
+  /**
+   * Event types (as encoded) whose appends are announced to every process at once, whatever
+   * holds the global log back: key revocations, account suspensions. An append holding one runs
+   * in a transaction of its own that also sends a NOTIFY naming the stream and its revision, so
+   * the announcement is delivered exactly when the events commit. These appends are rare; the
+   * hot path (reservations, settlements) is untouched. See EventStore.streamAnnouncements.
+   */
+  readonly announcedTypes?: readonly string[];
 }
 
 export type PostgresEventStore<E> = EventStore<E>;
@@ -87,6 +99,34 @@ const NOTIFY_SPACING_MS = 25;
 // Asynchronous commit: a notification needs no durability, so its transaction need not wait for a flush.
 const NOTIFY_SQL = `BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_notify('${EVENTS_CHANNEL}', ''); COMMIT`;
 const DEFAULT_PAGE_SIZE = 1_000;
+
+// A notification payload that names a stream (announced appends; plain wake-ups carry none).
+const announcementSchema = z.object({ stream: z.string().min(1), revision: z.string().regex(/^\d+$/) });
+const ANNOUNCE_SQL = `SELECT pg_notify('${EVENTS_CHANNEL}', payload) FROM unnest($1::text[]) AS payload`;
+
+/** Hidden events are counted up to this many: enough to tell "a few" from "a flood", cheap to count. */
+const HIDDEN_EVENTS_CAP = 100_000;
+
+// Committed events global-log readers cannot read yet: those at or above the horizon. The first
+// in log order is the oldest transaction's: its age is how long readers have been held back.
+const LAG_SQL = `WITH horizon AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
+  SELECT
+    (SELECT count(*) FROM (SELECT 1 FROM events e, horizon h WHERE e.transaction_id >= h.xmin LIMIT ${HIDDEN_EVENTS_CAP}) hidden)::int AS hidden,
+    (SELECT extract(epoch FROM clock_timestamp() - e.recorded_at)::float8 FROM events e, horizon h
+      WHERE e.transaction_id >= h.xmin ORDER BY e.transaction_id, e.global_seq LIMIT 1) AS seconds`;
+
+// The transaction with the oldest transaction id holds the horizon: a session's, or a prepared one.
+// Never the query text: it may hold customer data. Sessions of other roles show their details only
+// to a role with pg_read_all_stats (pg_monitor); otherwise those columns are null.
+const BLOCKER_SQL = `SELECT * FROM (
+    SELECT pid, datname AS database, application_name, state, age(backend_xid) AS xid_age,
+      extract(epoch FROM clock_timestamp() - xact_start)::float8 AS transaction_age_s, NULL::text AS prepared
+    FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()
+    UNION ALL
+    SELECT NULL, database, NULL, 'prepared', age(transaction),
+      extract(epoch FROM clock_timestamp() - prepared)::float8, gid
+    FROM pg_prepared_xacts
+  ) b ORDER BY xid_age DESC LIMIT 1`;
 /** Decoded events kept for the next subscriber: a few pages' worth. */
 const DECODED_CACHE_SIZE = 4_096;
 
@@ -98,6 +138,7 @@ export function createPostgresEventStore<E>(
   const pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
   const pollIntervalMs = options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS;
   const notify = options.notify ?? true;
+  const announcedTypes = new Set(options.announcedTypes ?? []);
   const activeSubscriptions = new Set<() => void>();
 
   // At most one NOTIFY in flight per store, and at most one per NOTIFY_SPACING_MS: under load
@@ -176,8 +217,42 @@ export function createPostgresEventStore<E>(
     return outcomes;
   }
 
+  const isAnnounced = (request: EncodedAppendRequest) => request.events.some((e) => announcedTypes.has(e.encoded.type));
+
+  /**
+   * The append and its announcement in one transaction: PostgreSQL delivers a NOTIFY when (and
+   * only if) its transaction commits, so no process hears of events that did not commit, and
+   * none misses events that did because this process died between commit and notify.
+   */
+  async function appendAnnouncing(encoded: EncodedAppendRequest[]): Promise<AppendOutcome[]> {
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      const outcomes = await appendThroughFunction(client, encoded, { notify: false });
+      const payloads = encoded.flatMap((request, index) => {
+        const outcome = outcomes[index]!;
+        return outcome.outcome === 'written' && isAnnounced(request)
+          ? [JSON.stringify({ stream: request.streamId, revision: outcome.revision.toString() })]
+          : [];
+      });
+      if (payloads.length > 0) await client.query(ANNOUNCE_SQL, [payloads]);
+      await client.query('COMMIT');
+      client.release();
+      return outcomes;
+    } catch (error) {
+      // A connection that cannot even roll back is not given back to the pool.
+      const rolledBack = await client.query('ROLLBACK').then(
+        () => true,
+        () => false,
+      );
+      client.release(!rolledBack);
+      throw error;
+    }
+  }
+
   async function appendAllowingOneRace(encoded: EncodedAppendRequest[], raced = false): Promise<AppendOutcome[]> {
     try {
+      if (announcedTypes.size > 0 && encoded.some(isAnnounced)) return await appendAnnouncing(encoded);
       return await appendEncoded(pool, encoded);
     } catch (error) {
       const pgError = error as DatabaseError;
@@ -207,11 +282,17 @@ export function createPostgresEventStore<E>(
   }
 
   // One LISTEN connection shared by every live subscription of this store, released by the last.
-  const notifications$ = new Observable<void>((subscriber) => {
+  // It emits each notification's payload, and null once LISTEN is in force (from then on nothing
+  // is missed; a subscriber that wakes on it merely reads once more).
+  let listeningNow = false;
+  const notifications$ = new Observable<string | null>((subscriber) => {
     let client: PoolClient | undefined;
     let ended = false;
-    const onNotification = () => subscriber.next();
-    const onError = (error: Error) => subscriber.error(error);
+    const onNotification = (message: Notification) => subscriber.next(message.payload ?? '');
+    const onError = (error: Error) => {
+      listeningNow = false;
+      subscriber.error(error);
+    };
     pool
       .connect()
       .then(async (connected) => {
@@ -223,10 +304,17 @@ export function createPostgresEventStore<E>(
         client.on('notification', onNotification);
         client.on('error', onError);
         await client.query(`LISTEN ${EVENTS_CHANNEL}`);
+        if (ended) return;
+        listeningNow = true;
+        subscriber.next(null);
       })
-      .catch((error: unknown) => subscriber.error(error));
+      .catch((error: unknown) => {
+        listeningNow = false;
+        subscriber.error(error);
+      });
     return () => {
       ended = true;
+      listeningNow = false;
       const listening = client;
       if (!listening) return;
       listening.off('notification', onNotification);
@@ -277,6 +365,54 @@ export function createPostgresEventStore<E>(
     },
 
     latestPosition: latestCommitted,
+
+    streamAnnouncements(): Observable<StreamAnnouncement> {
+      // A subscriber joining a connection already listening is told so at once.
+      const shared = defer(() => (listeningNow ? concat(of(null), notifications$) : notifications$));
+      return shared.pipe(
+        map((payload): StreamAnnouncement | undefined => {
+          if (payload === null) return { kind: 'listening' };
+          if (payload === '') return undefined;
+          let parsed: unknown;
+          try {
+            parsed = JSON.parse(payload);
+          } catch {
+            return undefined;
+          }
+          const announcement = announcementSchema.safeParse(parsed);
+          return announcement.success
+            ? { kind: 'appended', streamId: announcement.data.stream, revision: BigInt(announcement.data.revision) }
+            : undefined;
+        }),
+        filter((announcement): announcement is StreamAnnouncement => announcement !== undefined),
+      );
+    },
+
+    async globalLogLag(): Promise<GlobalLogLag> {
+      const lag = await pool.query<{ hidden: number; seconds: number | null }>(LAG_SQL);
+      const { hidden, seconds } = lag.rows[0]!;
+      if (hidden === 0) return { hiddenEvents: 0, seconds: 0, blocker: null };
+      const found = await pool.query<{
+        pid: number | null;
+        database: string | null;
+        application_name: string | null;
+        state: string | null;
+        transaction_age_s: number | null;
+        prepared: string | null;
+      }>(BLOCKER_SQL);
+      const row = found.rows[0];
+      const blocker: GlobalLogBlocker | null = row
+        ? {
+            pid: row.pid,
+            database: row.database,
+            applicationName: row.application_name,
+            state: row.state,
+            transactionAgeSeconds: row.transaction_age_s,
+            preparedTransaction: row.prepared,
+          }
+        : null;
+      return { hiddenEvents: hidden, seconds: Math.max(0, seconds ?? 0), blocker };
+    },
 
     async readAll(from: LogPosition, options: { maxCount?: number } = {}) {
       const rows = await readAllRows(from, options.maxCount ?? null);

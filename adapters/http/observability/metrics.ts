@@ -18,6 +18,8 @@ export interface GatewayMetrics {
   /** Whole upstream call, dispatch to last byte. */
   observeUpstreamLatency(model: string, milliseconds: number): void;
   observeEventStoreAppend(milliseconds: number): void;
+  /** How far global-log readers trail the committed log (GlobalLogMonitor sets it). */
+  readonly globalLog: { set(lag: { seconds: number; hiddenEvents: number; blockerAgeSeconds: number }): void };
 }
 
 export interface GatewayMetricsOptions {
@@ -60,6 +62,22 @@ export function createGatewayMetrics(options: GatewayMetricsOptions = {}): Gatew
     registers: [registry],
   });
 
+  const globalLogLag = new Gauge({
+    name: 'tollgate_global_log_lag_seconds',
+    help: 'Age of the oldest committed event that global-log readers (projections, process managers) cannot read yet, because an older transaction is still open; 0 when none.',
+    registers: [registry],
+  });
+  const globalLogHidden = new Gauge({
+    name: 'tollgate_global_log_hidden_events',
+    help: 'Committed events global-log readers cannot read yet (counted up to 100000).',
+    registers: [registry],
+  });
+  const globalLogBlocker = new Gauge({
+    name: 'tollgate_global_log_blocking_transaction_age_seconds',
+    help: 'Age of the transaction holding global-log readers back; 0 when nothing is held back.',
+    registers: [registry],
+  });
+
   return {
     registry,
     countRequest: ({ route, status, model }) => requests.inc({ route, status: String(status), model: model ?? 'none' }),
@@ -70,6 +88,13 @@ export function createGatewayMetrics(options: GatewayMetricsOptions = {}): Gatew
     reservationsOpen,
     observeUpstreamLatency: (model, ms) => upstreamLatency.observe({ model }, ms / 1000),
     observeEventStoreAppend: (ms) => appendLatency.observe(ms / 1000),
+    globalLog: {
+      set: ({ seconds, hiddenEvents, blockerAgeSeconds }) => {
+        globalLogLag.set(seconds);
+        globalLogHidden.set(hiddenEvents);
+        globalLogBlocker.set(blockerAgeSeconds);
+      },
+    },
   };
 }
 

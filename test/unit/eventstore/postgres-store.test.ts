@@ -1,7 +1,7 @@
 /** PostgreSQL-specific behaviour beyond the shared contract (test/contract/postgres.test.ts). */
 import { randomUUID } from 'node:crypto';
 import type { Pool } from 'pg';
-import { firstValueFrom } from 'rxjs';
+import { firstValueFrom, type Subscription } from 'rxjs';
 import {
   createPostgresEventStore,
   eventStoreMigration,
@@ -11,15 +11,19 @@ import {
 } from '../../../adapters/eventstore/postgres';
 import { migrate } from '../../../adapters/postgres/migrate';
 import { createPool } from '../../../adapters/postgres/pool';
-import { DuplicateEventIdError, START, VersionConflictError, type NewEvent } from '../../../src/ports/event-store';
+import { comparePositions, DuplicateEventIdError, START, VersionConflictError, type NewEvent, type StreamAnnouncement } from '../../../src/ports/event-store';
 import { testEventCodec, type TestEvent } from '../../contract/event-store.contract';
 import { createTestDatabase } from '../../support/database';
+import { openBlockingTransaction } from '../../support/blocking-transaction';
+import { until } from '../../support/wait';
 
 let pool: Pool;
+let databaseUrl: string;
 let store: PostgresEventStore<TestEvent>;
 
 beforeAll(async () => {
-  pool = createPool({ connectionString: await createTestDatabase('esunit'), max: 6 });
+  databaseUrl = await createTestDatabase('esunit');
+  pool = createPool({ connectionString: databaseUrl, max: 6 });
   await migrate(pool, [eventStoreMigration]);
   // A poll far longer than any wait below: a live event arriving in time proves NOTIFY woke it.
   store = createPostgresEventStore(pool, testEventCodec, { pollIntervalMs: 60_000 });
@@ -105,4 +109,110 @@ test('events are append-only: UPDATE and DELETE are refused', async () => {
   await store.appendToStream(stream('immutable'), [deposited(1n)], { expectedVersion: 'no_stream' });
   await expect(pool.query("UPDATE events SET type = 'Withdrawn'")).rejects.toThrow(/append-only/);
   await expect(pool.query('DELETE FROM events')).rejects.toThrow(/append-only/);
+});
+
+describe('announced appends (stream announcements)', () => {
+  const withdrawn = (amount: bigint): NewEvent<TestEvent> => ({ id: randomUUID(), event: { type: 'Withdrawn', data: { amount } } });
+  let announcing: PostgresEventStore<TestEvent>;
+  let subscription: Subscription;
+  const heard: Extract<StreamAnnouncement, { kind: 'appended' }>[] = [];
+  let listeningTold = 0;
+
+  beforeAll(async () => {
+    announcing = createPostgresEventStore(pool, testEventCodec, { pollIntervalMs: 60_000, announcedTypes: ['Withdrawn'] });
+    subscription = announcing.streamAnnouncements!().subscribe((announcement) => {
+      if (announcement.kind === 'appended') heard.push(announcement);
+      else listeningTold++;
+    });
+    // LISTEN starts asynchronously: announce a probe until one is heard.
+    const probe = stream('probe');
+    let revision = -1n;
+    await until(
+      async () => {
+        await announcing.appendToStream(probe, [withdrawn(1n)], { expectedVersion: revision < 0n ? 'no_stream' : revision });
+        revision++;
+        return heard.some((a) => a.streamId === probe) ? true : undefined;
+      },
+      { what: 'the first announcement', intervalMs: 100 },
+    );
+  });
+  afterAll(async () => {
+    subscription.unsubscribe();
+    await announcing.close();
+  });
+
+  test('an announced append is heard as it commits, even while an older transaction holds the global log back; others are not announced', async () => {
+    const quiet = stream('quiet');
+    const loud = stream('loud');
+    const blocker = await openBlockingTransaction(databaseUrl, 'unit-blocker');
+    try {
+      await announcing.appendToStream(quiet, [deposited(1n)], { expectedVersion: 'no_stream' });
+      const appended = await announcing.appendToStreams([
+        { streamId: loud, events: [deposited(1n), withdrawn(2n)], expectedVersion: 'no_stream' },
+        { streamId: quiet, events: [deposited(3n)], expectedVersion: 0n },
+      ]);
+      expect(appended.every((r) => !(r instanceof VersionConflictError))).toBe(true);
+      const announcement = await until(() => heard.find((a) => a.streamId === loud), { what: 'the announcement of the loud stream' });
+      // The stream and the revision of its last event: a reader reads the stream itself up to there.
+      expect(announcement).toEqual({ kind: 'appended', streamId: loud, revision: 1n });
+      // Heard while the global log cannot show it yet.
+      expect(await blocker.stillOpen()).toBe(true);
+      expect(comparePositions(await announcing.latestPosition(), await announcing.headPosition())).toBeGreaterThan(0);
+      expect((await announcing.readStream(loud)).revision).toBe(1n);
+    } finally {
+      await blocker.end();
+    }
+    expect(heard.filter((a) => a.streamId === quiet)).toEqual([]);
+  });
+
+  test('a subscriber is told when announcements flow: at once when it joins a connection already listening', async () => {
+    expect(listeningTold).toBe(1);
+    const late: StreamAnnouncement[] = [];
+    const joined = announcing.streamAnnouncements!().subscribe((announcement) => late.push(announcement));
+    try {
+      expect(late).toEqual([{ kind: 'listening' }]);
+    } finally {
+      joined.unsubscribe();
+    }
+  });
+
+  test('an announced append keeps the append rules: a conflict stores and announces nothing, an exact retry is reported as already written', async () => {
+    const id = stream('rules');
+    const first = withdrawn(5n);
+    expect(await announcing.appendToStream(id, [first], { expectedVersion: 'no_stream' })).toMatchObject({ nextExpectedVersion: 0n, written: true });
+    await expect(announcing.appendToStream(id, [withdrawn(6n)], { expectedVersion: 'no_stream' })).rejects.toBeInstanceOf(VersionConflictError);
+    expect(await announcing.appendToStream(id, [first], { expectedVersion: 'no_stream' })).toMatchObject({ nextExpectedVersion: 0n, written: false });
+    const other = withdrawn(7n);
+    await announcing.appendToStream(id, [other], { expectedVersion: 0n });
+    await until(() => heard.find((a) => a.streamId === id && a.revision === 1n), { what: 'the second announcement' });
+    // One announcement per written append: none for the conflict, none for the retry.
+    expect(heard.filter((a) => a.streamId === id)).toEqual([
+      { kind: 'appended', streamId: id, revision: 0n },
+      { kind: 'appended', streamId: id, revision: 1n },
+    ]);
+    expect((await announcing.readStream(id)).events.map((e) => e.id)).toEqual([first.id, other.id]);
+  });
+
+  test('globalLogLag: a transaction holding readers back shows with its pid, application and state, never its query', async () => {
+    const blocker = await openBlockingTransaction(databaseUrl, 'unit-lag-blocker');
+    try {
+      await announcing.appendToStream(stream('hidden'), [deposited(1n)], { expectedVersion: 'no_stream' });
+      // Other test files share this server and write too: wait until the oldest blocker is ours.
+      const lag = await until(
+        async () => {
+          const measured = await announcing.globalLogLag!();
+          return measured.blocker?.pid === blocker.pid ? measured : undefined;
+        },
+        { what: 'the lag to name our blocker' },
+      );
+      expect(lag.hiddenEvents).toBeGreaterThanOrEqual(1);
+      expect(lag.seconds).toBeGreaterThanOrEqual(0);
+      expect(lag.blocker).toMatchObject({ applicationName: 'unit-lag-blocker', state: 'idle in transaction', preparedTransaction: null });
+      expect(lag.blocker!.transactionAgeSeconds).toEqual(expect.any(Number));
+      expect(JSON.stringify(lag)).not.toContain('pg_current_xact_id');
+    } finally {
+      await blocker.end();
+    }
+    await until(async () => ((await announcing.globalLogLag!()).blocker?.pid !== blocker.pid ? true : undefined), { what: 'our blocker to be gone' });
+  });
 });
