@@ -10,6 +10,7 @@ import { requestId } from './observability/request-id';
 import { observeRequests } from './observability/request-log';
 import { mountCatalogueRoutes } from './routes/catalogue';
 import { mountInferenceRoutes, type InferenceRouteDeps } from './routes/inference';
+import { mountOpenApiRoutes } from './openapi/routes';
 
 export interface AppDeps extends InferenceRouteDeps {
   readonly metrics: GatewayMetrics;
@@ -61,6 +62,8 @@ export function createApp(deps: AppDeps): Express {
   const router = Router();
   mountInferenceRoutes(router, deps);
   mountCatalogueRoutes(router, deps);
+  // The API's description: /openapi.json and its reference page /docs.
+  mountOpenApiRoutes(router);
   for (const mount of deps.extraRoutes ?? []) mount(router);
   app.use(router);
 
