@@ -153,7 +153,7 @@ const paths: ZodOpenApiPathsObject = {
     },
   },
 
-  // Public and operations ------------------------------------------------------------------
+  // Public (prices and operations) ------------------------------------------------------------------
   '/pricing': {
     get: {
       tags: ['Public'],
@@ -163,11 +163,11 @@ const paths: ZodOpenApiPathsObject = {
     },
   },
   '/healthz': {
-    get: { tags: ['Operations'], summary: 'Liveness', responses: { '200': json('The process serves HTTP.', out.healthSchema), ...errors([429]) } },
+    get: { tags: ['Public'], summary: 'Liveness', responses: { '200': json('The process serves HTTP.', out.healthSchema), ...errors([429]) } },
   },
   '/readyz': {
     get: {
-      tags: ['Operations'],
+      tags: ['Public'],
       summary: 'Readiness',
       description: 'Ready when the database answers and at least one upstream accepts connections.',
       responses: { '200': json('Ready.', out.readinessSchema), '503': json('Not ready; the fields say which part is missing.', out.readinessSchema), ...errors([429]) },
@@ -175,14 +175,14 @@ const paths: ZodOpenApiPathsObject = {
   },
   '/metrics': {
     get: {
-      tags: ['Operations'],
+      tags: ['Public'],
       summary: 'Prometheus metrics',
       responses: { '200': { description: 'Prometheus text exposition format.', content: { 'text/plain': { schema: z.string() } } }, ...errors([429]) },
     },
   },
   '/openapi.json': {
     get: {
-      tags: ['Operations'],
+      tags: ['Public'],
       summary: 'This document',
       responses: { '200': json('The OpenAPI 3.1 description of this API.', z.looseObject({ openapi: z.string() })), ...errors([429]) },
     },
@@ -538,8 +538,7 @@ export function openApiDocument(): ReturnType<typeof createDocument> {
       { name: 'Account', description: "A customer key's own account." },
       { name: 'Billing', description: 'Card top-ups and refunds (Stripe), auto top-up, low-balance alerts, the Stripe webhook.' },
       { name: 'Admin', description: 'For the admin key.' },
-      { name: 'Public' },
-      { name: 'Operations' },
+      { name: 'Public', description: 'No key: prices, liveness, readiness, metrics and this document.' },
     ],
     components: {
       securitySchemes: {

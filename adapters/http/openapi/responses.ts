@@ -34,8 +34,8 @@ export const errorSchema = z
     error: z.object({
       message: z.string().meta({ description: 'What went wrong, in words; never quotes a prompt, a completion or a key' }),
       type: z
-        .enum(['invalid_request_error', 'insufficient_quota', 'requests', 'tokens', 'server_error', 'upstream_error'])
-        .meta({ description: 'upstream_error: the upstream failed, timed out or was unreachable (relayed by the inference routes)' }),
+        .enum(['invalid_request_error', 'insufficient_quota', 'requests', 'tokens', 'server_error', 'upstream_error', 'upstream_unavailable'])
+        .meta({ description: 'upstream_error / upstream_unavailable: the upstream failed, timed out or could not be reached (inference routes only)' }),
       param: z.string().nullable().meta({ description: 'The request parameter at fault, e.g. "messages[0].role", or null' }),
       code: z.string().nullable().meta({ description: 'A stable machine-readable reason, e.g. insufficient_quota, invalid_api_key, model_not_found' }),
     }),
@@ -400,5 +400,5 @@ agree<Same<Deep<z.infer<typeof keySchema>>, Deep<KeyView>>>();
 agree<Same<keyof z.infer<typeof requestViewSchema>, keyof RequestView>>();
 agree<Same<keyof z.infer<typeof catalogueEntrySchema>, keyof CatalogueEntry>>();
 agree<Same<keyof z.infer<typeof errorSchema>['error'], keyof ApiErrorBody['error']>>();
-// ApiErrorType plus 'upstream_error', which adapters/inference/outcome.ts answers for upstream failures.
-agree<Same<z.infer<typeof errorSchema>['error']['type'], ApiErrorBody['error']['type'] | 'upstream_error'>>();
+// ApiErrorType plus the types adapters/inference (clientError) answers for upstream failures.
+agree<Same<z.infer<typeof errorSchema>['error']['type'], ApiErrorBody['error']['type'] | 'upstream_error' | 'upstream_unavailable'>>();
