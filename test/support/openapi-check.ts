@@ -13,7 +13,7 @@ interface Operation {
   readonly tags?: readonly string[];
 }
 
-type Document = { paths: Record<string, Record<string, Operation>> } & Record<string, unknown>;
+export type OpenApiDocument = { paths: Record<string, Record<string, Operation>> } & Record<string, unknown>;
 
 export interface Seen {
   readonly method: string;
@@ -38,7 +38,7 @@ export class OpenApiCheck {
   private readonly ajv: Ajv2020;
   private readonly templates: { template: string; pattern: RegExp }[];
 
-  constructor(private readonly document: Document) {
+  constructor(private readonly document: OpenApiDocument) {
     // strict off: the document holds OpenAPI keywords (example, paths, ...) beside JSON Schema's.
     this.ajv = new Ajv2020({ strict: false, allErrors: true });
     addFormats(this.ajv);

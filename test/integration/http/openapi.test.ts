@@ -1,6 +1,6 @@
 import { startTestGateway, type TestGateway } from '../../support/gateway';
 import { defaultMockLlmConfig, startMockLlm, type MockLlm } from '../../support/mock-llm';
-import { OpenApiCheck, type CheckedAnswer } from '../../support/openapi-check';
+import { OpenApiCheck, type CheckedAnswer, type OpenApiDocument } from '../../support/openapi-check';
 import { startPaymentsHarness, WEBHOOK_SECRET, type PaymentsHarness } from '../payments/harness';
 
 /**
@@ -78,7 +78,7 @@ beforeAll(async () => {
   ]);
   // Both gateways serve the same document; the checker reads it from the one under test.
   const served = await fetch(`${tg.url}/openapi.json`);
-  check = new OpenApiCheck(await served.json());
+  check = new OpenApiCheck((await served.json()) as OpenApiDocument);
 }, 90_000);
 
 afterAll(async () => {
