@@ -1,3 +1,8 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { startTestGateway, type TestGateway } from '../../support/gateway';
 import { defaultMockLlmConfig, startMockLlm, type MockLlm } from '../../support/mock-llm';
 import { OpenApiCheck, type CheckedAnswer, type OpenApiDocument } from '../../support/openapi-check';
@@ -93,6 +98,13 @@ describe('the document', () => {
     expect(doc.status).toBe(200);
     expect(doc.body.openapi).toBe('3.1.0');
     expect(doc.body.info.title).toBe('Tollgate API');
+    // Valid against the OpenAPI 3.1 specification's own JSON Schema: the validator's CLI (an ES
+    // module, which jest cannot load) as a child process, by its exit code and report.
+    const file = join(mkdtempSync(join(tmpdir(), 'tollgate-openapi-')), 'openapi.json');
+    writeFileSync(file, doc.text);
+    const cli = require.resolve('@seriousme/openapi-schema-validator/bin/validate-api-cli.js');
+    const validated = await promisify(execFile)(process.execPath, [cli, file]);
+    expect(JSON.parse(validated.stdout)).toEqual({ valid: true });
     const page = await fetch(`${tg.url}/docs`);
     expect(page.status).toBe(200);
     expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");
