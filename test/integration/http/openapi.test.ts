@@ -78,6 +78,8 @@ beforeAll(async () => {
         // Nothing listens on port 9: every request to this model finds no upstream.
         { id: DOWN, upstreams: [{ baseUrl: 'http://127.0.0.1:9/v1', capacity: 8 }], maxOutputTokens: 16, operations: ['chat'] },
       ],
+      // This file sends a 401 to every authenticated route on purpose; the limiter has its own tests.
+      env: { TOLLGATE_AUTH_FAILURES_PER_MINUTE: '10000' },
     }),
     startPaymentsHarness(),
   ]);
@@ -155,6 +157,31 @@ describe('the routes', () => {
     expect(served.filter((route) => !documented.has(route))).toEqual([]);
     // And the other way: nothing documented that the gateway does not serve.
     expect([...documented].filter((route) => !served.includes(route))).toEqual([]);
+  });
+
+  test('the security each operation documents is enforced: admin ones refuse a customer key, keyed ones refuse no key', async () => {
+    const { key } = await customer('Mallory');
+    const concrete = (template: string) => template.replace('{id}', 'acct_nobody').replace('{keyId}', 'key_nobody');
+    const document = (await call('GET', '/openapi.json')).body as { paths: Record<string, Record<string, { security?: Record<string, unknown>[] }>> };
+    let admins = 0;
+    let keyed = 0;
+    for (const { method, template } of check.operations()) {
+      const schemes = (document.paths[template]![method.toLowerCase()]!.security ?? []).flatMap((s) => Object.keys(s));
+      const body = method === 'GET' || method === 'DELETE' ? undefined : {};
+      if (schemes.includes('adminKey')) {
+        admins += 1;
+        expectStatus(await call(method, concrete(template), { key, ...(body ? { body } : {}) }), 403, 'insufficient_permissions');
+      }
+      if (schemes.length > 0) {
+        keyed += 1;
+        expectStatus(await call(method, concrete(template), body ? { body } : {}), 401, 'invalid_api_key');
+      } else {
+        // Documented as public: no key is needed (whatever else the request lacks).
+        expect((await call(method, concrete(template), body ? { body } : {})).status).not.toBe(401);
+      }
+    }
+    expect(admins).toBeGreaterThan(15);
+    expect(keyed).toBeGreaterThan(35);
   });
 });
 
