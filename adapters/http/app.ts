@@ -11,6 +11,7 @@ import { observeRequests } from './observability/request-log';
 import type { GlobalLogHealth } from '../../src/global-log-monitor';
 import { mountCatalogueRoutes } from './routes/catalogue';
 import { mountInferenceRoutes, type InferenceRouteDeps } from './routes/inference';
+import { mountOpenApiRoutes } from './openapi/routes';
 
 export interface AppDeps extends InferenceRouteDeps {
   readonly metrics: GatewayMetrics;
@@ -72,6 +73,8 @@ export function createApp(deps: AppDeps): Express {
   const router = Router();
   mountInferenceRoutes(router, deps);
   mountCatalogueRoutes(router, deps);
+  // The API's description: /openapi.json and its reference page /docs.
+  mountOpenApiRoutes(router);
   for (const mount of deps.extraRoutes ?? []) mount(router);
   app.use(router);
 

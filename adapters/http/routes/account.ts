@@ -521,9 +521,9 @@ export async function issueKey(
 // ---------------------------------------------------------------------------------------------
 // Routes
 
-const newKeySchema = z.object({ name: shortTextSchema, scopes: customerScopesSchema.optional() });
-const renameKeySchema = z.strictObject({ name: shortTextSchema });
-const requestsQuerySchema = z.object({
+export const newKeySchema = z.object({ name: shortTextSchema, scopes: customerScopesSchema.optional() });
+export const renameKeySchema = z.strictObject({ name: shortTextSchema });
+export const requestsQuerySchema = z.object({
   limit: z.coerce.number({ error: 'expected an integer' }).int('expected an integer').min(1, 'at least 1').max(500, 'at most 500').default(50),
 });
 

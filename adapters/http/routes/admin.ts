@@ -40,7 +40,7 @@ const modelIdSchema = z
   .string({ error: 'expected a model id' })
   .regex(/^[A-Za-z0-9._:/@+-]{1,128}$/, 'expected a model id of letters, digits and ._:/@+- (at most 128)');
 
-const createAccountSchema = z
+export const createAccountSchema = z
   .object({
     display_name: shortTextSchema,
     email: z.email({ error: 'expected an email address' }).max(254, 'at most 254 characters'),
@@ -55,26 +55,26 @@ const createAccountSchema = z
       ctx.addIssue({ code: 'custom', path: ['promo_credit_usd'], message: 'required with promo_expires_at', params: { missing: true } });
     }
   });
-const searchAccountsSchema = z.object({
+export const searchAccountsSchema = z.object({
   q: z.string({ error: 'expected text' }).trim().max(200, 'at most 200 characters').optional().transform((q) => (q === '' ? undefined : q)),
   limit: z.coerce.number({ error: 'expected an integer' }).int('expected an integer').min(1, 'at least 1').max(200, 'at most 200').default(50),
 });
-const issueKeySchema = z.object({ name: shortTextSchema.default('key issued by an admin'), scopes: customerScopesSchema.optional() });
-const revokeKeySchema = z.object({ reason: shortTextSchema.default('revoked by an admin') });
-const topUpSchema = z.object({
+export const issueKeySchema = z.object({ name: shortTextSchema.default('key issued by an admin'), scopes: customerScopesSchema.optional() });
+export const revokeKeySchema = z.object({ reason: shortTextSchema.default('revoked by an admin') });
+export const topUpSchema = z.object({
   amount_usd: positiveUsdSchema,
   // Joined to "manual:" as the payment reference: the same reference twice credits once.
   reference: z.string({ error: 'expected a string' }).regex(/^[A-Za-z0-9._:/#-]{1,100}$/, 'expected 1-100 letters, digits or ._:/#-'),
   reason: shortTextSchema,
 });
-const promoGrantSchema = z.object({ amount_usd: positiveUsdSchema, expires_at: instantSchema, reason: shortTextSchema });
-const suspendSchema = z.object({ reason: suspensionReasonSchema });
-const addModelSchema = z.object({
+export const promoGrantSchema = z.object({ amount_usd: positiveUsdSchema, expires_at: instantSchema, reason: shortTextSchema });
+export const suspendSchema = z.object({ reason: suspensionReasonSchema });
+export const addModelSchema = z.object({
   id: modelIdSchema,
   operations: z.array(operationSchema, { error: 'expected an array of operations' }).min(1, 'at least one operation'),
   max_output_tokens: z.number({ error: 'expected an integer' }).int('expected an integer').min(1, 'at least 1').max(10_000_000, 'at most 10000000'),
 });
-const setPriceSchema = z.object({
+export const setPriceSchema = z.object({
   model: modelIdSchema,
   operation: operationSchema,
   input_usd_per_million: priceUsdSchema,

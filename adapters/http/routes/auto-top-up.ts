@@ -35,7 +35,7 @@ const zeroOrMoreUsdSchema = z
     return BigInt(whole!) * 1_000_000n + BigInt(fraction.padEnd(6, '0'));
   });
 
-const autoTopUpSchema = z.union([
+export const autoTopUpSchema = z.union([
   z.strictObject({ threshold_usd: zeroOrMoreUsdSchema, amount_usd: centsUsdSchema }),
   z.strictObject({ enabled: z.literal(false) }),
 ]);
@@ -47,7 +47,7 @@ const thresholdSchema = z.union([
     .transform((t): AlertThreshold => ({ kind: 'percent_of_last_top_up', percent: t.percent_of_last_top_up })),
 ]);
 
-function alertsSchema(allowLoopbackHttp: boolean) {
+export function alertsSchema(allowLoopbackHttp: boolean) {
   return z.strictObject({
     url: z
       .string({ error: 'expected a URL' })
@@ -67,7 +67,7 @@ function alertsSchema(allowLoopbackHttp: boolean) {
   });
 }
 
-const noticesQuerySchema = z.object({
+export const noticesQuerySchema = z.object({
   limit: z.coerce.number({ error: 'expected an integer' }).int('expected an integer').min(1, 'at least 1').max(200, 'at most 200').default(50),
 });
 

@@ -26,9 +26,9 @@ import { AccountReader, accountNotFound, authenticated, balanceView, isId, parse
 const cardUsdSchema = positiveUsdSchema.refine((amount) => amount % MICRO_USD_PER_CENT === 0n, 'expected whole cents (at most 2 decimals) for a card payment');
 const returnUrlSchema = z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }).max(2_000, 'at most 2000 characters');
 
-const topUpSchema = z.object({ amount_usd: cardUsdSchema, success_url: returnUrlSchema.optional(), cancel_url: returnUrlSchema.optional() });
-const refundSchema = z.object({ amount_usd: cardUsdSchema.optional() });
-const adminRefundSchema = z.object({ amount_usd: cardUsdSchema.optional(), reason: shortTextSchema });
+export const topUpSchema = z.object({ amount_usd: cardUsdSchema, success_url: returnUrlSchema.optional(), cancel_url: returnUrlSchema.optional() });
+export const refundSchema = z.object({ amount_usd: cardUsdSchema.optional() });
+export const adminRefundSchema = z.object({ amount_usd: cardUsdSchema.optional(), reason: shortTextSchema });
 
 export function paymentsNotConfigured(): ApiError {
   return new ApiError(503, 'server_error', 'payments_not_configured', null, 'Payments are not configured on this gateway (STRIPE_SECRET_KEY).');

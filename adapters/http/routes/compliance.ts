@@ -10,7 +10,7 @@ type GatewayParts = Omit<Gateway, 'server' | 'url' | 'close'>;
 const instant = z.union([z.iso.datetime({ offset: true }), z.iso.date()]).transform((s) => new Date(Date.parse(s)).toISOString());
 const text = z.string().min(1).max(200);
 
-const auditQuerySchema = z.object({
+export const auditQuerySchema = z.object({
   actor: text.optional(),
   action: text.optional(),
   target: text.optional(),

@@ -29,7 +29,7 @@ export function mountFinanceRoutes(router: Router, gateway: GatewayParts): void 
   });
 
   router.get('/admin/accounts/:id/balance', admin, async (req, res) => {
-    const { as_of } = parseQuery(z.object({ as_of: instantSchema.optional() }), req.query);
+    const { as_of } = parseQuery(balanceQuerySchema, req.query);
     const balance = await balanceAsOf(gateway.store, String(req.params['id']), as_of ?? new Date().toISOString());
     if (!balance) throw accountNotFound();
     res.json({
@@ -86,7 +86,8 @@ const instantSchema = z
   .union([z.iso.datetime({ offset: true }), z.iso.date()], { error: 'expected an ISO-8601 instant or a date such as 2025-01-31' })
   .transform((s) => new Date(Date.parse(s)).toISOString());
 
-const periodSchema = z.object({ from: instantSchema.optional(), to: instantSchema.optional() });
+export const periodSchema = z.object({ from: instantSchema.optional(), to: instantSchema.optional() });
+export const balanceQuerySchema = z.object({ as_of: instantSchema.optional() });
 
 function parsePeriod(req: Request): Period {
   return parseQuery(periodSchema, req.query);

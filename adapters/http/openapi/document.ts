@@ -1,0 +1,552 @@
+import { z } from 'zod';
+import { createDocument, type ZodOpenApiOperationObject, type ZodOpenApiPathsObject, type ZodOpenApiResponseObject, type ZodOpenApiResponsesObject } from 'zod-openapi';
+import { chatCompletionRequestSchema, completionRequestSchema, embeddingRequestSchema } from '../openai/requests';
+import { newKeySchema, renameKeySchema, requestsQuerySchema } from '../routes/account';
+import {
+  addModelSchema,
+  createAccountSchema,
+  issueKeySchema,
+  promoGrantSchema,
+  revokeKeySchema,
+  searchAccountsSchema,
+  setPriceSchema,
+  suspendSchema,
+  topUpSchema as manualTopUpRequestSchema,
+} from '../routes/admin';
+import { alertsSchema as alertsRequestSchema, autoTopUpSchema as autoTopUpRequestSchema, noticesQuerySchema } from '../routes/auto-top-up';
+import { adminRefundSchema, refundSchema as refundRequestSchema, topUpSchema as checkoutRequestSchema } from '../routes/billing';
+import { auditQuerySchema } from '../routes/compliance';
+import { balanceQuerySchema, periodSchema } from '../routes/finance';
+import * as out from './responses';
+
+/**
+ * The OpenAPI 3.1 document of Tollgate's HTTP API, built by zod-openapi from the zod schemas
+ * the routes validate with (request bodies and queries, imported from the route files) and
+ * the schemas of their answers (./responses.ts). Served at /openapi.json and rendered at /docs.
+ *
+ * Every status a route can answer is listed; errors all have OpenAI's shape (Error).
+ */
+
+// --- errors -------------------------------------------------------------------------------------
+
+const errorWords: Record<number, string> = {
+  400: 'Malformed body or parameter (nothing is reserved): `param` names it. Also a body that is not UTF-8 JSON, is larger than TOLLGATE_MAX_BODY_BYTES or nests deeper than 64.',
+  401: 'No key, or a key that does not verify (unknown, revoked, malformed): code `invalid_api_key`.',
+  403: 'The key lacks the scope (`insufficient_permissions`), or the account is suspended or closed.',
+  404: 'No such thing (or not this account\'s): e.g. `account_not_found`, `api_key_not_found`, `model_not_found`.',
+  409: "A decider refused the change: `code` is the refusal's name (e.g. `balance_limit_exceeded`, `model_already_exists`, `account_closed`).",
+  429: 'Too many failed authentications from this client address (`rate_limit_exceeded`, with Retry-After).',
+  500: 'An unexpected error; the detail is logged under the request id, never sent.',
+  502: 'Stripe refused or failed.',
+  503: 'The database cannot be reached (`service_unavailable`, with Retry-After; nothing was charged), or the capability is not configured.',
+};
+
+type Status = 400 | 401 | 403 | 404 | 409 | 429 | 500 | 502 | 503 | 504;
+
+const retryAfter = z.string().meta({ description: 'Seconds to wait before retrying' });
+
+function errorResponse(status: Status, description: string, headers?: z.ZodObject): ZodOpenApiResponseObject {
+  return { description, content: { 'application/json': { schema: out.errorSchema } }, ...(headers ? { headers } : {}) };
+}
+
+/** The error answers a route gives, with the usual words unless told otherwise. */
+function errors(statuses: readonly Status[], words: Partial<Record<Status, string>> = {}): ZodOpenApiResponsesObject {
+  return Object.fromEntries(statuses.map((s) => [String(s), errorResponse(s, words[s] ?? errorWords[s] ?? 'Error')]));
+}
+
+/** Every authenticated route: bad key, missing scope, too many failures, unexpected, database down. */
+const authenticated = [401, 403, 429, 500, 503] as const;
+
+const json = <T extends z.ZodType>(description: string, schema: T) => ({ description, content: { 'application/json': { schema } } });
+
+// --- inference ----------------------------------------------------------------------------------
+
+const inferenceErrors: ZodOpenApiResponsesObject = {
+  ...errors([400, 401, 404, 500, 502], {
+    400: 'Malformed request (nothing is reserved; `param` names the parameter), `max_tokens` above the model\'s limit, or the upstream refused it (`upstream_rejected`, `content_filter`).',
+    404: 'The model is not in the price book, or retired: code `model_not_found`, param `model`.',
+    502: 'The upstream failed, answered something that is not JSON, or cut the stream before any output (`upstream_error`, `upstream_stream_cut`). Released: nothing is charged.',
+  }),
+  '403': errorResponse(403, 'The key lacks the `inference` scope, or the account is suspended (`account_suspended`) or closed (`account_closed`); `x-should-retry: false`.', z.object({ 'x-should-retry': z.literal('false').optional() })),
+  '429': errorResponse(
+    429,
+    'Either **insufficient credit** (type and code `insufficient_quota`, `x-should-retry: false`: the reservation does not fit the available balance; the message states the balance and what the request needs), ' +
+      "or a per-key limit (`rate_limit_exceeded`, type `requests` or `tokens`, with `x-ratelimit-*`, `retry-after` and `retry-after-ms`), or the model's upstreams at capacity (`model_at_capacity`, `retry-after`; never queued), or too many failed authentications from the client address.",
+    z.object({
+      'x-should-retry': z.literal('false').optional().meta({ description: 'present when retrying cannot help (no credit; a request larger than the whole per-minute budget)' }),
+      'retry-after': retryAfter.optional(),
+      'retry-after-ms': z.string().optional().meta({ description: 'Milliseconds to wait, as the OpenAI SDKs read it' }),
+    }),
+  ),
+  '503': errorResponse(
+    503,
+    'No upstream is reachable or configured for the model (`upstream_unavailable`, or `upstream_overloaded` when the upstream answered 429), or the database cannot be reached (`service_unavailable`). Nothing is charged.',
+    z.object({ 'retry-after': retryAfter.optional() }),
+  ),
+  '504': errorResponse(504, 'The upstream did not begin to answer within TOLLGATE_UPSTREAM_HEADERS_TIMEOUT_S (`upstream_timeout`). Nothing is charged.'),
+};
+
+const rateLimitHeaders = z.object({
+  'x-ratelimit-limit-requests': z.string().optional(),
+  'x-ratelimit-remaining-requests': z.string().optional(),
+  'x-ratelimit-reset-requests': z.string().optional(),
+  'x-ratelimit-limit-tokens': z.string().optional(),
+  'x-ratelimit-remaining-tokens': z.string().optional(),
+  'x-ratelimit-reset-tokens': z.string().optional(),
+});
+
+function inference(summary: string, description: string, body: z.ZodType, answer: z.ZodType, streams: boolean): ZodOpenApiOperationObject {
+  return {
+    tags: ['OpenAI-compatible'],
+    summary,
+    description,
+    security: [{ customerKey: [] }],
+    requestBody: { required: true, content: { 'application/json': { schema: body } } },
+    responses: {
+      '200': {
+        description: streams ? 'The answer; with `"stream": true`, server-sent events.' : 'The answer.',
+        headers: rateLimitHeaders,
+        content: {
+          'application/json': { schema: answer },
+          ...(streams ? { 'text/event-stream': { schema: out.eventStreamSchema } } : {}),
+        },
+      },
+      ...inferenceErrors,
+    },
+  };
+}
+
+const charging =
+  ' Before the request reaches an upstream its estimated cost is reserved from the prepaid credit; when it ends, the exact cost from the token counts is charged (see the README for the charge policy).';
+
+// --- the document -------------------------------------------------------------------------------
+
+const idParam = z.object({ id: z.string().meta({ description: 'account id, e.g. acct_…' }) });
+const keyIdParam = z.object({ keyId: z.string().meta({ description: 'key id' }) });
+
+function customer(scope: 'account_read' | 'account_write', op: Omit<ZodOpenApiOperationObject, 'security'>): ZodOpenApiOperationObject {
+  return { ...op, security: [{ customerKey: [] }], description: `${op.description ?? ''}${op.description ? '\n\n' : ''}Needs a key with the \`${scope}\` scope; always the key's own account.` };
+}
+
+function admin(op: Omit<ZodOpenApiOperationObject, 'security'>): ZodOpenApiOperationObject {
+  return { ...op, security: [{ adminKey: [] }] };
+}
+
+const paths: ZodOpenApiPathsObject = {
+  // OpenAI-compatible ------------------------------------------------------------------------
+  '/v1/chat/completions': {
+    post: inference('Create a chat completion', `OpenAI's chat completions, relayed to the model's upstream.${charging}`, chatCompletionRequestSchema, out.chatCompletionSchema, true),
+  },
+  '/v1/completions': {
+    post: inference('Create a completion', `OpenAI's (legacy) completions, relayed to the model's upstream.${charging}`, completionRequestSchema, out.completionSchema, true),
+  },
+  '/v1/embeddings': {
+    post: inference('Create embeddings', `OpenAI's embeddings, relayed to the model's upstream.${charging}`, embeddingRequestSchema, out.embeddingListSchema, false),
+  },
+  '/v1/models': {
+    get: {
+      tags: ['OpenAI-compatible'],
+      summary: 'List models',
+      description: 'The models the price book offers now. Any valid key with the `inference` scope.',
+      security: [{ customerKey: [] }],
+      responses: { '200': json('The offered models.', out.modelListSchema), ...errors(authenticated) },
+    },
+  },
+
+  // Public (prices and operations) ------------------------------------------------------------------
+  '/pricing': {
+    get: {
+      tags: ['Public'],
+      summary: 'Prices in force',
+      description: 'Public: every offered model and operation with its price per million tokens.',
+      responses: { '200': json('The prices in force now.', out.pricingSchema), ...errors([429, 500, 503]) },
+    },
+  },
+  '/healthz': {
+    get: { tags: ['Public'], summary: 'Liveness', responses: { '200': json('The process serves HTTP.', out.healthSchema), ...errors([429]) } },
+  },
+  '/readyz': {
+    get: {
+      tags: ['Public'],
+      summary: 'Readiness',
+      description: 'Ready when the database answers and at least one upstream accepts connections.',
+      responses: { '200': json('Ready.', out.readinessSchema), '503': json('Not ready; the fields say which part is missing.', out.readinessSchema), ...errors([429]) },
+    },
+  },
+  '/metrics': {
+    get: {
+      tags: ['Public'],
+      summary: 'Prometheus metrics',
+      responses: { '200': { description: 'Prometheus text exposition format.', content: { 'text/plain': { schema: z.string() } } }, ...errors([429]) },
+    },
+  },
+  '/openapi.json': {
+    get: {
+      tags: ['Public'],
+      summary: 'This document',
+      responses: { '200': json('The OpenAPI 3.1 description of this API.', z.looseObject({ openapi: z.string() })), ...errors([429]) },
+    },
+  },
+
+  // Customer ---------------------------------------------------------------------------------
+  '/v1/account': {
+    get: customer('account_read', {
+      tags: ['Account'],
+      summary: 'The account',
+      description: 'Balance, promo grants, open reservations (requests still being served show as held) and totals. No personal data.',
+      responses: { '200': json('The account.', out.accountViewSchema), ...errors([...authenticated, 404]) },
+    }),
+  },
+  '/v1/account/keys': {
+    get: customer('account_read', {
+      tags: ['Account'],
+      summary: "The account's keys",
+      responses: { '200': json('Every key ever issued to the account (never the secrets).', out.listOf(out.keySchema)), ...errors(authenticated) },
+    }),
+    post: customer('account_write', {
+      tags: ['Account'],
+      summary: 'Issue a key',
+      description: 'Scopes default to inference, account_read and account_write; never admin.',
+      requestBody: { required: true, content: { 'application/json': { schema: newKeySchema } } },
+      responses: { '201': json('The new key, with its secret shown this once.', out.issuedKeySchema), ...errors([...authenticated, 400, 404, 409]) },
+    }),
+  },
+  '/v1/account/keys/{keyId}': {
+    patch: customer('account_write', {
+      tags: ['Account'],
+      summary: 'Rename a key',
+      requestParams: { path: keyIdParam },
+      requestBody: { required: true, content: { 'application/json': { schema: renameKeySchema } } },
+      responses: { '200': json('The renamed key.', out.keySchema), ...errors([...authenticated, 400, 404, 409]) },
+    }),
+    delete: customer('account_write', {
+      tags: ['Account'],
+      summary: 'Revoke a key',
+      description: 'Takes effect on every gateway process within milliseconds. Another account\'s key answers 404.',
+      requestParams: { path: keyIdParam },
+      responses: { '200': json('Revoked.', out.revokedKeySchema), ...errors([...authenticated, 404, 409]) },
+    }),
+  },
+  '/v1/account/requests': {
+    get: customer('account_read', {
+      tags: ['Account'],
+      summary: 'Recent requests',
+      description: 'The most recent ended requests, newest first: metadata and cost, never content.',
+      requestParams: { query: requestsQuerySchema },
+      responses: { '200': json('Recent requests.', out.listOf(out.requestViewSchema)), ...errors([...authenticated, 400, 404]) },
+    }),
+  },
+  '/v1/account/transactions': {
+    get: customer('account_read', {
+      tags: ['Account'],
+      summary: 'Statement of the account',
+      description: 'Money movements in [from, to) (ISO-8601 instants or UTC dates), as JSON or, with `Accept: text/csv`, CSV.',
+      requestParams: { query: periodSchema },
+      responses: {
+        '200': { description: 'The statement.', content: { 'application/json': { schema: out.statementSchema }, 'text/csv': { schema: out.statementCsvSchema } } },
+        ...errors([...authenticated, 400, 404]),
+      },
+    }),
+  },
+  '/v1/usage': {
+    get: customer('account_read', {
+      tags: ['Account'],
+      summary: 'Usage per day, key, model and operation',
+      requestParams: { query: periodSchema },
+      responses: { '200': json('Usage lines.', out.usageSchema), ...errors([...authenticated, 400]) },
+    }),
+  },
+  '/v1/account/close': {
+    post: customer('account_write', {
+      tags: ['Billing'],
+      summary: 'Close the account',
+      description: 'Refunds the remaining purchased credit to the cards it came from, then closes the account. Refused while requests are in flight.',
+      responses: {
+        '200': json('Closed.', out.closedAccountSchema),
+        '202': json('Not closed yet: the refund is pending at Stripe; closing again finishes it.', out.closedAccountSchema),
+        '502': json('Not closed: Stripe refused or failed the refund.', out.closedAccountSchema),
+        ...errors([...authenticated, 404, 409], { 503: `${errorWords[503]} Also \`payments_not_configured\` when credit would need a refund but payments are off.` }),
+      },
+    }),
+  },
+
+  // Billing ----------------------------------------------------------------------------------
+  '/v1/billing/top-ups': {
+    post: customer('account_write', {
+      tags: ['Billing'],
+      summary: 'Top up by card (Stripe Checkout)',
+      description: 'Amount net of VAT, in whole cents, at least TOLLGATE_MIN_TOP_UP_USD; the credit arrives through the Stripe webhook. 503 `payments_not_configured` without STRIPE_SECRET_KEY.',
+      requestBody: { required: true, content: { 'application/json': { schema: checkoutRequestSchema } } },
+      responses: { '201': json('A Checkout Session to pay.', out.checkoutSchema), ...errors([...authenticated, 400, 404, 409, 502]) },
+    }),
+  },
+  '/v1/billing/refunds': {
+    post: customer('account_write', {
+      tags: ['Billing'],
+      summary: 'Refund purchased credit',
+      description: 'All refundable credit, or `amount_usd`, back to the cards it came from. 503 `payments_not_configured` without STRIPE_SECRET_KEY.',
+      requestBody: { required: false, content: { 'application/json': { schema: refundRequestSchema } } },
+      responses: {
+        '200': json('Refunded.', out.refundSchema),
+        '202': json('Waiting for Stripe to confirm.', out.refundSchema),
+        '502': json('Stripe refused, or the ledger could not record it (an operator is alerted).', out.refundSchema),
+        ...errors([...authenticated, 400, 404, 409]),
+      },
+    }),
+  },
+  '/v1/billing/auto-top-up': {
+    get: customer('account_read', {
+      tags: ['Billing'],
+      summary: 'Auto top-up settings and recent attempts',
+      responses: { '200': json('Settings and attempts.', out.autoTopUpSchema), ...errors([...authenticated, 404]) },
+    }),
+    put: customer('account_write', {
+      tags: ['Billing'],
+      summary: 'Configure auto top-up',
+      description: 'Charge the saved card `amount_usd` when the available balance falls below `threshold_usd`; `{"enabled": false}` turns it off.',
+      requestBody: { required: true, content: { 'application/json': { schema: autoTopUpRequestSchema } } },
+      responses: { '200': json('The new settings.', out.autoTopUpSchema), ...errors([...authenticated, 400, 404, 409]) },
+    }),
+    delete: customer('account_write', {
+      tags: ['Billing'],
+      summary: 'Turn auto top-up off',
+      responses: { '200': json('The new settings.', out.autoTopUpSchema), ...errors([...authenticated, 404, 409]) },
+    }),
+  },
+  '/v1/billing/alerts': {
+    get: customer('account_read', {
+      tags: ['Billing'],
+      summary: 'Low-balance alert settings',
+      responses: { '200': json('The settings (never the secret).', out.alertsSchema), ...errors([...authenticated, 404], { 404: 'No alerts are configured (`alerts_not_configured`).' }) },
+    }),
+    put: customer('account_write', {
+      tags: ['Billing'],
+      summary: 'Configure low-balance alerts',
+      description: 'Signed notices are POSTed to `url` (https) when the available balance falls below a threshold.',
+      requestBody: { required: true, content: { 'application/json': { schema: alertsRequestSchema(false) } } },
+      responses: { '200': json('The settings and the signing secret, shown this once.', out.alertsSchema), ...errors([...authenticated, 400, 404, 409]) },
+    }),
+    delete: customer('account_write', {
+      tags: ['Billing'],
+      summary: 'Remove low-balance alerts',
+      responses: { '200': json('Removed.', out.alertsDeletedSchema), ...errors(authenticated) },
+    }),
+  },
+  '/v1/billing/alerts/notices': {
+    get: customer('account_read', {
+      tags: ['Billing'],
+      summary: 'Recent low-balance notices and their delivery attempts',
+      requestParams: { query: noticesQuerySchema },
+      responses: { '200': json('Notices, newest first.', out.noticesSchema), ...errors([...authenticated, 400]) },
+    }),
+  },
+  '/webhooks/stripe': {
+    post: {
+      tags: ['Billing'],
+      summary: "Stripe's webhook",
+      description:
+        'For Stripe only. The `Stripe-Signature` is verified against the raw body; a verified event is recorded once and answered 200 whatever its outcome. Top-ups credit exactly once per PaymentIntent.',
+      requestParams: { header: z.object({ 'stripe-signature': z.string().meta({ description: "Stripe's signature of the raw body" }) }) },
+      requestBody: { required: true, content: { 'application/json': { schema: z.looseObject({ id: z.string(), type: z.string(), data: z.looseObject({}) }).meta({ description: 'A Stripe event' }) } } },
+      responses: {
+        '200': json('Received (or received before: `duplicate`).', out.webhookReceiptSchema),
+        ...errors([400, 429, 500, 503], {
+          400: 'The signature does not verify, is missing or too old, or the event is malformed: nothing changes.',
+          503: `${errorWords[503]} Also \`payments_not_configured\` without STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET.`,
+        }),
+      },
+    },
+  },
+
+  // Admin ------------------------------------------------------------------------------------
+  '/admin/accounts': {
+    get: admin({
+      tags: ['Admin'],
+      summary: 'Search accounts',
+      description: '`q` matches ids, names and emails (case-insensitive); newest first.',
+      requestParams: { query: searchAccountsSchema },
+      responses: { '200': json('Matching accounts.', out.listOf(out.accountSummarySchema)), ...errors([...authenticated, 400]) },
+    }),
+    post: admin({
+      tags: ['Admin'],
+      summary: 'Open an account',
+      requestBody: { required: true, content: { 'application/json': { schema: createAccountSchema } } },
+      responses: { '201': json('Opened.', out.createdAccountSchema), ...errors([...authenticated, 400, 409]) },
+    }),
+  },
+  '/admin/accounts/{id}': {
+    get: admin({
+      tags: ['Admin'],
+      summary: 'An account, with its personal data',
+      requestParams: { path: idParam },
+      responses: { '200': json('The account.', out.accountViewSchema), ...errors([...authenticated, 404]) },
+    }),
+  },
+  '/admin/accounts/{id}/top-ups': {
+    post: admin({
+      tags: ['Admin'],
+      summary: 'Credit a manual top-up (bank transfer, invoice)',
+      description: 'The same `reference` twice credits once: the second answers 200 with `applied: false`.',
+      requestParams: { path: idParam },
+      requestBody: { required: true, content: { 'application/json': { schema: manualTopUpRequestSchema } } },
+      responses: { '201': json('Credited.', out.manualTopUpSchema), '200': json('Already credited under this reference.', out.manualTopUpSchema), ...errors([...authenticated, 400, 404, 409]) },
+    }),
+  },
+  '/admin/accounts/{id}/promo-grants': {
+    post: admin({
+      tags: ['Admin'],
+      summary: 'Grant promo credit',
+      requestParams: { path: idParam },
+      requestBody: { required: true, content: { 'application/json': { schema: promoGrantSchema } } },
+      responses: { '201': json('Granted.', out.promoGrantResultSchema), ...errors([...authenticated, 400, 404, 409]) },
+    }),
+  },
+  '/admin/accounts/{id}/suspend': {
+    post: admin({
+      tags: ['Admin'],
+      summary: 'Suspend an account',
+      requestParams: { path: idParam },
+      requestBody: { required: true, content: { 'application/json': { schema: suspendSchema } } },
+      responses: { '200': json('Suspended.', out.accountStatusSchema), ...errors([...authenticated, 400, 404, 409]) },
+    }),
+  },
+  '/admin/accounts/{id}/reinstate': {
+    post: admin({
+      tags: ['Admin'],
+      summary: 'Reinstate a suspended account',
+      requestParams: { path: idParam },
+      responses: { '200': json('Reinstated.', out.accountStatusSchema), ...errors([...authenticated, 404, 409]) },
+    }),
+  },
+  '/admin/accounts/{id}/keys': {
+    get: admin({
+      tags: ['Admin'],
+      summary: "An account's keys",
+      requestParams: { path: idParam },
+      responses: { '200': json('Every key issued to the account.', out.listOf(out.keySchema)), ...errors([...authenticated, 404]) },
+    }),
+    post: admin({
+      tags: ['Admin'],
+      summary: 'Issue a key to an account',
+      requestParams: { path: idParam },
+      requestBody: { required: false, content: { 'application/json': { schema: issueKeySchema } } },
+      responses: { '201': json('The new key, with its secret shown this once.', out.issuedKeySchema), ...errors([...authenticated, 400, 404, 409]) },
+    }),
+  },
+  '/admin/accounts/{id}/refunds': {
+    post: admin({
+      tags: ['Admin'],
+      summary: "Refund an account's purchased credit",
+      requestParams: { path: idParam },
+      requestBody: { required: true, content: { 'application/json': { schema: adminRefundSchema } } },
+      responses: {
+        '200': json('Refunded.', out.refundSchema),
+        '202': json('Waiting for Stripe to confirm.', out.refundSchema),
+        '502': json('Stripe refused, or the ledger could not record it.', out.refundSchema),
+        ...errors([...authenticated, 400, 404, 409], { 503: `${errorWords[503]} Also \`payments_not_configured\` without STRIPE_SECRET_KEY.` }),
+      },
+    }),
+  },
+  '/admin/accounts/{id}/statement': {
+    get: admin({
+      tags: ['Admin'],
+      summary: "An account's statement",
+      description: 'Money movements in [from, to), as JSON or, with `Accept: text/csv`, CSV.',
+      requestParams: { path: idParam, query: periodSchema },
+      responses: {
+        '200': { description: 'The statement.', content: { 'application/json': { schema: out.statementSchema }, 'text/csv': { schema: out.statementCsvSchema } } },
+        ...errors([...authenticated, 400, 404]),
+      },
+    }),
+  },
+  '/admin/accounts/{id}/balance': {
+    get: admin({
+      tags: ['Admin'],
+      summary: "An account's balance at an instant",
+      requestParams: { path: idParam, query: balanceQuerySchema },
+      responses: { '200': json('The balance as of the instant (now by default).', out.balanceAsOfSchema), ...errors([...authenticated, 400, 404]) },
+    }),
+  },
+  '/admin/keys/{keyId}': {
+    delete: admin({
+      tags: ['Admin'],
+      summary: 'Revoke any key',
+      description: 'The bootstrapped admin key cannot be revoked here (409 `admin_key_not_revocable`).',
+      requestParams: { path: keyIdParam },
+      requestBody: { required: false, content: { 'application/json': { schema: revokeKeySchema } } },
+      responses: { '200': json('Revoked.', out.revokedKeySchema), ...errors([...authenticated, 400, 404, 409]) },
+    }),
+  },
+  '/admin/models': {
+    get: admin({
+      tags: ['Admin'],
+      summary: 'Models and their prices',
+      description: 'Prices in force and scheduled; superseded prices are left out.',
+      responses: { '200': json('Every model.', out.listOf(out.adminModelSchema)), ...errors(authenticated) },
+    }),
+    post: admin({
+      tags: ['Admin'],
+      summary: 'Add a model to the price book',
+      requestBody: { required: true, content: { 'application/json': { schema: addModelSchema } } },
+      responses: { '201': json('Added.', out.adminModelSchema), ...errors([...authenticated, 400, 409]) },
+    }),
+  },
+  '/admin/models/{id}': {
+    delete: admin({
+      tags: ['Admin'],
+      summary: 'Retire a model',
+      requestParams: { path: z.object({ id: z.string().meta({ description: 'model id (URL-encoded)' }) }) },
+      responses: { '200': json('Retired.', out.retiredModelSchema), ...errors([...authenticated, 404, 409]) },
+    }),
+  },
+  '/admin/prices': {
+    post: admin({
+      tags: ['Admin'],
+      summary: 'Set a price',
+      description: 'USD per million tokens, in force from `effective_at` (now by default; never in the past).',
+      requestBody: { required: true, content: { 'application/json': { schema: setPriceSchema } } },
+      responses: { '201': json('The new price version.', out.priceSetSchema), ...errors([...authenticated, 400, 404, 409]) },
+    }),
+  },
+  '/admin/audit': {
+    get: admin({
+      tags: ['Admin'],
+      summary: 'The audit log',
+      description: 'Entries matching the filters, with the verification of the hash chain so the reader knows whether to trust them.',
+      requestParams: { query: auditQuerySchema },
+      responses: { '200': json('Audit entries.', out.auditSchema), ...errors([...authenticated, 400]) },
+    }),
+  },
+};
+
+let built: ReturnType<typeof createDocument> | undefined;
+
+/** The document (built once; the schemas do not change while the process runs). */
+export function openApiDocument(): ReturnType<typeof createDocument> {
+  built ??= createDocument({
+    openapi: '3.1.0',
+    info: {
+      title: 'Tollgate API',
+      version: '0.1.0',
+      description:
+        'Tollgate sells inference on open-weight models by the token from prepaid credit, and speaks the OpenAI API: use the official OpenAI SDKs with a Tollgate key and base URL `<gateway>/v1`.\n\n' +
+        'Every error has OpenAI\'s shape `{"error": {"message", "type", "param", "code"}}`. Money is always a decimal string of USD (6 decimals), never a JSON number. ' +
+        'Out of credit is **429 `insufficient_quota` with `x-should-retry: false`**, as OpenAI answers it, not 402.',
+    },
+    tags: [
+      { name: 'OpenAI-compatible', description: 'As OpenAI defines them, with a Tollgate key as the Bearer token.' },
+      { name: 'Account', description: "A customer key's own account." },
+      { name: 'Billing', description: 'Card top-ups and refunds (Stripe), auto top-up, low-balance alerts, the Stripe webhook.' },
+      { name: 'Admin', description: 'For the admin key.' },
+      { name: 'Public', description: 'No key: prices, liveness, readiness, metrics and this document.' },
+    ],
+    components: {
+      securitySchemes: {
+        customerKey: { type: 'http', scheme: 'bearer', description: 'A customer key, `tg_<id>_<secret>`, with the scope the operation names.' },
+        adminKey: { type: 'http', scheme: 'bearer', description: 'A key with the admin scope (the bootstrapped TOLLGATE_ADMIN_KEY or one issued with it).' },
+      },
+    },
+    paths,
+  });
+  return built;
+}

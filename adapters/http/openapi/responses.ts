@@ -1,0 +1,404 @@
+import { z } from 'zod';
+import 'zod-openapi';
+import { suspensionReasonSchema } from '../../../domain/account';
+import { apiKeyScopeSchema } from '../../../domain/api-key';
+import { operationSchema } from '../../../domain/price-book';
+import type { ApiErrorBody } from '../openai/errors';
+import type { AccountSummary, AccountView, KeyView, RequestView } from '../routes/account';
+import type { CatalogueEntry } from '../routes/catalogue';
+
+/**
+ * Zod schemas of what the routes answer, for the OpenAPI document (document.ts). The request
+ * schemas are the routes' own (exported from the route files); the answers had no schema, so
+ * they are here. Where a route file names its answer's type (AccountView, KeyView, ...), the
+ * `Same<>` checks at the bottom make the type-check fail when the two drift apart; the test in
+ * test/integration/http/openapi.test.ts validates every answer of a real gateway against them.
+ *
+ * Objects are `z.object`, rendered with `additionalProperties: false`: a field the document
+ * does not list fails the test. Bodies relayed from upstreams (OpenAI's shapes) are loose.
+ */
+
+// --- shared pieces ------------------------------------------------------------------------------
+
+export const usdSchema = z
+  .string()
+  .regex(/^-?\d+\.\d{6}$/)
+  .meta({ id: 'Usd', description: 'An amount of US dollars as an exact decimal string with 6 decimals (micro-USD), e.g. "10.500000". Never a JSON number.', example: '10.500000' });
+
+const instant = z.iso.datetime({ offset: true }).meta({ description: 'ISO-8601 instant', example: '2026-12-01T12:00:00.000Z' });
+const tokenCount = z.string().regex(/^\d+$/).meta({ description: 'A token count as a decimal string (may exceed 2^53)' });
+const accountStatus = z.enum(['open', 'suspended', 'closed']);
+
+export const errorSchema = z
+  .object({
+    error: z.object({
+      message: z.string().meta({ description: 'What went wrong, in words; never quotes a prompt, a completion or a key' }),
+      type: z
+        .enum(['invalid_request_error', 'insufficient_quota', 'requests', 'tokens', 'server_error', 'upstream_error', 'upstream_unavailable'])
+        .meta({ description: 'upstream_error / upstream_unavailable: the upstream failed, timed out or could not be reached (inference routes only)' }),
+      param: z.string().nullable().meta({ description: 'The request parameter at fault, e.g. "messages[0].role", or null' }),
+      code: z.string().nullable().meta({ description: 'A stable machine-readable reason, e.g. insufficient_quota, invalid_api_key, model_not_found' }),
+    }),
+  })
+  .meta({
+    id: 'Error',
+    description: "OpenAI's error shape, used by every route for every error.",
+    example: { error: { message: 'Incorrect API key provided.', type: 'invalid_request_error', param: null, code: 'invalid_api_key' } },
+  });
+
+export const listOf = <T extends z.ZodType>(item: T) => z.object({ object: z.literal('list'), data: z.array(item) });
+
+// --- operations ---------------------------------------------------------------------------------
+
+export const healthSchema = z.object({ status: z.literal('ok') }).meta({ id: 'Health' });
+export const readinessSchema = z
+  .object({
+    status: z.enum(['ready', 'not ready']),
+    database: z.enum(['ok', 'unreachable']),
+    upstreams: z.enum(['ok', 'none reachable']),
+  })
+  .meta({ id: 'Readiness' });
+
+// --- catalogue ----------------------------------------------------------------------------------
+
+export const catalogueEntrySchema = z
+  .object({
+    model: z.string(),
+    operation: operationSchema,
+    price_version: z.int(),
+    input_usd_per_million: usdSchema,
+    output_usd_per_million: usdSchema,
+  })
+  .meta({ id: 'CataloguePrice' });
+
+export const pricingSchema = z
+  .object({ currency: z.literal('USD'), unit: z.literal('per million tokens'), as_of: instant, prices: z.array(catalogueEntrySchema) })
+  .meta({ id: 'Pricing' });
+
+export const modelListSchema = listOf(
+  z.object({ id: z.string(), object: z.literal('model'), created: z.int(), owned_by: z.literal('tollgate') }).meta({ id: 'Model' }),
+).meta({ id: 'ModelList' });
+
+// --- OpenAI-compatible answers (relayed from the upstream; the fields Tollgate relies on) ------
+
+const usage = z.looseObject({ prompt_tokens: z.int().min(0), completion_tokens: z.int().min(0).optional(), total_tokens: z.int().min(0) });
+
+export const chatCompletionSchema = z
+  .looseObject({
+    id: z.string(),
+    object: z.literal('chat.completion'),
+    created: z.int(),
+    model: z.string(),
+    choices: z.array(z.looseObject({ index: z.int(), message: z.looseObject({ role: z.string() }), finish_reason: z.string().nullable() })),
+    usage: usage.optional(),
+  })
+  .meta({ id: 'ChatCompletion', description: "OpenAI's chat.completion, as the upstream answered it (vendor fields pass through)." });
+
+export const completionSchema = z
+  .looseObject({
+    id: z.string(),
+    object: z.literal('text_completion'),
+    created: z.int(),
+    model: z.string(),
+    choices: z.array(z.looseObject({ index: z.int(), text: z.string(), finish_reason: z.string().nullable() })),
+    usage: usage.optional(),
+  })
+  .meta({ id: 'Completion', description: "OpenAI's text_completion, as the upstream answered it." });
+
+export const embeddingListSchema = z
+  .looseObject({
+    object: z.literal('list'),
+    data: z.array(z.looseObject({ object: z.literal('embedding'), index: z.int(), embedding: z.union([z.array(z.number()), z.string()]) })),
+    model: z.string(),
+    usage: usage.optional(),
+  })
+  .meta({ id: 'EmbeddingList', description: "OpenAI's embedding list, as the upstream answered it." });
+
+export const eventStreamSchema = z.string().meta({
+  description:
+    'Server-sent events: `data: {chunk}` lines as OpenAI streams them, ending with `data: [DONE]`. An error after the stream began arrives as a `data: {"error": {...}}` event.',
+});
+
+// --- accounts and keys --------------------------------------------------------------------------
+
+const balanceFields = {
+  balance_usd: usdSchema,
+  available_usd: usdSchema,
+  purchased_usd: usdSchema,
+  promo_usd: usdSchema,
+  reserved_usd: usdSchema,
+};
+
+export const balanceViewSchema = z.object(balanceFields);
+
+export const accountViewSchema = z
+  .object({
+    account_id: z.string(),
+    status: accountStatus,
+    suspension_reason: suspensionReasonSchema.nullable(),
+    display_name: z.string().nullable().optional().meta({ description: 'admin view only; null once the personal data is erased' }),
+    email: z.string().nullable().optional().meta({ description: 'admin view only; null once the personal data is erased' }),
+    ...balanceFields,
+    promo_grants: z.array(z.object({ grant_id: z.string(), granted_usd: usdSchema, remaining_usd: usdSchema, expires_at: instant, expired: z.boolean() })),
+    open_reservations: z.array(z.object({ request_id: z.string(), model: z.string(), operation: operationSchema, amount_usd: usdSchema, expires_at: instant })),
+    totals: z.object({ topped_up_usd: usdSchema, refunded_usd: usdSchema, usage_cost_usd: usdSchema, input_tokens: tokenCount, output_tokens: tokenCount }),
+  })
+  .meta({ id: 'Account' });
+
+export const accountSummarySchema = z
+  .object({
+    account_id: z.string(),
+    status: accountStatus,
+    suspension_reason: suspensionReasonSchema.nullable(),
+    display_name: z.string().nullable(),
+    email: z.string().nullable(),
+    ...balanceFields,
+  })
+  .meta({ id: 'AccountSummary' });
+
+export const keySchema = z
+  .object({ key_id: z.string(), prefix: z.string(), name: z.string(), scopes: z.array(apiKeyScopeSchema), status: z.enum(['active', 'revoked']) })
+  .meta({ id: 'ApiKey' });
+
+export const issuedKeySchema = keySchema
+  .extend({ key: z.string().meta({ description: 'The secret key, tg_<id>_<secret>: shown this once, stored only as a hash' }) })
+  .meta({ id: 'IssuedApiKey' });
+
+export const revokedKeySchema = z.object({ key_id: z.string(), status: z.literal('revoked') }).meta({ id: 'RevokedApiKey' });
+
+export const requestViewSchema = z
+  .object({
+    request_id: z.string(),
+    status: z.enum(['settled', 'released', 'expired']),
+    at: instant,
+    key_id: z.string().nullable(),
+    model: z.string().nullable(),
+    operation: operationSchema.nullable(),
+    outcome: z.string().nullable().meta({ description: 'settled: the charged outcome; released: why nothing was charged' }),
+    reserved_usd: usdSchema,
+    cost_usd: usdSchema,
+    usage: z.object({ input_tokens: tokenCount, output_tokens: tokenCount, estimated: z.boolean() }).nullable(),
+    upstream: z.string().nullable(),
+    http_status: z.int().nullable(),
+    stream: z.boolean().nullable(),
+    latency_ms: z.int().nullable(),
+    time_to_first_token_ms: z.int().nullable(),
+  })
+  .meta({ id: 'RequestRecord', description: "One ended request's metadata (never its content)." });
+
+// --- admin --------------------------------------------------------------------------------------
+
+export const createdAccountSchema = z.object({ account_id: z.string(), promo_grant_id: z.string().nullable() }).meta({ id: 'CreatedAccount' });
+
+export const manualTopUpSchema = z
+  .object({ account_id: z.string(), payment_reference: z.string(), applied: z.boolean().meta({ description: 'false when this reference was already credited (200)' }), amount_usd: usdSchema, ...balanceFields })
+  .meta({ id: 'ManualTopUp' });
+
+export const promoGrantResultSchema = z
+  .object({ account_id: z.string(), grant_id: z.string(), amount_usd: usdSchema, expires_at: instant, ...balanceFields })
+  .meta({ id: 'PromoGrant' });
+
+export const accountStatusSchema = z
+  .object({ account_id: z.string(), status: accountStatus, suspension_reason: suspensionReasonSchema.nullable() })
+  .meta({ id: 'AccountStatus' });
+
+const priceRow = z.object({
+  operation: operationSchema,
+  version: z.int(),
+  input_usd_per_million: usdSchema,
+  output_usd_per_million: usdSchema,
+  effective_at: instant,
+  in_force: z.boolean(),
+});
+
+export const adminModelSchema = z
+  .object({ id: z.string(), operations: z.array(operationSchema), max_output_tokens: z.int(), retired: z.boolean(), prices: z.array(priceRow) })
+  .meta({ id: 'AdminModel' });
+
+export const retiredModelSchema = z.object({ id: z.string(), retired: z.literal(true) }).meta({ id: 'RetiredModel' });
+
+export const priceSetSchema = z
+  .object({ model: z.string(), operation: operationSchema, version: z.int(), input_usd_per_million: usdSchema, output_usd_per_million: usdSchema, effective_at: instant })
+  .meta({ id: 'PriceSet' });
+
+// --- finance and compliance ---------------------------------------------------------------------
+
+export const statementSchema = z
+  .object({
+    object: z.literal('statement'),
+    account_id: z.string(),
+    opening_balance: usdSchema,
+    closing_balance: usdSchema,
+    data: z.array(
+      z.object({
+        occurred_at: instant,
+        event_id: z.string(),
+        type: z.string(),
+        reference: z.string().nullable(),
+        purchased_change: usdSchema,
+        promo_change: usdSchema,
+        amount: usdSchema,
+        balance: usdSchema,
+      }),
+    ),
+  })
+  .meta({ id: 'Statement', description: 'Money movements in [from, to); also served as text/csv when asked by Accept.' });
+
+export const statementCsvSchema = z.string().meta({ description: 'The same statement as CSV (one line per movement).' });
+
+export const balanceAsOfSchema = z
+  .object({
+    object: z.literal('balance'),
+    account_id: z.string(),
+    as_of: instant,
+    purchased: usdSchema,
+    promo: usdSchema,
+    balance: usdSchema,
+    reserved: usdSchema,
+    available: usdSchema,
+    negative: z.boolean(),
+  })
+  .meta({ id: 'BalanceAsOf' });
+
+export const usageSchema = listOf(
+  z
+    .object({
+      day: z.string(),
+      key_id: z.string(),
+      model: z.string(),
+      operation: z.string(),
+      requests: z.int(),
+      input_tokens: z.int(),
+      output_tokens: z.int(),
+      cost: usdSchema,
+      errors: z.int(),
+      average_latency_ms: z.number().nullable(),
+    })
+    .meta({ id: 'UsageLine' }),
+).meta({ id: 'Usage' });
+
+const chainFields = { entries: z.int(), anchor_entry_no: z.string() };
+
+export const auditSchema = z
+  .object({
+    object: z.literal('list'),
+    data: z.array(
+      z
+        .object({
+          entry_no: z.string(),
+          position: z.object({ tx: z.string(), seq: z.string() }),
+          event_id: z.string(),
+          occurred_at: instant,
+          actor: z.object({ kind: z.string(), id: z.string() }),
+          action: z.string(),
+          target: z.object({ kind: z.string(), id: z.string() }),
+          reason: z.string().nullable(),
+          correlation_id: z.string(),
+          details: z.unknown().meta({ description: 'what the act changed (amounts, reasons; never personal data)' }),
+          hash: z.string(),
+        })
+        .meta({ id: 'AuditEntry' }),
+    ),
+    has_more: z.boolean(),
+    chain: z.union([
+      z.object({ verified: z.literal(true), ...chainFields, head_entry_no: z.string(), head_hash: z.string() }),
+      z.object({ verified: z.literal(false), ...chainFields, first_broken_entry_no: z.string(), problem: z.string(), message: z.string() }),
+    ]),
+  })
+  .meta({ id: 'AuditLog', description: 'Audit entries with the verification of their hash chain.' });
+
+// --- billing ------------------------------------------------------------------------------------
+
+export const checkoutSchema = z
+  .object({ object: z.literal('billing.top_up'), account_id: z.string(), amount_usd: usdSchema, checkout_session_id: z.string(), url: z.url() })
+  .meta({ id: 'CheckoutTopUp', description: 'A Stripe Checkout Session to pay the top-up; the credit arrives through the webhook.' });
+
+const refundFields = {
+  object: z.literal('billing.refund'),
+  refund_id: z.string(),
+  requested_usd: usdSchema,
+  refunded_usd: usdSchema,
+  parts: z.array(
+    z.object({
+      payment_intent: z.string(),
+      amount_usd: usdSchema,
+      stripe_refund_id: z.string().nullable(),
+      status: z.enum(['recorded', 'pending', 'failed', 'not_recorded']),
+    }),
+  ),
+};
+
+export const refundSchema = z
+  .object({ account_id: z.string(), ...refundFields, ...z.object(balanceFields).partial().shape })
+  .meta({ id: 'Refund', description: '200 refunded, 202 waiting for Stripe, 502 Stripe refused or the ledger could not record it.' });
+
+export const closedAccountSchema = z
+  .object({ account_id: z.string(), status: accountStatus, refund: z.object(refundFields).nullable(), ...z.object(balanceFields).partial().shape })
+  .meta({ id: 'AccountClosure', description: '200 closed; 202/502 not closed yet because the refund of remaining credit is pending or failed.' });
+
+const autoTopUpAttempt = z.object({ attempt_id: z.string(), status: z.string(), amount_usd: usdSchema.nullable(), reason: z.string().nullable(), created_at: instant });
+
+export const autoTopUpSchema = z
+  .object({
+    object: z.literal('auto_top_up'),
+    enabled: z.boolean(),
+    threshold_usd: usdSchema.nullable(),
+    amount_usd: usdSchema.nullable(),
+    account_status: accountStatus,
+    suspension_reason: suspensionReasonSchema.nullable(),
+    pending_attempt: z.object({ attempt_id: z.string(), amount_usd: usdSchema }).nullable(),
+    last_failure: z.object({ attempt_id: z.string(), reason: z.string().nullable(), amount_usd: usdSchema.nullable(), at: instant }).nullable(),
+    recent_attempts: z.array(autoTopUpAttempt),
+  })
+  .meta({ id: 'AutoTopUp' });
+
+const thresholdView = z.union([z.object({ usd: usdSchema }), z.object({ percent_of_last_top_up: z.int() })]);
+
+export const alertsSchema = z
+  .object({
+    object: z.literal('low_balance_alerts'),
+    url: z.string(),
+    thresholds: z.array(thresholdView),
+    signing_secret: z.string().optional().meta({ description: 'Only in the answer to PUT: the secret that signs notices, shown once' }),
+  })
+  .meta({ id: 'LowBalanceAlerts' });
+
+export const alertsDeletedSchema = z.object({ object: z.literal('low_balance_alerts'), deleted: z.literal(true) }).meta({ id: 'LowBalanceAlertsDeleted' });
+
+export const noticesSchema = listOf(
+  z
+    .object({
+      notice_id: z.string(),
+      threshold: z.unknown(),
+      available_usd: usdSchema,
+      occurred_at: instant,
+      status: z.string(),
+      attempts: z.array(z.object({ attempt: z.int(), attempted_at: instant, http_status: z.int().nullable(), outcome: z.string(), error: z.string().nullable() })),
+    })
+    .meta({ id: 'LowBalanceNotice' }),
+).meta({ id: 'LowBalanceNotices' });
+
+export const webhookReceiptSchema = z
+  .object({
+    received: z.literal(true),
+    event_id: z.string(),
+    duplicate: z.boolean().meta({ description: 'true when this event id was already processed (nothing changes again)' }),
+    outcome: z.string(),
+  })
+  .meta({ id: 'WebhookReceipt' });
+
+// --- the route files' types and these schemas agree ---------------------------------------------
+
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+type Deep<T> = T extends readonly (infer U)[] ? Deep<U>[] : T extends object ? { -readonly [K in keyof T]: Deep<T[K]> } : T;
+const agree = <T extends true>(): T => true as T;
+
+// Widened where the schema is stricter than the type (string formats, enums of strings).
+agree<Same<keyof z.infer<typeof accountViewSchema>, keyof AccountView>>();
+agree<Same<keyof z.infer<typeof accountSummarySchema>, keyof AccountSummary>>();
+agree<Same<Deep<z.infer<typeof keySchema>>, Deep<KeyView>>>();
+agree<Same<keyof z.infer<typeof requestViewSchema>, keyof RequestView>>();
+agree<Same<keyof z.infer<typeof catalogueEntrySchema>, keyof CatalogueEntry>>();
+agree<Same<keyof z.infer<typeof errorSchema>['error'], keyof ApiErrorBody['error']>>();
+// ApiErrorType plus the types adapters/inference (clientError) answers for upstream failures.
+agree<Same<z.infer<typeof errorSchema>['error']['type'], ApiErrorBody['error']['type'] | 'upstream_error' | 'upstream_unavailable'>>();

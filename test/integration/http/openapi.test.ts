@@ -1,0 +1,399 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { startTestGateway, type TestGateway } from '../../support/gateway';
+import { defaultMockLlmConfig, startMockLlm, type MockLlm } from '../../support/mock-llm';
+import { OpenApiCheck, type CheckedAnswer, type OpenApiDocument } from '../../support/openapi-check';
+import { startPaymentsHarness, WEBHOOK_SECRET, type PaymentsHarness } from '../payments/harness';
+
+/**
+ * The OpenAPI document (/openapi.json) against what the gateway really answers. Every request
+ * here goes through a real gateway (embedded PostgreSQL, mock-llm upstream; a second gateway
+ * with payments on against the Stripe stand-in) and every answer, success or error, is checked
+ * against the document the gateway serves: the route and status must be documented and the
+ * body must validate. At the end every documented operation must have been exercised, and each
+ * group (tag) must have shown at least one success and one error.
+ */
+
+const CHAT = 'oa-chat';
+const EMBED = 'oa-embed';
+const DOWN = 'oa-down';
+
+let upstream: MockLlm;
+let tg: TestGateway;
+let pay: PaymentsHarness;
+let check: OpenApiCheck;
+
+interface CallOptions {
+  readonly key?: string | null;
+  readonly body?: unknown;
+  readonly accept?: string;
+  readonly headers?: Record<string, string>;
+  readonly raw?: string;
+}
+
+function caller(baseUrl: () => string) {
+  return (method: string, path: string, options: CallOptions = {}): Promise<CheckedAnswer> => {
+    const headers: Record<string, string> = { ...options.headers };
+    if (options.key) headers['authorization'] = `Bearer ${options.key}`;
+    if (options.accept) headers['accept'] = options.accept;
+    let body: string | undefined;
+    if (options.raw !== undefined) body = options.raw;
+    else if (options.body !== undefined) body = JSON.stringify(options.body);
+    if (body !== undefined) headers['content-type'] ??= 'application/json';
+    return check.fetch(`${baseUrl()}${path}`, { method, headers, ...(body !== undefined ? { body } : {}) });
+  };
+}
+
+const call = caller(() => tg.url);
+const callPay = caller(() => pay.tg.url);
+const admin = (method: string, path: string, options: CallOptions = {}) => call(method, path, { key: tg.adminKey, ...options });
+
+function expectStatus(answer: CheckedAnswer, status: number, code?: string): void {
+  expect({ status: answer.status, code: answer.body?.error?.code }).toEqual({ status, code: code ?? answer.body?.error?.code });
+}
+
+const inOneHour = () => new Date(Date.now() + 3_600_000).toISOString();
+
+/** A customer on `tg`: an account opened by the admin API, a key, and optionally credit. */
+async function customer(name: string, topUpUsd?: string): Promise<{ accountId: string; key: string; keyId: string }> {
+  const opened = await admin('POST', '/admin/accounts', { body: { display_name: name, email: `${name.toLowerCase()}@example.org` } });
+  expectStatus(opened, 201);
+  const accountId = opened.body.account_id as string;
+  const key = await admin('POST', `/admin/accounts/${accountId}/keys`, { body: { name: 'main' } });
+  expectStatus(key, 201);
+  if (topUpUsd) expectStatus(await admin('POST', `/admin/accounts/${accountId}/top-ups`, { body: { amount_usd: topUpUsd, reference: `ref-${name}`, reason: 'test credit' } }), 201);
+  return { accountId, key: key.body.key, keyId: key.body.key_id };
+}
+
+beforeAll(async () => {
+  upstream = await startMockLlm(defaultMockLlmConfig());
+  [tg, pay] = await Promise.all([
+    startTestGateway({
+      models: [
+        { id: CHAT, upstreams: [{ baseUrl: upstream.baseUrl, capacity: 8 }], maxOutputTokens: 256, operations: ['chat', 'completion'] },
+        { id: EMBED, upstreams: [{ baseUrl: upstream.baseUrl, capacity: 8 }], maxOutputTokens: 1, operations: ['embedding'] },
+        // Nothing listens on port 9: every request to this model finds no upstream.
+        { id: DOWN, upstreams: [{ baseUrl: 'http://127.0.0.1:9/v1', capacity: 8 }], maxOutputTokens: 16, operations: ['chat'] },
+      ],
+      // This file sends a 401 to every authenticated route on purpose; the limiter has its own tests.
+      env: { TOLLGATE_AUTH_FAILURES_PER_MINUTE: '10000' },
+    }),
+    startPaymentsHarness(),
+  ]);
+  // Both gateways serve the same document; the checker reads it from the one under test.
+  const served = await fetch(`${tg.url}/openapi.json`);
+  check = new OpenApiCheck((await served.json()) as OpenApiDocument);
+}, 90_000);
+
+afterAll(async () => {
+  await tg?.stop();
+  await pay?.stop();
+  await upstream?.stop();
+});
+
+describe('the document', () => {
+  test('is OpenAPI 3.1 and describes itself; /docs is served with a strict CSP', async () => {
+    const doc = await call('GET', '/openapi.json');
+    expect(doc.status).toBe(200);
+    expect(doc.body.openapi).toBe('3.1.0');
+    expect(doc.body.info.title).toBe('Tollgate API');
+    // Valid against the OpenAPI 3.1 specification's own JSON Schema: the validator's CLI (an ES
+    // module, which jest cannot load) as a child process, by its exit code and report.
+    const file = join(mkdtempSync(join(tmpdir(), 'tollgate-openapi-')), 'openapi.json');
+    writeFileSync(file, doc.text);
+    const cli = require.resolve('@seriousme/openapi-schema-validator/bin/validate-api-cli.js');
+    const validated = await promisify(execFile)(process.execPath, [cli, file]);
+    expect(JSON.parse(validated.stdout)).toEqual({ valid: true });
+    const page = await fetch(`${tg.url}/docs`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");
+    expect(page.headers.get('content-security-policy')).not.toContain('unsafe-eval');
+    const html = await page.text();
+    expect(html).toContain('/docs/assets/swagger-ui-bundle.js');
+    expect(html).not.toMatch(/https?:\/\//);
+    const bundle = await fetch(`${tg.url}/docs/assets/swagger-ui-bundle.js`);
+    expect(bundle.status).toBe(200);
+    expect(bundle.headers.get('content-type')).toContain('javascript');
+    await bundle.arrayBuffer();
+  });
+
+  test('the checker itself fails on an undocumented status, field or route', () => {
+    const json = (status: number, body: unknown): CheckedAnswer => ({ status, headers: new Headers(), contentType: 'application/json', text: JSON.stringify(body), body });
+    expect(() => check.check('GET', '/healthz', json(418, { status: 'ok' }))).toThrow(/status 418 is not documented/);
+    expect(() => check.check('GET', '/healthz', json(200, { status: 'ok', extra: 1 }))).toThrow(/does not match/);
+    expect(() => check.check('GET', '/v1/nowhere', json(200, {}))).toThrow(/not in the OpenAPI document/);
+    expect(() => check.check('GET', '/v1/account', json(401, { error: { message: 'x', type: 'nonsense', param: null, code: null } }))).toThrow(/does not match/);
+    // Each failed before recording: what was seen stays only real answers.
+    expect(check.seen.filter((s) => s.status === 418 || s.template === '/v1/nowhere')).toEqual([]);
+  });
+});
+
+/** Every route express serves, as "GET /v1/account/keys/{keyId}", read from the app's router. */
+function servedRoutes(gateway: TestGateway): string[] {
+  type Layer = { route?: { path: string; methods: Record<string, boolean> }; handle?: { stack?: Layer[] } };
+  const app = gateway.gateway.server.listeners('request')[0] as unknown as { router: { stack: Layer[] } };
+  const out: string[] = [];
+  const walk = (stack: readonly Layer[]) => {
+    for (const layer of stack) {
+      if (layer.route) {
+        const path = layer.route.path.replace(/:(\w+)/g, '{$1}');
+        for (const method of Object.keys(layer.route.methods)) out.push(`${method.toUpperCase()} ${path}`);
+      } else if (layer.handle?.stack) walk(layer.handle.stack);
+    }
+  };
+  walk(app.router.stack);
+  return out;
+}
+
+describe('the routes', () => {
+  test('every route the gateway serves is in the document, but the HTML pages (dashboard, /docs) and their assets', () => {
+    const documented = new Set(check.operations().map((o) => `${o.method} ${o.template}`));
+    const pages = /^[A-Z]+ \/(?:$|dashboard\/|docs(?:$|\/))/;
+    const served = servedRoutes(tg).filter((route) => !pages.test(route));
+    expect(served.length).toBeGreaterThan(40);
+    expect(served.filter((route) => !documented.has(route))).toEqual([]);
+    // And the other way: nothing documented that the gateway does not serve.
+    expect([...documented].filter((route) => !served.includes(route))).toEqual([]);
+  });
+
+  test('the security each operation documents is enforced: admin ones refuse a customer key, keyed ones refuse no key', async () => {
+    const { key } = await customer('Mallory');
+    const concrete = (template: string) => template.replace('{id}', 'acct_nobody').replace('{keyId}', 'key_nobody');
+    const document = (await call('GET', '/openapi.json')).body as { paths: Record<string, Record<string, { security?: Record<string, unknown>[] }>> };
+    let admins = 0;
+    let keyed = 0;
+    for (const { method, template } of check.operations()) {
+      const schemes = (document.paths[template]![method.toLowerCase()]!.security ?? []).flatMap((s) => Object.keys(s));
+      const body = method === 'GET' || method === 'DELETE' ? undefined : {};
+      if (schemes.includes('adminKey')) {
+        admins += 1;
+        expectStatus(await call(method, concrete(template), { key, ...(body ? { body } : {}) }), 403, 'insufficient_permissions');
+      }
+      if (schemes.length > 0) {
+        keyed += 1;
+        expectStatus(await call(method, concrete(template), body ? { body } : {}), 401, 'invalid_api_key');
+      } else {
+        // Documented as public: no key is needed (whatever else the request lacks).
+        expect((await call(method, concrete(template), body ? { body } : {})).status).not.toBe(401);
+      }
+    }
+    expect(admins).toBeGreaterThan(15);
+    expect(keyed).toBeGreaterThan(35);
+  });
+});
+
+describe('operations and public', () => {
+  test('health, readiness, metrics, pricing', async () => {
+    expectStatus(await call('GET', '/healthz'), 200);
+    expectStatus(await call('GET', '/readyz'), 200);
+    expectStatus(await call('GET', '/metrics'), 200);
+    expectStatus(await call('GET', '/pricing'), 200);
+    // The payments gateway's only upstream is down: not ready, in the readiness shape.
+    expectStatus(await callPay('GET', '/readyz'), 503);
+  });
+});
+
+describe('admin', () => {
+  test('models and prices', async () => {
+    expectStatus(await admin('POST', '/admin/models', { body: { id: CHAT, operations: ['chat', 'completion'], max_output_tokens: 256 } }), 201);
+    expectStatus(await admin('POST', '/admin/models', { body: { id: CHAT, operations: ['chat'], max_output_tokens: 256 } }), 409, 'model_already_exists');
+    expectStatus(await admin('POST', '/admin/models', { body: { id: EMBED, operations: ['embedding'], max_output_tokens: 1 } }), 201);
+    expectStatus(await admin('POST', '/admin/models', { body: { id: DOWN, operations: ['chat'], max_output_tokens: 16 } }), 201);
+    expectStatus(await admin('POST', '/admin/models', { body: { id: 'x', operations: ['dance'], max_output_tokens: 5 } }), 400, 'invalid_value');
+    for (const [model, operation] of [[CHAT, 'chat'], [CHAT, 'completion'], [EMBED, 'embedding'], [DOWN, 'chat']] as const) {
+      expectStatus(await admin('POST', '/admin/prices', { body: { model, operation, input_usd_per_million: '0.50', output_usd_per_million: '1.50' } }), 201);
+    }
+    expectStatus(await admin('POST', '/admin/prices', { body: { model: CHAT, operation: 'chat', input_usd_per_million: '0.60', output_usd_per_million: '1.80', effective_at: inOneHour() } }), 201);
+    expectStatus(await admin('POST', '/admin/prices', { body: { model: 'nope', operation: 'chat', input_usd_per_million: '1', output_usd_per_million: '1' } }), 404, 'model_not_found');
+    expectStatus(await admin('GET', '/admin/models'), 200);
+    expectStatus(await call('GET', '/admin/models'), 401, 'invalid_api_key');
+    expectStatus(await admin('POST', '/admin/models', { body: { id: 'old-model', operations: ['chat'], max_output_tokens: 8 } }), 201);
+    expectStatus(await admin('DELETE', '/admin/models/old-model'), 200);
+    expectStatus(await admin('DELETE', '/admin/models/old-model'), 409, 'model_retired');
+    expectStatus(await admin('DELETE', '/admin/models/never-added'), 404, 'model_not_found');
+    expectStatus(await call('GET', '/pricing'), 200);
+  });
+
+  test('accounts, credit, suspension, keys', async () => {
+    const created = await admin('POST', '/admin/accounts', {
+      body: { display_name: 'Grace Hopper', email: 'grace@example.org', promo_credit_usd: '5', promo_expires_at: inOneHour() },
+    });
+    expectStatus(created, 201);
+    const id = created.body.account_id as string;
+    expectStatus(await admin('POST', '/admin/accounts', { body: { display_name: 'No Email' } }), 400, 'missing_required_parameter');
+    expectStatus(await admin('GET', '/admin/accounts?q=grace'), 200);
+    expectStatus(await admin('GET', '/admin/accounts?limit=0'), 400);
+    expectStatus(await admin('GET', `/admin/accounts/${id}`), 200);
+    expectStatus(await admin('GET', '/admin/accounts/acct_nobody'), 404, 'account_not_found');
+
+    expectStatus(await admin('POST', `/admin/accounts/${id}/top-ups`, { body: { amount_usd: '20', reference: 'inv-1', reason: 'bank transfer' } }), 201);
+    expectStatus(await admin('POST', `/admin/accounts/${id}/top-ups`, { body: { amount_usd: '20', reference: 'inv-1', reason: 'bank transfer' } }), 200);
+    expectStatus(await admin('POST', `/admin/accounts/${id}/top-ups`, { body: { amount_usd: 20, reference: 'inv-2', reason: 'x' } }), 400, 'invalid_type');
+    expectStatus(await admin('POST', `/admin/accounts/${id}/promo-grants`, { body: { amount_usd: '1', expires_at: inOneHour(), reason: 'welcome' } }), 201);
+    expectStatus(await admin('POST', `/admin/accounts/${id}/promo-grants`, { body: { amount_usd: '1', expires_at: 'tomorrow', reason: 'x' } }), 400);
+
+    const key = await admin('POST', `/admin/accounts/${id}/keys`, { body: { name: 'ci' } });
+    expectStatus(key, 201);
+    expectStatus(await admin('POST', `/admin/accounts/${id}/keys`, { body: { scopes: ['admin'] } }), 400);
+    expectStatus(await admin('GET', `/admin/accounts/${id}/keys`), 200);
+    expectStatus(await admin('GET', '/admin/accounts/acct_nobody/keys'), 404);
+    // A customer key is refused on every admin route.
+    expectStatus(await call('GET', '/admin/accounts', { key: key.body.key }), 403, 'insufficient_permissions');
+
+    expectStatus(await admin('POST', `/admin/accounts/${id}/suspend`, { body: { reason: 'terms_violation' } }), 200);
+    expectStatus(await admin('POST', `/admin/accounts/${id}/suspend`, { body: { reason: 'because' } }), 400);
+    // Suspended: inference is refused before anything is reserved.
+    expectStatus(await call('POST', '/v1/chat/completions', { key: key.body.key, body: { model: CHAT, messages: [{ role: 'user', content: 'hi' }] } }), 403, 'account_suspended');
+    expectStatus(await admin('POST', `/admin/accounts/${id}/reinstate`), 200);
+    expectStatus(await admin('POST', `/admin/accounts/${id}/reinstate`), 409);
+
+    expectStatus(await admin('DELETE', `/admin/keys/${key.body.key_id}`, { body: { reason: 'rotated' } }), 200);
+    expectStatus(await admin('DELETE', '/admin/keys/admin'), 409, 'admin_key_not_revocable');
+    expectStatus(await admin('DELETE', '/admin/keys/key_nobody'), 404);
+    // A revoked key is refused everywhere.
+    expectStatus(await call('GET', '/v1/account', { key: key.body.key }), 401, 'invalid_api_key');
+
+    expectStatus(await admin('GET', `/admin/accounts/${id}/statement?from=2020-01-01`), 200);
+    const csv = await admin('GET', `/admin/accounts/${id}/statement`, { accept: 'text/csv' });
+    expect(csv.status).toBe(200);
+    expect(csv.contentType).toBe('text/csv');
+    expectStatus(await admin('GET', '/admin/accounts/acct_nobody/statement'), 404);
+    expectStatus(await admin('GET', `/admin/accounts/${id}/statement?from=yesterday`), 400);
+    expectStatus(await admin('GET', `/admin/accounts/${id}/balance?as_of=${encodeURIComponent(new Date().toISOString())}`), 200);
+    expectStatus(await admin('GET', `/admin/accounts/${id}/balance?as_of=soon`), 400);
+    expectStatus(await admin('GET', '/admin/accounts/acct_nobody/balance'), 404);
+    expectStatus(await admin('GET', '/admin/audit?action=account.suspended'), 200);
+    expectStatus(await admin('GET', '/admin/audit?limit=0'), 400);
+  });
+});
+
+describe('OpenAI-compatible', () => {
+  test('chat, completions, embeddings and models, with their errors', async () => {
+    const { key } = await customer('Ada', '10');
+    const ask = { model: CHAT, messages: [{ role: 'user', content: 'hello upstream' }], max_tokens: 20 };
+    expectStatus(await call('POST', '/v1/chat/completions', { key, body: ask }), 200);
+    const streamed = await call('POST', '/v1/chat/completions', { key, body: { ...ask, stream: true, stream_options: { include_usage: true } } });
+    expect(streamed.status).toBe(200);
+    expect(streamed.contentType).toBe('text/event-stream');
+    expect(streamed.text).toContain('data: [DONE]');
+    expectStatus(await call('POST', '/v1/completions', { key, body: { model: CHAT, prompt: 'once upon', max_tokens: 10 } }), 200);
+    expectStatus(await call('POST', '/v1/embeddings', { key, body: { model: EMBED, input: 'embed this' } }), 200);
+    expectStatus(await call('GET', '/v1/models', { key }), 200);
+
+    expectStatus(await call('POST', '/v1/chat/completions', { key, body: { model: CHAT, messages: [{ role: 'wizard', content: 'x' }] } }), 400, 'invalid_value');
+    expectStatus(await call('POST', '/v1/chat/completions', { key, raw: '{"model": ' }), 400, 'invalid_json');
+    expectStatus(await call('POST', '/v1/chat/completions', { body: ask }), 401, 'invalid_api_key');
+    expectStatus(await call('POST', '/v1/chat/completions', { key, body: { ...ask, model: 'no-such-model' } }), 404, 'model_not_found');
+    expectStatus(await call('POST', '/v1/chat/completions', { key, body: { ...ask, model: DOWN, max_tokens: 5 } }), 503, 'upstream_unavailable');
+    expectStatus(await call('POST', '/v1/completions', { key, body: { model: CHAT } }), 400, 'missing_required_parameter');
+    expectStatus(await call('POST', '/v1/embeddings', { key, body: { model: EMBED, input: '' } }), 400);
+    expectStatus(await call('GET', '/v1/models'), 401);
+
+    // Out of credit: 429 insufficient_quota with x-should-retry: false, not 402.
+    const poor = await customer('Poor');
+    const refused = await call('POST', '/v1/chat/completions', { key: poor.key, body: ask });
+    expectStatus(refused, 429, 'insufficient_quota');
+    expect(refused.headers.get('x-should-retry')).toBe('false');
+
+    // An account_read-only key lacks the inference scope.
+    const readOnly = await call('POST', '/v1/account/keys', { key, body: { name: 'reader', scopes: ['account_read'] } });
+    expectStatus(readOnly, 201);
+    expectStatus(await call('POST', '/v1/embeddings', { key: readOnly.body.key, body: { model: EMBED, input: 'x' } }), 403, 'insufficient_permissions');
+  });
+});
+
+describe('customer', () => {
+  test('account, keys, requests, statement and usage', async () => {
+    const { key } = await customer('Barbara', '10');
+    expectStatus(await call('POST', '/v1/chat/completions', { key, body: { model: CHAT, messages: [{ role: 'user', content: 'count me' }], max_tokens: 5 } }), 200);
+    expectStatus(await call('GET', '/v1/account', { key }), 200);
+    expectStatus(await call('GET', '/v1/account'), 401);
+    expectStatus(await call('GET', '/v1/account/keys', { key }), 200);
+    const made = await call('POST', '/v1/account/keys', { key, body: { name: 'laptop' } });
+    expectStatus(made, 201);
+    expectStatus(await call('POST', '/v1/account/keys', { key, body: { name: '' } }), 400);
+    expectStatus(await call('PATCH', `/v1/account/keys/${made.body.key_id}`, { key, body: { name: 'desktop' } }), 200);
+    expectStatus(await call('PATCH', '/v1/account/keys/key_nobody', { key, body: { name: 'x' } }), 404, 'api_key_not_found');
+    expectStatus(await call('PATCH', `/v1/account/keys/${made.body.key_id}`, { key, body: { name: 'x', extra: 1 } }), 400);
+    expectStatus(await call('DELETE', `/v1/account/keys/${made.body.key_id}`, { key }), 200);
+    expectStatus(await call('DELETE', '/v1/account/keys/key_nobody', { key }), 404);
+    const requests = await call('GET', '/v1/account/requests?limit=5', { key });
+    expectStatus(requests, 200);
+    expect(requests.body.data).toHaveLength(1);
+    expectStatus(await call('GET', '/v1/account/requests?limit=0', { key }), 400);
+    expectStatus(await call('GET', '/v1/account/transactions', { key }), 200);
+    expect((await call('GET', '/v1/account/transactions', { key, accept: 'text/csv' })).contentType).toBe('text/csv');
+    expectStatus(await call('GET', '/v1/account/transactions?to=never', { key }), 400);
+    const usage = await call('GET', '/v1/usage?from=2020-01-01', { key });
+    expectStatus(usage, 200);
+    expect(usage.body.data.length).toBeGreaterThan(0);
+    expectStatus(await call('GET', '/v1/usage?from=then', { key }), 400);
+  });
+
+  test('billing automation: auto top-up, alerts, notices; card billing off without Stripe', async () => {
+    const { key } = await customer('Claude', '10');
+    expectStatus(await call('GET', '/v1/billing/auto-top-up', { key }), 200);
+    expectStatus(await call('PUT', '/v1/billing/auto-top-up', { key, body: { threshold_usd: '5', amount_usd: '20.00' } }), 200);
+    expectStatus(await call('PUT', '/v1/billing/auto-top-up', { key, body: { threshold_usd: '5', amount_usd: '20.001' } }), 400);
+    expectStatus(await call('DELETE', '/v1/billing/auto-top-up', { key }), 200);
+    expectStatus(await call('GET', '/v1/billing/alerts', { key }), 404, 'alerts_not_configured');
+    expectStatus(await call('PUT', '/v1/billing/alerts', { key, body: { url: 'https://hooks.example.org/tollgate', thresholds: [{ usd: '2' }, { percent_of_last_top_up: 10 }] } }), 200);
+    expectStatus(await call('PUT', '/v1/billing/alerts', { key, body: { url: 'http://hooks.example.org/x', thresholds: [{ usd: '2' }] } }), 400);
+    expectStatus(await call('GET', '/v1/billing/alerts', { key }), 200);
+    expectStatus(await call('GET', '/v1/billing/alerts/notices', { key }), 200);
+    expectStatus(await call('GET', '/v1/billing/alerts/notices?limit=1000', { key }), 400);
+    expectStatus(await call('DELETE', '/v1/billing/alerts', { key }), 200);
+    expectStatus(await call('DELETE', '/v1/billing/alerts'), 401);
+    expectStatus(await call('POST', '/v1/billing/top-ups', { key, body: { amount_usd: '25.00' } }), 503, 'payments_not_configured');
+    expectStatus(await call('POST', '/v1/billing/refunds', { key, body: {} }), 503, 'payments_not_configured');
+    expectStatus(await call('POST', '/webhooks/stripe', { raw: '{}', headers: { 'stripe-signature': 't=1,v1=00' } }), 503, 'payments_not_configured');
+    // Only manual credit, which cannot go back to a card: the account closes at once.
+    const leaving = await customer('Leaving');
+    expectStatus(await call('POST', '/v1/account/close', { key: leaving.key }), 200);
+    expectStatus(await call('POST', '/v1/account/close', { key: leaving.key }), 409, 'account_closed');
+  });
+});
+
+describe('billing with Stripe', () => {
+  test('checkout, webhook, refunds and closure', async () => {
+    const alice = await pay.openCustomer('Alice');
+    const started = await callPay('POST', '/v1/billing/top-ups', { key: alice.key, body: { amount_usd: '50.00' } });
+    expectStatus(started, 201);
+    expectStatus(await callPay('POST', '/v1/billing/top-ups', { key: alice.key, body: { amount_usd: '5.00' } }), 409);
+    expectStatus(await callPay('POST', '/v1/billing/top-ups', { key: alice.key, body: { amount_usd: '50.001' } }), 400);
+
+    const { paymentIntent } = pay.stripeServer.payCheckoutSession(started.body.checkout_session_id) as { paymentIntent: Record<string, unknown> & { id: string } };
+    const payload = JSON.stringify(pay.stripeServer.event('payment_intent.succeeded', paymentIntent));
+    const signature = pay.signer.webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET });
+    const credited = await callPay('POST', '/webhooks/stripe', { raw: payload, headers: { 'stripe-signature': signature } });
+    expectStatus(credited, 200);
+    expect(credited.body).toMatchObject({ received: true, duplicate: false, outcome: 'credited' });
+    expect((await callPay('POST', '/webhooks/stripe', { raw: payload, headers: { 'stripe-signature': signature } })).body.duplicate).toBe(true);
+    expectStatus(await callPay('POST', '/webhooks/stripe', { raw: payload, headers: { 'stripe-signature': 't=1,v1=forged' } }), 400);
+
+    expectStatus(await callPay('POST', '/v1/billing/refunds', { key: alice.key, body: { amount_usd: '10.00' } }), 200);
+    expectStatus(await callPay('POST', '/v1/billing/refunds', { key: alice.key, body: { amount_usd: '1000.00' } }), 409, 'exceeds_refundable_credit');
+    expectStatus(await callPay('POST', `/admin/accounts/${alice.accountId}/refunds`, { key: pay.tg.adminKey, body: { amount_usd: '5.00', reason: 'goodwill' } }), 200);
+    expectStatus(await callPay('POST', `/admin/accounts/${alice.accountId}/refunds`, { key: pay.tg.adminKey, body: { reason: '' } }), 400);
+    expectStatus(await callPay('POST', '/admin/accounts/acct_nobody/refunds', { key: pay.tg.adminKey, body: { reason: 'x' } }), 404);
+    const closed = await callPay('POST', '/v1/account/close', { key: alice.key });
+    expectStatus(closed, 200);
+    expect(closed.body.status).toBe('closed');
+  });
+});
+
+describe('coverage', () => {
+  test('every documented operation was exercised, and every group showed a success and an error', () => {
+    const hit = new Set(check.seen.map((s) => `${s.method} ${s.template}`));
+    const missed = check.operations().filter((o) => !hit.has(`${o.method} ${o.template}`)).map((o) => `${o.method} ${o.template}`);
+    expect(missed).toEqual([]);
+    const groups = [...new Set(check.operations().flatMap((o) => o.tags))];
+    for (const group of groups) {
+      const statuses = check.seen.filter((s) => s.tags.includes(group)).map((s) => s.status);
+      expect({ group, success: statuses.some((s) => s < 300), error: statuses.some((s) => s >= 400) }).toEqual({ group, success: true, error: true });
+    }
+  });
+});
