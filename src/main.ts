@@ -1,6 +1,6 @@
 import { describeFailure } from './cli/errors';
 import { ConfigError, loadConfig, type Config } from './config';
-import { startGateway } from './gateway';
+import { startGateway, type Gateway } from './gateway';
 import { createLogger } from './logger';
 import { standardRoutes } from './routes';
 
@@ -14,19 +14,20 @@ async function main(): Promise<void> {
     throw error;
   }
   const log = createLogger(config.LOG_LEVEL);
-  const gateway = await startGateway(config, log, standardRoutes).catch((error: unknown) => fail(describeFailure(error), 1));
-  log.info({ url: gateway.url, database: gateway.database.description }, 'tollgate is listening');
 
   // SIGTERM/SIGINT: drain (open requests finish and settle, bounded by TOLLGATE_DRAIN_TIMEOUT_S),
   // then stop the workers and the database. A second signal cuts the open connections at once.
-  let stopping = false;
+  // A signal during start-up takes effect once started, so the database is never left running.
+  let gateway: Gateway | undefined;
+  let stopping: string | undefined;
   const shutdown = async (signal: string) => {
     if (stopping) {
       log.warn({ signal }, 'second signal: cutting the open connections');
-      gateway.server.closeAllConnections();
+      gateway?.server.closeAllConnections();
       return;
     }
-    stopping = true;
+    stopping = signal;
+    if (!gateway) return; // still starting: shut down right after
     log.info({ signal, drainTimeoutS: config.TOLLGATE_DRAIN_TIMEOUT_S }, 'shutting down: draining open requests');
     try {
       await gateway.close();
@@ -39,6 +40,14 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', () => void shutdown('SIGINT'));
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
+
+  gateway = await startGateway(config, log, standardRoutes).catch((error: unknown) => fail(describeFailure(error), 1));
+  log.info({ url: gateway.url, database: gateway.database.description }, 'tollgate is listening');
+  if (stopping) {
+    const signal = stopping;
+    stopping = undefined;
+    await shutdown(signal);
+  }
 }
 
 function fail(message: string, code: number): never {

@@ -181,6 +181,10 @@ describe('the CLI on the embedded default', () => {
     expect(await cli(place, ['verify'])).toMatchObject({ code: 1, stderr: expect.stringMatching(/1 difference\(s\) found/) });
     expect(await cli(place, ['audit', 'verify-chain'])).toMatchObject({ code: 1 });
     expect(await cli(place, ['balance', '--account', 'no-such-account'])).toMatchObject({ code: 1 });
+    // Two at once: the second waits for the first's server to be released, then starts its own.
+    const [verify, chain] = await Promise.all([cli(place, ['verify']), cli(place, ['audit', 'verify-chain'])]);
+    expect([verify.code, chain.code]).toEqual([1, 1]);
+    expect(verify.stderr).toMatch(/1 difference\(s\) found/);
     expect(existsSync(join(place.dataDir, 'pgdata', 'postmaster.pid'))).toBe(false);
     expect(existsSync(join(place.dataDir, 'tollgate-owner.json'))).toBe(false);
   });
@@ -270,5 +274,16 @@ describe('the gateway on the embedded default', () => {
     } finally {
       squatter.close();
     }
+  });
+
+  test('a SIGTERM during start-up stops the gateway once started, leaving no database running', async () => {
+    const place = await freshPlace();
+    const gateway = spawnEmbeddedGateway({ ...place, env: { LOG_LEVEL: 'info' } });
+    await until(() => (gateway.output().includes('starting embedded PostgreSQL') ? true : undefined), { what: 'start-up to begin', timeoutMs: 60_000 });
+    gateway.child.kill('SIGTERM');
+    expect(await gateway.exited).toEqual({ code: 0, signal: null });
+    expect(gateway.output()).toContain('"msg":"stopped"');
+    expect(existsSync(join(place.dataDir, 'pgdata', 'postmaster.pid'))).toBe(false);
+    expect(existsSync(join(place.dataDir, 'tollgate-owner.json'))).toBe(false);
   });
 });
