@@ -39,6 +39,7 @@ export async function openDatabase(config: Config, log: Logger, options: OpenOpt
       httpPort: config.PORT,
       log: (line) => log.warn({ component: 'embedded-postgres' }, line),
     });
+    log.info({ owned: embedded.owned }, embedded.owned ? 'embedded PostgreSQL ready' : 'using the embedded PostgreSQL of the running gateway');
     connectionString = embedded.connectionString;
     stopEmbedded = () => embedded.stop();
   }

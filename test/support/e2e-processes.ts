@@ -45,6 +45,8 @@ export async function startGatewayProcess(options: {
       TOLLGATE_ADMIN_KEY: TEST_ADMIN_KEY,
       TOLLGATE_DATA_DIR: mkdtempSync(join(tmpdir(), 'tollgate-e2e-data-')),
       LOG_LEVEL: 'warn',
+      // stop() SIGKILLs after 5 s: draining open requests for at most 2 s fits in it
+      TOLLGATE_DRAIN_TIMEOUT_S: '2',
       ...options.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
