@@ -237,27 +237,33 @@ function readPostmasterPid(clusterDir: string): PostmasterPid | undefined {
   }
 }
 
-/** Whether `pid` is a PostgreSQL server process (not some other process that reused the pid). */
-function isPostgres(pid: number): boolean {
+/**
+ * Whether `pid` is the postmaster of `clusterDir`: its command line names the cluster
+ * (`postgres -D <clusterDir>`), so a pid reused by another process, or by another PostgreSQL
+ * server, is never taken for ours.
+ */
+function isPostmasterOf(pid: number, clusterDir: string): boolean {
   if (!pidExists(pid)) return false;
+  let args: string[];
   try {
-    return /postgres/.test(readFileSync(`/proc/${pid}/cmdline`, 'utf8'));
+    args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
   } catch {
     try {
-      return /postgres/.test(execFileSync('ps', ['-o', 'command=', '-p', String(pid)]).toString());
+      args = execFileSync('ps', ['-o', 'command=', '-p', String(pid)]).toString().trim().split(/\s+/);
     } catch {
       return false;
     }
   }
+  return /postgres$/.test(args[0] ?? '') && args.includes(clusterDir);
 }
 
 /** A postmaster still running on our cluster with no live owner: stop it (fast shutdown). */
 async function stopOrphan(clusterDir: string, log: (line: string) => void, deadline: number): Promise<void> {
   const orphan = readPostmasterPid(clusterDir);
-  if (!orphan || !isPostgres(orphan.pid)) return;
+  if (!orphan || !isPostmasterOf(orphan.pid, clusterDir)) return;
   log(`stopping PostgreSQL (pid ${orphan.pid}, port ${orphan.port}) left running by a Tollgate process that ended without stopping it`);
   process.kill(orphan.pid, 'SIGINT');
-  while (isPostgres(orphan.pid)) {
+  while (isPostmasterOf(orphan.pid, clusterDir)) {
     if (Date.now() > deadline) throw new Error(`PostgreSQL left running on ${clusterDir} (pid ${orphan.pid}) did not stop; stop it by hand`);
     await sleep(50);
   }
@@ -267,7 +273,7 @@ async function stopOrphan(clusterDir: string, log: (line: string) => void, deadl
 async function attach(dataDir: string, clusterDir: string, owner: Owner, deadline: number): Promise<EmbeddedPostgresServer> {
   for (;;) {
     const running = readPostmasterPid(clusterDir);
-    if (running?.status === 'ready' && isPostgres(running.pid)) {
+    if (running?.status === 'ready' && isPostmasterOf(running.pid, clusterDir)) {
       const password = readFileSync(join(dataDir, 'pg-password'), 'utf8').trim();
       return {
         connectionString: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${running.port}/postgres`,
