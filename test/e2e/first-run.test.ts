@@ -34,7 +34,7 @@ describe('first run', () => {
         expect(reply.choices[0]!.message.content).toContain('stand-in upstream');
         expect(Date.now() - began).toBeLessThan(60_000);
       } finally {
-        expect(await stopEmbeddedGateway(first, 10_000)).toEqual({ code: 0, signal: null });
+        expect(await stopEmbeddedGateway(first)).toEqual({ code: 0, signal: null });
       }
 
       // Same data directory again: the same database, the same demo key, no new admin key.
@@ -49,7 +49,7 @@ describe('first run', () => {
         expect(account.balance_usd).toBe('4.999962');
         await client.chat.completions.create({ model: 'tollgate-demo', messages: [{ role: 'user', content: 'Again' }] });
       } finally {
-        expect(await stopEmbeddedGateway(second, 10_000)).toEqual({ code: 0, signal: null });
+        expect(await stopEmbeddedGateway(second)).toEqual({ code: 0, signal: null });
       }
     },
     120_000,
