@@ -34,6 +34,11 @@ export const configSchema = z.object({
   /** 0 picks a free port (tests). */
   PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /**
+   * On SIGTERM/SIGINT, how long open requests (streams included) may run to their end before
+   * their connections are cut; their settlements are then waited for, and only then the database stops.
+   */
+  TOLLGATE_DRAIN_TIMEOUT_S: z.coerce.number().positive().max(3_600).default(30),
   /** Seconds to wait for the database at start-up before giving up. */
   TOLLGATE_DB_CONNECT_TIMEOUT_S: z.coerce.number().positive().max(300).default(5),
   /**

@@ -1,6 +1,6 @@
 import type { Pool } from 'pg';
 import type { Logger } from 'pino';
-import { startEmbeddedPostgres } from '../adapters/postgres/embedded';
+import { startEmbeddedPostgres, type EmbeddedRole } from '../adapters/postgres/embedded';
 import { migrate } from '../adapters/postgres/migrate';
 import { migrations } from '../adapters/postgres/migrations';
 import { checkConnection, createPool, redactUrl } from '../adapters/postgres/pool';
@@ -18,7 +18,16 @@ export interface Database {
  * in TOLLGATE_DATA_DIR. Checks the connection within the configured timeout and applies
  * pending migrations, so a caller gets a ready database or a clear error, never a hang.
  */
-export async function openDatabase(config: Config, log: Logger, options: { poolSize?: number } = {}): Promise<Database> {
+export interface OpenOptions {
+  poolSize?: number;
+  /**
+   * Who opens the embedded server: a gateway owns it (a second gateway on the same data dir is
+   * refused); a CLI command uses a running gateway's server, or starts and stops its own.
+   */
+  role?: EmbeddedRole;
+}
+
+export async function openDatabase(config: Config, log: Logger, options: OpenOptions = {}): Promise<Database> {
   let connectionString = config.DATABASE_URL;
   let stopEmbedded: (() => Promise<void>) | undefined;
   if (!connectionString) {
@@ -26,8 +35,11 @@ export async function openDatabase(config: Config, log: Logger, options: { poolS
     const embedded = await startEmbeddedPostgres({
       dataDir: config.TOLLGATE_DATA_DIR,
       port: config.TOLLGATE_EMBEDDED_PG_PORT,
-      log: (line) => log.debug({ component: 'embedded-postgres' }, line),
+      role: options.role ?? 'gateway',
+      httpPort: config.PORT,
+      log: (line) => log.warn({ component: 'embedded-postgres' }, line),
     });
+    log.info({ owned: embedded.owned }, embedded.owned ? 'embedded PostgreSQL ready' : 'using the embedded PostgreSQL of the running gateway');
     connectionString = embedded.connectionString;
     stopEmbedded = () => embedded.stop();
   }

@@ -186,13 +186,26 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
       server,
       url,
       async close() {
+        // Drain: stop accepting, let open requests (streams too) run to their end, close each
+        // keep-alive connection as it falls idle. A connection still open after the drain
+        // timeout (a client that never reads its stream to the end) is cut so shutdown cannot
+        // hang. Then settlements finish, then the workers stop, and the database stops last.
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
-        // In-flight requests get a grace period; a connection still open after it (a client
-        // that never reads its stream to the end) is cut so shutdown cannot hang.
-        await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 2_000).unref())]);
-        server.closeAllConnections();
-        await closed;
+        const idle = setInterval(() => server.closeIdleConnections(), 100);
+        let timer: NodeJS.Timeout | undefined;
+        const drained = await Promise.race([
+          closed.then(() => true),
+          new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), config.TOLLGATE_DRAIN_TIMEOUT_S * 1_000))),
+        ]);
+        clearInterval(idle);
+        clearTimeout(timer);
+        if (!drained) {
+          const open = await new Promise<number>((resolve) => server.getConnections((_error, count) => resolve(count ?? 0)));
+          log.warn({ open, drainTimeoutS: config.TOLLGATE_DRAIN_TIMEOUT_S }, 'drain timeout reached: cutting the connections still open');
+          server.closeAllConnections();
+          await closed;
+        }
         const unsettled = await settlements.drain();
         if (unsettled > 0) log.warn({ unsettled }, 'shutting down with settlements still retrying; their reservations will expire uncharged');
         await cleanup();

@@ -22,6 +22,9 @@ function mockLlmMain(): string {
   return join(dirname(require.resolve('@dwmkerr/mock-llm/package.json')), 'dist', 'main.js');
 }
 
+/** Runs mock-llm's main (process.argv[1]) and exits when stdin, the pipe from the parent, ends. */
+const EXIT_WITH_PARENT = "process.stdin.on('end', () => process.exit(0)).on('error', () => process.exit(0)).resume(); require(process.argv[1]);";
+
 // Children still running when this process exits (a crash, process.exit) go with it, so a
 // stand-in never outlives its gateway.
 const running = new Set<ChildProcess>();
@@ -33,9 +36,11 @@ export async function launchMockLlm(config: object | string, port: number, timeo
   const dir = mkdtempSync(join(tmpdir(), 'mock-llm-'));
   const file = join(dir, 'mock-llm.yaml');
   writeFileSync(file, typeof config === 'string' ? config : stringify(config));
-  const child = spawn(process.execPath, [mockLlmMain(), '--config', file], {
+  // Its stdin is a pipe from this process, and it exits when the pipe closes: a gateway killed
+  // with SIGKILL (no 'exit' handler runs) does not leave its stand-in behind.
+  const child = spawn(process.execPath, ['-e', EXIT_WITH_PARENT, mockLlmMain(), '--config', file], {
     env: { ...process.env, PORT: String(port), HOST: '127.0.0.1' },
-    stdio: ['ignore', 'ignore', 'pipe'],
+    stdio: ['pipe', 'ignore', 'pipe'],
   });
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => {

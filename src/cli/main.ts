@@ -1,5 +1,5 @@
 import { createProgram } from './program';
-import { CliError } from './errors';
+import { CliError, describeFailure } from './errors';
 
 /**
  * `tollgate` (bin/tollgate): the admin command line. A failure prints one line to stderr and
@@ -14,7 +14,8 @@ export async function main(argv: readonly string[] = process.argv): Promise<void
       process.exitCode = 1;
       return;
     }
-    process.stderr.write(`tollgate: unexpected ${(error as Error).name ?? 'error'}\n`);
+    const name = error instanceof Error ? error.name : 'failure';
+    process.stderr.write(`tollgate: unexpected ${name}: ${describeFailure(error)}\n`);
     process.exitCode = 2;
   }
 }

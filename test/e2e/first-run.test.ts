@@ -1,35 +1,13 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import OpenAI from 'openai';
+import { spawnEmbeddedGateway, stopEmbeddedGateway } from '../support/e2e-processes';
 import { freePort } from '../support/mock-llm';
 import { until } from '../support/wait';
 
-const repoRoot = resolve(__dirname, '../..');
-
 /** `npm start` with nothing configured: embedded PostgreSQL, the stand-in upstream, a demo account. */
-function start(dataDir: string, pgPort: number, port: number): { child: ChildProcess; output: () => string } {
-  const env: NodeJS.ProcessEnv = { ...process.env, TOLLGATE_DATA_DIR: dataDir, TOLLGATE_EMBEDDED_PG_PORT: String(pgPort), PORT: String(port), LOG_LEVEL: 'warn' };
-  for (const name of ['DATABASE_URL', 'TOLLGATE_MODELS_FILE', 'TOLLGATE_ADMIN_KEY', 'EVENTSTORE_URL']) delete env[name];
-  const child = spawn(process.execPath, ['--import', 'tsx', resolve(repoRoot, 'src/main.ts')], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  return { child, output: () => output };
-}
-
-function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return Promise.resolve();
-  return new Promise((done) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      done();
-    });
-    child.kill('SIGTERM');
-  });
-}
+const start = (dataDir: string, pgPort: number, port: number) => spawnEmbeddedGateway({ dataDir, pgPort, port });
 
 describe('first run', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'tollgate-first-run-'));
@@ -56,7 +34,7 @@ describe('first run', () => {
         expect(reply.choices[0]!.message.content).toContain('stand-in upstream');
         expect(Date.now() - began).toBeLessThan(60_000);
       } finally {
-        await stop(first.child);
+        expect(await stopEmbeddedGateway(first)).toEqual({ code: 0, signal: null });
       }
 
       // Same data directory again: the same database, the same demo key, no new admin key.
@@ -71,7 +49,7 @@ describe('first run', () => {
         expect(account.balance_usd).toBe('4.999962');
         await client.chat.completions.create({ model: 'tollgate-demo', messages: [{ role: 'user', content: 'Again' }] });
       } finally {
-        await stop(second.child);
+        expect(await stopEmbeddedGateway(second)).toEqual({ code: 0, signal: null });
       }
     },
     120_000,

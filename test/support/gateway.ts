@@ -43,6 +43,8 @@ export async function startTestGateway(options: {
     TOLLGATE_ADMIN_KEY: TEST_ADMIN_KEY,
     TOLLGATE_MODELS_FILE: modelsFile,
     LOG_LEVEL: 'info',
+    // stop() cuts what is still open after 2 s (the drain default, 30 s, is for production)
+    TOLLGATE_DRAIN_TIMEOUT_S: '2',
     ...options.env,
   });
   const logLines: string[] = [];

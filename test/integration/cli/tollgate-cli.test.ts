@@ -61,3 +61,13 @@ test('--help explains each command', async () => {
   expect(grant.stdout).toContain('--expires <instant>');
   expect(grant.stdout).toContain('never refundable');
 });
+
+test('an unexpected failure prints its message (not only its class name), without the password, and exits non-zero', async () => {
+  const refused = await runToCompletion(resolve(repoRoot, 'bin/tollgate'), ['verify'], {
+    DATABASE_URL: 'postgres://finance:hunter2-secret@127.0.0.1:1/tollgate',
+    TOLLGATE_DB_CONNECT_TIMEOUT_S: '2',
+  });
+  expect(refused.code).not.toBe(0);
+  expect(refused.stderr).toMatch(/^tollgate: unexpected DatabaseUnreachableError: cannot reach PostgreSQL at postgres:\/\/finance:\*\*\*@127\.0\.0\.1:1\/tollgate: .*ECONNREFUSED/);
+  expect(refused.stderr).not.toContain('hunter2');
+});
