@@ -39,6 +39,13 @@ export interface InferenceRouteDeps {
   readonly logger: Logger;
   /** added to every estimate, in basis points (1000 = +10%) */
   readonly marginBasisPoints: bigint;
+  /** this gateway instance (src/instances/lease.ts): recorded on each reservation it places */
+  readonly instanceId?: string;
+  /**
+   * The gateway ends a request at this age and settles what was produced, before its
+   * reservation's deadline lets the expiry process return the hold. Unset: no limit here.
+   */
+  readonly maxRequestDurationMs?: number;
 }
 
 type AnyRequestBody = Record<string, unknown> & { model: string; stream?: boolean | null | undefined };
@@ -110,11 +117,23 @@ async function serve(operation: Operation, req: Request, res: Response, deps: In
   try {
     placed = await deps.ledger.accounts.handle(stream, {
       type: 'PlaceReservation',
-      data: { requestId: reservationId, keyId: key.keyId, model: body.model, operation, amount, priceVersion: price.value.version },
+      data: {
+        requestId: reservationId,
+        keyId: key.keyId,
+        model: body.model,
+        operation,
+        amount,
+        priceVersion: price.value.version,
+        ...(deps.instanceId === undefined ? {} : { instanceId: deps.instanceId }),
+      },
       metadata,
     });
   } catch (error) {
     lease.release();
+    // The append may have committed before the error reached us (a connection lost mid-commit).
+    // This instance lives on, so nothing else would end that hold before its deadline: release it.
+    // Not tracked for shutdown: a stopping instance ends its lease, and the hold is expired at once.
+    void releaseAbandoned(deps, stream, reservationId, metadata);
     throw error;
   }
   if (!placed.ok) {
@@ -132,6 +151,15 @@ async function serve(operation: Operation, req: Request, res: Response, deps: In
     if (!res.writableFinished) abort.abort();
   };
   res.on('close', onClose);
+  // The maximum request duration: end the upstream request ourselves, well before the deadline.
+  let overran = false;
+  const maxDuration =
+    deps.maxRequestDurationMs === undefined
+      ? undefined
+      : setTimeout(() => {
+          overran = true;
+          abort.abort();
+        }, deps.maxRequestDurationMs);
   const wantsStream = operation !== 'embedding' && body.stream === true;
   let outcome: RequestOutcome;
   let observed: InferenceOutcome | undefined;
@@ -143,8 +171,14 @@ async function serve(operation: Operation, req: Request, res: Response, deps: In
     );
     observed = result.outcome;
     outcome = toRequestOutcome(billedAtMost(result.outcome, maxOutputTokens, deps.logger, requestIdOf(res)), abort.signal.aborted);
+    if (overran) deps.logger.warn({ requestId: requestIdOf(res), maxRequestDurationMs: deps.maxRequestDurationMs }, 'request ended at the maximum request duration; charged for what was produced');
     if (!res.destroyed) {
       if (result.streamStarted) res.end();
+      else if (overran && !result.clientError) {
+        const seconds = Math.round((deps.maxRequestDurationMs ?? 0) / 1_000);
+        const error = new ApiError(504, 'server_error', 'request_timeout', null, `The request ran longer than this gateway's maximum request duration (${seconds} s) and was ended.`);
+        res.status(error.status).json(error.toBody());
+      }
       else if (result.clientError) {
         if (result.clientError.retryAfterSeconds !== undefined) res.set('retry-after', String(result.clientError.retryAfterSeconds));
         res.status(result.clientError.status).json(result.clientError.body);
@@ -158,6 +192,7 @@ async function serve(operation: Operation, req: Request, res: Response, deps: In
     else if (!res.destroyed) res.destroy();
   } finally {
     res.off('close', onClose);
+    clearTimeout(maxDuration);
   }
 
   const request: RequestMetadata | undefined = observed && {
@@ -221,6 +256,33 @@ async function endReservation(
         return;
       }
       await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+  }
+}
+
+/**
+ * Releases a reservation whose placement failed with an unknown outcome. Usually it was never
+ * written (reservation_not_found, nothing to do); if it was, this returns the hold. Retried
+ * through a database outage until the reservation's latest possible deadline.
+ */
+async function releaseAbandoned(deps: InferenceRouteDeps, stream: string, requestId: string, metadata: CommandMetadata): Promise<void> {
+  const giveUpAt = Date.now() + (deps.maxRequestDurationMs ?? 600_000);
+  for (let attempt = 1; ; attempt++) {
+    // First wait: a commit in flight when the error came has landed or failed by then.
+    await new Promise((resolve) => setTimeout(resolve, Math.min(500 * 2 ** attempt, 5_000)).unref());
+    try {
+      const result = await deps.ledger.accounts.handle(stream, {
+        type: 'ReleaseReservation',
+        data: { requestId, reason: 'gateway_error' },
+        metadata: { ...metadata, now: new Date().toISOString() },
+      });
+      if (result.ok && result.events.length > 0) deps.logger.warn({ requestId }, 'released a reservation whose placement seemed to fail');
+      return;
+    } catch {
+      if (Date.now() >= giveUpAt) {
+        deps.logger.error({ requestId }, 'could not release a reservation whose placement seemed to fail; it expires at its deadline');
+        return;
+      }
     }
   }
 }

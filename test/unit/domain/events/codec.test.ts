@@ -72,7 +72,7 @@ describe('domainEventCodec', () => {
   });
 
   it('decodes a ReservationPlaced written before instances held leases with no instance (instanceId null)', () => {
-    const stored = domainEventCodec.encode(reservationPlaced('r1', 400_000n)) as { data: Record<string, unknown> };
+    const stored = domainEventCodec.encode(reservationPlaced('r1', 400_000n)) as { type: string; data: Record<string, unknown>; metadata: unknown };
     const { instanceId, ...before } = stored.data;
     expect(instanceId).toBeNull();
     expect(domainEventCodec.decode({ ...stored, data: before })).toEqual(reservationPlaced('r1', 400_000n));
