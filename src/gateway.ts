@@ -109,7 +109,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     });
     const running = new Map(projections.map((projection) => [projection.name, readModels]));
     cleanups.push(() => readModels.stop());
-    const expiry = new ExpiryProcess(database.pool, ledger, log, config.TOLLGATE_EXPIRY_INTERVAL_S * 1_000);
+
     const billingPollMs = config.TOLLGATE_BILLING_POLL_INTERVAL_S * 1_000;
     // Auto top-up charges cards, so it runs only where Stripe is configured.
     const stripe = stripeClientFromConfig(config);
@@ -130,6 +130,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
       return workers;
     };
     const instance = new InstanceLease(database.pool, log, { leaseMs: config.TOLLGATE_INSTANCE_LEASE_S * 1_000, startWorkers });
+    const expiry = new ExpiryProcess(database.pool, ledger, log, config.TOLLGATE_EXPIRY_INTERVAL_S * 1_000, instance.id);
     await instance.start();
     cleanups.push(() => instance.stop());
 

@@ -21,6 +21,12 @@ export class ExpiryProcess {
     private readonly ledger: Ledger,
     private readonly log: Logger,
     private readonly intervalMs = 2_000,
+    /**
+     * The instance running this process: alive by definition, so its own reservations are never
+     * expired for a lapse (after a database outage longer than the lease, this pass may come
+     * before its own renewal).
+     */
+    private readonly selfInstanceId: string | null = null,
   ) {}
 
   start(): void {
@@ -45,8 +51,8 @@ export class ExpiryProcess {
       `(SELECT kind, stream_id, item_id, NULL AS lapsed_instance_id FROM expiries WHERE expires_at <= now() ORDER BY expires_at LIMIT $1)
        UNION ALL
        (SELECT e.kind, e.stream_id, e.item_id, e.instance_id FROM instance_leases l JOIN expiries e ON e.instance_id = l.instance_id
-         WHERE l.lapses_at <= now() AND e.kind = 'reservation' AND e.expires_at > now() LIMIT $1)`,
-      [limit],
+         WHERE l.lapses_at <= now() AND l.instance_id IS DISTINCT FROM $2 AND e.kind = 'reservation' AND e.expires_at > now() LIMIT $1)`,
+      [limit, this.selfInstanceId],
     );
     let reservationsExpired = 0;
     let ofLapsedInstances = 0;

@@ -82,6 +82,18 @@ describe('expiry process', () => {
     expect(availableOf((await ledger.accounts.load(stream)).state)).toBe(usd('10'));
   });
 
+  test('an instance never expires its own reservations for a lapse: it knows it is alive (a database outage may outlast its lease)', async () => {
+    const { ledger, database, instance, expiry } = gw.gateway;
+    const stream = await fundedAccount();
+    await place(stream, 'req_mine', { instanceId: instance.id });
+    await gw.gateway.projections.get('expiries')!.reached(await ledger.store.latestPosition());
+    // As after an outage, before this instance's next renewal: its own lease reads as lapsed.
+    await database.pool.query('UPDATE instance_leases SET lapses_at = now() - interval \'1 second\' WHERE instance_id = $1', [instance.id]);
+    expect((await expiry.runOnce()).reservationsExpired).toBe(0);
+    expect((await ledger.accounts.load(stream)).state.openReservations.has('req_mine')).toBe(true);
+    await ledger.accounts.handle(stream, { type: 'ReleaseReservation', data: { requestId: 'req_mine', reason: 'gateway_error' }, metadata: systemMetadata('test') });
+  });
+
   test('a reservation of unknown instance (placed before leases) expires at its deadline', async () => {
     const { ledger } = gw.gateway;
     const stream = await fundedAccount();
