@@ -63,8 +63,8 @@ async function workersHolder(): Promise<string | undefined> {
 }
 
 async function instanceOf(gateway: GatewayProcess): Promise<string> {
-  const row = (await leases()).find((l) => l.pid === gateway.pid && l.live);
-  if (!row) throw new Error(`no live lease for pid ${gateway.pid}`);
+  const row = (await leases()).filter((l) => l.pid === gateway.pid).at(-1);
+  if (!row) throw new Error(`no lease for pid ${gateway.pid}`);
   return row.instance_id;
 }
 
