@@ -133,7 +133,7 @@ async function serve(operation: Operation, req: Request, res: Response, deps: In
     // The append may have committed before the error reached us (a connection lost mid-commit).
     // This instance lives on, so nothing else would end that hold before its deadline: release it.
     // Not tracked for shutdown: a stopping instance ends its lease, and the hold is expired at once.
-    void releaseAbandoned(deps, stream, reservationId, metadata);
+    void releaseAbandonedReservation(deps, stream, reservationId, metadata);
     throw error;
   }
   if (!placed.ok) {
@@ -265,7 +265,12 @@ async function endReservation(
  * written (reservation_not_found, nothing to do); if it was, this returns the hold. Retried
  * through a database outage until the reservation's latest possible deadline.
  */
-async function releaseAbandoned(deps: InferenceRouteDeps, stream: string, requestId: string, metadata: CommandMetadata): Promise<void> {
+export async function releaseAbandonedReservation(
+  deps: Pick<InferenceRouteDeps, 'ledger' | 'logger' | 'maxRequestDurationMs'>,
+  stream: string,
+  requestId: string,
+  metadata: CommandMetadata,
+): Promise<void> {
   const giveUpAt = Date.now() + (deps.maxRequestDurationMs ?? 600_000);
   for (let attempt = 1; ; attempt++) {
     // First wait: a commit in flight when the error came has landed or failed by then.
