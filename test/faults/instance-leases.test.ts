@@ -159,7 +159,8 @@ it('a request past the maximum request duration is ended by the gateway and sett
     );
     expect(reservationEndings(events)).toEqual({ placed: 1, settled: 1, released: 0, expired: 0, open: [], wrong: [] });
     const [settled] = eventsOfType(events, 'ReservationSettled');
-    // Charged for what was produced, by the charge policy.
+    // Charged for what was produced, by the charge policy, and recorded as the gateway's doing.
+    expect(settled!.data.outcome).toBe('max_duration_reached');
     expect(settled!.data.usage.outputTokens).toBeGreaterThan(0n);
     expect(settled!.data.actualCost).toBeGreaterThan(0n);
     expect(short.output()).toContain('request ended at the maximum request duration');

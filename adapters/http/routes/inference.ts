@@ -171,6 +171,7 @@ async function serve(operation: Operation, req: Request, res: Response, deps: In
     );
     observed = result.outcome;
     outcome = toRequestOutcome(billedAtMost(result.outcome, maxOutputTokens, deps.logger, requestIdOf(res)), abort.signal.aborted);
+    if (overran) outcome = overranOutcome(outcome);
     if (overran) deps.logger.warn({ requestId: requestIdOf(res), maxRequestDurationMs: deps.maxRequestDurationMs }, 'request ended at the maximum request duration; charged for what was produced');
     if (!res.destroyed) {
       if (result.streamStarted) res.end();
@@ -319,6 +320,18 @@ export function toRequestOutcome(o: InferenceOutcome, clientLeft: boolean): Requ
     case 'moderation_refusal':
       // Charged only for what the upstream itself reports.
       return { kind: 'moderation_refusal', reported: o.usage.estimated ? null : usage };
+  }
+}
+
+/** The gateway, not the client, ended the request: record it so (a finish that raced the timer is a plain completion). */
+function overranOutcome(outcome: RequestOutcome): RequestOutcome {
+  switch (outcome.kind) {
+    case 'client_disconnected':
+      return { kind: 'max_duration_reached', producedSoFar: outcome.producedSoFar };
+    case 'completed_after_disconnect':
+      return { kind: 'completed', usage: outcome.usage };
+    default:
+      return outcome;
   }
 }
 
