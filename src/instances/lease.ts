@@ -89,8 +89,12 @@ export class InstanceLease {
   async start(): Promise<void> {
     await this.renew();
     await this.tick();
+    let busy = false;
     this.timer = setInterval(() => {
-      this.ticking = this.ticking.then(() => this.tick());
+      // A renewal stuck on an unreachable database is not queued behind by more of them.
+      if (busy) return;
+      busy = true;
+      this.ticking = this.tick().finally(() => (busy = false));
     }, this.options.heartbeatMs ?? Math.max(200, Math.floor(this.options.leaseMs / 3)));
     this.timer.unref();
   }
