@@ -214,7 +214,7 @@ async function serve(operation: Operation, req: Request, res: Response, deps: In
 
 /**
  * Settles or releases by the charge policy; retried, since the answer has already gone out,
- * until the reservation's expiry (epoch ms): a database outage shorter than the TTL must not
+ * until the reservation's deadline (epoch ms): a database outage must not
  * turn a served request into an expired, uncharged one.
  */
 async function endReservation(
@@ -252,7 +252,7 @@ async function endReservation(
     } catch (error) {
       const wait = Math.min(100 * 2 ** attempt, 2_000);
       if (Date.now() + wait >= expiresAt) {
-        // The reservation-expiry process returns the hold when its TTL passes.
+        // The expiry process returns the hold at its deadline (or once this instance is gone).
         deps.logger.error({ requestId, attempts: attempt, err: { name: (error as Error).name } }, 'settlement failed; the reservation will expire');
         return;
       }
