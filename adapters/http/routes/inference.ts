@@ -171,16 +171,17 @@ async function serve(operation: Operation, req: Request, res: Response, deps: In
     );
     observed = result.outcome;
     outcome = toRequestOutcome(billedAtMost(result.outcome, maxOutputTokens, deps.logger, requestIdOf(res)), abort.signal.aborted);
-    if (overran) outcome = overranOutcome(outcome);
-    if (overran) deps.logger.warn({ requestId: requestIdOf(res), maxRequestDurationMs: deps.maxRequestDurationMs }, 'request ended at the maximum request duration; charged for what was produced');
+    if (overran) {
+      outcome = overranOutcome(outcome);
+      deps.logger.warn({ requestId: requestIdOf(res), maxRequestDurationMs: deps.maxRequestDurationMs }, 'request ended at the maximum request duration; charged for what was produced');
+    }
     if (!res.destroyed) {
       if (result.streamStarted) res.end();
-      else if (overran && !result.clientError) {
+      else if (overran && !result.clientError && result.body === undefined) {
         const seconds = Math.round((deps.maxRequestDurationMs ?? 0) / 1_000);
         const error = new ApiError(504, 'server_error', 'request_timeout', null, `The request ran longer than this gateway's maximum request duration (${seconds} s) and was ended.`);
         res.status(error.status).json(error.toBody());
-      }
-      else if (result.clientError) {
+      } else if (result.clientError) {
         if (result.clientError.retryAfterSeconds !== undefined) res.set('retry-after', String(result.clientError.retryAfterSeconds));
         res.status(result.clientError.status).json(result.clientError.body);
       } else res.json(result.body);
