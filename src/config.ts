@@ -67,10 +67,20 @@ export const configSchema = z.object({
   TOLLGATE_ESTIMATE_MARGIN_BP: z.coerce.number().int().min(0).max(100_000).default(1_000),
   /** How often each instance reads the historical average cost per model and operation from the usage projection. */
   TOLLGATE_HISTORICAL_AVERAGE_REFRESH_S: z.coerce.number().positive().max(3_600).default(30),
-  /** A reservation not ended within this time is expired (its hold returns, nothing is charged). */
-  TOLLGATE_RESERVATION_TTL_S: z.coerce.number().positive().max(86_400).default(600),
-  /** How often due reservations and promo grants are expired. */
-  TOLLGATE_EXPIRY_INTERVAL_S: z.coerce.number().positive().max(3_600).default(15),
+  /**
+   * Longest a request may run: the gateway ends it at this age (settling what was produced) and
+   * its reservation expires 60 s later even if its instance lives. The upstream timeouts must be
+   * shorter (checked at start-up).
+   */
+  TOLLGATE_MAX_REQUEST_DURATION_S: z.coerce.number().positive().max(86_400).default(3_600),
+  /**
+   * An instance that has not renewed its lease for this long counts as gone: its open
+   * reservations are expired (holds return, nothing is charged) and another instance takes over
+   * the background workers. It renews every third of this.
+   */
+  TOLLGATE_INSTANCE_LEASE_S: z.coerce.number().min(1).max(600).default(10),
+  /** How often due reservations (deadline passed, or instance gone) and promo grants are expired. */
+  TOLLGATE_EXPIRY_INTERVAL_S: z.coerce.number().positive().max(3_600).default(2),
   /** How often auto top-up and low-balance alert work is picked up. */
   TOLLGATE_BILLING_POLL_INTERVAL_S: z.coerce.number().positive().max(3_600).default(1),
   /** First retry delay of a failed low-balance alert delivery; doubles per attempt (5 attempts). */
@@ -99,10 +109,26 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     Object.keys(configSchema.shape).map((key) => [key, env[key]]),
   );
   const parsed = configSchema.safeParse(known);
-  if (parsed.success) return parsed.data;
+  if (parsed.success) {
+    const problems = timeoutProblems(parsed.data);
+    if (problems.length > 0) throw new ConfigError(problems.join('\n'));
+    return parsed.data;
+  }
   const lines = parsed.error.issues.map((issue) => {
     const variable = String(issue.path[0] ?? 'environment');
     return `invalid ${variable}: ${issue.message}`;
   });
   throw new ConfigError(lines.join('\n'));
+}
+
+/**
+ * The gateway ends every request at TOLLGATE_MAX_REQUEST_DURATION_S, so its reservation can be
+ * expired on a deadline; an upstream wait allowed to run longer would be cut by that rule
+ * rather than by its own timeout, so such a setting is refused.
+ */
+function timeoutProblems(config: Config): string[] {
+  const max = config.TOLLGATE_MAX_REQUEST_DURATION_S;
+  return (['TOLLGATE_UPSTREAM_HEADERS_TIMEOUT_S', 'TOLLGATE_UPSTREAM_IDLE_TIMEOUT_S'] as const)
+    .filter((name) => config[name] >= max)
+    .map((name) => `invalid ${name}: ${config[name]} s must be shorter than TOLLGATE_MAX_REQUEST_DURATION_S (${max} s); raise TOLLGATE_MAX_REQUEST_DURATION_S or lower ${name}`);
 }

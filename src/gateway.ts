@@ -25,6 +25,7 @@ import { GlobalLogMonitor } from './global-log-monitor';
 import type { EventStore } from './ports/event-store';
 import { SettlementTracker } from './settlements';
 import { ExpiryProcess } from './process-managers/expiry';
+import { InstanceLease, type Worker } from './instances/lease';
 import { AutoTopUpProcess, stripeOffSessionCharger } from './process-managers/auto-top-up';
 import { LowBalanceAlertProcess, lowBalanceAlertSubscriber } from './process-managers/low-balance-alerts';
 import { stripeClientFromConfig } from '../adapters/payments/stripe-client';
@@ -54,6 +55,8 @@ export interface Gateway {
   /** running read models by name (see src/projections/registry.ts) */
   readonly projections: ReadonlyMap<string, RunningProjection>;
   readonly expiry: ExpiryProcess;
+  /** this instance's lease; the background workers run where it holds the workers role */
+  readonly instance: InstanceLease;
   close(): Promise<void>;
 }
 
@@ -64,9 +67,15 @@ export function accountPolicyFrom(config: Config): AccountPolicy {
     ...DEFAULT_ACCOUNT_POLICY,
     minimumTopUp: usd(config.TOLLGATE_MIN_TOP_UP_USD),
     maximumBalance: usd(config.TOLLGATE_MAX_BALANCE_USD),
-    reservationTtlMs: config.TOLLGATE_RESERVATION_TTL_S * 1_000,
+    reservationTtlMs: (config.TOLLGATE_MAX_REQUEST_DURATION_S + SETTLEMENT_GRACE_S) * 1_000,
   };
 }
+
+/**
+ * A reservation's deadline is the maximum request duration plus this: the gateway has ended the
+ * request by then, and its settlement has had time to land (it retries through short outages).
+ */
+export const SETTLEMENT_GRACE_S = 60;
 
 /**
  * Composition root: database (embedded or configured), event store (PostgreSQL or KurrentDB),
@@ -112,22 +121,30 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     );
     historicalCosts.start();
     cleanups.push(() => historicalCosts.stop());
-    const expiry = new ExpiryProcess(database.pool, ledger, log, config.TOLLGATE_EXPIRY_INTERVAL_S * 1_000);
-    expiry.start();
-    cleanups.push(() => expiry.stop());
+
     const billingPollMs = config.TOLLGATE_BILLING_POLL_INTERVAL_S * 1_000;
-    const alerts = new LowBalanceAlertProcess(database.pool, store, log, { pollIntervalMs: billingPollMs, retryBaseMs: config.TOLLGATE_ALERT_RETRY_BASE_S * 1_000 });
-    alerts.start(readModels);
-    cleanups.push(() => alerts.stop());
     // Auto top-up charges cards, so it runs only where Stripe is configured.
     const stripe = stripeClientFromConfig(config);
-    if (stripe) {
-      const customers = new StripeCustomers(database.pool, stripe);
-      const charger = stripeOffSessionCharger(stripe, (accountId) => customers.savedPaymentMethodOf(accountId));
-      const autoTopUp = new AutoTopUpProcess(database.pool, store, ledger, charger, log, { pollIntervalMs: billingPollMs });
-      autoTopUp.start();
-      cleanups.push(() => autoTopUp.stop());
-    }
+    const customers = stripe ? new StripeCustomers(database.pool, stripe) : undefined;
+    // The background workers run on one live instance at a time (src/instances/lease.ts); each
+    // term of office starts fresh ones.
+    const startWorkers = (): Worker[] => {
+      expiry.start();
+      const alerts = new LowBalanceAlertProcess(database.pool, store, log, { pollIntervalMs: billingPollMs, retryBaseMs: config.TOLLGATE_ALERT_RETRY_BASE_S * 1_000 });
+      alerts.start(readModels);
+      const workers: Worker[] = [expiry, alerts];
+      if (stripe && customers) {
+        const charger = stripeOffSessionCharger(stripe, (accountId) => customers.savedPaymentMethodOf(accountId));
+        const autoTopUp = new AutoTopUpProcess(database.pool, store, ledger, charger, log, { pollIntervalMs: billingPollMs });
+        autoTopUp.start();
+        workers.push(autoTopUp);
+      }
+      return workers;
+    };
+    const instance = new InstanceLease(database.pool, log, { leaseMs: config.TOLLGATE_INSTANCE_LEASE_S * 1_000, startWorkers });
+    const expiry = new ExpiryProcess(database.pool, ledger, log, config.TOLLGATE_EXPIRY_INTERVAL_S * 1_000, instance.id);
+    await instance.start();
+    cleanups.push(() => instance.stop());
 
     await bootstrapAdminKey(keys, ledger, config, log);
 
@@ -148,7 +165,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     warmUpTokenizer();
 
     const settlements = new SettlementTracker();
-    const parts = { config, log, database, store, ledger, keys, liveLog, historicalCosts, inference, metrics, settlements, policy, firstRun: first, projections: running, expiry };
+    const parts = { config, log, database, store, ledger, keys, liveLog, historicalCosts, inference, metrics, settlements, policy, firstRun: first, projections: running, expiry, instance };
     const app = createApp({
       ledger,
       keys,
@@ -160,6 +177,8 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
       settlements,
       logger: log,
       marginBasisPoints: BigInt(config.TOLLGATE_ESTIMATE_MARGIN_BP),
+      instanceId: instance.id,
+      maxRequestDurationMs: config.TOLLGATE_MAX_REQUEST_DURATION_S * 1_000,
       checkDatabase: async () => {
         await database.pool.query('SELECT 1');
       },

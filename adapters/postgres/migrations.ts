@@ -3,7 +3,8 @@ import { autoTopUpMigration } from '../../src/process-managers/auto-top-up';
 import { lowBalanceAlertsMigration } from '../../src/process-managers/low-balance-alerts';
 import { eventStoreMigration } from '../eventstore/postgres/schema';
 import { personalDataMigration } from './personal-data-vault';
-import { expiriesMigration } from '../../projections/expiries/expiries';
+import { expiriesInstanceMigration, expiriesMigration } from '../../projections/expiries/expiries';
+import { instanceLeasesMigration } from '../../src/instances/lease';
 import { auditMigration } from '../../projections/audit/audit';
 import { retentionMigration } from '../../projections/retention/retention';
 import { financeProjectionsMigration } from '../../projections/balances/schema';
@@ -21,4 +22,5 @@ export const migrations: readonly Migration[] = [
   financeProjectionsMigration,
   paymentsMigration,
   autoTopUpMigration, lowBalanceAlertsMigration,
+  instanceLeasesMigration, expiriesInstanceMigration,
 ];

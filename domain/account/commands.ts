@@ -43,6 +43,8 @@ export type PlaceReservation = Command<
     /** the estimate (domain/estimate) */
     readonly amount: MicroUsd;
     readonly priceVersion: number;
+    /** the gateway instance placing it (its lease decides when it may be expired early) */
+    readonly instanceId?: string;
   }
 >;
 
@@ -65,7 +67,12 @@ export type ReleaseReservation = Command<
   { readonly requestId: string; readonly reason: ReleaseReason; readonly request?: RequestMetadata }
 >;
 
-export type ExpireReservation = Command<'ExpireReservation', { readonly requestId: string }>;
+/**
+ * Without `lapsedInstanceId`: expire because expiresAt passed. With it: the caller saw that
+ * instance's lease lapse (the gateway that placed the reservation is gone), so it may be expired
+ * before expiresAt, but only if that instance placed it.
+ */
+export type ExpireReservation = Command<'ExpireReservation', { readonly requestId: string; readonly lapsedInstanceId?: string }>;
 
 export type IssueRefund = Command<
   'IssueRefund',

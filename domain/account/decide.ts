@@ -145,6 +145,7 @@ function placeReservation(command: C.PlaceReservation, state: AccountState, poli
         amount,
         priceVersion: command.data.priceVersion,
         expiresAt: addMs(now, policy.reservationTtlMs),
+        instanceId: command.data.instanceId ?? null,
       },
       eventMetadataFrom(command.metadata),
     ),
@@ -205,7 +206,13 @@ function expireReservation(command: C.ExpireReservation, state: AccountState): A
   const { requestId } = command.data;
   const reservation = state.openReservations.get(requestId);
   if (!reservation) return reject({ error: 'reservation_not_found', requestId });
-  if (isBefore(command.metadata.now, reservation.expiresAt)) {
+  const { lapsedInstanceId } = command.data;
+  if (lapsedInstanceId !== undefined) {
+    // A lapsed lease proves only that its own instance is gone, never another's.
+    if (reservation.instanceId !== lapsedInstanceId) {
+      return reject({ error: 'reservation_instance_not_lapsed', requestId, instanceId: reservation.instanceId, lapsedInstanceId });
+    }
+  } else if (isBefore(command.metadata.now, reservation.expiresAt)) {
     return reject({ error: 'reservation_not_yet_expired', requestId, expiresAt: reservation.expiresAt });
   }
   return accept(event('ReservationExpired', { requestId, amount: reservation.amount }, eventMetadataFrom(command.metadata)));

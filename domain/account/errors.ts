@@ -47,6 +47,8 @@ export type AccountError =
    */
   | { readonly error: 'reservation_not_found'; readonly requestId: string }
   | { readonly error: 'reservation_not_yet_expired'; readonly requestId: string; readonly expiresAt: IsoInstant }
+  /** an early expiry named a lapsed instance that did not place this reservation */
+  | { readonly error: 'reservation_instance_not_lapsed'; readonly requestId: string; readonly instanceId: string | null; readonly lapsedInstanceId: string }
   /** settlement must use the price version the reservation was admitted under */
   | { readonly error: 'price_version_mismatch'; readonly requestId: string; readonly reservedUnder: number; readonly given: number }
   /** refundable = purchased balance less open reservations; promo is never refundable */

@@ -65,7 +65,18 @@ export const ReservationPlaced = defineEvent(
     amount: naturalSchema,
     /** the price book version the request was admitted under; settlement uses the same */
     priceVersion: z.number().int().min(1),
+    /**
+     * The hard deadline: the gateway ends the request before it (its maximum request duration),
+     * so a reservation still open after it is expired whatever its instance's state.
+     */
     expiresAt: isoInstantSchema,
+    /**
+     * The gateway instance that placed it and will end it. While that instance's lease lives
+     * the reservation is never expired before expiresAt; once it lapses, it may be expired at
+     * once. Null on reservations placed before instances held leases (and by tools that place
+     * none): those expire at expiresAt only.
+     */
+    instanceId: idSchema.nullable().default(null),
   }),
   { version: 2, upcasters: [upcaster(1, reservationPlacedV1, (v1) => ({ ...v1, operation: 'chat' }))] },
 );
@@ -116,7 +127,10 @@ export const ReservationReleased = defineEvent(
   z.object({ requestId: idSchema, amount: naturalSchema, reason: releaseReasonSchema, request: requestMetadataSchema }),
 );
 
-/** The gateway never came back before expiresAt: the hold returns in full, nothing is charged. */
+/**
+ * The gateway never came back: its instance's lease lapsed, or expiresAt passed. The hold returns
+ * in full, nothing is charged.
+ */
 export const ReservationExpired = defineEvent('ReservationExpired', z.object({ requestId: idSchema, amount: naturalSchema }));
 
 export const RefundIssued = defineEvent(

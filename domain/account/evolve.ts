@@ -59,6 +59,7 @@ export function evolveAccount(state: AccountState, event: AccountEvent): Account
         amount: data.amount,
         priceVersion: data.priceVersion,
         expiresAt: data.expiresAt,
+        instanceId: data.instanceId,
       }),
       reserved: state.reserved + data.amount,
     }))

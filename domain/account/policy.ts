@@ -4,7 +4,10 @@ import type { MicroUsd } from '../money/money';
 export interface AccountPolicy {
   readonly minimumTopUp: MicroUsd;
   readonly maximumBalance: MicroUsd;
-  /** a reservation not ended within this time is expired by the reservation-expiry process */
+  /**
+   * A reservation's hard deadline (its expiresAt) after placement: the gateway's maximum request
+   * duration plus time to settle. Sooner, only a lapsed instance lease lets it be expired.
+   */
   readonly reservationTtlMs: number;
 }
 

@@ -22,6 +22,8 @@ export interface OpenReservation {
   readonly amount: MicroUsd;
   readonly priceVersion: number;
   readonly expiresAt: IsoInstant;
+  /** the gateway instance that placed it; null when unknown (older reservations) */
+  readonly instanceId: string | null;
 }
 
 export interface AccountState {

@@ -20,6 +20,8 @@ export type RequestOutcome =
   | { readonly kind: 'moderation_refusal'; readonly reported: TokenUsage | null }
   /** the client left mid-stream; the upstream was cancelled to free the GPU */
   | { readonly kind: 'client_disconnected'; readonly producedSoFar: TokenUsage }
+  /** the gateway ended it at its maximum request duration and cancelled the upstream */
+  | { readonly kind: 'max_duration_reached'; readonly producedSoFar: TokenUsage }
   /** the upstream finished after the client left (it could not be cancelled in time) */
   | { readonly kind: 'completed_after_disconnect'; readonly usage: TokenUsage }
   | { readonly kind: 'completed'; readonly usage: TokenUsage };
@@ -51,6 +53,7 @@ export function chargeFor(outcome: RequestOutcome): ChargeDecision {
       outcome: 'moderation_refusal',
     }))
     .with({ kind: 'client_disconnected' }, ({ producedSoFar }) => ({ decision: 'settle', usage: producedSoFar, outcome: 'client_disconnected' }))
+    .with({ kind: 'max_duration_reached' }, ({ producedSoFar }) => ({ decision: 'settle', usage: producedSoFar, outcome: 'max_duration_reached' }))
     .with({ kind: 'completed_after_disconnect' }, ({ usage }) => ({ decision: 'settle', usage, outcome: 'completed_after_disconnect' }))
     .with({ kind: 'completed' }, ({ usage }) => ({ decision: 'settle', usage, outcome: 'completed' }))
     .exhaustive();

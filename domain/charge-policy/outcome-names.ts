@@ -5,6 +5,8 @@ export const settledOutcomeSchema = z.enum([
   'completed',
   'completed_after_disconnect',
   'client_disconnected',
+  /** the gateway ended it at its maximum request duration; what was produced is charged */
+  'max_duration_reached',
   'moderation_refusal',
   'upstream_error',
 ]);

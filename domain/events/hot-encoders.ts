@@ -38,6 +38,7 @@ export const hotDataEncoders: ReadonlyMap<string, (data: never) => Json> = new M
       amount: d.amount.toString(),
       priceVersion: d.priceVersion,
       expiresAt: d.expiresAt,
+      instanceId: d.instanceId,
     })) as (data: never) => Json,
   ],
   [

@@ -35,7 +35,7 @@ const amountsOf = (state: AccountState): Amounts => ({ purchased: state.purchase
  * 2. the journal, at its checkpoint, owes each customer exactly their folded balance;
  * 3. the journal's trial balance is zero, and so are each event's postings (so it is zero at
  *    every position of the log);
- * 4. no reservation is open longer than its TTL plus `graceMs` (the expiry process's lag).
+ * 4. no reservation is open past its deadline (expiresAt) plus `graceMs` (the expiry process's lag).
  * Each projection is compared at its own checkpoint, read with its rows in one snapshot, so a
  * projection that is merely behind is not reported.
  */

@@ -23,10 +23,10 @@ export const expiriesProjection: SqlProjection<DomainEvent> = {
     if (due.size > 0) {
       const rows = [...due.values()].map((c) => c.row);
       await db.query(
-        `INSERT INTO expiries (kind, stream_id, item_id, expires_at)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
+        `INSERT INTO expiries (kind, stream_id, item_id, expires_at, instance_id)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
          ON CONFLICT DO NOTHING`,
-        [rows.map((r) => r.kind), rows.map((r) => r.streamId), rows.map((r) => r.itemId), rows.map((r) => r.expiresAt)],
+        [rows.map((r) => r.kind), rows.map((r) => r.streamId), rows.map((r) => r.itemId), rows.map((r) => r.expiresAt), rows.map((r) => r.instanceId)],
       );
     }
     if (done.length > 0) {

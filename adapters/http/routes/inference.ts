@@ -40,6 +40,13 @@ export interface InferenceRouteDeps {
   readonly logger: Logger;
   /** added to every estimate, in basis points (1000 = +10%) */
   readonly marginBasisPoints: bigint;
+  /** this gateway instance (src/instances/lease.ts): recorded on each reservation it places */
+  readonly instanceId?: string;
+  /**
+   * The gateway ends a request at this age and settles what was produced, before its
+   * reservation's deadline lets the expiry process return the hold. Unset: no limit here.
+   */
+  readonly maxRequestDurationMs?: number;
 }
 
 type AnyRequestBody = Record<string, unknown> & { model: string; stream?: boolean | null | undefined };
@@ -119,11 +126,23 @@ async function serve(operation: Operation, req: Request, res: Response, deps: In
   try {
     placed = await deps.ledger.accounts.handle(stream, {
       type: 'PlaceReservation',
-      data: { requestId: reservationId, keyId: key.keyId, model: body.model, operation, amount, priceVersion: price.value.version },
+      data: {
+        requestId: reservationId,
+        keyId: key.keyId,
+        model: body.model,
+        operation,
+        amount,
+        priceVersion: price.value.version,
+        ...(deps.instanceId === undefined ? {} : { instanceId: deps.instanceId }),
+      },
       metadata,
     });
   } catch (error) {
     lease.release();
+    // The append may have committed before the error reached us (a connection lost mid-commit).
+    // This instance lives on, so nothing else would end that hold before its deadline: release it.
+    // Not tracked for shutdown: a stopping instance ends its lease, and the hold is expired at once.
+    void releaseAbandonedReservation(deps, stream, reservationId, metadata);
     throw error;
   }
   if (!placed.ok) {
@@ -141,6 +160,15 @@ async function serve(operation: Operation, req: Request, res: Response, deps: In
     if (!res.writableFinished) abort.abort();
   };
   res.on('close', onClose);
+  // The maximum request duration: end the upstream request ourselves, well before the deadline.
+  let overran = false;
+  const maxDuration =
+    deps.maxRequestDurationMs === undefined
+      ? undefined
+      : setTimeout(() => {
+          overran = true;
+          abort.abort();
+        }, deps.maxRequestDurationMs);
   const wantsStream = operation !== 'embedding' && body.stream === true;
   let outcome: RequestOutcome;
   let observed: InferenceOutcome | undefined;
@@ -152,9 +180,17 @@ async function serve(operation: Operation, req: Request, res: Response, deps: In
     );
     observed = result.outcome;
     outcome = toRequestOutcome(billedAtMost(result.outcome, maxOutputTokens, deps.logger, requestIdOf(res)), abort.signal.aborted);
+    if (overran) {
+      outcome = overranOutcome(outcome);
+      deps.logger.warn({ requestId: requestIdOf(res), maxRequestDurationMs: deps.maxRequestDurationMs }, 'request ended at the maximum request duration; charged for what was produced');
+    }
     if (!res.destroyed) {
       if (result.streamStarted) res.end();
-      else if (result.clientError) {
+      else if (overran && !result.clientError && result.body === undefined) {
+        const seconds = Math.round((deps.maxRequestDurationMs ?? 0) / 1_000);
+        const error = new ApiError(504, 'server_error', 'request_timeout', null, `The request ran longer than this gateway's maximum request duration (${seconds} s) and was ended.`);
+        res.status(error.status).json(error.toBody());
+      } else if (result.clientError) {
         if (result.clientError.retryAfterSeconds !== undefined) res.set('retry-after', String(result.clientError.retryAfterSeconds));
         res.status(result.clientError.status).json(result.clientError.body);
       } else res.json(result.body);
@@ -167,6 +203,7 @@ async function serve(operation: Operation, req: Request, res: Response, deps: In
     else if (!res.destroyed) res.destroy();
   } finally {
     res.off('close', onClose);
+    clearTimeout(maxDuration);
   }
 
   const request: RequestMetadata | undefined = observed && {
@@ -187,7 +224,7 @@ async function serve(operation: Operation, req: Request, res: Response, deps: In
 
 /**
  * Settles or releases by the charge policy; retried, since the answer has already gone out,
- * until the reservation's expiry (epoch ms): a database outage shorter than the TTL must not
+ * until the reservation's deadline (epoch ms): a database outage must not
  * turn a served request into an expired, uncharged one.
  */
 async function endReservation(
@@ -225,11 +262,43 @@ async function endReservation(
     } catch (error) {
       const wait = Math.min(100 * 2 ** attempt, 2_000);
       if (Date.now() + wait >= expiresAt) {
-        // The reservation-expiry process returns the hold when its TTL passes.
+        // The expiry process returns the hold at its deadline (or once this instance is gone).
         deps.logger.error({ requestId, attempts: attempt, err: { name: (error as Error).name } }, 'settlement failed; the reservation will expire');
         return;
       }
       await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+  }
+}
+
+/**
+ * Releases a reservation whose placement failed with an unknown outcome. Usually it was never
+ * written (reservation_not_found, nothing to do); if it was, this returns the hold. Retried
+ * through a database outage until the reservation's latest possible deadline.
+ */
+export async function releaseAbandonedReservation(
+  deps: Pick<InferenceRouteDeps, 'ledger' | 'logger' | 'maxRequestDurationMs'>,
+  stream: string,
+  requestId: string,
+  metadata: CommandMetadata,
+): Promise<void> {
+  const giveUpAt = Date.now() + (deps.maxRequestDurationMs ?? 600_000);
+  for (let attempt = 1; ; attempt++) {
+    // First wait: a commit in flight when the error came has landed or failed by then.
+    await new Promise((resolve) => setTimeout(resolve, Math.min(500 * 2 ** attempt, 5_000)).unref());
+    try {
+      const result = await deps.ledger.accounts.handle(stream, {
+        type: 'ReleaseReservation',
+        data: { requestId, reason: 'gateway_error' },
+        metadata: { ...metadata, now: new Date().toISOString() },
+      });
+      if (result.ok && result.events.length > 0) deps.logger.warn({ requestId }, 'released a reservation whose placement seemed to fail');
+      return;
+    } catch {
+      if (Date.now() >= giveUpAt) {
+        deps.logger.error({ requestId }, 'could not release a reservation whose placement seemed to fail; it expires at its deadline');
+        return;
+      }
     }
   }
 }
@@ -261,6 +330,18 @@ export function toRequestOutcome(o: InferenceOutcome, clientLeft: boolean): Requ
     case 'moderation_refusal':
       // Charged only for what the upstream itself reports.
       return { kind: 'moderation_refusal', reported: o.usage.estimated ? null : usage };
+  }
+}
+
+/** The gateway, not the client, ended the request: record it so (a finish that raced the timer is a plain completion). */
+function overranOutcome(outcome: RequestOutcome): RequestOutcome {
+  switch (outcome.kind) {
+    case 'client_disconnected':
+      return { kind: 'max_duration_reached', producedSoFar: outcome.producedSoFar };
+    case 'completed_after_disconnect':
+      return { kind: 'completed', usage: outcome.usage };
+    default:
+      return outcome;
   }
 }
 

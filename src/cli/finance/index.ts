@@ -53,8 +53,8 @@ export function registerFinanceCommands(program: Command): void {
 
   program
     .command('verify')
-    .description("recompute every account's balance from its events and compare with the projections; check the journal's trial balance and reservations past their TTL; exits 1 listing the differences")
-    .option('--grace-seconds <s>', 'how long past its TTL a reservation may stay open (the expiry process runs periodically)', (v) => positiveInt(v), 60)
+    .description("recompute every account's balance from its events and compare with the projections; check the journal's trial balance and reservations past their deadline; exits 1 listing the differences")
+    .option('--grace-seconds <s>', 'how long past its deadline a reservation may stay open (the expiry process runs periodically)', (v) => positiveInt(v), 60)
     .action(async (options: { graceSeconds: number }) => {
       await withFinance(async ({ database, store }) => {
         const report = await verifyFinance(database.pool, store, { graceMs: options.graceSeconds * 1_000 });

@@ -8,7 +8,7 @@ const stream = accountStreamId('acc');
 const at = (occurredAt: string) => ({ correlationId: 'c', causationId: 'c', actor: { kind: 'system' as const, process: 't' }, occurredAt });
 const placed = (requestId: string, occurredAt: string): AccountEvent => ({
   type: 'ReservationPlaced',
-  data: { requestId, keyId: 'k1', model: 'm1', operation: 'embedding', amount: usd('1'), priceVersion: 1, expiresAt: '2025-01-02T00:00:00Z' },
+  data: { requestId, keyId: 'k1', model: 'm1', operation: 'embedding', amount: usd('1'), priceVersion: 1, expiresAt: '2025-01-02T00:00:00Z', instanceId: null },
   metadata: at(occurredAt),
 });
 

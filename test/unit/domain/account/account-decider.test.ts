@@ -197,6 +197,27 @@ describe('ReleaseReservation and ExpireReservation', () => {
     given(base).when(expireAt(minutesAfterT0(9))).then({ error: 'reservation_not_yet_expired', requestId: 'r1', expiresAt: minutesAfterT0(10) }));
   it('reservation_not_found on expiry of an ended reservation', () =>
     given([...base, ev('ReservationExpired', { requestId: 'r1', amount: usd('1') })]).when(expireAt(later)).thenRejectedWith('reservation_not_found'));
+
+  // Instances hold leases: a live instance's reservation is never expired before its deadline;
+  // a lapsed one's may be expired at once.
+  const placedBy = (instanceId: string) => [opened, toppedUp(usd('10')), reservationPlaced('r1', usd('1'), { instanceId })];
+  const expireLapsed = (lapsedInstanceId: string, now: string) => cmd('ExpireReservation', { requestId: 'r1', lapsedInstanceId }, now);
+  it('records the instance that placed the reservation', () =>
+    given([opened, toppedUp(usd('10'))])
+      .when(cmd('PlaceReservation', { requestId: 'r1', keyId: 'key-1', model: 'llama-3.1-8b', operation: 'chat', amount: usd('1'), priceVersion: 1, instanceId: 'gw-a' }))
+      .then([reservationPlaced('r1', usd('1'), { instanceId: 'gw-a' })]));
+  it('expires at once, before its deadline, when the instance that placed it has lapsed', () =>
+    given(placedBy('gw-a')).when(expireLapsed('gw-a', minutesAfterT0(1))).then([ev('ReservationExpired', { requestId: 'r1', amount: usd('1') }, minutesAfterT0(1))]));
+  it('reservation_instance_not_lapsed: another instance lapsing proves nothing about this one', () =>
+    given(placedBy('gw-a'))
+      .when(expireLapsed('gw-b', minutesAfterT0(1)))
+      .then({ error: 'reservation_instance_not_lapsed', requestId: 'r1', instanceId: 'gw-a', lapsedInstanceId: 'gw-b' }));
+  it('reservation_instance_not_lapsed for a reservation of unknown instance (older events): it waits for its deadline', () =>
+    given(base).when(expireLapsed('gw-a', minutesAfterT0(1))).then({ error: 'reservation_instance_not_lapsed', requestId: 'r1', instanceId: null, lapsedInstanceId: 'gw-a' }));
+  it('a live instance\'s reservation still expires at its hard deadline', () =>
+    given(placedBy('gw-a')).when(expireAt(minutesAfterT0(10))).then([ev('ReservationExpired', { requestId: 'r1', amount: usd('1') }, minutesAfterT0(10))]));
+  it('reservation_not_yet_expired for a live instance\'s reservation before its deadline', () =>
+    given(placedBy('gw-a')).when(expireAt(minutesAfterT0(9))).then({ error: 'reservation_not_yet_expired', requestId: 'r1', expiresAt: minutesAfterT0(10) }));
 });
 
 describe('IssueRefund', () => {

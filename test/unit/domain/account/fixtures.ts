@@ -21,7 +21,7 @@ export function ev<T extends AccountEvent['type']>(type: T, data: AccountEventOf
 
 export const opened = ev('AccountOpened', { accountId: 'acc-1', displayNameCiphertext: 'enc:name', emailCiphertext: 'enc:email' });
 export const toppedUp = (amount: bigint, paymentReference = 'pay-1') => ev('TopUpCompleted', { paymentReference, amount, autoTopUpAttemptId: null });
-export const reservationPlaced = (requestId: string, amount: bigint, extra: { now?: string; priceVersion?: number } = {}) =>
+export const reservationPlaced = (requestId: string, amount: bigint, extra: { now?: string; priceVersion?: number; instanceId?: string } = {}) =>
   ev(
     'ReservationPlaced',
     {
@@ -32,6 +32,7 @@ export const reservationPlaced = (requestId: string, amount: bigint, extra: { no
       amount,
       priceVersion: extra.priceVersion ?? 1,
       expiresAt: addMs(extra.now ?? T0, 10 * 60_000),
+      instanceId: extra.instanceId ?? null,
     },
     extra.now,
   );

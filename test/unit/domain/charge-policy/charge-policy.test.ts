@@ -33,6 +33,11 @@ const rows: [string, RequestOutcome, ChargeDecision][] = [
     { decision: 'settle', usage: usage(300n, 42n, true), outcome: 'client_disconnected' },
   ],
   [
+    'ended at the maximum request duration: tokens produced so far charged',
+    { kind: 'max_duration_reached', producedSoFar: usage(300n, 42n, true) },
+    { decision: 'settle', usage: usage(300n, 42n, true), outcome: 'max_duration_reached' },
+  ],
+  [
     'completed after the client left: charged',
     { kind: 'completed_after_disconnect', usage: usage(300n, 900n) },
     { decision: 'settle', usage: usage(300n, 900n), outcome: 'completed_after_disconnect' },

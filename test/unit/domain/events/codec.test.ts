@@ -71,6 +71,14 @@ describe('domainEventCodec', () => {
     expect(domainEventCodec.decode(v1)).toEqual(reservationPlaced('r1', 400_000n));
   });
 
+  it('decodes a ReservationPlaced written before instances held leases with no instance (instanceId null)', () => {
+    const stored = domainEventCodec.encode(reservationPlaced('r1', 400_000n)) as { type: string; data: Record<string, unknown>; metadata: unknown };
+    const { instanceId, ...before } = stored.data;
+    expect(instanceId).toBeNull();
+    expect(domainEventCodec.decode({ ...stored, data: before })).toEqual(reservationPlaced('r1', 400_000n));
+    expect(domainEventCodec.decode(domainEventCodec.encode(reservationPlaced('r1', 1n, { instanceId: 'gw-a' })))).toEqual(reservationPlaced('r1', 1n, { instanceId: 'gw-a' }));
+  });
+
   it('every definition has an upcaster for each older version', () => {
     for (const def of eventRegistry.values()) {
       for (let v = 1; v < def.version; v++) expect(def.upcasters.some((u) => u.from === v)).toBe(true);
