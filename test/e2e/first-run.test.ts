@@ -45,8 +45,8 @@ describe('first run', () => {
       const first = start(join(dataDir, 'state'), pgPort, port);
       let key: string;
       try {
-        key = await until(() => /^\s+(tg_[A-Za-z0-9]{16}_[A-Za-z0-9_-]{43})\s*$/m.exec(first.output())?.[1], { what: 'the printed demo key', timeoutMs: 45_000 });
-        await until(() => (first.output().includes('tollgate is listening') || /curl http/.test(first.output()) ? true : undefined), { what: 'the curl line', timeoutMs: 45_000 });
+        key = await until(() => /^\s+(tg_[A-Za-z0-9]{16}_[A-Za-z0-9_-]{43})\s*$/m.exec(first.output())?.[1], { what: 'the printed demo key', timeoutMs: 120_000 });
+        await until(() => (first.output().includes('tollgate is listening') || /curl http/.test(first.output()) ? true : undefined), { what: 'the curl line', timeoutMs: 120_000 });
         expect(first.output()).toMatch(/STAND-IN upstream \(mock-llm\)/);
         expect(first.output()).toMatch(/Tollgate admin key \(shown once, store it now\): tgadmin_/);
         expect(first.output()).toContain(`curl http://127.0.0.1:${port}/v1/chat/completions -H "Authorization: Bearer ${key}"`);
@@ -63,7 +63,7 @@ describe('first run', () => {
       // Same data directory again: the same database, the same demo key, no new admin key.
       const second = start(join(dataDir, 'state'), pgPort, port);
       try {
-        await until(() => (second.output().includes(key) ? true : undefined), { what: 'the demo key printed again', timeoutMs: 45_000 });
+        await until(() => (second.output().includes(key) ? true : undefined), { what: 'the demo key printed again', timeoutMs: 120_000 });
         expect(second.output()).not.toContain('Tollgate admin key (shown once');
         const client = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: key, maxRetries: 0 });
         const account = await fetch(`http://127.0.0.1:${port}/v1/account`, { headers: { authorization: `Bearer ${key}` } }).then((r) => r.json() as Promise<{ balance_usd: string }>);
@@ -75,6 +75,6 @@ describe('first run', () => {
         await stop(second.child);
       }
     },
-    120_000,
+    400_000,
   );
 });

@@ -49,7 +49,7 @@ beforeAll(async () => {
     modelsFile: writeModelsFile(models),
     env: { TOLLGATE_UPSTREAM_HEADERS_TIMEOUT_S: String(IDLE_TIMEOUT_S), TOLLGATE_UPSTREAM_IDLE_TIMEOUT_S: String(IDLE_TIMEOUT_S) },
   });
-}, 60_000);
+}, 120_000);
 
 afterAll(async () => {
   await gateway?.stop();

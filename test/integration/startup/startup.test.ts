@@ -19,7 +19,7 @@ describe('start-up', () => {
       DATABASE_URL: `postgres://tollgate:s3cret-password@127.0.0.1:${port}/tollgate`,
       TOLLGATE_DB_CONNECT_TIMEOUT_S: '3',
       PORT: String(await closedPort()),
-    }, 60_000); // a safety net: the verdict is that it exits on its own, not how fast
+    }); // runEntryPoint's deadline is a safety net: the verdict is that it exits on its own, not how fast
     expect(result.code).toBe(1);
     expect(result.stderr).toContain(`cannot reach PostgreSQL at postgres://tollgate:***@127.0.0.1:${port}/tollgate`);
     expect(result.stderr + result.stdout).not.toContain('s3cret-password');
@@ -30,7 +30,7 @@ describe('start-up', () => {
     expect(result.code).toBe(2);
     expect(result.stderr.trim().split('\n')).toHaveLength(1);
     expect(result.stderr).toMatch(/^tollgate: invalid PORT: /);
-  });
+  }, 90_000);
 
   test('migrations are safe to run twice and from two processes at once', async () => {
     const url = await createTestDatabase('migrate');
