@@ -59,10 +59,13 @@ export async function startGatedProxy(targetBaseUrl: string, passEvents: number)
         let cut = data.length;
         for (let i = 0; i < data.length; i++) {
           const newline = data[i] === 0x0a;
-          if (newline && lastWasNewline && ++passed >= passEvents && !released) {
-            cut = i + 1;
-            lastWasNewline = false;
-            break;
+          if (newline && lastWasNewline) {
+            lastWasNewline = false; // an event ended; the next starts after this byte
+            if (++passed >= passEvents && !released) {
+              cut = i + 1;
+              break;
+            }
+            continue;
           }
           lastWasNewline = newline;
         }
