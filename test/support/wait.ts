@@ -7,7 +7,9 @@ export async function until<T>(
   probe: () => Promise<T | undefined> | T | undefined,
   options: { what?: string; timeoutMs?: number; intervalMs?: number } = {},
 ): Promise<T> {
-  const { what = 'the condition', timeoutMs = 8_000, intervalMs = 50 } = options;
+  // The deadline is a safety net for work that never finishes, never the verdict: generous, so a
+  // loaded machine is not mistaken for a broken one.
+  const { what = 'the condition', timeoutMs = 20_000, intervalMs = 50 } = options;
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
