@@ -54,7 +54,6 @@ beforeAll(async () => {
     model('renamed', [fast.baseUrl], { upstreams: [{ baseUrl: fast.baseUrl, capacity: 2, upstreamModel: 'org/Echo-7B' }] }),
     model('failing', [fast.baseUrl]),
     model('moderated', [fast.baseUrl]),
-    model('slow', [slow.baseUrl]),
     model('relay-gated', [relayGate.baseUrl]),
     model('abort-gated', [abortGate.baseUrl]),
     model('failover', [refusedBaseUrl, fast.baseUrl]),
