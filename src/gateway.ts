@@ -62,6 +62,12 @@ export interface Gateway {
 
 export type RouteMount = (router: Router, gateway: Omit<Gateway, 'server' | 'url' | 'close'>) => void;
 
+/** What a test may replace so that its verdict does not depend on the machine's speed. */
+export interface GatewaySeams {
+  /** Monotonic milliseconds for the admission limiters (per-key rate limits, authentication failures); performance.now() when absent. */
+  readonly admissionClock?: () => number;
+}
+
 export function accountPolicyFrom(config: Config): AccountPolicy {
   return {
     ...DEFAULT_ACCOUNT_POLICY,
@@ -81,7 +87,7 @@ export const SETTLEMENT_GRACE_S = 60;
  * Composition root: database (embedded or configured), event store (PostgreSQL or KurrentDB),
  * ledger, keys, live log, upstreams (models file, or the stand-in on a first run), HTTP.
  */
-export async function startGateway(config: Config, log: Logger, routes: readonly RouteMount[] = []): Promise<Gateway> {
+export async function startGateway(config: Config, log: Logger, routes: readonly RouteMount[] = [], seams: GatewaySeams = {}): Promise<Gateway> {
   const database = await openDatabase(config, log);
   const cleanups: (() => Promise<void>)[] = [() => database.close()];
   const cleanup = async () => {
@@ -171,7 +177,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
       keys,
       inference,
       historicalCosts,
-      limiter: new RateLimiter(),
+      limiter: new RateLimiter({ now: seams.admissionClock }),
       limits: { requestsPerMinute: config.TOLLGATE_RATE_LIMIT_RPM ?? null, tokensPerMinute: config.TOLLGATE_RATE_LIMIT_TPM ?? null },
       metrics,
       settlements,
@@ -185,7 +191,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
       ...(globalLogMonitor && { globalLog: () => globalLogMonitor.health() }),
       startedAt: new Date(),
       bodyLimit: config.TOLLGATE_MAX_BODY_BYTES,
-      authFailures: new AuthFailureLimiter({ failuresPerMinute: config.TOLLGATE_AUTH_FAILURES_PER_MINUTE }),
+      authFailures: new AuthFailureLimiter({ failuresPerMinute: config.TOLLGATE_AUTH_FAILURES_PER_MINUTE, now: seams.admissionClock }),
       extraRoutes: routes.map((mount) => (router: Router) => mount(router, parts)),
     });
     const server = createServer(app);

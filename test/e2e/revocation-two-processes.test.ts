@@ -25,7 +25,7 @@ beforeAll(async () => {
   await addModel(seeder.gateway.ledger, 'llama', { chat: { input: '1', output: '2' } }, 256);
   const modelsFile = writeModelsFile(models);
   processes = await Promise.all([0, 1].map(() => startGatewayProcess({ databaseUrl, modelsFile })));
-}, 40_000);
+}, 120_000);
 
 afterAll(async () => {
   await Promise.all(processes.map((p) => p.stop()));

@@ -4,6 +4,7 @@ import { startTestGateway, type TestGateway } from '../support/gateway';
 import { defaultMockLlmConfig, startMockLlm, type MockLlm } from '../support/mock-llm';
 import { chatChunk, sleep, startScriptedUpstream, startSse, type ScriptedUpstream } from '../integration/inference/scripted-upstream';
 import { accountEvents, addModel, dumpDatabase, issueKey, openAccount, openAiClient, rejectionOf } from '../support/e2e-setup';
+import { until } from '../support/wait';
 
 /**
  * Zero content retention (DESIGN.md "Privacy"): prompts carrying a unique marker go through
@@ -127,10 +128,11 @@ it('a marked prompt leaves no trace in the database, the logs or the metrics, on
   expect(metrics).toContain('llama');
   expect(metrics).not.toContain(MARKER);
 
-  // Let the last request log lines out (they are written once settlement ends).
-  await sleep(50);
-  // One line per request: 12 routed, and the unparseable body that never reached a route.
-  expect(gw.logLines.filter((line) => line.includes('"route":"/v1/')).length).toBe(12);
+  // One line per request: 12 routed, and the unparseable body that never reached a route. The
+  // last lines are written once settlement ends, a moment after it: wait for them to come out.
+  const routed = () => gw.logLines.filter((line) => line.includes('"route":"/v1/')).length;
+  await until(() => (routed() >= 12 ? true : undefined), { what: 'a request log line for each of the 12 routed requests' });
+  expect(routed()).toBe(12);
   expect(gw.logLines.filter((line) => line.includes('"route":"unmatched","status":400')).length).toBe(1);
   expect(gw.logLines.filter((line) => line.includes(MARKER))).toEqual([]);
 });

@@ -283,7 +283,7 @@ it(`answers ${REQUESTS.toLocaleString('en-US')} hostile requests with 4xx in Ope
   for (const kind of ['wrong_type', 'missing_field', 'bad_max_tokens', 'unknown_model', 'deep_nesting', 'invalid_utf8', 'huge_body', 'not_json', 'other_endpoint']) {
     expect(byKind.get(kind) ?? 0).toBeGreaterThan(100);
   }
-  expect(seconds).toBeLessThan(60);
+  // How long it took is printed above, not judged: a verdict must not depend on the machine.
 
   // Nothing was reserved or charged: the account's log holds only its opening and top-up.
   const events = await accountEvents(tg.gateway.ledger, accountId);

@@ -1,6 +1,8 @@
 import crypto from 'node:crypto';
+import { request, type IncomingHttpHeaders } from 'node:http';
 import bcrypt from 'bcrypt';
 import { startPaymentsHarness, WEBHOOK_SECRET, type PaymentsHarness } from '../integration/payments/harness';
+import { manualClock } from '../support/clock';
 
 /**
  * Security: one account's key reads nothing of another's on any route; admin routes refuse
@@ -9,12 +11,14 @@ import { startPaymentsHarness, WEBHOOK_SECRET, type PaymentsHarness } from '../i
  */
 
 let h: PaymentsHarness;
+// The admission limiters' clock: it stands still unless a test moves it (see the rate-limit test).
+const clock = manualClock();
 let a: { accountId: string; key: string; keyId: string };
 let b: { accountId: string; key: string; keyId: string };
 const MARKER = 'PROMPT-MARKER-security-51c2';
 
 beforeAll(async () => {
-  h = await startPaymentsHarness();
+  h = await startPaymentsHarness({ admissionClock: clock.now });
   a = await h.openCustomer('Ada');
   b = await h.openCustomer('Bea');
   // Some history on B: a top-up (through Checkout and the webhook) and a request.
@@ -150,22 +154,36 @@ test('a burst of first requests with one new key runs bcrypt once, not once per 
 });
 
 test('repeated authentication failures from one client are rate-limited; keys it already proved keep working', async () => {
-  // The harness's own calls above spent part of this client's allowance (60 a minute by default).
+  // Counted, not timed: a client of its own (another loopback address, so its allowance is
+  // whole) and the gateway's admission clock standing still, so nothing refills while the test
+  // sends, however slow the machine. The clock moves only when the test moves it, below.
+  const allowance = h.tg.gateway.config.TOLLGATE_AUTH_FAILURES_PER_MINUTE;
+  const other = fromAddress('127.0.0.2');
+  const wrong = (i: number) => `tg_${'y'.repeat(16)}_${String(i).padStart(43, 'B')}`;
+  expect((await other('GET', '/v1/account', a.key)).status).toBe(200); // A's key, verified here before the failures
   const answers: number[] = [];
-  for (let i = 0; i < 80; i++) answers.push((await h.call('GET', '/v1/account', `tg_${'y'.repeat(16)}_${String(i).padStart(43, 'B')}`)).status);
-  expect(answers.slice(0, 5)).toEqual([401, 401, 401, 401, 401]);
-  expect(answers.slice(-10)).toEqual(new Array(10).fill(429));
-  const limited = await fetch(`${h.tg.url}/v1/account`, { headers: { authorization: `Bearer tg_${'z'.repeat(16)}_${'C'.repeat(43)}` } });
+  for (let i = 0; i < allowance + 5; i++) answers.push((await other('GET', '/v1/account', wrong(i))).status);
+  // Exactly the allowance of 401s, then refused before the key is even looked at.
+  expect(answers).toEqual([...new Array(allowance).fill(401), ...new Array(5).fill(429)]);
+  const limited = await other('GET', '/v1/account', `tg_${'z'.repeat(16)}_${'C'.repeat(43)}`);
   expect(limited.status).toBe(429);
-  expect(Number(limited.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
-  expect(await limited.json()).toMatchObject({ error: { code: 'rate_limit_exceeded', type: 'requests', param: null } });
-  // A's key was verified by this process before: it still works from the same client.
-  expect((await h.call('GET', '/v1/account', a.key)).status).toBe(200);
+  expect(Number(limited.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+  expect(limited.body).toMatchObject({ error: { code: 'rate_limit_exceeded', type: 'requests', param: null } });
+  // Only this client is limited: the same wrong key from the harness's address is still a 401.
+  expect((await h.call('GET', '/v1/account', wrong(0))).status).toBe(401);
+  // A's key was verified by this process before: it still works from the limited client.
+  expect((await other('GET', '/v1/account', a.key)).status).toBe(200);
   // Even the right secret of a key not yet verified here is refused while the client is limited,
   // so guessing gains nothing.
   const fresh = await h.call('POST', '/v1/account/keys', a.key, { name: 'fresh' });
   expect(fresh.status).toBe(201);
-  expect((await h.call('GET', '/v1/account', fresh.body.key)).status).toBe(429);
+  expect((await other('GET', '/v1/account', fresh.body.key)).status).toBe(429);
+
+  // After the wait it advertised, the client may try again: one failure's worth refilled, no more.
+  clock.advance(Number(limited.headers['retry-after-ms']));
+  expect((await other('GET', '/v1/account', fresh.body.key)).status).toBe(200);
+  expect((await other('GET', '/v1/account', wrong(1_000))).status).toBe(401);
+  expect((await other('GET', '/v1/account', wrong(1_001))).status).toBe(429);
 });
 
 test('forged webhooks change nothing: wrong secret, no signature, garbage, stale timestamp, tampered body', async () => {
@@ -219,3 +237,19 @@ test('no secret and no prompt appears in the captured logs', async () => {
   expect(log).toContain(a.accountId);
   expect(log).toMatch(/"keyPrefix":"tg_/);
 });
+
+/** Requests sent from another loopback address: to the gateway, a client of its own. */
+function fromAddress(localAddress: string) {
+  return (method: string, path: string, key: string) =>
+    new Promise<{ status: number; headers: IncomingHttpHeaders; body: any }>((resolve, reject) => {
+      const req = request(`${h.tg.url}${path}`, { method, localAddress, agent: false, headers: { authorization: `Bearer ${key}` } }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (part: string) => (text += part));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text ? JSON.parse(text) : null }));
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+}

@@ -30,7 +30,7 @@ beforeAll(async () => {
   await addModel(seeder.gateway.ledger, MODEL, { chat: { input: '1000', output: '1000' } }, 256);
   const modelsFile = writeModelsFile(models);
   processes = await Promise.all([0, 1].map(() => startGatewayProcess({ databaseUrl, modelsFile })));
-}, 60_000);
+}, 120_000);
 
 afterAll(async () => {
   await Promise.all(processes.map((p) => p.stop()));

@@ -56,7 +56,8 @@ export async function startGatewayProcess(options: {
   child.stderr!.on('data', (chunk: Buffer) => (output = (output + chunk.toString()).slice(-8_000)));
   const url = `http://127.0.0.1:${port}`;
   const stop = () => stopChild(child);
-  const deadline = Date.now() + (options.readyTimeoutMs ?? 20_000);
+  // A safety net for a process that never gets ready, generous for a loaded machine.
+  const deadline = Date.now() + (options.readyTimeoutMs ?? 60_000);
   for (;;) {
     if (child.exitCode !== null) throw new Error(`gateway process exited with ${child.exitCode}: ${output}`);
     try {

@@ -6,17 +6,20 @@ import type { AddressInfo, Socket } from 'node:net';
  * produce: it never stalls, never cuts a connection mid-stream, never trickles with a usage
  * chunk at the end, and cannot stream faster than a client reads. Behaviour is chosen by the
  * requested model:
- * - `stall`: reads the request and never answers;
+ * - `stall`: reads the request and never answers (`stallsClosed` counts those the client gave up on);
  * - `stall-mid-stream`: streams 3 chunks, then goes silent with the connection open;
  * - `cut`: streams 5 chunks, then destroys the connection (no finish_reason, no [DONE]);
  * - `trickle`: 10 chunks 300 ms apart, then finish_reason, a usage chunk and [DONE];
  * - `firehose`: chunks as fast as the connection takes them (waiting on 'drain'), until the
- *   reader goes away or `firehoseLimitBytes`; `firehoseWritten` counts what it wrote.
+ *   reader goes away or `firehoseLimitBytes`; `firehoseWritten` counts what it wrote, and
+ *   `firehoseParked` is true while it waits for 'drain' (held back by its reader).
  */
 export interface FaultUpstream {
   /** includes /v1 */
   baseUrl: string;
   firehoseWritten: number;
+  firehoseParked: boolean;
+  stallsClosed: number;
   stop(): Promise<void>;
 }
 
@@ -35,7 +38,7 @@ export async function startFaultUpstream(options: { firehoseLimitBytes?: number 
     }, ms);
     timers.add(timer);
   };
-  const state: FaultUpstream = { baseUrl: '', firehoseWritten: 0, stop: async () => {} };
+  const state: FaultUpstream = { baseUrl: '', firehoseWritten: 0, firehoseParked: false, stallsClosed: 0, stop: async () => {} };
 
   const startStream = (res: ServerResponse) => res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
 
@@ -43,6 +46,7 @@ export async function startFaultUpstream(options: { firehoseLimitBytes?: number 
     const model = body.model ?? '';
     switch (model) {
       case 'stall':
+        res.once('close', () => state.stallsClosed++);
         return; // never answer
       case 'stall-mid-stream':
         startStream(res);
@@ -75,9 +79,11 @@ export async function startFaultUpstream(options: { firehoseLimitBytes?: number 
         const piece = chunk(model, 'lorem ipsum dolor sit amet '.repeat(40));
         const limit = options.firehoseLimitBytes ?? 1024 ** 3;
         const pump = () => {
+          state.firehoseParked = false;
           while (!res.destroyed && state.firehoseWritten < limit) {
             state.firehoseWritten += piece.length;
             if (!res.write(piece)) {
+              state.firehoseParked = true;
               res.once('drain', pump);
               return;
             }

@@ -30,6 +30,8 @@ export async function startTestGateway(options: {
   env?: Record<string, string>;
   routes?: readonly RouteMount[];
   databaseUrl?: string;
+  /** The admission limiters' clock (see GatewaySeams); a test that counts to a limit passes a manual one. */
+  admissionClock?: () => number;
 }): Promise<TestGateway> {
   const databaseUrl = options.databaseUrl ?? (await createTestDatabase('gw'));
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-gw-'));
@@ -49,6 +51,6 @@ export async function startTestGateway(options: {
   });
   const logLines: string[] = [];
   const log = pino({ level: 'info' }, { write: (line: string) => void logLines.push(line) });
-  const gateway = await startGateway(config, log, options.routes ?? standardRoutes);
+  const gateway = await startGateway(config, log, options.routes ?? standardRoutes, { admissionClock: options.admissionClock });
   return { gateway, url: gateway.url, databaseUrl, adminKey: TEST_ADMIN_KEY, logLines, stop: () => gateway.close() };
 }

@@ -44,7 +44,7 @@ export function capturedLogger(): { logger: Logger; lines: Record<string, unknow
   return { logger: pino({ level: 'info' }, sink), lines, raw };
 }
 
-/** Waits until `predicate` holds, for log lines written after the response reached the client. */
-export async function eventually(predicate: () => boolean, timeoutMs = 2_000): Promise<void> {
+/** Waits until `predicate` holds, for log lines written after the response reached the client; the deadline is only a safety net. */
+export async function eventually(predicate: () => boolean, timeoutMs = 10_000): Promise<void> {
   await until(() => (predicate() ? true : undefined), { timeoutMs, intervalMs: 10 });
 }

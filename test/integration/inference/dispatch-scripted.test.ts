@@ -7,6 +7,7 @@ import { responseSink } from '../../../adapters/inference/sink';
 import { countTextTokens } from '../../../adapters/inference/tokens';
 import { chatChunk, recordingSink, sleep, startScriptedUpstream, startSse, usageChunk } from './scripted-upstream';
 import type { Script, ScriptedUpstream } from './scripted-upstream';
+import { within } from '../../support/wait';
 
 // Each test scripts its own tiny upstream: a vLLM-like server that reports usage in streams,
 // one that crashes mid-stream, one that notices when we hang up.
@@ -32,6 +33,18 @@ async function upstreamWith(script: Script, options: { upstreamModel?: string } 
   };
   return { upstream, adapter, run };
 }
+
+/**
+ * An answer that never ends on its own: a chunk every `intervalMs` until the client hangs up.
+ * A test that sees the connection close therefore sees the client cancel, whatever the speed.
+ */
+const endlessStream: Script = async (_request, res) => {
+  startSse(res);
+  for (let i = 0; !res.destroyed; i++) {
+    res.write(chatChunk(` word${i}`));
+    await sleep(30);
+  }
+};
 
 afterEach(async () => {
   for (const { upstream, adapter } of started.splice(0)) {
@@ -116,21 +129,15 @@ test('a stream cut mid-way (upstream crash) is "cut", with the tokens relayed so
 });
 
 test('a client abort mid-stream closes the upstream connection and reports the tokens so far', async () => {
-  const { upstream, run } = await upstreamWith(async (_request, res) => {
-    startSse(res);
-    for (let i = 0; i < 100 && !res.destroyed; i++) {
-      res.write(chatChunk(` word${i}`));
-      await sleep(40);
-    }
-    res.end('data: [DONE]\n\n');
-  });
+  const { upstream, run } = await upstreamWith(endlessStream);
   const controller = new AbortController();
   const recorder = recordingSink((_chunk, index) => {
     if (index === 2) controller.abort();
   });
-  const result = await run(streamChat(), { sink: recorder.sink, signal: controller.signal });
-  const closedEarly = await Promise.race([upstream.seen[0]!.closedEarly, sleep(1_000).then(() => 'timeout')]);
-  expect(closedEarly).toBe(true);
+  // The upstream never ends its answer: returning, and the upstream seeing the connection close
+  // before its response ended, can only come from the abort.
+  const result = await within(run(streamChat(), { sink: recorder.sink, signal: controller.signal }), 'the dispatch to return after the abort');
+  expect(await within(upstream.seen[0]!.closedEarly, 'the upstream connection to close')).toBe(true);
   expect(result.outcome).toMatchObject({
     kind: 'client_disconnected',
     tokensProduced: countTextTokens(' word0 word1 word2'),
@@ -144,25 +151,25 @@ test('a slow sink holds the relay back (backpressure) instead of buffering', asy
     for (let i = 0; i < 3; i++) res.write(chatChunk(`part${i}`));
     res.end(chatChunk('', 'stop') + 'data: [DONE]\n\n');
   });
-  const writes: number[] = [];
-  let drains = 0;
+  // What happened, in order: every write reports a full buffer, so the next write must wait
+  // until the sink has drained.
+  const happened: string[] = [];
   const result = await run(streamChat(), {
     sink: {
       open: () => undefined,
       write: () => {
-        writes.push(performance.now());
+        happened.push('write');
         return false;
       },
       waitForDrain: async () => {
-        drains++;
-        await sleep(50);
+        happened.push('wait');
+        await sleep(20);
+        happened.push('drained');
       },
     },
   });
   expect(result.outcome.kind).toBe('completed');
-  expect(writes).toHaveLength(5);
-  expect(drains).toBe(5);
-  for (let i = 1; i < writes.length; i++) expect(writes[i]! - writes[i - 1]!).toBeGreaterThanOrEqual(45);
+  expect(happened).toEqual(new Array(5).fill(['write', 'wait', 'drained']).flat());
 });
 
 test('an upstream error event after output is upstream_error with the tokens so far, in our own words', async () => {
@@ -214,14 +221,7 @@ test('an upstream 429 on a stream request is upstream_error before anything is r
 });
 
 test('through responseSink, a real HTTP client receives the stream, and hanging up cancels the upstream', async () => {
-  const { upstream, run } = await upstreamWith(async (_request, res) => {
-    startSse(res);
-    for (let i = 0; i < 100 && !res.destroyed; i++) {
-      res.write(chatChunk(` word${i}`));
-      await sleep(30);
-    }
-    res.end('data: [DONE]\n\n');
-  });
+  const { upstream, run } = await upstreamWith(endlessStream);
   // A stand-in for the gateway's route: abort on client close, relay through the sink.
   let outcome: Promise<DispatchResult> | undefined;
   const gateway = createServer((req, res) => {
@@ -243,10 +243,11 @@ test('through responseSink, a real HTTP client receives the stream, and hanging 
       received += new TextDecoder().decode(value);
     }
     client.abort();
-    const result = await outcome!;
+    // The upstream never ends on its own: only the hang-up ends the dispatch and the connection.
+    const result = await within(outcome!, 'the dispatch to end after the client hung up');
     expect(result.outcome.kind).toBe('client_disconnected');
     expect(result.outcome.tokensProduced).toBeGreaterThanOrEqual(countTextTokens(' word0 word1 word2'));
-    expect(await Promise.race([upstream.seen[0]!.closedEarly, sleep(1_000).then(() => 'timeout')])).toBe(true);
+    expect(await within(upstream.seen[0]!.closedEarly, 'the upstream connection to close')).toBe(true);
   } finally {
     gateway.closeAllConnections();
     await new Promise((resolve) => gateway.close(resolve));

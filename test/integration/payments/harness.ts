@@ -24,9 +24,10 @@ export interface PaymentsHarness {
   stop(): Promise<void>;
 }
 
-export async function startPaymentsHarness(): Promise<PaymentsHarness> {
+export async function startPaymentsHarness(options: { admissionClock?: () => number } = {}): Promise<PaymentsHarness> {
   const stripeServer = await startStripeTestServer();
   const tg = await startTestGateway({
+    admissionClock: options.admissionClock,
     // No inference in these tests: an upstream that is never called.
     models: [{ id: 'payments-test-model', upstreams: [{ baseUrl: 'http://127.0.0.1:9', capacity: 1 }], maxOutputTokens: 16, operations: ['chat'] }],
     env: { STRIPE_SECRET_KEY: 'sk_test_tollgate_payments', STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET, STRIPE_API_BASE: stripeServer.apiBase },

@@ -15,7 +15,7 @@ import { comparePositions, DuplicateEventIdError, START, VersionConflictError, t
 import { testEventCodec, type TestEvent } from '../../contract/event-store.contract';
 import { createTestDatabase } from '../../support/database';
 import { openBlockingTransaction } from '../../support/blocking-transaction';
-import { until } from '../../support/wait';
+import { until, within } from '../../support/wait';
 
 let pool: Pool;
 let databaseUrl: string;
@@ -35,6 +35,14 @@ afterAll(async () => {
 
 const deposited = (amount: bigint): NewEvent<TestEvent> => ({ id: randomUUID(), event: { type: 'Deposited', data: { amount, note: '' } } });
 const stream = (label: string) => `${label}-${randomUUID()}`;
+
+/** Connections of this database whose last statement was the subscription's LISTEN. */
+async function listeners(): Promise<number> {
+  const result = await pool.query<{ n: string }>(
+    "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN tollgate_events' AND state = 'idle'",
+  );
+  return Number(result.rows[0]!.n);
+}
 
 test('one batch may append to the same stream twice: the second request is checked against the first', async () => {
   const id = stream('twice');
@@ -68,28 +76,23 @@ test('a live subscriber is woken by NOTIFY after the append commits, long before
   const position = (await store.appendToStream(stream('notify-marker'), [deposited(0n)], { expectedVersion: 'no_stream' })).lastPosition;
   const id = stream('notify');
   const arrival = firstValueFrom(store.subscribe(position));
-  await new Promise((resolve) => setTimeout(resolve, 200)); // caught up and waiting
-  const sent = Date.now();
+  // Waiting: its LISTEN is in place. The fallback poll is a minute away, beyond this test's own
+  // timeout, so the event arriving at all means NOTIFY woke the subscriber.
+  await until(async () => ((await listeners()) === 1 ? true : undefined), { what: 'the subscriber to LISTEN' });
   await store.appendToStream(id, [deposited(1n)], { expectedVersion: 'no_stream' });
-  const event = await arrival;
+  const event = await within(arrival, 'the event (only NOTIFY can bring it before the 60 s poll)', 20_000);
   expect(event.streamId).toBe(id);
-  expect(Date.now() - sent).toBeLessThan(2_000);
 });
 
 test('close() completes live subscriptions and returns their LISTEN connection to the pool', async () => {
   const local = createPostgresEventStore(pool, testEventCodec, { pollIntervalMs: 60_000 });
   let completed = false;
   local.subscribe(START).subscribe({ complete: () => (completed = true), error: () => {} });
-  await new Promise((resolve) => setTimeout(resolve, 200));
-  const listening = await pool.query<{ n: string }>(
-    "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN tollgate_events'",
-  );
-  expect(Number(listening.rows[0]!.n)).toBe(1);
+  await until(async () => ((await listeners()) === 1 ? true : undefined), { what: 'the subscription to LISTEN' });
   await local.close();
   expect(completed).toBe(true);
-  // UNLISTEN runs as the connection is released; give it a moment, then every client is idle.
-  await new Promise((resolve) => setTimeout(resolve, 100));
-  expect(pool.idleCount).toBe(pool.totalCount);
+  // UNLISTEN runs as the connection is released: wait for that, then every client is idle.
+  await until(() => (pool.idleCount === pool.totalCount ? true : undefined), { what: 'the LISTEN connection to return to the pool' });
   const after = await pool.query<{ n: string }>(
     "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN tollgate_events'",
   );
