@@ -8,11 +8,15 @@ import { until } from '../support/wait';
 
 const repoRoot = resolve(__dirname, '../..');
 
-/** `npm start` with nothing configured: embedded PostgreSQL, the stand-in upstream, a demo account. */
+/**
+ * `npm start` with nothing configured: embedded PostgreSQL, the stand-in upstream, a demo
+ * account. As `npm start` does, it runs the compiled gateway (dist/src/main.js, which the test
+ * run's global setup builds), so a build that compiles but cannot start fails here.
+ */
 function start(dataDir: string, pgPort: number, port: number): { child: ChildProcess; output: () => string } {
   const env: NodeJS.ProcessEnv = { ...process.env, TOLLGATE_DATA_DIR: dataDir, TOLLGATE_EMBEDDED_PG_PORT: String(pgPort), PORT: String(port), LOG_LEVEL: 'warn' };
   for (const name of ['DATABASE_URL', 'TOLLGATE_MODELS_FILE', 'TOLLGATE_ADMIN_KEY', 'EVENTSTORE_URL']) delete env[name];
-  const child = spawn(process.execPath, ['--import', 'tsx', resolve(repoRoot, 'src/main.ts')], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [resolve(repoRoot, 'dist/src/main.js')], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -50,11 +54,22 @@ describe('first run', () => {
         expect(first.output()).toMatch(/STAND-IN upstream \(mock-llm\)/);
         expect(first.output()).toMatch(/Tollgate admin key \(shown once, store it now\): tgadmin_/);
         expect(first.output()).toContain(`curl http://127.0.0.1:${port}/v1/chat/completions -H "Authorization: Bearer ${key}"`);
+        expect(first.output()).toContain(`Dashboard: http://127.0.0.1:${port}/dashboard/`);
 
         const client = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: key, maxRetries: 0 });
         const reply = await client.chat.completions.create({ model: 'tollgate-demo', messages: [{ role: 'user', content: 'Hello' }] });
         expect(reply.choices[0]!.message.content).toContain('stand-in upstream');
         expect(Date.now() - began).toBeLessThan(60_000);
+
+        // The dashboard's files, which the compiled gateway finds beside itself (dist/) and in node_modules.
+        const page = await fetch(`http://127.0.0.1:${port}/dashboard/`);
+        expect(page.status).toBe(200);
+        expect(await page.text()).toContain('<script type="importmap">');
+        for (const path of ['/dashboard/static/app.js', '/dashboard/static/style.css', '/dashboard/vendor/preact.mjs', '/dashboard/vendor/uPlot.esm.js']) {
+          const asset = await fetch(`http://127.0.0.1:${port}${path}`);
+          expect({ path, status: asset.status }).toEqual({ path, status: 200 });
+          expect((await asset.text()).length).toBeGreaterThan(100);
+        }
       } finally {
         await stop(first.child);
       }
