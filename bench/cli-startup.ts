@@ -7,8 +7,11 @@
  * load falls on all of them alike; a run counts only if it exits 0. Prints the median, p90 and
  * min wall time of each and its ratio to the tsx baseline's median. `--before <checkout>` adds
  * another checkout's bin/tollgate (for example the last commit before the build step).
- * Build first (`npm run build`, or npm install does it). The target: `npx tollgate --help`
- * under 0.5 s; npx itself costs about 0.2 s of that here.
+ * Build first (`npm run build`, or npm install does it). The target was `npx tollgate --help`
+ * under 0.5 s: the rows for `npx tsc --version` and an empty node process show how much of any
+ * npx call is npm's and node's own start-up, which no change to Tollgate can remove (npm 11 also
+ * resolves a package's own bin, as `npx tollgate` is inside this repo, by loading the whole
+ * installed tree first).
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -43,6 +46,7 @@ const subjects: Subject[] = [
   subject(`node --require tsx/cjs src/cli/tollgate.ts ${args.join(' ')}   (what bin/tollgate did)`, process.execPath, ['--require', 'tsx/cjs', 'src/cli/tollgate.ts', ...args]),
   subject(`bin/tollgate ${args.join(' ')}   (compiled)`, join(root, 'bin', 'tollgate'), args),
   subject(`npx tollgate ${args.join(' ')}   (compiled, through npx)`, 'npx', ['tollgate', ...args]),
+  subject(`npx tsc --version   (npx's own cost for a local bin, for scale)`, 'npx', ['tsc', '--version']),
   subject(`node -e ''   (an empty node process, for scale)`, process.execPath, ['-e', '']),
 ];
 if (before) subjects.splice(1, 0, subject(`${before}/bin/tollgate ${args.join(' ')}   (--before)`, join(resolve(before), 'bin', 'tollgate'), args, resolve(before)));
