@@ -85,36 +85,40 @@ test('accounts list: a table, JSON with --json, pages with --limit and --startin
   }
   const newestFirst = [...ids].reverse();
 
-  const table = await tollgate(['accounts', 'list', '--search', marker]);
+  // The reads are independent: run them side by side.
+  const [table, first, firstTable, second, all, none] = await Promise.all([
+    tollgate(['accounts', 'list', '--search', marker]),
+    tollgate(['accounts', 'list', '--search', marker, '--limit', '2', '--json']),
+    tollgate(['accounts', 'list', '--search', marker, '--limit', '2']),
+    tollgate(['accounts', 'list', '--search', marker, '--limit', '2', '--starting-after', newestFirst[1]!, '--json']),
+    tollgate(['accounts', 'list', '--search', marker, '--limit', '1', '--all', '--json']),
+    tollgate(['accounts', 'list', '--search', `${marker}-nobody`]),
+  ]);
+
   expect(table).toMatchObject({ code: 0, stderr: '' });
   const lines = table.stdout.trimEnd().split('\n');
   expect(lines[0]).toMatch(/^ACCOUNT\s+STATUS\s+NAME\s+EMAIL\s+BALANCE_USD\s+AVAILABLE_USD$/);
   expect(lines.slice(1).map((l) => l.split(/\s+/)[0])).toEqual(newestFirst);
   expect(lines[1]).toMatch(new RegExp(`^${ids[2]}\\s+open\\s+Charles ${marker}\\s+charles@${marker}\\.example\\.org\\s+0\\.000000\\s+0\\.000000$`));
 
-  const first = await tollgate(['accounts', 'list', '--search', marker, '--limit', '2', '--json']);
   expect(first.code).toBe(0);
   const firstPage = JSON.parse(first.stdout) as { data: { account_id: string; email: string }[]; has_more: boolean };
   expect(firstPage.data.map((a) => a.account_id)).toEqual(newestFirst.slice(0, 2));
   expect(firstPage.has_more).toBe(true);
 
   // The table says on stderr how to get the next page; stdout stays the table.
-  const firstTable = await tollgate(['accounts', 'list', '--search', marker, '--limit', '2']);
   expect(firstTable.stderr).toBe(`more accounts follow: tollgate accounts list --starting-after ${newestFirst[1]}\n`);
 
-  const second = await tollgate(['accounts', 'list', '--search', marker, '--limit', '2', '--starting-after', newestFirst[1]!, '--json']);
   const secondPage = JSON.parse(second.stdout) as { data: { account_id: string }[]; has_more: boolean };
   expect(secondPage).toMatchObject({ has_more: false });
   expect(secondPage.data.map((a) => a.account_id)).toEqual(newestFirst.slice(2));
 
-  const all = await tollgate(['accounts', 'list', '--search', marker, '--limit', '1', '--all', '--json']);
   const allPages = JSON.parse(all.stdout) as { data: { account_id: string }[]; has_more: boolean };
   expect(allPages.data.map((a) => a.account_id)).toEqual(newestFirst);
   expect(allPages.has_more).toBe(false);
 
-  const none = await tollgate(['accounts', 'list', '--search', `${marker}-nobody`]);
   expect(none.stdout.trimEnd().split('\n')).toHaveLength(1);
-});
+}, 120_000); // a safety net: ten CLI processes on a busy machine
 
 test('accounts list: a bad --limit, a missing admin key or an unreachable gateway exit 1 with one line', async () => {
   const badLimit = await tollgate(['accounts', 'list', '--limit', '500']);
@@ -127,4 +131,4 @@ test('accounts list: a bad --limit, a missing admin key or an unreachable gatewa
   const unreachable = await tollgate(['accounts', 'list', '--url', 'http://127.0.0.1:9']);
   expect(unreachable.code).toBe(1);
   expect(unreachable.stderr).toMatch(/^tollgate: cannot reach the gateway at http:\/\/127\.0\.0\.1:9 \(\w+\)\n$/);
-});
+}, 60_000);
