@@ -1,8 +1,8 @@
 FROM node:20-bookworm-slim
 WORKDIR /app
-COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
+# The sources first: npm ci runs `prepare`, which compiles them to dist/.
 COPY . .
+RUN npm ci --no-audit --no-fund
 ENV HOST=0.0.0.0 PORT=8080
 EXPOSE 8080
 CMD ["npm", "start"]

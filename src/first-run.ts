@@ -110,6 +110,7 @@ export async function firstRun(ledger: Ledger, keys: ApiKeys, pool: Pool, config
       `      -H "Content-Type: application/json" -d '{"model":"${STAND_IN_MODEL}","messages":[{"role":"user","content":"Hello"}]}'`,
       '',
       `  Or with the openai client: new OpenAI({ baseURL: "${url}/v1", apiKey: "<the key above>" })`,
+      `  Dashboard: ${url}/dashboard/ (sign in with the key above, or the admin key)`,
       '  Set TOLLGATE_MODELS_FILE to serve real upstreams instead.',
       '',
     ].join('\n') + '\n';

@@ -1,11 +1,16 @@
 import type { Command } from 'commander';
-import { AdminClient, type JsonObject } from './admin-client';
+import type * as AdminClientModule from './admin-client';
+import type { AdminClient, JsonObject } from './admin-client';
 
 export const DEFAULT_URL = 'http://127.0.0.1:8080';
 
 /** What every command gets from the global options: the API client and the output style. */
 export interface CliContext {
   readonly admin: AdminClient;
+  /** --json was given. */
+  readonly json: boolean;
+  /** Writes to stdout. */
+  out(text: string): void;
   /** Prints the answer: raw JSON with --json, otherwise readable text (and an optional note). */
   print(answer: JsonObject, note?: string): void;
 }
@@ -18,8 +23,12 @@ interface GlobalOptions {
 
 export function contextOf(command: Command, out: (text: string) => void = (text) => process.stdout.write(text)): CliContext {
   const options = command.optsWithGlobals<GlobalOptions>();
+  // Loaded when a command runs, not when the CLI starts: it brings zod, which `--help` does not need.
+  const { AdminClient } = require('./admin-client') as typeof AdminClientModule;
   return {
     admin: new AdminClient(options.url, options.adminKey),
+    json: Boolean(options.json),
+    out,
     print(answer, note) {
       if (options.json) {
         out(`${JSON.stringify(answer, null, 2)}\n`);
@@ -76,4 +85,15 @@ export function render(value: unknown, indent = ''): string {
 
 function scalar(value: unknown): string {
   return value === null || value === undefined ? '-' : String(value);
+}
+
+/** Columns padded to their widest cell; the last column is not padded. */
+export function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  return [line(header), ...rows.map(line)].join('\n') + '\n';
 }

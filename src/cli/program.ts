@@ -1,3 +1,5 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { registerAccounts } from './commands/accounts';
 import { registerCredit } from './commands/credit';
@@ -30,7 +32,22 @@ export function createProgram(): Command {
     )
     .addOption(new Option('--url <url>', 'base URL of the gateway').env('TOLLGATE_URL').default(DEFAULT_URL))
     .addOption(new Option('--admin-key <key>', 'admin API key').env('TOLLGATE_ADMIN_KEY'))
-    .option('--json', 'print the raw JSON answer');
+    .option('--json', 'print the raw JSON answer')
+    .version(packageVersion(), '-V, --version', "print tollgate's version");
   for (const register of commandGroups) register(program);
   return program;
+}
+
+/**
+ * The version in the package's package.json: two levels above this file in the sources
+ * (src/cli/), three in the compiled code (dist/src/cli/).
+ */
+export function packageVersion(): string {
+  for (const up of ['../..', '../../..']) {
+    const file = join(__dirname, up, 'package.json');
+    if (!existsSync(file)) continue;
+    const manifest = JSON.parse(readFileSync(file, 'utf8')) as { name?: unknown; version?: unknown };
+    if (manifest.name === 'tollgate' && typeof manifest.version === 'string') return manifest.version;
+  }
+  throw new Error("tollgate's package.json was not found above " + __dirname);
 }

@@ -5,6 +5,7 @@ import { formatUsd, type MicroUsd } from '../../domain/money';
 import { toEpochMs } from '../../domain/time/instant';
 import { postingsOf } from '../../projections/journal/journal';
 import type { EventStore } from '../ports/event-store';
+import { numberColumn, textColumn, toCsv } from './csv';
 
 /** A period: `from` inclusive, `to` exclusive; either may be open. Instants or dates (UTC). */
 export interface Period {
@@ -165,26 +166,19 @@ function dayOf(instant: string): string {
 }
 
 // ---------------------------------------------------------------------------------------------
-// CSV (RFC 4180): amounts as exact decimal USD strings, never floats.
-
-function csvField(value: string): string {
-  return /[",\r\n]/.test(value) ? `"${value.replaceAll('"', '""')}"` : value;
-}
-
-export function toCsv(header: readonly string[], rows: readonly (readonly string[])[]): string {
-  return [header, ...rows].map((row) => row.map(csvField).join(',')).join('\r\n') + '\r\n';
-}
+// CSV (RFC 4180, see ./csv): amounts as exact decimal USD strings in number columns, never
+// floats; text cells neutralised so a spreadsheet cannot run them as formulas.
 
 export function statementCsv(statement: Statement): string {
   return toCsv(
-    ['occurred_at', 'event_id', 'event_type', 'reference', 'purchased_change_usd', 'promo_change_usd', 'amount_usd', 'balance_usd'],
+    [textColumn('occurred_at'), textColumn('event_id'), textColumn('event_type'), textColumn('reference'), numberColumn('purchased_change_usd'), numberColumn('promo_change_usd'), numberColumn('amount_usd'), numberColumn('balance_usd')],
     statement.lines.map((l) => [l.occurredAt, l.eventId, l.eventType, l.reference, formatUsd(l.purchasedChange), formatUsd(l.promoChange), formatUsd(l.amount), formatUsd(l.balance)]),
   );
 }
 
 export function journalCsv(lines: readonly JournalLine[]): string {
   return toCsv(
-    ['log_tx', 'log_seq', 'line', 'occurred_at', 'event_type', 'customer_account', 'ledger_account', 'debit_usd', 'credit_usd'],
+    [numberColumn('log_tx'), numberColumn('log_seq'), numberColumn('line'), textColumn('occurred_at'), textColumn('event_type'), textColumn('customer_account'), textColumn('ledger_account'), numberColumn('debit_usd'), numberColumn('credit_usd')],
     lines.map((l) => [
       l.tx.toString(),
       l.seq.toString(),

@@ -6,7 +6,11 @@ import { spawnEmbeddedGateway, stopEmbeddedGateway } from '../support/e2e-proces
 import { freePort } from '../support/mock-llm';
 import { until } from '../support/wait';
 
-/** `npm start` with nothing configured: embedded PostgreSQL, the stand-in upstream, a demo account. */
+/**
+ * `npm start` with nothing configured: embedded PostgreSQL, the stand-in upstream, a demo
+ * account. As `npm start` does, it runs the compiled gateway (dist/src/main.js, which the test
+ * run's global setup builds), so a build that compiles but cannot start fails here.
+ */
 const start = (dataDir: string, pgPort: number, port: number) => spawnEmbeddedGateway({ dataDir, pgPort, port });
 
 describe('first run', () => {
@@ -28,12 +32,23 @@ describe('first run', () => {
         expect(first.output()).toMatch(/STAND-IN upstream \(mock-llm\)/);
         expect(first.output()).toMatch(/Tollgate admin key \(shown once, store it now\): tgadmin_/);
         expect(first.output()).toContain(`curl http://127.0.0.1:${port}/v1/chat/completions -H "Authorization: Bearer ${key}"`);
+        expect(first.output()).toContain(`Dashboard: http://127.0.0.1:${port}/dashboard/`);
 
         const client = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: key, maxRetries: 0 });
         const reply = await client.chat.completions.create({ model: 'tollgate-demo', messages: [{ role: 'user', content: 'Hello' }] });
         expect(reply.choices[0]!.message.content).toContain('stand-in upstream');
         // The time to a first answer is reported, not judged (it depends on the machine).
         process.stdout.write(`first run: first chat completion ${((Date.now() - began) / 1_000).toFixed(1)} s after start\n`);
+
+        // The dashboard's files, which the compiled gateway finds beside itself (dist/) and in node_modules.
+        const page = await fetch(`http://127.0.0.1:${port}/dashboard/`);
+        expect(page.status).toBe(200);
+        expect(await page.text()).toContain('<script type="importmap">');
+        for (const path of ['/dashboard/static/app.js', '/dashboard/static/style.css', '/dashboard/vendor/preact.mjs', '/dashboard/vendor/uPlot.esm.js']) {
+          const asset = await fetch(`http://127.0.0.1:${port}${path}`);
+          expect({ path, status: asset.status }).toEqual({ path, status: 200 });
+          expect((await asset.text()).length).toBeGreaterThan(100);
+        }
       } finally {
         expect(await stopEmbeddedGateway(first)).toEqual({ code: 0, signal: null });
       }

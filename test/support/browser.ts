@@ -1,24 +1,22 @@
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
-
-/** Debian's Chromium, which .ci/run installs when it is missing. */
-export const CHROMIUM = '/usr/bin/chromium';
+import { findBrowser } from './find-browser';
 
 /** Screenshots of every dashboard page, kept as test artifacts (gitignored). */
 export const SCREENSHOT_DIR = resolve(__dirname, '../../test-artifacts/screenshots');
 
 /**
- * Headless Chromium for the browser tests. A missing Chromium fails the test loudly instead of
- * skipping it: CI installs it, so its absence is a broken machine, not an optional feature.
- * Playwright gives every launch a fresh, temporary user-data-dir.
+ * Headless Chromium (or Chrome) for the browser tests, found by findBrowser: CHROMIUM_PATH,
+ * Debian's /usr/bin/chromium, then the usual Linux and macOS paths. A missing browser fails the
+ * test loudly instead of skipping it (npm test's pretest, scripts/ensure-browser.ts, already
+ * stopped the run or installed one). Playwright gives every launch a fresh, temporary user-data-dir.
  */
 export async function launchChromium(): Promise<Browser> {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(`Chromium is missing at ${CHROMIUM}: install it with \`apt-get install -y chromium\` (.ci/run does this) to run the browser tests`);
-  }
+  const search = findBrowser();
+  if (!search.found) throw new Error(search.message);
   return chromium.launch({
-    executablePath: CHROMIUM,
+    executablePath: search.path,
     headless: true,
     args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'],
   });

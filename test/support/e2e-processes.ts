@@ -98,7 +98,7 @@ export function rssBytes(pid: number): number {
   return Number(execFileSync('ps', ['-o', 'rss=', '-p', String(pid)]).toString().trim()) * 1024;
 }
 
-/** `npm start` (src/main.ts) with no DATABASE_URL: the embedded default, in its own data dir and ports. */
+/** `npm start` (the compiled dist/src/main.js, as npm start runs it) with no DATABASE_URL: the embedded default, in its own data dir and ports. */
 export interface EmbeddedGatewayProcess {
   readonly child: ChildProcess;
   readonly url: string;
@@ -120,7 +120,7 @@ export function spawnEmbeddedGateway(options: { dataDir: string; pgPort: number;
     ...options.env,
   };
   for (const name of ['DATABASE_URL', 'EVENTSTORE_URL', ...['TOLLGATE_MODELS_FILE', 'TOLLGATE_ADMIN_KEY'].filter((n) => !options.env?.[n])]) delete env[name];
-  const child = spawn(process.execPath, ['--import', 'tsx', resolve(repoRoot, 'src/main.ts')], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [resolve(repoRoot, 'dist/src/main.js')], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));

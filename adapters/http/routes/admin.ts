@@ -58,6 +58,7 @@ export const createAccountSchema = z
 export const searchAccountsSchema = z.object({
   q: z.string({ error: 'expected text' }).trim().max(200, 'at most 200 characters').optional().transform((q) => (q === '' ? undefined : q)),
   limit: z.coerce.number({ error: 'expected an integer' }).int('expected an integer').min(1, 'at least 1').max(200, 'at most 200').default(50),
+  starting_after: z.string({ error: 'expected an account id' }).max(100, 'at most 100 characters').optional(),
 });
 export const issueKeySchema = z.object({ name: shortTextSchema.default('key issued by an admin'), scopes: customerScopesSchema.optional() });
 export const revokeKeySchema = z.object({ reason: shortTextSchema.default('revoked by an admin') });
@@ -135,8 +136,9 @@ export const mountAdminRoutes: RouteMount = (router: Router, gateway) => {
   });
 
   router.get('/admin/accounts', admin, async (req, res) => {
-    const { q, limit } = parseInput(searchAccountsSchema, req.query);
-    res.json({ object: 'list', data: await reader.searchAccounts(q, limit) });
+    const { q, limit, starting_after } = parseInput(searchAccountsSchema, req.query);
+    const page = await reader.searchAccounts(q, limit, starting_after);
+    res.json({ object: 'list', data: page.accounts, has_more: page.hasMore });
   });
 
   router.get('/admin/accounts/:id', admin, async (req, res) => {

@@ -1,9 +1,10 @@
-import { Command } from 'commander';
-import { contextOf, pathId } from '../context';
+import { Command, InvalidArgumentError } from 'commander';
+import type { JsonObject } from '../admin-client';
+import { contextOf, pathId, table } from '../context';
 
 const SUSPENSION_REASONS = ['negative_balance', 'auto_top_up_failed', 'payment_dispute', 'terms_violation', 'customer_request'];
 
-/** tollgate accounts create | show | suspend | reinstate */
+/** tollgate accounts create | list | show | suspend | reinstate */
 export function registerAccounts(program: Command): void {
   const accounts = program.command('accounts').description('open, inspect, suspend and reinstate customer accounts');
 
@@ -24,6 +25,42 @@ export function registerAccounts(program: Command): void {
         ...(options.promoExpires !== undefined ? { promo_expires_at: options.promoExpires } : {}),
       });
       ctx.print(answer);
+    });
+
+  accounts
+    .command('list')
+    .description('list accounts, newest first, as a table (or the API\'s JSON with --json): id, status, name, email, balance and available credit (USD)')
+    .option('--search <text>', 'only accounts whose id, name or email contains this (case-insensitive)')
+    .option('--limit <n>', 'accounts per page, 1-200', pageSize, 50)
+    .option('--starting-after <accountId>', 'the page after this account (the last id of the previous page)')
+    .option('--all', 'every page, not just the first')
+    .addHelpText('after', '\nExamples:\n  tollgate accounts list --search example.org\n  tollgate accounts list --limit 20 --starting-after acct_3f2a...\n  tollgate accounts list --all --json')
+    .action(async (options: { search?: string; limit: number; startingAfter?: string; all?: boolean }, command: Command) => {
+      const ctx = contextOf(command);
+      const rows: AccountRow[] = [];
+      let after = options.startingAfter;
+      let hasMore: boolean;
+      do {
+        const query = new URLSearchParams({ limit: String(options.limit) });
+        if (options.search !== undefined) query.set('q', options.search);
+        if (after !== undefined) query.set('starting_after', after);
+        const page = await ctx.admin.get<{ data: AccountRow[]; has_more: boolean }>(`/admin/accounts?${query}`);
+        rows.push(...page.data);
+        hasMore = page.has_more;
+        after = page.data.at(-1)?.account_id;
+      } while (options.all && hasMore && after !== undefined);
+      if (ctx.json) {
+        ctx.out(`${JSON.stringify({ object: 'list', data: rows, has_more: hasMore }, null, 2)}\n`);
+        return;
+      }
+      ctx.out(
+        table(
+          ['ACCOUNT', 'STATUS', 'NAME', 'EMAIL', 'BALANCE_USD', 'AVAILABLE_USD'],
+          rows.map((a) => [a.account_id, a.status, a.display_name ?? '-', a.email ?? '-', a.balance_usd, a.available_usd]),
+        ),
+      );
+      // On stderr, so that stdout stays the table alone.
+      if (hasMore && after !== undefined) process.stderr.write(`more accounts follow: tollgate accounts list --starting-after ${after}\n`);
     });
 
   accounts
@@ -53,4 +90,20 @@ export function registerAccounts(program: Command): void {
       const ctx = contextOf(command);
       ctx.print(await ctx.admin.post(`/admin/accounts/${pathId(accountId)}/reinstate`));
     });
+}
+
+/** The fields of an account in GET /admin/accounts that the table shows. */
+interface AccountRow extends JsonObject {
+  readonly account_id: string;
+  readonly status: string;
+  readonly display_name: string | null;
+  readonly email: string | null;
+  readonly balance_usd: string;
+  readonly available_usd: string;
+}
+
+function pageSize(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 200) throw new InvalidArgumentError('expected an integer from 1 to 200');
+  return n;
 }

@@ -1,7 +1,8 @@
 import { InvalidArgumentError, type Command } from 'commander';
 
 // The compliance commands share the database context of every direct-to-database command.
-export { withDatabase as withCompliance, parseInstant, write, fail, type DatabaseContext as ComplianceContext } from '../database-context';
+export { table } from '../context';
+export { withDatabase as withCompliance, parseInstant, write, fail, type DatabaseContext as ComplianceContext } from '../lazy-database-context';
 
 export function parsePositiveInt(value: string): number {
   const n = Number(value);
@@ -24,13 +25,3 @@ export function withJsonOption(command: Command, description: string): Command {
   return command.option('--json', description);
 }
 
-/** Columns padded to their widest cell; the last column is not padded. */
-export function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: readonly string[]) =>
-    cells
-      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!)))
-      .join('  ')
-      .trimEnd();
-  return [line(header), ...rows.map(line)].join('\n') + '\n';
-}

@@ -1,23 +1,26 @@
 import { randomUUID } from 'node:crypto';
 import { Command } from 'commander';
-import { z } from 'zod';
-import { describeBrokenLink, queryAudit, verifyAuditChain } from '../../compliance/audit-log';
-import { catchUpProjection } from '../../compliance/catch-up';
-import { exportAccount } from '../../compliance/export';
-import { correctPersonalData } from '../../compliance/personal-data';
-import { retentionPlan, runRetention } from '../../compliance/retention';
-import { auditProjection } from '../../projections/audit';
-import { retentionProjection } from '../../projections/retention';
 import { fail, parseInstant, parsePositiveInt, table, wantsJson, withCompliance, withJsonOption, write, type ComplianceContext } from './context';
+
+// What the commands do is loaded when one runs, not when the CLI starts: these modules bring
+// pg, the event store and zod, which `tollgate --help` does not need (bench/cli-startup.ts).
+const load = {
+  auditLog: () => require('../../compliance/audit-log') as typeof import('../../compliance/audit-log'),
+  catchUp: () => require('../../compliance/catch-up') as typeof import('../../compliance/catch-up'),
+  export: () => require('../../compliance/export') as typeof import('../../compliance/export'),
+  personalData: () => require('../../compliance/personal-data') as typeof import('../../compliance/personal-data'),
+  retention: () => require('../../compliance/retention') as typeof import('../../compliance/retention'),
+  auditProjection: () => (require('../../projections/audit') as typeof import('../../projections/audit')).auditProjection,
+  retentionProjection: () => (require('../../projections/retention') as typeof import('../../projections/retention')).retentionProjection,
+  zod: () => require('zod') as typeof import('zod'),
+};
 
 /** Audit and retention read the projections; bring them to the head of the log first. */
 async function catchUp({ database, store }: ComplianceContext): Promise<void> {
-  await catchUpProjection(database.pool, store, auditProjection);
-  await catchUpProjection(database.pool, store, retentionProjection);
+  const { catchUpProjection } = load.catchUp();
+  await catchUpProjection(database.pool, store, load.auditProjection());
+  await catchUpProjection(database.pool, store, load.retentionProjection());
 }
-
-const emailSchema = z.email().max(254);
-const nameSchema = z.string().trim().min(1).max(200);
 
 /**
  * The compliance commands of the `tollgate` CLI: audit (and verify-chain), retention plan/run,
@@ -36,8 +39,8 @@ export function registerComplianceCommands(program: Command): void {
   withJsonOption(audit, 'one JSON object per line');
   audit.action(async (options: { actor?: string; action?: string; target?: string; from?: string; to?: string; limit: number }, command: Command) => {
     await withCompliance(async (context) => {
-      await catchUpProjection(context.database.pool, context.store, auditProjection);
-      const entries = await queryAudit(context.database.pool, options);
+      await load.catchUp().catchUpProjection(context.database.pool, context.store, load.auditProjection());
+      const entries = await load.auditLog().queryAudit(context.database.pool, options);
       if (wantsJson(command)) {
         write(entries.map((e) => `${JSON.stringify(e)}\n`).join(''));
         return;
@@ -57,7 +60,8 @@ export function registerComplianceCommands(program: Command): void {
   withJsonOption(verify, 'print the verification as JSON');
   verify.action(async (_options: unknown, command: Command) => {
     await withCompliance(async (context) => {
-      await catchUpProjection(context.database.pool, context.store, auditProjection);
+      const { describeBrokenLink, verifyAuditChain } = load.auditLog();
+      await load.catchUp().catchUpProjection(context.database.pool, context.store, load.auditProjection());
       const result = await verifyAuditChain(context.database.pool);
       if (wantsJson(command)) write(`${JSON.stringify(result, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}\n`);
       if (!result.ok) return fail(describeBrokenLink(result.broken));
@@ -76,7 +80,7 @@ export function registerComplianceCommands(program: Command): void {
   plan.action(async (options: { now?: string }, command: Command) => {
     await withCompliance(async (context) => {
       await catchUp(context);
-      const items = await retentionPlan(context.database.pool, options.now !== undefined ? { now: options.now } : {});
+      const items = await load.retention().retentionPlan(context.database.pool, options.now !== undefined ? { now: options.now } : {});
       if (wantsJson(command)) {
         write(`${JSON.stringify(items, null, 2)}\n`);
         return;
@@ -99,7 +103,7 @@ export function registerComplianceCommands(program: Command): void {
   run.action(async (options: { now?: string; runId?: string }, command: Command) => {
     await withCompliance(async (context) => {
       await catchUp(context);
-      const report = await runRetention({ pool: context.database.pool, ledger: context.ledger, vault: context.vault }, { ...(options.now !== undefined ? { now: options.now } : {}), ...(options.runId ? { runId: options.runId } : {}) });
+      const report = await load.retention().runRetention({ pool: context.database.pool, ledger: context.ledger, vault: context.vault }, { ...(options.now !== undefined ? { now: options.now } : {}), ...(options.runId ? { runId: options.runId } : {}) });
       // The run's own events (erasures, the run record) go into the read models before the command ends.
       await catchUp(context);
       if (wantsJson(command)) {
@@ -123,7 +127,7 @@ export function registerComplianceCommands(program: Command): void {
     .action(async (options: { account: string }) => {
       await withCompliance(async (context) => {
         await catchUp(context);
-        const exported = await exportAccount({ pool: context.database.pool, store: context.store, vault: context.vault }, options.account);
+        const exported = await load.export().exportAccount({ pool: context.database.pool, store: context.store, vault: context.vault }, options.account);
         if (!exported) return fail(`account ${options.account} not found`);
         write(`${JSON.stringify(exported, null, 2)}\n`);
       });
@@ -139,13 +143,16 @@ export function registerComplianceCommands(program: Command): void {
     .option('--email <email>', 'the corrected email address')
     .option('--admin <id>', 'the operator making the correction (the audit actor)', process.env['TOLLGATE_ADMIN_ID'] ?? 'cli')
     .action(async (options: { account: string; name?: string; email?: string; admin: string }) => {
+      const { z } = load.zod();
+      const emailSchema = z.email().max(254);
+      const nameSchema = z.string().trim().min(1).max(200);
       // Messages name the field, never the value given.
       if (options.email !== undefined && !emailSchema.safeParse(options.email).success) return fail('--email: expected an email address');
       if (options.name !== undefined && !nameSchema.safeParse(options.name).success) return fail('--name: expected 1-200 characters');
       if (options.name === undefined && options.email === undefined) return fail('give --name, --email or both');
       await withCompliance(async (context) => {
         const correlationId = `correction_${randomUUID()}`;
-        const result = await correctPersonalData(context, {
+        const result = await load.personalData().correctPersonalData(context, {
           accountId: options.account,
           ...(options.name !== undefined ? { displayName: options.name.trim() } : {}),
           ...(options.email !== undefined ? { email: options.email } : {}),

@@ -1,2 +1,2 @@
 // The finance commands share the database context of every direct-to-database command.
-export { withDatabase as withFinance, parseInstant, write, fail, type DatabaseContext as FinanceContext } from '../database-context';
+export { withDatabase as withFinance, parseInstant, write, fail, type DatabaseContext as FinanceContext } from '../lazy-database-context';

@@ -1,31 +1,43 @@
-import { SingleBar } from 'cli-progress';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { formatUsd } from '../../../domain/money';
-import { balanceAsOf } from '../../finance/balance';
-import { ProjectionBusyError, replayProjections } from '../../finance/replay';
-import { journalCsv, journalLines, statementCsv, statementOf } from '../../finance/statements';
-import { verifyFinance } from '../../finance/verify';
-import { projections } from '../../projections/registry';
 import { fail, parseInstant, withFinance, write } from './context';
+
+// What the commands do is loaded when one runs, not when the CLI starts: these modules bring
+// pg, the event store and zod, which `tollgate --help` does not need (bench/cli-startup.ts).
+const load = {
+  progress: () => require('cli-progress') as typeof import('cli-progress'),
+  balance: () => require('../../finance/balance') as typeof import('../../finance/balance'),
+  replay: () => require('../../finance/replay') as typeof import('../../finance/replay'),
+  statements: () => require('../../finance/statements') as typeof import('../../finance/statements'),
+  verify: () => require('../../finance/verify') as typeof import('../../finance/verify'),
+  registry: () => require('../../projections/registry') as typeof import('../../projections/registry'),
+};
+
+/**
+ * The names of the projections in src/projections/registry.ts, for `replay --projection`'s
+ * help; written out so that the help does not load the projections (a unit test keeps the two
+ * lists equal).
+ */
+export const PROJECTION_NAMES = ['expiries', 'balances', 'usage', 'journal', 'audit', 'retention'] as const;
 
 /**
  * The finance commands of the `tollgate` CLI: replay, verify, balance, statement, journal.
  * Each talks to the database directly (DATABASE_URL, or the embedded default).
  */
 export function registerFinanceCommands(program: Command): void {
-  const projectionNames = projections.map((p) => p.name);
-
   program
     .command('replay')
     .description('rebuild projections from the beginning of the event log (stop the gateway first)')
-    .addOption(new Option('--projection <name>', 'the projection to rebuild').choices([...projectionNames, 'all']).default('all'))
+    .addOption(new Option('--projection <name>', 'the projection to rebuild').choices([...PROJECTION_NAMES, 'all']).default('all'))
     .option('--page-size <events>', 'events read and applied per transaction', (v) => positiveInt(v), 5_000)
     .option('--no-progress', 'no progress bar (for logs and scripts)')
     .action(async (options: { projection: string; pageSize: number; progress: boolean }) => {
+      const { projections } = load.registry();
+      const { ProjectionBusyError, replayProjections } = load.replay();
       const chosen = options.projection === 'all' ? projections : projections.filter((p) => p.name === options.projection);
       await withFinance(async ({ database, store }) => {
         const bar = options.progress
-          ? new SingleBar({ format: 'replay [{bar}] {percentage}% | {value}/{total} events | {rate} events/s | {eta_formatted} left', stream: process.stderr, hideCursor: true })
+          ? new (load.progress().SingleBar)({ format: 'replay [{bar}] {percentage}% | {value}/{total} events | {rate} events/s | {eta_formatted} left', stream: process.stderr, hideCursor: true })
           : undefined;
         let started = false;
         try {
@@ -57,7 +69,7 @@ export function registerFinanceCommands(program: Command): void {
     .option('--grace-seconds <s>', 'how long past its deadline a reservation may stay open (the expiry process runs periodically)', (v) => positiveInt(v), 60)
     .action(async (options: { graceSeconds: number }) => {
       await withFinance(async ({ database, store }) => {
-        const report = await verifyFinance(database.pool, store, { graceMs: options.graceSeconds * 1_000 });
+        const report = await load.verify().verifyFinance(database.pool, store, { graceMs: options.graceSeconds * 1_000 });
         if (report.ok) {
           write(`ok: ${report.accounts} accounts, ${report.events} events: balances, journal and reservations agree\n`);
           return;
@@ -74,7 +86,7 @@ export function registerFinanceCommands(program: Command): void {
     .option('--as-of <instant>', 'ISO-8601 instant or date (UTC); default now', parseInstant)
     .action(async (options: { account: string; asOf?: string }) => {
       await withFinance(async ({ store }) => {
-        const balance = await balanceAsOf(store, options.account, options.asOf ?? new Date().toISOString());
+        const balance = await load.balance().balanceAsOf(store, options.account, options.asOf ?? new Date().toISOString());
         if (!balance) return fail(`no account ${options.account}`);
         write(
           [
@@ -100,6 +112,7 @@ export function registerFinanceCommands(program: Command): void {
     .option('--to <instant>', 'ISO-8601 instant or date, exclusive', parseInstant)
     .action(async (options: { account: string; from?: string; to?: string }) => {
       await withFinance(async ({ store }) => {
+        const { statementCsv, statementOf } = load.statements();
         const statement = await statementOf(store, options.account, { from: options.from, to: options.to });
         if (!statement) return fail(`no account ${options.account}`);
         write(statementCsv(statement));
@@ -113,6 +126,7 @@ export function registerFinanceCommands(program: Command): void {
     .option('--to <instant>', 'ISO-8601 instant or date, exclusive', parseInstant)
     .action(async (options: { from?: string; to?: string }) => {
       await withFinance(async ({ database }) => {
+        const { journalCsv, journalLines } = load.statements();
         write(journalCsv(await journalLines(database.pool, { from: options.from, to: options.to })));
       });
     });

@@ -1,8 +1,13 @@
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { startTestGateway, type TestGateway } from '../../support/gateway';
 import { repoRoot, runToCompletion } from '../../support/processes';
 
-/** bin/tollgate as a user runs it: a child process against a running gateway's admin API. */
+/**
+ * bin/tollgate as a user runs it: a child process against a running gateway's admin API. It runs
+ * the compiled CLI (dist/, built by the test run's global setup when stale), so a broken build
+ * fails here.
+ */
 
 let tg: TestGateway;
 
@@ -71,3 +76,69 @@ test('an unexpected failure prints its message (not only its class name), withou
   expect(refused.stderr).toMatch(/^tollgate: unexpected DatabaseUnreachableError: cannot reach PostgreSQL at postgres:\/\/finance:\*\*\*@127\.0\.0\.1:1\/tollgate: .*ECONNREFUSED/);
   expect(refused.stderr).not.toContain('hunter2');
 });
+
+test('--version prints the version in package.json', async () => {
+  const { version } = JSON.parse(readFileSync(resolve(repoRoot, 'package.json'), 'utf8')) as { version: string };
+  for (const flag of ['--version', '-V']) {
+    const answer = await tollgate([flag], { TOLLGATE_ADMIN_KEY: undefined });
+    expect(answer).toMatchObject({ code: 0, stdout: `${version}\n`, stderr: '' });
+  }
+});
+
+test('accounts list: a table, JSON with --json, pages with --limit and --starting-after, every page with --all, search with --search', async () => {
+  const marker = `list${Date.now()}`;
+  const ids: string[] = [];
+  for (const name of ['Ada', 'Barbara', 'Charles']) {
+    const created = await tollgate(['accounts', 'create', '--name', `${name} ${marker}`, '--email', `${name.toLowerCase()}@${marker}.example.org`, '--json']);
+    expect(created.code).toBe(0);
+    ids.push(JSON.parse(created.stdout).account_id as string);
+  }
+  const newestFirst = [...ids].reverse();
+
+  // The reads are independent: run them side by side.
+  const [table, first, firstTable, second, all, none] = await Promise.all([
+    tollgate(['accounts', 'list', '--search', marker]),
+    tollgate(['accounts', 'list', '--search', marker, '--limit', '2', '--json']),
+    tollgate(['accounts', 'list', '--search', marker, '--limit', '2']),
+    tollgate(['accounts', 'list', '--search', marker, '--limit', '2', '--starting-after', newestFirst[1]!, '--json']),
+    tollgate(['accounts', 'list', '--search', marker, '--limit', '1', '--all', '--json']),
+    tollgate(['accounts', 'list', '--search', `${marker}-nobody`]),
+  ]);
+
+  expect(table).toMatchObject({ code: 0, stderr: '' });
+  const lines = table.stdout.trimEnd().split('\n');
+  expect(lines[0]).toMatch(/^ACCOUNT\s+STATUS\s+NAME\s+EMAIL\s+BALANCE_USD\s+AVAILABLE_USD$/);
+  expect(lines.slice(1).map((l) => l.split(/\s+/)[0])).toEqual(newestFirst);
+  expect(lines[1]).toMatch(new RegExp(`^${ids[2]}\\s+open\\s+Charles ${marker}\\s+charles@${marker}\\.example\\.org\\s+0\\.000000\\s+0\\.000000$`));
+
+  expect(first.code).toBe(0);
+  const firstPage = JSON.parse(first.stdout) as { data: { account_id: string; email: string }[]; has_more: boolean };
+  expect(firstPage.data.map((a) => a.account_id)).toEqual(newestFirst.slice(0, 2));
+  expect(firstPage.has_more).toBe(true);
+
+  // The table says on stderr how to get the next page; stdout stays the table.
+  expect(firstTable.stderr).toBe(`more accounts follow: tollgate accounts list --starting-after ${newestFirst[1]}\n`);
+
+  const secondPage = JSON.parse(second.stdout) as { data: { account_id: string }[]; has_more: boolean };
+  expect(secondPage).toMatchObject({ has_more: false });
+  expect(secondPage.data.map((a) => a.account_id)).toEqual(newestFirst.slice(2));
+
+  const allPages = JSON.parse(all.stdout) as { data: { account_id: string }[]; has_more: boolean };
+  expect(allPages.data.map((a) => a.account_id)).toEqual(newestFirst);
+  expect(allPages.has_more).toBe(false);
+
+  expect(none.stdout.trimEnd().split('\n')).toHaveLength(1);
+}, 120_000); // a safety net: ten CLI processes on a busy machine
+
+test('accounts list: a bad --limit, a missing admin key or an unreachable gateway exit 1 with one line', async () => {
+  const badLimit = await tollgate(['accounts', 'list', '--limit', '500']);
+  expect(badLimit.code).toBe(1);
+  expect(badLimit.stderr).toContain('expected an integer from 1 to 200');
+
+  const noKey = await tollgate(['accounts', 'list'], { TOLLGATE_ADMIN_KEY: undefined });
+  expect(noKey).toMatchObject({ code: 1, stdout: '', stderr: 'tollgate: no admin key: set TOLLGATE_ADMIN_KEY or pass --admin-key\n' });
+
+  const unreachable = await tollgate(['accounts', 'list', '--url', 'http://127.0.0.1:9']);
+  expect(unreachable.code).toBe(1);
+  expect(unreachable.stderr).toMatch(/^tollgate: cannot reach the gateway at http:\/\/127\.0\.0\.1:9 \(\w+\)\n$/);
+}, 60_000);

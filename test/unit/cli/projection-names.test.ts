@@ -1,0 +1,6 @@
+import { PROJECTION_NAMES } from '../../../src/cli/finance';
+import { projections } from '../../../src/projections/registry';
+
+test("replay --projection offers exactly the registry's projections (the CLI lists them without loading them)", () => {
+  expect([...PROJECTION_NAMES]).toEqual(projections.map((p) => p.name));
+});
