@@ -53,9 +53,11 @@ export const listOf = <T extends z.ZodType>(item: T) => z.object({ object: z.lit
 export const healthSchema = z.object({ status: z.literal('ok') }).meta({ id: 'Health' });
 export const readinessSchema = z
   .object({
-    status: z.enum(['ready', 'not ready']),
+    status: z.enum(['ready', 'degraded', 'not ready']).meta({ description: "'degraded' (still 200): the global log is stalled by a long transaction; see global_log" }),
     database: z.enum(['ok', 'unreachable']),
     upstreams: z.enum(['ok', 'none reachable']),
+    global_log: z.enum(['ok', 'stalled']).optional().meta({ description: 'whether global-log readers (read models, workers) are held back past the configured threshold' }),
+    global_log_lag_seconds: z.number().nonnegative().optional().meta({ description: 'age of the oldest committed event readers cannot see yet, while stalled' }),
   })
   .meta({ id: 'Readiness' });
 
