@@ -192,7 +192,8 @@ describe('production dependencies', () => {
     const required = requiredPackages();
     expect(required.size).toBeGreaterThan(10);
     const notProduction = [...required].filter(([name]) => !(name in packageJson.dependencies));
-    expect(notProduction).toEqual([['@dwmkerr/mock-llm', 'dist/adapters/inference/mock-llm-process.js']]);
+    expect(notProduction.map(([name]) => name)).toEqual(['@dwmkerr/mock-llm']);
+    expect(notProduction[0]![1]).toMatch(/mock-llm-process\.js$/); // resolved by the first-run stand-in's launcher
     expect(packageJson.devDependencies).toHaveProperty('@dwmkerr/mock-llm');
     // Development tools stay out of a production install.
     for (const tool of ['tsx', 'typescript', 'jest', 'openai']) expect(packageJson.dependencies).not.toHaveProperty(tool);
