@@ -50,6 +50,11 @@ export const configSchema = z.object({
   TOLLGATE_GLOBAL_LOG_STALLED_AFTER_S: z.coerce.number().positive().max(86_400).default(30),
   TOLLGATE_ADMIN_KEY: optionalString,
   TOLLGATE_MODELS_FILE: optionalString,
+  /**
+   * true (the production image sets it): start-up stops unless TOLLGATE_MODELS_FILE is set,
+   * instead of serving the first-run mock-llm stand-in, which is for local trials only.
+   */
+  TOLLGATE_REQUIRE_MODELS_FILE: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
   TOLLGATE_MIN_TOP_UP_USD: usd.default('10'),
   TOLLGATE_MAX_BALANCE_USD: usd.default('10000'),
   /** Largest JSON request body accepted, in bytes; a larger one is refused with 400 before it is read whole. */
@@ -110,7 +115,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   );
   const parsed = configSchema.safeParse(known);
   if (parsed.success) {
-    const problems = timeoutProblems(parsed.data);
+    const problems = [...modelsFileProblems(parsed.data), ...timeoutProblems(parsed.data)];
     if (problems.length > 0) throw new ConfigError(problems.join('\n'));
     return parsed.data;
   }
@@ -119,6 +124,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     return `invalid ${variable}: ${issue.message}`;
   });
   throw new ConfigError(lines.join('\n'));
+}
+
+/** A production deployment never falls back to the stand-in upstream. */
+function modelsFileProblems(config: Config): string[] {
+  if (!config.TOLLGATE_REQUIRE_MODELS_FILE || config.TOLLGATE_MODELS_FILE) return [];
+  return ['invalid TOLLGATE_MODELS_FILE: required when TOLLGATE_REQUIRE_MODELS_FILE=true (as in the production image); the mock-llm stand-in upstream is for local trials only'];
 }
 
 /**

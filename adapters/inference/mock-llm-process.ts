@@ -18,8 +18,16 @@ export interface MockLlmProcess {
 }
 
 function mockLlmMain(): string {
+  // Resolved here, when a stand-in launches, never at import: @dwmkerr/mock-llm is a dev
+  // dependency, absent from a production install (which requires a models file).
   // mock-llm 0.1.29 requires 'uuid' without declaring it: package.json lists uuid for it.
-  return join(dirname(require.resolve('@dwmkerr/mock-llm/package.json')), 'dist', 'main.js');
+  let manifest: string;
+  try {
+    manifest = require.resolve('@dwmkerr/mock-llm/package.json');
+  } catch {
+    throw new Error('the stand-in upstream needs @dwmkerr/mock-llm, a development dependency this install lacks (installed with --omit=dev): set TOLLGATE_MODELS_FILE to serve real models');
+  }
+  return join(dirname(manifest), 'dist', 'main.js');
 }
 
 /** Runs mock-llm's main (process.argv[1]) and exits when stdin, the pipe from the parent, ends. */

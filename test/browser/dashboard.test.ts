@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import OpenAI from 'openai';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { startStripeTestServer, type StripeTestServer } from '../../adapters/payments/test-server';
+import { startStripeTestServer, type StripeTestServer } from '../support/stripe-stand-in';
 import { formatUsd, requestCost, usd } from '../../domain/money';
 import { apiClient } from '../integration/admin/http';
 import { launchChromium, screenshot, SCREENSHOT_DIR } from '../support/browser';

@@ -15,7 +15,7 @@ import {
 import { accountEvents, eventsOfType, issueKey, openAccount, topUp, spend as spendOnLedger } from '../../support/e2e-setup';
 import { startTestGateway, type TestGateway } from '../../support/gateway';
 import { createStripeClient } from '../../../adapters/payments/stripe-client';
-import { startStripeTestServer, type StripeTestServer } from '../../../adapters/payments/test-server';
+import { startStripeTestServer, type StripeTestServer } from '../../support/stripe-stand-in';
 import { until } from '../../support/wait';
 
 const quiet = pino({ level: 'silent' });

@@ -1,5 +1,5 @@
 import { Client } from 'pg';
-import { startStripeTestServer, type StripeEventEnvelope, type StripeTestServer } from '../../../adapters/payments/test-server';
+import { startStripeTestServer, type StripeEventEnvelope, type StripeTestServer } from '../../support/stripe-stand-in';
 import { createStripeClient, type StripeClient } from '../../../adapters/payments/stripe-client';
 import { accountStreamId, type AccountEvent } from '../../../domain/account';
 import { startTestGateway, type TestGateway } from '../../support/gateway';

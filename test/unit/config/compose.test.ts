@@ -1,12 +1,25 @@
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { parse } from 'yaml';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { ConfigError, configSchema, loadConfig } from '../../../src/config';
 
+interface Service {
+  environment?: Record<string, string>;
+  ports?: string[];
+  restart?: string;
+  healthcheck?: { test: string[] };
+  depends_on?: Record<string, { condition: string }>;
+  volumes?: (string | { type: string; source: string; target: string; read_only?: boolean; bind?: { create_host_path?: boolean } })[];
+  stop_grace_period?: string;
+}
+
 const compose = parse(readFileSync(resolve(__dirname, '../../../docker-compose.yml'), 'utf8')) as {
-  services: Record<string, { environment?: Record<string, string> }>;
+  services: Record<string, Service>;
 };
+const gateway = compose.services.gateway!;
 
 describe('docker-compose.yml', () => {
   test('defines postgres, kurrentdb and the gateway', () => {
@@ -22,6 +35,67 @@ describe('docker-compose.yml', () => {
     const config = loadConfig(substituted);
     expect(config.DATABASE_URL).toBe('postgres://tollgate:tollgate@postgres:5432/tollgate');
     expect(config.EVENTSTORE_URL).toBe('esdb://kurrentdb:2113?tls=false');
+    // The image requires a models file: the compose environment gives one.
+    expect(loadConfig({ ...substituted, TOLLGATE_REQUIRE_MODELS_FILE: 'true' }).TOLLGATE_MODELS_FILE).toBe('/etc/tollgate/models');
+  });
+
+  test('the databases publish their ports on loopback only', () => {
+    for (const name of ['postgres', 'kurrentdb']) {
+      const ports = compose.services[name]!.ports ?? [];
+      expect(ports.length).toBeGreaterThan(0);
+      for (const port of ports) expect([name, port]).toEqual([name, expect.stringMatching(/^127\.0\.0\.1:\d+:\d+$/)]);
+    }
+  });
+
+  test('every service restarts on its own and has a healthcheck; the gateway waits for healthy databases', () => {
+    for (const [name, service] of Object.entries(compose.services)) {
+      expect([name, service.restart]).toEqual([name, expect.stringMatching(/^(always|unless-stopped|on-failure(:\d+)?)$/)]);
+      expect([name, (service.healthcheck?.test.length ?? 0) > 1]).toEqual([name, true]);
+    }
+    expect(gateway.depends_on).toEqual({ postgres: { condition: 'service_healthy' }, kurrentdb: { condition: 'service_healthy' } });
+  });
+
+  test('the models file is mounted read-only where TOLLGATE_MODELS_FILE points, and a missing one is not made up', () => {
+    const mounts = (gateway.volumes ?? []).filter((v) => typeof v === 'object' && v.target === gateway.environment!.TOLLGATE_MODELS_FILE);
+    expect(mounts).toEqual([
+      expect.objectContaining({ type: 'bind', read_only: true, bind: { create_host_path: false }, source: expect.stringMatching(/^\$\{TOLLGATE_MODELS_PATH:-.+\}$/) }),
+    ]);
+  });
+
+  test("the gateway's stop grace period outlasts its default drain timeout", () => {
+    const grace = /^(\d+)s$/.exec(gateway.stop_grace_period ?? '');
+    expect(grace).not.toBeNull();
+    expect(Number(grace![1])).toBeGreaterThan(loadConfig({}).TOLLGATE_DRAIN_TIMEOUT_S);
+  });
+
+  test("the gateway's healthcheck (node's fetch: the slim image has no curl) passes on a ready /readyz only", async () => {
+    const [kind, command, flag, script] = gateway.healthcheck!.test;
+    expect([kind, command, flag]).toEqual(['CMD', 'node', '-e']);
+    const target = new URL(/fetch\('([^']+)'\)/.exec(script!)![1]!);
+    expect(target.pathname).toBe('/readyz');
+    expect(target.port).toBe(gateway.environment!.PORT);
+    // Run the very script against a server answering as /readyz does, on a free port.
+    let status = 200;
+    const paths: string[] = [];
+    const server = createServer((request, response) => {
+      paths.push(request.url!);
+      response.writeHead(status, { 'content-type': 'application/json' }).end('{}');
+    });
+    await new Promise<void>((listening) => server.listen(0, '127.0.0.1', listening));
+    const port = (server.address() as AddressInfo).port;
+    const run = () =>
+      new Promise<number | null>((done) => {
+        spawn(process.execPath, ['-e', script!.replace(`:${target.port}/`, `:${port}/`)], { stdio: 'ignore' }).on('exit', done);
+      });
+    try {
+      expect(await run()).toBe(0);
+      status = 503;
+      expect(await run()).toBe(1);
+    } finally {
+      await new Promise((closed) => server.close(closed));
+    }
+    expect(paths).toEqual(['/readyz', '/readyz']);
+    expect(await run()).toBe(1); // nothing listening
   });
 });
 
@@ -51,6 +125,16 @@ describe('configuration', () => {
     const fits = loadConfig({ TOLLGATE_MAX_REQUEST_DURATION_S: '61', TOLLGATE_UPSTREAM_HEADERS_TIMEOUT_S: '60', TOLLGATE_UPSTREAM_IDLE_TIMEOUT_S: '60' });
     expect(fits.TOLLGATE_MAX_REQUEST_DURATION_S).toBe(61);
     expect(loadConfig({}).TOLLGATE_INSTANCE_LEASE_S).toBe(10);
+  });
+
+  test('TOLLGATE_REQUIRE_MODELS_FILE=true (the production image) without a models file stops start-up with one line', () => {
+    const line =
+      'invalid TOLLGATE_MODELS_FILE: required when TOLLGATE_REQUIRE_MODELS_FILE=true (as in the production image); the mock-llm stand-in upstream is for local trials only';
+    expect(() => loadConfig({ TOLLGATE_REQUIRE_MODELS_FILE: 'true' })).toThrow(new ConfigError(line));
+    expect(() => loadConfig({ TOLLGATE_REQUIRE_MODELS_FILE: 'true', TOLLGATE_MODELS_FILE: '  ' })).toThrow(new ConfigError(line));
+    expect(loadConfig({ TOLLGATE_REQUIRE_MODELS_FILE: 'true', TOLLGATE_MODELS_FILE: 'models.yaml' }).TOLLGATE_MODELS_FILE).toBe('models.yaml');
+    expect(loadConfig({}).TOLLGATE_REQUIRE_MODELS_FILE).toBe(false); // a local trial may use the stand-in
+    expect(() => loadConfig({ TOLLGATE_REQUIRE_MODELS_FILE: 'yes' })).toThrow(/^invalid TOLLGATE_REQUIRE_MODELS_FILE: /);
   });
 
   test('the gateway refuses to start on such a setting, with the line on stderr and exit code 2', () => {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createStripeClient } from './stripe-client';
+import { createStripeClient } from '../../adapters/payments/stripe-client';
 
 /**
  * A local stand-in for the few Stripe API endpoints Tollgate calls (customers, checkout
