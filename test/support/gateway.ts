@@ -7,6 +7,7 @@ import { loadConfig } from '../../src/config';
 import { startGateway, type Gateway, type RouteMount } from '../../src/gateway';
 import { standardRoutes } from '../../src/routes';
 import { createTestDatabase } from './database';
+import { TEST_MASTER_KEY } from './master-key';
 
 export const TEST_ADMIN_KEY = 'test-admin-key-0123456789abcdef0123456789';
 
@@ -43,6 +44,7 @@ export async function startTestGateway(options: {
     TOLLGATE_ADMIN_KEY: TEST_ADMIN_KEY,
     TOLLGATE_MODELS_FILE: modelsFile,
     LOG_LEVEL: 'info',
+    TOLLGATE_MASTER_KEY: TEST_MASTER_KEY,
     ...options.env,
   });
   const logLines: string[] = [];

@@ -19,6 +19,8 @@ function freePort() {
 }
 
 export default async function globalSetup() {
+  // Every test deployment runs under this master key (test/support/master-key.ts); children inherit it.
+  process.env.TOLLGATE_MASTER_KEY ??= 'dG9sbGdhdGUtdGVzdC1tYXN0ZXIta2V5LTMyLWJ5dGU=';
   if (process.env.TOLLGATE_TEST_DATABASE_URL) return; // an outside server was given
   const port = await freePort();
   const databaseDir = mkdtempSync(join(tmpdir(), 'tollgate-test-pg-'));

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { PersonalDataVault } from '../../../adapters/postgres/personal-data-vault';
+import type { PersonalDataVault } from '../../../adapters/postgres/personal-data-vault';
 import { accountStreamId, balanceOf } from '../../../domain/account';
 import { usd } from '../../../domain/money';
 import { addMs } from '../../../domain/time';
@@ -35,7 +35,7 @@ describe('erasure: crypto-shredding of a closed account by the retention run', (
     gw = await startTestGateway({
       models: [{ id: 'm', upstreams: [{ baseUrl: 'http://127.0.0.1:9/v1', capacity: 1 }], maxOutputTokens: 10, operations: ['chat'] }],
     });
-    vault = new PersonalDataVault(gw.gateway.database.pool);
+    vault = gw.gateway.vault;
     const { ledger } = gw.gateway;
     const handle = async (command: Parameters<typeof ledger.accounts.handle>[1]) => {
       const result = await ledger.accounts.handle(stream, command);
@@ -132,8 +132,8 @@ describe('erasure: crypto-shredding of a closed account by the retention run', (
     // Not in the gateway's log either.
     for (const needle of readable) expect(gw.logLines.join('\n')).not.toContain(needle);
     // Not decryptable: the key is gone, every ciphertext the log holds is noise.
-    const { rows: keys } = await pool.query('SELECT data_key, destroyed_at FROM personal_data_keys WHERE account_id = $1', [accountId]);
-    expect(keys).toEqual([{ data_key: null, destroyed_at: expect.any(Date) }]);
+    const { rows: keys } = await pool.query('SELECT data_key, wrapped_key, master_key_id, destroyed_at FROM personal_data_keys WHERE account_id = $1', [accountId]);
+    expect(keys).toEqual([{ data_key: null, wrapped_key: null, master_key_id: null, destroyed_at: expect.any(Date) }]);
     const { events } = await ledger.store.readStream(stream);
     const ciphertexts = events.flatMap((e) =>
       e.event.type === 'AccountOpened' ? [e.event.data.displayNameCiphertext, e.event.data.emailCiphertext] : e.event.type === 'PersonalDataCorrected' ? [e.event.data.emailCiphertext!] : [],
