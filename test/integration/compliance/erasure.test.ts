@@ -80,7 +80,7 @@ describe('erasure: crypto-shredding of a closed account by the retention run', (
     const issued = await gw.gateway.keys.issue({ accountId, name: 'laptop', scopes: ['inference'], metadata: adminMetadata('ada') });
     expect(issued.ok).toBe(true);
     await caughtUp();
-    const exported = await exportAccount({ pool: gw.gateway.database.pool, store: gw.gateway.store, vault }, accountId);
+    const exported = await exportAccount({ pool: gw.gateway.database.pool, store: gw.gateway.store, vault }, accountId, { metadata: adminMetadata('dpo-1') });
     expect(exported).toMatchObject({ account_id: accountId, status: 'open', personal_data: { display_name: NAME, email: NEW_EMAIL, erased: false } });
     expect(exported!.keys).toEqual([expect.objectContaining({ name: 'laptop', scopes: ['inference'], status: 'active' })]);
     expect(exported!.ledger_events.map((e) => e.type)).toEqual(['AccountOpened', 'TopUpCompleted', 'ReservationPlaced', 'ReservationSettled', 'PersonalDataCorrected']);
@@ -141,7 +141,7 @@ describe('erasure: crypto-shredding of a closed account by the retention run', (
     expect(ciphertexts).toHaveLength(3);
     for (const c of ciphertexts) expect(await vault.decrypt(accountId, c)).toBeNull();
     await expect(vault.encrypt(accountId, 'anything')).rejects.toThrow(/erased/);
-    const exported = await exportAccount({ pool, store: ledger.store, vault }, accountId);
+    const exported = await exportAccount({ pool, store: ledger.store, vault }, accountId, { metadata: adminMetadata('dpo-1') });
     expect(exported!.personal_data).toEqual({ display_name: null, email: null, erased: true });
 
     // The erasure is history, by the retention process; the run recorded it.
