@@ -36,6 +36,9 @@ async function snapshot(pool: Pool): Promise<string> {
   return parts.join('\n--\n');
 }
 
+// Child processes (gateway, CLI) on a shared 2-core machine: generous safety nets, no verdict by the clock.
+jest.setTimeout(180_000);
+
 describe('personal-data keys under a master key', () => {
   let gw: TestGateway;
   let pool: Pool;

@@ -17,6 +17,9 @@ interface AuditRow {
   details: Record<string, unknown>;
 }
 
+// Child processes (gateway, CLI) on a shared 2-core machine: generous safety nets, no verdict by the clock.
+jest.setTimeout(180_000);
+
 describe('who looked at personal data: every read is an audit entry naming the actor, the account and when', () => {
   let gw: TestGateway;
   const unique = randomUUID().slice(0, 8);
