@@ -37,7 +37,10 @@ import { usd } from '../domain/money';
 import { PRICE_BOOK_STREAM_ID } from '../domain/price-book';
 import { createPostgresEventStore } from '../adapters/eventstore/postgres';
 import { chatCompletionRule, launchMockLlm, type MockLlmProcess } from '../adapters/inference/mock-llm-process';
-import { PersonalDataVault } from '../adapters/postgres/personal-data-vault';
+import { MasterKey, openPersonalDataVault } from '../adapters/postgres/personal-data-vault';
+
+/** The benchmark deployment's master key (the gateway child gets the same in TOLLGATE_MASTER_KEY). */
+const BENCH_MASTER_KEY = MasterKey.generate();
 import { migrate } from '../adapters/postgres/migrate';
 import { migrations } from '../adapters/postgres/migrations';
 import { ApiKeys } from '../src/api-keys';
@@ -336,7 +339,7 @@ async function seed(databaseUrl: string): Promise<string> {
       data: { modelId: MODEL, operation: 'chat', inputPerMillion: usd('0.50'), outputPerMillion: usd('1.50') },
       metadata: meta(),
     }));
-    const vault = new PersonalDataVault(pool);
+    const vault = (await openPersonalDataVault(pool, BENCH_MASTER_KEY)).vault;
     const stream = accountStreamId(ACCOUNT_ID);
     await expectOk('open account', ledger.accounts.handle(stream, {
       type: 'OpenAccount',
@@ -444,6 +447,7 @@ async function main(): Promise<number> {
     const tg = startChild('tollgate', [...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []), '--import', 'tsx', 'src/main.ts'], {
       ...process.env,
       DATABASE_URL: pg.url,
+      TOLLGATE_MASTER_KEY: BENCH_MASTER_KEY.export(),
       HOST: '127.0.0.1',
       PORT: String(tollgatePort),
       TOLLGATE_MODELS_FILE: modelsFile,

@@ -9,3 +9,4 @@ export * from './api-key';
 export * from './charge-policy';
 export * from './estimate';
 export * from './retention';
+export * from './personal-data-access';

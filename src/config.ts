@@ -18,6 +18,19 @@ const usd = z
   .string()
   .regex(/^\d+(\.\d{1,6})?$/, 'a USD amount such as 10 or 10.50');
 
+/** 32 bytes as base64 (44 characters) or hex (64 digits); surrounding whitespace ignored. */
+export const masterKeyText = z
+  .string()
+  .transform((s) => s.trim())
+  .transform((s, context) => {
+    const bytes = /^[0-9a-fA-F]{64}$/.test(s) ? Buffer.from(s, 'hex') : /^[A-Za-z0-9+/_-]{43}=?$/.test(s) ? Buffer.from(s, 'base64') : undefined;
+    if (bytes?.length !== 32) {
+      context.addIssue({ code: 'custom', message: '32 bytes as base64 (44 characters) or hex (64 digits)' });
+      return z.NEVER;
+    }
+    return bytes;
+  });
+
 export const configSchema = z.object({
   /** PostgreSQL URL; when absent an embedded server is started with data under TOLLGATE_DATA_DIR. */
   DATABASE_URL: optionalString.pipe(
@@ -49,6 +62,12 @@ export const configSchema = z.object({
   /** Global-log readers trailing this long (an open transaction somewhere) log a warning and make /readyz say degraded. */
   TOLLGATE_GLOBAL_LOG_STALLED_AFTER_S: z.coerce.number().positive().max(86_400).default(30),
   TOLLGATE_ADMIN_KEY: optionalString,
+  /**
+   * The master key that wraps every account's personal-data key (32 bytes, base64 or hex), or a
+   * file holding it. Required with DATABASE_URL; the embedded default keeps one in <data dir>/master-key.
+   */
+  TOLLGATE_MASTER_KEY: optionalString.pipe(masterKeyText.optional()),
+  TOLLGATE_MASTER_KEY_FILE: optionalString,
   TOLLGATE_MODELS_FILE: optionalString,
   /**
    * true (the production image sets it): start-up stops unless TOLLGATE_MODELS_FILE is set,
@@ -100,6 +119,10 @@ export const configSchema = z.object({
   STRIPE_AUTOMATIC_TAX: z.enum(['true', 'false']).default('true').transform((v) => v === 'true'),
   /** Seconds a webhook signature stays valid (Stripe's library default: 300). */
   STRIPE_WEBHOOK_TOLERANCE_S: z.coerce.number().int().positive().max(86_400).default(300),
+}).superRefine((config, context) => {
+  if (config.TOLLGATE_MASTER_KEY && config.TOLLGATE_MASTER_KEY_FILE) {
+    context.addIssue({ code: 'custom', path: ['TOLLGATE_MASTER_KEY_FILE'], message: 'set TOLLGATE_MASTER_KEY or TOLLGATE_MASTER_KEY_FILE, not both' });
+  }
 });
 
 export type Config = z.infer<typeof configSchema>;

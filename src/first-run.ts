@@ -8,8 +8,7 @@ import { usd } from '../domain/money';
 import { PRICE_BOOK_STREAM_ID, type Operation } from '../domain/price-book';
 import { launchMockLlm, STAND_IN_MODEL, standInConfig } from '../adapters/inference/mock-llm-process';
 import type { ModelSpec } from '../adapters/inference';
-import { PersonalDataVault } from '../adapters/postgres/personal-data-vault';
-import type { Pool } from 'pg';
+import type { PersonalDataVault } from '../adapters/postgres/personal-data-vault';
 import type { ApiKeys } from './api-keys';
 import { systemMetadata } from './command-metadata';
 import type { Config } from './config';
@@ -37,7 +36,7 @@ const STAND_IN_PRICES: Record<Operation, { input: string; output: string }> = {
  * clearly labelled stand-in upstream, prices its model, opens a demo account with promo credit
  * and a key, and prints a curl line that works. A models file turns all of this off.
  */
-export async function firstRun(ledger: Ledger, keys: ApiKeys, pool: Pool, config: Config, log: Logger): Promise<FirstRun> {
+export async function firstRun(ledger: Ledger, keys: ApiKeys, vault: PersonalDataVault, config: Config, log: Logger): Promise<FirstRun> {
   const standIn = await launchMockLlm(standInConfig(), await freePort());
   log.warn({ upstream: standIn.baseUrl, model: STAND_IN_MODEL }, 'no TOLLGATE_MODELS_FILE: serving the mock-llm STAND-IN upstream (not a real model)');
   const models: ModelSpec[] = [
@@ -63,7 +62,6 @@ export async function firstRun(ledger: Ledger, keys: ApiKeys, pool: Pool, config
   const stream = accountStreamId(DEMO_ACCOUNT_ID);
   const { state: account } = await ledger.accounts.load(stream);
   if (account.status === 'not_opened') {
-    const vault = new PersonalDataVault(pool);
     await expectOk(ledger.accounts.handle(stream, {
       type: 'OpenAccount',
       data: {

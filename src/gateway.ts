@@ -16,6 +16,8 @@ import { createInferenceAdapter, loadModelsFile, warmUpTokenizer, type Inference
 import { ApiKeys } from './api-keys';
 import type { Config } from './config';
 import { openDatabase, type Database } from './database';
+import { openVault, resolveMasterKey } from './master-key';
+import type { PersonalDataVault } from '../adapters/postgres/personal-data-vault';
 import { firstRun, type FirstRun } from './first-run';
 import { bootstrapAdminKey } from './admin-key';
 import { createLedger, type Ledger } from './ledger';
@@ -38,6 +40,8 @@ export interface Gateway {
   readonly config: Config;
   readonly log: Logger;
   readonly database: Database;
+  /** personal data: the only way to account keys (wrapped under the master key) */
+  readonly vault: PersonalDataVault;
   readonly store: EventStore<DomainEvent>;
   readonly ledger: Ledger;
   readonly keys: ApiKeys;
@@ -88,12 +92,16 @@ export const SETTLEMENT_GRACE_S = 60;
  * ledger, keys, live log, upstreams (models file, or the stand-in on a first run), HTTP.
  */
 export async function startGateway(config: Config, log: Logger, routes: readonly RouteMount[] = [], seams: GatewaySeams = {}): Promise<Gateway> {
+  // A missing master key stops start-up before the database is opened; a wrong one right after,
+  // before anything reads or writes data.
+  const masterKey = resolveMasterKey(config);
   const database = await openDatabase(config, log);
   const cleanups: (() => Promise<void>)[] = [() => database.close()];
   const cleanup = async () => {
     for (const step of cleanups.reverse()) await step().catch(() => {});
   };
   try {
+    const vault = await openVault(config, database.pool, log, masterKey);
     const metrics = createGatewayMetrics({ processMetrics: true });
     const store = timeAppends(
       config.EVENTSTORE_URL
@@ -136,7 +144,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     // term of office starts fresh ones.
     const startWorkers = (): Worker[] => {
       expiry.start();
-      const alerts = new LowBalanceAlertProcess(database.pool, store, log, { pollIntervalMs: billingPollMs, retryBaseMs: config.TOLLGATE_ALERT_RETRY_BASE_S * 1_000 });
+      const alerts = new LowBalanceAlertProcess(database.pool, store, vault, log, { pollIntervalMs: billingPollMs, retryBaseMs: config.TOLLGATE_ALERT_RETRY_BASE_S * 1_000 });
       alerts.start(readModels);
       const workers: Worker[] = [expiry, alerts];
       if (stripe && customers) {
@@ -159,7 +167,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     if (config.TOLLGATE_MODELS_FILE) {
       models = loadModelsFile(config.TOLLGATE_MODELS_FILE).models;
     } else {
-      first = await firstRun(ledger, keys, database.pool, config, log);
+      first = await firstRun(ledger, keys, vault, config, log);
       cleanups.push(() => first!.stop());
       models = first.models;
     }
@@ -171,7 +179,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     warmUpTokenizer();
 
     const settlements = new SettlementTracker();
-    const parts = { config, log, database, store, ledger, keys, liveLog, historicalCosts, inference, metrics, settlements, policy, firstRun: first, projections: running, expiry, instance };
+    const parts = { config, log, database, vault, store, ledger, keys, liveLog, historicalCosts, inference, metrics, settlements, policy, firstRun: first, projections: running, expiry, instance };
     const app = createApp({
       ledger,
       keys,

@@ -2,7 +2,7 @@ import type { Migration } from './migrate';
 import { autoTopUpMigration } from '../../src/process-managers/auto-top-up';
 import { lowBalanceAlertsMigration } from '../../src/process-managers/low-balance-alerts';
 import { eventStoreMigration } from '../eventstore/postgres/schema';
-import { personalDataMigration } from './personal-data-vault';
+import { personalDataEnvelopeMigration, personalDataMigration } from './personal-data-vault';
 import { expiriesInstanceMigration, expiriesMigration } from '../../projections/expiries/expiries';
 import { instanceLeasesMigration } from '../../src/instances/lease';
 import { auditMigration } from '../../projections/audit/audit';
@@ -16,7 +16,7 @@ import { paymentsMigration } from '../payments/schema';
  */
 export const migrations: readonly Migration[] = [
   eventStoreMigration,
-  personalDataMigration,
+  personalDataMigration, personalDataEnvelopeMigration,
   expiriesMigration,
   auditMigration, retentionMigration,
   financeProjectionsMigration,

@@ -2,10 +2,11 @@ import { accountEventDefinitions, type AccountEvent } from '../account/events';
 import { apiKeyEventDefinitions, type ApiKeyEvent } from '../api-key/events';
 import { priceBookEventDefinitions, type PriceBookEvent } from '../price-book/events';
 import { retentionEventDefinitions, type RetentionEvent } from '../retention/events';
+import { personalDataAccessEventDefinitions, type PersonalDataAccessEvent } from '../personal-data-access/events';
 import type { EventDefinition } from './define';
 
 /** Every event Tollgate stores, from every stream. Type names are unique across streams. */
-export type DomainEvent = AccountEvent | PriceBookEvent | ApiKeyEvent | RetentionEvent;
+export type DomainEvent = AccountEvent | PriceBookEvent | ApiKeyEvent | RetentionEvent | PersonalDataAccessEvent;
 export type DomainEventType = DomainEvent['type'];
 
 export const eventDefinitions: readonly EventDefinition[] = [
@@ -13,6 +14,7 @@ export const eventDefinitions: readonly EventDefinition[] = [
   ...priceBookEventDefinitions,
   ...apiKeyEventDefinitions,
   ...retentionEventDefinitions,
+  ...personalDataAccessEventDefinitions,
 ];
 
 export const eventRegistry: ReadonlyMap<string, EventDefinition> = (() => {

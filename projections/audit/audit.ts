@@ -29,6 +29,7 @@ export type AuditAction =
   | 'auto_top_up.configured'
   | 'personal_data.corrected'
   | 'personal_data.erased'
+  | 'personal_data.viewed'
   | 'retention.run';
 
 export type AuditTargetKind = 'account' | 'api_key' | 'model' | 'retention';
@@ -180,6 +181,15 @@ export function auditFactOf(streamId: string, event: DomainEvent): AuditFact | n
           outputUsdPerMillion: formatUsd(event.data.outputPerMillion),
           effectiveAt: event.data.effectiveAt,
         },
+      };
+    case 'PersonalDataViewed':
+      // Who saw whose data through which view; the reason column holds the purpose they gave.
+      return {
+        action: 'personal_data.viewed',
+        targetKind: 'account',
+        targetId: event.data.accountId,
+        reason: event.data.purpose,
+        details: { what: event.data.what, fields: [...event.data.fields] },
       };
     case 'RetentionRunCompleted':
       return {

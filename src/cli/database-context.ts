@@ -2,9 +2,11 @@ import { InvalidArgumentError } from 'commander';
 import pino from 'pino';
 import { z } from 'zod';
 import { createPostgresEventStore } from '../../adapters/eventstore/postgres';
-import { PersonalDataVault } from '../../adapters/postgres/personal-data-vault';
+import { MasterKeyError, type PersonalDataVault } from '../../adapters/postgres/personal-data-vault';
 import { domainEventCodec, type DomainEvent } from '../../domain/events';
-import { loadConfig } from '../config';
+import { ConfigError, loadConfig, type Config } from '../config';
+import { openVault, resolveMasterKey } from '../master-key';
+import { CliError } from './errors';
 import { openDatabase, type Database } from '../database';
 import { accountPolicyFrom } from '../gateway';
 import { createLedger, type Ledger } from '../ledger';
@@ -17,6 +19,8 @@ export interface DatabaseContext {
   readonly store: EventStore<DomainEvent>;
   readonly ledger: Ledger;
   readonly vault: PersonalDataVault;
+  /** the master key in use and where it came from (for rotation) */
+  readonly masterKey: ReturnType<typeof resolveMasterKey>;
 }
 
 /**
@@ -26,16 +30,34 @@ export interface DatabaseContext {
  * command's output (CSV, JSON), so it can be piped.
  */
 export async function withDatabase<T>(work: (context: DatabaseContext) => Promise<T>): Promise<T> {
-  const config = loadConfig();
+  let config: Config;
+  let masterKey: ReturnType<typeof resolveMasterKey>;
+  try {
+    config = loadConfig();
+    // A missing or unreadable master key stops the command before the database is opened.
+    masterKey = resolveMasterKey(config);
+  } catch (error) {
+    if (error instanceof ConfigError || error instanceof MasterKeyError) throw new CliError(error.message.replaceAll('\n', '; '));
+    throw error;
+  }
   const log = pino({ level: config.LOG_LEVEL === 'info' ? 'warn' : config.LOG_LEVEL }, pino.destination(2));
   const database = await openDatabase(config, log, { poolSize: 4, role: 'cli' });
+  let vault: PersonalDataVault;
+  try {
+    // A wrong master key stops here, before anything is read or written.
+    vault = await openVault(config, database.pool, log, masterKey);
+  } catch (error) {
+    await database.close();
+    if (error instanceof MasterKeyError) throw new CliError(error.message);
+    throw error;
+  }
   const store = createPostgresEventStore<DomainEvent>(database.pool, domainEventCodec, {
     notify: false,
     // A key revoked or an account suspended from the command line reaches running gateways at once.
     announcedTypes: ANNOUNCED_EVENT_TYPES,
   });
   try {
-    return await work({ database, store, ledger: createLedger(store, accountPolicyFrom(config)), vault: new PersonalDataVault(database.pool) });
+    return await work({ database, store, ledger: createLedger(store, accountPolicyFrom(config)), vault, masterKey });
   } finally {
     await store.close();
     await database.close();

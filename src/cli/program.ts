@@ -4,6 +4,7 @@ import { Command, Option } from 'commander';
 import { registerAccounts } from './commands/accounts';
 import { registerCredit } from './commands/credit';
 import { registerKeys } from './commands/keys';
+import { registerMasterKeyCommands } from './master-key';
 import { registerModels } from './commands/models';
 import { registerPrices } from './commands/prices';
 import { registerComplianceCommands } from './compliance';
@@ -22,6 +23,7 @@ export const commandGroups: readonly ((program: Command) => void)[] = [
   registerPrices,
   registerFinanceCommands,
   registerComplianceCommands,
+  registerMasterKeyCommands,
 ];
 
 export function createProgram(): Command {

@@ -4,6 +4,8 @@ import { domainEventCodec, type DomainEvent, type Json } from '../../domain/even
 import type { PersonalDataVault } from '../../adapters/postgres/personal-data-vault';
 import type { EventStore } from '../ports/event-store';
 import { queryAudit } from './audit-log';
+import { recordPersonalDataViewed } from './personal-data-access';
+import type { CommandMetadata } from '../../domain/events/metadata';
 import { currentPersonalDataCiphertexts, keyIdsOf, readPersonalField } from './personal-data';
 
 /** Fields of stored events that are ciphertexts or secrets' derivatives: exported decrypted or not at all. */
@@ -25,7 +27,12 @@ async function tableExists(pool: Pool, table: string): Promise<boolean> {
  * account (its transactions and requests' metadata), usage, audit entries about it and its keys,
  * and its retention schedule. Null when the account was never opened.
  */
-export async function exportAccount(deps: { readonly pool: Pool; readonly store: EventStore<DomainEvent>; readonly vault: PersonalDataVault }, accountId: string) {
+export async function exportAccount(
+  deps: { readonly pool: Pool; readonly store: EventStore<DomainEvent>; readonly vault: PersonalDataVault },
+  accountId: string,
+  /** who is exporting and why: recorded as PersonalDataViewed (what: export) before the export is returned */
+  access: { readonly metadata: CommandMetadata; readonly purpose?: string | null },
+) {
   const { pool, store, vault } = deps;
   const { events } = await store.readStream(accountStreamId(accountId));
   if (events.length === 0) return null;
@@ -36,6 +43,8 @@ export async function exportAccount(deps: { readonly pool: Pool; readonly store:
   const ciphertexts = currentPersonalDataCiphertexts(events.map((e) => e.event));
   const displayName = ciphertexts ? await readPersonalField(vault, accountId, ciphertexts.displayNameCiphertext) : null;
   const email = ciphertexts ? await readPersonalField(vault, accountId, ciphertexts.emailCiphertext) : null;
+
+  await recordPersonalDataViewed(store, [{ accountId, displayName, email }], { what: 'export', purpose: access.purpose ?? null, metadata: access.metadata });
 
   const keys = [];
   for (const keyId of await keyIdsOf(pool, accountId)) {

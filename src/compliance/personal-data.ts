@@ -2,7 +2,7 @@ import type { Pool } from 'pg';
 import { accountStreamId, type AccountEvent, type AccountState } from '../../domain/account';
 import type { DomainEvent } from '../../domain/events';
 import type { CommandMetadata } from '../../domain/events/metadata';
-import type { PersonalDataVault } from '../../adapters/postgres/personal-data-vault';
+import { MasterKeyError, type PersonalDataVault } from '../../adapters/postgres/personal-data-vault';
 import type { Ledger } from '../ledger';
 
 /** The account's personal data as last written: AccountOpened, then each PersonalDataCorrected. */
@@ -20,11 +20,15 @@ export function currentPersonalDataCiphertexts(events: readonly DomainEvent[]): 
   return current;
 }
 
-/** Plaintext or null: the key is destroyed (erased) or the ciphertext is not the vault's. */
+/**
+ * Plaintext or null: the key is destroyed (erased) or the ciphertext is not the vault's. A
+ * master-key problem (this process on a rotated-away key) is thrown, never shown as "no data".
+ */
 export async function readPersonalField(vault: PersonalDataVault, accountId: string, ciphertext: string): Promise<string | null> {
   try {
     return await vault.decrypt(accountId, ciphertext);
-  } catch {
+  } catch (error) {
+    if (error instanceof MasterKeyError) throw error;
     return null;
   }
 }

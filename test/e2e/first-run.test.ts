@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
@@ -9,9 +9,10 @@ import { until } from '../support/wait';
 /**
  * `npm start` with nothing configured: embedded PostgreSQL, the stand-in upstream, a demo
  * account. As `npm start` does, it runs the compiled gateway (dist/src/main.js, which the test
- * run's global setup builds), so a build that compiles but cannot start fails here.
+ * run's global setup builds), so a build that compiles but cannot start fails here. No master key
+ * is configured either (the suite's own is blanked): the embedded default generates one.
  */
-const start = (dataDir: string, pgPort: number, port: number) => spawnEmbeddedGateway({ dataDir, pgPort, port });
+const start = (dataDir: string, pgPort: number, port: number) => spawnEmbeddedGateway({ dataDir, pgPort, port, env: { TOLLGATE_MASTER_KEY: '' } });
 
 describe('first run', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'tollgate-first-run-'));
@@ -26,10 +27,18 @@ describe('first run', () => {
       const [pgPort, port] = [await freePort(), await freePort()];
       const first = start(join(dataDir, 'state'), pgPort, port);
       let key: string;
+      let masterKey = '';
       try {
         key = await until(() => /^\s+(tg_[A-Za-z0-9]{16}_[A-Za-z0-9_-]{43})\s*$/m.exec(first.output())?.[1], { what: 'the printed demo key', timeoutMs: 120_000 });
         await until(() => (first.output().includes('tollgate is listening') || /curl http/.test(first.output()) ? true : undefined), { what: 'the curl line', timeoutMs: 120_000 });
         expect(first.output()).toMatch(/STAND-IN upstream \(mock-llm\)/);
+        // The embedded default made its own master key, beside the data, readable by the owner only, and said so.
+        const masterKeyFile = join(dataDir, 'state', 'master-key');
+        expect(statSync(masterKeyFile).mode & 0o777).toBe(0o600);
+        expect(readFileSync(masterKeyFile, 'utf8')).toMatch(/^[A-Za-z0-9+/]{43}=\n$/);
+        const keyLine = first.output().split('\n').find((line) => line.includes('generated a new master key for personal data; back it up'));
+        expect(keyLine).toContain(masterKeyFile);
+        masterKey = readFileSync(masterKeyFile, 'utf8');
         expect(first.output()).toMatch(/Tollgate admin key \(shown once, store it now\): tgadmin_/);
         expect(first.output()).toContain(`curl http://127.0.0.1:${port}/v1/chat/completions -H "Authorization: Bearer ${key}"`);
         expect(first.output()).toContain(`Dashboard: http://127.0.0.1:${port}/dashboard/`);
@@ -58,6 +67,9 @@ describe('first run', () => {
       try {
         await until(() => (second.output().includes(key) ? true : undefined), { what: 'the demo key printed again', timeoutMs: 120_000 });
         expect(second.output()).not.toContain('Tollgate admin key (shown once');
+        // The same master key: not generated again, and the demo account's data still opens (the start would stop otherwise).
+        expect(second.output()).not.toContain('generated a new master key');
+        expect(readFileSync(join(dataDir, 'state', 'master-key'), 'utf8')).toBe(masterKey);
         const client = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: key, maxRetries: 0 });
         const account = await fetch(`http://127.0.0.1:${port}/v1/account`, { headers: { authorization: `Bearer ${key}` } }).then((r) => r.json() as Promise<{ balance_usd: string }>);
         // USD 5 of promo less the first request: 12 prompt tokens at USD 0.50/M + 21 completion

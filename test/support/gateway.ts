@@ -7,6 +7,7 @@ import { loadConfig } from '../../src/config';
 import { startGateway, type Gateway, type RouteMount } from '../../src/gateway';
 import { standardRoutes } from '../../src/routes';
 import { createTestDatabase } from './database';
+import { TEST_MASTER_KEY } from './master-key';
 
 export const TEST_ADMIN_KEY = 'test-admin-key-0123456789abcdef0123456789';
 
@@ -47,6 +48,7 @@ export async function startTestGateway(options: {
     LOG_LEVEL: 'info',
     // stop() cuts what is still open after 2 s (the drain default, 30 s, is for production)
     TOLLGATE_DRAIN_TIMEOUT_S: '2',
+    TOLLGATE_MASTER_KEY: TEST_MASTER_KEY,
     ...options.env,
   });
   const logLines: string[] = [];

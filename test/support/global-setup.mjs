@@ -21,6 +21,8 @@ function freePort() {
 }
 
 export default async function globalSetup() {
+  // Every test deployment runs under this master key (test/support/master-key.ts); children inherit it.
+  process.env.TOLLGATE_MASTER_KEY ??= 'dG9sbGdhdGUtdGVzdC1tYXN0ZXIta2V5LTMyLWJ5dGU=';
   // Some tests run the compiled CLI and gateway (dist/): build them when a source changed since
   // the last build, so that no test runs stale code. A failed build fails the run.
   execFileSync(process.execPath, [fileURLToPath(new URL('../../scripts/build.mjs', import.meta.url)), '--if-stale'], { stdio: 'inherit' });

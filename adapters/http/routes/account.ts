@@ -17,7 +17,7 @@ import { isBefore } from '../../../domain/time';
 import { commandMetadata } from '../../../src/command-metadata';
 import type { RouteMount } from '../../../src/gateway';
 import { START } from '../../../src/ports/event-store';
-import { PersonalDataVault } from '../../postgres/personal-data-vault';
+import type { PersonalDataVault } from '../../postgres/personal-data-vault';
 import { authenticate, keyOf } from '../auth';
 import { ApiError, invalidRequest } from '../openai/errors';
 import { formatParam } from '../openai/requests';
@@ -250,7 +250,7 @@ export class AccountReader {
   readonly vault: PersonalDataVault;
 
   constructor(private readonly gateway: GatewayParts) {
-    this.vault = new PersonalDataVault(gateway.database.pool);
+    this.vault = gateway.vault;
   }
 
   async state(accountId: string): Promise<{ state: AccountState; revision: bigint | null } | null> {

@@ -8,6 +8,7 @@ import { OPERATIONS, PRICE_BOOK_STREAM_ID, operationSchema, priceInForce, type P
 import { isBefore, toEpochMs } from '../../../domain/time';
 import { ADMIN_KEY_ID } from '../../../src/api-keys';
 import { adminMetadata } from '../../../src/command-metadata';
+import { recordPersonalDataViewed } from '../../../src/compliance/personal-data-access';
 import type { RouteMount } from '../../../src/gateway';
 import { keyOf } from '../auth';
 import { ApiError } from '../openai/errors';
@@ -55,11 +56,15 @@ export const createAccountSchema = z
       ctx.addIssue({ code: 'custom', path: ['promo_credit_usd'], message: 'required with promo_expires_at', params: { missing: true } });
     }
   });
+/** Why an operator looks at personal data (optional; recorded in the audit log as the entry's reason). */
+const purposeSchema = z.string({ error: 'expected text' }).trim().min(1, 'at least 1 character').max(200, 'at most 200 characters').optional();
 export const searchAccountsSchema = z.object({
   q: z.string({ error: 'expected text' }).trim().max(200, 'at most 200 characters').optional().transform((q) => (q === '' ? undefined : q)),
   limit: z.coerce.number({ error: 'expected an integer' }).int('expected an integer').min(1, 'at least 1').max(200, 'at most 200').default(50),
   starting_after: z.string({ error: 'expected an account id' }).max(100, 'at most 100 characters').optional(),
+  purpose: purposeSchema,
 });
+export const accountDetailsSchema = z.object({ purpose: purposeSchema });
 export const issueKeySchema = z.object({ name: shortTextSchema.default('key issued by an admin'), scopes: customerScopesSchema.optional() });
 export const revokeKeySchema = z.object({ reason: shortTextSchema.default('revoked by an admin') });
 export const topUpSchema = z.object({
@@ -136,14 +141,27 @@ export const mountAdminRoutes: RouteMount = (router: Router, gateway) => {
   });
 
   router.get('/admin/accounts', admin, async (req, res) => {
-    const { q, limit, starting_after } = parseInput(searchAccountsSchema, req.query);
+    const { q, limit, starting_after, purpose } = parseInput(searchAccountsSchema, req.query);
     const page = await reader.searchAccounts(q, limit, starting_after);
+    // Every account whose name or email is in the answer was seen (the query itself, which may be an email, is not recorded).
+    await recordPersonalDataViewed(
+      gateway.store,
+      page.accounts.map((a) => ({ accountId: a.account_id, displayName: a.display_name, email: a.email })),
+      { what: 'account_search', purpose, metadata: metadataOf(res) },
+    );
     res.json({ object: 'list', data: page.accounts, has_more: page.hasMore });
   });
 
   router.get('/admin/accounts/:id', admin, async (req, res) => {
-    const view = await reader.view(accountIdOf(req.params), { personalData: true });
+    const accountId = accountIdOf(req.params);
+    const { purpose } = parseInput(accountDetailsSchema, req.query);
+    const view = await reader.view(accountId, { personalData: true });
     if (!view) throw accountNotFound();
+    await recordPersonalDataViewed(gateway.store, [{ accountId, displayName: view.display_name ?? null, email: view.email ?? null }], {
+      what: 'account_details',
+      purpose,
+      metadata: metadataOf(res),
+    });
     res.json(view);
   });
 

@@ -124,10 +124,19 @@ export function registerComplianceCommands(program: Command): void {
     .command('export')
     .description('everything held about an account and its people, as JSON, for a data-access request')
     .requiredOption('--account <id>', 'the account id')
-    .action(async (options: { account: string }) => {
+    .option('--admin <id>', 'the operator exporting (recorded in the audit log as who saw the personal data)', process.env['TOLLGATE_ADMIN_ID'] ?? 'cli')
+    .option('--purpose <text>', 'why, e.g. "data-access request #123" (recorded as the audit entry\'s reason)')
+    .action(async (options: { account: string; admin: string; purpose?: string }) => {
+      const purposeSchema = load.zod().z.string().trim().min(1).max(200);
+      if (options.purpose !== undefined && !purposeSchema.safeParse(options.purpose).success) return fail('--purpose: expected 1-200 characters');
       await withCompliance(async (context) => {
         await catchUp(context);
-        const exported = await load.export().exportAccount({ pool: context.database.pool, store: context.store, vault: context.vault }, options.account);
+        const correlationId = `export_${randomUUID()}`;
+        const metadata = { now: new Date().toISOString(), correlationId, causationId: correlationId, actor: { kind: 'admin' as const, adminId: options.admin } };
+        const exported = await load.export().exportAccount({ pool: context.database.pool, store: context.store, vault: context.vault }, options.account, {
+          metadata,
+          purpose: options.purpose?.trim() ?? null,
+        });
         if (!exported) return fail(`account ${options.account} not found`);
         write(`${JSON.stringify(exported, null, 2)}\n`);
       });

@@ -2,7 +2,6 @@ import OpenAI from 'openai';
 import { accountStreamId } from '../../../domain/account';
 import { apiKeyStreamId } from '../../../domain/api-key';
 import { PRICE_BOOK_STREAM_ID } from '../../../domain/price-book';
-import { PersonalDataVault } from '../../../adapters/postgres/personal-data-vault';
 import { adminMetadata } from '../../../src/command-metadata';
 import { startTestGateway, type TestGateway } from '../../support/gateway';
 import { startMockLlm, type MockLlm } from '../../support/mock-llm';
@@ -204,7 +203,7 @@ describe('an account from opening to suspension', () => {
 
   test('the admin view shows corrected personal data, and none once it is erased', async () => {
     const stream = accountStreamId(accountId);
-    const vault = new PersonalDataVault(tg.gateway.database.pool);
+    const vault = tg.gateway.vault;
     const corrected = await tg.gateway.ledger.accounts.handle(stream, {
       type: 'CorrectPersonalData',
       data: { emailCiphertext: await vault.encrypt(accountId, 'ada@new.example.org') },

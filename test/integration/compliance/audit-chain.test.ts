@@ -9,7 +9,6 @@ import { PRICE_BOOK_STREAM_ID } from '../../../domain/price-book';
 import { adminMetadata } from '../../../src/command-metadata';
 import { verifyAuditChain } from '../../../src/compliance/audit-log';
 import { runRetention } from '../../../src/compliance/retention';
-import { PersonalDataVault } from '../../../adapters/postgres/personal-data-vault';
 import { standardRoutes } from '../../../src/routes';
 import { startTestGateway, type TestGateway } from '../../support/gateway';
 
@@ -42,7 +41,7 @@ describe('audit log: actors, hash chain, tampering, purge', () => {
       routes: [...standardRoutes, mountComplianceRoutes],
     });
     const { ledger } = gw.gateway;
-    const vault = new PersonalDataVault(gw.gateway.database.pool);
+    const vault = gw.gateway.vault;
     const stream = accountStreamId(accountId);
     const ok = <T extends { ok: boolean }>(r: T) => expect(r.ok).toBe(true);
     ok(
@@ -150,7 +149,7 @@ describe('audit log: actors, hash chain, tampering, purge', () => {
     const { rows: before } = await pool.query<{ n: number; last: string; hash: string }>(
       'SELECT count(*)::int AS n, max(entry_no)::text AS last, (SELECT hash FROM audit_log ORDER BY entry_no DESC LIMIT 1) AS hash FROM audit_log',
     );
-    const report = await runRetention({ pool, ledger: gw.gateway.ledger, vault: new PersonalDataVault(pool) }, { now: new Date(Date.now() + 91 * 86_400_000).toISOString() });
+    const report = await runRetention({ pool, ledger: gw.gateway.ledger, vault: gw.gateway.vault }, { now: new Date(Date.now() + 91 * 86_400_000).toISOString() });
     expect(report).toMatchObject({ auditEntriesPurged: before[0]!.n, auditAnchor: { entryNo: before[0]!.last, hash: before[0]!.hash } });
     await gw.gateway.projections.get('audit')!.reached(await gw.gateway.store.latestPosition());
 

@@ -3,7 +3,6 @@ import { createPostgresEventStore } from '../../../adapters/eventstore/postgres'
 import { migrate } from '../../../adapters/postgres/migrate';
 import { migrations } from '../../../adapters/postgres/migrations';
 import { createPool } from '../../../adapters/postgres/pool';
-import { PersonalDataVault } from '../../../adapters/postgres/personal-data-vault';
 import { accountStreamId, DEFAULT_ACCOUNT_POLICY } from '../../../domain/account';
 import { domainEventCodec, type DomainEvent } from '../../../domain/events';
 import { usd } from '../../../domain/money';
@@ -15,6 +14,7 @@ import { createLedger } from '../../../src/ledger';
 import { auditProjection } from '../../../src/projections/audit';
 import { retentionProjection } from '../../../src/projections/retention';
 import { createTestDatabase } from '../../support/database';
+import { testVault } from '../../support/master-key';
 
 describe('audit and retention projections: a rebuild reaches the rows the live log had, purges included', () => {
   it('drop, replay, compare', async () => {
@@ -23,7 +23,7 @@ describe('audit and retention projections: a rebuild reaches the rows the live l
     try {
       await migrate(pool, migrations);
       const ledger = createLedger(store, DEFAULT_ACCOUNT_POLICY);
-      const vault = new PersonalDataVault(pool);
+      const vault = await testVault(pool);
       const catchUp = async () => {
         await catchUpProjection(pool, store, auditProjection);
         await catchUpProjection(pool, store, retentionProjection);

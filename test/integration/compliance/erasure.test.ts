@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { PersonalDataVault } from '../../../adapters/postgres/personal-data-vault';
+import type { PersonalDataVault } from '../../../adapters/postgres/personal-data-vault';
 import { accountStreamId, balanceOf } from '../../../domain/account';
 import { usd } from '../../../domain/money';
 import { addMs } from '../../../domain/time';
@@ -35,7 +35,7 @@ describe('erasure: crypto-shredding of a closed account by the retention run', (
     gw = await startTestGateway({
       models: [{ id: 'm', upstreams: [{ baseUrl: 'http://127.0.0.1:9/v1', capacity: 1 }], maxOutputTokens: 10, operations: ['chat'] }],
     });
-    vault = new PersonalDataVault(gw.gateway.database.pool);
+    vault = gw.gateway.vault;
     const { ledger } = gw.gateway;
     const handle = async (command: Parameters<typeof ledger.accounts.handle>[1]) => {
       const result = await ledger.accounts.handle(stream, command);
@@ -80,7 +80,7 @@ describe('erasure: crypto-shredding of a closed account by the retention run', (
     const issued = await gw.gateway.keys.issue({ accountId, name: 'laptop', scopes: ['inference'], metadata: adminMetadata('ada') });
     expect(issued.ok).toBe(true);
     await caughtUp();
-    const exported = await exportAccount({ pool: gw.gateway.database.pool, store: gw.gateway.store, vault }, accountId);
+    const exported = await exportAccount({ pool: gw.gateway.database.pool, store: gw.gateway.store, vault }, accountId, { metadata: adminMetadata('dpo-1') });
     expect(exported).toMatchObject({ account_id: accountId, status: 'open', personal_data: { display_name: NAME, email: NEW_EMAIL, erased: false } });
     expect(exported!.keys).toEqual([expect.objectContaining({ name: 'laptop', scopes: ['inference'], status: 'active' })]);
     expect(exported!.ledger_events.map((e) => e.type)).toEqual(['AccountOpened', 'TopUpCompleted', 'ReservationPlaced', 'ReservationSettled', 'PersonalDataCorrected']);
@@ -132,8 +132,8 @@ describe('erasure: crypto-shredding of a closed account by the retention run', (
     // Not in the gateway's log either.
     for (const needle of readable) expect(gw.logLines.join('\n')).not.toContain(needle);
     // Not decryptable: the key is gone, every ciphertext the log holds is noise.
-    const { rows: keys } = await pool.query('SELECT data_key, destroyed_at FROM personal_data_keys WHERE account_id = $1', [accountId]);
-    expect(keys).toEqual([{ data_key: null, destroyed_at: expect.any(Date) }]);
+    const { rows: keys } = await pool.query('SELECT data_key, wrapped_key, master_key_id, destroyed_at FROM personal_data_keys WHERE account_id = $1', [accountId]);
+    expect(keys).toEqual([{ data_key: null, wrapped_key: null, master_key_id: null, destroyed_at: expect.any(Date) }]);
     const { events } = await ledger.store.readStream(stream);
     const ciphertexts = events.flatMap((e) =>
       e.event.type === 'AccountOpened' ? [e.event.data.displayNameCiphertext, e.event.data.emailCiphertext] : e.event.type === 'PersonalDataCorrected' ? [e.event.data.emailCiphertext!] : [],
@@ -141,7 +141,7 @@ describe('erasure: crypto-shredding of a closed account by the retention run', (
     expect(ciphertexts).toHaveLength(3);
     for (const c of ciphertexts) expect(await vault.decrypt(accountId, c)).toBeNull();
     await expect(vault.encrypt(accountId, 'anything')).rejects.toThrow(/erased/);
-    const exported = await exportAccount({ pool, store: ledger.store, vault }, accountId);
+    const exported = await exportAccount({ pool, store: ledger.store, vault }, accountId, { metadata: adminMetadata('dpo-1') });
     expect(exported!.personal_data).toEqual({ display_name: null, email: null, erased: true });
 
     // The erasure is history, by the retention process; the run recorded it.

@@ -78,6 +78,19 @@ describe('audit facts: which acts are audited, with what', () => {
     const corrected = recorded('account-acct_1', { type: 'PersonalDataCorrected', data: { displayNameCiphertext: null, emailCiphertext: 'pd1.x' } });
     expect(auditFactOf(corrected.streamId, corrected.event)).toMatchObject({ action: 'personal_data.corrected', details: { fields: ['email'] } });
   });
+  it('a view of personal data targets the account it shows (not the access stream), the purpose as reason, the view and fields as details', () => {
+    const viewed = recorded('personal-data-access-acct_1', {
+      type: 'PersonalDataViewed',
+      data: { accountId: 'acct_1', what: 'export', fields: ['display_name', 'email'], purpose: 'data-access request 42' },
+    }, { kind: 'admin', adminId: 'dpo-7' });
+    expect(auditFactOf(viewed.streamId, viewed.event)).toEqual({
+      action: 'personal_data.viewed',
+      targetKind: 'account',
+      targetId: 'acct_1',
+      reason: 'data-access request 42',
+      details: { what: 'export', fields: ['display_name', 'email'] },
+    });
+  });
 });
 
 describe('canonical JSON', () => {
