@@ -1,8 +1,12 @@
-import { SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
-import { MasterKeyError, rotateMasterKey } from '../../adapters/postgres/personal-data-vault';
-import { readMasterKeyFile, replaceDataDirMasterKey } from '../master-key';
-import { fail, withDatabase, write } from './database-context';
+import { fail, withDatabase, write } from './lazy-database-context';
+
+// Loaded when the command runs, not when the CLI starts (`tollgate --help` needs none of them).
+const load = {
+  progress: () => require('cli-progress') as typeof import('cli-progress'),
+  vault: () => require('../../adapters/postgres/personal-data-vault') as typeof import('../../adapters/postgres/personal-data-vault'),
+  masterKey: () => require('../master-key') as typeof import('../master-key'),
+};
 
 /**
  * `tollgate keys rotate-master --new-key-file F`: re-wraps every account's personal-data key
@@ -20,6 +24,8 @@ export function registerMasterKeyCommands(program: Command): void {
     .requiredOption('--new-key-file <path>', 'a file holding the new master key: 32 bytes, base64 or hex (e.g. `openssl rand -base64 32 > F`)')
     .option('--no-progress', 'no progress bar on stderr')
     .action(async (options: { newKeyFile: string; progress: boolean }) => {
+      const { MasterKeyError, rotateMasterKey } = load.vault();
+      const { readMasterKeyFile, replaceDataDirMasterKey } = load.masterKey();
       let next;
       try {
         next = readMasterKeyFile(options.newKeyFile, '--new-key-file');
@@ -32,7 +38,7 @@ export function registerMasterKeyCommands(program: Command): void {
         if (next.id === current.id) return fail(`--new-key-file holds the current master key (${current.id}); nothing to do`);
         const bar =
           options.progress
-            ? new SingleBar({ format: 'rotate-master [{bar}] {percentage}% | {value}/{total} account keys | {eta_formatted} left', stream: process.stderr, hideCursor: true })
+            ? new (load.progress().SingleBar)({ format: 'rotate-master [{bar}] {percentage}% | {value}/{total} account keys | {eta_formatted} left', stream: process.stderr, hideCursor: true })
             : undefined;
         let started = false;
         let result;

@@ -363,9 +363,9 @@ const paths: ZodOpenApiPathsObject = {
     get: admin({
       tags: ['Admin'],
       summary: 'Search accounts',
-      description: '`q` matches ids, names and emails (case-insensitive); newest first.',
+      description: '`q` matches ids, names and emails (case-insensitive); newest first, a page of `limit` at a time. Each account answered is recorded as seen (audit `personal_data.viewed`).',
       requestParams: { query: searchAccountsSchema },
-      responses: { '200': json('Matching accounts.', out.listOf(out.accountSummarySchema)), ...errors([...authenticated, 400]) },
+      responses: { '200': json('Matching accounts.', out.pageOf(out.accountSummarySchema)), ...errors([...authenticated, 400]) },
     }),
     post: admin({
       tags: ['Admin'],

@@ -47,6 +47,9 @@ export const errorSchema = z
   });
 
 export const listOf = <T extends z.ZodType>(item: T) => z.object({ object: z.literal('list'), data: z.array(item) });
+/** A list answered a page at a time: `has_more` says whether `starting_after` (the last id) gives more. */
+export const pageOf = <T extends z.ZodType>(item: T) =>
+  z.object({ object: z.literal('list'), data: z.array(item), has_more: z.boolean().meta({ description: 'more follow: ask again with starting_after set to the last id' }) });
 
 // --- operations ---------------------------------------------------------------------------------
 
