@@ -260,7 +260,7 @@ const paths: ZodOpenApiPathsObject = {
     post: customer('account_write', {
       tags: ['Billing'],
       summary: 'Close the account',
-      description: 'Refunds the remaining purchased credit to the cards it came from, then closes the account. Refused while requests are in flight.',
+      description: 'Refunds the remaining purchased credit to the cards it came from, then closes the account and revokes every key of it (a key of a closed account is refused even where its revocation failed). Refused while requests are in flight.',
       responses: {
         '200': json('Closed.', out.closedAccountSchema),
         '202': json('Not closed yet: the refund is pending at Stripe; closing again finishes it.', out.closedAccountSchema),

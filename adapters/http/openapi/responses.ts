@@ -333,7 +333,14 @@ export const refundSchema = z
   .meta({ id: 'Refund', description: '200 refunded, 202 waiting for Stripe, 502 Stripe refused or the ledger could not record it.' });
 
 export const closedAccountSchema = z
-  .object({ account_id: z.string(), status: accountStatus, refund: z.object(refundFields).nullable(), ...z.object(balanceFields).partial().shape })
+  .object({
+    account_id: z.string(),
+    status: accountStatus,
+    refund: z.object(refundFields).nullable(),
+    /** on 200: how many active keys the closure revoked (every key of a closed account is refused anyway) */
+    keys_revoked: z.number().int().min(0).optional(),
+    ...z.object(balanceFields).partial().shape,
+  })
   .meta({ id: 'AccountClosure', description: '200 closed; 202/502 not closed yet because the refund of remaining credit is pending or failed.' });
 
 const autoTopUpAttempt = z.object({ attempt_id: z.string(), status: z.string(), amount_usd: usdSchema.nullable(), reason: z.string().nullable(), created_at: instant });

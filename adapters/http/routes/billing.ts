@@ -15,7 +15,7 @@ import { verifyStripeEvent } from '../../payments/webhook-events';
 import { keyOf } from '../auth';
 import { ApiError } from '../openai/errors';
 import { requestIdOf } from '../observability/request-id';
-import { AccountReader, accountNotFound, authenticated, balanceView, isId, parseInput, positiveUsdSchema, refused, shortTextSchema, type GatewayParts } from './account';
+import { AccountReader, accountNotFound, authenticated, balanceView, isId, parseInput, positiveUsdSchema, refused, revokeKeysOfClosedAccount, shortTextSchema, type GatewayParts } from './account';
 
 /**
  * Payments with Stripe: top-ups through Checkout, the webhook that credits them (exactly once
@@ -142,7 +142,14 @@ function mountBilling(router: Router, gateway: GatewayParts, options: BillingRou
     }
     const closed = await gateway.ledger.accounts.handle(accountStreamId(accountId), { type: 'CloseAccount', data: { reason: 'customer_request' }, metadata: customerMetadata(res) });
     if (!closed.ok) throw refused(closed.error);
-    res.json({ account_id: accountId, status: closed.state.status, refund: refund && refundView(refund), ...balanceView(closed.state, new Date().toISOString()) });
+    const keys = await revokeKeysOfClosedAccount(gateway, reader, accountId, customerMetadata(res));
+    res.json({
+      account_id: accountId,
+      status: closed.state.status,
+      refund: refund && refundView(refund),
+      keys_revoked: keys.revoked.length,
+      ...balanceView(closed.state, new Date().toISOString()),
+    });
   });
 
   router.post('/webhooks/stripe', express.raw({ type: 'application/json', limit: '1mb' }), async (req, res) => {
