@@ -93,6 +93,13 @@ export type ReinstateAccount = Command<'ReinstateAccount', Record<string, never>
 
 export type CloseAccount = Command<'CloseAccount', { readonly reason: ClosureReason }>;
 
+/**
+ * An operator ends the account for breach of the terms. Not for abuse, purchased credit is
+ * refunded (by the caller, through the payment provider, after the closure); for abuse, what
+ * purchased credit remains is forfeited in the same decision.
+ */
+export type TerminateAccount = Command<'TerminateAccount', { readonly reason: string; readonly forAbuse: boolean }>;
+
 export type ErasePersonalData = Command<'ErasePersonalData', Record<string, never>>;
 
 /** New personal data, encrypted by the caller with the account's key; an absent field stays as it is. */
@@ -117,6 +124,7 @@ export type AccountCommand =
   | SuspendAccount
   | ReinstateAccount
   | CloseAccount
+  | TerminateAccount
   | ErasePersonalData
   | CorrectPersonalData;
 

@@ -55,6 +55,8 @@ export function decideAccount(command: AccountCommand, state: AccountState, poli
       return reinstateAccount(command, state);
     case 'CloseAccount':
       return closeAccount(command, state);
+    case 'TerminateAccount':
+      return terminateAccount(command, state);
     case 'ErasePersonalData':
       return erasePersonalData(command, state);
     case 'CorrectPersonalData':
@@ -276,6 +278,22 @@ function closeAccount(command: C.CloseAccount, state: AccountState): AccountDeci
   if (state.status === 'closed') return reject({ error: 'account_closed' });
   if (state.openReservations.size > 0) return reject({ error: 'account_has_open_reservations', openReservations: state.openReservations.size });
   return accept(event('AccountClosed', { reason: command.data.reason }, eventMetadataFrom(command.metadata)));
+}
+
+function terminateAccount(command: C.TerminateAccount, state: AccountState): AccountDecision {
+  const { reason, forAbuse } = command.data;
+  if (state.status === 'closed') return reject({ error: 'account_closed' });
+  if (reason.trim() === '') return reject({ error: 'reason_required' });
+  // As with closure: no hold outlives the account (suspend first to stop new requests).
+  if (state.openReservations.size > 0) return reject({ error: 'account_has_open_reservations', openReservations: state.openReservations.size });
+  const metadata = eventMetadataFrom(command.metadata);
+  const events: AccountEvent[] = [
+    event('AccountTerminated', { reason, forAbuse }, metadata),
+    event('AccountClosed', { reason: 'terminated_for_breach' }, metadata),
+  ];
+  // For abuse nothing is refunded: the purchased credit left is no longer owed. A debt stays a debt.
+  if (forAbuse && state.purchased > 0n) events.push(event('PurchasedCreditForfeited', { amount: state.purchased, reason: 'terminated_for_abuse' }, metadata));
+  return accept(...events);
 }
 
 function erasePersonalData(command: C.ErasePersonalData, state: AccountState): AccountDecision {

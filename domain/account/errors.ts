@@ -22,6 +22,8 @@ export type AccountError =
   /** erasure follows closure (personal data goes within 30 days of deletion) */
   | { readonly error: 'account_not_closed' }
   | { readonly error: 'personal_data_already_erased' }
+  /** an operator's act that must say why */
+  | { readonly error: 'reason_required' }
   /** a correction that names no field */
   | { readonly error: 'nothing_to_correct' }
   | { readonly error: 'amount_must_be_positive'; readonly amount: MicroUsd }

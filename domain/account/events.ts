@@ -9,7 +9,7 @@ import { releaseReasonSchema, settledOutcomeSchema } from '../charge-policy/outc
 export const suspensionReasonSchema = z.enum(['negative_balance', 'auto_top_up_failed', 'payment_dispute', 'terms_violation', 'customer_request']);
 export type SuspensionReason = z.output<typeof suspensionReasonSchema>;
 
-export const closureReasonSchema = z.enum(['customer_request', 'admin_decision', 'erasure_request']);
+export const closureReasonSchema = z.enum(['customer_request', 'admin_decision', 'erasure_request', 'terminated_for_breach']);
 export type ClosureReason = z.output<typeof closureReasonSchema>;
 
 export const reinstatementReasonSchema = z.enum(['balance_restored', 'admin_decision']);
@@ -139,6 +139,19 @@ export const AccountReinstated = defineEvent('AccountReinstated', z.object({ rea
 
 export const AccountClosed = defineEvent('AccountClosed', z.object({ reason: closureReasonSchema }));
 
+/**
+ * An operator terminated the account for breach of the terms, with the reason they gave. Always
+ * followed, in the same append, by AccountClosed (reason `terminated_for_breach`). `forAbuse`:
+ * the terms refund purchased credit on termination unless it is for abuse.
+ */
+export const AccountTerminated = defineEvent('AccountTerminated', z.object({ reason: z.string().min(1), forAbuse: z.boolean() }));
+
+export const forfeitureReasonSchema = z.enum(['terminated_for_abuse']);
+export type ForfeitureReason = z.output<typeof forfeitureReasonSchema>;
+
+/** Purchased credit the customer is no longer owed (it leaves the balance; the journal takes it to income). */
+export const PurchasedCreditForfeited = defineEvent('PurchasedCreditForfeited', z.object({ amount: naturalSchema, reason: forfeitureReasonSchema }));
+
 /** The per-account key was destroyed by the caller; the ciphertexts in AccountOpened are now noise. */
 export const PersonalDataErased = defineEvent('PersonalDataErased', z.object({}));
 
@@ -169,6 +182,8 @@ export const accountEventDefinitions = [
   AccountClosed,
   PersonalDataErased,
   PersonalDataCorrected,
+  AccountTerminated,
+  PurchasedCreditForfeited,
 ] as const;
 
 export type AccountEvent = EventOf<(typeof accountEventDefinitions)[number]>;

@@ -42,6 +42,9 @@ export interface AccountState {
   readonly autoTopUp: { readonly threshold: MicroUsd; readonly amount: MicroUsd } | null;
   readonly pendingAutoTopUp: { readonly attemptId: string; readonly amount: MicroUsd } | null;
   readonly personalDataErased: boolean;
+  /** set when an operator terminated the account for breach */
+  readonly termination: { readonly forAbuse: boolean } | null;
+  readonly totalForfeited: MicroUsd;
 }
 
 export function initialAccountState(): AccountState {
@@ -61,6 +64,8 @@ export function initialAccountState(): AccountState {
     autoTopUp: null,
     pendingAutoTopUp: null,
     personalDataErased: false,
+    termination: null,
+    totalForfeited: 0n,
   };
 }
 

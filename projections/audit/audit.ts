@@ -17,6 +17,8 @@ export type AuditAction =
   | 'account.suspended'
   | 'account.reinstated'
   | 'account.closed'
+  | 'account.terminated'
+  | 'credit.forfeited'
   | 'api_key.issued'
   | 'api_key.renamed'
   | 'api_key.revoked'
@@ -115,6 +117,10 @@ export function auditFactOf(streamId: string, event: DomainEvent): AuditFact | n
       return account('account.reinstated', event.data.reason);
     case 'AccountClosed':
       return account('account.closed', event.data.reason);
+    case 'AccountTerminated':
+      return account('account.terminated', event.data.reason, { forAbuse: String(event.data.forAbuse) });
+    case 'PurchasedCreditForfeited':
+      return account('credit.forfeited', event.data.reason, { amountUsd: formatUsd(event.data.amount) });
     case 'PromoCreditGranted':
       return account('credit.promo_granted', event.data.reason, {
         grantId: event.data.grantId,

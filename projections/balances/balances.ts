@@ -53,6 +53,7 @@ export function balanceChange(streamId: string, event: DomainEvent): BalanceChan
     case 'ReservationExpired':
       return { ...zero, reserved: -event.data.amount };
     case 'RefundIssued':
+    case 'PurchasedCreditForfeited':
       return { ...zero, purchased: -event.data.amount };
     default:
       return zero;

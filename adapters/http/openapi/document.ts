@@ -14,7 +14,7 @@ import {
   topUpSchema as manualTopUpRequestSchema,
 } from '../routes/admin';
 import { alertsSchema as alertsRequestSchema, autoTopUpSchema as autoTopUpRequestSchema, noticesQuerySchema } from '../routes/auto-top-up';
-import { adminRefundSchema, refundSchema as refundRequestSchema, topUpSchema as checkoutRequestSchema } from '../routes/billing';
+import { adminRefundSchema, refundSchema as refundRequestSchema, terminateSchema, topUpSchema as checkoutRequestSchema } from '../routes/billing';
 import { auditQuerySchema } from '../routes/compliance';
 import { balanceQuerySchema, periodSchema } from '../routes/finance';
 import * as out from './responses';
@@ -445,6 +445,17 @@ const paths: ZodOpenApiPathsObject = {
         '502': json('Stripe refused, or the ledger could not record it.', out.refundSchema),
         ...errors([...authenticated, 400, 404, 409], { 503: `${errorWords[503]} Also \`payments_not_configured\` without STRIPE_SECRET_KEY.` }),
       },
+    }),
+  },
+  '/admin/accounts/{id}/terminate': {
+    post: admin({
+      tags: ['Admin'],
+      summary: 'Terminate an account for breach of the terms',
+      description:
+        'Closes the account at once with the reason given and revokes every key. Unless `for_abuse`, the purchased credit is then refunded to the cards it came from (what Stripe has not confirmed is recorded by its webhook; what cannot go to a card stays owed). For abuse, the purchased credit left is forfeited. Refused (409) while requests are in flight: suspend first.',
+      requestParams: { path: idParam },
+      requestBody: { required: true, content: { 'application/json': { schema: terminateSchema } } },
+      responses: { '200': json('Terminated.', out.terminationSchema), ...errors([...authenticated, 400, 404, 409]) },
     }),
   },
   '/admin/accounts/{id}/statement': {

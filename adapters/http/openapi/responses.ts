@@ -343,6 +343,18 @@ export const closedAccountSchema = z
   })
   .meta({ id: 'AccountClosure', description: '200 closed; 202/502 not closed yet because the refund of remaining credit is pending or failed.' });
 
+export const terminationSchema = z
+  .object({
+    account_id: z.string(),
+    status: z.literal('closed'),
+    for_abuse: z.boolean(),
+    keys_revoked: z.number().int().min(0),
+    refund: z.object(refundFields).nullable().meta({ description: 'the refund of purchased credit to the cards (not for abuse); null when there was none to make' }),
+    forfeited_usd: usdSchema.meta({ description: 'purchased credit forfeited (for abuse only)' }),
+    ...balanceFields,
+  })
+  .meta({ id: 'AccountTermination' });
+
 const autoTopUpAttempt = z.object({ attempt_id: z.string(), status: z.string(), amount_usd: usdSchema.nullable(), reason: z.string().nullable(), created_at: instant });
 
 export const autoTopUpSchema = z

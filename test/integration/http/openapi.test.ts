@@ -383,6 +383,11 @@ describe('billing with Stripe', () => {
     const closed = await callPay('POST', '/v1/account/close', { key: alice.key });
     expectStatus(closed, 200);
     expect(closed.body.status).toBe('closed');
+
+    const bob = await pay.openCustomer('Bob');
+    expectStatus(await callPay('POST', `/admin/accounts/${bob.accountId}/terminate`, { key: pay.tg.adminKey, body: {} }), 400);
+    expectStatus(await callPay('POST', `/admin/accounts/${bob.accountId}/terminate`, { key: pay.tg.adminKey, body: { reason: 'breach', for_abuse: true } }), 200);
+    expectStatus(await callPay('POST', `/admin/accounts/${bob.accountId}/terminate`, { key: pay.tg.adminKey, body: { reason: 'breach' } }), 409, 'account_closed');
   });
 });
 

@@ -1,0 +1,154 @@
+import fc from 'fast-check';
+import type { AccountCommand } from '../../../../domain/account/commands';
+import { decideAccount } from '../../../../domain/account/decide';
+import { accountDecider, accountStreamId } from '../../../../domain/account/decider';
+import type { AccountEvent } from '../../../../domain/account/events';
+import { evolveAccount } from '../../../../domain/account/evolve';
+import type { AccountPolicy } from '../../../../domain/account/policy';
+import { availableOf, balanceOf, initialAccountState, refundableOf, type AccountState } from '../../../../domain/account/state';
+import { domainEventCodec } from '../../../../domain/events/codec';
+import { usd } from '../../../../domain/money/money';
+import { addMs } from '../../../../domain/time/instant';
+import { applyBalanceChange, balanceChange, type BalanceRow } from '../../../../projections/balances/balances';
+import { customerBalanceOf, postingsOf, sumOfPostings } from '../../../../projections/journal/journal';
+import { deciderSpec } from '../decider-spec';
+import { PRICE_V1, T0, cmd, ev, minutesAfterT0, opened, reservationPlaced, toppedUp } from './fixtures';
+
+/**
+ * The money lifecycle beyond top-up and usage (issue 15): termination for breach; given/when/then
+ * for each rule, and a property over random histories that the journal stays balanced, owes the
+ * customer exactly the decider's balance, and agrees with the balances projection.
+ */
+
+const given = deciderSpec(accountDecider());
+
+describe('TerminateAccount', () => {
+  const terminate = (forAbuse: boolean, reason = 'spam relay') => cmd('TerminateAccount', { reason, forAbuse });
+  it('not for abuse: terminated and closed; the purchased credit stays owed, to be refunded by the caller', () =>
+    given([opened, toppedUp(usd('20'))])
+      .when(terminate(false))
+      .then([ev('AccountTerminated', { reason: 'spam relay', forAbuse: false }), ev('AccountClosed', { reason: 'terminated_for_breach' })]));
+  it('the credit left after a termination not for abuse is still refundable', () => {
+    const state = given([opened, toppedUp(usd('20'))]).when(terminate(false)).thenState();
+    expect([state.status, refundableOf(state), state.termination]).toEqual(['closed', usd('20'), { forAbuse: false }]);
+  });
+  it('for abuse: the purchased credit left is forfeited in the same decision', () =>
+    given([opened, toppedUp(usd('20'))])
+      .when(terminate(true))
+      .then([
+        ev('AccountTerminated', { reason: 'spam relay', forAbuse: true }),
+        ev('AccountClosed', { reason: 'terminated_for_breach' }),
+        ev('PurchasedCreditForfeited', { amount: usd('20'), reason: 'terminated_for_abuse' }),
+      ]));
+  it('for abuse, nothing is left to refund and the balance is the promo alone', () => {
+    const state = given([opened, toppedUp(usd('20')), ev('PromoCreditGranted', { grantId: 'g1', amount: usd('3'), expiresAt: minutesAfterT0(60), reason: 'welcome' })])
+      .when(terminate(true))
+      .thenState();
+    expect([refundableOf(state), balanceOf(state), state.totalForfeited]).toEqual([0n, usd('3'), usd('20')]);
+  });
+  it('for abuse with a debt: nothing is forfeited, the debt stays owed', () => {
+    const short = ev('ReservationSettled', {
+      requestId: 'r1', keyId: 'key-1', model: 'llama-3.1-8b', operation: 'chat', reservedAmount: usd('1'), actualCost: usd('1.5'),
+      fromPromo: [], fromPurchased: usd('1.5'), usage: { inputTokens: 0n, outputTokens: 750_000n, estimated: false }, priceVersion: 1, outcome: 'completed', request: null,
+    });
+    given([opened, toppedUp(usd('1')), reservationPlaced('r1', usd('1')), short])
+      .when(terminate(true))
+      .then([ev('AccountTerminated', { reason: 'spam relay', forAbuse: true }), ev('AccountClosed', { reason: 'terminated_for_breach' })]);
+  });
+  it('a suspended account can be terminated', () =>
+    given([opened, ev('AccountSuspended', { reason: 'terms_violation' })])
+      .when(terminate(false))
+      .then([ev('AccountTerminated', { reason: 'spam relay', forAbuse: false }), ev('AccountClosed', { reason: 'terminated_for_breach' })]));
+  it('account_closed: a closed account is not terminated again', () =>
+    given([opened, ev('AccountClosed', { reason: 'customer_request' })]).when(terminate(true)).then({ error: 'account_closed' }));
+  it('reason_required', () => given([opened]).when(terminate(false, '  ')).then({ error: 'reason_required' }));
+  it('account_has_open_reservations: no hold outlives the account', () =>
+    given([opened, toppedUp(usd('20')), reservationPlaced('r1', usd('1'))]).when(terminate(true)).then({ error: 'account_has_open_reservations', openReservations: 1 }));
+  it('no top-up after termination', () =>
+    given([opened, ev('AccountTerminated', { reason: 'x', forAbuse: false }), ev('AccountClosed', { reason: 'terminated_for_breach' })])
+      .when(cmd('CompleteTopUp', { paymentReference: 'pay-2', amount: usd('10') }))
+      .then({ error: 'account_closed' }));
+});
+
+// ---------------------------------------------------------------------------------------------
+// Property: the journal and the balances projection agree with the decider over any history.
+
+const POLICY: AccountPolicy = { minimumTopUp: usd('10'), maximumBalance: usd('100'), reservationTtlMs: 10 * 60_000 };
+
+const micro = (min: string, max: string) => fc.bigInt(usd(min), usd(max));
+const commandArb = (n: number): fc.Arbitrary<(now: string) => AccountCommand> =>
+  fc.oneof(
+    fc.record({ ref: fc.nat(4), amount: micro('10', '40') }).map(({ ref, amount }) => (now: string) => cmd('CompleteTopUp', { paymentReference: `pay-${ref}`, amount }, now)),
+    fc.record({ id: fc.nat(3), amount: micro('0.01', '5'), minutes: fc.integer({ min: 1, max: 120 }) }).map(
+      ({ id, amount, minutes }) => (now: string) => cmd('GrantPromoCredit', { grantId: `g${id}`, amount, expiresAt: addMs(now, minutes * 60_000), reason: 'promo' }, now),
+    ),
+    fc.nat(3).map((id) => (now: string) => cmd('ExpirePromoCredit', { grantId: `g${id}` }, now)),
+    fc.record({ req: fc.nat(n), amount: micro('0', '8') }).map(
+      ({ req, amount }) => (now: string) => cmd('PlaceReservation', { requestId: `r${req}`, keyId: 'k', model: 'm', operation: 'chat', amount, priceVersion: 1 }, now),
+    ),
+    fc.record({ req: fc.nat(n), input: fc.bigInt(0n, 12_000_000n) }).map(
+      ({ req, input }) => (now: string) =>
+        cmd('SettleReservation', { requestId: `r${req}`, usage: { inputTokens: input, outputTokens: 0n, estimated: false }, price: PRICE_V1, outcome: 'completed' }, now),
+    ),
+    fc.record({ id: fc.nat(3), amount: micro('0.01', '30') }).map(
+      ({ id, amount }) => (now: string) => cmd('IssueRefund', { refundId: `rf-${id}`, amount, paymentReferences: ['pay-0'] }, now),
+    ),
+    fc.boolean().map((forAbuse) => (now: string) => cmd('TerminateAccount', { reason: 'breach', forAbuse }, now)),
+  );
+
+export interface Checked {
+  readonly state: AccountState;
+  readonly events: readonly AccountEvent[];
+}
+
+/** Runs the commands minute by minute; after every event checks journal, projection and decider agree. */
+export function runAndCheck(commands: readonly ((now: string) => AccountCommand)[]): Checked {
+  const stream = accountStreamId('acc-1');
+  let state = evolveAccount(initialAccountState(), opened);
+  const events: AccountEvent[] = [opened];
+  let journalTotal = 0n;
+  let owed = 0n;
+  let row: BalanceRow | undefined;
+  commands.forEach((make, i) => {
+    const decision = decideAccount(make(addMs(T0, (i + 1) * 60_000)), state, POLICY);
+    if (!decision.ok) return;
+    for (const event of decision.events) {
+      // Every event survives the codec (what the store does to it).
+      expect(domainEventCodec.decode(domainEventCodec.encode(event))).toEqual(event);
+      state = evolveAccount(state, event);
+      events.push(event);
+      const postings = postingsOf(stream, event);
+      journalTotal += sumOfPostings(postings);
+      owed += customerBalanceOf(postings, 'acc-1');
+      const change = balanceChange(stream, event);
+      if (change) row = applyBalanceChange(row, change);
+      expect(journalTotal).toBe(0n);
+      expect(owed).toBe(balanceOf(state));
+      expect([row?.purchased, row?.reserved]).toEqual([state.purchased, state.reserved]);
+    }
+  });
+  return { state, events };
+}
+
+test('property: over any history with terminations, the trial balance is zero, the journal owes exactly the balance, the projection agrees', () => {
+  let terminatedForAbuse = 0;
+  fc.assert(
+    fc.property(fc.array(commandArb(4), { minLength: 1, maxLength: 60 }), (commands) => {
+      const { state, events } = runAndCheck(commands);
+      if (state.termination?.forAbuse) {
+        terminatedForAbuse++;
+        // Forfeited for abuse: nothing purchased is owed any more, a debt still is.
+        expect(state.purchased <= 0n).toBe(true);
+      }
+      // Nothing moves money after the closure but refunds, forfeiture, settlement and promo expiry.
+      const closedAt = events.findIndex((e) => e.type === 'AccountClosed');
+      if (closedAt >= 0) {
+        const after = events.slice(closedAt + 1).map((e) => e.type);
+        expect(after.filter((t) => !['PurchasedCreditForfeited', 'RefundIssued', 'PromoCreditExpired', 'ReservationSettled'].includes(t))).toEqual([]);
+      }
+      expect(availableOf(state) <= balanceOf(state)).toBe(true);
+    }),
+    { numRuns: 300 },
+  );
+  expect(terminatedForAbuse).toBeGreaterThan(0);
+});
