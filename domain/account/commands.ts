@@ -33,6 +33,9 @@ export type GrantPromoCredit = Command<
 
 export type ExpirePromoCredit = Command<'ExpirePromoCredit', { readonly grantId: string }>;
 
+/** `amount` null: all of the grant's unspent remainder. */
+export type RevokePromoCredit = Command<'RevokePromoCredit', { readonly grantId: string; readonly amount: MicroUsd | null; readonly reason: string }>;
+
 export type PlaceReservation = Command<
   'PlaceReservation',
   {
@@ -113,6 +116,7 @@ export type AccountCommand =
   | CompleteTopUp
   | GrantPromoCredit
   | ExpirePromoCredit
+  | RevokePromoCredit
   | PlaceReservation
   | SettleReservation
   | ReleaseReservation

@@ -33,6 +33,8 @@ export function decideAccount(command: AccountCommand, state: AccountState, poli
       return grantPromoCredit(command, state, policy);
     case 'ExpirePromoCredit':
       return expirePromoCredit(command, state);
+    case 'RevokePromoCredit':
+      return revokePromoCredit(command, state);
     case 'PlaceReservation':
       return placeReservation(command, state, policy);
     case 'SettleReservation':
@@ -123,6 +125,24 @@ function expirePromoCredit(command: C.ExpirePromoCredit, state: AccountState): A
   if (isBefore(command.metadata.now, grant.expiresAt)) return reject({ error: 'promo_grant_not_yet_expired', grantId, expiresAt: grant.expiresAt });
   // Only the unspent remainder lapses (possibly 0: the event still closes the grant).
   return accept(event('PromoCreditExpired', { grantId, amount: grant.remaining }, eventMetadataFrom(command.metadata)));
+}
+
+function revokePromoCredit(command: C.RevokePromoCredit, state: AccountState): AccountDecision {
+  const { grantId, reason } = command.data;
+  const now = command.metadata.now;
+  const grant = state.promoGrants.get(grantId);
+  if (!grant) return reject({ error: 'promo_grant_not_found', grantId });
+  // An expired grant has nothing left to take back: its remainder already lapsed (or is about to).
+  if (grant.expired || !isBefore(now, grant.expiresAt)) return reject({ error: 'promo_grant_already_expired', grantId });
+  if (reason.trim() === '') return reject({ error: 'reason_required' });
+  const amount = command.data.amount ?? grant.remaining;
+  if (amount <= 0n) return reject({ error: 'amount_must_be_positive', amount });
+  // Only the unspent part leaves; what was spent stays spent.
+  if (amount > grant.remaining) return reject({ error: 'exceeds_unspent_promo', grantId, unspent: grant.remaining, requested: amount });
+  // Credit held by requests in flight is not taken from under them: they could not settle.
+  const available = availableOf(state, now);
+  if (amount > available) return reject({ error: 'promo_held_by_reservations', available: available > 0n ? available : 0n, requested: amount });
+  return accept(event('PromoCreditRevoked', { grantId, amount, reason }, eventMetadataFrom(command.metadata)));
 }
 
 function placeReservation(command: C.PlaceReservation, state: AccountState, policy: AccountPolicy): AccountDecision {

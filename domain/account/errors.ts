@@ -37,6 +37,10 @@ export type AccountError =
   | { readonly error: 'promo_grant_not_found'; readonly grantId: string }
   | { readonly error: 'promo_grant_already_expired'; readonly grantId: string }
   | { readonly error: 'promo_grant_not_yet_expired'; readonly grantId: string; readonly expiresAt: IsoInstant }
+  /** a revocation takes back at most the grant's unspent remainder */
+  | { readonly error: 'exceeds_unspent_promo'; readonly grantId: string; readonly unspent: MicroUsd; readonly requested: MicroUsd }
+  /** promo that open reservations count on is revoked only once they end */
+  | { readonly error: 'promo_held_by_reservations'; readonly available: MicroUsd; readonly requested: MicroUsd }
   /** a request id may hold one reservation at a time */
   | { readonly error: 'reservation_already_exists'; readonly requestId: string }
   /** purchased credit is in debt after a settlement shortfall: no new reservation until a top-up */

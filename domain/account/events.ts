@@ -42,6 +42,15 @@ export const PromoCreditGranted = defineEvent(
 /** `amount` is the unspent remainder that lapses; spent promo is never taken back. */
 export const PromoCreditExpired = defineEvent('PromoCreditExpired', z.object({ grantId: idSchema, amount: naturalSchema }));
 
+/**
+ * An operator took back the unspent part of an unexpired grant, or some of it, with a reason.
+ * What was spent stays spent; the grant's remainder shrinks by `amount`.
+ */
+export const PromoCreditRevoked = defineEvent(
+  'PromoCreditRevoked',
+  z.object({ grantId: idSchema, amount: naturalSchema, reason: z.string().min(1) }),
+);
+
 const reservationPlacedV1 = z.object({
   requestId: idSchema,
   keyId: idSchema,
@@ -184,6 +193,7 @@ export const accountEventDefinitions = [
   PersonalDataCorrected,
   AccountTerminated,
   PurchasedCreditForfeited,
+  PromoCreditRevoked,
 ] as const;
 
 export type AccountEvent = EventOf<(typeof accountEventDefinitions)[number]>;

@@ -49,6 +49,11 @@ export function evolveAccount(state: AccountState, event: AccountEvent): Account
       if (!grant) return state;
       return { ...state, promoGrants: withEntry(state.promoGrants, data.grantId, { ...grant, remaining: grant.remaining - data.amount, expired: true }) };
     })
+    .with({ type: 'PromoCreditRevoked' }, ({ data }) => {
+      const grant = state.promoGrants.get(data.grantId);
+      if (!grant) return state;
+      return { ...state, promoGrants: withEntry(state.promoGrants, data.grantId, { ...grant, remaining: grant.remaining - data.amount }) };
+    })
     .with({ type: 'ReservationPlaced' }, ({ data }) => ({
       ...state,
       openReservations: withEntry(state.openReservations, data.requestId, {

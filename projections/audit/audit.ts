@@ -26,6 +26,7 @@ export type AuditAction =
   | 'model.retired'
   | 'price.set'
   | 'credit.promo_granted'
+  | 'credit.promo_revoked'
   | 'credit.manual_top_up'
   | 'refund.issued'
   | 'auto_top_up.configured'
@@ -127,6 +128,8 @@ export function auditFactOf(streamId: string, event: DomainEvent): AuditFact | n
         amountUsd: formatUsd(event.data.amount),
         expiresAt: event.data.expiresAt,
       });
+    case 'PromoCreditRevoked':
+      return account('credit.promo_revoked', event.data.reason, { grantId: event.data.grantId, amountUsd: formatUsd(event.data.amount) });
     case 'TopUpCompleted': {
       if (!event.data.paymentReference.startsWith(MANUAL_REFERENCE)) return null;
       const reason = REASON_IN_CORRELATION.exec(event.metadata.correlationId)?.[1] ?? null;

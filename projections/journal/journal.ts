@@ -17,6 +17,7 @@ import { accountIdOfStream } from '../balances/balances';
  * | PromoCreditGranted   | promo_expense                                      | customer_promo_credit         |
  * | ReservationSettled   | customer_promo_credit (fromPromo), customer_purchased_credit (fromPurchased) | revenue (actualCost) |
  * | PromoCreditExpired   | customer_promo_credit                              | promo_expense                 |
+ * | PromoCreditRevoked   | customer_promo_credit                              | promo_expense                 |
  * | RefundIssued         | customer_purchased_credit                          | refunds_payable               |
  * | PurchasedCreditForfeited | customer_purchased_credit                      | forfeited_credit_income       |
  *
@@ -68,6 +69,7 @@ export function postingsOf(streamId: string, event: DomainEvent): Posting[] {
       break;
     }
     case 'PromoCreditExpired':
+    case 'PromoCreditRevoked':
       transfer('customer_promo_credit', 'promo_expense', event.data.amount);
       break;
     case 'RefundIssued':

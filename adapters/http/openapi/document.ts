@@ -7,6 +7,7 @@ import {
   createAccountSchema,
   issueKeySchema,
   promoGrantSchema,
+  promoRevocationSchema,
   revokeKeySchema,
   searchAccountsSchema,
   setPriceSchema,
@@ -399,6 +400,17 @@ const paths: ZodOpenApiPathsObject = {
       requestParams: { path: idParam },
       requestBody: { required: true, content: { 'application/json': { schema: promoGrantSchema } } },
       responses: { '201': json('Granted.', out.promoGrantResultSchema), ...errors([...authenticated, 400, 404, 409]) },
+    }),
+  },
+  '/admin/accounts/{id}/promo-grants/{grantId}/revoke': {
+    post: admin({
+      tags: ['Admin'],
+      summary: 'Revoke promo credit',
+      description:
+        "Takes back an unexpired grant's unspent remainder, or `amount_usd` of it, with a reason (audited). What was spent stays spent. Refused (409) beyond the unspent remainder (`exceeds_unspent_promo`), for an expired grant (`promo_grant_already_expired`), or while requests in flight count on the credit (`promo_held_by_reservations`).",
+      requestParams: { path: z.object({ id: idParam.shape.id, grantId: z.string().meta({ description: 'promo grant id' }) }) },
+      requestBody: { required: true, content: { 'application/json': { schema: promoRevocationSchema } } },
+      responses: { '200': json('Revoked.', out.promoRevocationSchema), ...errors([...authenticated, 400, 404, 409]) },
     }),
   },
   '/admin/accounts/{id}/suspend': {

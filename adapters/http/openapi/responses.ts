@@ -198,6 +198,10 @@ export const promoGrantResultSchema = z
   .object({ account_id: z.string(), grant_id: z.string(), amount_usd: usdSchema, expires_at: instant, ...balanceFields })
   .meta({ id: 'PromoGrant' });
 
+export const promoRevocationSchema = z
+  .object({ account_id: z.string(), grant_id: z.string(), revoked_usd: usdSchema, remaining_usd: usdSchema.meta({ description: "the grant's unspent remainder after the revocation" }), ...balanceFields })
+  .meta({ id: 'PromoRevocation' });
+
 export const accountStatusSchema = z
   .object({ account_id: z.string(), status: accountStatus, suspension_reason: suspensionReasonSchema.nullable() })
   .meta({ id: 'AccountStatus' });

@@ -145,10 +145,11 @@ const NOT_FOUND: Record<string, () => ApiError> = {
   account_not_open: accountNotFound,
   api_key_not_found: keyNotFound,
   unknown_model: () => new ApiError(404, 'invalid_request_error', 'model_not_found', 'model', 'No such model in the price book.'),
+  promo_grant_not_found: () => new ApiError(404, 'invalid_request_error', 'promo_grant_not_found', null, 'No such promo grant on this account.'),
 };
 
 // Fields of decider errors that are amounts of micro-USD, shown as USD.
-const MONEY_FIELDS = new Set(['amount', 'minimum', 'maximum', 'balance', 'available', 'needed', 'refundable', 'requested', 'threshold', 'inputPerMillion', 'outputPerMillion']);
+const MONEY_FIELDS = new Set(['amount', 'minimum', 'maximum', 'balance', 'available', 'needed', 'refundable', 'requested', 'threshold', 'unspent', 'inputPerMillion', 'outputPerMillion']);
 
 /**
  * A decider's refusal as an HTTP answer: 404 when the thing does not exist, otherwise 409 with

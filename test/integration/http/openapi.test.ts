@@ -232,7 +232,11 @@ describe('admin', () => {
     expectStatus(await admin('POST', `/admin/accounts/${id}/top-ups`, { body: { amount_usd: '20', reference: 'inv-1', reason: 'bank transfer' } }), 201);
     expectStatus(await admin('POST', `/admin/accounts/${id}/top-ups`, { body: { amount_usd: '20', reference: 'inv-1', reason: 'bank transfer' } }), 200);
     expectStatus(await admin('POST', `/admin/accounts/${id}/top-ups`, { body: { amount_usd: 20, reference: 'inv-2', reason: 'x' } }), 400, 'invalid_type');
-    expectStatus(await admin('POST', `/admin/accounts/${id}/promo-grants`, { body: { amount_usd: '1', expires_at: inOneHour(), reason: 'welcome' } }), 201);
+    const grant = await admin('POST', `/admin/accounts/${id}/promo-grants`, { body: { amount_usd: '1', expires_at: inOneHour(), reason: 'welcome' } });
+    expectStatus(grant, 201);
+    expectStatus(await admin('POST', `/admin/accounts/${id}/promo-grants/${grant.body.grant_id}/revoke`, { body: { amount_usd: '0.5', reason: 'test' } }), 200);
+    expectStatus(await admin('POST', `/admin/accounts/${id}/promo-grants/${grant.body.grant_id}/revoke`, { body: { amount_usd: '0.6', reason: 'test' } }), 409, 'exceeds_unspent_promo');
+    expectStatus(await admin('POST', `/admin/accounts/${id}/promo-grants/g_nothing/revoke`, { body: { reason: 'test' } }), 404, 'promo_grant_not_found');
     expectStatus(await admin('POST', `/admin/accounts/${id}/promo-grants`, { body: { amount_usd: '1', expires_at: 'tomorrow', reason: 'x' } }), 400);
 
     const key = await admin('POST', `/admin/accounts/${id}/keys`, { body: { name: 'ci' } });

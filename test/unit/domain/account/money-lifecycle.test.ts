@@ -15,7 +15,7 @@ import { deciderSpec } from '../decider-spec';
 import { PRICE_V1, T0, cmd, ev, minutesAfterT0, opened, reservationPlaced, toppedUp } from './fixtures';
 
 /**
- * The money lifecycle beyond top-up and usage (issue 15): termination for breach; given/when/then
+ * The money lifecycle beyond top-up and usage (issue 15): termination for breach, promo revocation; given/when/then
  * for each rule, and a property over random histories that the journal stays balanced, owes the
  * customer exactly the decider's balance, and agrees with the balances projection.
  */
@@ -70,6 +70,48 @@ describe('TerminateAccount', () => {
       .then({ error: 'account_closed' }));
 });
 
+describe('RevokePromoCredit', () => {
+  const grant = ev('PromoCreditGranted', { grantId: 'g1', amount: usd('5'), expiresAt: minutesAfterT0(60), reason: 'welcome' });
+  const spent2 = ev('ReservationSettled', {
+    requestId: 'r1', keyId: 'key-1', model: 'llama-3.1-8b', operation: 'chat', reservedAmount: usd('2'), actualCost: usd('2'),
+    fromPromo: [{ grantId: 'g1', amount: usd('2') }], fromPurchased: 0n, usage: { inputTokens: 2_000_000n, outputTokens: 0n, estimated: false }, priceVersion: 1, outcome: 'completed', request: null,
+  });
+  const revoke = (amount: bigint | null, now = minutesAfterT0(10), grantId = 'g1', reason = 'campaign abused') => cmd('RevokePromoCredit', { grantId, amount, reason }, now);
+  it('without an amount, takes back all of the unspent remainder; what was spent stays spent', () =>
+    given([opened, grant, reservationPlaced('r1', usd('2')), spent2])
+      .when(revoke(null))
+      .then([ev('PromoCreditRevoked', { grantId: 'g1', amount: usd('3'), reason: 'campaign abused' }, minutesAfterT0(10))]));
+  it('in part: the rest of the grant stays spendable until its expiry', () => {
+    const state = given([opened, grant]).when(revoke(usd('1.5'))).thenState();
+    expect([state.promoGrants.get('g1')?.remaining, balanceOf(state, minutesAfterT0(10))]).toEqual([usd('3.5'), usd('3.5')]);
+  });
+  it('exceeds_unspent_promo', () =>
+    given([opened, grant, reservationPlaced('r1', usd('2')), spent2]).when(revoke(usd('3.000001'))).then({ error: 'exceeds_unspent_promo', grantId: 'g1', unspent: usd('3'), requested: usd('3.000001') }));
+  it('promo_grant_already_expired: past its expiry, even before the expiry is recorded', () =>
+    given([opened, grant]).when(revoke(null, minutesAfterT0(60))).then({ error: 'promo_grant_already_expired', grantId: 'g1' }));
+  it('promo_grant_already_expired: after PromoCreditExpired', () =>
+    given([opened, grant, ev('PromoCreditExpired', { grantId: 'g1', amount: usd('5') }, minutesAfterT0(61))]).when(revoke(null, minutesAfterT0(62))).thenRejectedWith('promo_grant_already_expired'));
+  it('promo_grant_not_found', () => given([opened, grant]).when(revoke(null, minutesAfterT0(10), 'g9')).then({ error: 'promo_grant_not_found', grantId: 'g9' }));
+  it('reason_required', () => given([opened, grant]).when(revoke(null, minutesAfterT0(10), 'g1', ' ')).then({ error: 'reason_required' }));
+  it('amount_must_be_positive: a fully spent grant has nothing to revoke', () => {
+    const allSpent = ev('ReservationSettled', { ...spent2.data, reservedAmount: usd('5'), actualCost: usd('5'), fromPromo: [{ grantId: 'g1', amount: usd('5') }] });
+    given([opened, grant, reservationPlaced('r1', usd('5')), allSpent]).when(revoke(null)).then({ error: 'amount_must_be_positive', amount: 0n });
+  });
+  it('promo_held_by_reservations: credit a request in flight counts on is not taken from under it', () =>
+    given([opened, grant, reservationPlaced('r1', usd('4'))]).when(revoke(usd('2'))).then({ error: 'promo_held_by_reservations', available: usd('1'), requested: usd('2') }));
+  it('purchased credit can cover a hold, so the promo can go', () =>
+    given([opened, toppedUp(usd('10')), grant, reservationPlaced('r1', usd('4'))]).when(revoke(null)).then([ev('PromoCreditRevoked', { grantId: 'g1', amount: usd('5'), reason: 'campaign abused' }, minutesAfterT0(10))]));
+  it('a revoked remainder is not spent later, and the expiry lapses only what is left', () => {
+    const state = given([opened, grant, ev('PromoCreditRevoked', { grantId: 'g1', amount: usd('5'), reason: 'x' })])
+      .when(cmd('ExpirePromoCredit', { grantId: 'g1' }, minutesAfterT0(61)))
+      .thenState();
+    expect(state.promoGrants.get('g1')).toMatchObject({ remaining: 0n, expired: true });
+    given([opened, grant, ev('PromoCreditRevoked', { grantId: 'g1', amount: usd('5'), reason: 'x' })])
+      .when(cmd('ExpirePromoCredit', { grantId: 'g1' }, minutesAfterT0(61)))
+      .then([ev('PromoCreditExpired', { grantId: 'g1', amount: 0n }, minutesAfterT0(61))]);
+  });
+});
+
 // ---------------------------------------------------------------------------------------------
 // Property: the journal and the balances projection agree with the decider over any history.
 
@@ -94,6 +136,9 @@ const commandArb = (n: number): fc.Arbitrary<(now: string) => AccountCommand> =>
       ({ id, amount }) => (now: string) => cmd('IssueRefund', { refundId: `rf-${id}`, amount, paymentReferences: ['pay-0'] }, now),
     ),
     fc.boolean().map((forAbuse) => (now: string) => cmd('TerminateAccount', { reason: 'breach', forAbuse }, now)),
+    fc.record({ id: fc.nat(3), amount: fc.option(micro('0.000001', '3')) }).map(
+      ({ id, amount }) => (now: string) => cmd('RevokePromoCredit', { grantId: `g${id}`, amount, reason: 'revoked' }, now),
+    ),
   );
 
 export interface Checked {
@@ -125,16 +170,22 @@ export function runAndCheck(commands: readonly ((now: string) => AccountCommand)
       expect(journalTotal).toBe(0n);
       expect(owed).toBe(balanceOf(state));
       expect([row?.purchased, row?.reserved]).toEqual([state.purchased, state.reserved]);
+      // Promo as the projection counts it: granted less spent, lapsed and revoked.
+      expect(row?.promo).toBe([...state.promoGrants.values()].reduce((sum, g) => sum + g.remaining, 0n));
+      // A promo grant never goes below zero: revocation takes only the unspent part.
+      for (const g of state.promoGrants.values()) expect(g.remaining >= 0n).toBe(true);
     }
   });
   return { state, events };
 }
 
-test('property: over any history with terminations, the trial balance is zero, the journal owes exactly the balance, the projection agrees', () => {
+test('property: over any history with terminations and promo revocations, the trial balance is zero, the journal owes exactly the balance, the projection agrees', () => {
   let terminatedForAbuse = 0;
+  let revoked = 0;
   fc.assert(
     fc.property(fc.array(commandArb(4), { minLength: 1, maxLength: 60 }), (commands) => {
       const { state, events } = runAndCheck(commands);
+      revoked += events.filter((e) => e.type === 'PromoCreditRevoked').length;
       if (state.termination?.forAbuse) {
         terminatedForAbuse++;
         // Forfeited for abuse: nothing purchased is owed any more, a debt still is.
@@ -144,11 +195,12 @@ test('property: over any history with terminations, the trial balance is zero, t
       const closedAt = events.findIndex((e) => e.type === 'AccountClosed');
       if (closedAt >= 0) {
         const after = events.slice(closedAt + 1).map((e) => e.type);
-        expect(after.filter((t) => !['PurchasedCreditForfeited', 'RefundIssued', 'PromoCreditExpired', 'ReservationSettled'].includes(t))).toEqual([]);
+        expect(after.filter((t) => !['PurchasedCreditForfeited', 'RefundIssued', 'PromoCreditExpired', 'PromoCreditRevoked', 'ReservationSettled'].includes(t))).toEqual([]);
       }
       expect(availableOf(state) <= balanceOf(state)).toBe(true);
     }),
     { numRuns: 300 },
   );
   expect(terminatedForAbuse).toBeGreaterThan(0);
+  expect(revoked).toBeGreaterThan(0);
 });
