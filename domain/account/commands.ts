@@ -36,6 +36,9 @@ export type ExpirePromoCredit = Command<'ExpirePromoCredit', { readonly grantId:
 /** `amount` null: all of the grant's unspent remainder. */
 export type RevokePromoCredit = Command<'RevokePromoCredit', { readonly grantId: string; readonly amount: MicroUsd | null; readonly reason: string }>;
 
+/** `maximum` null: back to the deployment's default. */
+export type SetMaximumBalance = Command<'SetMaximumBalance', { readonly maximum: MicroUsd | null; readonly reason: string }>;
+
 export type PlaceReservation = Command<
   'PlaceReservation',
   {
@@ -117,6 +120,7 @@ export type AccountCommand =
   | GrantPromoCredit
   | ExpirePromoCredit
   | RevokePromoCredit
+  | SetMaximumBalance
   | PlaceReservation
   | SettleReservation
   | ReleaseReservation

@@ -7,7 +7,7 @@ import type { AccountCommand } from './commands';
 import type { AccountError } from './errors';
 import type { AccountEvent, AccountEventOfType } from './events';
 import { DEFAULT_ACCOUNT_POLICY, type AccountPolicy } from './policy';
-import { availableOf, balanceOf, refundableOf, spendablePromoGrants, type AccountState } from './state';
+import { availableOf, balanceOf, maximumBalanceOf, refundableOf, spendablePromoGrants, type AccountState } from './state';
 
 export type AccountDecision = Decision<AccountEvent, AccountError>;
 
@@ -35,6 +35,8 @@ export function decideAccount(command: AccountCommand, state: AccountState, poli
       return expirePromoCredit(command, state);
     case 'RevokePromoCredit':
       return revokePromoCredit(command, state);
+    case 'SetMaximumBalance':
+      return setMaximumBalance(command, state, policy);
     case 'PlaceReservation':
       return placeReservation(command, state, policy);
     case 'SettleReservation':
@@ -76,9 +78,8 @@ function openAccount(command: C.OpenAccount, state: AccountState): AccountDecisi
 /** The balance limit counts purchased and promo credit alike. */
 function checkBalanceLimit(state: AccountState, amount: MicroUsd, policy: AccountPolicy): AccountError | null {
   const balance = balanceOf(state);
-  if (balance + amount > policy.maximumBalance) {
-    return { error: 'balance_limit_exceeded', balance, amount, maximum: policy.maximumBalance };
-  }
+  const maximum = maximumBalanceOf(state, policy);
+  if (balance + amount > maximum) return { error: 'balance_limit_exceeded', balance, amount, maximum };
   return null;
 }
 
@@ -143,6 +144,15 @@ function revokePromoCredit(command: C.RevokePromoCredit, state: AccountState): A
   const available = availableOf(state, now);
   if (amount > available) return reject({ error: 'promo_held_by_reservations', available: available > 0n ? available : 0n, requested: amount });
   return accept(event('PromoCreditRevoked', { grantId, amount, reason }, eventMetadataFrom(command.metadata)));
+}
+
+function setMaximumBalance(command: C.SetMaximumBalance, state: AccountState, policy: AccountPolicy): AccountDecision {
+  const { maximum, reason } = command.data;
+  if (state.status === 'closed') return reject({ error: 'account_closed' });
+  if (reason.trim() === '') return reject({ error: 'reason_required' });
+  // A ceiling is only raised for one account; lowering one below the default is not a service the terms offer.
+  if (maximum !== null && maximum < policy.maximumBalance) return reject({ error: 'maximum_below_default', maximum, default: policy.maximumBalance });
+  return accept(event('MaximumBalanceSet', { maximum, reason }, eventMetadataFrom(command.metadata)));
 }
 
 function placeReservation(command: C.PlaceReservation, state: AccountState, policy: AccountPolicy): AccountDecision {
@@ -252,8 +262,9 @@ function configureAutoTopUp(command: C.ConfigureAutoTopUp, state: AccountState, 
     if (autoTopUp.threshold < 0n) return reject({ error: 'amount_must_not_be_negative', amount: autoTopUp.threshold });
     if (autoTopUp.amount < policy.minimumTopUp) return reject({ error: 'top_up_below_minimum', amount: autoTopUp.amount, minimum: policy.minimumTopUp });
     // Triggered just below the threshold, the top-up must still fit under the maximum.
-    if (autoTopUp.threshold + autoTopUp.amount > policy.maximumBalance) {
-      return reject({ error: 'balance_limit_exceeded', balance: autoTopUp.threshold, amount: autoTopUp.amount, maximum: policy.maximumBalance });
+    const maximum = maximumBalanceOf(state, policy);
+    if (autoTopUp.threshold + autoTopUp.amount > maximum) {
+      return reject({ error: 'balance_limit_exceeded', balance: autoTopUp.threshold, amount: autoTopUp.amount, maximum });
     }
   }
   return accept(event('AutoTopUpConfigured', { autoTopUp: autoTopUp === null ? null : { ...autoTopUp } }, eventMetadataFrom(command.metadata)));

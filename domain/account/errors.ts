@@ -22,6 +22,8 @@ export type AccountError =
   /** erasure follows closure (personal data goes within 30 days of deletion) */
   | { readonly error: 'account_not_closed' }
   | { readonly error: 'personal_data_already_erased' }
+  /** a per-account maximum balance only raises the deployment's default */
+  | { readonly error: 'maximum_below_default'; readonly maximum: MicroUsd; readonly default: MicroUsd }
   /** an operator's act that must say why */
   | { readonly error: 'reason_required' }
   /** a correction that names no field */

@@ -51,6 +51,12 @@ export const PromoCreditRevoked = defineEvent(
   z.object({ grantId: idSchema, amount: naturalSchema, reason: z.string().min(1) }),
 );
 
+/**
+ * An operator set this account's maximum balance (null: back to the deployment's default). Only
+ * raised above the default: "customers who require a higher balance should contact" support.
+ */
+export const MaximumBalanceSet = defineEvent('MaximumBalanceSet', z.object({ maximum: naturalSchema.nullable(), reason: z.string().min(1) }));
+
 const reservationPlacedV1 = z.object({
   requestId: idSchema,
   keyId: idSchema,
@@ -194,6 +200,7 @@ export const accountEventDefinitions = [
   AccountTerminated,
   PurchasedCreditForfeited,
   PromoCreditRevoked,
+  MaximumBalanceSet,
 ] as const;
 
 export type AccountEvent = EventOf<(typeof accountEventDefinitions)[number]>;

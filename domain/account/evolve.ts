@@ -106,6 +106,7 @@ export function evolveAccount(state: AccountState, event: AccountEvent): Account
     .with({ type: 'PersonalDataErased' }, () => ({ ...state, personalDataErased: true }))
     // The ciphertexts are the caller's business (the vault); the decider keeps no personal data.
     .with({ type: 'PersonalDataCorrected' }, () => state)
+    .with({ type: 'MaximumBalanceSet' }, ({ data }) => ({ ...state, maximumBalance: data.maximum }))
     .with({ type: 'AccountTerminated' }, ({ data }) => ({ ...state, termination: { forAbuse: data.forAbuse } }))
     .with({ type: 'PurchasedCreditForfeited' }, ({ data }) => ({
       ...state,

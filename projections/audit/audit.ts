@@ -27,6 +27,7 @@ export type AuditAction =
   | 'price.set'
   | 'credit.promo_granted'
   | 'credit.promo_revoked'
+  | 'account.maximum_balance_set'
   | 'credit.manual_top_up'
   | 'refund.issued'
   | 'auto_top_up.configured'
@@ -128,6 +129,8 @@ export function auditFactOf(streamId: string, event: DomainEvent): AuditFact | n
         amountUsd: formatUsd(event.data.amount),
         expiresAt: event.data.expiresAt,
       });
+    case 'MaximumBalanceSet':
+      return account('account.maximum_balance_set', event.data.reason, { maximumUsd: event.data.maximum === null ? null : formatUsd(event.data.maximum) });
     case 'PromoCreditRevoked':
       return account('credit.promo_revoked', event.data.reason, { grantId: event.data.grantId, amountUsd: formatUsd(event.data.amount) });
     case 'TopUpCompleted': {

@@ -6,6 +6,7 @@ import {
   addModelSchema,
   createAccountSchema,
   issueKeySchema,
+  maximumBalanceSchema,
   promoGrantSchema,
   promoRevocationSchema,
   revokeKeySchema,
@@ -411,6 +412,17 @@ const paths: ZodOpenApiPathsObject = {
       requestParams: { path: z.object({ id: idParam.shape.id, grantId: z.string().meta({ description: 'promo grant id' }) }) },
       requestBody: { required: true, content: { 'application/json': { schema: promoRevocationSchema } } },
       responses: { '200': json('Revoked.', out.promoRevocationSchema), ...errors([...authenticated, 400, 404, 409]) },
+    }),
+  },
+  '/admin/accounts/{id}/maximum-balance': {
+    post: admin({
+      tags: ['Admin'],
+      summary: "Raise one account's maximum balance",
+      description:
+        'Sets the most this account\'s balance may reach, above the default (TOLLGATE_MAX_BALANCE_USD), with a reason (audited); top-ups and auto top-ups of this account are held to it. `maximum_usd: null` returns the account to the default. Refused (409 `maximum_below_default`) below the default.',
+      requestParams: { path: idParam },
+      requestBody: { required: true, content: { 'application/json': { schema: maximumBalanceSchema } } },
+      responses: { '200': json('Set.', out.maximumBalanceSchema), ...errors([...authenticated, 400, 404, 409]) },
     }),
   },
   '/admin/accounts/{id}/suspend': {

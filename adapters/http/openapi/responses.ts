@@ -202,6 +202,10 @@ export const promoRevocationSchema = z
   .object({ account_id: z.string(), grant_id: z.string(), revoked_usd: usdSchema, remaining_usd: usdSchema.meta({ description: "the grant's unspent remainder after the revocation" }), ...balanceFields })
   .meta({ id: 'PromoRevocation' });
 
+export const maximumBalanceSchema = z
+  .object({ account_id: z.string(), maximum_balance_usd: usdSchema, default_maximum_balance_usd: usdSchema, raised: z.boolean(), ...balanceFields })
+  .meta({ id: 'MaximumBalance' });
+
 export const accountStatusSchema = z
   .object({ account_id: z.string(), status: accountStatus, suspension_reason: suspensionReasonSchema.nullable() })
   .meta({ id: 'AccountStatus' });

@@ -149,7 +149,7 @@ const NOT_FOUND: Record<string, () => ApiError> = {
 };
 
 // Fields of decider errors that are amounts of micro-USD, shown as USD.
-const MONEY_FIELDS = new Set(['amount', 'minimum', 'maximum', 'balance', 'available', 'needed', 'refundable', 'requested', 'threshold', 'unspent', 'inputPerMillion', 'outputPerMillion']);
+const MONEY_FIELDS = new Set(['amount', 'minimum', 'maximum', 'balance', 'available', 'needed', 'refundable', 'requested', 'threshold', 'unspent', 'default', 'inputPerMillion', 'outputPerMillion']);
 
 /**
  * A decider's refusal as an HTTP answer: 404 when the thing does not exist, otherwise 409 with

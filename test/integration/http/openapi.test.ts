@@ -237,6 +237,8 @@ describe('admin', () => {
     expectStatus(await admin('POST', `/admin/accounts/${id}/promo-grants/${grant.body.grant_id}/revoke`, { body: { amount_usd: '0.5', reason: 'test' } }), 200);
     expectStatus(await admin('POST', `/admin/accounts/${id}/promo-grants/${grant.body.grant_id}/revoke`, { body: { amount_usd: '0.6', reason: 'test' } }), 409, 'exceeds_unspent_promo');
     expectStatus(await admin('POST', `/admin/accounts/${id}/promo-grants/g_nothing/revoke`, { body: { reason: 'test' } }), 404, 'promo_grant_not_found');
+    expectStatus(await admin('POST', `/admin/accounts/${id}/maximum-balance`, { body: { maximum_usd: '20000', reason: 'contract' } }), 200);
+    expectStatus(await admin('POST', `/admin/accounts/${id}/maximum-balance`, { body: { maximum_usd: '1', reason: 'contract' } }), 409, 'maximum_below_default');
     expectStatus(await admin('POST', `/admin/accounts/${id}/promo-grants`, { body: { amount_usd: '1', expires_at: 'tomorrow', reason: 'x' } }), 400);
 
     const key = await admin('POST', `/admin/accounts/${id}/keys`, { body: { name: 'ci' } });

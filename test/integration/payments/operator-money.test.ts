@@ -7,7 +7,7 @@ import { startPaymentsHarness, type PaymentsHarness } from './harness';
 
 /**
  * What an operator does to an account's money through the admin API, each audited with the admin
- * as actor and followed by `tollgate verify`: revoking promo credit.
+ * as actor and followed by `tollgate verify`: revoking promo credit, raising one account's maximum balance.
  */
 
 const MODEL = 'operator-money-model';
@@ -130,5 +130,47 @@ describe('promo credit revocation', () => {
     expect([held.status, held.body.error.code]).toEqual([409, 'promo_held_by_reservations']);
     const some = await h.call('POST', path, h.tg.adminKey, { amount_usd: '0.5', reason: 'what is not held' });
     expect(some.body).toMatchObject({ revoked_usd: '0.500000', available_usd: '0.000000' });
+  });
+});
+
+describe("one account's maximum balance", () => {
+  test('an operator raises it above the default; Checkout top-ups and auto top-up are held to it; audited', async () => {
+    const rae = await h.openCustomer('Rae');
+    const manual = await h.call('POST', `/admin/accounts/${rae.accountId}/top-ups`, h.tg.adminKey, { amount_usd: '9995', reference: 'bank-rae-1', reason: 'bank transfer' });
+    expect(manual.status).toBe(201);
+    const refused = await h.call('POST', '/v1/billing/top-ups', rae.key, { amount_usd: '10' });
+    expect([refused.status, refused.body.error.code]).toEqual([409, 'balance_limit_exceeded']);
+    expect((await h.call('PUT', '/v1/billing/auto-top-up', rae.key, { threshold_usd: '15000', amount_usd: '5000' })).body.error.code).toBe('balance_limit_exceeded');
+
+    const path = `/admin/accounts/${rae.accountId}/maximum-balance`;
+    const below = await h.call('POST', path, h.tg.adminKey, { maximum_usd: '5000', reason: 'x' });
+    expect([below.status, below.body.error.code]).toEqual([409, 'maximum_below_default']);
+    expect((await h.call('POST', path, h.tg.adminKey, { maximum_usd: '25000' })).status).toBe(400);
+    expect((await h.call('POST', path, rae.key, { maximum_usd: '25000', reason: 'x' })).status).toBe(403);
+    const raised = await h.call('POST', path, h.tg.adminKey, { maximum_usd: '25000', reason: 'enterprise contract #42' });
+    expect(raised.status).toBe(200);
+    expect(raised.body).toMatchObject({ maximum_balance_usd: '25000.000000', default_maximum_balance_usd: '10000.000000', raised: true });
+
+    // Now a Checkout top-up over the default goes through, and its webhook credits it.
+    const { paymentIntent } = await h.checkout(rae, '100');
+    expect((await h.deliver(h.stripeServer.event('payment_intent.succeeded', paymentIntent))).body.outcome).toBe('credited');
+    expect((await h.call('GET', '/v1/account', rae.key)).body.balance_usd).toBe('10095.000000');
+    const auto = await h.call('PUT', '/v1/billing/auto-top-up', rae.key, { threshold_usd: '15000', amount_usd: '5000' });
+    expect(auto.status).toBe(200);
+    // Still a ceiling: the raised one.
+    const over = await h.call('POST', `/admin/accounts/${rae.accountId}/top-ups`, h.tg.adminKey, { amount_usd: '15000', reference: 'bank-rae-2', reason: 'bank transfer' });
+    expect([over.status, over.body.error.code]).toEqual([409, 'balance_limit_exceeded']);
+    expect(over.body.error.message).toContain('maximum USD 25000.000000');
+
+    const back = await h.call('POST', path, h.tg.adminKey, { maximum_usd: null, reason: 'contract ended' });
+    expect(back.body).toMatchObject({ maximum_balance_usd: '10000.000000', raised: false });
+    expect((await h.call('POST', '/v1/billing/top-ups', rae.key, { amount_usd: '10' })).body.error.code).toBe('balance_limit_exceeded');
+
+    const audit = (await auditOf(rae.accountId)).filter((e) => e.action === 'account.maximum_balance_set');
+    expect(audit).toMatchObject([
+      { actor: { kind: 'admin', id: 'admin' }, reason: 'enterprise contract #42', details: { maximumUsd: '25000.000000' } },
+      { actor: { kind: 'admin', id: 'admin' }, reason: 'contract ended', details: { maximumUsd: null } },
+    ]);
+    await verifyPasses(rae.accountId, { purchased: 10_095_000_000n, promo: 0n });
   });
 });

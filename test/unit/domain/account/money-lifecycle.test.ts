@@ -112,6 +112,46 @@ describe('RevokePromoCredit', () => {
   });
 });
 
+describe('SetMaximumBalance', () => {
+  const raise = (maximum: bigint | null, reason = 'enterprise contract') => cmd('SetMaximumBalance', { maximum, reason });
+  const raised = ev('MaximumBalanceSet', { maximum: usd('25000'), reason: 'enterprise contract' });
+  it('raises one account above the default', () => given([opened]).when(raise(usd('25000'))).then([raised]));
+  it('null returns the account to the default', () => {
+    const state = given([opened, raised]).when(raise(null)).thenState();
+    expect(state.maximumBalance).toBeNull();
+  });
+  it('maximum_below_default', () => given([opened]).when(raise(usd('9999.99'))).then({ error: 'maximum_below_default', maximum: usd('9999.99'), default: usd('10000') }));
+  it('reason_required', () => given([opened]).when(raise(usd('20000'), '')).then({ error: 'reason_required' }));
+  it('account_closed', () => given([opened, ev('AccountClosed', { reason: 'customer_request' })]).when(raise(usd('20000'))).then({ error: 'account_closed' }));
+  it('top-ups are held to the raised ceiling, not the default', () => {
+    given([opened, raised, toppedUp(usd('9995'))])
+      .when(cmd('CompleteTopUp', { paymentReference: 'pay-2', amount: usd('10000') }))
+      .then([toppedUp(usd('10000'), 'pay-2')]);
+    given([opened, raised, toppedUp(usd('24995'))])
+      .when(cmd('CompleteTopUp', { paymentReference: 'pay-2', amount: usd('10') }))
+      .then({ error: 'balance_limit_exceeded', balance: usd('24995'), amount: usd('10'), maximum: usd('25000') });
+  });
+  it('promo grants count against the raised ceiling too', () =>
+    given([opened, raised, toppedUp(usd('9999'))])
+      .when(cmd('GrantPromoCredit', { grantId: 'g1', amount: usd('2'), expiresAt: minutesAfterT0(60), reason: 'x' }))
+      .then([ev('PromoCreditGranted', { grantId: 'g1', amount: usd('2'), expiresAt: minutesAfterT0(60), reason: 'x' })]));
+  it('auto top-up: configured and triggered under the raised ceiling', () => {
+    given([opened, raised])
+      .when(cmd('ConfigureAutoTopUp', { autoTopUp: { threshold: usd('15000'), amount: usd('5000') } }))
+      .then([ev('AutoTopUpConfigured', { autoTopUp: { threshold: usd('15000'), amount: usd('5000') } })]);
+    given([opened])
+      .when(cmd('ConfigureAutoTopUp', { autoTopUp: { threshold: usd('15000'), amount: usd('5000') } }))
+      .thenRejectedWith('balance_limit_exceeded');
+    given([opened, raised, toppedUp(usd('14000')), ev('AutoTopUpConfigured', { autoTopUp: { threshold: usd('15000'), amount: usd('5000') } })])
+      .when(cmd('RecordAutoTopUpTriggered', { attemptId: 'att-1' }))
+      .then([ev('AutoTopUpTriggered', { attemptId: 'att-1', amount: usd('5000') })]);
+  });
+  it('back at the default, a balance above it stays, but nothing more comes in', () =>
+    given([opened, raised, toppedUp(usd('20000')), ev('MaximumBalanceSet', { maximum: null, reason: 'contract ended' })])
+      .when(cmd('CompleteTopUp', { paymentReference: 'pay-2', amount: usd('10') }))
+      .thenRejectedWith('balance_limit_exceeded'));
+});
+
 // ---------------------------------------------------------------------------------------------
 // Property: the journal and the balances projection agree with the decider over any history.
 
@@ -136,6 +176,7 @@ const commandArb = (n: number): fc.Arbitrary<(now: string) => AccountCommand> =>
       ({ id, amount }) => (now: string) => cmd('IssueRefund', { refundId: `rf-${id}`, amount, paymentReferences: ['pay-0'] }, now),
     ),
     fc.boolean().map((forAbuse) => (now: string) => cmd('TerminateAccount', { reason: 'breach', forAbuse }, now)),
+    fc.option(micro('100', '200')).map((maximum) => (now: string) => cmd('SetMaximumBalance', { maximum, reason: 'raised' }, now)),
     fc.record({ id: fc.nat(3), amount: fc.option(micro('0.000001', '3')) }).map(
       ({ id, amount }) => (now: string) => cmd('RevokePromoCredit', { grantId: `g${id}`, amount, reason: 'revoked' }, now),
     ),
