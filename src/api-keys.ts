@@ -1,5 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import bcrypt from 'bcrypt';
+import { accountStreamId } from '../domain/account';
 import { apiKeyStreamId, type ApiKeyScope } from '../domain/api-key';
 import type { CommandMetadata } from '../domain/events/metadata';
 import type { Ledger } from './ledger';
@@ -65,8 +66,20 @@ export class ApiKeys {
     return { ok: true as const, key: { keyId, prefix: keyPrefix(keyId), secret } satisfies IssuedKey };
   }
 
-  /** The key behind an Authorization bearer token, or null for anything not a live key. */
+  /**
+   * The key behind an Authorization bearer token, or null for anything not a live key. A key of
+   * a closed account is not live even when its own revocation was never written (closing revokes
+   * every key, but that is a write per key and one may fail): the account's state is the second
+   * lock, read from the account handler's in-memory state (no database read once it is cached).
+   */
   async verify(token: string): Promise<VerifiedKey | null> {
+    const key = await this.verifyKey(token);
+    if (!key || key.accountId === OPERATORS_ACCOUNT) return key;
+    const { state } = await this.ledger.accounts.load(accountStreamId(key.accountId));
+    return state.status === 'closed' ? null : key;
+  }
+
+  private async verifyKey(token: string): Promise<VerifiedKey | null> {
     const claimed = claimedKey(token);
     if (!claimed) return null;
     const { keyId, digest } = claimed;

@@ -33,6 +33,12 @@ export type GrantPromoCredit = Command<
 
 export type ExpirePromoCredit = Command<'ExpirePromoCredit', { readonly grantId: string }>;
 
+/** `amount` null: all of the grant's unspent remainder. */
+export type RevokePromoCredit = Command<'RevokePromoCredit', { readonly grantId: string; readonly amount: MicroUsd | null; readonly reason: string }>;
+
+/** `maximum` null: back to the deployment's default. */
+export type SetMaximumBalance = Command<'SetMaximumBalance', { readonly maximum: MicroUsd | null; readonly reason: string }>;
+
 export type PlaceReservation = Command<
   'PlaceReservation',
   {
@@ -100,6 +106,13 @@ export type ReinstateAccount = Command<'ReinstateAccount', Record<string, never>
 
 export type CloseAccount = Command<'CloseAccount', { readonly reason: ClosureReason }>;
 
+/**
+ * An operator ends the account for breach of the terms. Not for abuse, purchased credit is
+ * refunded (by the caller, through the payment provider, after the closure); for abuse, what
+ * purchased credit remains is forfeited in the same decision.
+ */
+export type TerminateAccount = Command<'TerminateAccount', { readonly reason: string; readonly forAbuse: boolean }>;
+
 export type ErasePersonalData = Command<'ErasePersonalData', Record<string, never>>;
 
 /** New personal data, encrypted by the caller with the account's key; an absent field stays as it is. */
@@ -113,6 +126,8 @@ export type AccountCommand =
   | CompleteTopUp
   | GrantPromoCredit
   | ExpirePromoCredit
+  | RevokePromoCredit
+  | SetMaximumBalance
   | PlaceReservation
   | SettleReservation
   | ReleaseReservation
@@ -124,6 +139,7 @@ export type AccountCommand =
   | SuspendAccount
   | ReinstateAccount
   | CloseAccount
+  | TerminateAccount
   | ErasePersonalData
   | CorrectPersonalData;
 

@@ -7,7 +7,7 @@ import type { AccountCommand } from './commands';
 import type { AccountError } from './errors';
 import type { AccountEvent, AccountEventOfType } from './events';
 import { DEFAULT_ACCOUNT_POLICY, type AccountPolicy } from './policy';
-import { availableOf, balanceOf, refundableOf, spendablePromoGrants, type AccountState } from './state';
+import { availableOf, balanceOf, maximumBalanceOf, refundableOf, spendablePromoGrants, type AccountState } from './state';
 
 export type AccountDecision = Decision<AccountEvent, AccountError>;
 
@@ -33,6 +33,10 @@ export function decideAccount(command: AccountCommand, state: AccountState, poli
       return grantPromoCredit(command, state, policy);
     case 'ExpirePromoCredit':
       return expirePromoCredit(command, state);
+    case 'RevokePromoCredit':
+      return revokePromoCredit(command, state);
+    case 'SetMaximumBalance':
+      return setMaximumBalance(command, state, policy);
     case 'PlaceReservation':
       return placeReservation(command, state, policy);
     case 'SettleReservation':
@@ -55,6 +59,8 @@ export function decideAccount(command: AccountCommand, state: AccountState, poli
       return reinstateAccount(command, state);
     case 'CloseAccount':
       return closeAccount(command, state);
+    case 'TerminateAccount':
+      return terminateAccount(command, state);
     case 'ErasePersonalData':
       return erasePersonalData(command, state);
     case 'CorrectPersonalData':
@@ -72,9 +78,8 @@ function openAccount(command: C.OpenAccount, state: AccountState): AccountDecisi
 /** The balance limit counts purchased and promo credit alike. */
 function checkBalanceLimit(state: AccountState, amount: MicroUsd, policy: AccountPolicy): AccountError | null {
   const balance = balanceOf(state);
-  if (balance + amount > policy.maximumBalance) {
-    return { error: 'balance_limit_exceeded', balance, amount, maximum: policy.maximumBalance };
-  }
+  const maximum = maximumBalanceOf(state, policy);
+  if (balance + amount > maximum) return { error: 'balance_limit_exceeded', balance, amount, maximum };
   return null;
 }
 
@@ -121,6 +126,33 @@ function expirePromoCredit(command: C.ExpirePromoCredit, state: AccountState): A
   if (isBefore(command.metadata.now, grant.expiresAt)) return reject({ error: 'promo_grant_not_yet_expired', grantId, expiresAt: grant.expiresAt });
   // Only the unspent remainder lapses (possibly 0: the event still closes the grant).
   return accept(event('PromoCreditExpired', { grantId, amount: grant.remaining }, eventMetadataFrom(command.metadata)));
+}
+
+function revokePromoCredit(command: C.RevokePromoCredit, state: AccountState): AccountDecision {
+  const { grantId, reason } = command.data;
+  const now = command.metadata.now;
+  const grant = state.promoGrants.get(grantId);
+  if (!grant) return reject({ error: 'promo_grant_not_found', grantId });
+  // An expired grant has nothing left to take back: its remainder already lapsed (or is about to).
+  if (grant.expired || !isBefore(now, grant.expiresAt)) return reject({ error: 'promo_grant_already_expired', grantId });
+  if (reason.trim() === '') return reject({ error: 'reason_required' });
+  const amount = command.data.amount ?? grant.remaining;
+  if (amount <= 0n) return reject({ error: 'amount_must_be_positive', amount });
+  // Only the unspent part leaves; what was spent stays spent.
+  if (amount > grant.remaining) return reject({ error: 'exceeds_unspent_promo', grantId, unspent: grant.remaining, requested: amount });
+  // Credit held by requests in flight is not taken from under them: they could not settle.
+  const available = availableOf(state, now);
+  if (amount > available) return reject({ error: 'promo_held_by_reservations', available: available > 0n ? available : 0n, requested: amount });
+  return accept(event('PromoCreditRevoked', { grantId, amount, reason }, eventMetadataFrom(command.metadata)));
+}
+
+function setMaximumBalance(command: C.SetMaximumBalance, state: AccountState, policy: AccountPolicy): AccountDecision {
+  const { maximum, reason } = command.data;
+  if (state.status === 'closed') return reject({ error: 'account_closed' });
+  if (reason.trim() === '') return reject({ error: 'reason_required' });
+  // A ceiling is only raised for one account; lowering one below the default is not a service the terms offer.
+  if (maximum !== null && maximum < policy.maximumBalance) return reject({ error: 'maximum_below_default', maximum, default: policy.maximumBalance });
+  return accept(event('MaximumBalanceSet', { maximum, reason }, eventMetadataFrom(command.metadata)));
 }
 
 function placeReservation(command: C.PlaceReservation, state: AccountState, policy: AccountPolicy): AccountDecision {
@@ -237,8 +269,9 @@ function configureAutoTopUp(command: C.ConfigureAutoTopUp, state: AccountState, 
     if (autoTopUp.threshold < 0n) return reject({ error: 'amount_must_not_be_negative', amount: autoTopUp.threshold });
     if (autoTopUp.amount < policy.minimumTopUp) return reject({ error: 'top_up_below_minimum', amount: autoTopUp.amount, minimum: policy.minimumTopUp });
     // Triggered just below the threshold, the top-up must still fit under the maximum.
-    if (autoTopUp.threshold + autoTopUp.amount > policy.maximumBalance) {
-      return reject({ error: 'balance_limit_exceeded', balance: autoTopUp.threshold, amount: autoTopUp.amount, maximum: policy.maximumBalance });
+    const maximum = maximumBalanceOf(state, policy);
+    if (autoTopUp.threshold + autoTopUp.amount > maximum) {
+      return reject({ error: 'balance_limit_exceeded', balance: autoTopUp.threshold, amount: autoTopUp.amount, maximum });
     }
   }
   return accept(event('AutoTopUpConfigured', { autoTopUp: autoTopUp === null ? null : { ...autoTopUp } }, eventMetadataFrom(command.metadata)));
@@ -283,6 +316,22 @@ function closeAccount(command: C.CloseAccount, state: AccountState): AccountDeci
   if (state.status === 'closed') return reject({ error: 'account_closed' });
   if (state.openReservations.size > 0) return reject({ error: 'account_has_open_reservations', openReservations: state.openReservations.size });
   return accept(event('AccountClosed', { reason: command.data.reason }, eventMetadataFrom(command.metadata)));
+}
+
+function terminateAccount(command: C.TerminateAccount, state: AccountState): AccountDecision {
+  const { reason, forAbuse } = command.data;
+  if (state.status === 'closed') return reject({ error: 'account_closed' });
+  if (reason.trim() === '') return reject({ error: 'reason_required' });
+  // As with closure: no hold outlives the account (suspend first to stop new requests).
+  if (state.openReservations.size > 0) return reject({ error: 'account_has_open_reservations', openReservations: state.openReservations.size });
+  const metadata = eventMetadataFrom(command.metadata);
+  const events: AccountEvent[] = [
+    event('AccountTerminated', { reason, forAbuse }, metadata),
+    event('AccountClosed', { reason: 'terminated_for_breach' }, metadata),
+  ];
+  // For abuse nothing is refunded: the purchased credit left is no longer owed. A debt stays a debt.
+  if (forAbuse && state.purchased > 0n) events.push(event('PurchasedCreditForfeited', { amount: state.purchased, reason: 'terminated_for_abuse' }, metadata));
+  return accept(...events);
 }
 
 function erasePersonalData(command: C.ErasePersonalData, state: AccountState): AccountDecision {

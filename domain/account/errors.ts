@@ -22,6 +22,10 @@ export type AccountError =
   /** erasure follows closure (personal data goes within 30 days of deletion) */
   | { readonly error: 'account_not_closed' }
   | { readonly error: 'personal_data_already_erased' }
+  /** a per-account maximum balance only raises the deployment's default */
+  | { readonly error: 'maximum_below_default'; readonly maximum: MicroUsd; readonly default: MicroUsd }
+  /** an operator's act that must say why */
+  | { readonly error: 'reason_required' }
   /** a correction that names no field */
   | { readonly error: 'nothing_to_correct' }
   | { readonly error: 'amount_must_be_positive'; readonly amount: MicroUsd }
@@ -35,6 +39,10 @@ export type AccountError =
   | { readonly error: 'promo_grant_not_found'; readonly grantId: string }
   | { readonly error: 'promo_grant_already_expired'; readonly grantId: string }
   | { readonly error: 'promo_grant_not_yet_expired'; readonly grantId: string; readonly expiresAt: IsoInstant }
+  /** a revocation takes back at most the grant's unspent remainder */
+  | { readonly error: 'exceeds_unspent_promo'; readonly grantId: string; readonly unspent: MicroUsd; readonly requested: MicroUsd }
+  /** promo that open reservations count on is revoked only once they end */
+  | { readonly error: 'promo_held_by_reservations'; readonly available: MicroUsd; readonly requested: MicroUsd }
   /** a request id may hold one reservation at a time */
   | { readonly error: 'reservation_already_exists'; readonly requestId: string }
   /** purchased credit is in debt after a settlement shortfall: no new reservation until a top-up */

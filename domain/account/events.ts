@@ -9,7 +9,7 @@ import { releaseReasonSchema, settledOutcomeSchema } from '../charge-policy/outc
 export const suspensionReasonSchema = z.enum(['negative_balance', 'auto_top_up_failed', 'payment_dispute', 'terms_violation', 'customer_request']);
 export type SuspensionReason = z.output<typeof suspensionReasonSchema>;
 
-export const closureReasonSchema = z.enum(['customer_request', 'admin_decision', 'erasure_request']);
+export const closureReasonSchema = z.enum(['customer_request', 'admin_decision', 'erasure_request', 'terminated_for_breach']);
 export type ClosureReason = z.output<typeof closureReasonSchema>;
 
 export const reinstatementReasonSchema = z.enum(['balance_restored', 'admin_decision']);
@@ -41,6 +41,21 @@ export const PromoCreditGranted = defineEvent(
 
 /** `amount` is the unspent remainder that lapses; spent promo is never taken back. */
 export const PromoCreditExpired = defineEvent('PromoCreditExpired', z.object({ grantId: idSchema, amount: naturalSchema }));
+
+/**
+ * An operator took back the unspent part of an unexpired grant, or some of it, with a reason.
+ * What was spent stays spent; the grant's remainder shrinks by `amount`.
+ */
+export const PromoCreditRevoked = defineEvent(
+  'PromoCreditRevoked',
+  z.object({ grantId: idSchema, amount: naturalSchema, reason: z.string().min(1) }),
+);
+
+/**
+ * An operator set this account's maximum balance (null: back to the deployment's default). Only
+ * raised above the default: "customers who require a higher balance should contact" support.
+ */
+export const MaximumBalanceSet = defineEvent('MaximumBalanceSet', z.object({ maximum: naturalSchema.nullable(), reason: z.string().min(1) }));
 
 const reservationPlacedV1 = z.object({
   requestId: idSchema,
@@ -153,6 +168,19 @@ export const AccountReinstated = defineEvent('AccountReinstated', z.object({ rea
 
 export const AccountClosed = defineEvent('AccountClosed', z.object({ reason: closureReasonSchema }));
 
+/**
+ * An operator terminated the account for breach of the terms, with the reason they gave. Always
+ * followed, in the same append, by AccountClosed (reason `terminated_for_breach`). `forAbuse`:
+ * the terms refund purchased credit on termination unless it is for abuse.
+ */
+export const AccountTerminated = defineEvent('AccountTerminated', z.object({ reason: z.string().min(1), forAbuse: z.boolean() }));
+
+export const forfeitureReasonSchema = z.enum(['terminated_for_abuse']);
+export type ForfeitureReason = z.output<typeof forfeitureReasonSchema>;
+
+/** Purchased credit the customer is no longer owed (it leaves the balance; the journal takes it to income). */
+export const PurchasedCreditForfeited = defineEvent('PurchasedCreditForfeited', z.object({ amount: naturalSchema, reason: forfeitureReasonSchema }));
+
 /** The per-account key was destroyed by the caller; the ciphertexts in AccountOpened are now noise. */
 export const PersonalDataErased = defineEvent('PersonalDataErased', z.object({}));
 
@@ -183,6 +211,10 @@ export const accountEventDefinitions = [
   AccountClosed,
   PersonalDataErased,
   PersonalDataCorrected,
+  AccountTerminated,
+  PurchasedCreditForfeited,
+  PromoCreditRevoked,
+  MaximumBalanceSet,
 ] as const;
 
 export type AccountEvent = EventOf<(typeof accountEventDefinitions)[number]>;

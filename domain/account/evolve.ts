@@ -49,6 +49,11 @@ export function evolveAccount(state: AccountState, event: AccountEvent): Account
       if (!grant) return state;
       return { ...state, promoGrants: withEntry(state.promoGrants, data.grantId, { ...grant, remaining: grant.remaining - data.amount, expired: true }) };
     })
+    .with({ type: 'PromoCreditRevoked' }, ({ data }) => {
+      const grant = state.promoGrants.get(data.grantId);
+      if (!grant) return state;
+      return { ...state, promoGrants: withEntry(state.promoGrants, data.grantId, { ...grant, remaining: grant.remaining - data.amount }) };
+    })
     .with({ type: 'ReservationPlaced' }, ({ data }) => ({
       ...state,
       openReservations: withEntry(state.openReservations, data.requestId, {
@@ -102,5 +107,12 @@ export function evolveAccount(state: AccountState, event: AccountEvent): Account
     .with({ type: 'PersonalDataErased' }, () => ({ ...state, personalDataErased: true }))
     // The ciphertexts are the caller's business (the vault); the decider keeps no personal data.
     .with({ type: 'PersonalDataCorrected' }, () => state)
+    .with({ type: 'MaximumBalanceSet' }, ({ data }) => ({ ...state, maximumBalance: data.maximum }))
+    .with({ type: 'AccountTerminated' }, ({ data }) => ({ ...state, termination: { forAbuse: data.forAbuse } }))
+    .with({ type: 'PurchasedCreditForfeited' }, ({ data }) => ({
+      ...state,
+      purchased: state.purchased - data.amount,
+      totalForfeited: state.totalForfeited + data.amount,
+    }))
     .exhaustive();
 }

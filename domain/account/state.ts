@@ -44,6 +44,11 @@ export interface AccountState {
   readonly autoTopUp: { readonly threshold: MicroUsd; readonly amount: MicroUsd } | null;
   readonly pendingAutoTopUp: { readonly attemptId: string; readonly amount: MicroUsd } | null;
   readonly personalDataErased: boolean;
+  /** set when an operator terminated the account for breach */
+  readonly termination: { readonly forAbuse: boolean } | null;
+  readonly totalForfeited: MicroUsd;
+  /** this account's maximum balance where an operator raised it; null: the policy's */
+  readonly maximumBalance: MicroUsd | null;
 }
 
 export function initialAccountState(): AccountState {
@@ -63,6 +68,9 @@ export function initialAccountState(): AccountState {
     autoTopUp: null,
     pendingAutoTopUp: null,
     personalDataErased: false,
+    termination: null,
+    totalForfeited: 0n,
+    maximumBalance: null,
   };
 }
 
@@ -95,4 +103,9 @@ export function availableOf(state: AccountState, at?: IsoInstant): MicroUsd {
 export function refundableOf(state: AccountState): MicroUsd {
   const r = state.purchased - state.reserved;
   return r > 0n ? r : 0n;
+}
+
+/** The most this account's balance (purchased + promo) may reach: its own ceiling, or the deployment's. */
+export function maximumBalanceOf(state: AccountState, policy: { readonly maximumBalance: MicroUsd }): MicroUsd {
+  return state.maximumBalance ?? policy.maximumBalance;
 }

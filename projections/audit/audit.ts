@@ -17,6 +17,8 @@ export type AuditAction =
   | 'account.suspended'
   | 'account.reinstated'
   | 'account.closed'
+  | 'account.terminated'
+  | 'credit.forfeited'
   | 'api_key.issued'
   | 'api_key.renamed'
   | 'api_key.revoked'
@@ -24,6 +26,8 @@ export type AuditAction =
   | 'model.retired'
   | 'price.set'
   | 'credit.promo_granted'
+  | 'credit.promo_revoked'
+  | 'account.maximum_balance_set'
   | 'credit.manual_top_up'
   | 'refund.issued'
   | 'auto_top_up.configured'
@@ -116,12 +120,20 @@ export function auditFactOf(streamId: string, event: DomainEvent): AuditFact | n
       return account('account.reinstated', event.data.reason);
     case 'AccountClosed':
       return account('account.closed', event.data.reason);
+    case 'AccountTerminated':
+      return account('account.terminated', event.data.reason, { forAbuse: String(event.data.forAbuse) });
+    case 'PurchasedCreditForfeited':
+      return account('credit.forfeited', event.data.reason, { amountUsd: formatUsd(event.data.amount) });
     case 'PromoCreditGranted':
       return account('credit.promo_granted', event.data.reason, {
         grantId: event.data.grantId,
         amountUsd: formatUsd(event.data.amount),
         expiresAt: event.data.expiresAt,
       });
+    case 'MaximumBalanceSet':
+      return account('account.maximum_balance_set', event.data.reason, { maximumUsd: event.data.maximum === null ? null : formatUsd(event.data.maximum) });
+    case 'PromoCreditRevoked':
+      return account('credit.promo_revoked', event.data.reason, { grantId: event.data.grantId, amountUsd: formatUsd(event.data.amount) });
     case 'TopUpCompleted': {
       if (!event.data.paymentReference.startsWith(MANUAL_REFERENCE)) return null;
       const reason = REASON_IN_CORRELATION.exec(event.metadata.correlationId)?.[1] ?? null;

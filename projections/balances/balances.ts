@@ -39,6 +39,7 @@ export function balanceChange(streamId: string, event: DomainEvent): BalanceChan
     case 'PromoCreditGranted':
       return { ...zero, promo: event.data.amount };
     case 'PromoCreditExpired':
+    case 'PromoCreditRevoked':
       return { ...zero, promo: -event.data.amount };
     case 'ReservationPlaced':
       return { ...zero, reserved: event.data.amount };
@@ -53,6 +54,7 @@ export function balanceChange(streamId: string, event: DomainEvent): BalanceChan
     case 'ReservationExpired':
       return { ...zero, reserved: -event.data.amount };
     case 'RefundIssued':
+    case 'PurchasedCreditForfeited':
       return { ...zero, purchased: -event.data.amount };
     default:
       return zero;

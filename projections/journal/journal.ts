@@ -17,7 +17,9 @@ import { accountIdOfStream } from '../balances/balances';
  * | PromoCreditGranted   | promo_expense                                      | customer_promo_credit         |
  * | ReservationSettled   | customer_promo_credit (fromPromo), customer_purchased_credit (fromPurchased) | revenue (actualCost) |
  * | PromoCreditExpired   | customer_promo_credit                              | promo_expense                 |
+ * | PromoCreditRevoked   | customer_promo_credit                              | promo_expense                 |
  * | RefundIssued         | customer_purchased_credit                          | refunds_payable               |
+ * | PurchasedCreditForfeited | customer_purchased_credit                      | forfeited_credit_income       |
  *
  * Reservations (placed, released, expired) post nothing: a reservation is a hold on the
  * customer's credit, not a movement of money; only its settlement moves money. Zero-amount lines
@@ -33,6 +35,8 @@ export const LEDGER_ACCOUNTS = [
   'revenue',
   'promo_expense',
   'refunds_payable',
+  /** purchased credit no longer owed to the customer (termination for abuse): income, not revenue from usage */
+  'forfeited_credit_income',
 ] as const;
 export type LedgerAccount = (typeof LEDGER_ACCOUNTS)[number];
 
@@ -65,10 +69,14 @@ export function postingsOf(streamId: string, event: DomainEvent): Posting[] {
       break;
     }
     case 'PromoCreditExpired':
+    case 'PromoCreditRevoked':
       transfer('customer_promo_credit', 'promo_expense', event.data.amount);
       break;
     case 'RefundIssued':
       transfer('customer_purchased_credit', 'refunds_payable', event.data.amount);
+      break;
+    case 'PurchasedCreditForfeited':
+      transfer('customer_purchased_credit', 'forfeited_credit_income', event.data.amount);
       break;
     default:
       break;

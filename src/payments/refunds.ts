@@ -60,12 +60,19 @@ export async function refundablePayments(store: EventStore<DomainEvent>, account
  */
 export async function refundCredit(
   deps: { readonly ledger: Ledger; readonly stripe: StripeClient },
-  input: { readonly accountId: string; readonly amount: MicroUsd | null; readonly metadata: CommandMetadata; readonly refundId?: string },
+  input: {
+    readonly accountId: string;
+    readonly amount: MicroUsd | null;
+    readonly metadata: CommandMetadata;
+    readonly refundId?: string;
+    /** a closed account's credit may be paid back only where the caller says so (termination) */
+    readonly closedAccount?: boolean;
+  },
 ): Promise<{ ok: true; value: RefundOutcome } | { ok: false; error: RefundRefusal }> {
   const stream = accountStreamId(input.accountId);
   const { state } = await deps.ledger.accounts.load(stream);
   if (state.status === 'not_opened') return { ok: false, error: { error: 'account_not_open' } };
-  if (state.status === 'closed') return { ok: false, error: { error: 'account_closed' } };
+  if (state.status === 'closed' && input.closedAccount !== true) return { ok: false, error: { error: 'account_closed' } };
   if (input.amount !== null && centsOf(input.amount) === null) return { ok: false, error: { error: 'sub_cent_amount', amount: input.amount } };
 
   const payments = (await refundablePayments(deps.ledger.store, input.accountId)).map((p) => ({ ...p, remaining: wholeCentsOf(p.remaining) }));

@@ -1,4 +1,4 @@
-import { accountStreamId, balanceOf, type AccountError, type AccountPolicy } from '../../domain/account';
+import { accountStreamId, balanceOf, maximumBalanceOf, type AccountError, type AccountPolicy } from '../../domain/account';
 import type { MicroUsd } from '../../domain/money';
 import type { StripeCustomers } from '../../adapters/payments/customers';
 import type { StripeClient } from '../../adapters/payments/stripe-client';
@@ -31,9 +31,8 @@ export async function startTopUp(
   if (cents === null) return { ok: false, error: { error: 'sub_cent_amount', amount: input.amount } };
   if (input.amount < deps.policy.minimumTopUp) return { ok: false, error: { error: 'top_up_below_minimum', amount: input.amount, minimum: deps.policy.minimumTopUp } };
   const balance = balanceOf(state);
-  if (balance + input.amount > deps.policy.maximumBalance) {
-    return { ok: false, error: { error: 'balance_limit_exceeded', balance, amount: input.amount, maximum: deps.policy.maximumBalance } };
-  }
+  const maximum = maximumBalanceOf(state, deps.policy);
+  if (balance + input.amount > maximum) return { ok: false, error: { error: 'balance_limit_exceeded', balance, amount: input.amount, maximum } };
   const customerId = await deps.customers.ensureCustomer(input.accountId);
   const metadata = { account_id: input.accountId, credit_cents: String(cents) };
   const session = await deps.stripe.checkout.sessions.create({

@@ -6,7 +6,9 @@ import {
   addModelSchema,
   createAccountSchema,
   issueKeySchema,
+  maximumBalanceSchema,
   promoGrantSchema,
+  promoRevocationSchema,
   revokeKeySchema,
   searchAccountsSchema,
   setPriceSchema,
@@ -14,7 +16,7 @@ import {
   topUpSchema as manualTopUpRequestSchema,
 } from '../routes/admin';
 import { alertsSchema as alertsRequestSchema, autoTopUpSchema as autoTopUpRequestSchema, noticesQuerySchema } from '../routes/auto-top-up';
-import { adminRefundSchema, refundSchema as refundRequestSchema, topUpSchema as checkoutRequestSchema } from '../routes/billing';
+import { adminRefundSchema, refundSchema as refundRequestSchema, terminateSchema, topUpSchema as checkoutRequestSchema } from '../routes/billing';
 import { auditQuerySchema } from '../routes/compliance';
 import { balanceQuerySchema, periodSchema } from '../routes/finance';
 import * as out from './responses';
@@ -260,7 +262,7 @@ const paths: ZodOpenApiPathsObject = {
     post: customer('account_write', {
       tags: ['Billing'],
       summary: 'Close the account',
-      description: 'Refunds the remaining purchased credit to the cards it came from, then closes the account. Refused while requests are in flight.',
+      description: 'Refunds the remaining purchased credit to the cards it came from, then closes the account and revokes every key of it (a key of a closed account is refused even where its revocation failed). Refused while requests are in flight.',
       responses: {
         '200': json('Closed.', out.closedAccountSchema),
         '202': json('Not closed yet: the refund is pending at Stripe; closing again finishes it.', out.closedAccountSchema),
@@ -401,6 +403,28 @@ const paths: ZodOpenApiPathsObject = {
       responses: { '201': json('Granted.', out.promoGrantResultSchema), ...errors([...authenticated, 400, 404, 409]) },
     }),
   },
+  '/admin/accounts/{id}/promo-grants/{grantId}/revoke': {
+    post: admin({
+      tags: ['Admin'],
+      summary: 'Revoke promo credit',
+      description:
+        "Takes back an unexpired grant's unspent remainder, or `amount_usd` of it, with a reason (audited). What was spent stays spent. Refused (409) beyond the unspent remainder (`exceeds_unspent_promo`), for an expired grant (`promo_grant_already_expired`), or while requests in flight count on the credit (`promo_held_by_reservations`).",
+      requestParams: { path: z.object({ id: idParam.shape.id, grantId: z.string().meta({ description: 'promo grant id' }) }) },
+      requestBody: { required: true, content: { 'application/json': { schema: promoRevocationSchema } } },
+      responses: { '200': json('Revoked.', out.promoRevocationSchema), ...errors([...authenticated, 400, 404, 409]) },
+    }),
+  },
+  '/admin/accounts/{id}/maximum-balance': {
+    post: admin({
+      tags: ['Admin'],
+      summary: "Raise one account's maximum balance",
+      description:
+        'Sets the most this account\'s balance may reach, above the default (TOLLGATE_MAX_BALANCE_USD), with a reason (audited); top-ups and auto top-ups of this account are held to it. `maximum_usd: null` returns the account to the default. Refused (409 `maximum_below_default`) below the default.',
+      requestParams: { path: idParam },
+      requestBody: { required: true, content: { 'application/json': { schema: maximumBalanceSchema } } },
+      responses: { '200': json('Set.', out.maximumBalanceSchema), ...errors([...authenticated, 400, 404, 409]) },
+    }),
+  },
   '/admin/accounts/{id}/suspend': {
     post: admin({
       tags: ['Admin'],
@@ -445,6 +469,17 @@ const paths: ZodOpenApiPathsObject = {
         '502': json('Stripe refused, or the ledger could not record it.', out.refundSchema),
         ...errors([...authenticated, 400, 404, 409], { 503: `${errorWords[503]} Also \`payments_not_configured\` without STRIPE_SECRET_KEY.` }),
       },
+    }),
+  },
+  '/admin/accounts/{id}/terminate': {
+    post: admin({
+      tags: ['Admin'],
+      summary: 'Terminate an account for breach of the terms',
+      description:
+        'Closes the account at once with the reason given and revokes every key. Unless `for_abuse`, the purchased credit is then refunded to the cards it came from (what Stripe has not confirmed is recorded by its webhook; what cannot go to a card stays owed). For abuse, the purchased credit left is forfeited. Refused (409) while requests are in flight: suspend first.',
+      requestParams: { path: idParam },
+      requestBody: { required: true, content: { 'application/json': { schema: terminateSchema } } },
+      responses: { '200': json('Terminated.', out.terminationSchema), ...errors([...authenticated, 400, 404, 409]) },
     }),
   },
   '/admin/accounts/{id}/statement': {

@@ -203,6 +203,14 @@ export const promoGrantResultSchema = z
   .object({ account_id: z.string(), grant_id: z.string(), amount_usd: usdSchema, expires_at: instant, ...balanceFields })
   .meta({ id: 'PromoGrant' });
 
+export const promoRevocationSchema = z
+  .object({ account_id: z.string(), grant_id: z.string(), revoked_usd: usdSchema, remaining_usd: usdSchema.meta({ description: "the grant's unspent remainder after the revocation" }), ...balanceFields })
+  .meta({ id: 'PromoRevocation' });
+
+export const maximumBalanceSchema = z
+  .object({ account_id: z.string(), maximum_balance_usd: usdSchema, default_maximum_balance_usd: usdSchema, raised: z.boolean(), ...balanceFields })
+  .meta({ id: 'MaximumBalance' });
+
 export const accountStatusSchema = z
   .object({ account_id: z.string(), status: accountStatus, suspension_reason: suspensionReasonSchema.nullable() })
   .meta({ id: 'AccountStatus' });
@@ -338,8 +346,27 @@ export const refundSchema = z
   .meta({ id: 'Refund', description: '200 refunded, 202 waiting for Stripe, 502 Stripe refused or the ledger could not record it.' });
 
 export const closedAccountSchema = z
-  .object({ account_id: z.string(), status: accountStatus, refund: z.object(refundFields).nullable(), ...z.object(balanceFields).partial().shape })
+  .object({
+    account_id: z.string(),
+    status: accountStatus,
+    refund: z.object(refundFields).nullable(),
+    /** on 200: how many active keys the closure revoked (every key of a closed account is refused anyway) */
+    keys_revoked: z.number().int().min(0).optional(),
+    ...z.object(balanceFields).partial().shape,
+  })
   .meta({ id: 'AccountClosure', description: '200 closed; 202/502 not closed yet because the refund of remaining credit is pending or failed.' });
+
+export const terminationSchema = z
+  .object({
+    account_id: z.string(),
+    status: z.literal('closed'),
+    for_abuse: z.boolean(),
+    keys_revoked: z.number().int().min(0),
+    refund: z.object(refundFields).nullable().meta({ description: 'the refund of purchased credit to the cards (not for abuse); null when there was none to make' }),
+    forfeited_usd: usdSchema.meta({ description: 'purchased credit forfeited (for abuse only)' }),
+    ...balanceFields,
+  })
+  .meta({ id: 'AccountTermination' });
 
 const autoTopUpAttempt = z.object({ attempt_id: z.string(), status: z.string(), amount_usd: usdSchema.nullable(), reason: z.string().nullable(), created_at: instant });
 

@@ -145,10 +145,11 @@ const NOT_FOUND: Record<string, () => ApiError> = {
   account_not_open: accountNotFound,
   api_key_not_found: keyNotFound,
   unknown_model: () => new ApiError(404, 'invalid_request_error', 'model_not_found', 'model', 'No such model in the price book.'),
+  promo_grant_not_found: () => new ApiError(404, 'invalid_request_error', 'promo_grant_not_found', null, 'No such promo grant on this account.'),
 };
 
 // Fields of decider errors that are amounts of micro-USD, shown as USD.
-const MONEY_FIELDS = new Set(['amount', 'minimum', 'maximum', 'balance', 'available', 'needed', 'refundable', 'requested', 'threshold', 'inputPerMillion', 'outputPerMillion']);
+const MONEY_FIELDS = new Set(['amount', 'minimum', 'maximum', 'balance', 'available', 'needed', 'refundable', 'requested', 'threshold', 'unspent', 'default', 'inputPerMillion', 'outputPerMillion']);
 
 /**
  * A decider's refusal as an HTTP answer: 404 when the thing does not exist, otherwise 409 with
@@ -524,6 +525,42 @@ export async function issueKey(
   const issued = await gateway.keys.issue(input);
   if (!issued.ok) throw refused(issued.error);
   return { key_id: issued.key.keyId, prefix: issued.key.prefix, name: input.name, scopes: input.scopes, status: 'active', key: issued.key.secret };
+}
+
+/**
+ * Closing an account revokes every key it has: called by each handler that closes one, right
+ * after AccountClosed is recorded. The closure stands whatever happens here; a revocation that
+ * fails is logged, and the key is unusable anyway because authentication refuses every key of a
+ * closed account (src/api-keys.ts). Returns the keys revoked and those whose revocation failed.
+ */
+export async function revokeKeysOfClosedAccount(
+  gateway: GatewayParts,
+  reader: AccountReader,
+  accountId: string,
+  metadata: CommandMetadata,
+): Promise<{ revoked: string[]; failed: string[] }> {
+  const revoked: string[] = [];
+  const failed: string[] = [];
+  let keyIds: string[];
+  try {
+    keyIds = await reader.keyIdsOf(accountId);
+  } catch (error) {
+    gateway.log.error({ accountId, err: error }, 'account closed but its keys could not be listed for revocation; authentication refuses them');
+    return { revoked, failed };
+  }
+  for (const keyId of keyIds) {
+    try {
+      const { state } = await gateway.ledger.apiKeys.load(apiKeyStreamId(keyId));
+      if (state.status !== 'active' || state.accountId !== accountId) continue;
+      const result = await gateway.keys.revoke(keyId, 'account_closed', metadata);
+      if (result.ok) revoked.push(keyId);
+      else failed.push(keyId);
+    } catch (error) {
+      gateway.log.error({ accountId, keyId, err: error }, 'account closed but a key revocation failed; authentication refuses the key');
+      failed.push(keyId);
+    }
+  }
+  return { revoked, failed };
 }
 
 // ---------------------------------------------------------------------------------------------

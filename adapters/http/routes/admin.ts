@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Response, Router } from 'express';
 import { z } from 'zod';
-import { accountStreamId, suspensionReasonSchema, type AccountCommand } from '../../../domain/account';
+import { accountStreamId, maximumBalanceOf, suspensionReasonSchema, type AccountCommand } from '../../../domain/account';
 import type { CommandMetadata } from '../../../domain/events/metadata';
 import { formatUsd } from '../../../domain/money';
 import { OPERATIONS, PRICE_BOOK_STREAM_ID, operationSchema, priceInForce, type PriceBookState } from '../../../domain/price-book';
@@ -74,6 +74,10 @@ export const topUpSchema = z.object({
   reason: shortTextSchema,
 });
 export const promoGrantSchema = z.object({ amount_usd: positiveUsdSchema, expires_at: instantSchema, reason: shortTextSchema });
+/** without amount_usd, all of the grant's unspent remainder */
+/** null: back to the deployment's default (TOLLGATE_MAX_BALANCE_USD) */
+export const maximumBalanceSchema = z.object({ maximum_usd: positiveUsdSchema.nullable(), reason: shortTextSchema });
+export const promoRevocationSchema = z.object({ amount_usd: positiveUsdSchema.optional(), reason: shortTextSchema });
 export const suspendSchema = z.object({ reason: suspensionReasonSchema });
 export const addModelSchema = z.object({
   id: modelIdSchema,
@@ -199,6 +203,40 @@ export const mountAdminRoutes: RouteMount = (router: Router, gateway) => {
       grant_id: grantId,
       amount_usd: formatUsd(body.amount_usd),
       expires_at: body.expires_at,
+      ...balanceView(result.state, new Date().toISOString()),
+    });
+  });
+
+  router.post('/admin/accounts/:id/promo-grants/:grantId/revoke', admin, async (req, res) => {
+    const accountId = accountIdOf(req.params);
+    const grantId = String(req.params['grantId']);
+    if (!isId(grantId)) throw refused({ error: 'promo_grant_not_found', grantId });
+    const body = parseInput(promoRevocationSchema, req.body);
+    const result = await handleAccount(accountId, {
+      type: 'RevokePromoCredit',
+      data: { grantId, amount: body.amount_usd ?? null, reason: body.reason },
+      metadata: metadataOf(res),
+    });
+    const revoked = result.events.map((e) => e.event).find((e) => e.type === 'PromoCreditRevoked');
+    const grant = result.state.promoGrants.get(grantId);
+    res.json({
+      account_id: accountId,
+      grant_id: grantId,
+      revoked_usd: formatUsd(revoked?.type === 'PromoCreditRevoked' ? revoked.data.amount : 0n),
+      remaining_usd: formatUsd(grant?.remaining ?? 0n),
+      ...balanceView(result.state, new Date().toISOString()),
+    });
+  });
+
+  router.post('/admin/accounts/:id/maximum-balance', admin, async (req, res) => {
+    const accountId = accountIdOf(req.params);
+    const body = parseInput(maximumBalanceSchema, req.body);
+    const result = await handleAccount(accountId, { type: 'SetMaximumBalance', data: { maximum: body.maximum_usd, reason: body.reason }, metadata: metadataOf(res) });
+    res.json({
+      account_id: accountId,
+      maximum_balance_usd: formatUsd(maximumBalanceOf(result.state, gateway.policy)),
+      default_maximum_balance_usd: formatUsd(gateway.policy.maximumBalance),
+      raised: result.state.maximumBalance !== null,
       ...balanceView(result.state, new Date().toISOString()),
     });
   });

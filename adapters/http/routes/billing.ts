@@ -15,7 +15,7 @@ import { verifyStripeEvent } from '../../payments/webhook-events';
 import { keyOf } from '../auth';
 import { ApiError } from '../openai/errors';
 import { requestIdOf } from '../observability/request-id';
-import { AccountReader, accountNotFound, authenticated, balanceView, isId, parseInput, positiveUsdSchema, refused, shortTextSchema, type GatewayParts } from './account';
+import { AccountReader, accountNotFound, authenticated, balanceView, isId, parseInput, positiveUsdSchema, refused, revokeKeysOfClosedAccount, shortTextSchema, type GatewayParts } from './account';
 
 /**
  * Payments with Stripe: top-ups through Checkout, the webhook that credits them (exactly once
@@ -29,6 +29,11 @@ const returnUrlSchema = z.url({ protocol: /^https?$/, error: 'expected an http(s
 export const topUpSchema = z.object({ amount_usd: cardUsdSchema, success_url: returnUrlSchema.optional(), cancel_url: returnUrlSchema.optional() });
 export const refundSchema = z.object({ amount_usd: cardUsdSchema.optional() });
 export const adminRefundSchema = z.object({ amount_usd: cardUsdSchema.optional(), reason: shortTextSchema });
+export const terminateSchema = z.object({
+  reason: shortTextSchema,
+  /** the terms refund purchased credit on termination unless it is for abuse */
+  for_abuse: z.boolean({ error: 'expected true or false' }).default(false),
+});
 
 export function paymentsNotConfigured(): ApiError {
   return new ApiError(503, 'server_error', 'payments_not_configured', null, 'Payments are not configured on this gateway (STRIPE_SECRET_KEY).');
@@ -142,7 +147,51 @@ function mountBilling(router: Router, gateway: GatewayParts, options: BillingRou
     }
     const closed = await gateway.ledger.accounts.handle(accountStreamId(accountId), { type: 'CloseAccount', data: { reason: 'customer_request' }, metadata: customerMetadata(res) });
     if (!closed.ok) throw refused(closed.error);
-    res.json({ account_id: accountId, status: closed.state.status, refund: refund && refundView(refund), ...balanceView(closed.state, new Date().toISOString()) });
+    const keys = await revokeKeysOfClosedAccount(gateway, reader, accountId, customerMetadata(res));
+    res.json({
+      account_id: accountId,
+      status: closed.state.status,
+      refund: refund && refundView(refund),
+      keys_revoked: keys.revoked.length,
+      ...balanceView(closed.state, new Date().toISOString()),
+    });
+  });
+
+  /**
+   * Termination for breach: the account closes at once (every key revoked), then, unless it is for
+   * abuse, the purchased credit goes back to the cards it came from. A refund Stripe has not
+   * confirmed is recorded by its webhook later; what cannot go back to a card stays owed on the
+   * closed account. For abuse the remaining purchased credit is forfeited in the same append.
+   */
+  router.post('/admin/accounts/:id/terminate', admin, async (req, res) => {
+    const accountId = String(req.params['id']);
+    if (!isId(accountId) || !(await reader.state(accountId))) throw accountNotFound();
+    const body = parseInput(terminateSchema, req.body);
+    const metadata = { ...adminMetadata(keyOf(res).keyId, requestIdOf(res)), causationId: requestIdOf(res) };
+    const terminated = await gateway.ledger.accounts.handle(accountStreamId(accountId), {
+      type: 'TerminateAccount',
+      data: { reason: body.reason, forAbuse: body.for_abuse },
+      metadata,
+    });
+    if (!terminated.ok) throw refused(terminated.error);
+    const keys = await revokeKeysOfClosedAccount(gateway, reader, accountId, metadata);
+    let refund: RefundOutcome | null = null;
+    if (!body.for_abuse && payments) {
+      const refunded = await refundCredit({ ledger: gateway.ledger, stripe: payments.stripe }, { accountId, amount: null, metadata, closedAccount: true });
+      if (refunded.ok && refunded.value.parts.length > 0) refund = refunded.value;
+      if (!refunded.ok) gateway.log.error({ accountId, reason: refunded.error.error }, 'terminated account: the refund of purchased credit was refused');
+    }
+    const loaded = await reader.state(accountId);
+    res.json({
+      account_id: accountId,
+      status: 'closed',
+      for_abuse: body.for_abuse,
+      keys_revoked: keys.revoked.length,
+      refund: refund && refundView(refund),
+      // termination is the only forfeiture so far, so the account's total is this one
+      forfeited_usd: formatUsd(terminated.state.totalForfeited),
+      ...(loaded ? balanceView(loaded.state, new Date().toISOString()) : {}),
+    });
   });
 
   router.post('/webhooks/stripe', express.raw({ type: 'application/json', limit: '1mb' }), async (req, res) => {

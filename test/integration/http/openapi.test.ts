@@ -232,7 +232,13 @@ describe('admin', () => {
     expectStatus(await admin('POST', `/admin/accounts/${id}/top-ups`, { body: { amount_usd: '20', reference: 'inv-1', reason: 'bank transfer' } }), 201);
     expectStatus(await admin('POST', `/admin/accounts/${id}/top-ups`, { body: { amount_usd: '20', reference: 'inv-1', reason: 'bank transfer' } }), 200);
     expectStatus(await admin('POST', `/admin/accounts/${id}/top-ups`, { body: { amount_usd: 20, reference: 'inv-2', reason: 'x' } }), 400, 'invalid_type');
-    expectStatus(await admin('POST', `/admin/accounts/${id}/promo-grants`, { body: { amount_usd: '1', expires_at: inOneHour(), reason: 'welcome' } }), 201);
+    const grant = await admin('POST', `/admin/accounts/${id}/promo-grants`, { body: { amount_usd: '1', expires_at: inOneHour(), reason: 'welcome' } });
+    expectStatus(grant, 201);
+    expectStatus(await admin('POST', `/admin/accounts/${id}/promo-grants/${grant.body.grant_id}/revoke`, { body: { amount_usd: '0.5', reason: 'test' } }), 200);
+    expectStatus(await admin('POST', `/admin/accounts/${id}/promo-grants/${grant.body.grant_id}/revoke`, { body: { amount_usd: '0.6', reason: 'test' } }), 409, 'exceeds_unspent_promo');
+    expectStatus(await admin('POST', `/admin/accounts/${id}/promo-grants/g_nothing/revoke`, { body: { reason: 'test' } }), 404, 'promo_grant_not_found');
+    expectStatus(await admin('POST', `/admin/accounts/${id}/maximum-balance`, { body: { maximum_usd: '20000', reason: 'contract' } }), 200);
+    expectStatus(await admin('POST', `/admin/accounts/${id}/maximum-balance`, { body: { maximum_usd: '1', reason: 'contract' } }), 409, 'maximum_below_default');
     expectStatus(await admin('POST', `/admin/accounts/${id}/promo-grants`, { body: { amount_usd: '1', expires_at: 'tomorrow', reason: 'x' } }), 400);
 
     const key = await admin('POST', `/admin/accounts/${id}/keys`, { body: { name: 'ci' } });
@@ -353,7 +359,8 @@ describe('customer', () => {
     // Only manual credit, which cannot go back to a card: the account closes at once.
     const leaving = await customer('Leaving');
     expectStatus(await call('POST', '/v1/account/close', { key: leaving.key }), 200);
-    expectStatus(await call('POST', '/v1/account/close', { key: leaving.key }), 409, 'account_closed');
+    // Closing revoked the key that closed it.
+    expectStatus(await call('POST', '/v1/account/close', { key: leaving.key }), 401, 'invalid_api_key');
   });
 });
 
@@ -382,6 +389,11 @@ describe('billing with Stripe', () => {
     const closed = await callPay('POST', '/v1/account/close', { key: alice.key });
     expectStatus(closed, 200);
     expect(closed.body.status).toBe('closed');
+
+    const bob = await pay.openCustomer('Bob');
+    expectStatus(await callPay('POST', `/admin/accounts/${bob.accountId}/terminate`, { key: pay.tg.adminKey, body: {} }), 400);
+    expectStatus(await callPay('POST', `/admin/accounts/${bob.accountId}/terminate`, { key: pay.tg.adminKey, body: { reason: 'breach', for_abuse: true } }), 200);
+    expectStatus(await callPay('POST', `/admin/accounts/${bob.accountId}/terminate`, { key: pay.tg.adminKey, body: { reason: 'breach' } }), 409, 'account_closed');
   });
 });
 

@@ -174,6 +174,8 @@ test('closing an account refunds what remains, then closes it', async () => {
   expect(closed.body).toMatchObject({ status: 'closed', refund: { refunded_usd: '9.000000', parts: [{ payment_intent: pi, amount_usd: '9.000000', status: 'recorded' }] } });
   const types = (await h.accountEvents(gina.accountId)).map((e) => e.type);
   expect(types.slice(-2)).toEqual(['RefundIssued', 'AccountClosed']);
-  // Closed: no more top-ups.
-  expect((await h.call('POST', '/v1/billing/top-ups', gina.key, { amount_usd: '10' })).body.error.code).toBe('account_closed');
+  // Closed: the key that closed it is revoked, and no more top-ups, not even by an operator.
+  expect((await h.call('POST', '/v1/billing/top-ups', gina.key, { amount_usd: '10' })).body.error.code).toBe('invalid_api_key');
+  const manual = await h.call('POST', `/admin/accounts/${gina.accountId}/top-ups`, h.tg.adminKey, { amount_usd: '10', reference: 'bank-1', reason: 'test' });
+  expect(manual.body.error.code).toBe('account_closed');
 });
