@@ -30,8 +30,8 @@ import { AutoTopUpProcess, stripeOffSessionCharger } from './process-managers/au
 import { LowBalanceAlertProcess, lowBalanceAlertSubscriber } from './process-managers/low-balance-alerts';
 import { stripeClientFromConfig } from '../adapters/payments/stripe-client';
 import { StripeCustomers } from '../adapters/payments/customers';
-import { projections } from './projections/registry';
-import { runProjections, type RunningProjection } from './projections/runner';
+import { projections } from './read-models/registry';
+import { runProjections, type RunningProjection } from './read-models/runner';
 
 /** Everything a running gateway holds, for the routes mounted on it and for shutdown. */
 export interface Gateway {
@@ -52,7 +52,7 @@ export interface Gateway {
   /** where it listens, e.g. http://127.0.0.1:8080 */
   readonly url: string;
   readonly firstRun: FirstRun | undefined;
-  /** running read models by name (see src/projections/registry.ts) */
+  /** running read models by name (see src/read-models/registry.ts) */
   readonly projections: ReadonlyMap<string, RunningProjection>;
   readonly expiry: ExpiryProcess;
   /** this instance's lease; the background workers run where it holds the workers role */

@@ -10,7 +10,7 @@ import type { Migration } from '../../adapters/postgres/migrate';
 import { systemMetadata } from '../command-metadata';
 import type { Ledger } from '../ledger';
 import type { EventStore, RecordedEvent } from '../ports/event-store';
-import { runProjection, type RunningProjection, type SqlProjection } from '../projections/runner';
+import { runProjection, type RunningProjection, type SqlProjection } from '../read-models/runner';
 import { centsRoundedUp } from '../payments/amounts';
 
 /**

@@ -7,8 +7,8 @@ import { accountIdOfStream, balanceChange } from '../../projections/balances/bal
 import type { Migration } from '../../adapters/postgres/migrate';
 import { PersonalDataVault } from '../../adapters/postgres/personal-data-vault';
 import type { EventStore, RecordedEvent } from '../ports/event-store';
-import { runProjection, type RunningProjection, type SqlProjection } from '../projections/runner';
-import { inTransaction } from '../../adapters/postgres/transaction';
+import { runProjection, type RunningProjection, type SqlProjection } from '../read-models/runner';
+import { inTransaction } from '../read-models/transaction';
 
 /**
  * Low-balance alerts: when an account's available balance crosses one of its thresholds

@@ -17,7 +17,7 @@ import { keyOf } from '../auth';
 import { ApiError } from '../openai/errors';
 import { requestIdOf } from '../observability/request-id';
 import { AccountReader, accountNotFound, authenticated, parseInput, positiveUsdSchema, refused } from './account';
-import { inTransaction } from '../../postgres/transaction';
+import { inTransaction } from '../../../src/read-models/transaction';
 
 /**
  * The customer's billing automation: auto top-up (threshold and amount; the last attempts and
