@@ -13,6 +13,7 @@ import { RateLimiter } from '../adapters/http/admission/rate-limiter';
 import { AuthFailureLimiter } from '../adapters/http/admission/auth-failures';
 import { createGatewayMetrics, type GatewayMetrics } from '../adapters/http/observability/metrics';
 import { createInferenceAdapter, loadModelsFile, warmUpTokenizer, type InferenceAdapter, type ModelSpec } from '../adapters/inference';
+import { PersonalDataVault } from '../adapters/postgres/personal-data-vault';
 import { ApiKeys } from './api-keys';
 import type { Config } from './config';
 import { openDatabase, type Database } from './database';
@@ -136,7 +137,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     // term of office starts fresh ones.
     const startWorkers = (): Worker[] => {
       expiry.start();
-      const alerts = new LowBalanceAlertProcess(database.pool, store, log, { pollIntervalMs: billingPollMs, retryBaseMs: config.TOLLGATE_ALERT_RETRY_BASE_S * 1_000 });
+      const alerts = new LowBalanceAlertProcess(database.pool, store, new PersonalDataVault(database.pool), log, { pollIntervalMs: billingPollMs, retryBaseMs: config.TOLLGATE_ALERT_RETRY_BASE_S * 1_000 });
       alerts.start(readModels);
       const workers: Worker[] = [expiry, alerts];
       if (stripe && customers) {

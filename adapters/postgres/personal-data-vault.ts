@@ -1,5 +1,6 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import type { Pool } from 'pg';
+import type { PersonalDataVault as PersonalDataVaultPort } from '../../src/ports/personal-data-vault';
 
 /**
  * Crypto-shredding of personal data. Each account's personal fields (display name, email)
@@ -22,7 +23,7 @@ export const personalDataMigration = {
 
 const FORMAT = 'pd1';
 
-export class PersonalDataVault {
+export class PersonalDataVault implements PersonalDataVaultPort {
   constructor(private readonly pool: Pool) {}
 
   async encrypt(accountId: string, plaintext: string): Promise<string> {

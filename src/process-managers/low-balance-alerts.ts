@@ -4,8 +4,8 @@ import type { Logger } from 'pino';
 import type { DomainEvent } from '../../domain/events';
 import { formatUsd, type MicroUsd } from '../../domain/money';
 import { accountIdOfStream, balanceChange } from '../../projections/balances/balances';
-import type { Migration } from '../../adapters/postgres/migrate';
-import { PersonalDataVault } from '../../adapters/postgres/personal-data-vault';
+import type { Migration } from '../ports/migration';
+import type { PersonalDataVault } from '../ports/personal-data-vault';
 import type { EventStore, RecordedEvent } from '../ports/event-store';
 import { runProjection, type RunningProjection, type SqlProjection } from '../read-models/runner';
 import { inTransaction } from '../read-models/transaction';
@@ -210,16 +210,14 @@ export class LowBalanceAlertProcess {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> = Promise.resolve();
   private stopping: Promise<void> | undefined;
-  private readonly vault: PersonalDataVault;
 
   constructor(
     private readonly pool: Pool,
     private readonly store: EventStore<DomainEvent>,
+    private readonly vault: PersonalDataVault,
     private readonly log: Logger,
     private readonly options: LowBalanceAlertOptions = {},
-  ) {
-    this.vault = new PersonalDataVault(pool);
-  }
+  ) {}
 
   /**
    * `shared`: a runner that already applies lowBalanceAlertSubscriber with other projections, so
