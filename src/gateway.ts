@@ -14,6 +14,10 @@ import { AuthFailureLimiter } from '../adapters/http/admission/auth-failures';
 import { createGatewayMetrics, type GatewayMetrics } from '../adapters/http/observability/metrics';
 import { createInferenceAdapter, loadModelsFile, warmUpTokenizer, type InferenceAdapter, type ModelSpec } from '../adapters/inference';
 import { PersonalDataVault } from '../adapters/postgres/personal-data-vault';
+import { postgresAccountDirectory } from '../adapters/eventstore/postgres/account-directory';
+import { scanningAccountDirectory } from './account-directory';
+import type { AccountDirectory } from './ports/account-directory';
+import type { PersonalDataVault as PersonalDataVaultPort } from './ports/personal-data-vault';
 import { ApiKeys } from './api-keys';
 import type { Config } from './config';
 import { openDatabase, type Database } from './database';
@@ -46,6 +50,10 @@ export interface Gateway {
   /** the estimate's historical average per model and operation, shared by all instances */
   readonly historicalCosts: HistoricalCosts;
   readonly inference: InferenceAdapter;
+  /** the admin views' lookups across the log (account search, an account's keys) */
+  readonly accountDirectory: AccountDirectory;
+  /** personal fields encrypted per account (crypto-shredding) */
+  readonly vault: PersonalDataVaultPort;
   readonly metrics: GatewayMetrics;
   readonly settlements: SettlementTracker;
   readonly policy: AccountPolicy;
@@ -103,6 +111,8 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
       (ms) => metrics.observeEventStoreAppend(ms),
     );
     cleanups.push(() => store.close());
+    const accountDirectory = config.EVENTSTORE_URL ? scanningAccountDirectory(store) : postgresAccountDirectory(database.pool);
+    const vault = new PersonalDataVault(database.pool);
     const policy = accountPolicyFrom(config);
     const ledger = createLedger(store, policy);
     const keys = new ApiKeys(ledger);
@@ -137,7 +147,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     // term of office starts fresh ones.
     const startWorkers = (): Worker[] => {
       expiry.start();
-      const alerts = new LowBalanceAlertProcess(database.pool, store, new PersonalDataVault(database.pool), log, { pollIntervalMs: billingPollMs, retryBaseMs: config.TOLLGATE_ALERT_RETRY_BASE_S * 1_000 });
+      const alerts = new LowBalanceAlertProcess(database.pool, store, vault, log, { pollIntervalMs: billingPollMs, retryBaseMs: config.TOLLGATE_ALERT_RETRY_BASE_S * 1_000 });
       alerts.start(readModels);
       const workers: Worker[] = [expiry, alerts];
       if (stripe && customers) {
@@ -172,7 +182,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     warmUpTokenizer();
 
     const settlements = new SettlementTracker();
-    const parts = { config, log, database, store, ledger, keys, liveLog, historicalCosts, inference, metrics, settlements, policy, firstRun: first, projections: running, expiry, instance };
+    const parts = { config, log, database, store, ledger, keys, liveLog, historicalCosts, inference, accountDirectory, vault, metrics, settlements, policy, firstRun: first, projections: running, expiry, instance };
     const app = createApp({
       ledger,
       keys,
