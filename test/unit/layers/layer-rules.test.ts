@@ -5,9 +5,9 @@
  * without those imports passes.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 
 const ROOT = resolve(__dirname, '../../..');
 const CONFIG = join(ROOT, '.dependency-cruiser.cjs');
@@ -96,3 +96,18 @@ it('reports every forbidden import by its rule, and exits non-zero', async () =>
   // Each planted import, named by its own rule, and nothing else.
   expect(outcome.violations.sort()).toEqual(VIOLATIONS.map(([rule, file]) => `${rule} ${file}`).sort());
 }, 120_000);
+
+/**
+ * What an import rule cannot see: a route calling `.query(` on a pool it was handed. The HTTP
+ * adapter parses, calls the application and answers; SQL lives in src/ and adapters/postgres.
+ */
+describe('the HTTP adapter holds no SQL', () => {
+  const HTTP = join(ROOT, 'adapters/http');
+  const sources = readdirSync(HTTP, { recursive: true, encoding: 'utf8' })
+    .filter((name) => name.endsWith('.ts'))
+    .map((name) => join(HTTP, name));
+  it('finds the routes', () => expect(sources.length).toBeGreaterThan(10));
+  it.each(sources.map((file) => [relative(ROOT, file), file]))('%s sends no query to PostgreSQL', (_name, file) => {
+    expect(readFileSync(file, 'utf8')).not.toMatch(/\.query\s*[<(]/);
+  });
+});
