@@ -19,10 +19,10 @@ import { domainEventCodec, type DomainEvent } from '../domain/events';
 import { replayProjections } from '../src/finance/replay';
 import { runScriptInMemory, sampleAccountScript } from '../src/finance/sample-history';
 import { START, type AppendRequest } from '../src/ports/event-store';
-import { balancesProjection } from '../src/projections/balances';
-import { journalProjection } from '../src/projections/journal';
-import { projections } from '../src/projections/registry';
-import { usageProjection } from '../src/projections/usage';
+import { balancesProjection } from '../src/read-models/balances';
+import { journalProjection } from '../src/read-models/journal';
+import { projections } from '../src/read-models/registry';
+import { usageProjection } from '../src/read-models/usage';
 import { printTable, startBenchPostgres } from './support/embedded-postgres';
 
 function flag(name: string, fallback: number): number {

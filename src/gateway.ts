@@ -13,11 +13,14 @@ import { RateLimiter } from '../adapters/http/admission/rate-limiter';
 import { AuthFailureLimiter } from '../adapters/http/admission/auth-failures';
 import { createGatewayMetrics, type GatewayMetrics } from '../adapters/http/observability/metrics';
 import { createInferenceAdapter, loadModelsFile, warmUpTokenizer, type InferenceAdapter, type ModelSpec } from '../adapters/inference';
+import { postgresAccountDirectory } from '../adapters/eventstore/postgres/account-directory';
+import { scanningAccountDirectory } from './account-directory';
+import type { AccountDirectory } from './ports/account-directory';
+import type { PersonalDataVault as PersonalDataVaultPort } from './ports/personal-data-vault';
 import { ApiKeys } from './api-keys';
 import type { Config } from './config';
 import { openDatabase, type Database } from './database';
 import { openVault, resolveMasterKey } from './master-key';
-import type { PersonalDataVault } from '../adapters/postgres/personal-data-vault';
 import { firstRun, type FirstRun } from './first-run';
 import { bootstrapAdminKey } from './admin-key';
 import { createLedger, type Ledger } from './ledger';
@@ -32,16 +35,14 @@ import { AutoTopUpProcess, stripeOffSessionCharger } from './process-managers/au
 import { LowBalanceAlertProcess, lowBalanceAlertSubscriber } from './process-managers/low-balance-alerts';
 import { stripeClientFromConfig } from '../adapters/payments/stripe-client';
 import { StripeCustomers } from '../adapters/payments/customers';
-import { projections } from './projections/registry';
-import { runProjections, type RunningProjection } from './projections/runner';
+import { projections } from './read-models/registry';
+import { runProjections, type RunningProjection } from './read-models/runner';
 
 /** Everything a running gateway holds, for the routes mounted on it and for shutdown. */
 export interface Gateway {
   readonly config: Config;
   readonly log: Logger;
   readonly database: Database;
-  /** personal data: the only way to account keys (wrapped under the master key) */
-  readonly vault: PersonalDataVault;
   readonly store: EventStore<DomainEvent>;
   readonly ledger: Ledger;
   readonly keys: ApiKeys;
@@ -49,6 +50,10 @@ export interface Gateway {
   /** the estimate's historical average per model and operation, shared by all instances */
   readonly historicalCosts: HistoricalCosts;
   readonly inference: InferenceAdapter;
+  /** the admin views' lookups across the log (account search, an account's keys) */
+  readonly accountDirectory: AccountDirectory;
+  /** personal fields encrypted per account (crypto-shredding); the only way to account keys (wrapped under the master key) */
+  readonly vault: PersonalDataVaultPort;
   readonly metrics: GatewayMetrics;
   readonly settlements: SettlementTracker;
   readonly policy: AccountPolicy;
@@ -56,7 +61,7 @@ export interface Gateway {
   /** where it listens, e.g. http://127.0.0.1:8080 */
   readonly url: string;
   readonly firstRun: FirstRun | undefined;
-  /** running read models by name (see src/projections/registry.ts) */
+  /** running read models by name (see src/read-models/registry.ts) */
   readonly projections: ReadonlyMap<string, RunningProjection>;
   readonly expiry: ExpiryProcess;
   /** this instance's lease; the background workers run where it holds the workers role */
@@ -110,6 +115,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
       (ms) => metrics.observeEventStoreAppend(ms),
     );
     cleanups.push(() => store.close());
+    const accountDirectory = config.EVENTSTORE_URL ? scanningAccountDirectory(store) : postgresAccountDirectory(database.pool);
     const policy = accountPolicyFrom(config);
     const ledger = createLedger(store, policy);
     const keys = new ApiKeys(ledger);
@@ -179,7 +185,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     warmUpTokenizer();
 
     const settlements = new SettlementTracker();
-    const parts = { config, log, database, vault, store, ledger, keys, liveLog, historicalCosts, inference, metrics, settlements, policy, firstRun: first, projections: running, expiry, instance };
+    const parts = { config, log, database, store, ledger, keys, liveLog, historicalCosts, inference, accountDirectory, vault, metrics, settlements, policy, firstRun: first, projections: running, expiry, instance };
     const app = createApp({
       ledger,
       keys,

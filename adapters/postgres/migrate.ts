@@ -1,10 +1,8 @@
 import type { Pool } from 'pg';
 
-/** One schema change. `id` sorts: "0001_event_store". Never edit one that has shipped; add another. */
-export interface Migration {
-  readonly id: string;
-  readonly sql: string;
-}
+import type { Migration } from '../../src/ports/migration';
+
+export type { Migration };
 
 // Any constant works; it only has to be the same in every process that migrates this database.
 const MIGRATION_LOCK = 7_160_425_001;

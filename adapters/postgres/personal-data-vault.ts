@@ -1,6 +1,9 @@
 import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
 import type { Pool, PoolClient } from 'pg';
-import { inTransaction } from './transaction';
+import { MasterKeyError, type PersonalDataVault as PersonalDataVaultPort } from '../../src/ports/personal-data-vault';
+import { inTransaction } from '../../src/read-models/transaction';
+
+export { MasterKeyError };
 
 /**
  * Crypto-shredding of personal data. Each account's personal fields (display name, email)
@@ -55,11 +58,6 @@ const FORMAT = 'pd1';
 const KEY_BYTES = 32;
 const CHECK_PLAINTEXT = Buffer.from('tollgate personal-data master key check v1');
 const CHECK_AAD = 'tollgate:master-key-check';
-
-/** A refusal to start or to go on: one line, never key material. */
-export class MasterKeyError extends Error {
-  override readonly name = 'MasterKeyError';
-}
 
 /**
  * The 32-byte master key, and its id: the first 16 hex digits of HMAC-SHA256(key, label). The
@@ -231,7 +229,7 @@ export async function rotateMasterKey(
  * The only reader and writer of personal_data_keys' key material. Build it with
  * `openPersonalDataVault`, which checks the master key first.
  */
-export class PersonalDataVault {
+export class PersonalDataVault implements PersonalDataVaultPort {
   constructor(
     private readonly pool: Pool,
     private readonly master: MasterKey,

@@ -6,7 +6,7 @@ import type { DomainEvent } from '../../domain/events';
 /**
  * The audit log: one entry per administrative or security-relevant act, hash-chained so that
  * altering, removing or inserting an entry shows. Pure: a recorded event and the previous hash
- * in, an entry and its hash out; the SQL side (src/projections/audit.ts) only stores them.
+ * in, an entry and its hash out; the SQL side (src/read-models/audit.ts) only stores them.
  *
  * What an entry holds is chosen to be non-personal: ids, amounts, reasons the operator typed,
  * never a name, an email, a ciphertext or a key hash.

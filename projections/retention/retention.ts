@@ -4,7 +4,7 @@ import { addMs, isAtOrAfter, toEpochMs, type IsoInstant } from '../../domain/tim
 
 /**
  * What Tollgate keeps, for how long, and what is due now. Pure: the SQL side
- * (src/projections/retention.ts, src/compliance/retention.ts) gathers the inputs and carries out
+ * (src/read-models/retention.ts, src/compliance/retention.ts) gathers the inputs and carries out
  * the plan.
  *
  * - Request metadata (endpoint, model, key, token counts, timings, status) is kept 90 days in the

@@ -2,7 +2,7 @@ import { InvalidArgumentError } from 'commander';
 import pino from 'pino';
 import { z } from 'zod';
 import { createPostgresEventStore } from '../../adapters/eventstore/postgres';
-import { MasterKeyError, type PersonalDataVault } from '../../adapters/postgres/personal-data-vault';
+import { MasterKeyError, type PersonalDataVault } from '../ports/personal-data-vault';
 import { domainEventCodec, type DomainEvent } from '../../domain/events';
 import { ConfigError, loadConfig, type Config } from '../config';
 import { openVault, resolveMasterKey } from '../master-key';

@@ -1,8 +1,8 @@
 import type { Pool } from 'pg';
-import { readCheckpoint, saveCheckpoint } from '../../adapters/eventstore/postgres/checkpoints';
+import { readCheckpoint, saveCheckpoint } from '../read-models/checkpoints';
 import { comparePositions, type EventStore } from '../ports/event-store';
-import type { SqlProjection } from '../projections/runner';
-import { inTransaction } from '../../adapters/postgres/transaction';
+import type { SqlProjection } from '../read-models/runner';
+import { inTransaction } from '../read-models/transaction';
 
 /**
  * Brings a projection up to the head of the log before a command-line tool reads it. When a

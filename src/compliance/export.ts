@@ -1,7 +1,7 @@
 import type { Pool } from 'pg';
 import { accountStreamId, availableOf, balanceOf, fold, accountDecider, apiKeyDecider, apiKeyStreamId, formatUsd } from '../../domain';
 import { domainEventCodec, type DomainEvent, type Json } from '../../domain/events';
-import type { PersonalDataVault } from '../../adapters/postgres/personal-data-vault';
+import type { PersonalDataVault } from '../ports/personal-data-vault';
 import type { EventStore } from '../ports/event-store';
 import { queryAudit } from './audit-log';
 import { recordPersonalDataViewed } from './personal-data-access';

@@ -2,7 +2,7 @@ import type { Pool } from 'pg';
 import { accountStreamId, type AccountEvent, type AccountState } from '../../domain/account';
 import type { DomainEvent } from '../../domain/events';
 import type { CommandMetadata } from '../../domain/events/metadata';
-import { MasterKeyError, type PersonalDataVault } from '../../adapters/postgres/personal-data-vault';
+import { MasterKeyError, type PersonalDataVault } from '../ports/personal-data-vault';
 import type { Ledger } from '../ledger';
 
 /** The account's personal data as last written: AccountOpened, then each PersonalDataCorrected. */

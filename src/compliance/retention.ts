@@ -4,7 +4,7 @@ import { accountStreamId } from '../../domain/account';
 import type { Actor, CommandMetadata } from '../../domain/events/metadata';
 import { RETENTION_STREAM_ID, retentionDecider } from '../../domain/retention';
 import { type IsoInstant } from '../../domain/time';
-import type { PersonalDataVault } from '../../adapters/postgres/personal-data-vault';
+import type { PersonalDataVault } from '../ports/personal-data-vault';
 import {
   cutoffFor,
   DEFAULT_RETENTION_POLICY,

@@ -1,8 +1,8 @@
 import type { Pool, PoolClient } from 'pg';
-import { saveCheckpoint } from '../../adapters/eventstore/postgres/checkpoints';
+import { saveCheckpoint } from '../read-models/checkpoints';
 import type { DomainEvent } from '../../domain/events';
 import { START, type EventStore, type LogPosition, type RecordedEvent } from '../ports/event-store';
-import type { SqlProjection } from '../projections/runner';
+import type { SqlProjection } from '../read-models/runner';
 
 export interface ReplayProgress {
   readonly events: number;

@@ -1,5 +1,5 @@
 import type { Pool } from 'pg';
-import { readCheckpoint } from '../../adapters/eventstore/postgres/checkpoints';
+import { readCheckpoint } from '../read-models/checkpoints';
 import { evolveAccount, initialAccountState, promoBalanceOf, type AccountEvent, type AccountState } from '../../domain/account';
 import type { DomainEvent } from '../../domain/events';
 import { formatUsd, type MicroUsd } from '../../domain/money';

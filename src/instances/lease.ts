@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Pool } from 'pg';
 import type { Logger } from 'pino';
-import type { Migration } from '../../adapters/postgres/migrate';
+import type { Migration } from '../ports/migration';
 
 /**
  * Gateway instances and the one that runs the background workers.

@@ -6,11 +6,11 @@ import { accountStreamId, type AccountEvent } from '../../domain/account';
 import type { DomainEvent } from '../../domain/events';
 import type { MicroUsd } from '../../domain/money';
 import { accountIdOfStream, balanceChange } from '../../projections/balances/balances';
-import type { Migration } from '../../adapters/postgres/migrate';
+import type { Migration } from '../ports/migration';
 import { systemMetadata } from '../command-metadata';
 import type { Ledger } from '../ledger';
 import type { EventStore, RecordedEvent } from '../ports/event-store';
-import { runProjection, type RunningProjection, type SqlProjection } from '../projections/runner';
+import { runProjection, type RunningProjection, type SqlProjection } from '../read-models/runner';
 import { centsRoundedUp } from '../payments/amounts';
 
 /**

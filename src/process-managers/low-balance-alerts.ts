@@ -4,11 +4,11 @@ import type { Logger } from 'pino';
 import type { DomainEvent } from '../../domain/events';
 import { formatUsd, type MicroUsd } from '../../domain/money';
 import { accountIdOfStream, balanceChange } from '../../projections/balances/balances';
-import type { Migration } from '../../adapters/postgres/migrate';
-import type { PersonalDataVault } from '../../adapters/postgres/personal-data-vault';
+import type { Migration } from '../ports/migration';
+import type { PersonalDataVault } from '../ports/personal-data-vault';
 import type { EventStore, RecordedEvent } from '../ports/event-store';
-import { runProjection, type RunningProjection, type SqlProjection } from '../projections/runner';
-import { inTransaction } from '../../adapters/postgres/transaction';
+import { runProjection, type RunningProjection, type SqlProjection } from '../read-models/runner';
+import { inTransaction } from '../read-models/transaction';
 
 /**
  * Low-balance alerts: when an account's available balance crosses one of its thresholds

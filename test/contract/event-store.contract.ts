@@ -13,7 +13,7 @@ import { Pool } from 'pg';
 import { concatMap, from as fromPromise, lastValueFrom, take, timeout, toArray } from 'rxjs';
 import { z } from 'zod';
 import { eventStoreMigration } from '../../adapters/eventstore/postgres/schema';
-import { readCheckpoint, saveCheckpoint } from '../../adapters/eventstore/postgres/checkpoints';
+import { readCheckpoint, saveCheckpoint } from '../../src/read-models/checkpoints';
 import { migrate } from '../../adapters/postgres/migrate';
 import {
   comparePositions,

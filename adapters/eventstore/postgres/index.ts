@@ -1,4 +1,3 @@
 export { createPostgresEventStore, type PostgresEventStore, type PostgresEventStoreOptions } from './store';
-export { readCheckpoint, saveCheckpoint } from './checkpoints';
 export { appendEncoded, appendThroughFunction, type Queryable, type EncodedAppendRequest, type AppendOutcome } from './append';
 export { eventStoreMigration, EVENTS_CHANNEL } from './schema';

@@ -17,7 +17,7 @@ import { isBefore } from '../../../domain/time';
 import { commandMetadata } from '../../../src/command-metadata';
 import type { RouteMount } from '../../../src/gateway';
 import { START } from '../../../src/ports/event-store';
-import type { PersonalDataVault } from '../../postgres/personal-data-vault';
+import type { PersonalDataVault } from '../../../src/ports/personal-data-vault';
 import { authenticate, keyOf } from '../auth';
 import { ApiError, invalidRequest } from '../openai/errors';
 import { formatParam } from '../openai/requests';
@@ -300,8 +300,7 @@ export class AccountReader {
 
   /**
    * Decrypted from AccountOpened and any later PersonalDataCorrected; null once erased (the
-   * vault's key is gone). On PostgreSQL only those events are read, by SQL on the account's
-   * stream; elsewhere the stream is read whole (admin views only, so rarely).
+   * vault's key is gone). The account directory finds those events (see src/ports/account-directory.ts).
    */
   private async personalData(accountId: string, state: AccountState): Promise<{ display_name: string | null; email: string | null }> {
     if (state.personalDataErased) return { display_name: null, email: null };
@@ -312,46 +311,16 @@ export class AccountReader {
       displayName = fields.displayNameCiphertext ?? displayName;
       email = fields.emailCiphertext ?? email;
     };
-    const stream = accountStreamId(accountId);
-    if (!this.gateway.config.EVENTSTORE_URL) {
-      const { rows } = await this.gateway.database.pool.query<{ data: unknown }>(
-        `SELECT data FROM events WHERE stream_id = $1 AND type IN ('AccountOpened', 'PersonalDataCorrected') ORDER BY stream_revision`,
-        [stream],
-      );
-      rows.forEach((row) => apply(row.data));
-    } else {
-      const { events } = await this.gateway.store.readStream(stream);
-      for (const { event } of events) if (event.type === 'AccountOpened' || event.type === 'PersonalDataCorrected') apply(event.data);
-    }
+    (await this.gateway.accountDirectory.personalDataRecords(accountId)).forEach(apply);
     return {
       display_name: displayName === null ? null : await this.vault.decrypt(accountId, displayName),
       email: email === null ? null : await this.vault.decrypt(accountId, email),
     };
   }
 
-  /**
-   * Ids of every key ever issued to the account. There is no keys-per-account projection yet:
-   * on PostgreSQL the events table is asked directly (ApiKeyIssued rows for this account); on
-   * KurrentDB the global log is scanned, which is correct but grows with the log.
-   */
+  /** Ids of every key ever issued to the account (there is no keys-per-account projection yet). */
   async keyIdsOf(accountId: string): Promise<string[]> {
-    if (!this.gateway.config.EVENTSTORE_URL) {
-      const { rows } = await this.gateway.database.pool.query<{ key_id: string }>(
-        `SELECT data->>'keyId' AS key_id FROM events WHERE type = 'ApiKeyIssued' AND data->>'accountId' = $1 ORDER BY global_seq`,
-        [accountId],
-      );
-      return rows.map((r) => r.key_id);
-    }
-    const ids: string[] = [];
-    let from = START;
-    for (;;) {
-      const page = await this.gateway.store.readAll(from, { maxCount: 1_000 });
-      for (const recorded of page) {
-        if (recorded.event.type === 'ApiKeyIssued' && recorded.event.data.accountId === accountId) ids.push(recorded.event.data.keyId);
-      }
-      if (page.length < 1_000) return ids;
-      from = page[page.length - 1]!.position;
-    }
+    return await this.gateway.accountDirectory.keyIdsOf(accountId);
   }
 
   /**
@@ -388,22 +357,9 @@ export class AccountReader {
     return { accounts: found.slice(0, limit), hasMore: found.length > limit };
   }
 
-  /** Every opened account's id, newest first (on KurrentDB by scanning the global log). */
+  /** Every opened account's id, newest first. */
   private async accountIds(): Promise<string[]> {
-    if (!this.gateway.config.EVENTSTORE_URL) {
-      const { rows } = await this.gateway.database.pool.query<{ account_id: string }>(
-        `SELECT data->>'accountId' AS account_id FROM events WHERE type = 'AccountOpened' ORDER BY global_seq DESC`,
-      );
-      return rows.map((r) => r.account_id);
-    }
-    const ids: string[] = [];
-    let from = START;
-    for (;;) {
-      const page = await this.gateway.store.readAll(from, { maxCount: 1_000 });
-      for (const recorded of page) if (recorded.event.type === 'AccountOpened') ids.push(recorded.event.data.accountId);
-      if (page.length < 1_000) return ids.reverse();
-      from = page[page.length - 1]!.position;
-    }
+    return await this.gateway.accountDirectory.accountIdsNewestFirst();
   }
 
   async keysOf(accountId: string): Promise<KeyView[]> {

@@ -5,19 +5,12 @@ import { formatUsd, type MicroUsd } from '../../../domain/money';
 import { commandMetadata } from '../../../src/command-metadata';
 import type { RouteMount } from '../../../src/gateway';
 import { recentAutoTopUpAttempts } from '../../../src/process-managers/auto-top-up';
-import {
-  loadThresholds,
-  newSigningSecret,
-  recentNotices,
-  storeThresholds,
-  thresholdsBelow,
-  type AlertThreshold,
-} from '../../../src/process-managers/low-balance-alerts';
+import { newSigningSecret, recentNotices, type AlertThreshold } from '../../../src/process-managers/low-balance-alerts';
+import { alertSettingsOf, deleteAlertSettings, saveAlertSettings } from '../../../src/process-managers/low-balance-alert-settings';
 import { keyOf } from '../auth';
 import { ApiError } from '../openai/errors';
 import { requestIdOf } from '../observability/request-id';
 import { AccountReader, accountNotFound, authenticated, parseInput, positiveUsdSchema, refused } from './account';
-import { inTransaction } from '../../postgres/transaction';
 
 /**
  * The customer's billing automation: auto top-up (threshold and amount; the last attempts and
@@ -142,38 +135,21 @@ export const mountAutoTopUpRoutes: RouteMount = (router: Router, gateway) => {
     if (loaded.state.status === 'closed') throw refused({ error: 'account_closed' });
     const secret = newSigningSecret();
     const ciphertext = await reader.vault.encrypt(accountId, secret);
-    await inTransaction(pool, async (client) => {
-      await client.query(
-        `INSERT INTO low_balance_alert_settings (account_id, url, thresholds, secret_ciphertext) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (account_id) DO UPDATE SET url = excluded.url, thresholds = excluded.thresholds, secret_ciphertext = excluded.secret_ciphertext, updated_at = now()`,
-        [accountId, body.url, JSON.stringify(storeThresholds(body.thresholds)), ciphertext],
-      );
-      // Thresholds the balance is already below fire only after it has recovered above them.
-      const { rows } = await client.query<{ available: string; last_top_up: string | null }>(
-        'SELECT available::text, last_top_up::text FROM low_balance_alert_balances WHERE account_id = $1 FOR UPDATE',
-        [accountId],
-      );
-      if (rows[0]) {
-        const below = thresholdsBelow(body.thresholds, BigInt(rows[0].available), rows[0].last_top_up === null ? null : BigInt(rows[0].last_top_up));
-        await client.query('UPDATE low_balance_alert_balances SET below = $2 WHERE account_id = $1', [accountId, JSON.stringify(below)]);
-      }
-    });
+    await saveAlertSettings(pool, accountId, { url: body.url, thresholds: body.thresholds, secretCiphertext: ciphertext });
     // The only time the secret leaves the server.
     res.json({ object: 'low_balance_alerts', url: body.url, thresholds: body.thresholds.map(thresholdView), signing_secret: secret });
   });
 
   router.get('/v1/billing/alerts', read, async (_req, res) => {
     const { accountId } = keyOf(res);
-    const { rows } = await pool.query<{ url: string; thresholds: Parameters<typeof loadThresholds>[0] }>('SELECT url, thresholds FROM low_balance_alert_settings WHERE account_id = $1', [
-      accountId,
-    ]);
-    if (!rows[0]) throw new ApiError(404, 'invalid_request_error', 'alerts_not_configured', null, 'No low-balance alerts are configured.');
-    res.json({ object: 'low_balance_alerts', url: rows[0].url, thresholds: loadThresholds(rows[0].thresholds).map(thresholdView) });
+    const settings = await alertSettingsOf(pool, accountId);
+    if (!settings) throw new ApiError(404, 'invalid_request_error', 'alerts_not_configured', null, 'No low-balance alerts are configured.');
+    res.json({ object: 'low_balance_alerts', url: settings.url, thresholds: settings.thresholds.map(thresholdView) });
   });
 
   router.delete('/v1/billing/alerts', write, async (_req, res) => {
     const { accountId } = keyOf(res);
-    await pool.query('DELETE FROM low_balance_alert_settings WHERE account_id = $1', [accountId]);
+    await deleteAlertSettings(pool, accountId);
     res.json({ object: 'low_balance_alerts', deleted: true });
   });
 

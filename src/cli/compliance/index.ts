@@ -10,8 +10,8 @@ const load = {
   export: () => require('../../compliance/export') as typeof import('../../compliance/export'),
   personalData: () => require('../../compliance/personal-data') as typeof import('../../compliance/personal-data'),
   retention: () => require('../../compliance/retention') as typeof import('../../compliance/retention'),
-  auditProjection: () => (require('../../projections/audit') as typeof import('../../projections/audit')).auditProjection,
-  retentionProjection: () => (require('../../projections/retention') as typeof import('../../projections/retention')).retentionProjection,
+  auditProjection: () => (require('../../read-models/audit') as typeof import('../../read-models/audit')).auditProjection,
+  retentionProjection: () => (require('../../read-models/retention') as typeof import('../../read-models/retention')).retentionProjection,
   zod: () => require('zod') as typeof import('zod'),
 };
 

@@ -10,11 +10,11 @@ const load = {
   replay: () => require('../../finance/replay') as typeof import('../../finance/replay'),
   statements: () => require('../../finance/statements') as typeof import('../../finance/statements'),
   verify: () => require('../../finance/verify') as typeof import('../../finance/verify'),
-  registry: () => require('../../projections/registry') as typeof import('../../projections/registry'),
+  registry: () => require('../../read-models/registry') as typeof import('../../read-models/registry'),
 };
 
 /**
- * The names of the projections in src/projections/registry.ts, for `replay --projection`'s
+ * The names of the projections in src/read-models/registry.ts, for `replay --projection`'s
  * help; written out so that the help does not load the projections (a unit test keeps the two
  * lists equal).
  */

@@ -11,8 +11,8 @@ import { verifyAuditChain } from '../../../src/compliance/audit-log';
 import { catchUpProjection } from '../../../src/compliance/catch-up';
 import { runRetention } from '../../../src/compliance/retention';
 import { createLedger } from '../../../src/ledger';
-import { auditProjection } from '../../../src/projections/audit';
-import { retentionProjection } from '../../../src/projections/retention';
+import { auditProjection } from '../../../src/read-models/audit';
+import { retentionProjection } from '../../../src/read-models/retention';
 import { createTestDatabase } from '../../support/database';
 import { testVault } from '../../support/master-key';
 

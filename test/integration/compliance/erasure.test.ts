@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import type { PersonalDataVault } from '../../../adapters/postgres/personal-data-vault';
+import type { PersonalDataVault } from '../../../src/ports/personal-data-vault';
 import { accountStreamId, balanceOf } from '../../../domain/account';
 import { usd } from '../../../domain/money';
 import { addMs } from '../../../domain/time';

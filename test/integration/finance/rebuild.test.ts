@@ -9,11 +9,11 @@ import { registerFinanceCommands } from '../../../src/cli/finance';
 import { replayProjections } from '../../../src/finance/replay';
 import { verifyFinance } from '../../../src/finance/verify';
 import { createLedger } from '../../../src/ledger';
-import { balancesProjection } from '../../../src/projections/balances';
-import { expiriesProjection } from '../../../src/projections/expiries';
-import { journalProjection } from '../../../src/projections/journal';
-import { runProjection } from '../../../src/projections/runner';
-import { usageProjection } from '../../../src/projections/usage';
+import { balancesProjection } from '../../../src/read-models/balances';
+import { expiriesProjection } from '../../../src/read-models/expiries';
+import { journalProjection } from '../../../src/read-models/journal';
+import { runProjection } from '../../../src/read-models/runner';
+import { usageProjection } from '../../../src/read-models/usage';
 import { createTestDatabase } from '../../support/database';
 import { writeSampleHistories } from './history';
 

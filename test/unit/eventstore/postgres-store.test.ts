@@ -5,11 +5,10 @@ import { firstValueFrom, type Subscription } from 'rxjs';
 import {
   createPostgresEventStore,
   eventStoreMigration,
-  readCheckpoint,
-  saveCheckpoint,
   type PostgresEventStore,
 } from '../../../adapters/eventstore/postgres';
 import { migrate } from '../../../adapters/postgres/migrate';
+import { readCheckpoint, saveCheckpoint } from '../../../src/read-models/checkpoints';
 import { createPool } from '../../../adapters/postgres/pool';
 import { comparePositions, DuplicateEventIdError, START, VersionConflictError, type NewEvent, type StreamAnnouncement } from '../../../src/ports/event-store';
 import { testEventCodec, type TestEvent } from '../../contract/event-store.contract';

@@ -1,5 +1,8 @@
-import { START, type LogPosition } from '../../../src/ports/event-store';
-import type { Queryable } from './append';
+import { START, type LogPosition } from '../ports/event-store';
+import type { ClientBase } from 'pg';
+
+/** A client or pool: the checkpoint is written on whatever runs the subscriber's transaction. */
+type Queryable = Pick<ClientBase, 'query'>;
 
 /**
  * A subscriber's checkpoint, kept in the `checkpoints` table. Call both inside the transaction

@@ -1,8 +1,8 @@
 import type { Pool, PoolClient } from 'pg';
 import { bufferTime, filter, type Subscription } from 'rxjs';
-import { readCheckpoint, saveCheckpoints } from '../../adapters/eventstore/postgres/checkpoints';
+import { readCheckpoint, saveCheckpoints } from './checkpoints';
 import { comparePositions, START, type EventStore, type LogPosition, type RecordedEvent } from '../ports/event-store';
-import { inTransaction } from '../../adapters/postgres/transaction';
+import { inTransaction } from './transaction';
 
 /**
  * A read model kept in PostgreSQL. `apply` writes a batch's rows in the transaction the runner
