@@ -35,6 +35,13 @@ const POSTGRES_BY_DESIGN = [
  */
 const STRIPE_USE_CASES = ['^src/payments/', '^src/process-managers/auto-top-up\\.ts$'];
 
+/**
+ * Named debt, like STRIPE_USE_CASES: the inference use case (src/inference/serve-request.ts, moved
+ * out of the HTTP route) still takes the upstream adapter's types (outcome, sink, the adapter) and
+ * its prompt-token counter from adapters/inference/. An inference port in src/ports/ is the way out.
+ */
+const INFERENCE_USE_CASE = ['^src/inference/'];
+
 const POSTGRES_ADAPTERS = ['^adapters/postgres/', '^adapters/eventstore/postgres/'];
 const NPM = ['npm', 'npm-dev', 'npm-optional', 'npm-peer', 'npm-no-pkg', 'npm-unknown'];
 
@@ -90,8 +97,15 @@ module.exports = {
       name: 'src-imports-no-adapter-outside-composition-roots',
       comment: 'Dependencies point inwards: adapters/ import src/, not the other way; only the composition roots wire adapters in.',
       severity: 'error',
-      from: { path: '^src/', pathNot: [...COMPOSITION_ROOTS, ...STRIPE_USE_CASES] },
+      from: { path: '^src/', pathNot: [...COMPOSITION_ROOTS, ...STRIPE_USE_CASES, ...INFERENCE_USE_CASE] },
       to: { path: '^adapters/', pathNot: POSTGRES_ADAPTERS },
+    },
+    {
+      name: 'inference-use-case-imports-only-the-inference-adapter',
+      comment: 'The named debt (INFERENCE_USE_CASE) is adapters/inference/ only, never another adapter.',
+      severity: 'error',
+      from: { path: INFERENCE_USE_CASE },
+      to: { path: '^adapters/', pathNot: ['^adapters/inference/', ...POSTGRES_ADAPTERS] },
     },
     {
       name: 'stripe-use-cases-import-only-the-payments-adapter',

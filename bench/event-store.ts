@@ -253,10 +253,11 @@ async function main(): Promise<void> {
       await new Promise((resolve) => setTimeout(resolve, 300));
       const delays: number[] = [];
       const stream = `lat-${randomUUID()}`;
+      let expected: bigint | 'no_stream' = 'no_stream';
       for (let i = 0; i < samples; i++) {
         const event = newEvent();
         const sent = performance.now();
-        await target.appendToStream(stream, [event], { expectedVersion: 'any' });
+        expected = (await target.appendToStream(stream, [event], { expectedVersion: expected })).nextExpectedVersion;
         while (!arrivals.has(event.id)) await new Promise((resolve) => setTimeout(resolve, 0.2));
         delays.push(arrivals.get(event.id)! - sent);
         await new Promise((resolve) => setTimeout(resolve, Math.random() * 50));

@@ -47,6 +47,7 @@ import { ApiKeys } from '../src/api-keys';
 import { systemMetadata } from '../src/command-metadata';
 import { createLedger } from '../src/ledger';
 import { flag, freePort, printTable, startBenchPostgres, type BenchPostgres } from './support/embedded-postgres';
+import { stopChild } from '../adapters/stop-child';
 
 const SECONDS = flag('--seconds', 10);
 const WARMUP_SECONDS = flag('--warmup', 2);
@@ -269,18 +270,6 @@ function startChild(label: string, args: string[], env: NodeJS.ProcessEnv): { ch
 
 let stopping = false;
 
-function stopChild(child: ChildProcess, timeoutMs = 15_000): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((done) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      done();
-    });
-    child.kill('SIGTERM');
-  });
-}
-
 async function waitForHttp(url: string, child: ChildProcess, output: () => string, label: string, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
@@ -426,7 +415,7 @@ async function main(): Promise<number> {
   };
   const cleanup = async () => {
     stopping = true;
-    await Promise.all([tollgate && stopChild(tollgate), portkey && stopChild(portkey), bareProxy && stopChild(bareProxy), mock?.stop()]);
+    await Promise.all([tollgate && stopChild(tollgate, 15_000), portkey && stopChild(portkey, 15_000), bareProxy && stopChild(bareProxy, 15_000), mock?.stop()]);
     await pg?.stop().catch(() => {});
     rmSync(scratch, { recursive: true, force: true });
   };
@@ -588,7 +577,7 @@ async function main(): Promise<number> {
     const clientClosed = metricSum(metrics, 'tollgate_http_requests_total', { ...route, status: '499' });
     const otherStatuses = metricSum(metrics, 'tollgate_http_requests_total', route) - served2xx - clientClosed;
     stopping = true;
-    await stopChild(tollgate);
+    await stopChild(tollgate, 15_000);
     const ledger = await readLedger(pg.url);
     const ended = ledger.settled + ledger.released + ledger.expired;
     const completed = ledger.settledByOutcome['completed'] ?? 0;

@@ -2,6 +2,7 @@ import type { Pool } from 'pg';
 import { averageCost } from '../domain/estimate';
 import type { MicroUsd } from '../domain/money';
 import type { Operation } from '../domain/price-book';
+import { startPollLoop, type PollLoop } from './process-managers/poll-loop';
 
 /** Days of usage the average covers: recent enough to follow price changes. */
 export const HISTORY_WINDOW_DAYS = 30;
@@ -17,7 +18,7 @@ export const HISTORY_WINDOW_DAYS = 30;
  */
 export class HistoricalCosts {
   private averages = new Map<string, MicroUsd>();
-  private timer: NodeJS.Timeout | undefined;
+  private loop: PollLoop | undefined;
   private refreshing: Promise<void> | undefined;
 
   constructor(
@@ -28,13 +29,12 @@ export class HistoricalCosts {
   ) {}
 
   start(): void {
-    void this.refresh().catch(this.onError);
-    this.timer = setInterval(() => void this.refresh().catch(this.onError), this.refreshMs);
-    this.timer.unref();
+    this.loop = startPollLoop(() => this.refresh(), { intervalMs: this.refreshMs, onError: this.onError });
+    void this.loop.runNow();
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.timer);
+    await this.loop?.stop();
     await this.refreshing?.catch(() => {});
   }
 

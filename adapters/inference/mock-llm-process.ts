@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
+import { stopChild } from '../stop-child';
 
 /**
  * Runs the `@dwmkerr/mock-llm` package (an OpenAI-compatible mock server someone else wrote)
@@ -58,7 +59,7 @@ export async function launchMockLlm(config: object | string, port: number, timeo
   child.once('exit', () => running.delete(child));
   const origin = `http://127.0.0.1:${port}`;
   const stop = async () => {
-    await kill(child);
+    await stopChild(child, 3_000);
     rmSync(dir, { recursive: true, force: true });
   };
   if (!(await waitUntilReady(origin, child, timeoutMs))) {
@@ -81,18 +82,6 @@ async function waitUntilReady(origin: string, child: ChildProcess, timeoutMs: nu
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   return false;
-}
-
-function kill(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), 3_000);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    child.kill('SIGTERM');
-  });
 }
 
 /**

@@ -260,23 +260,37 @@ export function canonicalJson(value: unknown): string {
   return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
 }
 
+/**
+ * The fields an entry's hash covers, with the audit_log column and SQL type each is stored as:
+ * the one list the hash, the writer (src/projections/audit.ts) and the reader
+ * (src/compliance/audit-log.ts) share, so a field cannot be stored without being hashed, or
+ * hashed without being read back.
+ */
+export const AUDIT_ENTRY_FIELDS = [
+  { field: 'entryNo', column: 'entry_no', sqlType: 'bigint' },
+  { field: 'positionTx', column: 'position_tx', sqlType: 'numeric' },
+  { field: 'positionSeq', column: 'position_seq', sqlType: 'numeric' },
+  { field: 'eventId', column: 'event_id', sqlType: 'uuid' },
+  { field: 'occurredAt', column: 'occurred_at', sqlType: 'timestamptz' },
+  { field: 'actorKind', column: 'actor_kind', sqlType: 'text' },
+  { field: 'actorId', column: 'actor_id', sqlType: 'text' },
+  { field: 'action', column: 'action', sqlType: 'text' },
+  { field: 'targetKind', column: 'target_kind', sqlType: 'text' },
+  { field: 'targetId', column: 'target_id', sqlType: 'text' },
+  { field: 'reason', column: 'reason', sqlType: 'text' },
+  { field: 'correlationId', column: 'correlation_id', sqlType: 'text' },
+  { field: 'details', column: 'details', sqlType: 'jsonb' },
+] as const satisfies readonly { readonly field: keyof AuditEntry; readonly column: string; readonly sqlType: string }[];
+
+// Compile-time check: every field of AuditEntry is in the list above.
+const everyFieldListed: Exclude<keyof AuditEntry, (typeof AUDIT_ENTRY_FIELDS)[number]['field']> extends never ? true : never = true;
+void everyFieldListed;
+
 /** The fields an entry's hash covers, and nothing else (so extra properties on a row never count). */
-function hashedFields(entry: AuditEntry): AuditEntry {
-  return {
-    entryNo: entry.entryNo,
-    positionTx: entry.positionTx,
-    positionSeq: entry.positionSeq,
-    eventId: entry.eventId,
-    occurredAt: entry.occurredAt,
-    actorKind: entry.actorKind,
-    actorId: entry.actorId,
-    action: entry.action,
-    targetKind: entry.targetKind,
-    targetId: entry.targetId,
-    reason: entry.reason,
-    correlationId: entry.correlationId,
-    details: entry.details,
-  };
+function hashedFields(entry: AuditEntry): Record<string, unknown> {
+  const fields: Record<string, unknown> = {};
+  for (const { field } of AUDIT_ENTRY_FIELDS) fields[field] = entry[field];
+  return fields;
 }
 
 /** sha256(prev_hash || canonical JSON of the entry), hex. */

@@ -1,5 +1,5 @@
 import type { Pool, PoolClient } from 'pg';
-import { verifyStep, type BrokenLink, type ChainedAuditEntry, type ChainHead } from '../../projections/audit/audit';
+import { AUDIT_ENTRY_FIELDS, verifyStep, type BrokenLink, type ChainedAuditEntry, type ChainHead } from '../../projections/audit/audit';
 
 type Queryable = Pick<Pool | PoolClient, 'query'>;
 
@@ -16,45 +16,19 @@ export interface AuditFilter {
   readonly after?: bigint;
 }
 
-interface AuditRow {
-  entry_no: string;
-  position_tx: string;
-  position_seq: string;
-  event_id: string;
-  occurred_at: Date;
-  actor_kind: ChainedAuditEntry['actorKind'];
-  actor_id: string;
-  action: ChainedAuditEntry['action'];
-  target_kind: ChainedAuditEntry['targetKind'];
-  target_id: string;
-  reason: string | null;
-  correlation_id: string;
-  details: ChainedAuditEntry['details'];
-  prev_hash: string;
-  hash: string;
-}
+type AuditRow = Record<string, unknown> & { prev_hash: string; hash: string };
 
-const COLUMNS = `entry_no::text AS entry_no, position_tx::text AS position_tx, position_seq::text AS position_seq, event_id::text AS event_id,
-  occurred_at, actor_kind, actor_id, action, target_kind, target_id, reason, correlation_id, details, prev_hash, hash`;
+/** Numbers and ids come back as text, exactly as they were hashed. */
+const COLUMNS = [
+  ...AUDIT_ENTRY_FIELDS.map(({ column, sqlType }) => (sqlType === 'bigint' || sqlType === 'numeric' || sqlType === 'uuid' ? `${column}::text AS ${column}` : column)),
+  'prev_hash',
+  'hash',
+].join(', ');
 
 function entryOf(row: AuditRow): ChainedAuditEntry {
-  return {
-    entryNo: row.entry_no,
-    positionTx: row.position_tx,
-    positionSeq: row.position_seq,
-    eventId: row.event_id,
-    occurredAt: row.occurred_at.toISOString(),
-    actorKind: row.actor_kind,
-    actorId: row.actor_id,
-    action: row.action,
-    targetKind: row.target_kind,
-    targetId: row.target_id,
-    reason: row.reason,
-    correlationId: row.correlation_id,
-    details: row.details,
-    prevHash: row.prev_hash,
-    hash: row.hash,
-  };
+  const entry: Record<string, unknown> = { prevHash: row.prev_hash, hash: row.hash };
+  for (const { field, column, sqlType } of AUDIT_ENTRY_FIELDS) entry[field] = sqlType === 'timestamptz' ? (row[column] as Date).toISOString() : row[column];
+  return entry as unknown as ChainedAuditEntry;
 }
 
 /** Audit entries matching the filter, oldest first. */

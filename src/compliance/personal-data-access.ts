@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { personalDataAccessStreamId, type PersonalDataView } from '../../domain/personal-data-access';
 import { eventMetadataFrom, type CommandMetadata } from '../../domain/events/metadata';
 import type { DomainEvent } from '../../domain/events';
-import type { EventStore } from '../ports/event-store';
+import { VersionConflictError, type EventStore } from '../ports/event-store';
 
 /** Personal data about to be shown: whose, and which fields are not null. */
 export interface ShownPersonalData {
@@ -22,7 +22,7 @@ export async function recordPersonalDataViewed(
   shown: readonly ShownPersonalData[],
   access: { readonly what: PersonalDataView; readonly purpose?: string | null | undefined; readonly metadata: CommandMetadata },
 ): Promise<number> {
-  const requests = shown.flatMap(({ accountId, displayName, email }) => {
+  const entries = shown.flatMap(({ accountId, displayName, email }) => {
     const fields = [...(displayName !== null ? (['display_name'] as const) : []), ...(email !== null ? (['email'] as const) : [])];
     if (fields.length === 0) return [];
     const event: DomainEvent = {
@@ -30,11 +30,19 @@ export async function recordPersonalDataViewed(
       data: { accountId, what: access.what, fields, purpose: access.purpose ?? null },
       metadata: eventMetadataFrom(access.metadata),
     };
-    return [{ streamId: personalDataAccessStreamId(accountId), events: [{ id: randomUUID(), event }], expectedVersion: 'any' as const }];
+    return [{ streamId: personalDataAccessStreamId(accountId), events: [{ id: randomUUID(), event }] }];
   });
-  if (requests.length === 0) return 0;
-  const results = await store.appendToStreams(requests);
-  const failed = results.find((r) => r instanceof Error);
-  if (failed) throw failed;
-  return requests.length;
+  if (entries.length === 0) return 0;
+  // An access stream is a plain record (nothing is decided on it), but the store appends only at an
+  // exact revision: append at each stream's head, and for the streams where another view got there
+  // first, read the head again and append those alone.
+  let pending = entries;
+  for (let attempt = 1; pending.length > 0; attempt++) {
+    const heads = await Promise.all(pending.map((entry) => store.readStream(entry.streamId, { maxCount: 0 })));
+    const results = await store.appendToStreams(pending.map((entry, i) => ({ ...entry, expectedVersion: heads[i]!.revision ?? ('no_stream' as const) })));
+    const conflicted = pending.filter((_, i) => results[i] instanceof VersionConflictError);
+    if (conflicted.length > 0 && attempt >= 10) throw results.find((r) => r instanceof VersionConflictError);
+    pending = conflicted;
+  }
+  return entries.length;
 }

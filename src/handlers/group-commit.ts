@@ -84,6 +84,20 @@ export function createGroupCommitHandler<Command, State, Event extends Stored, S
   const newEventId = options.newEventId ?? randomUUID;
 
   type P = Pending<Command, State, Event, Err>;
+  type Accepted = { p: P; events: NewEvent<Event>[]; state: State };
+  type Refused = { p: P; error: Err };
+  /** What a batch decided for one stream. */
+  type Plan = {
+    streamId: string;
+    /** the state the decisions started from */
+    cached: Cached<State>;
+    finalState: State;
+    /** every accepted command's events, in order: what is appended */
+    events: NewEvent<Event>[];
+    accepted: Accepted[];
+    refused: Refused[];
+  };
+  type AppendResults = Awaited<ReturnType<EventStore<Stored>['appendToStreams']>>;
   const cache = new Map<string, Cached<State>>();
   // Cached streams another writer may have moved. Their state is still a true prefix of the
   // stream (streams are append-only), so load() reads only the events after it: a hot stream
@@ -142,110 +156,145 @@ export function createGroupCommitHandler<Command, State, Event extends Stored, S
     }
   }
 
-  /** Returns whether another writer moved a stream under this batch (its commands are retried). */
+  /**
+   * One batch: group its commands by stream, load each stream, decide, confirm refusals that
+   * wrote nothing, append everything in one transaction, then route each stream's result.
+   * Returns whether another writer moved a stream under this batch (its commands are retried).
+   */
   async function flush(batch: P[]): Promise<boolean> {
+    const byStream = groupByStream(batch);
+    await loadStreams(byStream);
+    const retry: P[] = [];
+    const plans: Plan[] = [];
+    for (const [streamId, commands] of byStream) {
+      const plan = decideStream(streamId, commands);
+      if (plan.events.length === 0) confirmWithoutWriting(plan, retry);
+      else plans.push(plan);
+    }
     let conflicted = false;
+    if (plans.length > 0) {
+      const results = await appendPlans(plans);
+      if (results === undefined) {
+        pending = [...retry, ...pending];
+        return false;
+      }
+      conflicted = routeResults(plans, results, retry);
+    }
+    // Retried commands go first, so a stream's commands keep their arrival order.
+    pending = [...retry.sort((a, b) => batch.indexOf(a) - batch.indexOf(b)), ...pending];
+    return conflicted;
+  }
+
+  /** The batch's commands per stream, each stream's in arrival order. */
+  function groupByStream(batch: readonly P[]): Map<string, P[]> {
     const byStream = new Map<string, P[]>();
     for (const p of batch) {
       const list = byStream.get(p.streamId);
       if (list) list.push(p);
       else byStream.set(p.streamId, [p]);
     }
+    return byStream;
+  }
 
-    const loaded = await Promise.allSettled([...byStream.keys()].map((id) => load(id)));
+  /** Loads (or finds cached) every stream; a stream that cannot be read fails its commands and leaves the batch. */
+  async function loadStreams(byStream: Map<string, P[]>): Promise<void> {
     const streamIds = [...byStream.keys()];
+    const loaded = await Promise.allSettled(streamIds.map((id) => load(id)));
     loaded.forEach((result, i) => {
       if (result.status === 'rejected') {
         for (const p of byStream.get(streamIds[i]!)!) p.reject(result.reason);
         byStream.delete(streamIds[i]!);
       }
     });
+  }
 
-    const requests: AppendRequest<Stored>[] = [];
-    const plans: {
-      streamId: string;
-      finalState: State;
-      accepted: { p: P; events: NewEvent<Event>[]; state: State }[];
-      refused: { p: P; error: Err }[];
-    }[] = [];
-    const retry: P[] = [];
-
-    for (const [streamId, commands] of byStream) {
-      const cached = cache.get(streamId)!;
-      let state = cached.state;
-      const all: NewEvent<Event>[] = [];
-      const accepted: { p: P; events: NewEvent<Event>[]; state: State }[] = [];
-      const refused: { p: P; error: Err }[] = [];
-      for (const p of commands) {
-        let decision;
-        try {
-          decision = decider.decide(p.command, state);
-        } catch (error) {
-          p.reject(error);
-          continue;
-        }
-        if (!decision.ok) {
-          refused.push({ p, error: decision.error });
-          continue;
-        }
-        const events = decision.events.map((event) => ({ id: newEventId(), event }));
-        for (const e of decision.events) state = decider.evolve(state, e);
-        all.push(...events);
-        accepted.push({ p, events, state });
-      }
-      if (all.length === 0) {
-        // Nothing to write, so nothing proved the cached state current: confirm refusals
-        // once on a fresh read, since another process may have credited this account.
-        for (const { p } of accepted) p.resolve({ ok: true, events: [], state: cached.state, position: null });
-        const unconfirmed = refused.filter(({ p }) => !p.refusalConfirmed);
-        for (const { p, error } of refused) if (p.refusalConfirmed) p.resolve({ ok: false, error });
-        if (unconfirmed.length > 0) {
-          markBehind(streamId);
-          for (const { p } of unconfirmed) {
-            p.refusalConfirmed = true;
-            retry.push(p);
-          }
-        }
+  /** Decides a stream's commands in order against its evolving state (a decider that throws fails only its command). */
+  function decideStream(streamId: string, commands: readonly P[]): Plan {
+    const cached = cache.get(streamId)!;
+    let state = cached.state;
+    const events: NewEvent<Event>[] = [];
+    const accepted: Accepted[] = [];
+    const refused: Refused[] = [];
+    for (const p of commands) {
+      let decision;
+      try {
+        decision = decider.decide(p.command, state);
+      } catch (error) {
+        p.reject(error);
         continue;
       }
-      requests.push({ streamId, events: all, expectedVersion: cached.revision ?? 'no_stream' });
-      plans.push({ streamId, finalState: state, accepted, refused });
-    }
-
-    if (requests.length > 0) {
-      let results: Awaited<ReturnType<EventStore<Stored>['appendToStreams']>>;
-      try {
-        results = await store.appendToStreams(requests);
-      } catch (error) {
-        // The transaction did not commit (or we cannot know): forget the optimistic states.
-        for (const plan of plans) {
-          markBehind(plan.streamId);
-          for (const { p } of plan.accepted) p.reject(error);
-          for (const { p } of plan.refused) p.reject(error);
-        }
-        pending = [...retry, ...pending];
-        return false;
+      if (!decision.ok) {
+        refused.push({ p, error: decision.error });
+        continue;
       }
-      results.forEach((result, i) => {
-        const plan = plans[i]!;
-        if (result instanceof VersionConflictError) {
-          conflicted = true;
-          markBehind(plan.streamId);
-          for (const { p } of [...plan.accepted, ...plan.refused]) {
-            if (++p.conflicts > maxConflictRetries) p.reject(result);
-            else retry.push(p);
-          }
-          return;
-        }
-        // The append succeeded at the expected version, so every decision in this plan,
-        // refusals included, was made on the stream's current state.
-        remember(plan.streamId, { state: plan.finalState, revision: result.nextExpectedVersion });
-        for (const { p, events, state } of plan.accepted) p.resolve({ ok: true, events, state, position: result.lastPosition });
-        for (const { p, error } of plan.refused) p.resolve({ ok: false, error });
-      });
+      const decided = decision.events.map((event) => ({ id: newEventId(), event }));
+      for (const e of decision.events) state = decider.evolve(state, e);
+      events.push(...decided);
+      accepted.push({ p, events: decided, state });
     }
-    // Retried commands go first, so a stream's commands keep their arrival order.
-    pending = [...retry.sort((a, b) => batch.indexOf(a) - batch.indexOf(b)), ...pending];
+    return { streamId, cached, finalState: state, events, accepted, refused };
+  }
+
+  /**
+   * A stream with nothing to write: nothing proved the cached state current, so refusals are
+   * confirmed once on a fresh read, since another process may have credited this account.
+   */
+  function confirmWithoutWriting(plan: Plan, retry: P[]): void {
+    for (const { p } of plan.accepted) p.resolve({ ok: true, events: [], state: plan.cached.state, position: null });
+    const unconfirmed = plan.refused.filter(({ p }) => !p.refusalConfirmed);
+    for (const { p, error } of plan.refused) if (p.refusalConfirmed) p.resolve({ ok: false, error });
+    if (unconfirmed.length > 0) {
+      markBehind(plan.streamId);
+      for (const { p } of unconfirmed) {
+        p.refusalConfirmed = true;
+        retry.push(p);
+      }
+    }
+  }
+
+  /**
+   * Appends every plan's events in one transaction, each at its expected version. Undefined when
+   * the transaction did not commit (or we cannot know): the optimistic states are forgotten and
+   * the plans' commands fail.
+   */
+  async function appendPlans(plans: readonly Plan[]): Promise<AppendResults | undefined> {
+    const requests: AppendRequest<Stored>[] = plans.map((plan) => ({
+      streamId: plan.streamId,
+      events: plan.events,
+      expectedVersion: plan.cached.revision ?? 'no_stream',
+    }));
+    try {
+      return await store.appendToStreams(requests);
+    } catch (error) {
+      for (const plan of plans) {
+        markBehind(plan.streamId);
+        for (const { p } of plan.accepted) p.reject(error);
+        for (const { p } of plan.refused) p.reject(error);
+      }
+      return undefined;
+    }
+  }
+
+  /** Answers each stream's commands, or sends them round again when another writer moved it. Returns whether one did. */
+  function routeResults(plans: readonly Plan[], results: AppendResults, retry: P[]): boolean {
+    let conflicted = false;
+    results.forEach((result, i) => {
+      const plan = plans[i]!;
+      if (result instanceof VersionConflictError) {
+        conflicted = true;
+        markBehind(plan.streamId);
+        for (const { p } of [...plan.accepted, ...plan.refused]) {
+          if (++p.conflicts > maxConflictRetries) p.reject(result);
+          else retry.push(p);
+        }
+        return;
+      }
+      // The append succeeded at the expected version, so every decision in this plan,
+      // refusals included, was made on the stream's current state.
+      remember(plan.streamId, { state: plan.finalState, revision: result.nextExpectedVersion });
+      for (const { p, events, state } of plan.accepted) p.resolve({ ok: true, events, state, position: result.lastPosition });
+      for (const { p, error } of plan.refused) p.resolve({ ok: false, error });
+    });
     return conflicted;
   }
 

@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import type { Pool } from 'pg';
 import type { Logger } from 'pino';
 import type { Migration } from '../ports/migration';
+import { startPollLoop, type PollLoop } from '../process-managers/poll-loop';
 
 /**
  * Gateway instances and the one that runs the background workers.
@@ -67,8 +68,7 @@ export interface InstanceLeaseOptions {
 export class InstanceLease {
   /** Unique per process start: a restarted gateway is a new instance (the old one's holds return). */
   readonly id = `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;
-  private timer: NodeJS.Timeout | undefined;
-  private ticking: Promise<void> = Promise.resolve();
+  private loop: PollLoop | undefined;
   private workers: readonly Worker[] | null = null;
   /** performance.now() when the last successful renewal was sent: the lease holds until then + leaseMs */
   private confirmedAt = Number.NEGATIVE_INFINITY;
@@ -89,14 +89,11 @@ export class InstanceLease {
   async start(): Promise<void> {
     await this.renew();
     await this.tick();
-    let busy = false;
-    this.timer = setInterval(() => {
-      // A renewal stuck on an unreachable database is not queued behind by more of them.
-      if (busy) return;
-      busy = true;
-      this.ticking = this.tick().finally(() => (busy = false));
-    }, this.options.heartbeatMs ?? Math.max(200, Math.floor(this.options.leaseMs / 3)));
-    this.timer.unref();
+    // A renewal stuck on an unreachable database is not queued behind by more of them.
+    this.loop = startPollLoop(() => this.tick(), {
+      intervalMs: this.options.heartbeatMs ?? Math.max(200, Math.floor(this.options.leaseMs / 3)),
+      onError: (error) => this.log.warn({ err: { name: (error as Error).name, message: (error as Error).message } }, 'instance lease heartbeat failed'),
+    });
   }
 
   /**
@@ -106,8 +103,7 @@ export class InstanceLease {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    clearInterval(this.timer);
-    await this.ticking;
+    await this.loop?.stop();
     await this.stopWorkers();
     try {
       await this.pool.query('DELETE FROM instance_roles WHERE role = $1 AND instance_id = $2', [WORKERS_ROLE, this.id]);
@@ -152,7 +148,7 @@ export class InstanceLease {
     );
     if (rows[0]?.was_lapsed) {
       // Another instance may have expired some of this one's reservations meanwhile; their
-      // settlements are refused (reservation_not_found) and logged by the inference route.
+      // settlements are refused (reservation_not_found) and logged by the inference use case.
       this.log.warn({ instanceId: this.id }, 'this instance lease had lapsed before it was renewed (stalled process or database outage)');
     }
     this.confirmedAt = sentAt;

@@ -15,11 +15,7 @@ export type StreamRevision = bigint;
 export type ExpectedVersion =
   | StreamRevision
   /** the stream must not exist yet */
-  | 'no_stream'
-  /** the stream must already exist, at any revision */
-  | 'stream_exists'
-  /** no concurrency check */
-  | 'any';
+  | 'no_stream';
 
 /**
  * A position in the global log. Two numbers because both stores need two:

@@ -12,6 +12,7 @@ import type { Ledger } from '../ledger';
 import type { EventStore, RecordedEvent } from '../ports/event-store';
 import { runProjection, type RunningProjection, type SqlProjection } from '../read-models/runner';
 import { centsRoundedUp } from '../payments/amounts';
+import { startPollLoop, type PollLoop } from './poll-loop';
 
 /**
  * Auto top-up: a process manager that follows the ledger and charges the account's saved card
@@ -235,8 +236,7 @@ export interface AutoTopUpOptions {
 /** The subscriber plus the worker that records triggers and charges cards. Stoppable. */
 export class AutoTopUpProcess {
   private subscriber: RunningProjection | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> = Promise.resolve();
+  private loop: PollLoop | undefined;
   private stopping: Promise<void> | undefined;
   private stopped = false;
 
@@ -253,13 +253,10 @@ export class AutoTopUpProcess {
     this.subscriber = runProjection(this.pool, this.store, autoTopUpSubscriber, {
       onError: (error) => this.log.error({ err: { name: (error as Error).name, message: (error as Error).message } }, 'auto top-up subscriber failed; retrying'),
     });
-    this.timer = setInterval(() => {
-      this.running = this.running
-        .then(() => this.runOnce())
-        .then(() => undefined)
-        .catch((error: Error) => this.log.error({ err: { name: error.name } }, 'auto top-up run failed'));
-    }, this.options.pollIntervalMs ?? 1_000);
-    this.timer.unref();
+    this.loop = startPollLoop(() => this.runOnce(), {
+      intervalMs: this.options.pollIntervalMs ?? 1_000,
+      onError: (error) => this.log.error({ err: { name: (error as Error).name } }, 'auto top-up run failed'),
+    });
   }
 
   /** Resolves once the subscriber has seen the log up to `position`. */
@@ -272,8 +269,7 @@ export class AutoTopUpProcess {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.stopped = true;
-      clearInterval(this.timer);
-      await this.running;
+      await this.loop?.stop();
       await this.subscriber?.stop();
     })();
     return this.stopping;

@@ -2,6 +2,7 @@ import type { Pool } from 'pg';
 import type { Logger } from 'pino';
 import { systemMetadata } from '../command-metadata';
 import type { Ledger } from '../ledger';
+import { startPollLoop, type PollLoop } from './poll-loop';
 
 /**
  * Ends what is due: a reservation whose gateway instance is gone (its lease lapsed: SIGKILL,
@@ -13,8 +14,7 @@ import type { Ledger } from '../ledger';
  * the second attempt is refused by name and ignored.
  */
 export class ExpiryProcess {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> = Promise.resolve();
+  private loop: PollLoop | undefined;
 
   constructor(
     private readonly pool: Pool,
@@ -30,17 +30,16 @@ export class ExpiryProcess {
   ) {}
 
   start(): void {
-    clearInterval(this.timer);
-    this.timer = setInterval(() => {
-      this.running = this.running.then(async () => void (await this.runOnce())).catch((error: Error) => this.log.error({ err: { name: error.name } }, 'expiry run failed'));
-    }, this.intervalMs);
-    this.timer.unref();
+    void this.loop?.stop();
+    this.loop = startPollLoop(() => this.runOnce(), {
+      intervalMs: this.intervalMs,
+      onError: (error) => this.log.error({ err: { name: (error as Error).name } }, 'expiry run failed'),
+    });
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.timer);
-    this.timer = undefined;
-    await this.running;
+    await this.loop?.stop();
+    this.loop = undefined;
   }
 
   /** One pass over everything due now; returns how many items it ended. */

@@ -9,6 +9,7 @@ import type { PersonalDataVault } from '../ports/personal-data-vault';
 import type { EventStore, RecordedEvent } from '../ports/event-store';
 import { runProjection, type RunningProjection, type SqlProjection } from '../read-models/runner';
 import { inTransaction } from '../read-models/transaction';
+import { startPollLoop, type PollLoop } from './poll-loop';
 
 /**
  * Low-balance alerts: when an account's available balance crosses one of its thresholds
@@ -207,8 +208,7 @@ export function noticeBody(notice: { noticeId: string; accountId: string; thresh
 export class LowBalanceAlertProcess {
   private subscriber: RunningProjection | undefined;
   private ownsSubscriber = false;
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> = Promise.resolve();
+  private loop: PollLoop | undefined;
   private stopping: Promise<void> | undefined;
   constructor(
     private readonly pool: Pool,
@@ -230,13 +230,10 @@ export class LowBalanceAlertProcess {
       runProjection(this.pool, this.store, lowBalanceAlertSubscriber, {
         onError: (error) => this.log.error({ err: { name: (error as Error).name, message: (error as Error).message } }, 'low-balance alert subscriber failed; retrying'),
       });
-    this.timer = setInterval(() => {
-      this.running = this.running
-        .then(() => this.deliverDue())
-        .then(() => undefined)
-        .catch((error: Error) => this.log.error({ err: { name: error.name } }, 'low-balance alert delivery run failed'));
-    }, this.options.pollIntervalMs ?? 1_000);
-    this.timer.unref();
+    this.loop = startPollLoop(() => this.deliverDue(), {
+      intervalMs: this.options.pollIntervalMs ?? 1_000,
+      onError: (error) => this.log.error({ err: { name: (error as Error).name } }, 'low-balance alert delivery run failed'),
+    });
   }
 
   reached(...args: Parameters<RunningProjection['reached']>): Promise<void> {
@@ -247,8 +244,7 @@ export class LowBalanceAlertProcess {
   /** Idempotent: the work in hand finishes, then the subscriber lets go of its lock. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
-      clearInterval(this.timer);
-      await this.running;
+      await this.loop?.stop();
       if (this.ownsSubscriber) await this.subscriber?.stop();
     })();
     return this.stopping;

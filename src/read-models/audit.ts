@@ -1,6 +1,6 @@
 import type { PoolClient } from 'pg';
 import type { DomainEvent } from '../../domain/events';
-import { chainBatch, GENESIS_HASH, type ChainedAuditEntry, type ChainHead } from '../../projections/audit/audit';
+import { AUDIT_ENTRY_FIELDS, chainBatch, GENESIS_HASH, type ChainedAuditEntry, type ChainHead } from '../../projections/audit/audit';
 import type { RecordedEvent } from '../ports/event-store';
 import type { SqlProjection } from './runner';
 
@@ -39,29 +39,15 @@ export const auditProjection: SqlProjection<DomainEvent> = {
 
 async function insertEntries(db: PoolClient, entries: readonly ChainedAuditEntry[], head: ChainHead): Promise<void> {
   if (entries.length === 0) return;
-  const column = <K extends keyof (typeof entries)[number]>(key: K) => entries.map((e) => e[key]);
+  const stored = [
+    ...AUDIT_ENTRY_FIELDS,
+    { field: 'prevHash', column: 'prev_hash', sqlType: 'text' },
+    { field: 'hash', column: 'hash', sqlType: 'text' },
+  ] as const;
   await db.query(
-    `INSERT INTO audit_log (entry_no, position_tx, position_seq, event_id, occurred_at, actor_kind, actor_id, action,
-                            target_kind, target_id, reason, correlation_id, details, prev_hash, hash)
-     SELECT * FROM unnest($1::bigint[], $2::numeric[], $3::numeric[], $4::uuid[], $5::timestamptz[], $6::text[], $7::text[], $8::text[],
-                          $9::text[], $10::text[], $11::text[], $12::text[], $13::jsonb[], $14::text[], $15::text[])`,
-    [
-      column('entryNo'),
-      column('positionTx'),
-      column('positionSeq'),
-      column('eventId'),
-      column('occurredAt'),
-      column('actorKind'),
-      column('actorId'),
-      column('action'),
-      column('targetKind'),
-      column('targetId'),
-      column('reason'),
-      column('correlationId'),
-      entries.map((e) => JSON.stringify(e.details)),
-      column('prevHash'),
-      column('hash'),
-    ],
+    `INSERT INTO audit_log (${stored.map((f) => f.column).join(', ')})
+     SELECT * FROM unnest(${stored.map((f, i) => `$${i + 1}::${f.sqlType}[]`).join(', ')})`,
+    stored.map(({ field, sqlType }) => entries.map((e) => (sqlType === 'jsonb' ? JSON.stringify(e[field]) : e[field]))),
   );
   await db.query('UPDATE audit_chain SET head_entry_no = $1, head_hash = $2', [head.entryNo.toString(), head.hash]);
 }

@@ -16,13 +16,13 @@ describeEventStoreContract('PostgreSQL', {
       async writeUndecodable(streamId) {
         // Schema drift: a Deposited whose amount is no longer a decimal string.
         const encoded = { type: 'Deposited', data: { amount: 'twelve', note: 'drifted' }, metadata: {} };
-        await appendThroughFunction(pool, [{ streamId, expectedVersion: 'any', events: [{ id: randomUUID(), encoded }] }], { notify: true });
+        await appendThroughFunction(pool, [{ streamId, expectedVersion: 'no_stream', events: [{ id: randomUUID(), encoded }] }], { notify: true });
       },
       async beginSlowAppend(streamId, events) {
         const client = await pool.connect();
         await client.query('BEGIN');
         // The insert takes the transaction id now, so this writer holds the lower position.
-        await appendThroughFunction(client, [{ streamId, expectedVersion: 'any', events: events.map((e) => ({ id: e.id, encoded: codec.encode(e.event) })) }], { notify: true });
+        await appendThroughFunction(client, [{ streamId, expectedVersion: 'no_stream', events: events.map((e) => ({ id: e.id, encoded: codec.encode(e.event) })) }], { notify: true });
         return {
           async commit() {
             try {

@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import type { ModelSpec } from '../../adapters/inference';
 import { freePort } from './mock-llm';
 import { TEST_ADMIN_KEY } from './gateway';
+import { stopChild } from '../../adapters/stop-child';
 
 const repoRoot = resolve(__dirname, '../..');
 
@@ -55,7 +56,7 @@ export async function startGatewayProcess(options: {
   child.stdout!.on('data', (chunk: Buffer) => (output = (output + chunk.toString()).slice(-8_000)));
   child.stderr!.on('data', (chunk: Buffer) => (output = (output + chunk.toString()).slice(-8_000)));
   const url = `http://127.0.0.1:${port}`;
-  const stop = () => stopChild(child);
+  const stop = () => stopChild(child, 5_000);
   // A safety net for a process that never gets ready, generous for a loaded machine.
   const deadline = Date.now() + (options.readyTimeoutMs ?? 60_000);
   for (;;) {
@@ -73,18 +74,6 @@ export async function startGatewayProcess(options: {
     await new Promise((r) => setTimeout(r, 50));
   }
   return { url, pid: child.pid!, output: () => output, stop };
-}
-
-function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((done) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      done();
-    });
-    child.kill('SIGTERM');
-  });
 }
 
 /** Resident memory of a process (a gateway child), in bytes: /proc on Linux, else ps. */
@@ -146,11 +135,7 @@ export async function readyOrExit(gateway: EmbeddedGatewayProcess, timeoutMs = 6
 
 /** SIGTERM, SIGKILL after `killAfterMs`; resolves with how it ended. */
 export async function stopEmbeddedGateway(gateway: EmbeddedGatewayProcess, killAfterMs = 60_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-  if (gateway.child.exitCode === null && gateway.child.signalCode === null) {
-    const timer = setTimeout(() => gateway.child.kill('SIGKILL'), killAfterMs);
-    void gateway.exited.then(() => clearTimeout(timer));
-    gateway.child.kill('SIGTERM');
-  }
+  await stopChild(gateway.child, killAfterMs);
   return gateway.exited;
 }
 

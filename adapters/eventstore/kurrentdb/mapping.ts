@@ -4,10 +4,8 @@
  * sequences calls around them.
  */
 import {
-  ANY,
   NO_STREAM,
   START as CLIENT_START,
-  STREAM_EXISTS,
   type AppendExpectedRevision,
   type CurrentRevision,
   type JSONEventData,
@@ -33,10 +31,6 @@ export function toClientExpectedRevision(expected: ExpectedVersion): AppendExpec
   switch (expected) {
     case 'no_stream':
       return NO_STREAM;
-    case 'stream_exists':
-      return STREAM_EXISTS;
-    case 'any':
-      return ANY;
     default:
       if (expected < 0n) throw new RangeError(`expected version must be a revision >= 0, got ${expected}`);
       return expected;
@@ -83,14 +77,12 @@ export function appendWasWritten(headBefore: StreamRevision | null, nextExpected
 }
 
 /**
- * Where to look for an append's ids after a version conflict. At an exact revision (or no_stream)
- * the server compares the slots the events would fill; with any/stream_exists it looks ids up
- * anywhere in the stream, so the whole stream is searched.
+ * Where to look for an append's ids after a version conflict: at an exact revision (or no_stream)
+ * the server compares the slots the events would fill.
  */
-export function retrySlots(expected: ExpectedVersion, eventCount: number): { fromRevision: StreamRevision; maxCount?: number } {
+export function retrySlots(expected: ExpectedVersion, eventCount: number): { fromRevision: StreamRevision; maxCount: number } {
   if (expected === 'no_stream') return { fromRevision: 0n, maxCount: eventCount };
-  if (typeof expected === 'bigint') return { fromRevision: expected + 1n, maxCount: eventCount };
-  return { fromRevision: 0n };
+  return { fromRevision: expected + 1n, maxCount: eventCount };
 }
 
 /**

@@ -7,9 +7,7 @@
  *   an identical append racing in between those two calls is reported as written by both callers.
  *   An append is three calls: read the head, append, read back the last event's position.
  * - A partly-stored retry is refused by the server as a version conflict; the adapter then reads
- *   where the ids would be and raises DuplicateEventIdError. With 'any' the server finds stored ids
- *   only in its cache of recent ids, and only when the batch starts with one: an old or reordered
- *   partial retry is written again rather than refused.
+ *   where the ids would be and raises DuplicateEventIdError.
  * - No multi-stream transactions: appendToStreams appends each request on its own, in order.
  * - $all positions are (commit, prepare) = LogPosition (tx, seq); KurrentDB reads them inclusively,
  *   the port exclusively, so the event at exactly `from` is skipped.

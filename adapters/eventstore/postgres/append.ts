@@ -31,6 +31,8 @@ interface AppendRow {
   o_seq: string | null;
 }
 
+// append_to_streams (migration 0001) also understands 'stream_exists' and 'any'; the port no longer
+// offers them, and a shipped migration is never edited, so that SQL stays, unused.
 function expectedVersionParam(expected: ExpectedVersion): string {
   if (typeof expected === 'bigint') {
     if (expected < 0n) throw new RangeError(`expected revision must be 0 or more, got ${expected}`);
@@ -106,51 +108,9 @@ export async function appendThroughFunction(
   });
 }
 
-// The common case as one plain statement: each stream row is claimed by the statement that
-// checks its expected version (UPDATE ... WHERE revision = expected, or INSERT ... ON CONFLICT),
-// which waits for a concurrent writer and re-checks against what it committed.
-const FAST_APPEND_SQL = `
-WITH req AS (
-  SELECT * FROM unnest($1::text[], $2::text[], $3::int[]) WITH ORDINALITY AS r(stream_id, expected, n, idx)
-),
-created AS (
-  INSERT INTO streams (stream_id, revision)
-  SELECT stream_id, n - 1 FROM req WHERE expected = 'no_stream' ORDER BY stream_id
-  ON CONFLICT DO NOTHING
-  RETURNING stream_id, revision
-),
-unchecked AS (
-  INSERT INTO streams AS s (stream_id, revision)
-  SELECT stream_id, n - 1 FROM req WHERE expected = 'any' ORDER BY stream_id
-  ON CONFLICT (stream_id) DO UPDATE SET revision = s.revision + excluded.revision + 1
-  RETURNING stream_id, revision
-),
-checked AS (
-  UPDATE streams s SET revision = s.revision + c.n
-  FROM unnest($10::text[], $11::bigint[], $12::int[]) AS c(stream_id, expected, n)
-  -- expected -1: 'stream_exists', any revision will do
-  WHERE s.stream_id = c.stream_id AND (c.expected < 0 OR s.revision = c.expected)
-  RETURNING s.stream_id, s.revision
-),
-advanced AS (
-  SELECT * FROM created UNION ALL SELECT * FROM unchecked UNION ALL SELECT * FROM checked
-),
-inserted AS (
-  INSERT INTO events (event_id, stream_id, stream_revision, type, data, metadata)
-  SELECT e.id, a.stream_id, a.revision - r.n + 1 + e.ofs, e.type, e.data, e.metadata
-  FROM unnest($4::int[], $5::int[], $6::uuid[], $7::text[], $8::jsonb[], $9::jsonb[]) WITH ORDINALITY AS e(req, ofs, id, type, data, metadata, ord)
-  JOIN req r ON r.idx = e.req
-  JOIN advanced a ON a.stream_id = r.stream_id
-  ORDER BY e.ord
-  RETURNING events.stream_id, events.stream_revision, events.transaction_id, events.global_seq
-)
-SELECT r.idx::int AS request, a.revision::text AS revision, i.transaction_id::text AS tx, i.global_seq::text AS seq
-FROM req r
-JOIN advanced a ON a.stream_id = r.stream_id
-JOIN inserted i ON i.stream_id = r.stream_id AND i.stream_revision = a.revision`;
-
-// The ledger's shape, leaner still: when every request names an exact revision or 'no_stream',
-// the client knows each event's revision, so the statement only claims streams and inserts.
+// Every request names an exact revision or 'no_stream', so the client knows each event's
+// revision: the statement only claims streams (UPDATE ... WHERE revision = expected, or INSERT ...
+// ON CONFLICT, each waiting for a concurrent writer and re-checking what it committed) and inserts.
 const KNOWN_REVISIONS_SQL = `
 WITH created AS (
   INSERT INTO streams (stream_id, revision)
@@ -281,13 +241,6 @@ async function appendKnownRevisions(
   return requests.map((request) => written.get(request.streamId));
 }
 
-interface FastRow {
-  request: number;
-  revision: string;
-  tx: string;
-  seq: string;
-}
-
 const UNIQUE_VIOLATION = '23505';
 const DEADLOCK_DETECTED = '40P01';
 
@@ -302,9 +255,8 @@ function fastPathApplies(requests: readonly EncodedAppendRequest[]): boolean {
 
 /**
  * Appends already-encoded events; outcomes come back in request order. A batch runs as one plain
- * statement (one round trip, one transaction): scalars for one event at a known revision, arrays
- * for a batch at known revisions (exact or 'no_stream': the ledger's shape), a general one for
- * 'any' and 'stream_exists'. Requests that fail the version check there, and batches a single
+ * statement (one round trip, one transaction): scalars for one event, arrays for a batch (every
+ * revision is known: exact or 'no_stream'). Requests that fail the version check there, and batches a single
  * statement cannot decide (stored event ids, a deadlock between batches, one stream twice, empty
  * appends), go through append_to_streams, which tells a conflict from an exact retry from a
  * partial duplicate; such a request that turns out writable is written in that second transaction.
@@ -316,11 +268,8 @@ export async function appendEncoded(db: Queryable, requests: readonly EncodedApp
   const options = { notify: false }; // the store notifies after commit: see PostgresEventStoreOptions.notify
   if (!fastPathApplies(requests)) return appendThroughFunction(db, requests, options);
 
-  const knownRevisions = requests.every((r) => typeof r.expectedVersion === 'bigint' || r.expectedVersion === 'no_stream');
-  const oneEvent = knownRevisions && requests.length === 1 && requests[0]!.events.length === 1;
-  const outcomes = await withPreciseFallback(db, requests, options, () =>
-    oneEvent ? appendOneEvent(db, requests[0]!) : knownRevisions ? appendKnownRevisions(db, requests) : appendGeneral(db, requests),
-  );
+  const oneEvent = requests.length === 1 && requests[0]!.events.length === 1;
+  const outcomes = await withPreciseFallback(db, requests, options, () => (oneEvent ? appendOneEvent(db, requests[0]!) : appendKnownRevisions(db, requests)));
   const undecided = requests.flatMap((request, index) => (outcomes[index] ? [] : [{ request, index }]));
   if (undecided.length > 0) {
     // A failed version check may still be an exact retry of an earlier append: ask precisely.
@@ -344,59 +293,6 @@ async function withPreciseFallback(
     if (code === UNIQUE_VIOLATION || code === DEADLOCK_DETECTED) return appendThroughFunction(db, requests, options);
     throw error;
   }
-}
-
-async function appendGeneral(db: Queryable, requests: readonly EncodedAppendRequest[]): Promise<(AppendOutcome | undefined)[]> {
-  // Sorted by stream so concurrent batches claim stream rows in the same order.
-  const order = requests.map((_, index) => index).sort((a, b) => compareText(requests[a]!.streamId, requests[b]!.streamId));
-  const streamIds: string[] = [];
-  const expected: string[] = [];
-  const counts: number[] = [];
-  const eventRequests: number[] = [];
-  const offsets: number[] = [];
-  const ids: string[] = [];
-  const types: string[] = [];
-  const data: string[] = [];
-  const metadata: string[] = [];
-  const checkedStreams: string[] = [];
-  const checkedRevisions: string[] = [];
-  const checkedCounts: number[] = [];
-  order.forEach((requestIndex, position) => {
-    const request = requests[requestIndex]!;
-    if (request.streamId.length === 0) throw new RangeError('stream id must not be empty');
-    streamIds.push(request.streamId);
-    const expectedVersion = expectedVersionParam(request.expectedVersion);
-    expected.push(expectedVersion);
-    if (expectedVersion !== 'no_stream' && expectedVersion !== 'any') {
-      checkedStreams.push(request.streamId);
-      checkedRevisions.push(expectedVersion === 'stream_exists' ? '-1' : expectedVersion);
-      checkedCounts.push(request.events.length);
-    }
-    counts.push(request.events.length);
-    request.events.forEach(({ id, encoded }, offset) => {
-      eventRequests.push(position + 1);
-      offsets.push(offset);
-      ids.push(id);
-      types.push(encoded.type);
-      data.push(JSON.stringify(encoded.data));
-      metadata.push(JSON.stringify(encoded.metadata));
-    });
-  });
-
-  const result = await db.query<FastRow>({
-    name: 'tollgate_append_fast',
-    text: FAST_APPEND_SQL,
-    values: [streamIds, expected, counts, eventRequests, offsets, ids, types, data, metadata, checkedStreams, checkedRevisions, checkedCounts],
-  });
-  const outcomes: (AppendOutcome | undefined)[] = new Array(requests.length);
-  for (const row of result.rows) {
-    outcomes[order[row.request - 1]!] = {
-      outcome: 'written',
-      revision: BigInt(row.revision),
-      position: { tx: BigInt(row.tx), seq: BigInt(row.seq) },
-    };
-  }
-  return outcomes;
 }
 
 function compareText(a: string, b: string): number {

@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { RequestHandler } from 'express';
 import { sendApiError } from '../openai/error-handler';
 import { ApiError, formatResetDuration } from '../openai/errors';
+import { fullBucket, msUntil, refill, type TokenBucket } from './token-bucket';
 
 /**
  * Repeated authentication failures from one client are rate-limited: each client address has
@@ -22,15 +23,8 @@ export interface AuthFailureLimiterOptions {
   readonly maxClients?: number;
 }
 
-interface Bucket {
-  level: number;
-  updatedAt: number;
-}
-
-const MINUTE_MS = 60_000;
-
 export class AuthFailureLimiter {
-  private readonly clients = new Map<string, Bucket>();
+  private readonly clients = new Map<string, TokenBucket>();
   private readonly now: () => number;
   private readonly maxClients: number;
 
@@ -43,24 +37,22 @@ export class AuthFailureLimiter {
   blockedFor(client: string): number {
     const bucket = this.sync(client);
     if (!bucket || bucket.level >= 1) return 0;
-    return ((1 - bucket.level) * MINUTE_MS) / this.options.failuresPerMinute;
+    return msUntil(bucket, 1);
   }
 
   recordFailure(client: string): void {
-    const bucket = this.sync(client) ?? { level: this.options.failuresPerMinute, updatedAt: this.now() };
+    const bucket = this.sync(client) ?? fullBucket(this.options.failuresPerMinute, this.now());
     bucket.level = Math.max(0, bucket.level - 1);
     this.clients.delete(client); // re-insert: Map order is our recency order
     this.clients.set(client, bucket);
     if (this.clients.size > this.maxClients) this.clients.delete(this.clients.keys().next().value as string);
   }
 
-  private sync(client: string): Bucket | undefined {
+  private sync(client: string): TokenBucket | undefined {
     const bucket = this.clients.get(client);
     if (!bucket) return undefined;
-    const now = this.now();
-    bucket.level = Math.min(this.options.failuresPerMinute, bucket.level + ((now - bucket.updatedAt) * this.options.failuresPerMinute) / MINUTE_MS);
-    bucket.updatedAt = now;
-    if (bucket.level >= this.options.failuresPerMinute) this.clients.delete(client);
+    refill(bucket, this.now());
+    if (bucket.level >= bucket.capacity) this.clients.delete(client);
     return bucket;
   }
 }

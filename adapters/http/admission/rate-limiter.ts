@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import { fullBucket, levelAt, msUntil, refill, type TokenBucket } from './token-bucket';
 import { type ApiError, type RateLimitKind, formatResetDuration, rateLimited } from '../openai/errors';
 
 /**
@@ -39,20 +40,13 @@ export interface RateLimiterOptions {
   readonly sweepEvery?: number;
 }
 
-const MINUTE_MS = 60_000;
 // Refill arithmetic is floating point; a bucket this close to the cost counts as holding it,
 // so a client that waits exactly the advertised time is admitted.
 const EPSILON = 1e-9;
 
-interface Bucket {
-  capacity: number;
-  level: number;
-  updatedAt: number;
-}
-
 interface KeyBuckets {
-  requests?: Bucket;
-  tokens?: Bucket;
+  requests?: TokenBucket;
+  tokens?: TokenBucket;
 }
 
 export class RateLimiter {
@@ -127,7 +121,7 @@ export class RateLimiter {
 }
 
 /** Brings a key's bucket of one kind up to date: applies a changed limit, refills for the time passed. */
-function sync(buckets: KeyBuckets, kind: RateLimitKind, limit: number | null, now: number): Bucket | undefined {
+function sync(buckets: KeyBuckets, kind: RateLimitKind, limit: number | null, now: number): TokenBucket | undefined {
   if (limit === null) {
     delete buckets[kind];
     return undefined;
@@ -135,41 +129,40 @@ function sync(buckets: KeyBuckets, kind: RateLimitKind, limit: number | null, no
   if (!Number.isFinite(limit) || limit <= 0) throw new RangeError(`rate limit for ${kind} must be a positive number or null`);
   let bucket = buckets[kind];
   if (!bucket) {
-    bucket = { capacity: limit, level: limit, updatedAt: now };
+    bucket = fullBucket(limit, now);
     buckets[kind] = bucket;
     return bucket;
   }
   bucket.capacity = limit;
-  bucket.level = Math.min(limit, bucket.level + ((now - bucket.updatedAt) * limit) / MINUTE_MS);
-  bucket.updatedAt = now;
+  refill(bucket, now);
   return bucket;
 }
 
-function refuse(bucket: Bucket | undefined, kind: RateLimitKind, cost: number): { kind: RateLimitKind; limit: number } | undefined {
+function refuse(bucket: TokenBucket | undefined, kind: RateLimitKind, cost: number): { kind: RateLimitKind; limit: number } | undefined {
   if (!bucket || bucket.level + EPSILON >= cost) return undefined;
   return { kind, limit: bucket.capacity };
 }
 
 /** Milliseconds until the bucket holds `cost`; 0 if it does now; undefined if it never can. */
-function waitFor(bucket: Bucket | undefined, cost: number): number | undefined {
+function waitFor(bucket: TokenBucket | undefined, cost: number): number | undefined {
   if (!bucket || bucket.level + EPSILON >= cost) return 0;
   if (cost > bucket.capacity) return undefined;
-  return ((cost - bucket.level) * MINUTE_MS) / bucket.capacity;
+  return msUntil(bucket, cost);
 }
 
-function isFull(bucket: Bucket | undefined, now: number): boolean {
+function isFull(bucket: TokenBucket | undefined, now: number): boolean {
   if (!bucket) return true;
-  return bucket.level + ((now - bucket.updatedAt) * bucket.capacity) / MINUTE_MS >= bucket.capacity;
+  return levelAt(bucket, now) >= bucket.capacity;
 }
 
-function headersFor(requests: Bucket | undefined, tokens: Bucket | undefined): RateLimitHeaders {
+function headersFor(requests: TokenBucket | undefined, tokens: TokenBucket | undefined): RateLimitHeaders {
   return { ...headersOf('requests', requests), ...headersOf('tokens', tokens) };
 }
 
-function headersOf(kind: RateLimitKind, bucket: Bucket | undefined): Record<string, string> {
+function headersOf(kind: RateLimitKind, bucket: TokenBucket | undefined): Record<string, string> {
   if (!bucket) return {};
   // "reset" in OpenAI's sense: the time until the bucket is back to its full allowance.
-  const untilFull = ((bucket.capacity - bucket.level) * MINUTE_MS) / bucket.capacity;
+  const untilFull = msUntil(bucket, bucket.capacity);
   return {
     [`x-ratelimit-limit-${kind}`]: String(bucket.capacity),
     [`x-ratelimit-remaining-${kind}`]: String(Math.max(0, Math.floor(bucket.level))),

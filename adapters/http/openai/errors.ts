@@ -1,4 +1,7 @@
 import { formatUsd, type MicroUsd } from '../../../domain/money';
+import type { ReservationBasis } from '../../../src/inference/serve-request';
+
+export type { ReservationBasis };
 
 /**
  * Errors as OpenAI's API sends them: `{"error": {"message", "type", "param", "code"}}` with the
@@ -90,19 +93,6 @@ export function insufficientQuota(amounts: { readonly available: MicroUsd; reado
     `Insufficient credit: this request needs up to USD ${formatUsd(amounts.needed)}${why} ` +
     `but the available balance is USD ${formatUsd(amounts.available)}. Top up your account to continue.`;
   return new ApiError(429, 'insufficient_quota', 'insufficient_quota', null, message, { 'x-should-retry': 'false' });
-}
-
-/** What a reservation was computed from: token counts and settings, never content. */
-export interface ReservationBasis {
-  /** prompt tokens counted locally */
-  readonly promptTokens: number;
-  /** the most output tokens the request may produce (0 for embeddings) */
-  readonly maxOutputTokens: number;
-  /** where that limit came from: the request's max_tokens, or the model's own limit */
-  readonly outputLimit: 'max_tokens' | 'model_limit';
-  readonly marginBasisPoints: bigint;
-  /** the request's maximum possible cost, margin included: the reservation's cap */
-  readonly maximumCost: MicroUsd;
 }
 
 /** Why a reservation is what it is, in words a customer can check against the price list. */

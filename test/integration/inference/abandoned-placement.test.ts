@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import pino from 'pino';
 import { accountStreamId, availableOf } from '../../../domain/account';
 import { usd } from '../../../domain/money';
-import { releaseAbandonedReservation } from '../../../adapters/http/routes/inference';
+import { releaseAbandonedReservation } from '../../../src/inference/serve-request';
 import { systemMetadata } from '../../../src/command-metadata';
 import { startTestGateway, type TestGateway } from '../../support/gateway';
 

@@ -4,10 +4,8 @@
  * No KurrentDB server runs on this machine, so this is what proves the mapping here.
  */
 import {
-  ANY,
   NO_STREAM,
   START as CLIENT_START,
-  STREAM_EXISTS,
   jsonEvent,
   WrongExpectedVersionError,
   type JSONType,
@@ -107,8 +105,6 @@ const ID = '5c4b7a3e-2f1d-4e8a-9b6c-0d1e2f3a4b5c';
 describe('expected version -> client expected revision', () => {
   test.each([
     ['no_stream', NO_STREAM],
-    ['stream_exists', STREAM_EXISTS],
-    ['any', ANY],
   ] as const)('%s maps to the client constant %s', (port, client) => {
     expect(toClientExpectedRevision(port)).toBe(client);
   });
@@ -174,8 +170,8 @@ describe('version conflicts', () => {
   });
 
   test('a conflict on a missing stream reports actual null', () => {
-    const error = new WrongExpectedVersionError(undefined, { streamName: 'account-7', expected: STREAM_EXISTS, current: NO_STREAM });
-    expect(toVersionConflict(error, 'account-7', 'stream_exists')).toMatchObject({ expected: 'stream_exists', actual: null });
+    const error = new WrongExpectedVersionError(undefined, { streamName: 'account-7', expected: 0n, current: NO_STREAM });
+    expect(toVersionConflict(error, 'account-7', 0n)).toMatchObject({ expected: 0n, actual: null });
   });
 
   test('the protobuf details the server sends map through the client to the same port error', () => {
@@ -211,8 +207,6 @@ describe('idempotent appends', () => {
   test.each([
     ['no_stream: the first slots of the stream', 'no_stream', { fromRevision: 0n, maxCount: 2 }],
     ['a revision: the slots right after it', 4n, { fromRevision: 5n, maxCount: 2 }],
-    ['any: the whole stream, where the server looks ids up', 'any', { fromRevision: 0n }],
-    ['stream_exists: the whole stream', 'stream_exists', { fromRevision: 0n }],
   ] as const)('after a conflict at %s, the retry check reads those slots', (_case, expected, slots) => {
     expect(retrySlots(expected, 2)).toEqual(slots);
   });

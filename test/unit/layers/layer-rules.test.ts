@@ -35,6 +35,8 @@ const VIOLATIONS: [rule: string, file: string, source: string][] = [
   ['src-uses-pg-only-where-postgres-by-design', 'src/handlers/sql.ts', `import type { Pool } from 'pg';\nexport const x = (pool: Pool) => pool.query('SELECT 1');\n`],
   ['src-imports-no-adapter-outside-composition-roots', 'src/handlers/http.ts', `import { app } from '../../adapters/http/app';\nexport const x = app;\n`],
   ['src-imports-no-infrastructure-client-outside-composition-roots', 'src/handlers/web.ts', `import express from 'express';\nexport const x = express;\n`],
+  ['stripe-use-cases-import-only-the-payments-adapter', 'src/payments/http.ts', `import { app } from '../../adapters/http/app';\nexport const x = app;\n`],
+  ['inference-use-case-imports-only-the-inference-adapter', 'src/inference/http.ts', `import { app } from '../../adapters/http/app';\nexport const x = app;\n`],
   ['http-adapter-does-not-query-postgres', 'adapters/http/sql.ts', `import { createPool } from '../postgres/pool';\nexport const x = createPool;\n`],
 ];
 

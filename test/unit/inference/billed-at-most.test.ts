@@ -1,5 +1,5 @@
 import type { InferenceOutcome } from '../../../adapters/inference';
-import { billedAtMost } from '../../../adapters/http/routes/inference';
+import { billedAtMost } from '../../../src/inference/serve-request';
 
 const outcome = (outputTokens: number, operation: InferenceOutcome['operation'] = 'chat'): InferenceOutcome => ({
   kind: 'completed',
