@@ -48,8 +48,9 @@ function AccountDetail({ accountId, onChanged }) {
   const act = async (call, success) => {
     const done = await action.run(call, success);
     if (done) {
-      account.reload();
-      onChanged();
+      // Both loads never reject: a failure shows as their own error state.
+      void account.reload();
+      void onChanged();
     }
     return done;
   };
@@ -71,7 +72,8 @@ function AccountDetail({ accountId, onChanged }) {
   };
   const suspend = (event) => {
     event.preventDefault();
-    act(() => post(`/admin/accounts/${id}/suspend`, { reason }), 'The account is suspended.');
+    // act() never rejects: action.run turns a failure into the page's message.
+    void act(() => post(`/admin/accounts/${id}/suspend`, { reason }), 'The account is suspended.');
   };
 
   return html`<section class="detail" aria-labelledby="account-heading">

@@ -15,12 +15,13 @@ export function ModelsPage() {
 
   const act = async (call, success) => {
     const done = await action.run(call, success);
-    if (done) models.reload();
+    if (done) void models.reload(); // never rejects: a failure shows as the list's error
     return done;
   };
   const addModel = (event) => {
     event.preventDefault();
-    act(() => post('/admin/models', { id: added.id.trim(), operations: added.operations, max_output_tokens: Number(added.maxOutputTokens) }), `Model ${added.id.trim()} added. It is on sale once it has a price.`).then(
+    // act() never rejects: action.run turns a failure into the form's message.
+    void act(() => post('/admin/models', { id: added.id.trim(), operations: added.operations, max_output_tokens: Number(added.maxOutputTokens) }), `Model ${added.id.trim()} added. It is on sale once it has a price.`).then(
       (done) => done && setAdded({ id: '', operations: ['chat'], maxOutputTokens: '4096' }),
     );
   };

@@ -48,10 +48,10 @@ function AutoTopUp({ canWrite }) {
     event.preventDefault();
     const body = { threshold_usd: decimalFromInput(threshold), amount_usd: decimalFromInput(amount) };
     if (body.threshold_usd === null || body.amount_usd === null) return action.setMessage({ kind: 'error', text: 'Enter both amounts in dollars, such as 10.00 and 25.00.' });
-    if (await action.run(() => put('/v1/billing/auto-top-up', body), 'Auto top-up is on.')) setting.reload();
+    if (await action.run(() => put('/v1/billing/auto-top-up', body), 'Auto top-up is on.')) void setting.reload(); // reload never rejects
   };
   const turnOff = async () => {
-    if (await action.run(() => del('/v1/billing/auto-top-up'), 'Auto top-up is off.')) setting.reload();
+    if (await action.run(() => del('/v1/billing/auto-top-up'), 'Auto top-up is off.')) void setting.reload(); // reload never rejects
   };
   return html`<section aria-labelledby="auto-heading">
     <h2 id="auto-heading">Auto top-up</h2>

@@ -20,13 +20,13 @@ export function KeysPage({ session }) {
       setCreated(issued);
       setCopied(false);
       setName('');
-      keys.reload();
+      void keys.reload(); // never rejects: a failure shows as the list's error
     }
   };
   const revoke = async (key) => {
     const done = await action.run(() => del(`/v1/account/keys/${encodeURIComponent(key.key_id)}`), `Key ${key.name} (${key.prefix}…) is revoked: requests with it are refused from now on.`);
     setConfirming(null);
-    if (done) keys.reload();
+    if (done) void keys.reload(); // never rejects: a failure shows as the list's error
   };
   const rename = async (event, key) => {
     event.preventDefault();
@@ -34,7 +34,7 @@ export function KeysPage({ session }) {
     const done = await action.run(() => api('PATCH', `/v1/account/keys/${encodeURIComponent(key.key_id)}`, { name }), `Key ${key.prefix}… is now named ${name}.`);
     if (done) {
       setRenaming(null);
-      keys.reload();
+      void keys.reload(); // never rejects: a failure shows as the list's error
     }
   };
   const copy = async () => {
