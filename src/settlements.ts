@@ -71,7 +71,10 @@ export class SettlementTracker {
 
 function track(byAccount: Map<string, Set<Promise<void>>>, accountId: string, promise: Promise<void>): void {
   let set = byAccount.get(accountId);
-  if (!set) byAccount.set(accountId, (set = new Set()));
+  if (!set) {
+    set = new Set();
+    byAccount.set(accountId, set);
+  }
   set.add(promise);
   void promise.finally(() => {
     set.delete(promise);

@@ -245,7 +245,7 @@ export class InferenceAdapter {
     let text: string;
     try {
       text = await response.body.text();
-    } catch (error) {
+    } catch {
       const kind = options.signal?.aborted ? 'client_disconnected' : 'cut';
       return {
         outcome: finish(kind, { slot, httpStatus: response.statusCode, outputTokens: 0, estimated: true, failovers }),

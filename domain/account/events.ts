@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { defineEvent, upcaster, type EventOf } from '../events/define';
-import { idSchema, isoInstantSchema, microUsdSchema, naturalSchema } from '../events/schema';
+import { idSchema, isoInstantSchema, naturalSchema } from '../events/schema';
 import { operationSchema } from '../price-book/operation';
 import { releaseReasonSchema, settledOutcomeSchema } from '../charge-policy/outcome-names';
 

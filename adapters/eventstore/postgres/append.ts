@@ -325,7 +325,7 @@ export async function appendEncoded(db: Queryable, requests: readonly EncodedApp
   if (undecided.length > 0) {
     // A failed version check may still be an exact retry of an earlier append: ask precisely.
     const decided = await appendThroughFunction(db, undecided.map((u) => u.request), options);
-    undecided.forEach(({ index }, i) => (outcomes[index] = decided[i]));
+    for (const [i, { index }] of undecided.entries()) outcomes[index] = decided[i];
   }
   return outcomes as AppendOutcome[];
 }

@@ -45,13 +45,13 @@ type Status = 400 | 401 | 403 | 404 | 409 | 429 | 500 | 502 | 503 | 504;
 
 const retryAfter = z.string().meta({ description: 'Seconds to wait before retrying' });
 
-function errorResponse(status: Status, description: string, headers?: z.ZodObject): ZodOpenApiResponseObject {
+function errorResponse(description: string, headers?: z.ZodObject): ZodOpenApiResponseObject {
   return { description, content: { 'application/json': { schema: out.errorSchema } }, ...(headers ? { headers } : {}) };
 }
 
 /** The error answers a route gives, with the usual words unless told otherwise. */
 function errors(statuses: readonly Status[], words: Partial<Record<Status, string>> = {}): ZodOpenApiResponsesObject {
-  return Object.fromEntries(statuses.map((s) => [String(s), errorResponse(s, words[s] ?? errorWords[s] ?? 'Error')]));
+  return Object.fromEntries(statuses.map((s) => [String(s), errorResponse(words[s] ?? errorWords[s] ?? 'Error')]));
 }
 
 /** Every authenticated route: bad key, missing scope, too many failures, unexpected, database down. */
@@ -67,9 +67,8 @@ const inferenceErrors: ZodOpenApiResponsesObject = {
     404: 'The model is not in the price book, or retired: code `model_not_found`, param `model`.',
     502: 'The upstream failed, answered something that is not JSON, or cut the stream before any output (`upstream_error`, `upstream_stream_cut`). Released: nothing is charged.',
   }),
-  '403': errorResponse(403, 'The key lacks the `inference` scope, or the account is suspended (`account_suspended`) or closed (`account_closed`); `x-should-retry: false`.', z.object({ 'x-should-retry': z.literal('false').optional() })),
+  '403': errorResponse('The key lacks the `inference` scope, or the account is suspended (`account_suspended`) or closed (`account_closed`); `x-should-retry: false`.', z.object({ 'x-should-retry': z.literal('false').optional() })),
   '429': errorResponse(
-    429,
     'Either **insufficient credit** (type and code `insufficient_quota`, `x-should-retry: false`: the reservation does not fit the available balance; the message states the balance and what the request needs), ' +
       "or a per-key limit (`rate_limit_exceeded`, type `requests` or `tokens`, with `x-ratelimit-*`, `retry-after` and `retry-after-ms`), or the model's upstreams at capacity (`model_at_capacity`, `retry-after`; never queued), or too many failed authentications from the client address.",
     z.object({
@@ -79,11 +78,10 @@ const inferenceErrors: ZodOpenApiResponsesObject = {
     }),
   ),
   '503': errorResponse(
-    503,
     'No upstream is reachable or configured for the model (`upstream_unavailable`, or `upstream_overloaded` when the upstream answered 429), or the database cannot be reached (`service_unavailable`). Nothing is charged.',
     z.object({ 'retry-after': retryAfter.optional() }),
   ),
-  '504': errorResponse(504, 'The upstream did not begin to answer within TOLLGATE_UPSTREAM_HEADERS_TIMEOUT_S (`upstream_timeout`). Nothing is charged.'),
+  '504': errorResponse('The upstream did not begin to answer within TOLLGATE_UPSTREAM_HEADERS_TIMEOUT_S (`upstream_timeout`). Nothing is charged.'),
 };
 
 const rateLimitHeaders = z.object({

@@ -317,7 +317,7 @@ export class AccountReader {
         `SELECT data FROM events WHERE stream_id = $1 AND type IN ('AccountOpened', 'PersonalDataCorrected') ORDER BY stream_revision`,
         [stream],
       );
-      rows.forEach((row) => apply(row.data));
+      for (const row of rows) apply(row.data);
     } else {
       const { events } = await this.gateway.store.readStream(stream);
       for (const { event } of events) if (event.type === 'AccountOpened' || event.type === 'PersonalDataCorrected') apply(event.data);

@@ -1,7 +1,6 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { usd } from '../../../domain/money';
 import { MAX_DELIVERY_ATTEMPTS } from '../../../src/process-managers/low-balance-alerts';
 import { dumpDatabase, issueKey, openAccount, topUp, spend as spendOnLedger } from '../../support/e2e-setup';
 import { startTestGateway, type TestGateway } from '../../support/gateway';
