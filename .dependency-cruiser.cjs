@@ -10,7 +10,15 @@
  */
 
 /** Where src/ chooses and builds adapters: the gateway, its database and routes, first run, the master key and its vault, the CLI. */
-const COMPOSITION_ROOTS = ['^src/main\\.ts$', '^src/gateway\\.ts$', '^src/database\\.ts$', '^src/routes\\.ts$', '^src/first-run\\.ts$', '^src/master-key\\.ts$', '^src/cli/'];
+const COMPOSITION_ROOTS = [
+  '^src/main\\.ts$',
+  '^src/gateway\\.ts$',
+  '^src/database\\.ts$',
+  '^src/routes\\.ts$',
+  '^src/first-run\\.ts$',
+  '^src/master-key\\.ts$',
+  '^src/cli/',
+];
 
 /**
  * Application code whose state is PostgreSQL tables by design. Tollgate always runs on a

@@ -43,13 +43,19 @@ const subject = (label: string, command: string, argv: readonly string[], cwd = 
 const baseline = subject(`npx tsx src/cli/tollgate.ts ${args.join(' ')}   (baseline: compiled on every call)`, 'npx', ['tsx', 'src/cli/tollgate.ts', ...args]);
 const subjects: Subject[] = [
   baseline,
-  subject(`node --require tsx/cjs src/cli/tollgate.ts ${args.join(' ')}   (what bin/tollgate did)`, process.execPath, ['--require', 'tsx/cjs', 'src/cli/tollgate.ts', ...args]),
+  subject(`node --require tsx/cjs src/cli/tollgate.ts ${args.join(' ')}   (what bin/tollgate did)`, process.execPath, [
+    '--require',
+    'tsx/cjs',
+    'src/cli/tollgate.ts',
+    ...args,
+  ]),
   subject(`bin/tollgate ${args.join(' ')}   (compiled)`, join(root, 'bin', 'tollgate'), args),
   subject(`npx tollgate ${args.join(' ')}   (compiled, through npx)`, 'npx', ['tollgate', ...args]),
   subject(`npx tsc --version   (npx's own cost for a local bin, for scale)`, 'npx', ['tsc', '--version']),
   subject(`node -e ''   (an empty node process, for scale)`, process.execPath, ['-e', '']),
 ];
-if (before) subjects.splice(1, 0, subject(`${before}/bin/tollgate ${args.join(' ')}   (--before)`, join(resolve(before), 'bin', 'tollgate'), args, resolve(before)));
+if (before)
+  subjects.splice(1, 0, subject(`${before}/bin/tollgate ${args.join(' ')}   (--before)`, join(resolve(before), 'bin', 'tollgate'), args, resolve(before)));
 
 for (let run = 0; run < runs; run++) {
   for (const s of subjects) {
@@ -67,7 +73,11 @@ for (let run = 0; run < runs; run++) {
 process.stderr.write('\n');
 
 const quantile = (sorted: readonly number[], q: number) => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
-const median = (times: readonly number[]) => quantile([...times].sort((a, b) => a - b), 0.5);
+const median = (times: readonly number[]) =>
+  quantile(
+    [...times].sort((a, b) => a - b),
+    0.5,
+  );
 const base = median(baseline.times);
 const seconds = (ms: number) => `${(ms / 1_000).toFixed(3)} s`;
 process.stdout.write(`${runs} runs each, ${new Date().toISOString()}, node ${process.version}\n`);
@@ -75,5 +85,7 @@ process.stdout.write(`${'command'.padEnd(84)} ${'median'.padStart(9)} ${'p90'.pa
 for (const s of subjects) {
   const sorted = [...s.times].sort((a, b) => a - b);
   const m = quantile(sorted, 0.5);
-  process.stdout.write(`${s.label.padEnd(84)} ${seconds(m).padStart(9)} ${seconds(quantile(sorted, 0.9)).padStart(9)} ${seconds(sorted[0]!).padStart(9)}  ${(m / base).toFixed(2)}x\n`);
+  process.stdout.write(
+    `${s.label.padEnd(84)} ${seconds(m).padStart(9)} ${seconds(quantile(sorted, 0.9)).padStart(9)} ${seconds(sorted[0]!).padStart(9)}  ${(m / base).toFixed(2)}x\n`,
+  );
 }

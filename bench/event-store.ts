@@ -40,7 +40,6 @@ function newEvent(): NewEvent<BenchEvent> {
   return { id: randomUUID(), event: { type: 'Charged', data: { amount: 1_234n, requestId: randomUUID() } } };
 }
 
-
 /**
  * Baseline and adapter in alternating rounds (B A B A B A), best round of each: other load on a
  * shared machine then hurts both sides alike instead of whichever ran during a spike.
@@ -192,9 +191,7 @@ async function main(): Promise<void> {
       const plain = () => rate(1, () => plainInsert(pool, `plain-g-${randomUUID()}`, GROUP, 0));
       const group = () =>
         rate(1, async () => {
-          const results = await store.appendToStreams(
-            streams.map((streamId, i) => ({ streamId, events: [newEvent()], expectedVersion: expected[i]! })),
-          );
+          const results = await store.appendToStreams(streams.map((streamId, i) => ({ streamId, events: [newEvent()], expectedVersion: expected[i]! })));
           results.forEach((result, i) => {
             if (result instanceof Error) throw result;
             expected[i] = result.nextExpectedVersion;
@@ -235,7 +232,15 @@ async function main(): Promise<void> {
         }
       };
       const shape = `read all in pages of 1,000 (${eventCount} events; plain ${plainCount} rows)`;
-      rows.push({ shape, unit: 'events/s', ...(await compare(() => rate(1, readPlain), () => rate(1, readAdapter))), target: 0.5 });
+      rows.push({
+        shape,
+        unit: 'events/s',
+        ...(await compare(
+          () => rate(1, readPlain),
+          () => rate(1, readAdapter),
+        )),
+        target: 0.5,
+      });
     }
 
     // Live-tail latency: appended to delivered, with NOTIFY versus the fallback poll alone.

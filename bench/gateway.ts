@@ -72,9 +72,7 @@ const UPSTREAM_USAGE = { prompt_tokens: 14, completion_tokens: 20, total_tokens:
 
 const mockLlmConfig = {
   streaming: { chunkSize: STREAM_CHUNK, chunkIntervalMs: STREAM_INTERVAL_MS },
-  rules: [
-    chatCompletionRule(ANSWER, UPSTREAM_USAGE),
-  ],
+  rules: [chatCompletionRule(ANSWER, UPSTREAM_USAGE)],
 };
 
 type Shape = 'non-streaming' | 'streaming';
@@ -213,7 +211,9 @@ function processTree(root: number): { pid: number; comm: string; cmdline: string
       const fields = stat.slice(close + 2).split(' ');
       const cmdline = readFileSync(`/proc/${name}/cmdline`, 'utf8').replaceAll('\0', ' ');
       // fields after the command: state ppid ... utime(14th of the line) stime(15th)
-      return [{ pid: Number(name), ppid: Number(fields[1]), comm: stat.slice(stat.indexOf('(') + 1, close), cmdline, ticks: Number(fields[11]) + Number(fields[12]) }];
+      return [
+        { pid: Number(name), ppid: Number(fields[1]), comm: stat.slice(stat.indexOf('(') + 1, close), cmdline, ticks: Number(fields[11]) + Number(fields[12]) },
+      ];
     } catch {
       return []; // exited meanwhile
     }
@@ -238,7 +238,13 @@ function cpuSample(gatewayPid: number | undefined): Map<number, { group: CpuGrou
   const gateway = new Set(gatewayPid === undefined ? [] : [gatewayPid, ...processTree(gatewayPid).map((p) => p.pid)]);
   const sample = new Map<number, { group: CpuGroup; ticks: number }>();
   for (const p of tree) {
-    const group: CpuGroup | undefined = gateway.has(p.pid) ? 'gateway' : p.cmdline.includes('mock-llm') ? 'upstream' : p.comm === 'postgres' ? 'postgres' : undefined;
+    const group: CpuGroup | undefined = gateway.has(p.pid)
+      ? 'gateway'
+      : p.cmdline.includes('mock-llm')
+        ? 'upstream'
+        : p.comm === 'postgres'
+          ? 'postgres'
+          : undefined;
     if (group) sample.set(p.pid, { group, ticks: p.ticks });
   }
   return sample;
@@ -318,33 +324,45 @@ async function seed(databaseUrl: string): Promise<string> {
       if (!r.ok) throw new Error(`seeding refused (${label}): ${r.error?.error}`);
     };
     const meta = () => systemMetadata('bench');
-    await expectOk('add model', ledger.priceBook.handle(PRICE_BOOK_STREAM_ID, {
-      type: 'AddModel',
-      data: { modelId: MODEL, operations: ['chat'], maxOutputTokens: 4_096n },
-      metadata: meta(),
-    }));
-    await expectOk('set price', ledger.priceBook.handle(PRICE_BOOK_STREAM_ID, {
-      type: 'SetPrice',
-      data: { modelId: MODEL, operation: 'chat', inputPerMillion: usd('0.50'), outputPerMillion: usd('1.50') },
-      metadata: meta(),
-    }));
+    await expectOk(
+      'add model',
+      ledger.priceBook.handle(PRICE_BOOK_STREAM_ID, {
+        type: 'AddModel',
+        data: { modelId: MODEL, operations: ['chat'], maxOutputTokens: 4_096n },
+        metadata: meta(),
+      }),
+    );
+    await expectOk(
+      'set price',
+      ledger.priceBook.handle(PRICE_BOOK_STREAM_ID, {
+        type: 'SetPrice',
+        data: { modelId: MODEL, operation: 'chat', inputPerMillion: usd('0.50'), outputPerMillion: usd('1.50') },
+        metadata: meta(),
+      }),
+    );
     const vault = (await openPersonalDataVault(pool, BENCH_MASTER_KEY)).vault;
     const stream = accountStreamId(ACCOUNT_ID);
-    await expectOk('open account', ledger.accounts.handle(stream, {
-      type: 'OpenAccount',
-      data: {
-        accountId: ACCOUNT_ID,
-        displayNameCiphertext: await vault.encrypt(ACCOUNT_ID, 'Benchmark'),
-        emailCiphertext: await vault.encrypt(ACCOUNT_ID, 'bench@localhost'),
-      },
-      metadata: meta(),
-    }));
+    await expectOk(
+      'open account',
+      ledger.accounts.handle(stream, {
+        type: 'OpenAccount',
+        data: {
+          accountId: ACCOUNT_ID,
+          displayNameCiphertext: await vault.encrypt(ACCOUNT_ID, 'Benchmark'),
+          emailCiphertext: await vault.encrypt(ACCOUNT_ID, 'bench@localhost'),
+        },
+        metadata: meta(),
+      }),
+    );
     // A run spends a few USD (~30 micro-USD a request); the default policy caps a balance at 10,000.
-    await expectOk('top up', ledger.accounts.handle(stream, {
-      type: 'CompleteTopUp',
-      data: { paymentReference: `bench_${randomUUID()}`, amount: usd('5000') },
-      metadata: meta(),
-    }));
+    await expectOk(
+      'top up',
+      ledger.accounts.handle(stream, {
+        type: 'CompleteTopUp',
+        data: { paymentReference: `bench_${randomUUID()}`, amount: usd('5000') },
+        metadata: meta(),
+      }),
+    );
     const issued = await new ApiKeys(ledger).issue({ accountId: ACCOUNT_ID, name: 'bench', scopes: ['inference'], metadata: meta() });
     if (!issued.ok) throw new Error(`seeding refused (key): ${issued.error.error}`);
     return issued.key.secret;
@@ -415,7 +433,12 @@ async function main(): Promise<number> {
   };
   const cleanup = async () => {
     stopping = true;
-    await Promise.all([tollgate && stopChild(tollgate, 15_000), portkey && stopChild(portkey, 15_000), bareProxy && stopChild(bareProxy, 15_000), mock?.stop()]);
+    await Promise.all([
+      tollgate && stopChild(tollgate, 15_000),
+      portkey && stopChild(portkey, 15_000),
+      bareProxy && stopChild(bareProxy, 15_000),
+      mock?.stop(),
+    ]);
     await pg?.stop().catch(() => {});
     rmSync(scratch, { recursive: true, force: true });
   };
@@ -446,15 +469,19 @@ async function main(): Promise<number> {
     });
     tollgate = tg.child;
     // The preload works around a Portkey bug that fails every streamed request here (see the file).
-    const pk = startChild('portkey', [
-      '--import',
-      pathToFileURL(join(__dirname, 'support', 'portkey-stream-headers.mjs')).href,
-      join(REPO, 'node_modules/@portkey-ai/gateway/build/start-server.js'),
-      `--port=${portkeyPort}`,
-      '--headless',
-    ], {
-      ...process.env,
-    });
+    const pk = startChild(
+      'portkey',
+      [
+        '--import',
+        pathToFileURL(join(__dirname, 'support', 'portkey-stream-headers.mjs')).href,
+        join(REPO, 'node_modules/@portkey-ai/gateway/build/start-server.js'),
+        `--port=${portkeyPort}`,
+        '--headless',
+      ],
+      {
+        ...process.env,
+      },
+    );
     portkey = pk.child;
     const bare = startChild('bare-proxy', ['--import', 'tsx', join(__dirname, 'support', 'bare-proxy.ts'), mock.baseUrl, String(barePort)], { ...process.env });
     bareProxy = bare.child;
@@ -559,7 +586,13 @@ async function main(): Promise<number> {
         const added = ours.p50 - direct.p50;
         const misses = [vsDirect >= 0.5 ? '' : '< 0.5x direct', vsPortkey >= 2 ? '' : '< 2x Portkey', added <= 2 ? '' : 'p50 > +2 ms'].filter(Boolean);
         if (misses.length > 0) allMet = false;
-        targetRows.push([shape, `${vsDirect.toFixed(2)}x`, `${vsPortkey.toFixed(2)}x`, added.toFixed(2), misses.length === 0 ? 'met' : `NOT met (${misses.join(', ')})`]);
+        targetRows.push([
+          shape,
+          `${vsDirect.toFixed(2)}x`,
+          `${vsPortkey.toFixed(2)}x`,
+          added.toFixed(2),
+          misses.length === 0 ? 'met' : `NOT met (${misses.join(', ')})`,
+        ]);
       }
       printTable(targetRows);
     }
@@ -588,8 +621,9 @@ async function main(): Promise<number> {
         ledger.placed === ended,
       ],
       [
-        `settlements = 2xx responses: ${ledger.settled} settled (${Object.entries(ledger.settledByOutcome).map(([o, n]) => `${o} ${n}`).join(', ')}), ` +
-          `${tollgateClient2xx} 2xx received by the clients, ${served2xx} 2xx counted by Tollgate`,
+        `settlements = 2xx responses: ${ledger.settled} settled (${Object.entries(ledger.settledByOutcome)
+          .map(([o, n]) => `${o} ${n}`)
+          .join(', ')}), ` + `${tollgateClient2xx} 2xx received by the clients, ${served2xx} 2xx counted by Tollgate`,
         ledger.settled === tollgateClient2xx && ledger.settled === served2xx && completed === ledger.settled,
       ],
       [`no other answer from Tollgate (${clientClosed} client-closed, ${otherStatuses} other statuses)`, clientClosed === 0 && otherStatuses === 0],

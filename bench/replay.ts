@@ -94,8 +94,20 @@ async function main(): Promise<void> {
     printTable([
       ['run', 'events', 'seconds', 'rate', 'x raw read'],
       ['raw global-log read (readAll + decode)', read.toLocaleString('en-US'), rawSeconds.toFixed(1), rate(rawRate), '1.00x'],
-      [`replay: ${finance.projections.join(', ')}`, finance.events.toLocaleString('en-US'), finance.seconds.toFixed(1), rate(finance.eventsPerSecond), `${(finance.eventsPerSecond / rawRate).toFixed(2)}x`],
-      [`replay: all registered (${all.projections.join(', ')})`, all.events.toLocaleString('en-US'), all.seconds.toFixed(1), rate(all.eventsPerSecond), `${(all.eventsPerSecond / rawRate).toFixed(2)}x`],
+      [
+        `replay: ${finance.projections.join(', ')}`,
+        finance.events.toLocaleString('en-US'),
+        finance.seconds.toFixed(1),
+        rate(finance.eventsPerSecond),
+        `${(finance.eventsPerSecond / rawRate).toFixed(2)}x`,
+      ],
+      [
+        `replay: all registered (${all.projections.join(', ')})`,
+        all.events.toLocaleString('en-US'),
+        all.seconds.toFixed(1),
+        rate(all.eventsPerSecond),
+        `${(all.eventsPerSecond / rawRate).toFixed(2)}x`,
+      ],
     ]);
     console.log(`\ntarget: replay >= 0.30x raw read; page size ${pageSize}`);
     await store.close();

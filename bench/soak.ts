@@ -51,7 +51,11 @@ interface Outcome {
 }
 
 const percentile = (sorted: readonly number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
-const median = (values: readonly number[]) => percentile([...values].sort((a, b) => a - b), 50);
+const median = (values: readonly number[]) =>
+  percentile(
+    [...values].sort((a, b) => a - b),
+    50,
+  );
 
 async function main(): Promise<number> {
   let pg: BenchPostgres | undefined;
@@ -62,7 +66,12 @@ async function main(): Promise<number> {
     pg = await startBenchPostgres();
     upstream = await startMockLlm(defaultMockLlmConfig({ chunkSize: 12, chunkIntervalMs: 10 }));
     const models = [{ id: MODEL, upstreams: [{ baseUrl: upstream.baseUrl, capacity: 512 }], maxOutputTokens: 512, operations: ['chat' as const] }];
-    gateway = await startGatewayProcess({ databaseUrl: pg.url, modelsFile: writeModelsFile(models), env: { TOLLGATE_DATA_DIR: dataDir }, readyTimeoutMs: 60_000 });
+    gateway = await startGatewayProcess({
+      databaseUrl: pg.url,
+      modelsFile: writeModelsFile(models),
+      env: { TOLLGATE_DATA_DIR: dataDir },
+      readyTimeoutMs: 60_000,
+    });
     const http = new Pool(gateway.url, { connections: 64, pipelining: 1 });
 
     const admin = async (method: string, path: string, body?: unknown) => {
@@ -112,7 +121,12 @@ async function main(): Promise<number> {
             method: 'POST',
             path: '/v1/chat/completions',
             headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-            body: JSON.stringify({ model: MODEL, stream, max_tokens: 64, messages: [{ role: 'user', content: `soak request ${n}: ${'lorem ipsum '.repeat(1 + (n % 8))}` }] }),
+            body: JSON.stringify({
+              model: MODEL,
+              stream,
+              max_tokens: 64,
+              messages: [{ role: 'user', content: `soak request ${n}: ${'lorem ipsum '.repeat(1 + (n % 8))}` }],
+            }),
           });
           const text = await response.body.text();
           if (response.statusCode === 200) kind = stream && !text.includes('data: [DONE]') ? 'stream_incomplete' : 'ok';
@@ -143,7 +157,12 @@ async function main(): Promise<number> {
       }, 5),
     );
     timers.push(setInterval(() => rss.push({ at: performance.now() - started, bytes: rssBytes(gateway!.pid) }), 1_000));
-    timers.push(setInterval(() => void topUp(customers[Math.floor(Math.random() * customers.length)]!).catch((e: Error) => console.error(`top-up failed: ${e.message}`)), TOP_UP_EVERY_S * 1_000));
+    timers.push(
+      setInterval(
+        () => void topUp(customers[Math.floor(Math.random() * customers.length)]!).catch((e: Error) => console.error(`top-up failed: ${e.message}`)),
+        TOP_UP_EVERY_S * 1_000,
+      ),
+    );
     timers.push(
       setInterval(() => {
         const customer = customers[revocations++ % customers.length]!;
@@ -196,7 +215,11 @@ async function main(): Promise<number> {
     // Figures.
     const ok = outcomes.filter((o) => o.kind === 'ok');
     const latencies = ok.map((o) => o.latencyMs).sort((a, b) => a - b);
-    const latencyOf = (stream: boolean) => ok.filter((o) => o.stream === stream).map((o) => o.latencyMs).sort((a, b) => a - b);
+    const latencyOf = (stream: boolean) =>
+      ok
+        .filter((o) => o.stream === stream)
+        .map((o) => o.latencyMs)
+        .sort((a, b) => a - b);
     const errors = new Map<string, number>();
     for (const o of outcomes) if (o.kind !== 'ok') errors.set(o.kind, (errors.get(o.kind) ?? 0) + 1);
     const warmupEnd = (SECONDS * 1_000) / 4;
@@ -206,7 +229,9 @@ async function main(): Promise<number> {
     const peak = Math.max(...rss.map((s) => s.bytes));
     const fiveXx = outcomes.filter((o) => /^5\d\d /.test(o.kind) || o.kind.startsWith('connection')).length;
 
-    console.log(`\nTollgate soak: ${SECONDS} s at ${RATE} req/s, ${ACCOUNTS} accounts, ${Math.round(STREAM_SHARE * 100)}% streaming, top-up every ${TOP_UP_EVERY_S} s, key revoked every ${REVOKE_EVERY_S} s\n`);
+    console.log(
+      `\nTollgate soak: ${SECONDS} s at ${RATE} req/s, ${ACCOUNTS} accounts, ${Math.round(STREAM_SHARE * 100)}% streaming, top-up every ${TOP_UP_EVERY_S} s, key revoked every ${REVOKE_EVERY_S} s\n`,
+    );
     printTable([
       ['figure', 'value'],
       ['requests sent', String(outcomes.length)],
@@ -214,14 +239,23 @@ async function main(): Promise<number> {
       ['errors', errors.size === 0 ? 'none' : [...errors].map(([kind, n]) => `${kind}: ${n}`).join(', ')],
       ['5xx or connection errors', String(fiveXx)],
       ['latency p50 / p99, all', `${percentile(latencies, 50).toFixed(1)} / ${percentile(latencies, 99).toFixed(1)} ms`],
-      ['latency p50 / p99 after warm-up', (() => {
-        const steady = ok.filter((o) => o.at >= warmupEnd).map((o) => o.latencyMs).sort((a, b) => a - b);
-        return `${percentile(steady, 50).toFixed(1)} / ${percentile(steady, 99).toFixed(1)} ms`;
-      })()],
+      [
+        'latency p50 / p99 after warm-up',
+        (() => {
+          const steady = ok
+            .filter((o) => o.at >= warmupEnd)
+            .map((o) => o.latencyMs)
+            .sort((a, b) => a - b);
+          return `${percentile(steady, 50).toFixed(1)} / ${percentile(steady, 99).toFixed(1)} ms`;
+        })(),
+      ],
       ['latency p50 / p99, non-streaming', `${percentile(latencyOf(false), 50).toFixed(1)} / ${percentile(latencyOf(false), 99).toFixed(1)} ms`],
       ['latency p50 / p99, streaming (whole stream)', `${percentile(latencyOf(true), 50).toFixed(1)} / ${percentile(latencyOf(true), 99).toFixed(1)} ms`],
       ['gateway RSS peak', `${(peak / MiB).toFixed(0)} MiB`],
-      ['gateway RSS after warm-up -> end', `${(rssAtWarmup / MiB).toFixed(0)} -> ${(rssAtEnd / MiB).toFixed(0)} MiB (${((rssAtEnd - rssAtWarmup) / MiB).toFixed(1)} MiB)`],
+      [
+        'gateway RSS after warm-up -> end',
+        `${(rssAtWarmup / MiB).toFixed(0)} -> ${(rssAtEnd / MiB).toFixed(0)} MiB (${((rssAtEnd - rssAtWarmup) / MiB).toFixed(1)} MiB)`,
+      ],
       ['top-ups / key revocations (revoked key refused at once)', `${topUps} / ${revocations} (${revokedRefused})`],
       ['events written', String(endings.events)],
       ['reservations placed / open / ended twice', `${endings.placed} / ${endings.open} / ${endings.doubled}`],

@@ -13,7 +13,7 @@ function main(): number {
   if (search.found) return 0;
   const rootOnDebian = process.getuid?.() === 0 && existsSync('/etc/debian_version') && existsSync('/usr/bin/apt-get') && !process.env['CHROMIUM_PATH'];
   if (rootOnDebian) {
-    process.stderr.write('tollgate tests: no browser found; installing Debian\'s chromium (apt-get install -y chromium) for the browser tests\n');
+    process.stderr.write("tollgate tests: no browser found; installing Debian's chromium (apt-get install -y chromium) for the browser tests\n");
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
     execFileSync('apt-get', ['update'], { stdio: 'inherit', env });
     execFileSync('apt-get', ['install', '-y', 'chromium'], { stdio: 'inherit', env });

@@ -14,9 +14,7 @@ const optionalString = z
 
 const port = z.coerce.number().int().min(1).max(65_535);
 
-const usd = z
-  .string()
-  .regex(/^\d+(\.\d{1,6})?$/, 'a USD amount such as 10 or 10.50');
+const usd = z.string().regex(/^\d+(\.\d{1,6})?$/, 'a USD amount such as 10 or 10.50');
 
 /** 32 bytes as base64 (44 characters) or hex (64 digits); surrounding whitespace ignored. */
 export const masterKeyText = z
@@ -31,99 +29,121 @@ export const masterKeyText = z
     return bytes;
   });
 
-export const configSchema = z.object({
-  /** PostgreSQL URL; when absent an embedded server is started with data under TOLLGATE_DATA_DIR. */
-  DATABASE_URL: optionalString.pipe(
-    z.string().regex(/^postgres(ql)?:\/\//, 'a postgres:// URL').optional(),
-  ),
-  /** Where the embedded server keeps its data; survives restarts. */
-  TOLLGATE_DATA_DIR: z.string().default('.tollgate'),
-  TOLLGATE_EMBEDDED_PG_PORT: port.default(54_329),
-  /** KurrentDB / EventStoreDB connection string; when set, events go there instead of PostgreSQL. */
-  EVENTSTORE_URL: optionalString.pipe(
-    z.string().regex(/^(esdb|esdb\+discover|kurrentdb|kurrentdb\+discover|kdb|kdb\+discover):\/\//, 'an esdb:// or kurrentdb:// URL').optional(),
-  ),
-  HOST: z.string().default('127.0.0.1'),
-  /** 0 picks a free port (tests). */
-  PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  /**
-   * On SIGTERM/SIGINT, how long open requests (streams included) may run to their end before
-   * their connections are cut; their settlements are then waited for, and only then the database stops.
-   */
-  TOLLGATE_DRAIN_TIMEOUT_S: z.coerce.number().positive().max(3_600).default(30),
-  /** Seconds to wait for the database at start-up before giving up. */
-  TOLLGATE_DB_CONNECT_TIMEOUT_S: z.coerce.number().positive().max(300).default(5),
-  /**
-   * PostgreSQL ends any of Tollgate's own sessions left idle inside a transaction this long
-   * (idle_in_transaction_session_timeout), so none can hold the global log back; 0 leaves the server's setting.
-   */
-  TOLLGATE_DB_IDLE_IN_TRANSACTION_TIMEOUT_S: z.coerce.number().min(0).max(86_400).default(60),
-  /** Global-log readers trailing this long (an open transaction somewhere) log a warning and make /readyz say degraded. */
-  TOLLGATE_GLOBAL_LOG_STALLED_AFTER_S: z.coerce.number().positive().max(86_400).default(30),
-  TOLLGATE_ADMIN_KEY: optionalString,
-  /**
-   * The master key that wraps every account's personal-data key (32 bytes, base64 or hex), or a
-   * file holding it. Required with DATABASE_URL; the embedded default keeps one in <data dir>/master-key.
-   */
-  TOLLGATE_MASTER_KEY: optionalString.pipe(masterKeyText.optional()),
-  TOLLGATE_MASTER_KEY_FILE: optionalString,
-  TOLLGATE_MODELS_FILE: optionalString,
-  /**
-   * true (the production image sets it): start-up stops unless TOLLGATE_MODELS_FILE is set,
-   * instead of serving the first-run mock-llm stand-in, which is for local trials only.
-   */
-  TOLLGATE_REQUIRE_MODELS_FILE: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
-  TOLLGATE_MIN_TOP_UP_USD: usd.default('10'),
-  TOLLGATE_MAX_BALANCE_USD: usd.default('10000'),
-  /** Largest JSON request body accepted, in bytes; a larger one is refused with 400 before it is read whole. */
-  TOLLGATE_MAX_BODY_BYTES: z.coerce.number().int().min(1_024).max(64 * 1_024 * 1_024).default(8 * 1_024 * 1_024),
-  /** Failed authentications (401) allowed per client address per minute; past it, unverified keys from it get 429. */
-  TOLLGATE_AUTH_FAILURES_PER_MINUTE: z.coerce.number().int().positive().max(1_000_000).default(60),
-  /** Longest wait for an upstream's response headers (a whole non-streaming answer) before 504. */
-  TOLLGATE_UPSTREAM_HEADERS_TIMEOUT_S: z.coerce.number().positive().max(3_600).default(600),
-  /** Longest silence from an upstream mid-answer before the stream counts as cut. */
-  TOLLGATE_UPSTREAM_IDLE_TIMEOUT_S: z.coerce.number().positive().max(3_600).default(120),
-  /** Per-key limits on requests and tokens per minute; unset means unlimited. */
-  TOLLGATE_RATE_LIMIT_RPM: z.coerce.number().int().positive().optional(),
-  TOLLGATE_RATE_LIMIT_TPM: z.coerce.number().int().positive().optional(),
-  /** Added to every reservation estimate, in basis points (1000 = +10%). */
-  TOLLGATE_ESTIMATE_MARGIN_BP: z.coerce.number().int().min(0).max(100_000).default(1_000),
-  /** How often each instance reads the historical average cost per model and operation from the usage projection. */
-  TOLLGATE_HISTORICAL_AVERAGE_REFRESH_S: z.coerce.number().positive().max(3_600).default(30),
-  /**
-   * Longest a request may run: the gateway ends it at this age (settling what was produced) and
-   * its reservation expires 60 s later even if its instance lives. The upstream timeouts must be
-   * shorter (checked at start-up).
-   */
-  TOLLGATE_MAX_REQUEST_DURATION_S: z.coerce.number().positive().max(86_400).default(3_600),
-  /**
-   * An instance that has not renewed its lease for this long counts as gone: its open
-   * reservations are expired (holds return, nothing is charged) and another instance takes over
-   * the background workers. It renews every third of this.
-   */
-  TOLLGATE_INSTANCE_LEASE_S: z.coerce.number().min(1).max(600).default(10),
-  /** How often due reservations (deadline passed, or instance gone) and promo grants are expired. */
-  TOLLGATE_EXPIRY_INTERVAL_S: z.coerce.number().positive().max(3_600).default(2),
-  /** How often auto top-up and low-balance alert work is picked up. */
-  TOLLGATE_BILLING_POLL_INTERVAL_S: z.coerce.number().positive().max(3_600).default(1),
-  /** First retry delay of a failed low-balance alert delivery; doubles per attempt (5 attempts). */
-  TOLLGATE_ALERT_RETRY_BASE_S: z.coerce.number().positive().max(3_600).default(30),
-  /** Tests only: also accept http://127.0.0.1 alert callbacks (otherwise HTTPS only). */
-  TOLLGATE_ALERTS_ALLOW_LOOPBACK_HTTP: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
-  STRIPE_SECRET_KEY: optionalString,
-  STRIPE_WEBHOOK_SECRET: optionalString,
-  /** Where the Stripe API is, e.g. http://127.0.0.1:12111 for a local stand-in; unset means Stripe's own (https://api.stripe.com). */
-  STRIPE_API_BASE: optionalString.pipe(z.url({ protocol: /^https?$/, error: 'an http(s):// URL' }).optional()),
-  /** Stripe Tax on Checkout (VAT added on top of the credit bought); needs Stripe Tax set up in the Dashboard. */
-  STRIPE_AUTOMATIC_TAX: z.enum(['true', 'false']).default('true').transform((v) => v === 'true'),
-  /** Seconds a webhook signature stays valid (Stripe's library default: 300). */
-  STRIPE_WEBHOOK_TOLERANCE_S: z.coerce.number().int().positive().max(86_400).default(300),
-}).superRefine((config, context) => {
-  if (config.TOLLGATE_MASTER_KEY && config.TOLLGATE_MASTER_KEY_FILE) {
-    context.addIssue({ code: 'custom', path: ['TOLLGATE_MASTER_KEY_FILE'], message: 'set TOLLGATE_MASTER_KEY or TOLLGATE_MASTER_KEY_FILE, not both' });
-  }
-});
+export const configSchema = z
+  .object({
+    /** PostgreSQL URL; when absent an embedded server is started with data under TOLLGATE_DATA_DIR. */
+    DATABASE_URL: optionalString.pipe(
+      z
+        .string()
+        .regex(/^postgres(ql)?:\/\//, 'a postgres:// URL')
+        .optional(),
+    ),
+    /** Where the embedded server keeps its data; survives restarts. */
+    TOLLGATE_DATA_DIR: z.string().default('.tollgate'),
+    TOLLGATE_EMBEDDED_PG_PORT: port.default(54_329),
+    /** KurrentDB / EventStoreDB connection string; when set, events go there instead of PostgreSQL. */
+    EVENTSTORE_URL: optionalString.pipe(
+      z
+        .string()
+        .regex(/^(esdb|esdb\+discover|kurrentdb|kurrentdb\+discover|kdb|kdb\+discover):\/\//, 'an esdb:// or kurrentdb:// URL')
+        .optional(),
+    ),
+    HOST: z.string().default('127.0.0.1'),
+    /** 0 picks a free port (tests). */
+    PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    /**
+     * On SIGTERM/SIGINT, how long open requests (streams included) may run to their end before
+     * their connections are cut; their settlements are then waited for, and only then the database stops.
+     */
+    TOLLGATE_DRAIN_TIMEOUT_S: z.coerce.number().positive().max(3_600).default(30),
+    /** Seconds to wait for the database at start-up before giving up. */
+    TOLLGATE_DB_CONNECT_TIMEOUT_S: z.coerce.number().positive().max(300).default(5),
+    /**
+     * PostgreSQL ends any of Tollgate's own sessions left idle inside a transaction this long
+     * (idle_in_transaction_session_timeout), so none can hold the global log back; 0 leaves the server's setting.
+     */
+    TOLLGATE_DB_IDLE_IN_TRANSACTION_TIMEOUT_S: z.coerce.number().min(0).max(86_400).default(60),
+    /** Global-log readers trailing this long (an open transaction somewhere) log a warning and make /readyz say degraded. */
+    TOLLGATE_GLOBAL_LOG_STALLED_AFTER_S: z.coerce.number().positive().max(86_400).default(30),
+    TOLLGATE_ADMIN_KEY: optionalString,
+    /**
+     * The master key that wraps every account's personal-data key (32 bytes, base64 or hex), or a
+     * file holding it. Required with DATABASE_URL; the embedded default keeps one in <data dir>/master-key.
+     */
+    TOLLGATE_MASTER_KEY: optionalString.pipe(masterKeyText.optional()),
+    TOLLGATE_MASTER_KEY_FILE: optionalString,
+    TOLLGATE_MODELS_FILE: optionalString,
+    /**
+     * true (the production image sets it): start-up stops unless TOLLGATE_MODELS_FILE is set,
+     * instead of serving the first-run mock-llm stand-in, which is for local trials only.
+     */
+    TOLLGATE_REQUIRE_MODELS_FILE: z
+      .enum(['true', 'false'])
+      .default('false')
+      .transform((v) => v === 'true'),
+    TOLLGATE_MIN_TOP_UP_USD: usd.default('10'),
+    TOLLGATE_MAX_BALANCE_USD: usd.default('10000'),
+    /** Largest JSON request body accepted, in bytes; a larger one is refused with 400 before it is read whole. */
+    TOLLGATE_MAX_BODY_BYTES: z.coerce
+      .number()
+      .int()
+      .min(1_024)
+      .max(64 * 1_024 * 1_024)
+      .default(8 * 1_024 * 1_024),
+    /** Failed authentications (401) allowed per client address per minute; past it, unverified keys from it get 429. */
+    TOLLGATE_AUTH_FAILURES_PER_MINUTE: z.coerce.number().int().positive().max(1_000_000).default(60),
+    /** Longest wait for an upstream's response headers (a whole non-streaming answer) before 504. */
+    TOLLGATE_UPSTREAM_HEADERS_TIMEOUT_S: z.coerce.number().positive().max(3_600).default(600),
+    /** Longest silence from an upstream mid-answer before the stream counts as cut. */
+    TOLLGATE_UPSTREAM_IDLE_TIMEOUT_S: z.coerce.number().positive().max(3_600).default(120),
+    /** Per-key limits on requests and tokens per minute; unset means unlimited. */
+    TOLLGATE_RATE_LIMIT_RPM: z.coerce.number().int().positive().optional(),
+    TOLLGATE_RATE_LIMIT_TPM: z.coerce.number().int().positive().optional(),
+    /** Added to every reservation estimate, in basis points (1000 = +10%). */
+    TOLLGATE_ESTIMATE_MARGIN_BP: z.coerce.number().int().min(0).max(100_000).default(1_000),
+    /** How often each instance reads the historical average cost per model and operation from the usage projection. */
+    TOLLGATE_HISTORICAL_AVERAGE_REFRESH_S: z.coerce.number().positive().max(3_600).default(30),
+    /**
+     * Longest a request may run: the gateway ends it at this age (settling what was produced) and
+     * its reservation expires 60 s later even if its instance lives. The upstream timeouts must be
+     * shorter (checked at start-up).
+     */
+    TOLLGATE_MAX_REQUEST_DURATION_S: z.coerce.number().positive().max(86_400).default(3_600),
+    /**
+     * An instance that has not renewed its lease for this long counts as gone: its open
+     * reservations are expired (holds return, nothing is charged) and another instance takes over
+     * the background workers. It renews every third of this.
+     */
+    TOLLGATE_INSTANCE_LEASE_S: z.coerce.number().min(1).max(600).default(10),
+    /** How often due reservations (deadline passed, or instance gone) and promo grants are expired. */
+    TOLLGATE_EXPIRY_INTERVAL_S: z.coerce.number().positive().max(3_600).default(2),
+    /** How often auto top-up and low-balance alert work is picked up. */
+    TOLLGATE_BILLING_POLL_INTERVAL_S: z.coerce.number().positive().max(3_600).default(1),
+    /** First retry delay of a failed low-balance alert delivery; doubles per attempt (5 attempts). */
+    TOLLGATE_ALERT_RETRY_BASE_S: z.coerce.number().positive().max(3_600).default(30),
+    /** Tests only: also accept http://127.0.0.1 alert callbacks (otherwise HTTPS only). */
+    TOLLGATE_ALERTS_ALLOW_LOOPBACK_HTTP: z
+      .enum(['true', 'false'])
+      .default('false')
+      .transform((v) => v === 'true'),
+    STRIPE_SECRET_KEY: optionalString,
+    STRIPE_WEBHOOK_SECRET: optionalString,
+    /** Where the Stripe API is, e.g. http://127.0.0.1:12111 for a local stand-in; unset means Stripe's own (https://api.stripe.com). */
+    STRIPE_API_BASE: optionalString.pipe(z.url({ protocol: /^https?$/, error: 'an http(s):// URL' }).optional()),
+    /** Stripe Tax on Checkout (VAT added on top of the credit bought); needs Stripe Tax set up in the Dashboard. */
+    STRIPE_AUTOMATIC_TAX: z
+      .enum(['true', 'false'])
+      .default('true')
+      .transform((v) => v === 'true'),
+    /** Seconds a webhook signature stays valid (Stripe's library default: 300). */
+    STRIPE_WEBHOOK_TOLERANCE_S: z.coerce.number().int().positive().max(86_400).default(300),
+  })
+  .superRefine((config, context) => {
+    if (config.TOLLGATE_MASTER_KEY && config.TOLLGATE_MASTER_KEY_FILE) {
+      context.addIssue({ code: 'custom', path: ['TOLLGATE_MASTER_KEY_FILE'], message: 'set TOLLGATE_MASTER_KEY or TOLLGATE_MASTER_KEY_FILE, not both' });
+    }
+  });
 
 export type Config = z.infer<typeof configSchema>;
 
@@ -133,9 +153,7 @@ export class ConfigError extends Error {
 
 /** Parses the environment; throws ConfigError with one line per wrong variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const known = Object.fromEntries(
-    Object.keys(configSchema.shape).map((key) => [key, env[key]]),
-  );
+  const known = Object.fromEntries(Object.keys(configSchema.shape).map((key) => [key, env[key]]));
   const parsed = configSchema.safeParse(known);
   if (parsed.success) {
     const problems = [...modelsFileProblems(parsed.data), ...timeoutProblems(parsed.data)];
@@ -152,7 +170,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 /** A production deployment never falls back to the stand-in upstream. */
 function modelsFileProblems(config: Config): string[] {
   if (!config.TOLLGATE_REQUIRE_MODELS_FILE || config.TOLLGATE_MODELS_FILE) return [];
-  return ['invalid TOLLGATE_MODELS_FILE: required when TOLLGATE_REQUIRE_MODELS_FILE=true (as in the production image); the mock-llm stand-in upstream is for local trials only'];
+  return [
+    'invalid TOLLGATE_MODELS_FILE: required when TOLLGATE_REQUIRE_MODELS_FILE=true (as in the production image); the mock-llm stand-in upstream is for local trials only',
+  ];
 }
 
 /**
@@ -164,5 +184,8 @@ function timeoutProblems(config: Config): string[] {
   const max = config.TOLLGATE_MAX_REQUEST_DURATION_S;
   return (['TOLLGATE_UPSTREAM_HEADERS_TIMEOUT_S', 'TOLLGATE_UPSTREAM_IDLE_TIMEOUT_S'] as const)
     .filter((name) => config[name] >= max)
-    .map((name) => `invalid ${name}: ${config[name]} s must be shorter than TOLLGATE_MAX_REQUEST_DURATION_S (${max} s); raise TOLLGATE_MAX_REQUEST_DURATION_S or lower ${name}`);
+    .map(
+      (name) =>
+        `invalid ${name}: ${config[name]} s must be shorter than TOLLGATE_MAX_REQUEST_DURATION_S (${max} s); raise TOLLGATE_MAX_REQUEST_DURATION_S or lower ${name}`,
+    );
 }

@@ -45,38 +45,46 @@ export async function firstRun(ledger: Ledger, keys: ApiKeys, vault: PersonalDat
 
   const { state: book } = await ledger.priceBook.load(PRICE_BOOK_STREAM_ID);
   if (!book.models.has(STAND_IN_MODEL)) {
-    await expectOk(ledger.priceBook.handle(PRICE_BOOK_STREAM_ID, {
-      type: 'AddModel',
-      data: { modelId: STAND_IN_MODEL, operations: ['chat', 'completion', 'embedding'], maxOutputTokens: 4_096n },
-      metadata: systemMetadata('first-run'),
-    }));
-    for (const [operation, price] of Object.entries(STAND_IN_PRICES) as [Operation, { input: string; output: string }][]) {
-      await expectOk(ledger.priceBook.handle(PRICE_BOOK_STREAM_ID, {
-        type: 'SetPrice',
-        data: { modelId: STAND_IN_MODEL, operation, inputPerMillion: usd(price.input), outputPerMillion: usd(price.output) },
+    await expectOk(
+      ledger.priceBook.handle(PRICE_BOOK_STREAM_ID, {
+        type: 'AddModel',
+        data: { modelId: STAND_IN_MODEL, operations: ['chat', 'completion', 'embedding'], maxOutputTokens: 4_096n },
         metadata: systemMetadata('first-run'),
-      }));
+      }),
+    );
+    for (const [operation, price] of Object.entries(STAND_IN_PRICES) as [Operation, { input: string; output: string }][]) {
+      await expectOk(
+        ledger.priceBook.handle(PRICE_BOOK_STREAM_ID, {
+          type: 'SetPrice',
+          data: { modelId: STAND_IN_MODEL, operation, inputPerMillion: usd(price.input), outputPerMillion: usd(price.output) },
+          metadata: systemMetadata('first-run'),
+        }),
+      );
     }
   }
 
   const stream = accountStreamId(DEMO_ACCOUNT_ID);
   const { state: account } = await ledger.accounts.load(stream);
   if (account.status === 'not_opened') {
-    await expectOk(ledger.accounts.handle(stream, {
-      type: 'OpenAccount',
-      data: {
-        accountId: DEMO_ACCOUNT_ID,
-        displayNameCiphertext: await vault.encrypt(DEMO_ACCOUNT_ID, 'Demo account'),
-        emailCiphertext: await vault.encrypt(DEMO_ACCOUNT_ID, 'demo@localhost'),
-      },
-      metadata: systemMetadata('first-run'),
-    }));
+    await expectOk(
+      ledger.accounts.handle(stream, {
+        type: 'OpenAccount',
+        data: {
+          accountId: DEMO_ACCOUNT_ID,
+          displayNameCiphertext: await vault.encrypt(DEMO_ACCOUNT_ID, 'Demo account'),
+          emailCiphertext: await vault.encrypt(DEMO_ACCOUNT_ID, 'demo@localhost'),
+        },
+        metadata: systemMetadata('first-run'),
+      }),
+    );
     const now = new Date().toISOString();
-    await expectOk(ledger.accounts.handle(stream, {
-      type: 'GrantPromoCredit',
-      data: { grantId: 'demo-welcome', amount: DEMO_PROMO, expiresAt: addMs(now, 90 * 24 * 3_600_000), reason: 'demo account on first run' },
-      metadata: systemMetadata('first-run'),
-    }));
+    await expectOk(
+      ledger.accounts.handle(stream, {
+        type: 'GrantPromoCredit',
+        data: { grantId: 'demo-welcome', amount: DEMO_PROMO, expiresAt: addMs(now, 90 * 24 * 3_600_000), reason: 'demo account on first run' },
+        metadata: systemMetadata('first-run'),
+      }),
+    );
   }
 
   // The demo key is kept beside the embedded database (mode 0600) so every start can show it.

@@ -120,11 +120,16 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     const ledger = createLedger(store, policy);
     const keys = new ApiKeys(ledger);
     const liveLog = new LiveLog(ledger, keys, await store.headPosition(), (error) => {
-      log.error({ err: { name: (error as Error).name, code: (error as { code?: unknown }).code } }, 'global log subscription failed; following the log again in 1 s');
+      log.error(
+        { err: { name: (error as Error).name, code: (error as { code?: unknown }).code } },
+        'global log subscription failed; following the log again in 1 s',
+      );
     });
     liveLog.start();
     cleanups.push(async () => liveLog.stop());
-    const globalLogMonitor = store.globalLogLag && new GlobalLogMonitor(() => store.globalLogLag!(), metrics.globalLog, log, { stalledAfterS: config.TOLLGATE_GLOBAL_LOG_STALLED_AFTER_S });
+    const globalLogMonitor =
+      store.globalLogLag &&
+      new GlobalLogMonitor(() => store.globalLogLag!(), metrics.globalLog, log, { stalledAfterS: config.TOLLGATE_GLOBAL_LOG_STALLED_AFTER_S });
     globalLogMonitor?.start();
     if (globalLogMonitor) cleanups.push(() => globalLogMonitor.stop());
 
@@ -132,7 +137,10 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     // The low-balance alert subscriber rides along: one read of the log, one transaction per batch.
     const readModels = runProjections(database.pool, store, [...projections, lowBalanceAlertSubscriber], {
       onError: (error) =>
-        log.error({ projections: 'all', err: { name: (error as Error).name, message: (error as Error).message } }, 'projection batch failed; retrying from the checkpoints'),
+        log.error(
+          { projections: 'all', err: { name: (error as Error).name, message: (error as Error).message } },
+          'projection batch failed; retrying from the checkpoints',
+        ),
     });
     const running = new Map(projections.map((projection) => [projection.name, readModels]));
     cleanups.push(() => readModels.stop());
@@ -150,7 +158,10 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     // term of office starts fresh ones.
     const startWorkers = (): Worker[] => {
       expiry.start();
-      const alerts = new LowBalanceAlertProcess(database.pool, store, vault, log, { pollIntervalMs: billingPollMs, retryBaseMs: config.TOLLGATE_ALERT_RETRY_BASE_S * 1_000 });
+      const alerts = new LowBalanceAlertProcess(database.pool, store, vault, log, {
+        pollIntervalMs: billingPollMs,
+        retryBaseMs: config.TOLLGATE_ALERT_RETRY_BASE_S * 1_000,
+      });
       alerts.start(readModels);
       const workers: Worker[] = [expiry, alerts];
       if (stripe && customers) {
@@ -185,7 +196,26 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     warmUpTokenizer();
 
     const settlements = new SettlementTracker();
-    const parts = { config, log, database, store, ledger, keys, liveLog, historicalCosts, inference, accountDirectory, vault, metrics, settlements, policy, firstRun: first, projections: running, expiry, instance };
+    const parts = {
+      config,
+      log,
+      database,
+      store,
+      ledger,
+      keys,
+      liveLog,
+      historicalCosts,
+      inference,
+      accountDirectory,
+      vault,
+      metrics,
+      settlements,
+      policy,
+      firstRun: first,
+      projections: running,
+      expiry,
+      instance,
+    };
     const app = createApp({
       ledger,
       keys,

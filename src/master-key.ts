@@ -74,7 +74,10 @@ export async function openVault(
   }
   const { vault, wrapped, firstUse } = await openPersonalDataVault(pool, key);
   if (source.kind === 'data-dir' && source.generated) {
-    log.warn({ masterKeyId: key.id, path: source.path }, 'generated a new master key for personal data; back it up: without it every account\'s personal data is unreadable');
+    log.warn(
+      { masterKeyId: key.id, path: source.path },
+      "generated a new master key for personal data; back it up: without it every account's personal data is unreadable",
+    );
   } else if (firstUse) {
     log.info({ masterKeyId: key.id }, 'master key recorded for personal data');
   }

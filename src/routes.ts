@@ -12,4 +12,12 @@ import type { RouteMount } from './gateway';
  * dashboard. Each capability adds its mount here. The dashboard comes first: its sign-in session
  * supplies the Bearer key that the others' authentication reads.
  */
-export const standardRoutes: readonly RouteMount[] = [mountDashboardRoutes, mountAdminRoutes, mountAccountRoutes, mountFinanceRoutes, mountComplianceRoutes, mountAutoTopUpRoutes, mountBillingRoutes];
+export const standardRoutes: readonly RouteMount[] = [
+  mountDashboardRoutes,
+  mountAdminRoutes,
+  mountAccountRoutes,
+  mountFinanceRoutes,
+  mountComplianceRoutes,
+  mountAutoTopUpRoutes,
+  mountBillingRoutes,
+];

@@ -66,12 +66,14 @@ export class SettlementTracker {
     clearTimeout(timer);
     return outcome === 'drained' ? 0 : [...this.inFlight.values()].reduce((n, set) => n + set.size, 0);
   }
-
 }
 
 function track(byAccount: Map<string, Set<Promise<void>>>, accountId: string, promise: Promise<void>): void {
   let set = byAccount.get(accountId);
-  if (!set) byAccount.set(accountId, (set = new Set()));
+  if (!set) {
+    set = new Set();
+    byAccount.set(accountId, set);
+  }
   set.add(promise);
   void promise.finally(() => {
     set.delete(promise);

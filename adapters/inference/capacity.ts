@@ -40,10 +40,16 @@ export class CapacityTable {
   private readonly states = new Map<string, SlotState[]>();
   private readonly rotation = new Map<string, number>();
 
-  constructor(models: readonly ModelSpec[], private readonly now: () => number = Date.now) {
+  constructor(
+    models: readonly ModelSpec[],
+    private readonly now: () => number = Date.now,
+  ) {
     for (const model of models) {
       this.models.set(model.id, model);
-      this.states.set(model.id, model.upstreams.map(() => ({ inFlight: 0, refusedUntil: 0 })));
+      this.states.set(
+        model.id,
+        model.upstreams.map(() => ({ inFlight: 0, refusedUntil: 0 })),
+      );
       this.rotation.set(model.id, 0);
     }
   }

@@ -61,7 +61,10 @@ export class InferenceAdapter {
 
   private readonly urls: readonly string[];
 
-  constructor(models: readonly ModelSpec[], private readonly options: InferenceAdapterOptions = {}) {
+  constructor(
+    models: readonly ModelSpec[],
+    private readonly options: InferenceAdapterOptions = {},
+  ) {
     this.urls = [...new Set(models.flatMap((m) => m.upstreams.map((u) => u.baseUrl)))];
     this.now = options.now ?? (() => performance.now());
     this.capacity = new CapacityTable(models);
@@ -245,7 +248,7 @@ export class InferenceAdapter {
     let text: string;
     try {
       text = await response.body.text();
-    } catch (error) {
+    } catch {
       const kind = options.signal?.aborted ? 'client_disconnected' : 'cut';
       return {
         outcome: finish(kind, { slot, httpStatus: response.statusCode, outputTokens: 0, estimated: true, failovers }),
@@ -268,8 +271,7 @@ export class InferenceAdapter {
     }
     const reported = readUsage(body.usage);
     const finishReason = firstFinishReason(body.choices);
-    const outputTokens =
-      request.operation === 'embedding' ? 0 : (reported?.completionTokens ?? countTextTokens(choicesText(body.choices)));
+    const outputTokens = request.operation === 'embedding' ? 0 : (reported?.completionTokens ?? countTextTokens(choicesText(body.choices)));
     if (slot.upstream.upstreamModel && slot.upstream.upstreamModel !== model.id && 'model' in body) body.model = model.id;
     const kind = finishReason === 'content_filter' ? 'moderation_refusal' : 'completed';
     return {
@@ -346,14 +348,7 @@ function includeUsageAsked(streamOptions: unknown): boolean {
   return isRecord(streamOptions) && streamOptions.include_usage === true;
 }
 
-const connectFailureCodes = new Set([
-  'ECONNREFUSED',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-]);
+const connectFailureCodes = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
 
 // Only failures where the request cannot have reached the upstream: resending is then safe.
 function isConnectFailure(error: unknown): boolean {

@@ -26,7 +26,9 @@ function mockLlmMain(): string {
   try {
     manifest = require.resolve('@dwmkerr/mock-llm/package.json');
   } catch {
-    throw new Error('the stand-in upstream needs @dwmkerr/mock-llm, a development dependency this install lacks (installed with --omit=dev): set TOLLGATE_MODELS_FILE to serve real models');
+    throw new Error(
+      'the stand-in upstream needs @dwmkerr/mock-llm, a development dependency this install lacks (installed with --omit=dev): set TOLLGATE_MODELS_FILE to serve real models',
+    );
   }
   return join(dirname(manifest), 'dist', 'main.js');
 }

@@ -46,7 +46,11 @@ const upstreamSchema = z.strictObject({
 });
 
 const modelSchema = z.strictObject({
-  id: z.string().min(1).max(200).regex(/^[\w.:/@-]+$/, 'letters, digits and . _ - : / @ only'),
+  id: z
+    .string()
+    .min(1)
+    .max(200)
+    .regex(/^[\w.:/@-]+$/, 'letters, digits and . _ - : / @ only'),
   upstreams: z.array(upstreamSchema).min(1, 'at least one upstream'),
   maxOutputTokens: z.number().int().min(1).max(10_000_000),
   operations: z
@@ -55,17 +59,15 @@ const modelSchema = z.strictObject({
     .refine((ops) => new Set(ops).size === ops.length, 'no operation twice'),
 });
 
-export const modelsFileSchema = z
-  .strictObject({ models: z.array(modelSchema).min(1, 'at least one model') })
-  .superRefine((file, ctx) => {
-    const seen = new Set<string>();
-    file.models.forEach((model, index) => {
-      if (seen.has(model.id)) {
-        ctx.addIssue({ code: 'custom', path: ['models', index, 'id'], message: `duplicate model id "${model.id}"` });
-      }
-      seen.add(model.id);
-    });
+export const modelsFileSchema = z.strictObject({ models: z.array(modelSchema).min(1, 'at least one model') }).superRefine((file, ctx) => {
+  const seen = new Set<string>();
+  file.models.forEach((model, index) => {
+    if (seen.has(model.id)) {
+      ctx.addIssue({ code: 'custom', path: ['models', index, 'id'], message: `duplicate model id "${model.id}"` });
+    }
+    seen.add(model.id);
   });
+});
 
 export type UpstreamSpec = z.infer<typeof upstreamSchema>;
 export type ModelSpec = z.infer<typeof modelSchema>;
@@ -103,7 +105,5 @@ export function loadModelsFile(path: string): ModelsFile {
 
 function formatPath(path: readonly PropertyKey[]): string {
   if (path.length === 0) return '(root)';
-  return path
-    .map((part, index) => (typeof part === 'number' ? `[${part}]` : `${index === 0 ? '' : '.'}${String(part)}`))
-    .join('');
+  return path.map((part, index) => (typeof part === 'number' ? `[${part}]` : `${index === 0 ? '' : '.'}${String(part)}`)).join('');
 }

@@ -9,6 +9,7 @@ export interface StreamSink {
   /** Send status 200 and the SSE headers. */
   open(): void;
   /** One or more whole SSE events. false means "buffer full": the adapter waits for drain. */
+  // biome-ignore lint/suspicious/noConfusingVoidType: a sink that never buffers may return nothing, as Node's writables' callers allow
   write(chunk: string): boolean | void;
   /** Resolves when the sink can take more, or will never (closed). */
   waitForDrain?(): Promise<void>;

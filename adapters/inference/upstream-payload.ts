@@ -34,7 +34,10 @@ function nonNegativeInt(value: unknown): number | undefined {
 
 export function firstFinishReason(choices: unknown): string | undefined {
   if (!Array.isArray(choices)) return undefined;
-  const reasons = choices.filter(isRecord).map((choice) => choice.finish_reason).filter((r): r is string => typeof r === 'string');
+  const reasons = choices
+    .filter(isRecord)
+    .map((choice) => choice.finish_reason)
+    .filter((r): r is string => typeof r === 'string');
   return reasons.includes('content_filter') ? 'content_filter' : reasons[0];
 }
 

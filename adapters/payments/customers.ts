@@ -26,7 +26,10 @@ export class StripeCustomers {
     const known = await this.customerOf(accountId);
     if (known !== null) return known;
     const customer = await this.stripe.customers.create({ metadata: { account_id: accountId } }, { idempotencyKey: `tollgate-customer-${accountId}` });
-    await this.pool.query('INSERT INTO stripe_customers (account_id, customer_id) VALUES ($1, $2) ON CONFLICT (account_id) DO NOTHING', [accountId, customer.id]);
+    await this.pool.query('INSERT INTO stripe_customers (account_id, customer_id) VALUES ($1, $2) ON CONFLICT (account_id) DO NOTHING', [
+      accountId,
+      customer.id,
+    ]);
     return (await this.customerOf(accountId))!;
   }
 

@@ -28,7 +28,10 @@ export function createStripeClient(options: StripeClientOptions): StripeClient {
 }
 
 /** From the gateway's config; null when STRIPE_SECRET_KEY is not set (payments are then off). */
-export function stripeClientFromConfig(config: { readonly STRIPE_SECRET_KEY?: string | undefined; readonly STRIPE_API_BASE?: string | undefined }): StripeClient | null {
+export function stripeClientFromConfig(config: {
+  readonly STRIPE_SECRET_KEY?: string | undefined;
+  readonly STRIPE_API_BASE?: string | undefined;
+}): StripeClient | null {
   if (!config.STRIPE_SECRET_KEY) return null;
   return createStripeClient({ secretKey: config.STRIPE_SECRET_KEY, apiBase: config.STRIPE_API_BASE });
 }

@@ -90,7 +90,14 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   mkdirSync(dataDir, { recursive: true, mode: 0o755 });
   if (isRoot()) chmodSync(dataDir, 0o755);
 
-  const me: Owner = { pid: process.pid, role, httpPort: options.httpPort, pgPort: options.port, startTicks: startTicks(process.pid), startedAt: new Date().toISOString() };
+  const me: Owner = {
+    pid: process.pid,
+    role,
+    httpPort: options.httpPort,
+    pgPort: options.port,
+    startTicks: startTicks(process.pid),
+    startedAt: new Date().toISOString(),
+  };
   for (let waitingFor: Owner | undefined; ; ) {
     if (claim(ownerFile, me)) break;
     const owner = readOwner(ownerFile);
@@ -113,7 +120,9 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     if (waitingFor?.pid !== owner.pid) log(`waiting for Tollgate command (pid ${owner.pid}) to release the embedded database in ${dataDir}`);
     waitingFor = owner;
     if (Date.now() > deadline) {
-      throw new EmbeddedPostgresInUse(`a Tollgate command (pid ${owner.pid}) still holds the embedded database in ${dataDir} after ${Math.round(timeoutMs / 1000)} s`);
+      throw new EmbeddedPostgresInUse(
+        `a Tollgate command (pid ${owner.pid}) still holds the embedded database in ${dataDir} after ${Math.round(timeoutMs / 1000)} s`,
+      );
     }
     await sleep(200);
   }
@@ -249,7 +258,10 @@ function isPostmasterOf(pid: number, clusterDir: string): boolean {
     args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
   } catch {
     try {
-      args = execFileSync('ps', ['-o', 'command=', '-p', String(pid)]).toString().trim().split(/\s+/);
+      args = execFileSync('ps', ['-o', 'command=', '-p', String(pid)])
+        .toString()
+        .trim()
+        .split(/\s+/);
     } catch {
       return false;
     }
@@ -281,7 +293,8 @@ async function attach(dataDir: string, clusterDir: string, owner: Owner, deadlin
         stop: async () => {},
       };
     }
-    if (!isAlive(owner)) throw new Error(`the Tollgate gateway (pid ${owner.pid}) that holds ${dataDir} stopped before its database was ready; run the command again`);
+    if (!isAlive(owner))
+      throw new Error(`the Tollgate gateway (pid ${owner.pid}) that holds ${dataDir} stopped before its database was ready; run the command again`);
     if (Date.now() > deadline) throw new Error(`the database of the Tollgate gateway (pid ${owner.pid}) on ${dataDir} is not ready`);
     await sleep(100);
   }

@@ -16,11 +16,15 @@ import { paymentsMigration } from '../payments/schema';
  */
 export const migrations: readonly Migration[] = [
   eventStoreMigration,
-  personalDataMigration, personalDataEnvelopeMigration,
+  personalDataMigration,
+  personalDataEnvelopeMigration,
   expiriesMigration,
-  auditMigration, retentionMigration,
+  auditMigration,
+  retentionMigration,
   financeProjectionsMigration,
   paymentsMigration,
-  autoTopUpMigration, lowBalanceAlertsMigration,
-  instanceLeasesMigration, expiriesInstanceMigration,
+  autoTopUpMigration,
+  lowBalanceAlertsMigration,
+  instanceLeasesMigration,
+  expiriesInstanceMigration,
 ];

@@ -293,7 +293,9 @@ export class PersonalDataVault implements PersonalDataVaultPort {
       return null;
     }
     if (row.master_key_id !== this.master.id) {
-      throw new MasterKeyError(`the key of account ${accountId} is wrapped under master key ${row.master_key_id}, this process has ${this.master.id}; restart it with the current master key`);
+      throw new MasterKeyError(
+        `the key of account ${accountId} is wrapped under master key ${row.master_key_id}, this process has ${this.master.id}; restart it with the current master key`,
+      );
     }
     return this.master.unwrapAccountKey(accountId, row.wrapped_key);
   }

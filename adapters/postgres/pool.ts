@@ -44,10 +44,7 @@ export async function checkConnection(pool: Pool, connectionString: string): Pro
   try {
     await pool.query('SELECT 1');
   } catch (error) {
-    throw new DatabaseUnreachableError(
-      `cannot reach PostgreSQL at ${redactUrl(connectionString)}: ${(error as Error).message}`,
-      { cause: error },
-    );
+    throw new DatabaseUnreachableError(`cannot reach PostgreSQL at ${redactUrl(connectionString)}: ${(error as Error).message}`, { cause: error });
   }
 }
 

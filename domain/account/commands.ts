@@ -5,7 +5,6 @@ import type { ReleaseReason, SettledOutcome } from '../charge-policy/outcome-nam
 import type { IsoInstant } from '../time/instant';
 import type { ClosureReason, RequestMetadata, SuspensionReason } from './events';
 
-
 export type OpenAccount = Command<
   'OpenAccount',
   {
@@ -91,10 +90,7 @@ export type IssueRefund = Command<
   }
 >;
 
-export type ConfigureAutoTopUp = Command<
-  'ConfigureAutoTopUp',
-  { readonly autoTopUp: { readonly threshold: MicroUsd; readonly amount: MicroUsd } | null }
->;
+export type ConfigureAutoTopUp = Command<'ConfigureAutoTopUp', { readonly autoTopUp: { readonly threshold: MicroUsd; readonly amount: MicroUsd } | null }>;
 
 export type RecordAutoTopUpTriggered = Command<'RecordAutoTopUpTriggered', { readonly attemptId: string }>;
 
@@ -116,10 +112,7 @@ export type TerminateAccount = Command<'TerminateAccount', { readonly reason: st
 export type ErasePersonalData = Command<'ErasePersonalData', Record<string, never>>;
 
 /** New personal data, encrypted by the caller with the account's key; an absent field stays as it is. */
-export type CorrectPersonalData = Command<
-  'CorrectPersonalData',
-  { readonly displayNameCiphertext?: string; readonly emailCiphertext?: string }
->;
+export type CorrectPersonalData = Command<'CorrectPersonalData', { readonly displayNameCiphertext?: string; readonly emailCiphertext?: string }>;
 
 export type AccountCommand =
   | OpenAccount

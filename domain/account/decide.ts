@@ -11,11 +11,7 @@ import { availableOf, balanceOf, maximumBalanceOf, refundableOf, spendablePromoG
 
 export type AccountDecision = Decision<AccountEvent, AccountError>;
 
-function event<T extends AccountEvent['type']>(
-  type: T,
-  data: AccountEventOfType<T>['data'],
-  metadata: EventMetadata,
-): AccountEventOfType<T> {
+function event<T extends AccountEvent['type']>(type: T, data: AccountEventOfType<T>['data'], metadata: EventMetadata): AccountEventOfType<T> {
   return { type, data, metadata } as AccountEventOfType<T>;
 }
 
@@ -95,9 +91,7 @@ function completeTopUp(command: C.CompleteTopUp, state: AccountState, policy: Ac
   if (overLimit) return reject(overLimit);
 
   const metadata = eventMetadataFrom(command.metadata);
-  const events: AccountEvent[] = [
-    event('TopUpCompleted', { paymentReference, amount, autoTopUpAttemptId: command.data.autoTopUpAttemptId ?? null }, metadata),
-  ];
+  const events: AccountEvent[] = [event('TopUpCompleted', { paymentReference, amount, autoTopUpAttemptId: command.data.autoTopUpAttemptId ?? null }, metadata)];
   // The top-up pays the debt first (purchased is simply summed); once the debt is gone, a
   // suspension that was only about money ends by itself.
   const moneyReason = state.suspensionReason === 'negative_balance' || state.suspensionReason === 'auto_top_up_failed';

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { defineEvent, upcaster, type EventOf } from '../events/define';
-import { idSchema, isoInstantSchema, microUsdSchema, naturalSchema } from '../events/schema';
+import { idSchema, isoInstantSchema, naturalSchema } from '../events/schema';
 import { operationSchema } from '../price-book/operation';
 import { releaseReasonSchema, settledOutcomeSchema } from '../charge-policy/outcome-names';
 
@@ -19,10 +19,7 @@ export type ReinstatementReason = z.output<typeof reinstatementReasonSchema>;
  * Personal data arrives already encrypted with the account's own key (crypto-shredding):
  * destroying that key erases it from every copy of the log. The domain sees opaque strings.
  */
-export const AccountOpened = defineEvent(
-  'AccountOpened',
-  z.object({ accountId: idSchema, displayNameCiphertext: z.string(), emailCiphertext: z.string() }),
-);
+export const AccountOpened = defineEvent('AccountOpened', z.object({ accountId: idSchema, displayNameCiphertext: z.string(), emailCiphertext: z.string() }));
 
 export const TopUpCompleted = defineEvent(
   'TopUpCompleted',
@@ -46,10 +43,7 @@ export const PromoCreditExpired = defineEvent('PromoCreditExpired', z.object({ g
  * An operator took back the unspent part of an unexpired grant, or some of it, with a reason.
  * What was spent stays spent; the grant's remainder shrinks by `amount`.
  */
-export const PromoCreditRevoked = defineEvent(
-  'PromoCreditRevoked',
-  z.object({ grantId: idSchema, amount: naturalSchema, reason: z.string().min(1) }),
-);
+export const PromoCreditRevoked = defineEvent('PromoCreditRevoked', z.object({ grantId: idSchema, amount: naturalSchema, reason: z.string().min(1) }));
 
 /**
  * An operator set this account's maximum balance (null: back to the deployment's default). Only
@@ -148,10 +142,7 @@ export const ReservationReleased = defineEvent(
  */
 export const ReservationExpired = defineEvent('ReservationExpired', z.object({ requestId: idSchema, amount: naturalSchema }));
 
-export const RefundIssued = defineEvent(
-  'RefundIssued',
-  z.object({ refundId: idSchema, amount: naturalSchema, paymentReferences: z.array(idSchema).min(1) }),
-);
+export const RefundIssued = defineEvent('RefundIssued', z.object({ refundId: idSchema, amount: naturalSchema, paymentReferences: z.array(idSchema).min(1) }));
 
 export const AutoTopUpConfigured = defineEvent(
   'AutoTopUpConfigured',

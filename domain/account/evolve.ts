@@ -24,95 +24,96 @@ function withMember<T>(set: ReadonlySet<T>, value: T): ReadonlySet<T> {
  * change a past balance. Unchanged maps and sets are shared, not copied.
  */
 export function evolveAccount(state: AccountState, event: AccountEvent): AccountState {
-  return match(event)
-    .with({ type: 'AccountOpened' }, ({ data }) => ({ ...state, status: 'open' as const, accountId: data.accountId }))
-    .with({ type: 'TopUpCompleted' }, ({ data }) => ({
-      ...state,
-      purchased: state.purchased + data.amount,
-      totalToppedUp: state.totalToppedUp + data.amount,
-      appliedPaymentReferences: withMember(state.appliedPaymentReferences, data.paymentReference),
-      pendingAutoTopUp:
-        state.pendingAutoTopUp !== null && state.pendingAutoTopUp.attemptId === data.autoTopUpAttemptId ? null : state.pendingAutoTopUp,
-    }))
-    .with({ type: 'PromoCreditGranted' }, ({ data }) => ({
-      ...state,
-      promoGrants: withEntry(state.promoGrants, data.grantId, {
-        grantId: data.grantId,
-        granted: data.amount,
-        remaining: data.amount,
-        expiresAt: data.expiresAt,
-        expired: false,
-      }),
-    }))
-    .with({ type: 'PromoCreditExpired' }, ({ data }) => {
-      const grant = state.promoGrants.get(data.grantId);
-      if (!grant) return state;
-      return { ...state, promoGrants: withEntry(state.promoGrants, data.grantId, { ...grant, remaining: grant.remaining - data.amount, expired: true }) };
-    })
-    .with({ type: 'PromoCreditRevoked' }, ({ data }) => {
-      const grant = state.promoGrants.get(data.grantId);
-      if (!grant) return state;
-      return { ...state, promoGrants: withEntry(state.promoGrants, data.grantId, { ...grant, remaining: grant.remaining - data.amount }) };
-    })
-    .with({ type: 'ReservationPlaced' }, ({ data }) => ({
-      ...state,
-      openReservations: withEntry(state.openReservations, data.requestId, {
-        requestId: data.requestId,
-        keyId: data.keyId,
-        model: data.model,
-        operation: data.operation,
-        amount: data.amount,
-        priceVersion: data.priceVersion,
-        expiresAt: data.expiresAt,
-        instanceId: data.instanceId,
-      }),
-      reserved: state.reserved + data.amount,
-    }))
-    .with({ type: 'ReservationSettled' }, ({ data }) => {
-      let promoGrants = state.promoGrants;
-      for (const draw of data.fromPromo) {
-        const grant = promoGrants.get(draw.grantId);
-        if (grant) promoGrants = withEntry(promoGrants, draw.grantId, { ...grant, remaining: grant.remaining - draw.amount });
-      }
-      return {
+  return (
+    match(event)
+      .with({ type: 'AccountOpened' }, ({ data }) => ({ ...state, status: 'open' as const, accountId: data.accountId }))
+      .with({ type: 'TopUpCompleted' }, ({ data }) => ({
         ...state,
-        promoGrants,
-        purchased: state.purchased - data.fromPurchased,
+        purchased: state.purchased + data.amount,
+        totalToppedUp: state.totalToppedUp + data.amount,
+        appliedPaymentReferences: withMember(state.appliedPaymentReferences, data.paymentReference),
+        pendingAutoTopUp: state.pendingAutoTopUp !== null && state.pendingAutoTopUp.attemptId === data.autoTopUpAttemptId ? null : state.pendingAutoTopUp,
+      }))
+      .with({ type: 'PromoCreditGranted' }, ({ data }) => ({
+        ...state,
+        promoGrants: withEntry(state.promoGrants, data.grantId, {
+          grantId: data.grantId,
+          granted: data.amount,
+          remaining: data.amount,
+          expiresAt: data.expiresAt,
+          expired: false,
+        }),
+      }))
+      .with({ type: 'PromoCreditExpired' }, ({ data }) => {
+        const grant = state.promoGrants.get(data.grantId);
+        if (!grant) return state;
+        return { ...state, promoGrants: withEntry(state.promoGrants, data.grantId, { ...grant, remaining: grant.remaining - data.amount, expired: true }) };
+      })
+      .with({ type: 'PromoCreditRevoked' }, ({ data }) => {
+        const grant = state.promoGrants.get(data.grantId);
+        if (!grant) return state;
+        return { ...state, promoGrants: withEntry(state.promoGrants, data.grantId, { ...grant, remaining: grant.remaining - data.amount }) };
+      })
+      .with({ type: 'ReservationPlaced' }, ({ data }) => ({
+        ...state,
+        openReservations: withEntry(state.openReservations, data.requestId, {
+          requestId: data.requestId,
+          keyId: data.keyId,
+          model: data.model,
+          operation: data.operation,
+          amount: data.amount,
+          priceVersion: data.priceVersion,
+          expiresAt: data.expiresAt,
+          instanceId: data.instanceId,
+        }),
+        reserved: state.reserved + data.amount,
+      }))
+      .with({ type: 'ReservationSettled' }, ({ data }) => {
+        let promoGrants = state.promoGrants;
+        for (const draw of data.fromPromo) {
+          const grant = promoGrants.get(draw.grantId);
+          if (grant) promoGrants = withEntry(promoGrants, draw.grantId, { ...grant, remaining: grant.remaining - draw.amount });
+        }
+        return {
+          ...state,
+          promoGrants,
+          purchased: state.purchased - data.fromPurchased,
+          openReservations: withoutEntry(state.openReservations, data.requestId),
+          reserved: state.reserved - data.reservedAmount,
+          totalUsage: {
+            inputTokens: state.totalUsage.inputTokens + data.usage.inputTokens,
+            outputTokens: state.totalUsage.outputTokens + data.usage.outputTokens,
+            cost: state.totalUsage.cost + data.actualCost,
+          },
+        };
+      })
+      .with({ type: 'ReservationReleased' }, { type: 'ReservationExpired' }, ({ data }) => ({
+        ...state,
         openReservations: withoutEntry(state.openReservations, data.requestId),
-        reserved: state.reserved - data.reservedAmount,
-        totalUsage: {
-          inputTokens: state.totalUsage.inputTokens + data.usage.inputTokens,
-          outputTokens: state.totalUsage.outputTokens + data.usage.outputTokens,
-          cost: state.totalUsage.cost + data.actualCost,
-        },
-      };
-    })
-    .with({ type: 'ReservationReleased' }, { type: 'ReservationExpired' }, ({ data }) => ({
-      ...state,
-      openReservations: withoutEntry(state.openReservations, data.requestId),
-      reserved: state.reserved - data.amount,
-    }))
-    .with({ type: 'RefundIssued' }, ({ data }) => ({
-      ...state,
-      purchased: state.purchased - data.amount,
-      totalRefunded: state.totalRefunded + data.amount,
-      appliedRefundIds: withMember(state.appliedRefundIds, data.refundId),
-    }))
-    .with({ type: 'AutoTopUpConfigured' }, ({ data }) => ({ ...state, autoTopUp: data.autoTopUp }))
-    .with({ type: 'AutoTopUpTriggered' }, ({ data }) => ({ ...state, pendingAutoTopUp: { attemptId: data.attemptId, amount: data.amount } }))
-    .with({ type: 'AutoTopUpFailed' }, () => ({ ...state, pendingAutoTopUp: null }))
-    .with({ type: 'AccountSuspended' }, ({ data }) => ({ ...state, status: 'suspended' as const, suspensionReason: data.reason }))
-    .with({ type: 'AccountReinstated' }, () => ({ ...state, status: 'open' as const, suspensionReason: null }))
-    .with({ type: 'AccountClosed' }, () => ({ ...state, status: 'closed' as const }))
-    .with({ type: 'PersonalDataErased' }, () => ({ ...state, personalDataErased: true }))
-    // The ciphertexts are the caller's business (the vault); the decider keeps no personal data.
-    .with({ type: 'PersonalDataCorrected' }, () => state)
-    .with({ type: 'MaximumBalanceSet' }, ({ data }) => ({ ...state, maximumBalance: data.maximum }))
-    .with({ type: 'AccountTerminated' }, ({ data }) => ({ ...state, termination: { forAbuse: data.forAbuse } }))
-    .with({ type: 'PurchasedCreditForfeited' }, ({ data }) => ({
-      ...state,
-      purchased: state.purchased - data.amount,
-      totalForfeited: state.totalForfeited + data.amount,
-    }))
-    .exhaustive();
+        reserved: state.reserved - data.amount,
+      }))
+      .with({ type: 'RefundIssued' }, ({ data }) => ({
+        ...state,
+        purchased: state.purchased - data.amount,
+        totalRefunded: state.totalRefunded + data.amount,
+        appliedRefundIds: withMember(state.appliedRefundIds, data.refundId),
+      }))
+      .with({ type: 'AutoTopUpConfigured' }, ({ data }) => ({ ...state, autoTopUp: data.autoTopUp }))
+      .with({ type: 'AutoTopUpTriggered' }, ({ data }) => ({ ...state, pendingAutoTopUp: { attemptId: data.attemptId, amount: data.amount } }))
+      .with({ type: 'AutoTopUpFailed' }, () => ({ ...state, pendingAutoTopUp: null }))
+      .with({ type: 'AccountSuspended' }, ({ data }) => ({ ...state, status: 'suspended' as const, suspensionReason: data.reason }))
+      .with({ type: 'AccountReinstated' }, () => ({ ...state, status: 'open' as const, suspensionReason: null }))
+      .with({ type: 'AccountClosed' }, () => ({ ...state, status: 'closed' as const }))
+      .with({ type: 'PersonalDataErased' }, () => ({ ...state, personalDataErased: true }))
+      // The ciphertexts are the caller's business (the vault); the decider keeps no personal data.
+      .with({ type: 'PersonalDataCorrected' }, () => state)
+      .with({ type: 'MaximumBalanceSet' }, ({ data }) => ({ ...state, maximumBalance: data.maximum }))
+      .with({ type: 'AccountTerminated' }, ({ data }) => ({ ...state, termination: { forAbuse: data.forAbuse } }))
+      .with({ type: 'PurchasedCreditForfeited' }, ({ data }) => ({
+        ...state,
+        purchased: state.purchased - data.amount,
+        totalForfeited: state.totalForfeited + data.amount,
+      }))
+      .exhaustive()
+  );
 }

@@ -6,9 +6,7 @@
  */
 export type Rejection = { readonly error: string };
 
-export type Decision<E, Err extends Rejection> =
-  | { readonly ok: true; readonly events: readonly E[] }
-  | { readonly ok: false; readonly error: Err };
+export type Decision<E, Err extends Rejection> = { readonly ok: true; readonly events: readonly E[] } | { readonly ok: false; readonly error: Err };
 
 export function accept<E>(...events: E[]): { readonly ok: true; readonly events: readonly E[] } {
   return { ok: true, events };
@@ -19,9 +17,7 @@ export function reject<Err extends Rejection>(error: Err): { readonly ok: false;
 }
 
 /** A value or a named error: for queries (price in force, parsing) that can refuse. */
-export type Result<T, Err extends Rejection> =
-  | { readonly ok: true; readonly value: T }
-  | { readonly ok: false; readonly error: Err };
+export type Result<T, Err extends Rejection> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: Err };
 
 export function ok<T>(value: T): { readonly ok: true; readonly value: T } {
   return { ok: true, value };

@@ -45,7 +45,8 @@ function withMargin(amount: MicroUsd, marginBasisPoints: bigint): MicroUsd {
  */
 export function estimateReservation(input: EstimateInput): ReservationEstimate {
   if (input.marginBasisPoints < 0n) throw new RangeError('estimateReservation: margin must not be negative');
-  if (input.historicalAverage !== undefined && input.historicalAverage < 0n) throw new RangeError('estimateReservation: a historical average must not be negative');
+  if (input.historicalAverage !== undefined && input.historicalAverage < 0n)
+    throw new RangeError('estimateReservation: a historical average must not be negative');
   const upstream = requestCost({ inputTokens: input.promptTokens, outputTokens: input.maxOutputTokens }, input.price);
   const maximumCost = withMargin(upstream, input.marginBasisPoints);
   const history = input.historicalAverage ?? 0n;

@@ -40,6 +40,5 @@ export function defineEvent<T extends string, S extends z.ZodType>(
 }
 
 /** The in-memory event for a definition: `{ type, data, metadata }`. */
-export type EventOf<D extends EventDefinition> = D extends EventDefinition<infer T, infer S>
-  ? { readonly type: T; readonly data: z.output<S>; readonly metadata: EventMetadata }
-  : never;
+export type EventOf<D extends EventDefinition> =
+  D extends EventDefinition<infer T, infer S> ? { readonly type: T; readonly data: z.output<S>; readonly metadata: EventMetadata } : never;

@@ -3,7 +3,6 @@ import type { MicroUsd } from '../money/money';
 import type { IsoInstant } from '../time/instant';
 import type { Operation } from './operation';
 
-
 export type AddModel = Command<'AddModel', { readonly modelId: string; readonly operations: readonly Operation[]; readonly maxOutputTokens: bigint }>;
 export type RetireModel = Command<'RetireModel', { readonly modelId: string }>;
 export type SetPrice = Command<

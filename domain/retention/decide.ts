@@ -6,7 +6,6 @@ import type { RetentionEvent } from './events';
 /** The single stream every retention run records itself in. */
 export const RETENTION_STREAM_ID = 'retention';
 
-
 /** What a run did; its `asOf` is the command's `now`. Counts are non-negative integers. */
 export type RecordRetentionRun = Command<
   'RecordRetentionRun',

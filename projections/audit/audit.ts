@@ -295,7 +295,10 @@ function hashedFields(entry: AuditEntry): Record<string, unknown> {
 
 /** sha256(prev_hash || canonical JSON of the entry), hex. */
 export function entryHash(prevHash: string, entry: AuditEntry): string {
-  return createHash('sha256').update(prevHash).update(canonicalJson(hashedFields(entry))).digest('hex');
+  return createHash('sha256')
+    .update(prevHash)
+    .update(canonicalJson(hashedFields(entry)))
+    .digest('hex');
 }
 
 export function chain(prevHash: string, entry: AuditEntry): ChainedAuditEntry {
@@ -340,7 +343,8 @@ export function verifyStep(from: ChainHead, entries: readonly ChainedAuditEntry[
   let { entryNo, hash } = from;
   for (const entry of entries) {
     const expected = entryNo + 1n;
-    if (entry.entryNo !== expected.toString()) return { ok: false, broken: { entryNo: entry.entryNo, problem: 'missing_entries', expected: expected.toString() } };
+    if (entry.entryNo !== expected.toString())
+      return { ok: false, broken: { entryNo: entry.entryNo, problem: 'missing_entries', expected: expected.toString() } };
     if (entry.prevHash !== hash) return { ok: false, broken: { entryNo: entry.entryNo, problem: 'prev_hash_mismatch' } };
     const recomputed = entryHash(hash, entry);
     if (recomputed !== entry.hash) return { ok: false, broken: { entryNo: entry.entryNo, problem: 'hash_mismatch' } };

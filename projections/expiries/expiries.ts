@@ -24,7 +24,10 @@ export type ExpiryChange =
 export function expiryChange(streamId: string, event: DomainEvent): ExpiryChange | null {
   switch (event.type) {
     case 'ReservationPlaced':
-      return { op: 'due', row: { kind: 'reservation', streamId, itemId: event.data.requestId, expiresAt: event.data.expiresAt, instanceId: event.data.instanceId } };
+      return {
+        op: 'due',
+        row: { kind: 'reservation', streamId, itemId: event.data.requestId, expiresAt: event.data.expiresAt, instanceId: event.data.instanceId },
+      };
     case 'ReservationSettled':
     case 'ReservationReleased':
     case 'ReservationExpired':

@@ -90,7 +90,5 @@ export function sumOfPostings(postings: readonly Posting[]): MicroUsd {
 
 /** What the journal says a customer is owed after these postings: the negated customer credit lines. */
 export function customerBalanceOf(postings: readonly Posting[], accountId: string): MicroUsd {
-  return -postings
-    .filter((p) => p.accountId === accountId && CUSTOMER_CREDIT_ACCOUNTS.includes(p.ledgerAccount))
-    .reduce((sum, p) => sum + p.amount, 0n);
+  return -postings.filter((p) => p.accountId === accountId && CUSTOMER_CREDIT_ACCOUNTS.includes(p.ledgerAccount)).reduce((sum, p) => sum + p.amount, 0n);
 }

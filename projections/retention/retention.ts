@@ -130,7 +130,14 @@ export function planRetention(inputs: RetentionInputs, policy: RetentionPolicy =
   }
   items.sort((a, b) => toEpochMs(a.expiresAt!) - toEpochMs(b.expiresAt!) || (a.subject < b.subject ? -1 : a.subject > b.subject ? 1 : 0));
   if (heldWhileOpen > 0) {
-    items.push({ category: 'personal_data', subject: `accounts not closed (erased ${policy.personalDataDays} days after closure)`, count: heldWhileOpen, expiresAt: null, due: false, action: 'keep' });
+    items.push({
+      category: 'personal_data',
+      subject: `accounts not closed (erased ${policy.personalDataDays} days after closure)`,
+      count: heldWhileOpen,
+      expiresAt: null,
+      due: false,
+      action: 'keep',
+    });
   }
   items.push({ category: 'wallet_transactions', subject: 'money events in the ledger', count: null, expiresAt: null, due: false, action: 'keep' });
   items.push({

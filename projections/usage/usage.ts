@@ -42,7 +42,13 @@ export interface UsageRow {
 export type UsageStep =
   | { readonly kind: 'placed'; readonly accountId: string; readonly requestId: string; readonly facts: ReservationFacts }
   /** a reservation ended; `facts` null when they come from its placement */
-  | { readonly kind: 'ended'; readonly accountId: string; readonly requestId: string; readonly facts: ReservationFacts | null; usage(facts: ReservationFacts): UsageRow };
+  | {
+      readonly kind: 'ended';
+      readonly accountId: string;
+      readonly requestId: string;
+      readonly facts: ReservationFacts | null;
+      usage(facts: ReservationFacts): UsageRow;
+    };
 
 export function utcDay(instant: string): string {
   return new Date(toEpochMs(instant)).toISOString().slice(0, 10);

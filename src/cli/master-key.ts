@@ -36,10 +36,13 @@ export function registerMasterKeyCommands(program: Command): void {
       await withDatabase(async ({ database, masterKey }) => {
         const current = masterKey.key;
         if (next.id === current.id) return fail(`--new-key-file holds the current master key (${current.id}); nothing to do`);
-        const bar =
-          options.progress
-            ? new (load.progress().SingleBar)({ format: 'rotate-master [{bar}] {percentage}% | {value}/{total} account keys | {eta_formatted} left', stream: process.stderr, hideCursor: true })
-            : undefined;
+        const bar = options.progress
+          ? new (load.progress().SingleBar)({
+              format: 'rotate-master [{bar}] {percentage}% | {value}/{total} account keys | {eta_formatted} left',
+              stream: process.stderr,
+              hideCursor: true,
+            })
+          : undefined;
         let started = false;
         let result;
         try {

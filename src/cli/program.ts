@@ -29,7 +29,7 @@ export const commandGroups: readonly ((program: Command) => void)[] = [
 export function createProgram(): Command {
   const program = new Command('tollgate')
     .description(
-      'Administer Tollgate. accounts, keys, credit, models and prices go through a running gateway\'s admin API (--url, --admin-key); ' +
+      "Administer Tollgate. accounts, keys, credit, models and prices go through a running gateway's admin API (--url, --admin-key); " +
         'replay, verify, balance, statement, journal, audit, retention and export read the database directly (DATABASE_URL, or the embedded default).',
     )
     .addOption(new Option('--url <url>', 'base URL of the gateway').env('TOLLGATE_URL').default(DEFAULT_URL))

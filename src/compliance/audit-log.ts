@@ -20,7 +20,9 @@ type AuditRow = Record<string, unknown> & { prev_hash: string; hash: string };
 
 /** Numbers and ids come back as text, exactly as they were hashed. */
 const COLUMNS = [
-  ...AUDIT_ENTRY_FIELDS.map(({ column, sqlType }) => (sqlType === 'bigint' || sqlType === 'numeric' || sqlType === 'uuid' ? `${column}::text AS ${column}` : column)),
+  ...AUDIT_ENTRY_FIELDS.map(({ column, sqlType }) =>
+    sqlType === 'bigint' || sqlType === 'numeric' || sqlType === 'uuid' ? `${column}::text AS ${column}` : column,
+  ),
   'prev_hash',
   'hash',
 ].join(', ');

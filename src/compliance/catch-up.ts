@@ -9,7 +9,12 @@ import { inTransaction } from '../read-models/transaction';
  * gateway is running the projection (it holds the projection's lock), waits for it to get
  * there instead; otherwise applies what is missing itself, in batches, each with its checkpoint.
  */
-export async function catchUpProjection<E>(pool: Pool, store: EventStore<E>, projection: SqlProjection<E>, options: { timeoutMs?: number } = {}): Promise<void> {
+export async function catchUpProjection<E>(
+  pool: Pool,
+  store: EventStore<E>,
+  projection: SqlProjection<E>,
+  options: { timeoutMs?: number } = {},
+): Promise<void> {
   // Everything committed so far, including what an open transaction still hides from readers:
   // a command that just wrote must find its write in the projection.
   const target = await store.latestPosition();

@@ -38,7 +38,10 @@ export async function exportAccount(
   if (events.length === 0) return null;
   const now = new Date().toISOString();
   const decider = accountDecider();
-  const state = fold(decider, events.map((e) => e.event as Parameters<typeof decider.evolve>[1]));
+  const state = fold(
+    decider,
+    events.map((e) => e.event as Parameters<typeof decider.evolve>[1]),
+  );
 
   const ciphertexts = currentPersonalDataCiphertexts(events.map((e) => e.event));
   const displayName = ciphertexts ? await readPersonalField(vault, accountId, ciphertexts.displayNameCiphertext) : null;
@@ -49,7 +52,10 @@ export async function exportAccount(
   const keys = [];
   for (const keyId of await keyIdsOf(pool, accountId)) {
     const { events: keyEvents } = await store.readStream(apiKeyStreamId(keyId));
-    const keyState = fold(apiKeyDecider, keyEvents.map((e) => e.event as Parameters<typeof apiKeyDecider.evolve>[1]));
+    const keyState = fold(
+      apiKeyDecider,
+      keyEvents.map((e) => e.event as Parameters<typeof apiKeyDecider.evolve>[1]),
+    );
     if (keyState.status === 'not_issued') continue;
     const revoked = keyEvents.find((e) => e.event.type === 'ApiKeyRevoked');
     keys.push({
@@ -78,7 +84,8 @@ export async function exportAccount(
   for (const target of [accountId, ...keyTargets]) audit.push(...(await queryAudit(pool, { target, limit: 100_000 })));
   audit.sort((a, b) => (BigInt(a.entryNo) < BigInt(b.entryNo) ? -1 : 1));
   const retention = (await tableExists(pool, 'personal_data_retention'))
-    ? ((await pool.query('SELECT closed_at, closure_reason, erase_due_at, erased_at FROM personal_data_retention WHERE account_id = $1', [accountId])).rows[0] ?? null)
+    ? ((await pool.query('SELECT closed_at, closure_reason, erase_due_at, erased_at FROM personal_data_retention WHERE account_id = $1', [accountId]))
+        .rows[0] ?? null)
     : null;
 
   return {

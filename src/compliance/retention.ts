@@ -34,7 +34,8 @@ export const REQUEST_METADATA_READ_MODELS: readonly RequestMetadataReadModel[] =
 const IDENTIFIER = /^[a-z_][a-z0-9_]*$/;
 
 function checkIdentifiers(model: RequestMetadataReadModel): void {
-  if (!IDENTIFIER.test(model.table) || !IDENTIFIER.test(model.timeColumn)) throw new Error(`read model ${model.name}: table and column must be plain identifiers`);
+  if (!IDENTIFIER.test(model.table) || !IDENTIFIER.test(model.timeColumn))
+    throw new Error(`read model ${model.name}: table and column must be plain identifiers`);
 }
 
 async function groupsOf(pool: Pool, table: string, timeColumn: string): Promise<HeldGroup[]> {

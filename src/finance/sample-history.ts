@@ -26,7 +26,16 @@ export function seededRandom(seed: number): () => number {
 
 export const SAMPLE_PRICE = { version: 1, inputPerMillion: 2_000_000n, outputPerMillion: 6_000_000n };
 const OPERATIONS: readonly Operation[] = ['chat', 'completion', 'embedding'];
-const SETTLED: readonly SettledOutcome[] = ['completed', 'completed', 'completed', 'completed', 'completed_after_disconnect', 'client_disconnected', 'moderation_refusal', 'upstream_error'];
+const SETTLED: readonly SettledOutcome[] = [
+  'completed',
+  'completed',
+  'completed',
+  'completed',
+  'completed_after_disconnect',
+  'client_disconnected',
+  'moderation_refusal',
+  'upstream_error',
+];
 const RELEASED: readonly ReleaseReason[] = ['gateway_error', 'upstream_error_no_tokens', 'moderation_refusal_no_tokens_reported'];
 
 export interface AccountScript {
@@ -86,7 +95,9 @@ export function sampleAccountScript(accountId: string, options: { seed: number; 
         // Wind down: every hold ends, so the history leaves nothing open.
         const r = open[0];
         if (!r) return null;
-        return rng() < 0.8 ? settle(state, r.requestId) : { type: 'ReleaseReservation', data: { requestId: r.requestId, reason: pick(RELEASED) }, metadata: meta() };
+        return rng() < 0.8
+          ? settle(state, r.requestId)
+          : { type: 'ReleaseReservation', data: { requestId: r.requestId, reason: pick(RELEASED) }, metadata: meta() };
       }
       step += 1;
       now = addMs(now, between(5, 240) * 1000);
@@ -98,12 +109,21 @@ export function sampleAccountScript(accountId: string, options: { seed: number; 
 
       const roll = rng();
       if (state.totalToppedUp === 0n || (state.purchased < 0n && roll < 0.5) || roll < 0.05) {
-        return { type: 'CompleteTopUp', data: { paymentReference: `${accountId}-pay${counter}`, amount: BigInt(between(10, 200)) * 1_000_000n }, metadata: meta() };
+        return {
+          type: 'CompleteTopUp',
+          data: { paymentReference: `${accountId}-pay${counter}`, amount: BigInt(between(10, 200)) * 1_000_000n },
+          metadata: meta(),
+        };
       }
       if (roll < 0.08) {
         return {
           type: 'GrantPromoCredit',
-          data: { grantId: `${accountId}-grant${counter}`, amount: BigInt(between(1, 10)) * 1_000_000n, expiresAt: addMs(now, between(20, 240) * 60_000), reason: 'sample' },
+          data: {
+            grantId: `${accountId}-grant${counter}`,
+            amount: BigInt(between(1, 10)) * 1_000_000n,
+            expiresAt: addMs(now, between(20, 240) * 60_000),
+            reason: 'sample',
+          },
           metadata: meta(),
         };
       }
@@ -111,16 +131,29 @@ export function sampleAccountScript(accountId: string, options: { seed: number; 
         const refundable = refundableOf(state);
         if (refundable > 0n) {
           const amount = 1n + BigInt(Math.floor(rng() * Number(refundable > 50_000_000n ? 50_000_000n : refundable)));
-          return { type: 'IssueRefund', data: { refundId: `${accountId}-refund${counter}`, amount, paymentReferences: [pick([...state.appliedPaymentReferences])] }, metadata: meta() };
+          return {
+            type: 'IssueRefund',
+            data: { refundId: `${accountId}-refund${counter}`, amount, paymentReferences: [pick([...state.appliedPaymentReferences])] },
+            metadata: meta(),
+          };
         }
       }
       if (open.length > 0 && (roll < 0.55 || open.length > 4)) {
         const r = pick(open);
-        return rng() < 0.85 ? settle(state, r.requestId) : { type: 'ReleaseReservation', data: { requestId: r.requestId, reason: pick(RELEASED), request: requestMetadata() }, metadata: meta() };
+        return rng() < 0.85
+          ? settle(state, r.requestId)
+          : { type: 'ReleaseReservation', data: { requestId: r.requestId, reason: pick(RELEASED), request: requestMetadata() }, metadata: meta() };
       }
       return {
         type: 'PlaceReservation',
-        data: { requestId: `${accountId}-req${counter}`, keyId: pick(keys), model: pick(models), operation: pick(OPERATIONS), amount: BigInt(between(1_000, 60_000)), priceVersion: 1 },
+        data: {
+          requestId: `${accountId}-req${counter}`,
+          keyId: pick(keys),
+          model: pick(models),
+          operation: pick(OPERATIONS),
+          amount: BigInt(between(1_000, 60_000)),
+          priceVersion: 1,
+        },
         metadata: meta(),
       };
     },

@@ -103,7 +103,16 @@ export interface JournalLine {
 
 /** The journal projection's postings in the period, in log order. */
 export async function journalLines(pool: Pool, period: Period = {}): Promise<JournalLine[]> {
-  const { rows } = await pool.query<{ tx: string; seq: string; line: number; occurred_at: Date; event_type: string; account_id: string; ledger_account: string; amount: string }>(
+  const { rows } = await pool.query<{
+    tx: string;
+    seq: string;
+    line: number;
+    occurred_at: Date;
+    event_type: string;
+    account_id: string;
+    ledger_account: string;
+    amount: string;
+  }>(
     `SELECT tx::text, seq::text, line, occurred_at, event_type, account_id, ledger_account, amount::text FROM journal_postings
       WHERE ($1::timestamptz IS NULL OR occurred_at >= $1) AND ($2::timestamptz IS NULL OR occurred_at < $2)
       ORDER BY tx, seq, line`,
@@ -138,7 +147,17 @@ export interface UsageLine {
 /** An account's usage per day, key, model and operation from the usage projection; days in [from, to). */
 export async function usageOf(pool: Pool, accountId: string, period: Period = {}): Promise<UsageLine[]> {
   const { rows } = await pool.query<{
-    day: string; key_id: string; model: string; operation: string; requests: string; input_tokens: string; output_tokens: string; cost: string; errors: string; latency_ms_sum: string; latency_count: string;
+    day: string;
+    key_id: string;
+    model: string;
+    operation: string;
+    requests: string;
+    input_tokens: string;
+    output_tokens: string;
+    cost: string;
+    errors: string;
+    latency_ms_sum: string;
+    latency_count: string;
   }>(
     `SELECT to_char(day, 'YYYY-MM-DD') AS day, key_id, model, operation, requests::text, input_tokens::text, output_tokens::text, cost::text, errors::text,
             latency_ms_sum::text, latency_count::text
@@ -171,14 +190,42 @@ function dayOf(instant: string): string {
 
 export function statementCsv(statement: Statement): string {
   return toCsv(
-    [textColumn('occurred_at'), textColumn('event_id'), textColumn('event_type'), textColumn('reference'), numberColumn('purchased_change_usd'), numberColumn('promo_change_usd'), numberColumn('amount_usd'), numberColumn('balance_usd')],
-    statement.lines.map((l) => [l.occurredAt, l.eventId, l.eventType, l.reference, formatUsd(l.purchasedChange), formatUsd(l.promoChange), formatUsd(l.amount), formatUsd(l.balance)]),
+    [
+      textColumn('occurred_at'),
+      textColumn('event_id'),
+      textColumn('event_type'),
+      textColumn('reference'),
+      numberColumn('purchased_change_usd'),
+      numberColumn('promo_change_usd'),
+      numberColumn('amount_usd'),
+      numberColumn('balance_usd'),
+    ],
+    statement.lines.map((l) => [
+      l.occurredAt,
+      l.eventId,
+      l.eventType,
+      l.reference,
+      formatUsd(l.purchasedChange),
+      formatUsd(l.promoChange),
+      formatUsd(l.amount),
+      formatUsd(l.balance),
+    ]),
   );
 }
 
 export function journalCsv(lines: readonly JournalLine[]): string {
   return toCsv(
-    [numberColumn('log_tx'), numberColumn('log_seq'), numberColumn('line'), textColumn('occurred_at'), textColumn('event_type'), textColumn('customer_account'), textColumn('ledger_account'), numberColumn('debit_usd'), numberColumn('credit_usd')],
+    [
+      numberColumn('log_tx'),
+      numberColumn('log_seq'),
+      numberColumn('line'),
+      textColumn('occurred_at'),
+      textColumn('event_type'),
+      textColumn('customer_account'),
+      textColumn('ledger_account'),
+      numberColumn('debit_usd'),
+      numberColumn('credit_usd'),
+    ],
     lines.map((l) => [
       l.tx.toString(),
       l.seq.toString(),

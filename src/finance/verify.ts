@@ -63,7 +63,11 @@ export async function verifyFinance(
     balanceRows = new Map(balances.rows.map((r) => [r.account_id, { purchased: BigInt(r.purchased), promo: BigInt(r.promo), reserved: BigInt(r.reserved) }]));
     for (const r of balances.rows) {
       if (BigInt(r.available) !== BigInt(r.purchased) + BigInt(r.promo) - BigInt(r.reserved)) {
-        differences.push({ check: 'balance', accountId: r.account_id, detail: `available ${formatUsd(BigInt(r.available))} is not purchased + promo - reserved` });
+        differences.push({
+          check: 'balance',
+          accountId: r.account_id,
+          detail: `available ${formatUsd(BigInt(r.available))} is not purchased + promo - reserved`,
+        });
       }
     }
     const owed = await client.query<{ account_id: string; owed: string }>(
@@ -79,7 +83,11 @@ export async function verifyFinance(
          FROM journal_postings GROUP BY tx, seq HAVING sum(amount) <> 0 ORDER BY tx, seq LIMIT 100`,
     );
     for (const r of unbalanced.rows) {
-      differences.push({ check: 'unbalanced_event', accountId: r.account_id, detail: `${r.event_type} at ${r.tx}/${r.seq}: postings sum to ${formatUsd(BigInt(r.total))}` });
+      differences.push({
+        check: 'unbalanced_event',
+        accountId: r.account_id,
+        detail: `${r.event_type} at ${r.tx}/${r.seq}: postings sum to ${formatUsd(BigInt(r.total))}`,
+      });
     }
     await client.query('COMMIT');
   } finally {

@@ -1,13 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Decider, Rejection } from '../../domain/decider/decision';
-import {
-  VersionConflictError,
-  type AppendRequest,
-  type EventStore,
-  type LogPosition,
-  type NewEvent,
-  type StreamRevision,
-} from '../ports/event-store';
+import { VersionConflictError, type AppendRequest, type EventStore, type LogPosition, type NewEvent, type StreamRevision } from '../ports/event-store';
 
 /**
  * Runs a decider's commands against the event store with group commit.

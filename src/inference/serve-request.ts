@@ -206,10 +206,14 @@ export async function serveInference(deps: ServeRequestDeps, input: ServeInput, 
     outcome = toRequestOutcome(billedAtMost(result.outcome, maxOutputTokens, deps.logger, exchange.requestId), abort.signal.aborted);
     if (overran) {
       outcome = overranOutcome(outcome);
-      deps.logger.warn({ requestId: exchange.requestId, maxRequestDurationMs: deps.maxRequestDurationMs }, 'request ended at the maximum request duration; charged for what was produced');
+      deps.logger.warn(
+        { requestId: exchange.requestId, maxRequestDurationMs: deps.maxRequestDurationMs },
+        'request ended at the maximum request duration; charged for what was produced',
+      );
     }
     if (result.streamStarted) exchange.answer({ kind: 'end_stream' });
-    else if (overran && !result.clientError && result.body === undefined) exchange.answer({ kind: 'timed_out', maxRequestDurationMs: deps.maxRequestDurationMs ?? 0 });
+    else if (overran && !result.clientError && result.body === undefined)
+      exchange.answer({ kind: 'timed_out', maxRequestDurationMs: deps.maxRequestDurationMs ?? 0 });
     else if (result.clientError) exchange.answer({ kind: 'client_error', error: result.clientError });
     else exchange.answer({ kind: 'body', body: result.body });
   } catch (error) {
@@ -328,7 +332,10 @@ export async function releaseAbandonedReservation(
  */
 export function billedAtMost(o: InferenceOutcome, maxOutputTokens: number, logger: Pick<Logger, 'warn'>, requestId: string): InferenceOutcome {
   if (o.operation === 'embedding' || o.usage.outputTokens <= maxOutputTokens) return o;
-  logger.warn({ requestId, model: o.model, upstream: o.upstream, outputTokens: o.usage.outputTokens, maxOutputTokens }, 'upstream produced more output than max_tokens; billed the limit');
+  logger.warn(
+    { requestId, model: o.model, upstream: o.upstream, outputTokens: o.usage.outputTokens, maxOutputTokens },
+    'upstream produced more output than max_tokens; billed the limit',
+  );
   return { ...o, usage: { ...o.usage, outputTokens: maxOutputTokens }, tokensProduced: Math.min(o.tokensProduced, maxOutputTokens) };
 }
 
@@ -365,4 +372,3 @@ function overranOutcome(outcome: RequestOutcome): RequestOutcome {
 function commandMetadata(key: VerifiedKey, correlationId: string, causationId: string): CommandMetadata {
   return { now: new Date().toISOString(), correlationId, causationId, actor: { kind: 'customer_key', keyId: key.keyId } };
 }
-

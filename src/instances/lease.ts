@@ -109,7 +109,10 @@ export class InstanceLease {
       await this.pool.query('DELETE FROM instance_roles WHERE role = $1 AND instance_id = $2', [WORKERS_ROLE, this.id]);
       await this.pool.query('UPDATE instance_leases SET lapses_at = now() WHERE instance_id = $1', [this.id]);
     } catch (error) {
-      this.log.warn({ err: { name: (error as Error).name, message: (error as Error).message } }, 'could not end the instance lease on shutdown; it lapses by itself');
+      this.log.warn(
+        { err: { name: (error as Error).name, message: (error as Error).message } },
+        'could not end the instance lease on shutdown; it lapses by itself',
+      );
     }
   }
 

@@ -29,7 +29,8 @@ export async function startTopUp(
   if (state.status === 'closed') return { ok: false, error: { error: 'account_closed' } };
   const cents = centsOf(input.amount);
   if (cents === null) return { ok: false, error: { error: 'sub_cent_amount', amount: input.amount } };
-  if (input.amount < deps.policy.minimumTopUp) return { ok: false, error: { error: 'top_up_below_minimum', amount: input.amount, minimum: deps.policy.minimumTopUp } };
+  if (input.amount < deps.policy.minimumTopUp)
+    return { ok: false, error: { error: 'top_up_below_minimum', amount: input.amount, minimum: deps.policy.minimumTopUp } };
   const balance = balanceOf(state);
   const maximum = maximumBalanceOf(state, deps.policy);
   if (balance + input.amount > maximum) return { ok: false, error: { error: 'balance_limit_exceeded', balance, amount: input.amount, maximum } };

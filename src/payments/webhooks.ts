@@ -69,10 +69,12 @@ export class StripeWebhookReceiver {
     );
     if (seen.rows[0]) return { outcome: seen.rows[0].outcome, accountId: seen.rows[0].account_id, duplicate: true };
     const outcome = await this.dispatcher.dispatch(event);
-    await this.pool.query(
-      'INSERT INTO stripe_webhook_events (event_id, type, account_id, outcome) VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING',
-      [event.id, event.type, outcome.accountId, outcome.outcome],
-    );
+    await this.pool.query('INSERT INTO stripe_webhook_events (event_id, type, account_id, outcome) VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING', [
+      event.id,
+      event.type,
+      outcome.accountId,
+      outcome.outcome,
+    ]);
     const fields = { stripeEventId: event.id, stripeEventType: event.type, accountId: outcome.accountId, outcome: outcome.outcome, ...outcome.ids };
     if (outcome.outcome.includes('unknown_account')) {
       this.log.warn(fields, 'stripe webhook for no known account: recorded, not credited');
@@ -141,7 +143,8 @@ export function registerPaymentHandlers(dispatcher: StripeWebhookDispatcher, dep
     const accountId = refund.metadata['account_id'];
     const ids = { refundId: refund.id, paymentIntentId: refund.payment_intent };
     // A refund made elsewhere (the Stripe Dashboard) is not one Tollgate asked for: reported, not applied.
-    if (refundId === undefined || accountId === undefined || refund.payment_intent === null) return { outcome: 'refund_not_from_tollgate', accountId: null, ids };
+    if (refundId === undefined || accountId === undefined || refund.payment_intent === null)
+      return { outcome: 'refund_not_from_tollgate', accountId: null, ids };
     if (refund.status !== 'succeeded') return { outcome: `refund_${refund.status ?? 'unknown'}`, accountId, ids };
     const result = await deps.ledger.accounts.handle(accountStreamId(accountId), {
       type: 'IssueRefund',

@@ -89,11 +89,7 @@ export interface ReadStreamResult<E> {
 }
 
 export interface EventStore<E> {
-  appendToStream(
-    streamId: string,
-    events: readonly NewEvent<E>[],
-    options: { expectedVersion: ExpectedVersion },
-  ): Promise<AppendResult>;
+  appendToStream(streamId: string, events: readonly NewEvent<E>[], options: { expectedVersion: ExpectedVersion }): Promise<AppendResult>;
 
   /**
    * Appends to several streams at once (group commit). Each request succeeds or fails on its
@@ -188,7 +184,10 @@ export class VersionConflictError extends Error {
 /** Some but not all of an append's event ids are already stored: a caller bug, never silently merged. */
 export class DuplicateEventIdError extends Error {
   override readonly name = 'DuplicateEventIdError';
-  constructor(readonly streamId: string, readonly eventId: string) {
+  constructor(
+    readonly streamId: string,
+    readonly eventId: string,
+  ) {
     super(`event ${eventId} is already stored, but the append to ${streamId} is not an exact retry`);
   }
 }

@@ -80,9 +80,7 @@ export interface SavedCard {
 /** Where the account's Stripe customer and saved card are (the payments part records them). */
 export type SavedCardOf = (accountId: string) => Promise<SavedCard | null>;
 
-export type ChargeOutcome =
-  | { readonly ok: true; readonly paymentIntentId: string }
-  | { readonly ok: false; readonly declined: true; readonly reason: string };
+export type ChargeOutcome = { readonly ok: true; readonly paymentIntentId: string } | { readonly ok: false; readonly declined: true; readonly reason: string };
 
 /** Charges a saved card off-session; throws on anything that is not an answer (network, 5xx): retried. */
 export interface OffSessionCharger {
@@ -138,7 +136,14 @@ export const autoTopUpSubscriber: SqlProjection<DomainEvent> = {
   async apply(db: PoolClient, events: readonly RecordedEvent<DomainEvent>[]) {
     const accountIds = [...new Set(events.map((e) => accountIdOfStream(e.streamId)).filter((id): id is string => id !== null))];
     if (accountIds.length === 0) return;
-    const { rows } = await db.query<{ account_id: string; threshold: string | null; amount: string | null; available: string; pending_attempt_id: string | null; suspended: boolean }>(
+    const { rows } = await db.query<{
+      account_id: string;
+      threshold: string | null;
+      amount: string | null;
+      available: string;
+      pending_attempt_id: string | null;
+      suspended: boolean;
+    }>(
       'SELECT account_id, threshold::text, amount::text, available::text, pending_attempt_id, suspended FROM auto_top_up_accounts WHERE account_id = ANY($1)',
       [accountIds],
     );
@@ -251,7 +256,8 @@ export class AutoTopUpProcess {
 
   start(): void {
     this.subscriber = runProjection(this.pool, this.store, autoTopUpSubscriber, {
-      onError: (error) => this.log.error({ err: { name: (error as Error).name, message: (error as Error).message } }, 'auto top-up subscriber failed; retrying'),
+      onError: (error) =>
+        this.log.error({ err: { name: (error as Error).name, message: (error as Error).message } }, 'auto top-up subscriber failed; retrying'),
     });
     this.loop = startPollLoop(() => this.runOnce(), {
       intervalMs: this.options.pollIntervalMs ?? 1_000,
@@ -304,7 +310,11 @@ export class AutoTopUpProcess {
   private async advance(attemptId: string, accountId: string, status: 'pending' | 'triggered'): Promise<void> {
     const stream = accountStreamId(accountId);
     if (status === 'pending') {
-      const triggered = await this.ledger.accounts.handle(stream, { type: 'RecordAutoTopUpTriggered', data: { attemptId }, metadata: systemMetadata('auto-top-up', attemptId) });
+      const triggered = await this.ledger.accounts.handle(stream, {
+        type: 'RecordAutoTopUpTriggered',
+        data: { attemptId },
+        metadata: systemMetadata('auto-top-up', attemptId),
+      });
       // Recorded before a crash: this attempt is the pending one, so carry on to the charge.
       const resumed = !triggered.ok && triggered.error.error === 'auto_top_up_already_pending' && triggered.error.attemptId === attemptId;
       if (!triggered.ok && !resumed) {
@@ -351,8 +361,18 @@ export async function recentAutoTopUpAttempts(
   pool: Pool,
   accountId: string,
   limit = 10,
-): Promise<{ attemptId: string; status: string; amount: bigint | null; reason: string | null; paymentIntentId: string | null; createdAt: Date; updatedAt: Date }[]> {
-  const { rows } = await pool.query<{ attempt_id: string; status: string; amount: string | null; reason: string | null; payment_intent_id: string | null; created_at: Date; updated_at: Date }>(
+): Promise<
+  { attemptId: string; status: string; amount: bigint | null; reason: string | null; paymentIntentId: string | null; createdAt: Date; updatedAt: Date }[]
+> {
+  const { rows } = await pool.query<{
+    attempt_id: string;
+    status: string;
+    amount: string | null;
+    reason: string | null;
+    payment_intent_id: string | null;
+    created_at: Date;
+    updated_at: Date;
+  }>(
     `SELECT attempt_id, status, amount::text, reason, payment_intent_id, created_at, updated_at FROM auto_top_up_attempts
       WHERE account_id = $1 AND status <> 'skipped' ORDER BY created_at DESC LIMIT $2`,
     [accountId, limit],

@@ -37,9 +37,10 @@ export async function saveAlertSettings(
 
 /** The account's alert settings, or null when none are configured. */
 export async function alertSettingsOf(pool: Pool, accountId: string): Promise<AlertSettings | null> {
-  const { rows } = await pool.query<{ url: string; thresholds: Parameters<typeof loadThresholds>[0] }>('SELECT url, thresholds FROM low_balance_alert_settings WHERE account_id = $1', [
-    accountId,
-  ]);
+  const { rows } = await pool.query<{ url: string; thresholds: Parameters<typeof loadThresholds>[0] }>(
+    'SELECT url, thresholds FROM low_balance_alert_settings WHERE account_id = $1',
+    [accountId],
+  );
   return rows[0] ? { url: rows[0].url, thresholds: loadThresholds(rows[0].thresholds) } : null;
 }
 

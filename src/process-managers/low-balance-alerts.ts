@@ -99,10 +99,12 @@ export function loadThresholds(stored: readonly StoredThreshold[]): AlertThresho
 
 /** The thresholds the balance is already below: those do not fire until it recovers. */
 export function thresholdsBelow(thresholds: readonly AlertThreshold[], available: MicroUsd, lastTopUp: MicroUsd | null): string[] {
-  return thresholds.filter((t) => {
-    const amount = thresholdAmount(t, lastTopUp);
-    return amount !== null && available < amount;
-  }).map(thresholdKey);
+  return thresholds
+    .filter((t) => {
+      const amount = thresholdAmount(t, lastTopUp);
+      return amount !== null && available < amount;
+    })
+    .map(thresholdKey);
 }
 
 /** `t=<unix>,v1=<hex>` over `${t}.${body}`. */
@@ -135,7 +137,10 @@ export const lowBalanceAlertSubscriber: SqlProjection<DomainEvent> = {
       [accountIds],
     );
     const rows = new Map<string, BalanceRow>(
-      balances.rows.map((r) => [r.account_id, { available: BigInt(r.available), lastTopUp: r.last_top_up === null ? null : BigInt(r.last_top_up), below: new Set(r.below) }]),
+      balances.rows.map((r) => [
+        r.account_id,
+        { available: BigInt(r.available), lastTopUp: r.last_top_up === null ? null : BigInt(r.last_top_up), below: new Set(r.below) },
+      ]),
     );
     const thresholdsOf = new Map(settings.rows.map((r) => [r.account_id, loadThresholds(r.thresholds)]));
     const notices: { noticeId: string; accountId: string; threshold: StoredThreshold & { amount_usd: string }; available: bigint; occurredAt: string }[] = [];
@@ -171,7 +176,12 @@ export const lowBalanceAlertSubscriber: SqlProjection<DomainEvent> = {
       `INSERT INTO low_balance_alert_balances (account_id, available, last_top_up, below)
        SELECT a, b, c, d::jsonb FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[]) AS t(a, b, c, d)
        ON CONFLICT (account_id) DO UPDATE SET available = excluded.available, last_top_up = excluded.last_top_up, below = excluded.below`,
-      [all.map(([id]) => id), all.map(([, r]) => r.available.toString()), all.map(([, r]) => r.lastTopUp?.toString() ?? null), all.map(([, r]) => JSON.stringify([...r.below]))],
+      [
+        all.map(([id]) => id),
+        all.map(([, r]) => r.available.toString()),
+        all.map(([, r]) => r.lastTopUp?.toString() ?? null),
+        all.map(([, r]) => JSON.stringify([...r.below])),
+      ],
     );
     for (const n of notices) {
       await db.query(
@@ -228,7 +238,8 @@ export class LowBalanceAlertProcess {
     this.subscriber =
       shared ??
       runProjection(this.pool, this.store, lowBalanceAlertSubscriber, {
-        onError: (error) => this.log.error({ err: { name: (error as Error).name, message: (error as Error).message } }, 'low-balance alert subscriber failed; retrying'),
+        onError: (error) =>
+          this.log.error({ err: { name: (error as Error).name, message: (error as Error).message } }, 'low-balance alert subscriber failed; retrying'),
       });
     this.loop = startPollLoop(() => this.deliverDue(), {
       intervalMs: this.options.pollIntervalMs ?? 1_000,
@@ -252,7 +263,14 @@ export class LowBalanceAlertProcess {
 
   /** One attempt for every notice that is due; returns how many attempts were made. */
   async deliverDue(limit = 50): Promise<number> {
-    const { rows } = await this.pool.query<{ notice_id: string; account_id: string; threshold: unknown; available: string; occurred_at: Date; attempts: number }>(
+    const { rows } = await this.pool.query<{
+      notice_id: string;
+      account_id: string;
+      threshold: unknown;
+      available: string;
+      occurred_at: Date;
+      attempts: number;
+    }>(
       `SELECT notice_id, account_id, threshold, available::text, occurred_at, attempts FROM low_balance_notices
         WHERE status = 'pending' AND next_attempt_at <= now() ORDER BY next_attempt_at LIMIT $1`,
       [limit],
@@ -261,11 +279,19 @@ export class LowBalanceAlertProcess {
     return rows.length;
   }
 
-  private async attempt(row: { notice_id: string; account_id: string; threshold: unknown; available: string; occurred_at: Date; attempts: number }): Promise<void> {
+  private async attempt(row: {
+    notice_id: string;
+    account_id: string;
+    threshold: unknown;
+    available: string;
+    occurred_at: Date;
+    attempts: number;
+  }): Promise<void> {
     const attempt = row.attempts + 1;
-    const settings = await this.pool.query<{ url: string; secret_ciphertext: string }>('SELECT url, secret_ciphertext FROM low_balance_alert_settings WHERE account_id = $1', [
-      row.account_id,
-    ]);
+    const settings = await this.pool.query<{ url: string; secret_ciphertext: string }>(
+      'SELECT url, secret_ciphertext FROM low_balance_alert_settings WHERE account_id = $1',
+      [row.account_id],
+    );
     const target = settings.rows[0];
     const secret = target ? await this.vault.decrypt(row.account_id, target.secret_ciphertext) : null;
     let httpStatus: number | null = null;
@@ -273,11 +299,21 @@ export class LowBalanceAlertProcess {
     if (!target || secret === null) {
       error = 'alerts_not_configured';
     } else {
-      const body = noticeBody({ noticeId: row.notice_id, accountId: row.account_id, threshold: row.threshold, available: BigInt(row.available), occurredAt: row.occurred_at });
+      const body = noticeBody({
+        noticeId: row.notice_id,
+        accountId: row.account_id,
+        threshold: row.threshold,
+        available: BigInt(row.available),
+        occurredAt: row.occurred_at,
+      });
       try {
         const response = await fetch(target.url, {
           method: 'POST',
-          headers: { 'content-type': 'application/json', [SIGNATURE_HEADER]: signNotice(secret, body, Math.floor(Date.now() / 1_000)), 'user-agent': 'Tollgate-Alerts/1' },
+          headers: {
+            'content-type': 'application/json',
+            [SIGNATURE_HEADER]: signNotice(secret, body, Math.floor(Date.now() / 1_000)),
+            'user-agent': 'Tollgate-Alerts/1',
+          },
           body,
           redirect: 'manual',
           signal: AbortSignal.timeout(this.options.timeoutMs ?? 10_000),
@@ -323,10 +359,16 @@ export async function recentNotices(pool: Pool, accountId: string, limit: number
     `SELECT notice_id, threshold, available::text, occurred_at, status FROM low_balance_notices WHERE account_id = $1 ORDER BY created_at DESC, notice_id LIMIT $2`,
     [accountId, limit],
   );
-  const attempts = await pool.query<{ notice_id: string; attempt: number; attempted_at: Date; http_status: number | null; outcome: string; error: string | null }>(
-    'SELECT notice_id, attempt, attempted_at, http_status, outcome, error FROM low_balance_notice_attempts WHERE notice_id = ANY($1) ORDER BY attempt',
-    [rows.map((r) => r.notice_id)],
-  );
+  const attempts = await pool.query<{
+    notice_id: string;
+    attempt: number;
+    attempted_at: Date;
+    http_status: number | null;
+    outcome: string;
+    error: string | null;
+  }>('SELECT notice_id, attempt, attempted_at, http_status, outcome, error FROM low_balance_notice_attempts WHERE notice_id = ANY($1) ORDER BY attempt', [
+    rows.map((r) => r.notice_id),
+  ]);
   return rows.map((r) => ({
     notice_id: r.notice_id,
     threshold: r.threshold,

@@ -23,7 +23,7 @@ export function startPollLoop(pass: () => Promise<unknown>, options: PollLoopOpt
   let stopped = false;
   const runNow = (): Promise<void> => {
     if (stopped) return current ?? Promise.resolve();
-    if (current) return current;
+    if (current !== undefined) return current;
     const running = (async () => {
       try {
         await pass();

@@ -10,10 +10,7 @@ type Queryable = Pick<ClientBase, 'query'>;
  * a crash or a replay then never applies an event twice.
  */
 export async function readCheckpoint(db: Queryable, name: string): Promise<LogPosition> {
-  const result = await db.query<{ tx: string; seq: string }>(
-    'SELECT tx::text AS tx, seq::text AS seq FROM checkpoints WHERE name = $1',
-    [name],
-  );
+  const result = await db.query<{ tx: string; seq: string }>('SELECT tx::text AS tx, seq::text AS seq FROM checkpoints WHERE name = $1', [name]);
   const row = result.rows[0];
   return row ? { tx: BigInt(row.tx), seq: BigInt(row.seq) } : START;
 }

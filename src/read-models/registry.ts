@@ -12,4 +12,11 @@ import type { SqlProjection } from './runner';
  * process at a time per projection), each rebuildable from the log. Add a projection here to
  * have it run.
  */
-export const projections: readonly SqlProjection<DomainEvent>[] = [expiriesProjection, balancesProjection, usageProjection, journalProjection, auditProjection, retentionProjection];
+export const projections: readonly SqlProjection<DomainEvent>[] = [
+  expiriesProjection,
+  balancesProjection,
+  usageProjection,
+  journalProjection,
+  auditProjection,
+  retentionProjection,
+];

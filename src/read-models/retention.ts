@@ -39,7 +39,14 @@ export const retentionProjection: SqlProjection<DomainEvent> = {
          closure_reason = COALESCE(excluded.closure_reason, t.closure_reason),
          erase_due_at = COALESCE(excluded.erase_due_at, t.erase_due_at),
          erased_at = COALESCE(excluded.erased_at, t.erased_at)`,
-      [ids, rows.map((r) => r.openedAt), rows.map((r) => r.closedAt), rows.map((r) => r.closureReason), rows.map((r) => r.eraseDueAt), rows.map((r) => r.erasedAt)],
+      [
+        ids,
+        rows.map((r) => r.openedAt),
+        rows.map((r) => r.closedAt),
+        rows.map((r) => r.closureReason),
+        rows.map((r) => r.eraseDueAt),
+        rows.map((r) => r.erasedAt),
+      ],
     );
   },
   async reset(db: PoolClient) {

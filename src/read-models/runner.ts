@@ -57,12 +57,7 @@ export function runProjection<E>(pool: Pool, store: EventStore<E>, projection: S
  * holder dies. Projection transactions commit asynchronously: the rows and the checkpoint are
  * lost or kept together, and whatever a crash loses is applied again from the log.
  */
-export function runProjections<E>(
-  pool: Pool,
-  store: EventStore<E>,
-  projections: readonly SqlProjection<E>[],
-  options: RunOptions = {},
-): RunningProjection {
+export function runProjections<E>(pool: Pool, store: EventStore<E>, projections: readonly SqlProjection<E>[], options: RunOptions = {}): RunningProjection {
   let stopped = false;
   let subscription: Subscription | undefined;
   let lockClient: PoolClient | undefined;
@@ -125,9 +120,7 @@ export function runProjections<E>(
   const acquireLocks = async (client: PoolClient): Promise<boolean> => {
     const held: string[] = [];
     for (const projection of projections) {
-      const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS locked', [
-        projectionLockName(projection.name),
-      ]);
+      const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS locked', [projectionLockName(projection.name)]);
       if (!rows[0]!.locked) {
         for (const name of held) await client.query('SELECT pg_advisory_unlock(hashtext($1))', [projectionLockName(name)]);
         return false;
@@ -157,7 +150,11 @@ export function runProjections<E>(
         const fresh = comparePositions(batch[0]!.position, from) > 0 ? batch : batch.filter((e) => comparePositions(e.position, from) > 0);
         if (fresh.length > 0) await projection.apply(client, fresh);
       }
-      await saveCheckpoints(client, projections.map((projection) => projection.name), last);
+      await saveCheckpoints(
+        client,
+        projections.map((projection) => projection.name),
+        last,
+      );
     });
     for (const projection of projections) checkpoints.set(projection.name, last);
     position = last;

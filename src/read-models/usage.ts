@@ -48,7 +48,13 @@ export const usageProjection: SqlProjection<DomainEvent> = {
         `INSERT INTO usage_open_reservations (account_id, request_id, key_id, model, operation)
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
          ON CONFLICT (account_id, request_id) DO UPDATE SET key_id = excluded.key_id, model = excluded.model, operation = excluded.operation`,
-        [still.map((o) => o.accountId), still.map((o) => o.requestId), still.map((o) => o.facts.keyId), still.map((o) => o.facts.model), still.map((o) => o.facts.operation)],
+        [
+          still.map((o) => o.accountId),
+          still.map((o) => o.requestId),
+          still.map((o) => o.facts.keyId),
+          still.map((o) => o.facts.model),
+          still.map((o) => o.facts.operation),
+        ],
       );
     }
 

@@ -14,7 +14,9 @@ let browser: Browser;
 beforeAll(async () => {
   // No inference here: an upstream that is never called.
   [tg, browser] = await Promise.all([
-    startTestGateway({ models: [{ id: 'docs-model', upstreams: [{ baseUrl: 'http://127.0.0.1:9/v1', capacity: 1 }], maxOutputTokens: 16, operations: ['chat'] }] }),
+    startTestGateway({
+      models: [{ id: 'docs-model', upstreams: [{ baseUrl: 'http://127.0.0.1:9/v1', capacity: 1 }], maxOutputTokens: 16, operations: ['chat'] }],
+    }),
     launchChromium(),
   ]);
 }, 60_000);

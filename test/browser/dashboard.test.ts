@@ -37,14 +37,22 @@ beforeAll(async () => {
   [stripe, upstream, browser] = await Promise.all([startStripeTestServer(), startMockLlm(defaultMockLlmConfig()), launchChromium()]);
   tg = await startTestGateway({
     models: [{ id: 'browser-chat', upstreams: [{ baseUrl: upstream.baseUrl, capacity: 4 }], maxOutputTokens: 64, operations: ['chat'] }],
-    env: { STRIPE_SECRET_KEY: 'sk_test_tollgate_dashboard', STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET, STRIPE_API_BASE: stripe.apiBase, STRIPE_AUTOMATIC_TAX: 'false' },
+    env: {
+      STRIPE_SECRET_KEY: 'sk_test_tollgate_dashboard',
+      STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET,
+      STRIPE_API_BASE: stripe.apiBase,
+      STRIPE_AUTOMATIC_TAX: 'false',
+    },
   });
   stripe.deliverWebhooksTo({ url: `${tg.url}/webhooks/stripe`, secret: WEBHOOK_SECRET });
   await addModel(tg.gateway.ledger, 'browser-chat', { chat: chatPrice }, 64);
   // The account is opened, credited and given a key through the admin API, as an operator would.
   const opened = await call()('POST', '/admin/accounts', TEST_ADMIN_KEY, { display_name: 'Ada Lovelace', email: 'ada@example.org' });
   accountId = opened.body.account_id;
-  expect((await call()('POST', `/admin/accounts/${accountId}/top-ups`, TEST_ADMIN_KEY, { amount_usd: '10.00', reference: 'invoice-1', reason: 'bank transfer' })).status).toBe(201);
+  expect(
+    (await call()('POST', `/admin/accounts/${accountId}/top-ups`, TEST_ADMIN_KEY, { amount_usd: '10.00', reference: 'invoice-1', reason: 'bank transfer' }))
+      .status,
+  ).toBe(201);
   const key = await call()('POST', `/admin/accounts/${accountId}/keys`, TEST_ADMIN_KEY, { name: 'main' });
   customerKey = key.body.key;
   customer = await browser.newContext({ viewport: { width: 1200, height: 900 } });
@@ -117,7 +125,10 @@ test('a customer signs in with a key, held only in an HttpOnly SameSite=Strict s
   const stored = await customerPage.evaluate<string>('JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }) + document.cookie');
   expect(stored).not.toContain(customerKey.slice(-12));
 
-  const answer = await openAiClient(tg.url, customerKey).chat.completions.create({ model: 'browser-chat', messages: [{ role: 'user', content: 'hello from the dashboard test' }] });
+  const answer = await openAiClient(tg.url, customerKey).chat.completions.create({
+    model: 'browser-chat',
+    messages: [{ role: 'user', content: 'hello from the dashboard test' }],
+  });
   expect(answer.usage).toMatchObject(mockChatUsage);
   expect(chatCost).toBe(142n);
 
@@ -171,7 +182,10 @@ test('keys: a new key is shown once and works; renamed, then revoked, it gets 40
   await customerPage.getByRole('button', { name: 'Revoke key ci-build' }).click();
   await customerPage.getByRole('button', { name: 'Yes, revoke' }).click();
   await customerPage.getByText('Key ci-build').waitFor();
-  await customerPage.getByRole('row', { name: /ci-build/ }).filter({ hasText: 'revoked' }).waitFor();
+  await customerPage
+    .getByRole('row', { name: /ci-build/ })
+    .filter({ hasText: 'revoked' })
+    .waitFor();
   await expect(customerPage.locator('#new-key-secret').count()).resolves.toBe(0);
 
   const refused = await openAiClient(tg.url, secret)
@@ -200,7 +214,9 @@ test('billing: a top-up through the Stripe checkout (local stand-in) credits the
   await customerPage.getByLabel('When available falls below (USD)').fill('5.00');
   await customerPage.getByLabel('Charge the card (USD)').fill('20.00');
   await customerPage.getByRole('button', { name: 'Save' }).click();
-  await customerPage.locator('#auto-top-up-status', { hasText: 'On: when the available balance falls below $5.00, your saved card is charged $20.00.' }).waitFor();
+  await customerPage
+    .locator('#auto-top-up-status', { hasText: 'On: when the available balance falls below $5.00, your saved card is charged $20.00.' })
+    .waitFor();
   await screenshot(customerPage, 'billing');
   await customerPage.getByRole('button', { name: 'Turn off' }).click();
   await customerPage.locator('#auto-top-up-status', { hasText: /^Off\.$/ }).waitFor();
@@ -306,12 +322,18 @@ describe('admin', () => {
     await page.getByRole('button', { name: 'Save price' }).click();
     await page.getByText(/takes effect 2099-06-01 00:00 UTC/).waitFor();
     // The table reloads after the change: wait for the new row rather than read the old one.
-    await page.getByRole('row', { name: /browser-next/ }).filter({ hasText: /chat: \$0\.20 \/ \$0\.60 \(from 2099-06-01 00:00 UTC\)/ }).waitFor();
+    await page
+      .getByRole('row', { name: /browser-next/ })
+      .filter({ hasText: /chat: \$0\.20 \/ \$0\.60 \(from 2099-06-01 00:00 UTC\)/ })
+      .waitFor();
     await screenshot(page, 'admin-models');
     await page.getByRole('button', { name: 'Retire model browser-next' }).click();
     await page.getByRole('button', { name: 'Yes, retire' }).click();
     await page.getByText('Model browser-next is retired.').waitFor();
-    await page.getByRole('row', { name: /browser-next/ }).filter({ hasText: 'browser-next (retired)' }).waitFor();
+    await page
+      .getByRole('row', { name: /browser-next/ })
+      .filter({ hasText: 'browser-next (retired)' })
+      .waitFor();
   });
 
   test('audit log: filtered by action and target, with the hash chain verified', async () => {
@@ -335,7 +357,10 @@ test('every page passes axe-core’s WCAG 2 A and AA rules (labels, names, contr
     const result = await page.evaluate<{ violations: { id: string; help: string; nodes: { target: string[] }[] }[] }>(
       `axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } })`,
     );
-    expect({ page: name, violations: result.violations.map((v) => `${v.id}: ${v.help} at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`) }).toEqual({ page: name, violations: [] });
+    expect({ page: name, violations: result.violations.map((v) => `${v.id}: ${v.help} at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`) }).toEqual({
+      page: name,
+      violations: [],
+    });
   };
   const page = await context.newPage();
   watch(page);

@@ -31,9 +31,7 @@ import { createTestDatabase } from '../support/database';
 import { until } from '../support/wait';
 
 /** The events the contract suite appends: small, with a bigint to prove encoding. */
-export type TestEvent =
-  | { type: 'Deposited'; data: { amount: bigint; note: string } }
-  | { type: 'Withdrawn'; data: { amount: bigint } };
+export type TestEvent = { type: 'Deposited'; data: { amount: bigint; note: string } } | { type: 'Withdrawn'; data: { amount: bigint } };
 
 export interface ContractSubject {
   /** A store over an empty log, using the given codec. */
@@ -293,48 +291,44 @@ export function describeEventStoreContract(adapterName: string, factory: Contrac
       expect(comparePositions(await store.latestPosition(), appended.lastPosition)).toBe(0);
     });
 
-    test(
-      'a global-log subscriber never passes a slow transaction: it sees both writers in commit-safe order and its checkpoint waits',
-      async () => {
-        if (!subject.beginSlowAppend) {
-          // Known only at run time (the subject is made in beforeAll), so this test cannot be test.skip.
-          console.log(
-            `[${adapterName}] NOT RUN: slow-writer test does not apply (no beginSlowAppend: positions are assigned at commit, so no writer can hold a lower one open)`,
-          );
-          return;
-        }
-        const from = await marker();
-        const [slowStream, fastStream] = [stream('slow'), stream('fast')];
-        const seen: RecordedEvent<TestEvent>[] = [];
-        const checkpoints: LogPosition[] = [];
-        const subscription = store.subscribe(from).subscribe({
-          next: (event) => {
-            checkpoints.push(event.position);
-            if (event.streamId === slowStream || event.streamId === fastStream) seen.push(event);
-          },
-        });
-        try {
-          const slowEvents = [deposited(1n, 'slow')];
-          const slow = await subject.beginSlowAppend(slowStream, slowEvents);
-          const fast = await store.appendToStream(fastStream, [deposited(2n, 'fast')], { expectedVersion: 'no_stream' });
-          expect((await store.readStream(fastStream)).events).toHaveLength(1); // committed and readable by stream
+    test('a global-log subscriber never passes a slow transaction: it sees both writers in commit-safe order and its checkpoint waits', async () => {
+      if (!subject.beginSlowAppend) {
+        // Known only at run time (the subject is made in beforeAll), so this test cannot be test.skip.
+        console.log(
+          `[${adapterName}] NOT RUN: slow-writer test does not apply (no beginSlowAppend: positions are assigned at commit, so no writer can hold a lower one open)`,
+        );
+        return;
+      }
+      const from = await marker();
+      const [slowStream, fastStream] = [stream('slow'), stream('fast')];
+      const seen: RecordedEvent<TestEvent>[] = [];
+      const checkpoints: LogPosition[] = [];
+      const subscription = store.subscribe(from).subscribe({
+        next: (event) => {
+          checkpoints.push(event.position);
+          if (event.streamId === slowStream || event.streamId === fastStream) seen.push(event);
+        },
+      });
+      try {
+        const slowEvents = [deposited(1n, 'slow')];
+        const slow = await subject.beginSlowAppend(slowStream, slowEvents);
+        const fast = await store.appendToStream(fastStream, [deposited(2n, 'fast')], { expectedVersion: 'no_stream' });
+        expect((await store.readStream(fastStream)).events).toHaveLength(1); // committed and readable by stream
 
-          await sleep(600); // several poll intervals and notifications: the subscriber had every chance
-          expect(seen).toEqual([]);
-          for (const checkpoint of checkpoints) expect(comparePositions(checkpoint, fast.lastPosition)).toBe(-1);
-          expect((await store.readAll(from, { maxCount: 100 })).filter((e) => e.streamId === fastStream)).toEqual([]);
+        await sleep(600); // several poll intervals and notifications: the subscriber had every chance
+        expect(seen).toEqual([]);
+        for (const checkpoint of checkpoints) expect(comparePositions(checkpoint, fast.lastPosition)).toBe(-1);
+        expect((await store.readAll(from, { maxCount: 100 })).filter((e) => e.streamId === fastStream)).toEqual([]);
 
-          await slow.commit();
-          await until(() => (seen.length === 2 ? true : undefined), { what: 'both writers to reach the subscriber', timeoutMs: 10_000, intervalMs: 10 });
-          expect(seen.map((e) => e.streamId)).toEqual([slowStream, fastStream]);
-          expect(seen[0]!.id).toBe(slowEvents[0]!.id);
-          for (let i = 1; i < checkpoints.length; i++) expect(comparePositions(checkpoints[i - 1]!, checkpoints[i]!)).toBe(-1);
-        } finally {
-          subscription.unsubscribe();
-        }
-      },
-      30_000,
-    );
+        await slow.commit();
+        await until(() => (seen.length === 2 ? true : undefined), { what: 'both writers to reach the subscriber', timeoutMs: 10_000, intervalMs: 10 });
+        expect(seen.map((e) => e.streamId)).toEqual([slowStream, fastStream]);
+        expect(seen[0]!.id).toBe(slowEvents[0]!.id);
+        for (let i = 1; i < checkpoints.length; i++) expect(comparePositions(checkpoints[i - 1]!, checkpoints[i]!)).toBe(-1);
+      } finally {
+        subscription.unsubscribe();
+      }
+    }, 30_000);
 
     test('a subscriber that stops and resumes from its checkpoint receives every event exactly once', async () => {
       // The subscriber's work and its checkpoint commit in one transaction, in a database of its own.
@@ -350,7 +344,11 @@ export function describeEventStoreContract(adapterName: string, factory: Contrac
         const appendRound = async (rounds: number) => {
           for (let round = 0; round < rounds; round++) {
             const results = await store.appendToStreams(
-              streams.map((streamId) => ({ streamId, events: [deposited(1n), deposited(2n)], expectedVersion: revisions.get(streamId) ?? ('no_stream' as const) })),
+              streams.map((streamId) => ({
+                streamId,
+                events: [deposited(1n), deposited(2n)],
+                expectedVersion: revisions.get(streamId) ?? ('no_stream' as const),
+              })),
             );
             results.forEach((result, i) => {
               if (result instanceof Error) throw result;

@@ -22,7 +22,11 @@ describeEventStoreContract('PostgreSQL', {
         const client = await pool.connect();
         await client.query('BEGIN');
         // The insert takes the transaction id now, so this writer holds the lower position.
-        await appendThroughFunction(client, [{ streamId, expectedVersion: 'no_stream', events: events.map((e) => ({ id: e.id, encoded: codec.encode(e.event) })) }], { notify: true });
+        await appendThroughFunction(
+          client,
+          [{ streamId, expectedVersion: 'no_stream', events: events.map((e) => ({ id: e.id, encoded: codec.encode(e.event) })) }],
+          { notify: true },
+        );
         return {
           async commit() {
             try {

@@ -106,9 +106,7 @@ async function expectSettled(accountId: string, outcome: string) {
 
 it('malformed body: 400 BadRequestError, and no event at all, not even a reservation', async () => {
   const { accountId, client, secret } = await customer();
-  const error = await rejectionOf(
-    client.chat.completions.create({ model: 'llama', messages: [{ role: 'wizard', content: 'hi' } as never] }),
-  );
+  const error = await rejectionOf(client.chat.completions.create({ model: 'llama', messages: [{ role: 'wizard', content: 'hi' } as never] }));
   expect(error).toBeInstanceOf(OpenAI.BadRequestError);
   expect(error).toMatchObject({ status: 400, type: 'invalid_request_error', param: 'messages[0].role' });
 
@@ -213,7 +211,10 @@ it('client aborting mid-stream: the upstream sees its connection closed before i
   const { accountId, client } = await customer();
   const seenBefore = scripted.seen.length;
   const controller = new AbortController();
-  const stream = await client.chat.completions.create({ model: 'stall', messages: [{ role: 'user', content: 'go' }], stream: true }, { signal: controller.signal });
+  const stream = await client.chat.completions.create(
+    { model: 'stall', messages: [{ role: 'user', content: 'go' }], stream: true },
+    { signal: controller.signal },
+  );
   let chunks = 0;
   for await (const _chunk of stream) {
     if (++chunks === 2) {

@@ -209,7 +209,11 @@ describe('the gateway on the embedded default', () => {
     const refused = await second.exited;
     expect(refused.code).not.toBe(0);
     expect(refused.code).not.toBeNull();
-    const lines = second.output().trim().split('\n').filter((line) => line.startsWith('tollgate: '));
+    const lines = second
+      .output()
+      .trim()
+      .split('\n')
+      .filter((line) => line.startsWith('tollgate: '));
     expect(lines).toEqual([expect.stringContaining(`another Tollgate gateway (pid ${first.pid}, listening on port ${place.port})`)]);
     expect((await fetch(`${first.url}/readyz`)).status).toBe(200);
 
@@ -221,7 +225,14 @@ describe('the gateway on the embedded default', () => {
     await Promise.all(streams.map((s) => s.rest().catch(() => 'cut')));
     expect(() => process.kill(orphan, 0)).not.toThrow();
 
-    const restarted = spawnEmbeddedGateway({ ...place, env: { TOLLGATE_MODELS_FILE: writeModelsFile([{ id: 'llama', upstreams: [{ baseUrl: upstream.baseUrl, capacity: 64 }], maxOutputTokens: 256, operations: ['chat'] }]) } });
+    const restarted = spawnEmbeddedGateway({
+      ...place,
+      env: {
+        TOLLGATE_MODELS_FILE: writeModelsFile([
+          { id: 'llama', upstreams: [{ baseUrl: upstream.baseUrl, capacity: 64 }], maxOutputTokens: 256, operations: ['chat'] },
+        ]),
+      },
+    });
     try {
       await readyOrExit(restarted);
       const servingAfterMs = performance.now() - killedAt;
@@ -269,7 +280,9 @@ describe('the gateway on the embedded default', () => {
       const gateway = spawnEmbeddedGateway(place);
       const ended = await gateway.exited;
       expect(ended.code).toBe(1);
-      expect(gateway.output()).toMatch(new RegExp(`tollgate: embedded PostgreSQL did not start on port ${place.pgPort} .*(could not bind|Address already in use)`));
+      expect(gateway.output()).toMatch(
+        new RegExp(`tollgate: embedded PostgreSQL did not start on port ${place.pgPort} .*(could not bind|Address already in use)`),
+      );
       expect(gateway.output()).not.toContain('undefined');
     } finally {
       squatter.close();

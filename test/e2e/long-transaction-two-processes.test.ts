@@ -225,10 +225,13 @@ it('announcements cut off and restored: a key revoked in the gap is refused once
     const accountId = await openAccount(seeder.gateway.ledger, { topUpUsd: '10' });
     const { keyId, secret } = await issueKey(seeder.gateway.keys, accountId);
     expect(await keys.verify(secret)).toMatchObject({ keyId });
-    const [listener] = await until(async () => {
-      const found = await listeners();
-      return found.length === 1 ? found : undefined;
-    }, { what: 'the live log to LISTEN' });
+    const [listener] = await until(
+      async () => {
+        const found = await listeners();
+        return found.length === 1 ? found : undefined;
+      },
+      { what: 'the live log to LISTEN' },
+    );
 
     const blocker = await block();
     await seederQuery(`SELECT pg_terminate_backend(${Number(listener)})`);

@@ -12,7 +12,9 @@ describe('operations: health, readiness, metrics and the request log', () => {
     gw = await startTestGateway({ models: [{ id: 'm', upstreams: [{ baseUrl: llm.baseUrl, capacity: 4 }], maxOutputTokens: 64, operations: ['chat'] }] });
     await addModel(gw.gateway.ledger, 'm', { chat: { input: '1', output: '2' } });
     // A gateway whose only upstream refuses connections: alive, not ready.
-    down = await startTestGateway({ models: [{ id: 'm', upstreams: [{ baseUrl: 'http://127.0.0.1:9/v1', capacity: 1 }], maxOutputTokens: 64, operations: ['chat'] }] });
+    down = await startTestGateway({
+      models: [{ id: 'm', upstreams: [{ baseUrl: 'http://127.0.0.1:9/v1', capacity: 1 }], maxOutputTokens: 64, operations: ['chat'] }],
+    });
   });
   afterAll(async () => {
     await gw?.stop();

@@ -1,5 +1,18 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, symlinkSync, linkSync, readFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  linkSync,
+  readFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { createTestDatabase } from '../support/database';
@@ -99,12 +112,22 @@ test('with a models file, the gateway starts on production dependencies alone: r
   const deadline = Date.now() + 120_000;
   for (;;) {
     if (running.child.exitCode !== null) throw new Error(`gateway exited with ${running.child.exitCode}: ${running.output()}`);
-    const status = await fetch(`${url}/readyz`).then((r) => r.status, () => 0);
+    const status = await fetch(`${url}/readyz`).then(
+      (r) => r.status,
+      () => 0,
+    );
     if (status === 200) break;
     if (Date.now() > deadline) throw new Error(`gateway not ready: ${running.output()}`);
     await new Promise((r) => setTimeout(r, 100));
   }
-  for (const path of ['/dashboard/', '/dashboard/static/app.js', '/dashboard/vendor/preact.mjs', '/openapi.json', '/docs', '/docs/assets/swagger-ui-bundle.js']) {
+  for (const path of [
+    '/dashboard/',
+    '/dashboard/static/app.js',
+    '/dashboard/vendor/preact.mjs',
+    '/openapi.json',
+    '/docs',
+    '/docs/assets/swagger-ui-bundle.js',
+  ]) {
     expect([path, (await fetch(`${url}${path}`)).status]).toEqual([path, 200]);
   }
   running.child.kill('SIGTERM');
@@ -113,7 +136,13 @@ test('with a models file, the gateway starts on production dependencies alone: r
 });
 
 test("without the image's requirement and without a models file, a production install stops with one line saying what is missing", async () => {
-  const running = gateway({ PORT: String(await freePort()), DATABASE_URL: await createTestDatabase('prod'), TOLLGATE_MODELS_FILE: undefined, TOLLGATE_REQUIRE_MODELS_FILE: undefined, NODE_ENV: 'production' });
+  const running = gateway({
+    PORT: String(await freePort()),
+    DATABASE_URL: await createTestDatabase('prod'),
+    TOLLGATE_MODELS_FILE: undefined,
+    TOLLGATE_REQUIRE_MODELS_FILE: undefined,
+    NODE_ENV: 'production',
+  });
   expect(await running.exited).toBe(1);
   expect(running.output()).toContain(
     'tollgate: the stand-in upstream needs @dwmkerr/mock-llm, a development dependency this install lacks (installed with --omit=dev): set TOLLGATE_MODELS_FILE to serve real models\n',

@@ -95,7 +95,9 @@ it('a refusal says what was needed and why: prompt, max_tokens, the price in for
   const { ledger, keys } = gw.gateway;
   const poor = await openAccount(ledger, { topUpUsd: '0.001' });
   const messages = [{ role: 'user' as const, content: 'short' }];
-  const error = await rejectionOf(openAiClient(gw.url, (await issueKey(keys, poor)).secret).chat.completions.create({ model: 'big', max_tokens: 10, messages }));
+  const error = await rejectionOf(
+    openAiClient(gw.url, (await issueKey(keys, poor)).secret).chat.completions.create({ model: 'big', max_tokens: 10, messages }),
+  );
   expect(error).toBeInstanceOf(OpenAI.RateLimitError);
   const prompt = countPromptTokens('chat', { messages });
   expect((error as InstanceType<typeof OpenAI.RateLimitError>).message).toMatch(

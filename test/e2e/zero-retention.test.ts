@@ -73,7 +73,9 @@ it('a marked prompt leaves no trace in the database, the logs or the metrics, on
   // Successes (mock-llm echoes the prompt, so the completions carry the marker too).
   const chat = await client.chat.completions.create({ model: 'llama', messages });
   expect(chat.choices[0]!.message.content).toContain(MARKER); // it really went through
-  expect(await drain(await client.chat.completions.create({ model: 'llama', messages, stream: true, stream_options: { include_usage: true } }))).toContain(MARKER);
+  expect(await drain(await client.chat.completions.create({ model: 'llama', messages, stream: true, stream_options: { include_usage: true } }))).toContain(
+    MARKER,
+  );
   expect((await client.completions.create({ model: 'llama', prompt })).choices[0]!.text).toContain(MARKER);
   await drain((await client.completions.create({ model: 'llama', prompt, stream: true })) as never);
   await client.embeddings.create({ model: 'embedder', input: prompt });

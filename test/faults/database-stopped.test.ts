@@ -148,7 +148,8 @@ it(`database stopped for ${OUTAGE_MS / 1_000} s under load: 503s without waiting
   // 500, no hang, no stack.
   const during = sent.filter((s) => s.startedAt > downAt && s.endedAt < restartingAt);
   expect(during.length).toBeGreaterThanOrEqual(3 * WORKERS);
-  const statuses = (list: Sent[]) => Object.fromEntries([...new Set(list.map((s) => s.status))].map((status) => [status, list.filter((s) => s.status === status).length]));
+  const statuses = (list: Sent[]) =>
+    Object.fromEntries([...new Set(list.map((s) => s.status))].map((status) => [status, list.filter((s) => s.status === status).length]));
   expect(statuses(during)).toEqual({ 503: during.length });
   for (const s of during) expect(isOpenAiError(s.text)).toBe(true);
   expect(sent.some((s) => s.status === 500 || s.status === 0 || /\bat .+\.ts:\d+/.test(s.text))).toBe(false);

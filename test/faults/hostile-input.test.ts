@@ -78,16 +78,23 @@ const notA = (type: 'string' | 'number' | 'boolean' | 'array' | 'object') =>
 const wrongType = fc.oneof(
   notA('string').map((model) => ({ ...validChat(), model })),
   notA('array').map((messages) => ({ ...validChat(), messages })),
-  fc.oneof(fc.string().filter((r) => !['system', 'user', 'assistant', 'tool', 'developer'].includes(r)), fc.integer()).map((role) => ({
-    ...validChat(),
-    messages: [{ role, content: MARKER }],
-  })),
+  fc
+    .oneof(
+      fc.string().filter((r) => !['system', 'user', 'assistant', 'tool', 'developer'].includes(r)),
+      fc.integer(),
+    )
+    .map((role) => ({
+      ...validChat(),
+      messages: [{ role, content: MARKER }],
+    })),
   fc.oneof(fc.integer(), fc.boolean(), fc.dictionary(fc.string({ maxLength: 4 }), fc.integer(), { maxKeys: 2 })).map((content) => ({
     ...validChat(),
     messages: [{ role: 'user', content }],
   })),
   notA('boolean').map((stream) => ({ ...validChat(), stream })),
-  fc.oneof(fc.double({ min: 2.01, max: 1e9, noNaN: true }), fc.double({ min: -1e9, max: -0.01, noNaN: true }), fc.string()).map((temperature) => ({ ...validChat(), temperature })),
+  fc
+    .oneof(fc.double({ min: 2.01, max: 1e9, noNaN: true }), fc.double({ min: -1e9, max: -0.01, noNaN: true }), fc.string())
+    .map((temperature) => ({ ...validChat(), temperature })),
   fc.integer({ min: 2, max: 1_000 }).map((n) => ({ ...validChat(), n })),
   fc.constant({ ...validChat(), stream_options: { include_usage: true } }),
   fc.constant({ ...validChat(), messages: [] }),
@@ -141,7 +148,9 @@ const invalidUtf8 = fc.tuple(fc.constantFrom(...badUtf8Sequences), fc.nat({ max:
   ]);
 });
 
-const hugeBody = fc.integer({ min: BODY_LIMIT + 1, max: 2 * BODY_LIMIT }).map((size) => ({ ...validChat(), messages: [{ role: 'user', content: MARKER + 'x'.repeat(size) }] }));
+const hugeBody = fc
+  .integer({ min: BODY_LIMIT + 1, max: 2 * BODY_LIMIT })
+  .map((size) => ({ ...validChat(), messages: [{ role: 'user', content: MARKER + 'x'.repeat(size) }] }));
 
 const notJson = fc.oneof(
   fc.string(),
@@ -150,10 +159,16 @@ const notJson = fc.oneof(
 
 /** Completions and embeddings bodies, each wrong somehow. */
 const otherEndpoints = fc.oneof(
-  fc.record({ model: fc.constant(MODEL), prompt: fc.oneof(fc.constant([]), fc.integer(), fc.constant([[]]), fc.constant([-1]), fc.constant(null)) }).map((body) => ({ path: '/v1/completions', body })),
+  fc
+    .record({ model: fc.constant(MODEL), prompt: fc.oneof(fc.constant([]), fc.integer(), fc.constant([[]]), fc.constant([-1]), fc.constant(null)) })
+    .map((body) => ({ path: '/v1/completions', body })),
   fc.record({ model: fc.constant(MODEL), prompt: fc.constant(MARKER), n: fc.integer({ min: 2, max: 9 }) }).map((body) => ({ path: '/v1/completions', body })),
-  fc.record({ model: fc.constant(MODEL), input: fc.oneof(fc.constant(''), fc.constant([]), fc.integer(), fc.constant([['a']]), fc.constant(null)) }).map((body) => ({ path: '/v1/embeddings', body })),
-  fc.record({ model: fc.constant(MODEL), input: fc.constant(MARKER), dimensions: fc.integer({ min: -5, max: 0 }) }).map((body) => ({ path: '/v1/embeddings', body })),
+  fc
+    .record({ model: fc.constant(MODEL), input: fc.oneof(fc.constant(''), fc.constant([]), fc.integer(), fc.constant([['a']]), fc.constant(null)) })
+    .map((body) => ({ path: '/v1/embeddings', body })),
+  fc
+    .record({ model: fc.constant(MODEL), input: fc.constant(MARKER), dimensions: fc.integer({ min: -5, max: 0 }) })
+    .map((body) => ({ path: '/v1/embeddings', body })),
 );
 
 type Body = { path?: string; body: unknown };
@@ -180,14 +195,32 @@ const authorization = (): fc.Arbitrary<{ header: string | undefined; valid: bool
     { weight: 1, arbitrary: fc.constant({ header: undefined, valid: false, kind: 'no_key' }) },
     { weight: 1, arbitrary: fc.constant({ header: `Bearer ${revokedKey}`, valid: false, kind: 'revoked_key' }) },
     { weight: 1, arbitrary: printable.map((junk) => ({ header: `Bearer ${junk}`, valid: false, kind: 'malformed_key' })) },
-    { weight: 1, arbitrary: fc.constantFrom(`Bearer ${goodKey} x`, `Basic ${Buffer.from(goodKey).toString('base64')}`, `${goodKey}`, `Bearer ${goodKey.slice(0, -1)}A`, `Bearer ${goodKey}, Bearer ${revokedKey}`).map((header) => ({ header, valid: false, kind: 'header_injection' })) },
+    {
+      weight: 1,
+      arbitrary: fc
+        .constantFrom(
+          `Bearer ${goodKey} x`,
+          `Basic ${Buffer.from(goodKey).toString('base64')}`,
+          `${goodKey}`,
+          `Bearer ${goodKey.slice(0, -1)}A`,
+          `Bearer ${goodKey}, Bearer ${revokedKey}`,
+        )
+        .map((header) => ({ header, valid: false, kind: 'header_injection' })),
+    },
   );
 
 /** Headers a hostile client adds; none of them may make an invalid request succeed. */
 const extraHeaders = fc.record(
   {
     'x-request-id': printable,
-    'content-type': fc.constantFrom('application/json', 'application/json; charset=utf-8', 'text/plain', 'application/json; charset=latin1', 'application/x-www-form-urlencoded', 'application/json; charset=utf-7'),
+    'content-type': fc.constantFrom(
+      'application/json',
+      'application/json; charset=utf-8',
+      'text/plain',
+      'application/json; charset=latin1',
+      'application/x-www-form-urlencoded',
+      'application/json; charset=utf-7',
+    ),
     'content-encoding': fc.constantFrom('gzip', 'br', 'compress', 'identity'),
     'x-forwarded-for': printable,
     'openai-organization': printable,
@@ -196,14 +229,28 @@ const extraHeaders = fc.record(
 );
 
 function hostileRequests(): HostileRequest[] {
-  const arbitrary = fc.tuple(bodies, authorization(), extraHeaders, fc.constantFrom('/v1/chat/completions', '/v1/chat/completions', '/v1/completions', '/v1/embeddings'));
+  const arbitrary = fc.tuple(
+    bodies,
+    authorization(),
+    extraHeaders,
+    fc.constantFrom('/v1/chat/completions', '/v1/chat/completions', '/v1/completions', '/v1/embeddings'),
+  );
   return fc.sample(arbitrary, { numRuns: REQUESTS, seed: SEED }).map(([body, auth, extra, defaultPath]) => {
     const headers: Record<string, string> = { 'content-type': 'application/json', ...extra };
     if (auth.header !== undefined) headers.authorization = auth.header;
     const raw = Buffer.isBuffer(body.body) ? body.body : typeof body.body === 'string' ? body.body : JSON.stringify(body.body);
     // With a valid key, a body must be wrong for the endpoint it goes to: chat bodies go to chat.
-    const path = body.path ?? (body.kind === 'not_json' || body.kind === 'deep_nesting' || body.kind === 'invalid_utf8' || body.kind === 'huge_body' ? defaultPath : '/v1/chat/completions');
-    const kind = [body.kind, auth.kind, extra['content-type'] && extra['content-type'] !== 'application/json' ? 'content_type' : '', extra['content-encoding'] ? 'content_encoding' : '']
+    const path =
+      body.path ??
+      (body.kind === 'not_json' || body.kind === 'deep_nesting' || body.kind === 'invalid_utf8' || body.kind === 'huge_body'
+        ? defaultPath
+        : '/v1/chat/completions');
+    const kind = [
+      body.kind,
+      auth.kind,
+      extra['content-type'] && extra['content-type'] !== 'application/json' ? 'content_type' : '',
+      extra['content-encoding'] ? 'content_encoding' : '',
+    ]
       .filter(Boolean)
       .join('+');
     return { kind, path, headers, body: raw };
@@ -271,7 +318,12 @@ it(`answers ${REQUESTS.toLocaleString('en-US')} hostile requests with 4xx in Ope
     byStatus.set(answer.status, (byStatus.get(answer.status) ?? 0) + 1);
     const kind = requests[i]!.kind.split('+')[0]!;
     byKind.set(kind, (byKind.get(kind) ?? 0) + 1);
-    const ok = answer.status >= 400 && answer.status < 500 && /^application\/json/.test(answer.contentType ?? '') && hasOpenAiErrorShape(answer.text) && !answer.text.includes(MARKER);
+    const ok =
+      answer.status >= 400 &&
+      answer.status < 500 &&
+      /^application\/json/.test(answer.contentType ?? '') &&
+      hasOpenAiErrorShape(answer.text) &&
+      !answer.text.includes(MARKER);
     if (!ok && wrong.length < 20) wrong.push(`${requests[i]!.kind} ${requests[i]!.path} -> ${answer.status} ${answer.text.slice(0, 200)}`);
   });
   process.stdout.write(
@@ -280,7 +332,17 @@ it(`answers ${REQUESTS.toLocaleString('en-US')} hostile requests with 4xx in Ope
   expect(failures.slice(0, 10)).toEqual([]);
   expect(wrong).toEqual([]);
   // Every family of hostile input was exercised, not just the first few.
-  for (const kind of ['wrong_type', 'missing_field', 'bad_max_tokens', 'unknown_model', 'deep_nesting', 'invalid_utf8', 'huge_body', 'not_json', 'other_endpoint']) {
+  for (const kind of [
+    'wrong_type',
+    'missing_field',
+    'bad_max_tokens',
+    'unknown_model',
+    'deep_nesting',
+    'invalid_utf8',
+    'huge_body',
+    'not_json',
+    'other_endpoint',
+  ]) {
     expect(byKind.get(kind) ?? 0).toBeGreaterThan(100);
   }
   // How long it took is printed above, not judged: a verdict must not depend on the machine.

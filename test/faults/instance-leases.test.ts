@@ -100,7 +100,11 @@ it(`a 30 s stream under a ${LEASE_S} s lease is settled once at its real cost, n
   const servingInstance = await instanceOf(serving);
 
   const started = performance.now();
-  const stream = await openAiClient(serving.url, secret).chat.completions.create({ model: MODEL, stream: true, messages: [{ role: 'user', content: LONG_PROMPT }] });
+  const stream = await openAiClient(serving.url, secret).chat.completions.create({
+    model: MODEL,
+    stream: true,
+    messages: [{ role: 'user', content: LONG_PROMPT }],
+  });
   let text = '';
   for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? '';
   const seconds = (performance.now() - started) / 1_000;
@@ -124,7 +128,9 @@ it(`a 30 s stream under a ${LEASE_S} s lease is settled once at its real cost, n
   expect(settled!.data.outcome).toBe('completed');
   expect(settled!.data.usage.outputTokens).toBeGreaterThan(0n);
   expect(settled!.data.actualCost).toBe(requestCost(settled!.data.usage, { inputPerMillion: usd('1'), outputPerMillion: usd('2') }));
-  process.stdout.write(`long stream: ${seconds.toFixed(1)} s under a ${LEASE_S} s lease, settled once at ${settled!.data.actualCost} micro-USD, never expired\n`);
+  process.stdout.write(
+    `long stream: ${seconds.toFixed(1)} s under a ${LEASE_S} s lease, settled once at ${settled!.data.actualCost} micro-USD, never expired\n`,
+  );
 }, 90_000);
 
 it('a request past the maximum request duration is ended by the gateway and settled for what it produced, never expired', async () => {
@@ -136,7 +142,11 @@ it('a request past the maximum request duration is ended by the gateway and sett
   try {
     const accountId = await openAccount(ledger, { topUpUsd: '10' });
     const { secret } = await issueKey(keys, accountId);
-    const stream = await openAiClient(short.url, secret).chat.completions.create({ model: MODEL, stream: true, messages: [{ role: 'user', content: LONG_PROMPT }] });
+    const stream = await openAiClient(short.url, secret).chat.completions.create({
+      model: MODEL,
+      stream: true,
+      messages: [{ role: 'user', content: LONG_PROMPT }],
+    });
     let text = '';
     let ended: 'end' | 'error' = 'end';
     try {
@@ -164,7 +174,9 @@ it('a request past the maximum request duration is ended by the gateway and sett
     expect(settled!.data.usage.outputTokens).toBeGreaterThan(0n);
     expect(settled!.data.actualCost).toBeGreaterThan(0n);
     expect(short.output()).toContain('request ended at the maximum request duration');
-    process.stdout.write(`maximum request duration 6 s: the stream ${ended === 'end' ? 'ended' : 'errored'} after ${text.length} of ${LONG_PROMPT.length} characters; settled ${settled!.data.actualCost} micro-USD (${settled!.data.outcome})\n`);
+    process.stdout.write(
+      `maximum request duration 6 s: the stream ${ended === 'end' ? 'ended' : 'errored'} after ${text.length} of ${LONG_PROMPT.length} characters; settled ${settled!.data.actualCost} micro-USD (${settled!.data.outcome})\n`,
+    );
   } finally {
     await short.stop();
   }
@@ -230,5 +242,7 @@ it('the workers run on one instance; SIGKILL it and the other takes over and exp
 
   const verified = await runVerify(databaseUrl);
   expect({ code: verified.code, stderr: verified.stderr }).toEqual({ code: 0, stderr: '' });
-  process.stdout.write(`workers takeover: SIGKILL of the holder; survivor took the workers ${takeoverS.toFixed(1)} s later; its ${IN_FLIGHT} holds returned ${returnedS.toFixed(1)} s after the kill (lease ${LEASE_S} s)\n`);
+  process.stdout.write(
+    `workers takeover: SIGKILL of the holder; survivor took the workers ${takeoverS.toFixed(1)} s later; its ${IN_FLIGHT} holds returned ${returnedS.toFixed(1)} s after the kill (lease ${LEASE_S} s)\n`,
+  );
 }, 120_000);

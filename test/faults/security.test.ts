@@ -117,8 +117,18 @@ test('revoked and malformed keys are refused with 401 on every kind of route', a
       ['POST', '/v1/chat/completions'],
       ['GET', '/admin/audit'],
     ] as const) {
-      const answer = await h.call(method, path, key, method === 'POST' ? { model: 'payments-test-model', messages: [{ role: 'user', content: 'hi' }] } : undefined);
-      expect({ key: key.slice(0, 12), path, status: answer.status, code: answer.body?.error?.code }).toEqual({ key: key.slice(0, 12), path, status: 401, code: 'invalid_api_key' });
+      const answer = await h.call(
+        method,
+        path,
+        key,
+        method === 'POST' ? { model: 'payments-test-model', messages: [{ role: 'user', content: 'hi' }] } : undefined,
+      );
+      expect({ key: key.slice(0, 12), path, status: answer.status, code: answer.body?.error?.code }).toEqual({
+        key: key.slice(0, 12),
+        path,
+        status: 401,
+        code: 'invalid_api_key',
+      });
     }
   }
 });

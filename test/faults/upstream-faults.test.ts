@@ -97,7 +97,8 @@ function expectChargedForWhatWasProduced(events: AccountEvent[], outcome: string
   return settled!;
 }
 
-const ask = (client: OpenAI, model: string) => client.chat.completions.create({ model, max_tokens: 100, messages: [{ role: 'user', content: 'tell me a story' }] });
+const ask = (client: OpenAI, model: string) =>
+  client.chat.completions.create({ model, max_tokens: 100, messages: [{ role: 'user', content: 'tell me a story' }] });
 
 async function readStream(client: OpenAI, model: string): Promise<{ chunks: number; error: unknown }> {
   let chunks = 0;
@@ -136,7 +137,10 @@ test('stall past the timeout before any answer: 504 after the configured timeout
   // on the upstream: the stalled connection is closed. That it is the configured 2 s and not the
   // 600 s default is the test's own deadline, far below 600 s.
   expect(waited).toBeGreaterThanOrEqual(IDLE_TIMEOUT_S * 1_000 - 100);
-  await until(() => (fault.stallsClosed > stallsClosed ? true : undefined), { what: 'the gateway to close the stalled upstream connection', timeoutMs: 15_000 });
+  await until(() => (fault.stallsClosed > stallsClosed ? true : undefined), {
+    what: 'the gateway to close the stalled upstream connection',
+    timeoutMs: 15_000,
+  });
   expectReleased(await ended(accountId));
 });
 
@@ -163,7 +167,11 @@ test('slow trickle (one chunk every 300 ms, under the idle timeout): completed a
   expect(error).toBeUndefined();
   expect(chunks).toBe(11);
   const settled = expectChargedForWhatWasProduced(await ended(accountId), 'completed', 10n);
-  expect(settled.data.usage).toEqual({ inputTokens: BigInt(TRICKLE_USAGE.prompt_tokens), outputTokens: BigInt(TRICKLE_USAGE.completion_tokens), estimated: false });
+  expect(settled.data.usage).toEqual({
+    inputTokens: BigInt(TRICKLE_USAGE.prompt_tokens),
+    outputTokens: BigInt(TRICKLE_USAGE.completion_tokens),
+    estimated: false,
+  });
   expect(settled.data.actualCost).toBe(11n); // 13 x 0.30 + 10 x 0.70 = 10.9 micro-USD, rounded up
 });
 
@@ -174,7 +182,10 @@ test("a client that stops reading a fast stream: backpressure reaches the upstre
   const url = new URL(`${gateway.url}/v1/chat/completions`);
   const body = JSON.stringify({ model: 'firehose', stream: true, max_tokens: 100, messages: [{ role: 'user', content: 'go' }] });
   // A client that reads the headers and then nothing for 6 s.
-  const req = request(url, { method: 'POST', headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } });
+  const req = request(url, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+  });
   const response = await new Promise<import('node:http').IncomingMessage>((resolve, reject) => {
     req.once('response', resolve);
     req.once('error', reject);

@@ -84,7 +84,13 @@ export function rssBytes(pid: number): number {
   } catch {
     // not Linux: ask ps
   }
-  return Number(execFileSync('ps', ['-o', 'rss=', '-p', String(pid)]).toString().trim()) * 1024;
+  return (
+    Number(
+      execFileSync('ps', ['-o', 'rss=', '-p', String(pid)])
+        .toString()
+        .trim(),
+    ) * 1024
+  );
 }
 
 /** `npm start` (the compiled dist/src/main.js, as npm start runs it) with no DATABASE_URL: the embedded default, in its own data dir and ports. */
@@ -121,7 +127,8 @@ export function spawnEmbeddedGateway(options: { dataDir: string; pgPort: number;
 export async function readyOrExit(gateway: EmbeddedGatewayProcess, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    if (gateway.child.exitCode !== null || gateway.child.signalCode !== null) throw new Error(`gateway exited with ${gateway.child.exitCode ?? gateway.child.signalCode}: ${gateway.output()}`);
+    if (gateway.child.exitCode !== null || gateway.child.signalCode !== null)
+      throw new Error(`gateway exited with ${gateway.child.exitCode ?? gateway.child.signalCode}: ${gateway.output()}`);
     try {
       const response = await fetch(`${gateway.url}/readyz`, { signal: AbortSignal.timeout(1_000) });
       if (response.status === 200) return;
@@ -134,7 +141,10 @@ export async function readyOrExit(gateway: EmbeddedGatewayProcess, timeoutMs = 6
 }
 
 /** SIGTERM, SIGKILL after `killAfterMs`; resolves with how it ended. */
-export async function stopEmbeddedGateway(gateway: EmbeddedGatewayProcess, killAfterMs = 60_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+export async function stopEmbeddedGateway(
+  gateway: EmbeddedGatewayProcess,
+  killAfterMs = 60_000,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   await stopChild(gateway.child, killAfterMs);
   return gateway.exited;
 }
@@ -144,7 +154,9 @@ export async function stopEmbeddedGateway(gateway: EmbeddedGatewayProcess, killA
  * PostgreSQL's own lock file (pgdata/postmaster.pid, line 4), the password from pg-password.
  */
 export function embeddedDatabaseUrl(dataDir: string): string {
-  const port = readFileSync(join(dataDir, 'pgdata', 'postmaster.pid'), 'utf8').split('\n')[3]!.trim();
+  const port = readFileSync(join(dataDir, 'pgdata', 'postmaster.pid'), 'utf8')
+    .split('\n')[3]!
+    .trim();
   const password = readFileSync(join(dataDir, 'pg-password'), 'utf8').trim();
   return `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
 }

@@ -21,12 +21,7 @@ export interface PriceUsd {
   readonly output: string;
 }
 
-export async function addModel(
-  ledger: Ledger,
-  modelId: string,
-  prices: Partial<Record<Operation, PriceUsd>>,
-  maxOutputTokens = 4_096,
-): Promise<void> {
+export async function addModel(ledger: Ledger, modelId: string, prices: Partial<Record<Operation, PriceUsd>>, maxOutputTokens = 4_096): Promise<void> {
   const operations = Object.keys(prices) as Operation[];
   ok(
     await ledger.priceBook.handle(PRICE_BOOK_STREAM_ID, {
@@ -77,11 +72,7 @@ export async function topUp(ledger: Ledger, accountId: string, amountUsd: string
 }
 
 /** Issues a key for the account; returns the whole secret and its id. */
-export async function issueKey(
-  keys: ApiKeys,
-  accountId: string,
-  scopes: readonly ApiKeyScope[] = ['inference'],
-): Promise<{ keyId: string; secret: string }> {
+export async function issueKey(keys: ApiKeys, accountId: string, scopes: readonly ApiKeyScope[] = ['inference']): Promise<{ keyId: string; secret: string }> {
   const issued = await keys.issue({ accountId, name: 'e2e key', scopes, metadata: systemMetadata('test') });
   if (!issued.ok) throw new Error(`key refused: ${issued.error.error}`);
   return { keyId: issued.key.keyId, secret: issued.key.secret };

@@ -68,7 +68,9 @@ export async function startFaultUpstream(options: { firehoseLimitBytes?: number 
             return;
           }
           res.write(chunk(model, '', 'stop'));
-          res.write(`data: ${JSON.stringify({ id: 'chatcmpl-fault', object: 'chat.completion.chunk', created: 1700000000, model, choices: [], usage: TRICKLE_USAGE })}\n\n`);
+          res.write(
+            `data: ${JSON.stringify({ id: 'chatcmpl-fault', object: 'chat.completion.chunk', created: 1700000000, model, choices: [], usage: TRICKLE_USAGE })}\n\n`,
+          );
           res.end('data: [DONE]\n\n');
         };
         next();

@@ -6,7 +6,10 @@ export const DEBIAN_CHROMIUM = '/usr/bin/chromium';
 
 /** After CHROMIUM_PATH and Debian's path, in this order: the usual Chromium and Chrome paths on Linux and macOS. */
 export function usualBrowserPaths(home: string = homedir()): string[] {
-  const mac = (app: string, binary: string) => [`/Applications/${app}.app/Contents/MacOS/${binary}`, `${home}/Applications/${app}.app/Contents/MacOS/${binary}`];
+  const mac = (app: string, binary: string) => [
+    `/Applications/${app}.app/Contents/MacOS/${binary}`,
+    `${home}/Applications/${app}.app/Contents/MacOS/${binary}`,
+  ];
   return [
     DEBIAN_CHROMIUM,
     '/usr/bin/chromium-browser',
@@ -38,7 +41,9 @@ export function isExecutable(path: string): boolean {
 export function findBrowser(env: NodeJS.ProcessEnv = process.env, executable: (path: string) => boolean = isExecutable, home?: string): BrowserSearch {
   const chosen = env['CHROMIUM_PATH'];
   if (chosen !== undefined && chosen !== '') {
-    return executable(chosen) ? { found: true, path: chosen } : { found: false, message: `CHROMIUM_PATH=${chosen} is not an executable: point it at Chromium or Google Chrome, or unset it` };
+    return executable(chosen)
+      ? { found: true, path: chosen }
+      : { found: false, message: `CHROMIUM_PATH=${chosen} is not an executable: point it at Chromium or Google Chrome, or unset it` };
   }
   const candidates = usualBrowserPaths(home);
   const path = candidates.find(executable);

@@ -83,7 +83,9 @@ export class OpenApiCheck {
     if (!operation) throw new Error(`${where}: ${method} ${template} is not in the OpenAPI document`);
     const documented = operation.responses[String(answer.status)];
     if (!documented) {
-      throw new Error(`${where}: status ${answer.status} is not documented for ${method} ${template} (documented: ${Object.keys(operation.responses).join(', ')}); body: ${answer.text.slice(0, 300)}`);
+      throw new Error(
+        `${where}: status ${answer.status} is not documented for ${method} ${template} (documented: ${Object.keys(operation.responses).join(', ')}); body: ${answer.text.slice(0, 300)}`,
+      );
     }
     const content = documented.content ?? {};
     if (!(answer.contentType in content)) {

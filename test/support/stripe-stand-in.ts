@@ -88,7 +88,14 @@ export async function startStripeTestServer(): Promise<StripeTestServer> {
   const now = () => Math.floor(Date.now() / 1000);
   const id = (prefix: string) => `${prefix}_test_${randomBytes(12).toString('hex')}`;
 
-  const paymentIntent = (fields: { amount: number; customer: string | null; payment_method: string | null; metadata: Record<string, string>; status: string; setup_future_usage?: string | null }): StripeObject => {
+  const paymentIntent = (fields: {
+    amount: number;
+    customer: string | null;
+    payment_method: string | null;
+    metadata: Record<string, string>;
+    status: string;
+    setup_future_usage?: string | null;
+  }): StripeObject => {
     const pi: StripeObject = {
       id: id('pi'),
       object: 'payment_intent',
@@ -113,7 +120,14 @@ export async function startStripeTestServer(): Promise<StripeTestServer> {
       method: 'POST',
       pattern: /^\/v1\/customers$/,
       answer: (params) => {
-        const customer: StripeObject = { id: id('cus'), object: 'customer', created: now(), email: params['email'] ?? null, metadata: params['metadata'] ?? {}, livemode: false };
+        const customer: StripeObject = {
+          id: id('cus'),
+          object: 'customer',
+          created: now(),
+          email: params['email'] ?? null,
+          metadata: params['metadata'] ?? {},
+          livemode: false,
+        };
         customers.set(customer.id, customer);
         return { status: 200, body: customer };
       },
@@ -204,12 +218,21 @@ export async function startStripeTestServer(): Promise<StripeTestServer> {
         const pi = paymentIntents.get(String(params['payment_intent']));
         if (!pi) return notFound('payment_intent', String(params['payment_intent']));
         const received = Number(pi['amount_received']);
-        const refunded = [...refunds.values()].filter((r) => r['payment_intent'] === pi.id && r['status'] !== 'failed').reduce((sum, r) => sum + Number(r['amount']), 0);
+        const refunded = [...refunds.values()]
+          .filter((r) => r['payment_intent'] === pi.id && r['status'] !== 'failed')
+          .reduce((sum, r) => sum + Number(r['amount']), 0);
         const amount = params['amount'] === undefined ? received - refunded : Number(params['amount']);
         if (!Number.isInteger(amount) || amount <= 0 || amount > received - refunded) {
           return {
             status: 400,
-            body: { error: { type: 'invalid_request_error', code: 'amount_too_large', param: 'amount', message: `Refund amount ($${(amount / 100).toFixed(2)}) is greater than unrefunded amount on charge ($${((received - refunded) / 100).toFixed(2)})` } },
+            body: {
+              error: {
+                type: 'invalid_request_error',
+                code: 'amount_too_large',
+                param: 'amount',
+                message: `Refund amount ($${(amount / 100).toFixed(2)}) is greater than unrefunded amount on charge ($${((received - refunded) / 100).toFixed(2)})`,
+              },
+            },
           };
         }
         if (refundDeclines > 0) {
@@ -250,7 +273,11 @@ export async function startStripeTestServer(): Promise<StripeTestServer> {
     const idempotencyKey = (req.headers['idempotency-key'] as string | undefined) ?? null;
     requests.push({ method: req.method ?? 'GET', path: url.pathname, idempotencyKey, params });
     const send = (answer: { status: number; body: unknown }) => {
-      res.writeHead(answer.status, { 'content-type': 'application/json', 'request-id': `req_${randomBytes(7).toString('hex')}`, ...(idempotencyKey ? { 'idempotency-key': idempotencyKey } : {}) });
+      res.writeHead(answer.status, {
+        'content-type': 'application/json',
+        'request-id': `req_${randomBytes(7).toString('hex')}`,
+        ...(idempotencyKey ? { 'idempotency-key': idempotencyKey } : {}),
+      });
       res.end(JSON.stringify(answer.body));
     };
     const hosted = /^\/checkout\/pay\/([A-Za-z0-9_]+)$/.exec(url.pathname);
@@ -285,7 +312,10 @@ export async function startStripeTestServer(): Promise<StripeTestServer> {
         const payload = JSON.stringify(eventOf('checkout.session.completed', paid.session));
         const response = await fetch(webhookEndpoint.url, {
           method: 'POST',
-          headers: { 'content-type': 'application/json', 'stripe-signature': signer.webhooks.generateTestHeaderString({ payload, secret: webhookEndpoint.secret }) },
+          headers: {
+            'content-type': 'application/json',
+            'stripe-signature': signer.webhooks.generateTestHeaderString({ payload, secret: webhookEndpoint.secret }),
+          },
           body: payload,
         });
         await response.arrayBuffer();
@@ -294,7 +324,9 @@ export async function startStripeTestServer(): Promise<StripeTestServer> {
       return;
     }
     const amount = (Number(session['amount_total']) / 100).toFixed(2);
-    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Test checkout</title></head>
+    res
+      .writeHead(200, { 'content-type': 'text/html; charset=utf-8' })
+      .end(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Test checkout</title></head>
 <body><main><h1>Stripe test checkout</h1><p>Local stand-in: no card is charged.</p><p>Amount: <strong id="amount">USD ${amount}</strong></p>
 ${session['status'] === 'open' ? `<form method="post"><button type="submit">Pay USD ${amount}</button></form>` : '<p>This session is already paid.</p>'}
 </main></body></html>`);

@@ -4,7 +4,14 @@ import type { GlobalLogLag } from '../../src/ports/event-store';
 
 /** The monitor's decisions on given measurements (the measuring itself is tested on PostgreSQL). */
 
-const blocker = { pid: 4242, database: 'reports', applicationName: 'psql', state: 'idle in transaction', transactionAgeSeconds: 75.04, preparedTransaction: null };
+const blocker = {
+  pid: 4242,
+  database: 'reports',
+  applicationName: 'psql',
+  state: 'idle in transaction',
+  transactionAgeSeconds: 75.04,
+  preparedTransaction: null,
+};
 const clear: GlobalLogLag = { hiddenEvents: 0, seconds: 0, blocker: null };
 const stalled = (seconds: number): GlobalLogLag => ({ hiddenEvents: 12, seconds, blocker });
 

@@ -59,11 +59,7 @@ export interface LiveSubscription {
  * decode failure or a subscription error ends the Observable with that error; unsubscribing
  * (or ending) cancels the server subscription.
  */
-export function observeAfter<E>(
-  open: () => LiveSubscription,
-  from: LogPosition,
-  toPortEvent: ToPortEvent<E>,
-): Observable<RecordedEvent<E>> {
+export function observeAfter<E>(open: () => LiveSubscription, from: LogPosition, toPortEvent: ToPortEvent<E>): Observable<RecordedEvent<E>> {
   return new Observable<RecordedEvent<E>>((subscriber) => {
     const subscription = open();
     subscription.on('data', (resolved: ClientResolvedEvent) => {

@@ -58,11 +58,7 @@ export function toStreamRevision(current: CurrentRevision): StreamRevision | nul
   return current === NO_STREAM ? null : current;
 }
 
-export function toVersionConflict(
-  error: WrongExpectedVersionError,
-  streamId: string,
-  expected: ExpectedVersion,
-): VersionConflictError {
+export function toVersionConflict(error: WrongExpectedVersionError, streamId: string, expected: ExpectedVersion): VersionConflictError {
   return new VersionConflictError(streamId, expected, toStreamRevision(error.actualVersion));
 }
 
@@ -143,7 +139,10 @@ export interface ClientRecordedEvent {
 /** Thrown when the server omits event positions: KurrentDB/EventStoreDB before 22.6 does for stream reads. */
 export class MissingLogPositionError extends Error {
   override readonly name = 'MissingLogPositionError';
-  constructor(readonly streamName: string, readonly revision: bigint) {
+  constructor(
+    readonly streamName: string,
+    readonly revision: bigint,
+  ) {
     super(`event ${streamName}@${revision} has no log position; this adapter needs EventStoreDB 22.6 or later`);
   }
 }
@@ -180,11 +179,7 @@ export function toEncodedEvent(recorded: ClientRecordedEvent): EncodedEvent {
  * A stored event as the port sees it. `streamId` is the port's id (prefix removed); decoding
  * failures become EventDecodeError naming stream, revision, position and type.
  */
-export function toRecordedEvent<E>(
-  recorded: ClientRecordedEvent,
-  streamId: string,
-  codec: EventCodec<E>,
-): RecordedEvent<E> {
+export function toRecordedEvent<E>(recorded: ClientRecordedEvent, streamId: string, codec: EventCodec<E>): RecordedEvent<E> {
   const position = requireLogPosition(recorded);
   let event: E;
   try {

@@ -73,11 +73,7 @@ interface StreamHead {
   readonly position: LogPosition;
 }
 
-export function createKurrentEventStore<E>(
-  client: EventStoreDBClient,
-  codec: EventCodec<E>,
-  options: KurrentEventStoreOptions = {},
-): EventStore<E> {
+export function createKurrentEventStore<E>(client: EventStoreDBClient, codec: EventCodec<E>, options: KurrentEventStoreOptions = {}): EventStore<E> {
   const prefix = options.streamPrefix ?? '';
   // close() ends every Observable from subscribe(); their teardown cancels the server calls.
   const closing = new Subject<void>();
@@ -85,11 +81,7 @@ export function createKurrentEventStore<E>(
   const streamName = (streamId: string) => toStreamName(prefix, streamId);
 
   /** Reads one stored event of a stream; null when the stream (or that revision) does not exist. */
-  async function readOne(
-    name: string,
-    from: bigint | typeof END,
-    direction: typeof FORWARDS | typeof BACKWARDS,
-  ): Promise<ClientRecordedEvent | null> {
+  async function readOne(name: string, from: bigint | typeof END, direction: typeof FORWARDS | typeof BACKWARDS): Promise<ClientRecordedEvent | null> {
     try {
       for await (const resolved of client.readStream(name, { fromRevision: from, direction, maxCount: 1 })) {
         if (resolved.event !== undefined) return resolved.event;
@@ -122,12 +114,7 @@ export function createKurrentEventStore<E>(
    * Turns a refused append into the port's error: a changed retry is a caller bug, otherwise a
    * conflict. Only refused appends pay for this read.
    */
-  async function explainConflict(
-    streamId: string,
-    events: readonly NewEvent<E>[],
-    expected: ExpectedVersion,
-    conflict: VersionConflictError,
-  ): Promise<Error> {
+  async function explainConflict(streamId: string, events: readonly NewEvent<E>[], expected: ExpectedVersion, conflict: VersionConflictError): Promise<Error> {
     const slots = retrySlots(expected, events.length);
     if (conflict.actual === null || conflict.actual < slots.fromRevision) return conflict;
     const stored = await readStreamNamed(streamName(streamId), slots);
@@ -138,10 +125,7 @@ export function createKurrentEventStore<E>(
     return partial === null ? conflict : new DuplicateEventIdError(streamId, partial);
   }
 
-  async function readStreamNamed(
-    name: string,
-    options: { fromRevision?: StreamRevision; maxCount?: number },
-  ): Promise<ClientRecordedEvent[]> {
+  async function readStreamNamed(name: string, options: { fromRevision?: StreamRevision; maxCount?: number }): Promise<ClientRecordedEvent[]> {
     const read = client.readStream(name, {
       fromRevision: options.fromRevision ?? CLIENT_START,
       direction: FORWARDS,

@@ -47,11 +47,7 @@ function expectedVersionParam(expected: ExpectedVersion): string {
  * plpgsql per call (measured), so appendEncoded sends the common cases as plain statements.
  * Safe inside a caller's transaction.
  */
-export async function appendThroughFunction(
-  db: Queryable,
-  requests: readonly EncodedAppendRequest[],
-  options: { notify: boolean },
-): Promise<AppendOutcome[]> {
+export async function appendThroughFunction(db: Queryable, requests: readonly EncodedAppendRequest[], options: { notify: boolean }): Promise<AppendOutcome[]> {
   const streamIds: string[] = [];
   const expected: string[] = [];
   const counts: number[] = [];
@@ -188,10 +184,7 @@ interface KnownRevisionRow {
   seq: string;
 }
 
-async function appendKnownRevisions(
-  db: Queryable,
-  requests: readonly EncodedAppendRequest[],
-): Promise<(AppendOutcome | undefined)[]> {
+async function appendKnownRevisions(db: Queryable, requests: readonly EncodedAppendRequest[]): Promise<(AppendOutcome | undefined)[]> {
   const order = requests.map((_, index) => index).sort((a, b) => compareText(requests[a]!.streamId, requests[b]!.streamId));
   const newStreams: string[] = [];
   const newRevisions: string[] = [];
@@ -273,8 +266,12 @@ export async function appendEncoded(db: Queryable, requests: readonly EncodedApp
   const undecided = requests.flatMap((request, index) => (outcomes[index] ? [] : [{ request, index }]));
   if (undecided.length > 0) {
     // A failed version check may still be an exact retry of an earlier append: ask precisely.
-    const decided = await appendThroughFunction(db, undecided.map((u) => u.request), options);
-    undecided.forEach(({ index }, i) => (outcomes[index] = decided[i]));
+    const decided = await appendThroughFunction(
+      db,
+      undecided.map((u) => u.request),
+      options,
+    );
+    for (const [i, { index }] of undecided.entries()) outcomes[index] = decided[i];
   }
   return outcomes as AppendOutcome[];
 }

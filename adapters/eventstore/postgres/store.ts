@@ -67,8 +67,7 @@ interface EventRow {
   recorded_at: Date;
 }
 
-const EVENT_COLUMNS =
-  'e.event_id, e.stream_id, e.stream_revision, e.transaction_id::text AS tx, e.global_seq, e.type, e.data, e.metadata, e.recorded_at';
+const EVENT_COLUMNS = 'e.event_id, e.stream_id, e.stream_revision, e.transaction_id::text AS tx, e.global_seq, e.type, e.data, e.metadata, e.recorded_at';
 
 // Only events below the oldest running transaction's id: a slower transaction holding a lower id
 // may still commit, and a reader that passed it would never see its events.
@@ -130,11 +129,7 @@ const BLOCKER_SQL = `SELECT * FROM (
 /** Decoded events kept for the next subscriber: a few pages' worth. */
 const DECODED_CACHE_SIZE = 4_096;
 
-export function createPostgresEventStore<E>(
-  pool: Pool,
-  codec: EventCodec<E>,
-  options: PostgresEventStoreOptions = {},
-): PostgresEventStore<E> {
+export function createPostgresEventStore<E>(pool: Pool, codec: EventCodec<E>, options: PostgresEventStoreOptions = {}): PostgresEventStore<E> {
   const pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
   const pollIntervalMs = options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS;
   const notify = options.notify ?? true;
@@ -380,9 +375,7 @@ export function createPostgresEventStore<E>(
             return undefined;
           }
           const announcement = announcementSchema.safeParse(parsed);
-          return announcement.success
-            ? { kind: 'appended', streamId: announcement.data.stream, revision: BigInt(announcement.data.revision) }
-            : undefined;
+          return announcement.success ? { kind: 'appended', streamId: announcement.data.stream, revision: BigInt(announcement.data.revision) } : undefined;
         }),
         filter((announcement): announcement is StreamAnnouncement => announcement !== undefined),
       );

@@ -64,16 +64,10 @@ function fromBodyParser(err: unknown): ApiError | undefined {
   if (!isBodyParserError(err)) return undefined;
   switch (err.type) {
     case 'entity.parse.failed':
-      return invalidRequest(
-        'We could not parse the JSON body of your request. Send a JSON object with Content-Type: application/json.',
-        null,
-        'invalid_json',
-      );
+      return invalidRequest('We could not parse the JSON body of your request. Send a JSON object with Content-Type: application/json.', null, 'invalid_json');
     case 'entity.too.large':
       return invalidRequest(
-        typeof err.limit === 'number'
-          ? `The request body is larger than the limit of ${err.limit} bytes.`
-          : 'The request body is too large.',
+        typeof err.limit === 'number' ? `The request body is larger than the limit of ${err.limit} bytes.` : 'The request body is too large.',
         null,
         'request_too_large',
       );

@@ -12,12 +12,7 @@ export type { ReservationBasis };
  * constructors take only metadata, and callers never pass request values into `message`.
  */
 
-export type ApiErrorType =
-  | 'invalid_request_error'
-  | 'insufficient_quota'
-  | 'requests'
-  | 'tokens'
-  | 'server_error';
+export type ApiErrorType = 'invalid_request_error' | 'insufficient_quota' | 'requests' | 'tokens' | 'server_error';
 
 export interface ApiErrorBody {
   readonly error: {
@@ -53,13 +48,7 @@ export function isApiError(value: unknown): value is ApiError {
 }
 
 /** Why a body was refused; the names OpenAI uses where it uses any. */
-export type InvalidRequestCode =
-  | 'missing_required_parameter'
-  | 'invalid_type'
-  | 'invalid_value'
-  | 'unsupported_value'
-  | 'invalid_json'
-  | 'request_too_large';
+export type InvalidRequestCode = 'missing_required_parameter' | 'invalid_type' | 'invalid_value' | 'unsupported_value' | 'invalid_json' | 'request_too_large';
 
 /** 400: malformed body or parameter. `message` must name the problem, never quote the value. */
 export function invalidRequest(message: string, param: string | null = null, code: InvalidRequestCode | null = null): ApiError {

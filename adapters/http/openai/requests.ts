@@ -27,11 +27,9 @@ const stop = z.union([z.string(), z.array(z.string())], { error: 'expected a str
 const streamOptions = z.looseObject({ include_usage: z.boolean().nullish() });
 const tokenIds = z.array(nonNegativeInt);
 
-const contentPart = z
-  .looseObject({ type: z.string(), text: z.string().optional() })
-  .superRefine((part, ctx) => {
-    if (part.type === 'text' && part.text === undefined) missing(ctx, ['text']);
-  });
+const contentPart = z.looseObject({ type: z.string(), text: z.string().optional() }).superRefine((part, ctx) => {
+  if (part.type === 'text' && part.text === undefined) missing(ctx, ['text']);
+});
 
 const messageContent = z.union([z.string(), z.array(contentPart)], {
   error: 'expected a string or an array of content parts',
@@ -124,10 +122,9 @@ export const completionRequestSchema = z
 
 export const embeddingRequestSchema = z.looseObject({
   model: z.string().min(1),
-  input: z.union(
-    [z.string().min(1), z.array(z.string().min(1)).min(1).max(2048), tokenIds.min(1), z.array(tokenIds.min(1)).min(1).max(2048)],
-    { error: 'expected a non-empty string, an array of strings, an array of token ids or an array of token id arrays' },
-  ),
+  input: z.union([z.string().min(1), z.array(z.string().min(1)).min(1).max(2048), tokenIds.min(1), z.array(tokenIds.min(1)).min(1).max(2048)], {
+    error: 'expected a non-empty string, an array of strings, an array of token ids or an array of token id arrays',
+  }),
   encoding_format: z.enum(['float', 'base64']).nullish(),
   dimensions: positiveInt.nullish(),
   user: z.string().nullish(),
@@ -206,11 +203,7 @@ function parseWith<T>(schema: z.ZodType<T>, body: unknown): ParsedRequest<T> {
   if (body === undefined) {
     return {
       ok: false,
-      error: invalidRequest(
-        'We could not parse the JSON body of your request. Send a JSON object with Content-Type: application/json.',
-        null,
-        'invalid_json',
-      ),
+      error: invalidRequest('We could not parse the JSON body of your request. Send a JSON object with Content-Type: application/json.', null, 'invalid_json'),
     };
   }
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {

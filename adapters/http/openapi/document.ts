@@ -1,5 +1,11 @@
 import { z } from 'zod';
-import { createDocument, type ZodOpenApiOperationObject, type ZodOpenApiPathsObject, type ZodOpenApiResponseObject, type ZodOpenApiResponsesObject } from 'zod-openapi';
+import {
+  createDocument,
+  type ZodOpenApiOperationObject,
+  type ZodOpenApiPathsObject,
+  type ZodOpenApiResponseObject,
+  type ZodOpenApiResponsesObject,
+} from 'zod-openapi';
 import { chatCompletionRequestSchema, completionRequestSchema, embeddingRequestSchema } from '../openai/requests';
 import { newKeySchema, renameKeySchema, requestsQuerySchema } from '../routes/account';
 import {
@@ -35,7 +41,7 @@ const errorWords: Record<number, string> = {
   400: 'Malformed body or parameter (nothing is reserved): `param` names it. Also a body that is not UTF-8 JSON, is larger than TOLLGATE_MAX_BODY_BYTES or nests deeper than 64.',
   401: 'No key, or a key that does not verify (unknown, revoked, malformed): code `invalid_api_key`.',
   403: 'The key lacks the scope (`insufficient_permissions`), or the account is suspended or closed.',
-  404: 'No such thing (or not this account\'s): e.g. `account_not_found`, `api_key_not_found`, `model_not_found`.',
+  404: "No such thing (or not this account's): e.g. `account_not_found`, `api_key_not_found`, `model_not_found`.",
   409: "A decider refused the change: `code` is the refusal's name (e.g. `balance_limit_exceeded`, `model_already_exists`, `account_closed`).",
   429: 'Too many failed authentications from this client address (`rate_limit_exceeded`, with Retry-After).',
   500: 'An unexpected error; the detail is logged under the request id, never sent.',
@@ -47,13 +53,13 @@ type Status = 400 | 401 | 403 | 404 | 409 | 429 | 500 | 502 | 503 | 504;
 
 const retryAfter = z.string().meta({ description: 'Seconds to wait before retrying' });
 
-function errorResponse(status: Status, description: string, headers?: z.ZodObject): ZodOpenApiResponseObject {
+function errorResponse(description: string, headers?: z.ZodObject): ZodOpenApiResponseObject {
   return { description, content: { 'application/json': { schema: out.errorSchema } }, ...(headers ? { headers } : {}) };
 }
 
 /** The error answers a route gives, with the usual words unless told otherwise. */
 function errors(statuses: readonly Status[], words: Partial<Record<Status, string>> = {}): ZodOpenApiResponsesObject {
-  return Object.fromEntries(statuses.map((s) => [String(s), errorResponse(s, words[s] ?? errorWords[s] ?? 'Error')]));
+  return Object.fromEntries(statuses.map((s) => [String(s), errorResponse(words[s] ?? errorWords[s] ?? 'Error')]));
 }
 
 /** Every authenticated route: bad key, missing scope, too many failures, unexpected, database down. */
@@ -65,27 +71,31 @@ const json = <T extends z.ZodType>(description: string, schema: T) => ({ descrip
 
 const inferenceErrors: ZodOpenApiResponsesObject = {
   ...errors([400, 401, 404, 500, 502], {
-    400: 'Malformed request (nothing is reserved; `param` names the parameter), `max_tokens` above the model\'s limit, or the upstream refused it (`upstream_rejected`, `content_filter`).',
+    400: "Malformed request (nothing is reserved; `param` names the parameter), `max_tokens` above the model's limit, or the upstream refused it (`upstream_rejected`, `content_filter`).",
     404: 'The model is not in the price book, or retired: code `model_not_found`, param `model`.',
     502: 'The upstream failed, answered something that is not JSON, or cut the stream before any output (`upstream_error`, `upstream_stream_cut`). Released: nothing is charged.',
   }),
-  '403': errorResponse(403, 'The key lacks the `inference` scope, or the account is suspended (`account_suspended`) or closed (`account_closed`); `x-should-retry: false`.', z.object({ 'x-should-retry': z.literal('false').optional() })),
+  '403': errorResponse(
+    'The key lacks the `inference` scope, or the account is suspended (`account_suspended`) or closed (`account_closed`); `x-should-retry: false`.',
+    z.object({ 'x-should-retry': z.literal('false').optional() }),
+  ),
   '429': errorResponse(
-    429,
     'Either **insufficient credit** (type and code `insufficient_quota`, `x-should-retry: false`: the reservation does not fit the available balance; the message states the balance and what the request needs), ' +
       "or a per-key limit (`rate_limit_exceeded`, type `requests` or `tokens`, with `x-ratelimit-*`, `retry-after` and `retry-after-ms`), or the model's upstreams at capacity (`model_at_capacity`, `retry-after`; never queued), or too many failed authentications from the client address.",
     z.object({
-      'x-should-retry': z.literal('false').optional().meta({ description: 'present when retrying cannot help (no credit; a request larger than the whole per-minute budget)' }),
+      'x-should-retry': z
+        .literal('false')
+        .optional()
+        .meta({ description: 'present when retrying cannot help (no credit; a request larger than the whole per-minute budget)' }),
       'retry-after': retryAfter.optional(),
       'retry-after-ms': z.string().optional().meta({ description: 'Milliseconds to wait, as the OpenAI SDKs read it' }),
     }),
   ),
   '503': errorResponse(
-    503,
     'No upstream is reachable or configured for the model (`upstream_unavailable`, or `upstream_overloaded` when the upstream answered 429), or the database cannot be reached (`service_unavailable`). Nothing is charged.',
     z.object({ 'retry-after': retryAfter.optional() }),
   ),
-  '504': errorResponse(504, 'The upstream did not begin to answer within TOLLGATE_UPSTREAM_HEADERS_TIMEOUT_S (`upstream_timeout`). Nothing is charged.'),
+  '504': errorResponse('The upstream did not begin to answer within TOLLGATE_UPSTREAM_HEADERS_TIMEOUT_S (`upstream_timeout`). Nothing is charged.'),
 };
 
 const rateLimitHeaders = z.object({
@@ -127,7 +137,11 @@ const idParam = z.object({ id: z.string().meta({ description: 'account id, e.g. 
 const keyIdParam = z.object({ keyId: z.string().meta({ description: 'key id' }) });
 
 function customer(scope: 'account_read' | 'account_write', op: Omit<ZodOpenApiOperationObject, 'security'>): ZodOpenApiOperationObject {
-  return { ...op, security: [{ customerKey: [] }], description: `${op.description ?? ''}${op.description ? '\n\n' : ''}Needs a key with the \`${scope}\` scope; always the key's own account.` };
+  return {
+    ...op,
+    security: [{ customerKey: [] }],
+    description: `${op.description ?? ''}${op.description ? '\n\n' : ''}Needs a key with the \`${scope}\` scope; always the key's own account.`,
+  };
 }
 
 function admin(op: Omit<ZodOpenApiOperationObject, 'security'>): ZodOpenApiOperationObject {
@@ -137,13 +151,31 @@ function admin(op: Omit<ZodOpenApiOperationObject, 'security'>): ZodOpenApiOpera
 const paths: ZodOpenApiPathsObject = {
   // OpenAI-compatible ------------------------------------------------------------------------
   '/v1/chat/completions': {
-    post: inference('Create a chat completion', `OpenAI's chat completions, relayed to the model's upstream.${charging}`, chatCompletionRequestSchema, out.chatCompletionSchema, true),
+    post: inference(
+      'Create a chat completion',
+      `OpenAI's chat completions, relayed to the model's upstream.${charging}`,
+      chatCompletionRequestSchema,
+      out.chatCompletionSchema,
+      true,
+    ),
   },
   '/v1/completions': {
-    post: inference('Create a completion', `OpenAI's (legacy) completions, relayed to the model's upstream.${charging}`, completionRequestSchema, out.completionSchema, true),
+    post: inference(
+      'Create a completion',
+      `OpenAI's (legacy) completions, relayed to the model's upstream.${charging}`,
+      completionRequestSchema,
+      out.completionSchema,
+      true,
+    ),
   },
   '/v1/embeddings': {
-    post: inference('Create embeddings', `OpenAI's embeddings, relayed to the model's upstream.${charging}`, embeddingRequestSchema, out.embeddingListSchema, false),
+    post: inference(
+      'Create embeddings',
+      `OpenAI's embeddings, relayed to the model's upstream.${charging}`,
+      embeddingRequestSchema,
+      out.embeddingListSchema,
+      false,
+    ),
   },
   '/v1/models': {
     get: {
@@ -172,7 +204,11 @@ const paths: ZodOpenApiPathsObject = {
       tags: ['Public'],
       summary: 'Readiness',
       description: 'Ready when the database answers and at least one upstream accepts connections.',
-      responses: { '200': json('Ready.', out.readinessSchema), '503': json('Not ready; the fields say which part is missing.', out.readinessSchema), ...errors([429]) },
+      responses: {
+        '200': json('Ready.', out.readinessSchema),
+        '503': json('Not ready; the fields say which part is missing.', out.readinessSchema),
+        ...errors([429]),
+      },
     },
   },
   '/metrics': {
@@ -224,7 +260,7 @@ const paths: ZodOpenApiPathsObject = {
     delete: customer('account_write', {
       tags: ['Account'],
       summary: 'Revoke a key',
-      description: 'Takes effect on every gateway process within milliseconds. Another account\'s key answers 404.',
+      description: "Takes effect on every gateway process within milliseconds. Another account's key answers 404.",
       requestParams: { path: keyIdParam },
       responses: { '200': json('Revoked.', out.revokedKeySchema), ...errors([...authenticated, 404, 409]) },
     }),
@@ -245,7 +281,10 @@ const paths: ZodOpenApiPathsObject = {
       description: 'Money movements in [from, to) (ISO-8601 instants or UTC dates), as JSON or, with `Accept: text/csv`, CSV.',
       requestParams: { query: periodSchema },
       responses: {
-        '200': { description: 'The statement.', content: { 'application/json': { schema: out.statementSchema }, 'text/csv': { schema: out.statementCsvSchema } } },
+        '200': {
+          description: 'The statement.',
+          content: { 'application/json': { schema: out.statementSchema }, 'text/csv': { schema: out.statementCsvSchema } },
+        },
         ...errors([...authenticated, 400, 404]),
       },
     }),
@@ -262,12 +301,15 @@ const paths: ZodOpenApiPathsObject = {
     post: customer('account_write', {
       tags: ['Billing'],
       summary: 'Close the account',
-      description: 'Refunds the remaining purchased credit to the cards it came from, then closes the account and revokes every key of it (a key of a closed account is refused even where its revocation failed). Refused while requests are in flight.',
+      description:
+        'Refunds the remaining purchased credit to the cards it came from, then closes the account and revokes every key of it (a key of a closed account is refused even where its revocation failed). Refused while requests are in flight.',
       responses: {
         '200': json('Closed.', out.closedAccountSchema),
         '202': json('Not closed yet: the refund is pending at Stripe; closing again finishes it.', out.closedAccountSchema),
         '502': json('Not closed: Stripe refused or failed the refund.', out.closedAccountSchema),
-        ...errors([...authenticated, 404, 409], { 503: `${errorWords[503]} Also \`payments_not_configured\` when credit would need a refund but payments are off.` }),
+        ...errors([...authenticated, 404, 409], {
+          503: `${errorWords[503]} Also \`payments_not_configured\` when credit would need a refund but payments are off.`,
+        }),
       },
     }),
   },
@@ -277,7 +319,8 @@ const paths: ZodOpenApiPathsObject = {
     post: customer('account_write', {
       tags: ['Billing'],
       summary: 'Top up by card (Stripe Checkout)',
-      description: 'Amount net of VAT, in whole cents, at least TOLLGATE_MIN_TOP_UP_USD; the credit arrives through the Stripe webhook. 503 `payments_not_configured` without STRIPE_SECRET_KEY.',
+      description:
+        'Amount net of VAT, in whole cents, at least TOLLGATE_MIN_TOP_UP_USD; the credit arrives through the Stripe webhook. 503 `payments_not_configured` without STRIPE_SECRET_KEY.',
       requestBody: { required: true, content: { 'application/json': { schema: checkoutRequestSchema } } },
       responses: { '201': json('A Checkout Session to pay.', out.checkoutSchema), ...errors([...authenticated, 400, 404, 409, 502]) },
     }),
@@ -319,7 +362,10 @@ const paths: ZodOpenApiPathsObject = {
     get: customer('account_read', {
       tags: ['Billing'],
       summary: 'Low-balance alert settings',
-      responses: { '200': json('The settings (never the secret).', out.alertsSchema), ...errors([...authenticated, 404], { 404: 'No alerts are configured (`alerts_not_configured`).' }) },
+      responses: {
+        '200': json('The settings (never the secret).', out.alertsSchema),
+        ...errors([...authenticated, 404], { 404: 'No alerts are configured (`alerts_not_configured`).' }),
+      },
     }),
     put: customer('account_write', {
       tags: ['Billing'],
@@ -349,7 +395,12 @@ const paths: ZodOpenApiPathsObject = {
       description:
         'For Stripe only. The `Stripe-Signature` is verified against the raw body; a verified event is recorded once and answered 200 whatever its outcome. Top-ups credit exactly once per PaymentIntent.',
       requestParams: { header: z.object({ 'stripe-signature': z.string().meta({ description: "Stripe's signature of the raw body" }) }) },
-      requestBody: { required: true, content: { 'application/json': { schema: z.looseObject({ id: z.string(), type: z.string(), data: z.looseObject({}) }).meta({ description: 'A Stripe event' }) } } },
+      requestBody: {
+        required: true,
+        content: {
+          'application/json': { schema: z.looseObject({ id: z.string(), type: z.string(), data: z.looseObject({}) }).meta({ description: 'A Stripe event' }) },
+        },
+      },
       responses: {
         '200': json('Received (or received before: `duplicate`).', out.webhookReceiptSchema),
         ...errors([400, 429, 500, 503], {
@@ -365,7 +416,8 @@ const paths: ZodOpenApiPathsObject = {
     get: admin({
       tags: ['Admin'],
       summary: 'Search accounts',
-      description: '`q` matches ids, names and emails (case-insensitive); newest first, a page of `limit` at a time. Each account answered is recorded as seen (audit `personal_data.viewed`).',
+      description:
+        '`q` matches ids, names and emails (case-insensitive); newest first, a page of `limit` at a time. Each account answered is recorded as seen (audit `personal_data.viewed`).',
       requestParams: { query: searchAccountsSchema },
       responses: { '200': json('Matching accounts.', out.pageOf(out.accountSummarySchema)), ...errors([...authenticated, 400]) },
     }),
@@ -391,7 +443,11 @@ const paths: ZodOpenApiPathsObject = {
       description: 'The same `reference` twice credits once: the second answers 200 with `applied: false`.',
       requestParams: { path: idParam },
       requestBody: { required: true, content: { 'application/json': { schema: manualTopUpRequestSchema } } },
-      responses: { '201': json('Credited.', out.manualTopUpSchema), '200': json('Already credited under this reference.', out.manualTopUpSchema), ...errors([...authenticated, 400, 404, 409]) },
+      responses: {
+        '201': json('Credited.', out.manualTopUpSchema),
+        '200': json('Already credited under this reference.', out.manualTopUpSchema),
+        ...errors([...authenticated, 400, 404, 409]),
+      },
     }),
   },
   '/admin/accounts/{id}/promo-grants': {
@@ -419,7 +475,7 @@ const paths: ZodOpenApiPathsObject = {
       tags: ['Admin'],
       summary: "Raise one account's maximum balance",
       description:
-        'Sets the most this account\'s balance may reach, above the default (TOLLGATE_MAX_BALANCE_USD), with a reason (audited); top-ups and auto top-ups of this account are held to it. `maximum_usd: null` returns the account to the default. Refused (409 `maximum_below_default`) below the default.',
+        "Sets the most this account's balance may reach, above the default (TOLLGATE_MAX_BALANCE_USD), with a reason (audited); top-ups and auto top-ups of this account are held to it. `maximum_usd: null` returns the account to the default. Refused (409 `maximum_below_default`) below the default.",
       requestParams: { path: idParam },
       requestBody: { required: true, content: { 'application/json': { schema: maximumBalanceSchema } } },
       responses: { '200': json('Set.', out.maximumBalanceSchema), ...errors([...authenticated, 400, 404, 409]) },
@@ -489,7 +545,10 @@ const paths: ZodOpenApiPathsObject = {
       description: 'Money movements in [from, to), as JSON or, with `Accept: text/csv`, CSV.',
       requestParams: { path: idParam, query: periodSchema },
       responses: {
-        '200': { description: 'The statement.', content: { 'application/json': { schema: out.statementSchema }, 'text/csv': { schema: out.statementCsvSchema } } },
+        '200': {
+          description: 'The statement.',
+          content: { 'application/json': { schema: out.statementSchema }, 'text/csv': { schema: out.statementCsvSchema } },
+        },
         ...errors([...authenticated, 400, 404]),
       },
     }),

@@ -23,7 +23,11 @@ import type { CatalogueEntry } from '../routes/catalogue';
 export const usdSchema = z
   .string()
   .regex(/^-?\d+\.\d{6}$/)
-  .meta({ id: 'Usd', description: 'An amount of US dollars as an exact decimal string with 6 decimals (micro-USD), e.g. "10.500000". Never a JSON number.', example: '10.500000' });
+  .meta({
+    id: 'Usd',
+    description: 'An amount of US dollars as an exact decimal string with 6 decimals (micro-USD), e.g. "10.500000". Never a JSON number.',
+    example: '10.500000',
+  });
 
 const instant = z.iso.datetime({ offset: true }).meta({ description: 'ISO-8601 instant', example: '2026-12-01T12:00:00.000Z' });
 const tokenCount = z.string().regex(/^\d+$/).meta({ description: 'A token count as a decimal string (may exceed 2^53)' });
@@ -49,18 +53,31 @@ export const errorSchema = z
 export const listOf = <T extends z.ZodType>(item: T) => z.object({ object: z.literal('list'), data: z.array(item) });
 /** A list answered a page at a time: `has_more` says whether `starting_after` (the last id) gives more. */
 export const pageOf = <T extends z.ZodType>(item: T) =>
-  z.object({ object: z.literal('list'), data: z.array(item), has_more: z.boolean().meta({ description: 'more follow: ask again with starting_after set to the last id' }) });
+  z.object({
+    object: z.literal('list'),
+    data: z.array(item),
+    has_more: z.boolean().meta({ description: 'more follow: ask again with starting_after set to the last id' }),
+  });
 
 // --- operations ---------------------------------------------------------------------------------
 
 export const healthSchema = z.object({ status: z.literal('ok') }).meta({ id: 'Health' });
 export const readinessSchema = z
   .object({
-    status: z.enum(['ready', 'degraded', 'not ready']).meta({ description: "'degraded' (still 200): the global log is stalled by a long transaction; see global_log" }),
+    status: z
+      .enum(['ready', 'degraded', 'not ready'])
+      .meta({ description: "'degraded' (still 200): the global log is stalled by a long transaction; see global_log" }),
     database: z.enum(['ok', 'unreachable']),
     upstreams: z.enum(['ok', 'none reachable']),
-    global_log: z.enum(['ok', 'stalled']).optional().meta({ description: 'whether global-log readers (read models, workers) are held back past the configured threshold' }),
-    global_log_lag_seconds: z.number().nonnegative().optional().meta({ description: 'age of the oldest committed event readers cannot see yet, while stalled' }),
+    global_log: z
+      .enum(['ok', 'stalled'])
+      .optional()
+      .meta({ description: 'whether global-log readers (read models, workers) are held back past the configured threshold' }),
+    global_log_lag_seconds: z
+      .number()
+      .nonnegative()
+      .optional()
+      .meta({ description: 'age of the oldest committed event readers cannot see yet, while stalled' }),
   })
   .meta({ id: 'Readiness' });
 
@@ -196,7 +213,13 @@ export const requestViewSchema = z
 export const createdAccountSchema = z.object({ account_id: z.string(), promo_grant_id: z.string().nullable() }).meta({ id: 'CreatedAccount' });
 
 export const manualTopUpSchema = z
-  .object({ account_id: z.string(), payment_reference: z.string(), applied: z.boolean().meta({ description: 'false when this reference was already credited (200)' }), amount_usd: usdSchema, ...balanceFields })
+  .object({
+    account_id: z.string(),
+    payment_reference: z.string(),
+    applied: z.boolean().meta({ description: 'false when this reference was already credited (200)' }),
+    amount_usd: usdSchema,
+    ...balanceFields,
+  })
   .meta({ id: 'ManualTopUp' });
 
 export const promoGrantResultSchema = z
@@ -204,7 +227,13 @@ export const promoGrantResultSchema = z
   .meta({ id: 'PromoGrant' });
 
 export const promoRevocationSchema = z
-  .object({ account_id: z.string(), grant_id: z.string(), revoked_usd: usdSchema, remaining_usd: usdSchema.meta({ description: "the grant's unspent remainder after the revocation" }), ...balanceFields })
+  .object({
+    account_id: z.string(),
+    grant_id: z.string(),
+    revoked_usd: usdSchema,
+    remaining_usd: usdSchema.meta({ description: "the grant's unspent remainder after the revocation" }),
+    ...balanceFields,
+  })
   .meta({ id: 'PromoRevocation' });
 
 export const maximumBalanceSchema = z
@@ -231,7 +260,14 @@ export const adminModelSchema = z
 export const retiredModelSchema = z.object({ id: z.string(), retired: z.literal(true) }).meta({ id: 'RetiredModel' });
 
 export const priceSetSchema = z
-  .object({ model: z.string(), operation: operationSchema, version: z.int(), input_usd_per_million: usdSchema, output_usd_per_million: usdSchema, effective_at: instant })
+  .object({
+    model: z.string(),
+    operation: operationSchema,
+    version: z.int(),
+    input_usd_per_million: usdSchema,
+    output_usd_per_million: usdSchema,
+    effective_at: instant,
+  })
   .meta({ id: 'PriceSet' });
 
 // --- finance and compliance ---------------------------------------------------------------------
@@ -362,13 +398,22 @@ export const terminationSchema = z
     status: z.literal('closed'),
     for_abuse: z.boolean(),
     keys_revoked: z.number().int().min(0),
-    refund: z.object(refundFields).nullable().meta({ description: 'the refund of purchased credit to the cards (not for abuse); null when there was none to make' }),
+    refund: z
+      .object(refundFields)
+      .nullable()
+      .meta({ description: 'the refund of purchased credit to the cards (not for abuse); null when there was none to make' }),
     forfeited_usd: usdSchema.meta({ description: 'purchased credit forfeited (for abuse only)' }),
     ...balanceFields,
   })
   .meta({ id: 'AccountTermination' });
 
-const autoTopUpAttempt = z.object({ attempt_id: z.string(), status: z.string(), amount_usd: usdSchema.nullable(), reason: z.string().nullable(), created_at: instant });
+const autoTopUpAttempt = z.object({
+  attempt_id: z.string(),
+  status: z.string(),
+  amount_usd: usdSchema.nullable(),
+  reason: z.string().nullable(),
+  created_at: instant,
+});
 
 export const autoTopUpSchema = z
   .object({
@@ -405,7 +450,9 @@ export const noticesSchema = listOf(
       available_usd: usdSchema,
       occurred_at: instant,
       status: z.string(),
-      attempts: z.array(z.object({ attempt: z.int(), attempted_at: instant, http_status: z.int().nullable(), outcome: z.string(), error: z.string().nullable() })),
+      attempts: z.array(
+        z.object({ attempt: z.int(), attempted_at: instant, http_status: z.int().nullable(), outcome: z.string(), error: z.string().nullable() }),
+      ),
     })
     .meta({ id: 'LowBalanceNotice' }),
 ).meta({ id: 'LowBalanceNotices' });

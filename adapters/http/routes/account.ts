@@ -1,13 +1,6 @@
 import type { RequestHandler, Router } from 'express';
 import { z } from 'zod';
-import {
-  accountStreamId,
-  availableOf,
-  balanceOf,
-  promoBalanceOf,
-  type AccountEvent,
-  type AccountState,
-} from '../../../domain/account';
+import { accountStreamId, availableOf, balanceOf, promoBalanceOf, type AccountEvent, type AccountState } from '../../../domain/account';
 import { apiKeyScopeSchema, apiKeyStreamId, type ApiKeyScope, type ApiKeyState } from '../../../domain/api-key';
 import type { Rejection } from '../../../domain/decider/decision';
 import type { DomainEvent } from '../../../domain/events';
@@ -16,7 +9,6 @@ import { formatUsd, parseUsd } from '../../../domain/money';
 import { isBefore } from '../../../domain/time';
 import { commandMetadata } from '../../../src/command-metadata';
 import type { RouteMount } from '../../../src/gateway';
-import { START } from '../../../src/ports/event-store';
 import type { PersonalDataVault } from '../../../src/ports/personal-data-vault';
 import { authenticate, keyOf } from '../auth';
 import { ApiError, invalidRequest } from '../openai/errors';
@@ -62,7 +54,9 @@ function isAbsent(input: unknown, path: readonly PropertyKey[]): boolean {
     if (typeof parent !== 'object' || parent === null) return false;
     parent = (parent as Record<PropertyKey, unknown>)[key];
   }
-  return typeof parent === 'object' && parent !== null && !Array.isArray(parent) && (parent as Record<PropertyKey, unknown>)[path[path.length - 1]!] === undefined;
+  return (
+    typeof parent === 'object' && parent !== null && !Array.isArray(parent) && (parent as Record<PropertyKey, unknown>)[path[path.length - 1]!] === undefined
+  );
 }
 
 function fail(error: ApiError): never {
@@ -70,28 +64,24 @@ function fail(error: ApiError): never {
 }
 
 /** A USD amount as a decimal string ("10.50"), never a JSON number; > 0. */
-export const positiveUsdSchema = z
-  .string({ error: 'expected a USD amount as a decimal string, such as "10.50"' })
-  .transform((s, ctx) => {
-    const parsed = parseUsd(s);
-    if (!parsed.ok || parsed.value <= 0n) {
-      ctx.addIssue({ code: 'custom', message: 'expected a positive USD amount as a decimal string with at most 6 decimals, such as "10.50"' });
-      return z.NEVER;
-    }
-    return parsed.value;
-  });
+export const positiveUsdSchema = z.string({ error: 'expected a USD amount as a decimal string, such as "10.50"' }).transform((s, ctx) => {
+  const parsed = parseUsd(s);
+  if (!parsed.ok || parsed.value <= 0n) {
+    ctx.addIssue({ code: 'custom', message: 'expected a positive USD amount as a decimal string with at most 6 decimals, such as "10.50"' });
+    return z.NEVER;
+  }
+  return parsed.value;
+});
 
 /** A price: USD per million tokens as a decimal string; >= 0. */
-export const priceUsdSchema = z
-  .string({ error: 'expected a USD amount as a decimal string, such as "0.50"' })
-  .transform((s, ctx) => {
-    const parsed = parseUsd(s);
-    if (!parsed.ok || parsed.value < 0n) {
-      ctx.addIssue({ code: 'custom', message: 'expected a USD amount of 0 or more as a decimal string with at most 6 decimals, such as "0.50"' });
-      return z.NEVER;
-    }
-    return parsed.value;
-  });
+export const priceUsdSchema = z.string({ error: 'expected a USD amount as a decimal string, such as "0.50"' }).transform((s, ctx) => {
+  const parsed = parseUsd(s);
+  if (!parsed.ok || parsed.value < 0n) {
+    ctx.addIssue({ code: 'custom', message: 'expected a USD amount of 0 or more as a decimal string with at most 6 decimals, such as "0.50"' });
+    return z.NEVER;
+  }
+  return parsed.value;
+});
 
 export const instantSchema = z.iso
   .datetime({ offset: true, error: 'expected an ISO-8601 instant such as 2030-01-31T00:00:00Z' })
@@ -149,7 +139,21 @@ const NOT_FOUND: Record<string, () => ApiError> = {
 };
 
 // Fields of decider errors that are amounts of micro-USD, shown as USD.
-const MONEY_FIELDS = new Set(['amount', 'minimum', 'maximum', 'balance', 'available', 'needed', 'refundable', 'requested', 'threshold', 'unspent', 'default', 'inputPerMillion', 'outputPerMillion']);
+const MONEY_FIELDS = new Set([
+  'amount',
+  'minimum',
+  'maximum',
+  'balance',
+  'available',
+  'needed',
+  'refundable',
+  'requested',
+  'threshold',
+  'unspent',
+  'default',
+  'inputPerMillion',
+  'outputPerMillion',
+]);
 
 /**
  * A decider's refusal as an HTTP answer: 404 when the thing does not exist, otherwise 409 with
@@ -311,7 +315,7 @@ export class AccountReader {
       displayName = fields.displayNameCiphertext ?? displayName;
       email = fields.emailCiphertext ?? email;
     };
-    (await this.gateway.accountDirectory.personalDataRecords(accountId)).forEach(apply);
+    for (const record of await this.gateway.accountDirectory.personalDataRecords(accountId)) apply(record);
     return {
       display_name: displayName === null ? null : await this.vault.decrypt(accountId, displayName),
       email: email === null ? null : await this.vault.decrypt(accountId, email),
@@ -351,7 +355,13 @@ export class AccountReader {
         (personal.email?.toLowerCase().includes(needle) ?? false);
       if (!matches) continue;
       const now = new Date().toISOString();
-      found.push({ account_id: accountId, status: loaded.state.status, suspension_reason: loaded.state.suspensionReason, ...personal, ...balanceView(loaded.state, now) });
+      found.push({
+        account_id: accountId,
+        status: loaded.state.status,
+        suspension_reason: loaded.state.suspensionReason,
+        ...personal,
+        ...balanceView(loaded.state, now),
+      });
     }
     // One more than the page was looked for: it says whether another page follows.
     return { accounts: found.slice(0, limit), hasMore: found.length > limit };
@@ -396,10 +406,7 @@ export class AccountReader {
       for (let i = events.length - 1; i >= 0; i--) {
         const event = events[i]!.event as DomainEvent as AccountEvent;
         if (event.type === 'ReservationPlaced') placed.set(event.data.requestId, event.data);
-        else if (
-          (event.type === 'ReservationSettled' || event.type === 'ReservationReleased' || event.type === 'ReservationExpired') &&
-          ended.length < limit
-        ) {
+        else if ((event.type === 'ReservationSettled' || event.type === 'ReservationReleased' || event.type === 'ReservationExpired') && ended.length < limit) {
           ended.push({ event, recordedAt: events[i]!.recordedAt });
         }
       }
@@ -411,7 +418,9 @@ export class AccountReader {
 
 function requestView(event: AccountEvent, placed: ReadonlyMap<string, { keyId: string; model: string; operation: string }>): RequestView {
   const none = { upstream: null, http_status: null, stream: null, latency_ms: null, time_to_first_token_ms: null };
-  const observed = (request: { upstream: string | null; httpStatus: number | null; stream: boolean; latencyMs: number; timeToFirstTokenMs: number | null } | null) =>
+  const observed = (
+    request: { upstream: string | null; httpStatus: number | null; stream: boolean; latencyMs: number; timeToFirstTokenMs: number | null } | null,
+  ) =>
     request
       ? {
           upstream: request.upstream,
@@ -563,7 +572,11 @@ export const mountAccountRoutes: RouteMount = (router: Router, gateway) => {
     const { name } = parseInput(renameKeySchema, req.body);
     const state = await reader.keyOfAccount(key.accountId, keyId);
     if (!state) throw keyNotFound();
-    const renamed = await gateway.ledger.apiKeys.handle(apiKeyStreamId(keyId), { type: 'RenameApiKey', data: { name }, metadata: metadataOf(key.keyId, requestIdOf(res)) });
+    const renamed = await gateway.ledger.apiKeys.handle(apiKeyStreamId(keyId), {
+      type: 'RenameApiKey',
+      data: { name },
+      metadata: metadataOf(key.keyId, requestIdOf(res)),
+    });
     if (!renamed.ok) throw refused(renamed.error);
     if (renamed.state.status === 'not_issued') throw keyNotFound();
     res.json(keyView(renamed.state));

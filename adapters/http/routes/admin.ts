@@ -59,7 +59,12 @@ export const createAccountSchema = z
 /** Why an operator looks at personal data (optional; recorded in the audit log as the entry's reason). */
 const purposeSchema = z.string({ error: 'expected text' }).trim().min(1, 'at least 1 character').max(200, 'at most 200 characters').optional();
 export const searchAccountsSchema = z.object({
-  q: z.string({ error: 'expected text' }).trim().max(200, 'at most 200 characters').optional().transform((q) => (q === '' ? undefined : q)),
+  q: z
+    .string({ error: 'expected text' })
+    .trim()
+    .max(200, 'at most 200 characters')
+    .optional()
+    .transform((q) => (q === '' ? undefined : q)),
   limit: z.coerce.number({ error: 'expected an integer' }).int('expected an integer').min(1, 'at least 1').max(200, 'at most 200').default(50),
   starting_after: z.string({ error: 'expected an account id' }).max(100, 'at most 100 characters').optional(),
   purpose: purposeSchema,
@@ -231,7 +236,11 @@ export const mountAdminRoutes: RouteMount = (router: Router, gateway) => {
   router.post('/admin/accounts/:id/maximum-balance', admin, async (req, res) => {
     const accountId = accountIdOf(req.params);
     const body = parseInput(maximumBalanceSchema, req.body);
-    const result = await handleAccount(accountId, { type: 'SetMaximumBalance', data: { maximum: body.maximum_usd, reason: body.reason }, metadata: metadataOf(res) });
+    const result = await handleAccount(accountId, {
+      type: 'SetMaximumBalance',
+      data: { maximum: body.maximum_usd, reason: body.reason },
+      metadata: metadataOf(res),
+    });
     res.json({
       account_id: accountId,
       maximum_balance_usd: formatUsd(maximumBalanceOf(result.state, gateway.policy)),

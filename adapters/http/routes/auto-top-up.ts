@@ -36,7 +36,9 @@ export const autoTopUpSchema = z.union([
 const thresholdSchema = z.union([
   z.strictObject({ usd: positiveUsdSchema }).transform((t): AlertThreshold => ({ kind: 'usd', amount: t.usd })),
   z
-    .strictObject({ percent_of_last_top_up: z.number({ error: 'expected a number' }).int('expected a whole percentage').min(1, 'at least 1').max(100, 'at most 100') })
+    .strictObject({
+      percent_of_last_top_up: z.number({ error: 'expected a number' }).int('expected a whole percentage').min(1, 'at least 1').max(100, 'at most 100'),
+    })
     .transform((t): AlertThreshold => ({ kind: 'percent_of_last_top_up', percent: t.percent_of_last_top_up })),
 ]);
 
@@ -93,8 +95,16 @@ export const mountAutoTopUpRoutes: RouteMount = (router: Router, gateway) => {
       account_status: state.status,
       suspension_reason: state.suspensionReason,
       pending_attempt: state.pendingAutoTopUp ? { attempt_id: state.pendingAutoTopUp.attemptId, amount_usd: formatUsd(state.pendingAutoTopUp.amount) } : null,
-      last_failure: failure ? { attempt_id: failure.attemptId, reason: failure.reason, amount_usd: money(failure.amount), at: failure.updatedAt.toISOString() } : null,
-      recent_attempts: attempts.map((a) => ({ attempt_id: a.attemptId, status: a.status, amount_usd: money(a.amount), reason: a.reason, created_at: a.createdAt.toISOString() })),
+      last_failure: failure
+        ? { attempt_id: failure.attemptId, reason: failure.reason, amount_usd: money(failure.amount), at: failure.updatedAt.toISOString() }
+        : null,
+      recent_attempts: attempts.map((a) => ({
+        attempt_id: a.attemptId,
+        status: a.status,
+        amount_usd: money(a.amount),
+        reason: a.reason,
+        created_at: a.createdAt.toISOString(),
+      })),
     };
   };
 

@@ -15,7 +15,19 @@ import { verifyStripeEvent } from '../../payments/webhook-events';
 import { keyOf } from '../auth';
 import { ApiError } from '../openai/errors';
 import { requestIdOf } from '../observability/request-id';
-import { AccountReader, accountNotFound, authenticated, balanceView, isId, parseInput, positiveUsdSchema, refused, revokeKeysOfClosedAccount, shortTextSchema, type GatewayParts } from './account';
+import {
+  AccountReader,
+  accountNotFound,
+  authenticated,
+  balanceView,
+  isId,
+  parseInput,
+  positiveUsdSchema,
+  refused,
+  revokeKeysOfClosedAccount,
+  shortTextSchema,
+  type GatewayParts,
+} from './account';
 
 /**
  * Payments with Stripe: top-ups through Checkout, the webhook that credits them (exactly once
@@ -111,7 +123,14 @@ function mountBilling(router: Router, gateway: GatewayParts, options: BillingRou
   router.post('/v1/billing/refunds', write, async (req, res) => {
     const { stripe } = configured();
     const body = parseInput(refundSchema, req.body);
-    await answerRefund(res, keyOf(res).accountId, await refundCredit({ ledger: gateway.ledger, stripe }, { accountId: keyOf(res).accountId, amount: body.amount_usd ?? null, metadata: customerMetadata(res) }));
+    await answerRefund(
+      res,
+      keyOf(res).accountId,
+      await refundCredit(
+        { ledger: gateway.ledger, stripe },
+        { accountId: keyOf(res).accountId, amount: body.amount_usd ?? null, metadata: customerMetadata(res) },
+      ),
+    );
   });
 
   router.post('/admin/accounts/:id/refunds', admin, async (req, res) => {
@@ -139,13 +158,19 @@ function mountBilling(router: Router, gateway: GatewayParts, options: BillingRou
       refund = refunded.value;
       if (refund.parts.some((p) => p.status !== 'recorded')) {
         // Not closed until the money is back: the customer (or Stripe's webhook) can finish it.
-        res.status(refund.parts.some((p) => p.status === 'pending') ? 202 : 502).json({ account_id: accountId, status: state.status, refund: refundView(refund) });
+        res
+          .status(refund.parts.some((p) => p.status === 'pending') ? 202 : 502)
+          .json({ account_id: accountId, status: state.status, refund: refundView(refund) });
         return;
       }
     } else if ((await refundablePayments(gateway.store, accountId)).some((p) => p.remaining > 0n)) {
       throw paymentsNotConfigured();
     }
-    const closed = await gateway.ledger.accounts.handle(accountStreamId(accountId), { type: 'CloseAccount', data: { reason: 'customer_request' }, metadata: customerMetadata(res) });
+    const closed = await gateway.ledger.accounts.handle(accountStreamId(accountId), {
+      type: 'CloseAccount',
+      data: { reason: 'customer_request' },
+      metadata: customerMetadata(res),
+    });
     if (!closed.ok) throw refused(closed.error);
     const keys = await revokeKeysOfClosedAccount(gateway, reader, accountId, customerMetadata(res));
     res.json({
@@ -200,7 +225,13 @@ function mountBilling(router: Router, gateway: GatewayParts, options: BillingRou
     const verified = verifyStripeEvent(payments.stripe, req.body, req.get('stripe-signature'), secret, gateway.config.STRIPE_WEBHOOK_TOLERANCE_S);
     if (!verified.ok) {
       gateway.log.warn({ reason: verified.reason }, 'stripe webhook rejected');
-      throw new ApiError(400, 'invalid_request_error', verified.reason, null, 'Webhook rejected: the Stripe-Signature does not verify, or the event is malformed.');
+      throw new ApiError(
+        400,
+        'invalid_request_error',
+        verified.reason,
+        null,
+        'Webhook rejected: the Stripe-Signature does not verify, or the event is malformed.',
+      );
     }
     const receipt = await receiver.receive(verified.event);
     // 200 for every verified event, credited or not: a retry cannot change an unknown account.
@@ -211,10 +242,17 @@ function mountBilling(router: Router, gateway: GatewayParts, options: BillingRou
     if (!result.ok) throw refused(result.error);
     const refund = result.value;
     for (const part of refund.parts.filter((p) => p.status === 'not_recorded')) {
-      gateway.log.error({ accountId, refundId: refund.refundId, paymentIntentId: part.paymentIntentId, stripeRefundId: part.stripeRefundId }, 'stripe refunded but the ledger refused the refund: needs an operator');
+      gateway.log.error(
+        { accountId, refundId: refund.refundId, paymentIntentId: part.paymentIntentId, stripeRefundId: part.stripeRefundId },
+        'stripe refunded but the ledger refused the refund: needs an operator',
+      );
     }
     const loaded = await reader.state(accountId);
-    const status = refund.parts.some((p) => p.status === 'failed' || p.status === 'not_recorded') ? 502 : refund.parts.some((p) => p.status === 'pending') ? 202 : 200;
+    const status = refund.parts.some((p) => p.status === 'failed' || p.status === 'not_recorded')
+      ? 502
+      : refund.parts.some((p) => p.status === 'pending')
+        ? 202
+        : 200;
     res.status(status).json({ account_id: accountId, ...refundView(refund), ...(loaded ? balanceView(loaded.state, new Date().toISOString()) : {}) });
   }
 }
@@ -225,6 +263,11 @@ function refundView(refund: RefundOutcome) {
     refund_id: refund.refundId,
     requested_usd: formatUsd(refund.requested),
     refunded_usd: formatUsd(refund.parts.filter((p) => p.status === 'recorded').reduce((sum, p) => sum + p.amount, 0n)),
-    parts: refund.parts.map((p) => ({ payment_intent: p.paymentIntentId, amount_usd: formatUsd(p.amount), stripe_refund_id: p.stripeRefundId, status: p.status })),
+    parts: refund.parts.map((p) => ({
+      payment_intent: p.paymentIntentId,
+      amount_usd: formatUsd(p.amount),
+      stripe_refund_id: p.stripeRefundId,
+      status: p.status,
+    })),
   };
 }

@@ -37,7 +37,11 @@ export function mountComplianceRoutes(router: Router, gateway: GatewayParts): vo
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
       const param = issue.path.join('.') || null;
-      throw invalidRequest(`Invalid query parameter ${param ?? '(query)'}: ${issue.code}.`, param, issue.code === 'invalid_type' ? 'invalid_type' : 'invalid_value');
+      throw invalidRequest(
+        `Invalid query parameter ${param ?? '(query)'}: ${issue.code}.`,
+        param,
+        issue.code === 'invalid_type' ? 'invalid_type' : 'invalid_value',
+      );
     }
     const filter = Object.fromEntries(Object.entries(parsed.data).filter(([, v]) => v !== undefined)) as typeof parsed.data;
     // Read-your-writes: the entries of acts made just before this request are there.
@@ -61,7 +65,13 @@ export function mountComplianceRoutes(router: Router, gateway: GatewayParts): vo
       })),
       has_more: entries.length === filter.limit,
       chain: chain.ok
-        ? { verified: true, entries: chain.entries, anchor_entry_no: chain.anchor.entryNo.toString(), head_entry_no: chain.head.entryNo.toString(), head_hash: chain.head.hash }
+        ? {
+            verified: true,
+            entries: chain.entries,
+            anchor_entry_no: chain.anchor.entryNo.toString(),
+            head_entry_no: chain.head.entryNo.toString(),
+            head_hash: chain.head.hash,
+          }
         : {
             verified: false,
             entries: chain.entries,

@@ -7,7 +7,16 @@ import { serveInference, type Answer, type InferenceExchange, type Refusal, type
 import { responseSink } from '../../inference';
 import type { RateLimiter, RateLimits } from '../admission/rate-limiter';
 import { authenticate, keyOf } from '../auth';
-import { ApiError, insufficientQuota, internal, type ReservationBasis, invalidRequest, modelNotFound, upstreamAtCapacity, upstreamUnavailable } from '../openai/errors';
+import {
+  ApiError,
+  insufficientQuota,
+  internal,
+  type ReservationBasis,
+  invalidRequest,
+  modelNotFound,
+  upstreamAtCapacity,
+  upstreamUnavailable,
+} from '../openai/errors';
 import {
   completionPromptCount,
   parseChatCompletionRequest,
@@ -99,7 +108,13 @@ function writeAnswer(res: Response, answer: Answer): void {
       return;
     case 'timed_out': {
       const seconds = Math.round(answer.maxRequestDurationMs / 1_000);
-      const error = new ApiError(504, 'server_error', 'request_timeout', null, `The request ran longer than this gateway's maximum request duration (${seconds} s) and was ended.`);
+      const error = new ApiError(
+        504,
+        'server_error',
+        'request_timeout',
+        null,
+        `The request ran longer than this gateway's maximum request duration (${seconds} s) and was ended.`,
+      );
       res.status(error.status).json(error.toBody());
       return;
     }
@@ -139,9 +154,16 @@ function refusal(error: AccountError, needed: MicroUsd, basis: ReservationBasis)
     case 'negative_balance':
       return insufficientQuota({ available: error.balance, needed, basis });
     case 'account_suspended':
-      return new ApiError(403, 'invalid_request_error', 'account_suspended', null, `This account is suspended (${error.reason.replaceAll('_', ' ')}). ${
-        error.reason === 'negative_balance' || error.reason === 'auto_top_up_failed' ? 'Top up to settle the balance and continue.' : 'Contact support.'
-      }`, { 'x-should-retry': 'false' });
+      return new ApiError(
+        403,
+        'invalid_request_error',
+        'account_suspended',
+        null,
+        `This account is suspended (${error.reason.replaceAll('_', ' ')}). ${
+          error.reason === 'negative_balance' || error.reason === 'auto_top_up_failed' ? 'Top up to settle the balance and continue.' : 'Contact support.'
+        }`,
+        { 'x-should-retry': 'false' },
+      );
     case 'account_closed':
       return new ApiError(403, 'invalid_request_error', 'account_closed', null, 'This account is closed.', { 'x-should-retry': 'false' });
     default:

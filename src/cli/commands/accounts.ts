@@ -15,7 +15,10 @@ export function registerAccounts(program: Command): void {
     .requiredOption('--email <email>', "the account holder's email address")
     .option('--promo-usd <amount>', 'promotional credit to grant at opening, in USD (e.g. 5 or 2.50)')
     .option('--promo-expires <instant>', 'when that promo credit expires (ISO-8601, e.g. 2030-01-31T00:00:00Z); required with --promo-usd')
-    .addHelpText('after', '\nExample:\n  tollgate accounts create --name "Ada Lovelace" --email ada@example.org --promo-usd 5 --promo-expires 2030-01-01T00:00:00Z')
+    .addHelpText(
+      'after',
+      '\nExample:\n  tollgate accounts create --name "Ada Lovelace" --email ada@example.org --promo-usd 5 --promo-expires 2030-01-01T00:00:00Z',
+    )
     .action(async (options: { name: string; email: string; promoUsd?: string; promoExpires?: string }, command: Command) => {
       const ctx = contextOf(command);
       const answer = await ctx.admin.post('/admin/accounts', {
@@ -29,12 +32,15 @@ export function registerAccounts(program: Command): void {
 
   accounts
     .command('list')
-    .description('list accounts, newest first, as a table (or the API\'s JSON with --json): id, status, name, email, balance and available credit (USD)')
+    .description("list accounts, newest first, as a table (or the API's JSON with --json): id, status, name, email, balance and available credit (USD)")
     .option('--search <text>', 'only accounts whose id, name or email contains this (case-insensitive)')
     .option('--limit <n>', 'accounts per page, 1-200', pageSize, 50)
     .option('--starting-after <accountId>', 'the page after this account (the last id of the previous page)')
     .option('--all', 'every page, not just the first')
-    .addHelpText('after', '\nExamples:\n  tollgate accounts list --search example.org\n  tollgate accounts list --limit 20 --starting-after acct_3f2a...\n  tollgate accounts list --all --json')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  tollgate accounts list --search example.org\n  tollgate accounts list --limit 20 --starting-after acct_3f2a...\n  tollgate accounts list --all --json',
+    )
     .action(async (options: { search?: string; limit: number; startingAfter?: string; all?: boolean }, command: Command) => {
       const ctx = contextOf(command);
       const rows: AccountRow[] = [];

@@ -3,7 +3,7 @@ import { commaList, contextOf, pathId } from '../context';
 
 /** tollgate keys issue | revoke | list */
 export function registerKeys(program: Command): void {
-  const keys = program.command('keys').description("issue, list and revoke customer API keys");
+  const keys = program.command('keys').description('issue, list and revoke customer API keys');
 
   keys
     .command('issue')

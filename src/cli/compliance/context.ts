@@ -24,4 +24,3 @@ export function withJsonOption(command: Command, description: string): Command {
   }
   return command.option('--json', description);
 }
-

@@ -48,15 +48,21 @@ export function registerComplianceCommands(program: Command): void {
       write(
         table(
           ['ENTRY', 'TIME', 'ACTOR', 'ACTION', 'TARGET', 'REASON', 'CORRELATION'],
-          entries.map((e) => [e.entryNo, e.occurredAt, `${e.actorKind}:${e.actorId}`, e.action, `${e.targetKind}:${e.targetId}`, e.reason ?? '-', e.correlationId]),
+          entries.map((e) => [
+            e.entryNo,
+            e.occurredAt,
+            `${e.actorKind}:${e.actorId}`,
+            e.action,
+            `${e.targetKind}:${e.targetId}`,
+            e.reason ?? '-',
+            e.correlationId,
+          ]),
         ),
       );
     });
   });
 
-  const verify = audit
-    .command('verify-chain')
-    .description("recompute the audit log's hash chain from its anchor; exits 1 naming the first broken entry");
+  const verify = audit.command('verify-chain').description("recompute the audit log's hash chain from its anchor; exits 1 naming the first broken entry");
   withJsonOption(verify, 'print the verification as JSON');
   verify.action(async (_options: unknown, command: Command) => {
     await withCompliance(async (context) => {
@@ -66,7 +72,9 @@ export function registerComplianceCommands(program: Command): void {
       if (wantsJson(command)) write(`${JSON.stringify(result, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}\n`);
       if (!result.ok) return fail(describeBrokenLink(result.broken));
       if (!wantsJson(command)) {
-        write(`audit chain intact: ${result.entries} entries from anchor ${result.anchor.entryNo} to entry ${result.head.entryNo} (head ${result.head.hash})\n`);
+        write(
+          `audit chain intact: ${result.entries} entries from anchor ${result.anchor.entryNo} to entry ${result.head.entryNo} (head ${result.head.hash})\n`,
+        );
       }
     });
   });
@@ -74,7 +82,9 @@ export function registerComplianceCommands(program: Command): void {
   const retention = program.command('retention').description('what Tollgate keeps and for how long; carry out what is due');
   const plan = retention
     .command('plan')
-    .description('list what will expire or be erased when: request metadata and audit entries after 90 days, personal data within 30 days of closure; wallet transactions are kept')
+    .description(
+      'list what will expire or be erased when: request metadata and audit entries after 90 days, personal data within 30 days of closure; wallet transactions are kept',
+    )
     .option('--now <instant>', 'measure periods as of this instant instead of now', parseInstant);
   withJsonOption(plan, 'print the plan as JSON');
   plan.action(async (options: { now?: string }, command: Command) => {
@@ -96,14 +106,21 @@ export function registerComplianceCommands(program: Command): void {
 
   const run = retention
     .command('run')
-    .description("carry out what is due: destroy due accounts' personal-data keys (crypto-shredding) and record the erasure, purge old audit entries (anchoring the chain) and request metadata; records the run on the retention stream")
+    .description(
+      "carry out what is due: destroy due accounts' personal-data keys (crypto-shredding) and record the erasure, purge old audit entries (anchoring the chain) and request metadata; records the run on the retention stream",
+    )
     .option('--now <instant>', 'measure periods as of this instant instead of now', parseInstant)
     .option('--run-id <id>', 'an id for this run: running again with the same id records nothing new');
   withJsonOption(run, 'print the report as JSON');
   run.action(async (options: { now?: string; runId?: string }, command: Command) => {
     await withCompliance(async (context) => {
       await catchUp(context);
-      const report = await load.retention().runRetention({ pool: context.database.pool, ledger: context.ledger, vault: context.vault }, { ...(options.now !== undefined ? { now: options.now } : {}), ...(options.runId ? { runId: options.runId } : {}) });
+      const report = await load
+        .retention()
+        .runRetention(
+          { pool: context.database.pool, ledger: context.ledger, vault: context.vault },
+          { ...(options.now !== undefined ? { now: options.now } : {}), ...(options.runId ? { runId: options.runId } : {}) },
+        );
       // The run's own events (erasures, the run record) go into the read models before the command ends.
       await catchUp(context);
       if (wantsJson(command)) {
@@ -132,7 +149,12 @@ export function registerComplianceCommands(program: Command): void {
       await withCompliance(async (context) => {
         await catchUp(context);
         const correlationId = `export_${randomUUID()}`;
-        const metadata = { now: new Date().toISOString(), correlationId, causationId: correlationId, actor: { kind: 'admin' as const, adminId: options.admin } };
+        const metadata = {
+          now: new Date().toISOString(),
+          correlationId,
+          causationId: correlationId,
+          actor: { kind: 'admin' as const, adminId: options.admin },
+        };
         const exported = await load.export().exportAccount({ pool: context.database.pool, store: context.store, vault: context.vault }, options.account, {
           metadata,
           purpose: options.purpose?.trim() ?? null,
@@ -168,7 +190,9 @@ export function registerComplianceCommands(program: Command): void {
           metadata: { now: new Date().toISOString(), correlationId, causationId: correlationId, actor: { kind: 'admin', adminId: options.admin } },
         });
         if (!result.ok) return fail(`correction refused: ${result.error.error}`);
-        write(`personal data of account ${options.account} corrected (${[options.name !== undefined ? 'name' : null, options.email !== undefined ? 'email' : null].filter(Boolean).join(', ')})\n`);
+        write(
+          `personal data of account ${options.account} corrected (${[options.name !== undefined ? 'name' : null, options.email !== undefined ? 'email' : null].filter(Boolean).join(', ')})\n`,
+        );
       });
     });
 }

@@ -37,7 +37,11 @@ export function registerFinanceCommands(program: Command): void {
       const chosen = options.projection === 'all' ? projections : projections.filter((p) => p.name === options.projection);
       await withFinance(async ({ database, store }) => {
         const bar = options.progress
-          ? new (load.progress().SingleBar)({ format: 'replay [{bar}] {percentage}% | {value}/{total} events | {rate} events/s | {eta_formatted} left', stream: process.stderr, hideCursor: true })
+          ? new (load.progress().SingleBar)({
+              format: 'replay [{bar}] {percentage}% | {value}/{total} events | {rate} events/s | {eta_formatted} left',
+              stream: process.stderr,
+              hideCursor: true,
+            })
           : undefined;
         let started = false;
         try {
@@ -65,7 +69,9 @@ export function registerFinanceCommands(program: Command): void {
 
   program
     .command('verify')
-    .description("recompute every account's balance from its events and compare with the projections; check the journal's trial balance and reservations past their deadline; exits 1 listing the differences")
+    .description(
+      "recompute every account's balance from its events and compare with the projections; check the journal's trial balance and reservations past their deadline; exits 1 listing the differences",
+    )
     .option('--grace-seconds <s>', 'how long past its deadline a reservation may stay open (the expiry process runs periodically)', (v) => positiveInt(v), 60)
     .action(async (options: { graceSeconds: number }) => {
       await withFinance(async ({ database, store }) => {

@@ -77,7 +77,10 @@ test('keys: list, create, revoke; a revoked key then gets 401', async () => {
   expect(forbidden.status).toBe(403);
   expect(forbidden.body.error.code).toBe('insufficient_permissions');
 
-  expect(await call('DELETE', `/v1/account/keys/${created.body.key_id}`, alice.key)).toEqual({ status: 200, body: { key_id: created.body.key_id, status: 'revoked' } });
+  expect(await call('DELETE', `/v1/account/keys/${created.body.key_id}`, alice.key)).toEqual({
+    status: 200,
+    body: { key_id: created.body.key_id, status: 'revoked' },
+  });
   const revoked = await call('GET', '/v1/account', created.body.key);
   expect(revoked.status).toBe(401);
   expect(revoked.body.error.code).toBe('invalid_api_key');

@@ -47,7 +47,13 @@ describe('models and prices', () => {
     expect(price.body).toMatchObject({ model: MODEL, operation: 'chat', input_usd_per_million: '0.500000', output_usd_per_million: '1.500000' });
 
     const later = inOneHour();
-    const scheduled = await admin('POST', '/admin/prices', { model: MODEL, operation: 'chat', input_usd_per_million: '0.60', output_usd_per_million: '1.80', effective_at: later });
+    const scheduled = await admin('POST', '/admin/prices', {
+      model: MODEL,
+      operation: 'chat',
+      input_usd_per_million: '0.60',
+      output_usd_per_million: '1.80',
+      effective_at: later,
+    });
     expect(scheduled.status).toBe(201);
 
     const models = await admin('GET', '/admin/models');
@@ -62,12 +68,28 @@ describe('models and prices', () => {
   test('refusals of the price book decider are 409 with its error name; unknown models 404', async () => {
     expectError(await admin('POST', '/admin/models', { id: MODEL, operations: ['chat'], max_output_tokens: 256 }), 409, 'model_already_exists');
     expectError(
-      await admin('POST', '/admin/prices', { model: MODEL, operation: 'chat', input_usd_per_million: '1', output_usd_per_million: '1', effective_at: '2020-01-01T00:00:00Z' }),
+      await admin('POST', '/admin/prices', {
+        model: MODEL,
+        operation: 'chat',
+        input_usd_per_million: '1',
+        output_usd_per_million: '1',
+        effective_at: '2020-01-01T00:00:00Z',
+      }),
       409,
       'price_effective_in_past',
     );
-    expectError(await admin('POST', '/admin/prices', { model: 'nope', operation: 'chat', input_usd_per_million: '1', output_usd_per_million: '1' }), 404, 'model_not_found', 'model');
-    expectError(await admin('POST', '/admin/prices', { model: MODEL, operation: 'chat', input_usd_per_million: 0.5, output_usd_per_million: '1' }), 400, 'invalid_type', 'input_usd_per_million');
+    expectError(
+      await admin('POST', '/admin/prices', { model: 'nope', operation: 'chat', input_usd_per_million: '1', output_usd_per_million: '1' }),
+      404,
+      'model_not_found',
+      'model',
+    );
+    expectError(
+      await admin('POST', '/admin/prices', { model: MODEL, operation: 'chat', input_usd_per_million: 0.5, output_usd_per_million: '1' }),
+      400,
+      'invalid_type',
+      'input_usd_per_million',
+    );
     expectError(await admin('POST', '/admin/models', { id: 'x', operations: ['dance'], max_output_tokens: 5 }), 400, 'invalid_value', 'operations[0]');
   });
 
@@ -91,7 +113,12 @@ describe('an account from opening to suspension', () => {
     });
 
   test('an admin opens an account with promo credit and issues it a key', async () => {
-    const created = await admin('POST', '/admin/accounts', { display_name: 'Ada Lovelace', email: EMAIL, promo_credit_usd: '5', promo_expires_at: inOneHour() });
+    const created = await admin('POST', '/admin/accounts', {
+      display_name: 'Ada Lovelace',
+      email: EMAIL,
+      promo_credit_usd: '5',
+      promo_expires_at: inOneHour(),
+    });
     expect(created.status).toBe(201);
     accountId = created.body.account_id;
     expect(accountId).toMatch(/^acct_[0-9a-f]{20}$/);
@@ -131,10 +158,18 @@ describe('an account from opening to suspension', () => {
   });
 
   test('a promo grant adds credit with its expiry', async () => {
-    const grant = await admin('POST', `/admin/accounts/${accountId}/promo-grants`, { amount_usd: '2.25', expires_at: inOneHour(), reason: 'conference voucher' });
+    const grant = await admin('POST', `/admin/accounts/${accountId}/promo-grants`, {
+      amount_usd: '2.25',
+      expires_at: inOneHour(),
+      reason: 'conference voucher',
+    });
     expect(grant.status).toBe(201);
     expect(grant.body).toMatchObject({ amount_usd: '2.250000', promo_usd: '7.250000' });
-    expectError(await admin('POST', `/admin/accounts/${accountId}/promo-grants`, { amount_usd: '1', expires_at: '2001-01-01T00:00:00Z', reason: 'x' }), 409, 'promo_expiry_not_in_future');
+    expectError(
+      await admin('POST', `/admin/accounts/${accountId}/promo-grants`, { amount_usd: '1', expires_at: '2001-01-01T00:00:00Z', reason: 'x' }),
+      409,
+      'promo_expiry_not_in_future',
+    );
   });
 
   test('a suspended account is refused inference with 403 account_suspended, and served again once reinstated', async () => {
@@ -229,8 +264,18 @@ describe('bad input', () => {
     const badEmail = await admin('POST', '/admin/accounts', { display_name: 'A', email: 'not-an-email-secret' });
     expectError(badEmail, 400, 'invalid_value', 'email');
     expect(badEmail.body.error.message).not.toContain('not-an-email-secret');
-    expectError(await admin('POST', '/admin/accounts', { display_name: 'A', email: 'a@example.org', promo_credit_usd: '5' }), 400, 'missing_required_parameter', 'promo_expires_at');
-    expectError(await admin('POST', '/admin/accounts', { display_name: 'A', email: 'a@example.org', promo_credit_usd: '5.1234567', promo_expires_at: inOneHour() }), 400, 'invalid_value', 'promo_credit_usd');
+    expectError(
+      await admin('POST', '/admin/accounts', { display_name: 'A', email: 'a@example.org', promo_credit_usd: '5' }),
+      400,
+      'missing_required_parameter',
+      'promo_expires_at',
+    );
+    expectError(
+      await admin('POST', '/admin/accounts', { display_name: 'A', email: 'a@example.org', promo_credit_usd: '5.1234567', promo_expires_at: inOneHour() }),
+      400,
+      'invalid_value',
+      'promo_credit_usd',
+    );
     expectError(await admin('POST', '/admin/accounts/acct_unknown/top-ups', { amount_usd: '10', reference: 'r1', reason: 'x' }), 404, 'account_not_found');
     expectError(await admin('GET', '/admin/accounts/acct_unknown'), 404, 'account_not_found');
   });

@@ -1,7 +1,6 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { usd } from '../../../domain/money';
 import { MAX_DELIVERY_ATTEMPTS } from '../../../src/process-managers/low-balance-alerts';
 import { dumpDatabase, issueKey, openAccount, topUp, spend as spendOnLedger } from '../../support/e2e-setup';
 import { startTestGateway, type TestGateway } from '../../support/gateway';
@@ -74,7 +73,9 @@ describe('low-balance alerts', () => {
   async function caughtUp(): Promise<void> {
     const head = await gw.gateway.store.latestPosition();
     await until(async () => {
-      const { rows } = await gw.gateway.database.pool.query<{ tx: string; seq: string }>("SELECT tx::text, seq::text FROM checkpoints WHERE name = 'low-balance-alerts'");
+      const { rows } = await gw.gateway.database.pool.query<{ tx: string; seq: string }>(
+        "SELECT tx::text, seq::text FROM checkpoints WHERE name = 'low-balance-alerts'",
+      );
       const row = rows[0];
       if (!row) return undefined;
       return BigInt(row.tx) > head.tx || (BigInt(row.tx) === head.tx && BigInt(row.seq) >= head.seq) ? true : undefined;
@@ -86,7 +87,11 @@ describe('low-balance alerts', () => {
     const key = await issueKey(gw.gateway.keys, accountId, ['account_read', 'account_write']);
     const headers = { authorization: `Bearer ${key.secret}`, 'content-type': 'application/json' };
     await caughtUp();
-    const response = await fetch(`${gw.url}/v1/billing/alerts`, { method: 'PUT', headers, body: JSON.stringify({ url: `${receiver.url}${path}`, thresholds }) });
+    const response = await fetch(`${gw.url}/v1/billing/alerts`, {
+      method: 'PUT',
+      headers,
+      body: JSON.stringify({ url: `${receiver.url}${path}`, thresholds }),
+    });
     expect(response.status).toBe(200);
     const body = (await response.json()) as { signing_secret: string; thresholds: unknown };
     return { accountId, headers, secret: body.signing_secret, configured: body };
@@ -127,7 +132,9 @@ describe('low-balance alerts', () => {
     expect(seen.slice(2).sort()).toEqual(['percent_of_last_top_up 2.000000', 'usd 2.000000']);
     expect(receiver.at('/a').every((r) => verify(secret, r))).toBe(true);
 
-    const listed = (await (await fetch(`${gw.url}/v1/billing/alerts/notices`, { headers })).json()) as { data: { status: string; attempts: { http_status: number; outcome: string }[] }[] };
+    const listed = (await (await fetch(`${gw.url}/v1/billing/alerts/notices`, { headers })).json()) as {
+      data: { status: string; attempts: { http_status: number; outcome: string }[] }[];
+    };
     expect(listed.data).toHaveLength(4);
     expect(listed.data.every((n) => n.status === 'delivered' && n.attempts.length === 1 && n.attempts[0]!.http_status === 200)).toBe(true);
 
@@ -166,13 +173,19 @@ describe('low-balance alerts', () => {
   });
 
   test(`delivery gives up after ${MAX_DELIVERY_ATTEMPTS} attempts`, async () => {
-    receiver.script.set('/down', Array.from({ length: 10 }, () => 500));
+    receiver.script.set(
+      '/down',
+      Array.from({ length: 10 }, () => 500),
+    );
     const { accountId, headers } = await customer('/down', [{ usd: '10' }]);
     await spend(accountId, '11');
-    const [notice] = await until(async () => {
-      const listed = (await (await fetch(`${gw.url}/v1/billing/alerts/notices`, { headers })).json()) as { data: { status: string; attempts: unknown[] }[] };
-      return listed.data[0]?.status === 'failed' ? listed.data : undefined;
-    }, { timeoutMs: 12_000 });
+    const [notice] = await until(
+      async () => {
+        const listed = (await (await fetch(`${gw.url}/v1/billing/alerts/notices`, { headers })).json()) as { data: { status: string; attempts: unknown[] }[] };
+        return listed.data[0]?.status === 'failed' ? listed.data : undefined;
+      },
+      { timeoutMs: 12_000 },
+    );
     expect(notice!.attempts).toHaveLength(MAX_DELIVERY_ATTEMPTS);
     await new Promise((resolve) => setTimeout(resolve, 500));
     expect(receiver.at('/down')).toHaveLength(MAX_DELIVERY_ATTEMPTS);
@@ -182,7 +195,11 @@ describe('low-balance alerts', () => {
     const accountId = await openAccount(gw.gateway.ledger, { topUpUsd: '20' });
     const key = await issueKey(gw.gateway.keys, accountId, ['account_read', 'account_write']);
     const put = (body: unknown) =>
-      fetch(`${gw.url}/v1/billing/alerts`, { method: 'PUT', headers: { authorization: `Bearer ${key.secret}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      fetch(`${gw.url}/v1/billing/alerts`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${key.secret}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
     expect((await put({ url: 'http://example.com/hook', thresholds: [{ usd: '5' }] })).status).toBe(400);
     expect((await put({ url: 'https://user:pw@example.com/hook', thresholds: [{ usd: '5' }] })).status).toBe(400);
     expect((await put({ url: 'https://example.com/hook', thresholds: [] })).status).toBe(400);

@@ -48,7 +48,10 @@ describe('auto top-up', () => {
   }
 
   function charger(): OffSessionCharger {
-    return stripeOffSessionCharger(createStripeClient({ secretKey: 'sk_test_auto_top_up', apiBase: stripe.apiBase }), async (accountId) => cards.get(accountId) ?? null);
+    return stripeOffSessionCharger(
+      createStripeClient({ secretKey: 'sk_test_auto_top_up', apiBase: stripe.apiBase }),
+      async (accountId) => cards.get(accountId) ?? null,
+    );
   }
 
   function startProcess(using: OffSessionCharger = charger()): AutoTopUpProcess {
@@ -203,7 +206,11 @@ describe('auto top-up', () => {
     const accountId = await openAccount(gw.gateway.ledger, { topUpUsd: '20' });
     const key = await issueKey(gw.gateway.keys, accountId, ['account_read', 'account_write']);
     const put = (body: unknown) =>
-      fetch(`${gw.url}/v1/billing/auto-top-up`, { method: 'PUT', headers: { authorization: `Bearer ${key.secret}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      fetch(`${gw.url}/v1/billing/auto-top-up`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${key.secret}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
 
     const ok = await put({ threshold_usd: '5', amount_usd: '25.00' });
     expect(ok.status).toBe(200);

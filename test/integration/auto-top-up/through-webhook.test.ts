@@ -34,7 +34,9 @@ async function customerWithSavedCard(name: string) {
 const spend = (accountId: string, costUsd: string) => spendOnLedger(h.tg.gateway.ledger, accountId, costUsd, 'payments-test-model');
 
 function offSessionIntentsOf(accountId: string) {
-  return [...h.stripeServer.paymentIntents.values()].filter((pi) => (pi['metadata'] as Record<string, string> | undefined)?.[AUTO_TOP_UP_METADATA.accountId] === accountId);
+  return [...h.stripeServer.paymentIntents.values()].filter(
+    (pi) => (pi['metadata'] as Record<string, string> | undefined)?.[AUTO_TOP_UP_METADATA.accountId] === accountId,
+  );
 }
 
 test('the saved card is charged off-session and the payment webhook credits the account and ends the attempt', async () => {
@@ -43,7 +45,10 @@ test('the saved card is charged off-session and the payment webhook credits the 
   const [intent] = await until(() => (offSessionIntentsOf(ada.accountId).length > 0 ? offSessionIntentsOf(ada.accountId) : undefined), { timeoutMs: 10_000 });
   expect(intent).toMatchObject({ amount: 2_500, status: 'succeeded' });
   const pending = (await h.call('GET', '/v1/billing/auto-top-up', ada.key)).body;
-  expect(pending.pending_attempt).toMatchObject({ attempt_id: (intent!['metadata'] as Record<string, string>)[AUTO_TOP_UP_METADATA.attemptId], amount_usd: '25.000000' });
+  expect(pending.pending_attempt).toMatchObject({
+    attempt_id: (intent!['metadata'] as Record<string, string>)[AUTO_TOP_UP_METADATA.attemptId],
+    amount_usd: '25.000000',
+  });
 
   const delivered = await h.deliver(h.stripeServer.event('payment_intent.succeeded', intent!));
   expect(delivered.status).toBe(200);
@@ -51,17 +56,29 @@ test('the saved card is charged off-session and the payment webhook credits the 
   expect(view).toMatchObject({ enabled: true, pending_attempt: null, last_failure: null, account_status: 'open' });
   expect((await h.call('GET', '/v1/account', ada.key)).body).toMatchObject({ purchased_usd: '33.000000' });
   const topUps = (await h.accountEvents(ada.accountId)).filter((e) => e.type === 'TopUpCompleted');
-  expect(topUps.map((e) => e.data)).toContainEqual({ paymentReference: intent!['id'], amount: usd('25'), autoTopUpAttemptId: pending.pending_attempt.attempt_id });
+  expect(topUps.map((e) => e.data)).toContainEqual({
+    paymentReference: intent!['id'],
+    amount: usd('25'),
+    autoTopUpAttemptId: pending.pending_attempt.attempt_id,
+  });
 });
 
 test('authentication_required off-session: the failure is recorded, the account suspended, and the API says why', async () => {
   const bo = await customerWithSavedCard('Bo');
   h.stripeServer.decline({ code: 'authentication_required' });
   await spend(bo.accountId, '12');
-  const view = await until(async () => {
-    const body = (await h.call('GET', '/v1/billing/auto-top-up', bo.key)).body;
-    return body.last_failure ? body : undefined;
-  }, { timeoutMs: 10_000 });
-  expect(view).toMatchObject({ account_status: 'suspended', suspension_reason: 'auto_top_up_failed', pending_attempt: null, last_failure: { reason: 'authentication_required' } });
+  const view = await until(
+    async () => {
+      const body = (await h.call('GET', '/v1/billing/auto-top-up', bo.key)).body;
+      return body.last_failure ? body : undefined;
+    },
+    { timeoutMs: 10_000 },
+  );
+  expect(view).toMatchObject({
+    account_status: 'suspended',
+    suspension_reason: 'auto_top_up_failed',
+    pending_attempt: null,
+    last_failure: { reason: 'authentication_required' },
+  });
   expect((await h.call('GET', '/v1/account', bo.key)).body).toMatchObject({ status: 'suspended', suspension_reason: 'auto_top_up_failed' });
 });

@@ -17,7 +17,9 @@ function tollgate(args: string[], env: Record<string, string | undefined> = {}) 
 
 beforeAll(async () => {
   // No upstream is needed: the CLI only talks to the admin API.
-  tg = await startTestGateway({ models: [{ id: 'cli-model', upstreams: [{ baseUrl: 'http://127.0.0.1:9/v1', capacity: 1 }], maxOutputTokens: 64, operations: ['chat'] }] });
+  tg = await startTestGateway({
+    models: [{ id: 'cli-model', upstreams: [{ baseUrl: 'http://127.0.0.1:9/v1', capacity: 1 }], maxOutputTokens: 64, operations: ['chat'] }],
+  });
 });
 
 afterAll(async () => {
@@ -36,11 +38,23 @@ test('accounts create, keys issue, credit grant', async () => {
   expect(issued.stdout).toContain('shown only this once');
   expect(issued.stdout).toMatch(/- account_read/);
 
-  const granted = await tollgate(['credit', 'grant', accountId, '--usd', '2.50', '--expires', new Date(Date.now() + 86_400_000).toISOString(), '--reason', 'welcome']);
+  const granted = await tollgate([
+    'credit',
+    'grant',
+    accountId,
+    '--usd',
+    '2.50',
+    '--expires',
+    new Date(Date.now() + 86_400_000).toISOString(),
+    '--reason',
+    'welcome',
+  ]);
   expect(granted.code).toBe(0);
   expect(granted.stdout).toContain('promo_usd: 2.500000\n');
 
-  const { body: shown } = await fetch(`${tg.url}/admin/accounts/${accountId}`, { headers: { authorization: `Bearer ${tg.adminKey}` } }).then(async (r) => ({ body: await r.json() }));
+  const { body: shown } = await fetch(`${tg.url}/admin/accounts/${accountId}`, { headers: { authorization: `Bearer ${tg.adminKey}` } }).then(async (r) => ({
+    body: await r.json(),
+  }));
   expect(shown).toMatchObject({ account_id: accountId, display_name: 'Grace Hopper', email: 'grace@example.org', balance_usd: '2.500000' });
 });
 
@@ -73,7 +87,9 @@ test('an unexpected failure prints its message (not only its class name), withou
     TOLLGATE_DB_CONNECT_TIMEOUT_S: '2',
   });
   expect(refused.code).not.toBe(0);
-  expect(refused.stderr).toMatch(/^tollgate: unexpected DatabaseUnreachableError: cannot reach PostgreSQL at postgres:\/\/finance:\*\*\*@127\.0\.0\.1:1\/tollgate: .*ECONNREFUSED/);
+  expect(refused.stderr).toMatch(
+    /^tollgate: unexpected DatabaseUnreachableError: cannot reach PostgreSQL at postgres:\/\/finance:\*\*\*@127\.0\.0\.1:1\/tollgate: .*ECONNREFUSED/,
+  );
   expect(refused.stderr).not.toContain('hunter2');
 });
 

@@ -47,14 +47,34 @@ describe('audit log: actors, hash chain, tampering, purge', () => {
     ok(
       await ledger.accounts.handle(stream, {
         type: 'OpenAccount',
-        data: { accountId, displayNameCiphertext: await vault.encrypt(accountId, 'Audit Person'), emailCiphertext: await vault.encrypt(accountId, 'audit@example.org') },
+        data: {
+          accountId,
+          displayNameCiphertext: await vault.encrypt(accountId, 'Audit Person'),
+          emailCiphertext: await vault.encrypt(accountId, 'audit@example.org'),
+        },
         metadata: adminMetadata('ada'),
       }),
     );
-    ok(await ledger.accounts.handle(stream, { type: 'CompleteTopUp', data: { paymentReference: 'manual:goodwill-1', amount: usd('25') }, metadata: adminMetadata('ada', 'reason: outage credit') }));
-    ok(await ledger.accounts.handle(stream, { type: 'CompleteTopUp', data: { paymentReference: 'pi_paid_1', amount: usd('10') }, metadata: adminMetadata('stripe') }));
     ok(
-      await ledger.priceBook.handle(PRICE_BOOK_STREAM_ID, { type: 'AddModel', data: { modelId: 'audited', operations: ['chat'], maxOutputTokens: 10n }, metadata: adminMetadata('bob') }),
+      await ledger.accounts.handle(stream, {
+        type: 'CompleteTopUp',
+        data: { paymentReference: 'manual:goodwill-1', amount: usd('25') },
+        metadata: adminMetadata('ada', 'reason: outage credit'),
+      }),
+    );
+    ok(
+      await ledger.accounts.handle(stream, {
+        type: 'CompleteTopUp',
+        data: { paymentReference: 'pi_paid_1', amount: usd('10') },
+        metadata: adminMetadata('stripe'),
+      }),
+    );
+    ok(
+      await ledger.priceBook.handle(PRICE_BOOK_STREAM_ID, {
+        type: 'AddModel',
+        data: { modelId: 'audited', operations: ['chat'], maxOutputTokens: 10n },
+        metadata: adminMetadata('bob'),
+      }),
     );
     ok(await ledger.priceBook.handle(PRICE_BOOK_STREAM_ID, { type: 'RetireModel', data: { modelId: 'audited' }, metadata: adminMetadata('bob') }));
     // One act through the admin API: the acting admin key becomes the actor.
@@ -94,7 +114,9 @@ describe('audit log: actors, hash chain, tampering, purge', () => {
 
   it('filters by actor and action; rejects a malformed filter with a 400', async () => {
     expect((await audit('?actor=admin:carol')).data.map((e) => e.action)).toEqual(['api_key.revoked']);
-    expect((await audit('?action=model.retired')).data).toEqual([expect.objectContaining({ actor: { kind: 'admin', id: 'bob' }, target: { kind: 'model', id: 'audited' } })]);
+    expect((await audit('?action=model.retired')).data).toEqual([
+      expect.objectContaining({ actor: { kind: 'admin', id: 'bob' }, target: { kind: 'model', id: 'audited' } }),
+    ]);
     const bad = await fetch(`${gw.url}/admin/audit?from=yesterday`, { headers: { authorization: `Bearer ${gw.adminKey}` } });
     expect(bad.status).toBe(400);
   });
@@ -102,7 +124,10 @@ describe('audit log: actors, hash chain, tampering, purge', () => {
   it('the CLI: audit filtered, as JSON lines', async () => {
     const { code, stdout } = await cli(gw.databaseUrl, ['audit', '--actor', 'admin:carol', '--json']);
     expect(code).toBe(0);
-    const lines = stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const lines = stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(lines).toEqual([expect.objectContaining({ action: 'api_key.revoked', actorId: 'carol', reason: 'rotated', targetKind: 'api_key' })]);
   }, 30_000);
 
@@ -140,7 +165,10 @@ describe('audit log: actors, hash chain, tampering, purge', () => {
     await pool.query('DELETE FROM audit_log WHERE entry_no = $1', [rows[0].entry_no]);
     expect(await verifyAuditChain(pool)).toMatchObject({ ok: false, broken: { entryNo: String(rows[0].entry_no), problem: 'head_mismatch' } });
     const columns = Object.keys(rows[0]);
-    await pool.query(`INSERT INTO audit_log (${columns.join(', ')}) VALUES (${columns.map((_c, i) => `$${i + 1}`).join(', ')})`, columns.map((c) => rows[0][c]));
+    await pool.query(
+      `INSERT INTO audit_log (${columns.join(', ')}) VALUES (${columns.map((_c, i) => `$${i + 1}`).join(', ')})`,
+      columns.map((c) => rows[0][c]),
+    );
     expect(await verifyAuditChain(pool)).toMatchObject({ ok: true });
   });
 
@@ -149,7 +177,10 @@ describe('audit log: actors, hash chain, tampering, purge', () => {
     const { rows: before } = await pool.query<{ n: number; last: string; hash: string }>(
       'SELECT count(*)::int AS n, max(entry_no)::text AS last, (SELECT hash FROM audit_log ORDER BY entry_no DESC LIMIT 1) AS hash FROM audit_log',
     );
-    const report = await runRetention({ pool, ledger: gw.gateway.ledger, vault: gw.gateway.vault }, { now: new Date(Date.now() + 91 * 86_400_000).toISOString() });
+    const report = await runRetention(
+      { pool, ledger: gw.gateway.ledger, vault: gw.gateway.vault },
+      { now: new Date(Date.now() + 91 * 86_400_000).toISOString() },
+    );
     expect(report).toMatchObject({ auditEntriesPurged: before[0]!.n, auditAnchor: { entryNo: before[0]!.last, hash: before[0]!.hash } });
     await gw.gateway.projections.get('audit')!.reached(await gw.gateway.store.latestPosition());
 
@@ -164,9 +195,15 @@ describe('audit log: actors, hash chain, tampering, purge', () => {
 describe('audit log past ten entries', () => {
   let gw: TestGateway;
   beforeAll(async () => {
-    gw = await startTestGateway({ models: [{ id: 'm', upstreams: [{ baseUrl: 'http://127.0.0.1:9/v1', capacity: 1 }], maxOutputTokens: 10, operations: ['chat'] }] });
+    gw = await startTestGateway({
+      models: [{ id: 'm', upstreams: [{ baseUrl: 'http://127.0.0.1:9/v1', capacity: 1 }], maxOutputTokens: 10, operations: ['chat'] }],
+    });
     for (let i = 1; i <= 11; i++) {
-      const added = await gw.gateway.ledger.priceBook.handle(PRICE_BOOK_STREAM_ID, { type: 'AddModel', data: { modelId: `model-${i}`, operations: ['chat'], maxOutputTokens: 10n }, metadata: adminMetadata('ada') });
+      const added = await gw.gateway.ledger.priceBook.handle(PRICE_BOOK_STREAM_ID, {
+        type: 'AddModel',
+        data: { modelId: `model-${i}`, operations: ['chat'], maxOutputTokens: 10n },
+        metadata: adminMetadata('ada'),
+      });
       expect(added.ok).toBe(true);
     }
     await gw.gateway.projections.get('audit')!.reached(await gw.gateway.ledger.store.latestPosition());

@@ -30,8 +30,16 @@ describe('audit and retention projections: a rebuild reaches the rows the live l
       };
       for (let i = 0; i < 3; i++) {
         const id = `acct_${randomUUID().slice(0, 8)}`;
-        await ledger.accounts.handle(accountStreamId(id), { type: 'OpenAccount', data: { accountId: id, displayNameCiphertext: 'x', emailCiphertext: 'x' }, metadata: adminMetadata('ada') });
-        await ledger.accounts.handle(accountStreamId(id), { type: 'CompleteTopUp', data: { paymentReference: `manual:${i}`, amount: usd('10') }, metadata: adminMetadata('ada') });
+        await ledger.accounts.handle(accountStreamId(id), {
+          type: 'OpenAccount',
+          data: { accountId: id, displayNameCiphertext: 'x', emailCiphertext: 'x' },
+          metadata: adminMetadata('ada'),
+        });
+        await ledger.accounts.handle(accountStreamId(id), {
+          type: 'CompleteTopUp',
+          data: { paymentReference: `manual:${i}`, amount: usd('10') },
+          metadata: adminMetadata('ada'),
+        });
         await ledger.accounts.handle(accountStreamId(id), { type: 'CloseAccount', data: { reason: 'erasure_request' }, metadata: adminMetadata('ada') });
       }
       await catchUp();
@@ -41,7 +49,11 @@ describe('audit and retention projections: a rebuild reaches the rows the live l
       expect(report.personalDataErased).toHaveLength(3);
       await catchUp();
       const later = `acct_${randomUUID().slice(0, 8)}`;
-      await ledger.accounts.handle(accountStreamId(later), { type: 'OpenAccount', data: { accountId: later, displayNameCiphertext: 'x', emailCiphertext: 'x' }, metadata: adminMetadata('bob') });
+      await ledger.accounts.handle(accountStreamId(later), {
+        type: 'OpenAccount',
+        data: { accountId: later, displayNameCiphertext: 'x', emailCiphertext: 'x' },
+        metadata: adminMetadata('bob'),
+      });
       await catchUp();
 
       const snapshot = async () => ({
@@ -50,7 +62,13 @@ describe('audit and retention projections: a rebuild reaches the rows the live l
         retention: (await pool.query('SELECT * FROM personal_data_retention ORDER BY account_id')).rows,
       });
       const live = await snapshot();
-      expect(live.audit.map((r) => r.action)).toEqual(['personal_data.erased', 'personal_data.erased', 'personal_data.erased', 'retention.run', 'account.opened']);
+      expect(live.audit.map((r) => r.action)).toEqual([
+        'personal_data.erased',
+        'personal_data.erased',
+        'personal_data.erased',
+        'retention.run',
+        'account.opened',
+      ]);
       expect(await verifyAuditChain(pool)).toMatchObject({ ok: true, entries: 5 });
 
       const client = await pool.connect();

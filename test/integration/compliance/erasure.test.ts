@@ -48,7 +48,11 @@ describe('erasure: crypto-shredding of a closed account by the retention run', (
       metadata: adminMetadata('ada'),
     });
     await handle({ type: 'CompleteTopUp', data: { paymentReference: 'pi_1', amount: usd('20') }, metadata: adminMetadata('stripe') });
-    await handle({ type: 'PlaceReservation', data: { requestId: 'req_1', keyId: 'k', model: 'm', operation: 'chat', amount: usd('1'), priceVersion: 1 }, metadata: adminMetadata('gw') });
+    await handle({
+      type: 'PlaceReservation',
+      data: { requestId: 'req_1', keyId: 'k', model: 'm', operation: 'chat', amount: usd('1'), priceVersion: 1 },
+      metadata: adminMetadata('gw'),
+    });
     await handle({
       type: 'SettleReservation',
       data: {
@@ -72,7 +76,10 @@ describe('erasure: crypto-shredding of a closed account by the retention run', (
     expect(await vault.decrypt(accountId, current.emailCiphertext)).toBe(NEW_EMAIL);
     expect(await vault.decrypt(accountId, current.displayNameCiphertext)).toBe(NAME);
     await caughtUp();
-    const { rows } = await gw.gateway.database.pool.query(`SELECT actor_kind, actor_id, details FROM audit_log WHERE action = 'personal_data.corrected' AND target_id = $1`, [accountId]);
+    const { rows } = await gw.gateway.database.pool.query(
+      `SELECT actor_kind, actor_id, details FROM audit_log WHERE action = 'personal_data.corrected' AND target_id = $1`,
+      [accountId],
+    );
     expect(rows).toEqual([{ actor_kind: 'admin', actor_id: 'dpo-1', details: { fields: ['email'] } }]);
   });
 
@@ -83,7 +90,13 @@ describe('erasure: crypto-shredding of a closed account by the retention run', (
     const exported = await exportAccount({ pool: gw.gateway.database.pool, store: gw.gateway.store, vault }, accountId, { metadata: adminMetadata('dpo-1') });
     expect(exported).toMatchObject({ account_id: accountId, status: 'open', personal_data: { display_name: NAME, email: NEW_EMAIL, erased: false } });
     expect(exported!.keys).toEqual([expect.objectContaining({ name: 'laptop', scopes: ['inference'], status: 'active' })]);
-    expect(exported!.ledger_events.map((e) => e.type)).toEqual(['AccountOpened', 'TopUpCompleted', 'ReservationPlaced', 'ReservationSettled', 'PersonalDataCorrected']);
+    expect(exported!.ledger_events.map((e) => e.type)).toEqual([
+      'AccountOpened',
+      'TopUpCompleted',
+      'ReservationPlaced',
+      'ReservationSettled',
+      'PersonalDataCorrected',
+    ]);
     expect(exported!.usage.length).toBeGreaterThan(0);
     const text = JSON.stringify(exported);
     expect(text).not.toContain('$2b$');
@@ -112,31 +125,49 @@ describe('erasure: crypto-shredding of a closed account by the retention run', (
     // Ten days after closure: in the plan with its date, not due, and a run erases nothing.
     const tenDays = addMs(closedAt, 10 * DAY);
     expect(await retentionPlan(pool, { now: tenDays })).toContainEqual({
-      category: 'personal_data', subject: `account ${accountId}`, count: 1, expiresAt: addMs(closedAt, 30 * DAY), due: false, action: 'erase_personal_data',
+      category: 'personal_data',
+      subject: `account ${accountId}`,
+      count: 1,
+      expiresAt: addMs(closedAt, 30 * DAY),
+      due: false,
+      action: 'erase_personal_data',
     });
     expect((await runRetention({ pool, ledger, vault }, { now: tenDays })).personalDataErased).toEqual([]);
-    expect(await vault.decrypt(accountId, currentPersonalDataCiphertexts((await ledger.store.readStream(stream)).events.map((e) => e.event))!.emailCiphertext)).toBe(NEW_EMAIL);
+    expect(
+      await vault.decrypt(accountId, currentPersonalDataCiphertexts((await ledger.store.readStream(stream)).events.map((e) => e.event))!.emailCiphertext),
+    ).toBe(NEW_EMAIL);
 
     const report = await runRetention({ pool, ledger, vault }, { now: addMs(closedAt, 31 * DAY) });
     expect(report.personalDataErased).toEqual([accountId]);
     await caughtUp();
 
     // Not in any table's text.
-    const { rows: tables } = await pool.query<{ name: string }>(`SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) AS name FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')`);
+    const { rows: tables } = await pool.query<{ name: string }>(
+      `SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) AS name FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')`,
+    );
     expect(tables.length).toBeGreaterThan(5);
     for (const { name } of tables) {
       const { rows } = await pool.query<{ row: string }>(`SELECT t::text AS row FROM ${name} t`);
-      const text = rows.map((r) => r.row).join('\n').toLowerCase();
+      const text = rows
+        .map((r) => r.row)
+        .join('\n')
+        .toLowerCase();
       for (const needle of readable) expect({ table: name, found: text.includes(needle.toLowerCase()) }).toEqual({ table: name, found: false });
     }
     // Not in the gateway's log either.
     for (const needle of readable) expect(gw.logLines.join('\n')).not.toContain(needle);
     // Not decryptable: the key is gone, every ciphertext the log holds is noise.
-    const { rows: keys } = await pool.query('SELECT data_key, wrapped_key, master_key_id, destroyed_at FROM personal_data_keys WHERE account_id = $1', [accountId]);
+    const { rows: keys } = await pool.query('SELECT data_key, wrapped_key, master_key_id, destroyed_at FROM personal_data_keys WHERE account_id = $1', [
+      accountId,
+    ]);
     expect(keys).toEqual([{ data_key: null, wrapped_key: null, master_key_id: null, destroyed_at: expect.any(Date) }]);
     const { events } = await ledger.store.readStream(stream);
     const ciphertexts = events.flatMap((e) =>
-      e.event.type === 'AccountOpened' ? [e.event.data.displayNameCiphertext, e.event.data.emailCiphertext] : e.event.type === 'PersonalDataCorrected' ? [e.event.data.emailCiphertext!] : [],
+      e.event.type === 'AccountOpened'
+        ? [e.event.data.displayNameCiphertext, e.event.data.emailCiphertext]
+        : e.event.type === 'PersonalDataCorrected'
+          ? [e.event.data.emailCiphertext!]
+          : [],
     );
     expect(ciphertexts).toHaveLength(3);
     for (const c of ciphertexts) expect(await vault.decrypt(accountId, c)).toBeNull();

@@ -18,8 +18,14 @@ import { repoRoot, runToCompletion } from '../../support/processes';
 
 const MODELS = [{ id: 'm', upstreams: [{ baseUrl: 'http://127.0.0.1:9/v1', capacity: 1 }], maxOutputTokens: 10, operations: ['chat' as const] }];
 const testKey = () => new MasterKey(Buffer.from(TEST_MASTER_KEY, 'base64'));
-const meta = () => ({ now: new Date().toISOString(), correlationId: randomUUID(), causationId: randomUUID(), actor: { kind: 'admin' as const, adminId: 'ada' } });
-const cli = (args: string[], env: Record<string, string | undefined>) => runToCompletion(resolve(repoRoot, 'bin/tollgate'), args, { LOG_LEVEL: 'warn', ...env }, 60_000);
+const meta = () => ({
+  now: new Date().toISOString(),
+  correlationId: randomUUID(),
+  causationId: randomUUID(),
+  actor: { kind: 'admin' as const, adminId: 'ada' },
+});
+const cli = (args: string[], env: Record<string, string | undefined>) =>
+  runToCompletion(resolve(repoRoot, 'bin/tollgate'), args, { LOG_LEVEL: 'warn', ...env }, 60_000);
 
 /** Every row of the tables a wrong key must not touch, as text. */
 async function snapshot(pool: Pool): Promise<string> {
@@ -42,7 +48,11 @@ jest.setTimeout(180_000);
 describe('personal-data keys under a master key', () => {
   let gw: TestGateway;
   let pool: Pool;
-  const accounts = [0, 1, 2].map((i) => ({ id: `acct_mk${i}_${randomUUID().slice(0, 6)}`, name: `Ottoline Vexley ${i}`, email: `ottoline.v${i}.7f3a@example.org` }));
+  const accounts = [0, 1, 2].map((i) => ({
+    id: `acct_mk${i}_${randomUUID().slice(0, 6)}`,
+    name: `Ottoline Vexley ${i}`,
+    email: `ottoline.v${i}.7f3a@example.org`,
+  }));
 
   beforeAll(async () => {
     gw = await startTestGateway({ models: MODELS });
@@ -97,9 +107,17 @@ describe('personal-data keys under a master key', () => {
     const before = await snapshot(pool);
     const wrong = randomBytes(32).toString('base64');
     const dir = mkdtempSync(join(tmpdir(), 'tollgate-mk-'));
-    const config = loadConfig({ DATABASE_URL: gw.databaseUrl, PORT: '0', TOLLGATE_DATA_DIR: dir, TOLLGATE_MASTER_KEY: wrong, TOLLGATE_MODELS_FILE: join(dir, 'none.json') });
+    const config = loadConfig({
+      DATABASE_URL: gw.databaseUrl,
+      PORT: '0',
+      TOLLGATE_DATA_DIR: dir,
+      TOLLGATE_MASTER_KEY: wrong,
+      TOLLGATE_MODELS_FILE: join(dir, 'none.json'),
+    });
     await expect(startGateway(config, pino({ level: 'silent' }), standardRoutes)).rejects.toThrow(
-      new RegExp(`^wrong master key: the database's personal-data keys are wrapped under master key ${testKey().id}, the configured one is [0-9a-f]{16}; nothing was changed$`),
+      new RegExp(
+        `^wrong master key: the database's personal-data keys are wrapped under master key ${testKey().id}, the configured one is [0-9a-f]{16}; nothing was changed$`,
+      ),
     );
     const exported = await cli(['export', '--account', accounts[0]!.id], { DATABASE_URL: gw.databaseUrl, TOLLGATE_MASTER_KEY: wrong });
     expect(exported.code).toBe(1);
@@ -108,9 +126,18 @@ describe('personal-data keys under a master key', () => {
     const missing = await cli(['export', '--account', accounts[0]!.id], { DATABASE_URL: gw.databaseUrl, TOLLGATE_MASTER_KEY: undefined });
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/^tollgate: no master key: with DATABASE_URL set TOLLGATE_MASTER_KEY or TOLLGATE_MASTER_KEY_FILE/);
-    const gatewayProcess = await runToCompletion(process.execPath, ['--import', 'tsx', resolve(repoRoot, 'src/main.ts')], {
-      DATABASE_URL: gw.databaseUrl, PORT: '0', TOLLGATE_DATA_DIR: dir, TOLLGATE_MASTER_KEY: wrong, LOG_LEVEL: 'warn',
-    }, 60_000);
+    const gatewayProcess = await runToCompletion(
+      process.execPath,
+      ['--import', 'tsx', resolve(repoRoot, 'src/main.ts')],
+      {
+        DATABASE_URL: gw.databaseUrl,
+        PORT: '0',
+        TOLLGATE_DATA_DIR: dir,
+        TOLLGATE_MASTER_KEY: wrong,
+        LOG_LEVEL: 'warn',
+      },
+      60_000,
+    );
     expect(gatewayProcess.code).not.toBe(0);
     expect(gatewayProcess.stderr).toMatch(/tollgate: wrong master key: /);
     expect(await snapshot(pool)).toBe(before);
@@ -126,7 +153,8 @@ describe('personal-data keys under a master key', () => {
     // With a wrong current key: refused, non-zero, nothing changed.
     const before = await snapshot(pool);
     const refused = await cli(['keys', 'rotate-master', '--new-key-file', nextFile, '--no-progress'], {
-      DATABASE_URL: gw.databaseUrl, TOLLGATE_MASTER_KEY: randomBytes(32).toString('hex'),
+      DATABASE_URL: gw.databaseUrl,
+      TOLLGATE_MASTER_KEY: randomBytes(32).toString('hex'),
     });
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/^tollgate: wrong master key/);
@@ -136,7 +164,9 @@ describe('personal-data keys under a master key', () => {
     expect(rotated.stderr).toBe('');
     expect(rotated.code).toBe(0);
     const { rows: count } = await pool.query<{ n: string }>('SELECT count(*) AS n FROM personal_data_keys WHERE wrapped_key IS NOT NULL');
-    expect(rotated.stdout).toBe(`re-wrapped ${count[0]!.n} account key(s) from master key ${testKey().id} to ${next.id}; restart every gateway with the new key\n`);
+    expect(rotated.stdout).toBe(
+      `re-wrapped ${count[0]!.n} account key(s) from master key ${testKey().id} to ${next.id}; restart every gateway with the new key\n`,
+    );
 
     const { rows } = await pool.query<{ master_key_id: string | null }>('SELECT DISTINCT master_key_id FROM personal_data_keys WHERE wrapped_key IS NOT NULL');
     expect(rows).toEqual([{ master_key_id: next.id }]);
@@ -151,12 +181,14 @@ describe('personal-data keys under a master key', () => {
     }
     // The old key now stops start-up (and the instance still on it cannot open keys).
     await expect(openPersonalDataVault(pool, testKey())).rejects.toThrow(/^wrong master key/);
-    await expect(gw.gateway.vault.decrypt(accounts[0]!.id, (await ciphertextsOf(accounts[0]!.id)).emailCiphertext)).rejects.toThrow(/restart it with the current master key/);
+    await expect(gw.gateway.vault.decrypt(accounts[0]!.id, (await ciphertextsOf(accounts[0]!.id)).emailCiphertext)).rejects.toThrow(
+      /restart it with the current master key/,
+    );
     await expect(gw.gateway.vault.encrypt(`acct_new_${randomUUID().slice(0, 6)}`, 'x')).rejects.toThrow(/no longer the database's master key/);
   });
 });
 
-describe('an earlier version\'s clear keys', () => {
+describe("an earlier version's clear keys", () => {
   test('are wrapped on the first start with a master key; the data stays readable and no clear key is left', async () => {
     const pool = new Pool({ connectionString: await createTestDatabase('mk'), max: 2 });
     try {

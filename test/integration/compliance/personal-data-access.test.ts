@@ -57,7 +57,7 @@ describe('who looked at personal data: every read is an audit entry naming the a
     for (const id of ids) expect(await viewsOf(id)).toEqual([]);
   });
 
-  test('an operator opening an account\'s details: one entry, with the purpose given', async () => {
+  test("an operator opening an account's details: one entry, with the purpose given", async () => {
     const before = new Date().toISOString();
     const details = await admin('GET', `/admin/accounts/${ids[0]}?purpose=${encodeURIComponent('ticket 4711')}`);
     expect(details.body).toMatchObject({ display_name: people[0]!.display_name, email: people[0]!.email });
@@ -78,11 +78,13 @@ describe('who looked at personal data: every read is an audit entry naming the a
   test('a search by email: an entry for the account found, none for the others, and the query is not recorded', async () => {
     const found = await admin('GET', `/admin/accounts?q=${encodeURIComponent(people[1]!.email)}`);
     expect((found.body['data'] as { account_id: string }[]).map((a) => a.account_id)).toEqual([ids[1]]);
-    expect(await viewsOf(ids[1]!)).toEqual([expect.objectContaining({ actor: { kind: 'admin', id: 'admin' }, details: { what: 'account_search', fields: ['display_name', 'email'] } })]);
+    expect(await viewsOf(ids[1]!)).toEqual([
+      expect.objectContaining({ actor: { kind: 'admin', id: 'admin' }, details: { what: 'account_search', fields: ['display_name', 'email'] } }),
+    ]);
     expect((await viewsOf(ids[0]!)).map((v) => v.details['what'])).toEqual(['account_details']);
   });
 
-  test('the access events are in the account\'s own access stream, not its ledger stream, and hold no personal data', async () => {
+  test("the access events are in the account's own access stream, not its ledger stream, and hold no personal data", async () => {
     const { events } = await gw.gateway.store.readStream(personalDataAccessStreamId(ids[1]!));
     expect(events.map((e) => e.event.type)).toEqual(['PersonalDataViewed']);
     const { events: ledger } = await gw.gateway.store.readStream(accountStreamId(ids[1]!));
@@ -91,7 +93,10 @@ describe('who looked at personal data: every read is an audit entry naming the a
     try {
       const { rows } = await pool.query<{ r: string }>(`SELECT t::text AS r FROM events t WHERE type = 'PersonalDataViewed'`);
       const { rows: audit } = await pool.query<{ r: string }>(`SELECT t::text AS r FROM audit_log t WHERE action = 'personal_data.viewed'`);
-      const text = [...rows, ...audit].map((r) => r.r).join('\n').toLowerCase();
+      const text = [...rows, ...audit]
+        .map((r) => r.r)
+        .join('\n')
+        .toLowerCase();
       expect(rows.length).toBe(2);
       for (const person of people) {
         expect(text).not.toContain(person.email.toLowerCase());
@@ -102,21 +107,34 @@ describe('who looked at personal data: every read is an audit entry naming the a
     }
   });
 
-  test('`tollgate export` (the real CLI) records the operator; `tollgate audit --target` answers who saw the customer\'s data, when', async () => {
-    const exported = await runToCompletion(resolve(repoRoot, 'bin/tollgate'), ['export', '--account', ids[0]!, '--admin', 'dpo-7', '--purpose', 'data-access request 42'], {
-      DATABASE_URL: gw.databaseUrl,
-      LOG_LEVEL: 'warn',
-    }, 60_000);
+  test("`tollgate export` (the real CLI) records the operator; `tollgate audit --target` answers who saw the customer's data, when", async () => {
+    const exported = await runToCompletion(
+      resolve(repoRoot, 'bin/tollgate'),
+      ['export', '--account', ids[0]!, '--admin', 'dpo-7', '--purpose', 'data-access request 42'],
+      {
+        DATABASE_URL: gw.databaseUrl,
+        LOG_LEVEL: 'warn',
+      },
+      60_000,
+    );
     expect(exported.stderr).toBe('');
     expect(exported.code).toBe(0);
     expect(JSON.parse(exported.stdout)).toMatchObject({ account_id: ids[0], personal_data: { email: people[0]!.email } });
 
-    const audit = await runToCompletion(resolve(repoRoot, 'bin/tollgate'), ['audit', '--target', `account:${ids[0]}`, '--action', 'personal_data.viewed', '--json'], {
-      DATABASE_URL: gw.databaseUrl,
-      LOG_LEVEL: 'warn',
-    }, 60_000);
+    const audit = await runToCompletion(
+      resolve(repoRoot, 'bin/tollgate'),
+      ['audit', '--target', `account:${ids[0]}`, '--action', 'personal_data.viewed', '--json'],
+      {
+        DATABASE_URL: gw.databaseUrl,
+        LOG_LEVEL: 'warn',
+      },
+      60_000,
+    );
     expect(audit.code).toBe(0);
-    const entries = audit.stdout.trim().split('\n').map((line) => JSON.parse(line) as { actorKind: string; actorId: string; reason: string | null; details: { what: string }; occurredAt: string });
+    const entries = audit.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { actorKind: string; actorId: string; reason: string | null; details: { what: string }; occurredAt: string });
     expect(entries.map((e) => [`${e.actorKind}:${e.actorId}`, e.details.what, e.reason])).toEqual([
       ['admin:admin', 'account_details', 'ticket 4711'],
       ['admin:dpo-7', 'export', 'data-access request 42'],

@@ -25,12 +25,21 @@ async function openAccount(name: string, email: string) {
 }
 
 /** A dashboard call: the session cookie, and the header unless told otherwise. */
-async function dashboard(method: string, path: string, options: { cookie?: string | null; header?: boolean; body?: unknown; headers?: Record<string, string> } = {}) {
+async function dashboard(
+  method: string,
+  path: string,
+  options: { cookie?: string | null; header?: boolean; body?: unknown; headers?: Record<string, string> } = {},
+) {
   const headers: Record<string, string> = { ...options.headers };
   if (options.header !== false) headers['x-tollgate-dashboard'] = '1';
   if (options.cookie) headers['cookie'] = options.cookie;
   if (options.body !== undefined) headers['content-type'] = 'application/json';
-  const response = await fetch(`${tg.url}${path}`, { method, headers, redirect: 'manual', ...(options.body !== undefined ? { body: JSON.stringify(options.body) } : {}) });
+  const response = await fetch(`${tg.url}${path}`, {
+    method,
+    headers,
+    redirect: 'manual',
+    ...(options.body !== undefined ? { body: JSON.stringify(options.body) } : {}),
+  });
   const text = await response.text();
   let body: any = text;
   try {
@@ -46,10 +55,15 @@ async function signIn(key: string, headers: Record<string, string> = {}) {
 }
 
 beforeAll(async () => {
-  tg = await startTestGateway({ models: [{ id: 'dash-model', upstreams: [{ baseUrl: 'http://127.0.0.1:9/v1', capacity: 1 }], maxOutputTokens: 16, operations: ['chat'] }] });
+  tg = await startTestGateway({
+    models: [{ id: 'dash-model', upstreams: [{ baseUrl: 'http://127.0.0.1:9/v1', capacity: 1 }], maxOutputTokens: 16, operations: ['chat'] }],
+  });
   call = apiClient(tg.url);
   expect((await admin('POST', '/admin/models', { id: 'dash-model', operations: ['chat'], max_output_tokens: 16 })).status).toBe(201);
-  expect((await admin('POST', '/admin/prices', { model: 'dash-model', operation: 'chat', input_usd_per_million: '0.25', output_usd_per_million: '1.000001' })).status).toBe(201);
+  expect(
+    (await admin('POST', '/admin/prices', { model: 'dash-model', operation: 'chat', input_usd_per_million: '0.25', output_usd_per_million: '1.000001' }))
+      .status,
+  ).toBe(201);
   ada = await openAccount('Ada Lovelace', 'ada@analytical.example');
   grace = await openAccount('Grace Hopper', 'grace@cobol.example');
 });
@@ -84,12 +98,16 @@ describe('sessions', () => {
     // Without the header (a cross-site form or link), the cookie is not a credential.
     expect((await dashboard('GET', '/v1/account', { cookie, header: false })).status).toBe(401);
     expect((await dashboard('POST', '/v1/account/keys', { cookie, header: false, body: { name: 'csrf' } })).status).toBe(401);
-    expect((await dashboard('POST', '/v1/chat/completions', { cookie, body: { model: 'dash-model', messages: [{ role: 'user', content: 'hi' }] } })).status).toBe(401);
+    expect(
+      (await dashboard('POST', '/v1/chat/completions', { cookie, body: { model: 'dash-model', messages: [{ role: 'user', content: 'hi' }] } })).status,
+    ).toBe(401);
     expect((await dashboard('GET', '/admin/accounts', { cookie })).status).toBe(403);
   });
 
   test('sign-in refuses a call without the dashboard header, a key in the body, a wrong key (never echoed) and a key without account_read', async () => {
-    expect((await dashboard('POST', '/dashboard/api/session', { header: false, headers: { authorization: `Bearer ${ada.key}` } })).body.error.code).toBe('dashboard_header_required');
+    expect((await dashboard('POST', '/dashboard/api/session', { header: false, headers: { authorization: `Bearer ${ada.key}` } })).body.error.code).toBe(
+      'dashboard_header_required',
+    );
     // The key travels as a Bearer token (where the API's guards on keys apply), never in a body.
     const inBody = await dashboard('POST', '/dashboard/api/session', { body: { key: ada.key } });
     expect(inBody.status).toBe(401);
@@ -128,7 +146,8 @@ describe('sessions', () => {
 });
 
 describe('admin account search', () => {
-  const search = async (q: string) => (await admin('GET', `/admin/accounts?q=${encodeURIComponent(q)}`)).body.data.map((a: { account_id: string }) => a.account_id);
+  const search = async (q: string) =>
+    (await admin('GET', `/admin/accounts?q=${encodeURIComponent(q)}`)).body.data.map((a: { account_id: string }) => a.account_id);
 
   test('matches part of a name or an email (any case) or an account id, newest first', async () => {
     expect(await search('LOVELACE')).toEqual([ada.accountId]);
@@ -141,7 +160,14 @@ describe('admin account search', () => {
   test('answers each account with its status and balance; limit bounds the list', async () => {
     const all = await admin('GET', '/admin/accounts?limit=1');
     expect(all.body.data).toEqual([
-      expect.objectContaining({ account_id: grace.accountId, status: 'open', display_name: 'Grace Hopper', email: 'grace@cobol.example', available_usd: '0.000000', suspension_reason: null }),
+      expect.objectContaining({
+        account_id: grace.accountId,
+        status: 'open',
+        display_name: 'Grace Hopper',
+        email: 'grace@cobol.example',
+        available_usd: '0.000000',
+        suspension_reason: null,
+      }),
     ]);
     expect((await admin('GET', '/admin/accounts?limit=0')).status).toBe(400);
   });
@@ -192,7 +218,8 @@ describe('the page', () => {
     const dir = join(__dirname, '../../../adapters/http/dashboard/static');
     const files = readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((f) => /\.(js|html|css)$/.test(f));
     expect(files.length).toBeGreaterThan(5);
-    for (const file of files) expect({ file, urls: readFileSync(join(dir, file), 'utf8').match(/(https?:)?\/\/[a-z0-9.-]+\.[a-z]{2,}\//gi) ?? [] }).toEqual({ file, urls: [] });
+    for (const file of files)
+      expect({ file, urls: readFileSync(join(dir, file), 'utf8').match(/(https?:)?\/\/[a-z0-9.-]+\.[a-z]{2,}\//gi) ?? [] }).toEqual({ file, urls: [] });
   });
 
   test('the public pricing page is made from the price book, escaped', async () => {
@@ -200,7 +227,10 @@ describe('the page', () => {
     expect(page.status).toBe(200);
     expect(page.body).toMatch(/<th scope="row">dash-model<\/th><td>chat<\/td><td class="num">\$0\.25<\/td><td class="num">\$1\.000001<\/td>/);
     // Model ids cannot hold markup today; the page escapes them all the same.
-    const crafted = pricingPage([{ model: '<img src=x onerror=alert(1)>', operation: 'chat', price_version: 1, input_usd_per_million: '1.000000', output_usd_per_million: '2.500000' }], new Date().toISOString());
+    const crafted = pricingPage(
+      [{ model: '<img src=x onerror=alert(1)>', operation: 'chat', price_version: 1, input_usd_per_million: '1.000000', output_usd_per_million: '2.500000' }],
+      new Date().toISOString(),
+    );
     expect(crafted).not.toContain('<img');
     expect(crafted).toContain('&#60;img src=x onerror=alert(1)&#62;');
   });

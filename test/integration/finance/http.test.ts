@@ -39,7 +39,10 @@ describe('finance over HTTP', () => {
     betweenTopUps = new Date().toISOString();
     await new Promise((resolve) => setTimeout(resolve, 20));
     await run('bob', { type: 'CompleteTopUp', data: { paymentReference: 'bob-pay2', amount: usd('15') } });
-    await run('alice', { type: 'PlaceReservation', data: { requestId: 'alice-r1', keyId: 'alice-key', model: 'm', operation: 'chat', amount: usd('0.5'), priceVersion: 1 } });
+    await run('alice', {
+      type: 'PlaceReservation',
+      data: { requestId: 'alice-r1', keyId: 'alice-key', model: 'm', operation: 'chat', amount: usd('0.5'), priceVersion: 1 },
+    });
     await run('alice', {
       type: 'SettleReservation',
       data: {
@@ -50,7 +53,10 @@ describe('finance over HTTP', () => {
         request: { upstream: 'u', httpStatus: 200, stream: false, latencyMs: 120, timeToFirstTokenMs: null },
       },
     });
-    await run('bob', { type: 'PlaceReservation', data: { requestId: 'bob-r1', keyId: 'bob-key', model: 'm', operation: 'chat', amount: usd('0.5'), priceVersion: 1 } });
+    await run('bob', {
+      type: 'PlaceReservation',
+      data: { requestId: 'bob-r1', keyId: 'bob-key', model: 'm', operation: 'chat', amount: usd('0.5'), priceVersion: 1 },
+    });
     await run('bob', { type: 'ReleaseReservation', data: { requestId: 'bob-r1', reason: 'gateway_error' } });
   });
   afterAll(() => gw.stop());
@@ -60,7 +66,18 @@ describe('finance over HTTP', () => {
     expect(usage.status).toBe(200);
     // Read-your-writes: the settlement just written is already counted.
     expect(usage.body.data).toEqual([
-      { day: expect.any(String), key_id: 'alice-key', model: 'm', operation: 'chat', requests: 1, input_tokens: 1000, output_tokens: 500, cost: '0.005000', errors: 0, average_latency_ms: 120 },
+      {
+        day: expect.any(String),
+        key_id: 'alice-key',
+        model: 'm',
+        operation: 'chat',
+        requests: 1,
+        input_tokens: 1000,
+        output_tokens: 500,
+        cost: '0.005000',
+        errors: 0,
+        average_latency_ms: 120,
+      },
     ]);
     const bobUsage = await get('/v1/usage', keys['bob']!);
     expect(bobUsage.body.data).toEqual([expect.objectContaining({ key_id: 'bob-key', requests: 1, errors: 1, cost: '0.000000' })]);
@@ -68,7 +85,10 @@ describe('finance over HTTP', () => {
     const transactions = await get('/v1/account/transactions', keys['alice']!);
     expect(transactions.status).toBe(200);
     expect(transactions.body).toMatchObject({ account_id: 'alice', closing_balance: '19.995000' });
-    expect(transactions.body.data.map((l: { reference: string; amount: string }) => `${l.reference} ${l.amount}`)).toEqual(['alice-pay1 20.000000', 'alice-r1 -0.005000']);
+    expect(transactions.body.data.map((l: { reference: string; amount: string }) => `${l.reference} ${l.amount}`)).toEqual([
+      'alice-pay1 20.000000',
+      'alice-r1 -0.005000',
+    ]);
     expect(transactions.text).not.toContain('bob');
     // No parameter names another account: the path and query cannot reach it.
     expect((await get('/v1/account/transactions?account_id=bob', keys['alice']!)).text).not.toContain('bob');
@@ -80,14 +100,21 @@ describe('finance over HTTP', () => {
     const csv = await get('/admin/accounts/bob/statement', gw.adminKey, 'text/csv');
     expect(csv.status).toBe(200);
     expect(csv.type).toContain('text/csv');
-    const rows = csv.text.trim().split('\r\n').map((l) => l.split(','));
+    const rows = csv.text
+      .trim()
+      .split('\r\n')
+      .map((l) => l.split(','));
     expect(rows[0]).toEqual(['occurred_at', 'event_id', 'event_type', 'reference', 'purchased_change_usd', 'promo_change_usd', 'amount_usd', 'balance_usd']);
     expect(rows.slice(1).map((r) => [r[2], r[3], r[6], r[7]])).toEqual([
       ['TopUpCompleted', 'bob-pay1', '20.000000', '20.000000'],
       ['TopUpCompleted', 'bob-pay2', '15.000000', '35.000000'],
     ]);
     const later = await get(`/admin/accounts/bob/statement?from=${encodeURIComponent(betweenTopUps)}`, gw.adminKey);
-    expect(later.body).toMatchObject({ opening_balance: '20.000000', closing_balance: '35.000000', data: [expect.objectContaining({ reference: 'bob-pay2' })] });
+    expect(later.body).toMatchObject({
+      opening_balance: '20.000000',
+      closing_balance: '35.000000',
+      data: [expect.objectContaining({ reference: 'bob-pay2' })],
+    });
 
     const past = await get(`/admin/accounts/bob/balance?as_of=${encodeURIComponent(betweenTopUps)}`, gw.adminKey);
     expect(past.body).toMatchObject({ account_id: 'bob', purchased: '20.000000', balance: '20.000000', available: '20.000000', negative: false });

@@ -59,7 +59,9 @@ describe('finance projections: live, rebuilt, verified', () => {
 
     // The last event written, not headPosition(): that stops below any transaction still open,
     // and the projections' own transactions are open much of the time.
-    const { rows } = await pool.query<{ tx: string; seq: string }>('SELECT transaction_id::text AS tx, global_seq::text AS seq FROM events ORDER BY transaction_id DESC, global_seq DESC LIMIT 1');
+    const { rows } = await pool.query<{ tx: string; seq: string }>(
+      'SELECT transaction_id::text AS tx, global_seq::text AS seq FROM events ORDER BY transaction_id DESC, global_seq DESC LIMIT 1',
+    );
     const last = { tx: BigInt(rows[0]!.tx), seq: BigInt(rows[0]!.seq) };
     await Promise.all(running.map((r) => r.reached(last, 60_000)));
     await Promise.all(running.map((r) => r.stop()));
@@ -107,7 +109,12 @@ describe('finance projections: live, rebuilt, verified', () => {
       process.exitCode = previous.exitCode;
     }
     expect(exitCode).toBe(1);
-    const lines = out.join('').trim().split('\n').map((l) => l.split('\t').slice(0, 2).join(' ')).sort();
+    const lines = out
+      .join('')
+      .trim()
+      .split('\n')
+      .map((l) => l.split('\t').slice(0, 2).join(' '))
+      .sort();
     expect(lines).toEqual(['balance acct-00042', 'journal_customer_balance acct-00007', 'trial_balance -', 'unbalanced_event acct-00007']);
   });
 });

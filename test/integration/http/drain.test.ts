@@ -17,7 +17,11 @@ test('close() stops accepting at once, cuts a stream still open after the drain 
     await addModel(tg.gateway.ledger, 'stall-mid-stream', { chat: { input: '1', output: '2' } }, 256);
     const accountId = await openAccount(tg.gateway.ledger, { topUpUsd: '10' });
     const { secret } = await issueKey(tg.gateway.keys, accountId);
-    const stream = await openAiClient(tg.url, secret).chat.completions.create({ model: 'stall-mid-stream', messages: [{ role: 'user', content: 'hi' }], stream: true });
+    const stream = await openAiClient(tg.url, secret).chat.completions.create({
+      model: 'stall-mid-stream',
+      messages: [{ role: 'user', content: 'hi' }],
+      stream: true,
+    });
     const chunks = stream[Symbol.asyncIterator]();
     await chunks.next(); // in flight; the upstream then goes silent
     const reading = (async () => {
@@ -39,7 +43,9 @@ test('close() stops accepting at once, cuts a stream still open after the drain 
     const client = new Client({ connectionString: tg.databaseUrl });
     await client.connect();
     const { rows } = await client
-      .query<{ type: string }>(`SELECT type FROM events WHERE stream_id = $1 AND type LIKE 'Reservation%' ORDER BY stream_revision`, [accountStreamId(accountId)])
+      .query<{ type: string }>(`SELECT type FROM events WHERE stream_id = $1 AND type LIKE 'Reservation%' ORDER BY stream_revision`, [
+        accountStreamId(accountId),
+      ])
       .finally(() => client.end());
     expect(rows.length).toBe(2);
     expect(rows[0]!.type).toBe('ReservationPlaced');

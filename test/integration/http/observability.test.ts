@@ -78,13 +78,15 @@ describe('request ids', () => {
     expect(response.headers.get('x-request-id')).toBe('trace-1234.abcd:5');
   });
 
-  it.each([['spaces', 'has some spaces'], ['quotes', 'abc"def"ghi'], ['too short', 'abc'], ['too long', 'a'.repeat(129)]])(
-    'replaces one with %s by a fresh id',
-    async (_name, offered) => {
-      const response = await post('/v1/chat/completions', { 'x-request-id': offered });
-      expect(response.headers.get('x-request-id')).toMatch(/^req_[0-9a-f]{32}$/);
-    },
-  );
+  it.each([
+    ['spaces', 'has some spaces'],
+    ['quotes', 'abc"def"ghi'],
+    ['too short', 'abc'],
+    ['too long', 'a'.repeat(129)],
+  ])('replaces one with %s by a fresh id', async (_name, offered) => {
+    const response = await post('/v1/chat/completions', { 'x-request-id': offered });
+    expect(response.headers.get('x-request-id')).toMatch(/^req_[0-9a-f]{32}$/);
+  });
 });
 
 describe('the request log', () => {
@@ -141,7 +143,11 @@ describe('an error after the response started', () => {
     const id = response.headers.get('x-request-id')!;
     await expect(response.text()).rejects.toThrow();
     await eventually(() => lineFor(id).length >= 2);
-    expect(lineFor(id).map((line) => line['msg']).sort()).toEqual(['request', 'unhandled error']);
+    expect(
+      lineFor(id)
+        .map((line) => line['msg'])
+        .sort(),
+    ).toEqual(['request', 'unhandled error']);
     expect(lineFor(id).find((line) => line['msg'] === 'request')).toMatchObject({ status: 499 });
     expect(raw.join('\n')).not.toContain(MARKER);
   });

@@ -91,9 +91,7 @@ it('a well-formed request succeeds through the SDK, with the request id echoed',
 });
 
 it('a malformed body is a BadRequestError naming the param, without the value', async () => {
-  const error = await caught(
-    client().chat.completions.create({ model: 'llama', messages: [{ role: 'wizard', content: MARKER } as never] }),
-  );
+  const error = await caught(client().chat.completions.create({ model: 'llama', messages: [{ role: 'wizard', content: MARKER } as never] }));
   expect(error).toBeInstanceOf(OpenAI.BadRequestError);
   const e = error as InstanceType<typeof OpenAI.BadRequestError>;
   expect(e).toMatchObject({ status: 400, type: 'invalid_request_error', param: 'messages[0].role', code: 'invalid_value' });

@@ -64,7 +64,11 @@ async function customer(name: string, topUpUsd?: string): Promise<{ accountId: s
   const accountId = opened.body.account_id as string;
   const key = await admin('POST', `/admin/accounts/${accountId}/keys`, { body: { name: 'main' } });
   expectStatus(key, 201);
-  if (topUpUsd) expectStatus(await admin('POST', `/admin/accounts/${accountId}/top-ups`, { body: { amount_usd: topUpUsd, reference: `ref-${name}`, reason: 'test credit' } }), 201);
+  if (topUpUsd)
+    expectStatus(
+      await admin('POST', `/admin/accounts/${accountId}/top-ups`, { body: { amount_usd: topUpUsd, reference: `ref-${name}`, reason: 'test credit' } }),
+      201,
+    );
   return { accountId, key: key.body.key, keyId: key.body.key_id };
 }
 
@@ -121,11 +125,19 @@ describe('the document', () => {
   });
 
   test('the checker itself fails on an undocumented status, field or route', () => {
-    const json = (status: number, body: unknown): CheckedAnswer => ({ status, headers: new Headers(), contentType: 'application/json', text: JSON.stringify(body), body });
+    const json = (status: number, body: unknown): CheckedAnswer => ({
+      status,
+      headers: new Headers(),
+      contentType: 'application/json',
+      text: JSON.stringify(body),
+      body,
+    });
     expect(() => check.check('GET', '/healthz', json(418, { status: 'ok' }))).toThrow(/status 418 is not documented/);
     expect(() => check.check('GET', '/healthz', json(200, { status: 'ok', extra: 1 }))).toThrow(/does not match/);
     expect(() => check.check('GET', '/v1/nowhere', json(200, {}))).toThrow(/not in the OpenAPI document/);
-    expect(() => check.check('GET', '/v1/account', json(401, { error: { message: 'x', type: 'nonsense', param: null, code: null } }))).toThrow(/does not match/);
+    expect(() => check.check('GET', '/v1/account', json(401, { error: { message: 'x', type: 'nonsense', param: null, code: null } }))).toThrow(
+      /does not match/,
+    );
     // Each failed before recording: what was seen stays only real answers.
     expect(check.seen.filter((s) => s.status === 418 || s.template === '/v1/nowhere')).toEqual([]);
   });
@@ -203,11 +215,25 @@ describe('admin', () => {
     expectStatus(await admin('POST', '/admin/models', { body: { id: EMBED, operations: ['embedding'], max_output_tokens: 1 } }), 201);
     expectStatus(await admin('POST', '/admin/models', { body: { id: DOWN, operations: ['chat'], max_output_tokens: 16 } }), 201);
     expectStatus(await admin('POST', '/admin/models', { body: { id: 'x', operations: ['dance'], max_output_tokens: 5 } }), 400, 'invalid_value');
-    for (const [model, operation] of [[CHAT, 'chat'], [CHAT, 'completion'], [EMBED, 'embedding'], [DOWN, 'chat']] as const) {
+    for (const [model, operation] of [
+      [CHAT, 'chat'],
+      [CHAT, 'completion'],
+      [EMBED, 'embedding'],
+      [DOWN, 'chat'],
+    ] as const) {
       expectStatus(await admin('POST', '/admin/prices', { body: { model, operation, input_usd_per_million: '0.50', output_usd_per_million: '1.50' } }), 201);
     }
-    expectStatus(await admin('POST', '/admin/prices', { body: { model: CHAT, operation: 'chat', input_usd_per_million: '0.60', output_usd_per_million: '1.80', effective_at: inOneHour() } }), 201);
-    expectStatus(await admin('POST', '/admin/prices', { body: { model: 'nope', operation: 'chat', input_usd_per_million: '1', output_usd_per_million: '1' } }), 404, 'model_not_found');
+    expectStatus(
+      await admin('POST', '/admin/prices', {
+        body: { model: CHAT, operation: 'chat', input_usd_per_million: '0.60', output_usd_per_million: '1.80', effective_at: inOneHour() },
+      }),
+      201,
+    );
+    expectStatus(
+      await admin('POST', '/admin/prices', { body: { model: 'nope', operation: 'chat', input_usd_per_million: '1', output_usd_per_million: '1' } }),
+      404,
+      'model_not_found',
+    );
     expectStatus(await admin('GET', '/admin/models'), 200);
     expectStatus(await call('GET', '/admin/models'), 401, 'invalid_api_key');
     expectStatus(await admin('POST', '/admin/models', { body: { id: 'old-model', operations: ['chat'], max_output_tokens: 8 } }), 201);
@@ -235,10 +261,18 @@ describe('admin', () => {
     const grant = await admin('POST', `/admin/accounts/${id}/promo-grants`, { body: { amount_usd: '1', expires_at: inOneHour(), reason: 'welcome' } });
     expectStatus(grant, 201);
     expectStatus(await admin('POST', `/admin/accounts/${id}/promo-grants/${grant.body.grant_id}/revoke`, { body: { amount_usd: '0.5', reason: 'test' } }), 200);
-    expectStatus(await admin('POST', `/admin/accounts/${id}/promo-grants/${grant.body.grant_id}/revoke`, { body: { amount_usd: '0.6', reason: 'test' } }), 409, 'exceeds_unspent_promo');
+    expectStatus(
+      await admin('POST', `/admin/accounts/${id}/promo-grants/${grant.body.grant_id}/revoke`, { body: { amount_usd: '0.6', reason: 'test' } }),
+      409,
+      'exceeds_unspent_promo',
+    );
     expectStatus(await admin('POST', `/admin/accounts/${id}/promo-grants/g_nothing/revoke`, { body: { reason: 'test' } }), 404, 'promo_grant_not_found');
     expectStatus(await admin('POST', `/admin/accounts/${id}/maximum-balance`, { body: { maximum_usd: '20000', reason: 'contract' } }), 200);
-    expectStatus(await admin('POST', `/admin/accounts/${id}/maximum-balance`, { body: { maximum_usd: '1', reason: 'contract' } }), 409, 'maximum_below_default');
+    expectStatus(
+      await admin('POST', `/admin/accounts/${id}/maximum-balance`, { body: { maximum_usd: '1', reason: 'contract' } }),
+      409,
+      'maximum_below_default',
+    );
     expectStatus(await admin('POST', `/admin/accounts/${id}/promo-grants`, { body: { amount_usd: '1', expires_at: 'tomorrow', reason: 'x' } }), 400);
 
     const key = await admin('POST', `/admin/accounts/${id}/keys`, { body: { name: 'ci' } });
@@ -252,7 +286,11 @@ describe('admin', () => {
     expectStatus(await admin('POST', `/admin/accounts/${id}/suspend`, { body: { reason: 'terms_violation' } }), 200);
     expectStatus(await admin('POST', `/admin/accounts/${id}/suspend`, { body: { reason: 'because' } }), 400);
     // Suspended: inference is refused before anything is reserved.
-    expectStatus(await call('POST', '/v1/chat/completions', { key: key.body.key, body: { model: CHAT, messages: [{ role: 'user', content: 'hi' }] } }), 403, 'account_suspended');
+    expectStatus(
+      await call('POST', '/v1/chat/completions', { key: key.body.key, body: { model: CHAT, messages: [{ role: 'user', content: 'hi' }] } }),
+      403,
+      'account_suspended',
+    );
     expectStatus(await admin('POST', `/admin/accounts/${id}/reinstate`), 200);
     expectStatus(await admin('POST', `/admin/accounts/${id}/reinstate`), 409);
 
@@ -289,7 +327,11 @@ describe('OpenAI-compatible', () => {
     expectStatus(await call('POST', '/v1/embeddings', { key, body: { model: EMBED, input: 'embed this' } }), 200);
     expectStatus(await call('GET', '/v1/models', { key }), 200);
 
-    expectStatus(await call('POST', '/v1/chat/completions', { key, body: { model: CHAT, messages: [{ role: 'wizard', content: 'x' }] } }), 400, 'invalid_value');
+    expectStatus(
+      await call('POST', '/v1/chat/completions', { key, body: { model: CHAT, messages: [{ role: 'wizard', content: 'x' }] } }),
+      400,
+      'invalid_value',
+    );
     expectStatus(await call('POST', '/v1/chat/completions', { key, raw: '{"model": ' }), 400, 'invalid_json');
     expectStatus(await call('POST', '/v1/chat/completions', { body: ask }), 401, 'invalid_api_key');
     expectStatus(await call('POST', '/v1/chat/completions', { key, body: { ...ask, model: 'no-such-model' } }), 404, 'model_not_found');
@@ -314,7 +356,10 @@ describe('OpenAI-compatible', () => {
 describe('customer', () => {
   test('account, keys, requests, statement and usage', async () => {
     const { key } = await customer('Barbara', '10');
-    expectStatus(await call('POST', '/v1/chat/completions', { key, body: { model: CHAT, messages: [{ role: 'user', content: 'count me' }], max_tokens: 5 } }), 200);
+    expectStatus(
+      await call('POST', '/v1/chat/completions', { key, body: { model: CHAT, messages: [{ role: 'user', content: 'count me' }], max_tokens: 5 } }),
+      200,
+    );
     expectStatus(await call('GET', '/v1/account', { key }), 200);
     expectStatus(await call('GET', '/v1/account'), 401);
     expectStatus(await call('GET', '/v1/account/keys', { key }), 200);
@@ -346,7 +391,13 @@ describe('customer', () => {
     expectStatus(await call('PUT', '/v1/billing/auto-top-up', { key, body: { threshold_usd: '5', amount_usd: '20.001' } }), 400);
     expectStatus(await call('DELETE', '/v1/billing/auto-top-up', { key }), 200);
     expectStatus(await call('GET', '/v1/billing/alerts', { key }), 404, 'alerts_not_configured');
-    expectStatus(await call('PUT', '/v1/billing/alerts', { key, body: { url: 'https://hooks.example.org/tollgate', thresholds: [{ usd: '2' }, { percent_of_last_top_up: 10 }] } }), 200);
+    expectStatus(
+      await call('PUT', '/v1/billing/alerts', {
+        key,
+        body: { url: 'https://hooks.example.org/tollgate', thresholds: [{ usd: '2' }, { percent_of_last_top_up: 10 }] },
+      }),
+      200,
+    );
     expectStatus(await call('PUT', '/v1/billing/alerts', { key, body: { url: 'http://hooks.example.org/x', thresholds: [{ usd: '2' }] } }), 400);
     expectStatus(await call('GET', '/v1/billing/alerts', { key }), 200);
     expectStatus(await call('GET', '/v1/billing/alerts/notices', { key }), 200);
@@ -372,7 +423,9 @@ describe('billing with Stripe', () => {
     expectStatus(await callPay('POST', '/v1/billing/top-ups', { key: alice.key, body: { amount_usd: '5.00' } }), 409);
     expectStatus(await callPay('POST', '/v1/billing/top-ups', { key: alice.key, body: { amount_usd: '50.001' } }), 400);
 
-    const { paymentIntent } = pay.stripeServer.payCheckoutSession(started.body.checkout_session_id) as { paymentIntent: Record<string, unknown> & { id: string } };
+    const { paymentIntent } = pay.stripeServer.payCheckoutSession(started.body.checkout_session_id) as {
+      paymentIntent: Record<string, unknown> & { id: string };
+    };
     const payload = JSON.stringify(pay.stripeServer.event('payment_intent.succeeded', paymentIntent));
     const signature = pay.signer.webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET });
     const credited = await callPay('POST', '/webhooks/stripe', { raw: payload, headers: { 'stripe-signature': signature } });
@@ -383,7 +436,10 @@ describe('billing with Stripe', () => {
 
     expectStatus(await callPay('POST', '/v1/billing/refunds', { key: alice.key, body: { amount_usd: '10.00' } }), 200);
     expectStatus(await callPay('POST', '/v1/billing/refunds', { key: alice.key, body: { amount_usd: '1000.00' } }), 409, 'exceeds_refundable_credit');
-    expectStatus(await callPay('POST', `/admin/accounts/${alice.accountId}/refunds`, { key: pay.tg.adminKey, body: { amount_usd: '5.00', reason: 'goodwill' } }), 200);
+    expectStatus(
+      await callPay('POST', `/admin/accounts/${alice.accountId}/refunds`, { key: pay.tg.adminKey, body: { amount_usd: '5.00', reason: 'goodwill' } }),
+      200,
+    );
     expectStatus(await callPay('POST', `/admin/accounts/${alice.accountId}/refunds`, { key: pay.tg.adminKey, body: { reason: '' } }), 400);
     expectStatus(await callPay('POST', '/admin/accounts/acct_nobody/refunds', { key: pay.tg.adminKey, body: { reason: 'x' } }), 404);
     const closed = await callPay('POST', '/v1/account/close', { key: alice.key });
@@ -392,15 +448,25 @@ describe('billing with Stripe', () => {
 
     const bob = await pay.openCustomer('Bob');
     expectStatus(await callPay('POST', `/admin/accounts/${bob.accountId}/terminate`, { key: pay.tg.adminKey, body: {} }), 400);
-    expectStatus(await callPay('POST', `/admin/accounts/${bob.accountId}/terminate`, { key: pay.tg.adminKey, body: { reason: 'breach', for_abuse: true } }), 200);
-    expectStatus(await callPay('POST', `/admin/accounts/${bob.accountId}/terminate`, { key: pay.tg.adminKey, body: { reason: 'breach' } }), 409, 'account_closed');
+    expectStatus(
+      await callPay('POST', `/admin/accounts/${bob.accountId}/terminate`, { key: pay.tg.adminKey, body: { reason: 'breach', for_abuse: true } }),
+      200,
+    );
+    expectStatus(
+      await callPay('POST', `/admin/accounts/${bob.accountId}/terminate`, { key: pay.tg.adminKey, body: { reason: 'breach' } }),
+      409,
+      'account_closed',
+    );
   });
 });
 
 describe('coverage', () => {
   test('every documented operation was exercised, and every group showed a success and an error', () => {
     const hit = new Set(check.seen.map((s) => `${s.method} ${s.template}`));
-    const missed = check.operations().filter((o) => !hit.has(`${o.method} ${o.template}`)).map((o) => `${o.method} ${o.template}`);
+    const missed = check
+      .operations()
+      .filter((o) => !hit.has(`${o.method} ${o.template}`))
+      .map((o) => `${o.method} ${o.template}`);
     expect(missed).toEqual([]);
     const groups = [...new Set(check.operations().flatMap((o) => o.tags))];
     for (const group of groups) {

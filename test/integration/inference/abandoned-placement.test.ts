@@ -14,18 +14,28 @@ import { startTestGateway, type TestGateway } from '../../support/gateway';
 describe('a placement of unknown outcome is released', () => {
   let gw: TestGateway;
   beforeAll(async () => {
-    gw = await startTestGateway({ models: [{ id: 'm', upstreams: [{ baseUrl: 'http://127.0.0.1:9/v1', capacity: 1 }], maxOutputTokens: 10, operations: ['chat'] }] });
+    gw = await startTestGateway({
+      models: [{ id: 'm', upstreams: [{ baseUrl: 'http://127.0.0.1:9/v1', capacity: 1 }], maxOutputTokens: 10, operations: ['chat'] }],
+    });
   });
   afterAll(() => gw.stop());
 
   const lines: string[] = [];
-  const deps = () => ({ ledger: gw.gateway.ledger, logger: pino({ level: 'info' }, { write: (line: string) => void lines.push(line) }), maxRequestDurationMs: 60_000 });
+  const deps = () => ({
+    ledger: gw.gateway.ledger,
+    logger: pino({ level: 'info' }, { write: (line: string) => void lines.push(line) }),
+    maxRequestDurationMs: 60_000,
+  });
 
   async function fundedAccount(): Promise<string> {
     const { ledger } = gw.gateway;
     const accountId = randomUUID();
     const stream = accountStreamId(accountId);
-    await ledger.accounts.handle(stream, { type: 'OpenAccount', data: { accountId, displayNameCiphertext: 'x', emailCiphertext: 'x' }, metadata: systemMetadata('test') });
+    await ledger.accounts.handle(stream, {
+      type: 'OpenAccount',
+      data: { accountId, displayNameCiphertext: 'x', emailCiphertext: 'x' },
+      metadata: systemMetadata('test'),
+    });
     await ledger.accounts.handle(stream, { type: 'CompleteTopUp', data: { paymentReference: 'pi_1', amount: usd('10') }, metadata: systemMetadata('test') });
     return stream;
   }

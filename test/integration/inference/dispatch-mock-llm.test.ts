@@ -226,10 +226,16 @@ test('aborting mid-stream cancels the upstream request and reports the tokens re
   });
   // The proxy lets three events through and holds the rest for good: the dispatch can return,
   // and the upstream connection close, only because of the abort, not because the stream ended.
-  const result = await within(run('abort-gated', chat({ stream: true }), { sink: recorder.sink, signal: controller.signal }), 'the dispatch to return after the abort');
+  const result = await within(
+    run('abort-gated', chat({ stream: true }), { sink: recorder.sink, signal: controller.signal }),
+    'the dispatch to return after the abort',
+  );
   await within(abortGate.hungUpWhileHeld, 'the upstream connection to close while the rest of the answer was held back');
   expect(abortGate.passed()).toBe(3);
-  const relayed = recorder.events().map((e) => JSON.parse(e).choices[0].delta.content as string).join('');
+  const relayed = recorder
+    .events()
+    .map((e) => JSON.parse(e).choices[0].delta.content as string)
+    .join('');
   expect(recorder.events()).toHaveLength(3);
   expect(relayed.length).toBeGreaterThan(0);
   expect(relayed.length).toBeLessThan(prompt.length);

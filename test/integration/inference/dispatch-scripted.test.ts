@@ -224,7 +224,7 @@ test('through responseSink, a real HTTP client receives the stream, and hanging 
   const { upstream, run } = await upstreamWith(endlessStream);
   // A stand-in for the gateway's route: abort on client close, relay through the sink.
   let outcome: Promise<DispatchResult> | undefined;
-  const gateway = createServer((req, res) => {
+  const gateway = createServer((_req, res) => {
     const controller = new AbortController();
     res.on('close', () => controller.abort());
     outcome = run(streamChat(), { sink: responseSink(res), signal: controller.signal }).finally(() => res.end());

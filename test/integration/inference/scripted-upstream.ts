@@ -97,6 +97,12 @@ export function recordingSink(onWrite?: (chunk: string, index: number) => void) 
     writes,
     opened: () => opened,
     /** The data payloads written, in order. */
-    events: () => writes.flatMap((w) => w.chunk.split('\n\n').filter((e) => e.startsWith('data: ')).map((e) => e.slice(6))),
+    events: () =>
+      writes.flatMap((w) =>
+        w.chunk
+          .split('\n\n')
+          .filter((e) => e.startsWith('data: '))
+          .map((e) => e.slice(6)),
+      ),
   };
 }

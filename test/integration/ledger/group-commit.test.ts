@@ -3,15 +3,7 @@ import { Pool } from 'pg';
 import { createPostgresEventStore } from '../../../adapters/eventstore/postgres';
 import { migrate } from '../../../adapters/postgres/migrate';
 import { migrations } from '../../../adapters/postgres/migrations';
-import {
-  accountDecider,
-  accountStreamId,
-  availableOf,
-  balanceOf,
-  evolveAccount,
-  initialAccountState,
-  type AccountCommand,
-} from '../../../domain/account';
+import { accountDecider, accountStreamId, availableOf, balanceOf, evolveAccount, initialAccountState, type AccountCommand } from '../../../domain/account';
 import { domainEventCodec, type DomainEvent } from '../../../domain/events';
 import type { CommandMetadata } from '../../../domain/events/metadata';
 import { usd } from '../../../domain/money';
@@ -106,9 +98,7 @@ describe('group commit of account commands on PostgreSQL', () => {
     await first.handle(stream, topUp(usd('20')));
     await second.load(stream);
     // Credit for exactly 20 reservations of USD 1; 30 requests split over the two processes.
-    const results = await Promise.all(
-      Array.from({ length: 30 }, (_, i) => (i % 2 === 0 ? first : second).handle(stream, reserve(randomUUID(), usd('1')))),
-    );
+    const results = await Promise.all(Array.from({ length: 30 }, (_, i) => (i % 2 === 0 ? first : second).handle(stream, reserve(randomUUID(), usd('1')))));
     expect(results.filter((r) => r.ok)).toHaveLength(20);
     const state = await foldedState(accountId);
     expect(state.openReservations.size).toBe(20);

@@ -65,7 +65,11 @@ test('a key of a closed account is refused even when its revocation was never wr
   expect((await h.call('GET', '/v1/account', lou.key)).status).toBe(200);
 
   // Closed without the HTTP handler: as if every revocation write had failed.
-  const closed = await h.tg.gateway.ledger.accounts.handle(accountStreamId(lou.accountId), { type: 'CloseAccount', data: { reason: 'admin_decision' }, metadata: systemMetadata('test') });
+  const closed = await h.tg.gateway.ledger.accounts.handle(accountStreamId(lou.accountId), {
+    type: 'CloseAccount',
+    data: { reason: 'admin_decision' },
+    metadata: systemMetadata('test'),
+  });
   expect(closed.ok).toBe(true);
   const keys = await h.call('GET', `/admin/accounts/${lou.accountId}/keys`, h.tg.adminKey);
   expect(keys.body.data.map((k: { status: string }) => k.status)).toEqual(['active', 'active']);
@@ -99,8 +103,15 @@ async function auditOf(accountId: string) {
 /** `tollgate verify` (the real CLI) passes once the projections have caught up with the account. */
 async function verifyPasses(accountId: string): Promise<void> {
   const events = await h.accountEvents(accountId);
-  const purchased = events.reduce((sum, e) => sum + (e.type === 'TopUpCompleted' ? e.data.amount : e.type === 'RefundIssued' || e.type === 'PurchasedCreditForfeited' ? -e.data.amount : 0n), 0n);
-  await waitFor('the balances projection', async () => ((await projectedBalance(h.tg.databaseUrl, accountId))?.purchased === purchased ? true : undefined), 30_000);
+  const purchased = events.reduce(
+    (sum, e) => sum + (e.type === 'TopUpCompleted' ? e.data.amount : e.type === 'RefundIssued' || e.type === 'PurchasedCreditForfeited' ? -e.data.amount : 0n),
+    0n,
+  );
+  await waitFor(
+    'the balances projection',
+    async () => ((await projectedBalance(h.tg.databaseUrl, accountId))?.purchased === purchased ? true : undefined),
+    30_000,
+  );
   const verified = await runVerify(h.tg.databaseUrl);
   expect({ code: verified.code, out: verified.stdout + verified.stderr }).toMatchObject({ code: 0 });
 }
@@ -124,7 +135,12 @@ describe('termination for breach', () => {
     // Stripe was asked for exactly one refund of the whole payment.
     const refunds = h.stripeServer.requests.slice(asked).filter((r) => r.path === '/v1/refunds' && r.method === 'POST');
     expect(refunds.map((r) => [r.params['payment_intent'], r.params['amount']])).toEqual([[pi, '2000']]);
-    expect((await h.accountEvents(mia.accountId)).map((e) => e.type).slice(-4)).toEqual(['TopUpCompleted', 'AccountTerminated', 'AccountClosed', 'RefundIssued']);
+    expect((await h.accountEvents(mia.accountId)).map((e) => e.type).slice(-4)).toEqual([
+      'TopUpCompleted',
+      'AccountTerminated',
+      'AccountClosed',
+      'RefundIssued',
+    ]);
     expect((await h.call('GET', '/v1/account', mia.key)).status).toBe(401);
 
     const audit = await auditOf(mia.accountId);
@@ -162,7 +178,10 @@ describe('termination for breach', () => {
       { ledger_account: 'forfeited_credit_income', amount: '-15000000' },
       { ledger_account: 'payment_clearing', amount: '15000000' },
     ]);
-    expect((await auditOf(ned.accountId)).find((e) => e.action === 'credit.forfeited')).toMatchObject({ reason: 'terminated_for_abuse', details: { amountUsd: '15.000000' } });
+    expect((await auditOf(ned.accountId)).find((e) => e.action === 'credit.forfeited')).toMatchObject({
+      reason: 'terminated_for_abuse',
+      details: { amountUsd: '15.000000' },
+    });
   });
 
   test('refusals: a reason is required, a customer key may not, an unknown account is 404, in-flight requests hold it off', async () => {

@@ -18,7 +18,11 @@ export interface PaymentsHarness {
   /** signs (with the webhook secret unless told otherwise) and POSTs an event to /webhooks/stripe */
   deliver(event: StripeEventEnvelope, options?: { secret?: string; timestamp?: number; signature?: string | null }): Promise<{ status: number; body: any }>;
   /** a customer top-up through Checkout, paid at the stand-in; returns the objects for the webhooks */
-  checkout(customer: { key: string }, amountUsd: string, taxCents?: number): Promise<{ session: Record<string, unknown>; paymentIntent: Record<string, unknown> & { id: string } }>;
+  checkout(
+    customer: { key: string },
+    amountUsd: string,
+    taxCents?: number,
+  ): Promise<{ session: Record<string, unknown>; paymentIntent: Record<string, unknown> & { id: string } }>;
   accountEvents(accountId: string): Promise<AccountEvent[]>;
   sql<T extends Record<string, unknown>>(text: string, values?: unknown[]): Promise<T[]>;
   stop(): Promise<void>;
@@ -57,7 +61,11 @@ export async function startPaymentsHarness(options: { admissionClock?: () => num
       const payload = JSON.stringify(event);
       const header =
         options.signature === undefined
-          ? signer.webhooks.generateTestHeaderString({ payload, secret: options.secret ?? WEBHOOK_SECRET, ...(options.timestamp !== undefined ? { timestamp: options.timestamp } : {}) })
+          ? signer.webhooks.generateTestHeaderString({
+              payload,
+              secret: options.secret ?? WEBHOOK_SECRET,
+              ...(options.timestamp !== undefined ? { timestamp: options.timestamp } : {}),
+            })
           : options.signature;
       const headers: Record<string, string> = { 'content-type': 'application/json' };
       if (header !== null) headers['stripe-signature'] = header;

@@ -33,7 +33,12 @@ async function use(accountId: string, requestId: string, tokens: bigint): Promis
   expect(placed.ok).toBe(true);
   const settled = await h.tg.gateway.ledger.accounts.handle(stream, {
     type: 'SettleReservation',
-    data: { requestId, usage: { inputTokens: tokens, outputTokens: 0n, estimated: false }, price: { inputPerMillion: usd('1'), outputPerMillion: usd('1'), version: 1 }, outcome: 'completed' },
+    data: {
+      requestId,
+      usage: { inputTokens: tokens, outputTokens: 0n, estimated: false },
+      price: { inputPerMillion: usd('1'), outputPerMillion: usd('1'), version: 1 },
+      outcome: 'completed',
+    },
     metadata: systemMetadata('test'),
   });
   expect(settled).toMatchObject({ ok: true });
@@ -136,11 +141,17 @@ describe('promo credit revocation', () => {
 describe("one account's maximum balance", () => {
   test('an operator raises it above the default; Checkout top-ups and auto top-up are held to it; audited', async () => {
     const rae = await h.openCustomer('Rae');
-    const manual = await h.call('POST', `/admin/accounts/${rae.accountId}/top-ups`, h.tg.adminKey, { amount_usd: '9995', reference: 'bank-rae-1', reason: 'bank transfer' });
+    const manual = await h.call('POST', `/admin/accounts/${rae.accountId}/top-ups`, h.tg.adminKey, {
+      amount_usd: '9995',
+      reference: 'bank-rae-1',
+      reason: 'bank transfer',
+    });
     expect(manual.status).toBe(201);
     const refused = await h.call('POST', '/v1/billing/top-ups', rae.key, { amount_usd: '10' });
     expect([refused.status, refused.body.error.code]).toEqual([409, 'balance_limit_exceeded']);
-    expect((await h.call('PUT', '/v1/billing/auto-top-up', rae.key, { threshold_usd: '15000', amount_usd: '5000' })).body.error.code).toBe('balance_limit_exceeded');
+    expect((await h.call('PUT', '/v1/billing/auto-top-up', rae.key, { threshold_usd: '15000', amount_usd: '5000' })).body.error.code).toBe(
+      'balance_limit_exceeded',
+    );
 
     const path = `/admin/accounts/${rae.accountId}/maximum-balance`;
     const below = await h.call('POST', path, h.tg.adminKey, { maximum_usd: '5000', reason: 'x' });
@@ -158,7 +169,11 @@ describe("one account's maximum balance", () => {
     const auto = await h.call('PUT', '/v1/billing/auto-top-up', rae.key, { threshold_usd: '15000', amount_usd: '5000' });
     expect(auto.status).toBe(200);
     // Still a ceiling: the raised one.
-    const over = await h.call('POST', `/admin/accounts/${rae.accountId}/top-ups`, h.tg.adminKey, { amount_usd: '15000', reference: 'bank-rae-2', reason: 'bank transfer' });
+    const over = await h.call('POST', `/admin/accounts/${rae.accountId}/top-ups`, h.tg.adminKey, {
+      amount_usd: '15000',
+      reference: 'bank-rae-2',
+      reason: 'bank transfer',
+    });
     expect([over.status, over.body.error.code]).toEqual([409, 'balance_limit_exceeded']);
     expect(over.body.error.message).toContain('maximum USD 25000.000000');
 

@@ -92,8 +92,14 @@ test('refund of a partly used balance across two payments: newest first, promo n
 
   const issued = (await h.accountEvents(alice.accountId)).filter((e) => e.type === 'RefundIssued');
   expect(issued.map((e) => [e.data, e.metadata.actor])).toEqual([
-    [{ refundId: `${refundId}:${newer}`, amount: 30_000_000n, paymentReferences: [newer] }, { kind: 'customer_key', keyId: alice.keyId }],
-    [{ refundId: `${refundId}:${older}`, amount: 17_650_000n, paymentReferences: [older] }, { kind: 'customer_key', keyId: alice.keyId }],
+    [
+      { refundId: `${refundId}:${newer}`, amount: 30_000_000n, paymentReferences: [newer] },
+      { kind: 'customer_key', keyId: alice.keyId },
+    ],
+    [
+      { refundId: `${refundId}:${older}`, amount: 17_650_000n, paymentReferences: [older] },
+      { kind: 'customer_key', keyId: alice.keyId },
+    ],
   ]);
 
   // Nothing left in whole cents: asking again for a cent is refused, and Stripe is not asked.
@@ -118,7 +124,10 @@ test('a refund request larger than refundable: 409 exceeds_refundable_credit wit
   // Sub-cent amounts cannot go back to a card.
   expect((await h.call('POST', '/v1/billing/refunds', bob.key, { amount_usd: '1.001' })).status).toBe(400);
   // Exactly the refundable amount goes through.
-  expect((await h.call('POST', '/v1/billing/refunds', bob.key, { amount_usd: '7.50' })).body).toMatchObject({ refunded_usd: '7.500000', purchased_usd: '0.000000' });
+  expect((await h.call('POST', '/v1/billing/refunds', bob.key, { amount_usd: '7.50' })).body).toMatchObject({
+    refunded_usd: '7.500000',
+    purchased_usd: '0.000000',
+  });
 });
 
 test('an admin refund is audited with the admin as actor', async () => {
@@ -171,7 +180,10 @@ test('closing an account refunds what remains, then closes it', async () => {
   await use(gina.accountId, 'req-gina-1', 1_000_000n);
   const closed = await h.call('POST', '/v1/account/close', gina.key);
   expect(closed.status).toBe(200);
-  expect(closed.body).toMatchObject({ status: 'closed', refund: { refunded_usd: '9.000000', parts: [{ payment_intent: pi, amount_usd: '9.000000', status: 'recorded' }] } });
+  expect(closed.body).toMatchObject({
+    status: 'closed',
+    refund: { refunded_usd: '9.000000', parts: [{ payment_intent: pi, amount_usd: '9.000000', status: 'recorded' }] },
+  });
   const types = (await h.accountEvents(gina.accountId)).map((e) => e.type);
   expect(types.slice(-2)).toEqual(['RefundIssued', 'AccountClosed']);
   // Closed: the key that closed it is revoked, and no more top-ups, not even by an operator.

@@ -82,7 +82,9 @@ test('a top-up is credited once under 3 redeliveries of each event (net of tax)'
   // 20.00 credited although 24.00 was paid: the 4.00 is VAT, which is not credit.
   expect(credited[0]!.data).toMatchObject({ paymentReference: paymentIntent.id, amount: 20_000_000n });
   expect(await balanceOf(carol.key)).toMatchObject({ purchased_usd: '20.000000' });
-  const recorded = await h.sql('SELECT event_id, outcome, account_id FROM stripe_webhook_events WHERE event_id = ANY($1) ORDER BY outcome', [[completed.id, succeeded.id]]);
+  const recorded = await h.sql('SELECT event_id, outcome, account_id FROM stripe_webhook_events WHERE event_id = ANY($1) ORDER BY outcome', [
+    [completed.id, succeeded.id],
+  ]);
   expect(recorded).toEqual([
     { event_id: succeeded.id, outcome: 'already_applied', account_id: carol.accountId },
     { event_id: completed.id, outcome: 'credited', account_id: carol.accountId },
@@ -123,7 +125,10 @@ test('a forged or missing signature gets 400 and changes nothing', async () => {
   expect(missing.status).toBe(400);
   expect(missing.body.error.code).toBe('missing_signature');
   // A valid signature over other bytes: the body was altered in transit.
-  const header = h.signer.webhooks.generateTestHeaderString({ payload: JSON.stringify({ ...event, id: 'evt_other' }), secret: 'whsec_test_tollgate_payments_0123456789' });
+  const header = h.signer.webhooks.generateTestHeaderString({
+    payload: JSON.stringify({ ...event, id: 'evt_other' }),
+    secret: 'whsec_test_tollgate_payments_0123456789',
+  });
   expect((await h.deliver(event, { signature: header })).status).toBe(400);
 
   expect(await topUps(frank.accountId)).toEqual([]);
@@ -162,8 +167,12 @@ test('a webhook for an unknown customer is recorded, not credited, reported (200
   const event = h.stripeServer.event('payment_intent.succeeded', stranger);
   const answer = await h.deliver(event);
   expect(answer).toEqual({ status: 200, body: { received: true, event_id: event.id, duplicate: false, outcome: 'unknown_account' } });
-  expect(await h.sql('SELECT outcome, account_id FROM stripe_webhook_events WHERE event_id = $1', [event.id])).toEqual([{ outcome: 'unknown_account', account_id: null }]);
-  expect(await h.sql(`SELECT count(*)::int AS n FROM events WHERE type = 'TopUpCompleted' AND data->>'paymentReference' = $1`, [stranger.id])).toEqual([{ n: 0 }]);
+  expect(await h.sql('SELECT outcome, account_id FROM stripe_webhook_events WHERE event_id = $1', [event.id])).toEqual([
+    { outcome: 'unknown_account', account_id: null },
+  ]);
+  expect(await h.sql(`SELECT count(*)::int AS n FROM events WHERE type = 'TopUpCompleted' AND data->>'paymentReference' = $1`, [stranger.id])).toEqual([
+    { n: 0 },
+  ]);
   expect(await topUps(henry.accountId)).toEqual([]);
   const warning = h.tg.logLines.map((l) => JSON.parse(l)).find((l) => l.stripeEventId === event.id);
   expect(warning).toMatchObject({ level: 40, outcome: 'unknown_account', customerId: 'cus_test_not_ours', paymentIntentId: stranger.id });

@@ -36,7 +36,10 @@ async function append(streamId: string, events: Omit<DomainEvent, 'metadata'>[])
 const opened = (accountId: string, name: string) =>
   ({ type: 'AccountOpened', data: { accountId, displayNameCiphertext: `name:${name}`, emailCiphertext: `mail:${name}` } }) as Omit<DomainEvent, 'metadata'>;
 const issued = (keyId: string, accountId: string) =>
-  ({ type: 'ApiKeyIssued', data: { keyId, accountId, prefix: `tg_${keyId}`, secretHash: '$2b$10$hash', name: keyId, scopes: ['inference'] } }) as Omit<DomainEvent, 'metadata'>;
+  ({ type: 'ApiKeyIssued', data: { keyId, accountId, prefix: `tg_${keyId}`, secretHash: '$2b$10$hash', name: keyId, scopes: ['inference'] } }) as Omit<
+    DomainEvent,
+    'metadata'
+  >;
 
 beforeAll(async () => {
   pool = new Pool({ connectionString: await createTestDatabase('accdir'), max: 4 });

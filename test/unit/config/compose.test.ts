@@ -58,7 +58,12 @@ describe('docker-compose.yml', () => {
   test('the models file is mounted read-only where TOLLGATE_MODELS_FILE points, and a missing one is not made up', () => {
     const mounts = (gateway.volumes ?? []).filter((v) => typeof v === 'object' && v.target === gateway.environment!.TOLLGATE_MODELS_FILE);
     expect(mounts).toEqual([
-      expect.objectContaining({ type: 'bind', read_only: true, bind: { create_host_path: false }, source: expect.stringMatching(/^\$\{TOLLGATE_MODELS_PATH:-.+\}$/) }),
+      expect.objectContaining({
+        type: 'bind',
+        read_only: true,
+        bind: { create_host_path: false },
+        source: expect.stringMatching(/^\$\{TOLLGATE_MODELS_PATH:-.+\}$/),
+      }),
     ]);
   });
 

@@ -42,10 +42,22 @@ const allStages = stages();
 const finalStage = allStages.at(-1)!;
 const of = (stage: Stage, keyword: string) => stage.instructions.filter((i) => i.getKeyword() === keyword);
 /** An instruction's text after the keyword, continuation lines joined. */
-const text = (i: Instruction) => i.getArguments().map((a) => a.getValue()).join(' ');
-const flag = (i: Instruction, name: string) => (i as ModifiableInstruction).getFlags().find((f) => f.getName() === name)?.getValue() ?? undefined;
+const text = (i: Instruction) =>
+  i
+    .getArguments()
+    .map((a) => a.getValue())
+    .join(' ');
+const flag = (i: Instruction, name: string) =>
+  (i as ModifiableInstruction)
+    .getFlags()
+    .find((f) => f.getName() === name)
+    ?.getValue() ?? undefined;
 /** COPY's sources: its arguments but the destination (flags are not arguments). */
-const copySources = (i: Instruction) => i.getArguments().map((a) => a.getValue()).slice(0, -1);
+const copySources = (i: Instruction) =>
+  i
+    .getArguments()
+    .map((a) => a.getValue())
+    .slice(0, -1);
 const finalEnv = (): Record<string, string> =>
   Object.fromEntries(of(finalStage, 'ENV').flatMap((i) => (i as PropertyInstruction).getProperties().map((p) => [p.getName(), p.getValue()!])));
 
@@ -143,10 +155,26 @@ describe('the build context (.dockerignore)', () => {
   const context = repositoryFiles().filter(inContext);
 
   test('no tests, benches, local state, secrets, host builds or dependencies enter it', () => {
-    const forbidden = /^(test|bench|docs|\.ci|\.git|\.tollgate|dist|test-artifacts|coverage|\.scratch)(\/|$)|(^|\/)(\.env[^/]*|node_modules(\/.*)?|[^/]*\.test\.ts|[^/]*\.log)$/;
+    const forbidden =
+      /^(test|bench|docs|\.ci|\.git|\.tollgate|dist|test-artifacts|coverage|\.scratch)(\/|$)|(^|\/)(\.env[^/]*|node_modules(\/.*)?|[^/]*\.test\.ts|[^/]*\.log)$/;
     expect(context.filter((path) => forbidden.test(path))).toEqual([]);
     // Also what a host may hold that this checkout does not.
-    for (const path of ['node_modules/pg/package.json', 'dist/src/main.js', '.tollgate/demo-key', '.tollgate/pg/postgresql.conf', '.env', '.env.production', 'src/.env', 'adapters/node_modules/x/index.js', 'test-artifacts/shot.png', 'test/support/stripe-stand-in.ts', 'bench/soak.ts', 'coverage/lcov.info', 'models.yaml', 'tollgate.log']) {
+    for (const path of [
+      'node_modules/pg/package.json',
+      'dist/src/main.js',
+      '.tollgate/demo-key',
+      '.tollgate/pg/postgresql.conf',
+      '.env',
+      '.env.production',
+      'src/.env',
+      'adapters/node_modules/x/index.js',
+      'test-artifacts/shot.png',
+      'test/support/stripe-stand-in.ts',
+      'bench/soak.ts',
+      'coverage/lcov.info',
+      'models.yaml',
+      'tollgate.log',
+    ]) {
       expect([path, inContext(path)]).toEqual([path, false]);
     }
   });
@@ -163,7 +191,9 @@ describe('the build context (.dockerignore)', () => {
     for (const dir of tsconfig.include) needed.push(...repositoryFiles(join(root, dir)));
     expect(needed.filter((path) => !inContext(path))).toEqual([]);
     // And what the final stage copies from the context.
-    const fromContext = of(finalStage, 'COPY').filter((c) => flag(c, 'from') === undefined).flatMap(copySources);
+    const fromContext = of(finalStage, 'COPY')
+      .filter((c) => flag(c, 'from') === undefined)
+      .flatMap(copySources);
     for (const source of fromContext) expect([source, context.some((path) => path === source || path.startsWith(`${source}/`))]).toEqual([source, true]);
   });
 });

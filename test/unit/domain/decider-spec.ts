@@ -12,6 +12,7 @@ export function deciderSpec<C, S, E, Err extends Rejection>(decider: Decider<C, 
         const state = history.reduce(decider.evolve, decider.initialState());
         const decision = decider.decide(command, state);
         return {
+          // biome-ignore lint/suspicious/noThenProperty: the given/when/then language of the decider tests; nothing awaits it
           then(expected: readonly E[] | Err): void {
             if (Array.isArray(expected)) {
               expect(decision).toEqual({ ok: true, events: expected });

@@ -90,7 +90,12 @@ describe('readAll over $all', () => {
 
   test('maxCount counts only returned events and stops reading the source', async () => {
     let returned = false;
-    const events = await collectAfter(source(log, () => (returned = true)), START, toPortEvent, 2);
+    const events = await collectAfter(
+      source(log, () => (returned = true)),
+      START,
+      toPortEvent,
+      2,
+    );
     expect(events.map((e) => e.position)).toEqual([at(200n), at(400n, 380n)]);
     expect(returned).toBe(true);
   });

@@ -3,14 +3,7 @@
  * WrongExpectedVersionError instances, real protobuf messages decoded by the client's converter.
  * No KurrentDB server runs on this machine, so this is what proves the mapping here.
  */
-import {
-  NO_STREAM,
-  START as CLIENT_START,
-  jsonEvent,
-  WrongExpectedVersionError,
-  type JSONType,
-  type ResolvedEvent,
-} from '@eventstore/db-client';
+import { NO_STREAM, START as CLIENT_START, jsonEvent, WrongExpectedVersionError, type JSONType, type ResolvedEvent } from '@eventstore/db-client';
 import { ReadResp } from '@eventstore/db-client/generated/streams_pb';
 import { StreamIdentifier, WrongExpectedVersion } from '@eventstore/db-client/generated/shared_pb';
 import { Empty } from 'google-protobuf/google/protobuf/empty_pb';
@@ -36,14 +29,7 @@ import {
   toVersionConflict,
   type ClientRecordedEvent,
 } from '../../../adapters/eventstore/kurrentdb/mapping';
-import {
-  EventDecodeError,
-  START,
-  VersionConflictError,
-  type EncodedEvent,
-  type EventCodec,
-  type LogPosition,
-} from '../../../src/ports/event-store';
+import { EventDecodeError, START, VersionConflictError, type EncodedEvent, type EventCodec, type LogPosition } from '../../../src/ports/event-store';
 
 type Deposit = { type: 'Deposited'; amount: bigint };
 
@@ -103,9 +89,7 @@ const json = (value: unknown) => Buffer.from(JSON.stringify(value), 'utf8');
 const ID = '5c4b7a3e-2f1d-4e8a-9b6c-0d1e2f3a4b5c';
 
 describe('expected version -> client expected revision', () => {
-  test.each([
-    ['no_stream', NO_STREAM],
-  ] as const)('%s maps to the client constant %s', (port, client) => {
+  test.each([['no_stream', NO_STREAM]] as const)('%s maps to the client constant %s', (port, client) => {
     expect(toClientExpectedRevision(port)).toBe(client);
   });
 

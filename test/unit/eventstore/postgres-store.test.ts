@@ -2,11 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Pool } from 'pg';
 import { firstValueFrom, type Subscription } from 'rxjs';
-import {
-  createPostgresEventStore,
-  eventStoreMigration,
-  type PostgresEventStore,
-} from '../../../adapters/eventstore/postgres';
+import { createPostgresEventStore, eventStoreMigration, type PostgresEventStore } from '../../../adapters/eventstore/postgres';
 import { migrate } from '../../../adapters/postgres/migrate';
 import { readCheckpoint, saveCheckpoint } from '../../../src/read-models/checkpoints';
 import { createPool } from '../../../adapters/postgres/pool';

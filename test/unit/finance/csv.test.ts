@@ -26,14 +26,19 @@ function parseCsv(csv: string): string[][] {
 
 const FORMULA_STARTS = ['=', '+', '-', '@', '\t', '\r'];
 /** Text with the characters that matter here over-represented. */
-const hostileText = fc.string({ unit: fc.oneof(fc.constantFrom(...FORMULA_STARTS, ',', '"', '\n', "'", ';', ' '), fc.string({ minLength: 1, maxLength: 1, unit: 'binary' })), maxLength: 30 });
+const hostileText = fc.string({
+  unit: fc.oneof(fc.constantFrom(...FORMULA_STARTS, ',', '"', '\n', "'", ';', ' '), fc.string({ minLength: 1, maxLength: 1, unit: 'binary' })),
+  maxLength: 30,
+});
 
 test('a text cell that could start a formula gets a leading single quote; any other text is kept as it is', () => {
   for (const start of FORMULA_STARTS) expect(neutraliseFormula(`${start}1+1`)).toBe(`'${start}1+1`);
   expect(neutraliseFormula('invoice-1042')).toBe('invoice-1042');
   expect(neutraliseFormula(' =1')).toBe(' =1');
   expect(neutraliseFormula('')).toBe('');
-  expect(toCsv([textColumn('reference')], [['=HYPERLINK("http://evil.example","click")']])).toBe('reference\r\n"\'=HYPERLINK(""http://evil.example"",""click"")"\r\n');
+  expect(toCsv([textColumn('reference')], [['=HYPERLINK("http://evil.example","click")']])).toBe(
+    'reference\r\n"\'=HYPERLINK(""http://evil.example"",""click"")"\r\n',
+  );
 });
 
 test('property: every text cell reads back as its text, quote-prefixed exactly when it could start a formula, and no cell begins a formula', () => {
@@ -81,8 +86,26 @@ test('statements and journals: a hostile reference or account id is neutralised,
     openingBalance: 0n,
     closingBalance: -1_500_000n,
     lines: [
-      { occurredAt: '2026-11-01T00:00:00.000Z', eventId: 'evt_1', eventType: 'TopUpCompleted', reference: '=cmd|" /C calc"!A0', purchasedChange: 1_000_000n, promoChange: 0n, amount: 1_000_000n, balance: 1_000_000n },
-      { occurredAt: '2026-11-02T00:00:00.000Z', eventId: 'evt_2', eventType: 'ReservationSettled', reference: '@SUM(1+1)', purchasedChange: -2_500_000n, promoChange: 0n, amount: -2_500_000n, balance: -1_500_000n },
+      {
+        occurredAt: '2026-11-01T00:00:00.000Z',
+        eventId: 'evt_1',
+        eventType: 'TopUpCompleted',
+        reference: '=cmd|" /C calc"!A0',
+        purchasedChange: 1_000_000n,
+        promoChange: 0n,
+        amount: 1_000_000n,
+        balance: 1_000_000n,
+      },
+      {
+        occurredAt: '2026-11-02T00:00:00.000Z',
+        eventId: 'evt_2',
+        eventType: 'ReservationSettled',
+        reference: '@SUM(1+1)',
+        purchasedChange: -2_500_000n,
+        promoChange: 0n,
+        amount: -2_500_000n,
+        balance: -1_500_000n,
+      },
     ],
   });
   const rows = parseCsv(statement);
@@ -91,7 +114,16 @@ test('statements and journals: a hostile reference or account id is neutralised,
   expect(statement).toContain(',-2.500000,0.000000,-2.500000,-1.500000\r\n');
 
   const journal = journalCsv([
-    { tx: 7n, seq: 1n, line: 0, occurredAt: '2026-11-02T00:00:00.000Z', eventType: 'ReservationSettled', accountId: '+acct', ledgerAccount: 'revenue', amount: -2_500_000n },
+    {
+      tx: 7n,
+      seq: 1n,
+      line: 0,
+      occurredAt: '2026-11-02T00:00:00.000Z',
+      eventType: 'ReservationSettled',
+      accountId: '+acct',
+      ledgerAccount: 'revenue',
+      amount: -2_500_000n,
+    },
   ]);
   expect(parseCsv(journal)[1]).toEqual(['7', '1', '0', '2026-11-02T00:00:00.000Z', 'ReservationSettled', "'+acct", 'revenue', '', '2.500000']);
 });

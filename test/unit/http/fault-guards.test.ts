@@ -5,7 +5,10 @@ import { isDatabaseUnavailable } from '../../../adapters/postgres/unavailable';
 import { VersionConflictError } from '../../../src/ports/event-store';
 
 describe('body guards', () => {
-  const guard = (text: string | Buffer, charset: string | null = 'utf-8') => () => guardJsonBody(undefined, undefined, Buffer.isBuffer(text) ? text : Buffer.from(text), charset);
+  const guard =
+    (text: string | Buffer, charset: string | null = 'utf-8') =>
+    () =>
+      guardJsonBody(undefined, undefined, Buffer.isBuffer(text) ? text : Buffer.from(text), charset);
 
   test('nesting is counted outside strings only, up to the limit', () => {
     expect(jsonDepthExceeds(Buffer.from('[[[1]]]'), 3)).toBe(false);

@@ -41,7 +41,13 @@ describe('chat completion requests', () => {
       messages: [
         { role: 'developer', content: 'be brief' },
         { role: 'system', content: [{ type: 'text', text: 'sys' }] },
-        { role: 'user', content: [{ type: 'text', text: 'look' }, { type: 'image_url', image_url: { url: 'data:,' } }] },
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'look' },
+            { type: 'image_url', image_url: { url: 'data:,' } },
+          ],
+        },
         { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'f', arguments: '{}' } }] },
         { role: 'tool', tool_call_id: 'call_1', content: '42' },
       ],
@@ -83,8 +89,28 @@ describe('chat completion requests', () => {
     ['role missing', chat({ messages: [{ role: 'user', content: 'a' }, { content: MARKER }] }), 'messages[1].role', 'missing_required_parameter'],
     ['content a number', chat({ messages: [{ role: 'user', content: 42 }] }), 'messages[0].content', 'invalid_value'],
     ['user content missing', chat({ messages: [{ role: 'user', name: MARKER }] }), 'messages[0].content', 'missing_required_parameter'],
-    ['text part without text', chat({ messages: [{ role: 'user', content: [{ type: 'text', txt: MARKER }] }] }), 'messages[0].content[0].text', 'missing_required_parameter'],
-    ['text part with non-string text', chat({ messages: [{ role: 'user', content: [{ type: 'text', text: MARKER }, { type: 'text', text: 5 }] }] }), 'messages[0].content[1].text', 'invalid_type'],
+    [
+      'text part without text',
+      chat({ messages: [{ role: 'user', content: [{ type: 'text', txt: MARKER }] }] }),
+      'messages[0].content[0].text',
+      'missing_required_parameter',
+    ],
+    [
+      'text part with non-string text',
+      chat({
+        messages: [
+          {
+            role: 'user',
+            content: [
+              { type: 'text', text: MARKER },
+              { type: 'text', text: 5 },
+            ],
+          },
+        ],
+      }),
+      'messages[0].content[1].text',
+      'invalid_type',
+    ],
     ['tool message without tool_call_id', chat({ messages: [{ role: 'tool', content: MARKER }] }), 'messages[0].tool_call_id', 'missing_required_parameter'],
     ['max_tokens zero', chat({ max_tokens: 0 }), 'max_tokens', 'invalid_value'],
     ['max_tokens negative', chat({ max_tokens: -5 }), 'max_tokens', 'invalid_value'],
@@ -97,7 +123,12 @@ describe('chat completion requests', () => {
     ['include_usage not a boolean', chat({ stream: true, stream_options: { include_usage: MARKER } }), 'stream_options.include_usage', 'invalid_type'],
     ['temperature above 2', chat({ temperature: 3 }), 'temperature', 'invalid_value'],
     ['function tool without function', chat({ tools: [{ type: 'function', description: MARKER }] }), 'tools[0].function', 'missing_required_parameter'],
-    ['logit_bias value not a number: the key is client text, so the path stops before it', chat({ logit_bias: { [`${MARKER} key`]: 'x' } }), 'logit_bias', 'invalid_type'],
+    [
+      'logit_bias value not a number: the key is client text, so the path stops before it',
+      chat({ logit_bias: { [`${MARKER} key`]: 'x' } }),
+      'logit_bias',
+      'invalid_type',
+    ],
   ];
 
   it.each(invalid)('%s: 400 naming the param, without echoing the value', (_name, body, param, code) => {
@@ -122,7 +153,12 @@ describe('chat completion requests', () => {
 });
 
 describe('completion requests', () => {
-  it.each([['a string', MARKER], ['strings', ['a', 'b']], ['token ids', [1, 2, 3]], ['token id arrays', [[1], [2, 3]]]])('accepts a prompt of %s', (_n, prompt) => {
+  it.each([
+    ['a string', MARKER],
+    ['strings', ['a', 'b']],
+    ['token ids', [1, 2, 3]],
+    ['token id arrays', [[1], [2, 3]]],
+  ])('accepts a prompt of %s', (_n, prompt) => {
     expect(parseCompletionRequest({ model: 'm', prompt, max_tokens: 5, echo: false, suffix: 'x', logprobs: 2 })).toMatchObject({ ok: true });
   });
 
@@ -154,7 +190,12 @@ describe('completion requests', () => {
 });
 
 describe('embedding requests', () => {
-  it.each([['a string', MARKER], ['strings', ['a', 'b']], ['token ids', [1, 2]], ['token id arrays', [[1], [2]]]])('accepts input of %s', (_n, input) => {
+  it.each([
+    ['a string', MARKER],
+    ['strings', ['a', 'b']],
+    ['token ids', [1, 2]],
+    ['token id arrays', [[1], [2]]],
+  ])('accepts input of %s', (_n, input) => {
     expect(parseEmbeddingRequest({ model: 'e', input, encoding_format: 'float', dimensions: 256, extra_vendor: 1 })).toMatchObject({
       ok: true,
       body: { extra_vendor: 1 },

@@ -60,7 +60,12 @@ test('errors name the field that is wrong', () => {
   expectError(yamlFile.replace('http://10.0.0.6:8000/v1', 'ftp://x/v1'), 'yaml', 'models[0].upstreams[1].baseUrl', 'http');
   expectError(yamlFile.replace('[chat, completion]', '[chat, images]'), 'yaml', 'models[0].operations[1]');
   expectError(yamlFile.replace('maxOutputTokens: 4096', 'maxOutputTokens: "lots"'), 'yaml', 'models[0].maxOutputTokens');
-  expectError(yamlFile.replace('upstreams: [{ baseUrl: "https://embed.internal/v1", capacity: 64 }]', 'upstreams: []'), 'yaml', 'models[1].upstreams', 'at least one upstream');
+  expectError(
+    yamlFile.replace('upstreams: [{ baseUrl: "https://embed.internal/v1", capacity: 64 }]', 'upstreams: []'),
+    'yaml',
+    'models[1].upstreams',
+    'at least one upstream',
+  );
   expectError('{"models": []}', 'json', 'models: at least one model');
   expectError(yamlFile.replace('http://10.0.0.6:8000/v1', 'not a url'), 'yaml', 'models[0].upstreams[1].baseUrl: an http(s) URL');
   expectError(yamlFile.replace('http://10.0.0.6:8000/v1', 'http://u:pw@10.0.0.6/v1'), 'yaml', 'models[0].upstreams[1].baseUrl', 'use apiKey');

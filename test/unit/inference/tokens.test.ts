@@ -1,9 +1,4 @@
-import {
-  countChatPromptTokens,
-  countCompletionPromptTokens,
-  countEmbeddingInputTokens,
-  countTextTokens,
-} from '../../../adapters/inference/tokens';
+import { countChatPromptTokens, countCompletionPromptTokens, countEmbeddingInputTokens, countTextTokens } from '../../../adapters/inference/tokens';
 
 // Reference counts are cl100k_base's, as OpenAI's tiktoken gives them.
 

@@ -31,8 +31,16 @@ const VIOLATIONS: [rule: string, file: string, source: string][] = [
   ['domain-imports-only-zod-and-ts-pattern', 'domain/io.ts', `import { Pool } from 'pg';\nexport const x = Pool;\n`],
   ['projections-import-only-domain', 'projections/leak.ts', `import type { Store } from '../src/ports/store';\nexport type X = Store;\n`],
   ['projections-do-no-io', 'projections/io.ts', `import { readFileSync } from 'node:fs';\nexport const x = readFileSync;\n`],
-  ['src-reaches-postgres-adapters-only-from-composition-roots', 'src/handlers/pool-user.ts', `import { createPool } from '../../adapters/postgres/pool';\nexport const x = createPool;\n`],
-  ['src-uses-pg-only-where-postgres-by-design', 'src/handlers/sql.ts', `import type { Pool } from 'pg';\nexport const x = (pool: Pool) => pool.query('SELECT 1');\n`],
+  [
+    'src-reaches-postgres-adapters-only-from-composition-roots',
+    'src/handlers/pool-user.ts',
+    `import { createPool } from '../../adapters/postgres/pool';\nexport const x = createPool;\n`,
+  ],
+  [
+    'src-uses-pg-only-where-postgres-by-design',
+    'src/handlers/sql.ts',
+    `import type { Pool } from 'pg';\nexport const x = (pool: Pool) => pool.query('SELECT 1');\n`,
+  ],
   ['src-imports-no-adapter-outside-composition-roots', 'src/handlers/http.ts', `import { app } from '../../adapters/http/app';\nexport const x = app;\n`],
   ['src-imports-no-infrastructure-client-outside-composition-roots', 'src/handlers/web.ts', `import express from 'express';\nexport const x = express;\n`],
   ['stripe-use-cases-import-only-the-payments-adapter', 'src/payments/http.ts', `import { app } from '../../adapters/http/app';\nexport const x = app;\n`],

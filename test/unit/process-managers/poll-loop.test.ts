@@ -12,7 +12,12 @@ afterEach(() => jest.useRealTimers());
 
 test('a pass every interval', async () => {
   let passes = 0;
-  const loop = startPollLoop(async () => void (passes += 1), { intervalMs: 100, onError: () => {} });
+  const loop = startPollLoop(
+    async () => {
+      passes += 1;
+    },
+    { intervalMs: 100, onError: () => {} },
+  );
   await jest.advanceTimersByTimeAsync(350);
   expect(passes).toBe(3);
   await loop.stop();

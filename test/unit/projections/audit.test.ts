@@ -1,16 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { DomainEvent } from '../../../domain/events';
 import type { Actor } from '../../../domain/events/metadata';
-import {
-  auditEntryOf,
-  auditFactOf,
-  canonicalJson,
-  chainBatch,
-  entryHash,
-  GENESIS_HASH,
-  verifyStep,
-  type AuditSource,
-} from '../../../projections/audit/audit';
+import { auditEntryOf, auditFactOf, canonicalJson, chainBatch, entryHash, GENESIS_HASH, verifyStep, type AuditSource } from '../../../projections/audit/audit';
 
 const T0 = '2026-03-01T10:00:00.000Z';
 const ada: Actor = { kind: 'admin', adminId: 'ada' };
@@ -26,7 +17,10 @@ function recorded(streamId: string, event: Omit<DomainEvent, 'metadata'>, actor:
   };
 }
 
-const opened = recorded('account-acct_1', { type: 'AccountOpened', data: { accountId: 'acct_1', displayNameCiphertext: 'pd1.secret-name', emailCiphertext: 'pd1.secret-mail' } });
+const opened = recorded('account-acct_1', {
+  type: 'AccountOpened',
+  data: { accountId: 'acct_1', displayNameCiphertext: 'pd1.secret-name', emailCiphertext: 'pd1.secret-mail' },
+});
 const suspended = recorded('account-acct_1', { type: 'AccountSuspended', data: { reason: 'terms_violation' } });
 const keyIssued = recorded('api-key-k1', {
   type: 'ApiKeyIssued',
@@ -37,31 +31,71 @@ const priceSet = recorded('price-book', {
   type: 'PriceSet',
   data: { version: 3, modelId: 'llama', operation: 'chat', inputPerMillion: 150_000n, outputPerMillion: 600_000n, effectiveAt: T0 },
 });
-const settled = recorded('account-acct_1', {
-  type: 'ReservationSettled',
-  data: {
-    requestId: 'r1', keyId: 'k1', model: 'llama', operation: 'chat', reservedAmount: 10n, actualCost: 5n, fromPromo: [], fromPurchased: 5n,
-    usage: { inputTokens: 1n, outputTokens: 1n, estimated: false }, priceVersion: 3, outcome: 'completed', request: null,
+const settled = recorded(
+  'account-acct_1',
+  {
+    type: 'ReservationSettled',
+    data: {
+      requestId: 'r1',
+      keyId: 'k1',
+      model: 'llama',
+      operation: 'chat',
+      reservedAmount: 10n,
+      actualCost: 5n,
+      fromPromo: [],
+      fromPurchased: 5n,
+      usage: { inputTokens: 1n, outputTokens: 1n, estimated: false },
+      priceVersion: 3,
+      outcome: 'completed',
+      request: null,
+    },
   },
-}, { kind: 'customer_key', keyId: 'k1' });
+  { kind: 'customer_key', keyId: 'k1' },
+);
 
 describe('audit facts: which acts are audited, with what', () => {
   it('an account suspension: admin actor, account target, the reason', () => {
     expect(auditEntryOf(suspended, 1n)).toMatchObject({
-      action: 'account.suspended', actorKind: 'admin', actorId: 'ada', targetKind: 'account', targetId: 'acct_1', reason: 'terms_violation', correlationId: 'corr-1',
-      positionTx: '100', eventId: suspended.id, occurredAt: T0,
+      action: 'account.suspended',
+      actorKind: 'admin',
+      actorId: 'ada',
+      targetKind: 'account',
+      targetId: 'acct_1',
+      reason: 'terms_violation',
+      correlationId: 'corr-1',
+      positionTx: '100',
+      eventId: suspended.id,
+      occurredAt: T0,
     });
   });
   it('a key revocation targets the key named by its stream and carries the reason', () =>
-    expect(auditFactOf(revoked.streamId, revoked.event)).toEqual({ action: 'api_key.revoked', targetKind: 'api_key', targetId: 'k1', reason: 'leaked in a repo', details: {} }));
+    expect(auditFactOf(revoked.streamId, revoked.event)).toEqual({
+      action: 'api_key.revoked',
+      targetKind: 'api_key',
+      targetId: 'k1',
+      reason: 'leaked in a repo',
+      details: {},
+    }));
   it('a price change targets the model, amounts in USD', () =>
     expect(auditFactOf(priceSet.streamId, priceSet.event)).toMatchObject({
-      action: 'price.set', targetKind: 'model', targetId: 'llama', details: { operation: 'chat', version: '3', inputUsdPerMillion: '0.150000', outputUsdPerMillion: '0.600000' },
+      action: 'price.set',
+      targetKind: 'model',
+      targetId: 'llama',
+      details: { operation: 'chat', version: '3', inputUsdPerMillion: '0.150000', outputUsdPerMillion: '0.600000' },
     }));
-  it('a manual top-up is a manual credit grant, its reason taken from the admin route\'s correlation id', () => {
-    const manual = recorded('account-acct_1', { type: 'TopUpCompleted', data: { paymentReference: 'manual:goodwill-7', amount: 10_000_000n, autoTopUpAttemptId: null } }, ada, 'reason: outage credit');
+  it("a manual top-up is a manual credit grant, its reason taken from the admin route's correlation id", () => {
+    const manual = recorded(
+      'account-acct_1',
+      { type: 'TopUpCompleted', data: { paymentReference: 'manual:goodwill-7', amount: 10_000_000n, autoTopUpAttemptId: null } },
+      ada,
+      'reason: outage credit',
+    );
     expect(auditFactOf(manual.streamId, manual.event)).toEqual({
-      action: 'credit.manual_top_up', targetKind: 'account', targetId: 'acct_1', reason: 'outage credit', details: { paymentReference: 'manual:goodwill-7', amountUsd: '10.000000' },
+      action: 'credit.manual_top_up',
+      targetKind: 'account',
+      targetId: 'acct_1',
+      reason: 'outage credit',
+      details: { paymentReference: 'manual:goodwill-7', amountUsd: '10.000000' },
     });
   });
   it('a paid top-up, a reservation and its settlement are not administrative acts', () => {
@@ -72,17 +106,24 @@ describe('audit facts: which acts are audited, with what', () => {
   it('never copies personal data, ciphertexts, key names or key hashes into an entry', () => {
     const text = JSON.stringify([auditEntryOf(opened, 1n), auditEntryOf(keyIssued, 2n)]);
     for (const secret of ['secret-name', 'secret-mail', 'Jane', '$2b$']) expect(text).not.toContain(secret);
-    expect(auditFactOf(keyIssued.streamId, keyIssued.event)).toMatchObject({ targetId: 'k1', details: { accountId: 'acct_1', prefix: 'tg_k1', scopes: ['inference'] } });
+    expect(auditFactOf(keyIssued.streamId, keyIssued.event)).toMatchObject({
+      targetId: 'k1',
+      details: { accountId: 'acct_1', prefix: 'tg_k1', scopes: ['inference'] },
+    });
   });
   it('a correction says which fields changed, not their values', () => {
     const corrected = recorded('account-acct_1', { type: 'PersonalDataCorrected', data: { displayNameCiphertext: null, emailCiphertext: 'pd1.x' } });
     expect(auditFactOf(corrected.streamId, corrected.event)).toMatchObject({ action: 'personal_data.corrected', details: { fields: ['email'] } });
   });
   it('a view of personal data targets the account it shows (not the access stream), the purpose as reason, the view and fields as details', () => {
-    const viewed = recorded('personal-data-access-acct_1', {
-      type: 'PersonalDataViewed',
-      data: { accountId: 'acct_1', what: 'export', fields: ['display_name', 'email'], purpose: 'data-access request 42' },
-    }, { kind: 'admin', adminId: 'dpo-7' });
+    const viewed = recorded(
+      'personal-data-access-acct_1',
+      {
+        type: 'PersonalDataViewed',
+        data: { accountId: 'acct_1', what: 'export', fields: ['display_name', 'email'], purpose: 'data-access request 42' },
+      },
+      { kind: 'admin', adminId: 'dpo-7' },
+    );
     expect(auditFactOf(viewed.streamId, viewed.event)).toEqual({
       action: 'personal_data.viewed',
       targetKind: 'account',
@@ -114,7 +155,11 @@ describe('the hash chain', () => {
 
   it('hash = sha256(previous hash || canonical JSON of the entry fields)', () => {
     const { prevHash, hash, ...fields } = entries[1]!;
-    expect(hash).toBe(createHash('sha256').update(prevHash + canonicalJson(fields)).digest('hex'));
+    expect(hash).toBe(
+      createHash('sha256')
+        .update(prevHash + canonicalJson(fields))
+        .digest('hex'),
+    );
     expect(entryHash('f'.repeat(64), fields)).not.toBe(hash);
   });
 
@@ -136,7 +181,10 @@ describe('the hash chain', () => {
 
   it('an entry removed from the middle is named by the entry after the gap', () => {
     const removed = entries.filter((e) => e.entryNo !== '2');
-    expect(verifyStep({ entryNo: 0n, hash: GENESIS_HASH }, removed)).toEqual({ ok: false, broken: { entryNo: '3', problem: 'missing_entries', expected: '2' } });
+    expect(verifyStep({ entryNo: 0n, hash: GENESIS_HASH }, removed)).toEqual({
+      ok: false,
+      broken: { entryNo: '3', problem: 'missing_entries', expected: '2' },
+    });
   });
 
   it('an entry rehashed after being altered still breaks the next link', () => {

@@ -35,7 +35,12 @@ describe('balances reducer', () => {
     const seen = new Set<string>();
     let debt = false;
     for (let seed = 0; seed < 40; seed++) {
-      const { events } = runScriptInMemory(sampleAccountScript('acc', { seed, steps: 150, startAt: '2025-03-01T00:00:00.000Z' }), (c, s) => decideAccount(c, s), evolveAccount, initialAccountState());
+      const { events } = runScriptInMemory(
+        sampleAccountScript('acc', { seed, steps: 150, startAt: '2025-03-01T00:00:00.000Z' }),
+        (c, s) => decideAccount(c, s),
+        evolveAccount,
+        initialAccountState(),
+      );
       let state = initialAccountState();
       for (const e of events) {
         seen.add(e.type);
@@ -45,7 +50,17 @@ describe('balances reducer', () => {
     }
     expect(debt).toBe(true);
     expect([...seen].sort()).toEqual(
-      ['AccountOpened', 'PromoCreditExpired', 'PromoCreditGranted', 'RefundIssued', 'ReservationExpired', 'ReservationPlaced', 'ReservationReleased', 'ReservationSettled', 'TopUpCompleted'].sort(),
+      [
+        'AccountOpened',
+        'PromoCreditExpired',
+        'PromoCreditGranted',
+        'RefundIssued',
+        'ReservationExpired',
+        'ReservationPlaced',
+        'ReservationReleased',
+        'ReservationSettled',
+        'TopUpCompleted',
+      ].sort(),
     );
   });
 });

@@ -48,7 +48,21 @@ describe('journal postings', () => {
   });
 
   test('reservations are holds, not movements: placing, releasing and expiring post nothing', () => {
-    expect(postingsOf(stream, ev('ReservationPlaced', { requestId: 'r', keyId: 'k', model: 'm', operation: 'chat', amount: usd('1'), priceVersion: 1, expiresAt: metadata.occurredAt, instanceId: null }))).toEqual([]);
+    expect(
+      postingsOf(
+        stream,
+        ev('ReservationPlaced', {
+          requestId: 'r',
+          keyId: 'k',
+          model: 'm',
+          operation: 'chat',
+          amount: usd('1'),
+          priceVersion: 1,
+          expiresAt: metadata.occurredAt,
+          instanceId: null,
+        }),
+      ),
+    ).toEqual([]);
     expect(postingsOf(stream, ev('ReservationReleased', { requestId: 'r', amount: usd('1'), reason: 'gateway_error', request: null }))).toEqual([]);
     expect(postingsOf(stream, ev('ReservationExpired', { requestId: 'r', amount: usd('1') }))).toEqual([]);
   });

@@ -24,13 +24,27 @@ describe('retention periods', () => {
 
 describe('personalDataChange', () => {
   it('closure schedules the erasure', () =>
-    expect(personalDataChange('account-a1', { type: 'AccountClosed', data: { reason: 'admin_decision' }, metadata: meta('2026-06-01T00:00:00Z') } as DomainEvent)).toEqual({
-      op: 'closed', accountId: 'a1', closedAt: '2026-06-01T00:00:00.000Z', reason: 'admin_decision', eraseDueAt: '2026-07-01T00:00:00.000Z',
+    expect(
+      personalDataChange('account-a1', { type: 'AccountClosed', data: { reason: 'admin_decision' }, metadata: meta('2026-06-01T00:00:00Z') } as DomainEvent),
+    ).toEqual({
+      op: 'closed',
+      accountId: 'a1',
+      closedAt: '2026-06-01T00:00:00.000Z',
+      reason: 'admin_decision',
+      eraseDueAt: '2026-07-01T00:00:00.000Z',
     }));
   it('erasure and opening are recorded; money events are not retention facts', () => {
-    expect(personalDataChange('account-a1', { type: 'PersonalDataErased', data: {}, metadata: meta(NOW) } as DomainEvent)).toEqual({ op: 'erased', accountId: 'a1', erasedAt: NOW });
+    expect(personalDataChange('account-a1', { type: 'PersonalDataErased', data: {}, metadata: meta(NOW) } as DomainEvent)).toEqual({
+      op: 'erased',
+      accountId: 'a1',
+      erasedAt: NOW,
+    });
     expect(
-      personalDataChange('account-a1', { type: 'TopUpCompleted', data: { paymentReference: 'p', amount: 1n, autoTopUpAttemptId: null }, metadata: meta(NOW) } as DomainEvent),
+      personalDataChange('account-a1', {
+        type: 'TopUpCompleted',
+        data: { paymentReference: 'p', amount: 1n, autoTopUpAttemptId: null },
+        metadata: meta(NOW),
+      } as DomainEvent),
     ).toBeNull();
   });
 });
@@ -63,7 +77,14 @@ describe('planRetention', () => {
     ]);
   });
   it('wallet transactions are kept, and so is personal data of accounts not closed', () => {
-    expect(plan).toContainEqual({ category: 'wallet_transactions', subject: 'money events in the ledger', count: null, expiresAt: null, due: false, action: 'keep' });
+    expect(plan).toContainEqual({
+      category: 'wallet_transactions',
+      subject: 'money events in the ledger',
+      count: null,
+      expiresAt: null,
+      due: false,
+      action: 'keep',
+    });
     expect(plan.find((i) => i.category === 'personal_data' && i.action === 'keep')).toMatchObject({ count: 1, expiresAt: null });
   });
   it('an erased account is no longer in the plan', () => expect(JSON.stringify(plan)).not.toContain('already-erased'));

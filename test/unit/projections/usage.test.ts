@@ -18,11 +18,38 @@ describe('usage reducer', () => {
     // Placement and release in different batches: the facts travel through `open`.
     foldUsage([{ streamId: stream, event: placed('r1', '2025-01-01T23:59:00+00:00') }], open);
     const rows = foldUsage(
-      [{ streamId: stream, event: { type: 'ReservationReleased', data: { requestId: 'r1', amount: usd('1'), reason: 'gateway_error', request: { upstream: null, httpStatus: 502, stream: false, latencyMs: 40, timeToFirstTokenMs: null } }, metadata: at('2025-01-02T00:00:01+00:00') } }],
+      [
+        {
+          streamId: stream,
+          event: {
+            type: 'ReservationReleased',
+            data: {
+              requestId: 'r1',
+              amount: usd('1'),
+              reason: 'gateway_error',
+              request: { upstream: null, httpStatus: 502, stream: false, latencyMs: 40, timeToFirstTokenMs: null },
+            },
+            metadata: at('2025-01-02T00:00:01+00:00'),
+          },
+        },
+      ],
       open,
     );
     expect([...rows.values()]).toEqual([
-      { accountId: 'acc', keyId: 'k1', model: 'm1', operation: 'embedding', day: '2025-01-02', requests: 1n, inputTokens: 0n, outputTokens: 0n, cost: 0n, errors: 1n, latencyMsSum: 40n, latencyCount: 1n },
+      {
+        accountId: 'acc',
+        keyId: 'k1',
+        model: 'm1',
+        operation: 'embedding',
+        day: '2025-01-02',
+        requests: 1n,
+        inputTokens: 0n,
+        outputTokens: 0n,
+        cost: 0n,
+        errors: 1n,
+        latencyMsSum: 40n,
+        latencyCount: 1n,
+      },
     ]);
     expect(open.size).toBe(0);
   });
@@ -34,7 +61,12 @@ describe('usage reducer', () => {
   test('property: requests, tokens and cost sum to what the account state counted; errors are the ends not completed', () => {
     fc.assert(
       fc.property(fc.integer(), fc.integer({ min: 1, max: 200 }), (seed, steps) => {
-        const { events, state } = runScriptInMemory(sampleAccountScript('acc', { seed, steps, startAt: '2025-01-01T00:00:00Z' }), (c, s) => decideAccount(c, s), evolveAccount, initialAccountState());
+        const { events, state } = runScriptInMemory(
+          sampleAccountScript('acc', { seed, steps, startAt: '2025-01-01T00:00:00Z' }),
+          (c, s) => decideAccount(c, s),
+          evolveAccount,
+          initialAccountState(),
+        );
         const rows = [...foldUsage(events.map((event) => ({ streamId: stream, event }))).values()];
         const sum = (f: (r: (typeof rows)[number]) => bigint) => rows.reduce((s, r) => s + f(r), 0n);
         const ended = events.filter((e) => e.type === 'ReservationSettled' || e.type === 'ReservationReleased' || e.type === 'ReservationExpired');

@@ -45,7 +45,10 @@ function App() {
   const heading = useRef(null);
 
   useEffect(() => {
-    api('GET', '/dashboard/api/session', undefined, { quiet: true }).then((s) => setSession(s.signed_in ? s : null), () => setSession(null));
+    api('GET', '/dashboard/api/session', undefined, { quiet: true }).then(
+      (s) => setSession(s.signed_in ? s : null),
+      () => setSession(null),
+    );
     return onSignedOut(() => setSession(null));
   }, []);
 
@@ -70,7 +73,10 @@ function App() {
 
   const Page = current.page;
   return html`
-    <a class="skip" href="#main" onClick=${(e) => { e.preventDefault(); heading.current?.focus(); }}>Skip to content</a>
+    <a class="skip" href="#main" onClick=${(e) => {
+      e.preventDefault();
+      heading.current?.focus();
+    }}>Skip to content</a>
     <header class="topbar">
       <a class="brand" href="#/">Tollgate</a>
       <nav aria-label="Dashboard">

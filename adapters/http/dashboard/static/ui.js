@@ -16,7 +16,7 @@ export function useLoad(load, deps = []) {
     }
   }, deps);
   useEffect(() => {
-    reload();
+    void reload(); // never rejects: a failure becomes state.error
   }, [reload]);
   return { ...state, reload };
 }

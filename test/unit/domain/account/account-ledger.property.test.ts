@@ -36,7 +36,12 @@ const actionArb: fc.Arbitrary<Action> = fc.oneof(
   fc.record({ kind: fc.constant('grant' as const), id: fc.nat(3), amount: micro('0.01', '5'), minutes: fc.integer({ min: 1, max: 60 }) }),
   fc.record({ kind: fc.constant('expirePromo' as const), id: fc.nat(3) }),
   fc.record({ kind: fc.constant('place' as const), req: fc.nat(6), amount: fc.oneof(micro('0', '8'), micro('0', '0.5')) }),
-  fc.record({ kind: fc.constant('settle' as const), req: fc.nat(6), input: fc.oneof(fc.bigInt(0n, 3_000_000n), fc.bigInt(0n, 40_000_000n)), output: fc.bigInt(0n, 2_000_000n) }),
+  fc.record({
+    kind: fc.constant('settle' as const),
+    req: fc.nat(6),
+    input: fc.oneof(fc.bigInt(0n, 3_000_000n), fc.bigInt(0n, 40_000_000n)),
+    output: fc.bigInt(0n, 2_000_000n),
+  }),
   fc.record({ kind: fc.constant('release' as const), req: fc.nat(6) }),
   fc.record({ kind: fc.constant('expireReservation' as const), req: fc.nat(6) }),
   fc.record({ kind: fc.constant('refund' as const), id: fc.nat(3), amount: micro('0.000001', '30') }),
@@ -69,7 +74,16 @@ function toCommand(action: Action, now: string): AccountCommand | null {
     case 'place':
       return cmd('PlaceReservation', { requestId: `r${action.req}`, keyId: 'k', model: 'm', operation: 'chat', amount: action.amount, priceVersion: 1 }, now);
     case 'settle':
-      return cmd('SettleReservation', { requestId: `r${action.req}`, usage: { inputTokens: action.input, outputTokens: action.output, estimated: false }, price: PRICE_V1, outcome: 'completed' }, now);
+      return cmd(
+        'SettleReservation',
+        {
+          requestId: `r${action.req}`,
+          usage: { inputTokens: action.input, outputTokens: action.output, estimated: false },
+          price: PRICE_V1,
+          outcome: 'completed',
+        },
+        now,
+      );
     case 'release':
       return cmd('ReleaseReservation', { requestId: `r${action.req}`, reason: 'gateway_error' }, now);
     case 'expireReservation':
@@ -89,7 +103,18 @@ const spendable = (m: Model) =>
 const modelAvailable = (m: Model) => m.purchased + spendable(m).reduce((s, [, g]) => s + g.remaining, 0n) - reservedOf(m);
 
 /** What the runs explored: asserted at the end so a generator that drifts cannot pass vacuously. */
-const seen = { shortfall: 0, promoDraw: 0, promoThenPurchased: 0, refund: 0, refundRefused: 0, duplicateTopUp: 0, expiredReservation: 0, endTwiceRefused: 0, promoExpired: 0, declined: 0 };
+const seen = {
+  shortfall: 0,
+  promoDraw: 0,
+  promoThenPurchased: 0,
+  refund: 0,
+  refundRefused: 0,
+  duplicateTopUp: 0,
+  expiredReservation: 0,
+  endTwiceRefused: 0,
+  promoExpired: 0,
+  declined: 0,
+};
 
 /** Runs one action; checks it against the model; returns the new state and the events. */
 function step(state: AccountState, model: Model, action: Action): { state: AccountState; events: readonly AccountEvent[] } {
@@ -111,8 +136,7 @@ function step(state: AccountState, model: Model, action: Action): { state: Accou
       if (model.payments.has(ref)) {
         expect(decision).toEqual({ ok: true, events: [] }); // never credits twice
         seen.duplicateTopUp++;
-      }
-      else if (decision.ok) {
+      } else if (decision.ok) {
         model.payments.add(ref);
         model.purchased += action.amount;
       }
@@ -221,7 +245,15 @@ describe('account ledger (model-based)', () => {
   it('agrees with a reference model of the balance and keeps the ledger invariants', () => {
     fc.assert(
       fc.property(fc.array(actionArb, { minLength: 5, maxLength: 80, size: 'max' }), (actions) => {
-        const model: Model = { nowMs: toEpochMs(T0), purchased: 0n, grants: new Map(), open: new Map(), ended: new Set(), payments: new Set(), refunds: new Set() };
+        const model: Model = {
+          nowMs: toEpochMs(T0),
+          purchased: 0n,
+          grants: new Map(),
+          open: new Map(),
+          ended: new Set(),
+          payments: new Set(),
+          refunds: new Set(),
+        };
         let state = evolveAccount(initialAccountState(), opened);
         const log: AccountEvent[] = [opened];
         for (const action of actions) {

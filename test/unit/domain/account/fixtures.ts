@@ -38,7 +38,6 @@ export const reservationPlaced = (requestId: string, amount: bigint, extra: { no
   );
 export const placeReservation = (requestId: string, amount: bigint, now: string = T0, priceVersion = 1) =>
   cmd('PlaceReservation', { requestId, keyId: 'key-1', model: 'llama-3.1-8b', operation: 'chat', amount, priceVersion }, now);
-export const promoGranted = (grantId: string, amount: bigint, expiresAt: string) =>
-  ev('PromoCreditGranted', { grantId, amount, expiresAt, reason: 'welcome' });
+export const promoGranted = (grantId: string, amount: bigint, expiresAt: string) => ev('PromoCreditGranted', { grantId, amount, expiresAt, reason: 'welcome' });
 /** USD 1 per million input tokens, USD 2 per million output tokens */
 export const PRICE_V1 = { version: 1, inputPerMillion: 1_000_000n, outputPerMillion: 2_000_000n };

@@ -29,7 +29,9 @@ describe('TerminateAccount', () => {
       .when(terminate(false))
       .then([ev('AccountTerminated', { reason: 'spam relay', forAbuse: false }), ev('AccountClosed', { reason: 'terminated_for_breach' })]));
   it('the credit left after a termination not for abuse is still refundable', () => {
-    const state = given([opened, toppedUp(usd('20'))]).when(terminate(false)).thenState();
+    const state = given([opened, toppedUp(usd('20'))])
+      .when(terminate(false))
+      .thenState();
     expect([state.status, refundableOf(state), state.termination]).toEqual(['closed', usd('20'), { forAbuse: false }]);
   });
   it('for abuse: the purchased credit left is forfeited in the same decision', () =>
@@ -41,15 +43,29 @@ describe('TerminateAccount', () => {
         ev('PurchasedCreditForfeited', { amount: usd('20'), reason: 'terminated_for_abuse' }),
       ]));
   it('for abuse, nothing is left to refund and the balance is the promo alone', () => {
-    const state = given([opened, toppedUp(usd('20')), ev('PromoCreditGranted', { grantId: 'g1', amount: usd('3'), expiresAt: minutesAfterT0(60), reason: 'welcome' })])
+    const state = given([
+      opened,
+      toppedUp(usd('20')),
+      ev('PromoCreditGranted', { grantId: 'g1', amount: usd('3'), expiresAt: minutesAfterT0(60), reason: 'welcome' }),
+    ])
       .when(terminate(true))
       .thenState();
     expect([refundableOf(state), balanceOf(state), state.totalForfeited]).toEqual([0n, usd('3'), usd('20')]);
   });
   it('for abuse with a debt: nothing is forfeited, the debt stays owed', () => {
     const short = ev('ReservationSettled', {
-      requestId: 'r1', keyId: 'key-1', model: 'llama-3.1-8b', operation: 'chat', reservedAmount: usd('1'), actualCost: usd('1.5'),
-      fromPromo: [], fromPurchased: usd('1.5'), usage: { inputTokens: 0n, outputTokens: 750_000n, estimated: false }, priceVersion: 1, outcome: 'completed', request: null,
+      requestId: 'r1',
+      keyId: 'key-1',
+      model: 'llama-3.1-8b',
+      operation: 'chat',
+      reservedAmount: usd('1'),
+      actualCost: usd('1.5'),
+      fromPromo: [],
+      fromPurchased: usd('1.5'),
+      usage: { inputTokens: 0n, outputTokens: 750_000n, estimated: false },
+      priceVersion: 1,
+      outcome: 'completed',
+      request: null,
     });
     given([opened, toppedUp(usd('1')), reservationPlaced('r1', usd('1')), short])
       .when(terminate(true))
@@ -60,10 +76,14 @@ describe('TerminateAccount', () => {
       .when(terminate(false))
       .then([ev('AccountTerminated', { reason: 'spam relay', forAbuse: false }), ev('AccountClosed', { reason: 'terminated_for_breach' })]));
   it('account_closed: a closed account is not terminated again', () =>
-    given([opened, ev('AccountClosed', { reason: 'customer_request' })]).when(terminate(true)).then({ error: 'account_closed' }));
+    given([opened, ev('AccountClosed', { reason: 'customer_request' })])
+      .when(terminate(true))
+      .then({ error: 'account_closed' }));
   it('reason_required', () => given([opened]).when(terminate(false, '  ')).then({ error: 'reason_required' }));
   it('account_has_open_reservations: no hold outlives the account', () =>
-    given([opened, toppedUp(usd('20')), reservationPlaced('r1', usd('1'))]).when(terminate(true)).then({ error: 'account_has_open_reservations', openReservations: 1 }));
+    given([opened, toppedUp(usd('20')), reservationPlaced('r1', usd('1'))])
+      .when(terminate(true))
+      .then({ error: 'account_has_open_reservations', openReservations: 1 }));
   it('no top-up after termination', () =>
     given([opened, ev('AccountTerminated', { reason: 'x', forAbuse: false }), ev('AccountClosed', { reason: 'terminated_for_breach' })])
       .when(cmd('CompleteTopUp', { paymentReference: 'pay-2', amount: usd('10') }))
@@ -73,34 +93,70 @@ describe('TerminateAccount', () => {
 describe('RevokePromoCredit', () => {
   const grant = ev('PromoCreditGranted', { grantId: 'g1', amount: usd('5'), expiresAt: minutesAfterT0(60), reason: 'welcome' });
   const spent2 = ev('ReservationSettled', {
-    requestId: 'r1', keyId: 'key-1', model: 'llama-3.1-8b', operation: 'chat', reservedAmount: usd('2'), actualCost: usd('2'),
-    fromPromo: [{ grantId: 'g1', amount: usd('2') }], fromPurchased: 0n, usage: { inputTokens: 2_000_000n, outputTokens: 0n, estimated: false }, priceVersion: 1, outcome: 'completed', request: null,
+    requestId: 'r1',
+    keyId: 'key-1',
+    model: 'llama-3.1-8b',
+    operation: 'chat',
+    reservedAmount: usd('2'),
+    actualCost: usd('2'),
+    fromPromo: [{ grantId: 'g1', amount: usd('2') }],
+    fromPurchased: 0n,
+    usage: { inputTokens: 2_000_000n, outputTokens: 0n, estimated: false },
+    priceVersion: 1,
+    outcome: 'completed',
+    request: null,
   });
-  const revoke = (amount: bigint | null, now = minutesAfterT0(10), grantId = 'g1', reason = 'campaign abused') => cmd('RevokePromoCredit', { grantId, amount, reason }, now);
+  const revoke = (amount: bigint | null, now = minutesAfterT0(10), grantId = 'g1', reason = 'campaign abused') =>
+    cmd('RevokePromoCredit', { grantId, amount, reason }, now);
   it('without an amount, takes back all of the unspent remainder; what was spent stays spent', () =>
     given([opened, grant, reservationPlaced('r1', usd('2')), spent2])
       .when(revoke(null))
       .then([ev('PromoCreditRevoked', { grantId: 'g1', amount: usd('3'), reason: 'campaign abused' }, minutesAfterT0(10))]));
   it('in part: the rest of the grant stays spendable until its expiry', () => {
-    const state = given([opened, grant]).when(revoke(usd('1.5'))).thenState();
+    const state = given([opened, grant])
+      .when(revoke(usd('1.5')))
+      .thenState();
     expect([state.promoGrants.get('g1')?.remaining, balanceOf(state, minutesAfterT0(10))]).toEqual([usd('3.5'), usd('3.5')]);
   });
   it('exceeds_unspent_promo', () =>
-    given([opened, grant, reservationPlaced('r1', usd('2')), spent2]).when(revoke(usd('3.000001'))).then({ error: 'exceeds_unspent_promo', grantId: 'g1', unspent: usd('3'), requested: usd('3.000001') }));
+    given([opened, grant, reservationPlaced('r1', usd('2')), spent2])
+      .when(revoke(usd('3.000001')))
+      .then({ error: 'exceeds_unspent_promo', grantId: 'g1', unspent: usd('3'), requested: usd('3.000001') }));
   it('promo_grant_already_expired: past its expiry, even before the expiry is recorded', () =>
-    given([opened, grant]).when(revoke(null, minutesAfterT0(60))).then({ error: 'promo_grant_already_expired', grantId: 'g1' }));
+    given([opened, grant])
+      .when(revoke(null, minutesAfterT0(60)))
+      .then({ error: 'promo_grant_already_expired', grantId: 'g1' }));
   it('promo_grant_already_expired: after PromoCreditExpired', () =>
-    given([opened, grant, ev('PromoCreditExpired', { grantId: 'g1', amount: usd('5') }, minutesAfterT0(61))]).when(revoke(null, minutesAfterT0(62))).thenRejectedWith('promo_grant_already_expired'));
-  it('promo_grant_not_found', () => given([opened, grant]).when(revoke(null, minutesAfterT0(10), 'g9')).then({ error: 'promo_grant_not_found', grantId: 'g9' }));
-  it('reason_required', () => given([opened, grant]).when(revoke(null, minutesAfterT0(10), 'g1', ' ')).then({ error: 'reason_required' }));
+    given([opened, grant, ev('PromoCreditExpired', { grantId: 'g1', amount: usd('5') }, minutesAfterT0(61))])
+      .when(revoke(null, minutesAfterT0(62)))
+      .thenRejectedWith('promo_grant_already_expired'));
+  it('promo_grant_not_found', () =>
+    given([opened, grant])
+      .when(revoke(null, minutesAfterT0(10), 'g9'))
+      .then({ error: 'promo_grant_not_found', grantId: 'g9' }));
+  it('reason_required', () =>
+    given([opened, grant])
+      .when(revoke(null, minutesAfterT0(10), 'g1', ' '))
+      .then({ error: 'reason_required' }));
   it('amount_must_be_positive: a fully spent grant has nothing to revoke', () => {
-    const allSpent = ev('ReservationSettled', { ...spent2.data, reservedAmount: usd('5'), actualCost: usd('5'), fromPromo: [{ grantId: 'g1', amount: usd('5') }] });
-    given([opened, grant, reservationPlaced('r1', usd('5')), allSpent]).when(revoke(null)).then({ error: 'amount_must_be_positive', amount: 0n });
+    const allSpent = ev('ReservationSettled', {
+      ...spent2.data,
+      reservedAmount: usd('5'),
+      actualCost: usd('5'),
+      fromPromo: [{ grantId: 'g1', amount: usd('5') }],
+    });
+    given([opened, grant, reservationPlaced('r1', usd('5')), allSpent])
+      .when(revoke(null))
+      .then({ error: 'amount_must_be_positive', amount: 0n });
   });
   it('promo_held_by_reservations: credit a request in flight counts on is not taken from under it', () =>
-    given([opened, grant, reservationPlaced('r1', usd('4'))]).when(revoke(usd('2'))).then({ error: 'promo_held_by_reservations', available: usd('1'), requested: usd('2') }));
+    given([opened, grant, reservationPlaced('r1', usd('4'))])
+      .when(revoke(usd('2')))
+      .then({ error: 'promo_held_by_reservations', available: usd('1'), requested: usd('2') }));
   it('purchased credit can cover a hold, so the promo can go', () =>
-    given([opened, toppedUp(usd('10')), grant, reservationPlaced('r1', usd('4'))]).when(revoke(null)).then([ev('PromoCreditRevoked', { grantId: 'g1', amount: usd('5'), reason: 'campaign abused' }, minutesAfterT0(10))]));
+    given([opened, toppedUp(usd('10')), grant, reservationPlaced('r1', usd('4'))])
+      .when(revoke(null))
+      .then([ev('PromoCreditRevoked', { grantId: 'g1', amount: usd('5'), reason: 'campaign abused' }, minutesAfterT0(10))]));
   it('a revoked remainder is not spent later, and the expiry lapses only what is left', () => {
     const state = given([opened, grant, ev('PromoCreditRevoked', { grantId: 'g1', amount: usd('5'), reason: 'x' })])
       .when(cmd('ExpirePromoCredit', { grantId: 'g1' }, minutesAfterT0(61)))
@@ -115,14 +171,26 @@ describe('RevokePromoCredit', () => {
 describe('SetMaximumBalance', () => {
   const raise = (maximum: bigint | null, reason = 'enterprise contract') => cmd('SetMaximumBalance', { maximum, reason });
   const raised = ev('MaximumBalanceSet', { maximum: usd('25000'), reason: 'enterprise contract' });
-  it('raises one account above the default', () => given([opened]).when(raise(usd('25000'))).then([raised]));
+  it('raises one account above the default', () =>
+    given([opened])
+      .when(raise(usd('25000')))
+      .then([raised]));
   it('null returns the account to the default', () => {
     const state = given([opened, raised]).when(raise(null)).thenState();
     expect(state.maximumBalance).toBeNull();
   });
-  it('maximum_below_default', () => given([opened]).when(raise(usd('9999.99'))).then({ error: 'maximum_below_default', maximum: usd('9999.99'), default: usd('10000') }));
-  it('reason_required', () => given([opened]).when(raise(usd('20000'), '')).then({ error: 'reason_required' }));
-  it('account_closed', () => given([opened, ev('AccountClosed', { reason: 'customer_request' })]).when(raise(usd('20000'))).then({ error: 'account_closed' }));
+  it('maximum_below_default', () =>
+    given([opened])
+      .when(raise(usd('9999.99')))
+      .then({ error: 'maximum_below_default', maximum: usd('9999.99'), default: usd('10000') }));
+  it('reason_required', () =>
+    given([opened])
+      .when(raise(usd('20000'), ''))
+      .then({ error: 'reason_required' }));
+  it('account_closed', () =>
+    given([opened, ev('AccountClosed', { reason: 'customer_request' })])
+      .when(raise(usd('20000')))
+      .then({ error: 'account_closed' }));
   it('top-ups are held to the raised ceiling, not the default', () => {
     given([opened, raised, toppedUp(usd('9995'))])
       .when(cmd('CompleteTopUp', { paymentReference: 'pay-2', amount: usd('10000') }))
@@ -160,35 +228,52 @@ const POLICY: AccountPolicy = { minimumTopUp: usd('10'), maximumBalance: usd('10
 const micro = (min: string, max: string) => fc.bigInt(usd(min), usd(max));
 const commandArb = (n: number): fc.Arbitrary<(now: string) => AccountCommand> =>
   fc.oneof(
-    fc.record({ ref: fc.nat(4), amount: micro('10', '40') }).map(({ ref, amount }) => (now: string) => cmd('CompleteTopUp', { paymentReference: `pay-${ref}`, amount }, now)),
+    fc.record({ ref: fc.nat(4), amount: micro('10', '40') }).map(
+      ({ ref, amount }) =>
+        (now: string) =>
+          cmd('CompleteTopUp', { paymentReference: `pay-${ref}`, amount }, now),
+    ),
     fc.record({ id: fc.nat(3), amount: micro('0.01', '5'), minutes: fc.integer({ min: 1, max: 120 }) }).map(
-      ({ id, amount, minutes }) => (now: string) => cmd('GrantPromoCredit', { grantId: `g${id}`, amount, expiresAt: addMs(now, minutes * 60_000), reason: 'promo' }, now),
+      ({ id, amount, minutes }) =>
+        (now: string) =>
+          cmd('GrantPromoCredit', { grantId: `g${id}`, amount, expiresAt: addMs(now, minutes * 60_000), reason: 'promo' }, now),
     ),
     fc.nat(3).map((id) => (now: string) => cmd('ExpirePromoCredit', { grantId: `g${id}` }, now)),
     fc.record({ req: fc.nat(n), amount: micro('0', '8') }).map(
-      ({ req, amount }) => (now: string) => cmd('PlaceReservation', { requestId: `r${req}`, keyId: 'k', model: 'm', operation: 'chat', amount, priceVersion: 1 }, now),
+      ({ req, amount }) =>
+        (now: string) =>
+          cmd('PlaceReservation', { requestId: `r${req}`, keyId: 'k', model: 'm', operation: 'chat', amount, priceVersion: 1 }, now),
     ),
     fc.record({ req: fc.nat(n), input: fc.bigInt(0n, 12_000_000n) }).map(
-      ({ req, input }) => (now: string) =>
-        cmd('SettleReservation', { requestId: `r${req}`, usage: { inputTokens: input, outputTokens: 0n, estimated: false }, price: PRICE_V1, outcome: 'completed' }, now),
+      ({ req, input }) =>
+        (now: string) =>
+          cmd(
+            'SettleReservation',
+            { requestId: `r${req}`, usage: { inputTokens: input, outputTokens: 0n, estimated: false }, price: PRICE_V1, outcome: 'completed' },
+            now,
+          ),
     ),
     fc.record({ id: fc.nat(3), amount: micro('0.01', '30') }).map(
-      ({ id, amount }) => (now: string) => cmd('IssueRefund', { refundId: `rf-${id}`, amount, paymentReferences: ['pay-0'] }, now),
+      ({ id, amount }) =>
+        (now: string) =>
+          cmd('IssueRefund', { refundId: `rf-${id}`, amount, paymentReferences: ['pay-0'] }, now),
     ),
     fc.boolean().map((forAbuse) => (now: string) => cmd('TerminateAccount', { reason: 'breach', forAbuse }, now)),
     fc.option(micro('100', '200')).map((maximum) => (now: string) => cmd('SetMaximumBalance', { maximum, reason: 'raised' }, now)),
     fc.record({ id: fc.nat(3), amount: fc.option(micro('0.000001', '3')) }).map(
-      ({ id, amount }) => (now: string) => cmd('RevokePromoCredit', { grantId: `g${id}`, amount, reason: 'revoked' }, now),
+      ({ id, amount }) =>
+        (now: string) =>
+          cmd('RevokePromoCredit', { grantId: `g${id}`, amount, reason: 'revoked' }, now),
     ),
   );
 
-export interface Checked {
+interface Checked {
   readonly state: AccountState;
   readonly events: readonly AccountEvent[];
 }
 
 /** Runs the commands minute by minute; after every event checks journal, projection and decider agree. */
-export function runAndCheck(commands: readonly ((now: string) => AccountCommand)[]): Checked {
+function runAndCheck(commands: readonly ((now: string) => AccountCommand)[]): Checked {
   const stream = accountStreamId('acc-1');
   let state = evolveAccount(initialAccountState(), opened);
   const events: AccountEvent[] = [opened];
@@ -236,7 +321,9 @@ test('property: over any history with terminations and promo revocations, the tr
       const closedAt = events.findIndex((e) => e.type === 'AccountClosed');
       if (closedAt >= 0) {
         const after = events.slice(closedAt + 1).map((e) => e.type);
-        expect(after.filter((t) => !['PurchasedCreditForfeited', 'RefundIssued', 'PromoCreditExpired', 'PromoCreditRevoked', 'ReservationSettled'].includes(t))).toEqual([]);
+        expect(
+          after.filter((t) => !['PurchasedCreditForfeited', 'RefundIssued', 'PromoCreditExpired', 'PromoCreditRevoked', 'ReservationSettled'].includes(t)),
+        ).toEqual([]);
       }
       expect(availableOf(state) <= balanceOf(state)).toBe(true);
     }),

@@ -23,11 +23,16 @@ describe('CorrectPersonalData', () => {
     given([opened, closed, ev('PersonalDataErased', {})])
       .when(cmd('CorrectPersonalData', { emailCiphertext: 'enc:e' }))
       .then({ error: 'personal_data_already_erased' }));
-  it('account_not_open', () => given([]).when(cmd('CorrectPersonalData', { emailCiphertext: 'enc:e' })).then({ error: 'account_not_open' }));
+  it('account_not_open', () =>
+    given([])
+      .when(cmd('CorrectPersonalData', { emailCiphertext: 'enc:e' }))
+      .then({ error: 'account_not_open' }));
   it('changes nothing the decider keeps (no personal data in state)', () => {
     const decider = accountDecider();
     const before = decider.evolve(decider.initialState(), opened);
-    const after = given([opened]).when(cmd('CorrectPersonalData', { emailCiphertext: 'enc:e' })).thenState();
+    const after = given([opened])
+      .when(cmd('CorrectPersonalData', { emailCiphertext: 'enc:e' }))
+      .thenState();
     expect(after).toEqual(before);
   });
 });

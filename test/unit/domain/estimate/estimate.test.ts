@@ -7,12 +7,21 @@ const price = { inputPerMillion: usd('1'), outputPerMillion: usd('2') };
 describe('estimateReservation', () => {
   it('is the upstream estimate (prompt + max output at the price) plus margin when there is no history', () =>
     // 1000 * 1 + 500 * 2 = 2000 micro-USD, +10%
-    expect(estimateReservation({ promptTokens: 1000n, maxOutputTokens: 500n, price, marginBasisPoints: 1000n })).toEqual({ amount: 2200n, maximumCost: 2200n }));
+    expect(estimateReservation({ promptTokens: 1000n, maxOutputTokens: 500n, price, marginBasisPoints: 1000n })).toEqual({
+      amount: 2200n,
+      maximumCost: 2200n,
+    }));
 
   it('a historical average above the maximum possible cost is capped at it (issue 12: USD 1 refused a max_tokens 10 request)', () => {
     // 12 prompt + 10 output tokens at USD 20 / 60 per million: at most USD 0.00084, +10%.
     const cheap = { inputPerMillion: usd('20'), outputPerMillion: usd('60') };
-    const estimate = estimateReservation({ promptTokens: 12n, maxOutputTokens: 10n, price: cheap, historicalAverage: usd('0.960609'), marginBasisPoints: 1000n });
+    const estimate = estimateReservation({
+      promptTokens: 12n,
+      maxOutputTokens: 10n,
+      price: cheap,
+      historicalAverage: usd('0.960609'),
+      marginBasisPoints: 1000n,
+    });
     expect(estimate).toEqual({ amount: 924n, maximumCost: 924n });
   });
 
@@ -20,10 +29,15 @@ describe('estimateReservation', () => {
     expect(estimateReservation({ promptTokens: 1000n, maxOutputTokens: 500n, price, historicalAverage: 10n, marginBasisPoints: 0n }).amount).toBe(2000n));
 
   it('rounds the margin up to the next micro-USD', () =>
-    expect(estimateReservation({ promptTokens: 1n, maxOutputTokens: 0n, price: { inputPerMillion: usd('3'), outputPerMillion: 0n }, marginBasisPoints: 1n }).amount).toBe(4n));
+    expect(
+      estimateReservation({ promptTokens: 1n, maxOutputTokens: 0n, price: { inputPerMillion: usd('3'), outputPerMillion: 0n }, marginBasisPoints: 1n }).amount,
+    ).toBe(4n));
 
   it('an embedding (no output tokens) can cost at most its prompt, plus the margin', () =>
-    expect(estimateReservation({ promptTokens: 5000n, maxOutputTokens: 0n, price, historicalAverage: usd('9'), marginBasisPoints: 1000n })).toEqual({ amount: 5500n, maximumCost: 5500n }));
+    expect(estimateReservation({ promptTokens: 5000n, maxOutputTokens: 0n, price, historicalAverage: usd('9'), marginBasisPoints: 1000n })).toEqual({
+      amount: 5500n,
+      maximumCost: 5500n,
+    }));
 
   it('refuses a negative margin or a negative average', () => {
     expect(() => estimateReservation({ promptTokens: 1n, maxOutputTokens: 1n, price, marginBasisPoints: -1n })).toThrow(RangeError);

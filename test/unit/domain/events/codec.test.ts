@@ -5,9 +5,18 @@ import type { EventCodec } from '../../../../src/ports/event-store';
 import { ev, opened, promoGranted, reservationPlaced, T0 } from '../account/fixtures';
 
 const settled = ev('ReservationSettled', {
-  requestId: 'r1', keyId: 'key-1', model: 'm', operation: 'embedding', reservedAmount: usd('1'), actualCost: 12_345_678_901_234_567_890n,
-  fromPromo: [{ grantId: 'g1', amount: 5n }], fromPurchased: 12_345_678_901_234_567_885n,
-  usage: { inputTokens: 9_007_199_254_740_993n, outputTokens: 0n, estimated: true }, priceVersion: 7, outcome: 'client_disconnected', request: null,
+  requestId: 'r1',
+  keyId: 'key-1',
+  model: 'm',
+  operation: 'embedding',
+  reservedAmount: usd('1'),
+  actualCost: 12_345_678_901_234_567_890n,
+  fromPromo: [{ grantId: 'g1', amount: 5n }],
+  fromPurchased: 12_345_678_901_234_567_885n,
+  usage: { inputTokens: 9_007_199_254_740_993n, outputTokens: 0n, estimated: true },
+  priceVersion: 7,
+  outcome: 'client_disconnected',
+  request: null,
 });
 
 const samples: DomainEvent[] = [
@@ -23,7 +32,14 @@ const samples: DomainEvent[] = [
   ev('PersonalDataCorrected', { displayNameCiphertext: null, emailCiphertext: 'pd1.a.b.c' }),
   {
     type: 'RetentionRunCompleted',
-    data: { runId: 'run-1', asOf: T0, auditEntriesPurged: 2n, auditAnchor: { entryNo: 2n, hash: 'f'.repeat(64) }, requestMetadataPurged: 0n, personalDataErased: ['a1'] },
+    data: {
+      runId: 'run-1',
+      asOf: T0,
+      auditEntriesPurged: 2n,
+      auditAnchor: { entryNo: 2n, hash: 'f'.repeat(64) },
+      requestMetadataPurged: 0n,
+      personalDataErased: ['a1'],
+    },
     metadata: { correlationId: 'c', causationId: 'c', actor: { kind: 'system', process: 'retention' }, occurredAt: T0 },
   },
   {
@@ -76,7 +92,9 @@ describe('domainEventCodec', () => {
     const { instanceId, ...before } = stored.data;
     expect(instanceId).toBeNull();
     expect(domainEventCodec.decode({ ...stored, data: before })).toEqual(reservationPlaced('r1', 400_000n));
-    expect(domainEventCodec.decode(domainEventCodec.encode(reservationPlaced('r1', 1n, { instanceId: 'gw-a' })))).toEqual(reservationPlaced('r1', 1n, { instanceId: 'gw-a' }));
+    expect(domainEventCodec.decode(domainEventCodec.encode(reservationPlaced('r1', 1n, { instanceId: 'gw-a' })))).toEqual(
+      reservationPlaced('r1', 1n, { instanceId: 'gw-a' }),
+    );
   });
 
   it('every definition has an upcaster for each older version', () => {
@@ -85,7 +103,8 @@ describe('domainEventCodec', () => {
     }
   });
 
-  const good = () => JSON.parse(JSON.stringify(domainEventCodec.encode(ev('TopUpCompleted', { paymentReference: 'p', amount: 10n, autoTopUpAttemptId: null }))));
+  const good = () =>
+    JSON.parse(JSON.stringify(domainEventCodec.encode(ev('TopUpCompleted', { paymentReference: 'p', amount: 10n, autoTopUpAttemptId: null }))));
   it.each<[string, (s: { type: string; data: any; metadata: any }) => void]>([
     ['a fractional amount', (s) => (s.data.amount = '10.5')],
     ['an amount as a JSON number', (s) => (s.data.amount = 10)],

@@ -32,7 +32,16 @@ const metadata = fc.record({ correlationId: id, causationId: id, actor, occurred
 const hotEvents = fc.oneof(
   fc.record({
     type: fc.constant('ReservationPlaced'),
-    data: fc.record({ requestId: id, keyId: id, model: id, operation, amount: natural, priceVersion: fc.integer({ min: 1, max: 1_000 }), expiresAt: instant, instanceId: fc.option(id, { nil: null }) }),
+    data: fc.record({
+      requestId: id,
+      keyId: id,
+      model: id,
+      operation,
+      amount: natural,
+      priceVersion: fc.integer({ min: 1, max: 1_000 }),
+      expiresAt: instant,
+      instanceId: fc.option(id, { nil: null }),
+    }),
     metadata,
   }),
   fc.record({
@@ -48,7 +57,14 @@ const hotEvents = fc.oneof(
       fromPurchased: natural,
       usage: fc.record({ inputTokens: natural, outputTokens: natural, estimated: fc.boolean() }),
       priceVersion: fc.integer({ min: 1, max: 1_000 }),
-      outcome: fc.constantFrom('completed', 'completed_after_disconnect', 'client_disconnected', 'max_duration_reached', 'moderation_refusal', 'upstream_error'),
+      outcome: fc.constantFrom(
+        'completed',
+        'completed_after_disconnect',
+        'client_disconnected',
+        'max_duration_reached',
+        'moderation_refusal',
+        'upstream_error',
+      ),
       request,
     }),
     metadata,

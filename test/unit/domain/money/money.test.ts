@@ -38,7 +38,10 @@ describe('formatUsd', () => {
   ])('formats %p as %s', (micro, text) => expect(formatUsd(micro)).toBe(text));
 
   it('round-trips with parseUsd for any amount', () =>
-    fc.assert(fc.property(fc.bigInt(-(10n ** 20n), 10n ** 20n), (m) => expect(usd(formatUsd(m))).toBe(m)), { numRuns: 500 }));
+    fc.assert(
+      fc.property(fc.bigInt(-(10n ** 20n), 10n ** 20n), (m) => expect(usd(formatUsd(m))).toBe(m)),
+      { numRuns: 500 },
+    ));
 });
 
 describe('costOf and requestCost: the single rounding rule', () => {

@@ -15,45 +15,112 @@ const ev = <T extends PriceBookEvent['type']>(type: T, data: Extract<PriceBookEv
   ({ type, data, metadata: eventMetadataFrom(commandMetadata(now)) }) as Extract<PriceBookEvent, { type: T }>;
 
 const added = ev('ModelAdded', { modelId: 'llama', operations: ['chat', 'completion'], maxOutputTokens: 4096n });
-const priceV1 = ev('PriceSet', { version: 1, modelId: 'llama', operation: 'chat', inputPerMillion: usd('0.15'), outputPerMillion: usd('0.60'), effectiveAt: T0 });
-const priceV2 = ev('PriceSet', { version: 2, modelId: 'llama', operation: 'chat', inputPerMillion: usd('0.20'), outputPerMillion: usd('0.80'), effectiveAt: minutesAfterT0(60) });
+const priceV1 = ev('PriceSet', {
+  version: 1,
+  modelId: 'llama',
+  operation: 'chat',
+  inputPerMillion: usd('0.15'),
+  outputPerMillion: usd('0.60'),
+  effectiveAt: T0,
+});
+const priceV2 = ev('PriceSet', {
+  version: 2,
+  modelId: 'llama',
+  operation: 'chat',
+  inputPerMillion: usd('0.20'),
+  outputPerMillion: usd('0.80'),
+  effectiveAt: minutesAfterT0(60),
+});
 
 describe('price book decider', () => {
-  it('adds a model', () => given([]).when(cmd('AddModel', { modelId: 'llama', operations: ['chat', 'completion'], maxOutputTokens: 4096n })).then([added]));
-  it('model_already_exists', () => given([added]).when(cmd('AddModel', { modelId: 'llama', operations: ['chat'], maxOutputTokens: 1n })).then({ error: 'model_already_exists', modelId: 'llama' }));
-  it('no_operations', () => given([]).when(cmd('AddModel', { modelId: 'x', operations: [], maxOutputTokens: 1n })).then({ error: 'no_operations' }));
-  it('max_output_tokens_not_positive', () => given([]).when(cmd('AddModel', { modelId: 'x', operations: ['chat'], maxOutputTokens: 0n })).thenRejectedWith('max_output_tokens_not_positive'));
-  it('retires a model', () => given([added]).when(cmd('RetireModel', { modelId: 'llama' })).then([ev('ModelRetired', { modelId: 'llama' })]));
-  it('model_retired: retiring twice', () => given([added, ev('ModelRetired', { modelId: 'llama' })]).when(cmd('RetireModel', { modelId: 'llama' })).then({ error: 'model_retired', modelId: 'llama' }));
+  it('adds a model', () =>
+    given([])
+      .when(cmd('AddModel', { modelId: 'llama', operations: ['chat', 'completion'], maxOutputTokens: 4096n }))
+      .then([added]));
+  it('model_already_exists', () =>
+    given([added])
+      .when(cmd('AddModel', { modelId: 'llama', operations: ['chat'], maxOutputTokens: 1n }))
+      .then({ error: 'model_already_exists', modelId: 'llama' }));
+  it('no_operations', () =>
+    given([])
+      .when(cmd('AddModel', { modelId: 'x', operations: [], maxOutputTokens: 1n }))
+      .then({ error: 'no_operations' }));
+  it('max_output_tokens_not_positive', () =>
+    given([])
+      .when(cmd('AddModel', { modelId: 'x', operations: ['chat'], maxOutputTokens: 0n }))
+      .thenRejectedWith('max_output_tokens_not_positive'));
+  it('retires a model', () =>
+    given([added])
+      .when(cmd('RetireModel', { modelId: 'llama' }))
+      .then([ev('ModelRetired', { modelId: 'llama' })]));
+  it('model_retired: retiring twice', () =>
+    given([added, ev('ModelRetired', { modelId: 'llama' })])
+      .when(cmd('RetireModel', { modelId: 'llama' }))
+      .then({ error: 'model_retired', modelId: 'llama' }));
 
   const setPrice = (effectiveAt?: string, now = T0) =>
-    cmd('SetPrice', { modelId: 'llama', operation: 'chat', inputPerMillion: usd('0.20'), outputPerMillion: usd('0.80'), ...(effectiveAt ? { effectiveAt } : {}) }, now);
-  it('numbers every price change with the next version', () => given([added, priceV1]).when(setPrice(minutesAfterT0(60))).then([priceV2]));
+    cmd(
+      'SetPrice',
+      { modelId: 'llama', operation: 'chat', inputPerMillion: usd('0.20'), outputPerMillion: usd('0.80'), ...(effectiveAt ? { effectiveAt } : {}) },
+      now,
+    );
+  it('numbers every price change with the next version', () =>
+    given([added, priceV1])
+      .when(setPrice(minutesAfterT0(60)))
+      .then([priceV2]));
   it('a price takes effect now unless told otherwise', () =>
-    given([added]).when(setPrice()).then([ev('PriceSet', { version: 1, modelId: 'llama', operation: 'chat', inputPerMillion: usd('0.20'), outputPerMillion: usd('0.80'), effectiveAt: T0 })]));
-  it('price_effective_in_past', () => given([added]).when(setPrice(T0, minutesAfterT0(1))).thenRejectedWith('price_effective_in_past'));
+    given([added])
+      .when(setPrice())
+      .then([
+        ev('PriceSet', { version: 1, modelId: 'llama', operation: 'chat', inputPerMillion: usd('0.20'), outputPerMillion: usd('0.80'), effectiveAt: T0 }),
+      ]));
+  it('price_effective_in_past', () =>
+    given([added])
+      .when(setPrice(T0, minutesAfterT0(1)))
+      .thenRejectedWith('price_effective_in_past'));
   it('unknown_model', () => given([]).when(setPrice()).then({ error: 'unknown_model', modelId: 'llama' }));
   it('operation_not_offered', () =>
-    given([added]).when(cmd('SetPrice', { modelId: 'llama', operation: 'embedding', inputPerMillion: 1n, outputPerMillion: 1n })).then({ error: 'operation_not_offered', modelId: 'llama', operation: 'embedding' }));
-  it('price_negative', () => given([added]).when(cmd('SetPrice', { modelId: 'llama', operation: 'chat', inputPerMillion: -1n, outputPerMillion: 1n })).thenRejectedWith('price_negative'));
-  it('model_retired: no new price for a retired model', () => given([added, ev('ModelRetired', { modelId: 'llama' })]).when(setPrice()).thenRejectedWith('model_retired'));
+    given([added])
+      .when(cmd('SetPrice', { modelId: 'llama', operation: 'embedding', inputPerMillion: 1n, outputPerMillion: 1n }))
+      .then({ error: 'operation_not_offered', modelId: 'llama', operation: 'embedding' }));
+  it('price_negative', () =>
+    given([added])
+      .when(cmd('SetPrice', { modelId: 'llama', operation: 'chat', inputPerMillion: -1n, outputPerMillion: 1n }))
+      .thenRejectedWith('price_negative'));
+  it('model_retired: no new price for a retired model', () =>
+    given([added, ev('ModelRetired', { modelId: 'llama' })])
+      .when(setPrice())
+      .thenRejectedWith('model_retired'));
 });
 
 describe('priceInForce and priceByVersion', () => {
   const book: PriceBookState = fold(priceBookDecider, [added, priceV1, priceV2]);
   it('is the latest price already effective at the instant', () => {
-    expect(priceInForce(book, 'llama', 'chat', minutesAfterT0(59))).toEqual({ ok: true, value: { version: 1, inputPerMillion: usd('0.15'), outputPerMillion: usd('0.60') } });
-    expect(priceInForce(book, 'llama', 'chat', minutesAfterT0(60))).toEqual({ ok: true, value: { version: 2, inputPerMillion: usd('0.20'), outputPerMillion: usd('0.80') } });
+    expect(priceInForce(book, 'llama', 'chat', minutesAfterT0(59))).toEqual({
+      ok: true,
+      value: { version: 1, inputPerMillion: usd('0.15'), outputPerMillion: usd('0.60') },
+    });
+    expect(priceInForce(book, 'llama', 'chat', minutesAfterT0(60))).toEqual({
+      ok: true,
+      value: { version: 2, inputPerMillion: usd('0.20'), outputPerMillion: usd('0.80') },
+    });
   });
   it('on equal effective times the later version wins', () => {
     const again = ev('PriceSet', { ...priceV2.data, version: 3, inputPerMillion: 1n });
     const r = priceInForce(fold(priceBookDecider, [added, priceV1, priceV2, again]), 'llama', 'chat', minutesAfterT0(90));
     expect(r.ok && r.value.version).toBe(3);
   });
-  it('no_price_in_force', () => expect(priceInForce(book, 'llama', 'completion', T0)).toEqual({ ok: false, error: { error: 'no_price_in_force', modelId: 'llama', operation: 'completion', at: T0 } }));
+  it('no_price_in_force', () =>
+    expect(priceInForce(book, 'llama', 'completion', T0)).toEqual({
+      ok: false,
+      error: { error: 'no_price_in_force', modelId: 'llama', operation: 'completion', at: T0 },
+    }));
   it('unknown_model', () => expect(priceInForce(book, 'gpt-9', 'chat', T0)).toMatchObject({ ok: false, error: { error: 'unknown_model' } }));
   it('model_retired', () =>
-    expect(priceInForce(fold(priceBookDecider, [added, priceV1, ev('ModelRetired', { modelId: 'llama' })]), 'llama', 'chat', T0)).toMatchObject({ ok: false, error: { error: 'model_retired' } }));
+    expect(priceInForce(fold(priceBookDecider, [added, priceV1, ev('ModelRetired', { modelId: 'llama' })]), 'llama', 'chat', T0)).toMatchObject({
+      ok: false,
+      error: { error: 'model_retired' },
+    }));
   it('keeps every version queryable, so settlement charges the admitted price after a change', () => {
     expect(priceByVersion(book, 1)).toMatchObject({ ok: true, value: { inputPerMillion: usd('0.15') } });
     expect(priceByVersion(book, 9)).toEqual({ ok: false, error: { error: 'unknown_price_version', version: 9 } });

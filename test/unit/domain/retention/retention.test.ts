@@ -30,12 +30,20 @@ describe('RecordRetentionRun', () => {
     given([])
       .when(run('r1', T0, { auditEntriesPurged: 3n, auditAnchor: { entryNo: 3n, hash: HASH }, personalDataErased: ['acct_1'] }))
       .then([completed('r1', T0, { auditEntriesPurged: 3n, auditAnchor: { entryNo: 3n, hash: HASH }, personalDataErased: ['acct_1'] })]));
-  it('a run id already recorded is a no-op', () => given([completed('r1', T0)]).when(run('r1', T1)).then([]));
+  it('a run id already recorded is a no-op', () =>
+    given([completed('r1', T0)])
+      .when(run('r1', T1))
+      .then([]));
   it('retention_run_before_previous', () =>
-    given([completed('r1', T1)]).when(run('r2', T0)).then({ error: 'retention_run_before_previous', asOf: T0, previous: T1 }));
+    given([completed('r1', T1)])
+      .when(run('r2', T0))
+      .then({ error: 'retention_run_before_previous', asOf: T0, previous: T1 }));
   it('audit_anchor_moved_back', () =>
     given([completed('r1', T0, { auditEntriesPurged: 5n, auditAnchor: { entryNo: 5n, hash: HASH } })])
       .when(run('r2', T1, { auditEntriesPurged: 1n, auditAnchor: { entryNo: 4n, hash: HASH } }))
       .then({ error: 'audit_anchor_moved_back', entryNo: 4n, previous: 5n }));
-  it('count_negative', () => given([]).when(run('r1', T0, { requestMetadataPurged: -1n })).thenRejectedWith('count_negative'));
+  it('count_negative', () =>
+    given([])
+      .when(run('r1', T0, { requestMetadataPurged: -1n }))
+      .thenRejectedWith('count_negative'));
 });

@@ -5,7 +5,10 @@ import { decimalFromInput, usd } from '../money.js';
 import { AccountBanner } from './balance.js';
 import { Field, Loading, Message, Select, Stat, When, instantFromLocalInput, useAction, useLoad } from '../ui.js';
 
-const SUSPENSION_REASONS = ['terms_violation', 'payment_dispute', 'customer_request', 'negative_balance', 'auto_top_up_failed'].map((r) => ({ value: r, label: r.replaceAll('_', ' ') }));
+const SUSPENSION_REASONS = ['terms_violation', 'payment_dispute', 'customer_request', 'negative_balance', 'auto_top_up_failed'].map((r) => ({
+  value: r,
+  label: r.replaceAll('_', ' '),
+}));
 
 export function AccountsPage({ params }) {
   const selected = params.get('id');
@@ -27,11 +30,13 @@ export function AccountsPage({ params }) {
         : html`<table id="accounts-table">
             <caption class="visually-hidden">Accounts found</caption>
             <thead><tr><th scope="col">Account</th><th scope="col">Name</th><th scope="col">Email</th><th scope="col">Status</th><th scope="col" class="num">Available</th></tr></thead>
-            <tbody>${data.map((a) => html`<tr>
+            <tbody>${data.map(
+              (a) => html`<tr>
               <th scope="row"><a href=${`#/accounts${query({ q, id: a.account_id })}`} aria-current=${a.account_id === selected ? 'true' : undefined}>${a.account_id}</a></th>
               <td>${a.display_name ?? '(erased)'}</td><td>${a.email ?? '(erased)'}</td>
               <td>${a.status}${a.suspension_reason ? ` (${a.suspension_reason.replaceAll('_', ' ')})` : ''}</td><td class="num">${usd(a.available_usd)}</td>
-            </tr>`)}</tbody>
+            </tr>`,
+            )}</tbody>
           </table>`}<//>
     ${selected && html`<${AccountDetail} accountId=${selected} key=${selected} onChanged=${results.reload} />`}`;
 }
@@ -48,8 +53,9 @@ function AccountDetail({ accountId, onChanged }) {
   const act = async (call, success) => {
     const done = await action.run(call, success);
     if (done) {
-      account.reload();
-      onChanged();
+      // Both loads never reject: a failure shows as their own error state.
+      void account.reload();
+      void onChanged();
     }
     return done;
   };
@@ -57,21 +63,25 @@ function AccountDetail({ accountId, onChanged }) {
     event.preventDefault();
     const amount = decimalFromInput(promo.amount);
     if (amount === null) return action.setMessage({ kind: 'error', text: 'Enter the promo amount in dollars, such as 5.00.' });
-    return act(() => post(`/admin/accounts/${id}/promo-grants`, { amount_usd: amount, expires_at: instantFromLocalInput(promo.expires), reason: promo.reason }), `Granted ${usd(amount)} of promotional credit.`).then(
-      (done) => done && setPromo({ amount: '', expires: '', reason: '' }),
-    );
+    return act(
+      () => post(`/admin/accounts/${id}/promo-grants`, { amount_usd: amount, expires_at: instantFromLocalInput(promo.expires), reason: promo.reason }),
+      `Granted ${usd(amount)} of promotional credit.`,
+    ).then((done) => done && setPromo({ amount: '', expires: '', reason: '' }));
   };
   const issueRefund = (event) => {
     event.preventDefault();
     const amount = refund.amount.trim() === '' ? undefined : decimalFromInput(refund.amount);
-    if (amount === null) return action.setMessage({ kind: 'error', text: 'Enter the refund in dollars and cents, or leave it empty to refund everything refundable.' });
-    return act(() => post(`/admin/accounts/${id}/refunds`, { ...(amount ? { amount_usd: amount } : {}), reason: refund.reason }), (r) => `Refund ${r.refund_id}: ${usd(r.refunded_usd)} refunded.`).then(
-      (done) => done && setRefund({ amount: '', reason: '' }),
-    );
+    if (amount === null)
+      return action.setMessage({ kind: 'error', text: 'Enter the refund in dollars and cents, or leave it empty to refund everything refundable.' });
+    return act(
+      () => post(`/admin/accounts/${id}/refunds`, { ...(amount ? { amount_usd: amount } : {}), reason: refund.reason }),
+      (r) => `Refund ${r.refund_id}: ${usd(r.refunded_usd)} refunded.`,
+    ).then((done) => done && setRefund({ amount: '', reason: '' }));
   };
   const suspend = (event) => {
     event.preventDefault();
-    act(() => post(`/admin/accounts/${id}/suspend`, { reason }), 'The account is suspended.');
+    // act() never rejects: action.run turns a failure into the page's message.
+    void act(() => post(`/admin/accounts/${id}/suspend`, { reason }), 'The account is suspended.');
   };
 
   return html`<section class="detail" aria-labelledby="account-heading">
@@ -87,22 +97,28 @@ function AccountDetail({ accountId, onChanged }) {
         <${Stat} label="Held" value=${usd(a.reserved_usd)} />
       </dl>
       <div class="actions">
-        ${a.status === 'open' &&
-        html`<form class="inline-form" onSubmit=${suspend}>
+        ${
+          a.status === 'open' &&
+          html`<form class="inline-form" onSubmit=${suspend}>
           <${Select} label="Suspension reason" id="suspend-reason" options=${SUSPENSION_REASONS} value=${reason} onChange=${(e) => setReason(e.currentTarget.value)} />
           <button type="submit" class="danger" disabled=${action.busy}>Suspend</button>
-        </form>`}
-        ${a.status === 'suspended' &&
-        html`<button type="button" disabled=${action.busy} onClick=${() => act(() => post(`/admin/accounts/${id}/reinstate`), 'The account is reinstated.')}>Reinstate (admin decision)</button>`}
+        </form>`
+        }
+        ${
+          a.status === 'suspended' &&
+          html`<button type="button" disabled=${action.busy} onClick=${() => act(() => post(`/admin/accounts/${id}/reinstate`), 'The account is reinstated.')}>Reinstate (admin decision)</button>`
+        }
       </div>
-      ${a.status !== 'closed' &&
-      html`<form class="inline-form" onSubmit=${grant} aria-labelledby="promo-form-heading">
+      ${
+        a.status !== 'closed' &&
+        html`<form class="inline-form" onSubmit=${grant} aria-labelledby="promo-form-heading">
         <h3 id="promo-form-heading">Grant promotional credit</h3>
         <${Field} label="Promo amount (USD)" id="promo-amount" inputmode="decimal" required value=${promo.amount} onInput=${(e) => setPromo({ ...promo, amount: e.currentTarget.value })} />
         <${Field} label="Expires (UTC)" id="promo-expires" type="datetime-local" required value=${promo.expires} onInput=${(e) => setPromo({ ...promo, expires: e.currentTarget.value })} />
         <${Field} label="Promo reason" id="promo-reason" required maxlength="200" value=${promo.reason} onInput=${(e) => setPromo({ ...promo, reason: e.currentTarget.value })} />
         <button type="submit" disabled=${action.busy}>Grant</button>
-      </form>`}
+      </form>`
+      }
       <form class="inline-form" onSubmit=${issueRefund} aria-labelledby="refund-form-heading">
         <h3 id="refund-form-heading">Refund purchased credit to the card</h3>
         <${Field} label="Refund amount (USD)" id="refund-amount" inputmode="decimal" value=${refund.amount} placeholder="everything refundable" onInput=${(e) => setRefund({ ...refund, amount: e.currentTarget.value })} />
@@ -116,7 +132,10 @@ function AccountDetail({ accountId, onChanged }) {
         <tbody>${statement.data
           .slice(-200)
           .reverse()
-          .map((l) => html`<tr><td><${When} at=${l.occurred_at} /></td><td>${l.type}</td><td><code>${l.reference}</code></td><td class="num">${usd(l.purchased_change)}</td><td class="num">${usd(l.promo_change)}</td><td class="num">${usd(l.balance)}</td></tr>`)}</tbody>
+          .map(
+            (l) =>
+              html`<tr><td><${When} at=${l.occurred_at} /></td><td>${l.type}</td><td><code>${l.reference}</code></td><td class="num">${usd(l.purchased_change)}</td><td class="num">${usd(l.promo_change)}</td><td class="num">${usd(l.balance)}</td></tr>`,
+          )}</tbody>
       </table>`}<//>
   </section>`;
 }

@@ -15,14 +15,16 @@ export function ModelsPage() {
 
   const act = async (call, success) => {
     const done = await action.run(call, success);
-    if (done) models.reload();
+    if (done) void models.reload(); // never rejects: a failure shows as the list's error
     return done;
   };
   const addModel = (event) => {
     event.preventDefault();
-    act(() => post('/admin/models', { id: added.id.trim(), operations: added.operations, max_output_tokens: Number(added.maxOutputTokens) }), `Model ${added.id.trim()} added. It is on sale once it has a price.`).then(
-      (done) => done && setAdded({ id: '', operations: ['chat'], maxOutputTokens: '4096' }),
-    );
+    // act() never rejects: action.run turns a failure into the form's message.
+    void act(
+      () => post('/admin/models', { id: added.id.trim(), operations: added.operations, max_output_tokens: Number(added.maxOutputTokens) }),
+      `Model ${added.id.trim()} added. It is on sale once it has a price.`,
+    ).then((done) => done && setAdded({ id: '', operations: ['chat'], maxOutputTokens: '4096' }));
   };
   const setPriceOf = (event) => {
     event.preventDefault();
@@ -31,26 +33,40 @@ export function ModelsPage() {
     if (input === null || output === null) return action.setMessage({ kind: 'error', text: 'Enter both prices in dollars per million tokens, such as 0.20.' });
     const effectiveAt = instantFromLocalInput(price.effective);
     return act(
-      () => post('/admin/prices', { model: price.model, operation: price.operation, input_usd_per_million: input, output_usd_per_million: output, ...(effectiveAt ? { effective_at: effectiveAt } : {}) }),
+      () =>
+        post('/admin/prices', {
+          model: price.model,
+          operation: price.operation,
+          input_usd_per_million: input,
+          output_usd_per_million: output,
+          ...(effectiveAt ? { effective_at: effectiveAt } : {}),
+        }),
       (p) => `Price version ${p.version} for ${p.model} (${p.operation}) takes effect ${p.effective_at.replace('T', ' ').slice(0, 16)} UTC.`,
     );
   };
   const toggle = (operation) =>
-    setAdded({ ...added, operations: added.operations.includes(operation) ? added.operations.filter((o) => o !== operation) : [...added.operations, operation] });
+    setAdded({
+      ...added,
+      operations: added.operations.includes(operation) ? added.operations.filter((o) => o !== operation) : [...added.operations, operation],
+    });
 
   return html`
     <${Message} message=${action.message} />
     <${Loading} state=${models}>${({ data }) => html`
       <table id="models-table">
         <thead><tr><th scope="col">Model</th><th scope="col">Operations</th><th scope="col" class="num">Max output</th><th scope="col">Prices (per million tokens, input / output)</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
-        <tbody>${data.map((m) => html`<tr>
+        <tbody>${data.map(
+          (m) => html`<tr>
           <th scope="row">${m.id}${m.retired ? ' (retired)' : ''}</th><td>${m.operations.join(', ')}</td><td class="num">${m.max_output_tokens.toLocaleString('en-US')}</td>
           <td><ul class="plain">${m.prices.map((p) => html`<li>${p.operation}: ${usd(p.input_usd_per_million)} / ${usd(p.output_usd_per_million)} ${p.in_force ? '(in force)' : html`(from <${When} at=${p.effective_at} />)`}</li>`)}</ul></td>
-          <td>${!m.retired &&
+          <td>${
+            !m.retired &&
             (retiring === m.id
               ? html`<span class="confirm">Retire ${m.id}? <button type="button" class="danger" onClick=${() => act(() => del(`/admin/models/${encodeURIComponent(m.id)}`), `Model ${m.id} is retired.`).then(() => setRetiring(null))}>Yes, retire</button> <button type="button" class="secondary" onClick=${() => setRetiring(null)}>Keep it</button></span>`
-              : html`<button type="button" class="secondary" aria-label=${`Retire model ${m.id}`} onClick=${() => setRetiring(m.id)}>Retire</button>`)}</td>
-        </tr>`)}</tbody>
+              : html`<button type="button" class="secondary" aria-label=${`Retire model ${m.id}`} onClick=${() => setRetiring(m.id)}>Retire</button>`)
+          }</td>
+        </tr>`,
+        )}</tbody>
       </table>
       <form onSubmit=${setPriceOf} class="inline-form" aria-labelledby="price-heading">
         <h2 id="price-heading">Set or schedule a price</h2>

@@ -4,8 +4,14 @@ import { microOf, usd } from '../money.js';
 import { Loading, Stat, When, useLoad } from '../ui.js';
 
 const SUSPENSION_HELP = {
-  negative_balance: ['Your balance went below zero when a request cost more than its reservation.', 'Top up at least the shortfall on the Billing page; the account is reinstated as soon as the top-up lands.'],
-  auto_top_up_failed: ['The automatic top-up could not charge your saved card.', 'Top up by card on the Billing page; that also saves a working card for the next automatic top-up.'],
+  negative_balance: [
+    'Your balance went below zero when a request cost more than its reservation.',
+    'Top up at least the shortfall on the Billing page; the account is reinstated as soon as the top-up lands.',
+  ],
+  auto_top_up_failed: [
+    'The automatic top-up could not charge your saved card.',
+    'Top up by card on the Billing page; that also saves a working card for the next automatic top-up.',
+  ],
   payment_dispute: ['A payment on this account is disputed with the card issuer.', 'Contact support to resolve the dispute.'],
   terms_violation: ['An administrator suspended it for a breach of the terms of service.', 'Contact support to appeal.'],
   customer_request: ['It was suspended at your request.', 'Contact support to reinstate it.'],
@@ -49,23 +55,29 @@ export function BalancePage() {
     </section>
     <section aria-labelledby="promo-heading">
       <h2 id="promo-heading">Promotional credit</h2>
-      ${a.promo_grants.length === 0
-        ? html`<p>None.</p>`
-        : html`<table>
+      ${
+        a.promo_grants.length === 0
+          ? html`<p>None.</p>`
+          : html`<table>
             <thead><tr><th scope="col" class="num">Granted</th><th scope="col" class="num">Remaining</th><th scope="col">Expires</th></tr></thead>
-            <tbody>${a.promo_grants.map((g) => html`<tr>
+            <tbody>${a.promo_grants.map(
+              (g) => html`<tr>
               <td class="num">${usd(g.granted_usd)}</td><td class="num">${g.expired ? 'expired' : usd(g.remaining_usd)}</td><td><${When} at=${g.expires_at} /></td>
-            </tr>`)}</tbody>
-          </table>`}
+            </tr>`,
+            )}</tbody>
+          </table>`
+      }
     </section>
     <section aria-labelledby="reservations-heading">
       <h2 id="reservations-heading">Open reservations</h2>
-      ${a.open_reservations.length === 0
-        ? html`<p>No request is in flight.</p>`
-        : html`<table>
+      ${
+        a.open_reservations.length === 0
+          ? html`<p>No request is in flight.</p>`
+          : html`<table>
             <thead><tr><th scope="col">Request</th><th scope="col">Model</th><th scope="col" class="num">Held</th><th scope="col">Expires</th></tr></thead>
             <tbody>${a.open_reservations.map((r) => html`<tr><td><code>${r.request_id}</code></td><td>${r.model}</td><td class="num">${usd(r.amount_usd)}</td><td><${When} at=${r.expires_at} /></td></tr>`)}</tbody>
-          </table>`}
+          </table>`
+      }
     </section>
     <section aria-labelledby="totals-heading">
       <h2 id="totals-heading">Since the account opened</h2>

@@ -25,7 +25,9 @@ function TopUp() {
     const amountUsd = decimalFromInput(amount);
     if (amountUsd === null) return action.setMessage({ kind: 'error', text: 'Enter an amount in dollars and cents, such as 25.00.' });
     const back = `${location.origin}/dashboard/#/billing`;
-    const started = await action.run(() => post('/v1/billing/top-ups', { amount_usd: amountUsd, success_url: `${back}?top_up=success`, cancel_url: `${back}?top_up=cancelled` }));
+    const started = await action.run(() =>
+      post('/v1/billing/top-ups', { amount_usd: amountUsd, success_url: `${back}?top_up=success`, cancel_url: `${back}?top_up=cancelled` }),
+    );
     // Stripe Checkout takes the card; the ledger is credited by Stripe's webhook, not by this page.
     if (started) location.assign(started.url);
   };
@@ -47,23 +49,27 @@ function AutoTopUp({ canWrite }) {
   const save = async (event) => {
     event.preventDefault();
     const body = { threshold_usd: decimalFromInput(threshold), amount_usd: decimalFromInput(amount) };
-    if (body.threshold_usd === null || body.amount_usd === null) return action.setMessage({ kind: 'error', text: 'Enter both amounts in dollars, such as 10.00 and 25.00.' });
-    if (await action.run(() => put('/v1/billing/auto-top-up', body), 'Auto top-up is on.')) setting.reload();
+    if (body.threshold_usd === null || body.amount_usd === null)
+      return action.setMessage({ kind: 'error', text: 'Enter both amounts in dollars, such as 10.00 and 25.00.' });
+    if (await action.run(() => put('/v1/billing/auto-top-up', body), 'Auto top-up is on.')) void setting.reload(); // reload never rejects
   };
   const turnOff = async () => {
-    if (await action.run(() => del('/v1/billing/auto-top-up'), 'Auto top-up is off.')) setting.reload();
+    if (await action.run(() => del('/v1/billing/auto-top-up'), 'Auto top-up is off.')) void setting.reload(); // reload never rejects
   };
   return html`<section aria-labelledby="auto-heading">
     <h2 id="auto-heading">Auto top-up</h2>
     <${Loading} state=${setting}>${(s) => html`
       <p id="auto-top-up-status">${s.enabled ? html`On: when the available balance falls below <strong>${usd(s.threshold_usd)}</strong>, your saved card is charged <strong>${usd(s.amount_usd)}</strong>.` : 'Off.'}</p>
       ${s.last_failure && html`<p class="notice error" role="alert">The last automatic top-up failed (<${When} at=${s.last_failure.at} />): ${s.last_failure.reason}.</p>`}
-      ${canWrite && html`<form onSubmit=${save} class="inline-form">
+      ${
+        canWrite &&
+        html`<form onSubmit=${save} class="inline-form">
         <${Field} label="When available falls below (USD)" id="auto-threshold" inputmode="decimal" required value=${threshold} placeholder=${s.threshold_usd ?? '10.00'} onInput=${(e) => setThreshold(e.currentTarget.value)} />
         <${Field} label="Charge the card (USD)" id="auto-amount" inputmode="decimal" required value=${amount} placeholder=${s.amount_usd ?? '25.00'} onInput=${(e) => setAmount(e.currentTarget.value)} />
         <button type="submit" disabled=${action.busy}>Save</button>
         ${s.enabled && html`<button type="button" class="secondary" onClick=${turnOff} disabled=${action.busy}>Turn off</button>`}
-      </form>`}`}<//>
+      </form>`
+      }`}<//>
     <${Message} message=${action.message} />
   </section>`;
 }

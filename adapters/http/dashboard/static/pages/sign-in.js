@@ -10,7 +10,9 @@ export function SignIn({ onSignedIn }) {
   const submit = async (event) => {
     event.preventDefault();
     // Sent once, as the Bearer token of the sign-in call; the answer sets the session cookie.
-    const session = await action.run(() => api('POST', '/dashboard/api/session', undefined, { quiet: true, headers: { authorization: `Bearer ${key.trim()}` } }));
+    const session = await action.run(() =>
+      api('POST', '/dashboard/api/session', undefined, { quiet: true, headers: { authorization: `Bearer ${key.trim()}` } }),
+    );
     setKey('');
     if (session) onSignedIn(session);
   };

@@ -47,7 +47,16 @@ function Chart({ title, dates, lines, models, value, format }) {
         width: Math.max(320, Math.min(900, box.current.clientWidth || 800)),
         height: 240,
         tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), 'Etc/UTC'),
-        series: [{}, ...models.map((model, i) => ({ label: model, stroke: COLORS[i % COLORS.length], width: 2, points: { show: true, size: 5 }, value: (_u, v) => (v === null ? '—' : format(v)) }))],
+        series: [
+          {},
+          ...models.map((model, i) => ({
+            label: model,
+            stroke: COLORS[i % COLORS.length],
+            width: 2,
+            points: { show: true, size: 5 },
+            value: (_u, v) => (v === null ? '—' : format(v)),
+          })),
+        ],
         axes: [{}, { values: (_u, ticks) => ticks.map(format), size: 80 }],
       },
       [x, ...series],
@@ -109,9 +118,10 @@ export function UsagePage() {
 function TotalsTable({ id, label, rows }) {
   return html`<table id=${id}>
     <thead><tr><th scope="col">${label}</th><th scope="col" class="num">Requests</th><th scope="col" class="num">Errors</th><th scope="col" class="num">Input tokens</th><th scope="col" class="num">Output tokens</th><th scope="col" class="num">Cost</th></tr></thead>
-    <tbody>${rows.map(([name, t]) => html`<tr>
+    <tbody>${rows.map(
+      ([name, t]) => html`<tr>
       <th scope="row">${name}</th><td class="num">${t.requests}</td><td class="num">${t.errors}</td><td class="num">${t.input.toLocaleString('en-US')}</td><td class="num">${t.output.toLocaleString('en-US')}</td><td class="num">${usd(t.cost)}</td>
-    </tr>`)}</tbody>
+    </tr>`,
+    )}</tbody>
   </table>`;
 }
-
