@@ -14,8 +14,9 @@ import { apiKeyStreamId } from '../../../domain/api-key';
 import { domainEventCodec, type DomainEvent } from '../../../domain/events';
 import { scanningAccountDirectory } from '../../../src/account-directory';
 import type { AccountDirectory } from '../../../src/ports/account-directory';
-import type { EventStore } from '../../../src/ports/event-store';
+import { comparePositions, type EventStore } from '../../../src/ports/event-store';
 import { createTestDatabase } from '../../support/database';
+import { until } from '../../support/wait';
 
 const AT = '2025-01-01T00:00:00.000Z';
 const metadata = { correlationId: 'c', causationId: 'c', actor: { kind: 'admin', adminId: 'ada' }, occurredAt: AT } as DomainEvent['metadata'];
@@ -54,6 +55,13 @@ beforeAll(async () => {
     { type: 'AccountSuspended', data: { reason: 'terms_violation' } } as Omit<DomainEvent, 'metadata'>,
     { type: 'PersonalDataCorrected', data: { displayNameCiphertext: 'name:anne', emailCiphertext: null } } as Omit<DomainEvent, 'metadata'>,
   ]);
+  // The scanning directory reads the global log, which shows only what no slower transaction can
+  // still precede; other test files share this server, so wait until all of the above is visible.
+  const written = await store.latestPosition();
+  await until(async () => (comparePositions(await store.headPosition(), written) >= 0 ? true : undefined), {
+    what: 'the appends visible to global-log readers',
+    timeoutMs: 60_000,
+  });
   directories = [
     ['postgres', postgresAccountDirectory(pool)],
     ['scanning', scanningAccountDirectory(store)],
