@@ -2,6 +2,8 @@ import { Client } from 'pg';
 import { startStripeTestServer, type StripeEventEnvelope, type StripeTestServer } from '../../support/stripe-stand-in';
 import { createStripeClient, type StripeClient } from '../../../adapters/payments/stripe-client';
 import { accountStreamId, type AccountEvent } from '../../../domain/account';
+import { usd } from '../../../domain/money';
+import { systemMetadata } from '../../../src/command-metadata';
 import { startTestGateway, type TestGateway } from '../../support/gateway';
 import { apiClient } from '../admin/http';
 
@@ -92,4 +94,29 @@ export async function startPaymentsHarness(options: { admissionClock?: () => num
       await stripeServer.stop();
     },
   };
+}
+
+/**
+ * A request of `tokens` input tokens on `model` priced at USD 1 per million, reserved and settled
+ * through the ledger: the account is charged exactly `tokens` micro-USD.
+ */
+export async function settleUsage(h: PaymentsHarness, model: string, accountId: string, requestId: string, tokens: bigint): Promise<void> {
+  const stream = accountStreamId(accountId);
+  const placed = await h.tg.gateway.ledger.accounts.handle(stream, {
+    type: 'PlaceReservation',
+    data: { requestId, keyId: 'k_test', model, operation: 'chat', amount: tokens, priceVersion: 1 },
+    metadata: systemMetadata('test'),
+  });
+  if (!placed.ok) throw new Error(`reservation refused: ${placed.error.error}`);
+  const settled = await h.tg.gateway.ledger.accounts.handle(stream, {
+    type: 'SettleReservation',
+    data: {
+      requestId,
+      usage: { inputTokens: tokens, outputTokens: 0n, estimated: false },
+      price: { inputPerMillion: usd('1'), outputPerMillion: usd('1'), version: 1 },
+      outcome: 'completed',
+    },
+    metadata: systemMetadata('test'),
+  });
+  if (!settled.ok) throw new Error(`settlement refused: ${settled.error.error}`);
 }

@@ -1,9 +1,8 @@
 import { accountStreamId } from '../../../domain/account';
-import { usd } from '../../../domain/money';
 import { systemMetadata } from '../../../src/command-metadata';
 import { addModel } from '../../support/e2e-setup';
 import { projectedBalance, runVerify, waitFor } from '../../support/ledger-checks';
-import { startPaymentsHarness, type PaymentsHarness } from './harness';
+import { settleUsage, startPaymentsHarness, type PaymentsHarness } from './harness';
 
 /**
  * What an operator does to an account's money through the admin API, each audited with the admin
@@ -22,27 +21,8 @@ afterAll(async () => {
   await h?.stop();
 });
 
-/** Usage of `tokens` input tokens at USD 1 per million: the cost is tokens micro-USD. */
-async function use(accountId: string, requestId: string, tokens: bigint): Promise<void> {
-  const stream = accountStreamId(accountId);
-  const placed = await h.tg.gateway.ledger.accounts.handle(stream, {
-    type: 'PlaceReservation',
-    data: { requestId, keyId: 'k_test', model: MODEL, operation: 'chat', amount: tokens, priceVersion: 1 },
-    metadata: systemMetadata('test'),
-  });
-  expect(placed.ok).toBe(true);
-  const settled = await h.tg.gateway.ledger.accounts.handle(stream, {
-    type: 'SettleReservation',
-    data: {
-      requestId,
-      usage: { inputTokens: tokens, outputTokens: 0n, estimated: false },
-      price: { inputPerMillion: usd('1'), outputPerMillion: usd('1'), version: 1 },
-      outcome: 'completed',
-    },
-    metadata: systemMetadata('test'),
-  });
-  expect(settled).toMatchObject({ ok: true });
-}
+/** Usage of `tokens` input tokens at USD 1 per million (the model's price here): the cost is tokens micro-USD. */
+const use = (accountId: string, requestId: string, tokens: bigint) => settleUsage(h, MODEL, accountId, requestId, tokens);
 
 async function auditOf(accountId: string) {
   const audit = await h.call('GET', `/admin/audit?target=${accountId}`, h.tg.adminKey);

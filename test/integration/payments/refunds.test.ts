@@ -1,8 +1,5 @@
-import { accountStreamId } from '../../../domain/account';
-import { usd } from '../../../domain/money';
-import { systemMetadata } from '../../../src/command-metadata';
 import { addModel } from '../../support/e2e-setup';
-import { startPaymentsHarness, type PaymentsHarness } from './harness';
+import { settleUsage, startPaymentsHarness, type PaymentsHarness } from './harness';
 
 /**
  * Refunds of purchased credit minus usage (never promo), split over the account's card
@@ -29,27 +26,8 @@ async function paidTopUp(customer: { key: string }, amountUsd: string): Promise<
   return paymentIntent.id;
 }
 
-/** Usage of `tokens` input tokens at USD 1 per million: the cost is tokens micro-USD. */
-async function use(accountId: string, requestId: string, tokens: bigint): Promise<void> {
-  const stream = accountStreamId(accountId);
-  const placed = await h.tg.gateway.ledger.accounts.handle(stream, {
-    type: 'PlaceReservation',
-    data: { requestId, keyId: 'k_test', model: MODEL, operation: 'chat', amount: tokens, priceVersion: 1 },
-    metadata: systemMetadata('test'),
-  });
-  expect(placed.ok).toBe(true);
-  const settled = await h.tg.gateway.ledger.accounts.handle(stream, {
-    type: 'SettleReservation',
-    data: {
-      requestId,
-      usage: { inputTokens: tokens, outputTokens: 0n, estimated: false },
-      price: { inputPerMillion: usd('1'), outputPerMillion: usd('1'), version: 1 },
-      outcome: 'completed',
-    },
-    metadata: systemMetadata('test'),
-  });
-  expect(settled).toMatchObject({ ok: true });
-}
+/** Usage of `tokens` input tokens at USD 1 per million (the model's price here): the cost is tokens micro-USD. */
+const use = (accountId: string, requestId: string, tokens: bigint) => settleUsage(h, MODEL, accountId, requestId, tokens);
 
 const refundCalls = () => h.stripeServer.requests.filter((r) => r.method === 'POST' && r.path === '/v1/refunds');
 
