@@ -215,6 +215,16 @@ export function noticeBody(notice: { noticeId: string; accountId: string; thresh
 }
 
 /** The subscriber plus the worker that delivers notices. Stoppable. */
+/** A notice whose next delivery attempt is due, as deliverDue reads it. */
+interface DueNotice {
+  notice_id: string;
+  account_id: string;
+  threshold: unknown;
+  available: string;
+  occurred_at: Date;
+  attempts: number;
+}
+
 export class LowBalanceAlertProcess {
   private subscriber: RunningProjection | undefined;
   private ownsSubscriber = false;
@@ -263,14 +273,7 @@ export class LowBalanceAlertProcess {
 
   /** One attempt for every notice that is due; returns how many attempts were made. */
   async deliverDue(limit = 50): Promise<number> {
-    const { rows } = await this.pool.query<{
-      notice_id: string;
-      account_id: string;
-      threshold: unknown;
-      available: string;
-      occurred_at: Date;
-      attempts: number;
-    }>(
+    const { rows } = await this.pool.query<DueNotice>(
       `SELECT notice_id, account_id, threshold, available::text, occurred_at, attempts FROM low_balance_notices
         WHERE status = 'pending' AND next_attempt_at <= now() ORDER BY next_attempt_at LIMIT $1`,
       [limit],
@@ -279,14 +282,7 @@ export class LowBalanceAlertProcess {
     return rows.length;
   }
 
-  private async attempt(row: {
-    notice_id: string;
-    account_id: string;
-    threshold: unknown;
-    available: string;
-    occurred_at: Date;
-    attempts: number;
-  }): Promise<void> {
+  private async attempt(row: DueNotice): Promise<void> {
     const attempt = row.attempts + 1;
     const settings = await this.pool.query<{ url: string; secret_ciphertext: string }>(
       'SELECT url, secret_ciphertext FROM low_balance_alert_settings WHERE account_id = $1',
