@@ -117,7 +117,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     cleanups.push(() => store.close());
     const accountDirectory = config.EVENTSTORE_URL ? scanningAccountDirectory(store) : postgresAccountDirectory(database.pool);
     const policy = accountPolicyFrom(config);
-    const ledger = createLedger(store, policy);
+    const ledger = createLedger(store, policy, { requestLogRetentionDays: config.TOLLGATE_REQUEST_LOG_RETENTION_DAYS });
     const keys = new ApiKeys(ledger);
     const liveLog = new LiveLog(ledger, keys, await store.headPosition(), (error) => {
       log.error(
