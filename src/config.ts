@@ -122,6 +122,11 @@ export const configSchema = z
      * promises 90.
      */
     TOLLGATE_REQUEST_LOG_RETENTION_DAYS: z.coerce.number().int().min(1).max(3_650).default(90),
+    /**
+     * How often the retention schedule looks whether a day has passed since the last run (it runs
+     * daily, and at start-up when a run is overdue).
+     */
+    TOLLGATE_RETENTION_CHECK_INTERVAL_S: z.coerce.number().positive().max(86_400).default(3_600),
     /** How often due reservations (deadline passed, or instance gone) and promo grants are expired. */
     TOLLGATE_EXPIRY_INTERVAL_S: z.coerce.number().positive().max(3_600).default(2),
     /** How often auto top-up and low-balance alert work is picked up. */
