@@ -10,3 +10,4 @@ export * from './charge-policy';
 export * from './estimate';
 export * from './retention';
 export * from './personal-data-access';
+export * from './request-log';

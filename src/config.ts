@@ -116,6 +116,17 @@ export const configSchema = z
      * the background workers. It renews every third of this.
      */
     TOLLGATE_INSTANCE_LEASE_S: z.coerce.number().min(1).max(600).default(10),
+    /**
+     * Days a request's log entry (endpoint, model, key, upstream, status, timings) is kept before
+     * the retention schedule deletes it; its cost stays in the wallet forever. The privacy policy
+     * promises 90.
+     */
+    TOLLGATE_REQUEST_LOG_RETENTION_DAYS: z.coerce.number().int().min(1).max(3_650).default(90),
+    /**
+     * How often the retention schedule looks whether a day has passed since the last run (it runs
+     * daily, and at start-up when a run is overdue).
+     */
+    TOLLGATE_RETENTION_CHECK_INTERVAL_S: z.coerce.number().positive().max(86_400).default(3_600),
     /** How often due reservations (deadline passed, or instance gone) and promo grants are expired. */
     TOLLGATE_EXPIRY_INTERVAL_S: z.coerce.number().positive().max(3_600).default(2),
     /** How often auto top-up and low-balance alert work is picked up. */

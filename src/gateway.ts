@@ -24,6 +24,7 @@ import { openVault, resolveMasterKey } from './master-key';
 import { firstRun, type FirstRun } from './first-run';
 import { bootstrapAdminKey } from './admin-key';
 import { createLedger, type Ledger } from './ledger';
+import { RetentionSchedule } from './compliance/retention-schedule';
 import { HistoricalCosts } from './historical-costs';
 import { ANNOUNCED_EVENT_TYPES, LiveLog } from './live-log';
 import { GlobalLogMonitor } from './global-log-monitor';
@@ -75,6 +76,8 @@ export type RouteMount = (router: Router, gateway: Omit<Gateway, 'server' | 'url
 export interface GatewaySeams {
   /** Monotonic milliseconds for the admission limiters (per-key rate limits, authentication failures); performance.now() when absent. */
   readonly admissionClock?: () => number;
+  /** Wall-clock time for the retention schedule (what is due, and the instant a run measures from); the real clock when absent. */
+  readonly retentionClock?: () => Date;
 }
 
 export function accountPolicyFrom(config: Config): AccountPolicy {
@@ -117,7 +120,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     cleanups.push(() => store.close());
     const accountDirectory = config.EVENTSTORE_URL ? scanningAccountDirectory(store) : postgresAccountDirectory(database.pool);
     const policy = accountPolicyFrom(config);
-    const ledger = createLedger(store, policy);
+    const ledger = createLedger(store, policy, { requestLogRetentionDays: config.TOLLGATE_REQUEST_LOG_RETENTION_DAYS });
     const keys = new ApiKeys(ledger);
     const liveLog = new LiveLog(ledger, keys, await store.headPosition(), (error) => {
       log.error(
@@ -163,7 +166,12 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
         retryBaseMs: config.TOLLGATE_ALERT_RETRY_BASE_S * 1_000,
       });
       alerts.start(readModels);
-      const workers: Worker[] = [expiry, alerts];
+      const retention = new RetentionSchedule(
+        { pool: database.pool, ledger, vault, log },
+        { clock: seams.retentionClock ?? (() => new Date()), checkIntervalMs: config.TOLLGATE_RETENTION_CHECK_INTERVAL_S * 1_000 },
+      );
+      retention.start();
+      const workers: Worker[] = [expiry, alerts, retention];
       if (stripe && customers) {
         const charger = stripeOffSessionCharger(stripe, (accountId) => customers.savedPaymentMethodOf(accountId));
         const autoTopUp = new AutoTopUpProcess(database.pool, store, ledger, charger, log, { pollIntervalMs: billingPollMs });

@@ -1,7 +1,7 @@
 import type { Migration } from './migrate';
 import { autoTopUpMigration } from '../../src/process-managers/auto-top-up';
 import { lowBalanceAlertsMigration } from '../../src/process-managers/low-balance-alerts';
-import { eventStoreMigration } from '../eventstore/postgres/schema';
+import { eventStoreMigration, streamMaxAgeMigration } from '../eventstore/postgres/schema';
 import { personalDataEnvelopeMigration, personalDataMigration } from './personal-data-vault';
 import { expiriesInstanceMigration, expiriesMigration } from '../../projections/expiries/expiries';
 import { instanceLeasesMigration } from '../../src/instances/lease';
@@ -27,4 +27,5 @@ export const migrations: readonly Migration[] = [
   lowBalanceAlertsMigration,
   instanceLeasesMigration,
   expiriesInstanceMigration,
+  streamMaxAgeMigration,
 ];

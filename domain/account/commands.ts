@@ -3,7 +3,7 @@ import type { MicroUsd, TokenPrice } from '../money/money';
 import type { Operation } from '../price-book/operation';
 import type { ReleaseReason, SettledOutcome } from '../charge-policy/outcome-names';
 import type { IsoInstant } from '../time/instant';
-import type { ClosureReason, RequestMetadata, SuspensionReason } from './events';
+import type { ClosureReason, SuspensionReason } from './events';
 
 export type OpenAccount = Command<
   'OpenAccount',
@@ -62,15 +62,10 @@ export type SettleReservation = Command<
     /** the price the reservation was admitted under (priceByVersion(reservation.priceVersion)) */
     readonly price: TokenPrice & { readonly version: number };
     readonly outcome: SettledOutcome;
-    /** what the gateway saw of the request (upstream, status, latency); never content */
-    readonly request?: RequestMetadata;
   }
 >;
 
-export type ReleaseReservation = Command<
-  'ReleaseReservation',
-  { readonly requestId: string; readonly reason: ReleaseReason; readonly request?: RequestMetadata }
->;
+export type ReleaseReservation = Command<'ReleaseReservation', { readonly requestId: string; readonly reason: ReleaseReason }>;
 
 /**
  * Without `lapsedInstanceId`: expire because expiresAt passed. With it: the caller saw that

@@ -179,7 +179,7 @@ function placeReservation(command: C.PlaceReservation, state: AccountState, poli
 }
 
 function settleReservation(command: C.SettleReservation, state: AccountState): AccountDecision {
-  const { requestId, usage, price, outcome, request = null } = command.data;
+  const { requestId, usage, price, outcome } = command.data;
   const reservation = state.openReservations.get(requestId);
   if (!reservation) return reject({ error: 'reservation_not_found', requestId });
   // A price change never reprices an admitted request.
@@ -214,7 +214,6 @@ function settleReservation(command: C.SettleReservation, state: AccountState): A
         usage: { ...usage },
         priceVersion: reservation.priceVersion,
         outcome,
-        request,
       },
       eventMetadataFrom(command.metadata),
     ),
@@ -222,10 +221,10 @@ function settleReservation(command: C.SettleReservation, state: AccountState): A
 }
 
 function releaseReservation(command: C.ReleaseReservation, state: AccountState): AccountDecision {
-  const { requestId, reason, request = null } = command.data;
+  const { requestId, reason } = command.data;
   const reservation = state.openReservations.get(requestId);
   if (!reservation) return reject({ error: 'reservation_not_found', requestId });
-  return accept(event('ReservationReleased', { requestId, amount: reservation.amount, reason, request }, eventMetadataFrom(command.metadata)));
+  return accept(event('ReservationReleased', { requestId, amount: reservation.amount, reason }, eventMetadataFrom(command.metadata)));
 }
 
 function expireReservation(command: C.ExpireReservation, state: AccountState): AccountDecision {

@@ -91,10 +91,11 @@ export const ReservationPlaced = defineEvent(
 );
 
 /**
- * What the gateway observed of the request on the GPU side: metadata only, never content.
- * Absent on events written by processes that saw no request (expiry) and on older events.
+ * What the gateway observed of the request on the GPU side: metadata only, never content. It is
+ * no longer part of a wallet event: it goes to the request log (domain/request-log), which expires.
+ * Version 1 of ReservationSettled/Released carried it; their upcasters drop it on read.
  */
-export const requestMetadataSchema = z
+const requestMetadataV1Schema = z
   .object({
     upstream: z.string().nullable(),
     httpStatus: z.number().int().nullable(),
@@ -103,8 +104,20 @@ export const requestMetadataSchema = z
     timeToFirstTokenMs: z.number().int().min(0).nullable(),
   })
   .nullable()
-  .default(null);
-export type RequestMetadata = NonNullable<z.output<typeof requestMetadataSchema>>;
+  .optional();
+export interface RequestMetadata {
+  readonly upstream: string | null;
+  readonly httpStatus: number | null;
+  readonly stream: boolean;
+  readonly latencyMs: number;
+  readonly timeToFirstTokenMs: number | null;
+}
+
+/** Version 1 data with the request metadata taken out: the wallet keeps only what money needs. */
+function withoutRequest<T extends { request?: unknown }>(v1: T): Omit<T, 'request'> {
+  const { request: _request, ...money } = v1;
+  return money;
+}
 
 const promoDrawSchema = z.object({ grantId: idSchema, amount: naturalSchema });
 
@@ -113,28 +126,34 @@ const promoDrawSchema = z.object({ grantId: idSchema, amount: naturalSchema });
  * so every balance is a fold of events and never recomputed by a rule that may change.
  * `fromPurchased` may exceed what was purchased: the shortfall puts the account in debt.
  */
-export const ReservationSettled = defineEvent(
-  'ReservationSettled',
-  z.object({
-    requestId: idSchema,
-    keyId: idSchema,
-    model: idSchema,
-    operation: operationSchema,
-    reservedAmount: naturalSchema,
-    actualCost: naturalSchema,
-    fromPromo: z.array(promoDrawSchema),
-    fromPurchased: naturalSchema,
-    usage: z.object({ inputTokens: naturalSchema, outputTokens: naturalSchema, estimated: z.boolean() }),
-    priceVersion: z.number().int().min(1),
-    outcome: settledOutcomeSchema,
-    request: requestMetadataSchema,
-  }),
-);
+const reservationSettledFields = {
+  requestId: idSchema,
+  keyId: idSchema,
+  model: idSchema,
+  operation: operationSchema,
+  reservedAmount: naturalSchema,
+  actualCost: naturalSchema,
+  fromPromo: z.array(promoDrawSchema),
+  fromPurchased: naturalSchema,
+  usage: z.object({ inputTokens: naturalSchema, outputTokens: naturalSchema, estimated: z.boolean() }),
+  priceVersion: z.number().int().min(1),
+  outcome: settledOutcomeSchema,
+};
+// Upcasters read stored JSON: money as decimal strings, so the old shape is checked loosely here
+// and the current schema validates the result.
+const storedJsonObject = z.record(z.string(), z.unknown());
+const reservationSettledV1 = storedJsonObject.and(z.object({ request: requestMetadataV1Schema }));
+const reservationReleasedV1 = storedJsonObject.and(z.object({ request: requestMetadataV1Schema }));
 
-export const ReservationReleased = defineEvent(
-  'ReservationReleased',
-  z.object({ requestId: idSchema, amount: naturalSchema, reason: releaseReasonSchema, request: requestMetadataSchema }),
-);
+export const ReservationSettled = defineEvent('ReservationSettled', z.object(reservationSettledFields), {
+  version: 2,
+  upcasters: [upcaster(1, reservationSettledV1, withoutRequest)],
+});
+
+export const ReservationReleased = defineEvent('ReservationReleased', z.object({ requestId: idSchema, amount: naturalSchema, reason: releaseReasonSchema }), {
+  version: 2,
+  upcasters: [upcaster(1, reservationReleasedV1, withoutRequest)],
+});
 
 /**
  * The gateway never came back: its instance's lease lapsed, or expiresAt passed. The hold returns

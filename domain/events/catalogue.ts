@@ -3,10 +3,11 @@ import { apiKeyEventDefinitions, type ApiKeyEvent } from '../api-key/events';
 import { priceBookEventDefinitions, type PriceBookEvent } from '../price-book/events';
 import { retentionEventDefinitions, type RetentionEvent } from '../retention/events';
 import { personalDataAccessEventDefinitions, type PersonalDataAccessEvent } from '../personal-data-access/events';
+import { requestLogEventDefinitions, type RequestLogEvent } from '../request-log/events';
 import type { EventDefinition } from './define';
 
 /** Every event Tollgate stores, from every stream. Type names are unique across streams. */
-export type DomainEvent = AccountEvent | PriceBookEvent | ApiKeyEvent | RetentionEvent | PersonalDataAccessEvent;
+export type DomainEvent = AccountEvent | PriceBookEvent | ApiKeyEvent | RetentionEvent | PersonalDataAccessEvent | RequestLogEvent;
 export type DomainEventType = DomainEvent['type'];
 
 export const eventDefinitions: readonly EventDefinition[] = [
@@ -15,6 +16,7 @@ export const eventDefinitions: readonly EventDefinition[] = [
   ...apiKeyEventDefinitions,
   ...retentionEventDefinitions,
   ...personalDataAccessEventDefinitions,
+  ...requestLogEventDefinitions,
 ];
 
 export const eventRegistry: ReadonlyMap<string, EventDefinition> = (() => {

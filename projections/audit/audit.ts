@@ -222,6 +222,7 @@ export function auditFactOf(streamId: string, event: DomainEvent): AuditFact | n
     case 'PromoCreditExpired':
     case 'AutoTopUpTriggered':
     case 'AutoTopUpFailed':
+    case 'RequestLogged':
       return null;
     default:
       return event satisfies never;

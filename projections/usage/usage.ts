@@ -48,13 +48,35 @@ export type UsageStep =
       readonly requestId: string;
       readonly facts: ReservationFacts | null;
       usage(facts: ReservationFacts): UsageRow;
-    };
+    }
+  /** the request log's entry for a request: its latency (the wallet events carry none) */
+  | { readonly kind: 'observed'; readonly row: UsageRow };
 
 export function utcDay(instant: string): string {
   return new Date(toEpochMs(instant)).toISOString().slice(0, 10);
 }
 
 export function usageStep(streamId: string, event: DomainEvent): UsageStep | null {
+  if (event.type === 'RequestLogged') {
+    const d = event.data;
+    return {
+      kind: 'observed',
+      row: {
+        accountId: d.accountId,
+        keyId: d.keyId,
+        model: d.model,
+        operation: d.operation,
+        day: utcDay(event.metadata.occurredAt),
+        requests: 0n,
+        inputTokens: 0n,
+        outputTokens: 0n,
+        cost: 0n,
+        errors: 0n,
+        latencyMsSum: BigInt(d.latencyMs ?? 0),
+        latencyCount: d.latencyMs === null ? 0n : 1n,
+      },
+    };
+  }
   const accountId = accountIdOfStream(streamId);
   if (accountId === null) return null;
   const day = utcDay(event.metadata.occurredAt);
@@ -92,8 +114,6 @@ export function usageStep(streamId: string, event: DomainEvent): UsageStep | nul
             outputTokens: d.usage.outputTokens,
             cost: d.actualCost,
             errors: d.outcome === 'completed' ? 0n : 1n,
-            latencyMsSum: BigInt(d.request?.latencyMs ?? 0),
-            latencyCount: d.request ? 1n : 0n,
           }),
       };
     }
@@ -104,7 +124,7 @@ export function usageStep(streamId: string, event: DomainEvent): UsageStep | nul
         accountId,
         requestId: d.requestId,
         facts: null,
-        usage: (f) => row(f, { errors: 1n, latencyMsSum: BigInt(d.request?.latencyMs ?? 0), latencyCount: d.request ? 1n : 0n }),
+        usage: (f) => row(f, { errors: 1n }),
       };
     }
     case 'ReservationExpired':
@@ -144,6 +164,10 @@ export function foldUsage(
   for (const { streamId, event } of events) {
     const step = usageStep(streamId, event);
     if (!step) continue;
+    if (step.kind === 'observed') {
+      rows.set(usageKeyOf(step.row), addUsage(rows.get(usageKeyOf(step.row)), step.row));
+      continue;
+    }
     const key = `${step.accountId}\u0000${step.requestId}`;
     if (step.kind === 'placed') {
       open.set(key, step.facts);

@@ -64,6 +64,20 @@ async function personalDataRows(pool: Pool): Promise<PersonalDataRow[]> {
   return rows.map((r) => ({ accountId: r.account_id, closedAt: iso(r.closed_at), eraseDueAt: iso(r.erase_due_at), erasedAt: iso(r.erased_at) }));
 }
 
+/**
+ * The request log's entries per day, from the PostgreSQL event store (its max-age streams); none
+ * where the events live elsewhere (KurrentDB expires them by itself).
+ */
+async function requestLogGroups(pool: Pool): Promise<{ readModel: string; groups: HeldGroup[] }[]> {
+  const { rows: present } = await pool.query<{ t: string | null }>("SELECT to_regclass('stream_max_ages')::text AS t");
+  if (!present[0]?.t) return [];
+  const { rows } = await pool.query<{ day: string; count: number; last: Date }>(
+    `SELECT to_char(e.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, count(*)::int AS count, max(e.recorded_at) AS last
+       FROM events e JOIN stream_max_ages m ON m.stream_id = e.stream_id GROUP BY 1 ORDER BY 1`,
+  );
+  return rows.length === 0 ? [] : [{ readModel: 'request log', groups: rows.map((r) => ({ day: r.day, count: r.count, last: r.last.toISOString() })) }];
+}
+
 export interface RetentionOptions {
   readonly now?: IsoInstant;
   readonly policy?: RetentionPolicy;
@@ -74,11 +88,12 @@ export interface RetentionOptions {
 export async function retentionPlan(pool: Pool, options: RetentionOptions = {}): Promise<RetentionItem[]> {
   const now = options.now ?? new Date().toISOString();
   const models = await existing(pool, options.requestMetadataReadModels ?? REQUEST_METADATA_READ_MODELS);
+  const readModels = await Promise.all(models.map(async (m) => ({ readModel: m.name, groups: await groupsOf(pool, m.table, m.timeColumn) })));
   return planRetention(
     {
       now,
       auditEntries: await groupsOf(pool, 'audit_log', 'occurred_at'),
-      requestMetadata: await Promise.all(models.map(async (m) => ({ readModel: m.name, groups: await groupsOf(pool, m.table, m.timeColumn) }))),
+      requestMetadata: [...(await requestLogGroups(pool)), ...readModels],
       personalData: await personalDataRows(pool),
     },
     options.policy,
@@ -105,7 +120,8 @@ export interface RetentionReport {
  *    (already destroyed) key again and appends the event, never the other way round;
  * 2. audit entries older than the audit period are removed from the head of the chain, and the
  *    hash of the last removed entry becomes the chain's anchor, so the rest still verifies;
- * 3. request metadata rows older than their period are removed from the read models holding them.
+ * 3. request-log entries past their stream's maximum age are scavenged, and request metadata rows
+ *    older than their period are removed from the read models holding them.
  */
 export async function runRetention(
   deps: { readonly pool: Pool; readonly ledger: Ledger; readonly vault: PersonalDataVault },
@@ -134,7 +150,9 @@ export async function runRetention(
 
   const audit = await purgeAuditEntries(pool, cutoffFor(now, policy.auditDays));
 
-  let requestMetadataPurged = 0;
+  // The request log's streams carry their own maximum age: the store deletes what is past it
+  // (PostgreSQL's scavenge; KurrentDB expires by itself and has none).
+  let requestMetadataPurged = ledger.store.scavenge ? (await ledger.store.scavenge(new Date(now))).deletedEvents : 0;
   for (const model of await existing(pool, options.requestMetadataReadModels ?? REQUEST_METADATA_READ_MODELS)) {
     const { rowCount } = await pool.query(`DELETE FROM ${model.table} WHERE ${model.timeColumn} < $1`, [cutoffFor(now, policy.requestMetadataDays)]);
     requestMetadataPurged += rowCount ?? 0;

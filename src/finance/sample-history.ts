@@ -69,19 +69,29 @@ export function sampleAccountScript(accountId: string, options: { seed: number; 
   const settle = (state: AccountState, requestId: string): AccountCommand => {
     const shortfall = rng() < 0.03;
     const reservation = state.openReservations.get(requestId)!;
+    const usage = shortfall
+      ? { inputTokens: BigInt(between(100_000, 2_000_000)), outputTokens: BigInt(between(100_000, 3_000_000)), estimated: false }
+      : { inputTokens: BigInt(between(0, 4000)), outputTokens: BigInt(between(0, 2000)), estimated: rng() < 0.1 };
+    const outcome = pick(SETTLED);
+    // Request metadata left the wallet events (it is the request log's); drawn still, so the
+    // sample's random sequence, and every history generated from a seed, stays as it was.
+    if (rng() < 0.9) requestMetadata();
     return {
       type: 'SettleReservation',
       data: {
         requestId,
-        usage: shortfall
-          ? { inputTokens: BigInt(between(100_000, 2_000_000)), outputTokens: BigInt(between(100_000, 3_000_000)), estimated: false }
-          : { inputTokens: BigInt(between(0, 4000)), outputTokens: BigInt(between(0, 2000)), estimated: rng() < 0.1 },
+        usage,
         price: { ...SAMPLE_PRICE, version: reservation.priceVersion },
-        outcome: pick(SETTLED),
-        request: rng() < 0.9 ? requestMetadata() : undefined,
+        outcome,
       },
       metadata: meta(),
     };
+  };
+
+  const releaseOf = (requestId: string): AccountCommand => {
+    const reason = pick(RELEASED);
+    requestMetadata(); // drawn and dropped, as in settle
+    return { type: 'ReleaseReservation', data: { requestId, reason }, metadata: meta() };
   };
 
   return {
@@ -140,9 +150,7 @@ export function sampleAccountScript(accountId: string, options: { seed: number; 
       }
       if (open.length > 0 && (roll < 0.55 || open.length > 4)) {
         const r = pick(open);
-        return rng() < 0.85
-          ? settle(state, r.requestId)
-          : { type: 'ReleaseReservation', data: { requestId: r.requestId, reason: pick(RELEASED), request: requestMetadata() }, metadata: meta() };
+        return rng() < 0.85 ? settle(state, r.requestId) : releaseOf(r.requestId);
       }
       return {
         type: 'PlaceReservation',

@@ -239,7 +239,8 @@ export async function serveInference(deps: ServeRequestDeps, input: ServeInput, 
     exchange.reconcile(promptTokens + maxOutputTokens, observed.usage.inputTokens + observed.usage.outputTokens);
   }
   releaseLog();
-  finished(endReservation(deps, stream, reservationId, outcome, price.value, request, metadata, expiresAt));
+  const logged = { accountId: key.accountId, keyId: key.keyId, model: body.model, operation, stream: wantsStream };
+  finished(endReservation(deps, stream, reservationId, outcome, price.value, request, logged, metadata, expiresAt));
   return undefined;
 }
 
@@ -255,6 +256,7 @@ async function endReservation(
   outcome: RequestOutcome,
   price: { version: number; inputPerMillion: MicroUsd; outputPerMillion: MicroUsd },
   request: RequestMetadata | undefined,
+  logged: { readonly accountId: string; readonly keyId: string; readonly model: string; readonly operation: Operation; readonly stream: boolean },
   metadata: CommandMetadata,
   expiresAt: number,
 ): Promise<void> {
@@ -263,13 +265,13 @@ async function endReservation(
     charge.decision === 'settle'
       ? ({
           type: 'SettleReservation',
-          data: { requestId, usage: charge.usage, price, outcome: charge.outcome, ...(request ? { request } : {}) },
+          data: { requestId, usage: charge.usage, price, outcome: charge.outcome },
           metadata: { ...metadata, now: new Date().toISOString() },
         } as const)
       : charge.decision === 'release'
         ? ({
             type: 'ReleaseReservation',
-            data: { requestId, reason: charge.reason, ...(request ? { request } : {}) },
+            data: { requestId, reason: charge.reason },
             metadata: { ...metadata, now: new Date().toISOString() },
           } as const)
         : undefined;
@@ -279,6 +281,7 @@ async function endReservation(
       const result = await deps.ledger.accounts.handle(stream, command);
       if (!result.ok) deps.logger.error({ requestId, error: result.error.error }, 'reservation could not be ended');
       deps.metrics.reservationsOpen.dec();
+      if (result.ok && result.events.length > 0) await logRequest(deps, requestId, charge, request, logged, command.metadata);
       return;
     } catch (error) {
       const wait = Math.min(100 * 2 ** attempt, 2_000);
@@ -289,6 +292,44 @@ async function endReservation(
       }
       await new Promise((resolve) => setTimeout(resolve, wait));
     }
+  }
+}
+
+/**
+ * The request's entry in the request log (metadata, kept for the retention days), once its money
+ * is recorded. Not retried: losing a log entry to an outage loses no money, only a row of the
+ * request list.
+ */
+async function logRequest(
+  deps: ServeRequestDeps,
+  requestId: string,
+  charge: ReturnType<typeof chargeFor>,
+  request: RequestMetadata | undefined,
+  logged: { readonly accountId: string; readonly keyId: string; readonly model: string; readonly operation: Operation; readonly stream: boolean },
+  metadata: CommandMetadata,
+): Promise<void> {
+  if (charge.decision === 'no_reservation') return;
+  try {
+    await deps.ledger.requestLog.record(
+      {
+        requestId,
+        accountId: logged.accountId,
+        keyId: logged.keyId,
+        model: logged.model,
+        operation: logged.operation,
+        ended: charge.decision === 'settle' ? 'settled' : 'released',
+        outcome: charge.decision === 'settle' ? charge.outcome : charge.reason,
+        usage: charge.decision === 'settle' ? { ...charge.usage } : null,
+        upstream: request?.upstream ?? null,
+        httpStatus: request?.httpStatus ?? null,
+        stream: request?.stream ?? logged.stream,
+        latencyMs: request?.latencyMs ?? null,
+        timeToFirstTokenMs: request?.timeToFirstTokenMs ?? null,
+      },
+      metadata,
+    );
+  } catch (error) {
+    deps.logger.error({ requestId, err: { name: (error as Error).name } }, 'request log entry could not be written');
   }
 }
 

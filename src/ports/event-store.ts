@@ -116,6 +116,26 @@ export interface EventStore<E> {
    */
   latestPosition(): Promise<LogPosition>;
 
+  /**
+   * Gives a stream a maximum age (KurrentDB's `$maxAge`): its events older than that are deleted
+   * (by the server's own scavenge on KurrentDB, by `scavenge` on PostgreSQL). The stream's
+   * revision never goes back: later appends continue after the last revision ever written.
+   * Wallet streams never get one; request-log streams do. Setting it again replaces it.
+   */
+  setStreamMaxAge(streamId: string, maxAgeSeconds: number): Promise<void>;
+
+  /** The stream's maximum age in seconds, or null when it is kept forever. */
+  streamMaxAge(streamId: string): Promise<number | null>;
+
+  /**
+   * Optional, for stores that do not expire events themselves (PostgreSQL): deletes the events of
+   * max-age streams recorded before `now` minus their stream's maximum age. Global-log readers and
+   * checkpoints hold positions, not rows, so a reader positioned before, inside or after the
+   * deleted range goes on with the next event that is still there, never failing or skipping one.
+   * `now` comes from the caller (an injected clock in tests).
+   */
+  scavenge?(now: Date): Promise<ScavengeResult>;
+
   /** Catches up from `from` (exclusive), then follows live appends. Errors end the stream. */
   subscribe(from: LogPosition): Observable<RecordedEvent<E>>;
 
@@ -137,6 +157,13 @@ export interface EventStore<E> {
   globalLogLag?(): Promise<GlobalLogLag>;
 
   close(): Promise<void>;
+}
+
+/** What a scavenge deleted: counts only, never the events. */
+export interface ScavengeResult {
+  readonly deletedEvents: number;
+  /** max-age streams that lost at least one event */
+  readonly streams: number;
 }
 
 export type StreamAnnouncement =

@@ -17,9 +17,14 @@ export const usageProjection: SqlProjection<DomainEvent> = {
     const open = new Map<string, { accountId: string; requestId: string; facts: ReservationFacts }>();
     const ends: { step: Extract<UsageStep, { kind: 'ended' }>; facts: ReservationFacts | null; key: string }[] = [];
     const fromTable = new Map<string, { accountId: string; requestId: string }>();
+    const observed: UsageRow[] = [];
     for (const recorded of events) {
       const step = usageStep(recorded.streamId, recorded.event);
       if (!step) continue;
+      if (step.kind === 'observed') {
+        observed.push(step.row);
+        continue;
+      }
       const key = openKey(step.accountId, step.requestId);
       if (step.kind === 'placed') {
         open.set(key, { accountId: step.accountId, requestId: step.requestId, facts: step.facts });
@@ -65,6 +70,7 @@ export const usageProjection: SqlProjection<DomainEvent> = {
       const k = usageKeyOf(usage);
       sums.set(k, addUsage(sums.get(k), usage));
     }
+    for (const row of observed) sums.set(usageKeyOf(row), addUsage(sums.get(usageKeyOf(row)), row));
     if (sums.size === 0) return;
     const rows = [...sums.values()];
     const big = (pick: (r: UsageRow) => bigint) => rows.map((r) => pick(r).toString());

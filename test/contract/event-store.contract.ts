@@ -10,7 +10,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Pool } from 'pg';
-import { concatMap, from as fromPromise, lastValueFrom, take, timeout, toArray } from 'rxjs';
+import { concatMap, filter, from as fromPromise, lastValueFrom, take, timeout, toArray } from 'rxjs';
 import { z } from 'zod';
 import { eventStoreMigration } from '../../adapters/eventstore/postgres/schema';
 import { readCheckpoint, saveCheckpoint } from '../../src/read-models/checkpoints';
@@ -401,6 +401,128 @@ export function describeEventStoreContract(adapterName: string, factory: Contrac
         expect(new Set(processed)).toEqual(new Set(all));
       } finally {
         await pool.end();
+      }
+    });
+
+    test('a stream keeps the maximum age it is given; a stream never given one is kept forever', async () => {
+      const [kept, aging] = [stream('wallet-like'), stream('request-log-like')];
+      await store.appendToStream(kept, [deposited(1n)], { expectedVersion: 'no_stream' });
+      await store.appendToStream(aging, [deposited(1n)], { expectedVersion: 'no_stream' });
+      expect(await store.streamMaxAge(kept)).toBeNull();
+      await store.setStreamMaxAge(aging, 90 * 86_400);
+      expect(await store.streamMaxAge(aging)).toBe(90 * 86_400);
+      await store.setStreamMaxAge(aging, 30 * 86_400);
+      expect(await store.streamMaxAge(aging)).toBe(30 * 86_400);
+      expect(await store.streamMaxAge(kept)).toBeNull();
+      await expect(store.setStreamMaxAge(aging, 0)).rejects.toThrow(RangeError);
+      await expect(store.setStreamMaxAge(aging, 1.5)).rejects.toThrow(RangeError);
+    });
+
+    /** Stores that expire events themselves (KurrentDB) have no scavenge to drive with a clock. */
+    function scavengeOf(label: string): ((now: Date) => ReturnType<NonNullable<EventStore<TestEvent>['scavenge']>>) | undefined {
+      if (store.scavenge) return (now) => store.scavenge!(now);
+      console.log(`[${adapterName}] NOT RUN: ${label}: this store has no scavenge (it expires max-age events itself, on its own clock)`);
+      return undefined;
+    }
+    const hoursFromNow = (hours: number) => new Date(Date.now() + hours * 3_600_000);
+
+    test('a scavenge deletes only the expired events of max-age streams; the revision stays and appends continue after it', async () => {
+      const scavenge = scavengeOf('scavenge of expired events');
+      if (!scavenge) return;
+      const [wallet, expiring, young] = [stream('wallet'), stream('request-log'), stream('request-log-young')];
+      const walletEvents = [deposited(10n, 'kept'), deposited(20n, 'kept')];
+      await store.appendToStream(wallet, walletEvents, { expectedVersion: 'no_stream' });
+      await store.appendToStream(expiring, [deposited(1n, 'a'), deposited(2n, 'b'), deposited(3n, 'c')], { expectedVersion: 'no_stream' });
+      await store.appendToStream(young, [deposited(4n, 'young')], { expectedVersion: 'no_stream' });
+      await store.setStreamMaxAge(expiring, 3_600);
+      await store.setStreamMaxAge(young, 86_400);
+
+      // Nothing has expired yet at the real now.
+      expect(await scavenge(new Date())).toEqual({ deletedEvents: 0, streams: 0 });
+      expect((await store.readStream(expiring)).events).toHaveLength(3);
+
+      // Two hours on: the one-hour stream's events are past their age, the one-day stream's are not.
+      expect(await scavenge(hoursFromNow(2))).toEqual({ deletedEvents: 3, streams: 1 });
+      expect(await store.readStream(expiring)).toEqual({ revision: 2n, events: [] });
+      expect((await store.readStream(wallet)).events.map((e) => e.id)).toEqual(walletEvents.map((e) => e.id));
+      expect((await store.readStream(young)).events).toHaveLength(1);
+
+      // The stream goes on from its last revision ever written; an append at an old revision still conflicts.
+      await expect(store.appendToStream(expiring, [deposited(5n)], { expectedVersion: 'no_stream' })).rejects.toBeInstanceOf(VersionConflictError);
+      const next = await store.appendToStream(expiring, [deposited(5n, 'd')], { expectedVersion: 2n });
+      expect(next.nextExpectedVersion).toBe(3n);
+      expect((await store.readStream(expiring)).events.map((e) => [e.revision, e.event.data])).toEqual([[3n, { amount: 5n, note: 'd' }]]);
+
+      // Half an hour on, the new event is still young and the old ones are gone already: nothing to do.
+      expect(await scavenge(hoursFromNow(0.5))).toEqual({ deletedEvents: 0, streams: 0 });
+      expect((await store.readStream(expiring)).events).toHaveLength(1);
+      // Wallet events never go, however late the scavenge.
+      await scavenge(hoursFromNow(24 * 365 * 10));
+      expect((await store.readStream(wallet)).events.map((e) => e.id)).toEqual(walletEvents.map((e) => e.id));
+      expect(await store.readStream(young)).toEqual({ revision: 0n, events: [] });
+    });
+
+    test('global-log readers and subscribers positioned before, inside or after a scavenged range go on with the next event still there', async () => {
+      const scavenge = scavengeOf('readers across a scavenged range');
+      if (!scavenge) return;
+      const from = await marker();
+      const [wallet, expiring] = [stream('wallet'), stream('request-log')];
+      const a = await store.appendToStream(wallet, [deposited(1n, 'A')], { expectedVersion: 'no_stream' });
+      await store.appendToStream(expiring, [deposited(1n, 'L1'), deposited(2n, 'L2'), deposited(3n, 'L3')], { expectedVersion: 'no_stream' });
+      const b = await store.appendToStream(wallet, [deposited(2n, 'B')], { expectedVersion: a.nextExpectedVersion });
+      await store.appendToStream(expiring, [deposited(4n, 'L4'), deposited(5n, 'L5')], { expectedVersion: 2n });
+      const c = await store.appendToStream(wallet, [deposited(3n, 'C')], { expectedVersion: b.nextExpectedVersion });
+      await store.setStreamMaxAge(expiring, 60);
+      await visible(c.lastPosition);
+
+      const ours = (events: readonly RecordedEvent<TestEvent>[]) =>
+        events.filter((e) => e.streamId === wallet || e.streamId === expiring).map((e) => (e.event.type === 'Deposited' ? e.event.data.note : '?'));
+      const before = await store.readAll(from, { maxCount: 100 });
+      expect(ours(before)).toEqual(['A', 'L1', 'L2', 'L3', 'B', 'L4', 'L5', 'C']);
+      const inside = before.find((e) => e.streamId === expiring && e.revision === 1n)!.position; // L2
+      const lastDeleted = before.find((e) => e.streamId === expiring && e.revision === 4n)!.position; // L5
+
+      // A live subscriber that has read everything so far, from before the range.
+      const live: RecordedEvent<TestEvent>[] = [];
+      let liveError: unknown;
+      const subscription = store.subscribe(from).subscribe({ next: (e) => live.push(e), error: (e: unknown) => (liveError = e) });
+      try {
+        await until(() => ours(live).includes('C') || undefined, { timeoutMs: 10_000, what: 'the live subscriber to reach C' });
+
+        expect(await scavenge(hoursFromNow(1))).toEqual({ deletedEvents: 5, streams: 1 });
+
+        // Before the range, inside it, at its last deleted event: each reader goes on with what is still there.
+        expect(ours(await store.readAll(from, { maxCount: 100 }))).toEqual(['A', 'B', 'C']);
+        expect(ours(await store.readAll(inside, { maxCount: 100 }))).toEqual(['B', 'C']);
+        expect(ours(await store.readAll(lastDeleted, { maxCount: 100 }))).toEqual(['C']);
+        // A page boundary inside the deleted range skips nothing that is left.
+        const paged: RecordedEvent<TestEvent>[] = [];
+        for (let position = from; ; ) {
+          const page = await store.readAll(position, { maxCount: 1 });
+          if (page.length === 0) break;
+          paged.push(...page);
+          position = page[0]!.position;
+        }
+        expect(ours(paged)).toEqual(['A', 'B', 'C']);
+
+        // A subscriber resuming from a checkpoint inside the deleted range.
+        const resumed = await lastValueFrom(
+          store.subscribe(inside).pipe(
+            filter((e) => e.streamId === wallet),
+            take(2),
+            timeout({ each: 10_000 }),
+            toArray(),
+          ),
+        );
+        expect(ours(resumed)).toEqual(['B', 'C']);
+
+        // The live subscriber, positioned after the range, carries on with new events and never failed.
+        await store.appendToStream(wallet, [deposited(4n, 'D')], { expectedVersion: c.nextExpectedVersion });
+        await until(() => ours(live).includes('D') || undefined, { timeoutMs: 10_000, what: 'the live subscriber to reach D' });
+        expect(liveError).toBeUndefined();
+        expect(ours(live)).toEqual(['A', 'L1', 'L2', 'L3', 'B', 'L4', 'L5', 'C', 'D']);
+      } finally {
+        subscription.unsubscribe();
       }
     });
 

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { appendThroughFunction, createPostgresEventStore, eventStoreMigration } from '../../adapters/eventstore/postgres';
+import { appendThroughFunction, createPostgresEventStore, eventStoreMigrations } from '../../adapters/eventstore/postgres';
 import { migrate } from '../../adapters/postgres/migrate';
 import { createPool } from '../../adapters/postgres/pool';
 import { createTestDatabase } from '../support/database';
@@ -9,7 +9,7 @@ describeEventStoreContract('PostgreSQL', {
   async create(codec): Promise<ContractSubject> {
     // Enough connections that fifty appends really run at once.
     const pool = createPool({ connectionString: await createTestDatabase('es'), max: 55 });
-    await migrate(pool, [eventStoreMigration]);
+    await migrate(pool, eventStoreMigrations);
     const store = createPostgresEventStore(pool, codec, { pollIntervalMs: 50 });
     return {
       store,

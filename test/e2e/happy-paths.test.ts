@@ -3,7 +3,7 @@ import { countChatPromptTokens, countCompletionPromptTokens, countTextTokens } f
 import { requestCost, usd } from '../../domain/money';
 import { startTestGateway, type TestGateway } from '../support/gateway';
 import { defaultMockLlmConfig, mockChatUsage, mockEmbeddingUsage, startMockLlm, type MockLlm } from '../support/mock-llm';
-import { accountEvents, accountState, addModel, eventsOfType, issueKey, openAccount, openAiClient, requestEvents } from '../support/e2e-setup';
+import { accountEvents, accountState, addModel, eventsOfType, issueKey, openAccount, openAiClient, requestEvents, requestLogEntry } from '../support/e2e-setup';
 
 /**
  * The official openai client through a real gateway (real PostgreSQL) to a real upstream
@@ -110,7 +110,14 @@ it('chat, streaming without include_usage: no usage chunk reaches the client; co
   const usage = { inputTokens: BigInt(countChatPromptTokens(messages)), outputTokens: BigInt(countTextTokens(text)) };
   expect(settled.data).toMatchObject({ outcome: 'completed', usage: { ...usage, estimated: true } });
   expect(settled.data.actualCost).toBe(requestCost(usage, micro(chatPrice)));
-  expect(settled.data.request).toMatchObject({ stream: true, httpStatus: 200 });
+  expect(settled.data).not.toHaveProperty('request');
+  expect(await requestLogEntry(gw.gateway.ledger, accountId, settled.data.requestId, settled.metadata.occurredAt)).toMatchObject({
+    stream: true,
+    httpStatus: 200,
+    ended: 'settled',
+    outcome: 'completed',
+    model: 'llama-e2e',
+  });
 });
 
 it('chat, streaming with include_usage: one usage chunk, last, equal to what is charged', async () => {

@@ -9,6 +9,7 @@ import { PRICE_BOOK_STREAM_ID, type Operation } from '../../domain/price-book';
 import type { ApiKeys } from '../../src/api-keys';
 import { systemMetadata } from '../../src/command-metadata';
 import type { Ledger } from '../../src/ledger';
+import { requestLogStreamId, type RequestLogEntry } from '../../domain/request-log';
 
 /**
  * Setup for the end-to-end tests straight through the gateway's own objects (ledger, keys),
@@ -82,6 +83,16 @@ export async function issueKey(keys: ApiKeys, accountId: string, scopes: readonl
 export async function accountEvents(ledger: Ledger, accountId: string): Promise<AccountEvent[]> {
   const { events } = await ledger.store.readStream(accountStreamId(accountId));
   return events.map((recorded) => recorded.event as DomainEvent as AccountEvent);
+}
+
+/**
+ * The request log's entry for a request that ended at `endedAt` (its day's stream), read from the
+ * store; undefined when there is none. The wallet events no longer carry request metadata.
+ */
+export async function requestLogEntry(ledger: Ledger, accountId: string, requestId: string, endedAt: string): Promise<RequestLogEntry | undefined> {
+  const { events } = await ledger.store.readStream(requestLogStreamId(accountId, new Date(endedAt).toISOString().slice(0, 10)));
+  for (const { event } of events) if (event.type === 'RequestLogged' && event.data.requestId === requestId) return event.data;
+  return undefined;
 }
 
 /** The account's state folded from its stored events. */

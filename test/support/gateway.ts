@@ -33,6 +33,8 @@ export async function startTestGateway(options: {
   databaseUrl?: string;
   /** The admission limiters' clock (see GatewaySeams); a test that counts to a limit passes a manual one. */
   admissionClock?: () => number;
+  /** The retention schedule's wall clock (see GatewaySeams); a test moves it days ahead. */
+  retentionClock?: () => Date;
 }): Promise<TestGateway> {
   const databaseUrl = options.databaseUrl ?? (await createTestDatabase('gw'));
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-gw-'));
@@ -53,6 +55,9 @@ export async function startTestGateway(options: {
   });
   const logLines: string[] = [];
   const log = pino({ level: 'info' }, { write: (line: string) => void logLines.push(line) });
-  const gateway = await startGateway(config, log, options.routes ?? standardRoutes, { admissionClock: options.admissionClock });
+  const gateway = await startGateway(config, log, options.routes ?? standardRoutes, {
+    admissionClock: options.admissionClock,
+    retentionClock: options.retentionClock,
+  });
   return { gateway, url: gateway.url, databaseUrl, adminKey: TEST_ADMIN_KEY, logLines, stop: () => gateway.close() };
 }

@@ -191,6 +191,20 @@ export function createKurrentEventStore<E>(client: EventStoreDBClient, codec: Ev
       return results;
     },
 
+    async setStreamMaxAge(streamId, maxAgeSeconds) {
+      if (!Number.isSafeInteger(maxAgeSeconds) || maxAgeSeconds <= 0)
+        throw new RangeError(`a maximum age is a whole number of seconds above 0, got ${maxAgeSeconds}`);
+      // KurrentDB's own $maxAge: reads stop returning older events at once, its scavenge removes them.
+      const name = streamName(streamId);
+      const current = await client.getStreamMetadata(name);
+      await client.setStreamMetadata(name, { ...(current.metadata ?? {}), maxAge: maxAgeSeconds });
+    },
+
+    async streamMaxAge(streamId) {
+      const { metadata } = await client.getStreamMetadata(streamName(streamId));
+      return metadata?.maxAge ?? null;
+    },
+
     async readStream(streamId, options = {}) {
       const name = streamName(streamId);
       if (options.maxCount !== undefined && options.maxCount <= 0) {

@@ -1,3 +1,3 @@
 export { createPostgresEventStore, type PostgresEventStore, type PostgresEventStoreOptions } from './store';
 export { appendEncoded, appendThroughFunction, type Queryable, type EncodedAppendRequest, type AppendOutcome } from './append';
-export { eventStoreMigration, EVENTS_CHANNEL } from './schema';
+export { eventStoreMigration, eventStoreMigrations, streamMaxAgeMigration, EVENTS_CHANNEL } from './schema';

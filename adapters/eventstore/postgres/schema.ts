@@ -182,3 +182,56 @@ END $fn$;
 `;
 
 export const eventStoreMigration: Migration = { id: '0001_event_store', sql };
+
+/**
+ * Streams with a maximum age (KurrentDB's `$maxAge`), and the scavenge that deletes their expired
+ * events. The append-only rule still holds for every other event: a row trigger lets a DELETE
+ * through only inside scavenge_expired_events, and only for an event of a max-age stream recorded
+ * before the scavenge's horizon. Wallet streams have no max age, so nothing can delete them.
+ * The `streams` row stays: revisions never go back, so appends after a scavenge continue.
+ */
+const maxAgeSql = /* sql */ `
+CREATE TABLE stream_max_ages (
+  stream_id text COLLATE "C" PRIMARY KEY,
+  max_age_seconds bigint NOT NULL CHECK (max_age_seconds > 0)
+);
+
+DROP TRIGGER events_append_only ON events;
+CREATE TRIGGER events_append_only BEFORE UPDATE OR TRUNCATE ON events
+  FOR EACH STATEMENT EXECUTE FUNCTION events_are_immutable();
+
+CREATE FUNCTION events_delete_only_expired() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+  horizon timestamptz := nullif(current_setting('tollgate.scavenge_at', true), '')::timestamptz;
+BEGIN
+  IF horizon IS NULL OR NOT EXISTS (
+    SELECT 1 FROM stream_max_ages m
+     WHERE m.stream_id = OLD.stream_id AND OLD.recorded_at < horizon - make_interval(secs => m.max_age_seconds)
+  ) THEN
+    RAISE EXCEPTION 'events are append-only: DELETE refused (only a scavenge deletes, and only expired events of max-age streams)';
+  END IF;
+  RETURN OLD;
+END $fn$;
+CREATE TRIGGER events_delete_only_expired BEFORE DELETE ON events
+  FOR EACH ROW EXECUTE FUNCTION events_delete_only_expired();
+
+-- Deletes what expired by 'now' (the caller's clock); one row per stream that lost events.
+CREATE FUNCTION scavenge_expired_events(now_at timestamptz) RETURNS TABLE (o_stream text, o_deleted bigint)
+LANGUAGE plpgsql AS $fn$
+BEGIN
+  PERFORM set_config('tollgate.scavenge_at', now_at::text, true);
+  RETURN QUERY
+    WITH gone AS (
+      DELETE FROM events e USING stream_max_ages m
+       WHERE e.stream_id = m.stream_id AND e.recorded_at < now_at - make_interval(secs => m.max_age_seconds)
+      RETURNING e.stream_id
+    )
+    SELECT g.stream_id::text, count(*) FROM gone g GROUP BY g.stream_id;
+  PERFORM set_config('tollgate.scavenge_at', '', true);
+END $fn$;
+`;
+
+export const streamMaxAgeMigration: Migration = { id: '0042_stream_max_age', sql: maxAgeSql };
+
+/** Every migration of the event store, in order. */
+export const eventStoreMigrations: readonly Migration[] = [eventStoreMigration, streamMaxAgeMigration];

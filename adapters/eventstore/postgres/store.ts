@@ -20,6 +20,7 @@ import {
   type NewEvent,
   type ReadStreamResult,
   type RecordedEvent,
+  type ScavengeResult,
   type StreamRevision,
 } from '../../../src/ports/event-store';
 import { appendEncoded, appendThroughFunction, DUPLICATE_EVENT_ID_SQLSTATE, type AppendOutcome, type EncodedAppendRequest } from './append';
@@ -50,7 +51,8 @@ export interface PostgresEventStoreOptions {
   readonly announcedTypes?: readonly string[];
 }
 
-export type PostgresEventStore<E> = EventStore<E>;
+/** On PostgreSQL nothing expires by itself: the scavenge is always there. */
+export type PostgresEventStore<E> = EventStore<E> & { scavenge(now: Date): Promise<ScavengeResult> };
 
 /** How soon a subscriber looks again for an event hidden below the horizon. */
 const HIDDEN_RETRY_MS = 20;
@@ -405,6 +407,27 @@ export function createPostgresEventStore<E>(pool: Pool, codec: EventCodec<E>, op
           }
         : null;
       return { hiddenEvents: hidden, seconds: Math.max(0, seconds ?? 0), blocker };
+    },
+
+    async setStreamMaxAge(streamId: string, maxAgeSeconds: number) {
+      if (!Number.isSafeInteger(maxAgeSeconds) || maxAgeSeconds <= 0)
+        throw new RangeError(`a maximum age is a whole number of seconds above 0, got ${maxAgeSeconds}`);
+      await pool.query(
+        `INSERT INTO stream_max_ages (stream_id, max_age_seconds) VALUES ($1, $2)
+           ON CONFLICT (stream_id) DO UPDATE SET max_age_seconds = EXCLUDED.max_age_seconds`,
+        [streamId, maxAgeSeconds],
+      );
+    },
+
+    async streamMaxAge(streamId: string) {
+      const result = await pool.query<{ max_age_seconds: string }>('SELECT max_age_seconds FROM stream_max_ages WHERE stream_id = $1', [streamId]);
+      const row = result.rows[0];
+      return row ? Number(row.max_age_seconds) : null;
+    },
+
+    async scavenge(now: Date): Promise<ScavengeResult> {
+      const result = await pool.query<{ o_stream: string; o_deleted: string }>('SELECT o_stream, o_deleted FROM scavenge_expired_events($1)', [now]);
+      return { deletedEvents: result.rows.reduce((n, row) => n + Number(row.o_deleted), 0), streams: result.rows.length };
     },
 
     async readAll(from: LogPosition, options: { maxCount?: number } = {}) {

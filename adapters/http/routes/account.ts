@@ -7,6 +7,7 @@ import type { DomainEvent } from '../../../domain/events';
 import type { CommandMetadata } from '../../../domain/events/metadata';
 import { formatUsd, parseUsd } from '../../../domain/money';
 import { isBefore } from '../../../domain/time';
+import { requestLogStreamId, type RequestLogEntry } from '../../../domain/request-log';
 import { commandMetadata } from '../../../src/command-metadata';
 import type { RouteMount } from '../../../src/gateway';
 import type { PersonalDataVault } from '../../../src/ports/personal-data-vault';
@@ -412,24 +413,46 @@ export class AccountReader {
       }
       end = from - 1n;
     }
-    return ended.map(({ event }) => requestView(event, placed));
+    const observed = await this.requestLogEntries(
+      accountId,
+      ended.map(({ event }) => event),
+    );
+    return ended.map(({ event }) => requestView(event, placed, observed));
+  }
+
+  /**
+   * What the request log still holds of these requests (its entries expire after the retention
+   * days; the wallet events keep only the money): one read per day the requests ended on.
+   */
+  private async requestLogEntries(accountId: string, events: readonly AccountEvent[]): Promise<Map<string, RequestLogEntry>> {
+    const days = new Set(events.map((event) => new Date(event.metadata.occurredAt).toISOString().slice(0, 10)));
+    const entries = new Map<string, RequestLogEntry>();
+    for (const day of days) {
+      const { events: logged } = await this.gateway.store.readStream(requestLogStreamId(accountId, day));
+      for (const { event } of logged) if (event.type === 'RequestLogged') entries.set(event.data.requestId, event.data);
+    }
+    return entries;
   }
 }
 
-function requestView(event: AccountEvent, placed: ReadonlyMap<string, { keyId: string; model: string; operation: string }>): RequestView {
+function requestView(
+  event: AccountEvent,
+  placed: ReadonlyMap<string, { keyId: string; model: string; operation: string }>,
+  log: ReadonlyMap<string, RequestLogEntry>,
+): RequestView {
   const none = { upstream: null, http_status: null, stream: null, latency_ms: null, time_to_first_token_ms: null };
-  const observed = (
-    request: { upstream: string | null; httpStatus: number | null; stream: boolean; latencyMs: number; timeToFirstTokenMs: number | null } | null,
-  ) =>
-    request
+  const observed = (requestId: string) => {
+    const entry = log.get(requestId);
+    return entry
       ? {
-          upstream: request.upstream,
-          http_status: request.httpStatus,
-          stream: request.stream,
-          latency_ms: request.latencyMs,
-          time_to_first_token_ms: request.timeToFirstTokenMs,
+          upstream: entry.upstream,
+          http_status: entry.httpStatus,
+          stream: entry.stream,
+          latency_ms: entry.latencyMs,
+          time_to_first_token_ms: entry.timeToFirstTokenMs,
         }
       : none;
+  };
   const at = event.metadata.occurredAt;
   switch (event.type) {
     case 'ReservationSettled': {
@@ -445,7 +468,7 @@ function requestView(event: AccountEvent, placed: ReadonlyMap<string, { keyId: s
         reserved_usd: formatUsd(d.reservedAmount),
         cost_usd: formatUsd(d.actualCost),
         usage: { input_tokens: d.usage.inputTokens.toString(), output_tokens: d.usage.outputTokens.toString(), estimated: d.usage.estimated },
-        ...observed(d.request),
+        ...observed(d.requestId),
       };
     }
     case 'ReservationReleased':
@@ -463,7 +486,7 @@ function requestView(event: AccountEvent, placed: ReadonlyMap<string, { keyId: s
         reserved_usd: formatUsd(d.amount),
         cost_usd: formatUsd(0n),
         usage: null,
-        ...(event.type === 'ReservationReleased' ? observed(event.data.request) : none),
+        ...(event.type === 'ReservationReleased' ? observed(d.requestId) : none),
       };
     }
     default:

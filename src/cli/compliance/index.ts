@@ -10,6 +10,7 @@ const load = {
   export: () => require('../../compliance/export') as typeof import('../../compliance/export'),
   personalData: () => require('../../compliance/personal-data') as typeof import('../../compliance/personal-data'),
   retention: () => require('../../compliance/retention') as typeof import('../../compliance/retention'),
+  retentionSchedule: () => require('../../compliance/retention-schedule') as typeof import('../../compliance/retention-schedule'),
   auditProjection: () => (require('../../read-models/audit') as typeof import('../../read-models/audit')).auditProjection,
   retentionProjection: () => (require('../../read-models/retention') as typeof import('../../read-models/retention')).retentionProjection,
   zod: () => require('zod') as typeof import('zod'),
@@ -100,6 +101,13 @@ export function registerComplianceCommands(program: Command): void {
           ['CATEGORY', 'SUBJECT', 'COUNT', 'EXPIRES', 'DUE', 'ACTION'],
           items.map((i) => [i.category, i.subject, i.count === null ? '-' : String(i.count), i.expiresAt ?? 'never', i.due ? 'yes' : 'no', i.action]),
         ),
+      );
+      const last = await load.retentionSchedule().lastRetentionRun(context.ledger);
+      write(
+        last === null
+          ? 'last retention run: never (the gateway runs it daily, and at start-up when one is overdue)\n'
+          : `last retention run: ${last.runId} as of ${last.asOf}: ${last.requestMetadataPurged} request-log entries, ` +
+              `${last.auditEntriesPurged} audit entries deleted; personal data erased for ${last.personalDataErased.length} account(s)\n`,
       );
     });
   });

@@ -9,7 +9,9 @@ import { PRICE_BOOK_STREAM_ID } from '../../../domain/price-book';
 import { adminMetadata } from '../../../src/command-metadata';
 import { verifyAuditChain } from '../../../src/compliance/audit-log';
 import { runRetention } from '../../../src/compliance/retention';
+import { lastRetentionRun } from '../../../src/compliance/retention-schedule';
 import { standardRoutes } from '../../../src/routes';
+import { until } from '../../support/wait';
 import { startTestGateway, type TestGateway } from '../../support/gateway';
 
 const exec = promisify(execFile);
@@ -40,6 +42,8 @@ describe('audit log: actors, hash chain, tampering, purge', () => {
       models: [{ id: 'm', upstreams: [{ baseUrl: 'http://127.0.0.1:9/v1', capacity: 1 }], maxOutputTokens: 10, operations: ['chat'] }],
       routes: [...standardRoutes, mountComplianceRoutes],
     });
+    // The gateway's start-up retention run is an entry of its own: let it land before counting.
+    await until(async () => (await lastRetentionRun(gw.gateway.ledger)) ?? undefined, { what: 'the start-up retention run' });
     const { ledger } = gw.gateway;
     const vault = gw.gateway.vault;
     const stream = accountStreamId(accountId);
@@ -198,6 +202,8 @@ describe('audit log past ten entries', () => {
     gw = await startTestGateway({
       models: [{ id: 'm', upstreams: [{ baseUrl: 'http://127.0.0.1:9/v1', capacity: 1 }], maxOutputTokens: 10, operations: ['chat'] }],
     });
+    // The gateway's start-up retention run is an entry of its own: let it land first.
+    await until(async () => (await lastRetentionRun(gw.gateway.ledger)) ?? undefined, { what: 'the start-up retention run' });
     for (let i = 1; i <= 11; i++) {
       const added = await gw.gateway.ledger.priceBook.handle(PRICE_BOOK_STREAM_ID, {
         type: 'AddModel',
@@ -213,9 +219,9 @@ describe('audit log past ten entries', () => {
   // entry_no is selected as text: ordering by the bare name sorted "10" before "2" and broke the chain.
   it('entries are ordered by number, so the chain verifies and the log reads in order', async () => {
     const verified = await verifyAuditChain(gw.gateway.database.pool);
-    expect(verified).toMatchObject({ ok: true, entries: 12 });
+    expect(verified).toMatchObject({ ok: true, entries: 13 });
     const res = await fetch(`${gw.url}/admin/audit`, { headers: { authorization: `Bearer ${gw.adminKey}` } });
     const { data } = (await res.json()) as { data: { entry_no: string }[] };
-    expect(data.map((e) => e.entry_no)).toEqual(Array.from({ length: 12 }, (_, i) => String(i + 1)));
+    expect(data.map((e) => e.entry_no)).toEqual(Array.from({ length: 13 }, (_, i) => String(i + 1)));
   });
 });

@@ -60,7 +60,6 @@ describe('erasure: crypto-shredding of a closed account by the retention run', (
         usage: { inputTokens: 1_000n, outputTokens: 2_000n, estimated: false },
         price: { version: 1, inputPerMillion: usd('1'), outputPerMillion: usd('2') },
         outcome: 'completed',
-        request: { upstream: 'u1', httpStatus: 200, stream: false, latencyMs: 120, timeToFirstTokenMs: null },
       },
       metadata: adminMetadata('gw'),
     });

@@ -50,9 +50,27 @@ describe('finance over HTTP', () => {
         usage: { inputTokens: 1000n, outputTokens: 500n, estimated: false },
         price: PRICE,
         outcome: 'completed',
-        request: { upstream: 'u', httpStatus: 200, stream: false, latencyMs: 120, timeToFirstTokenMs: null },
       },
     });
+    // Its metadata, latency included, goes to the request log, as the settle path writes it.
+    await gw.gateway.ledger.requestLog.record(
+      {
+        requestId: 'alice-r1',
+        accountId: 'alice',
+        keyId: 'alice-key',
+        model: 'm',
+        operation: 'chat',
+        ended: 'settled',
+        outcome: 'completed',
+        usage: { inputTokens: 1000n, outputTokens: 500n, estimated: false },
+        upstream: 'u',
+        httpStatus: 200,
+        stream: false,
+        latencyMs: 120,
+        timeToFirstTokenMs: null,
+      },
+      systemMetadata('test'),
+    );
     await run('bob', {
       type: 'PlaceReservation',
       data: { requestId: 'bob-r1', keyId: 'bob-key', model: 'm', operation: 'chat', amount: usd('0.5'), priceVersion: 1 },

@@ -52,7 +52,7 @@ describe('a placement of unknown outcome is released', () => {
     await releaseAbandonedReservation(deps(), stream, 'req_lost_ack', systemMetadata('test'));
     const { events } = await ledger.store.readStream(stream);
     expect(events.filter((e) => e.event.type === 'ReservationReleased').map((e) => e.event.data)).toEqual([
-      { requestId: 'req_lost_ack', amount: usd('3'), reason: 'gateway_error', request: null },
+      { requestId: 'req_lost_ack', amount: usd('3'), reason: 'gateway_error' },
     ]);
     expect(availableOf((await ledger.accounts.load(stream)).state)).toBe(usd('10'));
     expect(lines.some((l) => l.includes('released a reservation whose placement seemed to fail'))).toBe(true);

@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Pool } from 'pg';
 import { firstValueFrom, type Subscription } from 'rxjs';
-import { createPostgresEventStore, eventStoreMigration, type PostgresEventStore } from '../../../adapters/eventstore/postgres';
+import { createPostgresEventStore, eventStoreMigrations, type PostgresEventStore } from '../../../adapters/eventstore/postgres';
 import { migrate } from '../../../adapters/postgres/migrate';
 import { readCheckpoint, saveCheckpoint } from '../../../src/read-models/checkpoints';
 import { createPool } from '../../../adapters/postgres/pool';
@@ -19,7 +19,7 @@ let store: PostgresEventStore<TestEvent>;
 beforeAll(async () => {
   databaseUrl = await createTestDatabase('esunit');
   pool = createPool({ connectionString: databaseUrl, max: 6 });
-  await migrate(pool, [eventStoreMigration]);
+  await migrate(pool, eventStoreMigrations);
   // A poll far longer than any wait below: a live event arriving in time proves NOTIFY woke it.
   store = createPostgresEventStore(pool, testEventCodec, { pollIntervalMs: 60_000 });
 });
@@ -107,6 +107,30 @@ test('events are append-only: UPDATE and DELETE are refused', async () => {
   await store.appendToStream(stream('immutable'), [deposited(1n)], { expectedVersion: 'no_stream' });
   await expect(pool.query("UPDATE events SET type = 'Withdrawn'")).rejects.toThrow(/append-only/);
   await expect(pool.query('DELETE FROM events')).rejects.toThrow(/append-only/);
+  await expect(pool.query('TRUNCATE events')).rejects.toThrow(/append-only/);
+});
+
+test('only a scavenge deletes, and only expired events of max-age streams: a hand-made DELETE is refused, whatever it pretends', async () => {
+  const [wallet, aging] = [stream('wallet'), stream('aging')];
+  await store.appendToStream(wallet, [deposited(1n)], { expectedVersion: 'no_stream' });
+  await store.appendToStream(aging, [deposited(2n)], { expectedVersion: 'no_stream' });
+  await store.setStreamMaxAge(aging, 1);
+  // Even an expired event of a max-age stream is refused outside a scavenge.
+  await expect(pool.query("DELETE FROM events WHERE stream_id = $1 AND recorded_at < now() + interval '1 day'", [aging])).rejects.toThrow(/append-only/);
+  // Borrowing the scavenge's horizon still never lets a wallet event go.
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query("SELECT set_config('tollgate.scavenge_at', (now() + interval '100 years')::text, true)");
+    await expect(client.query('DELETE FROM events WHERE stream_id = $1', [wallet])).rejects.toThrow(/append-only/);
+    await client.query('ROLLBACK');
+  } finally {
+    client.release();
+  }
+  const later = new Date(Date.now() + 3_600_000);
+  expect(await store.scavenge(later)).toEqual({ deletedEvents: 1, streams: 1 });
+  expect((await store.readStream(wallet)).events).toHaveLength(1);
+  expect((await store.readStream(aging)).events).toHaveLength(0);
 });
 
 describe('announced appends (stream announcements)', () => {

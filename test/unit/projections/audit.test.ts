@@ -47,7 +47,6 @@ const settled = recorded(
       usage: { inputTokens: 1n, outputTokens: 1n, estimated: false },
       priceVersion: 3,
       outcome: 'completed',
-      request: null,
     },
   },
   { kind: 'customer_key', keyId: 'k1' },

@@ -24,7 +24,6 @@ const moneyEvents: AccountEvent[] = [
     usage: { inputTokens: 10n, outputTokens: 20n, estimated: false },
     priceVersion: 1,
     outcome: 'completed',
-    request: null,
   }),
   ev('PromoCreditExpired', { grantId: 'g2', amount: usd('2') }),
   ev('RefundIssued', { refundId: 'rf', amount: usd('3'), paymentReferences: ['pi_1'] }),
@@ -63,7 +62,7 @@ describe('journal postings', () => {
         }),
       ),
     ).toEqual([]);
-    expect(postingsOf(stream, ev('ReservationReleased', { requestId: 'r', amount: usd('1'), reason: 'gateway_error', request: null }))).toEqual([]);
+    expect(postingsOf(stream, ev('ReservationReleased', { requestId: 'r', amount: usd('1'), reason: 'gateway_error' }))).toEqual([]);
     expect(postingsOf(stream, ev('ReservationExpired', { requestId: 'r', amount: usd('1') }))).toEqual([]);
   });
 

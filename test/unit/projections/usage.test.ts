@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { accountStreamId, decideAccount, evolveAccount, initialAccountState, type AccountEvent } from '../../../domain/account';
 import { usd } from '../../../domain/money';
+import { requestLogStreamId } from '../../../domain/request-log';
 import { foldUsage, utcDay, type ReservationFacts } from '../../../projections/usage/usage';
 import { runScriptInMemory, sampleAccountScript } from '../../../src/finance/sample-history';
 
@@ -23,11 +24,29 @@ describe('usage reducer', () => {
           streamId: stream,
           event: {
             type: 'ReservationReleased',
+            data: { requestId: 'r1', amount: usd('1'), reason: 'gateway_error' },
+            metadata: at('2025-01-02T00:00:01+00:00'),
+          },
+        },
+        // Its latency comes from the request log (the wallet event carries none): no second request.
+        {
+          streamId: requestLogStreamId('acc', '2025-01-02'),
+          event: {
+            type: 'RequestLogged',
             data: {
               requestId: 'r1',
-              amount: usd('1'),
-              reason: 'gateway_error',
-              request: { upstream: null, httpStatus: 502, stream: false, latencyMs: 40, timeToFirstTokenMs: null },
+              accountId: 'acc',
+              keyId: 'k1',
+              model: 'm1',
+              operation: 'embedding',
+              ended: 'released',
+              outcome: 'gateway_error',
+              usage: null,
+              upstream: null,
+              httpStatus: 502,
+              stream: false,
+              latencyMs: 40,
+              timeToFirstTokenMs: null,
             },
             metadata: at('2025-01-02T00:00:01+00:00'),
           },

@@ -63,7 +63,6 @@ describe('CompleteTopUp', () => {
       usage: { inputTokens: 0n, outputTokens: 750_000n, estimated: false },
       priceVersion: 1,
       outcome: 'completed',
-      request: null,
     });
     const state = given([opened, toppedUp(usd('1')), reservationPlaced('r1', usd('1')), settledShort])
       .when(topUp(usd('10'), 'pay-2'))
@@ -128,7 +127,6 @@ describe('GrantPromoCredit and ExpirePromoCredit', () => {
         usage: { inputTokens: 2_000_000n, outputTokens: 0n, estimated: false },
         priceVersion: 1,
         outcome: 'completed',
-        request: null,
       }),
     ])
       .when(expire(later))
@@ -183,7 +181,6 @@ describe('PlaceReservation', () => {
         usage: { inputTokens: 10_200_000n, outputTokens: 0n, estimated: false },
         priceVersion: 1,
         outcome: 'completed',
-        request: null,
       }),
       promoGranted('g1', usd('5'), nextWeek),
     ])
@@ -230,7 +227,6 @@ describe('SettleReservation', () => {
       usage: { inputTokens: data.input, outputTokens: data.output, estimated: false },
       priceVersion: 1,
       outcome: 'completed',
-      request: null,
     });
 
   it('settles at the actual cost; the excess returns to available', () => {
@@ -297,9 +293,9 @@ describe('ReleaseReservation and ExpireReservation', () => {
   it('releases without charge', () =>
     given(base)
       .when(release)
-      .then([ev('ReservationReleased', { requestId: 'r1', amount: usd('1'), reason: 'gateway_error', request: null })]));
+      .then([ev('ReservationReleased', { requestId: 'r1', amount: usd('1'), reason: 'gateway_error' })]));
   it('reservation_not_found on release of an ended reservation', () =>
-    given([...base, ev('ReservationReleased', { requestId: 'r1', amount: usd('1'), reason: 'gateway_error', request: null })])
+    given([...base, ev('ReservationReleased', { requestId: 'r1', amount: usd('1'), reason: 'gateway_error' })])
       .when(release)
       .then({ error: 'reservation_not_found', requestId: 'r1' }));
   const expireAt = (now: string) => cmd('ExpireReservation', { requestId: 'r1' }, now);

@@ -65,7 +65,6 @@ describe('TerminateAccount', () => {
       usage: { inputTokens: 0n, outputTokens: 750_000n, estimated: false },
       priceVersion: 1,
       outcome: 'completed',
-      request: null,
     });
     given([opened, toppedUp(usd('1')), reservationPlaced('r1', usd('1')), short])
       .when(terminate(true))
@@ -104,7 +103,6 @@ describe('RevokePromoCredit', () => {
     usage: { inputTokens: 2_000_000n, outputTokens: 0n, estimated: false },
     priceVersion: 1,
     outcome: 'completed',
-    request: null,
   });
   const revoke = (amount: bigint | null, now = minutesAfterT0(10), grantId = 'g1', reason = 'campaign abused') =>
     cmd('RevokePromoCredit', { grantId, amount, reason }, now);

@@ -16,7 +16,6 @@ const settled = ev('ReservationSettled', {
   usage: { inputTokens: 9_007_199_254_740_993n, outputTokens: 0n, estimated: true },
   priceVersion: 7,
   outcome: 'client_disconnected',
-  request: null,
 });
 
 const samples: DomainEvent[] = [
@@ -25,7 +24,7 @@ const samples: DomainEvent[] = [
   promoGranted('g1', usd('5'), '2026-02-01T00:00:00+01:00'),
   reservationPlaced('r1', usd('0.4')),
   settled,
-  ev('ReservationReleased', { requestId: 'r1', amount: 1n, reason: 'upstream_error_no_tokens', request: null }),
+  ev('ReservationReleased', { requestId: 'r1', amount: 1n, reason: 'upstream_error_no_tokens' }),
   ev('RefundIssued', { refundId: 'x', amount: 3n, paymentReferences: ['pay-1', 'pay-2'] }),
   ev('AutoTopUpConfigured', { autoTopUp: null }),
   ev('PersonalDataErased', {}),

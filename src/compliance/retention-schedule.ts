@@ -1,0 +1,74 @@
+import type { Logger } from 'pino';
+import type { Pool } from 'pg';
+import { RETENTION_STREAM_ID, type RetentionEvent } from '../../domain/retention';
+
+type RetentionRun = RetentionEvent['data'];
+import type { Worker } from '../instances/lease';
+import type { Ledger } from '../ledger';
+import type { PersonalDataVault } from '../ports/personal-data-vault';
+import { startPollLoop, type PollLoop } from '../process-managers/poll-loop';
+import { runRetention, type RetentionReport } from './retention';
+
+export const RETENTION_EVERY_MS = 86_400_000;
+
+/**
+ * The retention schedule, run by the gateway itself: one of the background workers, so it runs on
+ * one live instance at a time (src/instances/lease.ts). It looks every `checkIntervalMs` (and at
+ * once when it starts) whether a day has passed since the last recorded run, by `clock`, and if so
+ * runs retention: a gateway that was down for a week catches up at start-up, and a run already
+ * made by another instance is not made again. Each run is recorded on the retention stream
+ * (RetentionRunCompleted, counts and categories only), which the audit log shows as retention.run.
+ */
+export class RetentionSchedule implements Worker {
+  private loop: PollLoop | undefined;
+
+  constructor(
+    private readonly deps: { readonly pool: Pool; readonly ledger: Ledger; readonly vault: PersonalDataVault; readonly log: Logger },
+    private readonly options: { readonly clock: () => Date; readonly checkIntervalMs: number },
+  ) {}
+
+  start(): void {
+    this.loop = startPollLoop(() => this.runIfDue(), {
+      intervalMs: this.options.checkIntervalMs,
+      onError: (error) =>
+        this.deps.log.error({ err: { name: (error as Error).name, message: (error as Error).message } }, 'retention run failed; retried at the next check'),
+    });
+    void this.loop.runNow();
+  }
+
+  /** Runs retention when no run is recorded within the last day; returns its report, or null when none was due. */
+  async runIfDue(): Promise<RetentionReport | null> {
+    const now = this.options.clock();
+    const last = await lastRunAt(this.deps.ledger);
+    if (last !== null && now.getTime() - last.getTime() < RETENTION_EVERY_MS) return null;
+    const report = await runRetention(this.deps, { now: now.toISOString(), actor: { kind: 'system', process: 'retention-schedule' } });
+    this.deps.log.info(
+      {
+        runId: report.runId,
+        requestLogEntriesDeleted: report.requestMetadataPurged,
+        auditEntriesDeleted: report.auditEntriesPurged,
+        personalDataErased: report.personalDataErased.length,
+      },
+      'retention run recorded',
+    );
+    return report;
+  }
+
+  async stop(): Promise<void> {
+    await this.loop?.stop();
+  }
+}
+
+/** The last recorded retention run (what it deleted, by category, and as of when), or null before the first. */
+export async function lastRetentionRun(ledger: Pick<Ledger, 'store'>): Promise<RetentionRun | null> {
+  // One event per day: the stream stays small.
+  const { events } = await ledger.store.readStream(RETENTION_STREAM_ID);
+  const last = events[events.length - 1]?.event;
+  return last?.type === 'RetentionRunCompleted' ? last.data : null;
+}
+
+/** When the last recorded retention run measured from (its asOf), or null before the first. */
+export async function lastRunAt(ledger: Pick<Ledger, 'store'>): Promise<Date | null> {
+  const last = await lastRetentionRun(ledger);
+  return last === null ? null : new Date(last.asOf);
+}

@@ -1,0 +1,92 @@
+import { verifyFinance } from '../../src/finance/verify';
+import { requestLogStreamId } from '../../domain/request-log';
+import { startTestGateway, type TestGateway } from '../support/gateway';
+import { defaultMockLlmConfig, startMockLlm, type MockLlm } from '../support/mock-llm';
+import { accountEvents, addModel, dumpDatabase, issueKey, openAccount, openAiClient } from '../support/e2e-setup';
+import { until } from '../support/wait';
+
+/**
+ * The privacy policy: "API request logs are retained for 90 days" and "Wallet transaction records
+ * are retained indefinitely". A real request through the gateway leaves its metadata (upstream,
+ * HTTP status, timings) in the request log only; its money in the wallet. After 90 days (a
+ * scavenge run with a clock 91 days on) the upstream is in no row of any table, the request log
+ * has no entry for it, /v1/account/requests shows no metadata for it, and the wallet still holds
+ * its amounts, with `verify` clean.
+ */
+
+const DAY_MS = 86_400_000;
+let upstream: MockLlm;
+let gw: TestGateway;
+
+beforeAll(async () => {
+  upstream = await startMockLlm(defaultMockLlmConfig());
+  gw = await startTestGateway({
+    models: [{ id: 'llama', upstreams: [{ baseUrl: upstream.baseUrl, capacity: 4 }], maxOutputTokens: 64, operations: ['chat'] }],
+  });
+  await addModel(gw.gateway.ledger, 'llama', { chat: { input: '1', output: '2' } }, 64);
+});
+
+afterAll(async () => {
+  await gw?.stop();
+  await upstream?.stop();
+});
+
+it('90 days after a request its metadata is in no table and no stream; its amounts stay in the wallet', async () => {
+  const { ledger, store, settlements } = gw.gateway;
+  const accountId = await openAccount(ledger, { topUpUsd: '10' });
+  const { secret } = await issueKey(gw.gateway.keys, accountId, ['inference', 'account_read']);
+  const client = openAiClient(gw.url, secret);
+  await client.chat.completions.create({ model: 'llama', messages: [{ role: 'user', content: 'hello' }] });
+  await settlements.settled(accountId);
+
+  const settled = (await accountEvents(ledger, accountId)).find((e) => e.type === 'ReservationSettled');
+  if (settled?.type !== 'ReservationSettled') throw new Error('the request was not settled');
+  const requestId = settled.data.requestId;
+  const logStream = requestLogStreamId(accountId, new Date(settled.metadata.occurredAt).toISOString().slice(0, 10));
+  const upstreamUrl = upstream.baseUrl.replace(/\/$/, '');
+
+  // Today: the wallet event carries money only; the request log has the metadata, with a 90-day maximum age.
+  expect(settled.data).not.toHaveProperty('request');
+  expect(JSON.stringify(settled, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))).not.toContain(upstreamUrl);
+  const logged = (await store.readStream(logStream)).events.map((e) => e.event);
+  expect(logged).toEqual([
+    expect.objectContaining({
+      type: 'RequestLogged',
+      data: expect.objectContaining({ requestId, upstream: expect.stringContaining(upstreamUrl), httpStatus: 200 }),
+    }),
+  ]);
+  expect(await store.streamMaxAge(logStream)).toBe(90 * 86_400);
+  const listed = async () => {
+    const res = await fetch(`${gw.url}/v1/account/requests`, { headers: { authorization: `Bearer ${secret}` } });
+    expect(res.status).toBe(200);
+    return ((await res.json()) as { data: { request_id: string; upstream: string | null; http_status: number | null; cost_usd: string }[] }).data;
+  };
+  expect(await listed()).toEqual([expect.objectContaining({ request_id: requestId, upstream: expect.stringContaining(upstreamUrl), http_status: 200 })]);
+  expect((await dumpDatabase(gw.databaseUrl)).rows.filter((row) => row.includes(upstreamUrl)).length).toBeGreaterThan(0);
+
+  // 89 days on, nothing is due yet.
+  expect(store.scavenge).toBeDefined();
+  expect(await store.scavenge!(new Date(Date.now() + 89 * DAY_MS))).toEqual({ deletedEvents: 0, streams: 0 });
+  expect((await store.readStream(logStream)).events).toHaveLength(1);
+
+  // 91 days on, the request log entry is gone from the stream and from every table.
+  const scavenged = await store.scavenge!(new Date(Date.now() + 91 * DAY_MS));
+  expect(scavenged.deletedEvents).toBeGreaterThanOrEqual(1);
+  expect((await store.readStream(logStream)).events).toEqual([]);
+  const { rows } = await dumpDatabase(gw.databaseUrl);
+  expect(rows.filter((row) => row.includes(upstreamUrl))).toEqual([]);
+  expect(rows.filter((row) => row.includes('RequestLogged') && row.includes(requestId))).toEqual([]);
+
+  // The wallet keeps the amounts, unchanged; the request list still shows the cost, with no metadata.
+  const walletNow = (await accountEvents(ledger, accountId)).find((e) => e.type === 'ReservationSettled');
+  expect(walletNow).toEqual(settled);
+  expect(await listed()).toEqual([expect.objectContaining({ request_id: requestId, upstream: null, http_status: null, latency_ms: null })]);
+  const report = await until(
+    async () => {
+      const r = await verifyFinance(gw.gateway.database.pool, store);
+      return r.ok ? r : undefined;
+    },
+    { what: 'verify to find every cent' },
+  );
+  expect(report.differences).toEqual([]);
+});
