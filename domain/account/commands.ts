@@ -3,7 +3,7 @@ import type { MicroUsd, TokenPrice } from '../money/money';
 import type { Operation } from '../price-book/operation';
 import type { ReleaseReason, SettledOutcome } from '../charge-policy/outcome-names';
 import type { IsoInstant } from '../time/instant';
-import type { ClosureReason, RequestMetadata, SuspensionReason } from './events';
+import type { ClosureReason, DisputeOutcome, RequestMetadata, SuspensionReason } from './events';
 
 export type OpenAccount = Command<
   'OpenAccount',
@@ -100,6 +100,18 @@ export type SuspendAccount = Command<'SuspendAccount', { readonly reason: Suspen
 
 export type ReinstateAccount = Command<'ReinstateAccount', Record<string, never>>;
 
+/** Stripe's charge.dispute.created: a dispute id already known is a no-op (redelivery, or it was closed first). */
+export type OpenDispute = Command<'OpenDispute', { readonly disputeId: string; readonly paymentReference: string; readonly amount: MicroUsd }>;
+
+/**
+ * Stripe's charge.dispute.closed. A dispute not yet opened is opened and closed in one decision
+ * (closed delivered before created); one already closed is a no-op.
+ */
+export type CloseDispute = Command<
+  'CloseDispute',
+  { readonly disputeId: string; readonly paymentReference: string; readonly amount: MicroUsd; readonly outcome: DisputeOutcome }
+>;
+
 export type CloseAccount = Command<'CloseAccount', { readonly reason: ClosureReason }>;
 
 /**
@@ -131,6 +143,8 @@ export type AccountCommand =
   | RecordAutoTopUpFailed
   | SuspendAccount
   | ReinstateAccount
+  | OpenDispute
+  | CloseDispute
   | CloseAccount
   | TerminateAccount
   | ErasePersonalData

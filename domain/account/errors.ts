@@ -17,6 +17,8 @@ export type AccountError =
   | { readonly error: 'account_suspended'; readonly reason: SuspensionReason }
   | { readonly error: 'account_already_suspended'; readonly reason: SuspensionReason }
   | { readonly error: 'account_not_suspended' }
+  /** an operator cannot lift `payment_dispute` while a dispute is open: Stripe's decision ends it */
+  | { readonly error: 'dispute_open'; readonly openDisputes: number }
   /** close only when every reservation has ended, so no hold outlives the account */
   | { readonly error: 'account_has_open_reservations'; readonly openReservations: number }
   /** erasure follows closure (personal data goes within 30 days of deletion) */

@@ -12,7 +12,7 @@ export type SuspensionReason = z.output<typeof suspensionReasonSchema>;
 export const closureReasonSchema = z.enum(['customer_request', 'admin_decision', 'erasure_request', 'terminated_for_breach']);
 export type ClosureReason = z.output<typeof closureReasonSchema>;
 
-export const reinstatementReasonSchema = z.enum(['balance_restored', 'admin_decision']);
+export const reinstatementReasonSchema = z.enum(['balance_restored', 'admin_decision', 'dispute_won']);
 export type ReinstatementReason = z.output<typeof reinstatementReasonSchema>;
 
 /**
@@ -153,9 +153,37 @@ export const AutoTopUpTriggered = defineEvent('AutoTopUpTriggered', z.object({ a
 
 export const AutoTopUpFailed = defineEvent('AutoTopUpFailed', z.object({ attemptId: idSchema, reason: z.string().min(1) }));
 
+/**
+ * Adds one reason to the account's set of suspension reasons. The account is active only when
+ * that set is empty (a dispute and a failed auto top-up may hold it at the same time).
+ */
 export const AccountSuspended = defineEvent('AccountSuspended', z.object({ reason: suspensionReasonSchema }));
 
-export const AccountReinstated = defineEvent('AccountReinstated', z.object({ reason: reinstatementReasonSchema }));
+/**
+ * Lifts the suspension reasons in `lifted`; the account is open again once none is left.
+ * `lifted` null: every reason. Events written before reasons were a set have no `lifted` and
+ * decode as null: an account then had one reason at a time, and reinstatement lifted it.
+ */
+export const AccountReinstated = defineEvent(
+  'AccountReinstated',
+  z.object({ reason: reinstatementReasonSchema, lifted: z.array(suspensionReasonSchema).nullable().default(null) }),
+);
+
+/**
+ * A cardholder disputed a payment (Stripe charge.dispute.created). `amount` is held: neither
+ * spendable nor refundable until the dispute closes.
+ */
+export const DisputeOpened = defineEvent('DisputeOpened', z.object({ disputeId: idSchema, paymentReference: idSchema, amount: naturalSchema }));
+
+export const disputeOutcomeSchema = z.enum(['won', 'lost']);
+export type DisputeOutcome = z.output<typeof disputeOutcomeSchema>;
+
+/**
+ * The dispute closed (Stripe charge.dispute.closed). The hold ends either way; lost, `debited`
+ * leaves the purchased credit (which may go negative: the customer may have spent it) and the
+ * journal posts it to dispute_losses. Won, `debited` is 0.
+ */
+export const DisputeClosed = defineEvent('DisputeClosed', z.object({ disputeId: idSchema, outcome: disputeOutcomeSchema, debited: naturalSchema }));
 
 export const AccountClosed = defineEvent('AccountClosed', z.object({ reason: closureReasonSchema }));
 
@@ -206,6 +234,8 @@ export const accountEventDefinitions = [
   PurchasedCreditForfeited,
   PromoCreditRevoked,
   MaximumBalanceSet,
+  DisputeOpened,
+  DisputeClosed,
 ] as const;
 
 export type AccountEvent = EventOf<(typeof accountEventDefinitions)[number]>;

@@ -26,10 +26,25 @@ export interface OpenReservation {
   readonly instanceId: string | null;
 }
 
+export interface Dispute {
+  readonly paymentReference: string;
+  /** what is held while it is open */
+  readonly amount: MicroUsd;
+  readonly status: 'open' | 'won' | 'lost';
+}
+
 export interface AccountState {
   readonly status: AccountStatus;
   readonly accountId: string | null;
+  /** every reason the account is suspended for; it is active only when this is empty */
+  readonly suspensionReasons: ReadonlySet<SuspensionReason>;
+  /** the most recent of suspensionReasons (what the API shows), null when there is none */
   readonly suspensionReason: SuspensionReason | null;
+  /** every dispute by id, closed ones included so a redelivery changes nothing */
+  readonly disputes: ReadonlyMap<string, Dispute>;
+  /** sum of open disputes' amounts: neither spendable nor refundable */
+  readonly disputeHeld: MicroUsd;
+  readonly totalDisputeLosses: MicroUsd;
   /** purchased credit; negative after a settlement shortfall (debt) */
   readonly purchased: MicroUsd;
   readonly promoGrants: ReadonlyMap<string, PromoGrant>;
@@ -55,7 +70,11 @@ export function initialAccountState(): AccountState {
   return {
     status: 'not_opened',
     accountId: null,
+    suspensionReasons: new Set(),
     suspensionReason: null,
+    disputes: new Map(),
+    disputeHeld: 0n,
+    totalDisputeLosses: 0n,
     purchased: 0n,
     promoGrants: new Map(),
     openReservations: new Map(),
@@ -94,18 +113,31 @@ export function balanceOf(state: AccountState, at?: IsoInstant): MicroUsd {
   return state.purchased + promoBalanceOf(state, at);
 }
 
-/** what a new reservation may take: balance less open reservations (negative after a shortfall) */
+/** what a new reservation may take: balance less open reservations and disputed amounts (negative after a shortfall) */
 export function availableOf(state: AccountState, at?: IsoInstant): MicroUsd {
-  return balanceOf(state, at) - state.reserved;
+  return balanceOf(state, at) - state.reserved - state.disputeHeld;
 }
 
-/** purchased credit that may be paid back: purchased less open reservations, never below 0 */
+/** purchased credit that may be paid back: purchased less open reservations and disputed amounts, never below 0 */
 export function refundableOf(state: AccountState): MicroUsd {
-  const r = state.purchased - state.reserved;
+  const r = state.purchased - state.reserved - state.disputeHeld;
   return r > 0n ? r : 0n;
 }
 
 /** The most this account's balance (purchased + promo) may reach: its own ceiling, or the deployment's. */
 export function maximumBalanceOf(state: AccountState, policy: { readonly maximumBalance: MicroUsd }): MicroUsd {
   return state.maximumBalance ?? policy.maximumBalance;
+}
+
+/** The suspension reasons left after a reinstatement that lifts `lifted` (null: all of them). */
+export function reasonsAfterReinstatement(reasons: ReadonlySet<SuspensionReason>, lifted: readonly SuspensionReason[] | null): ReadonlySet<SuspensionReason> {
+  if (lifted === null) return new Set();
+  return new Set([...reasons].filter((r) => !lifted.includes(r)));
+}
+
+/** Open disputes other than `except`. */
+export function openDisputesOf(state: AccountState, except?: string): number {
+  let n = 0;
+  for (const [id, d] of state.disputes) if (d.status === 'open' && id !== except) n += 1;
+  return n;
 }

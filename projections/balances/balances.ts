@@ -56,6 +56,8 @@ export function balanceChange(streamId: string, event: DomainEvent): BalanceChan
     case 'RefundIssued':
     case 'PurchasedCreditForfeited':
       return { ...zero, purchased: -event.data.amount };
+    case 'DisputeClosed':
+      return { ...zero, purchased: -event.data.debited };
     default:
       return zero;
   }
