@@ -33,14 +33,17 @@ const isPaymentIntent = (reference: string) => reference.startsWith('pi_');
 
 /**
  * What each of the account's card payments can still give back, newest first: its top-up less
- * the refunds recorded against it. A refund recorded against several payments (not one made
- * here) counts in full against each, so nothing is ever refunded twice.
+ * the refunds recorded against it; nothing for a payment that was ever disputed. A refund
+ * recorded against several payments (not one made here) counts in full against each, so nothing
+ * is ever refunded twice.
  */
 export async function refundablePayments(store: EventStore<DomainEvent>, accountId: string): Promise<{ paymentIntentId: string; remaining: MicroUsd }[]> {
   const { events } = await store.readStream(accountStreamId(accountId));
   const paid = new Map<string, MicroUsd>();
   for (const { event } of events) {
     if (event.type === 'TopUpCompleted' && isPaymentIntent(event.data.paymentReference)) paid.set(event.data.paymentReference, event.data.amount);
+    // A disputed charge is not refunded on the card (Stripe refuses it); a lost one was taken back already.
+    if (event.type === 'DisputeOpened') paid.set(event.data.paymentReference, 0n);
     if (event.type === 'RefundIssued') {
       for (const reference of event.data.paymentReferences) {
         const left = paid.get(reference);

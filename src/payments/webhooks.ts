@@ -2,7 +2,8 @@ import type { Pool } from 'pg';
 import type { Logger } from 'pino';
 import { accountStreamId } from '../../domain/account';
 import type { StripeCustomers } from '../../adapters/payments/customers';
-import { checkoutSessionSchema, paymentIntentSchema, refundSchema, type StripeEvent } from '../../adapters/payments/webhook-events';
+import { checkoutSessionSchema, disputeSchema, paymentIntentSchema, refundSchema, type StripeEvent } from '../../adapters/payments/webhook-events';
+import type { StripeClient } from '../../adapters/payments/stripe-client';
 import { systemMetadata } from '../command-metadata';
 import type { Ledger } from '../ledger';
 import { microUsdOfCents } from './amounts';
@@ -90,6 +91,8 @@ export class StripeWebhookReceiver {
 export interface PaymentHandlerDeps {
   readonly ledger: Ledger;
   readonly customers: StripeCustomers;
+  /** to read a disputed PaymentIntent (its customer, and the credit it bought) */
+  readonly stripe: StripeClient;
 }
 
 /**
@@ -98,7 +101,9 @@ export interface PaymentHandlerDeps {
  *   payment_intent.succeeded complete the top-up with the PaymentIntent id as the payment
  *   reference, so however many of them arrive, in whatever order, the payment credits once;
  * - refund.created / refund.updated with status succeeded record a refund Tollgate asked for
- *   (its refund id travels in the refund's metadata).
+ *   (its refund id travels in the refund's metadata);
+ * - charge.dispute.created / charge.dispute.closed hold and settle a disputed payment, by
+ *   dispute id, so redelivery and any order of the two apply each step once.
  */
 export function registerPaymentHandlers(dispatcher: StripeWebhookDispatcher, deps: PaymentHandlerDeps): StripeWebhookDispatcher {
   const credit = creditTopUp(deps);
@@ -156,7 +161,41 @@ export function registerPaymentHandlers(dispatcher: StripeWebhookDispatcher, dep
   };
   dispatcher.on('refund.created', refundSucceeded);
   dispatcher.on('refund.updated', refundSucceeded);
+
+  const dispute = disputeHandler(deps);
+  dispatcher.on('charge.dispute.created', (event) => dispute(event, 'created'));
+  dispatcher.on('charge.dispute.closed', (event) => dispute(event, 'closed'));
   return dispatcher;
+}
+
+/**
+ * The account is the one linked to the disputed PaymentIntent's customer (read from Stripe: a
+ * dispute names no customer). The amount held or lost is the disputed amount, at most the
+ * credit that payment bought: the tax on it was never the customer's credit.
+ */
+function disputeHandler(deps: PaymentHandlerDeps) {
+  return async (event: StripeEvent, step: 'created' | 'closed'): Promise<WebhookOutcome> => {
+    const dispute = disputeSchema.parse(event.data.object);
+    const ids = { disputeId: dispute.id, paymentIntentId: dispute.payment_intent, chargeId: dispute.charge };
+    if (dispute.currency !== 'usd' || dispute.payment_intent === null) return { outcome: 'not_a_usd_payment', accountId: null, ids };
+    if (step === 'closed' && !['won', 'lost', 'warning_closed'].includes(dispute.status)) return { outcome: `dispute_${dispute.status}`, accountId: null, ids };
+    const intent = paymentIntentSchema.parse(await deps.stripe.paymentIntents.retrieve(dispute.payment_intent));
+    const accountId = intent.customer === null ? null : await deps.customers.accountOf(intent.customer);
+    if (accountId === null) return { outcome: 'unknown_account', accountId: null, ids };
+    const creditCents = creditCentsOf(intent.metadata, intent.amount_received) ?? dispute.amount;
+    const data = { disputeId: dispute.id, paymentReference: intent.id, amount: microUsdOfCents(Math.min(dispute.amount, creditCents)) };
+    const metadata = systemMetadata('stripe-webhook', event.id);
+    const result = await deps.ledger.accounts.handle(
+      accountStreamId(accountId),
+      step === 'created'
+        ? { type: 'OpenDispute', data, metadata }
+        : // An inquiry closed without a chargeback took no money: as won.
+          { type: 'CloseDispute', data: { ...data, outcome: dispute.status === 'lost' ? 'lost' : 'won' }, metadata },
+    );
+    if (!result.ok) return { outcome: `refused:${result.error.error}`, accountId, ids };
+    if (result.events.length === 0) return { outcome: 'already_applied', accountId, ids };
+    return { outcome: step === 'created' ? 'dispute_opened' : `dispute_${dispute.status === 'lost' ? 'lost' : 'won'}`, accountId, ids };
+  };
 }
 
 /** Tollgate puts the credit (net of tax) in the metadata when it starts a payment; otherwise the amount paid. */

@@ -34,6 +34,14 @@ export interface StripeTestServer {
   readonly checkoutSessions: Map<string, StripeObject>;
   readonly paymentIntents: Map<string, StripeObject>;
   readonly refunds: Map<string, StripeObject>;
+  readonly disputes: Map<string, StripeObject>;
+  /**
+   * The cardholder disputes a succeeded PaymentIntent (all of it unless `amount` cents are named):
+   * a dispute object in status needs_response, for a charge.dispute.created event.
+   */
+  openDispute(paymentIntentId: string, options?: { amount?: number }): StripeObject;
+  /** The bank decided: the dispute becomes won, lost or warning_closed, for a charge.dispute.closed event. */
+  closeDispute(disputeId: string, status: 'won' | 'lost' | 'warning_closed'): StripeObject;
   /**
    * Decline the next `count` card charges (payment intents confirmed off-session) with this
    * code (`card_declined`, `authentication_required`, ...), or refunds with `refunds: true`.
@@ -77,6 +85,7 @@ export async function startStripeTestServer(): Promise<StripeTestServer> {
   const checkoutSessions = new Map<string, StripeObject>();
   const paymentIntents = new Map<string, StripeObject>();
   const refunds = new Map<string, StripeObject>();
+  const disputes = new Map<string, StripeObject>();
   const idempotent = new Map<string, { status: number; body: unknown }>();
   let declines: { code: string; count: number } | null = null;
   const customerDeclines = new Map<string, string>();
@@ -377,6 +386,30 @@ ${session['status'] === 'open' ? `<form method="post"><button type="submit">Pay 
     checkoutSessions,
     paymentIntents,
     refunds,
+    disputes,
+    openDispute(paymentIntentId, options = {}) {
+      const pi = paymentIntents.get(paymentIntentId);
+      if (!pi || pi['status'] !== 'succeeded') throw new Error(`no succeeded payment intent ${paymentIntentId}`);
+      const dispute: StripeObject = {
+        id: id('dp'),
+        object: 'dispute',
+        amount: options.amount ?? Number(pi['amount_received']),
+        currency: 'usd',
+        charge: pi['latest_charge'],
+        payment_intent: pi.id,
+        reason: 'fraudulent',
+        status: 'needs_response',
+        created: now(),
+      };
+      disputes.set(dispute.id, dispute);
+      return structuredClone(dispute);
+    },
+    closeDispute(disputeId, status) {
+      const dispute = disputes.get(disputeId);
+      if (!dispute) throw new Error(`no dispute ${disputeId}`);
+      dispute['status'] = status;
+      return structuredClone(dispute);
+    },
     decline(options) {
       if (options.refunds) refundDeclines += options.count ?? 1;
       else declines = { code: options.code ?? 'card_declined', count: options.count ?? 1 };

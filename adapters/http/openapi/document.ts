@@ -393,7 +393,7 @@ const paths: ZodOpenApiPathsObject = {
       tags: ['Billing'],
       summary: "Stripe's webhook",
       description:
-        'For Stripe only. The `Stripe-Signature` is verified against the raw body; a verified event is recorded once and answered 200 whatever its outcome. Top-ups credit exactly once per PaymentIntent.',
+        'For Stripe only. The `Stripe-Signature` is verified against the raw body; a verified event is recorded once and answered 200 whatever its outcome. Top-ups credit exactly once per PaymentIntent. `charge.dispute.created` holds the disputed amount and suspends the account (`payment_dispute`); `charge.dispute.closed` releases the hold and, won, reinstates unless another reason keeps the account suspended, or, lost, debits the purchased credit (possibly into debt). Each dispute step applies once, in any delivery order.',
       requestParams: { header: z.object({ 'stripe-signature': z.string().meta({ description: "Stripe's signature of the raw body" }) }) },
       requestBody: {
         required: true,
@@ -485,6 +485,8 @@ const paths: ZodOpenApiPathsObject = {
     post: admin({
       tags: ['Admin'],
       summary: 'Suspend an account',
+      description:
+        "Adds the reason to the account's suspension reasons (409 `account_already_suspended` when it is there already). The account is open only when none is left.",
       requestParams: { path: idParam },
       requestBody: { required: true, content: { 'application/json': { schema: suspendSchema } } },
       responses: { '200': json('Suspended.', out.accountStatusSchema), ...errors([...authenticated, 400, 404, 409]) },
@@ -494,6 +496,8 @@ const paths: ZodOpenApiPathsObject = {
     post: admin({
       tags: ['Admin'],
       summary: 'Reinstate a suspended account',
+      description:
+        "Lifts every suspension reason but `payment_dispute` while a card dispute is open (Stripe's decision ends that one); 409 `dispute_open` when that is the only reason left.",
       requestParams: { path: idParam },
       responses: { '200': json('Reinstated.', out.accountStatusSchema), ...errors([...authenticated, 404, 409]) },
     }),

@@ -82,7 +82,7 @@ function mountBilling(router: Router, gateway: GatewayParts, options: BillingRou
       }
     : null;
   if (payments) {
-    registerPaymentHandlers(payments.webhooks, { ledger: gateway.ledger, customers: payments.customers });
+    registerPaymentHandlers(payments.webhooks, { ledger: gateway.ledger, customers: payments.customers, stripe: payments.stripe });
     for (const extend of options.extensions ?? []) extend(payments, gateway);
   }
   const receiver = payments ? new StripeWebhookReceiver(gateway.database.pool, payments.webhooks, gateway.log) : null;
