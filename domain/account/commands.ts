@@ -90,6 +90,12 @@ export type IssueRefund = Command<
   }
 >;
 
+/**
+ * A refund the payment provider already made without Tollgate asking (the Stripe Dashboard).
+ * It is applied whatever the balance: the money has left. A refund id already applied is a no-op.
+ */
+export type RecordProviderRefund = Command<'RecordProviderRefund', { readonly refundId: string; readonly paymentReference: string; readonly amount: MicroUsd }>;
+
 export type ConfigureAutoTopUp = Command<'ConfigureAutoTopUp', { readonly autoTopUp: { readonly threshold: MicroUsd; readonly amount: MicroUsd } | null }>;
 
 export type RecordAutoTopUpTriggered = Command<'RecordAutoTopUpTriggered', { readonly attemptId: string }>;
@@ -138,6 +144,7 @@ export type AccountCommand =
   | ReleaseReservation
   | ExpireReservation
   | IssueRefund
+  | RecordProviderRefund
   | ConfigureAutoTopUp
   | RecordAutoTopUpTriggered
   | RecordAutoTopUpFailed

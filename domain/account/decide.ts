@@ -44,6 +44,8 @@ export function decideAccount(command: AccountCommand, state: AccountState, poli
       return expireReservation(command, state);
     case 'IssueRefund':
       return issueRefund(command, state);
+    case 'RecordProviderRefund':
+      return recordProviderRefund(command, state);
     case 'ConfigureAutoTopUp':
       return configureAutoTopUp(command, state, policy);
     case 'RecordAutoTopUpTriggered':
@@ -262,6 +264,26 @@ function issueRefund(command: C.IssueRefund, state: AccountState): AccountDecisi
   const refundable = refundableOf(state);
   if (amount > refundable) return reject({ error: 'exceeds_refundable_credit', refundable, requested: amount });
   return accept(event('RefundIssued', { refundId, amount, paymentReferences: [...paymentReferences] }, eventMetadataFrom(command.metadata)));
+}
+
+/**
+ * The refundable part is a RefundIssued like any other; what Stripe paid back beyond it (credit
+ * already spent, held by requests in flight or by a dispute) is a RefundShortfall that takes the
+ * purchased credit below zero. Refusing it would leave the ledger owing the customer money they
+ * already have back; the debt instead blocks new requests until a top-up pays it.
+ */
+function recordProviderRefund(command: C.RecordProviderRefund, state: AccountState): AccountDecision {
+  const { refundId, paymentReference, amount } = command.data;
+  if (state.appliedRefundIds.has(refundId)) return accept();
+  if (amount <= 0n) return reject({ error: 'amount_must_be_positive', amount });
+  if (!state.appliedPaymentReferences.has(paymentReference)) return reject({ error: 'unknown_payment_reference', paymentReference });
+  const refundable = refundableOf(state);
+  const covered = amount < refundable ? amount : refundable;
+  const metadata = eventMetadataFrom(command.metadata);
+  const events: AccountEvent[] = [];
+  if (covered > 0n) events.push(event('RefundIssued', { refundId, amount: covered, paymentReferences: [paymentReference] }, metadata));
+  if (amount > covered) events.push(event('RefundShortfall', { refundId, amount: amount - covered, paymentReference }, metadata));
+  return accept(...events);
 }
 
 function configureAutoTopUp(command: C.ConfigureAutoTopUp, state: AccountState, policy: AccountPolicy): AccountDecision {

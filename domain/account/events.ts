@@ -144,6 +144,13 @@ export const ReservationExpired = defineEvent('ReservationExpired', z.object({ r
 
 export const RefundIssued = defineEvent('RefundIssued', z.object({ refundId: idSchema, amount: naturalSchema, paymentReferences: z.array(idSchema).min(1) }));
 
+/**
+ * A refund made outside Tollgate (the Stripe Dashboard) took more than was refundable: the money
+ * is gone all the same, so the rest is debited from the purchased credit, into debt. Recorded
+ * with the RefundIssued of the refundable part (if any) under the same refund id.
+ */
+export const RefundShortfall = defineEvent('RefundShortfall', z.object({ refundId: idSchema, amount: naturalSchema, paymentReference: idSchema }));
+
 export const AutoTopUpConfigured = defineEvent(
   'AutoTopUpConfigured',
   z.object({ autoTopUp: z.object({ threshold: naturalSchema, amount: naturalSchema }).nullable() }),
@@ -236,6 +243,7 @@ export const accountEventDefinitions = [
   MaximumBalanceSet,
   DisputeOpened,
   DisputeClosed,
+  RefundShortfall,
 ] as const;
 
 export type AccountEvent = EventOf<(typeof accountEventDefinitions)[number]>;

@@ -106,6 +106,12 @@ export function evolveAccount(state: AccountState, event: AccountEvent): Account
         totalRefunded: state.totalRefunded + data.amount,
         appliedRefundIds: withMember(state.appliedRefundIds, data.refundId),
       }))
+      .with({ type: 'RefundShortfall' }, ({ data }) => ({
+        ...state,
+        purchased: state.purchased - data.amount,
+        totalRefunded: state.totalRefunded + data.amount,
+        appliedRefundIds: withMember(state.appliedRefundIds, data.refundId),
+      }))
       .with({ type: 'AutoTopUpConfigured' }, ({ data }) => ({ ...state, autoTopUp: data.autoTopUp }))
       .with({ type: 'AutoTopUpTriggered' }, ({ data }) => ({ ...state, pendingAutoTopUp: { attemptId: data.attemptId, amount: data.amount } }))
       .with({ type: 'AutoTopUpFailed' }, () => ({ ...state, pendingAutoTopUp: null }))

@@ -30,6 +30,7 @@ export type AuditAction =
   | 'account.maximum_balance_set'
   | 'credit.manual_top_up'
   | 'refund.issued'
+  | 'refund.shortfall'
   | 'dispute.opened'
   | 'dispute.closed'
   | 'auto_top_up.configured'
@@ -146,6 +147,12 @@ export function auditFactOf(streamId: string, event: DomainEvent): AuditFact | n
         refundId: event.data.refundId,
         amountUsd: formatUsd(event.data.amount),
         paymentReferences: [...event.data.paymentReferences],
+      });
+    case 'RefundShortfall':
+      return account('refund.shortfall', null, {
+        refundId: event.data.refundId,
+        amountUsd: formatUsd(event.data.amount),
+        paymentReferences: [event.data.paymentReference],
       });
     case 'DisputeOpened':
       return account('dispute.opened', null, {

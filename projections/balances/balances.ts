@@ -54,6 +54,7 @@ export function balanceChange(streamId: string, event: DomainEvent): BalanceChan
     case 'ReservationExpired':
       return { ...zero, reserved: -event.data.amount };
     case 'RefundIssued':
+    case 'RefundShortfall':
     case 'PurchasedCreditForfeited':
       return { ...zero, purchased: -event.data.amount };
     case 'DisputeClosed':

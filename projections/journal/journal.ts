@@ -20,6 +20,7 @@ import { accountIdOfStream } from '../balances/balances';
  * | PromoCreditRevoked   | customer_promo_credit                              | promo_expense                 |
  * | RefundIssued         | customer_purchased_credit                          | refunds_payable               |
  * | PurchasedCreditForfeited | customer_purchased_credit                      | forfeited_credit_income       |
+ * | RefundShortfall      | customer_purchased_credit                          | refunds_payable               |
  * | DisputeClosed (lost) | customer_purchased_credit (debited)                | dispute_losses                |
  *
  * Reservations (placed, released, expired) post nothing: a reservation is a hold on the
@@ -79,6 +80,7 @@ export function postingsOf(streamId: string, event: DomainEvent): Posting[] {
       transfer('customer_promo_credit', 'promo_expense', event.data.amount);
       break;
     case 'RefundIssued':
+    case 'RefundShortfall':
       transfer('customer_purchased_credit', 'refunds_payable', event.data.amount);
       break;
     case 'PurchasedCreditForfeited':

@@ -44,6 +44,10 @@ export async function refundablePayments(store: EventStore<DomainEvent>, account
     if (event.type === 'TopUpCompleted' && isPaymentIntent(event.data.paymentReference)) paid.set(event.data.paymentReference, event.data.amount);
     // A disputed charge is not refunded on the card (Stripe refuses it); a lost one was taken back already.
     if (event.type === 'DisputeOpened') paid.set(event.data.paymentReference, 0n);
+    if (event.type === 'RefundShortfall') {
+      const left = paid.get(event.data.paymentReference);
+      if (left !== undefined) paid.set(event.data.paymentReference, left - event.data.amount > 0n ? left - event.data.amount : 0n);
+    }
     if (event.type === 'RefundIssued') {
       for (const reference of event.data.paymentReferences) {
         const left = paid.get(reference);

@@ -393,7 +393,7 @@ const paths: ZodOpenApiPathsObject = {
       tags: ['Billing'],
       summary: "Stripe's webhook",
       description:
-        'For Stripe only. The `Stripe-Signature` is verified against the raw body; a verified event is recorded once and answered 200 whatever its outcome. Top-ups credit exactly once per PaymentIntent. `charge.dispute.created` holds the disputed amount and suspends the account (`payment_dispute`); `charge.dispute.closed` releases the hold and, won, reinstates unless another reason keeps the account suspended, or, lost, debits the purchased credit (possibly into debt). Each dispute step applies once, in any delivery order.',
+        'For Stripe only. The `Stripe-Signature` is verified against the raw body; a verified event is recorded once and answered 200 whatever its outcome. Top-ups credit exactly once per PaymentIntent. `charge.dispute.created` holds the disputed amount and suspends the account (`payment_dispute`); `charge.dispute.closed` releases the hold and, won, reinstates unless another reason keeps the account suspended, or, lost, debits the purchased credit (possibly into debt). Each dispute step applies once, in any delivery order. A refund made in the Stripe Dashboard is applied once by its refund id when it succeeds; beyond what is refundable the rest takes the purchased credit into debt.',
       requestParams: { header: z.object({ 'stripe-signature': z.string().meta({ description: "Stripe's signature of the raw body" }) }) },
       requestBody: {
         required: true,
