@@ -3,7 +3,7 @@ import type { MicroUsd, TokenPrice } from '../money/money';
 import type { Operation } from '../price-book/operation';
 import type { ReleaseReason, SettledOutcome } from '../charge-policy/outcome-names';
 import type { IsoInstant } from '../time/instant';
-import type { ClosureReason, DisputeOutcome, RequestMetadata, SuspensionReason } from './events';
+import type { ClosureReason, DisputeOutcome, PayoutMethod, RequestMetadata, SuspensionReason } from './events';
 
 export type OpenAccount = Command<
   'OpenAccount',
@@ -96,6 +96,12 @@ export type IssueRefund = Command<
  */
 export type RecordProviderRefund = Command<'RecordProviderRefund', { readonly refundId: string; readonly paymentReference: string; readonly amount: MicroUsd }>;
 
+/** `payoutId` is the idempotency key (the same payout recorded twice records once). Open or closed accounts alike. */
+export type RecordPayout = Command<
+  'RecordPayout',
+  { readonly payoutId: string; readonly method: PayoutMethod; readonly reference: string; readonly amount: MicroUsd; readonly reason: string }
+>;
+
 export type ConfigureAutoTopUp = Command<'ConfigureAutoTopUp', { readonly autoTopUp: { readonly threshold: MicroUsd; readonly amount: MicroUsd } | null }>;
 
 export type RecordAutoTopUpTriggered = Command<'RecordAutoTopUpTriggered', { readonly attemptId: string }>;
@@ -145,6 +151,7 @@ export type AccountCommand =
   | ExpireReservation
   | IssueRefund
   | RecordProviderRefund
+  | RecordPayout
   | ConfigureAutoTopUp
   | RecordAutoTopUpTriggered
   | RecordAutoTopUpFailed

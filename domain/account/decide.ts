@@ -46,6 +46,8 @@ export function decideAccount(command: AccountCommand, state: AccountState, poli
       return issueRefund(command, state);
     case 'RecordProviderRefund':
       return recordProviderRefund(command, state);
+    case 'RecordPayout':
+      return recordPayout(command, state);
     case 'ConfigureAutoTopUp':
       return configureAutoTopUp(command, state, policy);
     case 'RecordAutoTopUpTriggered':
@@ -284,6 +286,20 @@ function recordProviderRefund(command: C.RecordProviderRefund, state: AccountSta
   if (covered > 0n) events.push(event('RefundIssued', { refundId, amount: covered, paymentReferences: [paymentReference] }, metadata));
   if (amount > covered) events.push(event('RefundShortfall', { refundId, amount: amount - covered, paymentReference }, metadata));
   return accept(...events);
+}
+
+/**
+ * Card refunds, payouts and refunds after closure all draw on the one refundable amount
+ * (purchased less open reservations and disputed amounts), so no credit is paid back twice.
+ */
+function recordPayout(command: C.RecordPayout, state: AccountState): AccountDecision {
+  const { payoutId, method, reference, amount, reason } = command.data;
+  if (state.appliedRefundIds.has(payoutId)) return accept();
+  if (reason.trim() === '') return reject({ error: 'reason_required' });
+  if (amount <= 0n) return reject({ error: 'amount_must_be_positive', amount });
+  const refundable = refundableOf(state);
+  if (amount > refundable) return reject({ error: 'exceeds_refundable_credit', refundable, requested: amount });
+  return accept(event('PayoutRecorded', { payoutId, method, reference, amount, reason }, eventMetadataFrom(command.metadata)));
 }
 
 function configureAutoTopUp(command: C.ConfigureAutoTopUp, state: AccountState, policy: AccountPolicy): AccountDecision {

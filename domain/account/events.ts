@@ -151,6 +151,19 @@ export const RefundIssued = defineEvent('RefundIssued', z.object({ refundId: idS
  */
 export const RefundShortfall = defineEvent('RefundShortfall', z.object({ refundId: idSchema, amount: naturalSchema, paymentReference: idSchema }));
 
+export const payoutMethodSchema = z.enum(['bank_transfer', 'other']);
+export type PayoutMethod = z.output<typeof payoutMethodSchema>;
+
+/**
+ * An operator paid purchased credit back outside the card (bought by bank transfer, or a card
+ * that can no longer take a refund): method, the transfer's reference, the amount, the reason.
+ * Limited to what is refundable, like a card refund, so together they never pay back twice.
+ */
+export const PayoutRecorded = defineEvent(
+  'PayoutRecorded',
+  z.object({ payoutId: idSchema, method: payoutMethodSchema, reference: z.string().min(1), amount: naturalSchema, reason: z.string().min(1) }),
+);
+
 export const AutoTopUpConfigured = defineEvent(
   'AutoTopUpConfigured',
   z.object({ autoTopUp: z.object({ threshold: naturalSchema, amount: naturalSchema }).nullable() }),
@@ -244,6 +257,7 @@ export const accountEventDefinitions = [
   DisputeOpened,
   DisputeClosed,
   RefundShortfall,
+  PayoutRecorded,
 ] as const;
 
 export type AccountEvent = EventOf<(typeof accountEventDefinitions)[number]>;

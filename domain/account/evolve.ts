@@ -106,6 +106,12 @@ export function evolveAccount(state: AccountState, event: AccountEvent): Account
         totalRefunded: state.totalRefunded + data.amount,
         appliedRefundIds: withMember(state.appliedRefundIds, data.refundId),
       }))
+      .with({ type: 'PayoutRecorded' }, ({ data }) => ({
+        ...state,
+        purchased: state.purchased - data.amount,
+        totalRefunded: state.totalRefunded + data.amount,
+        appliedRefundIds: withMember(state.appliedRefundIds, data.payoutId),
+      }))
       .with({ type: 'RefundShortfall' }, ({ data }) => ({
         ...state,
         purchased: state.purchased - data.amount,

@@ -31,6 +31,7 @@ export type AuditAction =
   | 'credit.manual_top_up'
   | 'refund.issued'
   | 'refund.shortfall'
+  | 'refund.payout'
   | 'dispute.opened'
   | 'dispute.closed'
   | 'auto_top_up.configured'
@@ -147,6 +148,13 @@ export function auditFactOf(streamId: string, event: DomainEvent): AuditFact | n
         refundId: event.data.refundId,
         amountUsd: formatUsd(event.data.amount),
         paymentReferences: [...event.data.paymentReferences],
+      });
+    case 'PayoutRecorded':
+      return account('refund.payout', event.data.reason, {
+        payoutId: event.data.payoutId,
+        method: event.data.method,
+        reference: event.data.reference,
+        amountUsd: formatUsd(event.data.amount),
       });
     case 'RefundShortfall':
       return account('refund.shortfall', null, {

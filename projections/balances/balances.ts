@@ -55,6 +55,7 @@ export function balanceChange(streamId: string, event: DomainEvent): BalanceChan
       return { ...zero, reserved: -event.data.amount };
     case 'RefundIssued':
     case 'RefundShortfall':
+    case 'PayoutRecorded':
     case 'PurchasedCreditForfeited':
       return { ...zero, purchased: -event.data.amount };
     case 'DisputeClosed':

@@ -20,6 +20,7 @@ import { accountIdOfStream } from '../balances/balances';
  * | PromoCreditRevoked   | customer_promo_credit                              | promo_expense                 |
  * | RefundIssued         | customer_purchased_credit                          | refunds_payable               |
  * | PurchasedCreditForfeited | customer_purchased_credit                      | forfeited_credit_income       |
+ * | PayoutRecorded       | customer_purchased_credit                          | refunds_payable               |
  * | RefundShortfall      | customer_purchased_credit                          | refunds_payable               |
  * | DisputeClosed (lost) | customer_purchased_credit (debited)                | dispute_losses                |
  *
@@ -81,6 +82,7 @@ export function postingsOf(streamId: string, event: DomainEvent): Posting[] {
       break;
     case 'RefundIssued':
     case 'RefundShortfall':
+    case 'PayoutRecorded':
       transfer('customer_purchased_credit', 'refunds_payable', event.data.amount);
       break;
     case 'PurchasedCreditForfeited':

@@ -20,6 +20,7 @@ import {
   setPriceSchema,
   suspendSchema,
   topUpSchema as manualTopUpRequestSchema,
+  payoutSchema as payoutRequestSchema,
 } from '../routes/admin';
 import { alertsSchema as alertsRequestSchema, autoTopUpSchema as autoTopUpRequestSchema, noticesQuerySchema } from '../routes/auto-top-up';
 import { adminRefundSchema, refundSchema as refundRequestSchema, terminateSchema, topUpSchema as checkoutRequestSchema } from '../routes/billing';
@@ -434,6 +435,21 @@ const paths: ZodOpenApiPathsObject = {
       summary: 'An account, with its personal data',
       requestParams: { path: idParam },
       responses: { '200': json('The account.', out.accountViewSchema), ...errors([...authenticated, 404]) },
+    }),
+  },
+  '/admin/accounts/{id}/payouts': {
+    post: admin({
+      tags: ['Admin'],
+      summary: 'Record a payout of credit outside the card (bank transfer)',
+      description:
+        'After the money was sent: records `PayoutRecorded` (method, reference, amount, reason), open or closed accounts alike. Limited to what is refundable (purchased credit less open requests and disputed amounts), which card refunds draw on too, so nothing is paid back twice: more is 409 `exceeds_refundable_credit`. The same method and reference twice records once (200, `applied: false`). Audited (`refund.payout`).',
+      requestParams: { path: idParam },
+      requestBody: { required: true, content: { 'application/json': { schema: payoutRequestSchema } } },
+      responses: {
+        '201': json('Recorded.', out.payoutSchema),
+        '200': json('Already recorded under this method and reference.', out.payoutSchema),
+        ...errors([...authenticated, 400, 404, 409]),
+      },
     }),
   },
   '/admin/accounts/{id}/top-ups': {

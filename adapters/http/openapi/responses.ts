@@ -227,6 +227,17 @@ export const manualTopUpSchema = z
   })
   .meta({ id: 'ManualTopUp' });
 
+export const payoutSchema = z
+  .object({
+    account_id: z.string(),
+    payout_id: z.string(),
+    applied: z.boolean().meta({ description: 'false when this payout was already recorded (200)' }),
+    amount_usd: usdSchema,
+    status: accountStatus,
+    ...balanceFields,
+  })
+  .meta({ id: 'Payout' });
+
 export const promoGrantResultSchema = z
   .object({ account_id: z.string(), grant_id: z.string(), amount_usd: usdSchema, expires_at: instant, ...balanceFields })
   .meta({ id: 'PromoGrant' });
