@@ -7,7 +7,17 @@ import type { AccountCommand } from './commands';
 import type { AccountError } from './errors';
 import type { AccountEvent, AccountEventOfType } from './events';
 import { DEFAULT_ACCOUNT_POLICY, type AccountPolicy } from './policy';
-import { availableOf, balanceOf, maximumBalanceOf, openDisputesOf, refundableOf, spendablePromoGrants, type AccountState } from './state';
+import {
+  availableOf,
+  balanceOf,
+  claimableUntilOf,
+  claimPeriodOver,
+  maximumBalanceOf,
+  openDisputesOf,
+  refundableOf,
+  spendablePromoGrants,
+  type AccountState,
+} from './state';
 import type { SuspensionReason } from './events';
 
 export type AccountDecision = Decision<AccountEvent, AccountError>;
@@ -259,6 +269,8 @@ function expireReservation(command: C.ExpireReservation, state: AccountState): A
 function issueRefund(command: C.IssueRefund, state: AccountState): AccountDecision {
   const { refundId, amount, paymentReferences } = command.data;
   if (state.appliedRefundIds.has(refundId)) return accept();
+  const periodOver = checkClaimPeriod(state, command.metadata.now);
+  if (periodOver) return reject(periodOver);
   if (amount <= 0n) return reject({ error: 'amount_must_be_positive', amount });
   if (paymentReferences.length === 0) return reject({ error: 'refund_without_payment_reference' });
   const unknown = paymentReferences.find((ref) => !state.appliedPaymentReferences.has(ref));
@@ -288,6 +300,12 @@ function recordProviderRefund(command: C.RecordProviderRefund, state: AccountSta
   return accept(...events);
 }
 
+/** After closure, credit is paid back (card refund or payout) only within the claim period. */
+function checkClaimPeriod(state: AccountState, now: string): AccountError | null {
+  if (!claimPeriodOver(state, now)) return null;
+  return { error: 'claim_period_over', claimableUntil: claimableUntilOf(state)! };
+}
+
 /**
  * Card refunds, payouts and refunds after closure all draw on the one refundable amount
  * (purchased less open reservations and disputed amounts), so no credit is paid back twice.
@@ -295,6 +313,8 @@ function recordProviderRefund(command: C.RecordProviderRefund, state: AccountSta
 function recordPayout(command: C.RecordPayout, state: AccountState): AccountDecision {
   const { payoutId, method, reference, amount, reason } = command.data;
   if (state.appliedRefundIds.has(payoutId)) return accept();
+  const periodOver = checkClaimPeriod(state, command.metadata.now);
+  if (periodOver) return reject(periodOver);
   if (reason.trim() === '') return reject({ error: 'reason_required' });
   if (amount <= 0n) return reject({ error: 'amount_must_be_positive', amount });
   const refundable = refundableOf(state);

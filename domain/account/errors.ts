@@ -63,6 +63,8 @@ export type AccountError =
   | { readonly error: 'price_version_mismatch'; readonly requestId: string; readonly reservedUnder: number; readonly given: number }
   /** refundable = purchased balance less open reservations; promo is never refundable */
   | { readonly error: 'exceeds_refundable_credit'; readonly refundable: MicroUsd; readonly requested: MicroUsd }
+  /** a closed account's credit is paid back only within 360 days of closure */
+  | { readonly error: 'claim_period_over'; readonly claimableUntil: IsoInstant }
   /** a refund names the payments it pays back, and each must be a top-up of this account */
   | { readonly error: 'refund_without_payment_reference' }
   | { readonly error: 'unknown_payment_reference'; readonly paymentReference: string }

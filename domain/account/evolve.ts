@@ -139,7 +139,7 @@ export function evolveAccount(state: AccountState, event: AccountEvent): Account
           totalDisputeLosses: state.totalDisputeLosses + data.debited,
         };
       })
-      .with({ type: 'AccountClosed' }, () => ({ ...state, status: 'closed' as const }))
+      .with({ type: 'AccountClosed' }, ({ metadata }) => ({ ...state, status: 'closed' as const, closedAt: metadata.occurredAt }))
       .with({ type: 'PersonalDataErased' }, () => ({ ...state, personalDataErased: true }))
       // The ciphertexts are the caller's business (the vault); the decider keeps no personal data.
       .with({ type: 'PersonalDataCorrected' }, () => state)

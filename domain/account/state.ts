@@ -1,6 +1,6 @@
 import type { MicroUsd } from '../money/money';
 import type { Operation } from '../price-book/operation';
-import { isBefore, toEpochMs, type IsoInstant } from '../time/instant';
+import { addMs, isBefore, toEpochMs, type IsoInstant } from '../time/instant';
 import type { SuspensionReason } from './events';
 
 export type AccountStatus = 'not_opened' | 'open' | 'suspended' | 'closed';
@@ -45,6 +45,8 @@ export interface AccountState {
   /** sum of open disputes' amounts: neither spendable nor refundable */
   readonly disputeHeld: MicroUsd;
   readonly totalDisputeLosses: MicroUsd;
+  /** when AccountClosed was recorded; null while open */
+  readonly closedAt: IsoInstant | null;
   /** purchased credit; negative after a settlement shortfall (debt) */
   readonly purchased: MicroUsd;
   readonly promoGrants: ReadonlyMap<string, PromoGrant>;
@@ -75,6 +77,7 @@ export function initialAccountState(): AccountState {
     disputes: new Map(),
     disputeHeld: 0n,
     totalDisputeLosses: 0n,
+    closedAt: null,
     purchased: 0n,
     promoGrants: new Map(),
     openReservations: new Map(),
@@ -140,4 +143,18 @@ export function openDisputesOf(state: AccountState, except?: string): number {
   let n = 0;
   for (const [id, d] of state.disputes) if (d.status === 'open' && id !== except) n += 1;
   return n;
+}
+
+/** The terms: what remains after closure "can be claimed within 360 days of closure". */
+export const CLAIM_PERIOD_MS = 360 * 24 * 60 * 60 * 1000;
+
+/** The last instant a closed account's credit may still be paid back (null while open). */
+export function claimableUntilOf(state: AccountState): IsoInstant | null {
+  return state.closedAt === null ? null : addMs(state.closedAt, CLAIM_PERIOD_MS);
+}
+
+/** True once a closed account's claim period has passed at `now`: nothing more is paid back. */
+export function claimPeriodOver(state: AccountState, now: IsoInstant): boolean {
+  const until = claimableUntilOf(state);
+  return until !== null && !isBefore(now, until);
 }

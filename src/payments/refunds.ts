@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { accountStreamId, refundableOf, type AccountError } from '../../domain/account';
+import { accountStreamId, claimableUntilOf, claimPeriodOver, refundableOf, type AccountError } from '../../domain/account';
 import type { DomainEvent } from '../../domain/events';
 import type { CommandMetadata } from '../../domain/events/metadata';
 import type { MicroUsd } from '../../domain/money';
@@ -72,7 +72,7 @@ export async function refundCredit(
     readonly amount: MicroUsd | null;
     readonly metadata: CommandMetadata;
     readonly refundId?: string;
-    /** a closed account's credit may be paid back only where the caller says so (termination) */
+    /** a closed account's credit may be paid back only where the caller says so (termination, an operator within the claim period) */
     readonly closedAccount?: boolean;
   },
 ): Promise<{ ok: true; value: RefundOutcome } | { ok: false; error: RefundRefusal }> {
@@ -80,6 +80,8 @@ export async function refundCredit(
   const { state } = await deps.ledger.accounts.load(stream);
   if (state.status === 'not_opened') return { ok: false, error: { error: 'account_not_open' } };
   if (state.status === 'closed' && input.closedAccount !== true) return { ok: false, error: { error: 'account_closed' } };
+  // Checked before Stripe is asked: the ledger would refuse the refund after the money had left.
+  if (claimPeriodOver(state, input.metadata.now)) return { ok: false, error: { error: 'claim_period_over', claimableUntil: claimableUntilOf(state)! } };
   if (input.amount !== null && centsOf(input.amount) === null) return { ok: false, error: { error: 'sub_cent_amount', amount: input.amount } };
 
   const payments = (await refundablePayments(deps.ledger.store, input.accountId)).map((p) => ({ ...p, remaining: wholeCentsOf(p.remaining) }));

@@ -537,6 +537,8 @@ const paths: ZodOpenApiPathsObject = {
     post: admin({
       tags: ['Admin'],
       summary: "Refund an account's purchased credit",
+      description:
+        "Open or closed accounts: a closed account's remaining credit is refunded within 360 days of closure (409 `claim_period_over` after). Limited to what is refundable and what the cards can still give back (409 `exceeds_refundable_credit`).",
       requestParams: { path: idParam },
       requestBody: { required: true, content: { 'application/json': { schema: adminRefundSchema } } },
       responses: {

@@ -103,3 +103,34 @@ test('a payout and a card refund of the same credit never both pay: the card ref
   expect(nothing.body.error.code).toBe('exceeds_refundable_credit');
   await verifyPasses(jo.accountId, 0n);
 });
+
+test('refund after closure: a termination whose card refund Stripe declined leaves the credit owed; an operator refunds it to the card later, once', async () => {
+  const kai = await h.openCustomer('Kai');
+  const { paymentIntent } = await h.checkout(kai, '20');
+  expect((await h.deliver(h.stripeServer.event('payment_intent.succeeded', paymentIntent))).body.outcome).toBe('credited');
+  h.stripeServer.decline({ refunds: true });
+  const terminated = await h.call('POST', `/admin/accounts/${kai.accountId}/terminate`, h.tg.adminKey, { reason: 'resold credit' });
+  expect(terminated.body).toMatchObject({ status: 'closed', purchased_usd: '20.000000' });
+
+  const asked = h.stripeServer.requests.length;
+  const refund = await h.call('POST', `/admin/accounts/${kai.accountId}/refunds`, h.tg.adminKey, { reason: 'refund owed after termination' });
+  expect(refund.status).toBe(200);
+  expect(refund.body).toMatchObject({ refunded_usd: '20.000000' });
+  expect(
+    h.stripeServer.requests
+      .slice(asked)
+      .filter((r) => r.path === '/v1/refunds')
+      .map((r) => [r.params['payment_intent'], r.params['amount']]),
+  ).toEqual([[paymentIntent.id, '2000']]);
+  // Nothing is left to pay back, by card or by payout.
+  const again = await h.call('POST', `/admin/accounts/${kai.accountId}/refunds`, h.tg.adminKey, { reason: 'again', amount_usd: '0.01' });
+  expect(again.body.error.code).toBe('exceeds_refundable_credit');
+  const payout = await h.call('POST', `/admin/accounts/${kai.accountId}/payouts`, h.tg.adminKey, {
+    method: 'other',
+    reference: 'x-1',
+    amount_usd: '0.01',
+    reason: 'again',
+  });
+  expect(payout.body.error.code).toBe('exceeds_refundable_credit');
+  await verifyPasses(kai.accountId, 0n);
+});

@@ -124,3 +124,24 @@ test('property: card refunds and payouts, before and after closure, never pay ba
     { numRuns: 400 },
   );
 });
+
+describe('the claim period after closure (360 days)', () => {
+  const closedAtT0 = ev('AccountClosed', { reason: 'customer_request' });
+  const day = 24 * 60;
+  it('a card refund of a closed account within 360 days', () =>
+    given([opened, toppedUp(usd('30')), closedAtT0])
+      .when(cmd('IssueRefund', { refundId: 'rf-1', amount: usd('30'), paymentReferences: ['pay-1'] }, minutesAfterT0(359 * day)))
+      .then([ev('RefundIssued', { refundId: 'rf-1', amount: usd('30'), paymentReferences: ['pay-1'] }, minutesAfterT0(359 * day))]));
+  it('claim_period_over: a card refund 360 days after closure', () =>
+    given([opened, toppedUp(usd('30')), closedAtT0])
+      .when(cmd('IssueRefund', { refundId: 'rf-1', amount: usd('30'), paymentReferences: ['pay-1'] }, minutesAfterT0(360 * day)))
+      .then({ error: 'claim_period_over', claimableUntil: minutesAfterT0(360 * day) }));
+  it('claim_period_over: a payout 360 days after closure', () =>
+    given([opened, toppedUp(usd('30')), closedAtT0])
+      .when(cmd('RecordPayout', { payoutId: 'p', method: 'bank_transfer', reference: 'TR', amount: usd('1'), reason: 'late' }, minutesAfterT0(361 * day)))
+      .thenRejectedWith('claim_period_over'));
+  it('a refund made in the Stripe Dashboard is applied even after the period: the money has left', () =>
+    given([opened, toppedUp(usd('30')), closedAtT0])
+      .when(cmd('RecordProviderRefund', { refundId: 'stripe:re_1', paymentReference: 'pay-1', amount: usd('30') }, minutesAfterT0(400 * day)))
+      .then([ev('RefundIssued', { refundId: 'stripe:re_1', amount: usd('30'), paymentReferences: ['pay-1'] }, minutesAfterT0(400 * day))]));
+});
