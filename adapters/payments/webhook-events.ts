@@ -64,6 +64,18 @@ export const refundSchema = z.object({
 });
 export type RefundObject = z.output<typeof refundSchema>;
 
+/** charge.dispute.*: `status` on close is won, lost, or warning_closed (an inquiry that never became a chargeback). */
+export const disputeSchema = z.object({
+  id: z.string().min(1),
+  object: z.literal('dispute'),
+  amount: cents,
+  currency: z.string(),
+  status: z.string(),
+  charge: reference,
+  payment_intent: reference,
+});
+export type DisputeObject = z.output<typeof disputeSchema>;
+
 export type VerifiedEvent =
   | { readonly ok: true; readonly event: StripeEvent }
   | { readonly ok: false; readonly reason: 'missing_signature' | 'invalid_signature' | 'malformed_event' };

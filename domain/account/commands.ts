@@ -3,7 +3,7 @@ import type { MicroUsd, TokenPrice } from '../money/money';
 import type { Operation } from '../price-book/operation';
 import type { ReleaseReason, SettledOutcome } from '../charge-policy/outcome-names';
 import type { IsoInstant } from '../time/instant';
-import type { ClosureReason, SuspensionReason } from './events';
+import type { ClosureReason, DisputeOutcome, PayoutMethod, SuspensionReason } from './events';
 
 export type OpenAccount = Command<
   'OpenAccount',
@@ -85,6 +85,18 @@ export type IssueRefund = Command<
   }
 >;
 
+/**
+ * A refund the payment provider already made without Tollgate asking (the Stripe Dashboard).
+ * It is applied whatever the balance: the money has left. A refund id already applied is a no-op.
+ */
+export type RecordProviderRefund = Command<'RecordProviderRefund', { readonly refundId: string; readonly paymentReference: string; readonly amount: MicroUsd }>;
+
+/** `payoutId` is the idempotency key (the same payout recorded twice records once). Open or closed accounts alike. */
+export type RecordPayout = Command<
+  'RecordPayout',
+  { readonly payoutId: string; readonly method: PayoutMethod; readonly reference: string; readonly amount: MicroUsd; readonly reason: string }
+>;
+
 export type ConfigureAutoTopUp = Command<'ConfigureAutoTopUp', { readonly autoTopUp: { readonly threshold: MicroUsd; readonly amount: MicroUsd } | null }>;
 
 export type RecordAutoTopUpTriggered = Command<'RecordAutoTopUpTriggered', { readonly attemptId: string }>;
@@ -94,6 +106,18 @@ export type RecordAutoTopUpFailed = Command<'RecordAutoTopUpFailed', { readonly 
 export type SuspendAccount = Command<'SuspendAccount', { readonly reason: SuspensionReason }>;
 
 export type ReinstateAccount = Command<'ReinstateAccount', Record<string, never>>;
+
+/** Stripe's charge.dispute.created: a dispute id already known is a no-op (redelivery, or it was closed first). */
+export type OpenDispute = Command<'OpenDispute', { readonly disputeId: string; readonly paymentReference: string; readonly amount: MicroUsd }>;
+
+/**
+ * Stripe's charge.dispute.closed. A dispute not yet opened is opened and closed in one decision
+ * (closed delivered before created); one already closed is a no-op.
+ */
+export type CloseDispute = Command<
+  'CloseDispute',
+  { readonly disputeId: string; readonly paymentReference: string; readonly amount: MicroUsd; readonly outcome: DisputeOutcome }
+>;
 
 export type CloseAccount = Command<'CloseAccount', { readonly reason: ClosureReason }>;
 
@@ -121,11 +145,15 @@ export type AccountCommand =
   | ReleaseReservation
   | ExpireReservation
   | IssueRefund
+  | RecordProviderRefund
+  | RecordPayout
   | ConfigureAutoTopUp
   | RecordAutoTopUpTriggered
   | RecordAutoTopUpFailed
   | SuspendAccount
   | ReinstateAccount
+  | OpenDispute
+  | CloseDispute
   | CloseAccount
   | TerminateAccount
   | ErasePersonalData

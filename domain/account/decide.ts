@@ -7,7 +7,18 @@ import type { AccountCommand } from './commands';
 import type { AccountError } from './errors';
 import type { AccountEvent, AccountEventOfType } from './events';
 import { DEFAULT_ACCOUNT_POLICY, type AccountPolicy } from './policy';
-import { availableOf, balanceOf, maximumBalanceOf, refundableOf, spendablePromoGrants, type AccountState } from './state';
+import {
+  availableOf,
+  balanceOf,
+  claimableUntilOf,
+  claimPeriodOver,
+  maximumBalanceOf,
+  openDisputesOf,
+  refundableOf,
+  spendablePromoGrants,
+  type AccountState,
+} from './state';
+import type { SuspensionReason } from './events';
 
 export type AccountDecision = Decision<AccountEvent, AccountError>;
 
@@ -43,6 +54,10 @@ export function decideAccount(command: AccountCommand, state: AccountState, poli
       return expireReservation(command, state);
     case 'IssueRefund':
       return issueRefund(command, state);
+    case 'RecordProviderRefund':
+      return recordProviderRefund(command, state);
+    case 'RecordPayout':
+      return recordPayout(command, state);
     case 'ConfigureAutoTopUp':
       return configureAutoTopUp(command, state, policy);
     case 'RecordAutoTopUpTriggered':
@@ -53,6 +68,10 @@ export function decideAccount(command: AccountCommand, state: AccountState, poli
       return suspendAccount(command, state);
     case 'ReinstateAccount':
       return reinstateAccount(command, state);
+    case 'OpenDispute':
+      return openDispute(command, state);
+    case 'CloseDispute':
+      return closeDispute(command, state);
     case 'CloseAccount':
       return closeAccount(command, state);
     case 'TerminateAccount':
@@ -79,6 +98,8 @@ function checkBalanceLimit(state: AccountState, amount: MicroUsd, policy: Accoun
   return null;
 }
 
+const MONEY_REASONS: readonly SuspensionReason[] = ['negative_balance', 'auto_top_up_failed'];
+
 function completeTopUp(command: C.CompleteTopUp, state: AccountState, policy: AccountPolicy): AccountDecision {
   const { paymentReference, amount } = command.data;
   // Payment webhooks are redelivered: the same payment must never credit twice, whatever
@@ -94,9 +115,10 @@ function completeTopUp(command: C.CompleteTopUp, state: AccountState, policy: Ac
   const events: AccountEvent[] = [event('TopUpCompleted', { paymentReference, amount, autoTopUpAttemptId: command.data.autoTopUpAttemptId ?? null }, metadata)];
   // The top-up pays the debt first (purchased is simply summed); once the debt is gone, a
   // suspension that was only about money ends by itself.
-  const moneyReason = state.suspensionReason === 'negative_balance' || state.suspensionReason === 'auto_top_up_failed';
-  if (state.status === 'suspended' && moneyReason && state.purchased + amount >= 0n) {
-    events.push(event('AccountReinstated', { reason: 'balance_restored' }, metadata));
+  // Only the money reasons are lifted: a dispute or a breach keeps the account suspended.
+  const moneyReasons = MONEY_REASONS.filter((r) => state.suspensionReasons.has(r));
+  if (state.status === 'suspended' && moneyReasons.length > 0 && state.purchased + amount >= 0n) {
+    events.push(event('AccountReinstated', { reason: 'balance_restored', lifted: moneyReasons }, metadata));
   }
   return accept(...events);
 }
@@ -246,6 +268,8 @@ function expireReservation(command: C.ExpireReservation, state: AccountState): A
 function issueRefund(command: C.IssueRefund, state: AccountState): AccountDecision {
   const { refundId, amount, paymentReferences } = command.data;
   if (state.appliedRefundIds.has(refundId)) return accept();
+  const periodOver = checkClaimPeriod(state, command.metadata.now);
+  if (periodOver) return reject(periodOver);
   if (amount <= 0n) return reject({ error: 'amount_must_be_positive', amount });
   if (paymentReferences.length === 0) return reject({ error: 'refund_without_payment_reference' });
   const unknown = paymentReferences.find((ref) => !state.appliedPaymentReferences.has(ref));
@@ -253,6 +277,48 @@ function issueRefund(command: C.IssueRefund, state: AccountState): AccountDecisi
   const refundable = refundableOf(state);
   if (amount > refundable) return reject({ error: 'exceeds_refundable_credit', refundable, requested: amount });
   return accept(event('RefundIssued', { refundId, amount, paymentReferences: [...paymentReferences] }, eventMetadataFrom(command.metadata)));
+}
+
+/**
+ * The refundable part is a RefundIssued like any other; what Stripe paid back beyond it (credit
+ * already spent, held by requests in flight or by a dispute) is a RefundShortfall that takes the
+ * purchased credit below zero. Refusing it would leave the ledger owing the customer money they
+ * already have back; the debt instead blocks new requests until a top-up pays it.
+ */
+function recordProviderRefund(command: C.RecordProviderRefund, state: AccountState): AccountDecision {
+  const { refundId, paymentReference, amount } = command.data;
+  if (state.appliedRefundIds.has(refundId)) return accept();
+  if (amount <= 0n) return reject({ error: 'amount_must_be_positive', amount });
+  if (!state.appliedPaymentReferences.has(paymentReference)) return reject({ error: 'unknown_payment_reference', paymentReference });
+  const refundable = refundableOf(state);
+  const covered = amount < refundable ? amount : refundable;
+  const metadata = eventMetadataFrom(command.metadata);
+  const events: AccountEvent[] = [];
+  if (covered > 0n) events.push(event('RefundIssued', { refundId, amount: covered, paymentReferences: [paymentReference] }, metadata));
+  if (amount > covered) events.push(event('RefundShortfall', { refundId, amount: amount - covered, paymentReference }, metadata));
+  return accept(...events);
+}
+
+/** After closure, credit is paid back (card refund or payout) only within the claim period. */
+function checkClaimPeriod(state: AccountState, now: string): AccountError | null {
+  if (!claimPeriodOver(state, now)) return null;
+  return { error: 'claim_period_over', claimableUntil: claimableUntilOf(state)! };
+}
+
+/**
+ * Card refunds, payouts and refunds after closure all draw on the one refundable amount
+ * (purchased less open reservations and disputed amounts), so no credit is paid back twice.
+ */
+function recordPayout(command: C.RecordPayout, state: AccountState): AccountDecision {
+  const { payoutId, method, reference, amount, reason } = command.data;
+  if (state.appliedRefundIds.has(payoutId)) return accept();
+  const periodOver = checkClaimPeriod(state, command.metadata.now);
+  if (periodOver) return reject(periodOver);
+  if (reason.trim() === '') return reject({ error: 'reason_required' });
+  if (amount <= 0n) return reject({ error: 'amount_must_be_positive', amount });
+  const refundable = refundableOf(state);
+  if (amount > refundable) return reject({ error: 'exceeds_refundable_credit', refundable, requested: amount });
+  return accept(event('PayoutRecorded', { payoutId, method, reference, amount, reason }, eventMetadataFrom(command.metadata)));
 }
 
 function configureAutoTopUp(command: C.ConfigureAutoTopUp, state: AccountState, policy: AccountPolicy): AccountDecision {
@@ -274,6 +340,8 @@ function recordAutoTopUpTriggered(command: C.RecordAutoTopUpTriggered, state: Ac
   const { attemptId } = command.data;
   if (state.status === 'closed') return reject({ error: 'account_closed' });
   if (state.autoTopUp === null) return reject({ error: 'auto_top_up_not_configured' });
+  // A suspended account is not charged again (a dispute, a breach or a declined card is settled first).
+  if (state.status === 'suspended') return reject({ error: 'account_suspended', reason: state.suspensionReason ?? 'customer_request' });
   // One payment attempt at a time, so a slow payment provider never causes a double charge.
   if (state.pendingAutoTopUp !== null) return reject({ error: 'auto_top_up_already_pending', attemptId: state.pendingAutoTopUp.attemptId });
   const available = availableOf(state, command.metadata.now);
@@ -293,16 +361,74 @@ function recordAutoTopUpFailed(command: C.RecordAutoTopUpFailed, state: AccountS
   return accept(event('AutoTopUpFailed', { attemptId, reason }, eventMetadataFrom(command.metadata)));
 }
 
+/** A reason adds to the set; the same reason twice is refused (the second says nothing new). */
 function suspendAccount(command: C.SuspendAccount, state: AccountState): AccountDecision {
   if (state.status === 'closed') return reject({ error: 'account_closed' });
-  if (state.status === 'suspended') return reject({ error: 'account_already_suspended', reason: state.suspensionReason ?? command.data.reason });
+  if (state.suspensionReasons.has(command.data.reason)) return reject({ error: 'account_already_suspended', reason: command.data.reason });
   return accept(event('AccountSuspended', { reason: command.data.reason }, eventMetadataFrom(command.metadata)));
 }
 
+/**
+ * An operator lifts every reason but an open dispute's: the disputed money is not settled until
+ * Stripe closes the dispute, so `payment_dispute` stays while one is open.
+ */
 function reinstateAccount(command: C.ReinstateAccount, state: AccountState): AccountDecision {
   if (state.status === 'closed') return reject({ error: 'account_closed' });
   if (state.status !== 'suspended') return reject({ error: 'account_not_suspended' });
-  return accept(event('AccountReinstated', { reason: 'admin_decision' }, eventMetadataFrom(command.metadata)));
+  const disputeOpen = openDisputesOf(state) > 0;
+  const lifted = [...state.suspensionReasons].filter((r) => !(disputeOpen && r === 'payment_dispute'));
+  if (lifted.length === 0) return reject({ error: 'dispute_open', openDisputes: openDisputesOf(state) });
+  return accept(event('AccountReinstated', { reason: 'admin_decision', lifted }, eventMetadataFrom(command.metadata)));
+}
+
+function checkDispute(data: { readonly paymentReference: string; readonly amount: MicroUsd }, state: AccountState): AccountError | null {
+  if (data.amount <= 0n) return { error: 'amount_must_be_positive', amount: data.amount };
+  if (!state.appliedPaymentReferences.has(data.paymentReference)) return { error: 'unknown_payment_reference', paymentReference: data.paymentReference };
+  return null;
+}
+
+/**
+ * The disputed amount is held and the account suspended for `payment_dispute` (once, however
+ * many disputes are open). A closed account records the dispute and its hold, and stays closed.
+ */
+function openDispute(command: C.OpenDispute, state: AccountState): AccountDecision {
+  const { disputeId, paymentReference, amount } = command.data;
+  // Redelivered, or closed before it was created: it is already on the account.
+  if (state.disputes.has(disputeId)) return accept();
+  const invalid = checkDispute(command.data, state);
+  if (invalid) return reject(invalid);
+  const metadata = eventMetadataFrom(command.metadata);
+  const events: AccountEvent[] = [event('DisputeOpened', { disputeId, paymentReference, amount }, metadata)];
+  if (state.status !== 'closed' && !state.suspensionReasons.has('payment_dispute'))
+    events.push(event('AccountSuspended', { reason: 'payment_dispute' }, metadata));
+  return accept(...events);
+}
+
+/**
+ * Won: the hold ends and, when no other dispute is open, `payment_dispute` is lifted (the
+ * account opens again unless another reason keeps it suspended). Lost: the hold ends and the
+ * amount leaves the purchased credit, which may go negative; the account stays suspended until
+ * an operator decides (a lost chargeback is a risk signal, not a money shortfall a top-up cures).
+ */
+function closeDispute(command: C.CloseDispute, state: AccountState): AccountDecision {
+  const { disputeId, paymentReference, amount, outcome } = command.data;
+  const known = state.disputes.get(disputeId);
+  if (known !== undefined && known.status !== 'open') return accept();
+  const metadata = eventMetadataFrom(command.metadata);
+  const events: AccountEvent[] = [];
+  let held = known?.amount;
+  if (known === undefined) {
+    // Closed delivered before created: open and close at once, so the later created is a no-op.
+    const invalid = checkDispute(command.data, state);
+    if (invalid) return reject(invalid);
+    events.push(event('DisputeOpened', { disputeId, paymentReference, amount }, metadata));
+    held = amount;
+  }
+  events.push(event('DisputeClosed', { disputeId, outcome, debited: outcome === 'lost' ? (held ?? amount) : 0n }, metadata));
+  if (outcome === 'won' && state.status === 'suspended' && state.suspensionReasons.has('payment_dispute') && openDisputesOf(state, disputeId) === 0) {
+    events.push(event('AccountReinstated', { reason: 'dispute_won', lifted: ['payment_dispute'] }, metadata));
+  }
+  return accept(...events);
 }
 
 function closeAccount(command: C.CloseAccount, state: AccountState): AccountDecision {

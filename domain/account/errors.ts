@@ -17,6 +17,8 @@ export type AccountError =
   | { readonly error: 'account_suspended'; readonly reason: SuspensionReason }
   | { readonly error: 'account_already_suspended'; readonly reason: SuspensionReason }
   | { readonly error: 'account_not_suspended' }
+  /** an operator cannot lift `payment_dispute` while a dispute is open: Stripe's decision ends it */
+  | { readonly error: 'dispute_open'; readonly openDisputes: number }
   /** close only when every reservation has ended, so no hold outlives the account */
   | { readonly error: 'account_has_open_reservations'; readonly openReservations: number }
   /** erasure follows closure (personal data goes within 30 days of deletion) */
@@ -61,6 +63,8 @@ export type AccountError =
   | { readonly error: 'price_version_mismatch'; readonly requestId: string; readonly reservedUnder: number; readonly given: number }
   /** refundable = purchased balance less open reservations; promo is never refundable */
   | { readonly error: 'exceeds_refundable_credit'; readonly refundable: MicroUsd; readonly requested: MicroUsd }
+  /** a closed account's credit is paid back only within 360 days of closure */
+  | { readonly error: 'claim_period_over'; readonly claimableUntil: IsoInstant }
   /** a refund names the payments it pays back, and each must be a top-up of this account */
   | { readonly error: 'refund_without_payment_reference' }
   | { readonly error: 'unknown_payment_reference'; readonly paymentReference: string }

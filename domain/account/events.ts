@@ -12,7 +12,7 @@ export type SuspensionReason = z.output<typeof suspensionReasonSchema>;
 export const closureReasonSchema = z.enum(['customer_request', 'admin_decision', 'erasure_request', 'terminated_for_breach']);
 export type ClosureReason = z.output<typeof closureReasonSchema>;
 
-export const reinstatementReasonSchema = z.enum(['balance_restored', 'admin_decision']);
+export const reinstatementReasonSchema = z.enum(['balance_restored', 'admin_decision', 'dispute_won']);
 export type ReinstatementReason = z.output<typeof reinstatementReasonSchema>;
 
 /**
@@ -163,6 +163,26 @@ export const ReservationExpired = defineEvent('ReservationExpired', z.object({ r
 
 export const RefundIssued = defineEvent('RefundIssued', z.object({ refundId: idSchema, amount: naturalSchema, paymentReferences: z.array(idSchema).min(1) }));
 
+/**
+ * A refund made outside Tollgate (the Stripe Dashboard) took more than was refundable: the money
+ * is gone all the same, so the rest is debited from the purchased credit, into debt. Recorded
+ * with the RefundIssued of the refundable part (if any) under the same refund id.
+ */
+export const RefundShortfall = defineEvent('RefundShortfall', z.object({ refundId: idSchema, amount: naturalSchema, paymentReference: idSchema }));
+
+export const payoutMethodSchema = z.enum(['bank_transfer', 'other']);
+export type PayoutMethod = z.output<typeof payoutMethodSchema>;
+
+/**
+ * An operator paid purchased credit back outside the card (bought by bank transfer, or a card
+ * that can no longer take a refund): method, the transfer's reference, the amount, the reason.
+ * Limited to what is refundable, like a card refund, so together they never pay back twice.
+ */
+export const PayoutRecorded = defineEvent(
+  'PayoutRecorded',
+  z.object({ payoutId: idSchema, method: payoutMethodSchema, reference: z.string().min(1), amount: naturalSchema, reason: z.string().min(1) }),
+);
+
 export const AutoTopUpConfigured = defineEvent(
   'AutoTopUpConfigured',
   z.object({ autoTopUp: z.object({ threshold: naturalSchema, amount: naturalSchema }).nullable() }),
@@ -172,9 +192,37 @@ export const AutoTopUpTriggered = defineEvent('AutoTopUpTriggered', z.object({ a
 
 export const AutoTopUpFailed = defineEvent('AutoTopUpFailed', z.object({ attemptId: idSchema, reason: z.string().min(1) }));
 
+/**
+ * Adds one reason to the account's set of suspension reasons. The account is active only when
+ * that set is empty (a dispute and a failed auto top-up may hold it at the same time).
+ */
 export const AccountSuspended = defineEvent('AccountSuspended', z.object({ reason: suspensionReasonSchema }));
 
-export const AccountReinstated = defineEvent('AccountReinstated', z.object({ reason: reinstatementReasonSchema }));
+/**
+ * Lifts the suspension reasons in `lifted`; the account is open again once none is left.
+ * `lifted` null: every reason. Events written before reasons were a set have no `lifted` and
+ * decode as null: an account then had one reason at a time, and reinstatement lifted it.
+ */
+export const AccountReinstated = defineEvent(
+  'AccountReinstated',
+  z.object({ reason: reinstatementReasonSchema, lifted: z.array(suspensionReasonSchema).nullable().default(null) }),
+);
+
+/**
+ * A cardholder disputed a payment (Stripe charge.dispute.created). `amount` is held: neither
+ * spendable nor refundable until the dispute closes.
+ */
+export const DisputeOpened = defineEvent('DisputeOpened', z.object({ disputeId: idSchema, paymentReference: idSchema, amount: naturalSchema }));
+
+export const disputeOutcomeSchema = z.enum(['won', 'lost']);
+export type DisputeOutcome = z.output<typeof disputeOutcomeSchema>;
+
+/**
+ * The dispute closed (Stripe charge.dispute.closed). The hold ends either way; lost, `debited`
+ * leaves the purchased credit (which may go negative: the customer may have spent it) and the
+ * journal posts it to dispute_losses. Won, `debited` is 0.
+ */
+export const DisputeClosed = defineEvent('DisputeClosed', z.object({ disputeId: idSchema, outcome: disputeOutcomeSchema, debited: naturalSchema }));
 
 export const AccountClosed = defineEvent('AccountClosed', z.object({ reason: closureReasonSchema }));
 
@@ -225,6 +273,10 @@ export const accountEventDefinitions = [
   PurchasedCreditForfeited,
   PromoCreditRevoked,
   MaximumBalanceSet,
+  DisputeOpened,
+  DisputeClosed,
+  RefundShortfall,
+  PayoutRecorded,
 ] as const;
 
 export type AccountEvent = EventOf<(typeof accountEventDefinitions)[number]>;

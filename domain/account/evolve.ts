@@ -1,6 +1,7 @@
 import { match } from 'ts-pattern';
 import type { AccountEvent } from './events';
-import type { AccountState } from './state';
+import { reasonsAfterReinstatement, type AccountState } from './state';
+import type { SuspensionReason } from './events';
 
 function withEntry<K, V>(map: ReadonlyMap<K, V>, key: K, value: V): ReadonlyMap<K, V> {
   const next = new Map(map);
@@ -12,6 +13,13 @@ function withoutEntry<K, V>(map: ReadonlyMap<K, V>, key: K): ReadonlyMap<K, V> {
   const next = new Map(map);
   next.delete(key);
   return next;
+}
+
+/** Status follows the set: suspended while any reason is left (a closed account stays closed). */
+function withSuspensionReasons(state: AccountState, reasons: ReadonlySet<SuspensionReason>): AccountState {
+  const last = [...reasons].at(-1) ?? null;
+  const status = state.status === 'closed' ? state.status : reasons.size > 0 ? ('suspended' as const) : ('open' as const);
+  return { ...state, status, suspensionReasons: reasons, suspensionReason: last };
 }
 
 function withMember<T>(set: ReadonlySet<T>, value: T): ReadonlySet<T> {
@@ -98,12 +106,40 @@ export function evolveAccount(state: AccountState, event: AccountEvent): Account
         totalRefunded: state.totalRefunded + data.amount,
         appliedRefundIds: withMember(state.appliedRefundIds, data.refundId),
       }))
+      .with({ type: 'PayoutRecorded' }, ({ data }) => ({
+        ...state,
+        purchased: state.purchased - data.amount,
+        totalRefunded: state.totalRefunded + data.amount,
+        appliedRefundIds: withMember(state.appliedRefundIds, data.payoutId),
+      }))
+      .with({ type: 'RefundShortfall' }, ({ data }) => ({
+        ...state,
+        purchased: state.purchased - data.amount,
+        totalRefunded: state.totalRefunded + data.amount,
+        appliedRefundIds: withMember(state.appliedRefundIds, data.refundId),
+      }))
       .with({ type: 'AutoTopUpConfigured' }, ({ data }) => ({ ...state, autoTopUp: data.autoTopUp }))
       .with({ type: 'AutoTopUpTriggered' }, ({ data }) => ({ ...state, pendingAutoTopUp: { attemptId: data.attemptId, amount: data.amount } }))
       .with({ type: 'AutoTopUpFailed' }, () => ({ ...state, pendingAutoTopUp: null }))
-      .with({ type: 'AccountSuspended' }, ({ data }) => ({ ...state, status: 'suspended' as const, suspensionReason: data.reason }))
-      .with({ type: 'AccountReinstated' }, () => ({ ...state, status: 'open' as const, suspensionReason: null }))
-      .with({ type: 'AccountClosed' }, () => ({ ...state, status: 'closed' as const }))
+      .with({ type: 'AccountSuspended' }, ({ data }) => withSuspensionReasons(state, new Set([...state.suspensionReasons, data.reason])))
+      .with({ type: 'AccountReinstated' }, ({ data }) => withSuspensionReasons(state, reasonsAfterReinstatement(state.suspensionReasons, data.lifted)))
+      .with({ type: 'DisputeOpened' }, ({ data }) => ({
+        ...state,
+        disputes: withEntry(state.disputes, data.disputeId, { paymentReference: data.paymentReference, amount: data.amount, status: 'open' as const }),
+        disputeHeld: state.disputeHeld + data.amount,
+      }))
+      .with({ type: 'DisputeClosed' }, ({ data }) => {
+        const dispute = state.disputes.get(data.disputeId);
+        if (!dispute || dispute.status !== 'open') return state;
+        return {
+          ...state,
+          disputes: withEntry(state.disputes, data.disputeId, { ...dispute, status: data.outcome }),
+          disputeHeld: state.disputeHeld - dispute.amount,
+          purchased: state.purchased - data.debited,
+          totalDisputeLosses: state.totalDisputeLosses + data.debited,
+        };
+      })
+      .with({ type: 'AccountClosed' }, ({ metadata }) => ({ ...state, status: 'closed' as const, closedAt: metadata.occurredAt }))
       .with({ type: 'PersonalDataErased' }, () => ({ ...state, personalDataErased: true }))
       // The ciphertexts are the caller's business (the vault); the decider keeps no personal data.
       .with({ type: 'PersonalDataCorrected' }, () => state)

@@ -1,6 +1,6 @@
 import type { MicroUsd } from '../money/money';
 import type { Operation } from '../price-book/operation';
-import { isBefore, toEpochMs, type IsoInstant } from '../time/instant';
+import { addMs, isBefore, toEpochMs, type IsoInstant } from '../time/instant';
 import type { SuspensionReason } from './events';
 
 export type AccountStatus = 'not_opened' | 'open' | 'suspended' | 'closed';
@@ -26,10 +26,27 @@ export interface OpenReservation {
   readonly instanceId: string | null;
 }
 
+export interface Dispute {
+  readonly paymentReference: string;
+  /** what is held while it is open */
+  readonly amount: MicroUsd;
+  readonly status: 'open' | 'won' | 'lost';
+}
+
 export interface AccountState {
   readonly status: AccountStatus;
   readonly accountId: string | null;
+  /** every reason the account is suspended for; it is active only when this is empty */
+  readonly suspensionReasons: ReadonlySet<SuspensionReason>;
+  /** the most recent of suspensionReasons (what the API shows), null when there is none */
   readonly suspensionReason: SuspensionReason | null;
+  /** every dispute by id, closed ones included so a redelivery changes nothing */
+  readonly disputes: ReadonlyMap<string, Dispute>;
+  /** sum of open disputes' amounts: neither spendable nor refundable */
+  readonly disputeHeld: MicroUsd;
+  readonly totalDisputeLosses: MicroUsd;
+  /** when AccountClosed was recorded; null while open */
+  readonly closedAt: IsoInstant | null;
   /** purchased credit; negative after a settlement shortfall (debt) */
   readonly purchased: MicroUsd;
   readonly promoGrants: ReadonlyMap<string, PromoGrant>;
@@ -55,7 +72,12 @@ export function initialAccountState(): AccountState {
   return {
     status: 'not_opened',
     accountId: null,
+    suspensionReasons: new Set(),
     suspensionReason: null,
+    disputes: new Map(),
+    disputeHeld: 0n,
+    totalDisputeLosses: 0n,
+    closedAt: null,
     purchased: 0n,
     promoGrants: new Map(),
     openReservations: new Map(),
@@ -94,18 +116,45 @@ export function balanceOf(state: AccountState, at?: IsoInstant): MicroUsd {
   return state.purchased + promoBalanceOf(state, at);
 }
 
-/** what a new reservation may take: balance less open reservations (negative after a shortfall) */
+/** what a new reservation may take: balance less open reservations and disputed amounts (negative after a shortfall) */
 export function availableOf(state: AccountState, at?: IsoInstant): MicroUsd {
-  return balanceOf(state, at) - state.reserved;
+  return balanceOf(state, at) - state.reserved - state.disputeHeld;
 }
 
-/** purchased credit that may be paid back: purchased less open reservations, never below 0 */
+/** purchased credit that may be paid back: purchased less open reservations and disputed amounts, never below 0 */
 export function refundableOf(state: AccountState): MicroUsd {
-  const r = state.purchased - state.reserved;
+  const r = state.purchased - state.reserved - state.disputeHeld;
   return r > 0n ? r : 0n;
 }
 
 /** The most this account's balance (purchased + promo) may reach: its own ceiling, or the deployment's. */
 export function maximumBalanceOf(state: AccountState, policy: { readonly maximumBalance: MicroUsd }): MicroUsd {
   return state.maximumBalance ?? policy.maximumBalance;
+}
+
+/** The suspension reasons left after a reinstatement that lifts `lifted` (null: all of them). */
+export function reasonsAfterReinstatement(reasons: ReadonlySet<SuspensionReason>, lifted: readonly SuspensionReason[] | null): ReadonlySet<SuspensionReason> {
+  if (lifted === null) return new Set();
+  return new Set([...reasons].filter((r) => !lifted.includes(r)));
+}
+
+/** Open disputes other than `except`. */
+export function openDisputesOf(state: AccountState, except?: string): number {
+  let n = 0;
+  for (const [id, d] of state.disputes) if (d.status === 'open' && id !== except) n += 1;
+  return n;
+}
+
+/** The terms: what remains after closure "can be claimed within 360 days of closure". */
+export const CLAIM_PERIOD_MS = 360 * 24 * 60 * 60 * 1000;
+
+/** The last instant a closed account's credit may still be paid back (null while open). */
+export function claimableUntilOf(state: AccountState): IsoInstant | null {
+  return state.closedAt === null ? null : addMs(state.closedAt, CLAIM_PERIOD_MS);
+}
+
+/** True once a closed account's claim period has passed at `now`: nothing more is paid back. */
+export function claimPeriodOver(state: AccountState, now: IsoInstant): boolean {
+  const until = claimableUntilOf(state);
+  return until !== null && !isBefore(now, until);
 }

@@ -30,6 +30,10 @@ export type AuditAction =
   | 'account.maximum_balance_set'
   | 'credit.manual_top_up'
   | 'refund.issued'
+  | 'refund.shortfall'
+  | 'refund.payout'
+  | 'dispute.opened'
+  | 'dispute.closed'
   | 'auto_top_up.configured'
   | 'personal_data.corrected'
   | 'personal_data.erased'
@@ -117,7 +121,7 @@ export function auditFactOf(streamId: string, event: DomainEvent): AuditFact | n
     case 'AccountSuspended':
       return account('account.suspended', event.data.reason);
     case 'AccountReinstated':
-      return account('account.reinstated', event.data.reason);
+      return account('account.reinstated', event.data.reason, event.data.lifted === null ? {} : { lifted: [...event.data.lifted] });
     case 'AccountClosed':
       return account('account.closed', event.data.reason);
     case 'AccountTerminated':
@@ -145,6 +149,27 @@ export function auditFactOf(streamId: string, event: DomainEvent): AuditFact | n
         amountUsd: formatUsd(event.data.amount),
         paymentReferences: [...event.data.paymentReferences],
       });
+    case 'PayoutRecorded':
+      return account('refund.payout', event.data.reason, {
+        payoutId: event.data.payoutId,
+        method: event.data.method,
+        reference: event.data.reference,
+        amountUsd: formatUsd(event.data.amount),
+      });
+    case 'RefundShortfall':
+      return account('refund.shortfall', null, {
+        refundId: event.data.refundId,
+        amountUsd: formatUsd(event.data.amount),
+        paymentReferences: [event.data.paymentReference],
+      });
+    case 'DisputeOpened':
+      return account('dispute.opened', null, {
+        disputeId: event.data.disputeId,
+        paymentReference: event.data.paymentReference,
+        amountUsd: formatUsd(event.data.amount),
+      });
+    case 'DisputeClosed':
+      return account('dispute.closed', event.data.outcome, { disputeId: event.data.disputeId, debitedUsd: formatUsd(event.data.debited) });
     case 'AutoTopUpConfigured':
       return account('auto_top_up.configured', null, {
         thresholdUsd: event.data.autoTopUp === null ? null : formatUsd(event.data.autoTopUp.threshold),

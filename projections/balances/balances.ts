@@ -54,8 +54,12 @@ export function balanceChange(streamId: string, event: DomainEvent): BalanceChan
     case 'ReservationExpired':
       return { ...zero, reserved: -event.data.amount };
     case 'RefundIssued':
+    case 'RefundShortfall':
+    case 'PayoutRecorded':
     case 'PurchasedCreditForfeited':
       return { ...zero, purchased: -event.data.amount };
+    case 'DisputeClosed':
+      return { ...zero, purchased: -event.data.debited };
     default:
       return zero;
   }

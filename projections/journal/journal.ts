@@ -20,6 +20,9 @@ import { accountIdOfStream } from '../balances/balances';
  * | PromoCreditRevoked   | customer_promo_credit                              | promo_expense                 |
  * | RefundIssued         | customer_purchased_credit                          | refunds_payable               |
  * | PurchasedCreditForfeited | customer_purchased_credit                      | forfeited_credit_income       |
+ * | PayoutRecorded       | customer_purchased_credit                          | refunds_payable               |
+ * | RefundShortfall      | customer_purchased_credit                          | refunds_payable               |
+ * | DisputeClosed (lost) | customer_purchased_credit (debited)                | dispute_losses                |
  *
  * Reservations (placed, released, expired) post nothing: a reservation is a hold on the
  * customer's credit, not a movement of money; only its settlement moves money. Zero-amount lines
@@ -37,6 +40,11 @@ export const LEDGER_ACCOUNTS = [
   'refunds_payable',
   /** purchased credit no longer owed to the customer (termination for abuse): income, not revenue from usage */
   'forfeited_credit_income',
+  /**
+   * money a cardholder took back through a lost dispute. The customer's credit is debited by it
+   * (into debt where they had spent it); what the customer never pays back is the loss.
+   */
+  'dispute_losses',
 ] as const;
 export type LedgerAccount = (typeof LEDGER_ACCOUNTS)[number];
 
@@ -73,10 +81,15 @@ export function postingsOf(streamId: string, event: DomainEvent): Posting[] {
       transfer('customer_promo_credit', 'promo_expense', event.data.amount);
       break;
     case 'RefundIssued':
+    case 'RefundShortfall':
+    case 'PayoutRecorded':
       transfer('customer_purchased_credit', 'refunds_payable', event.data.amount);
       break;
     case 'PurchasedCreditForfeited':
       transfer('customer_purchased_credit', 'forfeited_credit_income', event.data.amount);
+      break;
+    case 'DisputeClosed':
+      transfer('customer_purchased_credit', 'dispute_losses', event.data.debited);
       break;
     default:
       break;

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { accountStreamId, refundableOf, type AccountError } from '../../domain/account';
+import { accountStreamId, claimableUntilOf, claimPeriodOver, refundableOf, type AccountError } from '../../domain/account';
 import type { DomainEvent } from '../../domain/events';
 import type { CommandMetadata } from '../../domain/events/metadata';
 import type { MicroUsd } from '../../domain/money';
@@ -33,14 +33,21 @@ const isPaymentIntent = (reference: string) => reference.startsWith('pi_');
 
 /**
  * What each of the account's card payments can still give back, newest first: its top-up less
- * the refunds recorded against it. A refund recorded against several payments (not one made
- * here) counts in full against each, so nothing is ever refunded twice.
+ * the refunds recorded against it; nothing for a payment that was ever disputed. A refund
+ * recorded against several payments (not one made here) counts in full against each, so nothing
+ * is ever refunded twice.
  */
 export async function refundablePayments(store: EventStore<DomainEvent>, accountId: string): Promise<{ paymentIntentId: string; remaining: MicroUsd }[]> {
   const { events } = await store.readStream(accountStreamId(accountId));
   const paid = new Map<string, MicroUsd>();
   for (const { event } of events) {
     if (event.type === 'TopUpCompleted' && isPaymentIntent(event.data.paymentReference)) paid.set(event.data.paymentReference, event.data.amount);
+    // A disputed charge is not refunded on the card (Stripe refuses it); a lost one was taken back already.
+    if (event.type === 'DisputeOpened') paid.set(event.data.paymentReference, 0n);
+    if (event.type === 'RefundShortfall') {
+      const left = paid.get(event.data.paymentReference);
+      if (left !== undefined) paid.set(event.data.paymentReference, left - event.data.amount > 0n ? left - event.data.amount : 0n);
+    }
     if (event.type === 'RefundIssued') {
       for (const reference of event.data.paymentReferences) {
         const left = paid.get(reference);
@@ -65,7 +72,7 @@ export async function refundCredit(
     readonly amount: MicroUsd | null;
     readonly metadata: CommandMetadata;
     readonly refundId?: string;
-    /** a closed account's credit may be paid back only where the caller says so (termination) */
+    /** a closed account's credit may be paid back only where the caller says so (termination, an operator within the claim period) */
     readonly closedAccount?: boolean;
   },
 ): Promise<{ ok: true; value: RefundOutcome } | { ok: false; error: RefundRefusal }> {
@@ -73,6 +80,8 @@ export async function refundCredit(
   const { state } = await deps.ledger.accounts.load(stream);
   if (state.status === 'not_opened') return { ok: false, error: { error: 'account_not_open' } };
   if (state.status === 'closed' && input.closedAccount !== true) return { ok: false, error: { error: 'account_closed' } };
+  // Checked before Stripe is asked: the ledger would refuse the refund after the money had left.
+  if (claimPeriodOver(state, input.metadata.now)) return { ok: false, error: { error: 'claim_period_over', claimableUntil: claimableUntilOf(state)! } };
   if (input.amount !== null && centsOf(input.amount) === null) return { ok: false, error: { error: 'sub_cent_amount', amount: input.amount } };
 
   const payments = (await refundablePayments(deps.ledger.store, input.accountId)).map((p) => ({ ...p, remaining: wholeCentsOf(p.remaining) }));

@@ -2,7 +2,8 @@ import type { Pool } from 'pg';
 import type { Logger } from 'pino';
 import { accountStreamId } from '../../domain/account';
 import type { StripeCustomers } from '../../adapters/payments/customers';
-import { checkoutSessionSchema, paymentIntentSchema, refundSchema, type StripeEvent } from '../../adapters/payments/webhook-events';
+import { checkoutSessionSchema, disputeSchema, paymentIntentSchema, refundSchema, type StripeEvent } from '../../adapters/payments/webhook-events';
+import type { StripeClient } from '../../adapters/payments/stripe-client';
 import { systemMetadata } from '../command-metadata';
 import type { Ledger } from '../ledger';
 import { microUsdOfCents } from './amounts';
@@ -90,6 +91,8 @@ export class StripeWebhookReceiver {
 export interface PaymentHandlerDeps {
   readonly ledger: Ledger;
   readonly customers: StripeCustomers;
+  /** to read a disputed PaymentIntent (its customer, and the credit it bought) */
+  readonly stripe: StripeClient;
 }
 
 /**
@@ -98,7 +101,10 @@ export interface PaymentHandlerDeps {
  *   payment_intent.succeeded complete the top-up with the PaymentIntent id as the payment
  *   reference, so however many of them arrive, in whatever order, the payment credits once;
  * - refund.created / refund.updated with status succeeded record a refund Tollgate asked for
- *   (its refund id travels in the refund's metadata).
+ *   (its refund id travels in the refund's metadata);
+ *   A refund made in the Stripe Dashboard is applied by its Stripe refund id (RecordProviderRefund);
+ * - charge.dispute.created / charge.dispute.closed hold and settle a disputed payment, by
+ *   dispute id, so redelivery and any order of the two apply each step once.
  */
 export function registerPaymentHandlers(dispatcher: StripeWebhookDispatcher, deps: PaymentHandlerDeps): StripeWebhookDispatcher {
   const credit = creditTopUp(deps);
@@ -137,14 +143,41 @@ export function registerPaymentHandlers(dispatcher: StripeWebhookDispatcher, dep
     });
   });
 
+  const dashboardRefund = async (
+    event: StripeEvent,
+    stripeRefundId: string,
+    paymentIntentId: string,
+    amountCents: number,
+    ids: Readonly<Record<string, string | null>>,
+  ): Promise<WebhookOutcome> => {
+    const found = await paymentOf(deps, paymentIntentId);
+    if (found === null) return { outcome: 'unknown_account', accountId: null, ids };
+    const result = await deps.ledger.accounts.handle(accountStreamId(found.accountId), {
+      type: 'RecordProviderRefund',
+      // Its own id space: a Stripe refund id can never collide with one Tollgate made up.
+      data: { refundId: `stripe:${stripeRefundId}`, paymentReference: paymentIntentId, amount: microUsdOfCents(Math.min(amountCents, found.creditCents)) },
+      metadata: systemMetadata('stripe-webhook', event.id),
+    });
+    if (!result.ok) return { outcome: `refused:${result.error.error}`, accountId: found.accountId, ids };
+    if (result.events.length === 0) return { outcome: 'already_applied', accountId: found.accountId, ids };
+    return {
+      outcome: result.events.some((e) => e.event.type === 'RefundShortfall') ? 'dashboard_refund_recorded_with_shortfall' : 'dashboard_refund_recorded',
+      accountId: found.accountId,
+      ids,
+    };
+  };
+
   const refundSucceeded: WebhookHandler = async (event) => {
     const refund = refundSchema.parse(event.data.object);
     const refundId = refund.metadata['tollgate_refund_id'];
     const accountId = refund.metadata['account_id'];
     const ids = { refundId: refund.id, paymentIntentId: refund.payment_intent };
-    // A refund made elsewhere (the Stripe Dashboard) is not one Tollgate asked for: reported, not applied.
-    if (refundId === undefined || accountId === undefined || refund.payment_intent === null)
-      return { outcome: 'refund_not_from_tollgate', accountId: null, ids };
+    if (refund.payment_intent === null) return { outcome: 'refund_not_of_a_payment', accountId: null, ids };
+    // A refund made elsewhere (the Stripe Dashboard): applied once Stripe says it succeeded, by its Stripe id.
+    if (refundId === undefined || accountId === undefined) {
+      if (refund.status !== 'succeeded') return { outcome: `dashboard_refund_${refund.status ?? 'unknown'}`, accountId: null, ids };
+      return dashboardRefund(event, refund.id, refund.payment_intent, refund.amount, ids);
+    }
     if (refund.status !== 'succeeded') return { outcome: `refund_${refund.status ?? 'unknown'}`, accountId, ids };
     const result = await deps.ledger.accounts.handle(accountStreamId(accountId), {
       type: 'IssueRefund',
@@ -156,7 +189,52 @@ export function registerPaymentHandlers(dispatcher: StripeWebhookDispatcher, dep
   };
   dispatcher.on('refund.created', refundSucceeded);
   dispatcher.on('refund.updated', refundSucceeded);
+
+  const dispute = disputeHandler(deps);
+  dispatcher.on('charge.dispute.created', (event) => dispute(event, 'created'));
+  dispatcher.on('charge.dispute.closed', (event) => dispute(event, 'closed'));
   return dispatcher;
+}
+
+/**
+ * The account is the one linked to the disputed PaymentIntent's customer (read from Stripe: a
+ * dispute names no customer). The amount held or lost is the disputed amount, at most the
+ * credit that payment bought: the tax on it was never the customer's credit.
+ */
+function disputeHandler(deps: PaymentHandlerDeps) {
+  return async (event: StripeEvent, step: 'created' | 'closed'): Promise<WebhookOutcome> => {
+    const dispute = disputeSchema.parse(event.data.object);
+    const ids = { disputeId: dispute.id, paymentIntentId: dispute.payment_intent, chargeId: dispute.charge };
+    if (dispute.currency !== 'usd' || dispute.payment_intent === null) return { outcome: 'not_a_usd_payment', accountId: null, ids };
+    if (step === 'closed' && !['won', 'lost', 'warning_closed'].includes(dispute.status)) return { outcome: `dispute_${dispute.status}`, accountId: null, ids };
+    const found = await paymentOf(deps, dispute.payment_intent);
+    if (found === null) return { outcome: 'unknown_account', accountId: null, ids };
+    const { accountId } = found;
+    const data = { disputeId: dispute.id, paymentReference: dispute.payment_intent, amount: microUsdOfCents(Math.min(dispute.amount, found.creditCents)) };
+    const metadata = systemMetadata('stripe-webhook', event.id);
+    const result = await deps.ledger.accounts.handle(
+      accountStreamId(accountId),
+      step === 'created'
+        ? { type: 'OpenDispute', data, metadata }
+        : // An inquiry closed without a chargeback took no money: as won.
+          { type: 'CloseDispute', data: { ...data, outcome: dispute.status === 'lost' ? 'lost' : 'won' }, metadata },
+    );
+    if (!result.ok) return { outcome: `refused:${result.error.error}`, accountId, ids };
+    if (result.events.length === 0) return { outcome: 'already_applied', accountId, ids };
+    return { outcome: step === 'created' ? 'dispute_opened' : `dispute_${dispute.status === 'lost' ? 'lost' : 'won'}`, accountId, ids };
+  };
+}
+
+/**
+ * The account a PaymentIntent paid into (its customer's, read from Stripe: refunds and disputes
+ * name no customer) and the credit it bought, in cents. A Stripe error throws: nothing is
+ * recorded and Stripe retries.
+ */
+async function paymentOf(deps: PaymentHandlerDeps, paymentIntentId: string): Promise<{ accountId: string; creditCents: number } | null> {
+  const intent = paymentIntentSchema.parse(await deps.stripe.paymentIntents.retrieve(paymentIntentId));
+  const accountId = intent.customer === null ? null : await deps.customers.accountOf(intent.customer);
+  if (accountId === null) return null;
+  return { accountId, creditCents: creditCentsOf(intent.metadata, intent.amount_received) ?? intent.amount_received };
 }
 
 /** Tollgate puts the credit (net of tax) in the metadata when it starts a payment; otherwise the amount paid. */

@@ -34,6 +34,21 @@ export interface StripeTestServer {
   readonly checkoutSessions: Map<string, StripeObject>;
   readonly paymentIntents: Map<string, StripeObject>;
   readonly refunds: Map<string, StripeObject>;
+  readonly disputes: Map<string, StripeObject>;
+  /**
+   * The cardholder disputes a succeeded PaymentIntent (all of it unless `amount` cents are named):
+   * a dispute object in status needs_response, for a charge.dispute.created event.
+   */
+  openDispute(paymentIntentId: string, options?: { amount?: number }): StripeObject;
+  /**
+   * An operator refunds a payment in the Stripe Dashboard (no Tollgate metadata; all of what is
+   * left unless `amount` cents are named), for refund.created / refund.updated events.
+   */
+  dashboardRefund(paymentIntentId: string, options?: { amount?: number; status?: 'succeeded' | 'pending' }): StripeObject;
+  /** A refund's status changes (a pending one succeeds), for a refund.updated event. */
+  setRefund(refundId: string, status: 'succeeded' | 'failed'): StripeObject;
+  /** The bank decided: the dispute becomes won, lost or warning_closed, for a charge.dispute.closed event. */
+  closeDispute(disputeId: string, status: 'won' | 'lost' | 'warning_closed'): StripeObject;
   /**
    * Decline the next `count` card charges (payment intents confirmed off-session) with this
    * code (`card_declined`, `authentication_required`, ...), or refunds with `refunds: true`.
@@ -77,6 +92,7 @@ export async function startStripeTestServer(): Promise<StripeTestServer> {
   const checkoutSessions = new Map<string, StripeObject>();
   const paymentIntents = new Map<string, StripeObject>();
   const refunds = new Map<string, StripeObject>();
+  const disputes = new Map<string, StripeObject>();
   const idempotent = new Map<string, { status: number; body: unknown }>();
   let declines: { code: string; count: number } | null = null;
   const customerDeclines = new Map<string, string>();
@@ -377,6 +393,59 @@ ${session['status'] === 'open' ? `<form method="post"><button type="submit">Pay 
     checkoutSessions,
     paymentIntents,
     refunds,
+    disputes,
+    openDispute(paymentIntentId, options = {}) {
+      const pi = paymentIntents.get(paymentIntentId);
+      if (!pi || pi['status'] !== 'succeeded') throw new Error(`no succeeded payment intent ${paymentIntentId}`);
+      const dispute: StripeObject = {
+        id: id('dp'),
+        object: 'dispute',
+        amount: options.amount ?? Number(pi['amount_received']),
+        currency: 'usd',
+        charge: pi['latest_charge'],
+        payment_intent: pi.id,
+        reason: 'fraudulent',
+        status: 'needs_response',
+        created: now(),
+      };
+      disputes.set(dispute.id, dispute);
+      return structuredClone(dispute);
+    },
+    dashboardRefund(paymentIntentId, options = {}) {
+      const pi = paymentIntents.get(paymentIntentId);
+      if (!pi || pi['status'] !== 'succeeded') throw new Error(`no succeeded payment intent ${paymentIntentId}`);
+      const refunded = [...refunds.values()]
+        .filter((r) => r['payment_intent'] === pi.id && r['status'] !== 'failed')
+        .reduce((sum, r) => sum + Number(r['amount']), 0);
+      const amount = options.amount ?? Number(pi['amount_received']) - refunded;
+      if (amount <= 0 || amount > Number(pi['amount_received']) - refunded) throw new Error('refund larger than what is left');
+      const refund: StripeObject = {
+        id: id('re'),
+        object: 'refund',
+        amount,
+        currency: 'usd',
+        payment_intent: pi.id,
+        charge: pi['latest_charge'],
+        reason: 'requested_by_customer',
+        metadata: {},
+        status: options.status ?? 'succeeded',
+        created: now(),
+      };
+      refunds.set(refund.id, refund);
+      return structuredClone(refund);
+    },
+    setRefund(refundId, status) {
+      const refund = refunds.get(refundId);
+      if (!refund) throw new Error(`no refund ${refundId}`);
+      refund['status'] = status;
+      return structuredClone(refund);
+    },
+    closeDispute(disputeId, status) {
+      const dispute = disputes.get(disputeId);
+      if (!dispute) throw new Error(`no dispute ${disputeId}`);
+      dispute['status'] = status;
+      return structuredClone(dispute);
+    },
     decline(options) {
       if (options.refunds) refundDeclines += options.count ?? 1;
       else declines = { code: options.code ?? 'card_declined', count: options.count ?? 1 };

@@ -20,6 +20,7 @@ import {
   setPriceSchema,
   suspendSchema,
   topUpSchema as manualTopUpRequestSchema,
+  payoutSchema as payoutRequestSchema,
 } from '../routes/admin';
 import { alertsSchema as alertsRequestSchema, autoTopUpSchema as autoTopUpRequestSchema, noticesQuerySchema } from '../routes/auto-top-up';
 import { adminRefundSchema, refundSchema as refundRequestSchema, terminateSchema, topUpSchema as checkoutRequestSchema } from '../routes/billing';
@@ -393,7 +394,7 @@ const paths: ZodOpenApiPathsObject = {
       tags: ['Billing'],
       summary: "Stripe's webhook",
       description:
-        'For Stripe only. The `Stripe-Signature` is verified against the raw body; a verified event is recorded once and answered 200 whatever its outcome. Top-ups credit exactly once per PaymentIntent.',
+        'For Stripe only. The `Stripe-Signature` is verified against the raw body; a verified event is recorded once and answered 200 whatever its outcome. Top-ups credit exactly once per PaymentIntent. `charge.dispute.created` holds the disputed amount and suspends the account (`payment_dispute`); `charge.dispute.closed` releases the hold and, won, reinstates unless another reason keeps the account suspended, or, lost, debits the purchased credit (possibly into debt). Each dispute step applies once, in any delivery order. A refund made in the Stripe Dashboard is applied once by its refund id when it succeeds; beyond what is refundable the rest takes the purchased credit into debt.',
       requestParams: { header: z.object({ 'stripe-signature': z.string().meta({ description: "Stripe's signature of the raw body" }) }) },
       requestBody: {
         required: true,
@@ -434,6 +435,21 @@ const paths: ZodOpenApiPathsObject = {
       summary: 'An account, with its personal data',
       requestParams: { path: idParam },
       responses: { '200': json('The account.', out.accountViewSchema), ...errors([...authenticated, 404]) },
+    }),
+  },
+  '/admin/accounts/{id}/payouts': {
+    post: admin({
+      tags: ['Admin'],
+      summary: 'Record a payout of credit outside the card (bank transfer)',
+      description:
+        'After the money was sent: records `PayoutRecorded` (method, reference, amount, reason), open or closed accounts alike. Limited to what is refundable (purchased credit less open requests and disputed amounts), which card refunds draw on too, so nothing is paid back twice: more is 409 `exceeds_refundable_credit`. The same method and reference twice records once (200, `applied: false`). Audited (`refund.payout`).',
+      requestParams: { path: idParam },
+      requestBody: { required: true, content: { 'application/json': { schema: payoutRequestSchema } } },
+      responses: {
+        '201': json('Recorded.', out.payoutSchema),
+        '200': json('Already recorded under this method and reference.', out.payoutSchema),
+        ...errors([...authenticated, 400, 404, 409]),
+      },
     }),
   },
   '/admin/accounts/{id}/top-ups': {
@@ -485,6 +501,8 @@ const paths: ZodOpenApiPathsObject = {
     post: admin({
       tags: ['Admin'],
       summary: 'Suspend an account',
+      description:
+        "Adds the reason to the account's suspension reasons (409 `account_already_suspended` when it is there already). The account is open only when none is left.",
       requestParams: { path: idParam },
       requestBody: { required: true, content: { 'application/json': { schema: suspendSchema } } },
       responses: { '200': json('Suspended.', out.accountStatusSchema), ...errors([...authenticated, 400, 404, 409]) },
@@ -494,6 +512,8 @@ const paths: ZodOpenApiPathsObject = {
     post: admin({
       tags: ['Admin'],
       summary: 'Reinstate a suspended account',
+      description:
+        "Lifts every suspension reason but `payment_dispute` while a card dispute is open (Stripe's decision ends that one); 409 `dispute_open` when that is the only reason left.",
       requestParams: { path: idParam },
       responses: { '200': json('Reinstated.', out.accountStatusSchema), ...errors([...authenticated, 404, 409]) },
     }),
@@ -517,6 +537,8 @@ const paths: ZodOpenApiPathsObject = {
     post: admin({
       tags: ['Admin'],
       summary: "Refund an account's purchased credit",
+      description:
+        "Open or closed accounts: a closed account's remaining credit is refunded within 360 days of closure (409 `claim_period_over` after). Limited to what is refundable and what the cards can still give back (409 `exceeds_refundable_credit`).",
       requestParams: { path: idParam },
       requestBody: { required: true, content: { 'application/json': { schema: adminRefundSchema } } },
       responses: {

@@ -157,11 +157,16 @@ export const accountViewSchema = z
   .object({
     account_id: z.string(),
     status: accountStatus,
-    suspension_reason: suspensionReasonSchema.nullable(),
+    suspension_reason: suspensionReasonSchema.nullable().meta({ description: 'the most recent of suspension_reasons' }),
+    suspension_reasons: z.array(suspensionReasonSchema).meta({ description: 'every reason the account is suspended for; it is open only when empty' }),
     display_name: z.string().nullable().optional().meta({ description: 'admin view only; null once the personal data is erased' }),
     email: z.string().nullable().optional().meta({ description: 'admin view only; null once the personal data is erased' }),
     ...balanceFields,
     promo_grants: z.array(z.object({ grant_id: z.string(), granted_usd: usdSchema, remaining_usd: usdSchema, expires_at: instant, expired: z.boolean() })),
+    disputes: z.array(z.object({ dispute_id: z.string(), payment_intent: z.string(), amount_usd: usdSchema, status: z.enum(['open', 'won', 'lost']) })).meta({
+      description: 'card disputes (chargebacks): an open one holds its amount, a lost one was debited from the purchased credit',
+    }),
+    disputed_usd: usdSchema.meta({ description: 'held by open disputes: neither available nor refundable' }),
     open_reservations: z.array(z.object({ request_id: z.string(), model: z.string(), operation: operationSchema, amount_usd: usdSchema, expires_at: instant })),
     totals: z.object({ topped_up_usd: usdSchema, refunded_usd: usdSchema, usage_cost_usd: usdSchema, input_tokens: tokenCount, output_tokens: tokenCount }),
   })
@@ -221,6 +226,17 @@ export const manualTopUpSchema = z
     ...balanceFields,
   })
   .meta({ id: 'ManualTopUp' });
+
+export const payoutSchema = z
+  .object({
+    account_id: z.string(),
+    payout_id: z.string(),
+    applied: z.boolean().meta({ description: 'false when this payout was already recorded (200)' }),
+    amount_usd: usdSchema,
+    status: accountStatus,
+    ...balanceFields,
+  })
+  .meta({ id: 'Payout' });
 
 export const promoGrantResultSchema = z
   .object({ account_id: z.string(), grant_id: z.string(), amount_usd: usdSchema, expires_at: instant, ...balanceFields })

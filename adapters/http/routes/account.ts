@@ -178,6 +178,7 @@ export interface AccountView {
   readonly account_id: string;
   readonly status: AccountState['status'];
   readonly suspension_reason: string | null;
+  readonly suspension_reasons: readonly string[];
   /** admin view only; null once the personal data has been erased */
   readonly display_name?: string | null;
   readonly email?: string | null;
@@ -193,6 +194,8 @@ export interface AccountView {
     expires_at: string;
     expired: boolean;
   }[];
+  readonly disputes: readonly { dispute_id: string; payment_intent: string; amount_usd: string; status: string }[];
+  readonly disputed_usd: string;
   readonly open_reservations: readonly { request_id: string; model: string; operation: string; amount_usd: string; expires_at: string }[];
   readonly totals: { topped_up_usd: string; refunded_usd: string; usage_cost_usd: string; input_tokens: string; output_tokens: string };
 }
@@ -277,6 +280,7 @@ export class AccountReader {
       account_id: accountId,
       status: state.status,
       suspension_reason: state.suspensionReason,
+      suspension_reasons: [...state.suspensionReasons],
       ...personal,
       ...balanceView(state, now),
       promo_grants: [...state.promoGrants.values()].map((g) => ({
@@ -286,6 +290,14 @@ export class AccountReader {
         expires_at: g.expiresAt,
         expired: g.expired || !isBefore(now, g.expiresAt),
       })),
+      // Card disputes: an open one holds its amount (not available, not refundable); a lost one was debited.
+      disputes: [...state.disputes].map(([disputeId, d]) => ({
+        dispute_id: disputeId,
+        payment_intent: d.paymentReference,
+        amount_usd: formatUsd(d.amount),
+        status: d.status,
+      })),
+      disputed_usd: formatUsd(state.disputeHeld),
       open_reservations: [...state.openReservations.values()].map((r) => ({
         request_id: r.requestId,
         model: r.model,

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Response, Router } from 'express';
 import { z } from 'zod';
-import { accountStreamId, maximumBalanceOf, suspensionReasonSchema, type AccountCommand } from '../../../domain/account';
+import { accountStreamId, maximumBalanceOf, payoutMethodSchema, suspensionReasonSchema, type AccountCommand } from '../../../domain/account';
 import type { CommandMetadata } from '../../../domain/events/metadata';
 import { formatUsd } from '../../../domain/money';
 import { OPERATIONS, PRICE_BOOK_STREAM_ID, operationSchema, priceInForce, type PriceBookState } from '../../../domain/price-book';
@@ -68,6 +68,12 @@ export const searchAccountsSchema = z.object({
   limit: z.coerce.number({ error: 'expected an integer' }).int('expected an integer').min(1, 'at least 1').max(200, 'at most 200').default(50),
   starting_after: z.string({ error: 'expected an account id' }).max(100, 'at most 100 characters').optional(),
   purpose: purposeSchema,
+});
+export const payoutSchema = z.object({
+  method: payoutMethodSchema,
+  reference: z.string({ error: 'expected a string' }).regex(/^[A-Za-z0-9._:/#-]{1,100}$/, 'expected 1-100 letters, digits or ._:/#-'),
+  amount_usd: positiveUsdSchema,
+  reason: shortTextSchema,
 });
 export const accountDetailsSchema = z.object({ purpose: purposeSchema });
 export const issueKeySchema = z.object({ name: shortTextSchema.default('key issued by an admin'), scopes: customerScopesSchema.optional() });
@@ -190,6 +196,28 @@ export const mountAdminRoutes: RouteMount = (router: Router, gateway) => {
       payment_reference: paymentReference,
       applied,
       amount_usd: formatUsd(body.amount_usd),
+      ...balanceView(result.state, new Date().toISOString()),
+    });
+  });
+
+  // Credit paid back outside the card (bank transfer): recorded after the money was sent, limited
+  // to what is refundable. The same method and reference twice records once.
+  router.post('/admin/accounts/:id/payouts', admin, async (req, res) => {
+    const accountId = accountIdOf(req.params);
+    const body = parseInput(payoutSchema, req.body);
+    const payoutId = `payout:${body.method}:${body.reference}`;
+    const result = await handleAccount(accountId, {
+      type: 'RecordPayout',
+      data: { payoutId, method: body.method, reference: body.reference, amount: body.amount_usd, reason: body.reason },
+      metadata: metadataOf(res),
+    });
+    const applied = result.events.length > 0;
+    res.status(applied ? 201 : 200).json({
+      account_id: accountId,
+      payout_id: payoutId,
+      applied,
+      amount_usd: formatUsd(body.amount_usd),
+      status: result.state.status,
       ...balanceView(result.state, new Date().toISOString()),
     });
   });

@@ -82,7 +82,7 @@ function mountBilling(router: Router, gateway: GatewayParts, options: BillingRou
       }
     : null;
   if (payments) {
-    registerPaymentHandlers(payments.webhooks, { ledger: gateway.ledger, customers: payments.customers });
+    registerPaymentHandlers(payments.webhooks, { ledger: gateway.ledger, customers: payments.customers, stripe: payments.stripe });
     for (const extend of options.extensions ?? []) extend(payments, gateway);
   }
   const receiver = payments ? new StripeWebhookReceiver(gateway.database.pool, payments.webhooks, gateway.log) : null;
@@ -138,9 +138,14 @@ function mountBilling(router: Router, gateway: GatewayParts, options: BillingRou
     const accountId = String(req.params['id']);
     if (!isId(accountId)) throw accountNotFound();
     const body = parseInput(adminRefundSchema, req.body);
-    // The admin's reason travels as the correlation id, as with manual top-ups.
+    // The admin's reason travels as the correlation id, as with manual top-ups. A closed account's
+    // credit too (the customer's keys went with the closure), within the claim period.
     const metadata = { ...adminMetadata(keyOf(res).keyId, `reason: ${body.reason}`), causationId: requestIdOf(res) };
-    await answerRefund(res, accountId, await refundCredit({ ledger: gateway.ledger, stripe }, { accountId, amount: body.amount_usd ?? null, metadata }));
+    await answerRefund(
+      res,
+      accountId,
+      await refundCredit({ ledger: gateway.ledger, stripe }, { accountId, amount: body.amount_usd ?? null, metadata, closedAccount: true }),
+    );
   });
 
   router.post('/v1/account/close', write, async (_req, res) => {

@@ -180,9 +180,13 @@ describe('an account from opening to suspension', () => {
     const refusal = await ask().catch((error: unknown) => error);
     expect(refusal).toBeInstanceOf(OpenAI.PermissionDeniedError);
     expect(refusal).toMatchObject({ status: 403, code: 'account_suspended' });
-    expectError(await admin('POST', `/admin/accounts/${accountId}/suspend`, { reason: 'terms_violation' }), 409, 'account_already_suspended');
+    expectError(await admin('POST', `/admin/accounts/${accountId}/suspend`, { reason: 'payment_dispute' }), 409, 'account_already_suspended');
     expectError(await admin('POST', `/admin/accounts/${accountId}/suspend`, { reason: 'because' }), 400, 'invalid_value', 'reason');
+    // Reasons are a set: another one adds to it.
+    const again = await admin('POST', `/admin/accounts/${accountId}/suspend`, { reason: 'terms_violation' });
+    expect(again).toEqual({ status: 200, body: { account_id: accountId, status: 'suspended', suspension_reason: 'terms_violation' } });
 
+    // No dispute is open (the reason was an operator's): reinstatement lifts every reason.
     const reinstated = await admin('POST', `/admin/accounts/${accountId}/reinstate`);
     expect(reinstated.body).toMatchObject({ status: 'open', suspension_reason: null });
     expectError(await admin('POST', `/admin/accounts/${accountId}/reinstate`), 409, 'account_not_suspended');
@@ -206,6 +210,7 @@ describe('an account from opening to suspension', () => {
       'PromoCreditGranted',
       'TopUpCompleted',
       'PromoCreditGranted',
+      'AccountSuspended',
       'AccountSuspended',
       'AccountReinstated',
     ]);

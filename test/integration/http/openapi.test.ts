@@ -258,6 +258,19 @@ describe('admin', () => {
     expectStatus(await admin('POST', `/admin/accounts/${id}/top-ups`, { body: { amount_usd: '20', reference: 'inv-1', reason: 'bank transfer' } }), 201);
     expectStatus(await admin('POST', `/admin/accounts/${id}/top-ups`, { body: { amount_usd: '20', reference: 'inv-1', reason: 'bank transfer' } }), 200);
     expectStatus(await admin('POST', `/admin/accounts/${id}/top-ups`, { body: { amount_usd: 20, reference: 'inv-2', reason: 'x' } }), 400, 'invalid_type');
+    const paid = await admin('POST', '/admin/accounts', { body: { display_name: 'Payout Person', email: 'payout@example.org' } });
+    expectStatus(paid, 201);
+    const payee = paid.body.account_id as string;
+    expectStatus(await admin('POST', `/admin/accounts/${payee}/top-ups`, { body: { amount_usd: '20', reference: 'inv-p', reason: 'bank transfer' } }), 201);
+    const payoutBody = { method: 'bank_transfer', reference: 'TR-1', amount_usd: '5', reason: 'asked for it back' };
+    expectStatus(await admin('POST', `/admin/accounts/${payee}/payouts`, { body: payoutBody }), 201);
+    expectStatus(await admin('POST', `/admin/accounts/${payee}/payouts`, { body: payoutBody }), 200);
+    expectStatus(
+      await admin('POST', `/admin/accounts/${payee}/payouts`, { body: { ...payoutBody, reference: 'TR-2', amount_usd: '16' } }),
+      409,
+      'exceeds_refundable_credit',
+    );
+    expectStatus(await admin('POST', `/admin/accounts/${payee}/payouts`, { body: { ...payoutBody, method: 'cash' } }), 400);
     const grant = await admin('POST', `/admin/accounts/${id}/promo-grants`, { body: { amount_usd: '1', expires_at: inOneHour(), reason: 'welcome' } });
     expectStatus(grant, 201);
     expectStatus(await admin('POST', `/admin/accounts/${id}/promo-grants/${grant.body.grant_id}/revoke`, { body: { amount_usd: '0.5', reason: 'test' } }), 200);

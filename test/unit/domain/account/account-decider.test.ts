@@ -72,7 +72,7 @@ describe('CompleteTopUp', () => {
   it('reinstates an account suspended for a negative balance once the debt is paid', () =>
     given([opened, ev('AccountSuspended', { reason: 'negative_balance' })])
       .when(topUp(usd('10')))
-      .then([toppedUp(usd('10')), ev('AccountReinstated', { reason: 'balance_restored' })]));
+      .then([toppedUp(usd('10')), ev('AccountReinstated', { reason: 'balance_restored', lifted: ['negative_balance'] })]));
   it('does not reinstate an account suspended for another reason', () =>
     given([opened, ev('AccountSuspended', { reason: 'terms_violation' })])
       .when(topUp(usd('10')))
@@ -435,14 +435,18 @@ describe('suspension, closure, erasure', () => {
     given([opened])
       .when(cmd('SuspendAccount', { reason: 'payment_dispute' }))
       .then([suspended]));
-  it('account_already_suspended', () =>
+  it('account_already_suspended: the same reason twice', () =>
+    given([opened, suspended])
+      .when(cmd('SuspendAccount', { reason: 'payment_dispute' }))
+      .thenRejectedWith('account_already_suspended'));
+  it('another reason adds to the set', () =>
     given([opened, suspended])
       .when(cmd('SuspendAccount', { reason: 'terms_violation' }))
-      .thenRejectedWith('account_already_suspended'));
+      .then([ev('AccountSuspended', { reason: 'terms_violation' })]));
   it('reinstates', () =>
     given([opened, suspended])
       .when(cmd('ReinstateAccount', {}))
-      .then([ev('AccountReinstated', { reason: 'admin_decision' })]));
+      .then([ev('AccountReinstated', { reason: 'admin_decision', lifted: ['payment_dispute'] })]));
   it('account_not_suspended', () => given([opened]).when(cmd('ReinstateAccount', {})).then({ error: 'account_not_suspended' }));
   it('closes', () =>
     given([opened])
