@@ -1,7 +1,6 @@
 import { accountStreamId } from '../../../domain/account';
 import { systemMetadata } from '../../../src/command-metadata';
-import { projectedBalance, runVerify, waitFor } from '../../support/ledger-checks';
-import { startPaymentsHarness, type PaymentsHarness } from './harness';
+import { paidTopUp, verifyPurchasedCredit, startPaymentsHarness, type PaymentsHarness } from './harness';
 
 /**
  * Refunds an operator makes in the Stripe Dashboard reach the ledger once, by Stripe refund id,
@@ -18,42 +17,15 @@ afterAll(async () => {
   await h?.stop();
 });
 
-async function paidTopUp(customer: { key: string }, amountUsd: string, taxCents = 0): Promise<string> {
-  const { paymentIntent } = await h.checkout(customer, amountUsd, taxCents);
-  expect((await h.deliver(h.stripeServer.event('payment_intent.succeeded', paymentIntent))).body.outcome).toBe('credited');
-  return paymentIntent.id;
-}
-
 async function account(accountId: string) {
   const view = await h.call('GET', `/admin/accounts/${accountId}?purpose=refund+test`, h.tg.adminKey);
   expect(view.status).toBe(200);
   return view.body;
 }
 
-async function verifyPasses(accountId: string, purchased: bigint): Promise<void> {
-  await waitFor(
-    'the balances projection',
-    async () => ((await projectedBalance(h.tg.databaseUrl, accountId))?.purchased === purchased ? true : undefined),
-    30_000,
-  );
-  await waitFor(
-    'the journal',
-    async () => {
-      const rows = await h.sql<{ amount: string }>(
-        `SELECT coalesce(sum(amount), 0)::text AS amount FROM journal_postings WHERE account_id = $1 AND ledger_account = 'customer_purchased_credit'`,
-        [accountId],
-      );
-      return BigInt(rows[0]!.amount) === -purchased ? true : undefined;
-    },
-    30_000,
-  );
-  const verified = await runVerify(h.tg.databaseUrl);
-  expect({ code: verified.code, out: verified.stdout + verified.stderr }).toMatchObject({ code: 0 });
-}
-
 test('a Dashboard refund is applied once: pending then succeeded, created and updated in any order, redelivered', async () => {
   const fay = await h.openCustomer('Fay');
-  const pi = await paidTopUp(fay, '40');
+  const pi = await paidTopUp(h, fay, '40');
   const refund = h.stripeServer.dashboardRefund(pi, { amount: 1500, status: 'pending' });
   const created = h.stripeServer.event('refund.created', refund);
   const succeeded = h.stripeServer.event('refund.updated', h.stripeServer.setRefund(refund.id, 'succeeded'));
@@ -78,13 +50,13 @@ test('a Dashboard refund is applied once: pending then succeeded, created and up
       .filter((r) => r.path === '/v1/refunds')
       .map((r) => r.params['amount']),
   ).toEqual(['2500']);
-  await verifyPasses(fay.accountId, 0n);
+  await verifyPurchasedCredit(h, fay.accountId, 0n);
 });
 
 test('a Dashboard refund of credit already spent: the refundable part, and the rest as a shortfall into debt', async () => {
   const gus = await h.openCustomer('Gus');
   // USD 20 of credit and USD 4 of tax; the Dashboard refunds the whole USD 24 charge.
-  const pi = await paidTopUp(gus, '20', 400);
+  const pi = await paidTopUp(h, gus, '20', 400);
   const stream = accountStreamId(gus.accountId);
   expect(
     (
@@ -125,12 +97,12 @@ test('a Dashboard refund of credit already spent: the refundable part, and the r
   expect(await account(gus.accountId)).toMatchObject({ purchased_usd: '-12.000000' });
   const audit = await h.call('GET', `/admin/audit?target=${gus.accountId}`, h.tg.adminKey);
   expect(audit.body.data.map((e: { action: string }) => e.action)).toEqual(expect.arrayContaining(['refund.issued', 'refund.shortfall']));
-  await verifyPasses(gus.accountId, -12_000_000n);
+  await verifyPurchasedCredit(h, gus.accountId, -12_000_000n);
 });
 
 test('a refund of a payment no account received is recorded as unknown_account, not applied', async () => {
   const hal = await h.openCustomer('Hal');
-  const pi = await paidTopUp(hal, '10');
+  const pi = await paidTopUp(h, hal, '10');
   // Stripe's customer is unlinked from any account (as if the payment came from elsewhere).
   h.stripeServer.paymentIntents.get(pi)!['customer'] = 'cus_test_stranger';
   const refund = h.stripeServer.dashboardRefund(pi);

@@ -1,7 +1,6 @@
 import { accountStreamId } from '../../../domain/account';
 import { systemMetadata } from '../../../src/command-metadata';
-import { projectedBalance, runVerify, waitFor } from '../../support/ledger-checks';
-import { startPaymentsHarness, type PaymentsHarness } from './harness';
+import { paidTopUp, verifyPurchasedCredit, startPaymentsHarness, type PaymentsHarness } from './harness';
 
 /**
  * Card disputes through signed webhooks (charge.dispute.created / charge.dispute.closed) with the
@@ -20,12 +19,6 @@ afterAll(async () => {
   await h?.stop();
 });
 
-async function paidTopUp(customer: { key: string }, amountUsd: string): Promise<string> {
-  const { paymentIntent } = await h.checkout(customer, amountUsd);
-  expect((await h.deliver(h.stripeServer.event('payment_intent.succeeded', paymentIntent))).body.outcome).toBe('credited');
-  return paymentIntent.id;
-}
-
 async function account(accountId: string) {
   const view = await h.call('GET', `/admin/accounts/${accountId}?purpose=dispute+test`, h.tg.adminKey);
   expect(view.status).toBe(200);
@@ -39,28 +32,9 @@ async function journalOf(accountId: string) {
   );
 }
 
-/** `tollgate verify` (the real CLI) passes once the projections have caught up with the account. */
-async function verifyPasses(accountId: string, purchased: bigint): Promise<void> {
-  await waitFor(
-    'the balances projection',
-    async () => ((await projectedBalance(h.tg.databaseUrl, accountId))?.purchased === purchased ? true : undefined),
-    30_000,
-  );
-  await waitFor(
-    'the journal',
-    async () => {
-      const owed = (await journalOf(accountId)).find((r) => r.ledger_account === 'customer_purchased_credit');
-      return owed && BigInt(owed.amount) === -purchased ? true : undefined;
-    },
-    30_000,
-  );
-  const verified = await runVerify(h.tg.databaseUrl);
-  expect({ code: verified.code, out: verified.stdout + verified.stderr }).toMatchObject({ code: 0 });
-}
-
 test('created: suspended for payment_dispute, the amount held (not available, not refundable); redelivered: once; won: hold released, reopened', async () => {
   const ana = await h.openCustomer('Ana');
-  const pi = await paidTopUp(ana, '30');
+  const pi = await paidTopUp(h, ana, '30');
   const asked = h.stripeServer.requests.length;
   const dispute = h.stripeServer.openDispute(pi, { amount: 1000 });
   const created = h.stripeServer.event('charge.dispute.created', dispute);
@@ -118,12 +92,12 @@ test('created: suspended for payment_dispute, the amount held (not available, no
     'DisputeClosed',
     'AccountReinstated',
   ]);
-  await verifyPasses(ana.accountId, 30_000_000n);
+  await verifyPurchasedCredit(h, ana.accountId, 30_000_000n);
 });
 
 test('closed (lost) before created: debited once, never suspended; the journal posts the loss', async () => {
   const bo = await h.openCustomer('Bo');
-  const pi = await paidTopUp(bo, '25');
+  const pi = await paidTopUp(h, bo, '25');
   const dispute = h.stripeServer.openDispute(pi);
   const createdEvent = h.stripeServer.event('charge.dispute.created', dispute);
   const closedEvent = h.stripeServer.event('charge.dispute.closed', h.stripeServer.closeDispute(dispute.id, 'lost'));
@@ -141,7 +115,7 @@ test('closed (lost) before created: debited once, never suspended; the journal p
     { disputeId: dispute.id, paymentReference: pi, amount: 25_000_000n },
     { disputeId: dispute.id, outcome: 'lost', debited: 25_000_000n },
   ]);
-  await verifyPasses(bo.accountId, 0n);
+  await verifyPurchasedCredit(h, bo.accountId, 0n);
   expect(await journalOf(bo.accountId)).toEqual([
     { ledger_account: 'customer_purchased_credit', amount: '0' },
     { ledger_account: 'dispute_losses', amount: '-25000000' },
@@ -185,7 +159,7 @@ test('lost after the credit was spent: the purchased credit goes negative; the a
   // Now an operator may lift it (the dispute is over); the debt still refuses new requests.
   const reinstated = await h.call('POST', `/admin/accounts/${cy.accountId}/reinstate`, h.tg.adminKey);
   expect([reinstated.status, reinstated.body.status]).toEqual([200, 'open']);
-  await verifyPasses(cy.accountId, -15_000_000n);
+  await verifyPurchasedCredit(h, cy.accountId, -15_000_000n);
   const journal = await journalOf(cy.accountId);
   expect(journal.find((r) => r.ledger_account === 'dispute_losses')).toEqual({ ledger_account: 'dispute_losses', amount: '-20000000' });
   expect(journal.reduce((sum, r) => sum + BigInt(r.amount), 0n)).toBe(0n);
@@ -193,7 +167,7 @@ test('lost after the credit was spent: the purchased credit goes negative; the a
 
 test('won while another reason holds the account: only payment_dispute is lifted', async () => {
   const di = await h.openCustomer('Di');
-  const pi = await paidTopUp(di, '20');
+  const pi = await paidTopUp(h, di, '20');
   const dispute = h.stripeServer.openDispute(pi);
   expect((await h.deliver(h.stripeServer.event('charge.dispute.created', dispute))).body.outcome).toBe('dispute_opened');
   const suspended = await h.call('POST', `/admin/accounts/${di.accountId}/suspend`, h.tg.adminKey, { reason: 'terms_violation' });
@@ -205,12 +179,12 @@ test('won while another reason holds the account: only payment_dispute is lifted
   expect(await account(di.accountId)).toMatchObject({ status: 'suspended', suspension_reasons: ['terms_violation'], available_usd: '20.000000' });
   const reinstated = await h.call('POST', `/admin/accounts/${di.accountId}/reinstate`, h.tg.adminKey);
   expect([reinstated.status, reinstated.body.status]).toEqual([200, 'open']);
-  await verifyPasses(di.accountId, 20_000_000n);
+  await verifyPurchasedCredit(h, di.accountId, 20_000_000n);
 });
 
 test('a dispute of a payment no account received is recorded, not applied; a dispute still under review at close is not decided', async () => {
   const ed = await h.openCustomer('Ed');
-  const pi = await paidTopUp(ed, '10');
+  const pi = await paidTopUp(h, ed, '10');
   const dispute = h.stripeServer.openDispute(pi);
   const pending = h.stripeServer.event('charge.dispute.closed', { ...dispute, status: 'under_review' });
   expect((await h.deliver(pending)).body.outcome).toBe('dispute_under_review');

@@ -5,6 +5,7 @@ import { accountStreamId, type AccountEvent } from '../../../domain/account';
 import { usd } from '../../../domain/money';
 import { systemMetadata } from '../../../src/command-metadata';
 import { startTestGateway, type TestGateway } from '../../support/gateway';
+import { projectedBalance, runVerify, waitFor } from '../../support/ledger-checks';
 import { apiClient } from '../admin/http';
 
 /** A gateway with payments on, its Stripe pointed at the local stand-in, and webhook delivery. */
@@ -119,4 +120,36 @@ export async function settleUsage(h: PaymentsHarness, model: string, accountId: 
     metadata: systemMetadata('test'),
   });
   if (!settled.ok) throw new Error(`settlement refused: ${settled.error.error}`);
+}
+
+/** A paid Checkout top-up (tax on top, if any), credited by its webhook: the PaymentIntent id. */
+export async function paidTopUp(h: PaymentsHarness, customer: { key: string }, amountUsd: string, taxCents = 0): Promise<string> {
+  const { paymentIntent } = await h.checkout(customer, amountUsd, taxCents);
+  expect((await h.deliver(h.stripeServer.event('payment_intent.succeeded', paymentIntent))).body.outcome).toBe('credited');
+  return paymentIntent.id;
+}
+
+/**
+ * `tollgate verify` (the real CLI) exits 0 once the balances projection and the journal both show
+ * `purchased` as the account's purchased credit.
+ */
+export async function verifyPurchasedCredit(h: PaymentsHarness, accountId: string, purchased: bigint): Promise<void> {
+  await waitFor(
+    'the balances projection',
+    async () => ((await projectedBalance(h.tg.databaseUrl, accountId))?.purchased === purchased ? true : undefined),
+    30_000,
+  );
+  await waitFor(
+    'the journal',
+    async () => {
+      const rows = await h.sql<{ amount: string }>(
+        `SELECT coalesce(sum(amount), 0)::text AS amount FROM journal_postings WHERE account_id = $1 AND ledger_account = 'customer_purchased_credit'`,
+        [accountId],
+      );
+      return BigInt(rows[0]!.amount) === -purchased ? true : undefined;
+    },
+    30_000,
+  );
+  const verified = await runVerify(h.tg.databaseUrl);
+  expect({ code: verified.code, out: verified.stdout + verified.stderr }).toMatchObject({ code: 0 });
 }

@@ -1,5 +1,4 @@
-import { projectedBalance, runVerify, waitFor } from '../../support/ledger-checks';
-import { startPaymentsHarness, type PaymentsHarness } from './harness';
+import { verifyPurchasedCredit, startPaymentsHarness, type PaymentsHarness } from './harness';
 
 /**
  * Payouts outside the card, recorded by an operator (POST /admin/accounts/:id/payouts): credit
@@ -16,27 +15,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await h?.stop();
 });
-
-async function verifyPasses(accountId: string, purchased: bigint): Promise<void> {
-  await waitFor(
-    'the balances projection',
-    async () => ((await projectedBalance(h.tg.databaseUrl, accountId))?.purchased === purchased ? true : undefined),
-    30_000,
-  );
-  await waitFor(
-    'the journal',
-    async () => {
-      const rows = await h.sql<{ amount: string }>(
-        `SELECT coalesce(sum(amount), 0)::text AS amount FROM journal_postings WHERE account_id = $1 AND ledger_account = 'customer_purchased_credit'`,
-        [accountId],
-      );
-      return BigInt(rows[0]!.amount) === -purchased ? true : undefined;
-    },
-    30_000,
-  );
-  const verified = await runVerify(h.tg.databaseUrl);
-  expect({ code: verified.code, out: verified.stdout + verified.stderr }).toMatchObject({ code: 0 });
-}
 
 test('bank-transfer credit left on a closed account is paid out once, audited, limited to what is refundable', async () => {
   const ivy = await h.openCustomer('Ivy');
@@ -71,7 +49,7 @@ test('bank-transfer credit left on a closed account is paid out once, audited, l
     reason: body.reason,
     details: { method: 'bank_transfer', reference: 'SEPA-2026-0042', amountUsd: '30.000000' },
   });
-  await verifyPasses(ivy.accountId, 0n);
+  await verifyPurchasedCredit(h, ivy.accountId, 0n);
 });
 
 test('a payout and a card refund of the same credit never both pay: the card refund offers only what the payout left', async () => {
@@ -101,7 +79,7 @@ test('a payout and a card refund of the same credit never both pay: the card ref
     reason: 'again',
   });
   expect(nothing.body.error.code).toBe('exceeds_refundable_credit');
-  await verifyPasses(jo.accountId, 0n);
+  await verifyPurchasedCredit(h, jo.accountId, 0n);
 });
 
 test('refund after closure: a termination whose card refund Stripe declined leaves the credit owed; an operator refunds it to the card later, once', async () => {
@@ -132,5 +110,5 @@ test('refund after closure: a termination whose card refund Stripe declined leav
     reason: 'again',
   });
   expect(payout.body.error.code).toBe('exceeds_refundable_credit');
-  await verifyPasses(kai.accountId, 0n);
+  await verifyPurchasedCredit(h, kai.accountId, 0n);
 });

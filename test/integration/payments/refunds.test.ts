@@ -1,5 +1,5 @@
 import { addModel } from '../../support/e2e-setup';
-import { settleUsage, startPaymentsHarness, type PaymentsHarness } from './harness';
+import { settleUsage, paidTopUp, startPaymentsHarness, type PaymentsHarness } from './harness';
 
 /**
  * Refunds of purchased credit minus usage (never promo), split over the account's card
@@ -19,13 +19,6 @@ afterAll(async () => {
   await h?.stop();
 });
 
-/** A paid Checkout top-up, credited by its webhook. */
-async function paidTopUp(customer: { key: string }, amountUsd: string): Promise<string> {
-  const { paymentIntent } = await h.checkout(customer, amountUsd);
-  expect((await h.deliver(h.stripeServer.event('payment_intent.succeeded', paymentIntent))).body.outcome).toBe('credited');
-  return paymentIntent.id;
-}
-
 /** Usage of `tokens` input tokens at USD 1 per million (the model's price here): the cost is tokens micro-USD. */
 const use = (accountId: string, requestId: string, tokens: bigint) => settleUsage(h, MODEL, accountId, requestId, tokens);
 
@@ -39,8 +32,8 @@ test('refund of a partly used balance across two payments: newest first, promo n
     reason: 'welcome',
   });
   expect(promo.status).toBe(201);
-  const older = await paidTopUp(alice, '20');
-  const newer = await paidTopUp(alice, '30');
+  const older = await paidTopUp(h, alice, '20');
+  const newer = await paidTopUp(h, alice, '30');
   // 7.345678 used: 5 from promo first, 2.345678 from purchased; refundable 47.654322 -> 47.65 in whole cents.
   await use(alice.accountId, 'req-alice-1', 7_345_678n);
 
@@ -89,7 +82,7 @@ test('refund of a partly used balance across two payments: newest first, promo n
 
 test('a refund request larger than refundable: 409 exceeds_refundable_credit with the amounts, nothing refunded', async () => {
   const bob = await h.openCustomer('Bob');
-  await paidTopUp(bob, '10');
+  await paidTopUp(h, bob, '10');
   await use(bob.accountId, 'req-bob-1', 2_500_000n);
   const before = refundCalls().length;
   const refused = await h.call('POST', '/v1/billing/refunds', bob.key, { amount_usd: '7.51' });
@@ -110,7 +103,7 @@ test('a refund request larger than refundable: 409 exceeds_refundable_credit wit
 
 test('an admin refund is audited with the admin as actor', async () => {
   const carol = await h.openCustomer('Carol');
-  const pi = await paidTopUp(carol, '12');
+  const pi = await paidTopUp(h, carol, '12');
   const refund = await h.call('POST', `/admin/accounts/${carol.accountId}/refunds`, h.tg.adminKey, { amount_usd: '2', reason: 'goodwill' });
   expect(refund.status).toBe(200);
   expect(refund.body).toMatchObject({ parts: [{ payment_intent: pi, amount_usd: '2.000000', status: 'recorded' }], purchased_usd: '10.000000' });
@@ -123,7 +116,7 @@ test('an admin refund is audited with the admin as actor', async () => {
 
 test('a refund Stripe has not confirmed yet is recorded by the refund.updated webhook, once', async () => {
   const dan = await h.openCustomer('Dan');
-  const pi = await paidTopUp(dan, '10');
+  const pi = await paidTopUp(h, dan, '10');
   h.stripeServer.setRefundStatus('pending');
   try {
     const pending = await h.call('POST', '/v1/billing/refunds', dan.key, { amount_usd: '4' });
@@ -144,7 +137,7 @@ test('a refund Stripe has not confirmed yet is recorded by the refund.updated we
 
 test('a refund Stripe declines is reported (502) and not recorded', async () => {
   const erin = await h.openCustomer('Erin');
-  await paidTopUp(erin, '10');
+  await paidTopUp(h, erin, '10');
   h.stripeServer.decline({ refunds: true });
   const declined = await h.call('POST', '/v1/billing/refunds', erin.key, {});
   expect(declined.status).toBe(502);
@@ -154,7 +147,7 @@ test('a refund Stripe declines is reported (502) and not recorded', async () => 
 
 test('closing an account refunds what remains, then closes it', async () => {
   const gina = await h.openCustomer('Gina');
-  const pi = await paidTopUp(gina, '10');
+  const pi = await paidTopUp(h, gina, '10');
   await use(gina.accountId, 'req-gina-1', 1_000_000n);
   const closed = await h.call('POST', '/v1/account/close', gina.key);
   expect(closed.status).toBe(200);
