@@ -34,6 +34,8 @@ const POSTGRES_BY_DESIGN = [
   '^src/instances/', // instance leases: heartbeat rows
   '^src/process-managers/', // their own state tables and outboxes
   '^src/payments/webhooks\\.ts$', // the webhook receipts table (each Stripe event applied once)
+  '^src/mail/', // the mail outbox's rows and its link secret
+  '^src/identity/', // credentials (password hashes, sessions, TOTP secrets, link-token hashes) live in tables, never in events
 ];
 
 /**

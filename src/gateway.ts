@@ -37,6 +37,9 @@ import { LowBalanceAlertProcess, lowBalanceAlertSubscriber } from './process-man
 import { stripeClientFromConfig } from '../adapters/payments/stripe-client';
 import { StripeCustomers } from '../adapters/payments/customers';
 import { projections } from './read-models/registry';
+import { MailOutbox, MailSender, mailOutboxSubscriber } from './mail/outbox';
+import { createMailTransport } from '../adapters/mail/transport';
+import type { MailTransport } from './ports/mail-transport';
 import { runProjections, type RunningProjection } from './read-models/runner';
 
 /** Everything a running gateway holds, for the routes mounted on it and for shutdown. */
@@ -67,6 +70,10 @@ export interface Gateway {
   readonly expiry: ExpiryProcess;
   /** this instance's lease; the background workers run where it holds the workers role */
   readonly instance: InstanceLease;
+  /** requests emails (verification, resets, invitations, notices); see src/mail/outbox.ts */
+  readonly mail: MailOutbox;
+  /** where the outbox's emails go (SMTP, or .eml files under the data dir) */
+  readonly mailTransport: MailTransport;
   close(): Promise<void>;
 }
 
@@ -138,7 +145,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
 
     // One subscriber applies every read model (each event read and decoded once per process).
     // The low-balance alert subscriber rides along: one read of the log, one transaction per batch.
-    const readModels = runProjections(database.pool, store, [...projections, lowBalanceAlertSubscriber], {
+    const readModels = runProjections(database.pool, store, [...projections, lowBalanceAlertSubscriber, mailOutboxSubscriber], {
       onError: (error) =>
         log.error(
           { projections: 'all', err: { name: (error as Error).name, message: (error as Error).message } },
@@ -152,6 +159,16 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     );
     historicalCosts.start();
     cleanups.push(() => historicalCosts.stop());
+
+    const mail = new MailOutbox(database.pool, store, vault);
+    const mailTransport = createMailTransport({ smtpUrl: config.SMTP_URL, dataDir: config.TOLLGATE_DATA_DIR });
+    cleanups.push(async () => mailTransport.close());
+    log.info(
+      { transport: mailTransport.kind, to: mailTransport.describe },
+      mailTransport.kind === 'smtp' ? 'emails go out by SMTP' : 'no SMTP_URL: emails are written as .eml files',
+    );
+    // Links in emails: the configured public address, else the one this gateway listens on (known once it does).
+    let listeningUrl = `http://${config.HOST}:${config.PORT}`;
 
     const billingPollMs = config.TOLLGATE_BILLING_POLL_INTERVAL_S * 1_000;
     // Auto top-up charges cards, so it runs only where Stripe is configured.
@@ -171,7 +188,14 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
         { clock: seams.retentionClock ?? (() => new Date()), checkIntervalMs: config.TOLLGATE_RETENTION_CHECK_INTERVAL_S * 1_000 },
       );
       retention.start();
-      const workers: Worker[] = [expiry, alerts, retention];
+      const mailSender = new MailSender(database.pool, store, vault, mail, mailTransport, log, {
+        from: config.TOLLGATE_MAIL_FROM,
+        publicUrl: () => config.TOLLGATE_PUBLIC_URL ?? listeningUrl,
+        pollIntervalMs: config.TOLLGATE_MAIL_POLL_INTERVAL_S * 1_000,
+        retryBaseMs: config.TOLLGATE_MAIL_RETRY_BASE_S * 1_000,
+      });
+      mailSender.start();
+      const workers: Worker[] = [expiry, alerts, retention, mailSender];
       if (stripe && customers) {
         const charger = stripeOffSessionCharger(stripe, (accountId) => customers.savedPaymentMethodOf(accountId));
         const autoTopUp = new AutoTopUpProcess(database.pool, store, ledger, charger, log, { pollIntervalMs: billingPollMs });
@@ -192,7 +216,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     if (config.TOLLGATE_MODELS_FILE) {
       models = loadModelsFile(config.TOLLGATE_MODELS_FILE).models;
     } else {
-      first = await firstRun(ledger, keys, vault, config, log);
+      first = await firstRun(ledger, keys, vault, config, log, mailTransport);
       cleanups.push(() => first!.stop());
       models = first.models;
     }
@@ -223,6 +247,8 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
       projections: running,
       expiry,
       instance,
+      mail,
+      mailTransport,
     };
     const app = createApp({
       ledger,
@@ -257,6 +283,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     });
     const { port } = server.address() as AddressInfo;
     const url = `http://${config.HOST === '0.0.0.0' ? '127.0.0.1' : config.HOST}:${port}`;
+    listeningUrl = url;
     if (first) process.stdout.write(first.banner(url));
     return {
       ...parts,
