@@ -1,7 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import bcrypt from 'bcrypt';
 import { accountStreamId } from '../domain/account';
-import { apiKeyStreamId, type ApiKeyScope } from '../domain/api-key';
+import { apiKeyStreamId, isApiKeyExpired, NO_LIMITS, type ApiKeyScope, type KeyCreator, type KeyLimits, type LimitChanges } from '../domain/api-key';
 import type { CommandMetadata } from '../domain/events/metadata';
 import type { Ledger } from './ledger';
 
@@ -20,7 +20,15 @@ export interface VerifiedKey {
   readonly scopes: readonly ApiKeyScope[];
   /** safe to log: `tg_<keyId>` */
   readonly prefix: string;
+  /** spend limit, expiry, model allowlist (domain/api-key); kept current by the live log */
+  readonly limits: KeyLimits;
 }
+
+/** What a token proves: a live key, or why not (`expired`: a real key past its expiry time). */
+export type KeyCheck =
+  | { readonly ok: true; readonly key: VerifiedKey }
+  | { readonly ok: false; readonly reason: 'invalid' }
+  | { readonly ok: false; readonly reason: 'expired'; readonly expiresAt: string };
 
 export interface IssuedKey {
   readonly keyId: string;
@@ -51,15 +59,37 @@ export class ApiKeys {
   /** bcrypt verifications under way, by key id and token digest */
   private readonly verifying = new Map<string, Promise<VerifiedKey | null>>();
 
-  constructor(private readonly ledger: Ledger) {}
+  constructor(
+    private readonly ledger: Ledger,
+    /** when a key's expiry is judged; a seam for tests */
+    private readonly clock: () => Date = () => new Date(),
+  ) {}
 
-  async issue(input: { accountId: string; name: string; scopes: readonly ApiKeyScope[]; metadata: CommandMetadata; keyId?: string; secret?: string }) {
+  async issue(input: {
+    accountId: string;
+    name: string;
+    scopes: readonly ApiKeyScope[];
+    metadata: CommandMetadata;
+    keyId?: string;
+    secret?: string;
+    createdBy?: KeyCreator;
+    limits?: LimitChanges;
+  }) {
     const keyId = input.keyId ?? newKeyId();
     const secret = input.secret ?? `${keyPrefix(keyId)}_${randomBytes(32).toString('base64url')}`;
     const secretHash = await bcrypt.hash(secret, BCRYPT_COST);
     const result = await this.ledger.apiKeys.handle(apiKeyStreamId(keyId), {
       type: 'IssueApiKey',
-      data: { keyId, accountId: input.accountId, prefix: keyPrefix(keyId), secretHash, name: input.name, scopes: input.scopes },
+      data: {
+        keyId,
+        accountId: input.accountId,
+        prefix: keyPrefix(keyId),
+        secretHash,
+        name: input.name,
+        scopes: input.scopes,
+        ...(input.createdBy === undefined ? {} : { createdBy: input.createdBy }),
+        ...(input.limits === undefined ? {} : { limits: input.limits }),
+      },
       metadata: input.metadata,
     });
     if (!result.ok) return result;
@@ -73,10 +103,20 @@ export class ApiKeys {
    * lock, read from the account handler's in-memory state (no database read once it is cached).
    */
   async verify(token: string): Promise<VerifiedKey | null> {
+    const checked = await this.check(token);
+    return checked.ok ? checked.key : null;
+  }
+
+  /** verify(), saying why a real key is refused when it has expired (the API answers it apart). */
+  async check(token: string): Promise<KeyCheck> {
     const key = await this.verifyKey(token);
-    if (!key || key.accountId === OPERATORS_ACCOUNT) return key;
-    const { state } = await this.ledger.accounts.load(accountStreamId(key.accountId));
-    return state.status === 'closed' ? null : key;
+    if (!key) return { ok: false, reason: 'invalid' };
+    if (key.accountId !== OPERATORS_ACCOUNT) {
+      const { state } = await this.ledger.accounts.load(accountStreamId(key.accountId));
+      if (state.status === 'closed') return { ok: false, reason: 'invalid' };
+    }
+    if (isApiKeyExpired(key.limits, this.clock().toISOString())) return { ok: false, reason: 'expired', expiresAt: key.limits.expiresAt! };
+    return { ok: true, key };
   }
 
   private async verifyKey(token: string): Promise<VerifiedKey | null> {
@@ -101,10 +141,10 @@ export class ApiKeys {
     const { state } = await this.ledger.apiKeys.load(apiKeyStreamId(keyId));
     if (state.status !== 'active') return null;
     if (!(await bcrypt.compare(token, state.secretHash))) return null;
-    const key: VerifiedKey = { keyId, accountId: state.accountId, scopes: state.scopes, prefix: state.prefix };
-    // A revocation may have landed while bcrypt ran: only cache what is still active.
+    // A revocation or a limits change may have landed while bcrypt ran: cache what is current.
     const { state: now } = await this.ledger.apiKeys.load(apiKeyStreamId(keyId));
     if (now.status !== 'active') return null;
+    const key: VerifiedKey = { keyId, accountId: now.accountId, scopes: now.scopes, prefix: now.prefix, limits: now.limits ?? NO_LIMITS };
     this.verified.set(keyId, { digest, key });
     return key;
   }
@@ -127,7 +167,8 @@ export class ApiKeys {
   }
 
   /**
-   * Reads every verified key's stream again and forgets those no longer active: for when this
+   * Reads every verified key's stream again and forgets those no longer active or whose limits
+   * changed: for when this
    * process may have missed a revocation (its announcements were cut off). Never rejects; a key
    * whose stream cannot be read now is forgotten too (it is verified again on its next use).
    */
@@ -135,19 +176,24 @@ export class ApiKeys {
     for (const keyId of [...this.verified.keys()]) {
       const streamId = apiKeyStreamId(keyId);
       this.ledger.apiKeys.invalidate(streamId);
-      const active = await this.ledger.apiKeys.load(streamId).then(
-        ({ state }) => state.status === 'active',
+      const cached = this.verified.get(keyId)?.key.limits;
+      const current = await this.ledger.apiKeys.load(streamId).then(
+        ({ state }) => state.status === 'active' && JSON.stringify(state.limits, bigints) === JSON.stringify(cached, bigints),
         () => false,
       );
-      if (!active) this.forget(keyId);
+      if (!current) this.forget(keyId);
     }
   }
 
-  /** Called for every revocation seen in the global log or announced, from any process. */
+  /** Called for every revocation and limits change seen in the global log or announced, from any process. */
   forget(keyId: string): void {
     this.verified.delete(keyId);
     this.ledger.apiKeys.invalidate(apiKeyStreamId(keyId));
   }
+}
+
+function bigints(_key: string, value: unknown): unknown {
+  return typeof value === 'bigint' ? value.toString() : value;
 }
 
 /** The key id a token claims (the admin key's id for a long opaque token) and its SHA-256. */

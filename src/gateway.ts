@@ -85,6 +85,8 @@ export interface GatewaySeams {
   readonly admissionClock?: () => number;
   /** Wall-clock time for the retention schedule (what is due, and the instant a run measures from); the real clock when absent. */
   readonly retentionClock?: () => Date;
+  /** The clock keys' expiry times are judged by; a test moves it past an expiry. */
+  readonly keysClock?: () => Date;
 }
 
 export function accountPolicyFrom(config: Config): AccountPolicy {
@@ -128,7 +130,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     const accountDirectory = config.EVENTSTORE_URL ? scanningAccountDirectory(store) : postgresAccountDirectory(database.pool);
     const policy = accountPolicyFrom(config);
     const ledger = createLedger(store, policy, { requestLogRetentionDays: config.TOLLGATE_REQUEST_LOG_RETENTION_DAYS });
-    const keys = new ApiKeys(ledger);
+    const keys = new ApiKeys(ledger, seams.keysClock);
     const liveLog = new LiveLog(ledger, keys, await store.headPosition(), (error) => {
       log.error(
         { err: { name: (error as Error).name, code: (error as { code?: unknown }).code } },

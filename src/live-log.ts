@@ -13,6 +13,7 @@ import type { LogPosition, RecordedEvent, StreamAnnouncement } from './ports/eve
  */
 export const ANNOUNCED_EVENT_TYPES: readonly DomainEvent['type'][] = [
   'ApiKeyRevoked',
+  'ApiKeyLimitsSet',
   'AccountSuspended',
   'AccountReinstated',
   'AccountClosed',
@@ -25,8 +26,8 @@ const API_KEY_STREAM_PREFIX = 'api-key-';
 
 /**
  * What every gateway process learns from the global log as it happens: other processes'
- * writes (so cached stream states are dropped when they fall behind), key revocations (so a
- * revoked key stops working here too). The estimate's historical average is not kept here: each
+ * writes (so cached stream states are dropped when they fall behind), key revocations and limits
+ * changes (so a revoked key stops working here too, and a new limit applies here at once). The estimate's historical average is not kept here: each
  * process would see only what happened since it started (see src/historical-costs.ts).
  *
  * Where the store offers stream announcements (PostgreSQL), revocations, suspensions, closures and
@@ -107,14 +108,15 @@ export class LiveLog {
     this.ledger.priceBook.observe(streamId, revision);
     this.ledger.apiKeys.observe(streamId, revision);
     if (!streamId.startsWith(API_KEY_STREAM_PREFIX)) return;
-    // A key stream is a handful of events; read it whole (no horizon) to see whether it is revoked.
-    // Unreadable now: forget the key anyway; the next request verifies it again from its stream.
+    // A key stream is a handful of events; read it whole (no horizon) to see whether it is revoked
+    // or its limits changed. Unreadable now: forget the key anyway; the next request verifies it
+    // again from its stream.
     const keyId = streamId.slice(API_KEY_STREAM_PREFIX.length);
-    const revoked = await this.ledger.store.readStream(streamId).then(
-      ({ events }) => events.some((e) => e.event.type === 'ApiKeyRevoked'),
+    const changed = await this.ledger.store.readStream(streamId).then(
+      ({ events }) => events.some((e) => e.event.type === 'ApiKeyRevoked' || e.event.type === 'ApiKeyLimitsSet'),
       () => true,
     );
-    if (revoked) this.keys.forget(keyId);
+    if (changed) this.keys.forget(keyId);
   }
 
   private apply(recorded: RecordedEvent<DomainEvent>): void {
@@ -122,7 +124,7 @@ export class LiveLog {
     this.ledger.accounts.observe(streamId, revision);
     this.ledger.priceBook.observe(streamId, revision);
     this.ledger.apiKeys.observe(streamId, revision);
-    if (event.type === 'ApiKeyRevoked') this.keys.forget(streamId.slice(API_KEY_STREAM_PREFIX.length));
+    if (event.type === 'ApiKeyRevoked' || event.type === 'ApiKeyLimitsSet') this.keys.forget(streamId.slice(API_KEY_STREAM_PREFIX.length));
     this.position = recorded.position;
   }
 }

@@ -5,6 +5,7 @@ import { mountBillingRoutes } from '../adapters/http/routes/billing';
 import { mountDashboardRoutes } from '../adapters/http/dashboard/routes';
 import { mountComplianceRoutes } from '../adapters/http/routes/compliance';
 import { mountFinanceRoutes } from '../adapters/http/routes/finance';
+import { mountKeyLimitRoutes } from '../adapters/http/routes/key-limits';
 import type { RouteMount } from './gateway';
 
 /**
@@ -16,6 +17,7 @@ export const standardRoutes: readonly RouteMount[] = [
   mountDashboardRoutes,
   mountAdminRoutes,
   mountAccountRoutes,
+  mountKeyLimitRoutes,
   mountFinanceRoutes,
   mountComplianceRoutes,
   mountAutoTopUpRoutes,

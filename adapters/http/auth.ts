@@ -1,7 +1,7 @@
 import type { Request, RequestHandler, Response } from 'express';
 import type { ApiKeyScope } from '../../domain/api-key';
 import type { ApiKeys, VerifiedKey } from '../../src/api-keys';
-import { ApiError, invalidApiKey } from './openai/errors';
+import { ApiError, apiKeyExpired, invalidApiKey } from './openai/errors';
 
 const LOCALS_KEY = 'tollgateKey';
 
@@ -17,8 +17,9 @@ export function bearerToken(req: Request): string {
 /** Bearer-key authentication with a required scope; the verified key goes in res.locals. */
 export function authenticate(keys: ApiKeys, scope: ApiKeyScope): RequestHandler {
   return async (req, res, next) => {
-    const key = await keys.verify(bearerToken(req));
-    if (!key) throw invalidApiKey('invalid');
+    const checked = await keys.check(bearerToken(req));
+    if (!checked.ok) throw checked.reason === 'expired' ? apiKeyExpired(checked.expiresAt) : invalidApiKey('invalid');
+    const key = checked.key;
     if (!key.scopes.includes(scope)) {
       throw new ApiError(403, 'invalid_request_error', 'insufficient_permissions', null, `This key does not have the ${scope} scope.`);
     }

@@ -3,6 +3,7 @@ import type { MicroUsd, TokenPrice } from '../money/money';
 import type { Operation } from '../price-book/operation';
 import type { ReleaseReason, SettledOutcome } from '../charge-policy/outcome-names';
 import type { IsoInstant } from '../time/instant';
+import type { SpendLimit } from '../api-key/events';
 import type { ClosureReason, DisputeOutcome, PayoutMethod, SuspensionReason } from './events';
 
 export type OpenAccount = Command<
@@ -50,6 +51,11 @@ export type PlaceReservation = Command<
     readonly priceVersion: number;
     /** the gateway instance placing it (its lease decides when it may be expired early) */
     readonly instanceId?: string;
+    /**
+     * The key's spend limit as the key's stream has it (domain/api-key): what the key has spent
+     * in the limit's window plus what it holds there must stay within it. Absent: no limit.
+     */
+    readonly keySpendLimit?: SpendLimit;
   }
 >;
 

@@ -12,7 +12,9 @@ import {
   balanceOf,
   claimableUntilOf,
   claimPeriodOver,
+  keySpendInWindow,
   maximumBalanceOf,
+  spendWindowResetsAt,
   openDisputesOf,
   refundableOf,
   spendablePromoGrants,
@@ -182,6 +184,25 @@ function placeReservation(command: C.PlaceReservation, state: AccountState, poli
   // Promo past its expiry no longer counts, even before the expiry process records it.
   const available = availableOf(state, now);
   if (available < amount) return reject({ error: 'exceeds_available_balance', available, needed: amount });
+  const limit = command.data.keySpendLimit;
+  if (limit !== undefined) {
+    // Decided here, on the account's stream, like the balance: every reservation of the key is
+    // decided in order against the same state, so concurrent requests cannot pass the limit.
+    const { keyId } = command.data;
+    const { spent, held } = keySpendInWindow(state, keyId, limit.period, now);
+    if (spent + held + amount > limit.amount) {
+      return reject({
+        error: 'key_spend_limit_reached',
+        keyId,
+        period: limit.period,
+        limit: limit.amount,
+        spent,
+        held,
+        needed: amount,
+        resetsAt: spendWindowResetsAt(limit.period, now),
+      });
+    }
+  }
   return accept(
     event(
       'ReservationPlaced',

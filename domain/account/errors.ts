@@ -1,6 +1,7 @@
 import type { MicroUsd } from '../money/money';
 import type { IsoInstant } from '../time/instant';
 import type { SuspensionReason } from './events';
+import type { SpendLimitPeriod } from '../api-key/events';
 
 /**
  * Every refusal of the account decider, by name. A handler matches on `error`; the extra
@@ -50,6 +51,20 @@ export type AccountError =
   /** purchased credit is in debt after a settlement shortfall: no new reservation until a top-up */
   | { readonly error: 'negative_balance'; readonly balance: MicroUsd }
   | { readonly error: 'exceeds_available_balance'; readonly available: MicroUsd; readonly needed: MicroUsd }
+  /**
+   * the key's spend in its limit's window (settled plus held by its open reservations there)
+   * and this reservation would pass its spend limit; `resetsAt` null for a total limit
+   */
+  | {
+      readonly error: 'key_spend_limit_reached';
+      readonly keyId: string;
+      readonly period: SpendLimitPeriod;
+      readonly limit: MicroUsd;
+      readonly spent: MicroUsd;
+      readonly held: MicroUsd;
+      readonly needed: MicroUsd;
+      readonly resetsAt: IsoInstant | null;
+    }
   /**
    * settle, release or expire of a reservation that is not open: never placed, or already
    * ended. One name for both because ended reservations are not kept in state (it would grow

@@ -1,6 +1,6 @@
 import { match } from 'ts-pattern';
 import type { AccountEvent } from './events';
-import { reasonsAfterReinstatement, type AccountState } from './state';
+import { keySpendAfter, reasonsAfterReinstatement, type AccountState } from './state';
 import type { SuspensionReason } from './events';
 
 function withEntry<K, V>(map: ReadonlyMap<K, V>, key: K, value: V): ReadonlyMap<K, V> {
@@ -62,7 +62,7 @@ export function evolveAccount(state: AccountState, event: AccountEvent): Account
         if (!grant) return state;
         return { ...state, promoGrants: withEntry(state.promoGrants, data.grantId, { ...grant, remaining: grant.remaining - data.amount }) };
       })
-      .with({ type: 'ReservationPlaced' }, ({ data }) => ({
+      .with({ type: 'ReservationPlaced' }, ({ data, metadata }) => ({
         ...state,
         openReservations: withEntry(state.openReservations, data.requestId, {
           requestId: data.requestId,
@@ -73,11 +73,13 @@ export function evolveAccount(state: AccountState, event: AccountEvent): Account
           priceVersion: data.priceVersion,
           expiresAt: data.expiresAt,
           instanceId: data.instanceId,
+          placedAt: metadata.occurredAt,
         }),
         reserved: state.reserved + data.amount,
       }))
-      .with({ type: 'ReservationSettled' }, ({ data }) => {
+      .with({ type: 'ReservationSettled' }, ({ data, metadata }) => {
         let promoGrants = state.promoGrants;
+        const placedAt = state.openReservations.get(data.requestId)?.placedAt ?? metadata.occurredAt;
         for (const draw of data.fromPromo) {
           const grant = promoGrants.get(draw.grantId);
           if (grant) promoGrants = withEntry(promoGrants, draw.grantId, { ...grant, remaining: grant.remaining - draw.amount });
@@ -88,6 +90,7 @@ export function evolveAccount(state: AccountState, event: AccountEvent): Account
           purchased: state.purchased - data.fromPurchased,
           openReservations: withoutEntry(state.openReservations, data.requestId),
           reserved: state.reserved - data.reservedAmount,
+          keySpend: withEntry(state.keySpend, data.keyId, keySpendAfter(state.keySpend.get(data.keyId), placedAt, data.actualCost)),
           totalUsage: {
             inputTokens: state.totalUsage.inputTokens + data.usage.inputTokens,
             outputTokens: state.totalUsage.outputTokens + data.usage.outputTokens,

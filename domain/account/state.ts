@@ -2,6 +2,7 @@ import type { MicroUsd } from '../money/money';
 import type { Operation } from '../price-book/operation';
 import { addMs, isBefore, toEpochMs, type IsoInstant } from '../time/instant';
 import type { SuspensionReason } from './events';
+import type { SpendLimitPeriod } from '../api-key/events';
 
 export type AccountStatus = 'not_opened' | 'open' | 'suspended' | 'closed';
 
@@ -24,6 +25,21 @@ export interface OpenReservation {
   readonly expiresAt: IsoInstant;
   /** the gateway instance that placed it; null when unknown (older reservations) */
   readonly instanceId: string | null;
+  /** when it was decided: the spend windows it counts in (UTC day and month) */
+  readonly placedAt: IsoInstant;
+}
+
+/**
+ * What one key has been charged: in its latest UTC day and month with a charge (older windows
+ * are dropped; a settlement of an older window no longer matters to any limit), and in all.
+ * A settlement counts in the windows of its reservation's decision time.
+ */
+export interface KeySpend {
+  readonly day: string;
+  readonly daySpent: MicroUsd;
+  readonly month: string;
+  readonly monthSpent: MicroUsd;
+  readonly total: MicroUsd;
 }
 
 export interface Dispute {
@@ -66,6 +82,8 @@ export interface AccountState {
   readonly totalForfeited: MicroUsd;
   /** this account's maximum balance where an operator raised it; null: the policy's */
   readonly maximumBalance: MicroUsd | null;
+  /** settled spend per key, for key spend limits */
+  readonly keySpend: ReadonlyMap<string, KeySpend>;
 }
 
 export function initialAccountState(): AccountState {
@@ -93,6 +111,7 @@ export function initialAccountState(): AccountState {
     termination: null,
     totalForfeited: 0n,
     maximumBalance: null,
+    keySpend: new Map(),
   };
 }
 
@@ -157,4 +176,58 @@ export function claimableUntilOf(state: AccountState): IsoInstant | null {
 export function claimPeriodOver(state: AccountState, now: IsoInstant): boolean {
   const until = claimableUntilOf(state);
   return until !== null && !isBefore(now, until);
+}
+
+/** The UTC day (`2026-12-01`) and month (`2026-12`) of an instant. */
+export function spendWindowsOf(instant: IsoInstant): { readonly day: string; readonly month: string } {
+  const iso = new Date(toEpochMs(instant)).toISOString();
+  return { day: iso.slice(0, 10), month: iso.slice(0, 7) };
+}
+
+/** The window of `period` that `now` falls in: a day, a month, or null for a key's whole life. */
+function windowOf(period: SpendLimitPeriod, now: IsoInstant): string | null {
+  if (period === 'total') return null;
+  return spendWindowsOf(now)[period];
+}
+
+/** When the window of `period` containing `now` ends (UTC midnight); null for a total limit. */
+export function spendWindowResetsAt(period: SpendLimitPeriod, now: IsoInstant): IsoInstant | null {
+  if (period === 'total') return null;
+  const d = new Date(toEpochMs(now));
+  const next = period === 'day' ? Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() + 1) : Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
+  return new Date(next).toISOString();
+}
+
+/**
+ * What `keyId` has spent in the window of `period` that contains `now`: charged by settlements
+ * (`spent`) and held by its open reservations decided in that window (`held`).
+ */
+export function keySpendInWindow(state: AccountState, keyId: string, period: SpendLimitPeriod, now: IsoInstant): { spent: MicroUsd; held: MicroUsd } {
+  const window = windowOf(period, now);
+  const spend = state.keySpend.get(keyId);
+  let spent = 0n;
+  if (spend) {
+    if (period === 'total') spent = spend.total;
+    else if (period === 'day') spent = spend.day === window ? spend.daySpent : 0n;
+    else spent = spend.month === window ? spend.monthSpent : 0n;
+  }
+  let held = 0n;
+  for (const r of state.openReservations.values()) {
+    if (r.keyId !== keyId) continue;
+    if (window === null || windowOf(period, r.placedAt) === window) held += r.amount;
+  }
+  return { spent, held };
+}
+
+/** A key's spend after a settlement of `cost` decided at `placedAt`. */
+export function keySpendAfter(spend: KeySpend | undefined, placedAt: IsoInstant, cost: MicroUsd): KeySpend {
+  const { day, month } = spendWindowsOf(placedAt);
+  if (!spend) return { day, daySpent: cost, month, monthSpent: cost, total: cost };
+  return {
+    ...(day > spend.day ? { day, daySpent: cost } : { day: spend.day, daySpent: day === spend.day ? spend.daySpent + cost : spend.daySpent }),
+    ...(month > spend.month
+      ? { month, monthSpent: cost }
+      : { month: spend.month, monthSpent: month === spend.month ? spend.monthSpent + cost : spend.monthSpent }),
+    total: spend.total + cost,
+  };
 }

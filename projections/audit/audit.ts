@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { formatUsd } from '../../domain/money';
 import type { Actor } from '../../domain/events/metadata';
+import type { KeyCreator } from '../../domain/api-key';
 import type { DomainEvent } from '../../domain/events';
 
 /**
@@ -22,6 +23,7 @@ export type AuditAction =
   | 'api_key.issued'
   | 'api_key.renamed'
   | 'api_key.revoked'
+  | 'api_key.limits_set'
   | 'model.added'
   | 'model.retired'
   | 'price.set'
@@ -189,10 +191,29 @@ export function auditFactOf(streamId: string, event: DomainEvent): AuditFact | n
         targetKind: 'api_key',
         targetId: event.data.keyId,
         reason: null,
-        details: { accountId: event.data.accountId, prefix: event.data.prefix, scopes: [...event.data.scopes] },
+        details: {
+          accountId: event.data.accountId,
+          prefix: event.data.prefix,
+          scopes: [...event.data.scopes],
+          ...(event.data.createdBy === undefined ? {} : { createdBy: creatorText(event.data.createdBy) }),
+        },
       };
     case 'ApiKeyRenamed':
       return { action: 'api_key.renamed', targetKind: 'api_key', targetId: idFrom(streamId, API_KEY_STREAM), reason: null, details: {} };
+    case 'ApiKeyLimitsSet':
+      // Limits are settings, not personal data: recorded whole, so an audit shows who lifted what.
+      return {
+        action: 'api_key.limits_set',
+        targetKind: 'api_key',
+        targetId: idFrom(streamId, API_KEY_STREAM),
+        reason: null,
+        details: {
+          spendLimitPeriod: event.data.spendLimit?.period ?? null,
+          spendLimitUsd: event.data.spendLimit === null ? null : formatUsd(event.data.spendLimit.amount),
+          expiresAt: event.data.expiresAt,
+          allowedModels: event.data.allowedModels === null ? null : [...event.data.allowedModels],
+        },
+      };
     case 'ApiKeyRevoked':
       return { action: 'api_key.revoked', targetKind: 'api_key', targetId: idFrom(streamId, API_KEY_STREAM), reason: event.data.reason, details: {} };
     case 'ModelAdded':
@@ -255,6 +276,11 @@ export function auditFactOf(streamId: string, event: DomainEvent): AuditFact | n
     default:
       return event satisfies never;
   }
+}
+
+/** `operator`, `key:<id>` or `user:<id>`: ids only, never a name or an email. */
+function creatorText(creator: KeyCreator): string {
+  return creator.kind === 'operator' ? 'operator' : creator.kind === 'key' ? `key:${creator.keyId}` : `user:${creator.userId}`;
 }
 
 /** The entry for a recorded event, numbered `entryNo`, or null when the event is not audited. */

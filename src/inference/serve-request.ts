@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { accountStreamId, type AccountError, type RequestMetadata } from '../../domain/account';
+import { isModelAllowed } from '../../domain/api-key';
 import { chargeFor, type RequestOutcome } from '../../domain/charge-policy';
 import type { CommandMetadata } from '../../domain/events/metadata';
 import { estimateReservation } from '../../domain/estimate';
@@ -67,6 +68,8 @@ export interface ReservationBasis {
 /** Why a request was turned away before any upstream work: the route words the answer. */
 export type Refusal =
   | { readonly kind: 'model_not_found'; readonly model: string }
+  /** the key's model allowlist does not name it */
+  | { readonly kind: 'model_not_allowed'; readonly model: string }
   | { readonly kind: 'upstream_unavailable' }
   | { readonly kind: 'max_tokens_too_large'; readonly cap: number }
   | { readonly kind: 'at_capacity'; readonly retryAfterSeconds: number }
@@ -109,6 +112,7 @@ export interface InferenceExchange {
 export async function serveInference(deps: ServeRequestDeps, input: ServeInput, exchange: InferenceExchange): Promise<Refusal | undefined> {
   const { operation, key, body } = input;
   const now = new Date().toISOString();
+  if (!isModelAllowed(key.limits, body.model)) return { kind: 'model_not_allowed', model: body.model };
 
   const { state: book } = await deps.ledger.priceBook.load(PRICE_BOOK_STREAM_ID);
   const price = priceInForce(book, body.model, operation, now);
@@ -154,6 +158,7 @@ export async function serveInference(deps: ServeRequestDeps, input: ServeInput, 
         amount,
         priceVersion: price.value.version,
         ...(deps.instanceId === undefined ? {} : { instanceId: deps.instanceId }),
+        ...(key.limits.spendLimit === null ? {} : { keySpendLimit: key.limits.spendLimit }),
       },
       metadata,
     });

@@ -5,7 +5,7 @@ import express, { type Router } from 'express';
 import { PRICE_BOOK_STREAM_ID } from '../../../domain/price-book';
 import type { RouteMount } from '../../../src/gateway';
 import { bearerToken } from '../auth';
-import { ApiError, invalidApiKey } from '../openai/errors';
+import { ApiError, apiKeyExpired, invalidApiKey } from '../openai/errors';
 import { pricesInForce } from '../routes/catalogue';
 import { pricingPage } from './pricing-page';
 import { DashboardSessions, clearSessionCookie, isDashboardCall, sessionBearer, sessionIdOf, setSessionCookie } from './sessions';
@@ -79,8 +79,9 @@ export const mountDashboardRoutes: RouteMount = (router: Router, gateway) => {
     // The key comes as a Bearer token, as on every API call, so whatever guards keys in that
     // header (checks, limits on failed attempts) guards the sign-in too; never in a body.
     const key = bearerToken(req);
-    const verified = await gateway.keys.verify(key);
-    if (!verified) throw invalidApiKey('invalid');
+    const checked = await gateway.keys.check(key);
+    if (!checked.ok) throw checked.reason === 'expired' ? apiKeyExpired(checked.expiresAt) : invalidApiKey('invalid');
+    const verified = checked.key;
     const admin = verified.scopes.includes('admin');
     if (!admin && !verified.scopes.includes('account_read')) {
       throw new ApiError(403, 'invalid_request_error', 'insufficient_permissions', null, 'This key does not have the account_read scope the dashboard needs.');

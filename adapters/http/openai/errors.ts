@@ -65,6 +65,46 @@ export function invalidApiKey(reason: 'missing' | 'invalid'): ApiError {
   return new ApiError(401, 'invalid_request_error', 'invalid_api_key', null, message);
 }
 
+/** 401: a real key whose expiry time has passed (its time is the key's own setting, no secret). */
+export function apiKeyExpired(expiresAt: string): ApiError {
+  return new ApiError(401, 'invalid_request_error', 'api_key_expired', null, `This API key expired at ${expiresAt}. Use another key, or create a new one.`);
+}
+
+/** 403: the key's model allowlist does not name the model (the key works for the others). */
+export function modelNotAllowed(model: string): ApiError {
+  // The model id is a price book id the client sent and the gateway knows: not content.
+  return new ApiError(
+    403,
+    'invalid_request_error',
+    'model_not_allowed',
+    'model',
+    `This API key may not use the model '${model}': it is not in the key's model allowlist.`,
+    { 'x-should-retry': 'false' },
+  );
+}
+
+/**
+ * 429: the reservation would take the key past its spend limit. As for insufficient credit,
+ * `x-should-retry: false` stops the SDKs' retries: only the next window, a higher limit, or a
+ * cheaper request helps. The code tells it apart from the account's credit running out.
+ */
+export function keySpendLimitReached(details: {
+  readonly period: 'day' | 'month' | 'total';
+  readonly limit: MicroUsd;
+  readonly spent: MicroUsd;
+  readonly held: MicroUsd;
+  readonly needed: MicroUsd;
+  readonly resetsAt: string | null;
+}): ApiError {
+  const window = details.period === 'day' ? 'daily' : details.period === 'month' ? 'monthly' : 'total';
+  const held = details.held > 0n ? ` and USD ${formatUsd(details.held)} is held by its requests in flight` : '';
+  const resets = details.resetsAt === null ? ' The limit does not reset: raise it to continue.' : ` The limit resets at ${details.resetsAt}.`;
+  const message =
+    `This API key reached its ${window} spend limit of USD ${formatUsd(details.limit)}: it has spent USD ${formatUsd(details.spent)}${held}, ` +
+    `and this request needs up to USD ${formatUsd(details.needed)}.${resets}`;
+  return new ApiError(429, 'insufficient_quota', 'key_spend_limit_reached', null, message, { 'x-should-retry': 'false' });
+}
+
 /**
  * The reservation does not fit the available credit.
  *

@@ -7,7 +7,7 @@ import {
   type ZodOpenApiResponsesObject,
 } from 'zod-openapi';
 import { chatCompletionRequestSchema, completionRequestSchema, embeddingRequestSchema } from '../openai/requests';
-import { newKeySchema, renameKeySchema, requestsQuerySchema } from '../routes/account';
+import { keyLimitsSchema, newKeySchema, renameKeySchema, requestsQuerySchema } from '../routes/account';
 import {
   addModelSchema,
   createAccountSchema,
@@ -77,17 +77,18 @@ const inferenceErrors: ZodOpenApiResponsesObject = {
     502: 'The upstream failed, answered something that is not JSON, or cut the stream before any output (`upstream_error`, `upstream_stream_cut`). Released: nothing is charged.',
   }),
   '403': errorResponse(
-    'The key lacks the `inference` scope, or the account is suspended (`account_suspended`) or closed (`account_closed`); `x-should-retry: false`.',
+    "The key lacks the `inference` scope, the model is not in the key's model allowlist (`model_not_allowed`, param `model`), or the account is suspended (`account_suspended`) or closed (`account_closed`); `x-should-retry: false`.",
     z.object({ 'x-should-retry': z.literal('false').optional() }),
   ),
   '429': errorResponse(
     'Either **insufficient credit** (type and code `insufficient_quota`, `x-should-retry: false`: the reservation does not fit the available balance; the message states the balance and what the request needs), ' +
+      "or the **key's spend limit** (type `insufficient_quota`, code `key_spend_limit_reached`, `x-should-retry: false`: what the key spent and holds in the limit's window plus this request would pass the limit; the message says when the window resets), " +
       "or a per-key limit (`rate_limit_exceeded`, type `requests` or `tokens`, with `x-ratelimit-*`, `retry-after` and `retry-after-ms`), or the model's upstreams at capacity (`model_at_capacity`, `retry-after`; never queued), or too many failed authentications from the client address.",
     z.object({
       'x-should-retry': z
         .literal('false')
         .optional()
-        .meta({ description: 'present when retrying cannot help (no credit; a request larger than the whole per-minute budget)' }),
+        .meta({ description: "present when retrying cannot help (no credit; the key's spend limit; a request larger than the whole per-minute budget)" }),
       'retry-after': retryAfter.optional(),
       'retry-after-ms': z.string().optional().meta({ description: 'Milliseconds to wait, as the OpenAI SDKs read it' }),
     }),
@@ -264,6 +265,20 @@ const paths: ZodOpenApiPathsObject = {
       description: "Takes effect on every gateway process within milliseconds. Another account's key answers 404.",
       requestParams: { path: keyIdParam },
       responses: { '200': json('Revoked.', out.revokedKeySchema), ...errors([...authenticated, 404, 409]) },
+    }),
+  },
+  '/v1/account/keys/{keyId}/limits': {
+    patch: customer('account_write', {
+      tags: ['Account'],
+      summary: "Set, change or clear a key's limits",
+      description:
+        'A spend limit (USD per UTC day, per UTC month, or in total; whole cents), an expiry time (in the future), a model allowlist (models of the price book). Each field absent stays as it is; null clears it. ' +
+        'The spend limit is enforced when each request reserves its cost, with what the key spent and holds in the window, so concurrent requests cannot pass it; past it, requests get 429 `key_spend_limit_reached`. ' +
+        'An expired key gets 401 `api_key_expired`; a model outside the allowlist 403 `model_not_allowed`. A key that has limits cannot change its own (403 `cannot_change_own_limits`). ' +
+        'Refused input (400) changes nothing. The new limits apply on every gateway process within milliseconds.',
+      requestParams: { path: keyIdParam },
+      requestBody: { required: true, content: { 'application/json': { schema: keyLimitsSchema } } },
+      responses: { '200': json('The key with its limits and its spend in the current window.', out.keySchema), ...errors([...authenticated, 400, 404, 409]) },
     }),
   },
   '/v1/account/requests': {
@@ -591,6 +606,17 @@ const paths: ZodOpenApiPathsObject = {
       requestParams: { path: keyIdParam },
       requestBody: { required: false, content: { 'application/json': { schema: revokeKeySchema } } },
       responses: { '200': json('Revoked.', out.revokedKeySchema), ...errors([...authenticated, 400, 404, 409]) },
+    }),
+  },
+  '/admin/keys/{keyId}/limits': {
+    patch: admin({
+      tags: ['Admin'],
+      summary: "Set, change or clear any customer key's limits",
+      description:
+        "As `PATCH /v1/account/keys/{keyId}/limits`, for any customer key (operators' own keys take no limits: 404). Each field absent stays as it is; null clears it; refused input (400) changes nothing.",
+      requestParams: { path: keyIdParam },
+      requestBody: { required: true, content: { 'application/json': { schema: keyLimitsSchema } } },
+      responses: { '200': json('The key with its limits and its spend in the current window.', out.keySchema), ...errors([...authenticated, 400, 404, 409]) },
     }),
   },
   '/admin/models': {

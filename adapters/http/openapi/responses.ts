@@ -183,8 +183,38 @@ export const accountSummarySchema = z
   })
   .meta({ id: 'AccountSummary' });
 
+export const keyCreatorSchema = z
+  .discriminatedUnion('kind', [
+    z.object({ kind: z.literal('operator') }),
+    z.object({ kind: z.literal('key'), key_id: z.string() }),
+    z.object({ kind: z.literal('user'), user_id: z.string() }),
+  ])
+  .meta({ id: 'ApiKeyCreator', description: 'who created the key: an operator, another key of the account, or a member (user)' });
+
+export const spendLimitViewSchema = z
+  .object({
+    period: z.enum(['day', 'month', 'total']).meta({ description: "day and month are UTC calendar days and months; total is the key's whole life" }),
+    amount_usd: usdSchema,
+    spent_usd: usdSchema.meta({ description: "charged for the key's requests decided in the current window" }),
+    held_usd: usdSchema.meta({ description: "held by the key's requests in flight decided in the current window" }),
+    remaining_usd: usdSchema,
+    resets_at: instant.nullable().meta({ description: 'when the window starts again; null for a total limit' }),
+  })
+  .meta({ id: 'ApiKeySpendLimit' });
+
 export const keySchema = z
-  .object({ key_id: z.string(), prefix: z.string(), name: z.string(), scopes: z.array(apiKeyScopeSchema), status: z.enum(['active', 'revoked']) })
+  .object({
+    key_id: z.string(),
+    prefix: z.string(),
+    name: z.string(),
+    scopes: z.array(apiKeyScopeSchema),
+    status: z.enum(['active', 'revoked']),
+    created_by: keyCreatorSchema.nullable().meta({ description: 'null for keys issued before creators were recorded' }),
+    spend_limit: spendLimitViewSchema.nullable(),
+    expires_at: instant.nullable(),
+    expired: z.boolean(),
+    allowed_models: z.array(z.string()).nullable().meta({ description: 'null: every model' }),
+  })
   .meta({ id: 'ApiKey' });
 
 export const issuedKeySchema = keySchema

@@ -1,12 +1,34 @@
 import type { RequestHandler, Router } from 'express';
 import { z } from 'zod';
-import { accountStreamId, availableOf, balanceOf, promoBalanceOf, type AccountEvent, type AccountState } from '../../../domain/account';
-import { apiKeyScopeSchema, apiKeyStreamId, type ApiKeyScope, type ApiKeyState } from '../../../domain/api-key';
+import {
+  accountStreamId,
+  availableOf,
+  balanceOf,
+  keySpendInWindow,
+  promoBalanceOf,
+  spendWindowResetsAt,
+  type AccountEvent,
+  type AccountState,
+} from '../../../domain/account';
+import {
+  apiKeyScopeSchema,
+  apiKeyStreamId,
+  isApiKeyExpired,
+  MAX_ALLOWED_MODELS,
+  MICRO_USD_PER_CENT,
+  spendLimitPeriodSchema,
+  type ApiKeyScope,
+  type ApiKeyState,
+  type KeyCreator,
+  type LimitChanges,
+  type SpendLimitPeriod,
+} from '../../../domain/api-key';
 import type { Rejection } from '../../../domain/decider/decision';
 import type { DomainEvent } from '../../../domain/events';
 import type { CommandMetadata } from '../../../domain/events/metadata';
 import { formatUsd, parseUsd } from '../../../domain/money';
 import { isBefore } from '../../../domain/time';
+import { PRICE_BOOK_STREAM_ID } from '../../../domain/price-book';
 import { requestLogStreamId, type RequestLogEntry } from '../../../domain/request-log';
 import { commandMetadata } from '../../../src/command-metadata';
 import type { RouteMount } from '../../../src/gateway';
@@ -219,16 +241,72 @@ export interface AccountSummary extends ReturnType<typeof balanceView> {
   readonly email: string | null;
 }
 
+export type KeyCreatorView =
+  | { readonly kind: 'operator' }
+  | { readonly kind: 'key'; readonly key_id: string }
+  | { readonly kind: 'user'; readonly user_id: string };
+
+/** A spend limit and where the key stands in its current window. */
+export interface SpendLimitView {
+  readonly period: SpendLimitPeriod;
+  readonly amount_usd: string;
+  /** charged by settled requests decided in the current window */
+  readonly spent_usd: string;
+  /** held by the key's requests in flight decided in the current window */
+  readonly held_usd: string;
+  readonly remaining_usd: string;
+  /** when the window starts again; null for a total limit */
+  readonly resets_at: string | null;
+}
+
 export interface KeyView {
   readonly key_id: string;
   readonly prefix: string;
   readonly name: string;
   readonly scopes: readonly ApiKeyScope[];
   readonly status: 'active' | 'revoked';
+  readonly created_by: KeyCreatorView | null;
+  readonly spend_limit: SpendLimitView | null;
+  readonly expires_at: string | null;
+  readonly expired: boolean;
+  readonly allowed_models: readonly string[] | null;
 }
 
-export function keyView(state: Exclude<ApiKeyState, { status: 'not_issued' }>): KeyView {
-  return { key_id: state.keyId, prefix: state.prefix, name: state.name, scopes: state.scopes, status: state.status };
+function creatorView(creator: KeyCreator | null): KeyCreatorView | null {
+  if (creator === null) return null;
+  if (creator.kind === 'key') return { kind: 'key', key_id: creator.keyId };
+  if (creator.kind === 'user') return { kind: 'user', user_id: creator.userId };
+  return { kind: 'operator' };
+}
+
+/** A key as the APIs show it; `account` (its account's state) gives the spend in the limit's window. */
+export function keyView(state: Exclude<ApiKeyState, { status: 'not_issued' }>, account: AccountState | null, now: string): KeyView {
+  const { spendLimit, expiresAt, allowedModels } = state.limits;
+  let spend: SpendLimitView | null = null;
+  if (spendLimit !== null) {
+    const { spent, held } = account === null ? { spent: 0n, held: 0n } : keySpendInWindow(account, state.keyId, spendLimit.period, now);
+    const remaining = spendLimit.amount - spent - held;
+    spend = {
+      period: spendLimit.period,
+      amount_usd: formatUsd(spendLimit.amount),
+      spent_usd: formatUsd(spent),
+      held_usd: formatUsd(held),
+      remaining_usd: formatUsd(remaining > 0n ? remaining : 0n),
+      resets_at: spendWindowResetsAt(spendLimit.period, now),
+    };
+  }
+  return {
+    key_id: state.keyId,
+    prefix: state.prefix,
+    name: state.name,
+    scopes: state.scopes,
+    status: state.status,
+    created_by: creatorView(state.createdBy),
+    spend_limit: spend,
+    expires_at: expiresAt,
+    expired: isApiKeyExpired(state.limits, now),
+    allowed_models: allowedModels === null ? null : [...allowedModels],
+  };
 }
 
 export interface RequestView {
@@ -387,11 +465,19 @@ export class AccountReader {
 
   async keysOf(accountId: string): Promise<KeyView[]> {
     const keys: KeyView[] = [];
+    const account = (await this.state(accountId))?.state ?? null;
+    const now = new Date().toISOString();
     for (const keyId of await this.keyIdsOf(accountId)) {
       const { state } = await this.gateway.ledger.apiKeys.load(apiKeyStreamId(keyId));
-      if (state.status !== 'not_issued' && state.accountId === accountId) keys.push(keyView(state));
+      if (state.status !== 'not_issued' && state.accountId === accountId) keys.push(keyView(state, account, now));
     }
     return keys;
+  }
+
+  /** One key's view with its spend (the key must exist). */
+  async keyViewOf(state: Exclude<ApiKeyState, { status: 'not_issued' }>): Promise<KeyView> {
+    const account = (await this.state(state.accountId))?.state ?? null;
+    return keyView(state, account, new Date().toISOString());
   }
 
   /** The key, if it exists and belongs to the account; otherwise null (the caller answers 404). */
@@ -517,14 +603,52 @@ const personalFieldsSchema = z.object({
 export async function issueKey(
   gateway: GatewayParts,
   reader: AccountReader,
-  input: { accountId: string; name: string; scopes: readonly ApiKeyScope[]; metadata: CommandMetadata },
+  input: { accountId: string; name: string; scopes: readonly ApiKeyScope[]; metadata: CommandMetadata; createdBy?: KeyCreator; limits?: LimitChanges },
 ): Promise<KeyView & { key: string }> {
   const loaded = await reader.state(input.accountId);
   if (!loaded) throw accountNotFound();
   if (loaded.state.status === 'closed') throw refused({ error: 'account_closed' });
+  if (input.limits?.allowedModels) await checkModelsKnown(gateway, input.limits.allowedModels);
   const issued = await gateway.keys.issue(input);
-  if (!issued.ok) throw refused(issued.error);
-  return { key_id: issued.key.keyId, prefix: issued.key.prefix, name: input.name, scopes: input.scopes, status: 'active', key: issued.key.secret };
+  if (!issued.ok) throw refusedLimits(issued.error);
+  const { state } = await gateway.ledger.apiKeys.load(apiKeyStreamId(issued.key.keyId));
+  if (state.status === 'not_issued') throw keyNotFound();
+  return { ...keyView(state, loaded.state, new Date().toISOString()), key: issued.key.secret };
+}
+
+/** An allowlist names only models the price book knows (a typo would silently allow nothing). */
+export async function checkModelsKnown(gateway: GatewayParts, models: readonly string[]): Promise<void> {
+  const { state: book } = await gateway.ledger.priceBook.load(PRICE_BOOK_STREAM_ID);
+  const index = models.findIndex((m) => !book.models.has(m));
+  if (index >= 0) {
+    throw invalidRequest(
+      `Invalid value for 'allowed_models[${index}]': no such model in the price book (see GET /v1/models).`,
+      `allowed_models[${index}]`,
+      'invalid_value',
+    );
+  }
+}
+
+/** A key decider's refusal; those of limits are 400s naming the parameter. */
+export function refusedLimits(error: { readonly error: string }): ApiError {
+  switch (error.error) {
+    case 'spend_limit_negative':
+      return invalidRequest("Invalid value for 'spend_limit.amount_usd': must not be negative.", 'spend_limit.amount_usd', 'invalid_value');
+    case 'spend_limit_not_whole_cents':
+      return invalidRequest('Invalid value for \'spend_limit.amount_usd\': must be whole cents, such as "25.50".', 'spend_limit.amount_usd', 'invalid_value');
+    case 'expiry_not_in_future':
+      return invalidRequest("Invalid value for 'expires_at': must be in the future.", 'expires_at', 'invalid_value');
+    case 'allowed_models_invalid':
+      return invalidRequest(
+        `Invalid value for 'allowed_models': 1 to ${MAX_ALLOWED_MODELS} distinct model ids (null allows every model).`,
+        'allowed_models',
+        'invalid_value',
+      );
+    case 'no_limit_given':
+      return invalidRequest('Name at least one of spend_limit, expires_at, allowed_models (null clears one).', null, 'missing_required_parameter');
+    default:
+      return refused(error);
+  }
 }
 
 /**
@@ -566,7 +690,61 @@ export async function revokeKeysOfClosedAccount(
 // ---------------------------------------------------------------------------------------------
 // Routes
 
-export const newKeySchema = z.object({ name: shortTextSchema, scopes: customerScopesSchema.optional() });
+/** A spend limit: whole cents, at least 0 (0 stops the key spending), at most USD 10,000,000. */
+export const spendLimitAmountSchema = z.string({ error: 'expected a USD amount as a decimal string, such as "25.00"' }).transform((s, ctx) => {
+  const parsed = parseUsd(s);
+  if (!parsed.ok) {
+    ctx.addIssue({ code: 'custom', message: 'expected a USD amount as a decimal string, such as "25.00"' });
+    return z.NEVER;
+  }
+  if (parsed.value < 0n) {
+    ctx.addIssue({ code: 'custom', message: 'must not be negative' });
+    return z.NEVER;
+  }
+  if (parsed.value % MICRO_USD_PER_CENT !== 0n) {
+    ctx.addIssue({ code: 'custom', message: 'must be whole cents, such as "25.50"' });
+    return z.NEVER;
+  }
+  if (parsed.value > 10_000_000n * 1_000_000n) {
+    ctx.addIssue({ code: 'custom', message: 'at most "10000000.00"' });
+    return z.NEVER;
+  }
+  return parsed.value;
+});
+
+export const spendLimitInputSchema = z.strictObject({
+  period: spendLimitPeriodSchema.meta({ description: "day and month are UTC calendar days and months; total is the key's whole life" }),
+  amount_usd: spendLimitAmountSchema,
+});
+
+const modelIdSchema = z.string({ error: 'expected a model id' }).min(1, 'must not be empty').max(200, 'at most 200 characters');
+
+/** The limit fields, each optional (unchanged) or null (cleared). */
+export const keyLimitFields = {
+  spend_limit: spendLimitInputSchema.nullable().optional(),
+  expires_at: instantSchema.nullable().optional(),
+  allowed_models: z
+    .array(modelIdSchema, { error: 'expected an array of model ids, or null' })
+    .min(1, 'at least one model (null allows every model)')
+    .max(MAX_ALLOWED_MODELS, `at most ${MAX_ALLOWED_MODELS} models`)
+    .refine((models) => new Set(models).size === models.length, 'each model at most once')
+    .nullable()
+    .optional(),
+};
+export const keyLimitsSchema = z.strictObject(keyLimitFields);
+
+/** The domain's limit changes from parsed input (absent stays absent, null stays null). */
+export function limitChangesOf(input: z.output<typeof keyLimitsSchema>): LimitChanges {
+  return {
+    ...(input.spend_limit === undefined
+      ? {}
+      : { spendLimit: input.spend_limit === null ? null : { period: input.spend_limit.period, amount: input.spend_limit.amount_usd } }),
+    ...(input.expires_at === undefined ? {} : { expiresAt: input.expires_at }),
+    ...(input.allowed_models === undefined ? {} : { allowedModels: input.allowed_models }),
+  };
+}
+
+export const newKeySchema = z.object({ name: shortTextSchema, scopes: customerScopesSchema.optional(), ...keyLimitFields });
 export const renameKeySchema = z.strictObject({ name: shortTextSchema });
 export const requestsQuerySchema = z.object({
   limit: z.coerce.number({ error: 'expected an integer' }).int('expected an integer').min(1, 'at least 1').max(500, 'at most 500').default(50),
@@ -597,6 +775,8 @@ export const mountAccountRoutes: RouteMount = (router: Router, gateway) => {
       name: body.name,
       scopes: body.scopes ?? DEFAULT_CUSTOMER_SCOPES,
       metadata: metadataOf(key.keyId, requestIdOf(res)),
+      createdBy: { kind: 'key', keyId: key.keyId },
+      limits: limitChangesOf(body),
     });
     res.status(201).json(issued);
   });
@@ -614,7 +794,7 @@ export const mountAccountRoutes: RouteMount = (router: Router, gateway) => {
     });
     if (!renamed.ok) throw refused(renamed.error);
     if (renamed.state.status === 'not_issued') throw keyNotFound();
-    res.json(keyView(renamed.state));
+    res.json(await reader.keyViewOf(renamed.state));
   });
 
   router.delete('/v1/account/keys/:keyId', write, async (req, res) => {

@@ -23,6 +23,8 @@ import {
   instantSchema,
   isId,
   issueKey,
+  keyLimitFields,
+  limitChangesOf,
   keyNotFound,
   parseInput,
   positiveUsdSchema,
@@ -76,7 +78,7 @@ export const payoutSchema = z.object({
   reason: shortTextSchema,
 });
 export const accountDetailsSchema = z.object({ purpose: purposeSchema });
-export const issueKeySchema = z.object({ name: shortTextSchema.default('key issued by an admin'), scopes: customerScopesSchema.optional() });
+export const issueKeySchema = z.object({ name: shortTextSchema.default('key issued by an admin'), scopes: customerScopesSchema.optional(), ...keyLimitFields });
 export const revokeKeySchema = z.object({ reason: shortTextSchema.default('revoked by an admin') });
 export const topUpSchema = z.object({
   amount_usd: positiveUsdSchema,
@@ -307,6 +309,8 @@ export const mountAdminRoutes: RouteMount = (router: Router, gateway) => {
       name: body.name,
       scopes: body.scopes ?? DEFAULT_CUSTOMER_SCOPES,
       metadata: metadataOf(res),
+      createdBy: { kind: 'operator' },
+      limits: limitChangesOf(body),
     });
     res.status(201).json(issued);
   });

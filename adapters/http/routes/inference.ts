@@ -11,6 +11,8 @@ import {
   ApiError,
   insufficientQuota,
   internal,
+  keySpendLimitReached,
+  modelNotAllowed,
   type ReservationBasis,
   invalidRequest,
   modelNotFound,
@@ -136,6 +138,8 @@ function refusalError(refused: Refusal): ApiError {
   switch (refused.kind) {
     case 'model_not_found':
       return modelNotFound(refused.model);
+    case 'model_not_allowed':
+      return modelNotAllowed(refused.model);
     case 'upstream_unavailable':
       return upstreamUnavailable();
     case 'max_tokens_too_large':
@@ -153,6 +157,8 @@ function refusal(error: AccountError, needed: MicroUsd, basis: ReservationBasis)
       return insufficientQuota({ available: error.available, needed: error.needed, basis });
     case 'negative_balance':
       return insufficientQuota({ available: error.balance, needed, basis });
+    case 'key_spend_limit_reached':
+      return keySpendLimitReached(error);
     case 'account_suspended':
       return new ApiError(
         403,
