@@ -71,11 +71,15 @@ async function personalDataRows(pool: Pool): Promise<PersonalDataRow[]> {
 async function requestLogGroups(pool: Pool): Promise<{ readModel: string; groups: HeldGroup[] }[]> {
   const { rows: present } = await pool.query<{ t: string | null }>("SELECT to_regclass('stream_max_ages')::text AS t");
   if (!present[0]?.t) return [];
-  const { rows } = await pool.query<{ day: string; count: number; last: Date }>(
-    `SELECT to_char(e.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, count(*)::int AS count, max(e.recorded_at) AS last
+  // Each entry expires at its stream's maximum age (TOLLGATE_REQUEST_LOG_RETENTION_DAYS when written), not the default policy's.
+  const { rows } = await pool.query<{ day: string; count: number; last: Date; expires: Date }>(
+    `SELECT to_char(e.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, count(*)::int AS count, max(e.recorded_at) AS last,
+            max(e.recorded_at + make_interval(secs => m.max_age_seconds)) AS expires
        FROM events e JOIN stream_max_ages m ON m.stream_id = e.stream_id GROUP BY 1 ORDER BY 1`,
   );
-  return rows.length === 0 ? [] : [{ readModel: 'request log', groups: rows.map((r) => ({ day: r.day, count: r.count, last: r.last.toISOString() })) }];
+  return rows.length === 0
+    ? []
+    : [{ readModel: 'request log', groups: rows.map((r) => ({ day: r.day, count: r.count, last: r.last.toISOString(), expiresAt: r.expires.toISOString() })) }];
 }
 
 export interface RetentionOptions {
