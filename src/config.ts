@@ -123,8 +123,9 @@ export const configSchema = z
      */
     TOLLGATE_REQUEST_LOG_RETENTION_DAYS: z.coerce.number().int().min(1).max(3_650).default(90),
     /**
-     * How often the retention schedule looks whether a day has passed since the last run (it runs
-     * daily, and at start-up when a run is overdue).
+     * How often the retention schedule looks whether a run is due: a day has passed since the last
+     * one, or something held (an erasure date, a request-log entry's or the audit chain head's
+     * period) has come due since it. What is due goes within one interval of its date.
      */
     TOLLGATE_RETENTION_CHECK_INTERVAL_S: z.coerce.number().positive().max(86_400).default(3_600),
     /** How often due reservations (deadline passed, or instance gone) and promo grants are expired. */

@@ -7,10 +7,11 @@ import { addMs, isAtOrAfter, toEpochMs, type IsoInstant } from '../../domain/tim
  * (src/read-models/retention.ts, src/compliance/retention.ts) gathers the inputs and carries out
  * the plan.
  *
- * - Request metadata (endpoint, model, key, token counts, timings, status) is kept 90 days in the
- *   read models that hold it per request. The ledger events also carry it (`request` on
- *   ReservationSettled/Released), but events are immutable and that metadata is non-personal:
- *   ids, counts, timings, never content, never a name or an email. Read models are what get purged.
+ * - Request metadata (endpoint, upstream, status, timings, reported usage) is kept 90 days: it is
+ *   in the request log (max-age streams, domain/request-log) and in any read model registered as
+ *   holding it per request. Wallet events keep only what money needs. Settlements and releases
+ *   stored before the request log existed (version 1) still carry it (`request`): events are
+ *   immutable, so it stays in them, but it is dropped on read, so no rebuilt read model holds it.
  * - Audit entries: 90 days. The chain stays verifiable: the hash of the last purged entry becomes
  *   its anchor.
  * - Wallet transactions (money events): never, so every balance can always be recomputed.
@@ -73,6 +74,8 @@ export interface HeldGroup {
   readonly day: string;
   readonly count: number;
   readonly last: IsoInstant;
+  /** when the group's newest entry expires, where its store says so (a max-age stream's age); else from the policy */
+  readonly expiresAt?: IsoInstant;
 }
 
 export interface RetentionInputs {
@@ -116,7 +119,7 @@ export function planRetention(inputs: RetentionInputs, policy: RetentionPolicy =
   }
   for (const model of inputs.requestMetadata) {
     for (const g of model.groups) {
-      items.push(dated('request_metadata', `${model.readModel} ${g.day}`, g.count, addMs(g.last, policy.requestMetadataDays * DAY_MS), 'purge'));
+      items.push(dated('request_metadata', `${model.readModel} ${g.day}`, g.count, g.expiresAt ?? addMs(g.last, policy.requestMetadataDays * DAY_MS), 'purge'));
     }
   }
   let heldWhileOpen = 0;
@@ -142,7 +145,8 @@ export function planRetention(inputs: RetentionInputs, policy: RetentionPolicy =
   items.push({ category: 'wallet_transactions', subject: 'money events in the ledger', count: null, expiresAt: null, due: false, action: 'keep' });
   items.push({
     category: 'request_metadata',
-    subject: 'request metadata inside ledger events (non-personal, immutable)',
+    subject:
+      'request metadata inside settlements and releases stored before the request log (version 1): dropped on read, so no read model holds it; the immutable events do',
     count: null,
     expiresAt: null,
     due: false,

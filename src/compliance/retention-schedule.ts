@@ -7,16 +7,19 @@ import type { Worker } from '../instances/lease';
 import type { Ledger } from '../ledger';
 import type { PersonalDataVault } from '../ports/personal-data-vault';
 import { startPollLoop, type PollLoop } from '../process-managers/poll-loop';
-import { runRetention, type RetentionReport } from './retention';
+import { nextRetentionDueAt, runRetention, type RetentionReport } from './retention';
 
 export const RETENTION_EVERY_MS = 86_400_000;
 
 /**
  * The retention schedule, run by the gateway itself: one of the background workers, so it runs on
  * one live instance at a time (src/instances/lease.ts). It looks every `checkIntervalMs` (and at
- * once when it starts) whether a day has passed since the last recorded run, by `clock`, and if so
- * runs retention: a gateway that was down for a week catches up at start-up, and a run already
- * made by another instance is not made again. Each run is recorded on the retention stream
+ * once when it starts), by `clock`, and runs retention when a day has passed since the last
+ * recorded run, or when something held has become due since it (an account's erasure date, the
+ * audit chain's head or a request-log entry passing its period): so personal data goes at its
+ * erasure date and request-log entries at their maximum age, within one check interval, not up to
+ * a day late. A gateway that was down for a week catches up at start-up, and a run already made
+ * by another instance is not made again. Each run is recorded on the retention stream
  * (RetentionRunCompleted, counts and categories only), which the audit log shows as retention.run.
  */
 export class RetentionSchedule implements Worker {
@@ -36,11 +39,17 @@ export class RetentionSchedule implements Worker {
     void this.loop.runNow();
   }
 
-  /** Runs retention when no run is recorded within the last day; returns its report, or null when none was due. */
+  /**
+   * Runs retention when no run is recorded within the last day, or when something became due
+   * after the last run; returns its report, or null when none was due.
+   */
   async runIfDue(): Promise<RetentionReport | null> {
     const now = this.options.clock();
     const last = await lastRunAt(this.deps.ledger);
-    if (last !== null && now.getTime() - last.getTime() < RETENTION_EVERY_MS) return null;
+    if (last !== null && now.getTime() - last.getTime() < RETENTION_EVERY_MS) {
+      const due = await nextRetentionDueAt(this.deps.pool, last.toISOString());
+      if (due === null || due.getTime() > now.getTime()) return null;
+    }
     const report = await runRetention(this.deps, { now: now.toISOString(), actor: { kind: 'system', process: 'retention-schedule' } });
     this.deps.log.info(
       {
@@ -61,8 +70,10 @@ export class RetentionSchedule implements Worker {
 
 /** The last recorded retention run (what it deleted, by category, and as of when), or null before the first. */
 export async function lastRetentionRun(ledger: Pick<Ledger, 'store'>): Promise<RetentionRun | null> {
-  // One event per day: the stream stays small.
-  const { events } = await ledger.store.readStream(RETENTION_STREAM_ID);
+  // Runs come daily, and as often as each check when things keep becoming due: read the head only.
+  const { revision } = await ledger.store.readStream(RETENTION_STREAM_ID, { maxCount: 1 });
+  if (revision === null) return null;
+  const { events } = await ledger.store.readStream(RETENTION_STREAM_ID, { fromRevision: revision, maxCount: 1 });
   const last = events[events.length - 1]?.event;
   return last?.type === 'RetentionRunCompleted' ? last.data : null;
 }

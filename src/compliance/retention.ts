@@ -71,11 +71,15 @@ async function personalDataRows(pool: Pool): Promise<PersonalDataRow[]> {
 async function requestLogGroups(pool: Pool): Promise<{ readModel: string; groups: HeldGroup[] }[]> {
   const { rows: present } = await pool.query<{ t: string | null }>("SELECT to_regclass('stream_max_ages')::text AS t");
   if (!present[0]?.t) return [];
-  const { rows } = await pool.query<{ day: string; count: number; last: Date }>(
-    `SELECT to_char(e.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, count(*)::int AS count, max(e.recorded_at) AS last
+  // Each entry expires at its stream's maximum age (TOLLGATE_REQUEST_LOG_RETENTION_DAYS when written), not the default policy's.
+  const { rows } = await pool.query<{ day: string; count: number; last: Date; expires: Date }>(
+    `SELECT to_char(e.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, count(*)::int AS count, max(e.recorded_at) AS last,
+            max(e.recorded_at + make_interval(secs => m.max_age_seconds)) AS expires
        FROM events e JOIN stream_max_ages m ON m.stream_id = e.stream_id GROUP BY 1 ORDER BY 1`,
   );
-  return rows.length === 0 ? [] : [{ readModel: 'request log', groups: rows.map((r) => ({ day: r.day, count: r.count, last: r.last.toISOString() })) }];
+  return rows.length === 0
+    ? []
+    : [{ readModel: 'request log', groups: rows.map((r) => ({ day: r.day, count: r.count, last: r.last.toISOString(), expiresAt: r.expires.toISOString() })) }];
 }
 
 export interface RetentionOptions {
@@ -98,6 +102,41 @@ export async function retentionPlan(pool: Pool, options: RetentionOptions = {}):
     },
     options.policy,
   );
+}
+
+/**
+ * The earliest instant after `after` at which something held becomes due: an account's erasure,
+ * the head of the audit chain passing the audit period, or the oldest entry of a max-age stream
+ * (the request log) passing its stream's maximum age. Null when nothing held becomes due after
+ * `after` (what was due before it was carried out by that run, or refused and retried daily).
+ * The schedule runs when this has passed, so nothing waits for the next daily run.
+ */
+export async function nextRetentionDueAt(pool: Pool, after: IsoInstant, policy: RetentionPolicy = DEFAULT_RETENTION_POLICY): Promise<Date | null> {
+  const candidates: Date[] = [];
+  const { rows: erasure } = await pool.query<{ due: Date | null }>(
+    'SELECT min(erase_due_at) AS due FROM personal_data_retention WHERE erased_at IS NULL AND erase_due_at > $1',
+    [after],
+  );
+  if (erasure[0]?.due) candidates.push(erasure[0].due);
+  // Only the head counts: entries are purged from the head of the chain, never from its middle.
+  const { rows: audit } = await pool.query<{ due: Date | null }>(
+    `SELECT occurred_at + make_interval(days => $1) AS due FROM audit_log ORDER BY entry_no LIMIT 1`,
+    [policy.auditDays],
+  );
+  if (audit[0]?.due && audit[0].due.getTime() > new Date(after).getTime()) candidates.push(audit[0].due);
+  const { rows: present } = await pool.query<{ t: string | null }>("SELECT to_regclass('stream_max_ages')::text AS t");
+  if (present[0]?.t) {
+    // Each max-age stream's oldest remaining event, through the (stream_id, stream_revision) index.
+    const { rows: log } = await pool.query<{ due: Date | null }>(
+      `SELECT min(first.recorded_at + make_interval(secs => m.max_age_seconds)) AS due
+         FROM stream_max_ages m
+         CROSS JOIN LATERAL (SELECT e.recorded_at FROM events e WHERE e.stream_id = m.stream_id ORDER BY e.stream_revision LIMIT 1) first
+        WHERE first.recorded_at + make_interval(secs => m.max_age_seconds) > $1`,
+      [after],
+    );
+    if (log[0]?.due) candidates.push(log[0].due);
+  }
+  return candidates.length === 0 ? null : new Date(Math.min(...candidates.map((d) => d.getTime())));
 }
 
 export interface RetentionReport {

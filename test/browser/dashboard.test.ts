@@ -6,6 +6,8 @@ import { formatUsd, requestCost, usd } from '../../domain/money';
 import { apiClient } from '../integration/admin/http';
 import { launchChromium, screenshot, SCREENSHOT_DIR } from '../support/browser';
 import { addModel, openAiClient } from '../support/e2e-setup';
+import { lastRetentionRun } from '../../src/compliance/retention-schedule';
+import { until } from '../support/wait';
 import { startTestGateway, TEST_ADMIN_KEY, type TestGateway } from '../support/gateway';
 import { defaultMockLlmConfig, mockChatUsage, startMockLlm, type MockLlm } from '../support/mock-llm';
 
@@ -346,6 +348,28 @@ describe('admin', () => {
     await expect(page.locator('#chain-status').textContent()).resolves.toMatch(/^Hash chain verified/);
     await screenshot(page, 'admin-audit');
   });
+
+  test('retention: what goes when (the request log and audit entries 90 days on; wallet never) and the last run, counts only', async () => {
+    const last = await until(async () => (await lastRetentionRun(tg.gateway.ledger)) ?? undefined, { what: 'the start-up retention run' });
+    await show(page, 'retention');
+    await settled(page);
+    const today = new Date().toISOString().slice(0, 10);
+    const ninetyDaysOn = new Date(Date.now() + 90 * 86_400_000).toISOString().slice(0, 10);
+    const requestLog = page.locator('#retention-table').getByRole('row', { name: new RegExp(`request log ${today}`) });
+    await expect(requestLog.textContent()).resolves.toMatch(new RegExp(`^Request log.*${ninetyDaysOn} \\d\\d:\\d\\d UTC.*deleted$`));
+    const auditLog = page.locator('#retention-table').getByRole('row', { name: new RegExp(`audit log ${today}`) });
+    await expect(auditLog.textContent()).resolves.toMatch(new RegExp(`^Audit log.*${ninetyDaysOn} \\d\\d:\\d\\d UTC.*deleted$`));
+    await expect(
+      page
+        .locator('#retention-table')
+        .getByRole('row', { name: /Wallet transactions/ })
+        .textContent(),
+    ).resolves.toMatch(/never\s*kept$/);
+    await expect(page.locator('#last-run').textContent()).resolves.toMatch(
+      new RegExp(`Run ${last.runId} as of .*: ${last.requestMetadataPurged} request-log\\s+entries and ${last.auditEntriesPurged} audit entries deleted`),
+    );
+    await screenshot(page, 'admin-retention');
+  });
 });
 
 test('every page passes axe-core’s WCAG 2 A and AA rules (labels, names, contrast)', async () => {
@@ -377,10 +401,11 @@ test('every page passes axe-core’s WCAG 2 A and AA rules (labels, names, contr
   }
   await page.getByRole('button', { name: 'Sign out' }).click();
   await signIn(page, TEST_ADMIN_KEY);
-  for (const hash of [`accounts?id=${accountId}`, 'models', 'audit']) {
+  for (const hash of [`accounts?id=${accountId}`, 'models', 'audit', 'retention']) {
     await show(page, hash);
     await settled(page);
     await check(page, hash);
   }
   await context.close();
-});
+  // A safety net, not a verdict: ten pages through axe take 30 s and more on a busy machine.
+}, 180_000);

@@ -1,5 +1,7 @@
 import { verifyFinance } from '../../src/finance/verify';
+import type { DomainEvent } from '../../domain/events';
 import { requestLogStreamId } from '../../domain/request-log';
+import { START, type RecordedEvent } from '../../src/ports/event-store';
 import { startTestGateway, type TestGateway } from '../support/gateway';
 import { defaultMockLlmConfig, startMockLlm, type MockLlm } from '../support/mock-llm';
 import { accountEvents, addModel, dumpDatabase, issueKey, openAccount, openAiClient } from '../support/e2e-setup';
@@ -9,9 +11,11 @@ import { until } from '../support/wait';
  * The privacy policy: "API request logs are retained for 90 days" and "Wallet transaction records
  * are retained indefinitely". A real request through the gateway leaves its metadata (upstream,
  * HTTP status, timings) in the request log only; its money in the wallet. After 90 days (a
- * scavenge run with a clock 91 days on) the upstream is in no row of any table, the request log
- * has no entry for it, /v1/account/requests shows no metadata for it, and the wallet still holds
- * its amounts, with `verify` clean.
+ * scavenge run with a clock 91 days on) the upstream is in no row of any table, the only rows
+ * naming the request are its two wallet events, the whole global log (every stream) holds no
+ * request-log entry and names the request only in those wallet events, whose fields are money
+ * facts and nothing else, /v1/account/requests shows no metadata for it, and the wallet still
+ * holds its amounts, with `verify` clean.
  */
 
 const DAY_MS = 86_400_000;
@@ -76,6 +80,46 @@ it('90 days after a request its metadata is in no table and no stream; its amoun
   const { rows } = await dumpDatabase(gw.databaseUrl);
   expect(rows.filter((row) => row.includes(upstreamUrl))).toEqual([]);
   expect(rows.filter((row) => row.includes('RequestLogged') && row.includes(requestId))).toEqual([]);
+
+  // Every table: the only rows naming the request are its two wallet events (the read models keep
+  // money per day, not per request), and none holds its metadata.
+  const holding = rows.filter((row) => row.includes(requestId));
+  expect(holding.map((row) => /^events: \([^,]+,([^,]+),\d+,\d+,\d+,(\w+),/.exec(row)?.slice(1))).toEqual([
+    [`account-${accountId}`, 'ReservationPlaced'],
+    [`account-${accountId}`, 'ReservationSettled'],
+  ]);
+  for (const row of holding) expect(row).not.toMatch(/RequestLogged|upstream|latency|timeToFirstToken|httpStatus/i);
+  // Every stream, read from the start of the global log: no request-log entry is left for it, and
+  // the events that name it are its wallet events, holding money facts and nothing else.
+  const all: RecordedEvent<DomainEvent>[] = [];
+  for (let from = START; ; ) {
+    const batch = await store.readAll(from, { maxCount: 1_000 });
+    all.push(...batch);
+    if (batch.length < 1_000) break;
+    from = batch[batch.length - 1]!.position;
+  }
+  expect(all.length).toBeGreaterThan(5);
+  expect(all.filter((e) => e.type === 'RequestLogged')).toEqual([]);
+  const naming = all.filter((e) => JSON.stringify(e.event, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)).includes(requestId));
+  expect(naming.map((e) => [e.streamId, e.type])).toEqual([
+    [`account-${accountId}`, 'ReservationPlaced'],
+    [`account-${accountId}`, 'ReservationSettled'],
+  ]);
+  expect(Object.keys(naming[0]!.event.data).sort()).toEqual(['amount', 'expiresAt', 'instanceId', 'keyId', 'model', 'operation', 'priceVersion', 'requestId']);
+  expect(Object.keys(naming[1]!.event.data).sort()).toEqual([
+    'actualCost',
+    'fromPromo',
+    'fromPurchased',
+    'keyId',
+    'model',
+    'operation',
+    'outcome',
+    'priceVersion',
+    'requestId',
+    'reservedAmount',
+    'usage',
+  ]);
+  expect(Object.keys((naming[1]!.event.data as { usage: object }).usage).sort()).toEqual(['estimated', 'inputTokens', 'outputTokens']);
 
   // The wallet keeps the amounts, unchanged; the request list still shows the cost, with no metadata.
   const walletNow = (await accountEvents(ledger, accountId)).find((e) => e.type === 'ReservationSettled');

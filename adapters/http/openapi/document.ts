@@ -659,6 +659,15 @@ const paths: ZodOpenApiPathsObject = {
       responses: { '200': json('Audit entries.', out.auditSchema), ...errors([...authenticated, 400]) },
     }),
   },
+  '/admin/retention': {
+    get: admin({
+      tags: ['Admin'],
+      summary: 'What goes when, and the last retention run',
+      description:
+        'Request-log entries and audit entries per day with the instant they are deleted (90 days), closed accounts with their erasure date (30 days after closure), what is kept (wallet transactions), and what the last run deleted, as counts by category.',
+      responses: { '200': json('The retention plan.', out.retentionPlanSchema), ...errors(authenticated) },
+    }),
+  },
 };
 
 let built: ReturnType<typeof createDocument> | undefined;

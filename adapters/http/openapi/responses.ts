@@ -402,6 +402,39 @@ export const auditSchema = z
   })
   .meta({ id: 'AuditLog', description: 'Audit entries with the verification of their hash chain.' });
 
+export const retentionPlanSchema = z
+  .object({
+    object: z.literal('retention.plan'),
+    as_of: instant,
+    check_interval_s: z
+      .number()
+      .meta({ description: 'how often the gateway looks whether something is due; what is due goes within one interval of its date' }),
+    items: z.array(
+      z
+        .object({
+          category: z.enum(['audit_entries', 'request_metadata', 'personal_data', 'wallet_transactions']),
+          subject: z.string().meta({ description: 'what it is about, never personal data: a day of the request or audit log, an account id' }),
+          count: z.number().int().nullable(),
+          expires_at: instant.nullable().meta({ description: 'when it is deleted or erased; null: kept' }),
+          due: z.boolean(),
+          action: z.enum(['purge', 'erase_personal_data', 'keep']),
+        })
+        .meta({ id: 'RetentionItem' }),
+    ),
+    last_run: z
+      .object({
+        run_id: z.string(),
+        as_of: instant,
+        request_log_entries_deleted: z.string(),
+        audit_entries_deleted: z.string(),
+        audit_anchor_entry_no: z.string().nullable(),
+        personal_data_erased_accounts: z.number().int(),
+      })
+      .nullable()
+      .meta({ description: 'what the last retention run deleted, by category (counts only); null before the first' }),
+  })
+  .meta({ id: 'RetentionPlan', description: 'What Tollgate deletes or erases when, soonest first, and the last retention run.' });
+
 // --- billing ------------------------------------------------------------------------------------
 
 export const checkoutSchema = z

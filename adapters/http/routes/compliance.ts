@@ -1,6 +1,8 @@
 import type { Router } from 'express';
 import { z } from 'zod';
 import { describeBrokenLink, queryAudit, verifyAuditChain } from '../../../src/compliance/audit-log';
+import { retentionPlan } from '../../../src/compliance/retention';
+import { lastRetentionRun } from '../../../src/compliance/retention-schedule';
 import type { Gateway } from '../../../src/gateway';
 import { authenticate } from '../auth';
 import { invalidRequest } from '../openai/errors';
@@ -28,6 +30,7 @@ export const auditQuerySchema = z.object({
 /**
  * Compliance queries for an admin key. GET /admin/audit: the audit log (filters as the CLI's),
  * with the hash chain's verification so a reader knows whether to trust the answer.
+ * GET /admin/retention: what goes when (as `tollgate retention plan`) and the last run.
  */
 export function mountComplianceRoutes(router: Router, gateway: GatewayParts): void {
   const admin = authenticate(gateway.keys, 'admin');
@@ -80,6 +83,31 @@ export function mountComplianceRoutes(router: Router, gateway: GatewayParts): vo
             problem: chain.broken.problem,
             message: describeBrokenLink(chain.broken),
           },
+    });
+  });
+
+  router.get('/admin/retention', admin, async (_req, res) => {
+    // The plan reads the retention and audit projections: bring them to the head of the log first.
+    const head = await gateway.store.latestPosition();
+    await Promise.all(['retention', 'audit'].map((name) => gateway.projections.get(name)?.reached(head)));
+    const now = new Date().toISOString();
+    const [items, last] = await Promise.all([retentionPlan(gateway.database.pool, { now }), lastRetentionRun(gateway.ledger)]);
+    res.json({
+      object: 'retention.plan',
+      as_of: now,
+      check_interval_s: gateway.config.TOLLGATE_RETENTION_CHECK_INTERVAL_S,
+      items: items.map((i) => ({ category: i.category, subject: i.subject, count: i.count, expires_at: i.expiresAt, due: i.due, action: i.action })),
+      last_run:
+        last === null
+          ? null
+          : {
+              run_id: last.runId,
+              as_of: last.asOf,
+              request_log_entries_deleted: last.requestMetadataPurged.toString(),
+              audit_entries_deleted: last.auditEntriesPurged.toString(),
+              audit_anchor_entry_no: last.auditAnchor?.entryNo.toString() ?? null,
+              personal_data_erased_accounts: last.personalDataErased.length,
+            },
     });
   });
 }

@@ -324,6 +324,7 @@ describe('admin', () => {
     expectStatus(await admin('GET', '/admin/accounts/acct_nobody/balance'), 404);
     expectStatus(await admin('GET', '/admin/audit?action=account.suspended'), 200);
     expectStatus(await admin('GET', '/admin/audit?limit=0'), 400);
+    expectStatus(await admin('GET', '/admin/retention'), 200);
   });
 });
 

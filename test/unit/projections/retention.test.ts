@@ -88,6 +88,17 @@ describe('planRetention', () => {
     expect(plan.find((i) => i.category === 'personal_data' && i.action === 'keep')).toMatchObject({ count: 1, expiresAt: null });
   });
   it('an erased account is no longer in the plan', () => expect(JSON.stringify(plan)).not.toContain('already-erased'));
+  it("a group whose store states its expiry (a max-age stream's own age, e.g. 30 days configured) expires then, not at the default 90 days", () => {
+    const shorter = planRetention({
+      now: NOW,
+      auditEntries: [],
+      requestMetadata: [
+        { readModel: 'request log', groups: [{ day: '2026-06-01', count: 3, last: '2026-06-01T12:00:00.000Z', expiresAt: '2026-07-01T12:00:00.000Z' }] },
+      ],
+      personalData: [],
+    });
+    expect(shorter[0]).toMatchObject({ subject: 'request log 2026-06-01', expiresAt: '2026-07-01T12:00:00.000Z', due: false, action: 'purge' });
+  });
   it('dueErasures: closed accounts past their date, not yet erased', () => {
     expect(dueErasures(accounts, NOW)).toEqual(['closed-long-ago']);
     expect(dueErasures(accounts, '2026-07-20T00:00:00.000Z')).toEqual(['closed-long-ago', 'closed-recently']);

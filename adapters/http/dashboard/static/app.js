@@ -10,6 +10,7 @@ import { BillingPage } from './pages/billing.js';
 import { AccountsPage } from './pages/admin-accounts.js';
 import { ModelsPage } from './pages/admin-models.js';
 import { AuditPage } from './pages/admin-audit.js';
+import { RetentionPage } from './pages/admin-retention.js';
 
 const CUSTOMER_PAGES = [
   { path: 'balance', title: 'Balance', page: BalancePage },
@@ -21,6 +22,7 @@ const ADMIN_PAGES = [
   { path: 'accounts', title: 'Accounts', page: AccountsPage },
   { path: 'models', title: 'Models and prices', page: ModelsPage },
   { path: 'audit', title: 'Audit log', page: AuditPage },
+  { path: 'retention', title: 'Retention', page: RetentionPage },
 ];
 
 /** "#/billing?top_up=success" to { path: 'billing', params }. */
