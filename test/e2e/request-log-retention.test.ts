@@ -28,7 +28,7 @@ beforeAll(async () => {
     models: [{ id: 'llama', upstreams: [{ baseUrl: upstream.baseUrl, capacity: 4 }], maxOutputTokens: 64, operations: ['chat'] }],
   });
   await addModel(gw.gateway.ledger, 'llama', { chat: { input: '1', output: '2' } }, 64);
-});
+}, 120_000);
 
 afterAll(async () => {
   await gw?.stop();
