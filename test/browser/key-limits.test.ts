@@ -73,7 +73,7 @@ test('bad input shows the gateway’s message and changes nothing', async () => 
   await page.getByLabel('Allowed models').fill('browser-chat, no-such-model');
   await page.getByRole('button', { name: 'Save limits' }).click();
   await page.getByRole('alert').filter({ hasText: 'no such model in the price book' }).waitFor();
-  await expect(workerRow().locator('td.limits').innerText()).resolves.toBe('none');
+  await expect(workerRow().locator('td.limits').textContent()).resolves.toBe('none');
   // The key is still unlimited.
   expect(
     (await openAiClient(tg.url, workerSecret).chat.completions.create({ model: 'other-chat', messages: [{ role: 'user', content: 'hi' }] })).choices,
@@ -90,11 +90,11 @@ test('a customer sets a spend limit, expiry and allowlist; the list shows them, 
   const limits = workerRow().locator('td.limits');
   await limits.getByText('USD 0.000000 a day (UTC)').waitFor();
   // the first test's request (before the limit) counts in today's window
-  const spentBefore = /USD (0\.\d{6}) spent, USD 0\.000000 left \(resets \d{4}-\d{2}-\d{2} 00:00 UTC\)/.exec(await limits.innerText())?.[1];
+  const spentBefore = /USD (0\.\d{6}) spent, USD 0\.000000 left \(resets \d{4}-\d{2}-\d{2} 00:00 UTC\)/.exec((await limits.textContent()) ?? '')?.[1];
   expect(Number(spentBefore)).toBeGreaterThan(0);
-  await expect(limits.innerText()).resolves.toContain(`Expires ${expiry.replace('T', ' ')} UTC`);
-  await expect(limits.innerText()).resolves.toContain('Models: browser-chat');
-  await expect(workerRow().innerText()).resolves.toContain('key tg_');
+  await expect(limits.textContent()).resolves.toContain(`Expires ${expiry.replace('T', ' ')} UTC`);
+  await expect(limits.textContent()).resolves.toContain('Models: browser-chat');
+  await expect(workerRow().textContent()).resolves.toContain('key tg_');
   await screenshot(page, 'key-limits');
 
   const client = openAiClient(tg.url, workerSecret);
