@@ -66,9 +66,26 @@ test('keys: list, create, revoke; a revoked key then gets 401', async () => {
   expect((await call('GET', '/v1/account', created.body.key)).status).toBe(200);
 
   const listed = await call('GET', '/v1/account/keys', alice.key);
+  const noLimits = { spend_limit: null, expires_at: null, expired: false, allowed_models: null };
   expect(listed.body.data).toEqual([
-    { key_id: alice.keyId, prefix: `tg_${alice.keyId}`, name: 'main', scopes: ['inference', 'account_read', 'account_write'], status: 'active' },
-    { key_id: created.body.key_id, prefix: created.body.prefix, name: 'laptop', scopes: ['inference', 'account_read'], status: 'active' },
+    {
+      key_id: alice.keyId,
+      prefix: `tg_${alice.keyId}`,
+      name: 'main',
+      scopes: ['inference', 'account_read', 'account_write'],
+      status: 'active',
+      created_by: { kind: 'operator' },
+      ...noLimits,
+    },
+    {
+      key_id: created.body.key_id,
+      prefix: created.body.prefix,
+      name: 'laptop',
+      scopes: ['inference', 'account_read'],
+      status: 'active',
+      created_by: { kind: 'key', key_id: alice.keyId },
+      ...noLimits,
+    },
   ]);
   expect(JSON.stringify(listed.body)).not.toMatch(/\$2[aby]\$/);
 

@@ -307,6 +307,9 @@ describe('admin', () => {
     expectStatus(await admin('POST', `/admin/accounts/${id}/reinstate`), 200);
     expectStatus(await admin('POST', `/admin/accounts/${id}/reinstate`), 409);
 
+    expectStatus(await admin('PATCH', `/admin/keys/${key.body.key_id}/limits`, { body: { spend_limit: { period: 'month', amount_usd: '100.00' } } }), 200);
+    expectStatus(await admin('PATCH', `/admin/keys/${key.body.key_id}/limits`, { body: { expires_at: '2001-01-01T00:00:00Z' } }), 400);
+    expectStatus(await admin('PATCH', '/admin/keys/key_nobody/limits', { body: { expires_at: null } }), 404);
     expectStatus(await admin('DELETE', `/admin/keys/${key.body.key_id}`, { body: { reason: 'rotated' } }), 200);
     expectStatus(await admin('DELETE', '/admin/keys/admin'), 409, 'admin_key_not_revocable');
     expectStatus(await admin('DELETE', '/admin/keys/key_nobody'), 404);
@@ -383,6 +386,30 @@ describe('customer', () => {
     expectStatus(await call('PATCH', `/v1/account/keys/${made.body.key_id}`, { key, body: { name: 'desktop' } }), 200);
     expectStatus(await call('PATCH', '/v1/account/keys/key_nobody', { key, body: { name: 'x' } }), 404, 'api_key_not_found');
     expectStatus(await call('PATCH', `/v1/account/keys/${made.body.key_id}`, { key, body: { name: 'x', extra: 1 } }), 400);
+    const limited = await call('PATCH', `/v1/account/keys/${made.body.key_id}/limits`, {
+      key,
+      body: { spend_limit: { period: 'day', amount_usd: '0.00' }, expires_at: new Date(Date.now() + 3_600_000).toISOString() },
+    });
+    expectStatus(limited, 200);
+    expectStatus(
+      await call('PATCH', `/v1/account/keys/${made.body.key_id}/limits`, { key, body: { spend_limit: { period: 'day', amount_usd: '1.001' } } }),
+      400,
+    );
+    expectStatus(await call('PATCH', '/v1/account/keys/key_nobody/limits', { key, body: { expires_at: null } }), 404, 'api_key_not_found');
+    // A zero spend limit refuses every request with 429 key_spend_limit_reached; an allowlist without the model, 403.
+    const spent = await call('POST', '/v1/chat/completions', {
+      key: made.body.key,
+      body: { model: CHAT, messages: [{ role: 'user', content: 'x' }], max_tokens: 5 },
+    });
+    expectStatus(spent, 429, 'key_spend_limit_reached');
+    expect(spent.headers.get('x-should-retry')).toBe('false');
+    expectStatus(await call('PATCH', `/v1/account/keys/${made.body.key_id}/limits`, { key, body: { spend_limit: null, allowed_models: [EMBED] } }), 200);
+    expectStatus(
+      await call('POST', '/v1/chat/completions', { key: made.body.key, body: { model: CHAT, messages: [{ role: 'user', content: 'x' }], max_tokens: 5 } }),
+      403,
+      'model_not_allowed',
+    );
+    expectStatus(await call('GET', '/v1/account/keys', { key }), 200);
     expectStatus(await call('DELETE', `/v1/account/keys/${made.body.key_id}`, { key }), 200);
     expectStatus(await call('DELETE', '/v1/account/keys/key_nobody', { key }), 404);
     const requests = await call('GET', '/v1/account/requests?limit=5', { key });
