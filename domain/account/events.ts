@@ -122,6 +122,18 @@ function withoutRequest<T extends { request?: unknown }>(v1: T): Omit<T, 'reques
 const promoDrawSchema = z.object({ grantId: idSchema, amount: naturalSchema });
 
 /**
+ * What a wallet event about a request keeps, forever, and why (issue 16; the rest is the request
+ * log's, which expires):
+ * - requestId: pairs the placement with its settlement, release or expiry, once each;
+ * - keyId: spend is per key as well as per account (usage per key, statements, per-key spend
+ *   limits decided from the account stream), so the key that spent is a money fact;
+ * - model, operation, priceVersion: the identity of the price charged (prices are per model and
+ *   operation, versioned), so the cost can be recomputed from the token counts forever;
+ * - amounts, token counts and `estimated` (whether the counts charged were reported by the
+ *   upstream or counted by the gateway: the basis of the charge), the outcome or release reason.
+ * Not kept: endpoint path, upstream, HTTP status, stream flag, latency, time to first token.
+ * ReservationPlaced also keeps expiresAt and instanceId, which the expiry of an unended hold needs.
+ *
  * Records where the money came from (promo per grant, soonest expiry first, then purchased),
  * so every balance is a fold of events and never recomputed by a rule that may change.
  * `fromPurchased` may exceed what was purchased: the shortfall puts the account in debt.

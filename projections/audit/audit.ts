@@ -388,7 +388,12 @@ export type BrokenLink =
   /** numbering jumps: entries were removed from the middle */
   | { readonly entryNo: string; readonly problem: 'missing_entries'; readonly expected: string }
   /** the head recorded by the projection is not where the entries end: the tail was cut or added to */
-  | { readonly entryNo: string; readonly problem: 'head_mismatch' };
+  | { readonly entryNo: string; readonly problem: 'head_mismatch' }
+  /**
+   * the chain starts after an entry no retention run recorded as its anchor: entries were removed
+   * from its head (and the anchor moved) by something other than retention
+   */
+  | { readonly entryNo: string; readonly problem: 'anchor_not_recorded'; readonly anchor: string };
 
 /**
  * Walks entries in order from `from` (the anchor: last purged entry, or genesis at 0) and returns

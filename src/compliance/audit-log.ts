@@ -1,5 +1,8 @@
 import type { Pool, PoolClient } from 'pg';
-import { AUDIT_ENTRY_FIELDS, verifyStep, type BrokenLink, type ChainedAuditEntry, type ChainHead } from '../../projections/audit/audit';
+import { RETENTION_STREAM_ID } from '../../domain/retention';
+import type { DomainEvent } from '../../domain/events';
+import { AUDIT_ENTRY_FIELDS, GENESIS_HASH, verifyStep, type BrokenLink, type ChainedAuditEntry, type ChainHead } from '../../projections/audit/audit';
+import type { EventStore } from '../ports/event-store';
 
 type Queryable = Pick<Pool | PoolClient, 'query'>;
 
@@ -73,11 +76,24 @@ export type ChainVerification =
 const BATCH = 5_000;
 
 /**
+ * The anchors the chain may start at: genesis, and each anchor a retention run recorded in the
+ * event log (RetentionRunCompleted), which the audit projection moves the start to.
+ */
+export async function recordedAuditAnchors(store: Pick<EventStore<DomainEvent>, 'readStream'>): Promise<ChainHead[]> {
+  const anchors: ChainHead[] = [{ entryNo: 0n, hash: GENESIS_HASH }];
+  const { events } = await store.readStream(RETENTION_STREAM_ID);
+  for (const { event } of events) if (event.type === 'RetentionRunCompleted' && event.data.auditAnchor) anchors.push(event.data.auditAnchor);
+  return anchors;
+}
+
+/**
  * Recomputes the audit chain from its anchor (the last purged entry, or genesis) to its head and
  * reports the first broken link: an altered entry, one removed from the middle or the end, or one
  * inserted. Reads one snapshot, so a projection writing meanwhile is not mistaken for tampering.
+ * Given the anchors retention recorded (recordedAuditAnchors), it also checks that the chain
+ * starts at one of them: entries cut from the head with the anchor moved along are found too.
  */
-export async function verifyAuditChain(pool: Pool): Promise<ChainVerification> {
+export async function verifyAuditChain(pool: Pool, recordedAnchors?: readonly ChainHead[]): Promise<ChainVerification> {
   const client = await pool.connect();
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
@@ -87,6 +103,21 @@ export async function verifyAuditChain(pool: Pool): Promise<ChainVerification> {
     const chainRow = chainRows[0];
     if (!chainRow) throw new Error('audit_chain has no row: migration 0020_audit_log was not applied');
     const anchor: ChainHead = { entryNo: BigInt(chainRow.anchor_entry_no), hash: chainRow.anchor_hash };
+    if (recordedAnchors && !recordedAnchors.some((a) => a.entryNo === anchor.entryNo && a.hash === anchor.hash)) {
+      return {
+        ok: false,
+        entries: 0,
+        anchor,
+        broken: {
+          entryNo: (anchor.entryNo + 1n).toString(),
+          problem: 'anchor_not_recorded',
+          anchor: anchor.entryNo.toString(),
+          positionTx: null,
+          positionSeq: null,
+          eventId: null,
+        },
+      };
+    }
     let at = anchor;
     let entries = 0;
     let first = true;
@@ -140,5 +171,7 @@ export function describeBrokenLink(broken: Extract<ChainVerification, { ok: fals
       return `audit entries ${broken.expected} to ${BigInt(broken.entryNo) - 1n} are missing before entry ${broken.entryNo}${where}`;
     case 'head_mismatch':
       return `audit entries from ${broken.entryNo} on are missing or added: the chain does not end at its recorded head`;
+    case 'anchor_not_recorded':
+      return `the audit chain starts after entry ${broken.anchor}, an anchor no retention run recorded: entries were removed from its head outside retention`;
   }
 }

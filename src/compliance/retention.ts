@@ -158,7 +158,9 @@ export interface RetentionReport {
  *    append PersonalDataErased. Key first: if the run dies in between, the next run destroys the
  *    (already destroyed) key again and appends the event, never the other way round;
  * 2. audit entries older than the audit period are removed from the head of the chain, and the
- *    hash of the last removed entry becomes the chain's anchor, so the rest still verifies;
+ *    hash of the last removed entry becomes the chain's anchor, so the rest still verifies (the
+ *    anchor is recorded with the run, and the audit projection removes the entries when it
+ *    applies the record: see planAuditPurge);
  * 3. request-log entries past their stream's maximum age are scavenged, and request metadata rows
  *    older than their period are removed from the read models holding them.
  */
@@ -187,7 +189,7 @@ export async function runRetention(
     else if (result.error.error !== 'personal_data_already_erased') refused.push({ accountId, error: result.error.error });
   }
 
-  const audit = await purgeAuditEntries(pool, cutoffFor(now, policy.auditDays));
+  const audit = await planAuditPurge(pool, cutoffFor(now, policy.auditDays));
 
   // The request log's streams carry their own maximum age: the store deletes what is past it
   // (PostgreSQL's scavenge; KurrentDB expires by itself and has none).
@@ -223,36 +225,27 @@ export async function runRetention(
 }
 
 /**
- * Removes the longest run of entries from the head of the chain that all happened before
- * `cutoff` (an entry is never removed while an older-numbered one stays, so the chain keeps one
- * start), and anchors the chain at the last one removed.
+ * The audit entries a run removes: the longest run of entries from the head of the chain that all
+ * happened before `cutoff` (an entry is never removed while an older-numbered one stays, so the
+ * chain keeps one start), and the new anchor, the last of them. Nothing is deleted here: the run
+ * records the anchor in RetentionRunCompleted first, and the audit projection deletes up to it
+ * when it applies that event (live, and again on a rebuild). So the table never starts at an
+ * anchor that is not recorded in the log, even if the run dies in between, and `audit
+ * verify-chain` can check the start of the chain against the recorded anchors.
  */
-export async function purgeAuditEntries(pool: Pool, cutoff: IsoInstant): Promise<{ purged: number; anchor: { entryNo: string; hash: string } | null }> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
-    // Same lock as the projection's apply: no batch is numbered against a chain being cut.
-    const { rows } = await client.query<{ anchor_entry_no: string }>('SELECT anchor_entry_no::text AS anchor_entry_no FROM audit_chain FOR UPDATE');
-    if (!rows[0]) throw new Error('audit_chain has no row: migration 0020_audit_log was not applied');
-    const { rows: through } = await client.query<{ entry_no: string | null }>(
-      `SELECT COALESCE((SELECT min(entry_no) - 1 FROM audit_log WHERE occurred_at >= $1), (SELECT max(entry_no) FROM audit_log))::text AS entry_no`,
-      [cutoff],
-    );
-    const last = through[0]?.entry_no ?? null;
-    if (last === null || BigInt(last) <= BigInt(rows[0].anchor_entry_no)) {
-      await client.query('COMMIT');
-      return { purged: 0, anchor: null };
-    }
-    const { rows: lastRow } = await client.query<{ hash: string }>('SELECT hash FROM audit_log WHERE entry_no = $1', [last]);
-    if (!lastRow[0]) throw new Error(`audit entry ${last} is missing: run audit verify-chain`);
-    const { rowCount } = await client.query('DELETE FROM audit_log WHERE entry_no <= $1', [last]);
-    await client.query('UPDATE audit_chain SET anchor_entry_no = $1, anchor_hash = $2', [last, lastRow[0].hash]);
-    await client.query('COMMIT');
-    return { purged: rowCount ?? 0, anchor: { entryNo: last, hash: lastRow[0].hash } };
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw error;
-  } finally {
-    client.release();
-  }
+export async function planAuditPurge(pool: Pool, cutoff: IsoInstant): Promise<{ purged: number; anchor: { entryNo: string; hash: string } | null }> {
+  const { rows } = await pool.query<{ anchor_entry_no: string }>('SELECT anchor_entry_no::text AS anchor_entry_no FROM audit_chain');
+  if (!rows[0]) throw new Error('audit_chain has no row: migration 0020_audit_log was not applied');
+  const { rows: through } = await pool.query<{ entry_no: string | null }>(
+    `SELECT COALESCE((SELECT min(entry_no) - 1 FROM audit_log WHERE occurred_at >= $1), (SELECT max(entry_no) FROM audit_log))::text AS entry_no`,
+    [cutoff],
+  );
+  const last = through[0]?.entry_no ?? null;
+  if (last === null || BigInt(last) <= BigInt(rows[0].anchor_entry_no)) return { purged: 0, anchor: null };
+  const { rows: lastRow } = await pool.query<{ hash: string; purged: number }>(
+    'SELECT hash, (SELECT count(*)::int FROM audit_log WHERE entry_no > $2 AND entry_no <= $1) AS purged FROM audit_log WHERE entry_no = $1',
+    [last, rows[0].anchor_entry_no],
+  );
+  if (!lastRow[0]) throw new Error(`audit entry ${last} is missing: run audit verify-chain`);
+  return { purged: lastRow[0].purged, anchor: { entryNo: last, hash: lastRow[0].hash } };
 }

@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
@@ -89,6 +89,21 @@ describe('first run', () => {
       await client.chat.completions.create({ model: 'tollgate-demo', messages: [{ role: 'user', content: 'Again' }] });
     } finally {
       expect(await stopEmbeddedGateway(second)).toEqual({ code: 0, signal: null });
+    }
+
+    // The master key file lost (not backed up, deleted): start-up stops with one clear line, makes
+    // no new key (which would leave every account's data unreadable) and changes nothing.
+    const masterKeyFile = join(dataDir, 'state', 'master-key');
+    renameSync(masterKeyFile, `${masterKeyFile}.aside`);
+    const third = start(join(dataDir, 'state'), pgPort, port);
+    try {
+      const ended = await third.exited;
+      expect(ended.code).not.toBe(0);
+      expect(third.output()).toMatch(/wrapped under master key [0-9a-f]{16}, but \S+master-key is missing; restore it from your backup/);
+      expect(existsSync(masterKeyFile)).toBe(false);
+    } finally {
+      if (third.child.exitCode === null && third.child.signalCode === null) await stopEmbeddedGateway(third);
+      renameSync(`${masterKeyFile}.aside`, masterKeyFile);
     }
   }, 400_000);
 });

@@ -31,7 +31,7 @@ beforeAll(async () => {
     env: { TOLLGATE_RETENTION_CHECK_INTERVAL_S: '86400' },
   });
   await addModel(gw.gateway.ledger, 'llama', { chat: { input: '1', output: '2' } }, 64);
-});
+}, 120_000); // a safety net: starting a gateway on a busy machine
 
 afterAll(async () => {
   await gw?.stop();

@@ -1,6 +1,6 @@
 import type { Router } from 'express';
 import { z } from 'zod';
-import { describeBrokenLink, queryAudit, verifyAuditChain } from '../../../src/compliance/audit-log';
+import { describeBrokenLink, queryAudit, recordedAuditAnchors, verifyAuditChain } from '../../../src/compliance/audit-log';
 import { retentionPlan } from '../../../src/compliance/retention';
 import { lastRetentionRun } from '../../../src/compliance/retention-schedule';
 import type { Gateway } from '../../../src/gateway';
@@ -50,7 +50,8 @@ export function mountComplianceRoutes(router: Router, gateway: GatewayParts): vo
     // Read-your-writes: the entries of acts made just before this request are there.
     await gateway.projections.get('audit')?.reached(await gateway.store.latestPosition());
     const pool = gateway.database.pool;
-    const [entries, chain] = await Promise.all([queryAudit(pool, filter), verifyAuditChain(pool)]);
+    const anchors = await recordedAuditAnchors(gateway.store);
+    const [entries, chain] = await Promise.all([queryAudit(pool, filter), verifyAuditChain(pool, anchors)]);
     res.json({
       object: 'list',
       data: entries.map((e) => ({

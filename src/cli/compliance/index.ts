@@ -67,9 +67,9 @@ export function registerComplianceCommands(program: Command): void {
   withJsonOption(verify, 'print the verification as JSON');
   verify.action(async (_options: unknown, command: Command) => {
     await withCompliance(async (context) => {
-      const { describeBrokenLink, verifyAuditChain } = load.auditLog();
+      const { describeBrokenLink, recordedAuditAnchors, verifyAuditChain } = load.auditLog();
       await load.catchUp().catchUpProjection(context.database.pool, context.store, load.auditProjection());
-      const result = await verifyAuditChain(context.database.pool);
+      const result = await verifyAuditChain(context.database.pool, await recordedAuditAnchors(context.store));
       if (wantsJson(command)) write(`${JSON.stringify(result, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}\n`);
       if (!result.ok) return fail(describeBrokenLink(result.broken));
       if (!wantsJson(command)) {

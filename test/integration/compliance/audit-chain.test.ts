@@ -193,7 +193,37 @@ describe('audit log: actors, hash chain, tampering, purge', () => {
     expect(data[0].details).toMatchObject({ auditEntriesPurged: String(before[0]!.n) });
     expect(chain).toMatchObject({ verified: true, entries: 1, anchor_entry_no: before[0]!.last });
     expect(await verifyAuditChain(pool)).toMatchObject({ ok: true, entries: 1 });
+    // The operator's check, the real CLI: the chain verifies from the anchor the run recorded.
+    const verified = await cliVerifyChain(gw.databaseUrl);
+    expect(verified).toMatchObject({ code: 0, stderr: '' });
+    expect(verified.stdout).toContain(`audit chain intact: 1 entries from anchor ${before[0]!.last} to entry`);
   });
+
+  it('entries cut from the head with the anchor moved along in SQL are found: the chain must start at an anchor a retention run recorded', async () => {
+    const { pool } = gw.gateway.database;
+    const { rows: more } = await pool.query<{ entry_no: string }>('SELECT entry_no::text AS entry_no FROM audit_log ORDER BY entry_no');
+    // One more act, so that there is an entry after the one cut.
+    const added = await gw.gateway.ledger.priceBook.handle(PRICE_BOOK_STREAM_ID, {
+      type: 'AddModel',
+      data: { modelId: 'audited-later', operations: ['chat'], maxOutputTokens: 10n },
+      metadata: adminMetadata('bob'),
+    });
+    expect(added.ok).toBe(true);
+    await gw.gateway.projections.get('audit')!.reached(await gw.gateway.store.latestPosition());
+    expect((await cliVerifyChain(gw.databaseUrl)).code).toBe(0);
+
+    const head = more[0]!.entry_no;
+    const { rows: cut } = await pool.query<{ hash: string }>('SELECT hash FROM audit_log WHERE entry_no = $1', [head]);
+    await pool.query('DELETE FROM audit_log WHERE entry_no = $1', [head]);
+    await pool.query('UPDATE audit_chain SET anchor_entry_no = $1, anchor_hash = $2', [head, cut[0]!.hash]);
+    // Links alone still hold from the moved anchor...
+    expect(await verifyAuditChain(pool)).toMatchObject({ ok: true });
+    // ...but no retention run recorded that anchor: the CLI and the HTTP answer say so.
+    const cli = await cliVerifyChain(gw.databaseUrl);
+    expect(cli.code).toBe(1);
+    expect(cli.stderr).toContain(`the audit chain starts after entry ${head}, an anchor no retention run recorded`);
+    expect((await audit('')).chain).toMatchObject({ verified: false, problem: 'anchor_not_recorded' });
+  }, 60_000);
 });
 
 describe('audit log past ten entries', () => {
