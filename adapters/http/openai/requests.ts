@@ -326,7 +326,7 @@ function isInvalidRequestCode(value: unknown): value is InvalidRequestCode {
  * /v1/audio/speech: JSON. `input` is priced per character and capped per model; `voice` is a
  * name or {id}; the rest passes through (instructions, stream_format, vendor extensions).
  */
-const speechRequestSchema = z.looseObject({
+export const speechRequestSchema = z.looseObject({
   model: z.string().min(1),
   input: z.string().min(1),
   voice: z.union([z.string().min(1), z.looseObject({ id: z.string().min(1) })], { error: 'expected a voice name or {"id": ...}' }),
