@@ -72,7 +72,11 @@ export type AudioDuration = { readonly ok: true; readonly seconds: number } | { 
  */
 export async function readAudioDuration(file: AudioFile): Promise<AudioDuration> {
   try {
-    const metadata = await parseBuffer(file.bytes, { mimeType: file.mimeType, path: file.filename, size: file.bytes.length }, { duration: true, skipCovers: true });
+    const metadata = await parseBuffer(
+      file.bytes,
+      { mimeType: file.mimeType, path: file.filename, size: file.bytes.length },
+      { duration: true, skipCovers: true },
+    );
     const seconds = metadata.format.duration;
     if (seconds === undefined || !Number.isFinite(seconds) || seconds <= 0) return { ok: false };
     return { ok: true, seconds };
@@ -104,20 +108,35 @@ export class AudioAdapter {
   }
 
   /** Transcription or translation on the leased upstream; releases the lease. Never throws for upstream trouble. */
-  async transcribe(lease: Lease, request: SpeechToTextRequest, options: { signal: AbortSignal; requestId: string; sink: ByteSink }): Promise<AudioDispatchResult> {
+  async transcribe(
+    lease: Lease,
+    request: SpeechToTextRequest,
+    options: { signal: AbortSignal; requestId: string; sink: ByteSink },
+  ): Promise<AudioDispatchResult> {
     try {
       const form = new FormData();
       const upstreamModel = upstreamModelOf(lease.model, lease.slot);
       for (const [name, value] of request.fields) form.append(name, name === 'model' ? upstreamModel : value);
       form.append('file', new Blob([request.file.bytes], { type: request.file.mimeType }), request.file.filename);
-      return await this.run(lease.slot, paths[request.operation], form, request.stream ? 'text/event-stream' : '*/*', options, request.stream ? 'sse' : 'whole');
+      return await this.run(
+        lease.slot,
+        paths[request.operation],
+        form,
+        request.stream ? 'text/event-stream' : '*/*',
+        options,
+        request.stream ? 'sse' : 'whole',
+      );
     } finally {
       lease.release();
     }
   }
 
   /** Speech on the leased upstream, audio relayed to the sink as it arrives; releases the lease. */
-  async speak(lease: Lease, body: Readonly<Record<string, unknown>>, options: { signal: AbortSignal; requestId: string; sink: ByteSink }): Promise<AudioDispatchResult> {
+  async speak(
+    lease: Lease,
+    body: Readonly<Record<string, unknown>>,
+    options: { signal: AbortSignal; requestId: string; sink: ByteSink },
+  ): Promise<AudioDispatchResult> {
     try {
       const json = JSON.stringify({ ...body, model: upstreamModelOf(lease.model, lease.slot) });
       return await this.run(lease.slot, paths.speech, json, '*/*', options, 'bytes');
@@ -179,7 +198,13 @@ export class AudioAdapter {
         bytes = new Uint8Array(await response.body.arrayBuffer());
       } catch {
         const kind = options.signal.aborted ? 'client_disconnected' : 'cut';
-        return { ...base, kind, httpStatus, latencyMs: elapsed(), ...(kind === 'cut' ? { clientError: clientError(502, 'upstream_error', 'The upstream connection failed mid-answer.') } : {}) };
+        return {
+          ...base,
+          kind,
+          httpStatus,
+          latencyMs: elapsed(),
+          ...(kind === 'cut' ? { clientError: clientError(502, 'upstream_error', 'The upstream connection failed mid-answer.') } : {}),
+        };
       }
       const reported = contentType.includes('json') ? reportedFromJson(bytes) : undefined;
       return { ...base, kind: 'completed', httpStatus, latencyMs: elapsed(), body: { contentType, bytes }, ...(reported ? { reported } : {}) };

@@ -7,7 +7,7 @@ import { expiriesInstanceMigration, expiriesMigration } from '../../projections/
 import { instanceLeasesMigration } from '../../src/instances/lease';
 import { auditMigration } from '../../projections/audit/audit';
 import { retentionMigration } from '../../projections/retention/retention';
-import { financeProjectionsMigration } from '../../projections/balances/schema';
+import { financeProjectionsMigration, usageAudioUnitsMigration } from '../../projections/balances/schema';
 import { paymentsMigration } from '../payments/schema';
 
 /**
@@ -28,4 +28,5 @@ export const migrations: readonly Migration[] = [
   instanceLeasesMigration,
   expiriesInstanceMigration,
   streamMaxAgeMigration,
+  usageAudioUnitsMigration,
 ];

@@ -183,8 +183,7 @@ export async function serveAudio(deps: ServeAudioDeps, input: AudioInput, exchan
       input.operation === 'speech'
         ? await deps.audio.speak(lease, input.body, options)
         : await deps.audio.transcribe(lease, { operation: input.operation, file: input.file, fields: input.fields, stream: input.stream }, options);
-    const usage =
-      input.operation === 'speech' ? speechUsage(result, characters) : speechToTextUsage(result, measuredSeconds, audioMilliseconds);
+    const usage = input.operation === 'speech' ? speechUsage(result, characters) : speechToTextUsage(result, measuredSeconds, audioMilliseconds);
     outcome = toAudioOutcome(result, usage, abort.signal.aborted);
     if (overran && outcome.kind === 'client_disconnected') outcome = { kind: 'max_duration_reached', producedSoFar: outcome.producedSoFar };
     if (overran && outcome.kind === 'completed_after_disconnect') outcome = { kind: 'completed', usage: outcome.usage };

@@ -5,7 +5,13 @@ import { chargeFor, type RequestOutcome } from '../../domain/charge-policy';
 import type { CommandMetadata } from '../../domain/events/metadata';
 import { estimateReservation } from '../../domain/estimate';
 import type { MicroUsd } from '../../domain/money';
-import { PRICE_BOOK_STREAM_ID, priceInForce, type Operation as AnyOperation, type PriceInForce, type TokenOperation as Operation } from '../../domain/price-book';
+import {
+  PRICE_BOOK_STREAM_ID,
+  priceInForce,
+  type Operation as AnyOperation,
+  type PriceInForce,
+  type TokenOperation as Operation,
+} from '../../domain/price-book';
 import { countPromptTokens, type ClientError, type InferenceAdapter, type InferenceOutcome, type StreamSink } from '../../adapters/inference';
 import type { VerifiedKey } from '../api-keys';
 import type { HistoricalCosts } from '../historical-costs';

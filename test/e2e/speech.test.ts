@@ -7,7 +7,17 @@ import { requestCost, type MicroUsd } from '../../domain/money';
 import { PRICE_BOOK_STREAM_ID, type Operation } from '../../domain/price-book';
 import { systemMetadata } from '../../src/command-metadata';
 import type { Ledger } from '../../src/ledger';
-import { accountEvents, dumpDatabase, eventsOfType, issueKey, openAccount, openAiClient, rejectionOf, requestEvents, requestLogEntry } from '../support/e2e-setup';
+import {
+  accountEvents,
+  dumpDatabase,
+  eventsOfType,
+  issueKey,
+  openAccount,
+  openAiClient,
+  rejectionOf,
+  requestEvents,
+  requestLogEntry,
+} from '../support/e2e-setup';
 import { startTestGateway, type TestGateway } from '../support/gateway';
 import { espeakAvailable, espeakWav, startSpeechServer, TRANSCRIPT, wavDurationSeconds, withWavTitle, type SpeechServer } from '../support/speech-server';
 import { until } from '../support/wait';
@@ -184,7 +194,9 @@ describe('POST /v1/audio/transcriptions', () => {
     const { accountId, client } = await customer();
     const file = join(dir, 'not-audio.wav');
     writeFileSync(file, Buffer.from('this is plain text pretending to be audio, and no header at all\n'.repeat(20)));
-    const error = (await rejectionOf(client.audio.transcriptions.create({ file: createReadStream(file), model: 'whisper' }))) as InstanceType<typeof OpenAI.APIError>;
+    const error = (await rejectionOf(client.audio.transcriptions.create({ file: createReadStream(file), model: 'whisper' }))) as InstanceType<
+      typeof OpenAI.APIError
+    >;
     expect(error.status).toBe(400);
     expect(error.error).toMatchObject({ type: 'invalid_request_error', param: 'file', code: 'invalid_value' });
     expect(requestEvents(await accountEvents(gw.gateway.ledger, accountId))).toEqual([]);
@@ -230,14 +242,19 @@ describe('POST /v1/audio/speech', () => {
     const characters = BigInt(input.length);
     expect(event!.data.usage).toEqual({ inputTokens: 0n, outputTokens: 0n, estimated: true, inputCharacters: characters });
     expect(event!.data.actualCost).toBe((characters * 15_000_007n + 999_999n) / 1_000_000n);
-    const entry = await requestLogEntry(gw.gateway.ledger, accountId, event!.data.requestId, new Date().toISOString());
+    // The request log's entry follows the settlement.
+    const entry = await until(() => requestLogEntry(gw.gateway.ledger, accountId, event!.data.requestId, new Date().toISOString()), {
+      what: 'the request log entry',
+    });
     expect(entry?.operation).toBe('speech');
     expect(entry?.usage?.inputCharacters).toBe(characters);
   });
 
   it('refuses an input over the model limit with 400 and nothing reserved', async () => {
     const { accountId, client } = await customer();
-    const error = (await rejectionOf(client.audio.speech.create({ model: 'tts', voice: 'alloy', input: 'x'.repeat(201) }))) as InstanceType<typeof OpenAI.APIError>;
+    const error = (await rejectionOf(client.audio.speech.create({ model: 'tts', voice: 'alloy', input: 'x'.repeat(201) }))) as InstanceType<
+      typeof OpenAI.APIError
+    >;
     expect(error.status).toBe(400);
     expect(error.error).toMatchObject({ param: 'input', code: 'invalid_value' });
     expect(requestEvents(await accountEvents(gw.gateway.ledger, accountId))).toEqual([]);
@@ -264,6 +281,46 @@ describe('POST /v1/audio/speech', () => {
     expect(event!.data.outcome).toBe('client_disconnected');
     expect(event!.data.usage).toEqual({ inputTokens: 0n, outputTokens: 0n, estimated: true, inputCharacters: characters });
     expect(event!.data.actualCost).toBe(requestCost({ inputTokens: 0n, outputTokens: 0n, inputCharacters: characters }, ttsPrice) as MicroUsd);
+  });
+});
+
+describe('the read side in audio units', () => {
+  it('usage, the request list and /dashboard/pricing show audio seconds and characters', async () => {
+    const accountId = await openAccount(gw.gateway.ledger, { topUpUsd: '10' });
+    const { secret } = await issueKey(gw.gateway.keys, accountId, ['inference', 'account_read']);
+    const client = openAiClient(gw.url, secret);
+    await client.audio.transcriptions.create({ file: createReadStream(speechFile), model: 'whisper', response_format: 'text' });
+    const input = 'Twenty-six characters, ok.';
+    await (await client.audio.speech.create({ model: 'tts', voice: 'alloy', input })).arrayBuffer();
+    await until(async () => ((await settled(accountId)).length === 2 ? true : undefined), { what: 'both settlements' });
+
+    const get = async (path: string) => {
+      const response = await fetch(`${gw.url}${path}`, { headers: { authorization: `Bearer ${secret}` } });
+      expect(response.status).toBe(200);
+      return response.json() as Promise<{ data: Record<string, unknown>[] }>;
+    };
+    const ms = measuredMs(speechWav);
+    const usage = await get('/v1/usage');
+    expect(usage.data.find((l) => l.operation === 'transcription')).toMatchObject({
+      model: 'whisper',
+      requests: 1,
+      audio_seconds: Number(ms) / 1_000,
+      input_characters: 0,
+    });
+    expect(usage.data.find((l) => l.operation === 'speech')).toMatchObject({ model: 'tts', requests: 1, audio_seconds: 0, input_characters: input.length });
+    const requests = await get('/v1/account/requests');
+    const transcription = requests.data.find((r) => r.operation === 'transcription');
+    expect(transcription?.usage).toEqual({
+      input_tokens: '0',
+      output_tokens: '0',
+      audio_seconds: `${ms / 1_000n}.${(ms % 1_000n).toString().padStart(3, '0')}`,
+      estimated: true,
+    });
+    expect(requests.data.find((r) => r.operation === 'speech')?.usage).toMatchObject({ input_characters: String(input.length) });
+
+    const page = await (await fetch(`${gw.url}/dashboard/pricing`)).text();
+    expect(page).toMatch(/<th scope="row">whisper<\/th><td>transcription<\/td>.*?\$0\.000101 per second/);
+    expect(page).toMatch(/<th scope="row">tts<\/th><td>speech<\/td>.*?\$15\.000007 per million characters/);
   });
 });
 

@@ -130,7 +130,20 @@ export async function startSpeechServer(options: { heldAfterBytes?: number } = {
               language: 'english',
               duration: seconds,
               text: TRANSCRIPT,
-              segments: [{ id: 0, seek: 0, start: 0, end: seconds, text: TRANSCRIPT, tokens: [1, 2, 3], temperature: 0, avg_logprob: -0.2, compression_ratio: 1, no_speech_prob: 0 }],
+              segments: [
+                {
+                  id: 0,
+                  seek: 0,
+                  start: 0,
+                  end: seconds,
+                  text: TRANSCRIPT,
+                  tokens: [1, 2, 3],
+                  temperature: 0,
+                  avg_logprob: -0.2,
+                  compression_ratio: 1,
+                  no_speech_prob: 0,
+                },
+              ],
               usage,
             }),
           );

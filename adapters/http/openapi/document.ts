@@ -219,7 +219,10 @@ const paths: ZodOpenApiPathsObject = {
           description: 'The audio, streamed as the upstream produces it, in the content type it sends.',
           headers: rateLimitHeaders,
           content: Object.fromEntries(
-            ['audio/mpeg', 'audio/wav', 'audio/ogg', 'audio/opus', 'audio/aac', 'audio/flac', 'audio/pcm', 'application/octet-stream'].map((type) => [type, { schema: out.audioSchema }]),
+            ['audio/mpeg', 'audio/wav', 'audio/ogg', 'audio/opus', 'audio/aac', 'audio/flac', 'audio/pcm', 'application/octet-stream'].map((type) => [
+              type,
+              { schema: out.audioSchema },
+            ]),
           ),
         },
         ...inferenceErrors,

@@ -91,7 +91,8 @@ export const catalogueEntrySchema = z
     input_usd_per_million: usdSchema,
     output_usd_per_million: usdSchema,
     unit: z.enum(['token', 'audio_second', 'character']).meta({
-      description: 'what the operation is chiefly billed in: tokens (chat, completion, embedding), audio seconds (transcription, translation), input characters (speech)',
+      description:
+        'what the operation is chiefly billed in: tokens (chat, completion, embedding), audio seconds (transcription, translation), input characters (speech)',
     }),
     usd_per_audio_second: usdSchema.optional().meta({ description: 'transcription and translation' }),
     usd_per_million_characters: usdSchema.optional().meta({ description: 'speech' }),
@@ -235,7 +236,15 @@ export const requestViewSchema = z
     outcome: z.string().nullable().meta({ description: 'settled: the charged outcome; released: why nothing was charged' }),
     reserved_usd: usdSchema,
     cost_usd: usdSchema,
-    usage: z.object({ input_tokens: tokenCount, output_tokens: tokenCount, estimated: z.boolean() }).nullable(),
+    usage: z
+      .object({
+        input_tokens: tokenCount,
+        output_tokens: tokenCount,
+        audio_seconds: z.string().optional().meta({ description: 'transcription, translation: seconds of audio charged, e.g. "1.686"' }),
+        input_characters: tokenCount.optional().meta({ description: 'speech: input characters charged' }),
+        estimated: z.boolean(),
+      })
+      .nullable(),
     upstream: z.string().nullable(),
     http_status: z.int().nullable(),
     stream: z.boolean().nullable(),
@@ -370,6 +379,8 @@ export const usageSchema = listOf(
       requests: z.int(),
       input_tokens: z.int(),
       output_tokens: z.int(),
+      audio_seconds: z.number().min(0).meta({ description: 'seconds of audio charged (transcription, translation), to the millisecond' }),
+      input_characters: z.int().meta({ description: 'input characters charged (speech)' }),
       cost: usdSchema,
       errors: z.int(),
       average_latency_ms: z.number().nullable(),

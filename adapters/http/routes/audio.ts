@@ -96,7 +96,10 @@ function readForm(req: Request, maxBytes: number): Promise<Form> {
   return new Promise<Form>((resolve, reject) => {
     let parser: busboy.Busboy;
     try {
-      parser = busboy({ headers: req.headers, limits: { files: 1, fields: MAX_FIELDS, fieldSize: MAX_FIELD_BYTES, fileSize: maxBytes, parts: MAX_FIELDS + 1 } });
+      parser = busboy({
+        headers: req.headers,
+        limits: { files: 1, fields: MAX_FIELDS, fieldSize: MAX_FIELD_BYTES, fileSize: maxBytes, parts: MAX_FIELDS + 1 },
+      });
     } catch {
       reject(invalidRequest('The multipart/form-data body could not be parsed (boundary missing).', null, 'invalid_value'));
       return;
@@ -204,7 +207,13 @@ function writeAnswer(res: Response, answer: AudioAnswer): void {
       return;
     case 'timed_out': {
       const seconds = Math.round(answer.maxRequestDurationMs / 1_000);
-      const error = new ApiError(504, 'server_error', 'request_timeout', null, `The request ran longer than this gateway's maximum request duration (${seconds} s) and was ended.`);
+      const error = new ApiError(
+        504,
+        'server_error',
+        'request_timeout',
+        null,
+        `The request ran longer than this gateway's maximum request duration (${seconds} s) and was ended.`,
+      );
       res.status(error.status).json(error.toBody());
       return;
     }
@@ -241,11 +250,7 @@ function refusalError(refused: AudioRefusal): ApiError {
         'invalid_value',
       );
     case 'input_too_long':
-      return invalidRequest(
-        `'input' is ${refused.characters} characters long; this model accepts at most ${refused.maxCharacters}.`,
-        'input',
-        'invalid_value',
-      );
+      return invalidRequest(`'input' is ${refused.characters} characters long; this model accepts at most ${refused.maxCharacters}.`, 'input', 'invalid_value');
     case 'at_capacity':
       return upstreamAtCapacity(refused.retryAfterSeconds);
     case 'reservation_refused':

@@ -418,7 +418,11 @@ describe('audio', () => {
     expectStatus(await post('/v1/audio/translations', form({ model: WHISPER }), false), 401, 'invalid_api_key');
     expectStatus(await call('POST', '/v1/audio/speech', { key, body: { model: TTS, voice: 'alloy' } }), 400, 'missing_required_parameter');
     const poor = await customer('Quiet');
-    expectStatus(await call('POST', '/v1/audio/speech', { key: poor.key, body: { model: TTS, voice: 'alloy', input: 'no credit' } }), 429, 'insufficient_quota');
+    expectStatus(
+      await call('POST', '/v1/audio/speech', { key: poor.key, body: { model: TTS, voice: 'alloy', input: 'no credit' } }),
+      429,
+      'insufficient_quota',
+    );
     const prices = await call('GET', '/pricing');
     expect(prices.body.prices).toEqual(
       expect.arrayContaining([
