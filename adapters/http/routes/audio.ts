@@ -140,6 +140,10 @@ function readForm(req: Request, maxBytes: number): Promise<Form> {
       if (failure) reject(failure);
       else resolve({ fields, file });
     });
+    // A client that leaves mid-upload: busboy never finishes, so the form is given up here (its bytes dropped).
+    req.on('close', () => {
+      if (!req.complete) reject(invalidRequest('The upload ended before the form was complete.', null, 'invalid_value'));
+    });
     req.on('data', (chunk: Buffer) => {
       if (!failure) return;
       drained += chunk.length;
