@@ -91,6 +91,13 @@ export const configSchema = z
       .min(1_024)
       .max(64 * 1_024 * 1_024)
       .default(8 * 1_024 * 1_024),
+    /** Largest audio file accepted by /v1/audio/transcriptions and /translations (bytes); larger is a 413. OpenAI's limit: 25 MB. */
+    TOLLGATE_MAX_AUDIO_BYTES: z.coerce
+      .number()
+      .int()
+      .min(1_024)
+      .max(1_024 * 1_024 * 1_024)
+      .default(25 * 1_024 * 1_024),
     /** Failed authentications (401) allowed per client address per minute; past it, unverified keys from it get 429. */
     TOLLGATE_AUTH_FAILURES_PER_MINUTE: z.coerce.number().int().positive().max(1_000_000).default(60),
     /** Longest wait for an upstream's response headers (a whole non-streaming answer) before 504. */

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { accountStreamId } from '../domain/account';
 import { addMs } from '../domain/time';
 import { usd } from '../domain/money';
-import { PRICE_BOOK_STREAM_ID, type Operation } from '../domain/price-book';
+import { PRICE_BOOK_STREAM_ID, type TokenOperation } from '../domain/price-book';
 import { launchMockLlm, STAND_IN_MODEL, standInConfig } from '../adapters/inference/mock-llm-process';
 import type { ModelSpec } from '../adapters/inference';
 import type { PersonalDataVault } from '../adapters/postgres/personal-data-vault';
@@ -26,7 +26,7 @@ export interface FirstRun {
 
 export const DEMO_ACCOUNT_ID = 'demo';
 const DEMO_PROMO = usd('5');
-const STAND_IN_PRICES: Record<Operation, { input: string; output: string }> = {
+const STAND_IN_PRICES: Record<TokenOperation, { input: string; output: string }> = {
   chat: { input: '0.50', output: '1.50' },
   completion: { input: '0.50', output: '1.50' },
   embedding: { input: '0.02', output: '0' },
@@ -60,7 +60,7 @@ export async function firstRun(
         metadata: systemMetadata('first-run'),
       }),
     );
-    for (const [operation, price] of Object.entries(STAND_IN_PRICES) as [Operation, { input: string; output: string }][]) {
+    for (const [operation, price] of Object.entries(STAND_IN_PRICES) as [TokenOperation, { input: string; output: string }][]) {
       await expectOk(
         ledger.priceBook.handle(PRICE_BOOK_STREAM_ID, {
           type: 'SetPrice',

@@ -12,7 +12,7 @@ import { answerMalformedHttp } from '../adapters/http/client-errors';
 import { RateLimiter } from '../adapters/http/admission/rate-limiter';
 import { AuthFailureLimiter } from '../adapters/http/admission/auth-failures';
 import { createGatewayMetrics, type GatewayMetrics } from '../adapters/http/observability/metrics';
-import { createInferenceAdapter, loadModelsFile, warmUpTokenizer, type InferenceAdapter, type ModelSpec } from '../adapters/inference';
+import { AudioAdapter, createInferenceAdapter, loadModelsFile, warmUpTokenizer, type InferenceAdapter, type ModelSpec } from '../adapters/inference';
 import { postgresAccountDirectory } from '../adapters/eventstore/postgres/account-directory';
 import { scanningAccountDirectory } from './account-directory';
 import type { AccountDirectory } from './ports/account-directory';
@@ -227,6 +227,11 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
       bodyTimeoutMs: config.TOLLGATE_UPSTREAM_IDLE_TIMEOUT_S * 1_000,
     });
     cleanups.push(() => inference.close());
+    const audio = new AudioAdapter({
+      headersTimeoutMs: config.TOLLGATE_UPSTREAM_HEADERS_TIMEOUT_S * 1_000,
+      bodyTimeoutMs: config.TOLLGATE_UPSTREAM_IDLE_TIMEOUT_S * 1_000,
+    });
+    cleanups.push(() => audio.close());
     warmUpTokenizer();
 
     const settlements = new SettlementTracker();
@@ -271,6 +276,8 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
       ...(globalLogMonitor && { globalLog: () => globalLogMonitor.health() }),
       startedAt: new Date(),
       bodyLimit: config.TOLLGATE_MAX_BODY_BYTES,
+      audio,
+      maxAudioBytes: config.TOLLGATE_MAX_AUDIO_BYTES,
       authFailures: new AuthFailureLimiter({ failuresPerMinute: config.TOLLGATE_AUTH_FAILURES_PER_MINUTE, now: seams.admissionClock }),
       extraRoutes: routes.map((mount) => (router: Router) => mount(router, parts)),
     });

@@ -11,6 +11,8 @@ import { observeRequests } from './observability/request-log';
 import type { GlobalLogHealth } from '../../src/global-log-monitor';
 import { mountCatalogueRoutes } from './routes/catalogue';
 import { mountInferenceRoutes, type InferenceRouteDeps } from './routes/inference';
+import { mountAudioRoutes } from './routes/audio';
+import type { AudioAdapter } from '../inference';
 import { mountOpenApiRoutes } from './openapi/routes';
 
 export interface AppDeps extends InferenceRouteDeps {
@@ -26,6 +28,10 @@ export interface AppDeps extends InferenceRouteDeps {
   readonly extraRoutes?: readonly ((router: Router) => void)[];
   /** largest JSON body accepted, in bytes (or a size such as '8mb') */
   readonly bodyLimit?: string | number;
+  /** the /v1/audio routes' upstream side; without it they are not served */
+  readonly audio?: AudioAdapter;
+  /** largest audio upload, in bytes (413 beyond) */
+  readonly maxAudioBytes?: number;
   /** repeated 401s from one client address are refused with 429 (see auth-failures.ts) */
   readonly authFailures?: AuthFailureLimiter;
 }
@@ -72,6 +78,7 @@ export function createApp(deps: AppDeps): Express {
 
   const router = Router();
   mountInferenceRoutes(router, deps);
+  if (deps.audio) mountAudioRoutes(router, { ...deps, audio: deps.audio, maxAudioBytes: deps.maxAudioBytes ?? 25 * 1_024 * 1_024 });
   mountCatalogueRoutes(router, deps);
   // The API's description: /openapi.json and its reference page /docs.
   mountOpenApiRoutes(router);

@@ -3,7 +3,7 @@ export type { DispatchOptions, InferenceAdapterOptions, InferenceRequest } from 
 export { CapacityTable } from './capacity';
 export type { AcquireResult, Lease, UpstreamSlot } from './capacity';
 export { loadModelsFile, parseModelsFile, modelsFileSchema, ModelsFileError, operations } from './models-file';
-export type { ModelSpec, ModelsFile, Operation, UpstreamSpec } from './models-file';
+export type { ModelOperation, ModelSpec, ModelsFile, Operation, UpstreamSpec } from './models-file';
 export type { ClientError, DispatchResult, InferenceOutcome, OutcomeKind, TokenUsage } from './outcome';
 export { responseSink } from './sink';
 export type { StreamSink } from './sink';
@@ -14,3 +14,5 @@ export {
   countTextTokens,
   warmUpTokenizer,
 } from './tokens';
+export { AudioAdapter, readAudioDuration, readAudioUsage } from './audio';
+export type { AudioDispatchResult, AudioFile, AudioOutcomeKind, ByteSink, ReportedAudioUsage, SpeechToTextOperation, SpeechToTextRequest } from './audio';

@@ -9,8 +9,10 @@ import { z } from 'zod';
  * wrong entry stops the gateway with a message naming the field.
  */
 
-export const operations = ['chat', 'completion', 'embedding'] as const;
-export type Operation = (typeof operations)[number];
+export const operations = ['chat', 'completion', 'embedding', 'transcription', 'translation', 'speech'] as const;
+export type ModelOperation = (typeof operations)[number];
+/** What the token routes dispatch (the audio routes have their own adapter, adapters/inference/audio.ts). */
+export type Operation = Extract<ModelOperation, 'chat' | 'completion' | 'embedding'>;
 
 const baseUrl = z
   .string()
@@ -55,8 +57,15 @@ const modelSchema = z.strictObject({
   maxOutputTokens: z.number().int().min(1).max(10_000_000),
   operations: z
     .array(z.enum(operations))
-    .min(1, 'at least one of chat, completion, embedding')
+    .min(1, `at least one of ${operations.join(', ')}`)
     .refine((ops) => new Set(ops).size === ops.length, 'no operation twice'),
+  /**
+   * Transcription and translation: the longest audio file accepted, in seconds (its duration is
+   * read from the file's header before anything is reserved). Default 1800 (30 minutes).
+   */
+  maxAudioSeconds: z.number().positive().max(86_400).optional(),
+  /** Speech: the longest `input` accepted, in characters. Default 4096, as OpenAI's. */
+  maxInputCharacters: z.number().int().min(1).max(1_000_000).optional(),
 });
 
 export const modelsFileSchema = z.strictObject({ models: z.array(modelSchema).min(1, 'at least one model') }).superRefine((file, ctx) => {

@@ -7,7 +7,7 @@ import { expiriesInstanceMigration, expiriesMigration } from '../../projections/
 import { instanceLeasesMigration } from '../../src/instances/lease';
 import { auditMigration } from '../../projections/audit/audit';
 import { retentionMigration } from '../../projections/retention/retention';
-import { financeProjectionsMigration } from '../../projections/balances/schema';
+import { financeProjectionsMigration, usageAudioUnitsMigration } from '../../projections/balances/schema';
 import { paymentsMigration } from '../payments/schema';
 import { mailOutboxMigration } from '../../src/mail/outbox';
 
@@ -30,4 +30,5 @@ export const migrations: readonly Migration[] = [
   expiriesInstanceMigration,
   streamMaxAgeMigration,
   mailOutboxMigration,
+  usageAudioUnitsMigration,
 ];

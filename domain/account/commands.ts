@@ -63,8 +63,16 @@ export type SettleReservation = Command<
   'SettleReservation',
   {
     readonly requestId: string;
-    /** tokens to charge, from the charge policy; `estimated` when counted locally */
-    readonly usage: { readonly inputTokens: bigint; readonly outputTokens: bigint; readonly estimated: boolean };
+    /** what to charge, from the charge policy; `estimated` when counted locally */
+    readonly usage: {
+      readonly inputTokens: bigint;
+      readonly outputTokens: bigint;
+      readonly estimated: boolean;
+      /** audio seconds in milliseconds (transcription, translation) */
+      readonly audioMilliseconds?: bigint;
+      /** input characters (speech) */
+      readonly inputCharacters?: bigint;
+    };
     /** the price the reservation was admitted under (priceByVersion(reservation.priceVersion)) */
     readonly price: TokenPrice & { readonly version: number };
     readonly outcome: SettledOutcome;

@@ -229,7 +229,8 @@ function settleReservation(command: C.SettleReservation, state: AccountState): A
   if (price.version !== reservation.priceVersion) {
     return reject({ error: 'price_version_mismatch', requestId, reservedUnder: reservation.priceVersion, given: price.version });
   }
-  if (usage.inputTokens < 0n || usage.outputTokens < 0n) return reject({ error: 'token_count_negative' });
+  if (usage.inputTokens < 0n || usage.outputTokens < 0n || (usage.audioMilliseconds ?? 0n) < 0n || (usage.inputCharacters ?? 0n) < 0n)
+    return reject({ error: 'token_count_negative' });
 
   const actualCost = requestCost(usage, price);
   // Promo first, soonest expiry first; whatever is left comes from purchased credit, which
@@ -254,7 +255,7 @@ function settleReservation(command: C.SettleReservation, state: AccountState): A
         actualCost,
         fromPromo,
         fromPurchased: left,
-        usage: { ...usage },
+        usage: usageOf(usage),
         priceVersion: reservation.priceVersion,
         outcome,
       },
@@ -486,4 +487,16 @@ function correctPersonalData(command: C.CorrectPersonalData, state: AccountState
   const { displayNameCiphertext = null, emailCiphertext = null } = command.data;
   if (displayNameCiphertext === null && emailCiphertext === null) return reject({ error: 'nothing_to_correct' });
   return accept(event('PersonalDataCorrected', { displayNameCiphertext, emailCiphertext }, eventMetadataFrom(command.metadata)));
+}
+
+/** The usage as the event records it: audio and character quantities only when there are any. */
+function usageOf(usage: C.SettleReservation['data']['usage']): C.SettleReservation['data']['usage'] {
+  const { inputTokens, outputTokens, estimated } = usage;
+  return {
+    inputTokens,
+    outputTokens,
+    estimated,
+    ...(usage.audioMilliseconds ? { audioMilliseconds: usage.audioMilliseconds } : {}),
+    ...(usage.inputCharacters ? { inputCharacters: usage.inputCharacters } : {}),
+  };
 }

@@ -147,7 +147,15 @@ const reservationSettledFields = {
   actualCost: naturalSchema,
   fromPromo: z.array(promoDrawSchema),
   fromPurchased: naturalSchema,
-  usage: z.object({ inputTokens: naturalSchema, outputTokens: naturalSchema, estimated: z.boolean() }),
+  usage: z.object({
+    inputTokens: naturalSchema,
+    outputTokens: naturalSchema,
+    estimated: z.boolean(),
+    /** seconds of audio charged, in milliseconds (transcription, translation); absent: none */
+    audioMilliseconds: naturalSchema.optional(),
+    /** input characters charged (speech); absent: none */
+    inputCharacters: naturalSchema.optional(),
+  }),
   priceVersion: z.number().int().min(1),
   outcome: settledOutcomeSchema,
 };

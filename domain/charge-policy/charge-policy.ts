@@ -6,6 +6,10 @@ export interface TokenUsage {
   readonly outputTokens: bigint;
   /** true when counted locally because the upstream reported nothing */
   readonly estimated: boolean;
+  /** seconds of audio in milliseconds (transcription, translation) */
+  readonly audioMilliseconds?: bigint;
+  /** input characters (speech) */
+  readonly inputCharacters?: bigint;
 }
 
 /** How a request ended, as the gateway saw it. */

@@ -7,6 +7,10 @@ export interface EstimateInput {
   readonly promptTokens: bigint;
   /** the request's max_tokens, or the model's cap when it sets none; 0 for embeddings */
   readonly maxOutputTokens: bigint;
+  /** transcription, translation: the audio's duration read from its header, in milliseconds */
+  readonly audioMilliseconds?: bigint;
+  /** speech: the input's characters */
+  readonly inputCharacters?: bigint;
   readonly price: TokenPrice;
   /**
    * average actual cost of this model and operation, when there is history; shared by every
@@ -47,7 +51,15 @@ export function estimateReservation(input: EstimateInput): ReservationEstimate {
   if (input.marginBasisPoints < 0n) throw new RangeError('estimateReservation: margin must not be negative');
   if (input.historicalAverage !== undefined && input.historicalAverage < 0n)
     throw new RangeError('estimateReservation: a historical average must not be negative');
-  const upstream = requestCost({ inputTokens: input.promptTokens, outputTokens: input.maxOutputTokens }, input.price);
+  const upstream = requestCost(
+    {
+      inputTokens: input.promptTokens,
+      outputTokens: input.maxOutputTokens,
+      audioMilliseconds: input.audioMilliseconds,
+      inputCharacters: input.inputCharacters,
+    },
+    input.price,
+  );
   const maximumCost = withMargin(upstream, input.marginBasisPoints);
   const history = input.historicalAverage ?? 0n;
   const estimate = withMargin(upstream > history ? upstream : history, input.marginBasisPoints);

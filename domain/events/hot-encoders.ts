@@ -41,7 +41,7 @@ export const hotDataEncoders: ReadonlyMap<string, (data: never) => Json> = new M
       actualCost: d.actualCost.toString(),
       fromPromo: d.fromPromo.map((draw) => ({ grantId: draw.grantId, amount: draw.amount.toString() })),
       fromPurchased: d.fromPurchased.toString(),
-      usage: { inputTokens: d.usage.inputTokens.toString(), outputTokens: d.usage.outputTokens.toString(), estimated: d.usage.estimated },
+      usage: usageJson(d.usage),
       priceVersion: d.priceVersion,
       outcome: d.outcome,
     })) as (data: never) => Json,
@@ -64,8 +64,7 @@ export const hotDataEncoders: ReadonlyMap<string, (data: never) => Json> = new M
       operation: d.operation,
       ended: d.ended,
       outcome: d.outcome,
-      usage:
-        d.usage === null ? null : { inputTokens: d.usage.inputTokens.toString(), outputTokens: d.usage.outputTokens.toString(), estimated: d.usage.estimated },
+      usage: d.usage === null ? null : usageJson(d.usage),
       upstream: d.upstream,
       httpStatus: d.httpStatus,
       stream: d.stream,
@@ -74,6 +73,14 @@ export const hotDataEncoders: ReadonlyMap<string, (data: never) => Json> = new M
     })) as (data: never) => Json,
   ],
 ]);
+
+function usageJson(u: Settled['usage']): Json {
+  const json: Record<string, Json> = { inputTokens: u.inputTokens.toString(), outputTokens: u.outputTokens.toString(), estimated: u.estimated };
+  // Optional fields: absent stays absent, as zod's encode leaves it.
+  if (u.audioMilliseconds !== undefined) json.audioMilliseconds = u.audioMilliseconds.toString();
+  if (u.inputCharacters !== undefined) json.inputCharacters = u.inputCharacters.toString();
+  return json;
+}
 
 function actor(a: Actor): Json {
   switch (a.kind) {

@@ -72,12 +72,23 @@ export function costOf(tokens: bigint, pricePerMillionMicroUsd: MicroUsd): Micro
 export interface TokenPrice {
   readonly inputPerMillion: MicroUsd;
   readonly outputPerMillion: MicroUsd;
+  /** micro-USD per second of audio (transcription, translation); absent: 0 */
+  readonly perAudioSecond?: MicroUsd | undefined;
+  /** micro-USD per million input characters (speech); absent: 0 */
+  readonly perMillionCharacters?: MicroUsd | undefined;
 }
 
 export interface TokenCounts {
   readonly inputTokens: bigint;
   readonly outputTokens: bigint;
+  /** audio seconds, in milliseconds (transcription, translation); absent: 0 */
+  readonly audioMilliseconds?: bigint | undefined;
+  /** input characters (speech); absent: 0 */
+  readonly inputCharacters?: bigint | undefined;
 }
+
+/** A millisecond of audio at a per-second price is 1/1000 of it: 1000 in units of 1e-6 micro-USD. */
+const PER_SECOND_IN_MILLIONTHS_PER_MS = TOKENS_PER_PRICE_UNIT / 1_000n;
 
 /**
  * A request's cost: input and output are summed as exact fractions of a micro-USD first
@@ -85,8 +96,19 @@ export interface TokenCounts {
  * overcharge by up to one micro-USD per request; this never does.
  */
 export function requestCost(tokens: TokenCounts, price: TokenPrice): MicroUsd {
-  if (tokens.inputTokens < 0n || tokens.outputTokens < 0n) throw new RangeError('requestCost: token counts must not be negative');
-  if (price.inputPerMillion < 0n || price.outputPerMillion < 0n) throw new RangeError('requestCost: prices must not be negative');
-  const exact = tokens.inputTokens * price.inputPerMillion + tokens.outputTokens * price.outputPerMillion;
+  const audioMs = tokens.audioMilliseconds ?? 0n;
+  const characters = tokens.inputCharacters ?? 0n;
+  const perSecond = price.perAudioSecond ?? 0n;
+  const perMillionCharacters = price.perMillionCharacters ?? 0n;
+  if (tokens.inputTokens < 0n || tokens.outputTokens < 0n || audioMs < 0n || characters < 0n)
+    throw new RangeError('requestCost: quantities must not be negative');
+  if (price.inputPerMillion < 0n || price.outputPerMillion < 0n || perSecond < 0n || perMillionCharacters < 0n)
+    throw new RangeError('requestCost: prices must not be negative');
+  // Every term in millionths of a micro-USD, summed exactly, rounded up once.
+  const exact =
+    tokens.inputTokens * price.inputPerMillion +
+    tokens.outputTokens * price.outputPerMillion +
+    audioMs * perSecond * PER_SECOND_IN_MILLIONTHS_PER_MS +
+    characters * perMillionCharacters;
   return ceilDiv(exact, TOKENS_PER_PRICE_UNIT);
 }

@@ -12,6 +12,10 @@ export type SetPrice = Command<
     readonly operation: Operation;
     readonly inputPerMillion: MicroUsd;
     readonly outputPerMillion: MicroUsd;
+    /** micro-USD per audio second (transcription, translation); default 0 */
+    readonly perAudioSecond?: MicroUsd;
+    /** micro-USD per million input characters (speech); default 0 */
+    readonly perMillionCharacters?: MicroUsd;
     /** when the price starts to apply; defaults to the command's `now` */
     readonly effectiveAt?: IsoInstant;
   }

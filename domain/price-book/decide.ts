@@ -33,11 +33,24 @@ export function decidePriceBook(command: PriceBookCommand, state: PriceBookState
       if (!model) return reject({ error: 'unknown_model', modelId });
       if (model.retired) return reject({ error: 'model_retired', modelId });
       if (!model.operations.includes(operation)) return reject({ error: 'operation_not_offered', modelId, operation });
-      if (inputPerMillion < 0n || outputPerMillion < 0n) return reject({ error: 'price_negative', inputPerMillion, outputPerMillion });
+      const perAudioSecond = command.data.perAudioSecond ?? 0n;
+      const perMillionCharacters = command.data.perMillionCharacters ?? 0n;
+      if (inputPerMillion < 0n || outputPerMillion < 0n || perAudioSecond < 0n || perMillionCharacters < 0n)
+        return reject({ error: 'price_negative', inputPerMillion, outputPerMillion });
       if (isBefore(effectiveAt, command.metadata.now)) return reject({ error: 'price_effective_in_past', effectiveAt, now: command.metadata.now });
       return accept({
         type: 'PriceSet',
-        data: { version: state.lastVersion + 1, modelId, operation, inputPerMillion, outputPerMillion, effectiveAt },
+        data: {
+          version: state.lastVersion + 1,
+          modelId,
+          operation,
+          inputPerMillion,
+          outputPerMillion,
+          // Written only when set, so token prices keep the shape they always had.
+          ...(perAudioSecond > 0n ? { perAudioSecond } : {}),
+          ...(perMillionCharacters > 0n ? { perMillionCharacters } : {}),
+          effectiveAt,
+        },
         metadata,
       });
     }

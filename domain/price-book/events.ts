@@ -29,6 +29,13 @@ export const PriceSet = defineEvent(
     operation: operationSchema,
     inputPerMillion: naturalSchema,
     outputPerMillion: naturalSchema,
+    /**
+     * micro-USD per second of audio (transcription, translation). Absent on prices set before
+     * speech was sold, and on token-only prices: 0.
+     */
+    perAudioSecond: naturalSchema.optional(),
+    /** micro-USD per million input characters (speech); absent: 0 */
+    perMillionCharacters: naturalSchema.optional(),
     effectiveAt: isoInstantSchema,
   }),
 );

@@ -17,6 +17,8 @@ export interface PriceVersion {
   readonly operation: Operation;
   readonly inputPerMillion: MicroUsd;
   readonly outputPerMillion: MicroUsd;
+  readonly perAudioSecond?: MicroUsd | undefined;
+  readonly perMillionCharacters?: MicroUsd | undefined;
   readonly effectiveAt: IsoInstant;
 }
 
@@ -35,6 +37,10 @@ export interface PriceInForce {
   readonly version: number;
   readonly inputPerMillion: MicroUsd;
   readonly outputPerMillion: MicroUsd;
+  /** micro-USD per audio second (0 when not priced so) */
+  readonly perAudioSecond: MicroUsd;
+  /** micro-USD per million input characters (0 when not priced so) */
+  readonly perMillionCharacters: MicroUsd;
 }
 
 /** The model, if it exists and is not retired; the check a new request goes through. */
@@ -62,7 +68,13 @@ export function priceInForce(state: PriceBookState, modelId: string, operation: 
     if (!best || eff > toEpochMs(best.effectiveAt) || (eff === toEpochMs(best.effectiveAt) && p.version > best.version)) best = p;
   }
   if (!best) return { ok: false, error: { error: 'no_price_in_force', modelId, operation, at } };
-  return ok({ version: best.version, inputPerMillion: best.inputPerMillion, outputPerMillion: best.outputPerMillion });
+  return ok({
+    version: best.version,
+    inputPerMillion: best.inputPerMillion,
+    outputPerMillion: best.outputPerMillion,
+    perAudioSecond: best.perAudioSecond ?? 0n,
+    perMillionCharacters: best.perMillionCharacters ?? 0n,
+  });
 }
 
 /** A price by version, whatever has changed since: what settlement charges. */

@@ -16,13 +16,21 @@ export const RequestLogged = defineEvent(
     accountId: idSchema,
     keyId: idSchema,
     model: idSchema,
-    /** chat, completion or embedding: the endpoint */
+    /** chat, completion, embedding, transcription, translation or speech: the endpoint */
     operation: idSchema,
     /** how the reservation ended */
     ended: z.enum(['settled', 'released']),
     /** the settlement's outcome or the release's reason */
     outcome: idSchema,
-    usage: z.object({ inputTokens: naturalSchema, outputTokens: naturalSchema, estimated: z.boolean() }).nullable(),
+    usage: z
+      .object({
+        inputTokens: naturalSchema,
+        outputTokens: naturalSchema,
+        estimated: z.boolean(),
+        audioMilliseconds: naturalSchema.optional(),
+        inputCharacters: naturalSchema.optional(),
+      })
+      .nullable(),
     upstream: z.string().nullable(),
     httpStatus: z.number().int().nullable(),
     stream: z.boolean(),

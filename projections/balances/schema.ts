@@ -59,3 +59,16 @@ export const financeProjectionsMigration = {
     CREATE INDEX journal_postings_occurred_at ON journal_postings (occurred_at);
   `,
 };
+
+/**
+ * Speech is billed in audio seconds and input characters: usage keeps them beside the tokens.
+ * Every row written before is a token request, so 0 is right for it.
+ */
+export const usageAudioUnitsMigration = {
+  id: '0050_usage_audio_units',
+  sql: `
+    ALTER TABLE usage_daily
+      ADD COLUMN audio_ms bigint NOT NULL DEFAULT 0,
+      ADD COLUMN input_characters bigint NOT NULL DEFAULT 0;
+  `,
+};

@@ -32,6 +32,10 @@ export interface UsageRow {
   readonly requests: bigint;
   readonly inputTokens: bigint;
   readonly outputTokens: bigint;
+  /** seconds of audio charged, in milliseconds (transcription, translation) */
+  readonly audioMilliseconds: bigint;
+  /** input characters charged (speech) */
+  readonly inputCharacters: bigint;
   readonly cost: MicroUsd;
   readonly errors: bigint;
   readonly latencyMsSum: bigint;
@@ -70,6 +74,8 @@ export function usageStep(streamId: string, event: DomainEvent): UsageStep | nul
         requests: 0n,
         inputTokens: 0n,
         outputTokens: 0n,
+        audioMilliseconds: 0n,
+        inputCharacters: 0n,
         cost: 0n,
         errors: 0n,
         latencyMsSum: BigInt(d.latencyMs ?? 0),
@@ -89,6 +95,8 @@ export function usageStep(streamId: string, event: DomainEvent): UsageStep | nul
     requests: 1n,
     inputTokens: 0n,
     outputTokens: 0n,
+    audioMilliseconds: 0n,
+    inputCharacters: 0n,
     cost: 0n,
     errors: 0n,
     latencyMsSum: 0n,
@@ -112,6 +120,8 @@ export function usageStep(streamId: string, event: DomainEvent): UsageStep | nul
           row(f, {
             inputTokens: d.usage.inputTokens,
             outputTokens: d.usage.outputTokens,
+            audioMilliseconds: d.usage.audioMilliseconds ?? 0n,
+            inputCharacters: d.usage.inputCharacters ?? 0n,
             cost: d.actualCost,
             errors: d.outcome === 'completed' ? 0n : 1n,
           }),
@@ -145,6 +155,8 @@ export function addUsage(a: UsageRow | undefined, b: UsageRow): UsageRow {
     requests: a.requests + b.requests,
     inputTokens: a.inputTokens + b.inputTokens,
     outputTokens: a.outputTokens + b.outputTokens,
+    audioMilliseconds: a.audioMilliseconds + b.audioMilliseconds,
+    inputCharacters: a.inputCharacters + b.inputCharacters,
     cost: a.cost + b.cost,
     errors: a.errors + b.errors,
     latencyMsSum: a.latencyMsSum + b.latencyMsSum,

@@ -138,6 +138,10 @@ export interface UsageLine {
   readonly requests: bigint;
   readonly inputTokens: bigint;
   readonly outputTokens: bigint;
+  /** seconds of audio charged, in milliseconds (transcription, translation) */
+  readonly audioMilliseconds: bigint;
+  /** input characters charged (speech) */
+  readonly inputCharacters: bigint;
   readonly cost: MicroUsd;
   readonly errors: bigint;
   /** whole milliseconds, rounded down; null when no request reported a latency */
@@ -154,13 +158,15 @@ export async function usageOf(pool: Pool, accountId: string, period: Period = {}
     requests: string;
     input_tokens: string;
     output_tokens: string;
+    audio_ms: string;
+    input_characters: string;
     cost: string;
     errors: string;
     latency_ms_sum: string;
     latency_count: string;
   }>(
-    `SELECT to_char(day, 'YYYY-MM-DD') AS day, key_id, model, operation, requests::text, input_tokens::text, output_tokens::text, cost::text, errors::text,
-            latency_ms_sum::text, latency_count::text
+    `SELECT to_char(day, 'YYYY-MM-DD') AS day, key_id, model, operation, requests::text, input_tokens::text, output_tokens::text,
+            audio_ms::text, input_characters::text, cost::text, errors::text, latency_ms_sum::text, latency_count::text
        FROM usage_daily
       WHERE account_id = $1 AND ($2::date IS NULL OR day >= $2::date) AND ($3::date IS NULL OR day < $3::date)
       ORDER BY day, key_id, model, operation`,
@@ -174,6 +180,8 @@ export async function usageOf(pool: Pool, accountId: string, period: Period = {}
     requests: BigInt(r.requests),
     inputTokens: BigInt(r.input_tokens),
     outputTokens: BigInt(r.output_tokens),
+    audioMilliseconds: BigInt(r.audio_ms),
+    inputCharacters: BigInt(r.input_characters),
     cost: BigInt(r.cost),
     errors: BigInt(r.errors),
     averageLatencyMs: BigInt(r.latency_count) === 0n ? null : Number(BigInt(r.latency_ms_sum) / BigInt(r.latency_count)),

@@ -6,7 +6,13 @@ import { chargeFor, type RequestOutcome } from '../../domain/charge-policy';
 import type { CommandMetadata } from '../../domain/events/metadata';
 import { estimateReservation } from '../../domain/estimate';
 import type { MicroUsd } from '../../domain/money';
-import { PRICE_BOOK_STREAM_ID, priceInForce, type Operation } from '../../domain/price-book';
+import {
+  PRICE_BOOK_STREAM_ID,
+  priceInForce,
+  type Operation as AnyOperation,
+  type PriceInForce,
+  type TokenOperation as Operation,
+} from '../../domain/price-book';
 import { countPromptTokens, type ClientError, type InferenceAdapter, type InferenceOutcome, type StreamSink } from '../../adapters/inference';
 import type { VerifiedKey } from '../api-keys';
 import type { HistoricalCosts } from '../historical-costs';
@@ -249,19 +255,28 @@ export async function serveInference(deps: ServeRequestDeps, input: ServeInput, 
   return undefined;
 }
 
+/** What the request log records of a request beside its money. */
+export interface LoggedRequest {
+  readonly accountId: string;
+  readonly keyId: string;
+  readonly model: string;
+  readonly operation: AnyOperation;
+  readonly stream: boolean;
+}
+
 /**
  * Settles or releases by the charge policy; retried, since the answer has already gone out,
  * until the reservation's deadline (epoch ms): a database outage must not
  * turn a served request into an expired, uncharged one.
  */
-async function endReservation(
-  deps: ServeRequestDeps,
+export async function endReservation(
+  deps: Pick<ServeRequestDeps, 'ledger' | 'logger' | 'metrics'>,
   stream: string,
   requestId: string,
   outcome: RequestOutcome,
-  price: { version: number; inputPerMillion: MicroUsd; outputPerMillion: MicroUsd },
+  price: PriceInForce,
   request: RequestMetadata | undefined,
-  logged: { readonly accountId: string; readonly keyId: string; readonly model: string; readonly operation: Operation; readonly stream: boolean },
+  logged: LoggedRequest,
   metadata: CommandMetadata,
   expiresAt: number,
 ): Promise<void> {
@@ -306,11 +321,11 @@ async function endReservation(
  * request list.
  */
 async function logRequest(
-  deps: ServeRequestDeps,
+  deps: Pick<ServeRequestDeps, 'ledger' | 'logger'>,
   requestId: string,
   charge: ReturnType<typeof chargeFor>,
   request: RequestMetadata | undefined,
-  logged: { readonly accountId: string; readonly keyId: string; readonly model: string; readonly operation: Operation; readonly stream: boolean },
+  logged: LoggedRequest,
   metadata: CommandMetadata,
 ): Promise<void> {
   if (charge.decision === 'no_reservation') return;
@@ -415,6 +430,6 @@ function overranOutcome(outcome: RequestOutcome): RequestOutcome {
   }
 }
 
-function commandMetadata(key: VerifiedKey, correlationId: string, causationId: string): CommandMetadata {
+export function commandMetadata(key: VerifiedKey, correlationId: string, causationId: string): CommandMetadata {
   return { now: new Date().toISOString(), correlationId, causationId, actor: { kind: 'customer_key', keyId: key.keyId } };
 }

@@ -75,8 +75,10 @@ export const usageProjection: SqlProjection<DomainEvent> = {
     const rows = [...sums.values()];
     const big = (pick: (r: UsageRow) => bigint) => rows.map((r) => pick(r).toString());
     await db.query(
-      `INSERT INTO usage_daily (account_id, key_id, model, operation, day, requests, input_tokens, output_tokens, cost, errors, latency_ms_sum, latency_count)
-       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::date[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[])
+      `INSERT INTO usage_daily (account_id, key_id, model, operation, day, requests, input_tokens, output_tokens, cost, errors, latency_ms_sum, latency_count,
+                               audio_ms, input_characters)
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::date[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[],
+                            $13::bigint[], $14::bigint[])
        ON CONFLICT (account_id, day, key_id, model, operation) DO UPDATE SET
          requests = usage_daily.requests + excluded.requests,
          input_tokens = usage_daily.input_tokens + excluded.input_tokens,
@@ -84,7 +86,9 @@ export const usageProjection: SqlProjection<DomainEvent> = {
          cost = usage_daily.cost + excluded.cost,
          errors = usage_daily.errors + excluded.errors,
          latency_ms_sum = usage_daily.latency_ms_sum + excluded.latency_ms_sum,
-         latency_count = usage_daily.latency_count + excluded.latency_count`,
+         latency_count = usage_daily.latency_count + excluded.latency_count,
+         audio_ms = usage_daily.audio_ms + excluded.audio_ms,
+         input_characters = usage_daily.input_characters + excluded.input_characters`,
       [
         rows.map((r) => r.accountId),
         rows.map((r) => r.keyId),
@@ -98,6 +102,8 @@ export const usageProjection: SqlProjection<DomainEvent> = {
         big((r) => r.errors),
         big((r) => r.latencyMsSum),
         big((r) => r.latencyCount),
+        big((r) => r.audioMilliseconds),
+        big((r) => r.inputCharacters),
       ],
     );
   },

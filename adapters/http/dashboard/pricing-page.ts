@@ -6,7 +6,8 @@ export function pricingPage(prices: readonly CatalogueEntry[], asOf: string): st
     .map(
       (p) =>
         `<tr><th scope="row">${escapeHtml(p.model)}</th><td>${escapeHtml(p.operation)}</td>` +
-        `<td class="num">${escapeHtml(displayUsd(p.input_usd_per_million))}</td><td class="num">${escapeHtml(displayUsd(p.output_usd_per_million))}</td></tr>`,
+        `<td class="num">${escapeHtml(displayUsd(p.input_usd_per_million))}</td><td class="num">${escapeHtml(displayUsd(p.output_usd_per_million))}</td>` +
+        `<td class="num">${escapeHtml(audioPrice(p))}</td></tr>`,
     )
     .join('\n');
   return `<!doctype html>
@@ -22,13 +23,13 @@ export function pricingPage(prices: readonly CatalogueEntry[], asOf: string): st
 <header class="topbar"><a class="brand" href="/dashboard/">Tollgate</a><nav aria-label="Site"><a href="/dashboard/">Sign in</a></nav></header>
 <main id="main" class="page">
 <h1>Pricing</h1>
-<p>Prepaid credit, charged per token at the price in force when a request is admitted. Prices are in US dollars per million tokens; a request's cost is rounded up to the next millionth of a dollar.</p>
+<p>Prepaid credit, charged at the price in force when a request is admitted. Prices are in US dollars per million tokens; transcription and translation also per second of audio, speech per million input characters. A request's cost is rounded up to the next millionth of a dollar.</p>
 ${
   prices.length === 0
     ? '<p role="status">No models are on sale at the moment.</p>'
     : `<table>
 <caption>Prices in force on ${escapeHtml(asOf.slice(0, 10))} (UTC)</caption>
-<thead><tr><th scope="col">Model</th><th scope="col">Operation</th><th scope="col" class="num">Input, per million tokens</th><th scope="col" class="num">Output, per million tokens</th></tr></thead>
+<thead><tr><th scope="col">Model</th><th scope="col">Operation</th><th scope="col" class="num">Input, per million tokens</th><th scope="col" class="num">Output, per million tokens</th><th scope="col" class="num">Audio and speech</th></tr></thead>
 <tbody>
 ${rows}
 </tbody>
@@ -39,6 +40,13 @@ ${rows}
 </body>
 </html>
 `;
+}
+
+/** The price in the operation's own unit: per audio second, per million characters, or none for tokens. */
+function audioPrice(p: CatalogueEntry): string {
+  if (p.usd_per_audio_second !== undefined) return `${displayUsd(p.usd_per_audio_second)} per second`;
+  if (p.usd_per_million_characters !== undefined) return `${displayUsd(p.usd_per_million_characters)} per million characters`;
+  return '';
 }
 
 /** "0.500000" to "$0.50", "0.000150" to "$0.00015": exact, from the decimal string, no float. */

@@ -321,3 +321,44 @@ const invalidRequestCodes: readonly InvalidRequestCode[] = [
 function isInvalidRequestCode(value: unknown): value is InvalidRequestCode {
   return typeof value === 'string' && (invalidRequestCodes as readonly string[]).includes(value);
 }
+
+/**
+ * /v1/audio/speech: JSON. `input` is priced per character and capped per model; `voice` is a
+ * name or {id}; the rest passes through (instructions, stream_format, vendor extensions).
+ */
+export const speechRequestSchema = z.looseObject({
+  model: z.string().min(1),
+  input: z.string().min(1),
+  voice: z.union([z.string().min(1), z.looseObject({ id: z.string().min(1) })], { error: 'expected a voice name or {"id": ...}' }),
+  response_format: z.enum(['mp3', 'opus', 'aac', 'flac', 'wav', 'pcm']).nullish(),
+  speed: z.number().min(0.25).max(4).nullish(),
+  instructions: z.string().nullish(),
+  stream_format: z.enum(['audio', 'sse']).nullish(),
+});
+export type SpeechRequest = z.output<typeof speechRequestSchema>;
+
+export function parseSpeechRequest(body: unknown): ParsedRequest<SpeechRequest> {
+  return parseWith(speechRequestSchema, body);
+}
+
+/**
+ * /v1/audio/transcriptions and /translations: the multipart form's text fields (the file is
+ * apart). Form values are strings: temperature and stream are read from their text.
+ */
+const speechToTextFieldsSchema = z.looseObject({
+  model: z.string().min(1),
+  language: z.string().min(1).nullish(),
+  prompt: z.string().nullish(),
+  response_format: z.enum(['json', 'text', 'srt', 'verbose_json', 'vtt']).nullish(),
+  temperature: z
+    .string()
+    .regex(/^\d+(\.\d+)?$/, 'a number from 0 to 1')
+    .refine((t) => Number(t) <= 1, 'a number from 0 to 1')
+    .nullish(),
+  stream: z.enum(['true', 'false']).nullish(),
+});
+export type SpeechToTextFields = z.output<typeof speechToTextFieldsSchema>;
+
+export function parseSpeechToTextFields(fields: Readonly<Record<string, string>>): ParsedRequest<SpeechToTextFields> {
+  return parseWith(speechToTextFieldsSchema, fields);
+}

@@ -6,7 +6,7 @@ import {
   type ZodOpenApiResponseObject,
   type ZodOpenApiResponsesObject,
 } from 'zod-openapi';
-import { chatCompletionRequestSchema, completionRequestSchema, embeddingRequestSchema } from '../openai/requests';
+import { chatCompletionRequestSchema, completionRequestSchema, embeddingRequestSchema, speechRequestSchema } from '../openai/requests';
 import { keyLimitsSchema, newKeySchema, renameKeySchema, requestsQuerySchema } from '../routes/account';
 import {
   addModelSchema,
@@ -130,6 +130,32 @@ function inference(summary: string, description: string, body: z.ZodType, answer
   };
 }
 
+function speechToText(summary: string, operation: 'transcription' | 'translation'): ZodOpenApiOperationObject {
+  return {
+    tags: ['OpenAI-compatible'],
+    summary,
+    description:
+      `OpenAI's ${operation === 'transcription' ? 'transcriptions' : 'translations'}, relayed to the model's upstream. The file is held in memory for the request only (never written to disk, never logged) and forwarded as multipart. ` +
+      "Priced per second of audio: the duration is read from the file's header before anything is reserved (a file that cannot be read is a 400; one longer than the model's `maxAudioSeconds` too). " +
+      'Settled on the usage the upstream reports (`{"type": "duration", "seconds"}` at the per-second price, or tokens at the token prices), else on the measured duration, marked estimated.',
+    security: [{ customerKey: [] }],
+    requestBody: { required: true, content: { 'multipart/form-data': { schema: out.speechToTextFormSchema } } },
+    responses: {
+      '200': {
+        description: 'json and verbose_json: JSON; text, srt and vtt: text; `stream=true`: server-sent `transcript.text.*` events.',
+        headers: rateLimitHeaders,
+        content: {
+          'application/json': { schema: out.transcriptionSchema },
+          'text/plain': { schema: out.transcriptTextSchema },
+          'text/event-stream': { schema: out.transcriptEventStreamSchema },
+        },
+      },
+      '413': errorResponse('The file is larger than TOLLGATE_MAX_AUDIO_BYTES (code `request_too_large`, param `file`). Nothing is reserved.'),
+      ...inferenceErrors,
+    },
+  };
+}
+
 const charging =
   ' Before the request reaches an upstream its estimated cost is reserved from the prepaid credit; when it ends, the exact cost from the token counts is charged (see the README for the charge policy).';
 
@@ -178,6 +204,31 @@ const paths: ZodOpenApiPathsObject = {
       out.embeddingListSchema,
       false,
     ),
+  },
+  '/v1/audio/transcriptions': { post: speechToText('Create a transcription', 'transcription') },
+  '/v1/audio/translations': { post: speechToText('Create a translation (into English)', 'translation') },
+  '/v1/audio/speech': {
+    post: {
+      tags: ['OpenAI-compatible'],
+      summary: 'Create speech',
+      description:
+        "OpenAI's text to speech, relayed to the model's upstream; the audio bytes are streamed back as they arrive. Priced per million input characters (`input` counted in Unicode code points, at most the model's `maxInputCharacters`, default 4096). Reserved before dispatch from the input's length; settled on it, or, when the client leaves mid-speech, on the share of the audio relayed of the length the upstream declared.",
+      security: [{ customerKey: [] }],
+      requestBody: { required: true, content: { 'application/json': { schema: speechRequestSchema } } },
+      responses: {
+        '200': {
+          description: 'The audio, streamed as the upstream produces it, in the content type it sends.',
+          headers: rateLimitHeaders,
+          content: Object.fromEntries(
+            ['audio/mpeg', 'audio/wav', 'audio/ogg', 'audio/opus', 'audio/aac', 'audio/flac', 'audio/pcm', 'application/octet-stream'].map((type) => [
+              type,
+              { schema: out.audioSchema },
+            ]),
+          ),
+        },
+        ...inferenceErrors,
+      },
+    },
   },
   '/v1/models': {
     get: {

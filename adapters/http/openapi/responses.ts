@@ -90,6 +90,12 @@ export const catalogueEntrySchema = z
     price_version: z.int(),
     input_usd_per_million: usdSchema,
     output_usd_per_million: usdSchema,
+    unit: z.enum(['token', 'audio_second', 'character']).meta({
+      description:
+        'what the operation is chiefly billed in: tokens (chat, completion, embedding), audio seconds (transcription, translation), input characters (speech)',
+    }),
+    usd_per_audio_second: usdSchema.optional().meta({ description: 'transcription and translation' }),
+    usd_per_million_characters: usdSchema.optional().meta({ description: 'speech' }),
   })
   .meta({ id: 'CataloguePrice' });
 
@@ -140,6 +146,32 @@ export const eventStreamSchema = z.string().meta({
   description:
     'Server-sent events: `data: {chunk}` lines as OpenAI streams them, ending with `data: [DONE]`. An error after the stream began arrives as a `data: {"error": {...}}` event.',
 });
+
+// --- audio ---------------------------------------------------------------------------------------
+
+export const speechToTextFormSchema = z
+  .object({
+    file: z.string().meta({ format: 'binary', description: 'the audio: flac, mp3, mp4, mpeg, mpga, m4a, ogg, wav or webm' }),
+    model: z.string(),
+    language: z.string().optional(),
+    prompt: z.string().optional(),
+    response_format: z.enum(['json', 'text', 'srt', 'verbose_json', 'vtt']).optional(),
+    temperature: z.string().optional().meta({ description: 'a number from 0 to 1' }),
+    stream: z.enum(['true', 'false']).optional(),
+  })
+  .meta({ id: 'SpeechToTextForm' });
+
+export const transcriptionSchema = z
+  .looseObject({ text: z.string(), usage: z.looseObject({ type: z.enum(['duration', 'tokens']) }).optional() })
+  .meta({ id: 'Transcription' });
+
+export const transcriptTextSchema = z.string().meta({ description: 'The transcript as plain text, SRT or WebVTT.' });
+
+export const transcriptEventStreamSchema = z.string().meta({
+  description: 'Server-sent events: `transcript.text.delta` events, then `transcript.text.done` with the usage.',
+});
+
+export const audioSchema = z.string().meta({ format: 'binary', description: 'Audio bytes.' });
 
 // --- accounts and keys --------------------------------------------------------------------------
 
@@ -234,7 +266,15 @@ export const requestViewSchema = z
     outcome: z.string().nullable().meta({ description: 'settled: the charged outcome; released: why nothing was charged' }),
     reserved_usd: usdSchema,
     cost_usd: usdSchema,
-    usage: z.object({ input_tokens: tokenCount, output_tokens: tokenCount, estimated: z.boolean() }).nullable(),
+    usage: z
+      .object({
+        input_tokens: tokenCount,
+        output_tokens: tokenCount,
+        audio_seconds: z.string().optional().meta({ description: 'transcription, translation: seconds of audio charged, e.g. "1.686"' }),
+        input_characters: tokenCount.optional().meta({ description: 'speech: input characters charged' }),
+        estimated: z.boolean(),
+      })
+      .nullable(),
     upstream: z.string().nullable(),
     http_status: z.int().nullable(),
     stream: z.boolean().nullable(),
@@ -295,6 +335,8 @@ const priceRow = z.object({
   version: z.int(),
   input_usd_per_million: usdSchema,
   output_usd_per_million: usdSchema,
+  usd_per_audio_second: usdSchema.optional(),
+  usd_per_million_characters: usdSchema.optional(),
   effective_at: instant,
   in_force: z.boolean(),
 });
@@ -312,6 +354,8 @@ export const priceSetSchema = z
     version: z.int(),
     input_usd_per_million: usdSchema,
     output_usd_per_million: usdSchema,
+    usd_per_audio_second: usdSchema.optional(),
+    usd_per_million_characters: usdSchema.optional(),
     effective_at: instant,
   })
   .meta({ id: 'PriceSet' });
@@ -365,6 +409,8 @@ export const usageSchema = listOf(
       requests: z.int(),
       input_tokens: z.int(),
       output_tokens: z.int(),
+      audio_seconds: z.number().min(0).meta({ description: 'seconds of audio charged (transcription, translation), to the millisecond' }),
+      input_characters: z.int().meta({ description: 'input characters charged (speech)' }),
       cost: usdSchema,
       errors: z.int(),
       average_latency_ms: z.number().nullable(),

@@ -320,7 +320,7 @@ export interface RequestView {
   readonly outcome: string | null;
   readonly reserved_usd: string;
   readonly cost_usd: string;
-  readonly usage: { input_tokens: string; output_tokens: string; estimated: boolean } | null;
+  readonly usage: { input_tokens: string; output_tokens: string; audio_seconds?: string; input_characters?: string; estimated: boolean } | null;
   readonly upstream: string | null;
   readonly http_status: number | null;
   readonly stream: boolean | null;
@@ -565,7 +565,13 @@ function requestView(
         outcome: d.outcome,
         reserved_usd: formatUsd(d.reservedAmount),
         cost_usd: formatUsd(d.actualCost),
-        usage: { input_tokens: d.usage.inputTokens.toString(), output_tokens: d.usage.outputTokens.toString(), estimated: d.usage.estimated },
+        usage: {
+          input_tokens: d.usage.inputTokens.toString(),
+          output_tokens: d.usage.outputTokens.toString(),
+          ...(d.usage.audioMilliseconds === undefined ? {} : { audio_seconds: audioSeconds(d.usage.audioMilliseconds) }),
+          ...(d.usage.inputCharacters === undefined ? {} : { input_characters: d.usage.inputCharacters.toString() }),
+          estimated: d.usage.estimated,
+        },
         ...observed(d.requestId),
       };
     }
@@ -814,3 +820,8 @@ export const mountAccountRoutes: RouteMount = (router: Router, gateway) => {
     res.json({ object: 'list', data: requests });
   });
 };
+
+/** Milliseconds of audio as exact decimal seconds: 1686n -> "1.686". */
+function audioSeconds(ms: bigint): string {
+  return `${ms / 1_000n}.${(ms % 1_000n).toString().padStart(3, '0')}`;
+}

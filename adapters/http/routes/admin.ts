@@ -102,6 +102,10 @@ export const setPriceSchema = z.object({
   operation: operationSchema,
   input_usd_per_million: priceUsdSchema,
   output_usd_per_million: priceUsdSchema,
+  /** transcription, translation: per second of audio (default 0) */
+  usd_per_audio_second: priceUsdSchema.optional(),
+  /** speech: per million input characters (default 0) */
+  usd_per_million_characters: priceUsdSchema.optional(),
   effective_at: instantSchema.optional(),
 });
 
@@ -362,6 +366,8 @@ export const mountAdminRoutes: RouteMount = (router: Router, gateway) => {
         operation: body.operation,
         inputPerMillion: body.input_usd_per_million,
         outputPerMillion: body.output_usd_per_million,
+        ...(body.usd_per_audio_second !== undefined ? { perAudioSecond: body.usd_per_audio_second } : {}),
+        ...(body.usd_per_million_characters !== undefined ? { perMillionCharacters: body.usd_per_million_characters } : {}),
         ...(body.effective_at !== undefined ? { effectiveAt: body.effective_at } : {}),
       },
       metadata: metadataOf(res),
@@ -375,6 +381,8 @@ export const mountAdminRoutes: RouteMount = (router: Router, gateway) => {
       version: set.data.version,
       input_usd_per_million: formatUsd(set.data.inputPerMillion),
       output_usd_per_million: formatUsd(set.data.outputPerMillion),
+      ...(set.data.perAudioSecond === undefined ? {} : { usd_per_audio_second: formatUsd(set.data.perAudioSecond) }),
+      ...(set.data.perMillionCharacters === undefined ? {} : { usd_per_million_characters: formatUsd(set.data.perMillionCharacters) }),
       effective_at: set.data.effectiveAt,
     });
   });
@@ -403,6 +411,8 @@ function modelsView(book: PriceBookState, now: string) {
           version: p.version,
           input_usd_per_million: formatUsd(p.inputPerMillion),
           output_usd_per_million: formatUsd(p.outputPerMillion),
+          ...(p.perAudioSecond === undefined ? {} : { usd_per_audio_second: formatUsd(p.perAudioSecond) }),
+          ...(p.perMillionCharacters === undefined ? {} : { usd_per_million_characters: formatUsd(p.perMillionCharacters) }),
           effective_at: p.effectiveAt,
           in_force: inForce.includes(p.version),
         }));

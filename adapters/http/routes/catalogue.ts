@@ -1,6 +1,6 @@
 import type { Router } from 'express';
 import { formatUsd } from '../../../domain/money';
-import { OPERATIONS, PRICE_BOOK_STREAM_ID, priceInForce, type PriceBookState } from '../../../domain/price-book';
+import { billingUnitOf, OPERATIONS, PRICE_BOOK_STREAM_ID, priceInForce, type BillingUnit, type PriceBookState } from '../../../domain/price-book';
 import type { ApiKeys } from '../../../src/api-keys';
 import type { Ledger } from '../../../src/ledger';
 import { authenticate } from '../auth';
@@ -12,6 +12,12 @@ export interface CatalogueEntry {
   /** USD per million tokens, exact decimal strings (micro-USD precision) */
   readonly input_usd_per_million: string;
   readonly output_usd_per_million: string;
+  /** what the operation is chiefly billed in */
+  readonly unit: BillingUnit;
+  /** transcription, translation: USD per second of audio */
+  readonly usd_per_audio_second?: string;
+  /** speech: USD per million input characters */
+  readonly usd_per_million_characters?: string;
 }
 
 /** Every offered model and operation with the price in force at `at`. */
@@ -28,6 +34,9 @@ export function pricesInForce(book: PriceBookState, at: string): CatalogueEntry[
         price_version: price.value.version,
         input_usd_per_million: formatUsd(price.value.inputPerMillion),
         output_usd_per_million: formatUsd(price.value.outputPerMillion),
+        unit: billingUnitOf(operation),
+        ...(billingUnitOf(operation) === 'audio_second' ? { usd_per_audio_second: formatUsd(price.value.perAudioSecond) } : {}),
+        ...(billingUnitOf(operation) === 'character' ? { usd_per_million_characters: formatUsd(price.value.perMillionCharacters) } : {}),
       });
     }
   }

@@ -64,6 +64,8 @@ export function mountFinanceRoutes(router: Router, gateway: GatewayParts): void 
         requests: Number(l.requests),
         input_tokens: Number(l.inputTokens),
         output_tokens: Number(l.outputTokens),
+        audio_seconds: Number(l.audioMilliseconds) / 1_000,
+        input_characters: Number(l.inputCharacters),
         cost: formatUsd(l.cost),
         errors: Number(l.errors),
         average_latency_ms: l.averageLatencyMs,

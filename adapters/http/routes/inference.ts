@@ -1,7 +1,7 @@
 import type { Request, Response, Router } from 'express';
 import type { AccountError } from '../../../domain/account';
 import type { MicroUsd } from '../../../domain/money';
-import type { Operation } from '../../../domain/price-book';
+import type { TokenOperation as Operation } from '../../../domain/price-book';
 import type { ApiKeys } from '../../../src/api-keys';
 import { serveInference, type Answer, type InferenceExchange, type Refusal, type ServeRequestDeps } from '../../../src/inference/serve-request';
 import { responseSink } from '../../inference';
@@ -151,7 +151,8 @@ function refusalError(refused: Refusal): ApiError {
   }
 }
 
-function refusal(error: AccountError, needed: MicroUsd, basis: ReservationBasis): ApiError {
+/** The answer to a reservation the account refused (shared with the audio routes). */
+export function refusal(error: AccountError, needed: MicroUsd, basis: ReservationBasis | undefined): ApiError {
   switch (error.error) {
     case 'exceeds_available_balance':
       return insufficientQuota({ available: error.available, needed: error.needed, basis });

@@ -22,7 +22,7 @@ export function registerModels(program: Command): void {
     .command('add')
     .description('add a model to the price book (it is served once an upstream in the models file serves it, and priced with `prices set`)')
     .argument('<modelId>', 'the id clients send as `model`, e.g. meta-llama/Llama-3.1-8B-Instruct')
-    .requiredOption('--operations <operations>', 'comma-separated: chat, completion, embedding', commaList)
+    .requiredOption('--operations <operations>', 'comma-separated: chat, completion, embedding, transcription, translation, speech', commaList)
     .requiredOption('--max-output-tokens <n>', 'output cap used to estimate a reservation when a request sets no max_tokens', positiveInteger)
     .action(async (modelId: string, options: { operations: string[]; maxOutputTokens: number }, command: Command) => {
       const ctx = contextOf(command);

@@ -71,6 +71,21 @@ test('an API refusal prints one line with the API message and exits non-zero', a
   expect(wrongKey.stderr).not.toContain('not-the-admin-key');
 });
 
+test('prices set takes per-second and per-character prices for speech models', async () => {
+  expect((await tollgate(['models', 'add', 'cli-whisper', '--operations', 'transcription,translation', '--max-output-tokens', '448'])).code).toBe(0);
+  const perSecond = await tollgate(['prices', 'set', 'cli-whisper', '--operation', 'transcription', '--usd-per-audio-second', '0.0001', '--json']);
+  expect(perSecond.code).toBe(0);
+  expect(JSON.parse(perSecond.stdout)).toMatchObject({
+    operation: 'transcription',
+    input_usd_per_million: '0.000000',
+    output_usd_per_million: '0.000000',
+    usd_per_audio_second: '0.000100',
+  });
+  expect((await tollgate(['models', 'add', 'cli-tts', '--operations', 'speech', '--max-output-tokens', '1'])).code).toBe(0);
+  const perCharacter = await tollgate(['prices', 'set', 'cli-tts', '--operation', 'speech', '--usd-per-million-characters', '15', '--json']);
+  expect(JSON.parse(perCharacter.stdout)).toMatchObject({ operation: 'speech', usd_per_million_characters: '15.000000' });
+});
+
 test('--help explains each command', async () => {
   const top = await tollgate(['--help']);
   expect(top.code).toBe(0);

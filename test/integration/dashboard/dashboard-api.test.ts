@@ -228,7 +228,16 @@ describe('the page', () => {
     expect(page.body).toMatch(/<th scope="row">dash-model<\/th><td>chat<\/td><td class="num">\$0\.25<\/td><td class="num">\$1\.000001<\/td>/);
     // Model ids cannot hold markup today; the page escapes them all the same.
     const crafted = pricingPage(
-      [{ model: '<img src=x onerror=alert(1)>', operation: 'chat', price_version: 1, input_usd_per_million: '1.000000', output_usd_per_million: '2.500000' }],
+      [
+        {
+          model: '<img src=x onerror=alert(1)>',
+          operation: 'chat',
+          price_version: 1,
+          input_usd_per_million: '1.000000',
+          output_usd_per_million: '2.500000',
+          unit: 'token',
+        },
+      ],
       new Date().toISOString(),
     );
     expect(crafted).not.toContain('<img');

@@ -92,6 +92,8 @@ describe('finance over HTTP', () => {
         requests: 1,
         input_tokens: 1000,
         output_tokens: 500,
+        audio_seconds: 0,
+        input_characters: 0,
         cost: '0.005000',
         errors: 0,
         average_latency_ms: 120,

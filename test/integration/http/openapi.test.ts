@@ -7,6 +7,7 @@ import { startTestGateway, type TestGateway } from '../../support/gateway';
 import { defaultMockLlmConfig, startMockLlm, type MockLlm } from '../../support/mock-llm';
 import { OpenApiCheck, type CheckedAnswer, type OpenApiDocument } from '../../support/openapi-check';
 import { startPaymentsHarness, WEBHOOK_SECRET, type PaymentsHarness } from '../payments/harness';
+import { espeakWav, startSpeechServer, type SpeechServer } from '../../support/speech-server';
 
 /**
  * The OpenAPI document (/openapi.json) against what the gateway really answers. Every request
@@ -20,8 +21,11 @@ import { startPaymentsHarness, WEBHOOK_SECRET, type PaymentsHarness } from '../p
 const CHAT = 'oa-chat';
 const EMBED = 'oa-embed';
 const DOWN = 'oa-down';
+const WHISPER = 'oa-whisper';
+const TTS = 'oa-tts';
 
 let upstream: MockLlm;
+let speech: SpeechServer;
 let tg: TestGateway;
 let pay: PaymentsHarness;
 let check: OpenApiCheck;
@@ -74,6 +78,7 @@ async function customer(name: string, topUpUsd?: string): Promise<{ accountId: s
 
 beforeAll(async () => {
   upstream = await startMockLlm(defaultMockLlmConfig());
+  speech = await startSpeechServer();
   [tg, pay] = await Promise.all([
     startTestGateway({
       models: [
@@ -81,9 +86,11 @@ beforeAll(async () => {
         { id: EMBED, upstreams: [{ baseUrl: upstream.baseUrl, capacity: 8 }], maxOutputTokens: 1, operations: ['embedding'] },
         // Nothing listens on port 9: every request to this model finds no upstream.
         { id: DOWN, upstreams: [{ baseUrl: 'http://127.0.0.1:9/v1', capacity: 8 }], maxOutputTokens: 16, operations: ['chat'] },
+        { id: WHISPER, upstreams: [{ baseUrl: speech.baseUrl, capacity: 8 }], maxOutputTokens: 256, operations: ['transcription', 'translation'] },
+        { id: TTS, upstreams: [{ baseUrl: speech.baseUrl, capacity: 8 }], maxOutputTokens: 1, operations: ['speech'] },
       ],
       // This file sends a 401 to every authenticated route on purpose; the limiter has its own tests.
-      env: { TOLLGATE_AUTH_FAILURES_PER_MINUTE: '10000' },
+      env: { TOLLGATE_AUTH_FAILURES_PER_MINUTE: '10000', TOLLGATE_MAX_AUDIO_BYTES: '100000' },
     }),
     startPaymentsHarness(),
   ]);
@@ -96,6 +103,7 @@ afterAll(async () => {
   await tg?.stop();
   await pay?.stop();
   await upstream?.stop();
+  await speech?.stop();
 });
 
 describe('the document', () => {
@@ -215,6 +223,20 @@ describe('admin', () => {
     expectStatus(await admin('POST', '/admin/models', { body: { id: EMBED, operations: ['embedding'], max_output_tokens: 1 } }), 201);
     expectStatus(await admin('POST', '/admin/models', { body: { id: DOWN, operations: ['chat'], max_output_tokens: 16 } }), 201);
     expectStatus(await admin('POST', '/admin/models', { body: { id: 'x', operations: ['dance'], max_output_tokens: 5 } }), 400, 'invalid_value');
+    expectStatus(await admin('POST', '/admin/models', { body: { id: WHISPER, operations: ['transcription', 'translation'], max_output_tokens: 256 } }), 201);
+    expectStatus(await admin('POST', '/admin/models', { body: { id: TTS, operations: ['speech'], max_output_tokens: 1 } }), 201);
+    for (const operation of ['transcription', 'translation'] as const) {
+      const set = await admin('POST', '/admin/prices', {
+        body: { model: WHISPER, operation, input_usd_per_million: '0', output_usd_per_million: '0', usd_per_audio_second: '0.0001' },
+      });
+      expectStatus(set, 201);
+      expect(set.body.usd_per_audio_second).toBe('0.000100');
+    }
+    const tts = await admin('POST', '/admin/prices', {
+      body: { model: TTS, operation: 'speech', input_usd_per_million: '0', output_usd_per_million: '0', usd_per_million_characters: '15' },
+    });
+    expectStatus(tts, 201);
+    expect(tts.body.usd_per_million_characters).toBe('15.000000');
     for (const [model, operation] of [
       [CHAT, 'chat'],
       [CHAT, 'completion'],
@@ -367,6 +389,51 @@ describe('OpenAI-compatible', () => {
     const readOnly = await call('POST', '/v1/account/keys', { key, body: { name: 'reader', scopes: ['account_read'] } });
     expectStatus(readOnly, 201);
     expectStatus(await call('POST', '/v1/embeddings', { key: readOnly.body.key, body: { model: EMBED, input: 'x' } }), 403, 'insufficient_permissions');
+  });
+});
+
+describe('audio', () => {
+  test('transcriptions, translations and speech, with their errors', async () => {
+    const { key } = await customer('Audrey', '10');
+    const wav = espeakWav('documented audio');
+    const form = (fields: Record<string, string>, file: Buffer | null = wav) => {
+      const data = new FormData();
+      for (const [name, value] of Object.entries(fields)) data.append(name, value);
+      if (file) data.append('file', new Blob([file], { type: 'audio/wav' }), 'clip.wav');
+      return data;
+    };
+    const post = (path: string, body: FormData, withKey = true) =>
+      check.fetch(`${tg.url}${path}`, { method: 'POST', headers: withKey ? { authorization: `Bearer ${key}` } : {}, body });
+
+    expectStatus(await post('/v1/audio/transcriptions', form({ model: WHISPER })), 200);
+    const text = await post('/v1/audio/transcriptions', form({ model: WHISPER, response_format: 'srt' }));
+    expect({ status: text.status, type: text.contentType }).toEqual({ status: 200, type: 'text/plain' });
+    const streamed = await post('/v1/audio/transcriptions', form({ model: WHISPER, stream: 'true' }));
+    expect({ status: streamed.status, type: streamed.contentType }).toEqual({ status: 200, type: 'text/event-stream' });
+    expectStatus(await post('/v1/audio/translations', form({ model: WHISPER, response_format: 'verbose_json' })), 200);
+    const audio = await call('POST', '/v1/audio/speech', { key, body: { model: TTS, voice: 'alloy', input: 'documented speech' } });
+    expect({ status: audio.status, type: audio.contentType }).toEqual({ status: 200, type: 'audio/wav' });
+
+    expectStatus(await post('/v1/audio/transcriptions', form({ model: WHISPER }, Buffer.alloc(100_001))), 413, 'request_too_large');
+    expectStatus(await post('/v1/audio/transcriptions', form({ model: WHISPER }, Buffer.from('not audio at all'))), 400, 'invalid_value');
+    expectStatus(await post('/v1/audio/transcriptions', form({ model: WHISPER }, null)), 400, 'missing_required_parameter');
+    expectStatus(await post('/v1/audio/translations', form({ model: WHISPER, response_format: 'mp3' })), 400, 'invalid_value');
+    expectStatus(await post('/v1/audio/transcriptions', form({ model: 'no-such-model' })), 404, 'model_not_found');
+    expectStatus(await post('/v1/audio/translations', form({ model: WHISPER }), false), 401, 'invalid_api_key');
+    expectStatus(await call('POST', '/v1/audio/speech', { key, body: { model: TTS, voice: 'alloy' } }), 400, 'missing_required_parameter');
+    const poor = await customer('Quiet');
+    expectStatus(
+      await call('POST', '/v1/audio/speech', { key: poor.key, body: { model: TTS, voice: 'alloy', input: 'no credit' } }),
+      429,
+      'insufficient_quota',
+    );
+    const prices = await call('GET', '/pricing');
+    expect(prices.body.prices).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ model: WHISPER, operation: 'transcription', unit: 'audio_second', usd_per_audio_second: '0.000100' }),
+        expect.objectContaining({ model: TTS, operation: 'speech', unit: 'character', usd_per_million_characters: '15.000000' }),
+      ]),
+    );
   });
 });
 

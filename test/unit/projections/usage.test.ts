@@ -14,6 +14,38 @@ const placed = (requestId: string, occurredAt: string): AccountEvent => ({
 });
 
 describe('usage reducer', () => {
+  test('a settled speech request counts its audio milliseconds and input characters beside the tokens', () => {
+    const settled = (requestId: string, operation: 'transcription' | 'speech', usage: Record<string, unknown>): AccountEvent =>
+      ({
+        type: 'ReservationSettled',
+        data: {
+          requestId,
+          keyId: 'k1',
+          model: 'whisper',
+          operation,
+          reservedAmount: 500n,
+          actualCost: 170n,
+          fromPromo: [],
+          fromPurchased: 170n,
+          usage: { inputTokens: 0n, outputTokens: 0n, estimated: true, ...usage },
+          priceVersion: 1,
+          outcome: 'completed',
+        },
+        metadata: at('2025-01-02T10:00:00+00:00'),
+      }) as AccountEvent;
+    const rows = [
+      ...foldUsage([
+        { streamId: stream, event: settled('a', 'transcription', { audioMilliseconds: 1_686n }) },
+        { streamId: stream, event: settled('b', 'transcription', { audioMilliseconds: 2_000n }) },
+        { streamId: stream, event: settled('c', 'speech', { inputCharacters: 43n }) },
+      ]).values(),
+    ];
+    expect(rows.map((r) => [r.operation, r.requests, r.audioMilliseconds, r.inputCharacters, r.cost])).toEqual([
+      ['transcription', 2n, 3_686n, 0n, 340n],
+      ['speech', 1n, 0n, 43n, 170n],
+    ]);
+  });
+
   test('a release counts a request and an error under the key, model and operation of its placement, on the day it ended (UTC)', () => {
     const open = new Map<string, ReservationFacts>();
     // Placement and release in different batches: the facts travel through `open`.
@@ -64,6 +96,8 @@ describe('usage reducer', () => {
         requests: 1n,
         inputTokens: 0n,
         outputTokens: 0n,
+        audioMilliseconds: 0n,
+        inputCharacters: 0n,
         cost: 0n,
         errors: 1n,
         latencyMsSum: 40n,

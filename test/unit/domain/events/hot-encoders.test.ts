@@ -10,7 +10,12 @@ import { storedMetadataSchema } from '../../../../domain/events/metadata';
 const id = fc.string({ minLength: 1, maxLength: 12 });
 const natural = fc.bigInt({ min: 0n, max: 10n ** 20n });
 const instant = fc.date({ min: new Date('2000-01-01T00:00:00Z'), max: new Date('2100-01-01T00:00:00Z'), noInvalidDate: true }).map((d) => d.toISOString());
-const operation = fc.constantFrom('chat', 'completion', 'embedding');
+// Audio quantities are optional: absent on token requests, present on speech ones.
+const usageOf = fc.record(
+  { inputTokens: natural, outputTokens: natural, estimated: fc.boolean(), audioMilliseconds: natural, inputCharacters: natural },
+  { requiredKeys: ['inputTokens', 'outputTokens', 'estimated'] },
+);
+const operation = fc.constantFrom('chat', 'completion', 'embedding', 'transcription', 'translation', 'speech');
 const smallInt = fc.integer({ min: 0, max: 1_000_000 });
 const actor = fc.oneof(
   fc.record({ kind: fc.constant('customer_key' as const), keyId: id }),
@@ -45,7 +50,7 @@ const hotEvents = fc.oneof(
       actualCost: natural,
       fromPromo: fc.array(fc.record({ grantId: id, amount: natural }), { maxLength: 3 }),
       fromPurchased: natural,
-      usage: fc.record({ inputTokens: natural, outputTokens: natural, estimated: fc.boolean() }),
+      usage: usageOf,
       priceVersion: fc.integer({ min: 1, max: 1_000 }),
       outcome: fc.constantFrom(
         'completed',
@@ -77,7 +82,7 @@ const hotEvents = fc.oneof(
       operation,
       ended: fc.constantFrom('settled', 'released'),
       outcome: id,
-      usage: fc.option(fc.record({ inputTokens: natural, outputTokens: natural, estimated: fc.boolean() }), { nil: null }),
+      usage: fc.option(usageOf, { nil: null }),
       upstream: fc.option(fc.webUrl(), { nil: null }),
       httpStatus: fc.option(fc.integer({ min: 100, max: 599 }), { nil: null }),
       stream: fc.boolean(),

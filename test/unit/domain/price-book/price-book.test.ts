@@ -98,11 +98,11 @@ describe('priceInForce and priceByVersion', () => {
   it('is the latest price already effective at the instant', () => {
     expect(priceInForce(book, 'llama', 'chat', minutesAfterT0(59))).toEqual({
       ok: true,
-      value: { version: 1, inputPerMillion: usd('0.15'), outputPerMillion: usd('0.60') },
+      value: { version: 1, inputPerMillion: usd('0.15'), outputPerMillion: usd('0.60'), perAudioSecond: 0n, perMillionCharacters: 0n },
     });
     expect(priceInForce(book, 'llama', 'chat', minutesAfterT0(60))).toEqual({
       ok: true,
-      value: { version: 2, inputPerMillion: usd('0.20'), outputPerMillion: usd('0.80') },
+      value: { version: 2, inputPerMillion: usd('0.20'), outputPerMillion: usd('0.80'), perAudioSecond: 0n, perMillionCharacters: 0n },
     });
   });
   it('on equal effective times the later version wins', () => {

@@ -4,13 +4,19 @@ import { del, get, post } from '../api.js';
 import { decimalFromInput, usd } from '../money.js';
 import { Field, Loading, Message, Select, When, instantFromLocalInput, useAction, useLoad } from '../ui.js';
 
-const OPERATIONS = ['chat', 'completion', 'embedding'];
+const OPERATIONS = ['chat', 'completion', 'embedding', 'transcription', 'translation', 'speech'];
+/** Speech operations are priced in their own unit too (per audio second, per million characters). */
+const UNIT_PRICE = {
+  transcription: { field: 'usd_per_audio_second', label: 'USD per audio second' },
+  translation: { field: 'usd_per_audio_second', label: 'USD per audio second' },
+  speech: { field: 'usd_per_million_characters', label: 'USD per million input characters' },
+};
 
 export function ModelsPage() {
   const models = useLoad(() => get('/admin/models'));
   const action = useAction();
   const [added, setAdded] = useState({ id: '', operations: ['chat'], maxOutputTokens: '4096' });
-  const [price, setPrice] = useState({ model: '', operation: 'chat', input: '', output: '', effective: '' });
+  const [price, setPrice] = useState({ model: '', operation: 'chat', input: '', output: '', unit: '', effective: '' });
   const [retiring, setRetiring] = useState(null);
 
   const act = async (call, success) => {
@@ -31,6 +37,9 @@ export function ModelsPage() {
     const input = decimalFromInput(price.input);
     const output = decimalFromInput(price.output);
     if (input === null || output === null) return action.setMessage({ kind: 'error', text: 'Enter both prices in dollars per million tokens, such as 0.20.' });
+    const unitPrice = UNIT_PRICE[price.operation];
+    const unit = unitPrice ? decimalFromInput(price.unit) : null;
+    if (unitPrice && unit === null) return action.setMessage({ kind: 'error', text: `Enter the price in ${unitPrice.label}, such as 0.0001.` });
     const effectiveAt = instantFromLocalInput(price.effective);
     return act(
       () =>
@@ -39,6 +48,7 @@ export function ModelsPage() {
           operation: price.operation,
           input_usd_per_million: input,
           output_usd_per_million: output,
+          ...(unitPrice ? { [unitPrice.field]: unit } : {}),
           ...(effectiveAt ? { effective_at: effectiveAt } : {}),
         }),
       (p) => `Price version ${p.version} for ${p.model} (${p.operation}) takes effect ${p.effective_at.replace('T', ' ').slice(0, 16)} UTC.`,
@@ -58,7 +68,7 @@ export function ModelsPage() {
         <tbody>${data.map(
           (m) => html`<tr>
           <th scope="row">${m.id}${m.retired ? ' (retired)' : ''}</th><td>${m.operations.join(', ')}</td><td class="num">${m.max_output_tokens.toLocaleString('en-US')}</td>
-          <td><ul class="plain">${m.prices.map((p) => html`<li>${p.operation}: ${usd(p.input_usd_per_million)} / ${usd(p.output_usd_per_million)} ${p.in_force ? '(in force)' : html`(from <${When} at=${p.effective_at} />)`}</li>`)}</ul></td>
+          <td><ul class="plain">${m.prices.map((p) => html`<li>${p.operation}: ${usd(p.input_usd_per_million)} / ${usd(p.output_usd_per_million)}${p.usd_per_audio_second ? `, ${usd(p.usd_per_audio_second)} per audio second` : ''}${p.usd_per_million_characters ? `, ${usd(p.usd_per_million_characters)} per million characters` : ''} ${p.in_force ? '(in force)' : html`(from <${When} at=${p.effective_at} />)`}</li>`)}</ul></td>
           <td>${
             !m.retired &&
             (retiring === m.id
@@ -75,6 +85,7 @@ export function ModelsPage() {
         <${Select} label="Operation" id="price-operation" value=${price.operation} onChange=${(e) => setPrice({ ...price, operation: e.currentTarget.value })} options=${OPERATIONS.map((o) => ({ value: o, label: o }))} />
         <${Field} label="Input, USD per million" id="price-input" inputmode="decimal" required value=${price.input} onInput=${(e) => setPrice({ ...price, input: e.currentTarget.value })} />
         <${Field} label="Output, USD per million" id="price-output" inputmode="decimal" required value=${price.output} onInput=${(e) => setPrice({ ...price, output: e.currentTarget.value })} />
+        ${UNIT_PRICE[price.operation] && html`<${Field} label=${UNIT_PRICE[price.operation].label} id="price-unit" inputmode="decimal" required value=${price.unit} onInput=${(e) => setPrice({ ...price, unit: e.currentTarget.value })} />`}
         <${Field} label="Effective from (UTC)" id="price-effective" type="datetime-local" value=${price.effective} onInput=${(e) => setPrice({ ...price, effective: e.currentTarget.value })} hint="Empty: at once. Admitted requests keep the price they were admitted at." />
         <button type="submit" disabled=${action.busy}>Save price</button>
       </form>`}<//>

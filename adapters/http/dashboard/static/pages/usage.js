@@ -20,15 +20,27 @@ function sumBy(lines, keyOf) {
   const totals = new Map();
   for (const line of lines) {
     const key = keyOf(line);
-    const t = totals.get(key) ?? { requests: 0, input: 0n, output: 0n, cost: 0n, errors: 0 };
+    const t = totals.get(key) ?? { requests: 0, input: 0n, output: 0n, audioMs: 0n, characters: 0n, cost: 0n, errors: 0 };
     t.requests += line.requests;
     t.input += BigInt(line.input_tokens);
     t.output += BigInt(line.output_tokens);
+    t.audioMs += audioMsOf(line);
+    t.characters += BigInt(line.input_characters ?? 0);
     t.cost += microOf(line.cost);
     t.errors += line.errors;
     totals.set(key, t);
   }
   return totals;
+}
+
+/** Audio seconds (a decimal to the millisecond) as whole milliseconds, so sums stay exact. */
+function audioMsOf(line) {
+  return BigInt(Math.round((line.audio_seconds ?? 0) * 1000));
+}
+
+/** 1686n -> "1.686" */
+function seconds(ms) {
+  return `${(ms / 1000n).toLocaleString('en-US')}.${(ms % 1000n).toString().padStart(3, '0')}`;
 }
 
 /** A uPlot line chart of one value per day and model; the tables below carry the same numbers. */
@@ -102,25 +114,35 @@ export function UsagePage() {
       const names = new Map(keys.map((k) => [k.key_id, `${k.name} (${k.prefix}…)`]));
       const total = [...byKey.values()].reduce((sum, t) => sum + t.cost, 0n);
       if (lines.length === 0) return html`<p>No requests in the last ${days} days.</p>`;
+      // Speech is billed in audio seconds and characters: their charts and columns show when there is any.
+      const audioModels = [...new Set(lines.filter((l) => audioMsOf(l) > 0n).map((l) => l.model))].sort();
+      const speechModels = [...new Set(lines.filter((l) => (l.input_characters ?? 0) > 0).map((l) => l.model))].sort();
+      const audio = audioModels.length > 0 || speechModels.length > 0;
       return html`
         <p>Spent in the last ${days} days: <strong id="usage-total">${usd(total)}</strong></p>
         <div class="charts">
           <${Chart} title="Cost per day (USD), by model" dates=${period.dates} lines=${lines} models=${models} value=${(l) => microOf(l.cost)} format=${(v) => usd(BigInt(Math.round(v)))} />
           <${Chart} title="Tokens per day (input + output), by model" dates=${period.dates} lines=${lines} models=${models} value=${(l) => BigInt(l.input_tokens + l.output_tokens)} format=${(v) => Math.round(v).toLocaleString('en-US')} />
+          ${audioModels.length > 0 && html`<${Chart} title="Audio seconds per day (transcription, translation), by model" dates=${period.dates} lines=${lines.filter((l) => audioModels.includes(l.model))} models=${audioModels} value=${(l) => audioMsOf(l)} format=${(v) => (v / 1000).toLocaleString('en-US', { maximumFractionDigits: 3 })} />`}
+          ${speechModels.length > 0 && html`<${Chart} title="Input characters per day (speech), by model" dates=${period.dates} lines=${lines.filter((l) => speechModels.includes(l.model))} models=${speechModels} value=${(l) => BigInt(l.input_characters ?? 0)} format=${(v) => Math.round(v).toLocaleString('en-US')} />`}
         </div>
         <h2>By key</h2>
-        <${TotalsTable} id="usage-by-key" label="Key" rows=${[...byKey].map(([keyId, t]) => [names.get(keyId) ?? keyId, t])} />
+        <${TotalsTable} id="usage-by-key" label="Key" rows=${[...byKey].map(([keyId, t]) => [names.get(keyId) ?? keyId, t])} audio=${audio} />
         <h2>By model</h2>
-        <${TotalsTable} id="usage-by-model" label="Model" rows=${[...byModel]} />`;
+        <${TotalsTable} id="usage-by-model" label="Model" rows=${[...byModel]} audio=${audio} />`;
     }}<//>`;
 }
 
-function TotalsTable({ id, label, rows }) {
+function TotalsTable({ id, label, rows, audio }) {
   return html`<table id=${id}>
-    <thead><tr><th scope="col">${label}</th><th scope="col" class="num">Requests</th><th scope="col" class="num">Errors</th><th scope="col" class="num">Input tokens</th><th scope="col" class="num">Output tokens</th><th scope="col" class="num">Cost</th></tr></thead>
+    <thead><tr><th scope="col">${label}</th><th scope="col" class="num">Requests</th><th scope="col" class="num">Errors</th><th scope="col" class="num">Input tokens</th><th scope="col" class="num">Output tokens</th>${
+      audio && html`<th scope="col" class="num">Audio seconds</th><th scope="col" class="num">Input characters</th>`
+    }<th scope="col" class="num">Cost</th></tr></thead>
     <tbody>${rows.map(
       ([name, t]) => html`<tr>
-      <th scope="row">${name}</th><td class="num">${t.requests}</td><td class="num">${t.errors}</td><td class="num">${t.input.toLocaleString('en-US')}</td><td class="num">${t.output.toLocaleString('en-US')}</td><td class="num">${usd(t.cost)}</td>
+      <th scope="row">${name}</th><td class="num">${t.requests}</td><td class="num">${t.errors}</td><td class="num">${t.input.toLocaleString('en-US')}</td><td class="num">${t.output.toLocaleString('en-US')}</td>${
+        audio && html`<td class="num">${seconds(t.audioMs)}</td><td class="num">${t.characters.toLocaleString('en-US')}</td>`
+      }<td class="num">${usd(t.cost)}</td>
     </tr>`,
     )}</tbody>
   </table>`;

@@ -1,0 +1,264 @@
+import { randomUUID } from 'node:crypto';
+import { accountStreamId, type AccountError, type RequestMetadata } from '../../domain/account';
+import type { RequestOutcome, TokenUsage } from '../../domain/charge-policy';
+import { estimateReservation } from '../../domain/estimate';
+import type { MicroUsd } from '../../domain/money';
+import { PRICE_BOOK_STREAM_ID, priceInForce, type AudioOperation } from '../../domain/price-book';
+import {
+  readAudioDuration,
+  type AudioAdapter,
+  type AudioDispatchResult,
+  type AudioFile,
+  type ByteSink,
+  type ClientError,
+  type InferenceAdapter,
+  type SpeechToTextOperation,
+} from '../../adapters/inference';
+import type { VerifiedKey } from '../api-keys';
+import { commandMetadata, endReservation, releaseAbandonedReservation, type ServeRequestDeps } from './serve-request';
+
+/**
+ * The audio use case (/v1/audio/transcriptions, /translations, /speech): the same reservation
+ * and settlement as chat (src/inference/serve-request.ts: its endReservation, the charge policy,
+ * the request log), priced in other units. Transcription and translation are priced per audio
+ * second, the duration read from the file's header before anything is reserved; speech per
+ * million input characters. Token prices apply where the upstream reports tokens. Settled on the
+ * upstream's reported usage where it gives one, else on the measured quantity, marked estimated.
+ */
+export interface ServeAudioDeps extends Omit<ServeRequestDeps, 'inference'> {
+  readonly inference: Pick<InferenceAdapter, 'model' | 'tryAcquire'>;
+  readonly audio: AudioAdapter;
+}
+
+/** Defaults for the models file's per-model limits. */
+export const DEFAULT_MAX_AUDIO_SECONDS = 1_800;
+export const DEFAULT_MAX_INPUT_CHARACTERS = 4_096;
+
+export type AudioInput =
+  | {
+      readonly operation: SpeechToTextOperation;
+      readonly key: VerifiedKey;
+      readonly model: string;
+      readonly file: AudioFile;
+      /** the form's other fields, sent on as they came */
+      readonly fields: ReadonlyArray<readonly [string, string]>;
+      readonly stream: boolean;
+    }
+  | {
+      readonly operation: 'speech';
+      readonly key: VerifiedKey;
+      readonly model: string;
+      /** the validated JSON body */
+      readonly body: Readonly<Record<string, unknown>> & { readonly input: string };
+    };
+
+export type AudioRefusal =
+  | { readonly kind: 'model_not_found'; readonly model: string }
+  | { readonly kind: 'upstream_unavailable' }
+  | { readonly kind: 'unreadable_audio' }
+  | { readonly kind: 'audio_too_long'; readonly seconds: number; readonly maxSeconds: number }
+  | { readonly kind: 'input_too_long'; readonly characters: number; readonly maxCharacters: number }
+  | { readonly kind: 'at_capacity'; readonly retryAfterSeconds: number }
+  | { readonly kind: 'reservation_refused'; readonly error: AccountError; readonly needed: MicroUsd; readonly maximumCost: MicroUsd };
+
+export type AudioAnswer =
+  | { readonly kind: 'end_stream' }
+  | { readonly kind: 'timed_out'; readonly maxRequestDurationMs: number }
+  | { readonly kind: 'client_error'; readonly error: ClientError }
+  | { readonly kind: 'body'; readonly contentType: string; readonly bytes: Uint8Array }
+  | { readonly kind: 'failed' };
+
+/** The route's side of one audio request. */
+export interface AudioExchange {
+  readonly requestId: string;
+  annotate(facts: { model?: string }): void;
+  /** rate limits (requests per minute; an audio request counts no tokens): throws the route's refusal */
+  admit(): void;
+  sink(): ByteSink;
+  onClientGone(listener: () => void): () => void;
+  holdLog(): () => void;
+  answer(answer: AudioAnswer): void;
+}
+
+/** Input characters as a person counts them: code points, not UTF-16 units. */
+export function countCharacters(text: string): number {
+  let n = 0;
+  for (const _ of text) n++;
+  return n;
+}
+
+export async function serveAudio(deps: ServeAudioDeps, input: AudioInput, exchange: AudioExchange): Promise<AudioRefusal | undefined> {
+  const { operation, key, model } = input;
+  const now = new Date().toISOString();
+  const { state: book } = await deps.ledger.priceBook.load(PRICE_BOOK_STREAM_ID);
+  const price = priceInForce(book, model, operation, now);
+  if (!price.ok) return { kind: 'model_not_found', model };
+  const spec = deps.inference.model(model);
+  if (!spec || !spec.operations.includes(operation)) return { kind: 'upstream_unavailable' };
+  exchange.annotate({ model });
+
+  // The measured quantity, before anything is reserved.
+  let audioMilliseconds = 0n;
+  let measuredSeconds = 0;
+  let characters = 0;
+  if (input.operation === 'speech') {
+    characters = countCharacters(input.body.input);
+    const maxCharacters = spec.maxInputCharacters ?? DEFAULT_MAX_INPUT_CHARACTERS;
+    if (characters > maxCharacters) return { kind: 'input_too_long', characters, maxCharacters };
+  } else {
+    const duration = await readAudioDuration(input.file);
+    if (!duration.ok) return { kind: 'unreadable_audio' };
+    measuredSeconds = duration.seconds;
+    const maxSeconds = spec.maxAudioSeconds ?? DEFAULT_MAX_AUDIO_SECONDS;
+    if (duration.seconds > maxSeconds) return { kind: 'audio_too_long', seconds: duration.seconds, maxSeconds };
+    audioMilliseconds = BigInt(Math.ceil(duration.seconds * 1_000));
+  }
+
+  exchange.admit();
+  const slot = deps.inference.tryAcquire(model);
+  if (slot.kind === 'unknown_model') return { kind: 'upstream_unavailable' };
+  if (slot.kind === 'at_capacity') return { kind: 'at_capacity', retryAfterSeconds: slot.retryAfterSeconds };
+  const lease = slot.lease;
+
+  const reservationId = `req_${randomUUID()}`;
+  const metadata = commandMetadata(key, exchange.requestId, reservationId);
+  // Speech to text may also be token-priced (gpt-4o-transcribe style): its text output is capped like chat's.
+  const maxOutputTokens = input.operation === 'speech' ? 0n : BigInt(Math.min(Number(book.models.get(model)!.maxOutputTokens), spec.maxOutputTokens));
+  const { amount, maximumCost } = estimateReservation({
+    promptTokens: 0n,
+    maxOutputTokens: price.value.outputPerMillion > 0n ? maxOutputTokens : 0n,
+    audioMilliseconds,
+    inputCharacters: BigInt(characters),
+    price: price.value,
+    historicalAverage: deps.historicalCosts.historicalAverage(model, operation),
+    marginBasisPoints: deps.marginBasisPoints,
+  });
+  const stream = accountStreamId(key.accountId);
+  let placed;
+  try {
+    placed = await deps.ledger.accounts.handle(stream, {
+      type: 'PlaceReservation',
+      data: {
+        requestId: reservationId,
+        keyId: key.keyId,
+        model,
+        operation,
+        amount,
+        priceVersion: price.value.version,
+        ...(deps.instanceId === undefined ? {} : { instanceId: deps.instanceId }),
+      },
+      metadata,
+    });
+  } catch (error) {
+    lease.release();
+    void releaseAbandonedReservation(deps, stream, reservationId, metadata);
+    throw error;
+  }
+  if (!placed.ok) {
+    lease.release();
+    return { kind: 'reservation_refused', error: placed.error, needed: amount, maximumCost };
+  }
+  deps.metrics.reservationsOpen.inc();
+  const placedEvent = placed.events.find((e) => e.event.type === 'ReservationPlaced')?.event;
+  const expiresAt = placedEvent?.type === 'ReservationPlaced' ? Date.parse(placedEvent.data.expiresAt) : Date.now();
+
+  const finished = deps.settlements.begin(key.accountId);
+  const releaseLog = exchange.holdLog();
+  const abort = new AbortController();
+  const stopWatching = exchange.onClientGone(() => abort.abort());
+  let overran = false;
+  const maxDuration =
+    deps.maxRequestDurationMs === undefined
+      ? undefined
+      : setTimeout(() => {
+          overran = true;
+          abort.abort();
+        }, deps.maxRequestDurationMs);
+  const streamed = input.operation === 'speech' || input.stream;
+  let outcome: RequestOutcome;
+  let result: AudioDispatchResult | undefined;
+  try {
+    const options = { signal: abort.signal, requestId: exchange.requestId, sink: exchange.sink() };
+    result =
+      input.operation === 'speech'
+        ? await deps.audio.speak(lease, input.body, options)
+        : await deps.audio.transcribe(lease, { operation: input.operation, file: input.file, fields: input.fields, stream: input.stream }, options);
+    const usage = input.operation === 'speech' ? speechUsage(result, characters) : speechToTextUsage(result, measuredSeconds, audioMilliseconds);
+    outcome = toAudioOutcome(result, usage, abort.signal.aborted);
+    if (overran && outcome.kind === 'client_disconnected') outcome = { kind: 'max_duration_reached', producedSoFar: outcome.producedSoFar };
+    if (overran && outcome.kind === 'completed_after_disconnect') outcome = { kind: 'completed', usage: outcome.usage };
+    if (result.streamStarted) exchange.answer({ kind: 'end_stream' });
+    else if (overran && !result.clientError && result.body === undefined)
+      exchange.answer({ kind: 'timed_out', maxRequestDurationMs: deps.maxRequestDurationMs ?? 0 });
+    else if (result.clientError) exchange.answer({ kind: 'client_error', error: result.clientError });
+    else if (result.body) exchange.answer({ kind: 'body', contentType: result.body.contentType, bytes: result.body.bytes });
+    else exchange.answer({ kind: 'end_stream' });
+  } catch (error) {
+    outcome = { kind: 'gateway_error' };
+    deps.logger.error({ requestId: exchange.requestId, err: { name: (error as Error).name } }, 'audio dispatch failed inside the gateway');
+    exchange.answer({ kind: 'failed' });
+  } finally {
+    stopWatching();
+    clearTimeout(maxDuration);
+  }
+  const request: RequestMetadata | undefined = result && {
+    upstream: result.upstream,
+    httpStatus: result.httpStatus,
+    stream: streamed,
+    latencyMs: result.latencyMs,
+    timeToFirstTokenMs: result.timeToFirstByteMs ?? null,
+  };
+  if (result) deps.metrics.observeUpstreamLatency(model, result.latencyMs);
+  releaseLog();
+  const logged = { accountId: key.accountId, keyId: key.keyId, model, operation: operation as AudioOperation, stream: streamed };
+  finished(endReservation(deps, stream, reservationId, outcome, price.value, request, logged, metadata, expiresAt));
+  return undefined;
+}
+
+/**
+ * Transcription and translation: the upstream's reported duration (never more than the file's own
+ * duration rounded up to the whole second, the most an honest upstream reports) or its reported
+ * tokens; else the duration measured from the header, marked estimated.
+ */
+export function speechToTextUsage(result: Pick<AudioDispatchResult, 'reported'>, measuredSeconds: number, measuredMilliseconds: bigint): TokenUsage {
+  const reported = result.reported;
+  if (reported?.kind === 'tokens') {
+    return { inputTokens: BigInt(reported.inputTokens), outputTokens: BigInt(reported.outputTokens), estimated: false };
+  }
+  if (reported?.kind === 'duration') {
+    const ceilingMs = Math.ceil(measuredSeconds) * 1_000;
+    const reportedMs = Math.ceil(reported.seconds * 1_000);
+    return { inputTokens: 0n, outputTokens: 0n, estimated: false, audioMilliseconds: BigInt(Math.min(reportedMs, ceilingMs)) };
+  }
+  return { inputTokens: 0n, outputTokens: 0n, estimated: true, audioMilliseconds: measuredMilliseconds };
+}
+
+/**
+ * Speech: the input's characters (upstreams report no usage for speech: measured, so estimated).
+ * Cut short (the client left), the characters in proportion to the audio relayed of the length
+ * the upstream declared, rounded up; without a declared length, all of them.
+ */
+export function speechUsage(result: Pick<AudioDispatchResult, 'kind' | 'bytesRelayed' | 'declaredBytes'>, characters: number): TokenUsage {
+  let charged = BigInt(characters);
+  if (result.kind !== 'completed' && result.declaredBytes !== undefined && result.bytesRelayed < result.declaredBytes) {
+    const part = BigInt(characters) * BigInt(result.bytesRelayed);
+    const whole = BigInt(result.declaredBytes);
+    charged = (part + whole - 1n) / whole;
+  }
+  return { inputTokens: 0n, outputTokens: 0n, estimated: true, inputCharacters: charged };
+}
+
+function toAudioOutcome(result: AudioDispatchResult, usage: TokenUsage, clientLeft: boolean): RequestOutcome {
+  switch (result.kind) {
+    case 'completed':
+      return clientLeft ? { kind: 'completed_after_disconnect', usage } : { kind: 'completed', usage };
+    case 'client_disconnected':
+      // The upstream was cancelled: what it produced so far (see speechUsage) is charged.
+      return { kind: 'client_disconnected', producedSoFar: usage };
+    case 'upstream_error':
+    case 'cut':
+    case 'upstream_unavailable':
+      // Released by the charge policy: no output the customer can use.
+      return { kind: 'upstream_error', tokens: null };
+  }
+}
