@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { parse } from 'yaml';
 import { spawn, spawnSync } from 'node:child_process';
-import { ConfigError, configSchema, loadConfig } from '../../../src/config';
+import { ConfigError, accountRateLimits, configSchema, loadConfig } from '../../../src/config';
 
 interface Service {
   environment?: Record<string, string>;
@@ -130,6 +130,18 @@ describe('configuration', () => {
     const fits = loadConfig({ TOLLGATE_MAX_REQUEST_DURATION_S: '61', TOLLGATE_UPSTREAM_HEADERS_TIMEOUT_S: '60', TOLLGATE_UPSTREAM_IDLE_TIMEOUT_S: '60' });
     expect(fits.TOLLGATE_MAX_REQUEST_DURATION_S).toBe(61);
     expect(loadConfig({}).TOLLGATE_INSTANCE_LEASE_S).toBe(10);
+  });
+
+  test("per-account rate limits default to the per-key ones; a key's limit above its account's stops start-up", () => {
+    expect(accountRateLimits(loadConfig({}))).toEqual({ requestsPerMinute: null, tokensPerMinute: null });
+    expect(accountRateLimits(loadConfig({ TOLLGATE_RATE_LIMIT_RPM: '60', TOLLGATE_RATE_LIMIT_TPM: '1000' }))).toEqual({ requestsPerMinute: 60, tokensPerMinute: 1000 });
+    expect(accountRateLimits(loadConfig({ TOLLGATE_RATE_LIMIT_RPM: '60', TOLLGATE_ACCOUNT_RATE_LIMIT_RPM: '200' }))).toEqual({ requestsPerMinute: 200, tokensPerMinute: null });
+    expect(() => loadConfig({ TOLLGATE_RATE_LIMIT_TPM: '5000', TOLLGATE_ACCOUNT_RATE_LIMIT_TPM: '4000' })).toThrow(
+      new ConfigError("invalid TOLLGATE_RATE_LIMIT_TPM: 5000 is above TOLLGATE_ACCOUNT_RATE_LIMIT_TPM (4000); a key's limit must be within its account's"),
+    );
+    expect(loadConfig({ TOLLGATE_TRUSTED_PROXIES: ' 127.0.0.1, ::1 ' }).TOLLGATE_TRUSTED_PROXIES).toEqual(['127.0.0.1', '::1']);
+    expect(loadConfig({}).TOLLGATE_TRUSTED_PROXIES).toEqual([]);
+    expect(() => loadConfig({ TOLLGATE_TRUSTED_PROXIES: 'haproxy' })).toThrow(/^invalid TOLLGATE_TRUSTED_PROXIES: /);
   });
 
   test('TOLLGATE_REQUIRE_MODELS_FILE=true (the production image) without a models file stops start-up with one line', () => {
