@@ -29,6 +29,9 @@ export const masterKeyText = z
     return bytes;
   });
 
+/** A per-minute limit; unset or empty (compose's ${VAR:-}) means none. */
+const optionalPerMinute = z.preprocess((value) => (typeof value === 'string' && value.trim() === '' ? undefined : value), z.coerce.number().int().positive().optional());
+
 export const configSchema = z
   .object({
     /** PostgreSQL URL; when absent an embedded server is started with data under TOLLGATE_DATA_DIR. */
@@ -98,15 +101,15 @@ export const configSchema = z
     /** Longest silence from an upstream mid-answer before the stream counts as cut. */
     TOLLGATE_UPSTREAM_IDLE_TIMEOUT_S: z.coerce.number().positive().max(3_600).default(120),
     /** Per-key limits on requests and tokens per minute; unset means unlimited. */
-    TOLLGATE_RATE_LIMIT_RPM: z.coerce.number().int().positive().optional(),
-    TOLLGATE_RATE_LIMIT_TPM: z.coerce.number().int().positive().optional(),
+    TOLLGATE_RATE_LIMIT_RPM: optionalPerMinute,
+    TOLLGATE_RATE_LIMIT_TPM: optionalPerMinute,
     /**
      * Per-account limits on requests and tokens per minute, shared by all the account's keys (a
      * new key brings no new allowance); unset means the per-key limit of the same kind (so an
      * account with many keys gets what one key gets), or unlimited when that is unset too.
      */
-    TOLLGATE_ACCOUNT_RATE_LIMIT_RPM: z.coerce.number().int().positive().optional(),
-    TOLLGATE_ACCOUNT_RATE_LIMIT_TPM: z.coerce.number().int().positive().optional(),
+    TOLLGATE_ACCOUNT_RATE_LIMIT_RPM: optionalPerMinute,
+    TOLLGATE_ACCOUNT_RATE_LIMIT_TPM: optionalPerMinute,
     /**
      * Addresses of load balancers or proxies in front of the gateway (comma-separated IPs): for a
      * connection from one of them, the client address (for the authentication-failure limit) is

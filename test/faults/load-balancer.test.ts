@@ -207,7 +207,7 @@ it('three gateways behind HAProxy: shared account limit, revocation, SIGKILL and
         afterRevocation.push((await chat(lb.url, victim.key, false, 'after')).status);
         return afterRevocation.slice(-6).length === 6 && afterRevocation.slice(-6).every((s) => s === 401) ? true : undefined;
       },
-      5_000, // a safety net; the announcement reaches every instance within milliseconds
+      30_000, // a safety net for a loaded machine; the announcement reaches every instance within milliseconds
       20,
     );
     // Once refused, never accepted again.
@@ -221,8 +221,31 @@ it('three gateways behind HAProxy: shared account limit, revocation, SIGKILL and
     const { rows: killedLease } = await db.query<{ instance_id: string }>('SELECT instance_id FROM instance_leases WHERE pid = $1', [killed.pid]);
     expect(killedLease).toHaveLength(1);
     const killedInstance = killedLease[0]!.instance_id;
+    // Long streams in flight on it at the kill (straight to it, so they surely are on it).
+    const streamer = customers[0]!;
+    const cutStreams = Array.from({ length: 3 }, async (_, i) => {
+      const response = await fetch(`${killed.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${streamer.key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: MODEL, stream: true, max_tokens: 32, messages: [{ role: 'user', content: `long stream ${i} `.repeat(100) }] }),
+      });
+      const reader = response.body!.getReader();
+      await reader.read(); // the first chunk: the reservation is durable, the stream is under way
+      return reader;
+    });
+    const readers = await Promise.all(cutStreams);
     const killAt = now();
     process.kill(killed.pid, 'SIGKILL');
+    const cut = await Promise.all(
+      readers.map(async (reader) => {
+        try {
+          for (;;) if ((await reader.read()).done) return false;
+        } catch {
+          return true;
+        }
+      }),
+    );
+    expect(cut).toEqual([true, true, true]);
     await killed.exited;
     gateways[1] = undefined;
     await lb.waitFor('g1', 'DOWN');
@@ -236,6 +259,13 @@ it('three gateways behind HAProxy: shared account limit, revocation, SIGKILL and
       (LEASE_S + 10) * 1_000,
     );
     const afterKill = now();
+    // ...the streams cut by the kill among them: expired, so nothing charged for them.
+    const { rows: expiredOfKilled } = await db.query<{ expired: number }>(
+      `SELECT count(*)::int AS expired FROM events p JOIN events e ON e.stream_id = p.stream_id AND e.type = 'ReservationExpired' AND e.data->>'requestId' = p.data->>'requestId'
+        WHERE p.type = 'ReservationPlaced' AND p.data->>'instanceId' = $1`,
+      [killedInstance],
+    );
+    expect(expiredOfKilled[0]!.expired).toBeGreaterThanOrEqual(3);
     // Requests started after the kill was seen are all served by the others.
     await new Promise((resolve) => setTimeout(resolve, 2_000));
     // It restarts on its port and rejoins.
