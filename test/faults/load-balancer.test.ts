@@ -53,7 +53,7 @@ const start = (i: number) => startGatewayProcess({ databaseUrl, modelsFile, env,
 
 beforeAll(async () => {
   // 8 characters every 40 ms: a stream of the load's prompts lasts about a second.
-  upstream = await startMockLlm(defaultMockLlmConfig({ chunkSize: 8, chunkIntervalMs: 40 }));
+  upstream = await startMockLlm(defaultMockLlmConfig({ chunkSize: 8, chunkIntervalMs: 40 }), 60_000);
   databaseUrl = await createTestDatabase('fault_lb');
   db = new PgPool({ connectionString: databaseUrl, max: 2 });
   modelsFile = writeModelsFile([{ id: MODEL, upstreams: [{ baseUrl: upstream.baseUrl, capacity: 512 }], maxOutputTokens: 256, operations: ['chat' as const] }]);
