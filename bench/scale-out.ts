@@ -41,7 +41,15 @@ function allProcesses(): { pid: number; ppid: number; comm: string; cmdline: str
         const close = stat.lastIndexOf(')');
         const fields = stat.slice(close + 2).split(' ');
         const cmdline = readFileSync(`/proc/${name}/cmdline`, 'utf8').replaceAll('\0', ' ');
-        return [{ pid: Number(name), ppid: Number(fields[1]), comm: stat.slice(stat.indexOf('(') + 1, close), cmdline, ticks: Number(fields[11]) + Number(fields[12]) }];
+        return [
+          {
+            pid: Number(name),
+            ppid: Number(fields[1]),
+            comm: stat.slice(stat.indexOf('(') + 1, close),
+            cmdline,
+            ticks: Number(fields[11]) + Number(fields[12]),
+          },
+        ];
       } catch {
         return [];
       }
@@ -92,14 +100,19 @@ async function admin(base: string, method: string, path: string, body?: unknown)
 async function main(): Promise<number> {
   const pg = await startBenchPostgres();
   const mockPort = await freePort();
-  const mock = await launchMockLlm({ streaming: { chunkSize: 8, chunkIntervalMs: 1 }, rules: [chatCompletionRule('{{jmes request body.messages[-1].content}}')] }, mockPort);
+  const mock = await launchMockLlm(
+    { streaming: { chunkSize: 8, chunkIntervalMs: 1 }, rules: [chatCompletionRule('{{jmes request body.messages[-1].content}}')] },
+    mockPort,
+  );
   const modelsFile = writeModelsFile([{ id: MODEL, upstreams: [{ baseUrl: mock.baseUrl, capacity: 1_024 }], maxOutputTokens: 256, operations: ['chat'] }]);
   const gateways: GatewayProcess[] = [];
   let lb: LoadBalancer | undefined;
   let failed = false;
   try {
-    const rows: string[][] = [['instances', 'req/s', 'p50 ms', 'p99 ms', 'gateways CPU s/1k req', 'postgres', 'haproxy', 'upstream', 'total CPU s/1k req', 'non-2xx']];
-    let keys: string[] = [];
+    const rows: string[][] = [
+      ['instances', 'req/s', 'p50 ms', 'p99 ms', 'gateways CPU s/1k req', 'postgres', 'haproxy', 'upstream', 'total CPU s/1k req', 'non-2xx'],
+    ];
+    const keys: string[] = [];
     for (let n = 1; n <= MAX_INSTANCES; n++) {
       while (gateways.length < n) gateways.push(await startGatewayProcess({ databaseUrl: pg.url, modelsFile, readyTimeoutMs: 120_000 }));
       await lb?.stop();

@@ -30,7 +30,10 @@ export const masterKeyText = z
   });
 
 /** A per-minute limit; unset or empty (compose's ${VAR:-}) means none. */
-const optionalPerMinute = z.preprocess((value) => (typeof value === 'string' && value.trim() === '' ? undefined : value), z.coerce.number().int().positive().optional());
+const optionalPerMinute = z.preprocess(
+  (value) => (typeof value === 'string' && value.trim() === '' ? undefined : value),
+  z.coerce.number().int().positive().optional(),
+);
 
 export const configSchema = z
   .object({
@@ -118,7 +121,12 @@ export const configSchema = z
     TOLLGATE_TRUSTED_PROXIES: z
       .string()
       .optional()
-      .transform((s) => (s ?? '').split(',').map((part) => part.trim()).filter((part) => part !== ''))
+      .transform((s) =>
+        (s ?? '')
+          .split(',')
+          .map((part) => part.trim())
+          .filter((part) => part !== ''),
+      )
       .pipe(z.array(z.union([z.ipv4(), z.ipv6()]))),
     /** Added to every reservation estimate, in basis points (1000 = +10%). */
     TOLLGATE_ESTIMATE_MARGIN_BP: z.coerce.number().int().min(0).max(100_000).default(1_000),

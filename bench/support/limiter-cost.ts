@@ -36,8 +36,10 @@ export function limiterCost(iterations = 400_000): string[][] {
   for (const run of runs) run(iterations / 4); // warm-up
   // Rounds interleaved, best of five each: drift in a shared machine's load hits every case alike.
   const best = runs.map(() => Number.POSITIVE_INFINITY);
-  for (let round = 0; round < 5; round++) runs.forEach((run, i) => (best[i] = Math.min(best[i]!, run(iterations / 5))));
-  cases.forEach(([label], i) => rows.push([label, best[i]!.toFixed(0), `${(best[i]! / best[0]!).toFixed(2)}x`]));
+  for (let round = 0; round < 5; round++) {
+    for (const [i, run] of runs.entries()) best[i] = Math.min(best[i]!, run(iterations / 5));
+  }
+  for (const [i, [label]] of cases.entries()) rows.push([label, best[i]!.toFixed(0), `${(best[i]! / best[0]!).toFixed(2)}x`]);
   return rows;
 }
 

@@ -96,14 +96,12 @@ export class RateLimiter {
     if (account) checked.push(this.check('account', `a:${account.id}`, account.limits, instances, now));
 
     for (const scope of checked) {
-      const refusal = refuse(scope.requests, 'requests', scope.limits.requestsPerMinute, 1) ?? refuse(scope.tokens, 'tokens', scope.limits.tokensPerMinute, tokens);
+      const refusal =
+        refuse(scope.requests, 'requests', scope.limits.requestsPerMinute, 1) ?? refuse(scope.tokens, 'tokens', scope.limits.tokensPerMinute, tokens);
       if (refusal === undefined) continue;
       const headers = headersFor(checked, instances);
       // Every kind of every scope must have room, so a retry waits for the slowest.
-      const waits = checked.flatMap((c) => [
-        waitFor(c.requests, c.limits.requestsPerMinute, 1),
-        waitFor(c.tokens, c.limits.tokensPerMinute, tokens),
-      ]);
+      const waits = checked.flatMap((c) => [waitFor(c.requests, c.limits.requestsPerMinute, 1), waitFor(c.tokens, c.limits.tokensPerMinute, tokens)]);
       const retryAfterMs = waits.includes(undefined) ? undefined : Math.max(...(waits as number[]));
       return { ok: false, headers, error: rateLimited(refusal.kind, { limit: refusal.limit, retryAfterMs, headers, scope: scope.scope }) };
     }

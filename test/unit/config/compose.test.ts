@@ -40,7 +40,11 @@ const gateway = compose.services.gateway!;
 describe('docker-compose.yml', () => {
   test('defines postgres, kurrentdb (one node, or three in the kurrentdb-cluster profile), the gateway and lb', () => {
     expect(Object.keys(compose.services).sort()).toEqual(['gateway', 'kurrentdb', 'kurrentdb-1', 'kurrentdb-2', 'kurrentdb-3', 'lb', 'postgres']);
-    expect(Object.entries(compose.services).filter(([, s]) => s.profiles).map(([name, s]) => [name, s.profiles])).toEqual([
+    expect(
+      Object.entries(compose.services)
+        .filter(([, s]) => s.profiles)
+        .map(([name, s]) => [name, s.profiles]),
+    ).toEqual([
       ['kurrentdb-1', ['kurrentdb-cluster']],
       ['kurrentdb-2', ['kurrentdb-cluster']],
       ['kurrentdb-3', ['kurrentdb-cluster']],
@@ -195,9 +199,18 @@ describe('configuration', () => {
 
   test("per-account rate limits default to the per-key ones; a key's limit above its account's stops start-up", () => {
     expect(accountRateLimits(loadConfig({}))).toEqual({ requestsPerMinute: null, tokensPerMinute: null });
-    expect(accountRateLimits(loadConfig({ TOLLGATE_RATE_LIMIT_RPM: '', TOLLGATE_ACCOUNT_RATE_LIMIT_RPM: ' ' }))).toEqual({ requestsPerMinute: null, tokensPerMinute: null });
-    expect(accountRateLimits(loadConfig({ TOLLGATE_RATE_LIMIT_RPM: '60', TOLLGATE_RATE_LIMIT_TPM: '1000' }))).toEqual({ requestsPerMinute: 60, tokensPerMinute: 1000 });
-    expect(accountRateLimits(loadConfig({ TOLLGATE_RATE_LIMIT_RPM: '60', TOLLGATE_ACCOUNT_RATE_LIMIT_RPM: '200' }))).toEqual({ requestsPerMinute: 200, tokensPerMinute: null });
+    expect(accountRateLimits(loadConfig({ TOLLGATE_RATE_LIMIT_RPM: '', TOLLGATE_ACCOUNT_RATE_LIMIT_RPM: ' ' }))).toEqual({
+      requestsPerMinute: null,
+      tokensPerMinute: null,
+    });
+    expect(accountRateLimits(loadConfig({ TOLLGATE_RATE_LIMIT_RPM: '60', TOLLGATE_RATE_LIMIT_TPM: '1000' }))).toEqual({
+      requestsPerMinute: 60,
+      tokensPerMinute: 1000,
+    });
+    expect(accountRateLimits(loadConfig({ TOLLGATE_RATE_LIMIT_RPM: '60', TOLLGATE_ACCOUNT_RATE_LIMIT_RPM: '200' }))).toEqual({
+      requestsPerMinute: 200,
+      tokensPerMinute: null,
+    });
     expect(() => loadConfig({ TOLLGATE_RATE_LIMIT_TPM: '5000', TOLLGATE_ACCOUNT_RATE_LIMIT_TPM: '4000' })).toThrow(
       new ConfigError("invalid TOLLGATE_RATE_LIMIT_TPM: 5000 is above TOLLGATE_ACCOUNT_RATE_LIMIT_TPM (4000); a key's limit must be within its account's"),
     );

@@ -146,7 +146,10 @@ describe('per-key rate limits', () => {
 });
 
 describe('per-account limits: every key of an account draws on one allowance', () => {
-  const account = (id: string, requestsPerMinute: number | null, tokensPerMinute: number | null) => ({ id, limits: limits(requestsPerMinute, tokensPerMinute) });
+  const account = (id: string, requestsPerMinute: number | null, tokensPerMinute: number | null) => ({
+    id,
+    limits: limits(requestsPerMinute, tokensPerMinute),
+  });
 
   it('a fresh key brings no fresh allowance: the account is refused once its limit is spent, whichever key asks', () => {
     const limiter = new RateLimiter({ now: fakeClock().now });
