@@ -22,6 +22,10 @@ import { startGatewayProcess, writeModelsFile, type GatewayProcess } from '../te
 import { TEST_ADMIN_KEY } from '../test/support/gateway';
 import { startHaproxy, type LoadBalancer } from '../test/support/haproxy';
 import { flag, freePort, printTable, startBenchPostgres } from './support/embedded-postgres';
+import { MasterKey } from '../adapters/postgres/personal-data-vault';
+
+/** The benchmark deployment's master key, the same for every instance. */
+const MASTER_KEY = MasterKey.generate().export();
 
 const SECONDS = flag('--seconds', 10);
 const CONNECTIONS = flag('--connections', 32);
@@ -114,7 +118,8 @@ async function main(): Promise<number> {
     ];
     const keys: string[] = [];
     for (let n = 1; n <= MAX_INSTANCES; n++) {
-      while (gateways.length < n) gateways.push(await startGatewayProcess({ databaseUrl: pg.url, modelsFile, readyTimeoutMs: 120_000 }));
+      while (gateways.length < n)
+        gateways.push(await startGatewayProcess({ databaseUrl: pg.url, modelsFile, readyTimeoutMs: 120_000, env: { TOLLGATE_MASTER_KEY: MASTER_KEY } }));
       await lb?.stop();
       lb = await startHaproxy({ backends: gateways.map((g, i) => ({ name: `g${i}`, port: Number(new URL(g.url).port) })) });
       for (let i = 0; i < n; i++) await lb.waitFor(`g${i}`, 'UP');
