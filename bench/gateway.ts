@@ -19,6 +19,9 @@
  * less than wall-clock figures. After the run the account's stream is read back: every
  * reservation ended, and exactly one settlement per 2xx response.
  *
+ * Last, what the admission limiter (rate limits per key and per account, shared across instances)
+ * costs per request, measured in this process (bench/support/limiter-cost.ts).
+ *
  * Exits non-zero when a figure is invalid (any non-2xx answer or connection error) or the
  * ledger check fails. Performance targets are printed as met / NOT met.
  */
@@ -48,6 +51,7 @@ import { systemMetadata } from '../src/command-metadata';
 import { createLedger } from '../src/ledger';
 import { flag, freePort, printTable, startBenchPostgres, type BenchPostgres } from './support/embedded-postgres';
 import { stopChild } from '../adapters/stop-child';
+import { limiterCost } from './support/limiter-cost';
 
 const SECONDS = flag('--seconds', 10);
 const WARMUP_SECONDS = flag('--warmup', 2);
@@ -640,6 +644,10 @@ async function main(): Promise<number> {
       exitCode = 1;
     }
     console.log(`\nperformance targets ${measured.length < targets.length ? 'not judged (--only)' : allMet ? 'met' : 'NOT met'}`);
+    // The rate limits are shared across instances without a database round trip (adapters/http/admission/share.ts):
+    // their whole cost per request is this, in process, beside the figures above.
+    console.log('');
+    printTable(limiterCost());
   } finally {
     await cleanup();
   }

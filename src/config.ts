@@ -29,6 +29,12 @@ export const masterKeyText = z
     return bytes;
   });
 
+/** A per-minute limit; unset or empty (compose's ${VAR:-}) means none. */
+const optionalPerMinute = z.preprocess(
+  (value) => (typeof value === 'string' && value.trim() === '' ? undefined : value),
+  z.coerce.number().int().positive().optional(),
+);
+
 export const configSchema = z
   .object({
     /** PostgreSQL URL; when absent an embedded server is started with data under TOLLGATE_DATA_DIR. */
@@ -105,8 +111,30 @@ export const configSchema = z
     /** Longest silence from an upstream mid-answer before the stream counts as cut. */
     TOLLGATE_UPSTREAM_IDLE_TIMEOUT_S: z.coerce.number().positive().max(3_600).default(120),
     /** Per-key limits on requests and tokens per minute; unset means unlimited. */
-    TOLLGATE_RATE_LIMIT_RPM: z.coerce.number().int().positive().optional(),
-    TOLLGATE_RATE_LIMIT_TPM: z.coerce.number().int().positive().optional(),
+    TOLLGATE_RATE_LIMIT_RPM: optionalPerMinute,
+    TOLLGATE_RATE_LIMIT_TPM: optionalPerMinute,
+    /**
+     * Per-account limits on requests and tokens per minute, shared by all the account's keys (a
+     * new key brings no new allowance); unset means the per-key limit of the same kind (so an
+     * account with many keys gets what one key gets), or unlimited when that is unset too.
+     */
+    TOLLGATE_ACCOUNT_RATE_LIMIT_RPM: optionalPerMinute,
+    TOLLGATE_ACCOUNT_RATE_LIMIT_TPM: optionalPerMinute,
+    /**
+     * Addresses of load balancers or proxies in front of the gateway (comma-separated IPs): for a
+     * connection from one of them, the client address (for the authentication-failure limit) is
+     * taken from X-Forwarded-For, the rightmost entry not itself a trusted proxy.
+     */
+    TOLLGATE_TRUSTED_PROXIES: z
+      .string()
+      .optional()
+      .transform((s) =>
+        (s ?? '')
+          .split(',')
+          .map((part) => part.trim())
+          .filter((part) => part !== ''),
+      )
+      .pipe(z.array(z.union([z.ipv4(), z.ipv6()]))),
     /** Added to every reservation estimate, in basis points (1000 = +10%). */
     TOLLGATE_ESTIMATE_MARGIN_BP: z.coerce.number().int().min(0).max(100_000).default(1_000),
     /** How often each instance reads the historical average cost per model and operation from the usage projection. */
@@ -185,7 +213,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const known = Object.fromEntries(Object.keys(configSchema.shape).map((key) => [key, env[key]]));
   const parsed = configSchema.safeParse(known);
   if (parsed.success) {
-    const problems = [...modelsFileProblems(parsed.data), ...timeoutProblems(parsed.data)];
+    const problems = [...modelsFileProblems(parsed.data), ...timeoutProblems(parsed.data), ...rateLimitProblems(parsed.data)];
     if (problems.length > 0) throw new ConfigError(problems.join('\n'));
     return parsed.data;
   }
@@ -217,4 +245,23 @@ function timeoutProblems(config: Config): string[] {
       (name) =>
         `invalid ${name}: ${config[name]} s must be shorter than TOLLGATE_MAX_REQUEST_DURATION_S (${max} s); raise TOLLGATE_MAX_REQUEST_DURATION_S or lower ${name}`,
     );
+}
+
+/** A key's limit is within its account's: a larger one could never be reached, and says the operator meant something else. */
+function rateLimitProblems(config: Config): string[] {
+  const pairs = [
+    ['TOLLGATE_RATE_LIMIT_RPM', 'TOLLGATE_ACCOUNT_RATE_LIMIT_RPM'],
+    ['TOLLGATE_RATE_LIMIT_TPM', 'TOLLGATE_ACCOUNT_RATE_LIMIT_TPM'],
+  ] as const;
+  return pairs
+    .filter(([key, account]) => config[key] !== undefined && config[account] !== undefined && config[key] > config[account])
+    .map(([key, account]) => `invalid ${key}: ${config[key]} is above ${account} (${config[account]}); a key's limit must be within its account's`);
+}
+
+/** The per-account limits in force: the configured ones, else the per-key ones (see TOLLGATE_ACCOUNT_RATE_LIMIT_RPM). */
+export function accountRateLimits(config: Config): { requestsPerMinute: number | null; tokensPerMinute: number | null } {
+  return {
+    requestsPerMinute: config.TOLLGATE_ACCOUNT_RATE_LIMIT_RPM ?? config.TOLLGATE_RATE_LIMIT_RPM ?? null,
+    tokensPerMinute: config.TOLLGATE_ACCOUNT_RATE_LIMIT_TPM ?? config.TOLLGATE_RATE_LIMIT_TPM ?? null,
+  };
 }

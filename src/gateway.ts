@@ -18,7 +18,7 @@ import { scanningAccountDirectory } from './account-directory';
 import type { AccountDirectory } from './ports/account-directory';
 import type { PersonalDataVault as PersonalDataVaultPort } from './ports/personal-data-vault';
 import { ApiKeys } from './api-keys';
-import type { Config } from './config';
+import { accountRateLimits, type Config } from './config';
 import { openDatabase, type Database } from './database';
 import { openVault, resolveMasterKey } from './master-key';
 import { firstRun, type FirstRun } from './first-run';
@@ -262,8 +262,10 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
       keys,
       inference,
       historicalCosts,
-      limiter: new RateLimiter({ now: seams.admissionClock }),
+      // Each instance enforces its share of every limit: limit / live instances (admission/share.ts).
+      limiter: new RateLimiter({ now: seams.admissionClock, instances: () => instance.liveInstances }),
       limits: { requestsPerMinute: config.TOLLGATE_RATE_LIMIT_RPM ?? null, tokensPerMinute: config.TOLLGATE_RATE_LIMIT_TPM ?? null },
+      accountLimits: accountRateLimits(config),
       metrics,
       settlements,
       logger: log,
@@ -278,7 +280,12 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
       bodyLimit: config.TOLLGATE_MAX_BODY_BYTES,
       audio,
       maxAudioBytes: config.TOLLGATE_MAX_AUDIO_BYTES,
-      authFailures: new AuthFailureLimiter({ failuresPerMinute: config.TOLLGATE_AUTH_FAILURES_PER_MINUTE, now: seams.admissionClock }),
+      authFailures: new AuthFailureLimiter({
+        failuresPerMinute: config.TOLLGATE_AUTH_FAILURES_PER_MINUTE,
+        now: seams.admissionClock,
+        instances: () => instance.liveInstances,
+        trustedProxies: config.TOLLGATE_TRUSTED_PROXIES,
+      }),
       extraRoutes: routes.map((mount) => (router: Router) => mount(router, parts)),
     });
     const server = createServer(app);

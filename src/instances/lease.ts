@@ -72,6 +72,7 @@ export class InstanceLease {
   private workers: readonly Worker[] | null = null;
   /** performance.now() when the last successful renewal was sent: the lease holds until then + leaseMs */
   private confirmedAt = Number.NEGATIVE_INFINITY;
+  private live = 1;
   private stopped = false;
 
   constructor(
@@ -83,6 +84,14 @@ export class InstanceLease {
   /** True while this instance runs the background workers. */
   get runsWorkers(): boolean {
     return this.workers !== null;
+  }
+
+  /**
+   * How many instances hold a live lease, this one included, as of the last heartbeat: the shared
+   * rate limits divide by it (adapters/http/admission/share.ts). Never less than one.
+   */
+  get liveInstances(): number {
+    return this.live;
   }
 
   /** Takes the lease (and the workers, when no live instance has them) before returning. */
@@ -141,14 +150,22 @@ export class InstanceLease {
 
   private async renew(): Promise<void> {
     const sentAt = performance.now();
-    const { rows } = await this.pool.query<{ was_lapsed: boolean | null }>(
-      `WITH before AS (SELECT lapses_at FROM instance_leases WHERE instance_id = $1)
-       INSERT INTO instance_leases (instance_id, host, pid, lapses_at)
-       VALUES ($1, $2, $3, now() + $4 * interval '1 millisecond')
-       ON CONFLICT (instance_id) DO UPDATE SET renewed_at = now(), lapses_at = EXCLUDED.lapses_at
-       RETURNING (SELECT lapses_at <= now() FROM before) AS was_lapsed`,
+    // The others' live leases are counted in the same statement (the CTE's snapshot does not see
+    // this one's upsert, so it counts itself separately).
+    const { rows } = await this.pool.query<{ was_lapsed: boolean | null; live: number }>(
+      `WITH before AS (SELECT lapses_at FROM instance_leases WHERE instance_id = $1),
+            renewed AS (
+              INSERT INTO instance_leases (instance_id, host, pid, lapses_at)
+              VALUES ($1, $2, $3, now() + $4 * interval '1 millisecond')
+              ON CONFLICT (instance_id) DO UPDATE SET renewed_at = now(), lapses_at = EXCLUDED.lapses_at
+              RETURNING 1)
+       SELECT (SELECT lapses_at <= now() FROM before) AS was_lapsed,
+              (SELECT count(*)::int FROM instance_leases WHERE instance_id <> $1 AND lapses_at > now()) + (SELECT count(*)::int FROM renewed) AS live`,
       [this.id, hostname(), process.pid, this.options.leaseMs],
     );
+    const live = Math.max(1, rows[0]?.live ?? 1);
+    if (live !== this.live) this.log.info({ instanceId: this.id, liveInstances: live }, 'live gateway instances changed; rate limits rebalanced');
+    this.live = live;
     if (rows[0]?.was_lapsed) {
       // Another instance may have expired some of this one's reservations meanwhile; their
       // settlements are refused (reservation_not_found) and logged by the inference use case.

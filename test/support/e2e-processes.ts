@@ -14,6 +14,8 @@ export interface GatewayProcess {
   readonly pid: number;
   /** stdout and stderr so far, for failure messages */
   output(): string;
+  /** resolves once the process has ended */
+  readonly exited: Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -33,8 +35,10 @@ export async function startGatewayProcess(options: {
   modelsFile: string;
   env?: Record<string, string>;
   readyTimeoutMs?: number;
+  /** a fixed port (a restart behind a load balancer comes back where it was); a free one when absent */
+  port?: number;
 }): Promise<GatewayProcess> {
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const child = spawn(process.execPath, ['--import', 'tsx', resolve(repoRoot, 'src/main.ts')], {
     cwd: repoRoot,
     env: {
@@ -55,6 +59,7 @@ export async function startGatewayProcess(options: {
   let output = '';
   child.stdout!.on('data', (chunk: Buffer) => (output = (output + chunk.toString()).slice(-8_000)));
   child.stderr!.on('data', (chunk: Buffer) => (output = (output + chunk.toString()).slice(-8_000)));
+  const exited = new Promise<void>((done) => child.once('exit', () => done()));
   const url = `http://127.0.0.1:${port}`;
   const stop = () => stopChild(child, 5_000);
   // A safety net for a process that never gets ready, generous for a loaded machine.
@@ -73,7 +78,7 @@ export async function startGatewayProcess(options: {
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  return { url, pid: child.pid!, output: () => output, stop };
+  return { url, pid: child.pid!, output: () => output, exited, stop };
 }
 
 /** Resident memory of a process (a gateway child), in bytes: /proc on Linux, else ps. */

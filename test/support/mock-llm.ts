@@ -18,13 +18,14 @@ export interface MockLlm {
   stop(): Promise<void>;
 }
 
-export async function startMockLlm(config: object | string = defaultMockLlmConfig()): Promise<MockLlm> {
+/** `readyTimeoutMs`: how long each start may take (a safety net; raise it for suites that start many processes at once). */
+export async function startMockLlm(config: object | string = defaultMockLlmConfig(), readyTimeoutMs = 10_000): Promise<MockLlm> {
   // A free port can be taken between probing and listening: try a few.
   for (let attempt = 0; ; attempt++) {
     const port = await freePort();
     let process;
     try {
-      process = await launchMockLlm(config, port);
+      process = await launchMockLlm(config, port, readyTimeoutMs);
     } catch (error) {
       if (attempt < 2) continue;
       throw error;

@@ -153,15 +153,24 @@ export function modelNotFound(model: string): ApiError {
 }
 
 export type RateLimitKind = 'requests' | 'tokens';
+/** Whose limit was reached: the key's own, or its account's (shared by all its keys). */
+export type RateLimitScope = 'key' | 'account';
 
 /**
- * 429 for the per-key requests or tokens limit. `retryAfterMs` undefined means waiting cannot
+ * 429 for a key's or its account's requests or tokens limit. `retryAfterMs` undefined means waiting cannot
  * help (one request larger than the whole per-minute budget), so the SDKs are told not to retry.
  */
 export function rateLimited(
   kind: RateLimitKind,
-  details: { readonly limit: number; readonly retryAfterMs: number | undefined; readonly headers?: Readonly<Record<string, string>> },
+  details: {
+    readonly limit: number;
+    readonly retryAfterMs: number | undefined;
+    readonly headers?: Readonly<Record<string, string>>;
+    readonly scope?: RateLimitScope;
+  },
 ): ApiError {
+  const whose = details.scope === 'account' ? "this key's account" : 'this key';
+  const whosePossessive = details.scope === 'account' ? "this key's account's" : "this key's";
   const per = kind === 'requests' ? 'requests per minute (RPM)' : 'tokens per minute (TPM)';
   const base = details.headers ?? {};
   if (details.retryAfterMs === undefined) {
@@ -170,7 +179,7 @@ export function rateLimited(
       kind,
       'rate_limit_exceeded',
       null,
-      `Request too large for this key's ${per}: Limit ${details.limit}. Reduce max_tokens or the input.`,
+      `Request too large for ${whosePossessive} ${per}: Limit ${details.limit}. Reduce max_tokens or the input.`,
       { ...base, 'x-should-retry': 'false' },
     );
   }
@@ -180,7 +189,7 @@ export function rateLimited(
     kind,
     'rate_limit_exceeded',
     null,
-    `Rate limit reached for this key on ${per}: Limit ${details.limit}. Please try again in ${formatResetDuration(wait)}.`,
+    `Rate limit reached for ${whose} on ${per}: Limit ${details.limit}. Please try again in ${formatResetDuration(wait)}.`,
     {
       ...base,
       // Retry-After must be whole seconds; retry-after-ms (read by the OpenAI SDKs) is precise.

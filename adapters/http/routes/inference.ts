@@ -33,7 +33,10 @@ import { requestIdOf } from '../observability/request-id';
 export interface InferenceRouteDeps extends ServeRequestDeps {
   readonly keys: ApiKeys;
   readonly limiter: RateLimiter;
+  /** each key's own limits */
   readonly limits: RateLimits;
+  /** each account's limits, shared by all its keys */
+  readonly accountLimits: RateLimits;
 }
 
 type AnyRequestBody = Record<string, unknown> & { model: string; stream?: boolean | null | undefined };
@@ -73,22 +76,23 @@ async function serve(operation: Operation, req: Request, res: Response, deps: In
       requestedMaxOutputTokens: operation === 'embedding' ? undefined : requestedMaxOutputTokens(body as never),
       outputsPerRequest: operation === 'completion' ? completionPromptCount(body as never) : 1,
     },
-    exchangeOver(res, deps, key.keyId),
+    exchangeOver(res, deps, key.keyId, key.accountId),
   );
   if (refused) throw refusalError(refused);
 }
 
 /** The use case's view of this HTTP exchange. */
-function exchangeOver(res: Response, deps: InferenceRouteDeps, keyId: string): InferenceExchange {
+function exchangeOver(res: Response, deps: InferenceRouteDeps, keyId: string, accountId: string): InferenceExchange {
+  const account = { id: accountId, limits: deps.accountLimits };
   return {
     requestId: requestIdOf(res),
     annotate: (facts) => annotateRequest(res, facts),
     admit(tokens) {
-      const admission = deps.limiter.admit(keyId, deps.limits, tokens);
+      const admission = deps.limiter.admit(keyId, deps.limits, tokens, account);
       res.set(admission.headers);
       if (!admission.ok) throw admission.error;
     },
-    reconcile: (estimated, actual) => deps.limiter.reconcileTokens(keyId, deps.limits, estimated, actual),
+    reconcile: (estimated, actual) => deps.limiter.reconcileTokens(keyId, deps.limits, estimated, actual, account),
     sink: () => responseSink(res),
     onClientGone(listener) {
       const onClose = () => {

@@ -76,4 +76,27 @@ describe('instance leases and the workers role', () => {
     await b.stop();
     await bPool.end();
   });
+
+  test('each instance counts the live instances at its heartbeat (what the shared rate limits divide by): joins and departures', async () => {
+    for (const lease of started.splice(0)) await lease.stop(); // the previous test's instances are gone
+    const events: string[] = [];
+    const a = instance(events, 'a');
+    await a.start();
+    expect(a.liveInstances).toBe(1);
+    const b = instance(events, 'b');
+    await b.start();
+    expect(b.liveInstances).toBe(2); // b counts a and itself at once
+    await until(async () => (a.liveInstances === 2 ? true : undefined), { what: 'a to see b join' });
+    const c = instance(events, 'c');
+    await c.start();
+    expect(c.liveInstances).toBe(3);
+    await until(async () => (a.liveInstances === 3 && b.liveInstances === 3 ? true : undefined), { what: 'a and b to see c join' });
+    // c stops cleanly (its lease ends at once); b's lapses as a killed one's would
+    await c.stop();
+    await until(async () => (a.liveInstances === 2 ? true : undefined), { what: 'a to see c leave' });
+    await pool.query(`UPDATE instance_leases SET lapses_at = now() - interval '1 second' WHERE instance_id = $1`, [b.id]);
+    await b.stop();
+    await until(async () => (a.liveInstances === 1 ? true : undefined), { what: 'a to see b gone' });
+    await a.stop();
+  });
 });

@@ -4,9 +4,22 @@ import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { parse } from 'yaml';
 import { spawn, spawnSync } from 'node:child_process';
-import { ConfigError, configSchema, loadConfig } from '../../../src/config';
+import { ConfigError, accountRateLimits, configSchema, loadConfig } from '../../../src/config';
+import { HAPROXY_BIN } from '../../support/haproxy';
+
+function inSubnet(address: string, cidr: string): boolean {
+  const [base, bits] = cidr.split('/');
+  const toInt = (ip: string) => ip.split('.').reduce((n, part) => n * 256 + Number(part), 0);
+  const mask = 2 ** 32 - 2 ** (32 - Number(bits));
+  return (toInt(address) & mask) >>> 0 === (toInt(base!) & mask) >>> 0;
+}
 
 interface Service {
+  image?: string;
+  profiles?: string[];
+  deploy?: { replicas?: number };
+  expose?: string[];
+  networks?: string[] | Record<string, { ipv4_address?: string } | null>;
   environment?: Record<string, string>;
   ports?: string[];
   restart?: string;
@@ -18,12 +31,64 @@ interface Service {
 
 const compose = parse(readFileSync(resolve(__dirname, '../../../docker-compose.yml'), 'utf8')) as {
   services: Record<string, Service>;
+  networks: Record<string, { ipam: { config: { subnet: string }[] } }>;
 };
+/** ${VAR:-default} as compose substitutes it with VAR unset: the default ('' for ${VAR:-}). */
+const unset = (value: string) => value.replace(/\$\{[^}:]+:-([^}]*)\}/g, '$1');
 const gateway = compose.services.gateway!;
 
 describe('docker-compose.yml', () => {
-  test('defines postgres, kurrentdb and the gateway', () => {
-    expect(Object.keys(compose.services).sort()).toEqual(['gateway', 'kurrentdb', 'postgres']);
+  test('defines postgres, kurrentdb (one node, or three in the kurrentdb-cluster profile), the gateway and lb', () => {
+    expect(Object.keys(compose.services).sort()).toEqual(['gateway', 'kurrentdb', 'kurrentdb-1', 'kurrentdb-2', 'kurrentdb-3', 'lb', 'postgres']);
+    expect(
+      Object.entries(compose.services)
+        .filter(([, s]) => s.profiles)
+        .map(([name, s]) => [name, s.profiles]),
+    ).toEqual([
+      ['kurrentdb-1', ['kurrentdb-cluster']],
+      ['kurrentdb-2', ['kurrentdb-cluster']],
+      ['kurrentdb-3', ['kurrentdb-cluster']],
+    ]);
+  });
+
+  test('two gateway replicas, reached only through HAProxy, which trusts no one else for X-Forwarded-For', () => {
+    expect(gateway.deploy?.replicas).toBe(2);
+    expect(gateway.ports).toBeUndefined(); // two replicas cannot both publish 8080
+    expect(gateway.expose).toEqual([gateway.environment!.PORT]);
+    const lb = compose.services.lb!;
+    expect(lb.ports).toEqual([`8080:${gateway.environment!.PORT}`]);
+    expect(lb.volumes).toEqual(['./deploy/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro']);
+    const lbAddress = (lb.networks as Record<string, { ipv4_address: string }>).default!.ipv4_address;
+    expect(loadConfig({ TOLLGATE_TRUSTED_PROXIES: gateway.environment!.TOLLGATE_TRUSTED_PROXIES }).TOLLGATE_TRUSTED_PROXIES).toEqual([lbAddress]);
+    expect(inSubnet(lbAddress, compose.networks.default!.ipam.config[0]!.subnet)).toBe(true);
+  });
+
+  test("deploy/haproxy.cfg: HAProxy's own check passes; it balances over the gateway service, checking /readyz on its port, retrying refused connections elsewhere", () => {
+    const cfg = readFileSync(resolve(__dirname, '../../../deploy/haproxy.cfg'), 'utf8');
+    expect(cfg).toMatch(/option httpchk GET \/readyz\n\s*http-check expect status 200/);
+    expect(cfg).toContain(`server-template gateway 10 gateway:${gateway.environment!.PORT} check`);
+    expect(cfg).toMatch(/bind :8080\n/);
+    expect(cfg).toContain('retry-on conn-failure empty-response');
+    expect(cfg).toContain('option forwardfor');
+    // Debian's haproxy, which .ci/run installs (the image's is the same major line).
+    const checked = spawnSync(HAPROXY_BIN, ['-c', '-f', resolve(__dirname, '../../../deploy/haproxy.cfg')], { encoding: 'utf8' });
+    expect({ status: checked.status, error: checked.error?.message }).toEqual({ status: 0, error: undefined });
+  });
+
+  test('the kurrentdb-cluster profile: three nodes, each seeded with the other two at their fixed addresses; the gateway reaches them and its URL parses', () => {
+    const nodes = ['kurrentdb-1', 'kurrentdb-2', 'kurrentdb-3'].map((name) => compose.services[name]!);
+    const addresses = nodes.map((node) => (node.networks as Record<string, { ipv4_address: string }>)['kurrentdb-cluster']!.ipv4_address);
+    nodes.forEach((node, i) => {
+      expect(node.image).toBe(compose.services.kurrentdb!.image);
+      expect(node.environment).toMatchObject({ KURRENTDB_CLUSTER_SIZE: '3', KURRENTDB_REPLICATION_IP: addresses[i], KURRENTDB_NODE_PORT: '2113' });
+      expect(node.environment!.KURRENTDB_GOSSIP_SEED!.split(',').sort()).toEqual(addresses.filter((_, j) => j !== i).map((a) => `${a}:2113`));
+      expect(inSubnet(addresses[i]!, compose.networks['kurrentdb-cluster']!.ipam.config[0]!.subnet)).toBe(true);
+    });
+    expect(gateway.networks).toEqual(['default', 'kurrentdb-cluster']);
+    const header = readFileSync(resolve(__dirname, '../../../docker-compose.yml'), 'utf8');
+    const url = /EVENTSTORE_URL='([^']+)'/.exec(header)![1]!;
+    expect(url).toBe('esdb://kurrentdb-1:2113,kurrentdb-2:2113,kurrentdb-3:2113?tls=false');
+    expect(loadConfig({ EVENTSTORE_URL: url }).EVENTSTORE_URL).toBe(url);
   });
 
   test('every gateway variable is one the config code reads, and the values parse', () => {
@@ -31,7 +96,7 @@ describe('docker-compose.yml', () => {
     const known = Object.keys(configSchema.shape);
     expect(Object.keys(environment).filter((name) => !known.includes(name))).toEqual([]);
     // ${VAR:-} substitutions become empty strings, which the config treats as unset.
-    const substituted = Object.fromEntries(Object.entries(environment).map(([k, v]) => [k, v.replace(/\$\{[^}]+:-\}/g, '')]));
+    const substituted = Object.fromEntries(Object.entries(environment).map(([k, v]) => [k, unset(v)]));
     const config = loadConfig(substituted);
     expect(config.DATABASE_URL).toBe('postgres://tollgate:tollgate@postgres:5432/tollgate');
     expect(config.EVENTSTORE_URL).toBe('esdb://kurrentdb:2113?tls=false');
@@ -40,7 +105,7 @@ describe('docker-compose.yml', () => {
   });
 
   test('the databases publish their ports on loopback only', () => {
-    for (const name of ['postgres', 'kurrentdb']) {
+    for (const name of ['postgres', 'kurrentdb', 'kurrentdb-1', 'kurrentdb-2', 'kurrentdb-3']) {
       const ports = compose.services[name]!.ports ?? [];
       expect(ports.length).toBeGreaterThan(0);
       for (const port of ports) expect([name, port]).toEqual([name, expect.stringMatching(/^127\.0\.0\.1:\d+:\d+$/)]);
@@ -130,6 +195,28 @@ describe('configuration', () => {
     const fits = loadConfig({ TOLLGATE_MAX_REQUEST_DURATION_S: '61', TOLLGATE_UPSTREAM_HEADERS_TIMEOUT_S: '60', TOLLGATE_UPSTREAM_IDLE_TIMEOUT_S: '60' });
     expect(fits.TOLLGATE_MAX_REQUEST_DURATION_S).toBe(61);
     expect(loadConfig({}).TOLLGATE_INSTANCE_LEASE_S).toBe(10);
+  });
+
+  test("per-account rate limits default to the per-key ones; a key's limit above its account's stops start-up", () => {
+    expect(accountRateLimits(loadConfig({}))).toEqual({ requestsPerMinute: null, tokensPerMinute: null });
+    expect(accountRateLimits(loadConfig({ TOLLGATE_RATE_LIMIT_RPM: '', TOLLGATE_ACCOUNT_RATE_LIMIT_RPM: ' ' }))).toEqual({
+      requestsPerMinute: null,
+      tokensPerMinute: null,
+    });
+    expect(accountRateLimits(loadConfig({ TOLLGATE_RATE_LIMIT_RPM: '60', TOLLGATE_RATE_LIMIT_TPM: '1000' }))).toEqual({
+      requestsPerMinute: 60,
+      tokensPerMinute: 1000,
+    });
+    expect(accountRateLimits(loadConfig({ TOLLGATE_RATE_LIMIT_RPM: '60', TOLLGATE_ACCOUNT_RATE_LIMIT_RPM: '200' }))).toEqual({
+      requestsPerMinute: 200,
+      tokensPerMinute: null,
+    });
+    expect(() => loadConfig({ TOLLGATE_RATE_LIMIT_TPM: '5000', TOLLGATE_ACCOUNT_RATE_LIMIT_TPM: '4000' })).toThrow(
+      new ConfigError("invalid TOLLGATE_RATE_LIMIT_TPM: 5000 is above TOLLGATE_ACCOUNT_RATE_LIMIT_TPM (4000); a key's limit must be within its account's"),
+    );
+    expect(loadConfig({ TOLLGATE_TRUSTED_PROXIES: ' 127.0.0.1, ::1 ' }).TOLLGATE_TRUSTED_PROXIES).toEqual(['127.0.0.1', '::1']);
+    expect(loadConfig({}).TOLLGATE_TRUSTED_PROXIES).toEqual([]);
+    expect(() => loadConfig({ TOLLGATE_TRUSTED_PROXIES: 'haproxy' })).toThrow(/^invalid TOLLGATE_TRUSTED_PROXIES: /);
   });
 
   test('TOLLGATE_REQUIRE_MODELS_FILE=true (the production image) without a models file stops start-up with one line', () => {

@@ -45,6 +45,37 @@ describe('authentication-failure limiter', () => {
     expect(limiter.blockedFor('a')).toBe(0); // forgotten
     expect(limiter.blockedFor('c')).toBeGreaterThan(0);
   });
+
+  test('shared across instances: each allows its share of the failures, resized when instances join or leave', () => {
+    let now = 0;
+    let live = 3;
+    const instances = [0, 1, 2].map(() => new AuthFailureLimiter({ failuresPerMinute: 30, now: () => now, instances: () => live }));
+    // A client spread round robin over three instances fails 30 times in all, not 90, before it is blocked everywhere.
+    let failures = 0;
+    for (let i = 0; i < 90; i++) {
+      const limiter = instances[i % 3]!;
+      if (limiter.blockedFor('a') > 0) continue;
+      limiter.recordFailure('a');
+      failures++;
+    }
+    expect(failures).toBe(30);
+    expect(instances.every((limiter) => limiter.blockedFor('a') > 0)).toBe(true);
+    // One instance left: its share is the whole allowance again, refilling at 30 a minute.
+    live = 1;
+    expect(instances[0]!.blockedFor('a')).toBe(2_000);
+    now = 2_000;
+    expect(instances[0]!.blockedFor('a')).toBe(0);
+  });
+
+  test('behind a trusted load balancer the client is the rightmost forwarded address that is not a proxy', () => {
+    const limiter = new AuthFailureLimiter({ failuresPerMinute: 1, trustedProxies: ['127.0.0.1', '10.0.0.2'] });
+    expect(limiter.clientOf('::ffff:127.0.0.1', '203.0.113.7')).toBe('203.0.113.7');
+    expect(limiter.clientOf('127.0.0.1', '198.51.100.1, 203.0.113.7, 10.0.0.2')).toBe('203.0.113.7'); // the first entry is the client's own say
+    expect(limiter.clientOf('127.0.0.1', undefined)).toBe('127.0.0.1');
+    // from an untrusted peer the header is ignored: anyone can write it
+    expect(limiter.clientOf('192.0.2.9', '203.0.113.7')).toBe('192.0.2.9');
+    expect(new AuthFailureLimiter({ failuresPerMinute: 1 }).clientOf('127.0.0.1', '203.0.113.7')).toBe('127.0.0.1');
+  });
 });
 
 describe('database outages are 503, not 500', () => {
