@@ -11,3 +11,4 @@ export * from './estimate';
 export * from './retention';
 export * from './personal-data-access';
 export * from './request-log';
+export * from './notice';

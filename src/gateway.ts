@@ -37,6 +37,7 @@ import { LowBalanceAlertProcess, lowBalanceAlertSubscriber } from './process-man
 import { stripeClientFromConfig } from '../adapters/payments/stripe-client';
 import { StripeCustomers } from '../adapters/payments/customers';
 import { projections } from './read-models/registry';
+import { PriceBookAnnouncer } from './notices/announcer';
 import { runProjections, type RunningProjection } from './read-models/runner';
 
 /** Everything a running gateway holds, for the routes mounted on it and for shutdown. */
@@ -67,6 +68,8 @@ export interface Gateway {
   readonly expiry: ExpiryProcess;
   /** this instance's lease; the background workers run where it holds the workers role */
   readonly instance: InstanceLease;
+  /** wall clock for what is in force (prices, retirements), notices and the status page; tests inject one */
+  readonly clock: () => Date;
   close(): Promise<void>;
 }
 
@@ -78,6 +81,8 @@ export interface GatewaySeams {
   readonly admissionClock?: () => number;
   /** Wall-clock time for the retention schedule (what is due, and the instant a run measures from); the real clock when absent. */
   readonly retentionClock?: () => Date;
+  /** Wall-clock time for prices and retirements in force, notices, announcements and uptime; the real clock when absent. */
+  readonly clock?: () => Date;
 }
 
 export function accountPolicyFrom(config: Config): AccountPolicy {
@@ -153,6 +158,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     historicalCosts.start();
     cleanups.push(() => historicalCosts.stop());
 
+    const clock = seams.clock ?? (() => new Date());
     const billingPollMs = config.TOLLGATE_BILLING_POLL_INTERVAL_S * 1_000;
     // Auto top-up charges cards, so it runs only where Stripe is configured.
     const stripe = stripeClientFromConfig(config);
@@ -171,7 +177,9 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
         { clock: seams.retentionClock ?? (() => new Date()), checkIntervalMs: config.TOLLGATE_RETENTION_CHECK_INTERVAL_S * 1_000 },
       );
       retention.start();
-      const workers: Worker[] = [expiry, alerts, retention];
+      const announcer = new PriceBookAnnouncer({ pool: database.pool, store, ledger, log, clock }, config.TOLLGATE_NOTICES_INTERVAL_S * 1_000);
+      announcer.start();
+      const workers: Worker[] = [expiry, alerts, retention, announcer];
       if (stripe && customers) {
         const charger = stripeOffSessionCharger(stripe, (accountId) => customers.savedPaymentMethodOf(accountId));
         const autoTopUp = new AutoTopUpProcess(database.pool, store, ledger, charger, log, { pollIntervalMs: billingPollMs });
@@ -223,6 +231,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
       projections: running,
       expiry,
       instance,
+      clock,
     };
     const app = createApp({
       ledger,
@@ -242,6 +251,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
       },
       ...(globalLogMonitor && { globalLog: () => globalLogMonitor.health() }),
       startedAt: new Date(),
+      now: clock,
       bodyLimit: config.TOLLGATE_MAX_BODY_BYTES,
       authFailures: new AuthFailureLimiter({ failuresPerMinute: config.TOLLGATE_AUTH_FAILURES_PER_MINUTE, now: seams.admissionClock }),
       extraRoutes: routes.map((mount) => (router: Router) => mount(router, parts)),

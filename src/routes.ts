@@ -5,6 +5,7 @@ import { mountBillingRoutes } from '../adapters/http/routes/billing';
 import { mountDashboardRoutes } from '../adapters/http/dashboard/routes';
 import { mountComplianceRoutes } from '../adapters/http/routes/compliance';
 import { mountFinanceRoutes } from '../adapters/http/routes/finance';
+import { mountNoticeRoutes } from '../adapters/http/routes/notices';
 import type { RouteMount } from './gateway';
 
 /**
@@ -20,4 +21,5 @@ export const standardRoutes: readonly RouteMount[] = [
   mountComplianceRoutes,
   mountAutoTopUpRoutes,
   mountBillingRoutes,
+  mountNoticeRoutes,
 ];

@@ -9,6 +9,7 @@ import { auditMigration } from '../../projections/audit/audit';
 import { retentionMigration } from '../../projections/retention/retention';
 import { financeProjectionsMigration } from '../../projections/balances/schema';
 import { paymentsMigration } from '../payments/schema';
+import { noticesMigration } from '../../src/notices/notices';
 
 /**
  * Every migration of the application, in one list so their order is visible in one place.
@@ -28,4 +29,5 @@ export const migrations: readonly Migration[] = [
   instanceLeasesMigration,
   expiriesInstanceMigration,
   streamMaxAgeMigration,
+  noticesMigration,
 ];

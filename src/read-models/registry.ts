@@ -6,6 +6,7 @@ import { balancesProjection } from './balances';
 import { usageProjection } from './usage';
 import { journalProjection } from './journal';
 import type { SqlProjection } from './runner';
+import { noticesProjection } from '../notices/notices';
 
 /**
  * Every read model the gateway keeps in PostgreSQL, all run together by runProjections (one
@@ -19,4 +20,5 @@ export const projections: readonly SqlProjection<DomainEvent>[] = [
   journalProjection,
   auditProjection,
   retentionProjection,
+  noticesProjection,
 ];

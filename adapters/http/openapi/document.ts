@@ -11,6 +11,7 @@ import { newKeySchema, renameKeySchema, requestsQuerySchema } from '../routes/ac
 import {
   addModelSchema,
   createAccountSchema,
+  describeModelSchema,
   issueKeySchema,
   maximumBalanceSchema,
   promoGrantSchema,
@@ -73,7 +74,7 @@ const json = <T extends z.ZodType>(description: string, schema: T) => ({ descrip
 const inferenceErrors: ZodOpenApiResponsesObject = {
   ...errors([400, 401, 404, 500, 502], {
     400: "Malformed request (nothing is reserved; `param` names the parameter), `max_tokens` above the model's limit, or the upstream refused it (`upstream_rejected`, `content_filter`).",
-    404: 'The model is not in the price book, or retired: code `model_not_found`, param `model`.',
+    404: 'The model is not in the price book (`model_not_found`), or was retired (`model_retired`: the message names when; `x-should-retry: false`); param `model`.',
     502: 'The upstream failed, answered something that is not JSON, or cut the stream before any output (`upstream_error`, `upstream_stream_cut`). Released: nothing is charged.',
   }),
   '403': errorResponse(
@@ -187,13 +188,27 @@ const paths: ZodOpenApiPathsObject = {
       responses: { '200': json('The offered models.', out.modelListSchema), ...errors(authenticated) },
     },
   },
+  '/v1/models/{model}': {
+    get: {
+      tags: ['OpenAI-compatible'],
+      summary: 'Retrieve a model',
+      description: 'One offered model with its catalogue card (description, context length, licence, Model Rules, status). The id may hold `/`.',
+      security: [{ customerKey: [] }],
+      requestParams: { path: z.object({ model: z.string().meta({ description: 'model id' }) }) },
+      responses: {
+        '200': json('The model.', out.modelSchema),
+        ...errors([...authenticated, 404], { 404: 'No such model (`model_not_found`), or it was retired (`model_retired`, the message names the date).' }),
+      },
+    },
+  },
 
   // Public (prices and operations) ------------------------------------------------------------------
   '/pricing': {
     get: {
       tags: ['Public'],
       summary: 'Prices in force',
-      description: 'Public: every offered model and operation with its price per million tokens.',
+      description:
+        "Public: every offered model and operation with its price per million tokens, the prices scheduled to take effect later (with their dates), and each model's catalogue card.",
       responses: { '200': json('The prices in force now.', out.pricingSchema), ...errors([429, 500, 503]) },
     },
   },
@@ -615,11 +630,23 @@ const paths: ZodOpenApiPathsObject = {
       responses: { '200': json('Retired.', out.retiredModelSchema), ...errors([...authenticated, 404, 409]) },
     }),
   },
+  '/admin/models/{id}/catalogue': {
+    put: admin({
+      tags: ['Admin'],
+      summary: 'Describe a model (its catalogue card)',
+      description:
+        'Description, context length, licence, Model Rules (text and link) and status. A deprecated model names its retirement date: from then on requests for it get 404 `model_retired`.',
+      requestParams: { path: z.object({ id: z.string().meta({ description: 'model id (URL-encoded)' }) }) },
+      requestBody: { required: true, content: { 'application/json': { schema: describeModelSchema } } },
+      responses: { '200': json('The model as described.', out.adminModelSchema), ...errors([...authenticated, 400, 404, 409]) },
+    }),
+  },
   '/admin/prices': {
     post: admin({
       tags: ['Admin'],
       summary: 'Set a price',
-      description: 'USD per million tokens, in force from `effective_at` (now by default; never in the past).',
+      description:
+        'USD per million tokens, in force from `effective_at` (now by default; never in the past). An increase must take effect at least TOLLGATE_PRICE_INCREASE_NOTICE_DAYS (14) days ahead, when it is announced to every account that used the model in the last 90 days; sooner is refused (409 `price_increase_notice_too_short`) unless `short_notice_reason` is given, which is audited. Decreases apply without notice.',
       requestBody: { required: true, content: { 'application/json': { schema: setPriceSchema } } },
       responses: { '201': json('The new price version.', out.priceSetSchema), ...errors([...authenticated, 400, 404, 409]) },
     }),

@@ -93,13 +93,46 @@ export const catalogueEntrySchema = z
   })
   .meta({ id: 'CataloguePrice' });
 
+export const scheduledPriceSchema = catalogueEntrySchema
+  .extend({
+    effective_at: instant,
+    increase: z.boolean().meta({ description: 'raises the price in force before it; its users were told at least TOLLGATE_PRICE_INCREASE_NOTICE_DAYS ahead' }),
+  })
+  .meta({ id: 'ScheduledPrice' });
+
+export const modelStatusSchema = z.enum(['preview', 'available', 'deprecated']);
+
+/** The catalogue fields Tollgate adds to OpenAI's model object (OpenAI clients ignore them). */
+export const modelCardFields = {
+  description: z.string().nullable(),
+  context_length: z.int().nullable().meta({ description: 'tokens' }),
+  licence: z.string().nullable(),
+  model_rules: z
+    .object({ text: z.string(), url: z.string().nullable() })
+    .nullable()
+    .meta({ description: "the model's rules of use (its licence's acceptable-use terms), as the terms of service refer to them" }),
+  status: modelStatusSchema,
+  retires_at: instant.nullable().meta({ description: 'when a deprecated model retires; from then on requests get 404 `model_retired`' }),
+};
+
+export const modelCardSchema = z.object({ id: z.string(), ...modelCardFields }).meta({ id: 'ModelCard' });
+
 export const pricingSchema = z
-  .object({ currency: z.literal('USD'), unit: z.literal('per million tokens'), as_of: instant, prices: z.array(catalogueEntrySchema) })
+  .object({
+    currency: z.literal('USD'),
+    unit: z.literal('per million tokens'),
+    as_of: instant,
+    prices: z.array(catalogueEntrySchema),
+    scheduled: z.array(scheduledPriceSchema).meta({ description: 'prices set to take effect later, with their effective dates' }),
+    models: z.array(modelCardSchema),
+  })
   .meta({ id: 'Pricing' });
 
-export const modelListSchema = listOf(
-  z.object({ id: z.string(), object: z.literal('model'), created: z.int(), owned_by: z.literal('tollgate') }).meta({ id: 'Model' }),
-).meta({ id: 'ModelList' });
+export const modelSchema = z
+  .object({ id: z.string(), object: z.literal('model'), created: z.int(), owned_by: z.literal('tollgate'), ...modelCardFields })
+  .meta({ id: 'Model' });
+
+export const modelListSchema = listOf(modelSchema).meta({ id: 'ModelList' });
 
 // --- OpenAI-compatible answers (relayed from the upstream; the fields Tollgate relies on) ------
 
@@ -270,7 +303,14 @@ const priceRow = z.object({
 });
 
 export const adminModelSchema = z
-  .object({ id: z.string(), operations: z.array(operationSchema), max_output_tokens: z.int(), retired: z.boolean(), prices: z.array(priceRow) })
+  .object({
+    id: z.string(),
+    operations: z.array(operationSchema),
+    max_output_tokens: z.int(),
+    retired: z.boolean(),
+    prices: z.array(priceRow),
+    ...modelCardFields,
+  })
   .meta({ id: 'AdminModel' });
 
 export const retiredModelSchema = z.object({ id: z.string(), retired: z.literal(true) }).meta({ id: 'RetiredModel' });
@@ -283,6 +323,8 @@ export const priceSetSchema = z
     input_usd_per_million: usdSchema,
     output_usd_per_million: usdSchema,
     effective_at: instant,
+    increase: z.boolean(),
+    short_notice_reason: z.string().optional().meta({ description: 'the reason given for an increase with less than the required notice (audited)' }),
   })
   .meta({ id: 'PriceSet' });
 

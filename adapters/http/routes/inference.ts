@@ -14,6 +14,7 @@ import {
   type ReservationBasis,
   invalidRequest,
   modelNotFound,
+  modelRetired,
   upstreamAtCapacity,
   upstreamUnavailable,
 } from '../openai/errors';
@@ -136,6 +137,8 @@ function refusalError(refused: Refusal): ApiError {
   switch (refused.kind) {
     case 'model_not_found':
       return modelNotFound(refused.model);
+    case 'model_retired':
+      return modelRetired(refused.model, refused.retiredAt);
     case 'upstream_unavailable':
       return upstreamUnavailable();
     case 'max_tokens_too_large':
