@@ -10,5 +10,6 @@ export * from './charge-policy';
 export * from './estimate';
 export * from './retention';
 export * from './personal-data-access';
+export * from './mail';
 export * from './request-log';
 export * from './notice';

@@ -148,6 +148,16 @@ export const configSchema = z
       .enum(['true', 'false'])
       .default('false')
       .transform((v) => v === 'true'),
+    /** SMTP server for outgoing mail (smtp://user:pass@host:587, smtps://...); unset: each email is written as a .eml file under <data dir>/outbox. */
+    SMTP_URL: optionalString.pipe(z.url({ protocol: /^smtps?$/, error: 'an smtp:// or smtps:// URL' }).optional()),
+    /** The From header of every email Tollgate sends. */
+    TOLLGATE_MAIL_FROM: z.string().min(3).default('Tollgate <no-reply@tollgate.local>'),
+    /** First retry delay of a failed email; doubles per attempt (8 attempts, at most an hour apart). */
+    TOLLGATE_MAIL_RETRY_BASE_S: z.coerce.number().positive().max(3_600).default(30),
+    /** How often the mail outbox looks for due emails. */
+    TOLLGATE_MAIL_POLL_INTERVAL_S: z.coerce.number().positive().max(3_600).default(1),
+    /** The gateway's address as people reach it (links in emails); unset: the address it listens on. */
+    TOLLGATE_PUBLIC_URL: optionalString.pipe(z.url({ protocol: /^https?$/, error: 'an http(s):// URL' }).optional()),
     STRIPE_SECRET_KEY: optionalString,
     STRIPE_WEBHOOK_SECRET: optionalString,
     /** Where the Stripe API is, e.g. http://127.0.0.1:12111 for a local stand-in; unset means Stripe's own (https://api.stripe.com). */

@@ -13,6 +13,7 @@ import type { ApiKeys } from './api-keys';
 import { systemMetadata } from './command-metadata';
 import type { Config } from './config';
 import type { Ledger } from './ledger';
+import type { MailTransport } from './ports/mail-transport';
 
 export interface FirstRun {
   /** the stand-in upstream's model, to serve instead of a models file */
@@ -36,7 +37,14 @@ const STAND_IN_PRICES: Record<Operation, { input: string; output: string }> = {
  * clearly labelled stand-in upstream, prices its model, opens a demo account with promo credit
  * and a key, and prints a curl line that works. A models file turns all of this off.
  */
-export async function firstRun(ledger: Ledger, keys: ApiKeys, vault: PersonalDataVault, config: Config, log: Logger): Promise<FirstRun> {
+export async function firstRun(
+  ledger: Ledger,
+  keys: ApiKeys,
+  vault: PersonalDataVault,
+  config: Config,
+  log: Logger,
+  mail?: Pick<MailTransport, 'kind' | 'describe'>,
+): Promise<FirstRun> {
   const standIn = await launchMockLlm(standInConfig(), await freePort());
   log.warn({ upstream: standIn.baseUrl, model: STAND_IN_MODEL }, 'no TOLLGATE_MODELS_FILE: serving the mock-llm STAND-IN upstream (not a real model)');
   const models: ModelSpec[] = [
@@ -118,6 +126,9 @@ export async function firstRun(ledger: Ledger, keys: ApiKeys, vault: PersonalDat
       `  Or with the openai client: new OpenAI({ baseURL: "${url}/v1", apiKey: "<the key above>" })`,
       `  Dashboard: ${url}/dashboard/ (sign in with the key above, or the admin key)`,
       '  Set TOLLGATE_MODELS_FILE to serve real upstreams instead.',
+      ...(mail?.kind === 'file'
+        ? [`  Emails (sign-up verification, password resets) are not sent: no SMTP_URL. They are written to ${mail.describe}/*.eml`]
+        : []),
       '',
     ].join('\n') + '\n';
   return { models, demoAccountId: DEMO_ACCOUNT_ID, banner, stop: () => standIn.stop() };

@@ -38,6 +38,10 @@ import { stripeClientFromConfig } from '../adapters/payments/stripe-client';
 import { StripeCustomers } from '../adapters/payments/customers';
 import { projections } from './read-models/registry';
 import { PriceBookAnnouncer } from './notices/announcer';
+import { NoticeMailer } from './notices/mailer';
+import { MailOutbox, MailSender, mailOutboxSubscriber } from './mail/outbox';
+import { createMailTransport } from '../adapters/mail/transport';
+import type { MailTransport } from './ports/mail-transport';
 import { runProjections, type RunningProjection } from './read-models/runner';
 
 /** Everything a running gateway holds, for the routes mounted on it and for shutdown. */
@@ -70,6 +74,10 @@ export interface Gateway {
   readonly instance: InstanceLease;
   /** wall clock for what is in force (prices, retirements), notices and the status page; tests inject one */
   readonly clock: () => Date;
+  /** requests emails (verification, resets, invitations, notices); see src/mail/outbox.ts */
+  readonly mail: MailOutbox;
+  /** where the outbox's emails go (SMTP, or .eml files under the data dir) */
+  readonly mailTransport: MailTransport;
   close(): Promise<void>;
 }
 
@@ -143,7 +151,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
 
     // One subscriber applies every read model (each event read and decoded once per process).
     // The low-balance alert subscriber rides along: one read of the log, one transaction per batch.
-    const readModels = runProjections(database.pool, store, [...projections, lowBalanceAlertSubscriber], {
+    const readModels = runProjections(database.pool, store, [...projections, lowBalanceAlertSubscriber, mailOutboxSubscriber], {
       onError: (error) =>
         log.error(
           { projections: 'all', err: { name: (error as Error).name, message: (error as Error).message } },
@@ -159,6 +167,16 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     cleanups.push(() => historicalCosts.stop());
 
     const clock = seams.clock ?? (() => new Date());
+    const mail = new MailOutbox(database.pool, store, vault);
+    const mailTransport = createMailTransport({ smtpUrl: config.SMTP_URL, dataDir: config.TOLLGATE_DATA_DIR });
+    cleanups.push(async () => mailTransport.close());
+    log.info(
+      { transport: mailTransport.kind, to: mailTransport.describe },
+      mailTransport.kind === 'smtp' ? 'emails go out by SMTP' : 'no SMTP_URL: emails are written as .eml files',
+    );
+    // Links in emails: the configured public address, else the one this gateway listens on (known once it does).
+    let listeningUrl = `http://${config.HOST}:${config.PORT}`;
+
     const billingPollMs = config.TOLLGATE_BILLING_POLL_INTERVAL_S * 1_000;
     // Auto top-up charges cards, so it runs only where Stripe is configured.
     const stripe = stripeClientFromConfig(config);
@@ -179,7 +197,16 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
       retention.start();
       const announcer = new PriceBookAnnouncer({ pool: database.pool, store, ledger, log, clock }, config.TOLLGATE_NOTICES_INTERVAL_S * 1_000);
       announcer.start();
-      const workers: Worker[] = [expiry, alerts, retention, announcer];
+      const noticeMailer = new NoticeMailer({ pool: database.pool, store, vault, outbox: mail, log, clock }, config.TOLLGATE_NOTICES_INTERVAL_S * 1_000);
+      noticeMailer.start();
+      const mailSender = new MailSender(database.pool, store, vault, mail, mailTransport, log, {
+        from: config.TOLLGATE_MAIL_FROM,
+        publicUrl: () => config.TOLLGATE_PUBLIC_URL ?? listeningUrl,
+        pollIntervalMs: config.TOLLGATE_MAIL_POLL_INTERVAL_S * 1_000,
+        retryBaseMs: config.TOLLGATE_MAIL_RETRY_BASE_S * 1_000,
+      });
+      mailSender.start();
+      const workers: Worker[] = [expiry, alerts, retention, announcer, noticeMailer, mailSender];
       if (stripe && customers) {
         const charger = stripeOffSessionCharger(stripe, (accountId) => customers.savedPaymentMethodOf(accountId));
         const autoTopUp = new AutoTopUpProcess(database.pool, store, ledger, charger, log, { pollIntervalMs: billingPollMs });
@@ -200,7 +227,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     if (config.TOLLGATE_MODELS_FILE) {
       models = loadModelsFile(config.TOLLGATE_MODELS_FILE).models;
     } else {
-      first = await firstRun(ledger, keys, vault, config, log);
+      first = await firstRun(ledger, keys, vault, config, log, mailTransport);
       cleanups.push(() => first!.stop());
       models = first.models;
     }
@@ -232,6 +259,8 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
       expiry,
       instance,
       clock,
+      mail,
+      mailTransport,
     };
     const app = createApp({
       ledger,
@@ -267,6 +296,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     });
     const { port } = server.address() as AddressInfo;
     const url = `http://${config.HOST === '0.0.0.0' ? '127.0.0.1' : config.HOST}:${port}`;
+    listeningUrl = url;
     if (first) process.stdout.write(first.banner(url));
     return {
       ...parts,

@@ -5,10 +5,11 @@ import { retentionEventDefinitions, type RetentionEvent } from '../retention/eve
 import { personalDataAccessEventDefinitions, type PersonalDataAccessEvent } from '../personal-data-access/events';
 import { requestLogEventDefinitions, type RequestLogEvent } from '../request-log/events';
 import { noticeEventDefinitions, type NoticeEvent } from '../notice/events';
+import { mailEventDefinitions, type MailEvent } from '../mail/events';
 import type { EventDefinition } from './define';
 
 /** Every event Tollgate stores, from every stream. Type names are unique across streams. */
-export type DomainEvent = AccountEvent | PriceBookEvent | ApiKeyEvent | RetentionEvent | PersonalDataAccessEvent | RequestLogEvent | NoticeEvent;
+export type DomainEvent = AccountEvent | PriceBookEvent | ApiKeyEvent | RetentionEvent | PersonalDataAccessEvent | RequestLogEvent | MailEvent | NoticeEvent;
 export type DomainEventType = DomainEvent['type'];
 
 export const eventDefinitions: readonly EventDefinition[] = [
@@ -19,6 +20,7 @@ export const eventDefinitions: readonly EventDefinition[] = [
   ...personalDataAccessEventDefinitions,
   ...requestLogEventDefinitions,
   ...noticeEventDefinitions,
+  ...mailEventDefinitions,
 ];
 
 export const eventRegistry: ReadonlyMap<string, EventDefinition> = (() => {

@@ -278,6 +278,9 @@ export function auditFactOf(streamId: string, event: DomainEvent): AuditFact | n
     case 'AutoTopUpTriggered':
     case 'AutoTopUpFailed':
     case 'RequestLogged':
+    case 'EmailRequested':
+    case 'EmailSent':
+    case 'EmailAbandoned':
       return null;
     default:
       return event satisfies never;

@@ -92,7 +92,10 @@ export class NoticeMailer {
   private async reasonToSkip(row: { kind: NoticeKind; account_id: string; published_at: Date }, now: Date): Promise<string | null> {
     if (now.getTime() - row.published_at.getTime() > MAIL_NOTICES_NEWER_THAN_MS) return 'too_old';
     if (isEssential(row.kind)) return null;
-    const { rows } = await this.deps.pool.query('SELECT 1 FROM notice_preferences WHERE account_id = $1 AND kind = $2 AND NOT enabled', [row.account_id, row.kind]);
+    const { rows } = await this.deps.pool.query('SELECT 1 FROM notice_preferences WHERE account_id = $1 AND kind = $2 AND NOT enabled', [
+      row.account_id,
+      row.kind,
+    ]);
     return rows.length > 0 ? 'opted_out' : null;
   }
 

@@ -49,6 +49,8 @@ describe('first run', () => {
       expect(first.output()).toMatch(/Tollgate admin key \(shown once, store it now\): tgadmin_/);
       expect(first.output()).toContain(`curl http://127.0.0.1:${port}/v1/chat/completions -H "Authorization: Bearer ${key}"`);
       expect(first.output()).toContain(`Dashboard: http://127.0.0.1:${port}/dashboard/`);
+      // No SMTP_URL: the banner says where the emails go instead.
+      expect(first.output()).toContain(`no SMTP_URL. They are written to ${join(dataDir, 'state', 'outbox')}/*.eml`);
 
       const client = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: key, maxRetries: 0 });
       const reply = await client.chat.completions.create({ model: 'tollgate-demo', messages: [{ role: 'user', content: 'Hello' }] });
