@@ -22,7 +22,7 @@ export const noticeListQuerySchema = z.object({
 });
 
 export const noticePreferencesSchema = z.object({
-  kinds: z.record(noticeKindSchema, z.boolean({ error: 'expected true or false' }), { error: 'expected an object of kind: true/false' }),
+  kinds: z.partialRecord(noticeKindSchema, z.boolean({ error: 'expected true or false' }), { error: 'expected an object of kind: true/false' }),
 });
 
 export const postNoticeSchema = z.object({

@@ -3,6 +3,7 @@ import pg from 'pg';
 import { noticeStreamId } from '../../../domain/notice';
 import { startTestGateway, type TestGateway } from '../../support/gateway';
 import { startMockLlm, type MockLlm } from '../../support/mock-llm';
+import { TestSmtpServer } from '../../support/smtp';
 import { until } from '../../support/wait';
 import { apiClient, type Answer } from '../admin/http';
 
@@ -35,10 +36,14 @@ const models = [
   { id: MODEL, upstreams: [{ baseUrl: '', capacity: 8 }], maxOutputTokens: 64, operations: ['chat' as const] },
   { id: OTHER, upstreams: [{ baseUrl: '', capacity: 8 }], maxOutputTokens: 64, operations: ['chat' as const] },
 ];
-const env = { TOLLGATE_NOTICES_INTERVAL_S: '0.2', TOLLGATE_INSTANCE_LEASE_S: '2' };
+const smtp = new TestSmtpServer();
+const env: Record<string, string> = { TOLLGATE_NOTICES_INTERVAL_S: '0.2', TOLLGATE_INSTANCE_LEASE_S: '2', TOLLGATE_MAIL_POLL_INTERVAL_S: '0.2' };
+const emailOf = (name: 'a' | 'b' | 'c') => `${name}.notices@example.org`;
 
 beforeAll(async () => {
   upstream = await startMockLlm();
+  await smtp.start();
+  env['SMTP_URL'] = smtp.url;
   for (const m of models) m.upstreams[0]!.baseUrl = upstream.baseUrl;
   first = await startTestGateway({ models, env, clock });
   pool = new pg.Pool({ connectionString: first.databaseUrl, max: 2 });
@@ -50,7 +55,7 @@ beforeAll(async () => {
   for (const name of ['a', 'b', 'c'] as const) {
     const opened = await admin('POST', '/admin/accounts', {
       display_name: `Customer ${name}`,
-      email: `${name}.notices@example.org`,
+      email: emailOf(name),
       promo_credit_usd: '5',
       promo_expires_at: '2031-01-01T00:00:00Z',
     });
@@ -64,6 +69,7 @@ afterAll(async () => {
   await second?.stop();
   await first?.stop();
   await upstream?.stop();
+  await smtp.stop();
 });
 
 const ask = (key: string, model: string) =>
@@ -190,6 +196,32 @@ describe('a price increase', () => {
     const events = await pool.query('SELECT count(*)::int AS n FROM events WHERE stream_id = $1', [noticeStreamId(noticeId)]);
     expect(events.rows[0].n).toBe(1);
     expect((await noticesOf(keys.a.key)).filter((n) => n.id === noticeId)).toHaveLength(1);
+
+    // By email over real SMTP: to exactly the two accounts' contacts, once each, whatever restarted meanwhile.
+    const subject = set.body && `Price increase for ${MODEL} (chat) from ${effective.slice(0, 10)}`;
+    const secondSubject = `Price increase for ${MODEL} (chat) from ${later.slice(0, 10)}`;
+    await smtp.waitFor(emailOf('a'), 2);
+    await smtp.waitFor(emailOf('b'), 2);
+    // Every mailing recorded means nothing more is on its way.
+    await until(
+      async () => {
+        const { rows } = await pool.query(
+          `SELECT count(*)::int AS n FROM notice_mailings m JOIN mail_outbox o ON o.email_id = m.email_id WHERE o.status = 'sent' AND m.notice_id LIKE 'price-increase-%'`,
+        );
+        return rows[0].n === 4 ? true : undefined;
+      },
+      { what: 'both price notices sent to both accounts' },
+    );
+    const increaseMails = smtp.received.filter((m) => m.subject === subject);
+    expect(increaseMails.map((m) => m.to).sort()).toEqual([emailOf('a'), emailOf('b')]);
+    expect(
+      smtp.received
+        .filter((m) => m.subject === secondSubject)
+        .map((m) => m.to)
+        .sort(),
+    ).toEqual([emailOf('a'), emailOf('b')]);
+    expect(smtp.to(emailOf('c')).filter((m) => m.subject.startsWith('Price increase'))).toEqual([]);
+    expect(increaseMails[0]!.text).toContain('$1.500000 input');
   }, 120_000);
 
   test('sooner with a reason is accepted and audited with the reason', async () => {
@@ -212,6 +244,62 @@ describe('a price increase', () => {
       { what: 'the audit entry' },
     );
     expect(audit).toMatchObject({ action: 'price.set', target: { kind: 'model', id: OTHER } });
+  });
+});
+
+describe('preferences', () => {
+  test('essential kinds cannot be turned off; a non-essential one can, and then is neither mailed nor bannered', async () => {
+    const essential = await call('PUT', '/v1/account/notice-preferences', keys.c.key, { kinds: { price_increase: false } });
+    expectError(essential, 409, 'notice_kind_essential');
+    const off = await call('PUT', '/v1/account/notice-preferences', keys.c.key, { kinds: { incident: false } });
+    expect(off.status).toBe(200);
+    expect(off.body.data).toContainEqual({ kind: 'incident', essential: false, enabled: false });
+    expect(off.body.data).toContainEqual({ kind: 'price_increase', essential: true, enabled: true });
+
+    const posted = await admin('POST', '/admin/notices', { kind: 'incident', subject: 'Elevated errors on llama', body: 'We are looking into it.' });
+    expect(posted.status).toBe(201);
+    await smtp.waitFor(emailOf('a'), 3);
+    await smtp.waitFor(emailOf('b'), 3);
+    await until(
+      async () => {
+        const { rows } = await pool.query('SELECT count(*)::int AS n FROM notice_mailings WHERE notice_id = $1', [posted.body.id]);
+        return rows[0].n === 3 ? true : undefined;
+      },
+      { what: 'the incident handled for all three accounts' },
+    );
+    const skipped = await pool.query('SELECT skipped FROM notice_mailings WHERE notice_id = $1 AND account_id = $2', [posted.body.id, keys.c.accountId]);
+    expect(skipped.rows).toEqual([{ skipped: 'opted_out' }]);
+    expect(smtp.to(emailOf('c')).filter((m) => m.subject === 'Elevated errors on llama')).toEqual([]);
+    // Listed for c, but not in its banner (unread of kinds it receives).
+    expect((await call('GET', '/v1/account/notices', keys.c.key)).body.data.map((n: { id: string }) => n.id)).toContain(posted.body.id);
+    expect((await call('GET', '/v1/account/notices?unread=true', keys.c.key)).body.data.map((n: { id: string }) => n.id)).not.toContain(posted.body.id);
+    // a reads it: gone from its banner.
+    expect((await call('POST', `/v1/account/notices/${posted.body.id}/read`, keys.a.key)).status).toBe(200);
+    expect((await call('GET', '/v1/account/notices?unread=true', keys.a.key)).body.data.map((n: { id: string }) => n.id)).not.toContain(posted.body.id);
+  });
+
+  test('maintenance is announced at least 24 hours ahead, a terms change 14 days ahead', async () => {
+    const soon = new Date(now.getTime() + 23 * 3_600_000).toISOString();
+    expectError(
+      await admin('POST', '/admin/notices', { kind: 'maintenance', subject: 'Upgrade', body: 'Short.', effective_at: soon }),
+      409,
+      'notice_too_short',
+    );
+    const terms = new Date(now.getTime() + 13 * DAY).toISOString();
+    expectError(
+      await admin('POST', '/admin/notices', { kind: 'terms_change', subject: 'New terms', body: 'See.', effective_at: terms }),
+      409,
+      'notice_too_short',
+    );
+    const ok = new Date(now.getTime() + 25 * 3_600_000).toISOString();
+    const posted = await admin('POST', '/admin/notices', {
+      kind: 'maintenance',
+      subject: 'Upgrade',
+      body: 'Short.',
+      effective_at: ok,
+      ends_at: new Date(now.getTime() + 26 * 3_600_000).toISOString(),
+    });
+    expect(posted.status).toBe(201);
   });
 });
 
