@@ -13,3 +13,4 @@ export * from './personal-data-access';
 export * from './mail';
 export * from './request-log';
 export * from './notice';
+export * from './status';

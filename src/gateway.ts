@@ -39,6 +39,7 @@ import { StripeCustomers } from '../adapters/payments/customers';
 import { projections } from './read-models/registry';
 import { PriceBookAnnouncer } from './notices/announcer';
 import { NoticeMailer } from './notices/mailer';
+import { UpstreamProbe } from './notices/status';
 import { MailOutbox, MailSender, mailOutboxSubscriber } from './mail/outbox';
 import { createMailTransport } from '../adapters/mail/transport';
 import type { MailTransport } from './ports/mail-transport';
@@ -167,6 +168,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     cleanups.push(() => historicalCosts.stop());
 
     const clock = seams.clock ?? (() => new Date());
+    let models: readonly ModelSpec[] | undefined;
     const mail = new MailOutbox(database.pool, store, vault);
     const mailTransport = createMailTransport({ smtpUrl: config.SMTP_URL, dataDir: config.TOLLGATE_DATA_DIR });
     cleanups.push(async () => mailTransport.close());
@@ -199,6 +201,18 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
       announcer.start();
       const noticeMailer = new NoticeMailer({ pool: database.pool, store, vault, outbox: mail, log, clock }, config.TOLLGATE_NOTICES_INTERVAL_S * 1_000);
       noticeMailer.start();
+      const probe = new UpstreamProbe(
+        {
+          pool: database.pool,
+          log,
+          clock,
+          // The models are known once the models file (or the first run) is read, after the workers may start.
+          upstreams: () =>
+            (models ?? []).flatMap((m) => m.upstreams.map((u) => ({ model: m.id, baseUrl: u.baseUrl, ...(u.apiKey !== undefined && { apiKey: u.apiKey }) }))),
+        },
+        { intervalMs: config.TOLLGATE_PROBE_INTERVAL_S * 1_000 },
+      );
+      probe.start();
       const mailSender = new MailSender(database.pool, store, vault, mail, mailTransport, log, {
         from: config.TOLLGATE_MAIL_FROM,
         publicUrl: () => config.TOLLGATE_PUBLIC_URL ?? listeningUrl,
@@ -206,7 +220,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
         retryBaseMs: config.TOLLGATE_MAIL_RETRY_BASE_S * 1_000,
       });
       mailSender.start();
-      const workers: Worker[] = [expiry, alerts, retention, announcer, noticeMailer, mailSender];
+      const workers: Worker[] = [expiry, alerts, retention, announcer, noticeMailer, probe, mailSender];
       if (stripe && customers) {
         const charger = stripeOffSessionCharger(stripe, (accountId) => customers.savedPaymentMethodOf(accountId));
         const autoTopUp = new AutoTopUpProcess(database.pool, store, ledger, charger, log, { pollIntervalMs: billingPollMs });
@@ -222,7 +236,6 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
 
     await bootstrapAdminKey(keys, ledger, config, log);
 
-    let models: readonly ModelSpec[];
     let first: FirstRun | undefined;
     if (config.TOLLGATE_MODELS_FILE) {
       models = loadModelsFile(config.TOLLGATE_MODELS_FILE).models;

@@ -6,6 +6,7 @@ import { mountDashboardRoutes } from '../adapters/http/dashboard/routes';
 import { mountComplianceRoutes } from '../adapters/http/routes/compliance';
 import { mountFinanceRoutes } from '../adapters/http/routes/finance';
 import { mountNoticeRoutes } from '../adapters/http/routes/notices';
+import { mountStatusRoutes } from '../adapters/http/routes/status';
 import type { RouteMount } from './gateway';
 
 /**
@@ -22,4 +23,5 @@ export const standardRoutes: readonly RouteMount[] = [
   mountAutoTopUpRoutes,
   mountBillingRoutes,
   mountNoticeRoutes,
+  mountStatusRoutes,
 ];

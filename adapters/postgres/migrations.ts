@@ -10,6 +10,7 @@ import { retentionMigration } from '../../projections/retention/retention';
 import { financeProjectionsMigration } from '../../projections/balances/schema';
 import { paymentsMigration } from '../payments/schema';
 import { noticesMigration } from '../../src/notices/notices';
+import { statusMigration } from '../../src/notices/status';
 import { mailOutboxMigration } from '../../src/mail/outbox';
 
 /**
@@ -31,5 +32,6 @@ export const migrations: readonly Migration[] = [
   expiriesInstanceMigration,
   streamMaxAgeMigration,
   noticesMigration,
+  statusMigration,
   mailOutboxMigration,
 ];

@@ -7,6 +7,7 @@ import { usageProjection } from './usage';
 import { journalProjection } from './journal';
 import type { SqlProjection } from './runner';
 import { noticesProjection } from '../notices/notices';
+import { statusProjection } from '../notices/status';
 
 /**
  * Every read model the gateway keeps in PostgreSQL, all run together by runProjections (one
@@ -21,4 +22,5 @@ export const projections: readonly SqlProjection<DomainEvent>[] = [
   auditProjection,
   retentionProjection,
   noticesProjection,
+  statusProjection,
 ];
