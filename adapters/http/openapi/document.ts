@@ -26,6 +26,8 @@ import {
 import { alertsSchema as alertsRequestSchema, autoTopUpSchema as autoTopUpRequestSchema, noticesQuerySchema } from '../routes/auto-top-up';
 import { adminRefundSchema, refundSchema as refundRequestSchema, terminateSchema, topUpSchema as checkoutRequestSchema } from '../routes/billing';
 import { auditQuerySchema } from '../routes/compliance';
+import { noticeListQuerySchema, noticePreferencesSchema, postNoticeSchema } from '../routes/notices';
+import { incidentUpdateSchema as incidentUpdateRequestSchema } from '../routes/status';
 import { balanceQuerySchema, periodSchema } from '../routes/finance';
 import * as out from './responses';
 
@@ -212,6 +214,22 @@ const paths: ZodOpenApiPathsObject = {
       responses: { '200': json('The prices in force now.', out.pricingSchema), ...errors([429, 500, 503]) },
     },
   },
+  '/status.json': {
+    get: {
+      tags: ['Public'],
+      summary: 'Service status',
+      description:
+        'Public: current state, 30- and 90-day uptime per model against the 99.5% target (announced maintenance left out), availability per endpoint, maintenance windows, incidents with their updates. The page is at /status.',
+      responses: { '200': json('The status.', out.statusSchema), ...errors([429, 500, 503]) },
+    },
+  },
+  '/status': {
+    get: {
+      tags: ['Public'],
+      summary: 'Status page (HTML)',
+      responses: { '200': { description: 'The status page.', content: { 'text/html': { schema: z.string() } } }, ...errors([429, 500, 503]) },
+    },
+  },
   '/healthz': {
     get: { tags: ['Public'], summary: 'Liveness', responses: { '200': json('The process serves HTTP.', out.healthSchema), ...errors([429]) } },
   },
@@ -279,6 +297,39 @@ const paths: ZodOpenApiPathsObject = {
       description: "Takes effect on every gateway process within milliseconds. Another account's key answers 404.",
       requestParams: { path: keyIdParam },
       responses: { '200': json('Revoked.', out.revokedKeySchema), ...errors([...authenticated, 404, 409]) },
+    }),
+  },
+  '/v1/account/notices': {
+    get: customer('account_read', {
+      tags: ['Account'],
+      summary: 'Notices',
+      description:
+        "What the account was told, newest first: price increases on models it used, retirements, maintenance, terms changes, incidents, and operational notices (suspension, refund, auto top-up). `unread=true`: the dashboard's banner (kinds the account turned off left out).",
+      requestParams: { query: noticeListQuerySchema },
+      responses: { '200': json('Notices.', out.listOf(out.noticeSchema)), ...errors([...authenticated, 400]) },
+    }),
+  },
+  '/v1/account/notices/{id}/read': {
+    post: customer('account_write', {
+      tags: ['Account'],
+      summary: 'Mark a notice read',
+      requestParams: { path: z.object({ id: z.string() }) },
+      responses: { '200': json('Read.', out.noticeReadSchema), ...errors([...authenticated, 404]) },
+    }),
+  },
+  '/v1/account/notice-preferences': {
+    get: customer('account_read', {
+      tags: ['Account'],
+      summary: 'Which notices the account receives',
+      responses: { '200': json('Every kind.', out.listOf(out.noticePreferenceSchema)), ...errors(authenticated) },
+    }),
+    put: customer('account_write', {
+      tags: ['Account'],
+      summary: 'Turn notice kinds on or off',
+      description:
+        'Non-essential kinds can be turned off (no email, no banner; still listed). Essential kinds (price increases, model retirements, terms changes, suspension) cannot: 409 `notice_kind_essential`, nothing changed.',
+      requestBody: { required: true, content: { 'application/json': { schema: noticePreferencesSchema } } },
+      responses: { '200': json('Every kind, after the change.', out.listOf(out.noticePreferenceSchema)), ...errors([...authenticated, 400, 409]) },
     }),
   },
   '/v1/account/requests': {
@@ -639,6 +690,39 @@ const paths: ZodOpenApiPathsObject = {
       requestParams: { path: z.object({ id: z.string().meta({ description: 'model id (URL-encoded)' }) }) },
       requestBody: { required: true, content: { 'application/json': { schema: describeModelSchema } } },
       responses: { '200': json('The model as described.', out.adminModelSchema), ...errors([...authenticated, 400, 404, 409]) },
+    }),
+  },
+  '/admin/notices': {
+    get: admin({
+      tags: ['Admin'],
+      summary: 'Notices published',
+      description: 'Announcements (not the per-account operational notices), newest first, with how many accounts each addressed.',
+      responses: { '200': json('Notices.', out.listOf(out.adminNoticeSchema)), ...errors(authenticated) },
+    }),
+    post: admin({
+      tags: ['Admin'],
+      summary: 'Post a notice to every account',
+      description:
+        'Maintenance at least 24 hours ahead, a terms change at least 14 days ahead (409 `notice_too_short` otherwise), an incident at any time. Shown in the dashboard and mailed (incidents and maintenance only to accounts that did not turn them off). The same `notice_id` twice makes one notice.',
+      requestBody: { required: true, content: { 'application/json': { schema: postNoticeSchema } } },
+      responses: { '201': json('Published.', out.postedNoticeSchema), ...errors([...authenticated, 400, 409]) },
+    }),
+  },
+  '/admin/incidents/{id}/updates': {
+    post: admin({
+      tags: ['Admin'],
+      summary: 'Post an update to an incident',
+      description: 'Each update is a notice to every account; `resolved: true` closes the incident on the status page.',
+      requestParams: { path: z.object({ id: z.string().meta({ description: "the incident's notice id" }) }) },
+      requestBody: { required: true, content: { 'application/json': { schema: incidentUpdateRequestSchema } } },
+      responses: { '201': json('Posted.', out.incidentUpdateSchema), ...errors([...authenticated, 400, 404]) },
+    }),
+  },
+  '/admin/status': {
+    get: admin({
+      tags: ['Admin'],
+      summary: 'Service status (operator)',
+      responses: { '200': json('The status.', out.statusSchema), ...errors(authenticated) },
     }),
   },
   '/admin/prices': {

@@ -539,3 +539,80 @@ agree<Same<keyof z.infer<typeof catalogueEntrySchema>, keyof CatalogueEntry>>();
 agree<Same<keyof z.infer<typeof errorSchema>['error'], keyof ApiErrorBody['error']>>();
 // ApiErrorType plus the types adapters/inference (clientError) answers for upstream failures.
 agree<Same<z.infer<typeof errorSchema>['error']['type'], ApiErrorBody['error']['type'] | 'upstream_error' | 'upstream_unavailable'>>();
+
+// --- notices and status -------------------------------------------------------------------------
+
+const noticeKind = z.enum([
+  'price_increase',
+  'model_retirement',
+  'maintenance',
+  'terms_change',
+  'incident',
+  'low_balance',
+  'auto_top_up_receipt',
+  'auto_top_up_failed',
+  'suspension',
+  'refund',
+]);
+
+const noticeFields = {
+  id: z.string(),
+  kind: noticeKind,
+  essential: z.boolean().meta({ description: 'cannot be turned off' }),
+  subject: z.string(),
+  body: z.string(),
+  effective_at: instant,
+  ends_at: instant.nullable(),
+  about: z.string().nullable().meta({ description: 'what it is about: a model id, an incident id' }),
+  published_at: instant,
+};
+
+export const noticeSchema = z.object({ ...noticeFields, read: z.boolean() }).meta({ id: 'Notice' });
+export const adminNoticeSchema = z
+  .object({ ...noticeFields, audience: z.int().nullable().meta({ description: 'accounts addressed; null: every account' }) })
+  .meta({ id: 'AdminNotice' });
+export const noticeReadSchema = z.object({ id: z.string(), read: z.literal(true) }).meta({ id: 'NoticeRead' });
+export const noticePreferenceSchema = z.object({ kind: noticeKind, essential: z.boolean(), enabled: z.boolean() }).meta({ id: 'NoticePreference' });
+export const postedNoticeSchema = z
+  .object({
+    id: z.string(),
+    kind: z.enum(['maintenance', 'terms_change', 'incident']),
+    subject: z.string(),
+    effective_at: instant,
+    ends_at: instant.nullable(),
+  })
+  .meta({ id: 'PostedNotice' });
+export const incidentUpdateSchema = z
+  .object({ id: z.string(), incident_id: z.string(), subject: z.string(), resolved: z.boolean(), posted_at: instant })
+  .meta({ id: 'IncidentUpdate' });
+
+export const statusSchema = z
+  .object({
+    as_of: instant,
+    target: z.number().meta({ description: 'the monthly uptime target, 0.995' }),
+    state: z.enum(['operational', 'degraded', 'maintenance']),
+    models: z.array(
+      z.object({
+        id: z.string(),
+        state: z.enum(['operational', 'down', 'maintenance']),
+        uptime_30d: z.number(),
+        uptime_90d: z.number(),
+        meets_target_30d: z.boolean(),
+        down_minutes_30d: z.int(),
+        endpoints: z.array(z.object({ endpoint: z.string(), requests_30d: z.int(), failed_30d: z.int(), availability_30d: z.number() })),
+      }),
+    ),
+    maintenance: z.array(
+      z.object({ id: z.string(), subject: z.string(), body: z.string(), starts_at: instant, ends_at: instant.nullable(), in_progress: z.boolean() }),
+    ),
+    incidents: z.array(
+      z.object({
+        id: z.string(),
+        subject: z.string(),
+        started_at: instant,
+        resolved_at: instant.nullable(),
+        updates: z.array(z.object({ id: z.string(), body: z.string(), posted_at: instant })),
+      }),
+    ),
+  })
+  .meta({ id: 'Status' });

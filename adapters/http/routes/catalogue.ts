@@ -111,8 +111,8 @@ export function mountCatalogueRoutes(router: Router, deps: { ledger: Ledger; key
   });
 
   // Model ids hold '/', e.g. meta-llama/Llama-3.1-8B-Instruct: the rest of the path is the id.
-  router.get('/v1/models/*id', authenticate(deps.keys, 'inference'), async (req, res) => {
-    const raw = (req.params as { id?: string[] | string }).id;
+  router.get('/v1/models/*model', authenticate(deps.keys, 'inference'), async (req, res) => {
+    const raw = (req.params as { model?: string[] | string }).model;
     const id = Array.isArray(raw) ? raw.join('/') : String(raw ?? '');
     const { state } = await deps.ledger.priceBook.load(PRICE_BOOK_STREAM_ID);
     const at = now();
