@@ -82,7 +82,7 @@ export interface ProbedUpstream {
 /**
  * Probes each upstream (GET {baseUrl}/models) on an interval and records the result as an
  * observation of endpoint `probe` at the clock's minute; a model is up in a minute when any of
- * its upstreams answers 2xx. Runs on the one instance with the workers role.
+ * its upstreams answers below 500. Runs on the one instance with the workers role.
  */
 export class UpstreamProbe {
   private loop: PollLoop | undefined;
@@ -130,7 +130,9 @@ export class UpstreamProbe {
         signal: AbortSignal.timeout(this.options.timeoutMs ?? 5_000),
       });
       await response.arrayBuffer().catch(() => undefined);
-      return response.ok;
+      // Up when the server answers without a server error: some OpenAI-compatible servers have no
+      // /models (404), which still shows they serve HTTP; a 5xx, a timeout or no connection is down.
+      return response.status < 500;
     } catch {
       return false;
     }
