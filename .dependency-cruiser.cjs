@@ -34,6 +34,7 @@ const POSTGRES_BY_DESIGN = [
   '^src/instances/', // instance leases: heartbeat rows
   '^src/process-managers/', // their own state tables and outboxes
   '^src/payments/webhooks\\.ts$', // the webhook receipts table (each Stripe event applied once)
+  '^src/notices/', // the notices read model, reads, preferences and mailings; uptime from the request log
   '^src/mail/', // the mail outbox's rows and its link secret
   '^src/identity/', // credentials (password hashes, sessions, TOTP secrets, link-token hashes) live in tables, never in events
 ];

@@ -12,3 +12,5 @@ export * from './retention';
 export * from './personal-data-access';
 export * from './mail';
 export * from './request-log';
+export * from './notice';
+export * from './status';

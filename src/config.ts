@@ -167,6 +167,16 @@ export const configSchema = z
     TOLLGATE_EXPIRY_INTERVAL_S: z.coerce.number().positive().max(3_600).default(2),
     /** How often auto top-up and low-balance alert work is picked up. */
     TOLLGATE_BILLING_POLL_INTERVAL_S: z.coerce.number().positive().max(3_600).default(1),
+    /**
+     * A price increase takes effect at least this many days after it is set, and every account
+     * that used the model in the last 90 days is told (a notice, and an email). An operator may
+     * schedule one sooner only with a reason, which is audited. 0 turns the rule off.
+     */
+    TOLLGATE_PRICE_INCREASE_NOTICE_DAYS: z.coerce.number().int().min(0).max(365).default(14),
+    /** How often the notices worker announces what is due and the upstream probe runs. */
+    TOLLGATE_NOTICES_INTERVAL_S: z.coerce.number().positive().max(3_600).default(5),
+    /** How often each upstream is probed (GET {baseUrl}/models) for the status page. */
+    TOLLGATE_PROBE_INTERVAL_S: z.coerce.number().positive().max(3_600).default(60),
     /** First retry delay of a failed low-balance alert delivery; doubles per attempt (5 attempts). */
     TOLLGATE_ALERT_RETRY_BASE_S: z.coerce.number().positive().max(3_600).default(30),
     /** Tests only: also accept http://127.0.0.1 alert callbacks (otherwise HTTPS only). */

@@ -37,6 +37,9 @@ import { LowBalanceAlertProcess, lowBalanceAlertSubscriber } from './process-man
 import { stripeClientFromConfig } from '../adapters/payments/stripe-client';
 import { StripeCustomers } from '../adapters/payments/customers';
 import { projections } from './read-models/registry';
+import { PriceBookAnnouncer } from './notices/announcer';
+import { NoticeMailer } from './notices/mailer';
+import { UpstreamProbe } from './notices/status';
 import { MailOutbox, MailSender, mailOutboxSubscriber } from './mail/outbox';
 import { createMailTransport } from '../adapters/mail/transport';
 import type { MailTransport } from './ports/mail-transport';
@@ -70,6 +73,8 @@ export interface Gateway {
   readonly expiry: ExpiryProcess;
   /** this instance's lease; the background workers run where it holds the workers role */
   readonly instance: InstanceLease;
+  /** wall clock for what is in force (prices, retirements), notices and the status page; tests inject one */
+  readonly clock: () => Date;
   /** requests emails (verification, resets, invitations, notices); see src/mail/outbox.ts */
   readonly mail: MailOutbox;
   /** where the outbox's emails go (SMTP, or .eml files under the data dir) */
@@ -87,6 +92,8 @@ export interface GatewaySeams {
   readonly retentionClock?: () => Date;
   /** The clock keys' expiry times are judged by; a test moves it past an expiry. */
   readonly keysClock?: () => Date;
+  /** Wall-clock time for prices and retirements in force, notices, announcements and uptime; the real clock when absent. */
+  readonly clock?: () => Date;
 }
 
 export function accountPolicyFrom(config: Config): AccountPolicy {
@@ -162,6 +169,8 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     historicalCosts.start();
     cleanups.push(() => historicalCosts.stop());
 
+    const clock = seams.clock ?? (() => new Date());
+    let models: readonly ModelSpec[] | undefined;
     const mail = new MailOutbox(database.pool, store, vault);
     const mailTransport = createMailTransport({ smtpUrl: config.SMTP_URL, dataDir: config.TOLLGATE_DATA_DIR });
     cleanups.push(async () => mailTransport.close());
@@ -190,6 +199,22 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
         { clock: seams.retentionClock ?? (() => new Date()), checkIntervalMs: config.TOLLGATE_RETENTION_CHECK_INTERVAL_S * 1_000 },
       );
       retention.start();
+      const announcer = new PriceBookAnnouncer({ pool: database.pool, store, ledger, log, clock }, config.TOLLGATE_NOTICES_INTERVAL_S * 1_000);
+      announcer.start();
+      const noticeMailer = new NoticeMailer({ pool: database.pool, store, vault, outbox: mail, log, clock }, config.TOLLGATE_NOTICES_INTERVAL_S * 1_000);
+      noticeMailer.start();
+      const probe = new UpstreamProbe(
+        {
+          pool: database.pool,
+          log,
+          clock,
+          // The models are known once the models file (or the first run) is read, after the workers may start.
+          upstreams: () =>
+            (models ?? []).flatMap((m) => m.upstreams.map((u) => ({ model: m.id, baseUrl: u.baseUrl, ...(u.apiKey !== undefined && { apiKey: u.apiKey }) }))),
+        },
+        { intervalMs: config.TOLLGATE_PROBE_INTERVAL_S * 1_000 },
+      );
+      probe.start();
       const mailSender = new MailSender(database.pool, store, vault, mail, mailTransport, log, {
         from: config.TOLLGATE_MAIL_FROM,
         publicUrl: () => config.TOLLGATE_PUBLIC_URL ?? listeningUrl,
@@ -197,7 +222,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
         retryBaseMs: config.TOLLGATE_MAIL_RETRY_BASE_S * 1_000,
       });
       mailSender.start();
-      const workers: Worker[] = [expiry, alerts, retention, mailSender];
+      const workers: Worker[] = [expiry, alerts, retention, announcer, noticeMailer, probe, mailSender];
       if (stripe && customers) {
         const charger = stripeOffSessionCharger(stripe, (accountId) => customers.savedPaymentMethodOf(accountId));
         const autoTopUp = new AutoTopUpProcess(database.pool, store, ledger, charger, log, { pollIntervalMs: billingPollMs });
@@ -213,7 +238,6 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
 
     await bootstrapAdminKey(keys, ledger, config, log);
 
-    let models: readonly ModelSpec[];
     let first: FirstRun | undefined;
     if (config.TOLLGATE_MODELS_FILE) {
       models = loadModelsFile(config.TOLLGATE_MODELS_FILE).models;
@@ -254,6 +278,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
       projections: running,
       expiry,
       instance,
+      clock,
       mail,
       mailTransport,
     };
@@ -277,6 +302,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
       },
       ...(globalLogMonitor && { globalLog: () => globalLogMonitor.health() }),
       startedAt: new Date(),
+      now: clock,
       bodyLimit: config.TOLLGATE_MAX_BODY_BYTES,
       audio,
       maxAudioBytes: config.TOLLGATE_MAX_AUDIO_BYTES,

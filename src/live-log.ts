@@ -20,6 +20,7 @@ export const ANNOUNCED_EVENT_TYPES: readonly DomainEvent['type'][] = [
   'PriceSet',
   'ModelAdded',
   'ModelRetired',
+  'ModelDescribed',
 ];
 
 const API_KEY_STREAM_PREFIX = 'api-key-';

@@ -6,6 +6,8 @@ import { mountDashboardRoutes } from '../adapters/http/dashboard/routes';
 import { mountComplianceRoutes } from '../adapters/http/routes/compliance';
 import { mountFinanceRoutes } from '../adapters/http/routes/finance';
 import { mountKeyLimitRoutes } from '../adapters/http/routes/key-limits';
+import { mountNoticeRoutes } from '../adapters/http/routes/notices';
+import { mountStatusRoutes } from '../adapters/http/routes/status';
 import type { RouteMount } from './gateway';
 
 /**
@@ -22,4 +24,6 @@ export const standardRoutes: readonly RouteMount[] = [
   mountComplianceRoutes,
   mountAutoTopUpRoutes,
   mountBillingRoutes,
+  mountNoticeRoutes,
+  mountStatusRoutes,
 ];

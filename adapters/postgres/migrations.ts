@@ -9,6 +9,8 @@ import { auditMigration } from '../../projections/audit/audit';
 import { retentionMigration } from '../../projections/retention/retention';
 import { financeProjectionsMigration, usageAudioUnitsMigration } from '../../projections/balances/schema';
 import { paymentsMigration } from '../payments/schema';
+import { noticesMigration } from '../../src/notices/notices';
+import { statusMigration } from '../../src/notices/status';
 import { mailOutboxMigration } from '../../src/mail/outbox';
 
 /**
@@ -29,6 +31,8 @@ export const migrations: readonly Migration[] = [
   instanceLeasesMigration,
   expiriesInstanceMigration,
   streamMaxAgeMigration,
+  noticesMigration,
+  statusMigration,
   mailOutboxMigration,
   usageAudioUnitsMigration,
 ];

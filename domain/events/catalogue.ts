@@ -4,11 +4,12 @@ import { priceBookEventDefinitions, type PriceBookEvent } from '../price-book/ev
 import { retentionEventDefinitions, type RetentionEvent } from '../retention/events';
 import { personalDataAccessEventDefinitions, type PersonalDataAccessEvent } from '../personal-data-access/events';
 import { requestLogEventDefinitions, type RequestLogEvent } from '../request-log/events';
+import { noticeEventDefinitions, type NoticeEvent } from '../notice/events';
 import { mailEventDefinitions, type MailEvent } from '../mail/events';
 import type { EventDefinition } from './define';
 
 /** Every event Tollgate stores, from every stream. Type names are unique across streams. */
-export type DomainEvent = AccountEvent | PriceBookEvent | ApiKeyEvent | RetentionEvent | PersonalDataAccessEvent | RequestLogEvent | MailEvent;
+export type DomainEvent = AccountEvent | PriceBookEvent | ApiKeyEvent | RetentionEvent | PersonalDataAccessEvent | RequestLogEvent | MailEvent | NoticeEvent;
 export type DomainEventType = DomainEvent['type'];
 
 export const eventDefinitions: readonly EventDefinition[] = [
@@ -18,6 +19,7 @@ export const eventDefinitions: readonly EventDefinition[] = [
   ...retentionEventDefinitions,
   ...personalDataAccessEventDefinitions,
   ...requestLogEventDefinitions,
+  ...noticeEventDefinitions,
   ...mailEventDefinitions,
 ];
 

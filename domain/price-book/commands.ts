@@ -1,10 +1,24 @@
 import type { Command } from '../events/metadata';
 import type { MicroUsd } from '../money/money';
 import type { IsoInstant } from '../time/instant';
+import type { ModelStatus } from './events';
 import type { Operation } from './operation';
 
 export type AddModel = Command<'AddModel', { readonly modelId: string; readonly operations: readonly Operation[]; readonly maxOutputTokens: bigint }>;
 export type RetireModel = Command<'RetireModel', { readonly modelId: string }>;
+export type DescribeModel = Command<
+  'DescribeModel',
+  {
+    readonly modelId: string;
+    readonly description: string;
+    readonly contextLength: number;
+    readonly licence: string;
+    readonly rulesText: string;
+    readonly rulesUrl: string | null;
+    readonly status: ModelStatus;
+    readonly retiresAt: IsoInstant | null;
+  }
+>;
 export type SetPrice = Command<
   'SetPrice',
   {
@@ -18,7 +32,11 @@ export type SetPrice = Command<
     readonly perMillionCharacters?: MicroUsd;
     /** when the price starts to apply; defaults to the command's `now` */
     readonly effectiveAt?: IsoInstant;
+    /** an increase must be scheduled at least this many days ahead (customers are told); 0: no rule */
+    readonly increaseNoticeDays?: number;
+    /** an operator's reason for scheduling an increase with less notice (audited) */
+    readonly shortNoticeReason?: string;
   }
 >;
 
-export type PriceBookCommand = AddModel | RetireModel | SetPrice;
+export type PriceBookCommand = AddModel | RetireModel | DescribeModel | SetPrice;

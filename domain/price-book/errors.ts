@@ -6,7 +6,13 @@ import type { Operation } from './operation';
 export type PriceBookError =
   | { readonly error: 'model_already_exists'; readonly modelId: string }
   | { readonly error: 'unknown_model'; readonly modelId: string }
-  | { readonly error: 'model_retired'; readonly modelId: string }
+  | { readonly error: 'model_retired'; readonly modelId: string; readonly retiredAt?: IsoInstant }
+  /** a deprecated model must say when it retires, and only a deprecated one does */
+  | { readonly error: 'retirement_date_required'; readonly modelId: string }
+  | { readonly error: 'retirement_date_only_when_deprecated'; readonly modelId: string }
+  | { readonly error: 'retirement_in_past'; readonly retiresAt: IsoInstant; readonly now: IsoInstant }
+  /** customers are told of an increase at least `days` ahead: it may take effect at `earliest` */
+  | { readonly error: 'price_increase_notice_too_short'; readonly effectiveAt: IsoInstant; readonly earliest: IsoInstant; readonly days: number }
   | { readonly error: 'operation_not_offered'; readonly modelId: string; readonly operation: Operation }
   | { readonly error: 'no_operations' }
   | { readonly error: 'max_output_tokens_not_positive'; readonly maxOutputTokens: bigint }

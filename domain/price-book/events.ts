@@ -17,6 +17,28 @@ export const ModelAdded = defineEvent(
 
 export const ModelRetired = defineEvent('ModelRetired', z.object({ modelId: idSchema }));
 
+export const modelStatusSchema = z.enum(['preview', 'available', 'deprecated']);
+export type ModelStatus = z.output<typeof modelStatusSchema>;
+
+/**
+ * What customers are told about a model: the catalogue entry shown on the pricing page, in the
+ * dashboard and in /v1/models. A deprecated model names the instant it retires; from then on
+ * requests for it are refused with a 404 naming the retirement.
+ */
+export const ModelDescribed = defineEvent(
+  'ModelDescribed',
+  z.object({
+    modelId: idSchema,
+    description: z.string(),
+    contextLength: z.number().int().min(1),
+    licence: z.string(),
+    rulesText: z.string(),
+    rulesUrl: z.string().nullable(),
+    status: modelStatusSchema,
+    retiresAt: isoInstantSchema.nullable(),
+  }),
+);
+
 /**
  * A price for one model and operation from `effectiveAt` on. `version` numbers every price
  * change in the book (1, 2, 3, ...); a reservation records it and settles at that price.
@@ -37,9 +59,13 @@ export const PriceSet = defineEvent(
     /** micro-USD per million input characters (speech); absent: 0 */
     perMillionCharacters: naturalSchema.optional(),
     effectiveAt: isoInstantSchema,
+    /** true when it raises the price that would otherwise be in force then: customers are told ahead */
+    increase: z.boolean().optional(),
+    /** set when an operator scheduled an increase with less than the required notice */
+    shortNoticeReason: z.string().optional(),
   }),
 );
 
-export const priceBookEventDefinitions = [ModelAdded, ModelRetired, PriceSet] as const;
+export const priceBookEventDefinitions = [ModelAdded, ModelRetired, ModelDescribed, PriceSet] as const;
 
 export type PriceBookEvent = EventOf<(typeof priceBookEventDefinitions)[number]>;

@@ -26,6 +26,8 @@ export type AuditAction =
   | 'api_key.limits_set'
   | 'model.added'
   | 'model.retired'
+  | 'model.described'
+  | 'notice.published'
   | 'price.set'
   | 'credit.promo_granted'
   | 'credit.promo_revoked'
@@ -42,7 +44,7 @@ export type AuditAction =
   | 'personal_data.viewed'
   | 'retention.run';
 
-export type AuditTargetKind = 'account' | 'api_key' | 'model' | 'retention';
+export type AuditTargetKind = 'account' | 'api_key' | 'model' | 'retention' | 'notice';
 
 /** Extra facts of an act, as strings (amounts in USD, 6 decimals) so the hash never depends on number formatting. */
 export type AuditDetails = { readonly [field: string]: string | readonly string[] | null };
@@ -226,12 +228,26 @@ export function auditFactOf(streamId: string, event: DomainEvent): AuditFact | n
       };
     case 'ModelRetired':
       return { action: 'model.retired', targetKind: 'model', targetId: event.data.modelId, reason: null, details: {} };
+    case 'ModelDescribed':
+      return {
+        action: 'model.described',
+        targetKind: 'model',
+        targetId: event.data.modelId,
+        reason: null,
+        details: {
+          status: event.data.status,
+          retiresAt: event.data.retiresAt ?? '',
+          contextLength: String(event.data.contextLength),
+          licence: event.data.licence,
+        },
+      };
     case 'PriceSet':
       return {
         action: 'price.set',
         targetKind: 'model',
         targetId: event.data.modelId,
-        reason: null,
+        // an increase with less than the required notice names why
+        reason: event.data.shortNoticeReason ?? null,
         details: {
           operation: event.data.operation,
           version: String(event.data.version),
@@ -259,6 +275,20 @@ export function auditFactOf(streamId: string, event: DomainEvent): AuditFact | n
           auditEntriesPurged: event.data.auditEntriesPurged.toString(),
           requestMetadataPurged: event.data.requestMetadataPurged.toString(),
           personalDataErased: [...event.data.personalDataErased],
+        },
+      };
+    case 'NoticePublished':
+      // What customers were told, when, and to how many accounts (not who: the list can be long).
+      return {
+        action: 'notice.published',
+        targetKind: 'notice',
+        targetId: event.data.noticeId,
+        reason: null,
+        details: {
+          kind: event.data.kind,
+          subject: event.data.subject,
+          effectiveAt: event.data.effectiveAt,
+          audience: event.data.audience.kind === 'all' ? 'all' : `${event.data.audience.accountIds.length} accounts`,
         },
       };
     case 'ReservationPlaced':

@@ -45,6 +45,8 @@ export interface ServeRequestDeps {
    * reservation's deadline lets the expiry process return the hold. Unset: no limit here.
    */
   readonly maxRequestDurationMs?: number;
+  /** wall clock for the price and retirement in force; the real clock when absent (tests inject one) */
+  readonly now?: () => Date;
 }
 
 /** A validated inference request, as the route parsed it. */
@@ -76,6 +78,8 @@ export type Refusal =
   | { readonly kind: 'model_not_found'; readonly model: string }
   /** the key's model allowlist does not name it */
   | { readonly kind: 'model_not_allowed'; readonly model: string }
+  /** the model was retired (at `retiredAt`, when known): named so the client knows it is gone for good */
+  | { readonly kind: 'model_retired'; readonly model: string; readonly retiredAt: string | undefined }
   | { readonly kind: 'upstream_unavailable' }
   | { readonly kind: 'max_tokens_too_large'; readonly cap: number }
   | { readonly kind: 'at_capacity'; readonly retryAfterSeconds: number }
@@ -117,12 +121,15 @@ export interface InferenceExchange {
  */
 export async function serveInference(deps: ServeRequestDeps, input: ServeInput, exchange: InferenceExchange): Promise<Refusal | undefined> {
   const { operation, key, body } = input;
-  const now = new Date().toISOString();
+  const now = (deps.now?.() ?? new Date()).toISOString();
   if (!isModelAllowed(key.limits, body.model)) return { kind: 'model_not_allowed', model: body.model };
 
   const { state: book } = await deps.ledger.priceBook.load(PRICE_BOOK_STREAM_ID);
   const price = priceInForce(book, body.model, operation, now);
-  if (!price.ok) return { kind: 'model_not_found', model: body.model };
+  if (!price.ok) {
+    if (price.error.error === 'model_retired') return { kind: 'model_retired', model: body.model, retiredAt: price.error.retiredAt };
+    return { kind: 'model_not_found', model: body.model };
+  }
   const spec = deps.inference.model(body.model);
   if (!spec || !spec.operations.includes(operation)) return { kind: 'upstream_unavailable' };
   exchange.annotate({ model: body.model });

@@ -6,6 +6,8 @@ import { balancesProjection } from './balances';
 import { usageProjection } from './usage';
 import { journalProjection } from './journal';
 import type { SqlProjection } from './runner';
+import { noticesProjection } from '../notices/notices';
+import { statusProjection } from '../notices/status';
 
 /**
  * Every read model the gateway keeps in PostgreSQL, all run together by runProjections (one
@@ -19,4 +21,6 @@ export const projections: readonly SqlProjection<DomainEvent>[] = [
   journalProjection,
   auditProjection,
   retentionProjection,
+  noticesProjection,
+  statusProjection,
 ];

@@ -37,6 +37,8 @@ export async function startTestGateway(options: {
   retentionClock?: () => Date;
   /** The clock keys' expiry is judged by (see GatewaySeams). */
   keysClock?: () => Date;
+  /** The wall clock for prices and retirements in force, notices and uptime (see GatewaySeams). */
+  clock?: () => Date;
 }): Promise<TestGateway> {
   const databaseUrl = options.databaseUrl ?? (await createTestDatabase('gw'));
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-gw-'));
@@ -61,6 +63,7 @@ export async function startTestGateway(options: {
     admissionClock: options.admissionClock,
     retentionClock: options.retentionClock,
     keysClock: options.keysClock,
+    clock: options.clock,
   });
   return { gateway, url: gateway.url, databaseUrl, adminKey: TEST_ADMIN_KEY, logLines, stop: () => gateway.close() };
 }

@@ -6,7 +6,7 @@ import { PRICE_BOOK_STREAM_ID } from '../../../domain/price-book';
 import type { RouteMount } from '../../../src/gateway';
 import { bearerToken } from '../auth';
 import { ApiError, apiKeyExpired, invalidApiKey } from '../openai/errors';
-import { pricesInForce } from '../routes/catalogue';
+import { modelsOnSale, pricesInForce, pricesScheduled } from '../routes/catalogue';
 import { pricingPage } from './pricing-page';
 import { DashboardSessions, clearSessionCookie, isDashboardCall, sessionBearer, sessionIdOf, setSessionCookie } from './sessions';
 
@@ -67,9 +67,9 @@ export const mountDashboardRoutes: RouteMount = (router: Router, gateway) => {
 
   router.get('/dashboard/pricing', async (_req, res) => {
     const { state } = await gateway.ledger.priceBook.load(PRICE_BOOK_STREAM_ID);
-    const at = new Date().toISOString();
+    const at = gateway.clock().toISOString();
     res.set({ 'content-security-policy': "default-src 'none'; style-src 'self'; img-src data:; frame-ancestors 'none'", 'cache-control': 'no-cache' });
-    res.type('html').send(pricingPage(pricesInForce(state, at), at));
+    res.type('html').send(pricingPage(pricesInForce(state, at), at, pricesScheduled(state, at), modelsOnSale(state, at)));
   });
 
   // Sessions ------------------------------------------------------------------------------------

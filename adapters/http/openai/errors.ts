@@ -152,6 +152,20 @@ export function modelNotFound(model: string): ApiError {
   return new ApiError(404, 'invalid_request_error', 'model_not_found', 'model', `${named} does not exist or you do not have access to it.`);
 }
 
+/** 404: the model was retired; says so and when, so a client does not retry or look for a typo. */
+export function modelRetired(model: string, retiredAt: string | undefined): ApiError {
+  const named = modelIdPattern.test(model) ? `The model \`${model}\`` : 'The requested model';
+  const when = retiredAt ? ` on ${retiredAt}` : '';
+  return new ApiError(
+    404,
+    'invalid_request_error',
+    'model_retired',
+    'model',
+    `${named} was retired${when} and is no longer served. See /pricing for the models on sale.`,
+    { 'x-should-retry': 'false' },
+  );
+}
+
 export type RateLimitKind = 'requests' | 'tokens';
 /** Whose limit was reached: the key's own, or its account's (shared by all its keys). */
 export type RateLimitScope = 'key' | 'account';

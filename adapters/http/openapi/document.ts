@@ -11,6 +11,7 @@ import { keyLimitsSchema, newKeySchema, renameKeySchema, requestsQuerySchema } f
 import {
   addModelSchema,
   createAccountSchema,
+  describeModelSchema,
   issueKeySchema,
   maximumBalanceSchema,
   promoGrantSchema,
@@ -25,6 +26,8 @@ import {
 import { alertsSchema as alertsRequestSchema, autoTopUpSchema as autoTopUpRequestSchema, noticesQuerySchema } from '../routes/auto-top-up';
 import { adminRefundSchema, refundSchema as refundRequestSchema, terminateSchema, topUpSchema as checkoutRequestSchema } from '../routes/billing';
 import { auditQuerySchema } from '../routes/compliance';
+import { noticeListQuerySchema, noticePreferencesSchema, postNoticeSchema } from '../routes/notices';
+import { incidentUpdateSchema as incidentUpdateRequestSchema } from '../routes/status';
 import { balanceQuerySchema, periodSchema } from '../routes/finance';
 import * as out from './responses';
 
@@ -73,7 +76,7 @@ const json = <T extends z.ZodType>(description: string, schema: T) => ({ descrip
 const inferenceErrors: ZodOpenApiResponsesObject = {
   ...errors([400, 401, 404, 500, 502], {
     400: "Malformed request (nothing is reserved; `param` names the parameter), `max_tokens` above the model's limit, or the upstream refused it (`upstream_rejected`, `content_filter`).",
-    404: 'The model is not in the price book, or retired: code `model_not_found`, param `model`.',
+    404: 'The model is not in the price book (`model_not_found`), or was retired (`model_retired`: the message names when; `x-should-retry: false`); param `model`.',
     502: 'The upstream failed, answered something that is not JSON, or cut the stream before any output (`upstream_error`, `upstream_stream_cut`). Released: nothing is charged.',
   }),
   '403': errorResponse(
@@ -239,14 +242,44 @@ const paths: ZodOpenApiPathsObject = {
       responses: { '200': json('The offered models.', out.modelListSchema), ...errors(authenticated) },
     },
   },
+  '/v1/models/{model}': {
+    get: {
+      tags: ['OpenAI-compatible'],
+      summary: 'Retrieve a model',
+      description: 'One offered model with its catalogue card (description, context length, licence, Model Rules, status). The id may hold `/`.',
+      security: [{ customerKey: [] }],
+      requestParams: { path: z.object({ model: z.string().meta({ description: 'model id' }) }) },
+      responses: {
+        '200': json('The model.', out.modelSchema),
+        ...errors([...authenticated, 404], { 404: 'No such model (`model_not_found`), or it was retired (`model_retired`, the message names the date).' }),
+      },
+    },
+  },
 
   // Public (prices and operations) ------------------------------------------------------------------
   '/pricing': {
     get: {
       tags: ['Public'],
       summary: 'Prices in force',
-      description: 'Public: every offered model and operation with its price per million tokens.',
+      description:
+        "Public: every offered model and operation with its price per million tokens, the prices scheduled to take effect later (with their dates), and each model's catalogue card.",
       responses: { '200': json('The prices in force now.', out.pricingSchema), ...errors([429, 500, 503]) },
+    },
+  },
+  '/status.json': {
+    get: {
+      tags: ['Public'],
+      summary: 'Service status',
+      description:
+        'Public: current state, 30- and 90-day uptime per model against the 99.5% target (announced maintenance left out), availability per endpoint, maintenance windows, incidents with their updates. The page is at /status.',
+      responses: { '200': json('The status.', out.statusSchema), ...errors([429, 500, 503]) },
+    },
+  },
+  '/status': {
+    get: {
+      tags: ['Public'],
+      summary: 'Status page (HTML)',
+      responses: { '200': { description: 'The status page.', content: { 'text/html': { schema: z.string() } } }, ...errors([429, 500, 503]) },
     },
   },
   '/healthz': {
@@ -330,6 +363,39 @@ const paths: ZodOpenApiPathsObject = {
       requestParams: { path: keyIdParam },
       requestBody: { required: true, content: { 'application/json': { schema: keyLimitsSchema } } },
       responses: { '200': json('The key with its limits and its spend in the current window.', out.keySchema), ...errors([...authenticated, 400, 404, 409]) },
+    }),
+  },
+  '/v1/account/notices': {
+    get: customer('account_read', {
+      tags: ['Account'],
+      summary: 'Notices',
+      description:
+        "What the account was told, newest first: price increases on models it used, retirements, maintenance, terms changes, incidents, and operational notices (suspension, refund, auto top-up). `unread=true`: the dashboard's banner (kinds the account turned off left out).",
+      requestParams: { query: noticeListQuerySchema },
+      responses: { '200': json('Notices.', out.listOf(out.noticeSchema)), ...errors([...authenticated, 400]) },
+    }),
+  },
+  '/v1/account/notices/{id}/read': {
+    post: customer('account_write', {
+      tags: ['Account'],
+      summary: 'Mark a notice read',
+      requestParams: { path: z.object({ id: z.string() }) },
+      responses: { '200': json('Read.', out.noticeReadSchema), ...errors([...authenticated, 404]) },
+    }),
+  },
+  '/v1/account/notice-preferences': {
+    get: customer('account_read', {
+      tags: ['Account'],
+      summary: 'Which notices the account receives',
+      responses: { '200': json('Every kind.', out.listOf(out.noticePreferenceSchema)), ...errors(authenticated) },
+    }),
+    put: customer('account_write', {
+      tags: ['Account'],
+      summary: 'Turn notice kinds on or off',
+      description:
+        'Non-essential kinds can be turned off (no email, no banner; still listed). Essential kinds (price increases, model retirements, terms changes, suspension) cannot: 409 `notice_kind_essential`, nothing changed.',
+      requestBody: { required: true, content: { 'application/json': { schema: noticePreferencesSchema } } },
+      responses: { '200': json('Every kind, after the change.', out.listOf(out.noticePreferenceSchema)), ...errors([...authenticated, 400, 409]) },
     }),
   },
   '/v1/account/requests': {
@@ -692,11 +758,56 @@ const paths: ZodOpenApiPathsObject = {
       responses: { '200': json('Retired.', out.retiredModelSchema), ...errors([...authenticated, 404, 409]) },
     }),
   },
+  '/admin/models/{id}/catalogue': {
+    put: admin({
+      tags: ['Admin'],
+      summary: 'Describe a model (its catalogue card)',
+      description:
+        'Description, context length, licence, Model Rules (text and link) and status. A deprecated model names its retirement date: from then on requests for it get 404 `model_retired`.',
+      requestParams: { path: z.object({ id: z.string().meta({ description: 'model id (URL-encoded)' }) }) },
+      requestBody: { required: true, content: { 'application/json': { schema: describeModelSchema } } },
+      responses: { '200': json('The model as described.', out.adminModelSchema), ...errors([...authenticated, 400, 404, 409]) },
+    }),
+  },
+  '/admin/notices': {
+    get: admin({
+      tags: ['Admin'],
+      summary: 'Notices published',
+      description: 'Announcements (not the per-account operational notices), newest first, with how many accounts each addressed.',
+      responses: { '200': json('Notices.', out.listOf(out.adminNoticeSchema)), ...errors(authenticated) },
+    }),
+    post: admin({
+      tags: ['Admin'],
+      summary: 'Post a notice to every account',
+      description:
+        'Maintenance at least 24 hours ahead, a terms change at least 14 days ahead (409 `notice_too_short` otherwise), an incident at any time. Shown in the dashboard and mailed (incidents and maintenance only to accounts that did not turn them off). The same `notice_id` twice makes one notice.',
+      requestBody: { required: true, content: { 'application/json': { schema: postNoticeSchema } } },
+      responses: { '201': json('Published.', out.postedNoticeSchema), ...errors([...authenticated, 400, 409]) },
+    }),
+  },
+  '/admin/incidents/{id}/updates': {
+    post: admin({
+      tags: ['Admin'],
+      summary: 'Post an update to an incident',
+      description: 'Each update is a notice to every account; `resolved: true` closes the incident on the status page.',
+      requestParams: { path: z.object({ id: z.string().meta({ description: "the incident's notice id" }) }) },
+      requestBody: { required: true, content: { 'application/json': { schema: incidentUpdateRequestSchema } } },
+      responses: { '201': json('Posted.', out.incidentUpdateSchema), ...errors([...authenticated, 400, 404]) },
+    }),
+  },
+  '/admin/status': {
+    get: admin({
+      tags: ['Admin'],
+      summary: 'Service status (operator)',
+      responses: { '200': json('The status.', out.statusSchema), ...errors(authenticated) },
+    }),
+  },
   '/admin/prices': {
     post: admin({
       tags: ['Admin'],
       summary: 'Set a price',
-      description: 'USD per million tokens, in force from `effective_at` (now by default; never in the past).',
+      description:
+        'USD per million tokens, in force from `effective_at` (now by default; never in the past). An increase must take effect at least TOLLGATE_PRICE_INCREASE_NOTICE_DAYS (14) days ahead, when it is announced to every account that used the model in the last 90 days; sooner is refused (409 `price_increase_notice_too_short`) unless `short_notice_reason` is given, which is audited. Decreases apply without notice.',
       requestBody: { required: true, content: { 'application/json': { schema: setPriceSchema } } },
       responses: { '201': json('The new price version.', out.priceSetSchema), ...errors([...authenticated, 400, 404, 409]) },
     }),

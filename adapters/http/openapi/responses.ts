@@ -99,13 +99,46 @@ export const catalogueEntrySchema = z
   })
   .meta({ id: 'CataloguePrice' });
 
+export const scheduledPriceSchema = catalogueEntrySchema
+  .extend({
+    effective_at: instant,
+    increase: z.boolean().meta({ description: 'raises the price in force before it; its users were told at least TOLLGATE_PRICE_INCREASE_NOTICE_DAYS ahead' }),
+  })
+  .meta({ id: 'ScheduledPrice' });
+
+export const modelStatusSchema = z.enum(['preview', 'available', 'deprecated']);
+
+/** The catalogue fields Tollgate adds to OpenAI's model object (OpenAI clients ignore them). */
+export const modelCardFields = {
+  description: z.string().nullable(),
+  context_length: z.int().nullable().meta({ description: 'tokens' }),
+  licence: z.string().nullable(),
+  model_rules: z
+    .object({ text: z.string(), url: z.string().nullable() })
+    .nullable()
+    .meta({ description: "the model's rules of use (its licence's acceptable-use terms), as the terms of service refer to them" }),
+  status: modelStatusSchema,
+  retires_at: instant.nullable().meta({ description: 'when a deprecated model retires; from then on requests get 404 `model_retired`' }),
+};
+
+export const modelCardSchema = z.object({ id: z.string(), ...modelCardFields }).meta({ id: 'ModelCard' });
+
 export const pricingSchema = z
-  .object({ currency: z.literal('USD'), unit: z.literal('per million tokens'), as_of: instant, prices: z.array(catalogueEntrySchema) })
+  .object({
+    currency: z.literal('USD'),
+    unit: z.literal('per million tokens'),
+    as_of: instant,
+    prices: z.array(catalogueEntrySchema),
+    scheduled: z.array(scheduledPriceSchema).meta({ description: 'prices set to take effect later, with their effective dates' }),
+    models: z.array(modelCardSchema),
+  })
   .meta({ id: 'Pricing' });
 
-export const modelListSchema = listOf(
-  z.object({ id: z.string(), object: z.literal('model'), created: z.int(), owned_by: z.literal('tollgate') }).meta({ id: 'Model' }),
-).meta({ id: 'ModelList' });
+export const modelSchema = z
+  .object({ id: z.string(), object: z.literal('model'), created: z.int(), owned_by: z.literal('tollgate'), ...modelCardFields })
+  .meta({ id: 'Model' });
+
+export const modelListSchema = listOf(modelSchema).meta({ id: 'ModelList' });
 
 // --- OpenAI-compatible answers (relayed from the upstream; the fields Tollgate relies on) ------
 
@@ -342,7 +375,14 @@ const priceRow = z.object({
 });
 
 export const adminModelSchema = z
-  .object({ id: z.string(), operations: z.array(operationSchema), max_output_tokens: z.int(), retired: z.boolean(), prices: z.array(priceRow) })
+  .object({
+    id: z.string(),
+    operations: z.array(operationSchema),
+    max_output_tokens: z.int(),
+    retired: z.boolean(),
+    prices: z.array(priceRow),
+    ...modelCardFields,
+  })
   .meta({ id: 'AdminModel' });
 
 export const retiredModelSchema = z.object({ id: z.string(), retired: z.literal(true) }).meta({ id: 'RetiredModel' });
@@ -357,6 +397,8 @@ export const priceSetSchema = z
     usd_per_audio_second: usdSchema.optional(),
     usd_per_million_characters: usdSchema.optional(),
     effective_at: instant,
+    increase: z.boolean(),
+    short_notice_reason: z.string().optional().meta({ description: 'the reason given for an increase with less than the required notice (audited)' }),
   })
   .meta({ id: 'PriceSet' });
 
@@ -606,3 +648,80 @@ agree<Same<keyof z.infer<typeof catalogueEntrySchema>, keyof CatalogueEntry>>();
 agree<Same<keyof z.infer<typeof errorSchema>['error'], keyof ApiErrorBody['error']>>();
 // ApiErrorType plus the types adapters/inference (clientError) answers for upstream failures.
 agree<Same<z.infer<typeof errorSchema>['error']['type'], ApiErrorBody['error']['type'] | 'upstream_error' | 'upstream_unavailable'>>();
+
+// --- notices and status -------------------------------------------------------------------------
+
+const noticeKind = z.enum([
+  'price_increase',
+  'model_retirement',
+  'maintenance',
+  'terms_change',
+  'incident',
+  'low_balance',
+  'auto_top_up_receipt',
+  'auto_top_up_failed',
+  'suspension',
+  'refund',
+]);
+
+const noticeFields = {
+  id: z.string(),
+  kind: noticeKind,
+  essential: z.boolean().meta({ description: 'cannot be turned off' }),
+  subject: z.string(),
+  body: z.string(),
+  effective_at: instant,
+  ends_at: instant.nullable(),
+  about: z.string().nullable().meta({ description: 'what it is about: a model id, an incident id' }),
+  published_at: instant,
+};
+
+export const noticeSchema = z.object({ ...noticeFields, read: z.boolean() }).meta({ id: 'Notice' });
+export const adminNoticeSchema = z
+  .object({ ...noticeFields, audience: z.int().nullable().meta({ description: 'accounts addressed; null: every account' }) })
+  .meta({ id: 'AdminNotice' });
+export const noticeReadSchema = z.object({ id: z.string(), read: z.literal(true) }).meta({ id: 'NoticeRead' });
+export const noticePreferenceSchema = z.object({ kind: noticeKind, essential: z.boolean(), enabled: z.boolean() }).meta({ id: 'NoticePreference' });
+export const postedNoticeSchema = z
+  .object({
+    id: z.string(),
+    kind: z.enum(['maintenance', 'terms_change', 'incident']),
+    subject: z.string(),
+    effective_at: instant,
+    ends_at: instant.nullable(),
+  })
+  .meta({ id: 'PostedNotice' });
+export const incidentUpdateSchema = z
+  .object({ id: z.string(), incident_id: z.string(), subject: z.string(), resolved: z.boolean(), posted_at: instant })
+  .meta({ id: 'IncidentUpdate' });
+
+export const statusSchema = z
+  .object({
+    as_of: instant,
+    target: z.number().meta({ description: 'the monthly uptime target, 0.995' }),
+    state: z.enum(['operational', 'degraded', 'maintenance']),
+    models: z.array(
+      z.object({
+        id: z.string(),
+        state: z.enum(['operational', 'down', 'maintenance']),
+        uptime_30d: z.number(),
+        uptime_90d: z.number(),
+        meets_target_30d: z.boolean(),
+        down_minutes_30d: z.int(),
+        endpoints: z.array(z.object({ endpoint: z.string(), requests_30d: z.int(), failed_30d: z.int(), availability_30d: z.number() })),
+      }),
+    ),
+    maintenance: z.array(
+      z.object({ id: z.string(), subject: z.string(), body: z.string(), starts_at: instant, ends_at: instant.nullable(), in_progress: z.boolean() }),
+    ),
+    incidents: z.array(
+      z.object({
+        id: z.string(),
+        subject: z.string(),
+        started_at: instant,
+        resolved_at: instant.nullable(),
+        updates: z.array(z.object({ id: z.string(), body: z.string(), posted_at: instant })),
+      }),
+    ),
+  })
+  .meta({ id: 'Status' });

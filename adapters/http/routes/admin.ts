@@ -4,7 +4,8 @@ import { z } from 'zod';
 import { accountStreamId, maximumBalanceOf, payoutMethodSchema, suspensionReasonSchema, type AccountCommand } from '../../../domain/account';
 import type { CommandMetadata } from '../../../domain/events/metadata';
 import { formatUsd } from '../../../domain/money';
-import { OPERATIONS, PRICE_BOOK_STREAM_ID, operationSchema, priceInForce, type PriceBookState } from '../../../domain/price-book';
+import { OPERATIONS, PRICE_BOOK_STREAM_ID, isRetiredAt, operationSchema, priceInForce, type PriceBookState } from '../../../domain/price-book';
+import { modelCard } from './catalogue';
 import { isBefore, toEpochMs } from '../../../domain/time';
 import { ADMIN_KEY_ID } from '../../../src/api-keys';
 import { adminMetadata } from '../../../src/command-metadata';
@@ -107,7 +108,31 @@ export const setPriceSchema = z.object({
   /** speech: per million input characters (default 0) */
   usd_per_million_characters: priceUsdSchema.optional(),
   effective_at: instantSchema.optional(),
+  /** required to schedule an increase sooner than TOLLGATE_PRICE_INCREASE_NOTICE_DAYS; audited */
+  short_notice_reason: shortTextSchema.optional(),
 });
+export const describeModelSchema = z
+  .object({
+    description: z.string({ error: 'expected text' }).trim().min(1, 'must not be empty').max(2_000, 'at most 2000 characters'),
+    context_length: z.number({ error: 'expected an integer' }).int('expected an integer').min(1, 'at least 1').max(100_000_000, 'at most 100000000'),
+    licence: shortTextSchema,
+    rules_text: z.string({ error: 'expected text' }).trim().min(1, 'must not be empty').max(10_000, 'at most 10000 characters'),
+    rules_url: z
+      .url({ protocol: /^https?$/, error: 'expected an http(s) URL' })
+      .max(2_000, 'at most 2000 characters')
+      .nullable()
+      .default(null),
+    status: z.enum(['preview', 'available', 'deprecated'], { error: 'expected preview, available or deprecated' }),
+    retires_at: instantSchema.nullable().default(null),
+  })
+  .superRefine((body, ctx) => {
+    if (body.status === 'deprecated' && body.retires_at === null) {
+      ctx.addIssue({ code: 'custom', path: ['retires_at'], message: 'required when status is deprecated', params: { missing: true } });
+    }
+    if (body.status !== 'deprecated' && body.retires_at !== null) {
+      ctx.addIssue({ code: 'custom', path: ['retires_at'], message: 'only a deprecated model has a retirement date' });
+    }
+  });
 
 export const mountAdminRoutes: RouteMount = (router: Router, gateway) => {
   const reader = new AccountReader(gateway);
@@ -357,6 +382,27 @@ export const mountAdminRoutes: RouteMount = (router: Router, gateway) => {
     res.json({ id: modelId, retired: true });
   });
 
+  router.put('/admin/models/:id/catalogue', admin, async (req, res) => {
+    const modelId = String(req.params['id']);
+    const body = parseInput(describeModelSchema, req.body);
+    const result = await gateway.ledger.priceBook.handle(PRICE_BOOK_STREAM_ID, {
+      type: 'DescribeModel',
+      data: {
+        modelId,
+        description: body.description,
+        contextLength: body.context_length,
+        licence: body.licence,
+        rulesText: body.rules_text,
+        rulesUrl: body.rules_url,
+        status: body.status,
+        retiresAt: body.retires_at,
+      },
+      metadata: { ...metadataOf(res), now: gateway.clock().toISOString() },
+    });
+    if (!result.ok) throw refused(result.error);
+    res.json(modelsView(result.state, gateway.clock().toISOString()).find((m) => m.id === modelId));
+  });
+
   router.post('/admin/prices', admin, async (req, res) => {
     const body = parseInput(setPriceSchema, req.body);
     const result = await gateway.ledger.priceBook.handle(PRICE_BOOK_STREAM_ID, {
@@ -369,8 +415,10 @@ export const mountAdminRoutes: RouteMount = (router: Router, gateway) => {
         ...(body.usd_per_audio_second !== undefined ? { perAudioSecond: body.usd_per_audio_second } : {}),
         ...(body.usd_per_million_characters !== undefined ? { perMillionCharacters: body.usd_per_million_characters } : {}),
         ...(body.effective_at !== undefined ? { effectiveAt: body.effective_at } : {}),
+        increaseNoticeDays: gateway.config.TOLLGATE_PRICE_INCREASE_NOTICE_DAYS,
+        ...(body.short_notice_reason !== undefined ? { shortNoticeReason: body.short_notice_reason } : {}),
       },
-      metadata: metadataOf(res),
+      metadata: { ...metadataOf(res), now: gateway.clock().toISOString() },
     });
     if (!result.ok) throw refused(result.error);
     const set = result.events[0]!.event;
@@ -384,6 +432,8 @@ export const mountAdminRoutes: RouteMount = (router: Router, gateway) => {
       ...(set.data.perAudioSecond === undefined ? {} : { usd_per_audio_second: formatUsd(set.data.perAudioSecond) }),
       ...(set.data.perMillionCharacters === undefined ? {} : { usd_per_million_characters: formatUsd(set.data.perMillionCharacters) }),
       effective_at: set.data.effectiveAt,
+      increase: set.data.increase === true,
+      ...(set.data.shortNoticeReason !== undefined && { short_notice_reason: set.data.shortNoticeReason }),
     });
   });
 };
@@ -400,7 +450,20 @@ function modelsView(book: PriceBookState, now: string) {
     .map((model) => {
       // A retired model still shows the prices it was last sold at.
       const inForce = OPERATIONS.flatMap((operation) => {
-        const price = priceInForce({ ...book, models: new Map(book.models).set(model.modelId, { ...model, retired: false }) }, model.modelId, operation, now);
+        const price = priceInForce(
+          {
+            ...book,
+            models: new Map(book.models).set(model.modelId, {
+              modelId: model.modelId,
+              operations: model.operations,
+              maxOutputTokens: model.maxOutputTokens,
+              retired: false,
+            }),
+          },
+          model.modelId,
+          operation,
+          now,
+        );
         return price.ok ? [price.value.version] : [];
       });
       const prices = [...book.prices.values()]
@@ -416,6 +479,14 @@ function modelsView(book: PriceBookState, now: string) {
           effective_at: p.effectiveAt,
           in_force: inForce.includes(p.version),
         }));
-      return { id: model.modelId, operations: model.operations, max_output_tokens: Number(model.maxOutputTokens), retired: model.retired, prices };
+      const { id: _id, ...card } = modelCard(model);
+      return {
+        id: model.modelId,
+        operations: model.operations,
+        max_output_tokens: Number(model.maxOutputTokens),
+        retired: isRetiredAt(model, now),
+        prices,
+        ...card,
+      };
     });
 }

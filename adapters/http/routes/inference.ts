@@ -16,6 +16,7 @@ import {
   type ReservationBasis,
   invalidRequest,
   modelNotFound,
+  modelRetired,
   upstreamAtCapacity,
   upstreamUnavailable,
 } from '../openai/errors';
@@ -144,6 +145,8 @@ function refusalError(refused: Refusal): ApiError {
       return modelNotFound(refused.model);
     case 'model_not_allowed':
       return modelNotAllowed(refused.model);
+    case 'model_retired':
+      return modelRetired(refused.model, refused.retiredAt);
     case 'upstream_unavailable':
       return upstreamUnavailable();
     case 'max_tokens_too_large':

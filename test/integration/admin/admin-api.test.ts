@@ -53,6 +53,8 @@ describe('models and prices', () => {
       input_usd_per_million: '0.60',
       output_usd_per_million: '1.80',
       effective_at: later,
+      // an increase an hour ahead is shorter than the 14 days' notice: it takes a reason
+      short_notice_reason: 'test of a scheduled price',
     });
     expect(scheduled.status).toBe(201);
 

@@ -159,7 +159,7 @@ function servedRoutes(gateway: TestGateway): string[] {
   const walk = (stack: readonly Layer[]) => {
     for (const layer of stack) {
       if (layer.route) {
-        const path = layer.route.path.replace(/:(\w+)/g, '{$1}');
+        const path = layer.route.path.replace(/[:*](\w+)/g, '{$1}');
         for (const method of Object.keys(layer.route.methods)) out.push(`${method.toUpperCase()} ${path}`);
       } else if (layer.handle?.stack) walk(layer.handle.stack);
     }
@@ -247,10 +247,35 @@ describe('admin', () => {
     }
     expectStatus(
       await admin('POST', '/admin/prices', {
-        body: { model: CHAT, operation: 'chat', input_usd_per_million: '0.60', output_usd_per_million: '1.80', effective_at: inOneHour() },
+        body: {
+          model: CHAT,
+          operation: 'chat',
+          input_usd_per_million: '0.60',
+          output_usd_per_million: '1.80',
+          effective_at: inOneHour(),
+          short_notice_reason: 'test',
+        },
       }),
       201,
     );
+    expectStatus(
+      await admin('POST', '/admin/prices', {
+        body: { model: CHAT, operation: 'chat', input_usd_per_million: '0.70', output_usd_per_million: '1.80', effective_at: inOneHour() },
+      }),
+      409,
+      'price_increase_notice_too_short',
+    );
+    const card = {
+      description: 'Chat model.',
+      context_length: 8192,
+      licence: 'Apache-2.0',
+      rules_text: 'Apache terms.',
+      rules_url: 'https://example.org/rules',
+      status: 'preview',
+    };
+    expectStatus(await admin('PUT', `/admin/models/${CHAT}/catalogue`, { body: card }), 200);
+    expectStatus(await admin('PUT', `/admin/models/${CHAT}/catalogue`, { body: { ...card, status: 'deprecated' } }), 400, 'missing_required_parameter');
+    expectStatus(await admin('PUT', '/admin/models/never-added/catalogue', { body: card }), 404, 'model_not_found');
     expectStatus(
       await admin('POST', '/admin/prices', { body: { model: 'nope', operation: 'chat', input_usd_per_million: '1', output_usd_per_million: '1' } }),
       404,
@@ -365,6 +390,8 @@ describe('OpenAI-compatible', () => {
     expectStatus(await call('POST', '/v1/completions', { key, body: { model: CHAT, prompt: 'once upon', max_tokens: 10 } }), 200);
     expectStatus(await call('POST', '/v1/embeddings', { key, body: { model: EMBED, input: 'embed this' } }), 200);
     expectStatus(await call('GET', '/v1/models', { key }), 200);
+    expectStatus(await call('GET', `/v1/models/${CHAT}`, { key }), 200);
+    expectStatus(await call('GET', '/v1/models/no-such-model', { key }), 404, 'model_not_found');
 
     expectStatus(
       await call('POST', '/v1/chat/completions', { key, body: { model: CHAT, messages: [{ role: 'wizard', content: 'x' }] } }),
@@ -520,6 +547,39 @@ describe('customer', () => {
     expectStatus(await call('POST', '/v1/account/close', { key: leaving.key }), 200);
     // Closing revoked the key that closed it.
     expectStatus(await call('POST', '/v1/account/close', { key: leaving.key }), 401, 'invalid_api_key');
+  });
+});
+
+describe('notices and status', () => {
+  test('notices, preferences, incidents and the status page', async () => {
+    const { key } = await customer('Noticed');
+    expectStatus(await call('GET', '/status.json'), 200);
+    expectStatus(await call('GET', '/status'), 200);
+    expectStatus(await admin('GET', '/admin/status'), 200);
+    const incident = await admin('POST', '/admin/notices', { body: { kind: 'incident', subject: 'Errors', body: 'Looking.' } });
+    expectStatus(incident, 201);
+    expectStatus(
+      await admin('POST', '/admin/notices', { body: { kind: 'maintenance', subject: 'Soon', body: 'x', effective_at: inOneHour() } }),
+      409,
+      'notice_too_short',
+    );
+    expectStatus(await admin('POST', '/admin/notices', { body: { kind: 'party', subject: 'x', body: 'x' } }), 400, 'invalid_value');
+    expectStatus(await admin('POST', `/admin/incidents/${incident.body.id}/updates`, { body: { body: 'Fixed.', resolved: true } }), 201);
+    expectStatus(await admin('POST', '/admin/incidents/nope/updates', { body: { body: 'x' } }), 404, 'incident_not_found');
+    expectStatus(await admin('GET', '/admin/notices'), 200);
+    for (let i = 0; ; i++) {
+      const listed = await call('GET', '/v1/account/notices', { key });
+      expectStatus(listed, 200);
+      if (listed.body.data.some((n: { id: string }) => n.id === incident.body.id)) break;
+      if (i > 400) throw new Error('the incident never reached the account');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expectStatus(await call('GET', '/v1/account/notices?limit=0', { key }), 400);
+    expectStatus(await call('POST', `/v1/account/notices/${incident.body.id}/read`, { key }), 200);
+    expectStatus(await call('POST', '/v1/account/notices/nope/read', { key }), 404, 'notice_not_found');
+    expectStatus(await call('GET', '/v1/account/notice-preferences', { key }), 200);
+    expectStatus(await call('PUT', '/v1/account/notice-preferences', { key, body: { kinds: { incident: false } } }), 200);
+    expectStatus(await call('PUT', '/v1/account/notice-preferences', { key, body: { kinds: { terms_change: false } } }), 409, 'notice_kind_essential');
   });
 });
 

@@ -11,18 +11,22 @@ import { AccountsPage } from './pages/admin-accounts.js';
 import { ModelsPage } from './pages/admin-models.js';
 import { AuditPage } from './pages/admin-audit.js';
 import { RetentionPage } from './pages/admin-retention.js';
+import { StatusPage } from './pages/admin-status.js';
+import { NoticesBanner, NoticesPage } from './pages/notices.js';
 
 const CUSTOMER_PAGES = [
   { path: 'balance', title: 'Balance', page: BalancePage },
   { path: 'usage', title: 'Usage', page: UsagePage },
   { path: 'keys', title: 'API keys', page: KeysPage },
   { path: 'billing', title: 'Billing', page: BillingPage },
+  { path: 'notices', title: 'Notices', page: NoticesPage },
 ];
 const ADMIN_PAGES = [
   { path: 'accounts', title: 'Accounts', page: AccountsPage },
   { path: 'models', title: 'Models and prices', page: ModelsPage },
   { path: 'audit', title: 'Audit log', page: AuditPage },
   { path: 'retention', title: 'Retention', page: RetentionPage },
+  { path: 'status', title: 'Status', page: StatusPage },
 ];
 
 /** "#/billing?top_up=success" to { path: 'billing', params }. */
@@ -95,6 +99,7 @@ function App() {
     <main id="main" class="page">
       <h1 tabindex="-1" ref=${heading}>${current.title}</h1>
       ${session.role === 'customer' && html`<${CustomerBanner} key=${`banner-${current.path}`} />`}
+      ${session.role === 'customer' && html`<${NoticesBanner} key=${`notices-${current.path}`} />`}
       <${Page} session=${session} params=${route.params} key=${current.path} />
     </main>`;
 }

@@ -30,6 +30,7 @@ const priceV2 = ev('PriceSet', {
   inputPerMillion: usd('0.20'),
   outputPerMillion: usd('0.80'),
   effectiveAt: minutesAfterT0(60),
+  increase: true,
 });
 
 describe('price book decider', () => {
@@ -124,5 +125,92 @@ describe('priceInForce and priceByVersion', () => {
   it('keeps every version queryable, so settlement charges the admitted price after a change', () => {
     expect(priceByVersion(book, 1)).toMatchObject({ ok: true, value: { inputPerMillion: usd('0.15') } });
     expect(priceByVersion(book, 9)).toEqual({ ok: false, error: { error: 'unknown_price_version', version: 9 } });
+  });
+
+  describe('price increases are announced ahead', () => {
+    const DAY = 24 * 60;
+    const setPrice = (input: string, output: string, effectiveAt: string, extra: { increaseNoticeDays?: number; shortNoticeReason?: string } = {}) =>
+      cmd('SetPrice', { modelId: 'llama', operation: 'chat', inputPerMillion: usd(input), outputPerMillion: usd(output), effectiveAt, ...extra });
+    it('refuses an increase effective sooner than the notice period', () =>
+      given([added, priceV1])
+        .when(setPrice('0.15', '0.61', minutesAfterT0(14 * DAY - 1), { increaseNoticeDays: 14 }))
+        .then({ error: 'price_increase_notice_too_short', effectiveAt: minutesAfterT0(14 * DAY - 1), earliest: minutesAfterT0(14 * DAY), days: 14 }));
+    it('accepts an increase exactly the notice period ahead, marked as an increase', () =>
+      given([added, priceV1])
+        .when(setPrice('0.20', '0.60', minutesAfterT0(14 * DAY), { increaseNoticeDays: 14 }))
+        .then([
+          ev('PriceSet', {
+            version: 2,
+            modelId: 'llama',
+            operation: 'chat',
+            inputPerMillion: usd('0.20'),
+            outputPerMillion: usd('0.60'),
+            effectiveAt: minutesAfterT0(14 * DAY),
+            increase: true,
+          }),
+        ]));
+    it('accepts a forced short-notice increase and records the reason', () =>
+      given([added, priceV1])
+        .when(setPrice('0.20', '0.60', minutesAfterT0(60), { increaseNoticeDays: 14, shortNoticeReason: 'upstream cost doubled' }))
+        .then([
+          ev('PriceSet', {
+            version: 2,
+            modelId: 'llama',
+            operation: 'chat',
+            inputPerMillion: usd('0.20'),
+            outputPerMillion: usd('0.60'),
+            effectiveAt: minutesAfterT0(60),
+            increase: true,
+            shortNoticeReason: 'upstream cost doubled',
+          }),
+        ]));
+    it('applies a decrease at once, without notice', () =>
+      given([added, priceV1])
+        .when(setPrice('0.10', '0.50', T0, { increaseNoticeDays: 14 }))
+        .then([
+          ev('PriceSet', { version: 2, modelId: 'llama', operation: 'chat', inputPerMillion: usd('0.10'), outputPerMillion: usd('0.50'), effectiveAt: T0 }),
+        ]));
+    it('a first price is not an increase', () =>
+      given([added])
+        .when(setPrice('0.10', '0.50', T0, { increaseNoticeDays: 14 }))
+        .then([
+          ev('PriceSet', { version: 1, modelId: 'llama', operation: 'chat', inputPerMillion: usd('0.10'), outputPerMillion: usd('0.50'), effectiveAt: T0 }),
+        ]));
+  });
+
+  describe('catalogue and scheduled retirement', () => {
+    const describeCmd = (status: 'preview' | 'available' | 'deprecated', retiresAt: string | null, now = T0) =>
+      cmd(
+        'DescribeModel',
+        {
+          modelId: 'llama',
+          description: 'Llama',
+          contextLength: 8192,
+          licence: 'Llama 3.1 Community',
+          rulesText: 'No weapons.',
+          rulesUrl: 'https://example.com/rules',
+          status,
+          retiresAt,
+        },
+        now,
+      );
+    it('a deprecated model must name its retirement date', () =>
+      given([added]).when(describeCmd('deprecated', null)).thenRejectedWith('retirement_date_required'));
+    it('only a deprecated model names one', () =>
+      given([added])
+        .when(describeCmd('available', minutesAfterT0(60)))
+        .thenRejectedWith('retirement_date_only_when_deprecated'));
+    it('a retirement is not in the past', () =>
+      given([added])
+        .when(describeCmd('deprecated', minutesAfterT0(-1)))
+        .thenRejectedWith('retirement_in_past'));
+    it('after its retirement date the model has no price in force, with a refusal naming the date', () => {
+      const state = fold(priceBookDecider, [added, priceV1, ev('ModelDescribed', { ...describeCmd('deprecated', minutesAfterT0(60)).data })]);
+      expect(priceInForce(state, 'llama', 'chat', minutesAfterT0(59)).ok).toBe(true);
+      expect(priceInForce(state, 'llama', 'chat', minutesAfterT0(60))).toEqual({
+        ok: false,
+        error: { error: 'model_retired', modelId: 'llama', retiredAt: minutesAfterT0(60) },
+      });
+    });
   });
 });

@@ -1,0 +1,100 @@
+import { randomUUID } from 'node:crypto';
+import type { Router } from 'express';
+import { z } from 'zod';
+import { OPERATOR_NOTICE_KINDS, checkNotice, noticeKindSchema } from '../../../domain/notice';
+import { adminMetadata } from '../../../src/command-metadata';
+import type { RouteMount } from '../../../src/gateway';
+import { allNotices, markNoticeRead, noticePreferencesOf, noticesOf, publishNotice, setNoticePreferences } from '../../../src/notices/notices';
+import { keyOf } from '../auth';
+import { ApiError } from '../openai/errors';
+import { requestIdOf } from '../observability/request-id';
+import { authenticated, instantSchema, isId, parseInput, refused } from './account';
+
+/**
+ * Notices: a customer's list and banner (unread), marking one read, and which kinds they
+ * receive; the operator's list and posting of maintenance windows, terms changes and incidents
+ * (their minimum notice is checked: 24 hours, 14 days).
+ */
+
+export const noticeListQuerySchema = z.object({
+  unread: z.enum(['true', 'false'], { error: 'expected true or false' }).optional(),
+  limit: z.coerce.number({ error: 'expected an integer' }).int('expected an integer').min(1, 'at least 1').max(200, 'at most 200').default(50),
+});
+
+export const noticePreferencesSchema = z.object({
+  kinds: z.partialRecord(noticeKindSchema, z.boolean({ error: 'expected true or false' }), { error: 'expected an object of kind: true/false' }),
+});
+
+export const postNoticeSchema = z.object({
+  kind: z.enum(OPERATOR_NOTICE_KINDS, { error: 'expected maintenance, terms_change or incident' }),
+  subject: z.string({ error: 'expected text' }).trim().min(1, 'must not be empty').max(200, 'at most 200 characters'),
+  body: z.string({ error: 'expected text' }).trim().min(1, 'must not be empty').max(10_000, 'at most 10000 characters'),
+  /** when it takes effect: the window's start, the new terms' date; an incident's start (now by default) */
+  effective_at: instantSchema.optional(),
+  ends_at: instantSchema.nullable().default(null),
+  /** a name for the notice, so posting the same one twice (a retried request) makes one */
+  notice_id: z
+    .string({ error: 'expected an id' })
+    .regex(/^[A-Za-z0-9_.:-]{1,100}$/, 'expected 1-100 letters, digits or _.:-')
+    .optional(),
+});
+
+export const mountNoticeRoutes: RouteMount = (router: Router, gateway) => {
+  const read = authenticated(gateway.keys, 'account_read');
+  const write = authenticated(gateway.keys, 'account_write');
+  const admin = authenticated(gateway.keys, 'admin');
+  const pool = gateway.database.pool;
+
+  router.get('/v1/account/notices', read, async (req, res) => {
+    const query = parseInput(noticeListQuerySchema, req.query);
+    const data = await noticesOf(pool, keyOf(res).accountId, { unreadOnly: query.unread === 'true', limit: query.limit });
+    res.json({ object: 'list', data });
+  });
+
+  router.post('/v1/account/notices/:id/read', write, async (req, res) => {
+    const id = String(req.params['id']);
+    if (!isId(id) || !(await markNoticeRead(pool, keyOf(res).accountId, id))) {
+      throw new ApiError(404, 'invalid_request_error', 'notice_not_found', null, 'No such notice for this account.');
+    }
+    res.json({ id, read: true });
+  });
+
+  router.get('/v1/account/notice-preferences', read, async (_req, res) => {
+    res.json({ object: 'list', data: await noticePreferencesOf(pool, keyOf(res).accountId) });
+  });
+
+  router.put('/v1/account/notice-preferences', write, async (req, res) => {
+    const body = parseInput(noticePreferencesSchema, req.body);
+    const changes = Object.entries(body.kinds).map(([kind, enabled]) => ({ kind: noticeKindSchema.parse(kind), enabled: enabled as boolean }));
+    const refusal = await setNoticePreferences(pool, keyOf(res).accountId, changes);
+    if (refusal) {
+      throw new ApiError(
+        409,
+        'invalid_request_error',
+        refusal.error,
+        `kinds.${refusal.kind}`,
+        `${refusal.kind.replaceAll('_', ' ')} notices are essential (the terms promise them) and cannot be turned off.`,
+      );
+    }
+    res.json({ object: 'list', data: await noticePreferencesOf(pool, keyOf(res).accountId) });
+  });
+
+  router.get('/admin/notices', admin, async (_req, res) => {
+    res.json({ object: 'list', data: await allNotices(pool) });
+  });
+
+  router.post('/admin/notices', admin, async (req, res) => {
+    const body = parseInput(postNoticeSchema, req.body);
+    const now = gateway.clock().toISOString();
+    const effectiveAt = body.effective_at ?? now;
+    const refusal = checkNotice(body.kind, effectiveAt, body.ends_at, now);
+    if (refusal) throw refused(refusal);
+    const noticeId = body.notice_id ?? `${body.kind}-${randomUUID()}`;
+    await publishNotice(
+      gateway.store,
+      { noticeId, kind: body.kind, audience: { kind: 'all' }, subject: body.subject, body: body.body, effectiveAt, endsAt: body.ends_at, about: null },
+      { ...adminMetadata(keyOf(res).keyId, requestIdOf(res)), now },
+    );
+    res.status(201).json({ id: noticeId, kind: body.kind, subject: body.subject, effective_at: effectiveAt, ends_at: body.ends_at });
+  });
+};
