@@ -69,7 +69,8 @@ export async function exportAccount(
       revocation_reason: revoked?.event.type === 'ApiKeyRevoked' ? revoked.event.data.reason : null,
       created_by: keyState.createdBy,
       limits: {
-        spend_limit: keyState.limits.spendLimit === null ? null : { period: keyState.limits.spendLimit.period, amount_usd: formatUsd(keyState.limits.spendLimit.amount) },
+        spend_limit:
+          keyState.limits.spendLimit === null ? null : { period: keyState.limits.spendLimit.period, amount_usd: formatUsd(keyState.limits.spendLimit.amount) },
         expires_at: keyState.limits.expiresAt,
         allowed_models: keyState.limits.allowedModels,
       },
