@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import OpenAI from 'openai';
 import type { Browser, Page } from 'playwright-core';
 import { apiClient } from '../integration/admin/http';
@@ -19,6 +20,7 @@ let browser: Browser;
 let page: Page;
 let workerSecret: string;
 let accountId: string;
+let manager: string;
 const pageErrors: string[] = [];
 
 beforeAll(async () => {
@@ -39,7 +41,7 @@ beforeAll(async () => {
   expect((await call('POST', `/admin/accounts/${accountId}/top-ups`, TEST_ADMIN_KEY, { amount_usd: '10.00', reference: 'inv-1', reason: 'bank' })).status).toBe(
     201,
   );
-  const manager = (await call('POST', `/admin/accounts/${accountId}/keys`, TEST_ADMIN_KEY, { name: 'main' })).body.key;
+  manager = (await call('POST', `/admin/accounts/${accountId}/keys`, TEST_ADMIN_KEY, { name: 'main' })).body.key;
   workerSecret = (await call('POST', '/v1/account/keys', manager, { name: 'worker', scopes: ['inference'] })).body.key;
   const context = await browser.newContext({ viewport: { width: 1300, height: 900 } });
   page = await context.newPage();
@@ -119,3 +121,23 @@ test('a customer sets a spend limit, expiry and allowlist; the list shows them, 
     .getByText(/USD 1\.000000 a day \(UTC\): USD 0\.0000\d\d spent/)
     .waitFor();
 });
+
+test('the keys page with the limits form open passes axe-core’s WCAG 2 A and AA rules', async () => {
+  // CSP is bypassed in this context only, so that axe's script can be injected.
+  const context = await browser.newContext({ bypassCSP: true, viewport: { width: 1300, height: 900 } });
+  const page = await context.newPage();
+  await page.goto(`${tg.url}/dashboard/`);
+  await page.getByLabel('API key').fill(manager);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: 'Sign out' }).waitFor();
+  await page.goto(`${tg.url}/dashboard/#/keys`);
+  await page.reload();
+  await page.getByRole('button', { name: 'Limits of key worker' }).click();
+  await page.locator('#key-limits-form').waitFor();
+  await page.addScriptTag({ content: readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8') });
+  const result = await page.evaluate<{ violations: { id: string; nodes: { target: string[] }[] }[] }>(
+    `axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } })`,
+  );
+  await context.close();
+  expect(result.violations.map((v) => `${v.id} at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`)).toEqual([]);
+}, 60_000);
