@@ -11,4 +11,5 @@ export * from './estimate';
 export * from './retention';
 export * from './personal-data-access';
 export * from './mail';
+export * from './user';
 export * from './request-log';

@@ -1,3 +1,4 @@
+import type { Actor } from '../domain/events/metadata';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import bcrypt from 'bcrypt';
 import { accountStreamId } from '../domain/account';
@@ -20,6 +21,13 @@ export interface VerifiedKey {
   readonly scopes: readonly ApiKeyScope[];
   /** safe to log: `tg_<keyId>` */
   readonly prefix: string;
+  /** set when a signed-in person (a dashboard session, src/identity) acts instead of a key */
+  readonly userId?: string;
+}
+
+/** Who the events of a request record as their actor: the signed-in person, else the key. */
+export function actorOfKey(key: VerifiedKey): Actor {
+  return key.userId !== undefined ? { kind: 'user', userId: key.userId } : { kind: 'customer_key', keyId: key.keyId };
 }
 
 export interface IssuedKey {

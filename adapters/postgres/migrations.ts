@@ -10,6 +10,7 @@ import { retentionMigration } from '../../projections/retention/retention';
 import { financeProjectionsMigration } from '../../projections/balances/schema';
 import { paymentsMigration } from '../payments/schema';
 import { mailOutboxMigration } from '../../src/mail/outbox';
+import { identityMigration } from '../../src/identity/schema';
 
 /**
  * Every migration of the application, in one list so their order is visible in one place.
@@ -30,4 +31,5 @@ export const migrations: readonly Migration[] = [
   expiriesInstanceMigration,
   streamMaxAgeMigration,
   mailOutboxMigration,
+  identityMigration,
 ];

@@ -5,10 +5,11 @@ import { retentionEventDefinitions, type RetentionEvent } from '../retention/eve
 import { personalDataAccessEventDefinitions, type PersonalDataAccessEvent } from '../personal-data-access/events';
 import { requestLogEventDefinitions, type RequestLogEvent } from '../request-log/events';
 import { mailEventDefinitions, type MailEvent } from '../mail/events';
+import { userEventDefinitions, type UserEvent } from '../user/events';
 import type { EventDefinition } from './define';
 
 /** Every event Tollgate stores, from every stream. Type names are unique across streams. */
-export type DomainEvent = AccountEvent | PriceBookEvent | ApiKeyEvent | RetentionEvent | PersonalDataAccessEvent | RequestLogEvent | MailEvent;
+export type DomainEvent = AccountEvent | PriceBookEvent | ApiKeyEvent | RetentionEvent | PersonalDataAccessEvent | RequestLogEvent | MailEvent | UserEvent;
 export type DomainEventType = DomainEvent['type'];
 
 export const eventDefinitions: readonly EventDefinition[] = [
@@ -19,6 +20,7 @@ export const eventDefinitions: readonly EventDefinition[] = [
   ...personalDataAccessEventDefinitions,
   ...requestLogEventDefinitions,
   ...mailEventDefinitions,
+  ...userEventDefinitions,
 ];
 
 export const eventRegistry: ReadonlyMap<string, EventDefinition> = (() => {
