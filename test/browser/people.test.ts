@@ -4,7 +4,7 @@ import { systemMetadata } from '../../src/command-metadata';
 import { launchChromium, screenshot } from '../support/browser';
 import { createTestDatabase } from '../support/database';
 import { startTestGateway, type TestGateway } from '../support/gateway';
-import { TestSmtpServer, linkTokenIn } from '../support/smtp';
+import { TestSmtpServer } from '../support/smtp';
 
 /**
  * People in the dashboard, in headless Chromium against a real gateway, real SMTP (smtp-server)
