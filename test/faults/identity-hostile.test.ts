@@ -28,7 +28,9 @@ beforeAll(async () => {
   });
   pool = new Pool({ connectionString: tg.databaseUrl, max: 2 });
   signedIn = new DashboardClient(tg.url);
-  expect((await signedIn.post('/dashboard/api/sign-up', { email: 'real@example.test', name: 'Real', password: PASSWORD, organisation: 'Real Ltd' })).status).toBe(202);
+  expect(
+    (await signedIn.post('/dashboard/api/sign-up', { email: 'real@example.test', name: 'Real', password: PASSWORD, organisation: 'Real Ltd' })).status,
+  ).toBe(202);
   expect((await signedIn.post('/dashboard/api/sign-in', { email: 'real@example.test', password: PASSWORD })).status).toBe(200);
 }, 60_000);
 
@@ -94,7 +96,12 @@ const signUpBodies = fc.oneof(
 
 const hostile: fc.Arbitrary<Hostile> = fc.oneof(
   signUpBodies.map((body) => ({ method: 'POST', path: '/dashboard/api/sign-up', body })),
-  fc.oneof(token.map((t) => ({ token: t })), anyJson).map((body) => ({ method: 'POST', path: '/dashboard/api/verify-email', body })),
+  fc
+    .oneof(
+      token.map((t) => ({ token: t })),
+      anyJson,
+    )
+    .map((body) => ({ method: 'POST', path: '/dashboard/api/verify-email', body })),
   fc
     .oneof(
       fc.record({ email: badEmail, password: fc.string({ maxLength: 30 }) }),
@@ -102,10 +109,19 @@ const hostile: fc.Arbitrary<Hostile> = fc.oneof(
       anyJson,
     )
     .map((body) => ({ method: 'POST', path: '/dashboard/api/sign-in', body })),
-  fc.record({ code: fc.oneof(fc.string({ maxLength: 12 }), fc.stringMatching(/^\d{6}$/)) }).chain((body) =>
-    fc.option(cookie, { nil: undefined }).map((c) => ({ method: 'POST', path: '/dashboard/api/sign-in/two-factor', body, ...(c !== undefined && { cookie: c }) })),
-  ),
-  fc.oneof(badEmail.map((email) => ({ email })), anyJson).map((body) => ({ method: 'POST', path: '/dashboard/api/forgot-password', body })),
+  fc
+    .record({ code: fc.oneof(fc.string({ maxLength: 12 }), fc.stringMatching(/^\d{6}$/)) })
+    .chain((body) =>
+      fc
+        .option(cookie, { nil: undefined })
+        .map((c) => ({ method: 'POST', path: '/dashboard/api/sign-in/two-factor', body, ...(c !== undefined && { cookie: c }) })),
+    ),
+  fc
+    .oneof(
+      badEmail.map((email) => ({ email })),
+      anyJson,
+    )
+    .map((body) => ({ method: 'POST', path: '/dashboard/api/forgot-password', body })),
   fc
     .stringMatching(/^[a-z]{3,10}$/)
     .map((local) => ({ method: 'POST', path: '/dashboard/api/forgot-password', body: { email: `${local}@nobody.test` }, mayAccept: true })),
@@ -134,17 +150,28 @@ const hostile: fc.Arbitrary<Hostile> = fc.oneof(
   // With the real session: bodies of the wrong shape change nothing.
   fc
     .oneof(
-      fc.oneof(notString.map((name) => ({ name })), badEmail.map((email) => ({ email })), extra).map((body) => ({ method: 'PATCH', path: '/dashboard/api/me', body })),
       fc
         .oneof(
-          fc.record({ current_password: fc.string({ minLength: 1, maxLength: 20 }).filter((p) => p !== PASSWORD), new_password: fc.constant('another fine passphrase here') }),
+          notString.map((name) => ({ name })),
+          badEmail.map((email) => ({ email })),
+          extra,
+        )
+        .map((body) => ({ method: 'PATCH', path: '/dashboard/api/me', body })),
+      fc
+        .oneof(
+          fc.record({
+            current_password: fc.string({ minLength: 1, maxLength: 20 }).filter((p) => p !== PASSWORD),
+            new_password: fc.constant('another fine passphrase here'),
+          }),
           fc.record({ current_password: fc.constant(PASSWORD), new_password: weakPassword }),
           anyJson,
         )
         .map((body) => ({ method: 'POST', path: '/dashboard/api/me/password', body })),
       fc.string({ maxLength: 40 }).map((id) => ({ method: 'DELETE', path: `/dashboard/api/me/sessions/${encodeURIComponent(id || 'x')}` })),
       fc.oneof(fc.record({ account_id: fc.string({ maxLength: 40 }) }), anyJson).map((body) => ({ method: 'POST', path: '/dashboard/api/me/account', body })),
-      fc.oneof(fc.record({ code: fc.string({ maxLength: 12 }) }), anyJson).map((body) => ({ method: 'POST', path: '/dashboard/api/me/two-factor/confirm', body })),
+      fc
+        .oneof(fc.record({ code: fc.string({ maxLength: 12 }) }), anyJson)
+        .map((body) => ({ method: 'POST', path: '/dashboard/api/me/two-factor/confirm', body })),
       fc.oneof(fc.record({ password: fc.string({ maxLength: 20 }), code: fc.string({ minLength: 1, maxLength: 10 }) }), anyJson).map((body) => ({
         method: 'DELETE',
         path: '/dashboard/api/me/two-factor',
@@ -172,7 +199,9 @@ async function state(): Promise<string> {
 
 test(`${RUNS} hostile requests to the users and sessions routes are refused clearly and change nothing`, async () => {
   // The sign-up's verification email is sent (and EmailSent recorded) before the count starts.
-  await until(async () => ((await pool.query(`SELECT 1 FROM events WHERE type = 'EmailSent'`)).rowCount === 1 ? true : undefined), { what: 'the verification email sent' });
+  await until(async () => ((await pool.query(`SELECT 1 FROM events WHERE type = 'EmailSent'`)).rowCount === 1 ? true : undefined), {
+    what: 'the verification email sent',
+  });
   const before = await state();
   const statuses = new Map<number, number>();
   await fc.assert(
@@ -183,7 +212,11 @@ test(`${RUNS} hostile requests to the users and sessions routes are refused clea
       const answer = await client.call(h.method, h.path, h.method === 'GET' ? undefined : h.body);
       statuses.set(answer.status, (statuses.get(answer.status) ?? 0) + 1);
       if (h.mayAccept && answer.status === 202) {
-        expect(answer.body).toEqual({ object: 'password_reset', status: 'check_your_email', message: 'If this address has an account, a reset link is on its way.' });
+        expect(answer.body).toEqual({
+          object: 'password_reset',
+          status: 'check_your_email',
+          message: 'If this address has an account, a reset link is on its way.',
+        });
         return;
       }
       expect({ h, status: answer.status >= 400 && answer.status < 500 }).toEqual({ h, status: true });

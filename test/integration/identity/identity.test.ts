@@ -4,6 +4,8 @@ import { systemMetadata } from '../../../src/command-metadata';
 import { DashboardClient } from '../../support/dashboard-client';
 import { startTestGateway, type TestGateway } from '../../support/gateway';
 import { TestSmtpServer, linkTokenIn } from '../../support/smtp';
+import { until } from '../../support/wait';
+import { runRetention } from '../../../src/compliance/retention';
 
 const MODELS = [{ id: 'm', upstreams: [{ baseUrl: 'http://127.0.0.1:9/v1', capacity: 1 }], maxOutputTokens: 10, operations: ['chat' as const] }];
 const PASSWORD = 'violet kettle drums at noon';
@@ -285,6 +287,29 @@ describe('users: sign-up, verification, sign-in, sessions, passwords, profile, t
     await again.post('/dashboard/api/sign-in', { email: 'totp@example.test', password: PASSWORD });
     expect((await again.post('/dashboard/api/sign-in/two-factor', { code: recovery })).body.error.code).toBe('invalid_code');
     expect((await pool.query(`SELECT 1 FROM user_recovery_codes WHERE code_hash = $1 OR code_hash LIKE $2`, [recovery, `%${recovery}%`])).rowCount).toBe(0);
+  });
+
+  it("erasing a closed account's personal data erases its only-member users' credentials and personal data", async () => {
+    const client = await newUser('erase@example.test');
+    const session = (await client.get('/dashboard/api/session')).body;
+    const closed = await client.post('/v1/account/close', {});
+    expect(closed.status).toBe(200);
+    const later = new Date(Date.now() + 40 * 86_400_000).toISOString();
+    const { pool: gwPool } = gw.gateway.database;
+    await until(
+      async () => {
+        const report = await runRetention({ pool: gwPool, ledger: gw.gateway.ledger, vault: gw.gateway.vault }, { now: later });
+        return report.personalDataErased.includes(session.account_id) ? true : undefined;
+      },
+      { what: 'the account erased by retention' },
+    );
+    expect((await pool.query('SELECT 1 FROM user_credentials WHERE user_id = $1', [session.user_id])).rowCount).toBe(0);
+    expect((await pool.query('SELECT 1 FROM user_sessions WHERE user_id = $1', [session.user_id])).rowCount).toBe(0);
+    expect((await pool.query('SELECT 1 FROM identity_tokens WHERE user_id = $1', [session.user_id])).rowCount).toBe(0);
+    expect(await gw.gateway.identity.nameOf(session.user_id)).toBeNull();
+    expect((await client.get('/dashboard/api/me')).status).toBe(401);
+    const again = await new DashboardClient(gw.url).post('/dashboard/api/sign-in', { email: 'erase@example.test', password: PASSWORD });
+    expect(again.status).toBe(401);
   });
 
   it('a session survives a gateway restart and is shared by another instance', async () => {
