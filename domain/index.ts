@@ -11,6 +11,7 @@ export * from './estimate';
 export * from './retention';
 export * from './personal-data-access';
 export * from './mail';
+export * from './user';
 export * from './request-log';
 export * from './notice';
 export * from './status';

@@ -1,3 +1,4 @@
+import type { Actor } from '../domain/events/metadata';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import bcrypt from 'bcrypt';
 import { accountStreamId } from '../domain/account';
@@ -22,6 +23,13 @@ export interface VerifiedKey {
   readonly prefix: string;
   /** spend limit, expiry, model allowlist (domain/api-key); kept current by the live log */
   readonly limits: KeyLimits;
+  /** set when a signed-in person (a dashboard session, src/identity) acts instead of a key */
+  readonly userId?: string;
+}
+
+/** Who the events of a request record as their actor: the signed-in person, else the key. */
+export function actorOfKey(key: VerifiedKey): Actor {
+  return key.userId !== undefined ? { kind: 'user', userId: key.userId } : { kind: 'customer_key', keyId: key.keyId };
 }
 
 /** What a token proves: a live key, or why not (`expired`: a real key past its expiry time). */

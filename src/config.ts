@@ -194,6 +194,30 @@ export const configSchema = z
     TOLLGATE_MAIL_POLL_INTERVAL_S: z.coerce.number().positive().max(3_600).default(1),
     /** The gateway's address as people reach it (links in emails); unset: the address it listens on. */
     TOLLGATE_PUBLIC_URL: optionalString.pipe(z.url({ protocol: /^https?$/, error: 'an http(s):// URL' }).optional()),
+    /** bcrypt cost of user passwords (each step doubles the work of a sign-in and of a guess). */
+    TOLLGATE_BCRYPT_COST: z.coerce.number().int().min(4).max(15).default(12),
+    /** A dashboard session ends after this long unused... */
+    TOLLGATE_SESSION_IDLE_S: z.coerce
+      .number()
+      .int()
+      .min(60)
+      .max(30 * 86_400)
+      .default(8 * 3_600),
+    /** ...and this long after sign-in in any case. */
+    TOLLGATE_SESSION_MAX_S: z.coerce
+      .number()
+      .int()
+      .min(60)
+      .max(365 * 86_400)
+      .default(7 * 86_400),
+    /** Promo credit for a new account once its owner's email is verified (once per address); 0 turns it off. */
+    TOLLGATE_SIGNUP_PROMO_USD: usd.default('0'),
+    /** Days the sign-up promo credit stays usable. */
+    TOLLGATE_SIGNUP_PROMO_DAYS: z.coerce.number().int().min(1).max(3_650).default(90),
+    /** Failed sign-ins allowed per email address in 15 minutes; past it, 429 until the window passes. */
+    TOLLGATE_SIGN_IN_FAILURES_PER_EMAIL: z.coerce.number().int().min(1).max(100_000).default(10),
+    /** Failed sign-ins allowed per client address in 15 minutes. */
+    TOLLGATE_SIGN_IN_FAILURES_PER_ADDRESS: z.coerce.number().int().min(1).max(1_000_000).default(100),
     STRIPE_SECRET_KEY: optionalString,
     STRIPE_WEBHOOK_SECRET: optionalString,
     /** Where the Stripe API is, e.g. http://127.0.0.1:12111 for a local stand-in; unset means Stripe's own (https://api.stripe.com). */

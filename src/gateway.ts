@@ -43,6 +43,7 @@ import { UpstreamProbe } from './notices/status';
 import { MailOutbox, MailSender, mailOutboxSubscriber } from './mail/outbox';
 import { createMailTransport } from '../adapters/mail/transport';
 import type { MailTransport } from './ports/mail-transport';
+import { Identity } from './identity/identity';
 import { runProjections, type RunningProjection } from './read-models/runner';
 
 /** Everything a running gateway holds, for the routes mounted on it and for shutdown. */
@@ -79,6 +80,8 @@ export interface Gateway {
   readonly mail: MailOutbox;
   /** where the outbox's emails go (SMTP, or .eml files under the data dir) */
   readonly mailTransport: MailTransport;
+  /** users, their credentials, sessions and memberships (src/identity) */
+  readonly identity: Identity;
   close(): Promise<void>;
 }
 
@@ -181,6 +184,17 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     // Links in emails: the configured public address, else the one this gateway listens on (known once it does).
     let listeningUrl = `http://${config.HOST}:${config.PORT}`;
 
+    const identity = new Identity(database.pool, store, ledger, vault, mail, log, {
+      bcryptCost: config.TOLLGATE_BCRYPT_COST,
+      sessionIdleMs: config.TOLLGATE_SESSION_IDLE_S * 1_000,
+      sessionMaxMs: config.TOLLGATE_SESSION_MAX_S * 1_000,
+      signupPromo: usd(config.TOLLGATE_SIGNUP_PROMO_USD),
+      signupPromoDays: config.TOLLGATE_SIGNUP_PROMO_DAYS,
+      failuresPerEmail: config.TOLLGATE_SIGN_IN_FAILURES_PER_EMAIL,
+      failuresPerAddress: config.TOLLGATE_SIGN_IN_FAILURES_PER_ADDRESS,
+      failureWindowMs: 15 * 60_000,
+    });
+
     const billingPollMs = config.TOLLGATE_BILLING_POLL_INTERVAL_S * 1_000;
     // Auto top-up charges cards, so it runs only where Stripe is configured.
     const stripe = stripeClientFromConfig(config);
@@ -281,6 +295,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
       clock,
       mail,
       mailTransport,
+      identity,
     };
     const app = createApp({
       ledger,

@@ -4,6 +4,16 @@ import type { ApiKeys, VerifiedKey } from '../../src/api-keys';
 import { ApiError, apiKeyExpired, invalidApiKey } from './openai/errors';
 
 const LOCALS_KEY = 'tollgateKey';
+const LOCALS_SESSION = 'tollgateSessionPrincipal';
+
+/**
+ * A signed-in person's dashboard session stands in for a key on the account routes: the
+ * dashboard's session middleware puts it here (roles already checked there), and authenticate()
+ * takes it when the request carries no Authorization header.
+ */
+export function actAsSession(res: Response, principal: VerifiedKey): void {
+  res.locals[LOCALS_SESSION] = principal;
+}
 
 /** The key of `Authorization: Bearer <key>`; a missing or malformed header is a 401. */
 export function bearerToken(req: Request): string {
@@ -17,9 +27,14 @@ export function bearerToken(req: Request): string {
 /** Bearer-key authentication with a required scope; the verified key goes in res.locals. */
 export function authenticate(keys: ApiKeys, scope: ApiKeyScope): RequestHandler {
   return async (req, res, next) => {
-    const checked = await keys.check(bearerToken(req));
-    if (!checked.ok) throw checked.reason === 'expired' ? apiKeyExpired(checked.expiresAt) : invalidApiKey('invalid');
-    const key = checked.key;
+    const session = req.get('authorization') === undefined ? (res.locals[LOCALS_SESSION] as VerifiedKey | undefined) : undefined;
+    let key: VerifiedKey;
+    if (session) key = session;
+    else {
+      const checked = await keys.check(bearerToken(req));
+      if (!checked.ok) throw checked.reason === 'expired' ? apiKeyExpired(checked.expiresAt) : invalidApiKey('invalid');
+      key = checked.key;
+    }
     if (!key.scopes.includes(scope)) {
       throw new ApiError(403, 'invalid_request_error', 'insufficient_permissions', null, `This key does not have the ${scope} scope.`);
     }

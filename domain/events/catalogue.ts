@@ -6,10 +6,20 @@ import { personalDataAccessEventDefinitions, type PersonalDataAccessEvent } from
 import { requestLogEventDefinitions, type RequestLogEvent } from '../request-log/events';
 import { noticeEventDefinitions, type NoticeEvent } from '../notice/events';
 import { mailEventDefinitions, type MailEvent } from '../mail/events';
+import { userEventDefinitions, type UserEvent } from '../user/events';
 import type { EventDefinition } from './define';
 
 /** Every event Tollgate stores, from every stream. Type names are unique across streams. */
-export type DomainEvent = AccountEvent | PriceBookEvent | ApiKeyEvent | RetentionEvent | PersonalDataAccessEvent | RequestLogEvent | MailEvent | NoticeEvent;
+export type DomainEvent =
+  | AccountEvent
+  | PriceBookEvent
+  | ApiKeyEvent
+  | RetentionEvent
+  | PersonalDataAccessEvent
+  | RequestLogEvent
+  | MailEvent
+  | NoticeEvent
+  | UserEvent;
 export type DomainEventType = DomainEvent['type'];
 
 export const eventDefinitions: readonly EventDefinition[] = [
@@ -21,6 +31,7 @@ export const eventDefinitions: readonly EventDefinition[] = [
   ...requestLogEventDefinitions,
   ...noticeEventDefinitions,
   ...mailEventDefinitions,
+  ...userEventDefinitions,
 ];
 
 export const eventRegistry: ReadonlyMap<string, EventDefinition> = (() => {

@@ -90,6 +90,8 @@ function actor(a: Actor): Json {
       return { kind: a.kind, adminId: a.adminId };
     case 'system':
       return { kind: a.kind, process: a.process };
+    case 'user':
+      return { kind: a.kind, userId: a.userId };
   }
 }
 

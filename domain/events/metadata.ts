@@ -2,11 +2,13 @@ import { z } from 'zod';
 import { idSchema, isoInstantSchema } from './schema';
 import type { IsoInstant } from '../time/instant';
 
-/** Who caused a change: a customer's API key, an operator, or one of our own processes. */
+/** Who caused a change: a customer's API key, a signed-in user, an operator, or one of our own processes. */
 export const actorSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('customer_key'), keyId: idSchema }),
   z.object({ kind: z.literal('admin'), adminId: idSchema }),
   z.object({ kind: z.literal('system'), process: idSchema }),
+  /** a person signed in to the dashboard (src/identity) */
+  z.object({ kind: z.literal('user'), userId: idSchema }),
 ]);
 export type Actor = z.output<typeof actorSchema>;
 

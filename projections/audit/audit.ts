@@ -42,9 +42,17 @@ export type AuditAction =
   | 'personal_data.corrected'
   | 'personal_data.erased'
   | 'personal_data.viewed'
-  | 'retention.run';
+  | 'retention.run'
+  | 'user.registered'
+  | 'user.email_verified'
+  | 'user.profile_corrected'
+  | 'user.password_changed'
+  | 'user.two_factor_changed'
+  | 'member.added'
+  | 'member.role_changed'
+  | 'member.removed';
 
-export type AuditTargetKind = 'account' | 'api_key' | 'model' | 'retention' | 'notice';
+export type AuditTargetKind = 'account' | 'api_key' | 'model' | 'retention' | 'notice' | 'user';
 
 /** Extra facts of an act, as strings (amounts in USD, 6 decimals) so the hash never depends on number formatting. */
 export type AuditDetails = { readonly [field: string]: string | readonly string[] | null };
@@ -106,6 +114,8 @@ function actorIdOf(actor: Actor): string {
       return actor.keyId;
     case 'system':
       return actor.process;
+    case 'user':
+      return actor.userId;
   }
 }
 
@@ -291,6 +301,41 @@ export function auditFactOf(streamId: string, event: DomainEvent): AuditFact | n
           audience: event.data.audience.kind === 'all' ? 'all' : `${event.data.audience.accountIds.length} accounts`,
         },
       };
+    case 'UserRegistered':
+      // No ciphertexts, as for accounts: the user's id and the account they opened.
+      return { action: 'user.registered', targetKind: 'user', targetId: event.data.userId, reason: null, details: { account_id: event.data.accountId } };
+    case 'UserEmailVerified':
+      return { action: 'user.email_verified', targetKind: 'user', targetId: event.data.userId, reason: null, details: {} };
+    case 'UserProfileCorrected':
+      return {
+        action: 'user.profile_corrected',
+        targetKind: 'user',
+        targetId: event.data.userId,
+        reason: null,
+        details: { fields: [...(event.data.nameCiphertext ? ['name'] : []), ...(event.data.emailCiphertext ? ['email'] : [])] },
+      };
+    case 'UserPasswordChanged':
+      return { action: 'user.password_changed', targetKind: 'user', targetId: event.data.userId, reason: null, details: { how: event.data.how } };
+    case 'UserTwoFactorChanged':
+      return { action: 'user.two_factor_changed', targetKind: 'user', targetId: event.data.userId, reason: null, details: { change: event.data.change } };
+    case 'MemberAdded':
+      return {
+        action: 'member.added',
+        targetKind: 'account',
+        targetId: event.data.accountId,
+        reason: null,
+        details: { user_id: event.data.userId, role: event.data.role },
+      };
+    case 'MemberRoleChanged':
+      return {
+        action: 'member.role_changed',
+        targetKind: 'account',
+        targetId: event.data.accountId,
+        reason: null,
+        details: { user_id: event.data.userId, role: event.data.role },
+      };
+    case 'MemberRemoved':
+      return { action: 'member.removed', targetKind: 'account', targetId: event.data.accountId, reason: null, details: { user_id: event.data.userId } };
     case 'ReservationPlaced':
     case 'ReservationSettled':
     case 'ReservationReleased':

@@ -1,3 +1,4 @@
+import { eraseMembersOf } from '../identity/erasure';
 import { randomUUID } from 'node:crypto';
 import type { Pool } from 'pg';
 import { accountStreamId } from '../../domain/account';
@@ -184,6 +185,8 @@ export async function runRetention(
       continue;
     }
     if (!state.personalDataErased) await vault.destroyKey(accountId);
+    // Its members' credentials and personal data go too, unless they belong to another account.
+    await eraseMembersOf(pool, vault, accountId, new Set([...erased, accountId]));
     const result = await ledger.accounts.handle(stream, { type: 'ErasePersonalData', data: {}, metadata });
     if (result.ok) erased.push(accountId);
     else if (result.error.error !== 'personal_data_already_erased') refused.push({ accountId, error: result.error.error });

@@ -92,7 +92,7 @@ async function settled(page: Page): Promise<void> {
 }
 
 async function signIn(page: Page, key: string): Promise<void> {
-  await page.goto(`${tg.url}/dashboard/`);
+  await page.goto(`${tg.url}/dashboard/#/key-sign-in`);
   await page.getByLabel('API key').fill(key);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByRole('button', { name: 'Sign out' }).waitFor();
@@ -114,7 +114,7 @@ test('the public pricing page lists the prices in force, without signing in', as
 });
 
 test('a customer signs in with a key, held only in an HttpOnly SameSite=Strict session cookie, and sees the balance fall by exactly the cost of a request', async () => {
-  await customerPage.goto(`${tg.url}/dashboard/`);
+  await customerPage.goto(`${tg.url}/dashboard/#/key-sign-in`);
   await customerPage.getByLabel('API key').waitFor();
   await screenshot(customerPage, 'sign-in');
   await signIn(customerPage, customerKey);
@@ -237,7 +237,7 @@ describe('admin', () => {
     page = await admin.newPage();
     watch(page);
     // Keyboard only: Tab to the key, type it, Enter; then to a page through the navigation.
-    await page.goto(`${tg.url}/dashboard/`);
+    await page.goto(`${tg.url}/dashboard/#/key-sign-in`);
     await page.getByLabel('API key').waitFor();
     await page.keyboard.press('Tab');
     await expect(page.evaluate<string>('document.activeElement.id')).resolves.toBe('sign-in-key');
@@ -392,7 +392,7 @@ test('every page passes axe-core’s WCAG 2 A and AA rules (labels, names, contr
   await check(page, 'pricing');
   await page.goto(`${tg.url}/status`);
   await check(page, 'status-page');
-  await page.goto(`${tg.url}/dashboard/`);
+  await page.goto(`${tg.url}/dashboard/#/key-sign-in`);
   await page.getByLabel('API key').waitFor();
   await check(page, 'sign-in');
   await signIn(page, customerKey);

@@ -9,6 +9,7 @@ import { ApiError, apiKeyExpired, invalidApiKey } from '../openai/errors';
 import { modelsOnSale, pricesInForce, pricesScheduled } from '../routes/catalogue';
 import { pricingPage } from './pricing-page';
 import { DashboardSessions, clearSessionCookie, isDashboardCall, sessionBearer, sessionIdOf, setSessionCookie } from './sessions';
+import { USER_SESSION_PREFIX, mountIdentityRoutes, signOutUser, userSessionAccess, userSessionView } from './identity-routes';
 
 /**
  * The web dashboard, served by the gateway itself: a Preact + htm single-page app loaded as ES
@@ -50,6 +51,9 @@ export const mountDashboardRoutes: RouteMount = (router: Router, gateway) => {
 
   // Before every other router: a signed-in page's API calls carry its session's key.
   router.use(['/v1/account', '/v1/usage', '/v1/billing', '/admin'], sessionBearer(sessions));
+  // A person's session (PostgreSQL) acts within their role in the session's account.
+  router.use(['/v1/account', '/v1/usage', '/v1/billing'], userSessionAccess(gateway.identity));
+  mountIdentityRoutes(router, gateway);
 
   router.get('/', (_req, res) => res.redirect(302, '/dashboard/'));
   // The router is not strict ('/dashboard' matches '/dashboard/'): the page's relative links need the slash.
@@ -95,6 +99,16 @@ export const mountDashboardRoutes: RouteMount = (router: Router, gateway) => {
   router.get('/dashboard/api/session', async (req, res) => {
     if (!isDashboardCall(req)) throw csrfRefused();
     const id = sessionIdOf(req);
+    if (id?.startsWith(USER_SESSION_PREFIX)) {
+      const principal = await gateway.identity.session(id);
+      if (principal) {
+        res.json(userSessionView(principal));
+        return;
+      }
+      clearSessionCookie(req, res);
+      res.json({ object: 'dashboard.session', signed_in: false });
+      return;
+    }
     const secret = id === null ? null : sessions.secretOf(id);
     // The key may have been revoked since sign-in: verified again, as every API call is.
     const verified = secret === null ? null : await gateway.keys.verify(secret);
@@ -108,8 +122,12 @@ export const mountDashboardRoutes: RouteMount = (router: Router, gateway) => {
     res.json(sessionView(verified));
   });
 
-  router.delete('/dashboard/api/session', (req, res) => {
+  router.delete('/dashboard/api/session', async (req, res) => {
     if (!isDashboardCall(req)) throw csrfRefused();
+    if (await signOutUser(gateway.identity, req, res)) {
+      res.json({ object: 'dashboard.session', signed_in: false });
+      return;
+    }
     const id = sessionIdOf(req);
     if (id !== null) sessions.close(id);
     clearSessionCookie(req, res);

@@ -2,9 +2,11 @@ import { randomBytes } from 'node:crypto';
 import type { Request, RequestHandler, Response } from 'express';
 
 /**
- * Dashboard sign-in sessions. The browser holds only a random session id, in a cookie marked
- * HttpOnly and SameSite=Strict (and Secure over TLS); the key it was exchanged for stays in this
- * process's memory, so a restart (or another instance) signs the browser out.
+ * Dashboard sign-in sessions with an API key (operators' scripts; people sign in with a password,
+ * see identity-routes.ts, whose sessions live in PostgreSQL). The browser holds only a random
+ * session id, in a cookie marked HttpOnly and SameSite=Strict (and Secure over TLS); the key it
+ * was exchanged for stays in this process's memory, so a restart (or another instance) signs a
+ * key session out.
  *
  * Every call the dashboard makes goes to the ordinary JSON API: for a request that carries the
  * session cookie and the dashboard header, `sessionBearer` supplies the session's key as the
@@ -75,9 +77,10 @@ function overTls(req: Request): boolean {
   return req.secure || req.get('x-forwarded-proto')?.split(',')[0]?.trim().toLowerCase() === 'https';
 }
 
-export function setSessionCookie(req: Request, res: Response, id: string): void {
-  // No Max-Age: the browser forgets it when it closes; the server forgets it after IDLE_MS unused.
-  res.cookie(SESSION_COOKIE, id, { httpOnly: true, sameSite: 'strict', secure: overTls(req), path: '/' });
+export function setSessionCookie(req: Request, res: Response, id: string, maxAgeMs?: number): void {
+  // Key sessions: no Max-Age (the browser forgets it when it closes; the server after IDLE_MS
+  // unused). A person's session lives in PostgreSQL up to its absolute expiry: the cookie as long.
+  res.cookie(SESSION_COOKIE, id, { httpOnly: true, sameSite: 'strict', secure: overTls(req), path: '/', ...(maxAgeMs !== undefined && { maxAge: maxAgeMs }) });
 }
 
 export function clearSessionCookie(req: Request, res: Response): void {

@@ -30,6 +30,7 @@ import { noticeListQuerySchema, noticePreferencesSchema, postNoticeSchema } from
 import { incidentUpdateSchema as incidentUpdateRequestSchema } from '../routes/status';
 import { balanceQuerySchema, periodSchema } from '../routes/finance';
 import * as out from './responses';
+import { identityPaths } from './identity';
 
 /**
  * The OpenAPI 3.1 document of Tollgate's HTTP API, built by zod-openapi from the zod schemas
@@ -857,9 +858,15 @@ export function openApiDocument(): ReturnType<typeof createDocument> {
       securitySchemes: {
         customerKey: { type: 'http', scheme: 'bearer', description: 'A customer key, `tg_<id>_<secret>`, with the scope the operation names.' },
         adminKey: { type: 'http', scheme: 'bearer', description: 'A key with the admin scope (the bootstrapped TOLLGATE_ADMIN_KEY or one issued with it).' },
+        dashboardSession: {
+          type: 'apiKey',
+          in: 'cookie',
+          name: 'tollgate_session',
+          description: "A person's dashboard session (POST /dashboard/api/sign-in); calls also need X-Tollgate-Dashboard: 1.",
+        },
       },
     },
-    paths,
+    paths: { ...paths, ...identityPaths },
   });
   return built;
 }

@@ -1,3 +1,4 @@
+import { actorOfKey, type VerifiedKey } from '../../../src/api-keys';
 import type { RequestHandler, Router } from 'express';
 import { z } from 'zod';
 import {
@@ -761,7 +762,7 @@ export const mountAccountRoutes: RouteMount = (router: Router, gateway) => {
   const reader = new AccountReader(gateway);
   const read = authenticated(gateway.keys, 'account_read');
   const write = authenticated(gateway.keys, 'account_write');
-  const metadataOf = (keyId: string, correlationId: string): CommandMetadata => commandMetadata({ kind: 'customer_key', keyId }, correlationId);
+  const metadataOf = (key: VerifiedKey, correlationId: string): CommandMetadata => commandMetadata(actorOfKey(key), correlationId);
 
   router.get('/v1/account', read, async (_req, res) => {
     const view = await reader.view(keyOf(res).accountId, { personalData: false });
@@ -780,8 +781,8 @@ export const mountAccountRoutes: RouteMount = (router: Router, gateway) => {
       accountId: key.accountId,
       name: body.name,
       scopes: body.scopes ?? DEFAULT_CUSTOMER_SCOPES,
-      metadata: metadataOf(key.keyId, requestIdOf(res)),
-      createdBy: { kind: 'key', keyId: key.keyId },
+      metadata: metadataOf(key, requestIdOf(res)),
+      createdBy: key.userId !== undefined ? { kind: 'user', userId: key.userId } : { kind: 'key', keyId: key.keyId },
       limits: limitChangesOf(body),
     });
     res.status(201).json(issued);
@@ -796,7 +797,7 @@ export const mountAccountRoutes: RouteMount = (router: Router, gateway) => {
     const renamed = await gateway.ledger.apiKeys.handle(apiKeyStreamId(keyId), {
       type: 'RenameApiKey',
       data: { name },
-      metadata: metadataOf(key.keyId, requestIdOf(res)),
+      metadata: metadataOf(key, requestIdOf(res)),
     });
     if (!renamed.ok) throw refused(renamed.error);
     if (renamed.state.status === 'not_issued') throw keyNotFound();
@@ -808,7 +809,7 @@ export const mountAccountRoutes: RouteMount = (router: Router, gateway) => {
     const keyId = String(req.params['keyId']);
     // Another account's key is answered exactly like a key that does not exist.
     if (!(await reader.keyOfAccount(key.accountId, keyId))) throw keyNotFound();
-    const revoked = await gateway.keys.revoke(keyId, 'revoked by the account holder', metadataOf(key.keyId, requestIdOf(res)));
+    const revoked = await gateway.keys.revoke(keyId, 'revoked by the account holder', metadataOf(key, requestIdOf(res)));
     if (!revoked.ok) throw refused(revoked.error);
     res.json({ key_id: keyId, status: 'revoked' });
   });

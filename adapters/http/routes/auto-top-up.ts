@@ -1,3 +1,5 @@
+import type { Actor } from '../../../domain/events/metadata';
+import { actorOfKey } from '../../../src/api-keys';
 import type { Router } from 'express';
 import { z } from 'zod';
 import { accountStreamId } from '../../../domain/account';
@@ -108,12 +110,12 @@ export const mountAutoTopUpRoutes: RouteMount = (router: Router, gateway) => {
     };
   };
 
-  const configure = async (accountId: string, keyId: string, correlationId: string, autoTopUp: { threshold: MicroUsd; amount: MicroUsd } | null) => {
+  const configure = async (accountId: string, actor: Actor, correlationId: string, autoTopUp: { threshold: MicroUsd; amount: MicroUsd } | null) => {
     if (!(await reader.state(accountId))) throw accountNotFound();
     const handled = await gateway.ledger.accounts.handle(accountStreamId(accountId), {
       type: 'ConfigureAutoTopUp',
       data: { autoTopUp },
-      metadata: commandMetadata({ kind: 'customer_key', keyId }, correlationId),
+      metadata: commandMetadata(actor, correlationId),
     });
     if (!handled.ok) throw refused(handled.error);
   };
@@ -125,13 +127,13 @@ export const mountAutoTopUpRoutes: RouteMount = (router: Router, gateway) => {
   router.put('/v1/billing/auto-top-up', write, async (req, res) => {
     const key = keyOf(res);
     const body = parseInput(autoTopUpSchema, req.body);
-    await configure(key.accountId, key.keyId, requestIdOf(res), 'enabled' in body ? null : { threshold: body.threshold_usd, amount: body.amount_usd });
+    await configure(key.accountId, actorOfKey(key), requestIdOf(res), 'enabled' in body ? null : { threshold: body.threshold_usd, amount: body.amount_usd });
     res.json(await autoTopUpView(key.accountId));
   });
 
   router.delete('/v1/billing/auto-top-up', write, async (_req, res) => {
     const key = keyOf(res);
-    await configure(key.accountId, key.keyId, requestIdOf(res), null);
+    await configure(key.accountId, actorOfKey(key), requestIdOf(res), null);
     res.json(await autoTopUpView(key.accountId));
   });
 

@@ -1,3 +1,4 @@
+import { actorOfKey } from '../../../src/api-keys';
 import express, { type Response, type Router } from 'express';
 import { z } from 'zod';
 import { accountStreamId } from '../../../domain/account';
@@ -89,7 +90,7 @@ function mountBilling(router: Router, gateway: GatewayParts, options: BillingRou
   const reader = new AccountReader(gateway);
   const write = authenticated(gateway.keys, 'account_write');
   const admin = authenticated(gateway.keys, 'admin');
-  const customerMetadata = (res: Response): CommandMetadata => commandMetadata({ kind: 'customer_key', keyId: keyOf(res).keyId }, requestIdOf(res));
+  const customerMetadata = (res: Response): CommandMetadata => commandMetadata(actorOfKey(keyOf(res)), requestIdOf(res));
   const configured = (): Payments => {
     if (!payments) throw paymentsNotConfigured();
     return payments;

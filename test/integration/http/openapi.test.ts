@@ -90,7 +90,7 @@ beforeAll(async () => {
         { id: TTS, upstreams: [{ baseUrl: speech.baseUrl, capacity: 8 }], maxOutputTokens: 1, operations: ['speech'] },
       ],
       // This file sends a 401 to every authenticated route on purpose; the limiter has its own tests.
-      env: { TOLLGATE_AUTH_FAILURES_PER_MINUTE: '10000', TOLLGATE_MAX_AUDIO_BYTES: '100000' },
+      env: { TOLLGATE_AUTH_FAILURES_PER_MINUTE: '10000', TOLLGATE_MAX_AUDIO_BYTES: '100000', TOLLGATE_BCRYPT_COST: '4' },
     }),
     startPaymentsHarness(),
   ]);
@@ -171,7 +171,8 @@ function servedRoutes(gateway: TestGateway): string[] {
 describe('the routes', () => {
   test('every route the gateway serves is in the document, but the HTML pages (dashboard, /docs) and their assets', () => {
     const documented = new Set(check.operations().map((o) => `${o.method} ${o.template}`));
-    const pages = /^[A-Z]+ \/(?:$|dashboard\/|docs(?:$|\/))/;
+    // The dashboard's JSON API (/dashboard/api/) is API: documented like the rest.
+    const pages = /^[A-Z]+ \/(?:$|dashboard\/(?!api\/)|docs(?:$|\/))/;
     const served = servedRoutes(tg).filter((route) => !pages.test(route));
     expect(served.length).toBeGreaterThan(40);
     expect(served.filter((route) => !documented.has(route))).toEqual([]);
@@ -186,6 +187,8 @@ describe('the routes', () => {
     let admins = 0;
     let keyed = 0;
     for (const { method, template } of check.operations()) {
+      // The dashboard's people routes need its header and a session cookie: 'users and sessions' below.
+      if (template.startsWith('/dashboard/api/')) continue;
       const schemes = (document.paths[template]![method.toLowerCase()]!.security ?? []).flatMap((s) => Object.keys(s));
       const body = method === 'GET' || method === 'DELETE' ? undefined : {};
       if (schemes.includes('adminKey')) {
@@ -625,6 +628,58 @@ describe('billing with Stripe', () => {
       409,
       'account_closed',
     );
+  });
+});
+
+describe('users and sessions', () => {
+  test('sign-up, verification, sign-in, profile, sessions, two-factor and resets answer as documented', async () => {
+    const dashboard = { 'x-tollgate-dashboard': '1' };
+    let cookie = '';
+    const as = (method: string, path: string, options: CallOptions = {}) =>
+      call(method, path, { ...options, headers: { ...dashboard, ...(cookie && { cookie }), ...options.headers } });
+    const password = 'openapi checks every answer';
+    expectStatus(await call('POST', '/dashboard/api/sign-up', { body: {} }), 403, 'dashboard_header_required');
+    expectStatus(
+      await as('POST', '/dashboard/api/sign-up', { body: { email: 'oa@example.org', name: 'OA', password: 'short', organisation: 'OA Ltd' } }),
+      400,
+      'weak_password',
+    );
+    expectStatus(await as('POST', '/dashboard/api/sign-up', { body: { email: 'oa@example.org', name: 'OA', password, organisation: 'OA Ltd' } }), 202);
+    expectStatus(await as('POST', '/dashboard/api/verify-email', { body: { token: 'x'.repeat(43) } }), 400, 'invalid_token');
+    expectStatus(await as('POST', '/dashboard/api/sign-in', { body: { email: 'oa@example.org', password: 'not the right one' } }), 401, 'invalid_credentials');
+    expectStatus(await as('POST', '/dashboard/api/sign-in/two-factor', { body: { code: '123456' } }), 409, 'two_factor_not_pending');
+    expectStatus(await as('GET', '/dashboard/api/me'), 401, 'not_signed_in');
+    const signedIn = await as('POST', '/dashboard/api/sign-in', { body: { email: 'oa@example.org', password } });
+    expectStatus(signedIn, 200);
+    cookie = signedIn.headers.get('set-cookie')!.split(';')[0]!;
+    expectStatus(await as('GET', '/dashboard/api/me'), 200);
+    expectStatus(await as('PATCH', '/dashboard/api/me', { body: { name: 'O. A.' } }), 200);
+    expectStatus(await as('PATCH', '/dashboard/api/me', { body: { email: 'nope' } }), 400, 'invalid_email');
+    expectStatus(
+      await as('POST', '/dashboard/api/me/password', { body: { current_password: 'wrong wrong wrong', new_password: 'another long passphrase here' } }),
+      401,
+      'invalid_credentials',
+    );
+    expectStatus(await as('POST', '/dashboard/api/me/resend-verification'), 202);
+    expectStatus(await as('GET', '/dashboard/api/me/sessions'), 200);
+    expectStatus(await as('DELETE', '/dashboard/api/me/sessions/ses_nobody'), 404, 'session_not_found');
+    expectStatus(await as('POST', '/dashboard/api/me/account', { body: { account_id: 'acct_nobody' } }), 403, 'not_a_member');
+    expectStatus(await as('DELETE', '/dashboard/api/me/two-factor', { body: { password, code: '123456' } }), 409, 'two_factor_not_enabled');
+    expectStatus(await as('POST', '/dashboard/api/me/two-factor'), 200);
+    expectStatus(await as('POST', '/dashboard/api/me/two-factor/confirm', { body: { code: 'abc' } }), 400, 'invalid_code');
+    expectStatus(await as('POST', '/dashboard/api/forgot-password', { body: { email: 'oa@example.org' } }), 202);
+    expectStatus(await as('POST', '/dashboard/api/reset-password', { body: { token: 'y'.repeat(43), password } }), 400, 'invalid_token');
+    expect((await as('GET', '/dashboard/api/session')).body).toMatchObject({ signed_in: true, kind: 'user' });
+    expectStatus(await as('DELETE', '/dashboard/api/session'), 200);
+    expect((await as('GET', '/dashboard/api/session')).body).toEqual({ object: 'dashboard.session', signed_in: false });
+    // The operators' way in: an API key exchanged for a (process-memory) session.
+    cookie = '';
+    expectStatus(await as('POST', '/dashboard/api/session', { key: 'tg_nobody' }), 401, 'invalid_api_key');
+    const keyed = await as('POST', '/dashboard/api/session', { key: tg.adminKey });
+    expectStatus(keyed, 201);
+    cookie = keyed.headers.get('set-cookie')!.split(';')[0]!;
+    expect((await as('GET', '/dashboard/api/session')).body).toMatchObject({ signed_in: true, role: 'admin' });
+    expectStatus(await call('GET', '/dashboard/api/session'), 403, 'dashboard_header_required');
   });
 });
 

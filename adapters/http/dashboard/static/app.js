@@ -13,6 +13,7 @@ import { AuditPage } from './pages/admin-audit.js';
 import { RetentionPage } from './pages/admin-retention.js';
 import { StatusPage } from './pages/admin-status.js';
 import { NoticesBanner, NoticesPage } from './pages/notices.js';
+import { ForgotPassword, PasswordSignIn, ProfilePage, ResetPassword, SessionsPage, SignUp, VerifyEmail } from './pages/people.js';
 
 const CUSTOMER_PAGES = [
   { path: 'balance', title: 'Balance', page: BalancePage },
@@ -20,6 +21,11 @@ const CUSTOMER_PAGES = [
   { path: 'keys', title: 'API keys', page: KeysPage },
   { path: 'billing', title: 'Billing', page: BillingPage },
   { path: 'notices', title: 'Notices', page: NoticesPage },
+];
+/** Only for a person signed in with a password. */
+const PERSON_PAGES = [
+  { path: 'profile', title: 'Profile', page: ProfilePage },
+  { path: 'sessions', title: 'Sessions', page: SessionsPage },
 ];
 const ADMIN_PAGES = [
   { path: 'accounts', title: 'Accounts', page: AccountsPage },
@@ -58,7 +64,7 @@ function App() {
     return onSignedOut(() => setSession(null));
   }, []);
 
-  const pages = session?.role === 'admin' ? ADMIN_PAGES : CUSTOMER_PAGES;
+  const pages = session?.role === 'admin' ? ADMIN_PAGES : session?.kind === 'user' ? [...CUSTOMER_PAGES, ...PERSON_PAGES] : CUSTOMER_PAGES;
   const current = pages.find((p) => p.path === route.path) ?? pages[0];
 
   useEffect(() => {
@@ -69,7 +75,19 @@ function App() {
   }, [session, current]);
 
   if (session === undefined) return html`<main class="page"><p role="status">Loading…</p></main>`;
-  if (session === null) return html`<${SignIn} onSignedIn=${setSession} />`;
+  // Links from emails work signed in or not.
+  if (route.path === 'verify') return html`<${VerifyEmail} params=${route.params} signedIn=${session !== null} />`;
+  if (session === null) {
+    const signedIn = (s) => {
+      setSession(s);
+      location.hash = '';
+    };
+    if (route.path === 'sign-up') return html`<${SignUp} />`;
+    if (route.path === 'forgot') return html`<${ForgotPassword} />`;
+    if (route.path === 'reset') return html`<${ResetPassword} params=${route.params} />`;
+    if (route.path === 'key-sign-in') return html`<${SignIn} onSignedIn=${signedIn} />`;
+    return html`<${PasswordSignIn} onSignedIn=${signedIn} />`;
+  }
 
   const signOut = async () => {
     await api('DELETE', '/dashboard/api/session', undefined, { quiet: true }).catch(() => {});
@@ -92,7 +110,13 @@ function App() {
         </ul>
       </nav>
       <div class="who">
-        <span>${session.role === 'admin' ? 'Admin' : `Account ${session.account_id}`} · key ${session.prefix}</span>
+        <span id="who">${
+          session.role === 'admin'
+            ? `Admin · key ${session.prefix}`
+            : session.kind === 'user'
+              ? `Account ${session.account_id ?? '—'} · ${session.member_role ?? 'no role'}`
+              : `Account ${session.account_id} · key ${session.prefix}`
+        }</span>
         <button type="button" class="secondary" onClick=${signOut}>Sign out</button>
       </div>
     </header>

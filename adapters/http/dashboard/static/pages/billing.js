@@ -7,7 +7,8 @@ import { Field, Loading, Message, When, useAction, useLoad } from '../ui.js';
 const MONEY_EVENTS = { TopUpCompleted: 'Top-up', RefundIssued: 'Refund' };
 
 export function BillingPage({ session, params }) {
-  const canWrite = session.scopes.includes('account_write');
+  // A person: their role's billing permission; a key: its account_write scope.
+  const canWrite = session.kind === 'user' ? session.permissions.includes('billing') : session.scopes.includes('account_write');
   const returned = params.get('top_up');
   return html`
     ${returned === 'success' && html`<p class="notice ok" role="status">Payment received. The credit is added when Stripe confirms the payment, usually within seconds.</p>`}

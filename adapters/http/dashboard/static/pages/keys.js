@@ -12,7 +12,8 @@ export function KeysPage({ session }) {
   const [renaming, setRenaming] = useState(null);
   const [limiting, setLimiting] = useState(null);
   const action = useAction();
-  const canWrite = session.scopes.includes('account_write');
+  // A person: their role's keys permission (a viewer sees no create button); a key: its account_write scope.
+  const canWrite = session.kind === 'user' ? session.permissions.includes('keys') : session.scopes.includes('account_write');
 
   const create = async (event) => {
     event.preventDefault();

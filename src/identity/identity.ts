@@ -1,0 +1,791 @@
+import { createHash, createHmac, randomBytes, randomInt, randomUUID } from 'node:crypto';
+import bcrypt from 'bcrypt';
+import * as OTPAuth from 'otpauth';
+import type { Pool } from 'pg';
+import type { Logger } from 'pino';
+import { accountStreamId } from '../../domain/account';
+import type { DomainEvent } from '../../domain/events';
+import { eventMetadataFrom, type CommandMetadata } from '../../domain/events/metadata';
+import type { MicroUsd } from '../../domain/money';
+import { addMs } from '../../domain/time';
+import { membersStreamId, userStreamId, type MemberRole } from '../../domain/user';
+import { commandMetadata, systemMetadata } from '../command-metadata';
+import type { Ledger } from '../ledger';
+import type { MailOutbox } from '../mail/outbox';
+import { hashLinkToken } from '../mail/outbox';
+import type { EventStore } from '../ports/event-store';
+import type { PersonalDataVault } from '../ports/personal-data-vault';
+import { inTransaction } from '../read-models/transaction';
+import { passwordProblem } from './passwords';
+
+/**
+ * People and their credentials: sign-up, email verification, sign-in with an optional TOTP
+ * second factor, sessions, password change and reset, profile, memberships.
+ *
+ * The person's facts are events in their stream (`user-<userId>`), personal fields encrypted
+ * under their own vault key; credentials live in the tables of ./schema.ts, hashed or encrypted,
+ * never in an event, a log line or an error. Answers about emails never tell whether an address
+ * is registered: sign-up and "forgot password" answer the same either way and do comparable
+ * work (a bcrypt hash or comparison each time), and sign-in compares against a dummy hash when
+ * there is no such user.
+ */
+
+export interface IdentityOptions {
+  readonly bcryptCost: number;
+  readonly sessionIdleMs: number;
+  readonly sessionMaxMs: number;
+  readonly signupPromo: MicroUsd;
+  readonly signupPromoDays: number;
+  readonly failuresPerEmail: number;
+  readonly failuresPerAddress: number;
+  readonly failureWindowMs: number;
+}
+
+export const VERIFY_EMAIL_MS = 24 * 3_600_000;
+export const RESET_PASSWORD_MS = 3_600_000;
+/** A signed-in password waits this long for its second factor. */
+const TWO_FACTOR_STAGE_MS = 10 * 60_000;
+const RECOVERY_CODES = 10;
+
+export type IdentityRefusal =
+  | { readonly code: 'invalid_email'; readonly message: string }
+  | { readonly code: 'weak_password'; readonly message: string }
+  | { readonly code: 'invalid_credentials'; readonly message: string }
+  | { readonly code: 'too_many_attempts'; readonly message: string; readonly retryAfterS: number }
+  | { readonly code: 'invalid_token'; readonly message: string }
+  | { readonly code: 'invalid_code'; readonly message: string }
+  | { readonly code: 'two_factor_not_pending'; readonly message: string }
+  | { readonly code: 'two_factor_already_enabled'; readonly message: string }
+  | { readonly code: 'two_factor_not_enabled'; readonly message: string }
+  | { readonly code: 'session_not_found'; readonly message: string }
+  | { readonly code: 'not_a_member'; readonly message: string };
+
+export type Outcome<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: IdentityRefusal };
+
+const ok = <T>(value: T): Outcome<T> => ({ ok: true, value });
+const no = (code: IdentityRefusal['code'], message: string, extra: Partial<IdentityRefusal> = {}): Outcome<never> => ({
+  ok: false,
+  error: { code, message, ...extra } as IdentityRefusal,
+});
+
+const INVALID_TOKEN = 'This link is invalid, expired or already used. Ask for a new one.';
+const INVALID_CREDENTIALS = 'The email or password is wrong.';
+
+/** A signed-in (or half signed-in) session, as a request sees it. */
+export interface SessionPrincipal {
+  readonly publicId: string;
+  readonly userId: string;
+  readonly stage: 'two_factor' | 'signed_in';
+  /** the account this session works in; null when the user belongs to none */
+  readonly accountId: string | null;
+  readonly role: MemberRole | null;
+  readonly emailVerified: boolean;
+}
+
+export interface SessionView {
+  readonly id: string;
+  readonly created_at: string;
+  readonly last_seen_at: string;
+  readonly idle_expires_at: string;
+  readonly absolute_expires_at: string;
+  readonly user_agent: string | null;
+  readonly current: boolean;
+}
+
+export interface Profile {
+  readonly user_id: string;
+  readonly name: string;
+  readonly email: string;
+  readonly email_verified: boolean;
+  /** an address waiting for its confirmation link, when the user asked to change it */
+  readonly pending_email: string | null;
+  readonly two_factor_enabled: boolean;
+  readonly memberships: readonly { account_id: string; role: MemberRole }[];
+  readonly current_account_id: string | null;
+}
+
+export function normaliseEmail(email: string): string {
+  return email.trim().toLowerCase();
+}
+
+const emailPattern = /^[^\s@"(),:;<>[\\\]]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$/;
+
+export function isEmail(email: string): boolean {
+  return email.length <= 254 && emailPattern.test(email);
+}
+
+function sha256(text: string): string {
+  return createHash('sha256').update(text, 'utf8').digest('hex');
+}
+
+function randomId(prefix: string, bytes = 12): string {
+  return `${prefix}_${randomBytes(bytes).toString('hex')}`;
+}
+
+export class Identity {
+  private secret: Promise<Buffer> | undefined;
+  private dummyHash: Promise<string> | undefined;
+
+  constructor(
+    private readonly pool: Pool,
+    private readonly store: EventStore<DomainEvent>,
+    private readonly ledger: Ledger,
+    private readonly vault: PersonalDataVault,
+    private readonly mail: MailOutbox,
+    private readonly log: Logger,
+    readonly options: IdentityOptions,
+  ) {}
+
+  // Sign-up and verification ------------------------------------------------------------------
+
+  /**
+   * Creates the user, an account they own and a verification email. For an address already
+   * registered the answer is the same (the owner of the address gets a notice instead), so the
+   * answer never tells whether an email is registered.
+   */
+  async signUp(input: { email: string; name: string; password: string; organisation: string }): Promise<Outcome<{ accepted: true }>> {
+    const email = normaliseEmail(input.email);
+    if (!isEmail(email)) return no('invalid_email', 'That is not a valid email address.');
+    const weak = passwordProblem(input.password, [email, input.name, input.organisation]);
+    if (weak) return no('weak_password', weak);
+    const lookup = await this.emailLookup(email);
+    const passwordHash = await bcrypt.hash(input.password, this.options.bcryptCost);
+    const userId = randomId('usr');
+    const accountId = randomId('acct');
+    const emailCiphertext = await this.vault.encrypt(userId, email);
+    const claimed = await this.pool.query(
+      `INSERT INTO user_credentials (user_id, email_lookup, email_ciphertext, password_hash) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (email_lookup) DO NOTHING`,
+      [userId, lookup, emailCiphertext, passwordHash],
+    );
+    if (claimed.rowCount === 0) {
+      // Registered already: tell the address's owner, not the caller.
+      const existing = await this.userByLookup(lookup);
+      if (existing) {
+        await this.mail.request({
+          kind: 'notice',
+          to: email,
+          subject: existing.user_id,
+          params: {
+            subject: 'Someone tried to sign up to Tollgate with your address',
+            body: 'Someone (maybe you) tried to create a Tollgate account with this email address, which already has one.\n\nIf it was you, sign in, or use "Forgot password" on the sign-in page. If not, nothing changed: you can ignore this email.',
+          },
+          metadata: systemMetadata('sign-up'),
+        });
+      }
+      await this.vault.destroyKey(userId);
+      return ok({ accepted: true });
+    }
+    const metadata = commandMetadata({ kind: 'user', userId });
+    await this.append(userStreamId(userId), 'no_stream', {
+      type: 'UserRegistered',
+      data: { userId, nameCiphertext: await this.vault.encrypt(userId, input.name), emailCiphertext, accountId },
+      metadata: eventMetadataFrom(metadata),
+    });
+    const opened = await this.ledger.accounts.handle(accountStreamId(accountId), {
+      type: 'OpenAccount',
+      data: {
+        accountId,
+        displayNameCiphertext: await this.vault.encrypt(accountId, input.organisation),
+        emailCiphertext: await this.vault.encrypt(accountId, email),
+      },
+      metadata,
+    });
+    if (!opened.ok) throw new Error(`sign-up could not open the account: ${opened.error.error}`);
+    await this.addMember(accountId, userId, 'owner', metadata);
+    await this.sendVerification(userId, email, input.name, 'verify_email', null);
+    return ok({ accepted: true });
+  }
+
+  /** Confirms an address by its emailed link: the sign-up address or a new one from the profile. */
+  async verifyEmail(token: string): Promise<Outcome<{ userId: string }>> {
+    const row = await this.takeToken(token, ['verify_email', 'change_email']);
+    if (!row) return no('invalid_token', INVALID_TOKEN);
+    if (row.purpose === 'change_email') {
+      const taken = await this.pool
+        .query('UPDATE user_credentials SET email_lookup = $2, email_ciphertext = $3, email_verified_at = now() WHERE user_id = $1', [
+          row.user_id,
+          row.new_email_lookup,
+          row.new_email_ciphertext,
+        ])
+        .catch((error: { code?: string }) => {
+          if (error.code === '23505') return null;
+          throw error;
+        });
+      // Another user verified the same address meanwhile: the link cannot apply.
+      if (taken === null) return no('invalid_token', INVALID_TOKEN);
+      await this.appendToUser(row.user_id, {
+        type: 'UserProfileCorrected',
+        data: { userId: row.user_id, nameCiphertext: null, emailCiphertext: row.new_email_ciphertext! },
+      });
+    } else {
+      await this.pool.query('UPDATE user_credentials SET email_verified_at = COALESCE(email_verified_at, now()) WHERE user_id = $1', [row.user_id]);
+    }
+    await this.appendToUser(row.user_id, { type: 'UserEmailVerified', data: { userId: row.user_id } });
+    await this.grantSignupPromo(row.user_id);
+    return ok({ userId: row.user_id });
+  }
+
+  /** A new verification link for a signed-in user whose address is not confirmed yet. */
+  async resendVerification(userId: string): Promise<void> {
+    const user = await this.credentials(userId);
+    if (!user || user.email_verified_at) return;
+    const email = await this.vault.decrypt(userId, user.email_ciphertext);
+    const name = await this.nameOf(userId);
+    if (email) await this.sendVerification(userId, email, name ?? '', 'verify_email', null);
+  }
+
+  // Sign-in, sessions ----------------------------------------------------------------------------
+
+  /**
+   * Email and password. Unknown email and wrong password get the same answer after the same
+   * work (a bcrypt comparison, against a dummy hash when there is no user). Failures count per
+   * email and per client address; past either limit the answer is 429 until the window passes.
+   */
+  async signIn(input: {
+    email: string;
+    password: string;
+    clientAddress: string;
+    userAgent: string | null;
+  }): Promise<Outcome<{ sessionId: string; stage: 'two_factor' | 'signed_in' }>> {
+    const email = normaliseEmail(input.email);
+    const lookup = await this.emailLookup(email);
+    const subjects = [`email:${lookup}`, `addr:${await this.keyed(`addr|${input.clientAddress}`)}`];
+    const blocked = await this.blockedFor(subjects);
+    if (blocked > 0) return no('too_many_attempts', 'Too many failed sign-in attempts. Wait a few minutes and try again.', { retryAfterS: blocked });
+    const user = await this.userByLookup(lookup);
+    const hash = user?.password_hash ?? (await this.dummy());
+    const matches = await bcrypt.compare(input.password.slice(0, 1_024), hash);
+    if (!user || !matches) {
+      await this.pool.query('INSERT INTO sign_in_failures (subject) SELECT unnest($1::text[])', [subjects]);
+      await this.pool.query(`DELETE FROM sign_in_failures WHERE at < now() - $1 * interval '1 millisecond' * 4`, [this.options.failureWindowMs]);
+      return no('invalid_credentials', INVALID_CREDENTIALS);
+    }
+    await this.pool.query('DELETE FROM sign_in_failures WHERE subject = $1', [subjects[0]]);
+    const stage = user.totp_enabled_at ? 'two_factor' : 'signed_in';
+    const sessionId = await this.openSession(user.user_id, stage, input.userAgent);
+    return ok({ sessionId, stage });
+  }
+
+  /** Second step of a sign-in with two-factor: a current TOTP code or an unused recovery code. */
+  async completeTwoFactor(sessionId: string, code: string): Promise<Outcome<{ sessionId: string }>> {
+    const session = await this.sessionRow(sessionId);
+    if (!session || session.stage !== 'two_factor') return no('two_factor_not_pending', 'Sign in with your email and password first.');
+    const failuresSubject = `2fa:${session.user_id}`;
+    const blocked = await this.blockedFor([failuresSubject]);
+    if (blocked > 0) return no('too_many_attempts', 'Too many wrong codes. Wait a few minutes and try again.', { retryAfterS: blocked });
+    if (!(await this.checkSecondFactor(session.user_id, code))) {
+      await this.pool.query('INSERT INTO sign_in_failures (subject) VALUES ($1)', [failuresSubject]);
+      return no('invalid_code', 'That code is not valid.');
+    }
+    // A fresh id for the full session: the half-signed-in one ends.
+    await this.endSessionByHash(sha256(sessionId), 'two_factor_completed');
+    return ok({ sessionId: await this.openSession(session.user_id, 'signed_in', session.user_agent) });
+  }
+
+  /** The principal of a live session, sliding its idle expiry; null for unknown, ended or expired. */
+  async session(sessionId: string): Promise<SessionPrincipal | null> {
+    if (!/^tgs_[A-Za-z0-9_-]{43}$/.test(sessionId)) return null;
+    const { rows } = await this.pool.query<{ public_id: string; user_id: string; stage: 'two_factor' | 'signed_in'; account_id: string | null }>(
+      `UPDATE user_sessions SET last_seen_at = now(), idle_expires_at = LEAST(now() + $2 * interval '1 millisecond', absolute_expires_at)
+        WHERE session_hash = $1 AND ended_at IS NULL AND idle_expires_at > now() AND absolute_expires_at > now()
+        RETURNING public_id, user_id, stage, account_id`,
+      [sha256(sessionId), this.options.sessionIdleMs],
+    );
+    const row = rows[0];
+    if (!row) return null;
+    const facts = await this.pool.query<{ role: MemberRole | null; verified: boolean }>(
+      `SELECT (SELECT role FROM memberships WHERE user_id = $1 AND account_id = $2) AS role,
+              (SELECT email_verified_at IS NOT NULL FROM user_credentials WHERE user_id = $1) AS verified`,
+      [row.user_id, row.account_id],
+    );
+    const role = facts.rows[0]?.role ?? null;
+    return {
+      publicId: row.public_id,
+      userId: row.user_id,
+      stage: row.stage,
+      accountId: role === null ? null : row.account_id,
+      role,
+      emailVerified: facts.rows[0]?.verified === true,
+    };
+  }
+
+  async signOut(sessionId: string): Promise<void> {
+    await this.endSessionByHash(sha256(sessionId), 'signed_out');
+  }
+
+  async listSessions(userId: string, currentPublicId: string): Promise<SessionView[]> {
+    const { rows } = await this.pool.query<{
+      public_id: string;
+      created_at: Date;
+      last_seen_at: Date;
+      idle_expires_at: Date;
+      absolute_expires_at: Date;
+      user_agent: string | null;
+    }>(
+      `SELECT public_id, created_at, last_seen_at, idle_expires_at, absolute_expires_at, user_agent FROM user_sessions
+        WHERE user_id = $1 AND ended_at IS NULL AND stage = 'signed_in' AND idle_expires_at > now() AND absolute_expires_at > now()
+        ORDER BY last_seen_at DESC`,
+      [userId],
+    );
+    return rows.map((r) => ({
+      id: r.public_id,
+      created_at: r.created_at.toISOString(),
+      last_seen_at: r.last_seen_at.toISOString(),
+      idle_expires_at: r.idle_expires_at.toISOString(),
+      absolute_expires_at: r.absolute_expires_at.toISOString(),
+      user_agent: r.user_agent,
+      current: r.public_id === currentPublicId,
+    }));
+  }
+
+  async revokeSession(userId: string, publicId: string): Promise<Outcome<{ revoked: true }>> {
+    const { rowCount } = await this.pool.query(
+      `UPDATE user_sessions SET ended_at = now(), ended_why = 'revoked' WHERE user_id = $1 AND public_id = $2 AND ended_at IS NULL`,
+      [userId, publicId],
+    );
+    return rowCount ? ok({ revoked: true }) : no('session_not_found', 'No such session.');
+  }
+
+  /** Works in another of the user's accounts from now on. */
+  async switchAccount(sessionId: string, userId: string, accountId: string): Promise<Outcome<{ accountId: string }>> {
+    const member = await this.pool.query('SELECT 1 FROM memberships WHERE user_id = $1 AND account_id = $2', [userId, accountId]);
+    if (!member.rowCount) return no('not_a_member', 'You are not a member of that account.');
+    await this.pool.query('UPDATE user_sessions SET account_id = $2 WHERE session_hash = $1', [sha256(sessionId), accountId]);
+    return ok({ accountId });
+  }
+
+  // Passwords ------------------------------------------------------------------------------------
+
+  /** Same answer whether or not the address is registered; a registered one gets a reset link (1 h, single use). */
+  async forgotPassword(rawEmail: string): Promise<Outcome<{ accepted: true }>> {
+    const email = normaliseEmail(rawEmail);
+    if (!isEmail(email)) return no('invalid_email', 'That is not a valid email address.');
+    const user = await this.userByLookup(await this.emailLookup(email));
+    if (!user) {
+      // Comparable work to the registered case's encryption and append.
+      await bcrypt.hash(randomBytes(16).toString('hex'), this.options.bcryptCost);
+      return ok({ accepted: true });
+    }
+    const name = (await this.nameOf(user.user_id)) ?? '';
+    await this.sendVerification(user.user_id, email, name, 'reset_password', null);
+    return ok({ accepted: true });
+  }
+
+  /** A new password by an emailed link: every session of the user ends. */
+  async resetPassword(token: string, password: string): Promise<Outcome<{ userId: string }>> {
+    const peek = await this.pool.query<{ user_id: string }>(
+      `SELECT user_id FROM identity_tokens WHERE token_hash = $1 AND purpose = 'reset_password' AND used_at IS NULL AND expires_at > now()`,
+      [hashLinkToken(token)],
+    );
+    if (!peek.rows[0]) return no('invalid_token', INVALID_TOKEN);
+    const weak = passwordProblem(password);
+    if (weak) return no('weak_password', weak);
+    const row = await this.takeToken(token, ['reset_password']);
+    if (!row) return no('invalid_token', INVALID_TOKEN);
+    await this.setPassword(row.user_id, password, 'reset', null);
+    return ok({ userId: row.user_id });
+  }
+
+  /** A signed-in user's new password (knowing the current one): their other sessions end. */
+  async changePassword(userId: string, currentSessionId: string, current: string, next: string): Promise<Outcome<{ changed: true }>> {
+    const user = await this.credentials(userId);
+    if (!user || !(await bcrypt.compare(current.slice(0, 1_024), user.password_hash))) return no('invalid_credentials', 'The current password is wrong.');
+    const weak = passwordProblem(next);
+    if (weak) return no('weak_password', weak);
+    await this.setPassword(userId, next, 'changed', sha256(currentSessionId));
+    return ok({ changed: true });
+  }
+
+  // Profile ----------------------------------------------------------------------------------------
+
+  async profile(userId: string, currentAccountId: string | null): Promise<Profile | null> {
+    const user = await this.credentials(userId);
+    if (!user) return null;
+    const email = await this.vault.decrypt(userId, user.email_ciphertext);
+    const pending = await this.pool.query<{ new_email_ciphertext: string }>(
+      `SELECT new_email_ciphertext FROM identity_tokens WHERE user_id = $1 AND purpose = 'change_email' AND used_at IS NULL AND expires_at > now()
+        ORDER BY created_at DESC LIMIT 1`,
+      [userId],
+    );
+    const memberships = await this.pool.query<{ account_id: string; role: MemberRole }>(
+      'SELECT account_id, role FROM memberships WHERE user_id = $1 ORDER BY since, account_id',
+      [userId],
+    );
+    return {
+      user_id: userId,
+      name: (await this.nameOf(userId)) ?? '',
+      email: email ?? '',
+      email_verified: user.email_verified_at !== null,
+      pending_email: pending.rows[0] ? await this.vault.decrypt(userId, pending.rows[0].new_email_ciphertext) : null,
+      two_factor_enabled: user.totp_enabled_at !== null,
+      memberships: memberships.rows,
+      current_account_id: currentAccountId,
+    };
+  }
+
+  /** Corrects the name at once; a new email is sent a confirmation link and applies when it is used. */
+  async updateProfile(userId: string, input: { name?: string; email?: string }): Promise<Outcome<{ emailChangePending: boolean }>> {
+    let emailChangePending = false;
+    if (input.email !== undefined) {
+      const email = normaliseEmail(input.email);
+      if (!isEmail(email)) return no('invalid_email', 'That is not a valid email address.');
+      const user = await this.credentials(userId);
+      const current = user ? await this.vault.decrypt(userId, user.email_ciphertext) : null;
+      if (email !== current) {
+        // Sent even when the address belongs to someone else (the link then fails): the answer tells nothing.
+        await this.sendVerification(userId, email, input.name ?? (await this.nameOf(userId)) ?? '', 'change_email', email);
+        emailChangePending = true;
+      }
+    }
+    if (input.name !== undefined) {
+      await this.appendToUser(userId, {
+        type: 'UserProfileCorrected',
+        data: { userId, nameCiphertext: await this.vault.encrypt(userId, input.name), emailCiphertext: null },
+      });
+    }
+    return ok({ emailChangePending });
+  }
+
+  // Two-factor -------------------------------------------------------------------------------------
+
+  /** Starts enrolment: a new secret (kept encrypted, not yet in force) and its otpauth:// URI for an authenticator app. */
+  async beginTwoFactor(userId: string): Promise<Outcome<{ secret: string; uri: string }>> {
+    const user = await this.credentials(userId);
+    if (!user) return no('session_not_found', 'No such user.');
+    if (user.totp_enabled_at) return no('two_factor_already_enabled', 'Two-factor authentication is already on; turn it off first to enrol a new device.');
+    const secret = new OTPAuth.Secret({ size: 20 }).base32;
+    await this.pool.query('UPDATE user_credentials SET totp_secret_ciphertext = $2 WHERE user_id = $1', [userId, await this.vault.encrypt(userId, secret)]);
+    const label = (await this.vault.decrypt(userId, user.email_ciphertext)) ?? userId;
+    return ok({ secret, uri: totpOf(secret, label).toString() });
+  }
+
+  /** Turns two-factor on with a first valid code; answers the recovery codes, shown this once. */
+  async confirmTwoFactor(userId: string, code: string): Promise<Outcome<{ recoveryCodes: string[] }>> {
+    const user = await this.credentials(userId);
+    if (!user?.totp_secret_ciphertext) return no('two_factor_not_pending', 'Start two-factor enrolment first.');
+    if (user.totp_enabled_at) return no('two_factor_already_enabled', 'Two-factor authentication is already on.');
+    const secret = await this.vault.decrypt(userId, user.totp_secret_ciphertext);
+    const step = secret === null ? null : validTotpStep(secret, code);
+    if (step === null) return no('invalid_code', 'That code is not valid. Check the time on your device and try the current code.');
+    const codes = Array.from({ length: RECOVERY_CODES }, () => recoveryCode());
+    await inTransaction(this.pool, async (db) => {
+      await db.query('UPDATE user_credentials SET totp_enabled_at = now(), totp_last_step = $2 WHERE user_id = $1', [userId, step]);
+      await db.query('DELETE FROM user_recovery_codes WHERE user_id = $1', [userId]);
+      await db.query('INSERT INTO user_recovery_codes (user_id, code_hash) SELECT $1, unnest($2::text[])', [
+        userId,
+        codes.map((c) => sha256(normaliseCode(c))),
+      ]);
+    });
+    await this.appendToUser(userId, { type: 'UserTwoFactorChanged', data: { userId, change: 'enabled' } });
+    return ok({ recoveryCodes: codes });
+  }
+
+  /** Turns two-factor off; needs the password and a current code (or a recovery code). */
+  async disableTwoFactor(userId: string, password: string, code: string): Promise<Outcome<{ disabled: true }>> {
+    const user = await this.credentials(userId);
+    if (!user?.totp_enabled_at) return no('two_factor_not_enabled', 'Two-factor authentication is not on.');
+    if (!(await bcrypt.compare(password.slice(0, 1_024), user.password_hash))) return no('invalid_credentials', 'The password is wrong.');
+    if (!(await this.checkSecondFactor(userId, code))) return no('invalid_code', 'That code is not valid.');
+    await this.pool.query('UPDATE user_credentials SET totp_enabled_at = NULL, totp_secret_ciphertext = NULL, totp_last_step = NULL WHERE user_id = $1', [
+      userId,
+    ]);
+    await this.pool.query('DELETE FROM user_recovery_codes WHERE user_id = $1', [userId]);
+    await this.appendToUser(userId, { type: 'UserTwoFactorChanged', data: { userId, change: 'disabled' } });
+    return ok({ disabled: true });
+  }
+
+  // Memberships --------------------------------------------------------------------------------------
+
+  async addMember(accountId: string, userId: string, role: MemberRole, metadata: CommandMetadata): Promise<void> {
+    const head = await this.store.readStream(membersStreamId(accountId), { maxCount: 0 });
+    await this.append(membersStreamId(accountId), head.revision ?? 'no_stream', {
+      type: 'MemberAdded',
+      data: { accountId, userId, role },
+      metadata: eventMetadataFrom(metadata),
+    });
+    await this.pool.query(
+      'INSERT INTO memberships (account_id, user_id, role) VALUES ($1, $2, $3) ON CONFLICT (account_id, user_id) DO UPDATE SET role = EXCLUDED.role',
+      [accountId, userId, role],
+    );
+  }
+
+  // Internals ------------------------------------------------------------------------------------------
+
+  private async sendVerification(
+    userId: string,
+    email: string,
+    name: string,
+    purpose: 'verify_email' | 'reset_password' | 'change_email',
+    newEmail: string | null,
+  ): Promise<void> {
+    const emailId = `em_${randomUUID().replaceAll('-', '')}`;
+    // The hash is stored before the mail is requested: the link works as soon as it can arrive.
+    const tokenHash = hashLinkToken(await this.mail.linkToken(emailId));
+    await this.pool.query(
+      `INSERT INTO identity_tokens (token_hash, purpose, user_id, new_email_lookup, new_email_ciphertext, expires_at)
+       VALUES ($1, $2, $3, $4, $5, now() + $6 * interval '1 millisecond')`,
+      [
+        tokenHash,
+        purpose,
+        userId,
+        newEmail === null ? null : await this.emailLookup(newEmail),
+        newEmail === null ? null : await this.vault.encrypt(userId, newEmail),
+        purpose === 'reset_password' ? RESET_PASSWORD_MS : VERIFY_EMAIL_MS,
+      ],
+    );
+    await this.mail.request({
+      kind: purpose === 'reset_password' ? 'password_reset' : 'email_verification',
+      to: email,
+      subject: userId,
+      params: { name },
+      emailId,
+      metadata: systemMetadata('identity'),
+    });
+  }
+
+  /** Marks a live token used and returns it; null when unknown, used or expired (single use even under races). */
+  private async takeToken(token: string, purposes: readonly string[]) {
+    if (!/^[A-Za-z0-9_-]{20,100}$/.test(token)) return null;
+    const { rows } = await this.pool.query<{
+      user_id: string;
+      purpose: 'verify_email' | 'reset_password' | 'change_email';
+      new_email_lookup: string | null;
+      new_email_ciphertext: string | null;
+    }>(
+      `UPDATE identity_tokens SET used_at = now()
+        WHERE token_hash = $1 AND purpose = ANY($2) AND used_at IS NULL AND expires_at > now()
+        RETURNING user_id, purpose, new_email_lookup, new_email_ciphertext`,
+      [hashLinkToken(token), purposes],
+    );
+    return rows[0] ?? null;
+  }
+
+  private async setPassword(userId: string, password: string, how: 'changed' | 'reset', keepSessionHash: string | null): Promise<void> {
+    const hash = await bcrypt.hash(password, this.options.bcryptCost);
+    await this.pool.query('UPDATE user_credentials SET password_hash = $2 WHERE user_id = $1', [userId, hash]);
+    await this.pool.query(
+      `UPDATE user_sessions SET ended_at = now(), ended_why = 'password_${how}' WHERE user_id = $1 AND ended_at IS NULL AND session_hash IS DISTINCT FROM $2`,
+      [userId, keepSessionHash],
+    );
+    // Outstanding reset links die with the old password.
+    await this.pool.query(`UPDATE identity_tokens SET used_at = now() WHERE user_id = $1 AND purpose = 'reset_password' AND used_at IS NULL`, [userId]);
+    await this.appendToUser(userId, { type: 'UserPasswordChanged', data: { userId, how } });
+  }
+
+  private async grantSignupPromo(userId: string): Promise<void> {
+    if (this.options.signupPromo <= 0n) return;
+    const { rows } = await this.pool.query<{ email_lookup: string; account_id: string | null }>(
+      `SELECT c.email_lookup, (SELECT account_id FROM memberships m WHERE m.user_id = c.user_id AND m.role = 'owner' ORDER BY since LIMIT 1) AS account_id
+         FROM user_credentials c WHERE c.user_id = $1`,
+      [userId],
+    );
+    const row = rows[0];
+    if (!row?.account_id) return;
+    // Once per verified address, whatever account it signs up again with.
+    const claimed = await this.pool.query(
+      'INSERT INTO signup_promo_grants (email_lookup, user_id, account_id) VALUES ($1, $2, $3) ON CONFLICT (email_lookup) DO NOTHING',
+      [row.email_lookup, userId, row.account_id],
+    );
+    if (!claimed.rowCount) return;
+    const now = new Date().toISOString();
+    const granted = await this.ledger.accounts.handle(accountStreamId(row.account_id), {
+      type: 'GrantPromoCredit',
+      data: {
+        grantId: `signup-${userId}`,
+        amount: this.options.signupPromo,
+        expiresAt: addMs(now, this.options.signupPromoDays * 24 * 3_600_000),
+        reason: 'sign-up promo credit',
+      },
+      metadata: systemMetadata('sign-up'),
+    });
+    if (!granted.ok) this.log.warn({ userId, accountId: row.account_id, error: granted.error.error }, 'sign-up promo credit refused');
+  }
+
+  private async checkSecondFactor(userId: string, code: string): Promise<boolean> {
+    const user = await this.credentials(userId);
+    if (!user?.totp_enabled_at || !user.totp_secret_ciphertext) return false;
+    const trimmed = code.replace(/\s+/g, '');
+    if (/^\d{6}$/.test(trimmed)) {
+      const secret = await this.vault.decrypt(userId, user.totp_secret_ciphertext);
+      const step = secret === null ? null : validTotpStep(secret, trimmed);
+      if (step === null) return false;
+      // Each code once: a step at or before the last one used is refused (replay of an observed code).
+      const { rowCount } = await this.pool.query(
+        'UPDATE user_credentials SET totp_last_step = $2 WHERE user_id = $1 AND (totp_last_step IS NULL OR totp_last_step < $2)',
+        [userId, step],
+      );
+      return rowCount === 1;
+    }
+    const { rowCount } = await this.pool.query('UPDATE user_recovery_codes SET used_at = now() WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL', [
+      userId,
+      sha256(normaliseCode(trimmed)),
+    ]);
+    if (rowCount !== 1) return false;
+    await this.appendToUser(userId, { type: 'UserTwoFactorChanged', data: { userId, change: 'recovery_code_used' } });
+    return true;
+  }
+
+  private async openSession(userId: string, stage: 'two_factor' | 'signed_in', userAgent: string | null): Promise<string> {
+    const sessionId = `tgs_${randomBytes(32).toString('base64url')}`;
+    const account = await this.pool.query<{ account_id: string }>('SELECT account_id FROM memberships WHERE user_id = $1 ORDER BY since, account_id LIMIT 1', [
+      userId,
+    ]);
+    const maxMs = stage === 'two_factor' ? TWO_FACTOR_STAGE_MS : this.options.sessionMaxMs;
+    await this.pool.query(
+      `INSERT INTO user_sessions (session_hash, public_id, user_id, account_id, stage, user_agent, idle_expires_at, absolute_expires_at)
+       VALUES ($1, $2, $3, $4, $5, $6, now() + $7 * interval '1 millisecond', now() + $8 * interval '1 millisecond')`,
+      [
+        sha256(sessionId),
+        randomId('ses', 8),
+        userId,
+        account.rows[0]?.account_id ?? null,
+        stage,
+        userAgent?.slice(0, 300) ?? null,
+        Math.min(this.options.sessionIdleMs, maxMs),
+        maxMs,
+      ],
+    );
+    return sessionId;
+  }
+
+  private async sessionRow(sessionId: string) {
+    if (!/^tgs_[A-Za-z0-9_-]{43}$/.test(sessionId)) return null;
+    const { rows } = await this.pool.query<{ user_id: string; stage: string; user_agent: string | null }>(
+      `SELECT user_id, stage, user_agent FROM user_sessions WHERE session_hash = $1 AND ended_at IS NULL AND idle_expires_at > now() AND absolute_expires_at > now()`,
+      [sha256(sessionId)],
+    );
+    return rows[0] ?? null;
+  }
+
+  private async endSessionByHash(hash: string, why: string): Promise<void> {
+    await this.pool.query('UPDATE user_sessions SET ended_at = now(), ended_why = $2 WHERE session_hash = $1 AND ended_at IS NULL', [hash, why]);
+  }
+
+  /** Seconds until every subject is under its limit again; 0 when none is over. */
+  private async blockedFor(subjects: readonly string[]): Promise<number> {
+    const { rows } = await this.pool.query<{ subject: string; failures: number; oldest: Date }>(
+      `SELECT subject, count(*)::int AS failures, min(at) AS oldest FROM sign_in_failures
+        WHERE subject = ANY($1) AND at > now() - $2 * interval '1 millisecond' GROUP BY subject`,
+      [subjects, this.options.failureWindowMs],
+    );
+    let wait = 0;
+    for (const row of rows) {
+      const limit = row.subject.startsWith('addr:') ? this.options.failuresPerAddress : this.options.failuresPerEmail;
+      if (row.failures >= limit) wait = Math.max(wait, Math.ceil(this.options.failureWindowMs / 1_000));
+    }
+    return wait;
+  }
+
+  private async credentials(userId: string) {
+    const { rows } = await this.pool.query<{
+      user_id: string;
+      email_ciphertext: string;
+      password_hash: string;
+      email_verified_at: Date | null;
+      totp_secret_ciphertext: string | null;
+      totp_enabled_at: Date | null;
+    }>('SELECT user_id, email_ciphertext, password_hash, email_verified_at, totp_secret_ciphertext, totp_enabled_at FROM user_credentials WHERE user_id = $1', [
+      userId,
+    ]);
+    return rows[0] ?? null;
+  }
+
+  private async userByLookup(lookup: string) {
+    const { rows } = await this.pool.query<{ user_id: string; password_hash: string; totp_enabled_at: Date | null }>(
+      'SELECT user_id, password_hash, totp_enabled_at FROM user_credentials WHERE email_lookup = $1',
+      [lookup],
+    );
+    return rows[0] ?? null;
+  }
+
+  /** The user's current name, from their stream (the latest correction wins). */
+  async nameOf(userId: string): Promise<string | null> {
+    const { events } = await this.store.readStream(userStreamId(userId));
+    let ciphertext: string | null = null;
+    for (const { event } of events) {
+      if (event.type === 'UserRegistered') ciphertext = event.data.nameCiphertext;
+      if (event.type === 'UserProfileCorrected' && event.data.nameCiphertext) ciphertext = event.data.nameCiphertext;
+    }
+    return ciphertext === null ? null : this.vault.decrypt(userId, ciphertext);
+  }
+
+  private async appendToUser(userId: string, event: WithoutMetadata<DomainEvent>): Promise<void> {
+    const full = { ...event, metadata: eventMetadataFrom(commandMetadata({ kind: 'user', userId })) } as DomainEvent;
+    for (let attempt = 0; ; attempt++) {
+      const head = await this.store.readStream(userStreamId(userId), { maxCount: 0 });
+      try {
+        await this.append(userStreamId(userId), head.revision ?? 'no_stream', full);
+        return;
+      } catch (error) {
+        if (attempt >= 5 || (error as Error).name !== 'VersionConflictError') throw error;
+      }
+    }
+  }
+
+  private async append(streamId: string, expectedVersion: bigint | 'no_stream', event: DomainEvent): Promise<void> {
+    await this.store.appendToStream(streamId, [{ id: randomUUID(), event }], { expectedVersion });
+  }
+
+  /** HMAC of a normalised email under the identity secret: finds a user without keeping the address in clear. */
+  async emailLookup(email: string): Promise<string> {
+    return this.keyed(`email|${normaliseEmail(email)}`);
+  }
+
+  private async keyed(text: string): Promise<string> {
+    return createHmac('sha256', await this.identitySecret())
+      .update(text)
+      .digest('hex');
+  }
+
+  private identitySecret(): Promise<Buffer> {
+    this.secret ??= (async () => {
+      const subject = 'system-identity';
+      await this.pool.query('INSERT INTO identity_secret (id, secret_ciphertext) VALUES (1, $1) ON CONFLICT (id) DO NOTHING', [
+        await this.vault.encrypt(subject, randomBytes(32).toString('base64url')),
+      ]);
+      const { rows } = await this.pool.query<{ secret_ciphertext: string }>('SELECT secret_ciphertext FROM identity_secret WHERE id = 1');
+      const plain = await this.vault.decrypt(subject, rows[0]!.secret_ciphertext);
+      if (plain === null) throw new Error('the identity secret is unreadable (its vault key was destroyed)');
+      return Buffer.from(plain, 'base64url');
+    })().catch((error) => {
+      this.secret = undefined;
+      throw error;
+    });
+    return this.secret;
+  }
+
+  private dummy(): Promise<string> {
+    this.dummyHash ??= bcrypt.hash(randomBytes(16).toString('hex'), this.options.bcryptCost);
+    return this.dummyHash;
+  }
+}
+
+type WithoutMetadata<E> = E extends unknown ? Omit<E, 'metadata'> : never;
+
+function totpOf(secret: string, label: string): OTPAuth.TOTP {
+  return new OTPAuth.TOTP({ issuer: 'Tollgate', label, algorithm: 'SHA1', digits: 6, period: 30, secret: OTPAuth.Secret.fromBase32(secret) });
+}
+
+/** The 30-second step a code belongs to (one step of clock drift either way), or null. */
+function validTotpStep(secret: string, code: string): number | null {
+  if (!/^\d{6}$/.test(code)) return null;
+  const totp = totpOf(secret, 'x');
+  const delta = totp.validate({ token: code, window: 1 });
+  if (delta === null) return null;
+  return Math.floor(Date.now() / 1_000 / 30) + delta;
+}
+
+/** xxxxx-xxxxx from an alphabet without look-alikes: 50 bits. */
+function recoveryCode(): string {
+  const alphabet = 'abcdefghjkmnpqrstuvwxyz23456789';
+  const chars = Array.from({ length: 10 }, () => alphabet[randomInt(alphabet.length)]);
+  return `${chars.slice(0, 5).join('')}-${chars.slice(5).join('')}`;
+}
+
+function normaliseCode(code: string): string {
+  return code
+    .trim()
+    .toLowerCase()
+    .replace(/[^a-z0-9]/g, '');
+}

@@ -1,0 +1,85 @@
+import type { Migration } from '../ports/migration';
+
+/**
+ * Where credentials live: PostgreSQL tables, never events. Each holds only hashes or ciphertexts:
+ * - user_credentials: the bcrypt password hash, the email's keyed lookup hash (HMAC, so the table
+ *   holds no address in clear), the email encrypted under the user's vault key, the TOTP secret
+ *   encrypted under the same key;
+ * - user_recovery_codes: SHA-256 of each two-factor recovery code (random, 50 bits and up);
+ * - identity_tokens: SHA-256 of each emailed link's token (verification, reset, email change);
+ * - user_sessions: SHA-256 of each session id, with its idle and absolute expiry;
+ * - memberships: who has which role in which account (from MemberAdded/RoleChanged/Removed);
+ * - sign_in_failures: keyed hashes of emails and client addresses that failed, for the limits.
+ * Erasing a user deletes their rows and destroys their vault key (src/identity/identity.ts).
+ */
+export const identityMigration: Migration = {
+  id: '0061_identity',
+  sql: `
+    CREATE TABLE identity_secret (
+      id integer PRIMARY KEY CHECK (id = 1),
+      secret_ciphertext text NOT NULL
+    );
+    CREATE TABLE user_credentials (
+      user_id text PRIMARY KEY,
+      email_lookup text NOT NULL UNIQUE,
+      email_ciphertext text NOT NULL,
+      password_hash text NOT NULL,
+      email_verified_at timestamptz,
+      totp_secret_ciphertext text,
+      totp_enabled_at timestamptz,
+      totp_last_step bigint,
+      created_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE TABLE user_recovery_codes (
+      user_id text NOT NULL REFERENCES user_credentials (user_id) ON DELETE CASCADE,
+      code_hash text NOT NULL,
+      used_at timestamptz,
+      PRIMARY KEY (user_id, code_hash)
+    );
+    CREATE TABLE identity_tokens (
+      token_hash text PRIMARY KEY,
+      purpose text NOT NULL CHECK (purpose IN ('verify_email', 'reset_password', 'change_email')),
+      user_id text NOT NULL,
+      new_email_lookup text,
+      new_email_ciphertext text,
+      expires_at timestamptz NOT NULL,
+      used_at timestamptz,
+      created_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX identity_tokens_user ON identity_tokens (user_id);
+    CREATE TABLE user_sessions (
+      session_hash text PRIMARY KEY,
+      public_id text NOT NULL UNIQUE,
+      user_id text NOT NULL,
+      account_id text,
+      stage text NOT NULL CHECK (stage IN ('two_factor', 'signed_in')),
+      user_agent text,
+      created_at timestamptz NOT NULL DEFAULT now(),
+      last_seen_at timestamptz NOT NULL DEFAULT now(),
+      idle_expires_at timestamptz NOT NULL,
+      absolute_expires_at timestamptz NOT NULL,
+      ended_at timestamptz,
+      ended_why text
+    );
+    CREATE INDEX user_sessions_user ON user_sessions (user_id) WHERE ended_at IS NULL;
+    CREATE TABLE memberships (
+      account_id text NOT NULL,
+      user_id text NOT NULL,
+      role text NOT NULL CHECK (role IN ('owner', 'admin', 'developer', 'billing', 'viewer')),
+      since timestamptz NOT NULL DEFAULT now(),
+      PRIMARY KEY (account_id, user_id)
+    );
+    CREATE INDEX memberships_user ON memberships (user_id);
+    CREATE TABLE signup_promo_grants (
+      email_lookup text PRIMARY KEY,
+      user_id text NOT NULL,
+      account_id text NOT NULL,
+      granted_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE TABLE sign_in_failures (
+      subject text NOT NULL,
+      at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX sign_in_failures_subject ON sign_in_failures (subject, at);
+  `,
+};
