@@ -348,9 +348,13 @@ function recordAutoTopUpTriggered(command: C.RecordAutoTopUpTriggered, state: Ac
   if (available >= state.autoTopUp.threshold) {
     return reject({ error: 'available_above_auto_top_up_threshold', available, threshold: state.autoTopUp.threshold });
   }
-  const overLimit = checkBalanceLimit(state, state.autoTopUp.amount, policy);
+  // A settlement that left the purchased credit negative: the debt is charged at once with the
+  // configured amount, in one charge (the top-up pays the debt first, then the amount is left).
+  const debt = state.purchased < 0n ? -state.purchased : 0n;
+  const amount = state.autoTopUp.amount + debt;
+  const overLimit = checkBalanceLimit(state, amount, policy);
   if (overLimit) return reject(overLimit);
-  return accept(event('AutoTopUpTriggered', { attemptId, amount: state.autoTopUp.amount }, eventMetadataFrom(command.metadata)));
+  return accept(event('AutoTopUpTriggered', { attemptId, amount, debt }, eventMetadataFrom(command.metadata)));
 }
 
 function recordAutoTopUpFailed(command: C.RecordAutoTopUpFailed, state: AccountState): AccountDecision {

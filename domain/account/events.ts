@@ -188,7 +188,13 @@ export const AutoTopUpConfigured = defineEvent(
   z.object({ autoTopUp: z.object({ threshold: naturalSchema, amount: naturalSchema }).nullable() }),
 );
 
-export const AutoTopUpTriggered = defineEvent('AutoTopUpTriggered', z.object({ attemptId: idSchema, amount: naturalSchema }));
+/**
+ * One off-session charge of `amount`: the configured top-up plus `debt`, the purchased credit's
+ * debt when it was triggered (a settlement that left the balance negative), so one payment pays
+ * the debt and still leaves the configured amount. Events written before debts were charged have
+ * no `debt` and decode as 0.
+ */
+export const AutoTopUpTriggered = defineEvent('AutoTopUpTriggered', z.object({ attemptId: idSchema, amount: naturalSchema, debt: naturalSchema.default(0n) }));
 
 export const AutoTopUpFailed = defineEvent('AutoTopUpFailed', z.object({ attemptId: idSchema, reason: z.string().min(1) }));
 
