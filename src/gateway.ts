@@ -31,6 +31,7 @@ import { GlobalLogMonitor } from './global-log-monitor';
 import type { EventStore } from './ports/event-store';
 import { SettlementTracker } from './settlements';
 import { ExpiryProcess } from './process-managers/expiry';
+import { ForfeitureSchedule } from './process-managers/forfeiture';
 import { InstanceLease, type Worker } from './instances/lease';
 import { AutoTopUpProcess, stripeOffSessionCharger } from './process-managers/auto-top-up';
 import { LowBalanceAlertProcess, lowBalanceAlertSubscriber } from './process-managers/low-balance-alerts';
@@ -78,6 +79,8 @@ export interface GatewaySeams {
   readonly admissionClock?: () => number;
   /** Wall-clock time for the retention schedule (what is due, and the instant a run measures from); the real clock when absent. */
   readonly retentionClock?: () => Date;
+  /** Wall-clock time for the forfeiture of unclaimed credit 360 days after closure; the real clock when absent. */
+  readonly forfeitureClock?: () => Date;
 }
 
 export function accountPolicyFrom(config: Config): AccountPolicy {
@@ -171,7 +174,13 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
         { clock: seams.retentionClock ?? (() => new Date()), checkIntervalMs: config.TOLLGATE_RETENTION_CHECK_INTERVAL_S * 1_000 },
       );
       retention.start();
-      const workers: Worker[] = [expiry, alerts, retention];
+      // Checked as often as retention: both act on days, not minutes.
+      const forfeiture = new ForfeitureSchedule(
+        { pool: database.pool, ledger, log },
+        { clock: seams.forfeitureClock ?? (() => new Date()), checkIntervalMs: config.TOLLGATE_RETENTION_CHECK_INTERVAL_S * 1_000 },
+      );
+      forfeiture.start();
+      const workers: Worker[] = [expiry, alerts, retention, forfeiture];
       if (stripe && customers) {
         const charger = stripeOffSessionCharger(stripe, (accountId) => customers.savedPaymentMethodOf(accountId));
         const autoTopUp = new AutoTopUpProcess(database.pool, store, ledger, charger, log, { pollIntervalMs: billingPollMs });

@@ -35,6 +35,8 @@ export async function startTestGateway(options: {
   admissionClock?: () => number;
   /** The retention schedule's wall clock (see GatewaySeams); a test moves it days ahead. */
   retentionClock?: () => Date;
+  /** The forfeiture schedule's wall clock (see GatewaySeams); a test moves it past the claim period. */
+  forfeitureClock?: () => Date;
 }): Promise<TestGateway> {
   const databaseUrl = options.databaseUrl ?? (await createTestDatabase('gw'));
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-gw-'));
@@ -58,6 +60,7 @@ export async function startTestGateway(options: {
   const gateway = await startGateway(config, log, options.routes ?? standardRoutes, {
     admissionClock: options.admissionClock,
     retentionClock: options.retentionClock,
+    forfeitureClock: options.forfeitureClock,
   });
   return { gateway, url: gateway.url, databaseUrl, adminKey: TEST_ADMIN_KEY, logLines, stop: () => gateway.close() };
 }

@@ -23,7 +23,15 @@ import {
   payoutSchema as payoutRequestSchema,
 } from '../routes/admin';
 import { alertsSchema as alertsRequestSchema, autoTopUpSchema as autoTopUpRequestSchema, noticesQuerySchema } from '../routes/auto-top-up';
-import { adminRefundSchema, refundSchema as refundRequestSchema, terminateSchema, topUpSchema as checkoutRequestSchema } from '../routes/billing';
+import {
+  adminRefundClaimSchema,
+  adminRefundSchema,
+  forfeitSchema,
+  refundClaimSchema,
+  refundSchema as refundRequestSchema,
+  terminateSchema,
+  topUpSchema as checkoutRequestSchema,
+} from '../routes/billing';
 import { auditQuerySchema } from '../routes/compliance';
 import { balanceQuerySchema, periodSchema } from '../routes/finance';
 import * as out from './responses';
@@ -315,6 +323,17 @@ const paths: ZodOpenApiPathsObject = {
     }),
   },
 
+  '/v1/account/refund-claims': {
+    post: {
+      tags: ['Billing'],
+      summary: "Claim a closed account's remaining credit",
+      description:
+        "Within 360 days of closure, by the account's owner or a billing member (a closed account's keys are revoked, so the claim is authorised by a sign-in, not a key: until user sign-in exists the gateway authorises no one here and answers 403 `refund_claim_not_authorised`; support claims instead). Records the claim, then refunds it to the cards as far as they take it; `outstanding_usd` is paid by support with a payout.",
+      requestBody: { required: true, content: { 'application/json': { schema: refundClaimSchema } } },
+      responses: { '201': json('Claimed.', out.refundClaimSchema), ...errors([400, 403, 409, 429, 500, 503]) },
+    },
+  },
+
   // Billing ----------------------------------------------------------------------------------
   '/v1/billing/top-ups': {
     post: customer('account_write', {
@@ -547,6 +566,31 @@ const paths: ZodOpenApiPathsObject = {
         '502': json('Stripe refused, or the ledger could not record it.', out.refundSchema),
         ...errors([...authenticated, 400, 404, 409], { 503: `${errorWords[503]} Also \`payments_not_configured\` without STRIPE_SECRET_KEY.` }),
       },
+    }),
+  },
+  '/admin/accounts/{id}/refund-claims': {
+    post: admin({
+      tags: ['Admin'],
+      summary: "Claim a closed account's remaining credit for its customer",
+      description:
+        'Within 360 days of closure: records `RefundClaimed` for the refundable credit not yet claimed (purchased credit less any debt, open requests and disputed amounts; `amount_usd` for less), then refunds it to the cards it came from as far as they take it, in whole cents. What no card can take (bank transfer, a fraction of a cent) is `outstanding_usd`: pay it with a payout, which is accepted for a claimed amount even after the 360 days. Claimed credit is never forfeited. 409 `account_not_closed`, `claim_period_over`, `nothing_to_claim`, `exceeds_refundable_credit`. Audited (`refund.claimed`).',
+      requestParams: { path: idParam },
+      requestBody: { required: true, content: { 'application/json': { schema: adminRefundClaimSchema } } },
+      responses: {
+        '201': json('Claimed (and refunded to cards as far as they take it).', out.refundClaimSchema),
+        ...errors([...authenticated, 400, 404, 409]),
+      },
+    }),
+  },
+  '/admin/accounts/{id}/forfeit-unclaimed': {
+    post: admin({
+      tags: ['Admin'],
+      summary: 'Forfeit unclaimed credit after the claim period',
+      description:
+        "What the gateway's forfeiture schedule does by itself for every account 360 days after closure, for one account now: the refundable credit nobody claimed leaves the balance (`PurchasedCreditForfeited`, reason `claim_period_over`; the journal moves it to income). 409 `claim_period_not_over`, `account_not_closed`, `nothing_to_forfeit`. Audited (`credit.forfeited`).",
+      requestParams: { path: idParam },
+      requestBody: { required: true, content: { 'application/json': { schema: forfeitSchema } } },
+      responses: { '200': json('Forfeited.', out.forfeitureSchema), ...errors([...authenticated, 400, 404, 409]) },
     }),
   },
   '/admin/accounts/{id}/terminate': {

@@ -408,6 +408,19 @@ export const closedAccountSchema = z
   })
   .meta({ id: 'AccountClosure', description: '200 closed; 202/502 not closed yet because the refund of remaining credit is pending or failed.' });
 
+export const refundClaimSchema = z
+  .object({
+    object: z.literal('billing.refund_claim'),
+    account_id: z.string(),
+    claim_id: z.string(),
+    claimed_usd: usdSchema,
+    refund: z.object(refundFields).nullable().meta({ description: 'the card refunds made for the claim; null when no card could take any' }),
+    outstanding_usd: usdSchema.meta({ description: 'claimed and not yet paid back: paid by support with a payout, also after the 360 days' }),
+  })
+  .meta({ id: 'RefundClaim' });
+
+export const forfeitureSchema = z.object({ account_id: z.string(), forfeited_usd: usdSchema, ...balanceFields }).meta({ id: 'Forfeiture' });
+
 export const terminationSchema = z
   .object({
     account_id: z.string(),

@@ -470,6 +470,38 @@ describe('billing with Stripe', () => {
       409,
       'account_closed',
     );
+
+    // Claims after closure: credit bought by bank transfer stays on the closed account until claimed.
+    const carol = await pay.openCustomer('Carol');
+    expectStatus(
+      await callPay('POST', `/admin/accounts/${carol.accountId}/top-ups`, {
+        key: pay.tg.adminKey,
+        body: { amount_usd: '12', reference: 'TR-carol', reason: 'bank' },
+      }),
+      201,
+    );
+    expectStatus(
+      await callPay('POST', `/admin/accounts/${carol.accountId}/refund-claims`, { key: pay.tg.adminKey, body: { reason: 'x' } }),
+      409,
+      'account_not_closed',
+    );
+    expectStatus(await callPay('POST', '/v1/account/close', { key: carol.key }), 200);
+    // No sign-in for a closed account's customer exists yet: nobody is authorised on the customer route.
+    expectStatus(await callPay('POST', '/v1/account/refund-claims', { body: {} }), 403, 'refund_claim_not_authorised');
+    const claimed = await callPay('POST', `/admin/accounts/${carol.accountId}/refund-claims`, { key: pay.tg.adminKey, body: { reason: 'asked by email' } });
+    expectStatus(claimed, 201);
+    expect(claimed.body).toMatchObject({ claimed_usd: '12.000000', refund: null, outstanding_usd: '12.000000' });
+    expectStatus(
+      await callPay('POST', `/admin/accounts/${carol.accountId}/refund-claims`, { key: pay.tg.adminKey, body: { reason: 'again' } }),
+      409,
+      'nothing_to_claim',
+    );
+    expectStatus(
+      await callPay('POST', `/admin/accounts/${carol.accountId}/forfeit-unclaimed`, { key: pay.tg.adminKey, body: { reason: 'tidy up' } }),
+      409,
+      'claim_period_not_over',
+    );
+    expectStatus(await callPay('POST', `/admin/accounts/${carol.accountId}/forfeit-unclaimed`, { key: pay.tg.adminKey, body: {} }), 400);
   });
 });
 

@@ -33,7 +33,9 @@ describe('ClaimRefund', () => {
       .when(claim('cl-1', null))
       .then([]));
   it('account_not_closed: an open account is refunded, not claimed', () =>
-    given([opened, toppedUp(usd('30'))]).when(claim('cl-1', null)).then({ error: 'account_not_closed' }));
+    given([opened, toppedUp(usd('30'))])
+      .when(claim('cl-1', null))
+      .then({ error: 'account_not_closed' }));
   it('claim_period_over: 360 days after closure', () =>
     given([opened, toppedUp(usd('30')), closedAtT0])
       .when(claim('cl-1', null, day(360)))
@@ -43,7 +45,13 @@ describe('ClaimRefund', () => {
       .when(claim('cl-1', null))
       .then({ error: 'nothing_to_claim' }));
   it('less disputed amounts: what a dispute holds is not claimable', () =>
-    given([opened, toppedUp(usd('30')), toppedUp(usd('10'), 'pay-2'), ev('DisputeOpened', { disputeId: 'dp_1', paymentReference: 'pay-2', amount: usd('10') }), closedAtT0])
+    given([
+      opened,
+      toppedUp(usd('30')),
+      toppedUp(usd('10'), 'pay-2'),
+      ev('DisputeOpened', { disputeId: 'dp_1', paymentReference: 'pay-2', amount: usd('10') }),
+      closedAtT0,
+    ])
       .when(claim('cl-1', null))
       .then([ev('RefundClaimed', { claimId: 'cl-1', amount: usd('30') }, day(10))]));
   it('less what was already claimed: a second claim asks only for the rest', () =>
@@ -87,13 +95,22 @@ describe('ForfeitUnclaimedCredit', () => {
     given([opened, toppedUp(usd('30')), closedAtT0])
       .when(forfeit(day(359)))
       .then({ error: 'claim_period_not_over', claimableUntil: day(360) }));
-  it('account_not_closed', () => given([opened, toppedUp(usd('30'))]).when(forfeit()).then({ error: 'account_not_closed' }));
+  it('account_not_closed', () =>
+    given([opened, toppedUp(usd('30'))])
+      .when(forfeit())
+      .then({ error: 'account_not_closed' }));
   it('what was claimed in time and not yet paid is not forfeited', () =>
     given([opened, toppedUp(usd('30')), closedAtT0, ev('RefundClaimed', { claimId: 'cl-1', amount: usd('20') }, day(300))])
       .when(forfeit())
       .then([ev('PurchasedCreditForfeited', { amount: usd('10'), reason: 'claim_period_over' }, day(360))]));
   it('a disputed amount stays held; the rest is forfeited', () =>
-    given([opened, toppedUp(usd('30')), toppedUp(usd('10'), 'pay-2'), ev('DisputeOpened', { disputeId: 'dp_1', paymentReference: 'pay-2', amount: usd('10') }), closedAtT0])
+    given([
+      opened,
+      toppedUp(usd('30')),
+      toppedUp(usd('10'), 'pay-2'),
+      ev('DisputeOpened', { disputeId: 'dp_1', paymentReference: 'pay-2', amount: usd('10') }),
+      closedAtT0,
+    ])
       .when(forfeit())
       .then([ev('PurchasedCreditForfeited', { amount: usd('30'), reason: 'claim_period_over' }, day(360))]));
   it('nothing_to_forfeit: run again, nothing more is taken', () =>
@@ -109,7 +126,9 @@ describe('ForfeitUnclaimedCredit', () => {
     given(after)
       .when(cmd('RecordPayout', { payoutId: 'p1', method: 'bank_transfer', reference: 'TR-1', amount: usd('1'), reason: 'late' }, day(361)))
       .thenRejectedWith('claim_period_over');
-    given(after).when(claim('cl-1', null, day(361))).thenRejectedWith('claim_period_over');
+    given(after)
+      .when(claim('cl-1', null, day(361)))
+      .thenRejectedWith('claim_period_over');
   });
 });
 
@@ -129,7 +148,12 @@ const amountArb = fc.option(fc.bigInt(1n, usd('40')), { nil: null });
 const stepArb: fc.Arbitrary<Step> = fc.oneof(
   fc.record({ kind: fc.constantFrom('card' as const, 'payout' as const, 'claim' as const), id: fc.nat(3), amount: amountArb, late: fc.boolean() }),
   fc.record({ kind: fc.constant('spend' as const), id: fc.nat(1000), amount: fc.bigInt(0n, usd('20')) }),
-  fc.record({ kind: fc.constant('dispute' as const), id: fc.nat(2), amount: fc.bigInt(1n, usd('25')), outcome: fc.constantFrom('won' as const, 'lost' as const, 'open' as const) }),
+  fc.record({
+    kind: fc.constant('dispute' as const),
+    id: fc.nat(2),
+    amount: fc.bigInt(1n, usd('25')),
+    outcome: fc.constantFrom('won' as const, 'lost' as const, 'open' as const),
+  }),
   fc.record({ kind: fc.constantFrom('close' as const, 'forfeit' as const), late: fc.boolean() }),
 );
 
@@ -138,7 +162,13 @@ function commandsOf(s: Step, i: number, state: ReturnType<typeof initialAccountS
     case 'card':
       return [cmd('IssueRefund', { refundId: `rf-${s.id}`, amount: s.amount ?? refundableOf(state), paymentReferences: ['pay-1'] }, now)];
     case 'payout':
-      return [cmd('RecordPayout', { payoutId: `payout-${s.id}`, method: 'bank_transfer', reference: `TR-${s.id}`, amount: s.amount ?? outstandingClaimOf(state), reason: 'r' }, now)];
+      return [
+        cmd(
+          'RecordPayout',
+          { payoutId: `payout-${s.id}`, method: 'bank_transfer', reference: `TR-${s.id}`, amount: s.amount ?? outstandingClaimOf(state), reason: 'r' },
+          now,
+        ),
+      ];
     case 'claim':
       return [cmd('ClaimRefund', { claimId: `cl-${s.id}`, amount: s.amount }, now)];
     case 'spend':

@@ -50,12 +50,25 @@ describe('RecordAutoTopUpTriggered with a negative balance', () => {
   });
 
   it('the balance limit sees the balance after the charge (the configured amount), so a top-up at the ceiling still takes the debt', () =>
-    given([opened, toppedUp(usd('1')), ev('AutoTopUpConfigured', { autoTopUp: { threshold: usd('5'), amount: usd('9995') } }), reservationPlaced('r1', usd('1')), shortSettlement])
+    given([
+      opened,
+      toppedUp(usd('1')),
+      ev('AutoTopUpConfigured', { autoTopUp: { threshold: usd('5'), amount: usd('9995') } }),
+      reservationPlaced('r1', usd('1')),
+      shortSettlement,
+    ])
       .when(trigger)
       .then([ev('AutoTopUpTriggered', { attemptId: 'att-1', amount: usd('9997.5'), debt: usd('2.5') })]));
 
   it('a suspended account is not charged, debt or not (a decline suspends as before)', () =>
-    given([opened, toppedUp(usd('1')), configured, reservationPlaced('r1', usd('1')), shortSettlement, ev('AccountSuspended', { reason: 'auto_top_up_failed' })])
+    given([
+      opened,
+      toppedUp(usd('1')),
+      configured,
+      reservationPlaced('r1', usd('1')),
+      shortSettlement,
+      ev('AccountSuspended', { reason: 'auto_top_up_failed' }),
+    ])
       .when(trigger)
       .thenRejectedWith('account_suspended'));
 });
