@@ -30,6 +30,7 @@ import {
   refundClaimSchema,
   refundSchema as refundRequestSchema,
   terminateSchema,
+  vatIdSchema,
   topUpSchema as checkoutRequestSchema,
 } from '../routes/billing';
 import { auditQuerySchema } from '../routes/compliance';
@@ -357,6 +358,46 @@ const paths: ZodOpenApiPathsObject = {
         '502': json('Stripe refused, or the ledger could not record it (an operator is alerted).', out.refundSchema),
         ...errors([...authenticated, 400, 404, 409]),
       },
+    }),
+  },
+  '/v1/billing/invoices': {
+    get: customer('account_read', {
+      tags: ['Billing'],
+      summary: 'Invoices and receipts',
+      description:
+        "Newest first: Stripe's invoices of the account's Checkout top-ups (subtotal = the credit, net of tax; tax added by Stripe Tax; `reverse_charge` with a verified EU VAT id), and a receipt for each manual credit an operator recorded (bank transfer), with its reference. `download_url` serves an invoice's PDF.",
+      responses: { '200': json('The documents.', out.billingDocumentsSchema), ...errors([...authenticated, 404]) },
+    }),
+  },
+  '/v1/billing/invoices/{id}/pdf': {
+    get: customer('account_read', {
+      tags: ['Billing'],
+      summary: "Download an invoice's PDF",
+      description: "Redirects to the invoice document at Stripe. 404 `invoice_not_found` for an id that is not one of this account's invoices.",
+      requestParams: { path: z.object({ id: z.string().meta({ description: 'the invoice id (in_...)' }) }) },
+      responses: {
+        '302': {
+          description: 'To the PDF (its URL also in the body).',
+          headers: z.object({ location: z.string() }),
+          content: { 'application/json': { schema: z.object({ url: z.string() }) } },
+        },
+        ...errors([...authenticated, 404]),
+      },
+    }),
+  },
+  '/v1/billing/tax-id': {
+    get: customer('account_read', {
+      tags: ['Billing'],
+      summary: "The account's EU VAT id",
+      responses: { '200': json('The VAT id, or nulls when none is set.', out.taxIdSchema), ...errors([...authenticated, 404]) },
+    }),
+    put: customer('account_write', {
+      tags: ['Billing'],
+      summary: "Set or remove the account's EU VAT id",
+      description:
+        'Stored on the Stripe customer, where Stripe Tax reads it at checkout: with an id Stripe verified (against the EU registry) of another EU country, the reverse charge applies and no VAT is added. `{"vat_id": null}` removes it. 400 `vat_id_invalid` when Stripe refuses the value.',
+      requestBody: { required: true, content: { 'application/json': { schema: vatIdSchema } } },
+      responses: { '200': json('Set.', out.taxIdSchema), ...errors([...authenticated, 400, 404]) },
     }),
   },
   '/v1/billing/auto-top-up': {
