@@ -27,8 +27,8 @@ export interface BillingDocument {
   /** the operator's reference of a manual credit (bank transfer), null for invoices */
   readonly reference: string | null;
   readonly createdAt: string;
-  /** whether GET /v1/billing/invoices/:id/pdf serves a document */
-  readonly downloadable: boolean;
+  /** Stripe's link to the invoice PDF (an unguessable URL Stripe gives the customer), null for receipts */
+  readonly documentUrl: string | null;
 }
 
 const MANUAL = 'manual:';
@@ -55,7 +55,7 @@ export async function billingDocuments(
         reverseCharge: invoice.customer_tax_exempt === 'reverse',
         reference: null,
         createdAt: new Date(invoice.created * 1000).toISOString(),
-        downloadable: typeof invoice.invoice_pdf === 'string',
+        documentUrl: typeof invoice.invoice_pdf === 'string' ? invoice.invoice_pdf : null,
       });
     }
   }
@@ -73,7 +73,7 @@ export async function billingDocuments(
       reverseCharge: false,
       reference: event.data.paymentReference.slice(MANUAL.length),
       createdAt: event.metadata.occurredAt,
-      downloadable: false,
+      documentUrl: null,
     });
   }
   return documents.sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : 0));

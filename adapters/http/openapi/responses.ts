@@ -423,7 +423,8 @@ export const billingDocumentsSchema = z
         reverse_charge: z.boolean(),
         reference: z.string().nullable().meta({ description: "a manual credit's reference (bank transfer)" }),
         created_at: z.string(),
-        download_url: z.string().nullable(),
+        download_url: z.string().nullable().meta({ description: "this API's route to the PDF (a redirect)" }),
+        document_url: z.string().nullable().meta({ description: "Stripe's link to the PDF itself (for a browser)" }),
       }),
     ),
   })

@@ -377,7 +377,8 @@ function documentView(d: BillingDocument) {
     reverse_charge: d.reverseCharge,
     reference: d.reference,
     created_at: d.createdAt,
-    download_url: d.downloadable ? `/v1/billing/invoices/${d.id}/pdf` : null,
+    download_url: d.documentUrl !== null ? `/v1/billing/invoices/${d.id}/pdf` : null,
+    document_url: d.documentUrl,
   };
 }
 
