@@ -31,6 +31,7 @@ import { GlobalLogMonitor } from './global-log-monitor';
 import type { EventStore } from './ports/event-store';
 import { SettlementTracker } from './settlements';
 import { ExpiryProcess } from './process-managers/expiry';
+import { ForfeitureSchedule } from './process-managers/forfeiture';
 import { InstanceLease, type Worker } from './instances/lease';
 import { AutoTopUpProcess, stripeOffSessionCharger } from './process-managers/auto-top-up';
 import { LowBalanceAlertProcess, lowBalanceAlertSubscriber } from './process-managers/low-balance-alerts';
@@ -97,6 +98,8 @@ export interface GatewaySeams {
   readonly keysClock?: () => Date;
   /** Wall-clock time for prices and retirements in force, notices, announcements and uptime; the real clock when absent. */
   readonly clock?: () => Date;
+  /** Wall-clock time for the forfeiture of unclaimed credit 360 days after closure; the real clock when absent. */
+  readonly forfeitureClock?: () => Date;
 }
 
 export function accountPolicyFrom(config: Config): AccountPolicy {
@@ -236,7 +239,13 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
         retryBaseMs: config.TOLLGATE_MAIL_RETRY_BASE_S * 1_000,
       });
       mailSender.start();
-      const workers: Worker[] = [expiry, alerts, retention, announcer, noticeMailer, probe, mailSender];
+      // Checked as often as retention: both act on days, not minutes.
+      const forfeiture = new ForfeitureSchedule(
+        { pool: database.pool, ledger, log },
+        { clock: seams.forfeitureClock ?? (() => new Date()), checkIntervalMs: config.TOLLGATE_RETENTION_CHECK_INTERVAL_S * 1_000 },
+      );
+      forfeiture.start();
+      const workers: Worker[] = [expiry, alerts, retention, forfeiture, announcer, noticeMailer, probe, mailSender];
       if (stripe && customers) {
         const charger = stripeOffSessionCharger(stripe, (accountId) => customers.savedPaymentMethodOf(accountId));
         const autoTopUp = new AutoTopUpProcess(database.pool, store, ledger, charger, log, { pollIntervalMs: billingPollMs });

@@ -111,6 +111,15 @@ export type RecordPayout = Command<
   { readonly payoutId: string; readonly method: PayoutMethod; readonly reference: string; readonly amount: MicroUsd; readonly reason: string }
 >;
 
+/**
+ * A claim of a closed account's remaining credit within the claim period. `amount` null: all of
+ * it not yet claimed. `claimId` is the idempotency key.
+ */
+export type ClaimRefund = Command<'ClaimRefund', { readonly claimId: string; readonly amount: MicroUsd | null }>;
+
+/** After the claim period: what is refundable and not claimed leaves the balance for good. */
+export type ForfeitUnclaimedCredit = Command<'ForfeitUnclaimedCredit', Record<string, never>>;
+
 export type ConfigureAutoTopUp = Command<'ConfigureAutoTopUp', { readonly autoTopUp: { readonly threshold: MicroUsd; readonly amount: MicroUsd } | null }>;
 
 export type RecordAutoTopUpTriggered = Command<'RecordAutoTopUpTriggered', { readonly attemptId: string }>;
@@ -161,6 +170,8 @@ export type AccountCommand =
   | IssueRefund
   | RecordProviderRefund
   | RecordPayout
+  | ClaimRefund
+  | ForfeitUnclaimedCredit
   | ConfigureAutoTopUp
   | RecordAutoTopUpTriggered
   | RecordAutoTopUpFailed

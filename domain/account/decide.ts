@@ -16,7 +16,9 @@ import {
   maximumBalanceOf,
   spendWindowResetsAt,
   openDisputesOf,
+  outstandingClaimOf,
   refundableOf,
+  unclaimedOf,
   spendablePromoGrants,
   type AccountState,
 } from './state';
@@ -60,6 +62,10 @@ export function decideAccount(command: AccountCommand, state: AccountState, poli
       return recordProviderRefund(command, state);
     case 'RecordPayout':
       return recordPayout(command, state);
+    case 'ClaimRefund':
+      return claimRefund(command, state);
+    case 'ForfeitUnclaimedCredit':
+      return forfeitUnclaimedCredit(command, state);
     case 'ConfigureAutoTopUp':
       return configureAutoTopUp(command, state, policy);
     case 'RecordAutoTopUpTriggered':
@@ -290,7 +296,7 @@ function expireReservation(command: C.ExpireReservation, state: AccountState): A
 function issueRefund(command: C.IssueRefund, state: AccountState): AccountDecision {
   const { refundId, amount, paymentReferences } = command.data;
   if (state.appliedRefundIds.has(refundId)) return accept();
-  const periodOver = checkClaimPeriod(state, command.metadata.now);
+  const periodOver = checkClaimPeriod(state, command.metadata.now, amount);
   if (periodOver) return reject(periodOver);
   if (amount <= 0n) return reject({ error: 'amount_must_be_positive', amount });
   if (paymentReferences.length === 0) return reject({ error: 'refund_without_payment_reference' });
@@ -321,9 +327,13 @@ function recordProviderRefund(command: C.RecordProviderRefund, state: AccountSta
   return accept(...events);
 }
 
-/** After closure, credit is paid back (card refund or payout) only within the claim period. */
-function checkClaimPeriod(state: AccountState, now: string): AccountError | null {
+/**
+ * After closure, credit is paid back (card refund or payout) within the claim period; after it,
+ * only what was claimed in time and is still unpaid.
+ */
+function checkClaimPeriod(state: AccountState, now: string, amount: MicroUsd): AccountError | null {
   if (!claimPeriodOver(state, now)) return null;
+  if (amount > 0n && amount <= outstandingClaimOf(state)) return null;
   return { error: 'claim_period_over', claimableUntil: claimableUntilOf(state)! };
 }
 
@@ -334,13 +344,46 @@ function checkClaimPeriod(state: AccountState, now: string): AccountError | null
 function recordPayout(command: C.RecordPayout, state: AccountState): AccountDecision {
   const { payoutId, method, reference, amount, reason } = command.data;
   if (state.appliedRefundIds.has(payoutId)) return accept();
-  const periodOver = checkClaimPeriod(state, command.metadata.now);
+  const periodOver = checkClaimPeriod(state, command.metadata.now, amount);
   if (periodOver) return reject(periodOver);
   if (reason.trim() === '') return reject({ error: 'reason_required' });
   if (amount <= 0n) return reject({ error: 'amount_must_be_positive', amount });
   const refundable = refundableOf(state);
   if (amount > refundable) return reject({ error: 'exceeds_refundable_credit', refundable, requested: amount });
   return accept(event('PayoutRecorded', { payoutId, method, reference, amount, reason }, eventMetadataFrom(command.metadata)));
+}
+
+/**
+ * Within 360 days of closure the customer claims what remains: purchased credit less any debt,
+ * open reservations and disputed amounts, less what an earlier claim already asked for. The claim
+ * is paid by card refunds and payouts, which draw on the same refundable amount, so a claim, a
+ * card refund and a payout never pay back the same credit twice.
+ */
+function claimRefund(command: C.ClaimRefund, state: AccountState): AccountDecision {
+  const { claimId } = command.data;
+  if (state.claimIds.has(claimId)) return accept();
+  if (state.status !== 'closed') return reject({ error: 'account_not_closed' });
+  const periodOver = claimPeriodOver(state, command.metadata.now);
+  if (periodOver) return reject({ error: 'claim_period_over', claimableUntil: claimableUntilOf(state)! });
+  const unclaimed = unclaimedOf(state);
+  if (command.data.amount === null && unclaimed === 0n) return reject({ error: 'nothing_to_claim' });
+  const amount = command.data.amount ?? unclaimed;
+  if (amount <= 0n) return reject({ error: 'amount_must_be_positive', amount });
+  if (amount > unclaimed) return reject({ error: 'exceeds_refundable_credit', refundable: unclaimed, requested: amount });
+  return accept(event('RefundClaimed', { claimId, amount }, eventMetadataFrom(command.metadata)));
+}
+
+/**
+ * Once the claim period is over, the refundable credit nobody claimed is no longer owed: it leaves
+ * the balance and the journal takes it to income. What was claimed in time stays owed; a disputed
+ * amount stays held (if the dispute is won later, a later forfeiture takes it); a debt stays a debt.
+ */
+function forfeitUnclaimedCredit(command: C.ForfeitUnclaimedCredit, state: AccountState): AccountDecision {
+  if (state.status !== 'closed') return reject({ error: 'account_not_closed' });
+  if (!claimPeriodOver(state, command.metadata.now)) return reject({ error: 'claim_period_not_over', claimableUntil: claimableUntilOf(state)! });
+  const amount = unclaimedOf(state);
+  if (amount === 0n) return reject({ error: 'nothing_to_forfeit' });
+  return accept(event('PurchasedCreditForfeited', { amount, reason: 'claim_period_over' }, eventMetadataFrom(command.metadata)));
 }
 
 function configureAutoTopUp(command: C.ConfigureAutoTopUp, state: AccountState, policy: AccountPolicy): AccountDecision {
@@ -370,9 +413,13 @@ function recordAutoTopUpTriggered(command: C.RecordAutoTopUpTriggered, state: Ac
   if (available >= state.autoTopUp.threshold) {
     return reject({ error: 'available_above_auto_top_up_threshold', available, threshold: state.autoTopUp.threshold });
   }
-  const overLimit = checkBalanceLimit(state, state.autoTopUp.amount, policy);
+  // A settlement that left the purchased credit negative: the debt is charged at once with the
+  // configured amount, in one charge (the top-up pays the debt first, then the amount is left).
+  const debt = state.purchased < 0n ? -state.purchased : 0n;
+  const amount = state.autoTopUp.amount + debt;
+  const overLimit = checkBalanceLimit(state, amount, policy);
   if (overLimit) return reject(overLimit);
-  return accept(event('AutoTopUpTriggered', { attemptId, amount: state.autoTopUp.amount }, eventMetadataFrom(command.metadata)));
+  return accept(event('AutoTopUpTriggered', { attemptId, amount, debt }, eventMetadataFrom(command.metadata)));
 }
 
 function recordAutoTopUpFailed(command: C.RecordAutoTopUpFailed, state: AccountState): AccountDecision {

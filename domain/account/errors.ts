@@ -80,6 +80,11 @@ export type AccountError =
   | { readonly error: 'exceeds_refundable_credit'; readonly refundable: MicroUsd; readonly requested: MicroUsd }
   /** a closed account's credit is paid back only within 360 days of closure */
   | { readonly error: 'claim_period_over'; readonly claimableUntil: IsoInstant }
+  /** unclaimed credit is forfeited only once the claim period has passed */
+  | { readonly error: 'claim_period_not_over'; readonly claimableUntil: IsoInstant }
+  /** a claim of a closed account with no unclaimed refundable credit left */
+  | { readonly error: 'nothing_to_claim' }
+  | { readonly error: 'nothing_to_forfeit' }
   /** a refund names the payments it pays back, and each must be a top-up of this account */
   | { readonly error: 'refund_without_payment_reference' }
   | { readonly error: 'unknown_payment_reference'; readonly paymentReference: string }

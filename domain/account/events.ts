@@ -208,7 +208,13 @@ export const AutoTopUpConfigured = defineEvent(
   z.object({ autoTopUp: z.object({ threshold: naturalSchema, amount: naturalSchema }).nullable() }),
 );
 
-export const AutoTopUpTriggered = defineEvent('AutoTopUpTriggered', z.object({ attemptId: idSchema, amount: naturalSchema }));
+/**
+ * One off-session charge of `amount`: the configured top-up plus `debt`, the purchased credit's
+ * debt when it was triggered (a settlement that left the balance negative), so one payment pays
+ * the debt and still leaves the configured amount. Events written before debts were charged have
+ * no `debt` and decode as 0.
+ */
+export const AutoTopUpTriggered = defineEvent('AutoTopUpTriggered', z.object({ attemptId: idSchema, amount: naturalSchema, debt: naturalSchema.default(0n) }));
 
 export const AutoTopUpFailed = defineEvent('AutoTopUpFailed', z.object({ attemptId: idSchema, reason: z.string().min(1) }));
 
@@ -253,11 +259,20 @@ export const AccountClosed = defineEvent('AccountClosed', z.object({ reason: clo
  */
 export const AccountTerminated = defineEvent('AccountTerminated', z.object({ reason: z.string().min(1), forAbuse: z.boolean() }));
 
-export const forfeitureReasonSchema = z.enum(['terminated_for_abuse']);
+/** terminated_for_abuse: at termination; claim_period_over: what nobody claimed within 360 days of closure. */
+export const forfeitureReasonSchema = z.enum(['terminated_for_abuse', 'claim_period_over']);
 export type ForfeitureReason = z.output<typeof forfeitureReasonSchema>;
 
 /** Purchased credit the customer is no longer owed (it leaves the balance; the journal takes it to income). */
 export const PurchasedCreditForfeited = defineEvent('PurchasedCreditForfeited', z.object({ amount: naturalSchema, reason: forfeitureReasonSchema }));
+
+/**
+ * The customer (or an operator for them) claimed a closed account's remaining credit within 360
+ * days of closure. Moves no money by itself: the claim is paid by card refunds (RefundIssued) and
+ * payouts (PayoutRecorded), which may come after the period; what is claimed and not yet paid is
+ * never forfeited.
+ */
+export const RefundClaimed = defineEvent('RefundClaimed', z.object({ claimId: idSchema, amount: naturalSchema }));
 
 /** The per-account key was destroyed by the caller; the ciphertexts in AccountOpened are now noise. */
 export const PersonalDataErased = defineEvent('PersonalDataErased', z.object({}));
@@ -297,6 +312,7 @@ export const accountEventDefinitions = [
   DisputeClosed,
   RefundShortfall,
   PayoutRecorded,
+  RefundClaimed,
 ] as const;
 
 export type AccountEvent = EventOf<(typeof accountEventDefinitions)[number]>;

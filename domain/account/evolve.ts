@@ -22,6 +22,11 @@ function withSuspensionReasons(state: AccountState, reasons: ReadonlySet<Suspens
   return { ...state, status, suspensionReasons: reasons, suspensionReason: last };
 }
 
+/** A claim is paid down by whatever is paid back after it, never below zero. */
+function paidDown(claimed: bigint, paid: bigint): bigint {
+  return claimed > paid ? claimed - paid : 0n;
+}
+
 function withMember<T>(set: ReadonlySet<T>, value: T): ReadonlySet<T> {
   return new Set(set).add(value);
 }
@@ -105,21 +110,30 @@ export function evolveAccount(state: AccountState, event: AccountEvent): Account
       }))
       .with({ type: 'RefundIssued' }, ({ data }) => ({
         ...state,
+        claimedUnpaid: paidDown(state.claimedUnpaid, data.amount),
         purchased: state.purchased - data.amount,
         totalRefunded: state.totalRefunded + data.amount,
         appliedRefundIds: withMember(state.appliedRefundIds, data.refundId),
       }))
       .with({ type: 'PayoutRecorded' }, ({ data }) => ({
         ...state,
+        claimedUnpaid: paidDown(state.claimedUnpaid, data.amount),
         purchased: state.purchased - data.amount,
         totalRefunded: state.totalRefunded + data.amount,
         appliedRefundIds: withMember(state.appliedRefundIds, data.payoutId),
       }))
       .with({ type: 'RefundShortfall' }, ({ data }) => ({
         ...state,
+        claimedUnpaid: paidDown(state.claimedUnpaid, data.amount),
         purchased: state.purchased - data.amount,
         totalRefunded: state.totalRefunded + data.amount,
         appliedRefundIds: withMember(state.appliedRefundIds, data.refundId),
+      }))
+      .with({ type: 'RefundClaimed' }, ({ data }) => ({
+        ...state,
+        claimIds: withMember(state.claimIds, data.claimId),
+        totalClaimed: state.totalClaimed + data.amount,
+        claimedUnpaid: state.claimedUnpaid + data.amount,
       }))
       .with({ type: 'AutoTopUpConfigured' }, ({ data }) => ({ ...state, autoTopUp: data.autoTopUp }))
       .with({ type: 'AutoTopUpTriggered' }, ({ data }) => ({ ...state, pendingAutoTopUp: { attemptId: data.attemptId, amount: data.amount } }))

@@ -80,6 +80,11 @@ export interface AccountState {
   /** set when an operator terminated the account for breach */
   readonly termination: { readonly forAbuse: boolean } | null;
   readonly totalForfeited: MicroUsd;
+  /** claims made after closure (ids, for idempotency) and their total */
+  readonly claimIds: ReadonlySet<string>;
+  readonly totalClaimed: MicroUsd;
+  /** claimed and not yet paid back (card refunds and payouts after a claim pay it down) */
+  readonly claimedUnpaid: MicroUsd;
   /** this account's maximum balance where an operator raised it; null: the policy's */
   readonly maximumBalance: MicroUsd | null;
   /** settled spend per key, for key spend limits */
@@ -110,6 +115,9 @@ export function initialAccountState(): AccountState {
     personalDataErased: false,
     termination: null,
     totalForfeited: 0n,
+    claimIds: new Set(),
+    totalClaimed: 0n,
+    claimedUnpaid: 0n,
     maximumBalance: null,
     keySpend: new Map(),
   };
@@ -230,4 +238,21 @@ export function keySpendAfter(spend: KeySpend | undefined, placedAt: IsoInstant,
       : { month: spend.month, monthSpent: month === spend.month ? spend.monthSpent + cost : spend.monthSpent }),
     total: spend.total + cost,
   };
+}
+
+/**
+ * What was claimed in time and is still owed: the claims not yet paid back, at most what is
+ * refundable now (a lost dispute may have taken some of it). Paid after the period too; never forfeited.
+ */
+export function outstandingClaimOf(state: AccountState): MicroUsd {
+  const refundable = refundableOf(state);
+  return state.claimedUnpaid < refundable ? state.claimedUnpaid : refundable;
+}
+
+/**
+ * What a closed account's customer may still claim, or what is forfeited once the period is over:
+ * the refundable credit (purchased less any debt, open reservations and disputed amounts) not yet claimed.
+ */
+export function unclaimedOf(state: AccountState): MicroUsd {
+  return refundableOf(state) - outstandingClaimOf(state);
 }

@@ -36,6 +36,7 @@ export type AuditAction =
   | 'refund.issued'
   | 'refund.shortfall'
   | 'refund.payout'
+  | 'refund.claimed'
   | 'dispute.opened'
   | 'dispute.closed'
   | 'auto_top_up.configured'
@@ -163,6 +164,8 @@ export function auditFactOf(streamId: string, event: DomainEvent): AuditFact | n
         amountUsd: formatUsd(event.data.amount),
         paymentReferences: [...event.data.paymentReferences],
       });
+    case 'RefundClaimed':
+      return account('refund.claimed', null, { claimId: event.data.claimId, amountUsd: formatUsd(event.data.amount) });
     case 'PayoutRecorded':
       return account('refund.payout', event.data.reason, {
         payoutId: event.data.payoutId,

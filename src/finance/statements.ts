@@ -42,9 +42,11 @@ export interface Statement {
 
 function referenceOf(event: DomainEvent): string {
   const data = event.data as Record<string, unknown>;
-  for (const field of ['paymentReference', 'grantId', 'requestId', 'refundId']) {
+  for (const field of ['paymentReference', 'grantId', 'requestId', 'refundId', 'payoutId', 'claimId']) {
     if (typeof data[field] === 'string') return data[field];
   }
+  // A forfeiture names why: at termination for abuse, or unclaimed after the claim period.
+  if (event.type === 'PurchasedCreditForfeited') return event.data.reason;
   return '';
 }
 
@@ -63,7 +65,9 @@ export async function statementOf(store: EventStore<DomainEvent>, accountId: str
   const lines: StatementLine[] = [];
   for (const recorded of events) {
     const postings = postingsOf(streamId, recorded.event);
-    if (postings.length === 0) continue;
+    // A claim after closure moves no money itself (its refunds and payouts do), but the customer
+    // sees on the statement that and when it was made.
+    if (postings.length === 0 && recorded.event.type !== 'RefundClaimed') continue;
     let purchasedChange = 0n;
     let promoChange = 0n;
     for (const p of postings) {

@@ -74,6 +74,8 @@ export async function refundCredit(
     readonly refundId?: string;
     /** a closed account's credit may be paid back only where the caller says so (termination, an operator within the claim period) */
     readonly closedAccount?: boolean;
+    /** with `amount` null: refund at most this much (a claim refunds what was claimed, not more) */
+    readonly cap?: MicroUsd;
   },
 ): Promise<{ ok: true; value: RefundOutcome } | { ok: false; error: RefundRefusal }> {
   const stream = accountStreamId(input.accountId);
@@ -87,7 +89,8 @@ export async function refundCredit(
   const payments = (await refundablePayments(deps.ledger.store, input.accountId)).map((p) => ({ ...p, remaining: wholeCentsOf(p.remaining) }));
   const byCard = payments.reduce((sum, p) => sum + p.remaining, 0n);
   const ledgerRefundable = refundableOf(state);
-  const refundable = wholeCentsOf(ledgerRefundable < byCard ? ledgerRefundable : byCard);
+  const uncapped = ledgerRefundable < byCard ? ledgerRefundable : byCard;
+  const refundable = wholeCentsOf(input.cap !== undefined && input.cap < uncapped ? input.cap : uncapped);
   const requested = input.amount ?? refundable;
   if (requested > refundable) return { ok: false, error: { error: 'exceeds_refundable_credit', refundable, requested } };
 

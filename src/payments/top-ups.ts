@@ -46,7 +46,13 @@ export async function startTopUp(
         price_data: { currency: 'usd', unit_amount: cents, tax_behavior: 'exclusive', product_data: { name: 'Tollgate prepaid credit' } },
       },
     ],
-    ...(input.automaticTax ? { automatic_tax: { enabled: true }, customer_update: { address: 'auto' as const } } : {}),
+    // Stripe Tax adds VAT on top; a business gives its VAT id at checkout (saved on the customer),
+    // and with a valid EU id of another country the reverse charge applies.
+    ...(input.automaticTax
+      ? { automatic_tax: { enabled: true }, tax_id_collection: { enabled: true }, customer_update: { address: 'auto' as const, name: 'auto' as const } }
+      : {}),
+    // Every payment is invoiced: Stripe makes the invoice document when the session is paid.
+    invoice_creation: { enabled: true, invoice_data: { description: 'Tollgate prepaid credit (net of tax)', metadata } },
     payment_intent_data: { setup_future_usage: 'off_session', metadata },
     metadata,
     success_url: input.successUrl,

@@ -228,6 +228,22 @@ test('billing: a top-up through the Stripe checkout (local stand-in) credits the
   await expect(customerPage.locator('#purchased').textContent()).resolves.toBe('$34.999858');
 });
 
+test('billing: the top-up invoice is listed and its PDF downloads; a VAT ID is saved and verified for the reverse charge', async () => {
+  await show(customerPage, 'billing');
+  const row = customerPage.locator('#invoices-table').getByRole('row', { name: /Invoice TGTEST-/ });
+  await expect(row.textContent()).resolves.toMatch(/\$25\.00/);
+  const [download] = await Promise.all([customerPage.waitForEvent('download'), row.getByRole('link', { name: 'PDF' }).click()]);
+  const saved = await download.path();
+  const pdf = readFileSync(saved).toString('latin1');
+  expect(pdf.startsWith('%PDF-')).toBe(true);
+  expect(pdf).toContain('total USD 25.00');
+
+  await customerPage.getByLabel('EU VAT ID').fill('DE 123456789');
+  await customerPage.getByRole('button', { name: 'Set VAT ID' }).click();
+  await customerPage.locator('#vat-status', { hasText: 'DE123456789 (verified: reverse charge, no VAT added)' }).waitFor();
+  await screenshot(customerPage, 'billing-invoices');
+});
+
 describe('admin', () => {
   let admin: BrowserContext;
   let page: Page;

@@ -39,6 +39,8 @@ export async function startTestGateway(options: {
   keysClock?: () => Date;
   /** The wall clock for prices and retirements in force, notices and uptime (see GatewaySeams). */
   clock?: () => Date;
+  /** The forfeiture schedule's wall clock (see GatewaySeams); a test moves it past the claim period. */
+  forfeitureClock?: () => Date;
 }): Promise<TestGateway> {
   const databaseUrl = options.databaseUrl ?? (await createTestDatabase('gw'));
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-gw-'));
@@ -64,6 +66,7 @@ export async function startTestGateway(options: {
     retentionClock: options.retentionClock,
     keysClock: options.keysClock,
     clock: options.clock,
+    forfeitureClock: options.forfeitureClock,
   });
   return { gateway, url: gateway.url, databaseUrl, adminKey: TEST_ADMIN_KEY, logLines, stop: () => gateway.close() };
 }

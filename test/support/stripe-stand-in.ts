@@ -35,6 +35,10 @@ export interface StripeTestServer {
   readonly paymentIntents: Map<string, StripeObject>;
   readonly refunds: Map<string, StripeObject>;
   readonly disputes: Map<string, StripeObject>;
+  /** invoices made by paid Checkout sessions that asked for `invoice_creation` */
+  readonly invoices: Map<string, StripeObject>;
+  /** tax ids by customer (POST /v1/customers/:id/tax_ids) */
+  readonly taxIds: Map<string, StripeObject[]>;
   /**
    * The cardholder disputes a succeeded PaymentIntent (all of it unless `amount` cents are named):
    * a dispute object in status needs_response, for a charge.dispute.created event.
@@ -93,6 +97,9 @@ export async function startStripeTestServer(): Promise<StripeTestServer> {
   const paymentIntents = new Map<string, StripeObject>();
   const refunds = new Map<string, StripeObject>();
   const disputes = new Map<string, StripeObject>();
+  const invoices = new Map<string, StripeObject>();
+  const taxIds = new Map<string, StripeObject[]>();
+  let invoiceNumber = 0;
   const idempotent = new Map<string, { status: number; body: unknown }>();
   let declines: { code: string; count: number } | null = null;
   const customerDeclines = new Map<string, string>();
@@ -167,6 +174,9 @@ export async function startStripeTestServer(): Promise<StripeTestServer> {
           amount_subtotal: subtotal,
           amount_total: subtotal,
           automatic_tax: { enabled: params['automatic_tax']?.enabled === 'true', status: null },
+          invoice_creation: params['invoice_creation'] ?? { enabled: 'false' },
+          tax_id_collection: { enabled: params['tax_id_collection']?.enabled === 'true' },
+          invoice: null,
           payment_intent: null,
           payment_intent_data: params['payment_intent_data'] ?? {},
           metadata: params['metadata'] ?? {},
@@ -217,6 +227,73 @@ export async function startStripeTestServer(): Promise<StripeTestServer> {
           };
         }
         return { status: 200, body: paymentIntent({ ...base, status: params['confirm'] === 'true' ? 'succeeded' : 'requires_confirmation' }) };
+      },
+    },
+    {
+      method: 'GET',
+      pattern: /^\/v1\/invoices$/,
+      answer: (params) => {
+        const data = [...invoices.values()].filter((i) => params['customer'] === undefined || i['customer'] === params['customer']).reverse();
+        return { status: 200, body: { object: 'list', url: '/v1/invoices', has_more: false, data } };
+      },
+    },
+    {
+      method: 'GET',
+      pattern: /^\/v1\/invoices\/([^/]+)$/,
+      answer: (_params, match) => {
+        const invoice = invoices.get(match[1]!);
+        return invoice ? { status: 200, body: invoice } : notFound('invoice', match[1]!);
+      },
+    },
+    {
+      method: 'POST',
+      pattern: /^\/v1\/customers\/([^/]+)\/tax_ids$/,
+      answer: (params, match) => {
+        const customer = customers.get(match[1]!);
+        if (!customer) return notFound('customer', match[1]!);
+        const value = String(params['value'] ?? '');
+        // Stripe checks the format at once and the VIES registry later; the stand-in: EU VAT ids
+        // of a country code and 8-12 digits are verified, anything else unverified.
+        if (params['type'] !== 'eu_vat' || !/^[A-Z]{2}[0-9A-Z]{2,13}$/.test(value)) {
+          return {
+            status: 400,
+            body: { error: { type: 'invalid_request_error', code: 'tax_id_invalid', param: 'value', message: `Invalid value for eu_vat: ${value}` } },
+          };
+        }
+        const taxId: StripeObject = {
+          id: id('txi'),
+          object: 'tax_id',
+          customer: customer.id,
+          type: 'eu_vat',
+          value,
+          country: value.slice(0, 2),
+          verification: { status: /^[A-Z]{2}[0-9]{8,12}$/.test(value) ? 'verified' : 'unverified', verified_name: null, verified_address: null },
+          created: now(),
+          livemode: false,
+        };
+        taxIds.set(customer.id, [...(taxIds.get(customer.id) ?? []), taxId]);
+        return { status: 200, body: taxId };
+      },
+    },
+    {
+      method: 'GET',
+      pattern: /^\/v1\/customers\/([^/]+)\/tax_ids$/,
+      answer: (_params, match) => ({
+        status: 200,
+        body: { object: 'list', url: `/v1/customers/${match[1]}/tax_ids`, has_more: false, data: taxIds.get(match[1]!) ?? [] },
+      }),
+    },
+    {
+      method: 'DELETE',
+      pattern: /^\/v1\/customers\/([^/]+)\/tax_ids\/([^/]+)$/,
+      answer: (_params, match) => {
+        const list = taxIds.get(match[1]!) ?? [];
+        if (!list.some((t) => t.id === match[2])) return notFound('tax_id', match[2]!);
+        taxIds.set(
+          match[1]!,
+          list.filter((t) => t.id !== match[2]),
+        );
+        return { status: 200, body: { id: match[2], object: 'tax_id', deleted: true } };
       },
     },
     {
@@ -298,6 +375,8 @@ export async function startStripeTestServer(): Promise<StripeTestServer> {
     };
     const hosted = /^\/checkout\/pay\/([A-Za-z0-9_]+)$/.exec(url.pathname);
     if (hosted) return hostedCheckout(req.method ?? 'GET', hosted[1]!, res);
+    const pdf = /^\/invoices\/([A-Za-z0-9_]+)\.pdf$/.exec(url.pathname);
+    if (pdf) return invoicePdf(pdf[1]!, res);
     if (!/^Bearer sk_(test|live)_\S+$/.test(req.headers['authorization'] ?? '')) {
       return send({ status: 401, body: { error: { type: 'invalid_request_error', message: 'Invalid API Key provided.' } } });
     }
@@ -348,6 +427,18 @@ ${session['status'] === 'open' ? `<form method="post"><button type="submit">Pay 
 </main></body></html>`);
   }
 
+  /** The invoice document, as Stripe's invoice_pdf link serves it (a small real PDF naming the invoice). */
+  function invoicePdf(invoiceId: string, res: ServerResponse): void {
+    const invoice = invoices.get(invoiceId);
+    if (!invoice) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('No such invoice.');
+      return;
+    }
+    const text = `Invoice ${String(invoice['number'])} total USD ${(Number(invoice['total']) / 100).toFixed(2)} tax USD ${(Number(invoice['tax']) / 100).toFixed(2)}`;
+    const body = `%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj 2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj 3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 595 842]/Contents 4 0 R/Resources<</Font<</F1<</Type/Font/Subtype/Type1/BaseFont/Helvetica>>>>>>>>endobj 4 0 obj<</Length ${text.length + 30}>>stream\nBT /F1 12 Tf 50 800 Td (${text}) Tj ET\nendstream endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n`;
+    res.writeHead(200, { 'content-type': 'application/pdf', 'content-disposition': `attachment; filename="${String(invoice['number'])}.pdf"` }).end(body);
+  }
+
   function pay(sessionId: string, taxCents: number) {
     const session = checkoutSessions.get(sessionId);
     if (!session) throw new Error(`no checkout session ${sessionId}`);
@@ -362,6 +453,35 @@ ${session['status'] === 'open' ? `<form method="post"><button type="submit">Pay 
       setup_future_usage: data.setup_future_usage ?? null,
     });
     Object.assign(session, { status: 'complete', payment_status: 'paid', payment_intent: pi.id, amount_total: total, total_details: { amount_tax: taxCents } });
+    const invoiceCreation = session['invoice_creation'] as { enabled?: string; invoice_data?: { metadata?: Record<string, string>; description?: string } };
+    if (invoiceCreation.enabled === 'true') {
+      invoiceNumber += 1;
+      const invoiceId = id('in');
+      const customer = session['customer'] as string | null;
+      const reverseCharge = customer !== null && (taxIds.get(customer) ?? []).some((t) => (t['verification'] as { status: string }).status === 'verified');
+      const invoice: StripeObject = {
+        id: invoiceId,
+        object: 'invoice',
+        number: `TGTEST-${String(invoiceNumber).padStart(4, '0')}`,
+        customer,
+        status: 'paid',
+        currency: 'usd',
+        subtotal: Number(session['amount_subtotal']),
+        tax: taxCents,
+        total: total,
+        amount_paid: total,
+        description: invoiceCreation.invoice_data?.description ?? null,
+        metadata: invoiceCreation.invoice_data?.metadata ?? {},
+        customer_tax_exempt: reverseCharge ? 'reverse' : 'none',
+        customer_tax_ids: customer === null ? [] : (taxIds.get(customer) ?? []).map((t) => ({ type: t['type'], value: t['value'] })),
+        hosted_invoice_url: `${origin}/invoices/${invoiceId}`,
+        invoice_pdf: `${origin}/invoices/${invoiceId}.pdf`,
+        created: now(),
+        livemode: false,
+      };
+      invoices.set(invoiceId, invoice);
+      session['invoice'] = invoiceId;
+    }
     return { session: publicSession(session), paymentIntent: pi };
   }
 
@@ -394,6 +514,8 @@ ${session['status'] === 'open' ? `<form method="post"><button type="submit">Pay 
     paymentIntents,
     refunds,
     disputes,
+    invoices,
+    taxIds,
     openDispute(paymentIntentId, options = {}) {
       const pi = paymentIntents.get(paymentIntentId);
       if (!pi || pi['status'] !== 'succeeded') throw new Error(`no succeeded payment intent ${paymentIntentId}`);

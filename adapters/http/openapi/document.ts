@@ -24,7 +24,16 @@ import {
   payoutSchema as payoutRequestSchema,
 } from '../routes/admin';
 import { alertsSchema as alertsRequestSchema, autoTopUpSchema as autoTopUpRequestSchema, noticesQuerySchema } from '../routes/auto-top-up';
-import { adminRefundSchema, refundSchema as refundRequestSchema, terminateSchema, topUpSchema as checkoutRequestSchema } from '../routes/billing';
+import {
+  adminRefundClaimSchema,
+  adminRefundSchema,
+  forfeitSchema,
+  refundClaimSchema,
+  refundSchema as refundRequestSchema,
+  terminateSchema,
+  vatIdSchema,
+  topUpSchema as checkoutRequestSchema,
+} from '../routes/billing';
 import { auditQuerySchema } from '../routes/compliance';
 import { noticeListQuerySchema, noticePreferencesSchema, postNoticeSchema } from '../routes/notices';
 import { incidentUpdateSchema as incidentUpdateRequestSchema } from '../routes/status';
@@ -448,6 +457,17 @@ const paths: ZodOpenApiPathsObject = {
     }),
   },
 
+  '/v1/account/refund-claims': {
+    post: {
+      tags: ['Billing'],
+      summary: "Claim a closed account's remaining credit",
+      description:
+        "Within 360 days of closure, by the account's owner or a billing member (a closed account's keys are revoked, so the claim is authorised by a sign-in, not a key: until user sign-in exists the gateway authorises no one here and answers 403 `refund_claim_not_authorised`; support claims instead). Records the claim, then refunds it to the cards as far as they take it; `outstanding_usd` is paid by support with a payout.",
+      requestBody: { required: true, content: { 'application/json': { schema: refundClaimSchema } } },
+      responses: { '201': json('Claimed.', out.refundClaimSchema), ...errors([400, 403, 409, 429, 500, 503]) },
+    },
+  },
+
   // Billing ----------------------------------------------------------------------------------
   '/v1/billing/top-ups': {
     post: customer('account_write', {
@@ -471,6 +491,46 @@ const paths: ZodOpenApiPathsObject = {
         '502': json('Stripe refused, or the ledger could not record it (an operator is alerted).', out.refundSchema),
         ...errors([...authenticated, 400, 404, 409]),
       },
+    }),
+  },
+  '/v1/billing/invoices': {
+    get: customer('account_read', {
+      tags: ['Billing'],
+      summary: 'Invoices and receipts',
+      description:
+        "Newest first: Stripe's invoices of the account's Checkout top-ups (subtotal = the credit, net of tax; tax added by Stripe Tax; `reverse_charge` with a verified EU VAT id), and a receipt for each manual credit an operator recorded (bank transfer), with its reference. `download_url` serves an invoice's PDF.",
+      responses: { '200': json('The documents.', out.billingDocumentsSchema), ...errors([...authenticated, 404]) },
+    }),
+  },
+  '/v1/billing/invoices/{id}/pdf': {
+    get: customer('account_read', {
+      tags: ['Billing'],
+      summary: "Download an invoice's PDF",
+      description: "Redirects to the invoice document at Stripe. 404 `invoice_not_found` for an id that is not one of this account's invoices.",
+      requestParams: { path: z.object({ id: z.string().meta({ description: 'the invoice id (in_...)' }) }) },
+      responses: {
+        '302': {
+          description: 'To the PDF (its URL also in the body).',
+          headers: z.object({ location: z.string() }),
+          content: { 'application/json': { schema: z.object({ url: z.string() }) } },
+        },
+        ...errors([...authenticated, 404]),
+      },
+    }),
+  },
+  '/v1/billing/tax-id': {
+    get: customer('account_read', {
+      tags: ['Billing'],
+      summary: "The account's EU VAT id",
+      responses: { '200': json('The VAT id, or nulls when none is set.', out.taxIdSchema), ...errors([...authenticated, 404]) },
+    }),
+    put: customer('account_write', {
+      tags: ['Billing'],
+      summary: "Set or remove the account's EU VAT id",
+      description:
+        'Stored on the Stripe customer, where Stripe Tax reads it at checkout: with an id Stripe verified (against the EU registry) of another EU country, the reverse charge applies and no VAT is added. `{"vat_id": null}` removes it. 400 `vat_id_invalid` when Stripe refuses the value.',
+      requestBody: { required: true, content: { 'application/json': { schema: vatIdSchema } } },
+      responses: { '200': json('Set.', out.taxIdSchema), ...errors([...authenticated, 400, 404]) },
     }),
   },
   '/v1/billing/auto-top-up': {
@@ -680,6 +740,31 @@ const paths: ZodOpenApiPathsObject = {
         '502': json('Stripe refused, or the ledger could not record it.', out.refundSchema),
         ...errors([...authenticated, 400, 404, 409], { 503: `${errorWords[503]} Also \`payments_not_configured\` without STRIPE_SECRET_KEY.` }),
       },
+    }),
+  },
+  '/admin/accounts/{id}/refund-claims': {
+    post: admin({
+      tags: ['Admin'],
+      summary: "Claim a closed account's remaining credit for its customer",
+      description:
+        'Within 360 days of closure: records `RefundClaimed` for the refundable credit not yet claimed (purchased credit less any debt, open requests and disputed amounts; `amount_usd` for less), then refunds it to the cards it came from as far as they take it, in whole cents. What no card can take (bank transfer, a fraction of a cent) is `outstanding_usd`: pay it with a payout, which is accepted for a claimed amount even after the 360 days. Claimed credit is never forfeited. 409 `account_not_closed`, `claim_period_over`, `nothing_to_claim`, `exceeds_refundable_credit`. Audited (`refund.claimed`).',
+      requestParams: { path: idParam },
+      requestBody: { required: true, content: { 'application/json': { schema: adminRefundClaimSchema } } },
+      responses: {
+        '201': json('Claimed (and refunded to cards as far as they take it).', out.refundClaimSchema),
+        ...errors([...authenticated, 400, 404, 409]),
+      },
+    }),
+  },
+  '/admin/accounts/{id}/forfeit-unclaimed': {
+    post: admin({
+      tags: ['Admin'],
+      summary: 'Forfeit unclaimed credit after the claim period',
+      description:
+        "What the gateway's forfeiture schedule does by itself for every account 360 days after closure, for one account now: the refundable credit nobody claimed leaves the balance (`PurchasedCreditForfeited`, reason `claim_period_over`; the journal moves it to income). 409 `claim_period_not_over`, `account_not_closed`, `nothing_to_forfeit`. Audited (`credit.forfeited`).",
+      requestParams: { path: idParam },
+      requestBody: { required: true, content: { 'application/json': { schema: forfeitSchema } } },
+      responses: { '200': json('Forfeited.', out.forfeitureSchema), ...errors([...authenticated, 400, 404, 409]) },
     }),
   },
   '/admin/accounts/{id}/terminate': {

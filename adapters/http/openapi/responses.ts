@@ -559,6 +559,50 @@ export const closedAccountSchema = z
   })
   .meta({ id: 'AccountClosure', description: '200 closed; 202/502 not closed yet because the refund of remaining credit is pending or failed.' });
 
+export const billingDocumentsSchema = z
+  .object({
+    object: z.literal('list'),
+    data: z.array(
+      z.object({
+        object: z.enum(['billing.invoice', 'billing.receipt']),
+        id: z.string(),
+        number: z.string().nullable(),
+        status: z.string(),
+        subtotal_usd: usdSchema.meta({ description: 'net of tax: the credit' }),
+        tax_usd: usdSchema,
+        total_usd: usdSchema,
+        reverse_charge: z.boolean(),
+        reference: z.string().nullable().meta({ description: "a manual credit's reference (bank transfer)" }),
+        created_at: z.string(),
+        download_url: z.string().nullable().meta({ description: "this API's route to the PDF (a redirect)" }),
+        document_url: z.string().nullable().meta({ description: "Stripe's link to the PDF itself (for a browser)" }),
+      }),
+    ),
+  })
+  .meta({ id: 'BillingDocuments' });
+
+export const taxIdSchema = z
+  .object({
+    object: z.literal('billing.tax_id'),
+    vat_id: z.string().nullable(),
+    verification: z.string().nullable().meta({ description: "Stripe's verification: pending, verified, unverified, unavailable" }),
+    reverse_charge: z.boolean(),
+  })
+  .meta({ id: 'TaxId' });
+
+export const refundClaimSchema = z
+  .object({
+    object: z.literal('billing.refund_claim'),
+    account_id: z.string(),
+    claim_id: z.string(),
+    claimed_usd: usdSchema,
+    refund: z.object(refundFields).nullable().meta({ description: 'the card refunds made for the claim; null when no card could take any' }),
+    outstanding_usd: usdSchema.meta({ description: 'claimed and not yet paid back: paid by support with a payout, also after the 360 days' }),
+  })
+  .meta({ id: 'RefundClaim' });
+
+export const forfeitureSchema = z.object({ account_id: z.string(), forfeited_usd: usdSchema, ...balanceFields }).meta({ id: 'Forfeiture' });
+
 export const terminationSchema = z
   .object({
     account_id: z.string(),

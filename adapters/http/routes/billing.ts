@@ -8,6 +8,8 @@ import { adminMetadata, commandMetadata } from '../../../src/command-metadata';
 import type { RouteMount } from '../../../src/gateway';
 import { MICRO_USD_PER_CENT } from '../../../src/payments/amounts';
 import { refundablePayments, refundCredit, type RefundOutcome } from '../../../src/payments/refunds';
+import { claimRefund, type ClaimOutcome, type RefundClaimAuthoriser } from '../../../src/payments/claims';
+import { billingDocuments, invoiceDocumentUrl, setVatId, vatIdOf, type BillingDocument, type VatId } from '../../../src/payments/invoices';
 import { startTopUp } from '../../../src/payments/top-ups';
 import { registerPaymentHandlers, StripeWebhookDispatcher, StripeWebhookReceiver } from '../../../src/payments/webhooks';
 import { StripeCustomers } from '../../payments/customers';
@@ -42,6 +44,17 @@ const returnUrlSchema = z.url({ protocol: /^https?$/, error: 'expected an http(s
 export const topUpSchema = z.object({ amount_usd: cardUsdSchema, success_url: returnUrlSchema.optional(), cancel_url: returnUrlSchema.optional() });
 export const refundSchema = z.object({ amount_usd: cardUsdSchema.optional() });
 export const adminRefundSchema = z.object({ amount_usd: cardUsdSchema.optional(), reason: shortTextSchema });
+/** EU VAT id: country code and number, spaces and dots dropped (Stripe checks the rest, and the registry). */
+export const vatIdSchema = z.object({
+  vat_id: z
+    .string({ error: 'expected a VAT id such as DE123456789, or null' })
+    .transform((v) => v.replace(/[\s.]/g, '').toUpperCase())
+    .pipe(z.string().regex(/^[A-Z]{2}[0-9A-Z]{2,13}$/, 'expected an EU VAT id: two-letter country code and 2-13 letters or digits'))
+    .nullable(),
+});
+export const refundClaimSchema = z.object({ amount_usd: positiveUsdSchema.optional() });
+export const adminRefundClaimSchema = z.object({ amount_usd: positiveUsdSchema.optional(), reason: shortTextSchema });
+export const forfeitSchema = z.object({ reason: shortTextSchema });
 export const terminateSchema = z.object({
   reason: shortTextSchema,
   /** the terms refund purchased credit on termination unless it is for abuse */
@@ -64,6 +77,12 @@ export interface BillingRouteOptions {
   readonly stripe?: StripeClient;
   /** further webhook handlers and anything else built on the same client, called once at mount */
   readonly extensions?: readonly ((payments: Payments, gateway: GatewayParts) => void)[];
+  /**
+   * Who may claim a closed account's credit on POST /v1/account/refund-claims (its API keys were
+   * revoked at closure). None yet: user sessions (issue 14) supply it; until then the route
+   * answers 403 and an operator claims for the customer.
+   */
+  readonly refundClaimAuthoriser?: RefundClaimAuthoriser;
 }
 
 /** The mount for src/routes.ts; `billingRoutes({ extensions })` when other capabilities hook in. */
@@ -148,6 +167,90 @@ function mountBilling(router: Router, gateway: GatewayParts, options: BillingRou
       await refundCredit({ ledger: gateway.ledger, stripe }, { accountId, amount: body.amount_usd ?? null, metadata, closedAccount: true }),
     );
   });
+
+  // Invoices and receipts: Stripe's invoices of the account's payments and its manual credits' receipts.
+  const read = authenticated(gateway.keys, 'account_read');
+  router.get('/v1/billing/invoices', read, async (_req, res) => {
+    const accountId = keyOf(res).accountId;
+    const documents = await billingDocuments({ stripe: payments?.stripe ?? null, customers: payments?.customers ?? null, store: gateway.store }, accountId);
+    res.json({ object: 'list', data: documents.map(documentView) });
+  });
+
+  router.get('/v1/billing/invoices/:id/pdf', read, async (req, res) => {
+    const { stripe, customers } = configured();
+    const invoiceId = String(req.params['id']);
+    const url = isId(invoiceId) ? await invoiceDocumentUrl({ stripe, customers }, keyOf(res).accountId, invoiceId) : null;
+    if (url === null) throw new ApiError(404, 'invalid_request_error', 'invoice_not_found', 'id', 'No invoice with this id for this account.');
+    // The URL in the body too, for a client that does not follow redirects.
+    res.status(302).location(url).json({ url });
+  });
+
+  router.get('/v1/billing/tax-id', read, async (_req, res) => {
+    const { stripe, customers } = configured();
+    res.json(vatIdView(await vatIdOf({ stripe, customers }, keyOf(res).accountId)));
+  });
+
+  router.put('/v1/billing/tax-id', write, async (req, res) => {
+    const { stripe, customers } = configured();
+    const body = parseInput(vatIdSchema, req.body);
+    const set = await setVatId({ stripe, customers }, keyOf(res).accountId, body.vat_id);
+    if (!set.ok) throw new ApiError(400, 'invalid_request_error', 'vat_id_invalid', 'vat_id', 'Stripe does not accept this EU VAT id.');
+    res.json(vatIdView(set.value));
+  });
+
+  // Refund claims after closure: within 360 days the remaining credit is claimed, then paid to the
+  // cards it came from as far as they take it; the rest stays outstanding for a payout.
+  router.post('/v1/account/refund-claims', async (req, res) => {
+    const claimant = options.refundClaimAuthoriser ? await options.refundClaimAuthoriser.authorise(req) : null;
+    if (!claimant) {
+      throw new ApiError(
+        403,
+        'invalid_request_error',
+        'refund_claim_not_authorised',
+        null,
+        "A refund claim needs the account owner's or a billing member's sign-in; a closed account's API keys were revoked. Ask support to claim for you.",
+      );
+    }
+    const body = parseInput(refundClaimSchema, req.body);
+    const metadata = commandMetadata(claimant.actor, requestIdOf(res));
+    answerClaim(
+      res,
+      claimant.accountId,
+      await claimRefund(
+        { ledger: gateway.ledger, stripe: payments?.stripe ?? null },
+        { accountId: claimant.accountId, amount: body.amount_usd ?? null, metadata },
+      ),
+    );
+  });
+
+  router.post('/admin/accounts/:id/refund-claims', admin, async (req, res) => {
+    const accountId = String(req.params['id']);
+    if (!isId(accountId) || !(await reader.state(accountId))) throw accountNotFound();
+    const body = parseInput(adminRefundClaimSchema, req.body);
+    const metadata = { ...adminMetadata(keyOf(res).keyId, `reason: ${body.reason}`), causationId: requestIdOf(res) };
+    answerClaim(
+      res,
+      accountId,
+      await claimRefund({ ledger: gateway.ledger, stripe: payments?.stripe ?? null }, { accountId, amount: body.amount_usd ?? null, metadata }),
+    );
+  });
+
+  // What the schedule does 360 days after closure, for one account now (refused before the period ends).
+  router.post('/admin/accounts/:id/forfeit-unclaimed', admin, async (req, res) => {
+    const accountId = String(req.params['id']);
+    if (!isId(accountId) || !(await reader.state(accountId))) throw accountNotFound();
+    const body = parseInput(forfeitSchema, req.body);
+    const metadata = { ...adminMetadata(keyOf(res).keyId, `reason: ${body.reason}`), causationId: requestIdOf(res) };
+    const result = await gateway.ledger.accounts.handle(accountStreamId(accountId), { type: 'ForfeitUnclaimedCredit', data: {}, metadata });
+    if (!result.ok) throw refused(result.error);
+    const forfeited = result.events.reduce((sum, { event }) => sum + (event.type === 'PurchasedCreditForfeited' ? event.data.amount : 0n), 0n);
+    res.json({ account_id: accountId, forfeited_usd: formatUsd(forfeited), ...balanceView(result.state, metadata.now) });
+  });
+
+  function answerClaim(res: Response, accountId: string, result: Awaited<ReturnType<typeof claimRefund>>): void {
+    if (!result.ok) throw refused(result.error);
+    res.status(result.value.claimed > 0n ? 201 : 200).json(claimView(accountId, result.value));
+  }
 
   router.post('/v1/account/close', write, async (_req, res) => {
     const accountId = keyOf(res).accountId;
@@ -261,6 +364,43 @@ function mountBilling(router: Router, gateway: GatewayParts, options: BillingRou
         : 200;
     res.status(status).json({ account_id: accountId, ...refundView(refund), ...(loaded ? balanceView(loaded.state, new Date().toISOString()) : {}) });
   }
+}
+
+function documentView(d: BillingDocument) {
+  return {
+    object: d.kind === 'invoice' ? 'billing.invoice' : 'billing.receipt',
+    id: d.id,
+    number: d.number,
+    status: d.status,
+    subtotal_usd: formatUsd(d.subtotal),
+    tax_usd: formatUsd(d.tax),
+    total_usd: formatUsd(d.total),
+    reverse_charge: d.reverseCharge,
+    reference: d.reference,
+    created_at: d.createdAt,
+    download_url: d.documentUrl !== null ? `/v1/billing/invoices/${d.id}/pdf` : null,
+    document_url: d.documentUrl,
+  };
+}
+
+function vatIdView(vat: VatId | null) {
+  return {
+    object: 'billing.tax_id',
+    vat_id: vat?.value ?? null,
+    verification: vat?.verification ?? null,
+    reverse_charge: vat?.verification === 'verified',
+  };
+}
+
+function claimView(accountId: string, claim: ClaimOutcome) {
+  return {
+    object: 'billing.refund_claim',
+    account_id: accountId,
+    claim_id: claim.claimId,
+    claimed_usd: formatUsd(claim.claimed),
+    refund: claim.refund && refundView(claim.refund),
+    outstanding_usd: formatUsd(claim.outstanding),
+  };
 }
 
 function refundView(refund: RefundOutcome) {

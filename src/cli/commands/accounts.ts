@@ -4,7 +4,7 @@ import { contextOf, pathId, table } from '../context';
 
 const SUSPENSION_REASONS = ['negative_balance', 'auto_top_up_failed', 'payment_dispute', 'terms_violation', 'customer_request'];
 
-/** tollgate accounts create | list | show | suspend | reinstate */
+/** tollgate accounts create | list | show | suspend | reinstate | claim-refund | forfeit-unclaimed */
 export function registerAccounts(program: Command): void {
   const accounts = program.command('accounts').description('open, inspect, suspend and reinstate customer accounts');
 
@@ -95,6 +95,36 @@ export function registerAccounts(program: Command): void {
     .action(async (accountId: string, _options: object, command: Command) => {
       const ctx = contextOf(command);
       ctx.print(await ctx.admin.post(`/admin/accounts/${pathId(accountId)}/reinstate`));
+    });
+
+  accounts
+    .command('claim-refund')
+    .description(
+      "claim a closed account's remaining credit for its customer (within 360 days of closure): it is refunded to the cards it came from as far as they take it; what they cannot take is shown as outstanding, to pay with a payout. Claimed credit is never forfeited",
+    )
+    .argument('<accountId>', 'the account id')
+    .requiredOption('--reason <reason>', 'why (recorded in the audit log), e.g. "customer asked by email, ticket 1234"')
+    .option('--amount-usd <amount>', 'claim less than all that remains, in USD')
+    .action(async (accountId: string, options: { reason: string; amountUsd?: string }, command: Command) => {
+      const ctx = contextOf(command);
+      ctx.print(
+        await ctx.admin.post(`/admin/accounts/${pathId(accountId)}/refund-claims`, {
+          reason: options.reason,
+          ...(options.amountUsd !== undefined ? { amount_usd: options.amountUsd } : {}),
+        }),
+      );
+    });
+
+  accounts
+    .command('forfeit-unclaimed')
+    .description(
+      "forfeit a closed account's unclaimed credit once 360 days have passed since closure (the gateway does this by itself every day; this does it now for one account). Refused before the period ends",
+    )
+    .argument('<accountId>', 'the account id')
+    .requiredOption('--reason <reason>', 'why now rather than at the next scheduled run')
+    .action(async (accountId: string, options: { reason: string }, command: Command) => {
+      const ctx = contextOf(command);
+      ctx.print(await ctx.admin.post(`/admin/accounts/${pathId(accountId)}/forfeit-unclaimed`, { reason: options.reason }));
     });
 }
 

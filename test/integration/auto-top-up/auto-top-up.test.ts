@@ -106,7 +106,7 @@ describe('auto top-up', () => {
     const { events: stored } = await gw.gateway.store.readStream(accountStreamId(accountId));
     const settlement = stored.filter((e) => e.event.type === 'ReservationSettled')[1]!;
     // The attempt is named after the triggering settlement, so a restart finds the same attempt.
-    expect(trigger!.data).toEqual({ attemptId: attemptIdFor(settlement.id), amount: usd('25') });
+    expect(trigger!.data).toEqual({ attemptId: attemptIdFor(settlement.id), amount: usd('25'), debt: 0n });
     expect(intent.amount).toBe(2_500);
     expect(intent.metadata).toEqual({ [AUTO_TOP_UP_METADATA.accountId]: accountId, [AUTO_TOP_UP_METADATA.attemptId]: trigger!.data.attemptId });
     const request = chargeRequests(customerId)[0]!;
@@ -120,6 +120,42 @@ describe('auto top-up', () => {
     // Nothing else was charged meanwhile.
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(stripe.succeededPaymentIntents(customerId)).toHaveLength(1);
+  });
+
+  test('a settlement that leaves the balance negative charges the debt and the configured amount in one charge', async () => {
+    startProcess();
+    const { accountId, customerId } = await setUp();
+    const stream = accountStreamId(accountId);
+    const { ledger } = gw.gateway;
+    // Reserved USD 1, cost USD 23.25 on USD 20 of credit: USD 3.25 in debt.
+    const placed = await ledger.accounts.handle(stream, {
+      type: 'PlaceReservation',
+      data: { requestId: 'req_short', keyId: 'k', model: 'm', operation: 'chat', amount: usd('1'), priceVersion: 1 },
+      metadata: systemMetadata('test'),
+    });
+    expect(placed.ok).toBe(true);
+    const settled = await ledger.accounts.handle(stream, {
+      type: 'SettleReservation',
+      data: {
+        requestId: 'req_short',
+        usage: { inputTokens: 23_250_000n, outputTokens: 0n, estimated: false },
+        price: { inputPerMillion: 1_000_000n, outputPerMillion: 0n, version: 1 },
+        outcome: 'completed',
+      },
+      metadata: systemMetadata('test'),
+    });
+    expect(settled.ok).toBe(true);
+
+    const intent = await until(() => stripe.succeededPaymentIntents(customerId)[0]);
+    const [trigger] = withType(await accountEvents(ledger, accountId), 'AutoTopUpTriggered');
+    expect(trigger!.data).toMatchObject({ amount: usd('28.25'), debt: usd('3.25') });
+    expect(intent.amount).toBe(2_825);
+    expect(chargeRequests(customerId)).toHaveLength(1);
+
+    await paymentSucceeded(intent);
+    const { state } = await ledger.accounts.load(stream);
+    // The debt is paid and the configured amount is there to spend.
+    expect([state.purchased, state.status, state.pendingAutoTopUp]).toEqual([usd('25'), 'open', null]);
   });
 
   test.each(['card_declined', 'authentication_required'] as const)(

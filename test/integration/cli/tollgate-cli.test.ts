@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { accountStreamId } from '../../../domain/account';
+import { systemMetadata } from '../../../src/command-metadata';
 import { startTestGateway, type TestGateway } from '../../support/gateway';
 import { repoRoot, runToCompletion } from '../../support/processes';
 
@@ -173,3 +175,26 @@ test('accounts list: a bad --limit, a missing admin key or an unreachable gatewa
   expect(unreachable.code).toBe(1);
   expect(unreachable.stderr).toMatch(/^tollgate: cannot reach the gateway at http:\/\/127\.0\.0\.1:9 \(\w+\)\n$/);
 }, 60_000);
+
+test("accounts claim-refund and forfeit-unclaimed: a closed account's credit is claimed for its customer; forfeiting it is refused within 360 days", async () => {
+  const created = await tollgate(['accounts', 'create', '--name', 'Claire', '--email', 'claire@example.org', '--json']);
+  const accountId = JSON.parse(created.stdout).account_id as string;
+  expect((await tollgate(['credit', 'top-up', accountId, '--usd', '30', '--reference', 'SEPA-claire', '--reason', 'bank transfer'])).code).toBe(0);
+  const closed = await tg.gateway.ledger.accounts.handle(accountStreamId(accountId), {
+    type: 'CloseAccount',
+    data: { reason: 'customer_request' },
+    metadata: systemMetadata('test'),
+  });
+  expect(closed.ok).toBe(true);
+
+  const claimed = await tollgate(['accounts', 'claim-refund', accountId, '--reason', 'asked by email', '--amount-usd', '12', '--json']);
+  expect(claimed.code).toBe(0);
+  // No Stripe on this gateway: all of it is outstanding, for a payout.
+  expect(JSON.parse(claimed.stdout)).toMatchObject({ claimed_usd: '12.000000', refund: null, outstanding_usd: '12.000000' });
+  const early = await tollgate(['accounts', 'forfeit-unclaimed', accountId, '--reason', 'tidy up']);
+  expect(early.code).not.toBe(0);
+  expect(early.stderr).toContain('claim_period_not_over');
+  const missing = await tollgate(['accounts', 'forfeit-unclaimed', accountId]);
+  expect(missing.code).not.toBe(0);
+  expect(missing.stderr).toContain('--reason');
+});

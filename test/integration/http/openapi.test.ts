@@ -605,6 +605,22 @@ describe('billing with Stripe', () => {
     expect((await callPay('POST', '/webhooks/stripe', { raw: payload, headers: { 'stripe-signature': signature } })).body.duplicate).toBe(true);
     expectStatus(await callPay('POST', '/webhooks/stripe', { raw: payload, headers: { 'stripe-signature': 't=1,v1=forged' } }), 400);
 
+    // Invoices and the VAT id.
+    const invoices = await callPay('GET', '/v1/billing/invoices', { key: alice.key });
+    expectStatus(invoices, 200);
+    const invoice = invoices.body.data[0];
+    expect(invoice).toMatchObject({ object: 'billing.invoice', subtotal_usd: '50.000000' });
+    const download = await check.fetch(`${pay.tg.url}${invoice.download_url}`, {
+      method: 'GET',
+      headers: { authorization: `Bearer ${alice.key}` },
+      redirect: 'manual',
+    });
+    expect(download.status).toBe(302);
+    expectStatus(await callPay('GET', '/v1/billing/invoices/in_nobody/pdf', { key: alice.key }), 404, 'invoice_not_found');
+    expectStatus(await callPay('PUT', '/v1/billing/tax-id', { key: alice.key, body: { vat_id: 'DE 123.456.789' } }), 200);
+    expectStatus(await callPay('PUT', '/v1/billing/tax-id', { key: alice.key, body: { vat_id: '123456789' } }), 400);
+    expect((await callPay('GET', '/v1/billing/tax-id', { key: alice.key })).body).toMatchObject({ vat_id: 'DE123456789', reverse_charge: true });
+
     expectStatus(await callPay('POST', '/v1/billing/refunds', { key: alice.key, body: { amount_usd: '10.00' } }), 200);
     expectStatus(await callPay('POST', '/v1/billing/refunds', { key: alice.key, body: { amount_usd: '1000.00' } }), 409, 'exceeds_refundable_credit');
     expectStatus(
@@ -628,6 +644,38 @@ describe('billing with Stripe', () => {
       409,
       'account_closed',
     );
+
+    // Claims after closure: credit bought by bank transfer stays on the closed account until claimed.
+    const carol = await pay.openCustomer('Carol');
+    expectStatus(
+      await callPay('POST', `/admin/accounts/${carol.accountId}/top-ups`, {
+        key: pay.tg.adminKey,
+        body: { amount_usd: '12', reference: 'TR-carol', reason: 'bank' },
+      }),
+      201,
+    );
+    expectStatus(
+      await callPay('POST', `/admin/accounts/${carol.accountId}/refund-claims`, { key: pay.tg.adminKey, body: { reason: 'x' } }),
+      409,
+      'account_not_closed',
+    );
+    expectStatus(await callPay('POST', '/v1/account/close', { key: carol.key }), 200);
+    // No sign-in for a closed account's customer exists yet: nobody is authorised on the customer route.
+    expectStatus(await callPay('POST', '/v1/account/refund-claims', { body: {} }), 403, 'refund_claim_not_authorised');
+    const claimed = await callPay('POST', `/admin/accounts/${carol.accountId}/refund-claims`, { key: pay.tg.adminKey, body: { reason: 'asked by email' } });
+    expectStatus(claimed, 201);
+    expect(claimed.body).toMatchObject({ claimed_usd: '12.000000', refund: null, outstanding_usd: '12.000000' });
+    expectStatus(
+      await callPay('POST', `/admin/accounts/${carol.accountId}/refund-claims`, { key: pay.tg.adminKey, body: { reason: 'again' } }),
+      409,
+      'nothing_to_claim',
+    );
+    expectStatus(
+      await callPay('POST', `/admin/accounts/${carol.accountId}/forfeit-unclaimed`, { key: pay.tg.adminKey, body: { reason: 'tidy up' } }),
+      409,
+      'claim_period_not_over',
+    );
+    expectStatus(await callPay('POST', `/admin/accounts/${carol.accountId}/forfeit-unclaimed`, { key: pay.tg.adminKey, body: {} }), 400);
   });
 });
 

@@ -4,6 +4,7 @@ import { createStripeClient, type StripeClient } from '../../../adapters/payment
 import { accountStreamId, type AccountEvent } from '../../../domain/account';
 import { usd } from '../../../domain/money';
 import { systemMetadata } from '../../../src/command-metadata';
+import type { RouteMount } from '../../../src/gateway';
 import { startTestGateway, type TestGateway } from '../../support/gateway';
 import { projectedBalance, runVerify, waitFor } from '../../support/ledger-checks';
 import { apiClient } from '../admin/http';
@@ -31,13 +32,17 @@ export interface PaymentsHarness {
   stop(): Promise<void>;
 }
 
-export async function startPaymentsHarness(options: { admissionClock?: () => number } = {}): Promise<PaymentsHarness> {
+export async function startPaymentsHarness(
+  options: { admissionClock?: () => number; forfeitureClock?: () => Date; routes?: readonly RouteMount[]; env?: Record<string, string> } = {},
+): Promise<PaymentsHarness> {
   const stripeServer = await startStripeTestServer();
   const tg = await startTestGateway({
     admissionClock: options.admissionClock,
+    forfeitureClock: options.forfeitureClock,
+    ...(options.routes && { routes: options.routes }),
     // No inference in these tests: an upstream that is never called.
     models: [{ id: 'payments-test-model', upstreams: [{ baseUrl: 'http://127.0.0.1:9', capacity: 1 }], maxOutputTokens: 16, operations: ['chat'] }],
-    env: { STRIPE_SECRET_KEY: 'sk_test_tollgate_payments', STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET, STRIPE_API_BASE: stripeServer.apiBase },
+    env: { STRIPE_SECRET_KEY: 'sk_test_tollgate_payments', STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET, STRIPE_API_BASE: stripeServer.apiBase, ...options.env },
   }).catch(async (error: unknown) => {
     await stripeServer.stop();
     throw error;

@@ -81,7 +81,7 @@ describe('CompleteTopUp', () => {
     const state = given([
       opened,
       ev('AutoTopUpConfigured', { autoTopUp: { threshold: usd('5'), amount: usd('20') } }),
-      ev('AutoTopUpTriggered', { attemptId: 'att-1', amount: usd('20') }),
+      ev('AutoTopUpTriggered', { attemptId: 'att-1', amount: usd('20'), debt: 0n }),
     ])
       .when(cmd('CompleteTopUp', { paymentReference: 'pay-1', amount: usd('20'), autoTopUpAttemptId: 'att-1' }))
       .thenState();
@@ -409,20 +409,20 @@ describe('auto top-up', () => {
   it('triggers below the threshold', () =>
     given([opened, configured])
       .when(trigger())
-      .then([ev('AutoTopUpTriggered', { attemptId: 'att-1', amount: usd('20') })]));
+      .then([ev('AutoTopUpTriggered', { attemptId: 'att-1', amount: usd('20'), debt: 0n })]));
   it('auto_top_up_not_configured', () => given([opened]).when(trigger()).then({ error: 'auto_top_up_not_configured' }));
   it('available_above_auto_top_up_threshold', () =>
     given([opened, toppedUp(usd('10')), configured])
       .when(trigger())
       .then({ error: 'available_above_auto_top_up_threshold', available: usd('10'), threshold: usd('5') }));
   it('auto_top_up_already_pending: one attempt at a time', () =>
-    given([opened, configured, ev('AutoTopUpTriggered', { attemptId: 'att-1', amount: usd('20') })])
+    given([opened, configured, ev('AutoTopUpTriggered', { attemptId: 'att-1', amount: usd('20'), debt: 0n })])
       .when(trigger('att-2'))
       .then({ error: 'auto_top_up_already_pending', attemptId: 'att-1' }));
 
   const fail = (attemptId = 'att-1') => cmd('RecordAutoTopUpFailed', { attemptId, reason: 'card_declined' });
   it('records a failed attempt', () =>
-    given([opened, configured, ev('AutoTopUpTriggered', { attemptId: 'att-1', amount: usd('20') })])
+    given([opened, configured, ev('AutoTopUpTriggered', { attemptId: 'att-1', amount: usd('20'), debt: 0n })])
       .when(fail())
       .then([ev('AutoTopUpFailed', { attemptId: 'att-1', reason: 'card_declined' })]));
   it('auto_top_up_not_pending', () => given([opened, configured]).when(fail()).then({ error: 'auto_top_up_not_pending', attemptId: 'att-1' }));

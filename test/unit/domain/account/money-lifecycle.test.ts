@@ -210,7 +210,7 @@ describe('SetMaximumBalance', () => {
       .thenRejectedWith('balance_limit_exceeded');
     given([opened, raised, toppedUp(usd('14000')), ev('AutoTopUpConfigured', { autoTopUp: { threshold: usd('15000'), amount: usd('5000') } })])
       .when(cmd('RecordAutoTopUpTriggered', { attemptId: 'att-1' }))
-      .then([ev('AutoTopUpTriggered', { attemptId: 'att-1', amount: usd('5000') })]);
+      .then([ev('AutoTopUpTriggered', { attemptId: 'att-1', amount: usd('5000'), debt: 0n })]);
   });
   it('back at the default, a balance above it stays, but nothing more comes in', () =>
     given([opened, raised, toppedUp(usd('20000')), ev('MaximumBalanceSet', { maximum: null, reason: 'contract ended' })])

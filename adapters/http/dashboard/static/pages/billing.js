@@ -4,7 +4,15 @@ import { del, get, post, put } from '../api.js';
 import { decimalFromInput, usd } from '../money.js';
 import { Field, Loading, Message, When, useAction, useLoad } from '../ui.js';
 
-const MONEY_EVENTS = { TopUpCompleted: 'Top-up', RefundIssued: 'Refund' };
+const MONEY_EVENTS = {
+  TopUpCompleted: 'Top-up',
+  RefundIssued: 'Refund',
+  RefundShortfall: 'Refund beyond the credit',
+  PayoutRecorded: 'Payout',
+  RefundClaimed: 'Refund claimed',
+  PurchasedCreditForfeited: 'Forfeited',
+  DisputeClosed: 'Dispute closed',
+};
 
 export function BillingPage({ session, params }) {
   // A person: their role's billing permission; a key: its account_write scope.
@@ -15,6 +23,9 @@ export function BillingPage({ session, params }) {
     ${returned === 'cancelled' && html`<p class="notice" role="status">The top-up was cancelled; nothing was charged.</p>`}
     ${canWrite && html`<${TopUp} />`}
     <${AutoTopUp} canWrite=${canWrite} />
+    <${Disputes} />
+    <${Invoices} />
+    <${VatId} canWrite=${canWrite} />
     <${History} />`;
 }
 
@@ -88,4 +99,58 @@ function History() {
       </table>`;
     }}<//>
   </section>`;
+}
+
+function Invoices() {
+  const documents = useLoad(() => get('/v1/billing/invoices'));
+  return html`<section aria-labelledby="invoices-heading">
+    <h2 id="invoices-heading">Invoices and receipts</h2>
+    <${Loading} state=${documents}>${({ data }) => {
+      if (data.length === 0) return html`<p>No invoices yet.</p>`;
+      return html`<table id="invoices-table">
+        <thead><tr><th scope="col">When</th><th scope="col">Document</th><th scope="col" class="num">Net</th><th scope="col" class="num">Tax</th><th scope="col" class="num">Total</th><th scope="col">Download</th></tr></thead>
+        <tbody>${data.map(
+          (d) =>
+            html`<tr><td><${When} at=${d.created_at} /></td><td>${d.object === 'billing.invoice' ? `Invoice ${d.number ?? d.id}` : `Receipt, reference ${d.reference}`}${d.reverse_charge ? ' (reverse charge)' : ''}</td><td class="num">${usd(d.subtotal_usd)}</td><td class="num">${usd(d.tax_usd)}</td><td class="num">${usd(d.total_usd)}</td><td>${d.document_url ? html`<a href=${d.document_url} download>PDF</a>` : '-'}</td></tr>`,
+        )}</tbody>
+      </table>`;
+    }}<//>
+  </section>`;
+}
+
+function VatId({ canWrite }) {
+  const current = useLoad(() => get('/v1/billing/tax-id'));
+  const [value, setValue] = useState('');
+  const action = useAction();
+  const save = async (event) => {
+    event.preventDefault();
+    if (await action.run(() => put('/v1/billing/tax-id', { vat_id: value.trim() === '' ? null : value }), 'VAT ID saved.')) void current.reload(); // reload never rejects
+  };
+  return html`<section aria-labelledby="vat-heading">
+    <h2 id="vat-heading">VAT ID</h2>
+    <${Loading} state=${current}>${(t) => html`
+      <p id="vat-status">${t.vat_id ? html`<code>${t.vat_id}</code> (${t.verification}${t.reverse_charge ? ': reverse charge, no VAT added' : ''})` : 'None: VAT is added at checkout where it applies.'}</p>`}<//>
+    ${
+      canWrite &&
+      html`<form onSubmit=${save} class="inline-form">
+      <${Field} label="EU VAT ID" id="vat-id" value=${value} placeholder="DE123456789" onInput=${(e) => setValue(e.currentTarget.value)} hint="Leave empty to remove it." />
+      <button type="submit" disabled=${action.busy}>Set VAT ID</button>
+    </form>`
+    }
+    <${Message} message=${action.message} />
+  </section>`;
+}
+
+function Disputes() {
+  const account = useLoad(() => get('/v1/account'));
+  return html`<${Loading} state=${account}>${(a) =>
+    (a.disputes ?? []).length === 0
+      ? null
+      : html`<section aria-labelledby="disputes-heading">
+    <h2 id="disputes-heading">Card disputes</h2>
+    <table id="disputes-table">
+      <thead><tr><th scope="col">Dispute</th><th scope="col">Payment</th><th scope="col" class="num">Amount</th><th scope="col">Status</th></tr></thead>
+      <tbody>${a.disputes.map((d) => html`<tr><td><code>${d.dispute_id}</code></td><td><code>${d.payment_intent}</code></td><td class="num">${usd(d.amount_usd)}</td><td>${d.status}</td></tr>`)}</tbody>
+    </table>
+  </section>`}<//>`;
 }
