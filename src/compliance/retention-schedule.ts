@@ -7,7 +7,7 @@ import type { Worker } from '../instances/lease';
 import type { Ledger } from '../ledger';
 import type { PersonalDataVault } from '../ports/personal-data-vault';
 import { startPollLoop, type PollLoop } from '../process-managers/poll-loop';
-import { nextRetentionDueAt, runRetention, type RetentionReport } from './retention';
+import { nextErasureDueAt, nextRetentionDueAt, runRetention, type RetentionReport } from './retention';
 
 export const RETENTION_EVERY_MS = 86_400_000;
 
@@ -24,6 +24,8 @@ export const RETENTION_EVERY_MS = 86_400_000;
  */
 export class RetentionSchedule implements Worker {
   private loop: PollLoop | undefined;
+  private wake: NodeJS.Timeout | undefined;
+  private stopped = false;
 
   constructor(
     private readonly deps: { readonly pool: Pool; readonly ledger: Ledger; readonly vault: PersonalDataVault; readonly log: Logger },
@@ -31,7 +33,7 @@ export class RetentionSchedule implements Worker {
   ) {}
 
   start(): void {
-    this.loop = startPollLoop(() => this.runIfDue(), {
+    this.loop = startPollLoop(() => this.runIfDue().then(() => this.wakeForNextErasure()), {
       intervalMs: this.options.checkIntervalMs,
       onError: (error) =>
         this.deps.log.error({ err: { name: (error as Error).name, message: (error as Error).message } }, 'retention run failed; retried at the next check'),
@@ -63,7 +65,27 @@ export class RetentionSchedule implements Worker {
     return report;
   }
 
+  /**
+   * An erasure due before the next check gets a wake of its own at its instant, so personal data
+   * goes at its erasure date, not up to a check interval after it. (Request-log entries and audit
+   * entries come due continually under traffic; they wait for the next check.)
+   */
+  private async wakeForNextErasure(): Promise<void> {
+    if (this.stopped) return;
+    const now = this.options.clock();
+    const due = await nextErasureDueAt(this.deps.pool, now.toISOString());
+    clearTimeout(this.wake);
+    this.wake = undefined;
+    if (due === null) return;
+    const inMs = due.getTime() - now.getTime();
+    if (inMs >= this.options.checkIntervalMs) return;
+    this.wake = setTimeout(() => void this.loop?.runNow(), Math.max(0, inMs) + 1_000);
+    this.wake.unref();
+  }
+
   async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.wake);
     await this.loop?.stop();
   }
 }

@@ -106,6 +106,19 @@ export async function retentionPlan(pool: Pool, options: RetentionOptions = {}):
 }
 
 /**
+ * The next account erasure after `after` (its personal data is due to go then), or null. The
+ * schedule wakes for it exactly, not at its next check: the privacy policy promises removal
+ * within 30 days, not within 30 days and a check interval.
+ */
+export async function nextErasureDueAt(pool: Pool, after: IsoInstant): Promise<Date | null> {
+  const { rows } = await pool.query<{ due: Date | null }>(
+    'SELECT min(erase_due_at) AS due FROM personal_data_retention WHERE erased_at IS NULL AND erase_due_at > $1',
+    [after],
+  );
+  return rows[0]?.due ?? null;
+}
+
+/**
  * The earliest instant after `after` at which something held becomes due: an account's erasure,
  * the head of the audit chain passing the audit period, or the oldest entry of a max-age stream
  * (the request log) passing its stream's maximum age. Null when nothing held becomes due after
