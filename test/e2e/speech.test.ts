@@ -5,7 +5,8 @@ import { parseBuffer } from 'music-metadata';
 import OpenAI from 'openai';
 import { requestCost, type MicroUsd } from '../../domain/money';
 import { PRICE_BOOK_STREAM_ID, type Operation } from '../../domain/price-book';
-import { systemMetadata } from '../../src/command-metadata';
+import { adminMetadata, systemMetadata } from '../../src/command-metadata';
+import { exportAccount } from '../../src/compliance/export';
 import type { Ledger } from '../../src/ledger';
 import {
   accountEvents,
@@ -400,6 +401,23 @@ describe('the read side in audio units', () => {
       input_characters: 0,
     });
     expect(usage.data.find((l) => l.operation === 'speech')).toMatchObject({ model: 'tts', requests: 1, audio_seconds: 0, input_characters: input.length });
+    // The compliance export's usage carries the same quantities in the units they are priced in.
+    const gateway = gw.gateway;
+    const exported = await exportAccount({ pool: gateway.database.pool, store: gateway.store, vault: gateway.vault }, accountId, {
+      metadata: adminMetadata('dpo-1'),
+    });
+    expect(exported!.usage.find((row) => row.operation === 'transcription')).toMatchObject({
+      model: 'whisper',
+      requests: '1',
+      audio_milliseconds: ms.toString(),
+      input_characters: '0',
+    });
+    expect(exported!.usage.find((row) => row.operation === 'speech')).toMatchObject({
+      model: 'tts',
+      requests: '1',
+      audio_milliseconds: '0',
+      input_characters: String(input.length),
+    });
     const requests = await get('/v1/account/requests');
     const transcription = requests.data.find((r) => r.operation === 'transcription');
     expect(transcription?.usage).toEqual({
