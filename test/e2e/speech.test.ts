@@ -68,6 +68,7 @@ beforeAll(async () => {
       model('fail-tts', ['speech']),
       model('cut-tts', ['speech']),
       model('cut-tts-nolength', ['speech']),
+      model('held-tts-nolength', ['speech']),
     ],
     env: { TOLLGATE_MAX_AUDIO_BYTES: String(MAX_AUDIO_BYTES) },
   });
@@ -78,7 +79,7 @@ beforeAll(async () => {
   await priceModel(ledger, 'held-tts', { speech: ttsPrice });
   await priceModel(ledger, 'fail-whisper', { transcription: whisperPrice });
   await priceModel(ledger, 'cut-whisper', { transcription: whisperPrice });
-  for (const id of ['fail-tts', 'cut-tts', 'cut-tts-nolength']) await priceModel(ledger, id, { speech: ttsPrice });
+  for (const id of ['fail-tts', 'cut-tts', 'cut-tts-nolength', 'held-tts-nolength']) await priceModel(ledger, id, { speech: ttsPrice });
 });
 
 afterAll(async () => {
@@ -300,6 +301,25 @@ describe('POST /v1/audio/speech', () => {
     expect(event!.data.outcome).toBe('client_disconnected');
     expect(event!.data.usage).toEqual({ inputTokens: 0n, outputTokens: 0n, estimated: true, inputCharacters: characters });
     expect(event!.data.actualCost).toBe(requestCost({ inputTokens: 0n, outputTokens: 0n, inputCharacters: characters }, ttsPrice) as MicroUsd);
+  });
+
+  it('charges a client that leaves mid-speech for the whole input when the upstream declared no length', async () => {
+    const { accountId, client } = await customer();
+    const abort = new AbortController();
+    const response = await client.audio.speech.create({ model: 'held-tts-nolength', voice: 'alloy', input, response_format: 'wav' }, { signal: abort.signal });
+    const reader = response.body!.getReader();
+    let got = 0;
+    while (got < 8_192) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error('the held speech ended');
+      got += value.length;
+    }
+    const held = server.speechHeld();
+    abort.abort();
+    expect(await held).toBe(8_192);
+    const [event] = await settled(accountId);
+    expect(event!.data.outcome).toBe('client_disconnected');
+    expect(event!.data.usage).toEqual({ inputTokens: 0n, outputTokens: 0n, estimated: true, inputCharacters: BigInt(input.length) });
   });
 });
 

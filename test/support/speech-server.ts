@@ -18,7 +18,8 @@ import { parseBuffer } from 'music-metadata';
  *   holds until its client goes away (`speechHeld` resolves then, with the bytes it sent).
  * - Failures, by model: `fail-whisper` and `fail-tts` answer HTTP 500; `cut-whisper` sends
  *   headers and half a JSON answer, then drops the connection; `cut-tts` (with its length) and
- *   `cut-tts-nolength` (without) send the first `heldAfterBytes` of audio, then drop it.
+ *   `cut-tts-nolength` (without) send the first `heldAfterBytes` of audio, then drop it;
+ *   `held-tts-nolength` holds as `held-tts` does, without a content-length.
  * It records what it received (field names and values, file sizes) so tests can check what
  * the gateway forwarded.
  */
@@ -176,9 +177,9 @@ export async function startSpeechServer(options: { heldAfterBytes?: number } = {
         return;
       }
       const audio = espeakWav(body.input);
-      const declared = body.model === 'cut-tts-nolength' ? {} : { 'content-length': String(audio.length) };
+      const declared = body.model.endsWith('-nolength') ? {} : { 'content-length': String(audio.length) };
       res.writeHead(200, { 'content-type': 'audio/wav', ...declared });
-      const holdAt = body.model === 'held-tts' ? (options.heldAfterBytes ?? 8_192) : Number.POSITIVE_INFINITY;
+      const holdAt = body.model.startsWith('held-tts') ? (options.heldAfterBytes ?? 8_192) : Number.POSITIVE_INFINITY;
       const cutAt = body.model.startsWith('cut-tts') ? (options.heldAfterBytes ?? 8_192) : Number.POSITIVE_INFINITY;
       let sent = 0;
       while (sent < audio.length) {
