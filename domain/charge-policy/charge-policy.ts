@@ -35,7 +35,12 @@ export type ChargeDecision =
   | { readonly decision: 'release'; readonly reason: ReleaseReason }
   | { readonly decision: 'settle'; readonly usage: TokenUsage; readonly outcome: SettledOutcome };
 
-const noOutput = { outputTokens: 0n } as const;
+/**
+ * Nothing the customer received: no output tokens and, for speech, no share of the audio relayed
+ * (speech's usage on an upstream error holds the characters whose audio was relayed, see
+ * src/inference/serve-audio.ts speechUsage).
+ */
+const noOutput = { outputTokens: 0n, inputCharacters: P.optional(0n) } as const;
 
 /**
  * What a request is charged (DESIGN.md "What is charged"). One exhaustive match: a new
@@ -43,6 +48,8 @@ const noOutput = { outputTokens: 0n } as const;
  *
  * An upstream error is charged only when the upstream reports output tokens: prompt
  * processing alone is not billed for a request that produced nothing the customer received.
+ * Speech cut by its upstream after some audio went out is charged, like a client disconnect, for
+ * the characters whose audio was relayed.
  */
 export function chargeFor(outcome: RequestOutcome): ChargeDecision {
   return match<RequestOutcome, ChargeDecision>(outcome)

@@ -24,7 +24,8 @@ async function tableExists(pool: Pool, table: string): Promise<boolean> {
 /**
  * Everything Tollgate holds about an account and its people, for a data-access request: personal
  * data (decrypted while the key exists), the keys' metadata (no hashes), every ledger event of the
- * account (its transactions and requests' metadata), usage, audit entries about it and its keys,
+ * account (its transactions and requests' metadata), usage (tokens, audio milliseconds and speech
+ * input characters, as the prices count them), audit entries about it and its keys,
  * and its retention schedule. Null when the account was never opened.
  */
 export async function exportAccount(
@@ -81,6 +82,7 @@ export async function exportAccount(
     ? (
         await pool.query<Record<string, unknown>>(
           `SELECT to_char(day, 'YYYY-MM-DD') AS day, key_id, model, operation, requests::text, input_tokens::text, output_tokens::text,
+                  audio_ms::text AS audio_milliseconds, input_characters::text,
                   cost::text AS cost_micro_usd, errors::text FROM usage_daily WHERE account_id = $1 ORDER BY day, key_id, model, operation`,
           [accountId],
         )

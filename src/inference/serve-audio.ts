@@ -184,10 +184,12 @@ export async function serveAudio(deps: ServeAudioDeps, input: AudioInput, exchan
         ? await deps.audio.speak(lease, input.body, options)
         : await deps.audio.transcribe(lease, { operation: input.operation, file: input.file, fields: input.fields, stream: input.stream }, options);
     const usage = input.operation === 'speech' ? speechUsage(result, characters) : speechToTextUsage(result, measuredSeconds, audioMilliseconds);
-    outcome = toAudioOutcome(result, usage, abort.signal.aborted);
+    outcome = toAudioOutcome(operation, result, usage, abort.signal.aborted);
     if (overran && outcome.kind === 'client_disconnected') outcome = { kind: 'max_duration_reached', producedSoFar: outcome.producedSoFar };
     if (overran && outcome.kind === 'completed_after_disconnect') outcome = { kind: 'completed', usage: outcome.usage };
-    if (result.streamStarted) exchange.answer({ kind: 'end_stream' });
+    // An upstream cut mid-stream cuts the client's answer too (the connection is reset), so a
+    // client never takes truncated audio or events for a whole answer.
+    if (result.streamStarted) exchange.answer(result.kind === 'cut' ? { kind: 'failed' } : { kind: 'end_stream' });
     else if (overran && !result.clientError && result.body === undefined)
       exchange.answer({ kind: 'timed_out', maxRequestDurationMs: deps.maxRequestDurationMs ?? 0 });
     else if (result.clientError) exchange.answer({ kind: 'client_error', error: result.clientError });
@@ -235,8 +237,11 @@ export function speechToTextUsage(result: Pick<AudioDispatchResult, 'reported'>,
 
 /**
  * Speech: the input's characters (upstreams report no usage for speech: measured, so estimated).
- * Cut short (the client left), the characters in proportion to the audio relayed of the length
- * the upstream declared, rounded up; without a declared length, all of them.
+ * Cut short (the client left, or the upstream failed mid-audio), the characters in proportion to
+ * the audio relayed of the length the upstream declared (content-length), rounded up. Without a
+ * declared length the share cannot be measured: a client that leaves is charged all of them (it
+ * chose to stop an answer the upstream was producing in full; the gateway cannot tell how much
+ * was left), while an upstream that fails is not charged at all (see toAudioOutcome).
  */
 export function speechUsage(result: Pick<AudioDispatchResult, 'kind' | 'bytesRelayed' | 'declaredBytes'>, characters: number): TokenUsage {
   let charged = BigInt(characters);
@@ -248,15 +253,20 @@ export function speechUsage(result: Pick<AudioDispatchResult, 'kind' | 'bytesRel
   return { inputTokens: 0n, outputTokens: 0n, estimated: true, inputCharacters: charged };
 }
 
-function toAudioOutcome(result: AudioDispatchResult, usage: TokenUsage, clientLeft: boolean): RequestOutcome {
+function toAudioOutcome(operation: AudioOperation, result: AudioDispatchResult, usage: TokenUsage, clientLeft: boolean): RequestOutcome {
   switch (result.kind) {
     case 'completed':
       return clientLeft ? { kind: 'completed_after_disconnect', usage } : { kind: 'completed', usage };
     case 'client_disconnected':
       // The upstream was cancelled: what it produced so far (see speechUsage) is charged.
       return { kind: 'client_disconnected', producedSoFar: usage };
-    case 'upstream_error':
     case 'cut':
+      // Speech cut by its upstream after some audio went out, its length declared: the share
+      // relayed is charged as a client disconnect is (see speechUsage). Without a declared length
+      // the share cannot be measured, and the failure is not the customer's: released.
+      if (operation === 'speech' && result.streamStarted && result.declaredBytes !== undefined) return { kind: 'upstream_error', tokens: usage };
+      return { kind: 'upstream_error', tokens: null };
+    case 'upstream_error':
     case 'upstream_unavailable':
       // Released by the charge policy: no output the customer can use.
       return { kind: 'upstream_error', tokens: null };

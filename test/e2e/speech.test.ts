@@ -5,7 +5,8 @@ import { parseBuffer } from 'music-metadata';
 import OpenAI from 'openai';
 import { requestCost, type MicroUsd } from '../../domain/money';
 import { PRICE_BOOK_STREAM_ID, type Operation } from '../../domain/price-book';
-import { systemMetadata } from '../../src/command-metadata';
+import { adminMetadata, systemMetadata } from '../../src/command-metadata';
+import { exportAccount } from '../../src/compliance/export';
 import type { Ledger } from '../../src/ledger';
 import {
   accountEvents,
@@ -62,6 +63,12 @@ beforeAll(async () => {
       model('whisper-short', ['transcription'], { maxAudioSeconds: 1 }),
       model('tts', ['speech'], { maxInputCharacters: 200 }),
       model('held-tts', ['speech']),
+      model('fail-whisper', ['transcription']),
+      model('cut-whisper', ['transcription']),
+      model('fail-tts', ['speech']),
+      model('cut-tts', ['speech']),
+      model('cut-tts-nolength', ['speech']),
+      model('held-tts-nolength', ['speech']),
     ],
     env: { TOLLGATE_MAX_AUDIO_BYTES: String(MAX_AUDIO_BYTES) },
   });
@@ -70,6 +77,9 @@ beforeAll(async () => {
   await priceModel(ledger, 'whisper-short', { transcription: whisperPrice });
   await priceModel(ledger, 'tts', { speech: ttsPrice });
   await priceModel(ledger, 'held-tts', { speech: ttsPrice });
+  await priceModel(ledger, 'fail-whisper', { transcription: whisperPrice });
+  await priceModel(ledger, 'cut-whisper', { transcription: whisperPrice });
+  for (const id of ['fail-tts', 'cut-tts', 'cut-tts-nolength', 'held-tts-nolength']) await priceModel(ledger, id, { speech: ttsPrice });
 });
 
 afterAll(async () => {
@@ -99,6 +109,16 @@ async function customer(): Promise<{ accountId: string; client: OpenAI; secret: 
   const accountId = await openAccount(gw.gateway.ledger, { topUpUsd: '10' });
   const { secret } = await issueKey(gw.gateway.keys, accountId);
   return { accountId, client: openAiClient(gw.url, secret), secret };
+}
+
+async function released(accountId: string) {
+  return until(
+    async () => {
+      const events = eventsOfType(await accountEvents(gw.gateway.ledger, accountId), 'ReservationReleased');
+      return events.length === 0 ? undefined : events;
+    },
+    { what: 'the release' },
+  );
 }
 
 async function settled(accountId: string) {
@@ -282,6 +302,99 @@ describe('POST /v1/audio/speech', () => {
     expect(event!.data.usage).toEqual({ inputTokens: 0n, outputTokens: 0n, estimated: true, inputCharacters: characters });
     expect(event!.data.actualCost).toBe(requestCost({ inputTokens: 0n, outputTokens: 0n, inputCharacters: characters }, ttsPrice) as MicroUsd);
   });
+
+  it('charges a client that leaves mid-speech for the whole input when the upstream declared no length', async () => {
+    const { accountId, client } = await customer();
+    const abort = new AbortController();
+    const response = await client.audio.speech.create({ model: 'held-tts-nolength', voice: 'alloy', input, response_format: 'wav' }, { signal: abort.signal });
+    const reader = response.body!.getReader();
+    let got = 0;
+    while (got < 8_192) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error('the held speech ended');
+      got += value.length;
+    }
+    const held = server.speechHeld();
+    abort.abort();
+    expect(await held).toBe(8_192);
+    const [event] = await settled(accountId);
+    expect(event!.data.outcome).toBe('client_disconnected');
+    expect(event!.data.usage).toEqual({ inputTokens: 0n, outputTokens: 0n, estimated: true, inputCharacters: BigInt(input.length) });
+  });
+});
+
+describe('upstream failures on the audio routes (the charge policy rows)', () => {
+  const input = 'Tollgate speaks real audio, billed by the character.';
+
+  it('an upstream HTTP 500 on a transcription: 502 in OpenAI shape, the reservation released, nothing charged', async () => {
+    const { accountId, client } = await customer();
+    const error = (await rejectionOf(client.audio.transcriptions.create({ file: createReadStream(speechFile), model: 'fail-whisper' }))) as InstanceType<
+      typeof OpenAI.APIError
+    >;
+    expect(error.status).toBe(502);
+    expect(error.error).toMatchObject({ type: 'upstream_error', code: 'upstream_error' });
+    expect(error.message).not.toContain('engine crashed');
+    const [release] = await released(accountId);
+    expect(release!.data.reason).toBe('upstream_error_no_tokens');
+    expect(eventsOfType(await accountEvents(gw.gateway.ledger, accountId), 'ReservationSettled')).toEqual([]);
+  });
+
+  it('a transcription answer cut mid-body: 502, released, nothing charged', async () => {
+    const { accountId, client } = await customer();
+    const error = (await rejectionOf(
+      client.audio.transcriptions.create({ file: createReadStream(speechFile), model: 'cut-whisper' }, { maxRetries: 0 }),
+    )) as InstanceType<typeof OpenAI.APIError>;
+    expect(error.status).toBe(502);
+    const [release] = await released(accountId);
+    expect(release!.data.reason).toBe('upstream_error_no_tokens');
+    expect(eventsOfType(await accountEvents(gw.gateway.ledger, accountId), 'ReservationSettled')).toEqual([]);
+  });
+
+  it('an upstream HTTP 500 on speech before any audio: 502, released, nothing charged', async () => {
+    const { accountId, client } = await customer();
+    const error = (await rejectionOf(client.audio.speech.create({ model: 'fail-tts', voice: 'alloy', input }, { maxRetries: 0 }))) as InstanceType<
+      typeof OpenAI.APIError
+    >;
+    expect(error.status).toBe(502);
+    const [release] = await released(accountId);
+    expect(release!.data.reason).toBe('upstream_error_no_tokens');
+  });
+
+  it('speech cut by its upstream after some audio went out: the client sees a cut answer, and the share relayed is charged', async () => {
+    const { accountId, client } = await customer();
+    const response = await client.audio.speech.create({ model: 'cut-tts', voice: 'alloy', input, response_format: 'wav' }, { maxRetries: 0 });
+    const reader = response.body!.getReader();
+    let got = 0;
+    let failed = false;
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        got += value.length;
+      }
+    } catch {
+      failed = true;
+    }
+    // The gateway resets its answer: the client cannot take the truncated audio for a whole one.
+    expect(failed).toBe(true);
+    expect(got).toBe(8_192);
+    const [event] = await settled(accountId);
+    const total = BigInt(espeakWav(input).length);
+    const characters = (BigInt(input.length) * 8_192n + total - 1n) / total;
+    expect(characters).toBeLessThan(BigInt(input.length));
+    expect(event!.data.outcome).toBe('upstream_error');
+    expect(event!.data.usage).toEqual({ inputTokens: 0n, outputTokens: 0n, estimated: true, inputCharacters: characters });
+    expect(event!.data.actualCost).toBe(requestCost({ inputTokens: 0n, outputTokens: 0n, inputCharacters: characters }, ttsPrice) as MicroUsd);
+  });
+
+  it('speech cut by its upstream without a declared length: the share cannot be measured, so it is released', async () => {
+    const { accountId, client } = await customer();
+    const response = await client.audio.speech.create({ model: 'cut-tts-nolength', voice: 'alloy', input, response_format: 'wav' }, { maxRetries: 0 });
+    await expect(response.arrayBuffer()).rejects.toThrow();
+    const [release] = await released(accountId);
+    expect(release!.data.reason).toBe('upstream_error_no_tokens');
+    expect(eventsOfType(await accountEvents(gw.gateway.ledger, accountId), 'ReservationSettled')).toEqual([]);
+  });
 });
 
 describe('the read side in audio units', () => {
@@ -308,6 +421,23 @@ describe('the read side in audio units', () => {
       input_characters: 0,
     });
     expect(usage.data.find((l) => l.operation === 'speech')).toMatchObject({ model: 'tts', requests: 1, audio_seconds: 0, input_characters: input.length });
+    // The compliance export's usage carries the same quantities in the units they are priced in.
+    const gateway = gw.gateway;
+    const exported = await exportAccount({ pool: gateway.database.pool, store: gateway.store, vault: gateway.vault }, accountId, {
+      metadata: adminMetadata('dpo-1'),
+    });
+    expect(exported!.usage.find((row) => row.operation === 'transcription')).toMatchObject({
+      model: 'whisper',
+      requests: '1',
+      audio_milliseconds: ms.toString(),
+      input_characters: '0',
+    });
+    expect(exported!.usage.find((row) => row.operation === 'speech')).toMatchObject({
+      model: 'tts',
+      requests: '1',
+      audio_milliseconds: '0',
+      input_characters: String(input.length),
+    });
     const requests = await get('/v1/account/requests');
     const transcription = requests.data.find((r) => r.operation === 'transcription');
     expect(transcription?.usage).toEqual({

@@ -16,6 +16,10 @@ import { parseBuffer } from 'music-metadata';
  * - POST /v1/audio/speech: JSON in; real audio from Debian's espeak-ng (WAV), sent with its
  *   content-length in 4 KiB chunks. Model `held-tts` sends the first `heldAfterBytes` and then
  *   holds until its client goes away (`speechHeld` resolves then, with the bytes it sent).
+ * - Failures, by model: `fail-whisper` and `fail-tts` answer HTTP 500; `cut-whisper` sends
+ *   headers and half a JSON answer, then drops the connection; `cut-tts` (with its length) and
+ *   `cut-tts-nolength` (without) send the first `heldAfterBytes` of audio, then drop it;
+ *   `held-tts-nolength` holds as `held-tts` does, without a content-length.
  * It records what it received (field names and values, file sizes) so tests can check what
  * the gateway forwarded.
  */
@@ -95,6 +99,18 @@ export async function startSpeechServer(options: { heldAfterBytes?: number } = {
     if (req.method === 'POST' && (path === '/v1/audio/transcriptions' || path === '/v1/audio/translations')) {
       const { fields, file, fileName } = await readMultipart(req);
       received.push({ path, fields, fileBytes: file.length, fileName });
+      if (fields.model === 'fail-whisper') {
+        res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: 'engine crashed', type: 'server_error' } }));
+        return;
+      }
+      if (fields.model === 'cut-whisper') {
+        // Headers and half an answer, then the connection drops.
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': '400' });
+        res.write('{"text": "the quick');
+        await new Promise((resolve) => setImmediate(resolve));
+        res.destroy();
+        return;
+      }
       let seconds: number;
       try {
         const metadata = await parseBuffer(file, {}, { duration: true });
@@ -156,11 +172,23 @@ export async function startSpeechServer(options: { heldAfterBytes?: number } = {
     if (req.method === 'POST' && path === '/v1/audio/speech') {
       const body = JSON.parse(await readText(req)) as { model: string; input: string; voice: string };
       received.push({ path, fields: { model: body.model, voice: body.voice }, fileBytes: 0, fileName: undefined });
+      if (body.model === 'fail-tts') {
+        res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: 'engine crashed', type: 'server_error' } }));
+        return;
+      }
       const audio = espeakWav(body.input);
-      res.writeHead(200, { 'content-type': 'audio/wav', 'content-length': String(audio.length) });
-      const holdAt = body.model === 'held-tts' ? (options.heldAfterBytes ?? 8_192) : Number.POSITIVE_INFINITY;
+      const declared = body.model.endsWith('-nolength') ? {} : { 'content-length': String(audio.length) };
+      res.writeHead(200, { 'content-type': 'audio/wav', ...declared });
+      const holdAt = body.model.startsWith('held-tts') ? (options.heldAfterBytes ?? 8_192) : Number.POSITIVE_INFINITY;
+      const cutAt = body.model.startsWith('cut-tts') ? (options.heldAfterBytes ?? 8_192) : Number.POSITIVE_INFINITY;
       let sent = 0;
       while (sent < audio.length) {
+        if (sent >= cutAt) {
+          // The engine dies mid-audio: the connection drops once the first bytes are out.
+          await new Promise<void>((resolve) => res.write(Buffer.alloc(0), () => resolve()));
+          res.destroy();
+          return;
+        }
         if (sent >= holdAt) {
           // Held: the rest never comes; the gateway must cancel us when its client leaves.
           await new Promise<void>((resolve) => (res.destroyed ? resolve() : res.once('close', () => resolve())));
@@ -168,7 +196,7 @@ export async function startSpeechServer(options: { heldAfterBytes?: number } = {
           held = new Promise<number>((resolve) => (heldResolve = resolve));
           return;
         }
-        const chunk = audio.subarray(sent, Math.min(sent + 4_096, audio.length, holdAt));
+        const chunk = audio.subarray(sent, Math.min(sent + 4_096, audio.length, holdAt, cutAt));
         sent += chunk.length;
         if (!res.write(chunk)) await new Promise((resolve) => res.once('drain', resolve));
         await new Promise((resolve) => setImmediate(resolve));

@@ -18,6 +18,16 @@ const rows: [string, RequestOutcome, ChargeDecision][] = [
     { decision: 'settle', usage: usage(500n, 20n), outcome: 'upstream_error' },
   ],
   [
+    'speech cut by its upstream after some audio went out: the characters relayed charged',
+    { kind: 'upstream_error', tokens: { ...usage(0n, 0n, true), inputCharacters: 17n } },
+    { decision: 'settle', usage: { ...usage(0n, 0n, true), inputCharacters: 17n }, outcome: 'upstream_error' },
+  ],
+  [
+    'speech failing before any audio went out: released',
+    { kind: 'upstream_error', tokens: { ...usage(0n, 0n, true), inputCharacters: 0n } },
+    { decision: 'release', reason: 'upstream_error_no_tokens' },
+  ],
+  [
     'moderation refusal: charged only for the tokens the upstream reports',
     { kind: 'moderation_refusal', reported: usage(120n, 0n) },
     { decision: 'settle', usage: usage(120n, 0n), outcome: 'moderation_refusal' },
