@@ -22,10 +22,12 @@ import { startPollLoop, type PollLoop } from './poll-loop';
  *    configuration and available balance, and when a ReservationSettled leaves it below the
  *    threshold with no attempt pending, writes an attempt row in the same transaction as its
  *    checkpoint. The attempt id comes from the triggering event's id, so a replay writes the same row.
- * 2. A worker takes attempt rows: records RecordAutoTopUpTriggered, charges the card with an
- *    idempotency key derived from the attempt (a restart re-sends the same key and Stripe answers
- *    with the first PaymentIntent, never a second charge), then waits for the payment webhook,
- *    which completes the top-up with `autoTopUpAttemptId` from the PaymentIntent's metadata.
+ * 2. A worker takes attempt rows: records RecordAutoTopUpTriggered, bills the amount as its own
+ *    Stripe invoice paid off-session with the saved card (see stripeOffSessionCharger), with
+ *    idempotency keys derived from the attempt (a restart re-sends the same keys and Stripe answers
+ *    with the first invoice and PaymentIntent, never a second charge), then waits for the payment
+ *    webhook (invoice.paid or payment_intent.succeeded), which credits the net amount and completes
+ *    the top-up with `autoTopUpAttemptId` from the metadata.
  *    A decline records RecordAutoTopUpFailed and suspends the account (`auto_top_up_failed`)
  *    until a top-up replenishes it.
  */

@@ -5,7 +5,8 @@ import { createStripeClient } from '../../adapters/payments/stripe-client';
 
 /**
  * A local stand-in for the few Stripe API endpoints Tollgate calls (customers, checkout
- * sessions, payment intents, refunds), for tests and development without Stripe's servers.
+ * sessions, payment intents and their confirmation, invoices with their items, finalization
+ * with automatic tax, attached payments and voiding, refunds, tax ids), for tests and development without Stripe's servers.
  * Point the real `stripe` client at it (createStripeClient({ apiBase: server.apiBase })).
  * Bodies are shaped as Stripe documents them (the fields Tollgate reads, and a few more). It
  * records every request with its Idempotency-Key, replays the first answer for a repeated key
