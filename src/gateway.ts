@@ -247,7 +247,9 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
       forfeiture.start();
       const workers: Worker[] = [expiry, alerts, retention, forfeiture, announcer, noticeMailer, probe, mailSender];
       if (stripe && customers) {
-        const charger = stripeOffSessionCharger(stripe, (accountId) => customers.savedPaymentMethodOf(accountId));
+        const charger = stripeOffSessionCharger(stripe, (accountId) => customers.savedPaymentMethodOf(accountId), {
+          automaticTax: config.STRIPE_AUTOMATIC_TAX,
+        });
         const autoTopUp = new AutoTopUpProcess(database.pool, store, ledger, charger, log, { pollIntervalMs: billingPollMs });
         autoTopUp.start();
         workers.push(autoTopUp);

@@ -54,6 +54,19 @@ export const paymentIntentSchema = z.object({
 });
 export type PaymentIntentObject = z.output<typeof paymentIntentSchema>;
 
+/** An invoice (invoice.paid): Tollgate reads only those it made, by their metadata. */
+export const invoiceSchema = z.object({
+  id: z.string().min(1),
+  object: z.literal('invoice'),
+  status: z.string().nullable(),
+  currency: z.string(),
+  customer: reference,
+  subtotal: cents,
+  amount_paid: cents,
+  metadata: metadataSchema,
+});
+export type InvoiceObject = z.output<typeof invoiceSchema>;
+
 export const refundSchema = z.object({
   id: z.string().min(1),
   object: z.literal('refund'),

@@ -2,7 +2,14 @@ import type { Pool } from 'pg';
 import type { Logger } from 'pino';
 import { accountStreamId } from '../../domain/account';
 import type { StripeCustomers } from '../../adapters/payments/customers';
-import { checkoutSessionSchema, disputeSchema, paymentIntentSchema, refundSchema, type StripeEvent } from '../../adapters/payments/webhook-events';
+import {
+  checkoutSessionSchema,
+  disputeSchema,
+  invoiceSchema,
+  paymentIntentSchema,
+  refundSchema,
+  type StripeEvent,
+} from '../../adapters/payments/webhook-events';
 import type { StripeClient } from '../../adapters/payments/stripe-client';
 import { systemMetadata } from '../command-metadata';
 import type { Ledger } from '../ledger';
@@ -103,6 +110,8 @@ export interface PaymentHandlerDeps {
  * - refund.created / refund.updated with status succeeded record a refund Tollgate asked for
  *   (its refund id travels in the refund's metadata);
  *   A refund made in the Stripe Dashboard is applied by its Stripe refund id (RecordProviderRefund);
+ * - invoice.paid of an auto top-up's invoice credits its net amount (metadata credit_cents) by the
+ *   PaymentIntent that paid it, the same reference payment_intent.succeeded uses: credited once;
  * - charge.dispute.created / charge.dispute.closed hold and settle a disputed payment, by
  *   dispute id, so redelivery and any order of the two apply each step once.
  */
@@ -140,6 +149,30 @@ export function registerPaymentHandlers(dispatcher: StripeWebhookDispatcher, dep
       // set by the auto top-up process manager on its off-session PaymentIntents
       autoTopUpAttemptId: intent.metadata['tollgate_auto_top_up_attempt_id'],
       ids,
+    });
+  });
+
+  // An auto top-up's invoice, paid: credits the NET amount (credit_cents) once, by the PaymentIntent
+  // that paid it, so this and that PaymentIntent's payment_intent.succeeded credit once between them,
+  // in either order. Other invoices (Checkout's, credited by their session) are not Tollgate's to credit here.
+  dispatcher.on('invoice.paid', async (event) => {
+    const invoice = invoiceSchema.parse(event.data.object);
+    const attemptId = invoice.metadata['tollgate_auto_top_up_attempt_id'];
+    const ids = { invoiceId: invoice.id, customerId: invoice.customer };
+    if (attemptId === undefined) return { outcome: 'ignored', accountId: null };
+    if (invoice.status !== 'paid' || invoice.currency !== 'usd') return { outcome: 'not_paid', accountId: null, ids };
+    const creditCents = creditCentsOf(invoice.metadata, null);
+    if (creditCents === null) return { outcome: 'no_credit_amount', accountId: null, ids };
+    if (invoice.amount_paid < creditCents) return { outcome: 'amount_not_received', accountId: null, ids };
+    const paymentIntentId = await paymentIntentOfInvoice(deps, invoice.id);
+    if (paymentIntentId === null) return { outcome: 'no_payment_intent', accountId: null, ids };
+    return credit(event, {
+      customerId: invoice.customer,
+      metadata: invoice.metadata,
+      paymentIntentId,
+      creditCents,
+      autoTopUpAttemptId: attemptId,
+      ids: { ...ids, paymentIntentId },
     });
   });
 
@@ -235,6 +268,15 @@ async function paymentOf(deps: PaymentHandlerDeps, paymentIntentId: string): Pro
   const accountId = intent.customer === null ? null : await deps.customers.accountOf(intent.customer);
   if (accountId === null) return null;
   return { accountId, creditCents: creditCentsOf(intent.metadata, intent.amount_received) ?? intent.amount_received };
+}
+
+/** The PaymentIntent that paid an invoice (Stripe's invoice payments), or null. A Stripe error throws: Stripe retries. */
+async function paymentIntentOfInvoice(deps: PaymentHandlerDeps, invoiceId: string): Promise<string | null> {
+  for await (const payment of deps.stripe.invoicePayments.list({ invoice: invoiceId, limit: 10 })) {
+    const intent = payment.payment.payment_intent;
+    if (payment.status === 'paid' && intent !== undefined) return typeof intent === 'string' ? intent : intent.id;
+  }
+  return null;
 }
 
 /** Tollgate puts the credit (net of tax) in the metadata when it starts a payment; otherwise the amount paid. */

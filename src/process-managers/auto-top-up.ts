@@ -22,16 +22,24 @@ import { startPollLoop, type PollLoop } from './poll-loop';
  *    configuration and available balance, and when a ReservationSettled leaves it below the
  *    threshold with no attempt pending, writes an attempt row in the same transaction as its
  *    checkpoint. The attempt id comes from the triggering event's id, so a replay writes the same row.
- * 2. A worker takes attempt rows: records RecordAutoTopUpTriggered, charges the card with an
- *    idempotency key derived from the attempt (a restart re-sends the same key and Stripe answers
- *    with the first PaymentIntent, never a second charge), then waits for the payment webhook,
- *    which completes the top-up with `autoTopUpAttemptId` from the PaymentIntent's metadata.
+ * 2. A worker takes attempt rows: records RecordAutoTopUpTriggered, bills the amount as its own
+ *    Stripe invoice paid off-session with the saved card (see stripeOffSessionCharger), with
+ *    idempotency keys derived from the attempt (a restart re-sends the same keys and Stripe answers
+ *    with the first invoice and PaymentIntent, never a second charge), then waits for the payment
+ *    webhook (invoice.paid or payment_intent.succeeded), which credits the net amount and completes
+ *    the top-up with `autoTopUpAttemptId` from the metadata.
  *    A decline records RecordAutoTopUpFailed and suspends the account (`auto_top_up_failed`)
  *    until a top-up replenishes it.
  */
 
-/** PaymentIntent metadata keys: the payment webhook reads these to end the attempt. */
-export const AUTO_TOP_UP_METADATA = { accountId: 'tollgate_account_id', attemptId: 'tollgate_auto_top_up_attempt_id' } as const;
+/** Invoice and PaymentIntent metadata keys: the payment webhook reads these to credit the net amount and end the attempt. */
+export const AUTO_TOP_UP_METADATA = {
+  accountId: 'tollgate_account_id',
+  attemptId: 'tollgate_auto_top_up_attempt_id',
+  /** the net credit in cents (what the ledger credits; the invoice's tax is on top) */
+  creditCents: 'credit_cents',
+  invoiceId: 'tollgate_invoice_id',
+} as const;
 
 export const autoTopUpMigration: Migration = {
   id: '0031_auto_top_up',
@@ -80,43 +88,112 @@ export interface SavedCard {
 /** Where the account's Stripe customer and saved card are (the payments part records them). */
 export type SavedCardOf = (accountId: string) => Promise<SavedCard | null>;
 
-export type ChargeOutcome = { readonly ok: true; readonly paymentIntentId: string } | { readonly ok: false; readonly declined: true; readonly reason: string };
+export type ChargeOutcome =
+  | { readonly ok: true; readonly paymentIntentId: string; readonly invoiceId?: string }
+  | { readonly ok: false; readonly declined: true; readonly reason: string };
 
 /** Charges a saved card off-session; throws on anything that is not an answer (network, 5xx): retried. */
 export interface OffSessionCharger {
   charge(input: { accountId: string; attemptId: string; amount: MicroUsd; idempotencyKey: string }): Promise<ChargeOutcome>;
 }
 
-/** The Stripe implementation: a PaymentIntent with off_session and confirm. */
-export function stripeOffSessionCharger(stripe: Stripe, savedCardOf: SavedCardOf): OffSessionCharger {
+export interface StripeChargerOptions {
+  /** Stripe Tax adds VAT on top of the net amount (STRIPE_AUTOMATIC_TAX); the customer's VAT id makes it a reverse charge */
+  readonly automaticTax: boolean;
+}
+
+/**
+ * The Stripe implementation: each auto top-up is its own invoice ("processed immediately and
+ * invoiced separately"), paid off-session with the saved card:
+ *
+ * 1. a draft invoice for the customer (metadata: account, attempt, net credit in cents), with
+ *    Stripe Tax when configured; Stripe copies the customer's tax ids onto it, so a verified EU
+ *    VAT id makes it a reverse charge;
+ * 2. one invoice item for the net amount (the configured amount plus any debt), tax exclusive;
+ * 3. finalized: numbered, tax computed, amount due = net + tax;
+ * 4. a PaymentIntent for the amount due carrying the same metadata, so the payment webhook
+ *    credits the NET amount to the attempt (never the tax);
+ * 5. attached to the invoice, which it pays; 6. confirmed off-session with the saved card.
+ *
+ * Every call has its own idempotency key derived from the attempt: a restart at any step sends
+ * the same keys and Stripe answers with the first result, so there is one invoice and one charge.
+ * A decline voids the invoice (nothing was paid; the numbered document stays, void).
+ */
+export function stripeOffSessionCharger(stripe: Stripe, savedCardOf: SavedCardOf, options: StripeChargerOptions = { automaticTax: false }): OffSessionCharger {
   return {
     async charge({ accountId, attemptId, amount, idempotencyKey }) {
       const card = await savedCardOf(accountId);
       if (!card) return { ok: false, declined: true, reason: 'no_saved_card' };
       // Amounts are whole cents (the API refuses anything else); round up so the credit covers it.
       const cents = centsRoundedUp(amount);
+      const metadata = {
+        [AUTO_TOP_UP_METADATA.accountId]: accountId,
+        [AUTO_TOP_UP_METADATA.attemptId]: attemptId,
+        [AUTO_TOP_UP_METADATA.creditCents]: String(cents),
+      };
+      const key = (step: string) => ({ idempotencyKey: `${idempotencyKey}-${step}` });
+      const draft = await stripe.invoices.create(
+        {
+          customer: card.customerId,
+          currency: 'usd',
+          collection_method: 'charge_automatically',
+          // Tollgate pays it now, below; Stripe must not finalize or retry it on its own.
+          auto_advance: false,
+          pending_invoice_items_behavior: 'exclude',
+          description: 'Tollgate prepaid credit, auto top-up (net of tax)',
+          ...(options.automaticTax ? { automatic_tax: { enabled: true } } : {}),
+          metadata,
+        },
+        key('invoice'),
+      );
+      await stripe.invoiceItems.create(
+        {
+          customer: card.customerId,
+          invoice: draft.id!,
+          amount: cents,
+          currency: 'usd',
+          description: 'Tollgate prepaid credit (auto top-up)',
+          ...(options.automaticTax ? { tax_behavior: 'exclusive' as const } : {}),
+          metadata,
+        },
+        key('item'),
+      );
+      const invoice = await stripe.invoices.finalizeInvoice(draft.id!, { auto_advance: false }, key('finalize'));
+      const intent = await stripe.paymentIntents.create(
+        {
+          amount: invoice.amount_due,
+          currency: 'usd',
+          customer: card.customerId,
+          payment_method: card.paymentMethodId,
+          description: `Invoice ${invoice.number ?? invoice.id}`,
+          metadata: { ...metadata, [AUTO_TOP_UP_METADATA.invoiceId]: invoice.id! },
+        },
+        key('intent'),
+      );
+      await stripe.invoices.attachPayment(invoice.id!, { payment_intent: intent.id }, key('attach'));
+      let confirmed: Stripe.PaymentIntent;
       try {
-        const intent = await stripe.paymentIntents.create(
-          {
-            amount: cents,
-            currency: 'usd',
-            customer: card.customerId,
-            payment_method: card.paymentMethodId,
-            off_session: true,
-            confirm: true,
-            metadata: { [AUTO_TOP_UP_METADATA.accountId]: accountId, [AUTO_TOP_UP_METADATA.attemptId]: attemptId },
-          },
-          { idempotencyKey },
-        );
-        if (intent.status === 'succeeded' || intent.status === 'processing') return { ok: true, paymentIntentId: intent.id };
-        // e.g. requires_action: off-session, nobody is there to authenticate.
-        return { ok: false, declined: true, reason: intent.status === 'requires_action' ? 'authentication_required' : intent.status };
+        confirmed = await stripe.paymentIntents.confirm(intent.id, { payment_method: card.paymentMethodId, off_session: true }, key('confirm'));
       } catch (error) {
-        if (error instanceof Stripe.errors.StripeCardError) return { ok: false, declined: true, reason: error.code ?? error.decline_code ?? 'card_declined' };
-        throw error;
+        if (!(error instanceof Stripe.errors.StripeCardError)) throw error;
+        await voidQuietly(stripe, invoice.id!, key('void'));
+        return { ok: false, declined: true, reason: error.code ?? error.decline_code ?? 'card_declined' };
       }
+      if (confirmed.status === 'succeeded' || confirmed.status === 'processing') return { ok: true, paymentIntentId: confirmed.id, invoiceId: invoice.id! };
+      // e.g. requires_action: off-session, nobody is there to authenticate.
+      await voidQuietly(stripe, invoice.id!, key('void'));
+      return { ok: false, declined: true, reason: confirmed.status === 'requires_action' ? 'authentication_required' : confirmed.status };
     },
   };
+}
+
+/** A declined attempt's invoice is voided; if Stripe does not answer, the open invoice stays (nothing was paid). */
+async function voidQuietly(stripe: Stripe, invoiceId: string, options: { idempotencyKey: string }): Promise<void> {
+  try {
+    await stripe.invoices.voidInvoice(invoiceId, {}, options);
+  } catch {
+    // Not money: the attempt's failure is what counts. The invoice stays open and unpaid.
+  }
 }
 
 interface AccountRow {

@@ -5,7 +5,8 @@ import { createStripeClient } from '../../adapters/payments/stripe-client';
 
 /**
  * A local stand-in for the few Stripe API endpoints Tollgate calls (customers, checkout
- * sessions, payment intents, refunds), for tests and development without Stripe's servers.
+ * sessions, payment intents and their confirmation, invoices with their items, finalization
+ * with automatic tax, attached payments and voiding, refunds, tax ids), for tests and development without Stripe's servers.
  * Point the real `stripe` client at it (createStripeClient({ apiBase: server.apiBase })).
  * Bodies are shaped as Stripe documents them (the fields Tollgate reads, and a few more). It
  * records every request with its Idempotency-Key, replays the first answer for a repeated key
@@ -35,7 +36,10 @@ export interface StripeTestServer {
   readonly paymentIntents: Map<string, StripeObject>;
   readonly refunds: Map<string, StripeObject>;
   readonly disputes: Map<string, StripeObject>;
-  /** invoices made by paid Checkout sessions that asked for `invoice_creation` */
+  /**
+   * Invoices: made by paid Checkout sessions that asked for `invoice_creation`, and created through
+   * the API (POST /v1/invoices, invoice items, finalize, attach_payment, void) as auto top-ups do.
+   */
   readonly invoices: Map<string, StripeObject>;
   /** tax ids by customer (POST /v1/customers/:id/tax_ids) */
   readonly taxIds: Map<string, StripeObject[]>;
@@ -62,6 +66,11 @@ export interface StripeTestServer {
   declineFor(customerId: string, code: 'card_declined' | 'authentication_required'): void;
   /** The PaymentIntents created for a customer that succeeded (declines and replays excluded). */
   succeededPaymentIntents(customerId: string): StripeObject[];
+  /**
+   * The tax Stripe Tax adds when an API-created invoice with `automatic_tax` is finalized, in basis
+   * points of its subtotal (1900: 19 % VAT); none under the reverse charge (a verified tax id). 0 by default.
+   */
+  setInvoiceTaxRate(basisPoints: number): void;
   /** Refunds are answered with this status (`succeeded` by default; `pending` to test the webhook path). */
   setRefundStatus(status: 'succeeded' | 'pending'): void;
   /**
@@ -100,6 +109,9 @@ export async function startStripeTestServer(): Promise<StripeTestServer> {
   const invoices = new Map<string, StripeObject>();
   const taxIds = new Map<string, StripeObject[]>();
   let invoiceNumber = 0;
+  let invoiceTaxBasisPoints = 0;
+  /** PaymentIntent id to the invoice it was attached to (Stripe's invoice payments) */
+  const invoiceOfPayment = new Map<string, string>();
   const idempotent = new Map<string, { status: number; body: unknown }>();
   let declines: { code: string; count: number } | null = null;
   const customerDeclines = new Map<string, string>();
@@ -137,6 +149,28 @@ export async function startStripeTestServer(): Promise<StripeTestServer> {
     paymentIntents.set(pi.id, pi);
     return pi;
   };
+
+  /** The decline a confirmed charge of this customer gets now (and one of `decline`'s count used), or null. */
+  const declineCodeFor = (customer: string | null): string | null => {
+    const declinedCustomer = typeof customer === 'string' ? customerDeclines.get(customer) : undefined;
+    if (declinedCustomer !== undefined) return declinedCustomer;
+    if (declines === null || declines.count <= 0) return null;
+    const code = declines.code;
+    declines = declines.count > 1 ? { code, count: declines.count - 1 } : null;
+    return code;
+  };
+  const declined = (code: string, pi: StripeObject) => ({
+    status: 402,
+    body: {
+      error: {
+        type: 'card_error',
+        code,
+        ...(code === 'card_declined' ? { decline_code: 'generic_decline' } : {}),
+        message: code === 'authentication_required' ? 'This payment requires authentication.' : 'Your card was declined.',
+        payment_intent: pi,
+      },
+    },
+  });
 
   const routes: { method: string; pattern: RegExp; answer: (params: Record<string, any>, match: RegExpExecArray) => { status: number; body: unknown } }[] = [
     {
@@ -204,29 +238,185 @@ export async function startStripeTestServer(): Promise<StripeTestServer> {
       answer: (params) => {
         const metadata = (params['metadata'] ?? {}) as Record<string, string>;
         const base = { amount: Number(params['amount']), customer: params['customer'] ?? null, payment_method: params['payment_method'] ?? null, metadata };
-        const declinedCustomer = typeof base.customer === 'string' ? customerDeclines.get(base.customer) : undefined;
-        if (params['confirm'] === 'true' && (declinedCustomer !== undefined || (declines !== null && declines.count > 0))) {
-          let code: string;
-          if (declinedCustomer !== undefined) code = declinedCustomer;
-          else {
-            code = declines!.code;
-            declines = declines!.count > 1 ? { code, count: declines!.count - 1 } : null;
-          }
+        const code = params['confirm'] === 'true' ? declineCodeFor(base.customer) : null;
+        if (code !== null) {
           const pi = paymentIntent({ ...base, status: code === 'authentication_required' ? 'requires_action' : 'requires_payment_method' });
-          return {
-            status: 402,
-            body: {
-              error: {
-                type: 'card_error',
-                code,
-                ...(code === 'card_declined' ? { decline_code: 'generic_decline' } : {}),
-                message: code === 'authentication_required' ? 'This payment requires authentication.' : 'Your card was declined.',
-                payment_intent: pi,
-              },
-            },
-          };
+          return declined(code, pi);
         }
         return { status: 200, body: paymentIntent({ ...base, status: params['confirm'] === 'true' ? 'succeeded' : 'requires_confirmation' }) };
+      },
+    },
+    {
+      // Confirms a PaymentIntent (off-session: the saved card, nobody to authenticate). An invoice it is
+      // attached to is paid by it: status paid, amount_paid its total.
+      method: 'POST',
+      pattern: /^\/v1\/payment_intents\/([^/]+)\/confirm$/,
+      answer: (params, match) => {
+        const pi = paymentIntents.get(match[1]!);
+        if (!pi) return notFound('payment_intent', match[1]!);
+        if (pi['status'] === 'succeeded') return invalidState(`This PaymentIntent's status is succeeded and cannot be confirmed.`);
+        if (typeof params['payment_method'] === 'string') pi['payment_method'] = params['payment_method'];
+        if (pi['payment_method'] === null) return invalidState('You cannot confirm this PaymentIntent because it has no payment method.');
+        const code = declineCodeFor(pi['customer'] as string | null);
+        if (code !== null) {
+          Object.assign(pi, { status: code === 'authentication_required' ? 'requires_action' : 'requires_payment_method' });
+          return declined(code, structuredClone(pi));
+        }
+        Object.assign(pi, { status: 'succeeded', amount_received: pi['amount'], latest_charge: id('ch') });
+        const invoiceId = invoiceOfPayment.get(pi.id);
+        const invoice = invoiceId === undefined ? undefined : invoices.get(invoiceId);
+        if (invoice) Object.assign(invoice, { status: 'paid', amount_paid: invoice['total'], amount_remaining: 0, status_transitions: { paid_at: now() } });
+        return { status: 200, body: structuredClone(pi) };
+      },
+    },
+    {
+      // A draft invoice (Tollgate's auto top-ups): its lines come from invoice items naming it.
+      method: 'POST',
+      pattern: /^\/v1\/invoices$/,
+      answer: (params) => {
+        const customer = typeof params['customer'] === 'string' ? params['customer'] : null;
+        if (customer === null || !customers.has(customer)) return notFound('customer', String(customer));
+        const invoiceId = id('in');
+        const invoice: StripeObject = {
+          id: invoiceId,
+          object: 'invoice',
+          number: null,
+          customer,
+          status: 'draft',
+          currency: params['currency'] ?? 'usd',
+          collection_method: params['collection_method'] ?? 'charge_automatically',
+          auto_advance: params['auto_advance'] === 'true',
+          automatic_tax: { enabled: (params['automatic_tax'] as { enabled?: string } | undefined)?.enabled === 'true', status: null },
+          pending_invoice_items_behavior: params['pending_invoice_items_behavior'] ?? null,
+          subtotal: 0,
+          tax: 0,
+          total: 0,
+          amount_due: 0,
+          amount_paid: 0,
+          amount_remaining: 0,
+          lines: { object: 'list', data: [], has_more: false },
+          description: params['description'] ?? null,
+          metadata: params['metadata'] ?? {},
+          customer_tax_exempt: 'none',
+          customer_tax_ids: [],
+          hosted_invoice_url: null,
+          invoice_pdf: null,
+          created: now(),
+          livemode: false,
+        };
+        invoices.set(invoiceId, invoice);
+        return { status: 200, body: structuredClone(invoice) };
+      },
+    },
+    {
+      method: 'POST',
+      pattern: /^\/v1\/invoiceitems$/,
+      answer: (params) => {
+        const invoice = invoices.get(String(params['invoice']));
+        if (!invoice) return notFound('invoice', String(params['invoice']));
+        if (invoice['status'] !== 'draft') return invalidState('You can only add invoice items to draft invoices.');
+        if (params['customer'] !== invoice['customer']) return invalidState('The invoice item and the invoice must be for the same customer.');
+        const amount = Number(params['amount']);
+        if (!Number.isInteger(amount) || amount <= 0) return invalidState('amount must be a positive integer of cents');
+        const item: StripeObject = {
+          id: id('ii'),
+          object: 'invoiceitem',
+          amount,
+          currency: params['currency'] ?? 'usd',
+          customer: params['customer'],
+          invoice: invoice.id,
+          description: params['description'] ?? null,
+          tax_behavior: params['tax_behavior'] ?? null,
+          metadata: params['metadata'] ?? {},
+        };
+        (invoice['lines'] as { data: StripeObject[] }).data.push(item);
+        invoice['subtotal'] = Number(invoice['subtotal']) + amount;
+        return { status: 200, body: structuredClone(item) };
+      },
+    },
+    {
+      // Finalizing numbers the invoice and, with automatic tax, adds the tax (none under the reverse charge).
+      method: 'POST',
+      pattern: /^\/v1\/invoices\/([^/]+)\/finalize$/,
+      answer: (_params, match) => {
+        const invoice = invoices.get(match[1]!);
+        if (!invoice) return notFound('invoice', match[1]!);
+        if (invoice['status'] !== 'draft') return invalidState(`This invoice is already ${String(invoice['status'])}.`);
+        const customer = invoice['customer'] as string;
+        const customerTaxIds = taxIds.get(customer) ?? [];
+        const reverseCharge = customerTaxIds.some((t) => (t['verification'] as { status: string }).status === 'verified');
+        const automatic = (invoice['automatic_tax'] as { enabled: boolean }).enabled;
+        const subtotal = Number(invoice['subtotal']);
+        const tax = automatic && !reverseCharge ? Math.round((subtotal * invoiceTaxBasisPoints) / 10_000) : 0;
+        invoiceNumber += 1;
+        Object.assign(invoice, {
+          status: 'open',
+          number: `TGTEST-${String(invoiceNumber).padStart(4, '0')}`,
+          automatic_tax: { enabled: automatic, status: automatic ? 'complete' : null },
+          tax,
+          total: subtotal + tax,
+          amount_due: subtotal + tax,
+          amount_remaining: subtotal + tax,
+          customer_tax_exempt: reverseCharge ? 'reverse' : 'none',
+          customer_tax_ids: customerTaxIds.map((t) => ({ type: t['type'], value: t['value'] })),
+          hosted_invoice_url: `${origin}/invoices/${invoice.id}`,
+          invoice_pdf: `${origin}/invoices/${invoice.id}.pdf`,
+        });
+        return { status: 200, body: structuredClone(invoice) };
+      },
+    },
+    {
+      // A PaymentIntent of the invoice's customer for its amount due pays it once confirmed.
+      method: 'POST',
+      pattern: /^\/v1\/invoices\/([^/]+)\/attach_payment$/,
+      answer: (params, match) => {
+        const invoice = invoices.get(match[1]!);
+        if (!invoice) return notFound('invoice', match[1]!);
+        const pi = paymentIntents.get(String(params['payment_intent']));
+        if (!pi) return notFound('payment_intent', String(params['payment_intent']));
+        if (invoice['status'] !== 'open') return invalidState(`You can only attach payments to open invoices; this one is ${String(invoice['status'])}.`);
+        if (pi['customer'] !== invoice['customer'] || Number(pi['amount']) !== Number(invoice['amount_remaining'])) {
+          return invalidState('The PaymentIntent must be of the invoice customer and for the amount remaining.');
+        }
+        const attached = invoiceOfPayment.get(pi.id);
+        if (attached !== undefined && attached !== invoice.id) return invalidState('This PaymentIntent is attached to another invoice.');
+        invoiceOfPayment.set(pi.id, invoice.id);
+        return { status: 200, body: structuredClone(invoice) };
+      },
+    },
+    {
+      method: 'GET',
+      pattern: /^\/v1\/invoice_payments$/,
+      answer: (params) => {
+        const data = [...invoiceOfPayment.entries()]
+          .filter(([, invoiceId]) => params['invoice'] === undefined || invoiceId === params['invoice'])
+          .map(([paymentIntentId, invoiceId]) => {
+            const pi = paymentIntents.get(paymentIntentId)!;
+            return {
+              id: `inpay_${paymentIntentId.slice(3)}`,
+              object: 'invoice_payment',
+              invoice: invoiceId,
+              amount_requested: pi['amount'],
+              amount_paid: pi['status'] === 'succeeded' ? pi['amount'] : null,
+              currency: 'usd',
+              is_default: true,
+              payment: { type: 'payment_intent', payment_intent: paymentIntentId },
+              status: pi['status'] === 'succeeded' ? 'paid' : pi['status'] === 'canceled' ? 'canceled' : 'open',
+              livemode: false,
+            };
+          });
+        return { status: 200, body: { object: 'list', url: '/v1/invoice_payments', has_more: false, data } };
+      },
+    },
+    {
+      method: 'POST',
+      pattern: /^\/v1\/invoices\/([^/]+)\/void$/,
+      answer: (_params, match) => {
+        const invoice = invoices.get(match[1]!);
+        if (!invoice) return notFound('invoice', match[1]!);
+        if (invoice['status'] !== 'open') return invalidState(`You can only void open invoices; this one is ${String(invoice['status'])}.`);
+        invoice['status'] = 'void';
+        return { status: 200, body: structuredClone(invoice) };
       },
     },
     {
@@ -578,6 +768,9 @@ ${session['status'] === 'open' ? `<form method="post"><button type="submit">Pay 
     succeededPaymentIntents(customerId) {
       return [...paymentIntents.values()].filter((pi) => pi.customer === customerId && pi.status === 'succeeded');
     },
+    setInvoiceTaxRate(basisPoints) {
+      invoiceTaxBasisPoints = basisPoints;
+    },
     setRefundStatus(status) {
       refundStatus = status;
     },
@@ -600,6 +793,10 @@ ${session['status'] === 'open' ? `<form method="post"><button type="submit">Pay 
 function publicSession(session: StripeObject): StripeObject {
   const { payment_intent_data: _, ...shown } = session;
   return shown as StripeObject;
+}
+
+function invalidState(message: string) {
+  return { status: 400, body: { error: { type: 'invalid_request_error', message } } };
 }
 
 function notFound(object: string, id: string) {

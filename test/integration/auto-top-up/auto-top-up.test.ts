@@ -28,6 +28,7 @@ describe('auto top-up', () => {
 
   beforeAll(async () => {
     stripe = await startStripeTestServer();
+    stripeClient = createStripeClient({ secretKey: 'sk_test_auto_top_up', apiBase: stripe.apiBase });
     // No STRIPE_SECRET_KEY: the gateway runs no auto top-up itself; each test runs its own.
     gw = await startTestGateway({
       models: [{ id: 'm', upstreams: [{ baseUrl: 'http://127.0.0.1:9/v1', capacity: 1 }], maxOutputTokens: 10, operations: ['chat'] }],
@@ -47,11 +48,20 @@ describe('auto top-up', () => {
     return stripe.requests.filter((r) => r.method === 'POST' && r.path === '/v1/payment_intents' && r.params['customer'] === customerId);
   }
 
+  /** The confirmations (the charge itself) of a customer's PaymentIntents, replays included. */
+  function confirmRequests(customerId: string) {
+    const ids = new Set([...stripe.paymentIntents.values()].filter((pi) => pi['customer'] === customerId).map((pi) => pi.id));
+    return stripe.requests.filter((r) => r.method === 'POST' && /^\/v1\/payment_intents\/[^/]+\/confirm$/.test(r.path) && ids.has(r.path.split('/')[3]!));
+  }
+
+  function invoicesOf(customerId: string) {
+    return [...stripe.invoices.values()].filter((i) => i['customer'] === customerId);
+  }
+
+  let stripeClient: ReturnType<typeof createStripeClient>;
+
   function charger(): OffSessionCharger {
-    return stripeOffSessionCharger(
-      createStripeClient({ secretKey: 'sk_test_auto_top_up', apiBase: stripe.apiBase }),
-      async (accountId) => cards.get(accountId) ?? null,
-    );
+    return stripeOffSessionCharger(stripeClient, async (accountId) => cards.get(accountId) ?? null, { automaticTax: true });
   }
 
   function startProcess(using: OffSessionCharger = charger()): AutoTopUpProcess {
@@ -66,7 +76,8 @@ describe('auto top-up', () => {
   async function setUp(): Promise<{ accountId: string; customerId: string }> {
     const { ledger } = gw.gateway;
     const accountId = await openAccount(ledger, { topUpUsd: '20' });
-    const customerId = `cus_${randomBytes(6).toString('hex')}`;
+    const customer = await stripeClient.customers.create({ metadata: { account_id: accountId } });
+    const customerId = customer.id;
     cards.set(accountId, { customerId, paymentMethodId: `pm_${randomBytes(6).toString('hex')}` });
     const configured = await ledger.accounts.handle(accountStreamId(accountId), {
       type: 'ConfigureAutoTopUp',
@@ -86,7 +97,11 @@ describe('auto top-up', () => {
     const accountId = intent.metadata[AUTO_TOP_UP_METADATA.accountId]!;
     const handled = await gw.gateway.ledger.accounts.handle(accountStreamId(accountId), {
       type: 'CompleteTopUp',
-      data: { paymentReference: intent.id, amount: BigInt(intent.amount) * 10_000n, autoTopUpAttemptId: intent.metadata[AUTO_TOP_UP_METADATA.attemptId]! },
+      data: {
+        paymentReference: intent.id,
+        amount: BigInt(intent.metadata[AUTO_TOP_UP_METADATA.creditCents]!) * 10_000n,
+        autoTopUpAttemptId: intent.metadata[AUTO_TOP_UP_METADATA.attemptId]!,
+      },
       metadata: systemMetadata('test-webhook'),
     });
     expect(handled.ok).toBe(true);
@@ -108,10 +123,15 @@ describe('auto top-up', () => {
     // The attempt is named after the triggering settlement, so a restart finds the same attempt.
     expect(trigger!.data).toEqual({ attemptId: attemptIdFor(settlement.id), amount: usd('25'), debt: 0n });
     expect(intent.amount).toBe(2_500);
-    expect(intent.metadata).toEqual({ [AUTO_TOP_UP_METADATA.accountId]: accountId, [AUTO_TOP_UP_METADATA.attemptId]: trigger!.data.attemptId });
+    const [invoice] = invoicesOf(customerId);
+    const metadata = { [AUTO_TOP_UP_METADATA.accountId]: accountId, [AUTO_TOP_UP_METADATA.attemptId]: trigger!.data.attemptId, credit_cents: '2500' };
+    expect(intent.metadata).toEqual({ ...metadata, [AUTO_TOP_UP_METADATA.invoiceId]: invoice!.id });
+    // Invoiced separately: its own invoice, for the net amount with tax asked of Stripe Tax, paid by this charge.
+    expect(invoice).toMatchObject({ status: 'paid', subtotal: 2_500, total: 2_500, amount_paid: 2_500, metadata, automatic_tax: { enabled: true } });
     const request = chargeRequests(customerId)[0]!;
-    expect(request.params).toMatchObject({ off_session: 'true', confirm: 'true', currency: 'usd', payment_method: cards.get(accountId)!.paymentMethodId });
-    expect(request.idempotencyKey).toBe(idempotencyKeyFor(trigger!.data.attemptId));
+    expect(request.params).toMatchObject({ currency: 'usd', payment_method: cards.get(accountId)!.paymentMethodId });
+    expect(confirmRequests(customerId)[0]!.params).toMatchObject({ off_session: 'true' });
+    expect(request.idempotencyKey).toBe(`${idempotencyKeyFor(trigger!.data.attemptId)}-intent`);
 
     await paymentSucceeded(intent);
     const { state } = await gw.gateway.ledger.accounts.load(accountStreamId(accountId));
@@ -194,6 +214,8 @@ describe('auto top-up', () => {
       const { state } = await gw.gateway.ledger.accounts.load(accountStreamId(accountId));
       expect(state.status).toBe('open');
       expect(stripe.succeededPaymentIntents(customerId)).toHaveLength(0);
+      // The declined attempt's invoice was voided: nothing is owed on it.
+      expect(invoicesOf(customerId).map((i) => i['status'])).toEqual(['void']);
     },
   );
 
@@ -216,7 +238,7 @@ describe('auto top-up', () => {
     expect(stripe.succeededPaymentIntents(customerId)).toHaveLength(1);
 
     startProcess();
-    await until(() => (chargeRequests(customerId).length >= 2 ? true : undefined));
+    await until(() => (confirmRequests(customerId).length >= 2 ? true : undefined));
     const { rows } = await until(async () => {
       const result = await gw.gateway.database.pool.query<{ status: string; payment_intent_id: string }>(
         "SELECT status, payment_intent_id FROM auto_top_up_attempts WHERE account_id = $1 AND status = 'charged'",
@@ -226,8 +248,12 @@ describe('auto top-up', () => {
     });
 
     const sent = chargeRequests(customerId);
+    expect(sent.length).toBeGreaterThanOrEqual(2);
     expect(new Set(sent.map((r) => r.idempotencyKey)).size).toBe(1);
+    expect(new Set(confirmRequests(customerId).map((r) => r.idempotencyKey)).size).toBe(1);
     expect(stripe.succeededPaymentIntents(customerId)).toHaveLength(1);
+    // Every step replayed under its own key: one invoice, paid once.
+    expect(invoicesOf(customerId).map((i) => [i['status'], i['amount_paid']])).toEqual([['paid', 2_500]]);
     const intent = stripe.succeededPaymentIntents(customerId)[0]!;
     expect(rows[0]!.payment_intent_id).toBe(intent.id);
     expect(withType(await accountEvents(gw.gateway.ledger, accountId), 'AutoTopUpTriggered')).toHaveLength(1);
