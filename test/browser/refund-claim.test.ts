@@ -40,7 +40,9 @@ function watch(page: Page): void {
 test('claiming a refund after closure: the owner signs in to the closed account, sees the amount and deadline, claims, and sees it in the history', async () => {
   // The person signs up through the identity API and confirms the emailed link.
   const api = new DashboardClient(tg.url);
-  expect((await api.post('/dashboard/api/sign-up', { email: 'grace@claim.test', name: 'Grace', password: PASSWORD, organisation: 'Compilers' })).status).toBe(202);
+  expect((await api.post('/dashboard/api/sign-up', { email: 'grace@claim.test', name: 'Grace', password: PASSWORD, organisation: 'Compilers' })).status).toBe(
+    202,
+  );
   expect((await api.post('/dashboard/api/verify-email', { token: linkTokenIn(await smtp.waitFor('grace@claim.test')) })).status).toBe(200);
   expect((await api.post('/dashboard/api/sign-in', { email: 'grace@claim.test', password: PASSWORD })).status).toBe(200);
   const accountId = (await api.get('/dashboard/api/session')).body.account_id as string;
@@ -74,6 +76,7 @@ test('claiming a refund after closure: the owner signs in to the closed account,
   await expect(page.locator('#claim-deadline').textContent()).resolves.toBe(`${deadline} UTC`);
   // A closed account buys nothing: no top-up form.
   await expect(page.getByRole('button', { name: 'Top up with a card' }).count()).resolves.toBe(0);
+  await expect(page.getByRole('button', { name: 'Set VAT ID' }).count()).resolves.toBe(0);
   await screenshot(page, 'refund-claim-before');
 
   await page.getByRole('button', { name: 'Claim refund' }).click();

@@ -54,7 +54,11 @@ async function join(person: { client: DashboardClient; userId: string }, account
 }
 
 async function manualTopUpBy(harness: PaymentsHarness, accountId: string, amountUsd: string, reference: string): Promise<void> {
-  const answer = await harness.call('POST', `/admin/accounts/${accountId}/top-ups`, harness.tg.adminKey, { amount_usd: amountUsd, reference, reason: 'bank transfer' });
+  const answer = await harness.call('POST', `/admin/accounts/${accountId}/top-ups`, harness.tg.adminKey, {
+    amount_usd: amountUsd,
+    reference,
+    reason: 'bank transfer',
+  });
   expect(answer.status).toBe(201);
 }
 
@@ -67,7 +71,9 @@ test("the owner and a billing member claim a closed account's credit from their 
   // Credit by card (the owner's Checkout, paid at the Stripe stand-in) and by bank transfer; some spent.
   const started = await owner.client.post('/v1/billing/top-ups', { amount_usd: '20.00' });
   expect(started.status).toBe(201);
-  const paid = h.stripeServer.payCheckoutSession(started.body.checkout_session_id, { taxCents: 0 }) as { paymentIntent: Record<string, unknown> & { id: string } };
+  const paid = h.stripeServer.payCheckoutSession(started.body.checkout_session_id, { taxCents: 0 }) as {
+    paymentIntent: Record<string, unknown> & { id: string };
+  };
   expect((await h.deliver(h.stripeServer.event('payment_intent.succeeded', paid.paymentIntent))).body.outcome).toBe('credited');
   await manualTopUpBy(h, accountId, '30', 'TR-claim-1');
   await settleUsage(h, 'payments-test-model', accountId, 'req_claim_1', usd('5'));
@@ -126,7 +132,9 @@ test("the owner and a billing member claim a closed account's credit from their 
   for (const person of [viewer, developer]) {
     const refused = await person.client.post('/v1/account/refund-claims');
     expect(refused.status).toBe(403);
-    expect(refused.body).toEqual({ error: { message: expect.stringMatching(/does not allow this/), type: 'invalid_request_error', param: null, code: 'insufficient_role' } });
+    expect(refused.body).toEqual({
+      error: { message: expect.stringMatching(/does not allow this/), type: 'invalid_request_error', param: null, code: 'insufficient_role' },
+    });
   }
   // The session cookie without the dashboard header (a cross-site form) is not a claim.
   const forged = await billing.client.call('POST', '/v1/account/refund-claims', {}, { 'x-tollgate-dashboard': '0' });

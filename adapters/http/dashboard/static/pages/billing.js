@@ -22,15 +22,23 @@ export function BillingPage({ session, params }) {
   // A closed account: its credit can be claimed; nothing is bought or changed there any more.
   const closure = account.data?.closure ?? null;
   const [claims, setClaims] = useState(0);
+  // Only once the account is known to be open: a closed account's settings no longer change.
+  const writable = canWrite && account.data !== null && !closure;
   return html`
     ${returned === 'success' && html`<p class="notice ok" role="status">Payment received. The credit is added when Stripe confirms the payment, usually within seconds.</p>`}
     ${returned === 'cancelled' && html`<p class="notice" role="status">The top-up was cancelled; nothing was charged.</p>`}
-    ${closure && html`<${RefundClaim} closure=${closure} canClaim=${session.kind === 'user' && session.permissions.includes('billing')} onClaimed=${() => { void account.reload(); setClaims((n) => n + 1); }} />`}
-    ${canWrite && account.data && !closure && html`<${TopUp} />`}
-    <${AutoTopUp} canWrite=${canWrite} />
+    ${
+      closure &&
+      html`<${RefundClaim} closure=${closure} canClaim=${session.kind === 'user' && session.permissions.includes('billing')} onClaimed=${() => {
+        void account.reload();
+        setClaims((n) => n + 1);
+      }} />`
+    }
+    ${writable && html`<${TopUp} />`}
+    <${AutoTopUp} canWrite=${writable} />
     <${Disputes} />
     <${Invoices} />
-    <${VatId} canWrite=${canWrite} />
+    <${VatId} canWrite=${writable} />
     <${History} key=${claims} />`;
 }
 
