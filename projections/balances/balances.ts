@@ -13,9 +13,13 @@ import type { MicroUsd } from '../../domain/money';
 
 const ACCOUNT_STREAM_PREFIX = 'account-';
 
+/** An account's members stream (`account-members-<id>`, domain/user) shares the prefix; it is not an account stream. */
+const MEMBERS_STREAM_PREFIX = 'account-members-';
+
 /** The account of an account stream (`account-<id>`), null for every other stream. */
 export function accountIdOfStream(streamId: string): string | null {
-  return streamId.startsWith(ACCOUNT_STREAM_PREFIX) ? streamId.slice(ACCOUNT_STREAM_PREFIX.length) : null;
+  if (!streamId.startsWith(ACCOUNT_STREAM_PREFIX) || streamId.startsWith(MEMBERS_STREAM_PREFIX)) return null;
+  return streamId.slice(ACCOUNT_STREAM_PREFIX.length);
 }
 
 export interface BalanceChange {

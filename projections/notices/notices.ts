@@ -16,6 +16,8 @@ export interface NoticeRow {
 }
 
 const ACCOUNT_PREFIX = 'account-';
+/** an account's members stream (domain/user), not an account stream */
+const MEMBERS_PREFIX = 'account-members-';
 
 const SUSPENSION_WORDS: Record<string, string> = {
   negative_balance: 'the balance is negative; a top-up that settles it lifts the suspension',
@@ -31,7 +33,7 @@ const SUSPENSION_WORDS: Record<string, string> = {
  */
 export function noticeOf(streamId: string, eventId: string, event: DomainEvent): NoticeRow | null {
   const at = event.metadata.occurredAt;
-  const accountId = streamId.startsWith(ACCOUNT_PREFIX) ? streamId.slice(ACCOUNT_PREFIX.length) : null;
+  const accountId = streamId.startsWith(ACCOUNT_PREFIX) && !streamId.startsWith(MEMBERS_PREFIX) ? streamId.slice(ACCOUNT_PREFIX.length) : null;
   const operational = (kind: NoticeKind, subject: string, body: string): NoticeRow | null =>
     accountId === null
       ? null

@@ -6,7 +6,8 @@ import type { Identity, IdentityRefusal, Outcome, SessionPrincipal } from '../..
 import { actAsSession } from '../auth';
 import { ApiError } from '../openai/errors';
 import { parseInput, type GatewayParts } from '../routes/account';
-import { clearSessionCookie, isDashboardCall, sessionIdOf, setSessionCookie } from './sessions';
+import type { RefundClaimAuthoriser } from '../../../src/payments/claims';
+import { DASHBOARD_HEADER, clearSessionCookie, isDashboardCall, sessionIdOf, sessionIdOfCookieHeader, setSessionCookie } from './sessions';
 
 /**
  * People's sign-up, sign-in and profile for the dashboard (src/identity does the work). Every
@@ -107,10 +108,14 @@ export function userSessionView(principal: SessionPrincipal) {
   };
 }
 
+const REFUND_CLAIMS_PATH = '/v1/account/refund-claims';
+
 /** What a session of `role` needs for this account-API call: a permission, or only to be a member (reads). */
 function permissionFor(method: string, path: string): Permission | 'read' {
   if (method === 'GET' || method === 'HEAD') return 'read';
   if (path.startsWith('/v1/account/keys')) return 'keys';
+  // A closed account's remaining credit is claimed by whoever handles its billing.
+  if (path === REFUND_CLAIMS_PATH) return 'billing';
   if (path.startsWith('/v1/billing/')) return 'billing';
   // Anything else that changes the account (closing it, ...) is the owner's.
   return 'close';
@@ -127,7 +132,7 @@ function needsVerifiedEmail(method: string, path: string): boolean {
  * allow the call gets 403 `insufficient_role`; an unverified email creating a key or buying credit
  * gets 403 `email_not_verified`. Without a live session the route's own authentication answers 401.
  */
-export function userSessionAccess(identity: Identity): RequestHandler {
+export function userSessionAccess(identity: Identity, isClosed: (accountId: string) => Promise<boolean>): RequestHandler {
   return async (req, res, next) => {
     const id = req.get('authorization') === undefined && isDashboardCall(req) ? userSessionId(req) : null;
     if (id === null) return next();
@@ -138,6 +143,17 @@ export function userSessionAccess(identity: Identity): RequestHandler {
     const needed = permissionFor(req.method, path);
     if (needed !== 'read' && !roleAllows(principal.role, needed)) {
       throw new ApiError(403, 'invalid_request_error', 'insufficient_role', null, `Your role in this account (${principal.role}) does not allow this.`);
+    }
+    // A closed account's people still sign in to read its statement and claim its credit; nothing
+    // else changes there (no keys, no top-ups, no settings).
+    if (needed !== 'read' && path !== REFUND_CLAIMS_PATH && (await isClosed(principal.accountId))) {
+      throw new ApiError(
+        403,
+        'invalid_request_error',
+        'account_closed',
+        null,
+        'This account is closed: you can read its statement and claim its remaining credit, nothing else.',
+      );
     }
     if (needsVerifiedEmail(req.method, path) && !principal.emailVerified) {
       throw new ApiError(403, 'invalid_request_error', 'email_not_verified', null, 'Confirm your email address first: open the link we sent you.');
@@ -153,6 +169,30 @@ export function userSessionAccess(identity: Identity): RequestHandler {
       limits: NO_LIMITS,
     });
     next();
+  };
+}
+
+/**
+ * The customer's refund claim after closure (POST /v1/account/refund-claims): a dashboard call
+ * (X-Tollgate-Dashboard, the CSRF defence) with a signed-in person's session whose role in the
+ * session's account handles billing (owner or billing). A closed account's keys are revoked; its
+ * people still sign in. Anything else (no session, a key, another role) is not authorised.
+ */
+export function sessionRefundClaimAuthoriser(identity: Identity): RefundClaimAuthoriser {
+  return {
+    async authorise({ headers }) {
+      const header = (name: string) => {
+        const v = headers[name];
+        return Array.isArray(v) ? v.join('; ') : v;
+      };
+      if (header('authorization') !== undefined || header(DASHBOARD_HEADER) !== '1') return null;
+      const id = sessionIdOfCookieHeader(header('cookie'));
+      if (id === null || !id.startsWith(USER_SESSION_PREFIX)) return null;
+      const principal = await identity.session(id);
+      if (!principal || principal.stage !== 'signed_in' || principal.accountId === null || principal.role === null) return null;
+      if (!roleAllows(principal.role, 'billing')) return null;
+      return { accountId: principal.accountId, actor: { kind: 'user', userId: principal.userId } };
+    },
   };
 }
 

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import express, { type Router } from 'express';
+import { accountStreamId } from '../../../domain/account';
 import { PRICE_BOOK_STREAM_ID } from '../../../domain/price-book';
 import type { RouteMount } from '../../../src/gateway';
 import { bearerToken } from '../auth';
@@ -52,7 +53,10 @@ export const mountDashboardRoutes: RouteMount = (router: Router, gateway) => {
   // Before every other router: a signed-in page's API calls carry its session's key.
   router.use(['/v1/account', '/v1/usage', '/v1/billing', '/admin'], sessionBearer(sessions));
   // A person's session (PostgreSQL) acts within their role in the session's account.
-  router.use(['/v1/account', '/v1/usage', '/v1/billing'], userSessionAccess(gateway.identity));
+  router.use(
+    ['/v1/account', '/v1/usage', '/v1/billing'],
+    userSessionAccess(gateway.identity, async (accountId) => (await gateway.ledger.accounts.load(accountStreamId(accountId))).state.status === 'closed'),
+  );
   mountIdentityRoutes(router, gateway);
 
   router.get('/', (_req, res) => res.redirect(302, '/dashboard/'));

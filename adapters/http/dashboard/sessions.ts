@@ -60,7 +60,11 @@ export class DashboardSessions {
 }
 
 export function sessionIdOf(req: Request): string | null {
-  const header = req.get('cookie');
+  return sessionIdOfCookieHeader(req.get('cookie'));
+}
+
+/** The session id in a Cookie header, or null. */
+export function sessionIdOfCookieHeader(header: string | undefined): string | null {
   if (!header) return null;
   for (const part of header.split(';')) {
     const eq = part.indexOf('=');

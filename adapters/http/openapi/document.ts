@@ -462,7 +462,7 @@ const paths: ZodOpenApiPathsObject = {
       tags: ['Billing'],
       summary: "Claim a closed account's remaining credit",
       description:
-        "Within 360 days of closure, by the account's owner or a billing member (a closed account's keys are revoked, so the claim is authorised by a sign-in, not a key: until user sign-in exists the gateway authorises no one here and answers 403 `refund_claim_not_authorised`; support claims instead). Records the claim, then refunds it to the cards as far as they take it; `outstanding_usd` is paid by support with a payout.",
+        "Within 360 days of closure, by the account's owner or a billing member, signed in to the dashboard: a closed account's keys are revoked, so the claim is authorised by the person's session cookie with the `X-Tollgate-Dashboard: 1` header, not by a key. Anyone else gets 403 (`refund_claim_not_authorised`; another role, `insufficient_role`). Omit `amount_usd` to claim everything claimable (`closure.claimable_usd` of GET /v1/account). Records the claim, then refunds it to the cards as far as they take it; `outstanding_usd` is paid by support with a payout. A repeated claim finds nothing left: 409 `nothing_to_claim`.",
       requestBody: { required: true, content: { 'application/json': { schema: refundClaimSchema } } },
       responses: { '201': json('Claimed.', out.refundClaimSchema), ...errors([400, 403, 409, 429, 500, 503]) },
     },

@@ -234,6 +234,16 @@ export const accountViewSchema = z
     disputed_usd: usdSchema.meta({ description: 'held by open disputes: neither available nor refundable' }),
     open_reservations: z.array(z.object({ request_id: z.string(), model: z.string(), operation: operationSchema, amount_usd: usdSchema, expires_at: instant })),
     totals: z.object({ topped_up_usd: usdSchema, refunded_usd: usdSchema, usage_cost_usd: usdSchema, input_tokens: tokenCount, output_tokens: tokenCount }),
+    closure: z
+      .object({
+        closed_at: instant,
+        claimable_until: instant.meta({ description: 'closure + 360 days: the remaining credit can be claimed until then' }),
+        claim_period_over: z.boolean(),
+        claimable_usd: usdSchema.meta({ description: 'what can still be claimed now (POST /v1/account/refund-claims); 0 once claimed or past the period' }),
+        claimed_outstanding_usd: usdSchema.meta({ description: 'claimed in time and not yet paid back: support pays it out' }),
+      })
+      .nullable()
+      .meta({ description: "a closed account's refund claim; null while the account is open" }),
   })
   .meta({ id: 'Account' });
 

@@ -10,6 +10,10 @@ import {
   spendWindowResetsAt,
   type AccountEvent,
   type AccountState,
+  claimableUntilOf,
+  claimPeriodOver,
+  outstandingClaimOf,
+  unclaimedOf,
 } from '../../../domain/account';
 import {
   apiKeyScopeSchema,
@@ -221,6 +225,32 @@ export interface AccountView {
   readonly disputed_usd: string;
   readonly open_reservations: readonly { request_id: string; model: string; operation: string; amount_usd: string; expires_at: string }[];
   readonly totals: { topped_up_usd: string; refunded_usd: string; usage_cost_usd: string; input_tokens: string; output_tokens: string };
+  /** a closed account's refund claim: null while the account is open */
+  readonly closure: ClosureView | null;
+}
+
+export interface ClosureView {
+  readonly closed_at: string;
+  /** the last instant of the 360 days in which the remaining credit can be claimed */
+  readonly claimable_until: string;
+  readonly claim_period_over: boolean;
+  /** what can still be claimed now (0 once the period is over or everything is claimed) */
+  readonly claimable_usd: string;
+  /** claimed in time and not yet paid back (a payout by support) */
+  readonly claimed_outstanding_usd: string;
+}
+
+export function closureView(state: AccountState, now: string): ClosureView | null {
+  const until = claimableUntilOf(state);
+  if (state.closedAt === null || until === null) return null;
+  const over = claimPeriodOver(state, now);
+  return {
+    closed_at: state.closedAt,
+    claimable_until: until,
+    claim_period_over: over,
+    claimable_usd: formatUsd(over ? 0n : unclaimedOf(state)),
+    claimed_outstanding_usd: formatUsd(outstandingClaimOf(state)),
+  };
 }
 
 export function balanceView(state: AccountState, now: string) {
@@ -391,6 +421,7 @@ export class AccountReader {
         input_tokens: state.totalUsage.inputTokens.toString(),
         output_tokens: state.totalUsage.outputTokens.toString(),
       },
+      closure: closureView(state, now),
     };
   }
 

@@ -16,6 +16,7 @@ import { StripeCustomers } from '../../payments/customers';
 import { stripeClientFromConfig, type StripeClient } from '../../payments/stripe-client';
 import { verifyStripeEvent } from '../../payments/webhook-events';
 import { keyOf } from '../auth';
+import { sessionRefundClaimAuthoriser } from '../dashboard/identity-routes';
 import { ApiError } from '../openai/errors';
 import { requestIdOf } from '../observability/request-id';
 import {
@@ -79,8 +80,8 @@ export interface BillingRouteOptions {
   readonly extensions?: readonly ((payments: Payments, gateway: GatewayParts) => void)[];
   /**
    * Who may claim a closed account's credit on POST /v1/account/refund-claims (its API keys were
-   * revoked at closure). None yet: user sessions (issue 14) supply it; until then the route
-   * answers 403 and an operator claims for the customer.
+   * revoked at closure). By default the dashboard session of a person whose role in the account
+   * handles billing (owner or billing member): `sessionRefundClaimAuthoriser`.
    */
   readonly refundClaimAuthoriser?: RefundClaimAuthoriser;
 }
@@ -107,6 +108,7 @@ function mountBilling(router: Router, gateway: GatewayParts, options: BillingRou
   }
   const receiver = payments ? new StripeWebhookReceiver(gateway.database.pool, payments.webhooks, gateway.log) : null;
   const reader = new AccountReader(gateway);
+  const claimAuthoriser = options.refundClaimAuthoriser ?? sessionRefundClaimAuthoriser(gateway.identity);
   const write = authenticated(gateway.keys, 'account_write');
   const admin = authenticated(gateway.keys, 'admin');
   const customerMetadata = (res: Response): CommandMetadata => commandMetadata(actorOfKey(keyOf(res)), requestIdOf(res));
@@ -201,14 +203,14 @@ function mountBilling(router: Router, gateway: GatewayParts, options: BillingRou
   // Refund claims after closure: within 360 days the remaining credit is claimed, then paid to the
   // cards it came from as far as they take it; the rest stays outstanding for a payout.
   router.post('/v1/account/refund-claims', async (req, res) => {
-    const claimant = options.refundClaimAuthoriser ? await options.refundClaimAuthoriser.authorise(req) : null;
+    const claimant = await claimAuthoriser.authorise(req);
     if (!claimant) {
       throw new ApiError(
         403,
         'invalid_request_error',
         'refund_claim_not_authorised',
         null,
-        "A refund claim needs the account owner's or a billing member's sign-in; a closed account's API keys were revoked. Ask support to claim for you.",
+        "A refund claim needs the dashboard sign-in of the account's owner or a billing member (a closed account's API keys were revoked). Sign in to the dashboard, or ask support to claim for you.",
       );
     }
     const body = parseInput(refundClaimSchema, req.body);

@@ -7,6 +7,8 @@ describe('balances reducer', () => {
   test('only account streams have a balance', () => {
     expect(accountIdOfStream('account-a1')).toBe('a1');
     expect(accountIdOfStream('price-book')).toBeNull();
+    // An account's members stream (domain/user) is not an account stream: verify would fold MemberAdded into an account.
+    expect(accountIdOfStream('account-members-a1')).toBeNull();
     expect(accountIdOfStream('api-key-k1')).toBeNull();
   });
 

@@ -2,7 +2,7 @@ import { html } from 'htm/preact';
 import { useState } from 'preact/hooks';
 import { del, get, post, put } from '../api.js';
 import { decimalFromInput, usd } from '../money.js';
-import { Field, Loading, Message, When, useAction, useLoad } from '../ui.js';
+import { Field, Loading, Message, Stat, When, useAction, useLoad } from '../ui.js';
 
 const MONEY_EVENTS = {
   TopUpCompleted: 'Top-up',
@@ -18,15 +18,61 @@ export function BillingPage({ session, params }) {
   // A person: their role's billing permission; a key: its account_write scope.
   const canWrite = session.kind === 'user' ? session.permissions.includes('billing') : session.scopes.includes('account_write');
   const returned = params.get('top_up');
+  const account = useLoad(() => get('/v1/account'));
+  // A closed account: its credit can be claimed; nothing is bought or changed there any more.
+  const closure = account.data?.closure ?? null;
+  const [claims, setClaims] = useState(0);
+  // Only once the account is known to be open: a closed account's settings no longer change.
+  const writable = canWrite && account.data !== null && !closure;
   return html`
     ${returned === 'success' && html`<p class="notice ok" role="status">Payment received. The credit is added when Stripe confirms the payment, usually within seconds.</p>`}
     ${returned === 'cancelled' && html`<p class="notice" role="status">The top-up was cancelled; nothing was charged.</p>`}
-    ${canWrite && html`<${TopUp} />`}
-    <${AutoTopUp} canWrite=${canWrite} />
+    ${
+      closure &&
+      html`<${RefundClaim} closure=${closure} canClaim=${session.kind === 'user' && session.permissions.includes('billing')} onClaimed=${() => {
+        void account.reload();
+        setClaims((n) => n + 1);
+      }} />`
+    }
+    ${writable && html`<${TopUp} />`}
+    <${AutoTopUp} canWrite=${writable} />
     <${Disputes} />
     <${Invoices} />
-    <${VatId} canWrite=${canWrite} />
-    <${History} />`;
+    <${VatId} canWrite=${writable} />
+    <${History} key=${claims} />`;
+}
+
+function RefundClaim({ closure, canClaim, onClaimed }) {
+  const action = useAction();
+  const claimable = closure.claimable_usd !== '0.000000';
+  const claim = async () => {
+    const claimed = await action.run(
+      () => post('/v1/account/refund-claims'),
+      (c) =>
+        c.outstanding_usd === '0.000000'
+          ? `Claimed ${usd(c.claimed_usd)}: refunded to your card.`
+          : `Claimed ${usd(c.claimed_usd)}. ${usd(c.outstanding_usd)} is paid to you by support (bank transfer); any card part is refunded to the card.`,
+    );
+    if (claimed) onClaimed();
+  };
+  return html`<section aria-labelledby="claim-heading" id="refund-claim">
+    <h2 id="claim-heading">Refund after closure</h2>
+    <p>This account was closed <${When} at=${closure.closed_at} />. Its remaining credit can be claimed until <strong id="claim-deadline"><${When} at=${closure.claimable_until} /></strong>; after that it is forfeited.</p>
+    <dl class="stats">
+      <${Stat} label="Claimable now" id="claimable-amount" value=${usd(closure.claimable_usd)} />
+      <${Stat} label="Claimed, still to be paid" id="claim-outstanding" value=${usd(closure.claimed_outstanding_usd)} />
+    </dl>
+    ${
+      closure.claim_period_over
+        ? html`<p class="notice" role="status">The claim period is over.</p>`
+        : !claimable
+          ? html`<p role="status">Nothing more to claim.</p>`
+          : canClaim
+            ? html`<button type="button" id="claim-refund" onClick=${claim} disabled=${action.busy}>Claim refund</button>`
+            : html`<p role="status">The account's owner or a billing member can claim it.</p>`
+    }
+    <${Message} message=${action.message} />
+  </section>`;
 }
 
 function TopUp() {
