@@ -672,7 +672,8 @@ export class Identity {
     if (email === null) return no('invalid_token', INVALID_TOKEN);
     let passwordHash: string | null = null;
     if (!existing) {
-      if (input.name === undefined || input.name.trim() === '') return no('missing_required_parameter', 'Give your name to create your login.', { param: 'name' });
+      if (input.name === undefined || input.name.trim() === '')
+        return no('missing_required_parameter', 'Give your name to create your login.', { param: 'name' });
       if (input.password === undefined) return no('missing_required_parameter', 'Choose a password to create your login.', { param: 'password' });
       const weak = passwordProblem(input.password, [email, input.name]);
       if (weak) return no('weak_password', weak);
@@ -716,7 +717,13 @@ export class Identity {
   }
 
   /** A member's new role; refused for a role that may not manage members, an admin touching owners, and the last owner. */
-  async changeRole(input: { accountId: string; actorId: string; actorRole: MemberRole; userId: string; role: MemberRole }): Promise<Outcome<{ role: MemberRole }>> {
+  async changeRole(input: {
+    accountId: string;
+    actorId: string;
+    actorRole: MemberRole;
+    userId: string;
+    role: MemberRole;
+  }): Promise<Outcome<{ role: MemberRole }>> {
     return this.withMembersLocked(input.accountId, async (db) => {
       const target = await this.memberRole(db, input.accountId, input.userId);
       if (target === null) return no('member_not_found', 'No such member in this account.');
@@ -726,7 +733,11 @@ export class Identity {
       if (target === 'owner' && (await this.ownerCount(db, input.accountId)) <= 1) {
         return no('last_owner', 'This is the last owner of the account: make another member owner first.');
       }
-      await this.appendToMembers(input.accountId, { type: 'MemberRoleChanged', data: { accountId: input.accountId, userId: input.userId, role: input.role } }, input.actorId);
+      await this.appendToMembers(
+        input.accountId,
+        { type: 'MemberRoleChanged', data: { accountId: input.accountId, userId: input.userId, role: input.role } },
+        input.actorId,
+      );
       await db.query('UPDATE memberships SET role = $3 WHERE account_id = $1 AND user_id = $2', [input.accountId, input.userId, input.role]);
       return ok({ role: input.role });
     });
@@ -736,7 +747,12 @@ export class Identity {
    * Removes a member (or lets a member leave): their sessions working in this account end at
    * once; keys they created stay with the account. The last owner cannot be removed or leave.
    */
-  async removeMember(input: { accountId: string; actorId: string; actorRole: MemberRole; userId: string }): Promise<Outcome<{ removed: true; sessionsEnded: number }>> {
+  async removeMember(input: {
+    accountId: string;
+    actorId: string;
+    actorRole: MemberRole;
+    userId: string;
+  }): Promise<Outcome<{ removed: true; sessionsEnded: number }>> {
     return this.withMembersLocked(input.accountId, async (db) => {
       const target = await this.memberRole(db, input.accountId, input.userId);
       if (target === null) return no('member_not_found', 'No such member in this account.');

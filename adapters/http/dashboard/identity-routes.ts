@@ -285,7 +285,10 @@ export function mountIdentityRoutes(router: Router, gateway: GatewayParts): void
 }
 
 /** The signed-in person and their role in the session's account, or 401 / 403 `not_a_member`. */
-async function inAccount(identity: Identity, req: Request): Promise<{ principal: SessionPrincipal; accountId: string; role: NonNullable<SessionPrincipal['role']> }> {
+async function inAccount(
+  identity: Identity,
+  req: Request,
+): Promise<{ principal: SessionPrincipal; accountId: string; role: NonNullable<SessionPrincipal['role']> }> {
   const { principal } = await signedIn(identity, req);
   if (principal.accountId === null || principal.role === null) throw refusal({ code: 'not_a_member', message: 'You are not a member of any account.' });
   return { principal, accountId: principal.accountId, role: principal.role };
@@ -294,7 +297,8 @@ async function inAccount(identity: Identity, req: Request): Promise<{ principal:
 /** An id from the path: the shape of ours, or a 404 that changes nothing. */
 function pathId(req: Request, code: 'member_not_found' | 'invitation_not_found'): string {
   const id = String(req.params['id']);
-  if (!/^[A-Za-z0-9_-]{1,128}$/.test(id)) throw refusal({ code, message: code === 'member_not_found' ? 'No such member in this account.' : 'No such pending invitation.' });
+  if (!/^[A-Za-z0-9_-]{1,128}$/.test(id))
+    throw refusal({ code, message: code === 'member_not_found' ? 'No such member in this account.' : 'No such pending invitation.' });
   return id;
 }
 

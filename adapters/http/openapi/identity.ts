@@ -318,7 +318,10 @@ export const identityPaths: ZodOpenApiPathsObject = {
         summary: "The session account's members and pending invitations",
         description: 'Any member may read. Names and emails are decrypted for the answer; an erased person shows empty strings.',
         responses: {
-          '200': json('The members, oldest first.', z.object({ object: z.literal('list'), account_id: z.string(), data: z.array(memberSchema), invitations: z.array(invitationSchema) })),
+          '200': json(
+            'The members, oldest first.',
+            z.object({ object: z.literal('list'), account_id: z.string(), data: z.array(memberSchema), invitations: z.array(invitationSchema) }),
+          ),
         },
       },
       true,
@@ -330,7 +333,7 @@ export const identityPaths: ZodOpenApiPathsObject = {
         tags: [MEMBERS_TAG],
         summary: 'Invite an address to the account with a role',
         description:
-          'Owners and admins only; an admin cannot invite an owner. The invitee receives a single-use link valid for 7 days (only its token\'s hash is kept), through the mail outbox.',
+          "Owners and admins only; an admin cannot invite an owner. The invitee receives a single-use link valid for 7 days (only its token's hash is kept), through the mail outbox.",
         requestBody: body(inviteBody),
         responses: {
           '201': json('Invited; the email is on its way.', invitationSchema.extend({ object: z.literal('invitation') })),
@@ -363,7 +366,7 @@ export const identityPaths: ZodOpenApiPathsObject = {
         tags: [MEMBERS_TAG],
         summary: "Change a member's role",
         description: 'Owners and admins only; an admin cannot make, demote or remove an owner. The last owner cannot be demoted.',
-        requestParams: { path: z.object({ id: z.string().meta({ description: 'the member\'s user id' }) }) },
+        requestParams: { path: z.object({ id: z.string().meta({ description: "the member's user id" }) }) },
         requestBody: body(memberRoleBody),
         responses: {
           '200': json('The new role.', z.object({ object: z.literal('member'), user_id: z.string(), role: memberRole })),
@@ -407,7 +410,9 @@ export const identityPaths: ZodOpenApiPathsObject = {
           'Joined.',
           z.object({ object: z.literal('invitation_acceptance'), account_id: z.string(), user_id: z.string(), role: memberRole, new_user: z.boolean() }),
         ),
-        '400': err('`invalid_token` (unknown, expired, withdrawn or used), `weak_password`, `missing_required_parameter` (`name` or `password` for a new login), or malformed.'),
+        '400': err(
+          '`invalid_token` (unknown, expired, withdrawn or used), `weak_password`, `missing_required_parameter` (`name` or `password` for a new login), or malformed.',
+        ),
       },
     }),
   },
