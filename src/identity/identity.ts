@@ -670,6 +670,15 @@ export class Identity {
     const existing = await this.userByLookup(invitation.email_lookup);
     const email = await this.vault.decrypt(invitation.account_id, invitation.email_ciphertext);
     if (email === null) return no('invalid_token', INVALID_TOKEN);
+    // An existing login whose address was never confirmed may be someone else's squat on it: the
+    // link proves the mailbox, so its holder sets the password (and the squatter's sessions end).
+    const unconfirmed = existing ? (await this.credentials(existing.user_id))?.email_verified_at === null : false;
+    if (unconfirmed) {
+      if (input.password === undefined)
+        return no('missing_required_parameter', 'This address was never confirmed: choose a password to take over its login.', { param: 'password' });
+      const weak = passwordProblem(input.password, [email]);
+      if (weak) return no('weak_password', weak);
+    }
     let passwordHash: string | null = null;
     if (!existing) {
       if (input.name === undefined || input.name.trim() === '')
@@ -706,6 +715,11 @@ export class Identity {
         });
         await this.appendToUser(userId, { type: 'UserEmailVerified', data: { userId } });
       }
+    }
+    if (existing && unconfirmed) {
+      await this.setPassword(existing.user_id, input.password!, 'reset', null);
+      await this.pool.query('UPDATE user_credentials SET email_verified_at = COALESCE(email_verified_at, now()) WHERE user_id = $1', [existing.user_id]);
+      await this.appendToUser(existing.user_id, { type: 'UserEmailVerified', data: { userId: existing.user_id } });
     }
     await this.pool.query('UPDATE account_invitations SET accepted_by = $2 WHERE invitation_id = $1', [invitation.invitation_id, userId]);
     const already = await this.pool.query('SELECT 1 FROM memberships WHERE account_id = $1 AND user_id = $2', [invitation.account_id, userId]);

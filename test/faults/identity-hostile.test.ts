@@ -267,7 +267,7 @@ async function state(): Promise<string> {
   return rows[0]!.s;
 }
 
-test(`${RUNS} hostile requests to the users and sessions routes are refused clearly and change nothing`, async () => {
+test(`${RUNS} hostile requests to the users, sessions and members routes are refused clearly and change nothing`, async () => {
   // The sign-up's verification email is sent (and EmailSent recorded) before the count starts.
   await until(async () => ((await pool.query(`SELECT 1 FROM events WHERE type = 'EmailSent'`)).rowCount === 1 ? true : undefined), {
     what: 'the verification email sent',

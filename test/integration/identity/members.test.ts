@@ -270,6 +270,34 @@ describe('members: invite, accept, change a role, remove', () => {
     await refusedUnchanged(() => ada.delete(`/dashboard/api/members/invitations/${withdrawn.body.id}`), 404, 'invitation_not_found');
   });
 
+  it('an address someone signed up with but never confirmed: the invitee proves the mailbox, sets the password, and the squatter is out', async () => {
+    const squatter = new DashboardClient(gw.url);
+    expect(
+      (
+        await squatter.post('/dashboard/api/sign-up', {
+          email: 'hana@example.test',
+          name: 'Squatter',
+          password: 'squatters own passphrase',
+          organisation: 'Squat',
+        })
+      ).status,
+    ).toBe(202);
+    await smtp.waitFor('hana@example.test');
+    expect((await squatter.post('/dashboard/api/sign-in', { email: 'hana@example.test', password: 'squatters own passphrase' })).status).toBe(200);
+    const token = await invite(ada, 'hana@example.test', 'developer');
+    const hana = new DashboardClient(gw.url);
+    await refusedUnchanged(() => hana.post('/dashboard/api/invitations/accept', { token }), 400, 'missing_required_parameter');
+    const accepted = await hana.post('/dashboard/api/invitations/accept', { token, password: PASSWORD });
+    expect(accepted.body).toMatchObject({ account_id: accountId, role: 'developer', new_user: false });
+    expect((await squatter.get('/dashboard/api/me')).status).toBe(401);
+    expect(
+      (await new DashboardClient(gw.url).post('/dashboard/api/sign-in', { email: 'hana@example.test', password: 'squatters own passphrase' })).status,
+    ).toBe(401);
+    const hanaIn = new DashboardClient(gw.url);
+    expect((await hanaIn.post('/dashboard/api/sign-in', { email: 'hana@example.test', password: PASSWORD })).status).toBe(200);
+    expect((await hanaIn.get('/dashboard/api/session')).body).toMatchObject({ email_verified: true });
+  });
+
   it('two acceptances of one invitation at once: exactly one joins', async () => {
     const token = await invite(ada, 'gina@example.test', 'billing');
     const answers = await Promise.all(
