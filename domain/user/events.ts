@@ -16,8 +16,8 @@ export const UserRegistered = defineEvent(
     userId: idSchema,
     nameCiphertext: z.string().min(1),
     emailCiphertext: z.string().min(1),
-    /** the account the user opened at sign-up (they own it) */
-    accountId: idSchema,
+    /** the account the user opened at sign-up (they own it); null for a user who joined by accepting an invitation */
+    accountId: idSchema.nullable(),
   }),
 );
 

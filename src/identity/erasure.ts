@@ -19,6 +19,8 @@ export async function eraseMembersOf(pool: Pool, vault: PersonalDataVault, accou
       GROUP BY m.user_id`,
     [accountId],
   );
+  // Invitations hold the invitee's address (encrypted under the account's key, destroyed with it).
+  await pool.query('DELETE FROM account_invitations WHERE account_id = $1', [accountId]);
   const erased: string[] = [];
   for (const row of rows) {
     if (row.others.some((other) => !erasedAccounts.has(other))) continue;

@@ -1,7 +1,7 @@
 import { createHash, createHmac, randomBytes, randomInt, randomUUID } from 'node:crypto';
 import bcrypt from 'bcrypt';
 import * as OTPAuth from 'otpauth';
-import type { Pool } from 'pg';
+import type { Pool, PoolClient } from 'pg';
 import type { Logger } from 'pino';
 import { accountStreamId } from '../../domain/account';
 import type { DomainEvent } from '../../domain/events';
@@ -10,6 +10,7 @@ import type { MicroUsd } from '../../domain/money';
 import { addMs } from '../../domain/time';
 import { membersStreamId, userStreamId, type MemberRole } from '../../domain/user';
 import { commandMetadata, systemMetadata } from '../command-metadata';
+import { currentPersonalDataCiphertexts } from '../compliance/personal-data';
 import type { Ledger } from '../ledger';
 import type { MailOutbox } from '../mail/outbox';
 import { hashLinkToken } from '../mail/outbox';
@@ -43,6 +44,8 @@ export interface IdentityOptions {
 
 export const VERIFY_EMAIL_MS = 24 * 3_600_000;
 export const RESET_PASSWORD_MS = 3_600_000;
+/** An invitation's link works this long (the invitation email says 7 days). */
+export const INVITATION_MS = 7 * 24 * 3_600_000;
 /** A signed-in password waits this long for its second factor. */
 const TWO_FACTOR_STAGE_MS = 10 * 60_000;
 const RECOVERY_CODES = 10;
@@ -58,7 +61,13 @@ export type IdentityRefusal =
   | { readonly code: 'two_factor_already_enabled'; readonly message: string }
   | { readonly code: 'two_factor_not_enabled'; readonly message: string }
   | { readonly code: 'session_not_found'; readonly message: string }
-  | { readonly code: 'not_a_member'; readonly message: string };
+  | { readonly code: 'not_a_member'; readonly message: string }
+  | { readonly code: 'insufficient_role'; readonly message: string }
+  | { readonly code: 'last_owner'; readonly message: string }
+  | { readonly code: 'member_not_found'; readonly message: string }
+  | { readonly code: 'invitation_not_found'; readonly message: string }
+  | { readonly code: 'already_a_member'; readonly message: string }
+  | { readonly code: 'missing_required_parameter'; readonly message: string; readonly param: string };
 
 export type Outcome<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: IdentityRefusal };
 
@@ -102,6 +111,36 @@ export interface Profile {
   readonly two_factor_enabled: boolean;
   readonly memberships: readonly { account_id: string; role: MemberRole }[];
   readonly current_account_id: string | null;
+}
+
+export interface MemberView {
+  readonly user_id: string;
+  readonly name: string;
+  readonly email: string;
+  readonly role: MemberRole;
+  readonly since: string;
+  readonly you: boolean;
+}
+
+export interface InvitationView {
+  readonly id: string;
+  readonly email: string;
+  readonly role: MemberRole;
+  readonly invited_by: string;
+  readonly created_at: string;
+  readonly expires_at: string;
+}
+
+/**
+ * Who may manage members, and how far: an owner does anything; an admin invites, re-roles and
+ * removes members below owner, but cannot make, demote or remove an owner (an admin cannot seize
+ * or take away ownership). Others manage nobody, though any member may leave (remove themself).
+ * The last owner can neither leave nor be demoted: an account always has an owner.
+ */
+function mayManage(actor: MemberRole, target: MemberRole | null, newRole: MemberRole | null): string | null {
+  if (actor !== 'owner' && actor !== 'admin') return `Your role in this account (${actor}) does not allow managing members; ask an owner or an admin.`;
+  if (actor === 'admin' && (target === 'owner' || newRole === 'owner')) return 'Only an owner can make, demote or remove an owner.';
+  return null;
 }
 
 export function normaliseEmail(email: string): string {
@@ -508,6 +547,274 @@ export class Identity {
       'INSERT INTO memberships (account_id, user_id, role) VALUES ($1, $2, $3) ON CONFLICT (account_id, user_id) DO UPDATE SET role = EXCLUDED.role',
       [accountId, userId, role],
     );
+  }
+
+  /** The account's members with their roles, and its pending invitations (any member may read them). */
+  async listMembers(accountId: string, viewerId: string): Promise<{ members: MemberView[]; invitations: InvitationView[] }> {
+    const { rows } = await this.pool.query<{ user_id: string; role: MemberRole; since: Date; email_ciphertext: string | null }>(
+      `SELECT m.user_id, m.role, m.since, c.email_ciphertext FROM memberships m LEFT JOIN user_credentials c ON c.user_id = m.user_id
+        WHERE m.account_id = $1 ORDER BY m.since, m.user_id`,
+      [accountId],
+    );
+    const members: MemberView[] = [];
+    for (const row of rows) {
+      members.push({
+        user_id: row.user_id,
+        name: (await this.nameOf(row.user_id).catch(() => null)) ?? '',
+        email: row.email_ciphertext ? ((await this.vault.decrypt(row.user_id, row.email_ciphertext).catch(() => null)) ?? '') : '',
+        role: row.role,
+        since: row.since.toISOString(),
+        you: row.user_id === viewerId,
+      });
+    }
+    const pending = await this.pool.query<{
+      invitation_id: string;
+      email_ciphertext: string;
+      role: MemberRole;
+      invited_by: string;
+      created_at: Date;
+      expires_at: Date;
+    }>(
+      `SELECT invitation_id, email_ciphertext, role, invited_by, created_at, expires_at FROM account_invitations
+        WHERE account_id = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > now() ORDER BY created_at`,
+      [accountId],
+    );
+    const invitations: InvitationView[] = [];
+    for (const row of pending.rows) {
+      invitations.push({
+        id: row.invitation_id,
+        email: (await this.vault.decrypt(accountId, row.email_ciphertext).catch(() => null)) ?? '',
+        role: row.role,
+        invited_by: row.invited_by,
+        created_at: row.created_at.toISOString(),
+        expires_at: row.expires_at.toISOString(),
+      });
+    }
+    return { members, invitations };
+  }
+
+  /**
+   * Invites an address to the account with a role: a single-use link valid INVITATION_MS, sent
+   * through the mail outbox; only its token's hash is kept. An address already a member is refused.
+   */
+  async invite(input: { accountId: string; actorId: string; actorRole: MemberRole; email: string; role: MemberRole }): Promise<Outcome<InvitationView>> {
+    const denied = mayManage(input.actorRole, null, input.role);
+    if (denied) return no('insufficient_role', denied);
+    const email = normaliseEmail(input.email);
+    if (!isEmail(email)) return no('invalid_email', 'That is not a valid email address.');
+    const lookup = await this.emailLookup(email);
+    const member = await this.pool.query(
+      'SELECT 1 FROM memberships m JOIN user_credentials c ON c.user_id = m.user_id WHERE m.account_id = $1 AND c.email_lookup = $2',
+      [input.accountId, lookup],
+    );
+    if (member.rowCount) return no('already_a_member', 'That address belongs to a member of this account already.');
+    const invitationId = randomId('inv', 10);
+    const emailId = `em_${randomUUID().replaceAll('-', '')}`;
+    const tokenHash = hashLinkToken(await this.mail.linkToken(emailId));
+    const { rows } = await this.pool.query<{ created_at: Date; expires_at: Date }>(
+      `INSERT INTO account_invitations (invitation_id, token_hash, account_id, email_lookup, email_ciphertext, role, invited_by, expires_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, now() + $8 * interval '1 millisecond') RETURNING created_at, expires_at`,
+      [invitationId, tokenHash, input.accountId, lookup, await this.vault.encrypt(input.accountId, email), input.role, input.actorId, INVITATION_MS],
+    );
+    const inviter = (await this.nameOf(input.actorId)) ?? 'A member';
+    await this.mail.request({
+      kind: 'invitation',
+      to: email,
+      subject: input.accountId,
+      params: { account_name: (await this.accountName(input.accountId)) ?? 'a Tollgate account', role: input.role, inviter },
+      emailId,
+      metadata: commandMetadata({ kind: 'user', userId: input.actorId }),
+    });
+    return ok({
+      id: invitationId,
+      email,
+      role: input.role,
+      invited_by: input.actorId,
+      created_at: rows[0]!.created_at.toISOString(),
+      expires_at: rows[0]!.expires_at.toISOString(),
+    });
+  }
+
+  /** Withdraws a pending invitation: its link stops working. */
+  async revokeInvitation(input: { accountId: string; actorRole: MemberRole; invitationId: string }): Promise<Outcome<{ revoked: true }>> {
+    const found = await this.pool.query<{ role: MemberRole }>(
+      'SELECT role FROM account_invitations WHERE invitation_id = $1 AND account_id = $2 AND used_at IS NULL AND revoked_at IS NULL',
+      [input.invitationId, input.accountId],
+    );
+    const row = found.rows[0];
+    if (!row) return no('invitation_not_found', 'No such pending invitation.');
+    const denied = mayManage(input.actorRole, null, row.role);
+    if (denied) return no('insufficient_role', denied);
+    await this.pool.query('UPDATE account_invitations SET revoked_at = now() WHERE invitation_id = $1 AND used_at IS NULL', [input.invitationId]);
+    return ok({ revoked: true });
+  }
+
+  /**
+   * Accepts an invitation by its link's token: the invitee joins with the offered role. An address
+   * without a user becomes one (name and password needed, the sign-up password rules; the address
+   * counts as verified, since the link reached it). Single use even under races.
+   */
+  async acceptInvitation(input: {
+    token: string;
+    name?: string | undefined;
+    password?: string | undefined;
+  }): Promise<Outcome<{ accountId: string; userId: string; role: MemberRole; newUser: boolean }>> {
+    if (!/^[A-Za-z0-9_-]{20,100}$/.test(input.token)) return no('invalid_token', INVALID_TOKEN);
+    const peek = await this.pool.query<{ invitation_id: string; account_id: string; email_lookup: string; email_ciphertext: string; role: MemberRole }>(
+      `SELECT invitation_id, account_id, email_lookup, email_ciphertext, role FROM account_invitations
+        WHERE token_hash = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > now()`,
+      [hashLinkToken(input.token)],
+    );
+    const invitation = peek.rows[0];
+    if (!invitation) return no('invalid_token', INVALID_TOKEN);
+    const existing = await this.userByLookup(invitation.email_lookup);
+    const email = await this.vault.decrypt(invitation.account_id, invitation.email_ciphertext);
+    if (email === null) return no('invalid_token', INVALID_TOKEN);
+    // An existing login whose address was never confirmed may be someone else's squat on it: the
+    // link proves the mailbox, so its holder sets the password (and the squatter's sessions end).
+    const unconfirmed = existing ? (await this.credentials(existing.user_id))?.email_verified_at === null : false;
+    if (unconfirmed) {
+      if (input.password === undefined)
+        return no('missing_required_parameter', 'This address was never confirmed: choose a password to take over its login.', { param: 'password' });
+      const weak = passwordProblem(input.password, [email]);
+      if (weak) return no('weak_password', weak);
+    }
+    let passwordHash: string | null = null;
+    if (!existing) {
+      if (input.name === undefined || input.name.trim() === '')
+        return no('missing_required_parameter', 'Give your name to create your login.', { param: 'name' });
+      if (input.password === undefined) return no('missing_required_parameter', 'Choose a password to create your login.', { param: 'password' });
+      const weak = passwordProblem(input.password, [email, input.name]);
+      if (weak) return no('weak_password', weak);
+      passwordHash = await bcrypt.hash(input.password, this.options.bcryptCost);
+    }
+    // Claimed before anything is created: of two concurrent acceptances one wins, the other changes nothing.
+    const taken = await this.pool.query(
+      `UPDATE account_invitations SET used_at = now() WHERE invitation_id = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > now()`,
+      [invitation.invitation_id],
+    );
+    if (!taken.rowCount) return no('invalid_token', INVALID_TOKEN);
+    let userId = existing?.user_id ?? null;
+    if (userId === null) {
+      userId = randomId('usr');
+      const emailCiphertext = await this.vault.encrypt(userId, email);
+      const inserted = await this.pool.query(
+        `INSERT INTO user_credentials (user_id, email_lookup, email_ciphertext, password_hash, email_verified_at) VALUES ($1, $2, $3, $4, now())
+         ON CONFLICT (email_lookup) DO NOTHING`,
+        [userId, invitation.email_lookup, emailCiphertext, passwordHash],
+      );
+      if (!inserted.rowCount) {
+        // The address signed up meanwhile: that user joins.
+        await this.vault.destroyKey(userId);
+        userId = (await this.userByLookup(invitation.email_lookup))!.user_id;
+      } else {
+        await this.append(userStreamId(userId), 'no_stream', {
+          type: 'UserRegistered',
+          data: { userId, nameCiphertext: await this.vault.encrypt(userId, input.name!.trim()), emailCiphertext, accountId: null },
+          metadata: eventMetadataFrom(commandMetadata({ kind: 'user', userId })),
+        });
+        await this.appendToUser(userId, { type: 'UserEmailVerified', data: { userId } });
+      }
+    }
+    if (existing && unconfirmed) {
+      await this.setPassword(existing.user_id, input.password!, 'reset', null);
+      await this.pool.query('UPDATE user_credentials SET email_verified_at = COALESCE(email_verified_at, now()) WHERE user_id = $1', [existing.user_id]);
+      await this.appendToUser(existing.user_id, { type: 'UserEmailVerified', data: { userId: existing.user_id } });
+    }
+    await this.pool.query('UPDATE account_invitations SET accepted_by = $2 WHERE invitation_id = $1', [invitation.invitation_id, userId]);
+    const already = await this.pool.query('SELECT 1 FROM memberships WHERE account_id = $1 AND user_id = $2', [invitation.account_id, userId]);
+    if (!already.rowCount) await this.addMember(invitation.account_id, userId, invitation.role, commandMetadata({ kind: 'user', userId }));
+    const role = (
+      await this.pool.query<{ role: MemberRole }>('SELECT role FROM memberships WHERE account_id = $1 AND user_id = $2', [invitation.account_id, userId])
+    ).rows[0]!.role;
+    return ok({ accountId: invitation.account_id, userId, role, newUser: existing === null && passwordHash !== null });
+  }
+
+  /** A member's new role; refused for a role that may not manage members, an admin touching owners, and the last owner. */
+  async changeRole(input: {
+    accountId: string;
+    actorId: string;
+    actorRole: MemberRole;
+    userId: string;
+    role: MemberRole;
+  }): Promise<Outcome<{ role: MemberRole }>> {
+    return this.withMembersLocked(input.accountId, async (db) => {
+      const target = await this.memberRole(db, input.accountId, input.userId);
+      if (target === null) return no('member_not_found', 'No such member in this account.');
+      const denied = mayManage(input.actorRole, target, input.role);
+      if (denied) return no('insufficient_role', denied);
+      if (target === input.role) return ok({ role: target });
+      if (target === 'owner' && (await this.ownerCount(db, input.accountId)) <= 1) {
+        return no('last_owner', 'This is the last owner of the account: make another member owner first.');
+      }
+      await this.appendToMembers(
+        input.accountId,
+        { type: 'MemberRoleChanged', data: { accountId: input.accountId, userId: input.userId, role: input.role } },
+        input.actorId,
+      );
+      await db.query('UPDATE memberships SET role = $3 WHERE account_id = $1 AND user_id = $2', [input.accountId, input.userId, input.role]);
+      return ok({ role: input.role });
+    });
+  }
+
+  /**
+   * Removes a member (or lets a member leave): their sessions working in this account end at
+   * once; keys they created stay with the account. The last owner cannot be removed or leave.
+   */
+  async removeMember(input: {
+    accountId: string;
+    actorId: string;
+    actorRole: MemberRole;
+    userId: string;
+  }): Promise<Outcome<{ removed: true; sessionsEnded: number }>> {
+    return this.withMembersLocked(input.accountId, async (db) => {
+      const target = await this.memberRole(db, input.accountId, input.userId);
+      if (target === null) return no('member_not_found', 'No such member in this account.');
+      if (input.userId !== input.actorId) {
+        const denied = mayManage(input.actorRole, target, null);
+        if (denied) return no('insufficient_role', denied);
+      }
+      if (target === 'owner' && (await this.ownerCount(db, input.accountId)) <= 1) {
+        return no('last_owner', 'This is the last owner of the account: make another member owner first (or close the account).');
+      }
+      await this.appendToMembers(input.accountId, { type: 'MemberRemoved', data: { accountId: input.accountId, userId: input.userId } }, input.actorId);
+      await db.query('DELETE FROM memberships WHERE account_id = $1 AND user_id = $2', [input.accountId, input.userId]);
+      const ended = await db.query(
+        `UPDATE user_sessions SET ended_at = now(), ended_why = 'member_removed' WHERE user_id = $1 AND account_id = $2 AND ended_at IS NULL`,
+        [input.userId, input.accountId],
+      );
+      return ok({ removed: true as const, sessionsEnded: ended.rowCount ?? 0 });
+    });
+  }
+
+  /** Runs a membership change with the account's membership rows locked: two changes cannot both remove the last owner. */
+  private async withMembersLocked<T>(accountId: string, work: (db: PoolClient) => Promise<Outcome<T>>): Promise<Outcome<T>> {
+    return inTransaction(this.pool, async (db) => {
+      await db.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`members|${accountId}`]);
+      return work(db);
+    });
+  }
+
+  private async memberRole(db: PoolClient, accountId: string, userId: string): Promise<MemberRole | null> {
+    const { rows } = await db.query<{ role: MemberRole }>('SELECT role FROM memberships WHERE account_id = $1 AND user_id = $2', [accountId, userId]);
+    return rows[0]?.role ?? null;
+  }
+
+  private async ownerCount(db: PoolClient, accountId: string): Promise<number> {
+    const { rows } = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM memberships WHERE account_id = $1 AND role = 'owner'`, [accountId]);
+    return rows[0]!.n;
+  }
+
+  private async appendToMembers(accountId: string, event: WithoutMetadata<DomainEvent>, actorId: string): Promise<void> {
+    const head = await this.store.readStream(membersStreamId(accountId), { maxCount: 0 });
+    const full = { ...event, metadata: eventMetadataFrom(commandMetadata({ kind: 'user', userId: actorId })) } as DomainEvent;
+    await this.append(membersStreamId(accountId), head.revision ?? 'no_stream', full);
+  }
+
+  private async accountName(accountId: string): Promise<string | null> {
+    const { events } = await this.store.readStream(accountStreamId(accountId));
+    const current = currentPersonalDataCiphertexts(events.map((e) => e.event));
+    return current ? this.vault.decrypt(accountId, current.displayNameCiphertext).catch(() => null) : null;
   }
 
   // Internals ------------------------------------------------------------------------------------------

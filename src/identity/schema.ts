@@ -9,6 +9,8 @@ import type { Migration } from '../ports/migration';
  * - identity_tokens: SHA-256 of each emailed link's token (verification, reset, email change);
  * - user_sessions: SHA-256 of each session id, with its idle and absolute expiry;
  * - memberships: who has which role in which account (from MemberAdded/RoleChanged/Removed);
+ * - account_invitations: SHA-256 of each invitation link's token, the invitee's email encrypted
+ *   under the account's vault key and its keyed lookup hash, the role offered, expiry and use;
  * - sign_in_failures: keyed hashes of emails and client addresses that failed, for the limits.
  * Erasing a user deletes their rows and destroys their vault key (src/identity/identity.ts).
  */
@@ -81,5 +83,27 @@ export const identityMigration: Migration = {
       at timestamptz NOT NULL DEFAULT now()
     );
     CREATE INDEX sign_in_failures_subject ON sign_in_failures (subject, at);
+  `,
+};
+
+/** Invitations to join an account (src/identity/members.ts). */
+export const invitationsMigration: Migration = {
+  id: '0062_account_invitations',
+  sql: `
+    CREATE TABLE account_invitations (
+      invitation_id text PRIMARY KEY,
+      token_hash text NOT NULL UNIQUE,
+      account_id text NOT NULL,
+      email_lookup text NOT NULL,
+      email_ciphertext text NOT NULL,
+      role text NOT NULL CHECK (role IN ('owner', 'admin', 'developer', 'billing', 'viewer')),
+      invited_by text NOT NULL,
+      created_at timestamptz NOT NULL DEFAULT now(),
+      expires_at timestamptz NOT NULL,
+      used_at timestamptz,
+      accepted_by text,
+      revoked_at timestamptz
+    );
+    CREATE INDEX account_invitations_account ON account_invitations (account_id);
   `,
 };

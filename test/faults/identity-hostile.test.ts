@@ -5,7 +5,7 @@ import { startTestGateway, type TestGateway } from '../support/gateway';
 import { until } from '../support/wait';
 
 /**
- * Hostile input at every route of users and sessions: fast-check (fixed seed) generates bodies
+ * Hostile input at every route of users, sessions and members: fast-check (fixed seed) generates bodies
  * of the wrong shape or type, malformed emails, weak passwords, forged and truncated tokens,
  * forged session cookies and odd path ids, sent with a forged cookie, no cookie or a real
  * signed-in one. Each must be refused with a 4xx in OpenAI's error shape (or, for the two routes
@@ -20,6 +20,8 @@ const PASSWORD = 'fuchsia lighthouse keeps watch';
 let tg: TestGateway;
 let pool: Pool;
 let signedIn: DashboardClient;
+/** the signed-in user's id: the only owner of their account */
+let realUserId: string;
 
 beforeAll(async () => {
   tg = await startTestGateway({
@@ -32,6 +34,7 @@ beforeAll(async () => {
     (await signedIn.post('/dashboard/api/sign-up', { email: 'real@example.test', name: 'Real', password: PASSWORD, organisation: 'Real Ltd' })).status,
   ).toBe(202);
   expect((await signedIn.post('/dashboard/api/sign-in', { email: 'real@example.test', password: PASSWORD })).status).toBe(200);
+  realUserId = (await signedIn.get('/dashboard/api/session')).body.user_id;
 }, 60_000);
 
 afterAll(async () => {
@@ -179,6 +182,72 @@ const hostile: fc.Arbitrary<Hostile> = fc.oneof(
       })),
     )
     .map((h) => ({ ...h, cookie: 'real' })),
+  // Members (issue 14): without a real session, 401 whatever the body.
+  fc
+    .tuple(
+      fc.constantFrom(
+        ['GET', '/dashboard/api/members'],
+        ['POST', '/dashboard/api/members/invitations'],
+        ['DELETE', '/dashboard/api/members/invitations/inv_0123456789abcdef'],
+        ['PATCH', '/dashboard/api/members/usr_0123456789abcdef'],
+        ['DELETE', '/dashboard/api/members/usr_0123456789abcdef'],
+      ),
+      fc.option(cookie, { nil: undefined }),
+      anyJson,
+    )
+    .map(([[method, path], c, body]) => ({ method: method!, path: path!, body, ...(c !== undefined && { cookie: c }) })),
+  // Accepting with forged, truncated or malformed tokens, and every shape of name and password.
+  fc
+    .oneof(
+      fc.record({ token }),
+      fc.record({ token, name: fc.oneof(fc.string({ maxLength: 20 }), fc.constant('Nobody')), password: fc.oneof(weakPassword, fc.constant(PASSWORD)) }),
+      fc.record({ token, name: notString }),
+      anyJson,
+    )
+    .map((body) => ({ method: 'POST', path: '/dashboard/api/invitations/accept', body })),
+  // With the real session (the account's only owner): bad invitations, odd ids, the last owner.
+  fc
+    .oneof(
+      fc
+        .oneof(
+          badEmail.map((email) => ({ email, role: 'viewer' })),
+          fc.string({ maxLength: 12 }).map((role) => ({ email: 'invitee@example.test', role })),
+          notString.map((role) => ({ email: 'invitee@example.test', role })),
+          fc
+            .dictionary(
+              fc.string({ minLength: 1, maxLength: 8 }).filter((k) => !['email', 'role'].includes(k)),
+              anyJson,
+              { minKeys: 1, maxKeys: 2 },
+            )
+            .map((e) => ({ email: 'invitee@example.test', role: 'viewer', ...e })),
+          anyJson,
+        )
+        .filter(
+          (b) =>
+            !(
+              b &&
+              typeof b === 'object' &&
+              ['owner', 'admin', 'developer', 'billing', 'viewer'].includes((b as { role?: unknown }).role as string) &&
+              Object.keys(b).length === 2 &&
+              typeof (b as { email?: unknown }).email === 'string' &&
+              /^[^@\s]+@[^@\s]+\.[a-z]+$/.test((b as { email: string }).email)
+            ),
+        )
+        .map((body) => ({ method: 'POST', path: '/dashboard/api/members/invitations', body })),
+      fc
+        .tuple(fc.string({ maxLength: 30 }), fc.oneof(fc.constantFrom('owner', 'admin', 'developer', 'billing', 'viewer'), anyJson))
+        .map(([id, role]) => ({ method: 'PATCH', path: `/dashboard/api/members/usr_${encodeURIComponent(id)}`, body: { role } })),
+      fc
+        .oneof(
+          fc.constantFrom('admin', 'developer', 'billing', 'viewer').map((role) => ({ role })),
+          anyJson,
+        )
+        .map((body) => ({ method: 'PATCH', path: `/dashboard/api/members/${realUserId}`, body })),
+      fc.constant({ method: 'DELETE', path: '/dashboard/api/members/self' }),
+      fc.string({ maxLength: 30 }).map((id) => ({ method: 'DELETE', path: `/dashboard/api/members/usr_${encodeURIComponent(id)}` })),
+      fc.string({ maxLength: 30 }).map((id) => ({ method: 'DELETE', path: `/dashboard/api/members/invitations/inv_${encodeURIComponent(id)}` })),
+    )
+    .map((h) => ({ ...h, path: h.path === '/dashboard/api/members/self' ? `/dashboard/api/members/${realUserId}` : h.path, cookie: 'real' })),
 );
 
 async function state(): Promise<string> {
@@ -191,13 +260,14 @@ async function state(): Promise<string> {
        (SELECT string_agg(coalesce(account_id, '-'), ',' ORDER BY public_id) FROM user_sessions),
        (SELECT count(*) FROM identity_tokens),
        (SELECT count(*) FROM identity_tokens WHERE used_at IS NOT NULL),
-       (SELECT count(*) FROM memberships),
+       (SELECT string_agg(account_id || user_id || role, ',' ORDER BY account_id, user_id) FROM memberships),
+       (SELECT count(*) FROM account_invitations),
        (SELECT count(*) FROM mail_outbox)) AS s`,
   );
   return rows[0]!.s;
 }
 
-test(`${RUNS} hostile requests to the users and sessions routes are refused clearly and change nothing`, async () => {
+test(`${RUNS} hostile requests to the users, sessions and members routes are refused clearly and change nothing`, async () => {
   // The sign-up's verification email is sent (and EmailSent recorded) before the count starts.
   await until(async () => ((await pool.query(`SELECT 1 FROM events WHERE type = 'EmailSent'`)).rowCount === 1 ? true : undefined), {
     what: 'the verification email sent',

@@ -41,4 +41,12 @@ export class DashboardClient {
   post(path: string, body: unknown = {}) {
     return this.call('POST', path, body);
   }
+
+  patch(path: string, body: unknown = {}) {
+    return this.call('PATCH', path, body);
+  }
+
+  delete(path: string) {
+    return this.call('DELETE', path);
+  }
 }

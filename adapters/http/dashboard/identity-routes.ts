@@ -1,7 +1,7 @@
 import { NO_LIMITS } from '../../../domain/api-key';
 import type { Request, RequestHandler, Response, Router } from 'express';
 import { z } from 'zod';
-import { roleAllows, type Permission } from '../../../domain/user';
+import { memberRoleSchema, roleAllows, type Permission } from '../../../domain/user';
 import type { Identity, IdentityRefusal, Outcome, SessionPrincipal } from '../../../src/identity/identity';
 import { actAsSession } from '../auth';
 import { ApiError } from '../openai/errors';
@@ -52,6 +52,16 @@ export function refusal(error: IdentityRefusal): ApiError {
       return new ApiError(404, 'invalid_request_error', error.code, null, error.message);
     case 'not_a_member':
       return new ApiError(403, 'invalid_request_error', error.code, 'account_id', error.message);
+    case 'insufficient_role':
+      return new ApiError(403, 'invalid_request_error', error.code, null, error.message);
+    case 'last_owner':
+    case 'already_a_member':
+      return new ApiError(409, 'invalid_request_error', error.code, null, error.message);
+    case 'member_not_found':
+    case 'invitation_not_found':
+      return new ApiError(404, 'invalid_request_error', error.code, null, error.message);
+    case 'missing_required_parameter':
+      return new ApiError(400, 'invalid_request_error', error.code, error.param, error.message);
   }
 }
 
@@ -74,6 +84,9 @@ export const emailBody = z.strictObject({ email });
 export const profileBody = z.strictObject({ name: name.optional(), email: email.optional() });
 export const passwordBody = z.strictObject({ current_password: password, new_password: password });
 export const switchBody = z.strictObject({ account_id: z.string().min(1).max(128) });
+export const memberRoleBody = z.strictObject({ role: memberRoleSchema });
+export const inviteBody = z.strictObject({ email, role: memberRoleSchema });
+export const acceptInvitationBody = z.strictObject({ token, name: name.optional(), password: password.optional() });
 export const disableTwoFactorBody = z.strictObject({ password, code: z.string().min(1).max(40) });
 
 function clientAddress(req: Request): string {
@@ -308,6 +321,75 @@ export function mountIdentityRoutes(router: Router, gateway: GatewayParts): void
     const body = parseInput(disableTwoFactorBody, req.body);
     value(await identity.disableTwoFactor(principal.userId, body.password, body.code));
     res.json({ object: 'two_factor', enabled: false });
+  });
+}
+
+/** The signed-in person and their role in the session's account, or 401 / 403 `not_a_member`. */
+async function inAccount(
+  identity: Identity,
+  req: Request,
+): Promise<{ principal: SessionPrincipal; accountId: string; role: NonNullable<SessionPrincipal['role']> }> {
+  const { principal } = await signedIn(identity, req);
+  if (principal.accountId === null || principal.role === null) throw refusal({ code: 'not_a_member', message: 'You are not a member of any account.' });
+  return { principal, accountId: principal.accountId, role: principal.role };
+}
+
+/** An id from the path: the shape of ours, or a 404 that changes nothing. */
+function pathId(req: Request, code: 'member_not_found' | 'invitation_not_found'): string {
+  const id = String(req.params['id']);
+  if (!/^[A-Za-z0-9_-]{1,128}$/.test(id))
+    throw refusal({ code, message: code === 'member_not_found' ? 'No such member in this account.' : 'No such pending invitation.' });
+  return id;
+}
+
+/**
+ * Members of the session's account: list, invite, change a role, remove (src/identity does the
+ * rules: owners and admins manage, an admin never touches owners, the last owner stays). Accepting
+ * an invitation needs no session: the emailed link's token is the proof.
+ */
+export function mountMemberRoutes(router: Router, gateway: GatewayParts): void {
+  const identity = gateway.identity;
+  const dashboard: RequestHandler = (req, _res, next) => (isDashboardCall(req) ? next() : next(csrfRefused()));
+
+  router.get('/dashboard/api/members', dashboard, async (req, res) => {
+    const { principal, accountId } = await inAccount(identity, req);
+    const listed = await identity.listMembers(accountId, principal.userId);
+    res.json({ object: 'list', account_id: accountId, data: listed.members, invitations: listed.invitations });
+  });
+
+  router.post('/dashboard/api/members/invitations', dashboard, async (req, res) => {
+    const { principal, accountId, role } = await inAccount(identity, req);
+    const body = parseInput(inviteBody, req.body);
+    const invitation = value(await identity.invite({ accountId, actorId: principal.userId, actorRole: role, email: body.email, role: body.role }));
+    res.status(201).json({ object: 'invitation', ...invitation });
+  });
+
+  router.delete('/dashboard/api/members/invitations/:id', dashboard, async (req, res) => {
+    const { accountId, role } = await inAccount(identity, req);
+    const id = pathId(req, 'invitation_not_found');
+    value(await identity.revokeInvitation({ accountId, actorRole: role, invitationId: id }));
+    res.json({ object: 'invitation', id, revoked: true });
+  });
+
+  router.patch('/dashboard/api/members/:id', dashboard, async (req, res) => {
+    const { principal, accountId, role } = await inAccount(identity, req);
+    const id = pathId(req, 'member_not_found');
+    const body = parseInput(memberRoleBody, req.body);
+    const changed = value(await identity.changeRole({ accountId, actorId: principal.userId, actorRole: role, userId: id, role: body.role }));
+    res.json({ object: 'member', user_id: id, role: changed.role });
+  });
+
+  router.delete('/dashboard/api/members/:id', dashboard, async (req, res) => {
+    const { principal, accountId, role } = await inAccount(identity, req);
+    const id = pathId(req, 'member_not_found');
+    const removed = value(await identity.removeMember({ accountId, actorId: principal.userId, actorRole: role, userId: id }));
+    res.json({ object: 'member', user_id: id, removed: true, sessions_ended: removed.sessionsEnded });
+  });
+
+  router.post('/dashboard/api/invitations/accept', dashboard, async (req, res) => {
+    const body = parseInput(acceptInvitationBody, req.body);
+    const accepted = value(await identity.acceptInvitation(body));
+    res.json({ object: 'invitation_acceptance', account_id: accepted.accountId, user_id: accepted.userId, role: accepted.role, new_user: accepted.newUser });
   });
 }
 

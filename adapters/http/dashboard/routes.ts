@@ -10,7 +10,7 @@ import { ApiError, apiKeyExpired, invalidApiKey } from '../openai/errors';
 import { modelsOnSale, pricesInForce, pricesScheduled } from '../routes/catalogue';
 import { pricingPage } from './pricing-page';
 import { DashboardSessions, clearSessionCookie, isDashboardCall, sessionBearer, sessionIdOf, setSessionCookie } from './sessions';
-import { USER_SESSION_PREFIX, mountIdentityRoutes, signOutUser, userSessionAccess, userSessionView } from './identity-routes';
+import { USER_SESSION_PREFIX, mountIdentityRoutes, mountMemberRoutes, signOutUser, userSessionAccess, userSessionView } from './identity-routes';
 
 /**
  * The web dashboard, served by the gateway itself: a Preact + htm single-page app loaded as ES
@@ -58,6 +58,7 @@ export const mountDashboardRoutes: RouteMount = (router: Router, gateway) => {
     userSessionAccess(gateway.identity, async (accountId) => (await gateway.ledger.accounts.load(accountStreamId(accountId))).state.status === 'closed'),
   );
   mountIdentityRoutes(router, gateway);
+  mountMemberRoutes(router, gateway);
 
   router.get('/', (_req, res) => res.redirect(302, '/dashboard/'));
   // The router is not strict ('/dashboard' matches '/dashboard/'): the page's relative links need the slash.

@@ -1,7 +1,10 @@
 import { z } from 'zod';
 import type { ZodOpenApiOperationObject, ZodOpenApiPathsObject, ZodOpenApiResponseObject } from 'zod-openapi';
 import {
+  acceptInvitationBody,
   codeBody,
+  inviteBody,
+  memberRoleBody,
   disableTwoFactorBody,
   emailBody,
   passwordBody,
@@ -70,6 +73,16 @@ const profileSchema = z
     email_change_pending: z.boolean().optional(),
   })
   .meta({ id: 'UserProfile' });
+
+const MEMBERS_TAG = 'Members';
+
+const memberSchema = z
+  .object({ user_id: z.string(), name: z.string(), email: z.string(), role: memberRole, since: z.string(), you: z.boolean() })
+  .meta({ id: 'AccountMember' });
+
+const invitationSchema = z
+  .object({ id: z.string(), email: z.string(), role: memberRole, invited_by: z.string(), created_at: z.string(), expires_at: z.string() })
+  .meta({ id: 'AccountInvitation' });
 
 const checkEmail = z.object({ object: z.string(), status: z.literal('check_your_email'), message: z.string().optional() });
 
@@ -297,5 +310,110 @@ export const identityPaths: ZodOpenApiPathsObject = {
       },
       true,
     ),
+  },
+  '/dashboard/api/members': {
+    get: op(
+      {
+        tags: [MEMBERS_TAG],
+        summary: "The session account's members and pending invitations",
+        description: 'Any member may read. Names and emails are decrypted for the answer; an erased person shows empty strings.',
+        responses: {
+          '200': json(
+            'The members, oldest first.',
+            z.object({ object: z.literal('list'), account_id: z.string(), data: z.array(memberSchema), invitations: z.array(invitationSchema) }),
+          ),
+        },
+      },
+      true,
+    ),
+  },
+  '/dashboard/api/members/invitations': {
+    post: op(
+      {
+        tags: [MEMBERS_TAG],
+        summary: 'Invite an address to the account with a role',
+        description:
+          "Owners and admins only; an admin cannot invite an owner. The invitee receives a single-use link valid for 7 days (only its token's hash is kept), through the mail outbox.",
+        requestBody: body(inviteBody),
+        responses: {
+          '201': json('Invited; the email is on its way.', invitationSchema.extend({ object: z.literal('invitation') })),
+          '400': badInput,
+          '403': err('`insufficient_role` (not an owner or admin, or an admin inviting an owner), `not_a_member`, or no dashboard header.'),
+          '409': err('`already_a_member`: the address belongs to a member already.'),
+        },
+      },
+      true,
+    ),
+  },
+  '/dashboard/api/members/invitations/{id}': {
+    delete: op(
+      {
+        tags: [MEMBERS_TAG],
+        summary: 'Withdraw a pending invitation (its link stops working)',
+        requestParams: { path: z.object({ id: z.string() }) },
+        responses: {
+          '200': json('Withdrawn.', z.object({ object: z.literal('invitation'), id: z.string(), revoked: z.literal(true) })),
+          '403': err('`insufficient_role`, `not_a_member`, or no dashboard header.'),
+          '404': err('`invitation_not_found`: unknown, used, or withdrawn already.'),
+        },
+      },
+      true,
+    ),
+  },
+  '/dashboard/api/members/{id}': {
+    patch: op(
+      {
+        tags: [MEMBERS_TAG],
+        summary: "Change a member's role",
+        description: 'Owners and admins only; an admin cannot make, demote or remove an owner. The last owner cannot be demoted.',
+        requestParams: { path: z.object({ id: z.string().meta({ description: "the member's user id" }) }) },
+        requestBody: body(memberRoleBody),
+        responses: {
+          '200': json('The new role.', z.object({ object: z.literal('member'), user_id: z.string(), role: memberRole })),
+          '400': badInput,
+          '403': err('`insufficient_role`, `not_a_member`, or no dashboard header.'),
+          '404': err('`member_not_found`.'),
+          '409': err('`last_owner`: make another member owner first.'),
+        },
+      },
+      true,
+    ),
+    delete: op(
+      {
+        tags: [MEMBERS_TAG],
+        summary: 'Remove a member, or leave (your own id)',
+        description:
+          "Owners and admins remove others (an admin never an owner); any member may leave. The removed member's sessions in this account end at once; keys they created stay with the account. The last owner cannot be removed or leave.",
+        requestParams: { path: z.object({ id: z.string() }) },
+        responses: {
+          '200': json(
+            'Removed.',
+            z.object({ object: z.literal('member'), user_id: z.string(), removed: z.literal(true), sessions_ended: z.number().int().nonnegative() }),
+          ),
+          '403': err('`insufficient_role`, `not_a_member`, or no dashboard header.'),
+          '404': err('`member_not_found`.'),
+          '409': err('`last_owner`.'),
+        },
+      },
+      true,
+    ),
+  },
+  '/dashboard/api/invitations/accept': {
+    post: op({
+      tags: [MEMBERS_TAG],
+      summary: "Accept an invitation with its emailed link's token",
+      description:
+        'Joins the account with the offered role. An address without a Tollgate login gets one: `name` and `password` are then required (the sign-up password rules) and the address counts as verified. The link works once; sign in afterwards.',
+      requestBody: body(acceptInvitationBody),
+      responses: {
+        '200': json(
+          'Joined.',
+          z.object({ object: z.literal('invitation_acceptance'), account_id: z.string(), user_id: z.string(), role: memberRole, new_user: z.boolean() }),
+        ),
+        '400': err(
+          '`invalid_token` (unknown, expired, withdrawn or used), `weak_password`, `missing_required_parameter` (`name` or `password` for a new login), or malformed.',
+        ),
+      },
+    }),
   },
 };

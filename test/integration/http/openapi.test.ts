@@ -717,6 +717,18 @@ describe('users and sessions', () => {
     expectStatus(await as('POST', '/dashboard/api/me/two-factor/confirm', { body: { code: 'abc' } }), 400, 'invalid_code');
     expectStatus(await as('POST', '/dashboard/api/forgot-password', { body: { email: 'oa@example.org' } }), 202);
     expectStatus(await as('POST', '/dashboard/api/reset-password', { body: { token: 'y'.repeat(43), password } }), 400, 'invalid_token');
+    // Members of the account (issue 14): the only owner cannot step down.
+    const me = signedIn.body.user_id as string;
+    expectStatus(await as('GET', '/dashboard/api/members'), 200);
+    const invited = await as('POST', '/dashboard/api/members/invitations', { body: { email: 'invitee@example.org', role: 'developer' } });
+    expectStatus(invited, 201);
+    expectStatus(await as('POST', '/dashboard/api/members/invitations', { body: { email: 'oa@example.org', role: 'viewer' } }), 409, 'already_a_member');
+    expectStatus(await as('DELETE', `/dashboard/api/members/invitations/${invited.body.id}`), 200);
+    expectStatus(await as('DELETE', `/dashboard/api/members/invitations/${invited.body.id}`), 404, 'invitation_not_found');
+    expectStatus(await as('PATCH', `/dashboard/api/members/${me}`, { body: { role: 'viewer' } }), 409, 'last_owner');
+    expectStatus(await as('DELETE', `/dashboard/api/members/${me}`), 409, 'last_owner');
+    expectStatus(await as('DELETE', '/dashboard/api/members/usr_nobody'), 404, 'member_not_found');
+    expectStatus(await as('POST', '/dashboard/api/invitations/accept', { body: { token: 'z'.repeat(43) } }), 400, 'invalid_token');
     expect((await as('GET', '/dashboard/api/session')).body).toMatchObject({ signed_in: true, kind: 'user' });
     expectStatus(await as('DELETE', '/dashboard/api/session'), 200);
     expect((await as('GET', '/dashboard/api/session')).body).toEqual({ object: 'dashboard.session', signed_in: false });

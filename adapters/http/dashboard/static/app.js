@@ -13,6 +13,7 @@ import { AuditPage } from './pages/admin-audit.js';
 import { RetentionPage } from './pages/admin-retention.js';
 import { StatusPage } from './pages/admin-status.js';
 import { NoticesBanner, NoticesPage } from './pages/notices.js';
+import { AcceptInvitation, MembersPage } from './pages/members.js';
 import { ForgotPassword, PasswordSignIn, ProfilePage, ResetPassword, SessionsPage, SignUp, VerifyEmail } from './pages/people.js';
 
 const CUSTOMER_PAGES = [
@@ -25,6 +26,7 @@ const CUSTOMER_PAGES = [
 /** Only for a person signed in with a password. */
 const PERSON_PAGES = [
   { path: 'profile', title: 'Profile', page: ProfilePage },
+  { path: 'members', title: 'Members', page: MembersPage },
   { path: 'sessions', title: 'Sessions', page: SessionsPage },
 ];
 const ADMIN_PAGES = [
@@ -77,6 +79,7 @@ function App() {
   if (session === undefined) return html`<main class="page"><p role="status">Loading…</p></main>`;
   // Links from emails work signed in or not.
   if (route.path === 'verify') return html`<${VerifyEmail} params=${route.params} signedIn=${session !== null} />`;
+  if (route.path === 'accept-invitation') return html`<${AcceptInvitation} params=${route.params} />`;
   if (session === null) {
     const signedIn = (s) => {
       setSession(s);
