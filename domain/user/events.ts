@@ -50,6 +50,13 @@ export const UserTwoFactorChanged = defineEvent(
   }),
 );
 
+/**
+ * The user deleted themselves: their memberships were removed (MemberRemoved in each account's
+ * members stream), their credentials deleted and their personal-data key destroyed, so the name
+ * and email in this stream are unreadable from now on.
+ */
+export const UserDeleted = defineEvent('UserDeleted', z.object({ userId: idSchema }));
+
 /** A membership: the user's role in an account. In the account's members stream `account-members-<accountId>`. */
 export const memberRoleSchema = z.enum(['owner', 'admin', 'developer', 'billing', 'viewer']);
 export type MemberRole = z.output<typeof memberRoleSchema>;
@@ -64,6 +71,7 @@ export const userEventDefinitions = [
   UserProfileCorrected,
   UserPasswordChanged,
   UserTwoFactorChanged,
+  UserDeleted,
   MemberAdded,
   MemberRoleChanged,
   MemberRemoved,

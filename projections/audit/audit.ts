@@ -49,6 +49,7 @@ export type AuditAction =
   | 'user.profile_corrected'
   | 'user.password_changed'
   | 'user.two_factor_changed'
+  | 'user.deleted'
   | 'member.added'
   | 'member.role_changed'
   | 'member.removed';
@@ -321,6 +322,8 @@ export function auditFactOf(streamId: string, event: DomainEvent): AuditFact | n
       return { action: 'user.password_changed', targetKind: 'user', targetId: event.data.userId, reason: null, details: { how: event.data.how } };
     case 'UserTwoFactorChanged':
       return { action: 'user.two_factor_changed', targetKind: 'user', targetId: event.data.userId, reason: null, details: { change: event.data.change } };
+    case 'UserDeleted':
+      return { action: 'user.deleted', targetKind: 'user', targetId: event.data.userId, reason: null, details: {} };
     case 'MemberAdded':
       return {
         action: 'member.added',

@@ -3,6 +3,9 @@ import type { Request, RequestHandler, Response, Router } from 'express';
 import { z } from 'zod';
 import { roleAllows, type Permission } from '../../../domain/user';
 import type { Identity, IdentityRefusal, Outcome, SessionPrincipal } from '../../../src/identity/identity';
+import { exportAccount } from '../../../src/compliance/export';
+import { commandMetadata } from '../../../src/command-metadata';
+import { requestIdOf } from '../observability/request-id';
 import { actAsSession } from '../auth';
 import { ApiError } from '../openai/errors';
 import { parseInput, type GatewayParts } from '../routes/account';
@@ -51,6 +54,8 @@ export function refusal(error: IdentityRefusal): ApiError {
       return new ApiError(404, 'invalid_request_error', error.code, null, error.message);
     case 'not_a_member':
       return new ApiError(403, 'invalid_request_error', error.code, 'account_id', error.message);
+    case 'last_owner':
+      return new ApiError(409, 'invalid_request_error', error.code, null, error.message);
   }
 }
 
@@ -73,6 +78,7 @@ export const emailBody = z.strictObject({ email });
 export const profileBody = z.strictObject({ name: name.optional(), email: email.optional() });
 export const passwordBody = z.strictObject({ current_password: password, new_password: password });
 export const switchBody = z.strictObject({ account_id: z.string().min(1).max(128) });
+export const deleteMeBody = z.strictObject({ password });
 export const disableTwoFactorBody = z.strictObject({ password, code: z.string().min(1).max(40) });
 
 function clientAddress(req: Request): string {
@@ -217,6 +223,35 @@ export function mountIdentityRoutes(router: Router, gateway: GatewayParts): void
     const body = parseInput(profileBody, req.body);
     const updated = value(await identity.updateProfile(principal.userId, body));
     res.json({ object: 'user', ...(await identity.profile(principal.userId, principal.accountId)), email_change_pending: updated.emailChangePending });
+  });
+
+  // Everything held about the signed-in person, and for an owner about the current account (the
+  // operator's `tollgate export`, self-served), as a JSON download. The account part records
+  // PersonalDataViewed (what: export) with the person as the actor.
+  router.get('/dashboard/api/me/export', dashboard, async (req, res) => {
+    const { principal } = await signedIn(identity, req);
+    const user = await identity.exportUser(principal.userId, principal.publicId);
+    if (!user) throw notSignedIn();
+    const owner = principal.accountId !== null && principal.role === 'owner';
+    const account = owner
+      ? await exportAccount({ pool: gateway.database.pool, store: gateway.store, vault: gateway.vault }, principal.accountId!, {
+          metadata: commandMetadata({ kind: 'user', userId: principal.userId }, requestIdOf(res)),
+          purpose: 'self-served export from the dashboard',
+        })
+      : null;
+    const exportedAt = new Date().toISOString();
+    res.set('content-disposition', `attachment; filename="tollgate-export-${exportedAt.slice(0, 10)}.json"`);
+    res.json({ object: 'data_export', exported_at: exportedAt, user, account });
+  });
+
+  // The person deletes themselves (password to confirm): refused while they are an account's only
+  // owner; otherwise memberships removed, personal data crypto-shredded, every session ended.
+  router.delete('/dashboard/api/me', dashboard, async (req, res) => {
+    const { principal } = await signedIn(identity, req);
+    const body = parseInput(deleteMeBody, req.body);
+    value(await identity.deleteUser(principal.userId, body.password));
+    clearSessionCookie(req, res);
+    res.json({ object: 'user', id: principal.userId, deleted: true });
   });
 
   router.post('/dashboard/api/me/password', dashboard, async (req, res) => {

@@ -312,6 +312,103 @@ describe('users: sign-up, verification, sign-in, sessions, passwords, profile, t
     expect(again.status).toBe(401);
   });
 
+  it("export: a person downloads what is held about them; an owner also gets the account's, audited with them as the actor", async () => {
+    const owner = await newUser('export-owner@example.test');
+    const ownerSession = (await owner.get('/dashboard/api/session')).body;
+    expect((await owner.post('/v1/account/keys', { name: 'exported key' })).status).toBe(201);
+    const download = await owner.get('/dashboard/api/me/export');
+    expect(download.status).toBe(200);
+    expect(download.headers.get('content-disposition')).toMatch(/^attachment; filename="tollgate-export-\d{4}-\d{2}-\d{2}\.json"$/);
+    expect(download.body).toMatchObject({
+      object: 'data_export',
+      user: { profile: { user_id: ownerSession.user_id, name: 'Ada', email: 'export-owner@example.test', email_verified: true } },
+      account: { account_id: ownerSession.account_id, personal_data: { display_name: 'Analytical Engines' } },
+    });
+    expect(download.body.user.events.map((e: { type: string }) => e.type)).toEqual(expect.arrayContaining(['UserRegistered', 'UserEmailVerified']));
+    expect(download.body.user.sessions.some((s: { current: boolean }) => s.current)).toBe(true);
+    expect(download.body.account.keys.map((k: { name: string }) => k.name)).toContain('exported key');
+    // Credentials and ciphertexts are never in it.
+    const text = JSON.stringify(download.body);
+    const { rows } = await pool.query<{ password_hash: string; email_ciphertext: string }>(
+      'SELECT password_hash, email_ciphertext FROM user_credentials WHERE user_id = $1',
+      [ownerSession.user_id],
+    );
+    expect(text).not.toContain(rows[0]!.password_hash);
+    expect(text).not.toContain(rows[0]!.email_ciphertext);
+    expect(text).not.toContain('Ciphertext');
+    await until(
+      async () =>
+        (
+          await pool.query(
+            `SELECT 1 FROM audit_log WHERE action = 'personal_data.viewed' AND target_id = $1 AND actor_kind = 'user' AND actor_id = $2 AND details->>'what' = 'export'`,
+            [ownerSession.account_id, ownerSession.user_id],
+          )
+        ).rowCount === 1 || undefined,
+      { what: 'the export audited with the person as actor' },
+    );
+
+    // A viewer of that account gets their own data only.
+    const viewer = await newUser('export-viewer@example.test');
+    const viewerSession = (await viewer.get('/dashboard/api/session')).body;
+    await gw.gateway.identity.addMember(ownerSession.account_id, viewerSession.user_id, 'viewer', systemMetadata('test'));
+    await viewer.post('/dashboard/api/me/account', { account_id: ownerSession.account_id });
+    const own = await viewer.get('/dashboard/api/me/export');
+    expect(own.body.user.profile.email).toBe('export-viewer@example.test');
+    expect(own.body.account).toBeNull();
+    expect((await new DashboardClient(gw.url).get('/dashboard/api/me/export')).status).toBe(401);
+  });
+
+  it('a person deletes themselves: refused while the only owner of an open account; then memberships removed, sessions ended, data shredded, audited', async () => {
+    const owner = await newUser('delete-owner@example.test');
+    const ownerSession = (await owner.get('/dashboard/api/session')).body;
+    const soleOwner = await owner.call('DELETE', '/dashboard/api/me', { password: PASSWORD });
+    expect(soleOwner.status).toBe(409);
+    expect(soleOwner.body.error.code).toBe('last_owner');
+    expect((await owner.get('/dashboard/api/me')).status).toBe(200);
+
+    const leaver = await newUser('delete-me@example.test');
+    const leaverSession = (await leaver.get('/dashboard/api/session')).body;
+    await gw.gateway.identity.addMember(ownerSession.account_id, leaverSession.user_id, 'developer', systemMetadata('test'));
+    const second = new DashboardClient(gw.url);
+    expect((await second.post('/dashboard/api/sign-in', { email: 'delete-me@example.test', password: PASSWORD })).status).toBe(200);
+    // Still the only owner of the account they opened at sign-up, until they close it.
+    expect((await leaver.call('DELETE', '/dashboard/api/me', { password: PASSWORD })).body.error.code).toBe('last_owner');
+    const wrong = await leaver.call('DELETE', '/dashboard/api/me', { password: 'not the password at all' });
+    expect(wrong.status).toBe(401);
+    expect(wrong.body.error.code).toBe('invalid_credentials');
+    expect((await leaver.call('DELETE', '/dashboard/api/me', {})).status).toBe(400);
+    const closed = await leaver.post('/v1/account/close', {});
+    expect(closed.status).toBe(200);
+    expect(Date.parse(closed.body.personal_data_erase_due_at) - Date.now()).toBeGreaterThan(29 * 86_400_000);
+
+    const deleted = await leaver.call('DELETE', '/dashboard/api/me', { password: PASSWORD });
+    expect(deleted.status).toBe(200);
+    expect(deleted.body).toEqual({ object: 'user', id: leaverSession.user_id, deleted: true });
+    expect((await leaver.get('/dashboard/api/me')).status).toBe(401);
+    expect((await second.get('/dashboard/api/me')).status).toBe(401);
+    expect((await new DashboardClient(gw.url).post('/dashboard/api/sign-in', { email: 'delete-me@example.test', password: PASSWORD })).status).toBe(401);
+    expect((await pool.query('SELECT 1 FROM memberships WHERE user_id = $1', [leaverSession.user_id])).rowCount).toBe(0);
+    expect((await pool.query('SELECT 1 FROM user_credentials WHERE user_id = $1', [leaverSession.user_id])).rowCount).toBe(0);
+    expect(await gw.gateway.identity.nameOf(leaverSession.user_id)).toBeNull();
+    await until(
+      async () =>
+        (
+          await pool.query(`SELECT 1 FROM audit_log WHERE action = 'user.deleted' AND target_id = $1 AND actor_kind = 'user' AND actor_id = $1`, [
+            leaverSession.user_id,
+          ])
+        ).rowCount === 1 &&
+        (
+          await pool.query(`SELECT 1 FROM audit_log WHERE action = 'member.removed' AND target_id = $1 AND actor_id = $2`, [
+            ownerSession.account_id,
+            leaverSession.user_id,
+          ])
+        ).rowCount === 1
+          ? true
+          : undefined,
+      { what: 'the deletion audited with the person as actor' },
+    );
+  });
+
   it('a session survives a gateway restart and is shared by another instance', async () => {
     const client = await newUser('restart@example.test');
     const other = await startTestGateway({ models: MODELS, databaseUrl: gw.databaseUrl, env: { ...ENV, SMTP_URL: smtp.url } });
