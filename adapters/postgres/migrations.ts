@@ -12,7 +12,7 @@ import { paymentsMigration } from '../payments/schema';
 import { noticesMigration } from '../../src/notices/notices';
 import { statusMigration } from '../../src/notices/status';
 import { mailOutboxMigration } from '../../src/mail/outbox';
-import { identityMigration } from '../../src/identity/schema';
+import { adminUsersMigration, identityMigration } from '../../src/identity/schema';
 
 /**
  * Every migration of the application, in one list so their order is visible in one place.
@@ -37,4 +37,5 @@ export const migrations: readonly Migration[] = [
   mailOutboxMigration,
   usageAudioUnitsMigration,
   identityMigration,
+  adminUsersMigration,
 ];

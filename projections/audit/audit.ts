@@ -50,6 +50,7 @@ export type AuditAction =
   | 'user.password_changed'
   | 'user.two_factor_changed'
   | 'user.deleted'
+  | 'admin_user.added'
   | 'member.added'
   | 'member.role_changed'
   | 'member.removed';
@@ -324,6 +325,8 @@ export function auditFactOf(streamId: string, event: DomainEvent): AuditFact | n
       return { action: 'user.two_factor_changed', targetKind: 'user', targetId: event.data.userId, reason: null, details: { change: event.data.change } };
     case 'UserDeleted':
       return { action: 'user.deleted', targetKind: 'user', targetId: event.data.userId, reason: null, details: {} };
+    case 'AdminUserAdded':
+      return { action: 'admin_user.added', targetKind: 'user', targetId: event.data.userId, reason: null, details: { role: event.data.role } };
     case 'MemberAdded':
       return {
         action: 'member.added',

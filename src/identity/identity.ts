@@ -8,7 +8,7 @@ import type { DomainEvent } from '../../domain/events';
 import { eventMetadataFrom, type CommandMetadata } from '../../domain/events/metadata';
 import type { MicroUsd } from '../../domain/money';
 import { addMs } from '../../domain/time';
-import { membersStreamId, userStreamId, type MemberRole } from '../../domain/user';
+import { membersStreamId, userStreamId, type AdminRole, type MemberRole } from '../../domain/user';
 import { commandMetadata, systemMetadata } from '../command-metadata';
 import type { Ledger } from '../ledger';
 import type { MailOutbox } from '../mail/outbox';
@@ -500,8 +500,53 @@ export class Identity {
     await this.pool.query('DELETE FROM user_sessions WHERE user_id = $1', [userId]);
     await this.pool.query('DELETE FROM identity_tokens WHERE user_id = $1', [userId]);
     await this.pool.query('DELETE FROM user_credentials WHERE user_id = $1', [userId]);
+    await this.pool.query('DELETE FROM admin_roles WHERE user_id = $1', [userId]);
     await this.vault.destroyKey(userId);
     return ok({ deleted: true });
+  }
+
+  // Admin users ------------------------------------------------------------------------------------
+
+  /**
+   * Creates an admin user (email verified: the operator vouches for it) with an operator role, or
+   * gives an existing user that role (their password is kept). They then sign in like anyone, with
+   * two-factor if they turn it on, and reach the /admin routes their role allows.
+   */
+  async addAdminUser(
+    input: { email: string; password: string; role: AdminRole },
+    metadata: CommandMetadata,
+  ): Promise<Outcome<{ userId: string; created: boolean }>> {
+    const email = normaliseEmail(input.email);
+    if (!isEmail(email)) return no('invalid_email', 'That is not a valid email address.');
+    const lookup = await this.emailLookup(email);
+    let userId = (await this.userByLookup(lookup))?.user_id ?? null;
+    let emailCiphertext: string | null = null;
+    if (userId === null) {
+      const weak = passwordProblem(input.password, [email]);
+      if (weak) return no('weak_password', weak);
+      userId = randomId('usr');
+      emailCiphertext = await this.vault.encrypt(userId, email);
+      const inserted = await this.pool.query(
+        `INSERT INTO user_credentials (user_id, email_lookup, email_ciphertext, password_hash, email_verified_at) VALUES ($1, $2, $3, $4, now())
+         ON CONFLICT (email_lookup) DO NOTHING`,
+        [userId, lookup, emailCiphertext, await bcrypt.hash(input.password, this.options.bcryptCost)],
+      );
+      if (inserted.rowCount === 0) return this.addAdminUser(input, metadata);
+    }
+    await this.pool.query(
+      'INSERT INTO admin_roles (user_id, role) VALUES ($1, $2) ON CONFLICT (user_id) DO UPDATE SET role = EXCLUDED.role, granted_at = now()',
+      [userId, input.role],
+    );
+    const full = { type: 'AdminUserAdded', data: { userId, role: input.role, emailCiphertext }, metadata: eventMetadataFrom(metadata) } as DomainEvent;
+    const head = await this.store.readStream(userStreamId(userId), { maxCount: 0 });
+    await this.append(userStreamId(userId), head.revision ?? 'no_stream', full);
+    return ok({ userId, created: emailCiphertext !== null });
+  }
+
+  /** The user's operator role, or null for a customer. */
+  async adminRole(userId: string): Promise<AdminRole | null> {
+    const { rows } = await this.pool.query<{ role: AdminRole }>('SELECT role FROM admin_roles WHERE user_id = $1', [userId]);
+    return rows[0]?.role ?? null;
   }
 
   /** Corrects the name at once; a new email is sent a confirmation link and applies when it is used. */

@@ -281,4 +281,4 @@ test('the profile downloads my data as JSON; an owner closes and deletes the acc
   await signIn(page, 'mydata@example.test');
   await expect(page.getByRole('alert').textContent()).resolves.toBe('The email or password is wrong.');
   await context.close();
-});
+}, 120_000);

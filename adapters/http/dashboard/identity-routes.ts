@@ -1,7 +1,7 @@
 import { NO_LIMITS } from '../../../domain/api-key';
 import type { Request, RequestHandler, Response, Router } from 'express';
 import { z } from 'zod';
-import { roleAllows, type Permission } from '../../../domain/user';
+import { adminRoleAllows, roleAllows, type Permission } from '../../../domain/user';
 import type { Identity, IdentityRefusal, Outcome, SessionPrincipal } from '../../../src/identity/identity';
 import { exportAccount } from '../../../src/compliance/export';
 import { commandMetadata } from '../../../src/command-metadata';
@@ -157,6 +157,37 @@ export function userSessionAccess(identity: Identity): RequestHandler {
       userId: principal.userId,
       // A session manages the account; it never spends through /v1 inference, so no key limits apply.
       limits: NO_LIMITS,
+    });
+    next();
+  };
+}
+
+/**
+ * Before the /admin routes: a dashboard call carrying the session of an admin user (a person with
+ * an operator role, `tollgate admins add`) and no Authorization header acts with the admin scope
+ * within that role (adminRoleAllows); another call gets 403 `insufficient_role`. The routes record
+ * the person's user id as the admin actor, so the audit log names them. Without a live session,
+ * or for a customer's session, the route's own authentication answers 401.
+ */
+export function adminSessionAccess(identity: Identity): RequestHandler {
+  return async (req, res, next) => {
+    const id = req.get('authorization') === undefined && isDashboardCall(req) ? userSessionId(req) : null;
+    if (id === null) return next();
+    const principal = await identity.session(id);
+    if (!principal || principal.stage !== 'signed_in') return next();
+    const role = await identity.adminRole(principal.userId);
+    if (role === null) return next();
+    const path = req.originalUrl.split('?')[0]!;
+    if (!adminRoleAllows(role, req.method, path)) {
+      throw new ApiError(403, 'invalid_request_error', 'insufficient_role', null, `Your operator role (${role}) does not allow this.`);
+    }
+    actAsSession(res, {
+      keyId: principal.userId,
+      accountId: 'admin',
+      scopes: ['admin'],
+      prefix: `admin-user:${principal.userId}`,
+      limits: NO_LIMITS,
+      userId: principal.userId,
     });
     next();
   };

@@ -9,7 +9,7 @@ import { ApiError, apiKeyExpired, invalidApiKey } from '../openai/errors';
 import { modelsOnSale, pricesInForce, pricesScheduled } from '../routes/catalogue';
 import { pricingPage } from './pricing-page';
 import { DashboardSessions, clearSessionCookie, isDashboardCall, sessionBearer, sessionIdOf, setSessionCookie } from './sessions';
-import { USER_SESSION_PREFIX, mountIdentityRoutes, signOutUser, userSessionAccess, userSessionView } from './identity-routes';
+import { USER_SESSION_PREFIX, adminSessionAccess, mountIdentityRoutes, signOutUser, userSessionAccess, userSessionView } from './identity-routes';
 
 /**
  * The web dashboard, served by the gateway itself: a Preact + htm single-page app loaded as ES
@@ -53,6 +53,7 @@ export const mountDashboardRoutes: RouteMount = (router: Router, gateway) => {
   router.use(['/v1/account', '/v1/usage', '/v1/billing', '/admin'], sessionBearer(sessions));
   // A person's session (PostgreSQL) acts within their role in the session's account.
   router.use(['/v1/account', '/v1/usage', '/v1/billing'], userSessionAccess(gateway.identity));
+  router.use('/admin', adminSessionAccess(gateway.identity));
   mountIdentityRoutes(router, gateway);
 
   router.get('/', (_req, res) => res.redirect(302, '/dashboard/'));

@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process';
+import { resolve } from 'node:path';
 import * as OTPAuth from 'otpauth';
 import { Pool } from 'pg';
 import { systemMetadata } from '../../../src/command-metadata';
@@ -408,6 +410,74 @@ describe('users: sign-up, verification, sign-in, sessions, passwords, profile, t
       { what: 'the deletion audited with the person as actor' },
     );
   });
+
+  it('an admin user signs in with a password and reaches only the /admin routes of their role; the audit log names them', async () => {
+    const customer = await newUser('admin-target@example.test');
+    const target = (await customer.get('/dashboard/api/session')).body.account_id;
+    const metadata = { ...systemMetadata('test'), actor: { kind: 'admin' as const, adminId: 'cli' } };
+    const finance = await gw.gateway.identity.addAdminUser({ email: 'finance@ops.example.test', password: PASSWORD, role: 'finance' }, metadata);
+    const operator = await gw.gateway.identity.addAdminUser({ email: 'operator@ops.example.test', password: PASSWORD, role: 'operator' }, metadata);
+    if (!finance.ok || !operator.ok) throw new Error('admin users not created');
+    expect(finance.value.created).toBe(true);
+    expect((await gw.gateway.identity.addAdminUser({ email: 'x@ops.example.test', password: 'short', role: 'finance' }, metadata)).ok).toBe(false);
+
+    const fin = new DashboardClient(gw.url);
+    expect((await fin.post('/dashboard/api/sign-in', { email: 'finance@ops.example.test', password: PASSWORD })).status).toBe(200);
+    expect((await fin.get(`/admin/accounts/${target}/balance`)).status).toBe(200);
+    expect((await fin.get(`/admin/accounts/${target}/statement?period=2026-01`)).status).not.toBe(403);
+    const refused = await fin.post(`/admin/accounts/${target}/suspend`, { reason: 'finance may not' });
+    expect(refused.status).toBe(403);
+    expect(refused.body.error.code).toBe('insufficient_role');
+    expect((await fin.get('/admin/audit')).status).toBe(403);
+    expect((await customer.get(`/admin/accounts/${target}/balance`)).status).toBe(401);
+
+    const op = new DashboardClient(gw.url);
+    expect((await op.post('/dashboard/api/sign-in', { email: 'operator@ops.example.test', password: PASSWORD })).status).toBe(200);
+    expect((await op.post(`/admin/accounts/${target}/suspend`, { reason: 'terms_violation' })).status).toBe(200);
+    expect((await op.get('/admin/audit')).status).toBe(403);
+    await until(
+      async () =>
+        (
+          await pool.query(`SELECT 1 FROM audit_log WHERE action = 'account.suspended' AND target_id = $1 AND actor_kind = 'admin' AND actor_id = $2`, [
+            target,
+            operator.value.userId,
+          ])
+        ).rowCount === 1 || undefined,
+      { what: 'the suspension audited with the operator as actor' },
+    );
+    expect((await pool.query(`SELECT 1 FROM audit_log WHERE action = 'admin_user.added' AND target_id = $1`, [finance.value.userId])).rowCount).toBe(1);
+  });
+
+  it('`tollgate admins add` (the real CLI) creates an admin user from a password on stdin; a bad role or weak password exits 1', async () => {
+    const run = (args: string[], input: string) =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((done) => {
+        const child = spawn(resolve(__dirname, '../../../bin/tollgate'), args, {
+          env: { ...process.env, DATABASE_URL: gw.databaseUrl, LOG_LEVEL: 'warn', TOLLGATE_BCRYPT_COST: '4' },
+          stdio: ['pipe', 'pipe', 'pipe'],
+        });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (c) => (stdout += c));
+        child.stderr.on('data', (c) => (stderr += c));
+        child.on('exit', (code) => done({ code, stdout, stderr }));
+        child.stdin.end(input);
+      });
+    const added = await run(['admins', 'add', '--email', 'compliance@ops.example.test', '--role', 'compliance', '--admin', 'founder'], `${PASSWORD}\n`);
+    expect(added.code).toBe(0);
+    expect(added.stdout).not.toContain(PASSWORD);
+    const { user_id: userId } = JSON.parse(added.stdout);
+    expect(await gw.gateway.identity.adminRole(userId)).toBe('compliance');
+    const client = new DashboardClient(gw.url);
+    expect((await client.post('/dashboard/api/sign-in', { email: 'compliance@ops.example.test', password: PASSWORD })).status).toBe(200);
+    expect((await client.get('/admin/audit')).status).toBe(200);
+    expect((await client.post('/admin/accounts', { display_name: 'x', email: 'x@example.test' })).status).toBe(403);
+    const badRole = await run(['admins', 'add', '--email', 'r@ops.example.test', '--role', 'root'], `${PASSWORD}\n`);
+    expect(badRole.code).not.toBe(0);
+    expect(badRole.stderr).toMatch(/operator, finance, compliance/);
+    const weak = await run(['admins', 'add', '--email', 'w@ops.example.test', '--role', 'finance'], 'short\n');
+    expect(weak.code).toBe(1);
+    expect(weak.stderr).not.toContain('short\n');
+  }, 120_000);
 
   it('a session survives a gateway restart and is shared by another instance', async () => {
     const client = await newUser('restart@example.test');
