@@ -50,6 +50,26 @@ export const UserTwoFactorChanged = defineEvent(
   }),
 );
 
+/**
+ * The user deleted themselves: their memberships were removed (MemberRemoved in each account's
+ * members stream), their credentials deleted and their personal-data key destroyed, so the name
+ * and email in this stream are unreadable from now on.
+ */
+export const UserDeleted = defineEvent('UserDeleted', z.object({ userId: idSchema }));
+
+/** Operators as people: the roles an admin user may hold; each reaches a part of the /admin routes. */
+export const adminRoleSchema = z.enum(['operator', 'finance', 'compliance']);
+export type AdminRole = z.output<typeof adminRoleSchema>;
+
+/**
+ * An admin user was created or given an operator role (`tollgate admins add`). A new user's email
+ * is encrypted under their own key, as for UserRegistered; null when an existing user got the role.
+ */
+export const AdminUserAdded = defineEvent(
+  'AdminUserAdded',
+  z.object({ userId: idSchema, role: adminRoleSchema, emailCiphertext: z.string().min(1).nullable() }),
+);
+
 /** A membership: the user's role in an account. In the account's members stream `account-members-<accountId>`. */
 export const memberRoleSchema = z.enum(['owner', 'admin', 'developer', 'billing', 'viewer']);
 export type MemberRole = z.output<typeof memberRoleSchema>;
@@ -64,6 +84,8 @@ export const userEventDefinitions = [
   UserProfileCorrected,
   UserPasswordChanged,
   UserTwoFactorChanged,
+  UserDeleted,
+  AdminUserAdded,
   MemberAdded,
   MemberRoleChanged,
   MemberRemoved,
@@ -96,4 +118,19 @@ export function roleAllows(role: MemberRole, permission: Permission): boolean {
 
 export function permissionsOf(role: MemberRole): readonly Permission[] {
   return PERMISSIONS[role];
+}
+
+/** Which /admin calls an operator role may make: finance reads statements and balances; compliance reads the audit log, retention and accounts' personal data; operator runs accounts, keys, prices, models, suspensions, credits and notices. */
+export function adminRoleAllows(role: AdminRole, method: string, path: string): boolean {
+  const read = method === 'GET' || method === 'HEAD';
+  const financeRead = read && /^\/admin\/accounts\/[^/]+\/(statement|balance)$/.test(path);
+  const complianceRead = read && (/^\/admin\/(audit|retention)(\/|$)/.test(path) || /^\/admin\/accounts(\/[^/]+)?$/.test(path));
+  switch (role) {
+    case 'finance':
+      return financeRead;
+    case 'compliance':
+      return complianceRead;
+    case 'operator':
+      return !/^\/admin\/(audit|retention)(\/|$)/.test(path);
+  }
 }

@@ -49,6 +49,8 @@ export type AuditAction =
   | 'user.profile_corrected'
   | 'user.password_changed'
   | 'user.two_factor_changed'
+  | 'user.deleted'
+  | 'admin_user.added'
   | 'member.added'
   | 'member.role_changed'
   | 'member.removed';
@@ -321,6 +323,10 @@ export function auditFactOf(streamId: string, event: DomainEvent): AuditFact | n
       return { action: 'user.password_changed', targetKind: 'user', targetId: event.data.userId, reason: null, details: { how: event.data.how } };
     case 'UserTwoFactorChanged':
       return { action: 'user.two_factor_changed', targetKind: 'user', targetId: event.data.userId, reason: null, details: { change: event.data.change } };
+    case 'UserDeleted':
+      return { action: 'user.deleted', targetKind: 'user', targetId: event.data.userId, reason: null, details: {} };
+    case 'AdminUserAdded':
+      return { action: 'admin_user.added', targetKind: 'user', targetId: event.data.userId, reason: null, details: { role: event.data.role } };
     case 'MemberAdded':
       return {
         action: 'member.added',

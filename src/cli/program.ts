@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { registerAccounts } from './commands/accounts';
+import { registerAdmins } from './commands/admins';
 import { registerCredit } from './commands/credit';
 import { registerKeys } from './commands/keys';
 import { registerMasterKeyCommands } from './master-key';
@@ -24,6 +25,7 @@ export const commandGroups: readonly ((program: Command) => void)[] = [
   registerFinanceCommands,
   registerComplianceCommands,
   registerMasterKeyCommands,
+  registerAdmins,
 ];
 
 export function createProgram(): Command {

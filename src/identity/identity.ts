@@ -8,7 +8,7 @@ import type { DomainEvent } from '../../domain/events';
 import { eventMetadataFrom, type CommandMetadata } from '../../domain/events/metadata';
 import type { MicroUsd } from '../../domain/money';
 import { addMs } from '../../domain/time';
-import { membersStreamId, userStreamId, type MemberRole } from '../../domain/user';
+import { membersStreamId, userStreamId, type AdminRole, type MemberRole } from '../../domain/user';
 import { commandMetadata, systemMetadata } from '../command-metadata';
 import { currentPersonalDataCiphertexts } from '../compliance/personal-data';
 import type { Ledger } from '../ledger';
@@ -63,7 +63,7 @@ export type IdentityRefusal =
   | { readonly code: 'session_not_found'; readonly message: string }
   | { readonly code: 'not_a_member'; readonly message: string }
   | { readonly code: 'insufficient_role'; readonly message: string }
-  | { readonly code: 'last_owner'; readonly message: string }
+  | { readonly code: 'last_owner'; readonly message: string; readonly accountIds?: readonly string[] }
   | { readonly code: 'member_not_found'; readonly message: string }
   | { readonly code: 'invitation_not_found'; readonly message: string }
   | { readonly code: 'already_a_member'; readonly message: string }
@@ -461,6 +461,130 @@ export class Identity {
       memberships: memberships.rows,
       current_account_id: currentAccountId,
     };
+  }
+
+  /**
+   * Everything held about a person, for their own data-access request: the profile (decrypted),
+   * the events of their stream (ciphertexts left out: their clear values are the profile's), their
+   * memberships and live sessions. Credentials (password hash, TOTP secret, recovery codes) are
+   * never exported, only whether they are set.
+   */
+  async exportUser(userId: string, currentPublicId: string): Promise<Record<string, unknown> | null> {
+    const profile = await this.profile(userId, null);
+    if (!profile) return null;
+    const { events } = await this.store.readStream(userStreamId(userId));
+    const withheld = new Set(['nameCiphertext', 'emailCiphertext']);
+    return {
+      profile: { ...profile, current_account_id: undefined },
+      events: events.map(({ revision, event }) => ({
+        revision: revision.toString(),
+        type: event.type,
+        occurred_at: event.metadata.occurredAt,
+        data: Object.fromEntries(Object.entries(event.data as Record<string, unknown>).filter(([k]) => !withheld.has(k))),
+      })),
+      sessions: await this.listSessions(userId, currentPublicId),
+    };
+  }
+
+  /**
+   * The user deletes themselves, confirming with their password. Refused while they are the only
+   * owner of an account that is not closed (they close it, or make someone else an owner, first). Otherwise their
+   * memberships are removed, UserDeleted is recorded with them as the actor, and their personal
+   * data is crypto-shredded at once: the vault key under their id is destroyed (name and email in
+   * their events become unreadable) and the credential rows go (password hash, TOTP secret,
+   * recovery codes, link tokens, every session).
+   */
+  async deleteUser(userId: string, password: string): Promise<Outcome<{ deleted: true }>> {
+    const user = await this.credentials(userId);
+    if (!user) return no('session_not_found', 'No such user.');
+    if (!(await bcrypt.compare(password, user.password_hash))) return no('invalid_credentials', 'The password is wrong.');
+    const metadata = commandMetadata({ kind: 'user', userId });
+    // Under a lock on the memberships of the user's accounts, so that two owners deleting
+    // themselves at once cannot both leave an account with none.
+    const removed = await inTransaction(this.pool, async (db) => {
+      const { rows } = await db.query<{ account_id: string; user_id: string; role: MemberRole }>(
+        `SELECT account_id, user_id, role FROM memberships
+          WHERE account_id IN (SELECT account_id FROM memberships WHERE user_id = $1) ORDER BY account_id, user_id FOR UPDATE`,
+        [userId],
+      );
+      const mine = rows.filter((r) => r.user_id === userId);
+      const soleOwner = mine
+        .filter((r) => r.role === 'owner' && !rows.some((o) => o.account_id === r.account_id && o.user_id !== userId && o.role === 'owner'))
+        .map((r) => r.account_id);
+      // A closed account needs no owner any more (its data goes with the retention worker).
+      const open = [];
+      for (const accountId of soleOwner) {
+        const { events } = await this.store.readStream(accountStreamId(accountId));
+        if (!events.some((e) => e.event.type === 'AccountClosed' || e.event.type === 'AccountTerminated')) open.push(accountId);
+      }
+      if (open.length > 0) return { soleOwner: open };
+      await db.query('DELETE FROM memberships WHERE user_id = $1', [userId]);
+      return { accounts: mine.map((r) => r.account_id) };
+    });
+    if ('soleOwner' in removed) {
+      return no('last_owner', 'You are the only owner of an account: make another member an owner, or close the account, before deleting yourself.', {
+        accountIds: removed.soleOwner,
+      } as Partial<IdentityRefusal>);
+    }
+    for (const accountId of removed.accounts) {
+      const head = await this.store.readStream(membersStreamId(accountId), { maxCount: 0 });
+      await this.append(membersStreamId(accountId), head.revision ?? 'no_stream', {
+        type: 'MemberRemoved',
+        data: { accountId, userId },
+        metadata: eventMetadataFrom(metadata),
+      });
+    }
+    await this.appendToUser(userId, { type: 'UserDeleted', data: { userId } });
+    await this.pool.query('DELETE FROM user_sessions WHERE user_id = $1', [userId]);
+    await this.pool.query('DELETE FROM identity_tokens WHERE user_id = $1', [userId]);
+    await this.pool.query('DELETE FROM user_credentials WHERE user_id = $1', [userId]);
+    await this.pool.query('DELETE FROM admin_roles WHERE user_id = $1', [userId]);
+    await this.vault.destroyKey(userId);
+    return ok({ deleted: true });
+  }
+
+  // Admin users ------------------------------------------------------------------------------------
+
+  /**
+   * Creates an admin user (email verified: the operator vouches for it) with an operator role, or
+   * gives an existing user that role (their password is kept). They then sign in like anyone, with
+   * two-factor if they turn it on, and reach the /admin routes their role allows.
+   */
+  async addAdminUser(
+    input: { email: string; password: string; role: AdminRole },
+    metadata: CommandMetadata,
+  ): Promise<Outcome<{ userId: string; created: boolean }>> {
+    const email = normaliseEmail(input.email);
+    if (!isEmail(email)) return no('invalid_email', 'That is not a valid email address.');
+    const lookup = await this.emailLookup(email);
+    let userId = (await this.userByLookup(lookup))?.user_id ?? null;
+    let emailCiphertext: string | null = null;
+    if (userId === null) {
+      const weak = passwordProblem(input.password, [email]);
+      if (weak) return no('weak_password', weak);
+      userId = randomId('usr');
+      emailCiphertext = await this.vault.encrypt(userId, email);
+      const inserted = await this.pool.query(
+        `INSERT INTO user_credentials (user_id, email_lookup, email_ciphertext, password_hash, email_verified_at) VALUES ($1, $2, $3, $4, now())
+         ON CONFLICT (email_lookup) DO NOTHING`,
+        [userId, lookup, emailCiphertext, await bcrypt.hash(input.password, this.options.bcryptCost)],
+      );
+      if (inserted.rowCount === 0) return this.addAdminUser(input, metadata);
+    }
+    await this.pool.query(
+      'INSERT INTO admin_roles (user_id, role) VALUES ($1, $2) ON CONFLICT (user_id) DO UPDATE SET role = EXCLUDED.role, granted_at = now()',
+      [userId, input.role],
+    );
+    const full = { type: 'AdminUserAdded', data: { userId, role: input.role, emailCiphertext }, metadata: eventMetadataFrom(metadata) } as DomainEvent;
+    const head = await this.store.readStream(userStreamId(userId), { maxCount: 0 });
+    await this.append(userStreamId(userId), head.revision ?? 'no_stream', full);
+    return ok({ userId, created: emailCiphertext !== null });
+  }
+
+  /** The user's operator role, or null for a customer. */
+  async adminRole(userId: string): Promise<AdminRole | null> {
+    const { rows } = await this.pool.query<{ role: AdminRole }>('SELECT role FROM admin_roles WHERE user_id = $1', [userId]);
+    return rows[0]?.role ?? null;
   }
 
   /** Corrects the name at once; a new email is sent a confirmation link and applies when it is used. */

@@ -107,3 +107,19 @@ export const invitationsMigration: Migration = {
     CREATE INDEX account_invitations_account ON account_invitations (account_id);
   `,
 };
+
+/**
+ * Operators as people: a user with an operator role (operator, finance, compliance) reaches the
+ * /admin routes their role allows, signed in with their password (and TOTP) like a customer. The
+ * bootstrap admin key stays for first set-up and scripts. Granted by `tollgate admins add`.
+ */
+export const adminUsersMigration: Migration = {
+  id: '0090_admin_users',
+  sql: `
+    CREATE TABLE admin_roles (
+      user_id text PRIMARY KEY,
+      role text NOT NULL CHECK (role IN ('operator', 'finance', 'compliance')),
+      granted_at timestamptz NOT NULL DEFAULT now()
+    );
+  `,
+};

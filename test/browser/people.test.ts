@@ -244,3 +244,41 @@ test('a session survives a gateway restart', async () => {
   await expect(page.locator('#who').textContent()).resolves.toMatch(/· owner$/);
   await context.close();
 });
+
+test('the profile downloads my data as JSON; an owner closes and deletes the account and sees the erasure date; then deletes themselves', async () => {
+  const { context, page } = await newPage();
+  await signUp(page, 'mydata@example.test');
+  await verify(page, 'mydata@example.test');
+  await signIn(page, 'mydata@example.test');
+  await signedIn(page);
+  await page.getByRole('link', { name: 'Profile' }).click();
+  const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download my data' }).click()]);
+  expect(download.suggestedFilename()).toMatch(/^tollgate-export-\d{4}-\d{2}-\d{2}\.json$/);
+  const chunks: Buffer[] = [];
+  for await (const chunk of (await download.createReadStream())!) chunks.push(chunk as Buffer);
+  const exported = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  expect(exported).toMatchObject({ object: 'data_export', user: { profile: { email: 'mydata@example.test', name: 'Ada Lovelace' } } });
+  expect(exported.account.personal_data.display_name).toBe('Analytical Engines');
+
+  // The only owner of an open account cannot delete themselves: the refusal says why.
+  await page.getByLabel('Password to confirm').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Delete me' }).click();
+  await expect(page.getByRole('alert').textContent()).resolves.toMatch(/only owner of an account/);
+
+  page.once('dialog', (dialog) => void dialog.accept());
+  await page.getByRole('button', { name: 'Close and delete the account' }).click();
+  const scheduled = page.locator('#closure-scheduled time');
+  await scheduled.waitFor();
+  const due = Date.parse((await scheduled.getAttribute('datetime'))!);
+  expect(due - Date.now()).toBeGreaterThan(29 * 86_400_000);
+  expect(due - Date.now()).toBeLessThan(31 * 86_400_000);
+  await expect(page.locator('#closure-scheduled').textContent()).resolves.toMatch(/Personal data will be erased on /);
+  await screenshot(page, 'account-closed');
+
+  await page.getByLabel('Password to confirm').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Delete me' }).click();
+  await page.getByRole('button', { name: 'Sign in' }).waitFor();
+  await signIn(page, 'mydata@example.test');
+  await expect(page.getByRole('alert').textContent()).resolves.toBe('The email or password is wrong.');
+  await context.close();
+}, 120_000);

@@ -1,8 +1,11 @@
 import { NO_LIMITS } from '../../../domain/api-key';
 import type { Request, RequestHandler, Response, Router } from 'express';
 import { z } from 'zod';
-import { memberRoleSchema, roleAllows, type Permission } from '../../../domain/user';
+import { adminRoleAllows, memberRoleSchema, roleAllows, type Permission } from '../../../domain/user';
 import type { Identity, IdentityRefusal, Outcome, SessionPrincipal } from '../../../src/identity/identity';
+import { exportAccount } from '../../../src/compliance/export';
+import { commandMetadata } from '../../../src/command-metadata';
+import { requestIdOf } from '../observability/request-id';
 import { actAsSession } from '../auth';
 import { ApiError } from '../openai/errors';
 import { parseInput, type GatewayParts } from '../routes/account';
@@ -87,6 +90,7 @@ export const switchBody = z.strictObject({ account_id: z.string().min(1).max(128
 export const memberRoleBody = z.strictObject({ role: memberRoleSchema });
 export const inviteBody = z.strictObject({ email, role: memberRoleSchema });
 export const acceptInvitationBody = z.strictObject({ token, name: name.optional(), password: password.optional() });
+export const deleteMeBody = z.strictObject({ password });
 export const disableTwoFactorBody = z.strictObject({ password, code: z.string().min(1).max(40) });
 
 function clientAddress(req: Request): string {
@@ -209,6 +213,37 @@ export function sessionRefundClaimAuthoriser(identity: Identity): RefundClaimAut
   };
 }
 
+/**
+ * Before the /admin routes: a dashboard call carrying the session of an admin user (a person with
+ * an operator role, `tollgate admins add`) and no Authorization header acts with the admin scope
+ * within that role (adminRoleAllows); another call gets 403 `insufficient_role`. The routes record
+ * the person's user id as the admin actor, so the audit log names them. Without a live session,
+ * or for a customer's session, the route's own authentication answers 401.
+ */
+export function adminSessionAccess(identity: Identity): RequestHandler {
+  return async (req, res, next) => {
+    const id = req.get('authorization') === undefined && isDashboardCall(req) ? userSessionId(req) : null;
+    if (id === null) return next();
+    const principal = await identity.session(id);
+    if (!principal || principal.stage !== 'signed_in') return next();
+    const role = await identity.adminRole(principal.userId);
+    if (role === null) return next();
+    const path = req.originalUrl.split('?')[0]!;
+    if (!adminRoleAllows(role, req.method, path)) {
+      throw new ApiError(403, 'invalid_request_error', 'insufficient_role', null, `Your operator role (${role}) does not allow this.`);
+    }
+    actAsSession(res, {
+      keyId: principal.userId,
+      accountId: 'admin',
+      scopes: ['admin'],
+      prefix: `admin-user:${principal.userId}`,
+      limits: NO_LIMITS,
+      userId: principal.userId,
+    });
+    next();
+  };
+}
+
 export function mountIdentityRoutes(router: Router, gateway: GatewayParts): void {
   const identity = gateway.identity;
   const sessionMaxMs = gateway.config.TOLLGATE_SESSION_MAX_S * 1_000;
@@ -270,6 +305,35 @@ export function mountIdentityRoutes(router: Router, gateway: GatewayParts): void
     const body = parseInput(profileBody, req.body);
     const updated = value(await identity.updateProfile(principal.userId, body));
     res.json({ object: 'user', ...(await identity.profile(principal.userId, principal.accountId)), email_change_pending: updated.emailChangePending });
+  });
+
+  // Everything held about the signed-in person, and for an owner about the current account (the
+  // operator's `tollgate export`, self-served), as a JSON download. The account part records
+  // PersonalDataViewed (what: export) with the person as the actor.
+  router.get('/dashboard/api/me/export', dashboard, async (req, res) => {
+    const { principal } = await signedIn(identity, req);
+    const user = await identity.exportUser(principal.userId, principal.publicId);
+    if (!user) throw notSignedIn();
+    const owner = principal.accountId !== null && principal.role === 'owner';
+    const account = owner
+      ? await exportAccount({ pool: gateway.database.pool, store: gateway.store, vault: gateway.vault }, principal.accountId!, {
+          metadata: commandMetadata({ kind: 'user', userId: principal.userId }, requestIdOf(res)),
+          purpose: 'self-served export from the dashboard',
+        })
+      : null;
+    const exportedAt = new Date().toISOString();
+    res.set('content-disposition', `attachment; filename="tollgate-export-${exportedAt.slice(0, 10)}.json"`);
+    res.json({ object: 'data_export', exported_at: exportedAt, user, account });
+  });
+
+  // The person deletes themselves (password to confirm): refused while they are an account's only
+  // owner; otherwise memberships removed, personal data crypto-shredded, every session ended.
+  router.delete('/dashboard/api/me', dashboard, async (req, res) => {
+    const { principal } = await signedIn(identity, req);
+    const body = parseInput(deleteMeBody, req.body);
+    value(await identity.deleteUser(principal.userId, body.password));
+    clearSessionCookie(req, res);
+    res.json({ object: 'user', id: principal.userId, deleted: true });
   });
 
   router.post('/dashboard/api/me/password', dashboard, async (req, res) => {

@@ -10,7 +10,15 @@ import { ApiError, apiKeyExpired, invalidApiKey } from '../openai/errors';
 import { modelsOnSale, pricesInForce, pricesScheduled } from '../routes/catalogue';
 import { pricingPage } from './pricing-page';
 import { DashboardSessions, clearSessionCookie, isDashboardCall, sessionBearer, sessionIdOf, setSessionCookie } from './sessions';
-import { USER_SESSION_PREFIX, mountIdentityRoutes, mountMemberRoutes, signOutUser, userSessionAccess, userSessionView } from './identity-routes';
+import {
+  USER_SESSION_PREFIX,
+  adminSessionAccess,
+  mountIdentityRoutes,
+  mountMemberRoutes,
+  signOutUser,
+  userSessionAccess,
+  userSessionView,
+} from './identity-routes';
 
 /**
  * The web dashboard, served by the gateway itself: a Preact + htm single-page app loaded as ES
@@ -57,6 +65,7 @@ export const mountDashboardRoutes: RouteMount = (router: Router, gateway) => {
     ['/v1/account', '/v1/usage', '/v1/billing'],
     userSessionAccess(gateway.identity, async (accountId) => (await gateway.ledger.accounts.load(accountStreamId(accountId))).state.status === 'closed'),
   );
+  router.use('/admin', adminSessionAccess(gateway.identity));
   mountIdentityRoutes(router, gateway);
   mountMemberRoutes(router, gateway);
 

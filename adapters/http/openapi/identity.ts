@@ -3,6 +3,7 @@ import type { ZodOpenApiOperationObject, ZodOpenApiPathsObject, ZodOpenApiRespon
 import {
   acceptInvitationBody,
   codeBody,
+  deleteMeBody,
   inviteBody,
   memberRoleBody,
   disableTwoFactorBody,
@@ -199,6 +200,21 @@ export const identityPaths: ZodOpenApiPathsObject = {
       },
       true,
     ),
+    delete: op(
+      {
+        summary: 'Delete yourself',
+        description:
+          'Confirmed with your password. Refused (409 `last_owner`) while you are the only owner of an account that is not closed: make another member an owner or close the account first. Otherwise your memberships are removed, your personal data is erased at once by crypto-shredding (your name and email become unreadable, your password, two-factor secret and sessions are deleted) and the audit log records `user.deleted` with you as the actor.',
+        requestBody: body(deleteMeBody),
+        responses: {
+          '200': json('Deleted; the session cookie is cleared.', z.object({ object: z.literal('user'), id: z.string(), deleted: z.literal(true) })),
+          '400': badInput,
+          '401': err('`invalid_credentials` (the password is wrong) or `not_signed_in`.'),
+          '409': err('`last_owner`.'),
+        },
+      },
+      true,
+    ),
   },
   '/dashboard/api/me/password': {
     post: op(
@@ -253,6 +269,31 @@ export const identityPaths: ZodOpenApiPathsObject = {
         responses: {
           '200': json('Ended.', z.object({ object: z.literal('session'), id: z.string(), revoked: z.literal(true) })),
           '404': err('`session_not_found`.'),
+        },
+      },
+      true,
+    ),
+  },
+  '/dashboard/api/me/export': {
+    get: op(
+      {
+        summary: 'Download everything held about you (and, for an owner, about the account)',
+        description:
+          "A JSON attachment: your profile, the events of your record (ciphertexts left out), memberships and sessions; for the current account's owner also what `tollgate export` gives the operator (personal data, keys, ledger events, usage, audit entries, retention). The account part is audited as PersonalDataViewed with you as the actor. Credentials are never exported.",
+        responses: {
+          '200': json(
+            'The export.',
+            z.object({
+              object: z.literal('data_export'),
+              exported_at: z.string(),
+              user: z.object({
+                profile: z.object({ user_id: z.string() }).loose(),
+                events: z.array(z.object({}).loose()),
+                sessions: z.array(z.object({}).loose()),
+              }),
+              account: z.object({ account_id: z.string() }).loose().nullable(),
+            }),
+          ),
         },
       },
       true,

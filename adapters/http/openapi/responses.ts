@@ -565,6 +565,11 @@ export const closedAccountSchema = z
     refund: z.object(refundFields).nullable(),
     /** on 200: how many active keys the closure revoked (every key of a closed account is refused anyway) */
     keys_revoked: z.number().int().min(0).optional(),
+    personal_data_erase_due_at: z
+      .string()
+      .nullable()
+      .optional()
+      .meta({ description: "on 200: when the retention worker erases the account's personal data (crypto-shredding), 30 days after closure" }),
     ...z.object(balanceFields).partial().shape,
   })
   .meta({ id: 'AccountClosure', description: '200 closed; 202/502 not closed yet because the refund of remaining credit is pending or failed.' });

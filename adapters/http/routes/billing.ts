@@ -1,3 +1,4 @@
+import { erasureDueAt } from '../../../projections/retention/retention';
 import { actorOfKey } from '../../../src/api-keys';
 import express, { type Response, type Router } from 'express';
 import { z } from 'zod';
@@ -254,6 +255,9 @@ function mountBilling(router: Router, gateway: GatewayParts, options: BillingRou
     res.status(result.value.claimed > 0n ? 201 : 200).json(claimView(accountId, result.value));
   }
 
+  const closedAt = (events: readonly { event: { type: string; metadata: { occurredAt: string } } }[]) =>
+    events.find((e) => e.event.type === 'AccountClosed')?.event.metadata.occurredAt ?? null;
+
   router.post('/v1/account/close', write, async (_req, res) => {
     const accountId = keyOf(res).accountId;
     const loaded = await reader.state(accountId);
@@ -289,6 +293,8 @@ function mountBilling(router: Router, gateway: GatewayParts, options: BillingRou
       status: closed.state.status,
       refund: refund && refundView(refund),
       keys_revoked: keys.revoked.length,
+      // When the retention worker crypto-shreds the account's personal data (and its only-member users').
+      personal_data_erase_due_at: closedAt(closed.events) === null ? null : erasureDueAt(closedAt(closed.events)!, 'customer_request'),
       ...balanceView(closed.state, new Date().toISOString()),
     });
   });

@@ -710,6 +710,8 @@ describe('users and sessions', () => {
     );
     expectStatus(await as('POST', '/dashboard/api/me/resend-verification'), 202);
     expectStatus(await as('GET', '/dashboard/api/me/sessions'), 200);
+    expectStatus(await as('GET', '/dashboard/api/me/export'), 200);
+    expectStatus(await as('DELETE', '/dashboard/api/me', { body: { password } }), 409, 'last_owner');
     expectStatus(await as('DELETE', '/dashboard/api/me/sessions/ses_nobody'), 404, 'session_not_found');
     expectStatus(await as('POST', '/dashboard/api/me/account', { body: { account_id: 'acct_nobody' } }), 403, 'not_a_member');
     expectStatus(await as('DELETE', '/dashboard/api/me/two-factor', { body: { password, code: '123456' } }), 409, 'two_factor_not_enabled');

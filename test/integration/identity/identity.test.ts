@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process';
+import { resolve } from 'node:path';
 import * as OTPAuth from 'otpauth';
 import { Pool } from 'pg';
 import { systemMetadata } from '../../../src/command-metadata';
@@ -311,6 +313,171 @@ describe('users: sign-up, verification, sign-in, sessions, passwords, profile, t
     const again = await new DashboardClient(gw.url).post('/dashboard/api/sign-in', { email: 'erase@example.test', password: PASSWORD });
     expect(again.status).toBe(401);
   });
+
+  it("export: a person downloads what is held about them; an owner also gets the account's, audited with them as the actor", async () => {
+    const owner = await newUser('export-owner@example.test');
+    const ownerSession = (await owner.get('/dashboard/api/session')).body;
+    expect((await owner.post('/v1/account/keys', { name: 'exported key' })).status).toBe(201);
+    const download = await owner.get('/dashboard/api/me/export');
+    expect(download.status).toBe(200);
+    expect(download.headers.get('content-disposition')).toMatch(/^attachment; filename="tollgate-export-\d{4}-\d{2}-\d{2}\.json"$/);
+    expect(download.body).toMatchObject({
+      object: 'data_export',
+      user: { profile: { user_id: ownerSession.user_id, name: 'Ada', email: 'export-owner@example.test', email_verified: true } },
+      account: { account_id: ownerSession.account_id, personal_data: { display_name: 'Analytical Engines' } },
+    });
+    expect(download.body.user.events.map((e: { type: string }) => e.type)).toEqual(expect.arrayContaining(['UserRegistered', 'UserEmailVerified']));
+    expect(download.body.user.sessions.some((s: { current: boolean }) => s.current)).toBe(true);
+    expect(download.body.account.keys.map((k: { name: string }) => k.name)).toContain('exported key');
+    // Credentials and ciphertexts are never in it.
+    const text = JSON.stringify(download.body);
+    const { rows } = await pool.query<{ password_hash: string; email_ciphertext: string }>(
+      'SELECT password_hash, email_ciphertext FROM user_credentials WHERE user_id = $1',
+      [ownerSession.user_id],
+    );
+    expect(text).not.toContain(rows[0]!.password_hash);
+    expect(text).not.toContain(rows[0]!.email_ciphertext);
+    expect(text).not.toContain('Ciphertext');
+    await until(
+      async () =>
+        (
+          await pool.query(
+            `SELECT 1 FROM audit_log WHERE action = 'personal_data.viewed' AND target_id = $1 AND actor_kind = 'user' AND actor_id = $2 AND details->>'what' = 'export'`,
+            [ownerSession.account_id, ownerSession.user_id],
+          )
+        ).rowCount === 1 || undefined,
+      { what: 'the export audited with the person as actor' },
+    );
+
+    // A viewer of that account gets their own data only.
+    const viewer = await newUser('export-viewer@example.test');
+    const viewerSession = (await viewer.get('/dashboard/api/session')).body;
+    await gw.gateway.identity.addMember(ownerSession.account_id, viewerSession.user_id, 'viewer', systemMetadata('test'));
+    await viewer.post('/dashboard/api/me/account', { account_id: ownerSession.account_id });
+    const own = await viewer.get('/dashboard/api/me/export');
+    expect(own.body.user.profile.email).toBe('export-viewer@example.test');
+    expect(own.body.account).toBeNull();
+    expect((await new DashboardClient(gw.url).get('/dashboard/api/me/export')).status).toBe(401);
+  });
+
+  it('a person deletes themselves: refused while the only owner of an open account; then memberships removed, sessions ended, data shredded, audited', async () => {
+    const owner = await newUser('delete-owner@example.test');
+    const ownerSession = (await owner.get('/dashboard/api/session')).body;
+    const soleOwner = await owner.call('DELETE', '/dashboard/api/me', { password: PASSWORD });
+    expect(soleOwner.status).toBe(409);
+    expect(soleOwner.body.error.code).toBe('last_owner');
+    expect((await owner.get('/dashboard/api/me')).status).toBe(200);
+
+    const leaver = await newUser('delete-me@example.test');
+    const leaverSession = (await leaver.get('/dashboard/api/session')).body;
+    await gw.gateway.identity.addMember(ownerSession.account_id, leaverSession.user_id, 'developer', systemMetadata('test'));
+    const second = new DashboardClient(gw.url);
+    expect((await second.post('/dashboard/api/sign-in', { email: 'delete-me@example.test', password: PASSWORD })).status).toBe(200);
+    // Still the only owner of the account they opened at sign-up, until they close it.
+    expect((await leaver.call('DELETE', '/dashboard/api/me', { password: PASSWORD })).body.error.code).toBe('last_owner');
+    const wrong = await leaver.call('DELETE', '/dashboard/api/me', { password: 'not the password at all' });
+    expect(wrong.status).toBe(401);
+    expect(wrong.body.error.code).toBe('invalid_credentials');
+    expect((await leaver.call('DELETE', '/dashboard/api/me', {})).status).toBe(400);
+    const closed = await leaver.post('/v1/account/close', {});
+    expect(closed.status).toBe(200);
+    expect(Date.parse(closed.body.personal_data_erase_due_at) - Date.now()).toBeGreaterThan(29 * 86_400_000);
+
+    const deleted = await leaver.call('DELETE', '/dashboard/api/me', { password: PASSWORD });
+    expect(deleted.status).toBe(200);
+    expect(deleted.body).toEqual({ object: 'user', id: leaverSession.user_id, deleted: true });
+    expect((await leaver.get('/dashboard/api/me')).status).toBe(401);
+    expect((await second.get('/dashboard/api/me')).status).toBe(401);
+    expect((await new DashboardClient(gw.url).post('/dashboard/api/sign-in', { email: 'delete-me@example.test', password: PASSWORD })).status).toBe(401);
+    expect((await pool.query('SELECT 1 FROM memberships WHERE user_id = $1', [leaverSession.user_id])).rowCount).toBe(0);
+    expect((await pool.query('SELECT 1 FROM user_credentials WHERE user_id = $1', [leaverSession.user_id])).rowCount).toBe(0);
+    expect(await gw.gateway.identity.nameOf(leaverSession.user_id)).toBeNull();
+    await until(
+      async () =>
+        (
+          await pool.query(`SELECT 1 FROM audit_log WHERE action = 'user.deleted' AND target_id = $1 AND actor_kind = 'user' AND actor_id = $1`, [
+            leaverSession.user_id,
+          ])
+        ).rowCount === 1 &&
+        (
+          await pool.query(`SELECT 1 FROM audit_log WHERE action = 'member.removed' AND target_id = $1 AND actor_id = $2`, [
+            ownerSession.account_id,
+            leaverSession.user_id,
+          ])
+        ).rowCount === 1
+          ? true
+          : undefined,
+      { what: 'the deletion audited with the person as actor' },
+    );
+  });
+
+  it('an admin user signs in with a password and reaches only the /admin routes of their role; the audit log names them', async () => {
+    const customer = await newUser('admin-target@example.test');
+    const target = (await customer.get('/dashboard/api/session')).body.account_id;
+    const metadata = { ...systemMetadata('test'), actor: { kind: 'admin' as const, adminId: 'cli' } };
+    const finance = await gw.gateway.identity.addAdminUser({ email: 'finance@ops.example.test', password: PASSWORD, role: 'finance' }, metadata);
+    const operator = await gw.gateway.identity.addAdminUser({ email: 'operator@ops.example.test', password: PASSWORD, role: 'operator' }, metadata);
+    if (!finance.ok || !operator.ok) throw new Error('admin users not created');
+    expect(finance.value.created).toBe(true);
+    expect((await gw.gateway.identity.addAdminUser({ email: 'x@ops.example.test', password: 'short', role: 'finance' }, metadata)).ok).toBe(false);
+
+    const fin = new DashboardClient(gw.url);
+    expect((await fin.post('/dashboard/api/sign-in', { email: 'finance@ops.example.test', password: PASSWORD })).status).toBe(200);
+    expect((await fin.get(`/admin/accounts/${target}/balance`)).status).toBe(200);
+    expect((await fin.get(`/admin/accounts/${target}/statement?period=2026-01`)).status).not.toBe(403);
+    const refused = await fin.post(`/admin/accounts/${target}/suspend`, { reason: 'finance may not' });
+    expect(refused.status).toBe(403);
+    expect(refused.body.error.code).toBe('insufficient_role');
+    expect((await fin.get('/admin/audit')).status).toBe(403);
+    expect((await customer.get(`/admin/accounts/${target}/balance`)).status).toBe(401);
+
+    const op = new DashboardClient(gw.url);
+    expect((await op.post('/dashboard/api/sign-in', { email: 'operator@ops.example.test', password: PASSWORD })).status).toBe(200);
+    expect((await op.post(`/admin/accounts/${target}/suspend`, { reason: 'terms_violation' })).status).toBe(200);
+    expect((await op.get('/admin/audit')).status).toBe(403);
+    await until(
+      async () =>
+        (
+          await pool.query(`SELECT 1 FROM audit_log WHERE action = 'account.suspended' AND target_id = $1 AND actor_kind = 'admin' AND actor_id = $2`, [
+            target,
+            operator.value.userId,
+          ])
+        ).rowCount === 1 || undefined,
+      { what: 'the suspension audited with the operator as actor' },
+    );
+    expect((await pool.query(`SELECT 1 FROM audit_log WHERE action = 'admin_user.added' AND target_id = $1`, [finance.value.userId])).rowCount).toBe(1);
+  });
+
+  it('`tollgate admins add` (the real CLI) creates an admin user from a password on stdin; a bad role or weak password exits 1', async () => {
+    const run = (args: string[], input: string) =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((done) => {
+        const child = spawn(resolve(__dirname, '../../../bin/tollgate'), args, {
+          env: { ...process.env, DATABASE_URL: gw.databaseUrl, LOG_LEVEL: 'warn', TOLLGATE_BCRYPT_COST: '4' },
+          stdio: ['pipe', 'pipe', 'pipe'],
+        });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (c) => (stdout += c));
+        child.stderr.on('data', (c) => (stderr += c));
+        child.on('exit', (code) => done({ code, stdout, stderr }));
+        child.stdin.end(input);
+      });
+    const added = await run(['admins', 'add', '--email', 'compliance@ops.example.test', '--role', 'compliance', '--admin', 'founder'], `${PASSWORD}\n`);
+    expect(added.code).toBe(0);
+    expect(added.stdout).not.toContain(PASSWORD);
+    const { user_id: userId } = JSON.parse(added.stdout);
+    expect(await gw.gateway.identity.adminRole(userId)).toBe('compliance');
+    const client = new DashboardClient(gw.url);
+    expect((await client.post('/dashboard/api/sign-in', { email: 'compliance@ops.example.test', password: PASSWORD })).status).toBe(200);
+    expect((await client.get('/admin/audit')).status).toBe(200);
+    expect((await client.post('/admin/accounts', { display_name: 'x', email: 'x@example.test' })).status).toBe(403);
+    const badRole = await run(['admins', 'add', '--email', 'r@ops.example.test', '--role', 'root'], `${PASSWORD}\n`);
+    expect(badRole.code).not.toBe(0);
+    expect(badRole.stderr).toMatch(/operator, finance, compliance/);
+    const weak = await run(['admins', 'add', '--email', 'w@ops.example.test', '--role', 'finance'], 'short\n');
+    expect(weak.code).toBe(1);
+    expect(weak.stderr).not.toContain('short\n');
+  }, 120_000);
 
   it('a session survives a gateway restart and is shared by another instance', async () => {
     const client = await newUser('restart@example.test');

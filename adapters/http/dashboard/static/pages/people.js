@@ -180,6 +180,35 @@ export function ProfilePage() {
     }
   };
   const resend = () => action.run(() => post('/dashboard/api/me/resend-verification'), 'A new confirmation link is on its way.');
+  const [closure, setClosure] = useState(null);
+  const downloadExport = async () => {
+    // A link to the route would not carry the X-Tollgate-Dashboard header: fetch, then save the answer as a file.
+    const response = await action.run(() => get('/dashboard/api/me/export', { raw: true }));
+    if (!response) return;
+    const name = /filename="([^"]+)"/.exec(response.headers.get('content-disposition') ?? '')?.[1] ?? 'tollgate-export.json';
+    const url = URL.createObjectURL(await response.blob());
+    const link = document.createElement('a');
+    link.href = url;
+    link.download = name;
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  };
+  const closeAccount = async () => {
+    if (!window.confirm('Close this account? Open requests must end first; purchased credit is refunded and every key is revoked. This cannot be undone.'))
+      return;
+    const answer = await action.run(() => post('/v1/account/close'), 'The account is closed.');
+    if (answer) setClosure(answer);
+  };
+  const deleteMe = async (event) => {
+    event.preventDefault();
+    const done = await action.run(() => del('/dashboard/api/me', { password: new FormData(event.currentTarget).get('password') }));
+    if (done) {
+      window.location.hash = '#/sign-in';
+      window.location.reload();
+    }
+  };
   return html`<${Loading} state=${me}>${(p) => html`
     <${Message} message=${action.message} />
     ${!p.email_verified && html`<p class="notice error" id="unverified">Your email address is not confirmed yet: keys and credit wait for it. <button type="button" class="secondary" onClick=${resend}>Send the link again</button></p>`}
@@ -220,6 +249,31 @@ export function ProfilePage() {
         html`<div class="secret"><p><strong>Recovery codes: store them now, they are shown only once.</strong> Each works once if you lose your device.</p>
         <ul id="recovery-codes">${codes.map((c) => html`<li><code>${c}</code></li>`)}</ul></div>`
       }
+    </section>
+    <section aria-labelledby="data-heading">
+      <h2 id="data-heading">Your data</h2>
+      <p>A JSON file of everything Tollgate holds about you${p.memberships.some((m) => m.account_id === p.current_account_id && m.role === 'owner') ? ' and about this account' : ''}.</p>
+      <button type="button" id="export-download" class="secondary" disabled=${action.busy} onClick=${downloadExport}>Download my data</button>
+    </section>
+    ${
+      p.memberships.some((m) => m.account_id === p.current_account_id && m.role === 'owner') &&
+      html`<section aria-labelledby="close-heading">
+      <h2 id="close-heading">Close and delete this account</h2>
+      <p>Open requests must end first. Purchased credit is refunded to the cards it came from, every key is revoked, and the account's personal data (and that of members in no other account) is erased 30 days later.</p>
+      ${
+        closure
+          ? html`<p class="notice" id="closure-scheduled">Closed. Personal data will be erased on <time datetime=${closure.personal_data_erase_due_at}>${new Date(closure.personal_data_erase_due_at).toUTCString()}</time>.</p>`
+          : html`<button type="button" id="account-close" class="danger" disabled=${action.busy} onClick=${closeAccount}>Close and delete the account</button>`
+      }
+    </section>`
+    }
+    <section aria-labelledby="delete-me-heading">
+      <h2 id="delete-me-heading">Delete yourself</h2>
+      <p>Your name, email, password and sessions are erased at once and you leave every account. Not possible while you are the only owner of an open account.</p>
+      <form onSubmit=${deleteMe}>
+        <${Field} label="Password to confirm" id="delete-me-password" name="password" type="password" autocomplete="current-password" required />
+        <button type="submit" class="danger" disabled=${action.busy}>Delete me</button>
+      </form>
     </section>
   `}<//>`;
 }
