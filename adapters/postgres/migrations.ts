@@ -9,7 +9,7 @@ import { auditMigration } from '../../projections/audit/audit';
 import { retentionMigration } from '../../projections/retention/retention';
 import { financeProjectionsMigration, usageAudioUnitsMigration } from '../../projections/balances/schema';
 import { paymentsMigration } from '../payments/schema';
-import { noticesMigration } from '../../src/notices/notices';
+import { noticeUserPreferencesMigration, noticesMigration } from '../../src/notices/notices';
 import { statusMigration } from '../../src/notices/status';
 import { mailOutboxMigration } from '../../src/mail/outbox';
 import { identityMigration } from '../../src/identity/schema';
@@ -37,4 +37,5 @@ export const migrations: readonly Migration[] = [
   mailOutboxMigration,
   usageAudioUnitsMigration,
   identityMigration,
+  noticeUserPreferencesMigration,
 ];

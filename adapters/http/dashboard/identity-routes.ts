@@ -110,6 +110,8 @@ export function userSessionView(principal: SessionPrincipal) {
 /** What a session of `role` needs for this account-API call: a permission, or only to be a member (reads). */
 function permissionFor(method: string, path: string): Permission | 'read' {
   if (method === 'GET' || method === 'HEAD') return 'read';
+  // A person's own notice preferences (routes/notices.ts): any member sets theirs.
+  if (path === '/v1/account/notice-preferences') return 'read';
   if (path.startsWith('/v1/account/keys')) return 'keys';
   if (path.startsWith('/v1/billing/')) return 'billing';
   // Anything else that changes the account (closing it, ...) is the owner's.
