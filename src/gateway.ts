@@ -39,6 +39,7 @@ import { stripeClientFromConfig } from '../adapters/payments/stripe-client';
 import { StripeCustomers } from '../adapters/payments/customers';
 import { projections } from './read-models/registry';
 import { PriceBookAnnouncer } from './notices/announcer';
+import { LowBalanceNoticePublisher } from './notices/low-balance';
 import { NoticeMailer } from './notices/mailer';
 import { UpstreamProbe } from './notices/status';
 import { MailOutbox, MailSender, mailOutboxSubscriber } from './mail/outbox';
@@ -220,6 +221,8 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
       announcer.start();
       const noticeMailer = new NoticeMailer({ pool: database.pool, store, vault, outbox: mail, log, clock }, config.TOLLGATE_NOTICES_INTERVAL_S * 1_000);
       noticeMailer.start();
+      const lowBalanceNotices = new LowBalanceNoticePublisher({ pool: database.pool, store, log, clock }, config.TOLLGATE_NOTICES_INTERVAL_S * 1_000);
+      lowBalanceNotices.start();
       const probe = new UpstreamProbe(
         {
           pool: database.pool,
@@ -245,7 +248,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
         { clock: seams.forfeitureClock ?? (() => new Date()), checkIntervalMs: config.TOLLGATE_RETENTION_CHECK_INTERVAL_S * 1_000 },
       );
       forfeiture.start();
-      const workers: Worker[] = [expiry, alerts, retention, forfeiture, announcer, noticeMailer, probe, mailSender];
+      const workers: Worker[] = [expiry, alerts, retention, forfeiture, announcer, noticeMailer, lowBalanceNotices, probe, mailSender];
       if (stripe && customers) {
         const charger = stripeOffSessionCharger(stripe, (accountId) => customers.savedPaymentMethodOf(accountId), {
           automaticTax: config.STRIPE_AUTOMATIC_TAX,

@@ -9,7 +9,7 @@ import { auditMigration } from '../../projections/audit/audit';
 import { retentionMigration } from '../../projections/retention/retention';
 import { financeProjectionsMigration, usageAudioUnitsMigration } from '../../projections/balances/schema';
 import { paymentsMigration } from '../payments/schema';
-import { noticesMigration } from '../../src/notices/notices';
+import { noticeUserPreferencesMigration, noticesMigration } from '../../src/notices/notices';
 import { statusMigration } from '../../src/notices/status';
 import { mailOutboxMigration } from '../../src/mail/outbox';
 import { adminUsersMigration, identityMigration, invitationsMigration } from '../../src/identity/schema';
@@ -39,4 +39,5 @@ export const migrations: readonly Migration[] = [
   identityMigration,
   invitationsMigration,
   adminUsersMigration,
+  noticeUserPreferencesMigration,
 ];

@@ -17,6 +17,10 @@ export type DescribeModel = Command<
     readonly rulesUrl: string | null;
     readonly status: ModelStatus;
     readonly retiresAt: IsoInstant | null;
+    /** a new or earlier retirement must be at least this many days ahead (0: any time) */
+    readonly retirementNoticeDays?: number;
+    /** required to retire sooner than that; recorded on the event (audited) */
+    readonly shortNoticeReason?: string;
   }
 >;
 export type SetPrice = Command<

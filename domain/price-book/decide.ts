@@ -36,7 +36,16 @@ export function decidePriceBook(command: PriceBookCommand, state: PriceBookState
       if (status === 'deprecated' && retiresAt === null) return reject({ error: 'retirement_date_required', modelId });
       if (status !== 'deprecated' && retiresAt !== null) return reject({ error: 'retirement_date_only_when_deprecated', modelId });
       if (retiresAt !== null && isBefore(retiresAt, command.metadata.now)) return reject({ error: 'retirement_in_past', retiresAt, now: command.metadata.now });
-      return accept({ type: 'ModelDescribed', data: { ...command.data }, metadata });
+      // A retirement newly set, or brought forward, is announced ahead like a price increase.
+      const { retirementNoticeDays, shortNoticeReason, ...described } = command.data;
+      const previous = model.catalogue?.retiresAt ?? null;
+      const sooner = retiresAt !== null && (previous === null || isBefore(retiresAt, previous));
+      const days = retirementNoticeDays ?? 0;
+      const reason = shortNoticeReason?.trim();
+      const earliest = addMs(command.metadata.now, days * DAY_MS);
+      const shortNotice = sooner && isBefore(retiresAt, earliest);
+      if (shortNotice && !reason) return reject({ error: 'retirement_notice_too_short', retiresAt, earliest, days });
+      return accept({ type: 'ModelDescribed', data: { ...described, ...(shortNotice && reason && { shortNoticeReason: reason }) }, metadata });
     }
     case 'SetPrice': {
       const { modelId, operation, inputPerMillion, outputPerMillion } = command.data;

@@ -13,6 +13,8 @@ export type PriceBookError =
   | { readonly error: 'retirement_in_past'; readonly retiresAt: IsoInstant; readonly now: IsoInstant }
   /** customers are told of an increase at least `days` ahead: it may take effect at `earliest` */
   | { readonly error: 'price_increase_notice_too_short'; readonly effectiveAt: IsoInstant; readonly earliest: IsoInstant; readonly days: number }
+  /** customers are told of a retirement at least `days` ahead: it may be at `earliest` */
+  | { readonly error: 'retirement_notice_too_short'; readonly retiresAt: IsoInstant; readonly earliest: IsoInstant; readonly days: number }
   | { readonly error: 'operation_not_offered'; readonly modelId: string; readonly operation: Operation }
   | { readonly error: 'no_operations' }
   | { readonly error: 'max_output_tokens_not_positive'; readonly maxOutputTokens: bigint }

@@ -36,6 +36,8 @@ export const ModelDescribed = defineEvent(
     rulesUrl: z.string().nullable(),
     status: modelStatusSchema,
     retiresAt: isoInstantSchema.nullable(),
+    /** why a retirement comes with less notice than the rule asks (audited); absent otherwise */
+    shortNoticeReason: z.string().optional(),
   }),
 );
 

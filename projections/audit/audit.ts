@@ -248,7 +248,8 @@ export function auditFactOf(streamId: string, event: DomainEvent): AuditFact | n
         action: 'model.described',
         targetKind: 'model',
         targetId: event.data.modelId,
-        reason: null,
+        // a retirement with less than the required notice names why
+        reason: event.data.shortNoticeReason ?? null,
         details: {
           status: event.data.status,
           retiresAt: event.data.retiresAt ?? '',

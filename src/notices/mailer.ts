@@ -19,8 +19,10 @@ export const MAIL_NOTICES_NEWER_THAN_MS = 2 * 86_400_000;
  * and account: the email id derives from both (the outbox makes one email per id), and
  * `notice_mailings` records it after the request, so a crash in between requests the same email
  * again and the outbox drops the repeat. A kind the account turned off (never an essential one)
- * is recorded as skipped. Accounts, not people: until Tollgate has users with their own
- * addresses, the account's contact is the one address it has.
+ * is recorded as skipped. Recipients: the account's contact address and each of its members
+ * (src/identity users) with a verified address, one email per address and notice (the email id
+ * adds the member's user id); a member's own opt-outs spare that member only. Essential kinds go to
+ * every recipient. A closed or erased account is mailed nothing.
  */
 export class NoticeMailer {
   private loop: PollLoop | undefined;
@@ -68,23 +70,26 @@ export class NoticeMailer {
         skipped++;
         continue;
       }
-      const to = await this.contactOf(row.account_id);
-      if (to === null) {
-        await this.record(row.notice_id, row.account_id, null, 'no_contact');
-        skipped++;
-        continue;
+      const recipients = await this.recipientsOf(row.account_id, row.kind);
+      const base = `notice-${row.notice_id}-${row.account_id}`;
+      const chosen = recipients.filter((r) => !r.optedOut);
+      for (const recipient of chosen) {
+        // The contact's email id is the one the account always had; a member's adds their user id.
+        const emailId = (recipient.userId === null ? base : `${base}-${recipient.userId}`).replace(/[^A-Za-z0-9_.:-]/g, '_');
+        await this.deps.outbox.request({
+          kind: 'notice',
+          to: recipient.address,
+          subject: row.account_id,
+          params: { subject: row.subject, body: `${row.body}\n\nYou can see every notice in the dashboard, and choose which non-essential ones you receive.` },
+          emailId,
+          metadata: { ...systemMetadata('notice-mailer'), now: now.toISOString() },
+        });
+        requested++;
       }
-      const emailId = `notice-${row.notice_id}-${row.account_id}`.replace(/[^A-Za-z0-9_.:-]/g, '_');
-      await this.deps.outbox.request({
-        kind: 'notice',
-        to,
-        subject: row.account_id,
-        params: { subject: row.subject, body: `${row.body}\n\nYou can see every notice in the dashboard, and choose which non-essential ones you receive.` },
-        emailId,
-        metadata: { ...systemMetadata('notice-mailer'), now: now.toISOString() },
-      });
-      await this.record(row.notice_id, row.account_id, emailId, null);
-      requested++;
+      const contactMail = chosen.find((r) => r.userId === null);
+      const reason = recipients.length === 0 ? 'no_contact' : chosen.length === 0 ? 'opted_out' : null;
+      await this.record(row.notice_id, row.account_id, chosen.length > 0 ? (contactMail ? base : `${base}-members`) : null, reason);
+      if (reason !== null) skipped++;
     }
     return { requested, skipped };
   }
@@ -99,11 +104,38 @@ export class NoticeMailer {
     return rows.length > 0 ? 'opted_out' : null;
   }
 
-  private async contactOf(accountId: string): Promise<string | null> {
+  /**
+   * Who of the account is mailed: its contact address and every member with a verified address,
+   * one email per address. An address that is a member's follows that member's own choices (a
+   * member who is also the contact is one recipient, a person); the contact of an account with no
+   * such member is always mailed (the account's own choice was checked before).
+   */
+  private async recipientsOf(accountId: string, kind: NoticeKind): Promise<{ address: string; userId: string | null; optedOut: boolean }[]> {
+    const byAddress = new Map<string, { address: string; userId: string | null; optedOut: boolean }>();
+    const { rows } = await this.deps.pool.query<{ user_id: string; email_ciphertext: string; opted_out: boolean }>(
+      `SELECT c.user_id, c.email_ciphertext,
+              EXISTS (SELECT 1 FROM notice_user_preferences p WHERE p.user_id = c.user_id AND p.kind = $2 AND NOT p.enabled) AS opted_out
+         FROM memberships m JOIN user_credentials c ON c.user_id = m.user_id
+        WHERE m.account_id = $1 AND c.email_verified_at IS NOT NULL
+        ORDER BY m.since, m.user_id`,
+      [accountId, kind],
+    );
+    for (const member of rows) {
+      const address = await this.deps.vault.decrypt(member.user_id, member.email_ciphertext);
+      if (address === null) continue;
+      byAddress.set(address.toLowerCase(), { address, userId: member.user_id, optedOut: !isEssential(kind) && member.opted_out });
+    }
+    const contact = await this.contactOf(accountId);
+    if (contact === 'closed') return [];
+    if (contact !== null && !byAddress.has(contact.toLowerCase())) byAddress.set(contact.toLowerCase(), { address: contact, userId: null, optedOut: false });
+    return [...byAddress.values()];
+  }
+
+  private async contactOf(accountId: string): Promise<string | null | 'closed'> {
     const { events } = await this.deps.store.readStream(accountStreamId(accountId));
     const domainEvents = events.map((e) => e.event);
     // A closed account is told nothing more by email; an erased one has no address left.
-    if (domainEvents.some((e) => e.type === 'AccountClosed' || e.type === 'PersonalDataErased')) return null;
+    if (domainEvents.some((e) => e.type === 'AccountClosed' || e.type === 'PersonalDataErased')) return 'closed';
     const ciphertexts = currentPersonalDataCiphertexts(domainEvents);
     return ciphertexts ? readPersonalField(this.deps.vault, accountId, ciphertexts.emailCiphertext) : null;
   }

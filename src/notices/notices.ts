@@ -55,6 +55,24 @@ export const noticesMigration: Migration = {
   `,
 };
 
+/**
+ * A person's own choices (src/identity users), beside the account's: a member who turns a
+ * non-essential kind off gets no email and no banner of it, whatever the account chose; the
+ * account's choice (made with an API key) turns it off for every recipient of the account.
+ */
+export const noticeUserPreferencesMigration: Migration = {
+  id: '0091_notice_user_preferences',
+  sql: `
+    CREATE TABLE notice_user_preferences (
+      user_id text NOT NULL,
+      kind text NOT NULL,
+      enabled boolean NOT NULL,
+      updated_at timestamptz NOT NULL DEFAULT now(),
+      PRIMARY KEY (user_id, kind)
+    );
+  `,
+};
+
 export const noticesProjection: SqlProjection<DomainEvent> = {
   name: 'notices',
   async apply(db: PoolClient, events: readonly RecordedEvent<DomainEvent>[]) {
@@ -127,18 +145,27 @@ const viewOf = (r: NoticeDbRow): NoticeView => ({
   read: r.read,
 });
 
-/** An account's notices, newest first; `unreadOnly` for the dashboard's banner (kinds it turned off left out). */
-export async function noticesOf(pool: Pool, accountId: string, options: { unreadOnly?: boolean; limit?: number } = {}): Promise<NoticeView[]> {
+/**
+ * An account's notices, newest first; `unreadOnly` for the dashboard's banner (kinds the account,
+ * or the signed-in person `userId`, turned off left out).
+ */
+export async function noticesOf(
+  pool: Pool,
+  accountId: string,
+  options: { unreadOnly?: boolean; limit?: number; userId?: string | undefined } = {},
+): Promise<NoticeView[]> {
   const { rows } = await pool.query<NoticeDbRow>(
     `SELECT n.notice_id, n.kind, n.subject, n.body, n.effective_at, n.ends_at, n.about, n.published_at, (r.notice_id IS NOT NULL) AS read
        FROM notices n
        LEFT JOIN notice_reads r ON r.account_id = $1 AND r.notice_id = n.notice_id
       WHERE (n.account_ids IS NULL OR n.account_ids @> ARRAY[$1]::text[])
         AND (NOT $2 OR (r.notice_id IS NULL AND NOT EXISTS (
-              SELECT 1 FROM notice_preferences p WHERE p.account_id = $1 AND p.kind = n.kind AND NOT p.enabled)))
+              SELECT 1 FROM notice_preferences p WHERE p.account_id = $1 AND p.kind = n.kind AND NOT p.enabled)
+            AND NOT EXISTS (
+              SELECT 1 FROM notice_user_preferences u WHERE u.user_id = $4 AND u.kind = n.kind AND NOT u.enabled)))
       ORDER BY n.published_at DESC, n.seq DESC
       LIMIT $3`,
-    [accountId, options.unreadOnly === true, options.limit ?? 200],
+    [accountId, options.unreadOnly === true, options.limit ?? 200, options.userId ?? null],
   );
   return rows.map(viewOf);
 }
@@ -167,6 +194,31 @@ export async function noticePreferencesOf(pool: Pool, accountId: string): Promis
   const { rows } = await pool.query<{ kind: string; enabled: boolean }>('SELECT kind, enabled FROM notice_preferences WHERE account_id = $1', [accountId]);
   const stored = new Map(rows.map((r) => [r.kind, r.enabled]));
   return NOTICE_KINDS.map((kind) => ({ kind, essential: isEssential(kind), enabled: isEssential(kind) || (stored.get(kind) ?? true) }));
+}
+
+/** Every kind with whether this person receives it (their own choice; essential kinds always on). */
+export async function userNoticePreferencesOf(pool: Pool, userId: string): Promise<NoticePreference[]> {
+  const { rows } = await pool.query<{ kind: string; enabled: boolean }>('SELECT kind, enabled FROM notice_user_preferences WHERE user_id = $1', [userId]);
+  const stored = new Map(rows.map((r) => [r.kind, r.enabled]));
+  return NOTICE_KINDS.map((kind) => ({ kind, essential: isEssential(kind), enabled: isEssential(kind) || (stored.get(kind) ?? true) }));
+}
+
+/** A person's own choices; an essential kind cannot be turned off (nothing is changed then). */
+export async function setUserNoticePreferences(
+  pool: Pool,
+  userId: string,
+  changes: readonly { readonly kind: NoticeKind; readonly enabled: boolean }[],
+): Promise<PreferenceRefusal | undefined> {
+  const refused = changes.find((c) => !c.enabled && isEssential(c.kind));
+  if (refused) return { error: 'notice_kind_essential', kind: refused.kind };
+  if (changes.length === 0) return undefined;
+  await pool.query(
+    `INSERT INTO notice_user_preferences (user_id, kind, enabled)
+     SELECT $1, c.kind, c.enabled FROM jsonb_to_recordset($2::jsonb) AS c(kind text, enabled boolean)
+     ON CONFLICT (user_id, kind) DO UPDATE SET enabled = excluded.enabled, updated_at = now()`,
+    [userId, JSON.stringify(changes)],
+  );
+  return undefined;
 }
 
 export type PreferenceRefusal = { readonly error: 'notice_kind_essential'; readonly kind: NoticeKind };

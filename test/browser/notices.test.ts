@@ -84,7 +84,7 @@ test('a notice shows as a banner until dismissed, and stays in the list; essenti
   const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
   const page = await context.newPage();
   watch(page);
-  await page.goto(`${tg.url}/dashboard/`);
+  await page.goto(`${tg.url}/dashboard/#/key-sign-in`);
   await page.getByLabel('API key').fill(customerKey);
   await page.getByRole('button', { name: 'Sign in' }).click();
   const banner = page.getByRole('region', { name: 'Notices' });

@@ -130,6 +130,8 @@ const REFUND_CLAIMS_PATH = '/v1/account/refund-claims';
 /** What a session of `role` needs for this account-API call: a permission, or only to be a member (reads). */
 function permissionFor(method: string, path: string): Permission | 'read' {
   if (method === 'GET' || method === 'HEAD') return 'read';
+  // A person's own notice preferences (routes/notices.ts): any member sets theirs.
+  if (path === '/v1/account/notice-preferences') return 'read';
   if (path.startsWith('/v1/account/keys')) return 'keys';
   // A closed account's remaining credit is claimed by whoever handles its billing.
   if (path === REFUND_CLAIMS_PATH) return 'billing';

@@ -849,7 +849,7 @@ const paths: ZodOpenApiPathsObject = {
       tags: ['Admin'],
       summary: 'Describe a model (its catalogue card)',
       description:
-        'Description, context length, licence, Model Rules (text and link) and status. A deprecated model names its retirement date: from then on requests for it get 404 `model_retired`.',
+        "Description, context length, licence, Model Rules (text and link) and status. A deprecated model names its retirement date: from then on requests for it get 404 `model_retired`. A retirement newly set or brought forward must be at least 14 days ahead (it is announced to the model's recent users meanwhile); sooner is refused (409 `retirement_notice_too_short`) unless `short_notice_reason` is given, which is audited.",
       requestParams: { path: z.object({ id: z.string().meta({ description: 'model id (URL-encoded)' }) }) },
       requestBody: { required: true, content: { 'application/json': { schema: describeModelSchema } } },
       responses: { '200': json('The model as described.', out.adminModelSchema), ...errors([...authenticated, 400, 404, 409]) },

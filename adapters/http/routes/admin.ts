@@ -1,3 +1,4 @@
+import { MINIMUM_NOTICE_MS } from '../../../domain/notice';
 import { randomBytes } from 'node:crypto';
 import type { Response, Router } from 'express';
 import { z } from 'zod';
@@ -124,6 +125,8 @@ export const describeModelSchema = z
       .default(null),
     status: z.enum(['preview', 'available', 'deprecated'], { error: 'expected preview, available or deprecated' }),
     retires_at: instantSchema.nullable().default(null),
+    /** required to retire sooner than 14 days ahead (or to bring a retirement that close); audited */
+    short_notice_reason: shortTextSchema.optional(),
   })
   .superRefine((body, ctx) => {
     if (body.status === 'deprecated' && body.retires_at === null) {
@@ -396,6 +399,8 @@ export const mountAdminRoutes: RouteMount = (router: Router, gateway) => {
         rulesUrl: body.rules_url,
         status: body.status,
         retiresAt: body.retires_at,
+        retirementNoticeDays: MINIMUM_NOTICE_MS.model_retirement / 86_400_000,
+        ...(body.short_notice_reason !== undefined ? { shortNoticeReason: body.short_notice_reason } : {}),
       },
       metadata: { ...metadataOf(res), now: gateway.clock().toISOString() },
     });

@@ -4,7 +4,16 @@ import { z } from 'zod';
 import { OPERATOR_NOTICE_KINDS, checkNotice, noticeKindSchema } from '../../../domain/notice';
 import { adminMetadata } from '../../../src/command-metadata';
 import type { RouteMount } from '../../../src/gateway';
-import { allNotices, markNoticeRead, noticePreferencesOf, noticesOf, publishNotice, setNoticePreferences } from '../../../src/notices/notices';
+import {
+  allNotices,
+  markNoticeRead,
+  noticePreferencesOf,
+  noticesOf,
+  publishNotice,
+  setNoticePreferences,
+  setUserNoticePreferences,
+  userNoticePreferencesOf,
+} from '../../../src/notices/notices';
 import { keyOf } from '../auth';
 import { ApiError } from '../openai/errors';
 import { requestIdOf } from '../observability/request-id';
@@ -47,7 +56,8 @@ export const mountNoticeRoutes: RouteMount = (router: Router, gateway) => {
 
   router.get('/v1/account/notices', read, async (req, res) => {
     const query = parseInput(noticeListQuerySchema, req.query);
-    const data = await noticesOf(pool, keyOf(res).accountId, { unreadOnly: query.unread === 'true', limit: query.limit });
+    const key = keyOf(res);
+    const data = await noticesOf(pool, key.accountId, { unreadOnly: query.unread === 'true', limit: query.limit, userId: key.userId });
     res.json({ object: 'list', data });
   });
 
@@ -59,14 +69,24 @@ export const mountNoticeRoutes: RouteMount = (router: Router, gateway) => {
     res.json({ id, read: true });
   });
 
+  // With an API key: the account's choices (they apply to every recipient of the account). In a
+  // person's dashboard session: that person's own, which any member may set, whatever their role.
+  const preferencesOf = (key: ReturnType<typeof keyOf>) =>
+    key.userId !== undefined ? userNoticePreferencesOf(pool, key.userId) : noticePreferencesOf(pool, key.accountId);
+
   router.get('/v1/account/notice-preferences', read, async (_req, res) => {
-    res.json({ object: 'list', data: await noticePreferencesOf(pool, keyOf(res).accountId) });
+    res.json({ object: 'list', data: await preferencesOf(keyOf(res)) });
   });
 
-  router.put('/v1/account/notice-preferences', write, async (req, res) => {
+  router.put('/v1/account/notice-preferences', read, async (req, res) => {
+    const key = keyOf(res);
+    if (key.userId === undefined && !key.scopes.includes('account_write')) {
+      throw new ApiError(403, 'invalid_request_error', 'insufficient_permissions', null, 'This key does not have the account_write scope.');
+    }
     const body = parseInput(noticePreferencesSchema, req.body);
     const changes = Object.entries(body.kinds).map(([kind, enabled]) => ({ kind: noticeKindSchema.parse(kind), enabled: enabled as boolean }));
-    const refusal = await setNoticePreferences(pool, keyOf(res).accountId, changes);
+    const refusal =
+      key.userId !== undefined ? await setUserNoticePreferences(pool, key.userId, changes) : await setNoticePreferences(pool, key.accountId, changes);
     if (refusal) {
       throw new ApiError(
         409,
@@ -76,7 +96,7 @@ export const mountNoticeRoutes: RouteMount = (router: Router, gateway) => {
         `${refusal.kind.replaceAll('_', ' ')} notices are essential (the terms promise them) and cannot be turned off.`,
       );
     }
-    res.json({ object: 'list', data: await noticePreferencesOf(pool, keyOf(res).accountId) });
+    res.json({ object: 'list', data: await preferencesOf(key) });
   });
 
   router.get('/admin/notices', admin, async (_req, res) => {

@@ -306,14 +306,30 @@ describe('preferences', () => {
 describe('retirement', () => {
   test('past its retirement date a model gets a 404 naming the retirement', async () => {
     const retiresAt = new Date(now.getTime() + 15 * DAY).toISOString();
-    const described = await admin('PUT', `/admin/models/${OTHER}/catalogue`, {
-      description: 'Going away.',
-      context_length: 4096,
-      licence: 'Apache-2.0',
-      rules_text: 'Apache licence terms.',
-      status: 'deprecated',
-      retires_at: retiresAt,
+    const card = { description: 'Going away.', context_length: 4096, licence: 'Apache-2.0', rules_text: 'Apache licence terms.', status: 'deprecated' };
+    // Less than 14 days' notice is refused, and changes nothing; forced with a reason, it is audited.
+    const soon = new Date(now.getTime() + 13 * DAY).toISOString();
+    const describedEvents = async () => (await pool.query("SELECT count(*)::int AS n FROM events WHERE type = 'ModelDescribed'")).rows[0].n as number;
+    const before = await describedEvents();
+    expectError(await admin('PUT', `/admin/models/${OTHER}/catalogue`, { ...card, retires_at: soon }), 409, 'retirement_notice_too_short');
+    expect(await describedEvents()).toBe(before);
+    expect((await call('GET', `/v1/models/${OTHER}`, keys.c.key)).body).toMatchObject({ id: OTHER, status: expect.not.stringMatching('deprecated') });
+    const forced = await admin('PUT', `/admin/models/${OTHER}/catalogue`, {
+      ...card,
+      retires_at: soon,
+      short_notice_reason: 'licence withdrawn by the vendor',
     });
+    expect(forced.status).toBe(200);
+    const audit = await until(
+      async () =>
+        (await admin('GET', '/admin/audit?action=model.described')).body.data.find(
+          (e: { reason: string | null }) => e.reason === 'licence withdrawn by the vendor',
+        ),
+      { what: 'the audit entry of the forced retirement' },
+    );
+    expect(audit).toMatchObject({ action: 'model.described', target: { kind: 'model', id: OTHER } });
+    // Postponing needs no reason.
+    const described = await admin('PUT', `/admin/models/${OTHER}/catalogue`, { ...card, retires_at: retiresAt });
     expect(described.status).toBe(200);
     // Announced to the account that used it.
     await until(

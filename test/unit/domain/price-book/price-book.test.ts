@@ -204,6 +204,48 @@ describe('priceInForce and priceByVersion', () => {
       given([added])
         .when(describeCmd('deprecated', minutesAfterT0(-1)))
         .thenRejectedWith('retirement_in_past'));
+    describe('a retirement newly set or brought forward is announced at least 14 days ahead', () => {
+      const DAY_MINUTES = 24 * 60;
+      const withRule = (retiresAt: string, reason?: string) =>
+        cmd(
+          'DescribeModel',
+          { ...describeCmd('deprecated', retiresAt).data, retirementNoticeDays: 14, ...(reason !== undefined ? { shortNoticeReason: reason } : {}) },
+          T0,
+        );
+      const described = (retiresAt: string, reason?: string) => {
+        const { retirementNoticeDays: _days, shortNoticeReason: _reason, ...data } = withRule(retiresAt).data;
+        return ev('ModelDescribed', { ...data, ...(reason !== undefined ? { shortNoticeReason: reason } : {}) });
+      };
+      it('sooner is refused, naming the earliest allowed instant', () =>
+        given([added])
+          .when(withRule(minutesAfterT0(13 * DAY_MINUTES)))
+          .then({ error: 'retirement_notice_too_short', retiresAt: minutesAfterT0(13 * DAY_MINUTES), earliest: minutesAfterT0(14 * DAY_MINUTES), days: 14 }));
+      it('14 days ahead is accepted, with no reason recorded', () =>
+        given([added])
+          .when(withRule(minutesAfterT0(14 * DAY_MINUTES)))
+          .then([described(minutesAfterT0(14 * DAY_MINUTES))]));
+      it('sooner with a reason is accepted, and the reason is on the event (audited)', () =>
+        given([added])
+          .when(withRule(minutesAfterT0(60), '  security flaw in the weights  '))
+          .then([described(minutesAfterT0(60), 'security flaw in the weights')]));
+      it('a blank reason does not force it', () =>
+        given([added])
+          .when(withRule(minutesAfterT0(60), '   '))
+          .thenRejectedWith('retirement_notice_too_short'));
+      it('bringing a scheduled retirement forward inside the window is refused; keeping or postponing it is not', () => {
+        // Already forced to 10 days out: editing the card with that date needs no new reason.
+        const scheduled = described(minutesAfterT0(10 * DAY_MINUTES), 'licence withdrawn');
+        given([added, scheduled])
+          .when(withRule(minutesAfterT0(5 * DAY_MINUTES)))
+          .thenRejectedWith('retirement_notice_too_short');
+        given([added, scheduled])
+          .when(withRule(minutesAfterT0(10 * DAY_MINUTES)))
+          .then([described(minutesAfterT0(10 * DAY_MINUTES))]);
+        given([added, scheduled])
+          .when(withRule(minutesAfterT0(12 * DAY_MINUTES)))
+          .then([described(minutesAfterT0(12 * DAY_MINUTES))]);
+      });
+    });
     it('after its retirement date the model has no price in force, with a refusal naming the date', () => {
       const state = fold(priceBookDecider, [added, priceV1, ev('ModelDescribed', { ...describeCmd('deprecated', minutesAfterT0(60)).data })]);
       expect(priceInForce(state, 'llama', 'chat', minutesAfterT0(59)).ok).toBe(true);

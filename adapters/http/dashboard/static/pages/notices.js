@@ -71,7 +71,7 @@ export function NoticesPage({ session }) {
     </section>
     <section aria-labelledby="notice-preferences">
       <h2 id="notice-preferences">What you are told</h2>
-      <p>Notices go to the account's contact address by email and appear here. Essential ones cannot be turned off.</p>
+      <p>Notices appear here and are emailed to the account's contact address and to each member with a verified address. Signed in as yourself, these choices are yours alone (other members choose their own); signed in with an API key, they apply to the whole account. Essential ones cannot be turned off.</p>
       <${Message} message=${action.message} />
       <${Loading} state=${preferences}>
         ${(list) => html`<ul class="preferences">
