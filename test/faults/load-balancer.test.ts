@@ -338,7 +338,9 @@ it('three gateways behind HAProxy: shared account limit, revocation, SIGKILL and
     },
     30_000,
   );
-  expect(endings.placed).toBeGreaterThan(100);
+  // Every answered load request (and each request the burst admitted) placed a reservation: how much
+  // load there was depends on the machine's speed, so the count is checked against what was answered.
+  expect(endings.placed).toBeGreaterThanOrEqual(outcomes.filter((o) => o.kind === 'ok').length);
   expect(endings.doubled).toBe(0);
   const verified = await runVerify(databaseUrl, 120_000);
   expect({ code: verified.code, output: verified.code === 0 ? '' : verified.stdout + verified.stderr }).toEqual({ code: 0, output: '' });
