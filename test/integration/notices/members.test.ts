@@ -106,6 +106,8 @@ test('an opted-out member gets no non-essential mail while another member of the
   expect(incident.status).toBe(201);
   await handled(incident.body.id, owner.accountId);
   await smtp.waitFor('keen.members@example.test', 2);
+  // Each address's notice is its own outbox row, sent on its own: wait for the owner's too.
+  await smtp.waitFor('owner.members@example.test', 2);
   expect(subjectsTo('keen.members@example.test')).toContain('Errors on m');
   // The owner is the account's contact too: one email, not two.
   expect(subjectsTo('owner.members@example.test').filter((s) => s === 'Errors on m')).toHaveLength(1);
