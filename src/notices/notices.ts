@@ -209,16 +209,7 @@ export async function setUserNoticePreferences(
   userId: string,
   changes: readonly { readonly kind: NoticeKind; readonly enabled: boolean }[],
 ): Promise<PreferenceRefusal | undefined> {
-  const refused = changes.find((c) => !c.enabled && isEssential(c.kind));
-  if (refused) return { error: 'notice_kind_essential', kind: refused.kind };
-  if (changes.length === 0) return undefined;
-  await pool.query(
-    `INSERT INTO notice_user_preferences (user_id, kind, enabled)
-     SELECT $1, c.kind, c.enabled FROM jsonb_to_recordset($2::jsonb) AS c(kind text, enabled boolean)
-     ON CONFLICT (user_id, kind) DO UPDATE SET enabled = excluded.enabled, updated_at = now()`,
-    [userId, JSON.stringify(changes)],
-  );
-  return undefined;
+  return savePreferences(pool, { table: 'notice_user_preferences', column: 'user_id', id: userId }, changes);
 }
 
 export type PreferenceRefusal = { readonly error: 'notice_kind_essential'; readonly kind: NoticeKind };
@@ -229,14 +220,23 @@ export async function setNoticePreferences(
   accountId: string,
   changes: readonly { readonly kind: NoticeKind; readonly enabled: boolean }[],
 ): Promise<PreferenceRefusal | undefined> {
+  return savePreferences(pool, { table: 'notice_preferences', column: 'account_id', id: accountId }, changes);
+}
+
+/** One store for both: an account's choices (notice_preferences) or a person's (notice_user_preferences). */
+async function savePreferences(
+  pool: Pool,
+  target: { readonly table: 'notice_preferences' | 'notice_user_preferences'; readonly column: 'account_id' | 'user_id'; readonly id: string },
+  changes: readonly { readonly kind: NoticeKind; readonly enabled: boolean }[],
+): Promise<PreferenceRefusal | undefined> {
   const refused = changes.find((c) => !c.enabled && isEssential(c.kind));
   if (refused) return { error: 'notice_kind_essential', kind: refused.kind };
   if (changes.length === 0) return undefined;
   await pool.query(
-    `INSERT INTO notice_preferences (account_id, kind, enabled)
+    `INSERT INTO ${target.table} (${target.column}, kind, enabled)
      SELECT $1, c.kind, c.enabled FROM jsonb_to_recordset($2::jsonb) AS c(kind text, enabled boolean)
-     ON CONFLICT (account_id, kind) DO UPDATE SET enabled = excluded.enabled, updated_at = now()`,
-    [accountId, JSON.stringify(changes)],
+     ON CONFLICT (${target.column}, kind) DO UPDATE SET enabled = excluded.enabled, updated_at = now()`,
+    [target.id, JSON.stringify(changes)],
   );
   return undefined;
 }
