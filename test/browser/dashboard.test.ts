@@ -4,7 +4,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { startStripeTestServer, type StripeTestServer } from '../support/stripe-stand-in';
 import { formatUsd, requestCost, usd } from '../../domain/money';
 import { apiClient } from '../integration/admin/http';
-import { launchChromium, screenshot, SCREENSHOT_DIR } from '../support/browser';
+import { launchChromium, screenshot, signOut, SCREENSHOT_DIR } from '../support/browser';
 import { addModel, openAiClient } from '../support/e2e-setup';
 import { lastRetentionRun } from '../../src/compliance/retention-schedule';
 import { until } from '../support/wait';
@@ -417,7 +417,7 @@ test('every page passes axe-core’s WCAG 2 A and AA rules (labels, names, contr
     await settled(page);
     await check(page, hash);
   }
-  await page.getByRole('button', { name: 'Sign out' }).click();
+  await signOut(page);
   await signIn(page, TEST_ADMIN_KEY);
   for (const hash of [`accounts?id=${accountId}`, 'models', 'audit', 'retention', 'status']) {
     await show(page, hash);

@@ -1,7 +1,7 @@
 import * as OTPAuth from 'otpauth';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { systemMetadata } from '../../src/command-metadata';
-import { launchChromium, screenshot } from '../support/browser';
+import { launchChromium, screenshot, signOut } from '../support/browser';
 import { createTestDatabase } from '../support/database';
 import { startTestGateway, type TestGateway } from '../support/gateway';
 import { TestSmtpServer } from '../support/smtp';
@@ -157,7 +157,7 @@ test('two-factor: turned on from the profile, then sign-in asks for the code', a
   await expect(page.locator('#recovery-codes li').count()).resolves.toBe(10);
   await page.getByText('On: signing in asks for a code').waitFor();
   await screenshot(page, 'profile');
-  await page.getByRole('button', { name: 'Sign out' }).click();
+  await signOut(page);
   await signIn(page, 'totp@example.test');
   await page.getByLabel('Code').waitFor();
   // The next 30-second step's code (the one just used is never accepted twice).

@@ -5,7 +5,7 @@ import type { Browser, Page } from 'playwright-core';
 import { PRICE_BOOK_STREAM_ID, type Operation } from '../../domain/price-book';
 import { systemMetadata } from '../../src/command-metadata';
 import { apiClient } from '../integration/admin/http';
-import { launchChromium, screenshot } from '../support/browser';
+import { launchChromium, screenshot, signOut } from '../support/browser';
 import { openAiClient } from '../support/e2e-setup';
 import { startTestGateway, TEST_ADMIN_KEY, type TestGateway } from '../support/gateway';
 import { espeakWav, startSpeechServer, wavDurationSeconds, type SpeechServer } from '../support/speech-server';
@@ -106,7 +106,7 @@ test('the usage page shows audio seconds and input characters, with a chart for 
 });
 
 test('an operator sets a per-second price on the models page', async () => {
-  await page.getByRole('button', { name: 'Sign out' }).click();
+  await signOut(page);
   // Signed out, the dashboard offers a person's sign-in; operators' keys sign in on their own page.
   await page.goto(`${tg.url}/dashboard/#/key-sign-in`);
   await page.getByLabel('API key').fill(TEST_ADMIN_KEY);

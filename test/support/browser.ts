@@ -37,3 +37,13 @@ export async function screenshot(page: Page, name: string): Promise<string> {
   await page.screenshot({ path, fullPage: true });
   return path;
 }
+
+/**
+ * Signs the dashboard out and waits until the person's sign-in form shows. Sign-out ends the
+ * session on the server first and only then clears the hash, so a page opened before that
+ * (say #/key-sign-in) would be replaced by the sign-in page.
+ */
+export async function signOut(page: Page): Promise<void> {
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByLabel('Password').waitFor();
+}

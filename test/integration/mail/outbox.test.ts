@@ -112,6 +112,22 @@ describe('mail outbox over real SMTP', () => {
     const requested = await request('lost@example.test');
     const first = await smtp.waitFor('lost@example.test');
     await until(async () => ((await mailStatus(pool, requested.emailId))?.status === 'sent' ? true : undefined));
+    // The outbox subscriber also marks the row sent when it reads EmailSent; wait until it has, or it
+    // would undo the "lost outcome" below.
+    await until(
+      async () =>
+        (
+          await pool.query(
+            `SELECT 1 FROM events e JOIN checkpoints c ON c.name = 'mail-outbox'
+              WHERE e.stream_id = $1 AND e.type = 'EmailSent'
+                AND (c.tx, c.seq) >= (e.transaction_id::text::numeric, e.global_seq::numeric)`,
+            [`email-${requested.emailId}`],
+          )
+        ).rowCount
+          ? true
+          : undefined,
+      { what: 'the outbox subscriber to read EmailSent' },
+    );
     await pool.query(`UPDATE mail_outbox SET status = 'pending', next_attempt_at = now() WHERE email_id = $1`, [requested.emailId]);
     const second = await smtp.waitFor('lost@example.test', 2);
     expect(second.messageId).toBe(first.messageId);
