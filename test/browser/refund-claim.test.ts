@@ -1,7 +1,7 @@
 import type { Browser, Page } from 'playwright-core';
 import { accountStreamId } from '../../domain/account';
 import { systemMetadata } from '../../src/command-metadata';
-import { launchChromium, screenshot } from '../support/browser';
+import { launchChromium, screenshot, signOut } from '../support/browser';
 import { DashboardClient } from '../support/dashboard-client';
 import { startTestGateway, type TestGateway } from '../support/gateway';
 import { TestSmtpServer, linkTokenIn } from '../support/smtp';
@@ -9,7 +9,8 @@ import { TestSmtpServer, linkTokenIn } from '../support/smtp';
 /**
  * Claiming a refund after closure, in headless Chromium against a real gateway, SMTP and
  * PostgreSQL: the owner of a closed account signs in with their password, sees on the billing
- * page what can be claimed and until when, claims, and sees the claim in the payments history.
+ * page what can be claimed and until when, claims, and sees the claim in the payments history;
+ * and the keys page of a closed account says it is closed and offers no form.
  */
 
 const MODELS = [{ id: 'm', upstreams: [{ baseUrl: 'http://127.0.0.1:9/v1', capacity: 1 }], maxOutputTokens: 10, operations: ['chat' as const] }];
@@ -92,5 +93,44 @@ test('claiming a refund after closure: the owner signs in to the closed account,
   expect(claims.map((c) => [c.event.data, c.event.metadata.actor])).toEqual([
     [expect.objectContaining({ amount: 42_500_000n }), { kind: 'user', userId: (await api.get('/dashboard/api/session')).body.user_id }],
   ]);
+  await context.close();
+}, 120_000);
+
+test("a closed account's keys page says the account is closed and shows no create or limits form", async () => {
+  const api = new DashboardClient(tg.url);
+  expect((await api.post('/dashboard/api/sign-up', { email: 'ada@closed.test', name: 'Ada', password: PASSWORD, organisation: 'Engines' })).status).toBe(202);
+  expect((await api.post('/dashboard/api/verify-email', { token: linkTokenIn(await smtp.waitFor('ada@closed.test')) })).status).toBe(200);
+  expect((await api.post('/dashboard/api/sign-in', { email: 'ada@closed.test', password: PASSWORD })).status).toBe(200);
+  expect((await api.post('/v1/account/keys', { name: 'laptop' })).status).toBe(201);
+
+  const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
+  const page = await context.newPage();
+  watch(page);
+  const signIn = async () => {
+    await page.getByLabel('Email').fill('ada@closed.test');
+    await page.getByLabel('Password').fill(PASSWORD);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('button', { name: 'Sign out' }).waitFor();
+  };
+  await page.goto(`${tg.url}/dashboard/`);
+  await signIn();
+  // While the account is open, its owner has the form and the key's buttons: what closure must take away.
+  await page.goto(`${tg.url}/dashboard/#/keys`);
+  await page.getByRole('button', { name: 'Create key' }).waitFor();
+  await page.getByRole('button', { name: 'Limits of key laptop' }).waitFor();
+  await signOut(page);
+
+  const closed = await api.post('/v1/account/close');
+  expect(closed.status).toBe(200);
+  expect(closed.body).toMatchObject({ status: 'closed', keys_revoked: 1 });
+
+  await signIn();
+  await page.goto(`${tg.url}/dashboard/#/keys`);
+  // The list shows (revoked), but nothing to fill in or press, and the page says why.
+  await expect(page.locator('#keys-table tr', { hasText: 'laptop' }).textContent()).resolves.toMatch(/revoked/);
+  await expect(page.locator('#keys-closed').textContent()).resolves.toMatch(/This account is closed: its keys are revoked and no key can be created/);
+  await expect(page.locator('main form').count()).resolves.toBe(0);
+  await expect(page.locator('main button').count()).resolves.toBe(0);
+  await screenshot(page, 'keys-closed-account');
   await context.close();
 }, 120_000);

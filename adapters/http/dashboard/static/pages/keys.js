@@ -5,6 +5,7 @@ import { Field, Loading, Message, Select, When, instantFromLocalInput, useAction
 
 export function KeysPage({ session }) {
   const keys = useLoad(() => get('/v1/account/keys'));
+  const account = useLoad(() => get('/v1/account'));
   const [name, setName] = useState('');
   const [created, setCreated] = useState(null);
   const [confirming, setConfirming] = useState(null);
@@ -13,7 +14,11 @@ export function KeysPage({ session }) {
   const [limiting, setLimiting] = useState(null);
   const action = useAction();
   // A person: their role's keys permission (a viewer sees no create button); a key: its account_write scope.
-  const canWrite = session.kind === 'user' ? session.permissions.includes('keys') : session.scopes.includes('account_write');
+  const mayWrite = session.kind === 'user' ? session.permissions.includes('keys') : session.scopes.includes('account_write');
+  // A closed account's keys are revoked and the API refuses new ones: no forms, only the list.
+  // Forms show once the account is known to be open, so none flashes up on a closed one.
+  const closed = account.data?.status === 'closed';
+  const canWrite = mayWrite && account.data !== null && !closed;
 
   const create = async (event) => {
     event.preventDefault();
@@ -91,6 +96,7 @@ export function KeysPage({ session }) {
       <button type="button" class="secondary" onClick=${() => setCreated(null)}>I have stored it</button>
     </section>`
     }
+    ${closed && html`<p class="notice" role="status" id="keys-closed">This account is closed: its keys are revoked and no key can be created or changed.</p>`}
     ${
       canWrite &&
       html`<form onSubmit=${create} class="inline-form">
