@@ -89,6 +89,12 @@ export type Refusal =
 export type Answer =
   /** the stream was relayed: end it */
   | { readonly kind: 'end_stream' }
+  /**
+   * the stream was being relayed when the maximum request duration ended it: a last error event
+   * (as for other mid-stream failures, so an SDK raises instead of taking a short answer for a
+   * whole one), then the end
+   */
+  | { readonly kind: 'stream_timed_out'; readonly maxRequestDurationMs: number }
   /** nothing was relayed before the maximum request duration ended the request */
   | { readonly kind: 'timed_out'; readonly maxRequestDurationMs: number }
   | { readonly kind: 'client_error'; readonly error: ClientError }
@@ -229,7 +235,11 @@ export async function serveInference(deps: ServeRequestDeps, input: ServeInput, 
         'request ended at the maximum request duration; charged for what was produced',
       );
     }
-    if (result.streamStarted) exchange.answer({ kind: 'end_stream' });
+    if (result.streamStarted)
+      // Only when the timer cut the stream: one that finished as the timer fired has had its [DONE].
+      exchange.answer(
+        outcome.kind === 'max_duration_reached' ? { kind: 'stream_timed_out', maxRequestDurationMs: deps.maxRequestDurationMs ?? 0 } : { kind: 'end_stream' },
+      );
     else if (overran && !result.clientError && result.body === undefined)
       exchange.answer({ kind: 'timed_out', maxRequestDurationMs: deps.maxRequestDurationMs ?? 0 });
     else if (result.clientError) exchange.answer({ kind: 'client_error', error: result.clientError });

@@ -113,15 +113,12 @@ function writeAnswer(res: Response, answer: Answer): void {
     case 'end_stream':
       res.end();
       return;
+    case 'stream_timed_out':
+      // Headers and part of the answer are out: the error goes as the stream's last event.
+      res.end(`data: ${JSON.stringify(maxDurationReached(answer.maxRequestDurationMs).toBody())}\n\n`);
+      return;
     case 'timed_out': {
-      const seconds = Math.round(answer.maxRequestDurationMs / 1_000);
-      const error = new ApiError(
-        504,
-        'server_error',
-        'request_timeout',
-        null,
-        `The request ran longer than this gateway's maximum request duration (${seconds} s) and was ended.`,
-      );
+      const error = maxDurationReached(answer.maxRequestDurationMs);
       res.status(error.status).json(error.toBody());
       return;
     }
@@ -137,6 +134,17 @@ function writeAnswer(res: Response, answer: Answer): void {
       else res.destroy();
       return;
   }
+}
+
+function maxDurationReached(maxRequestDurationMs: number): ApiError {
+  const seconds = Math.round(maxRequestDurationMs / 1_000);
+  return new ApiError(
+    504,
+    'server_error',
+    'request_timeout',
+    null,
+    `The request ran longer than this gateway's maximum request duration (${seconds} s) and was ended.`,
+  );
 }
 
 function refusalError(refused: Refusal): ApiError {
