@@ -5,6 +5,7 @@ import type { StripeCustomers } from '../../adapters/payments/customers';
 import type { StripeClient } from '../../adapters/payments/stripe-client';
 import type { EventStore } from '../ports/event-store';
 import { microUsdOfCents } from './amounts';
+import type { StripeWebhookDispatcher } from './webhooks';
 
 /**
  * Invoices and receipts: every payment has a document. A Checkout top-up is invoiced by Stripe
@@ -33,34 +34,30 @@ export interface BillingDocument {
 
 const MANUAL = 'manual:';
 
+/**
+ * The account events after which its Stripe invoices may have changed: a payment credited (a
+ * Checkout's invoice, or an auto top-up's), an auto top-up tried or failed (its invoice made,
+ * paid or voided). Counted from the account's stream, which every instance shares, they make a
+ * cached invoice list stale on all instances at once, whichever one received the webhook.
+ */
+const INVOICE_CHANGING_EVENTS: ReadonlySet<string> = new Set(['TopUpCompleted', 'AutoTopUpTriggered', 'AutoTopUpFailed']);
+
 /** The account's invoices (at Stripe, for its customer) and manual-credit receipts, newest first. */
 export async function billingDocuments(
-  deps: { readonly stripe: StripeClient | null; readonly customers: StripeCustomers | null; readonly store: EventStore<DomainEvent> },
+  deps: {
+    readonly stripe: StripeClient | null;
+    readonly customers: StripeCustomers | null;
+    readonly store: EventStore<DomainEvent>;
+    /** Stripe's answers kept a short while; without it, Stripe is asked on every call */
+    readonly cache?: InvoiceListCache | null;
+  },
   accountId: string,
 ): Promise<BillingDocument[]> {
   const documents: BillingDocument[] = [];
-  const customerId = deps.customers ? await deps.customers.customerOf(accountId) : null;
-  if (deps.stripe && customerId !== null) {
-    for await (const invoice of deps.stripe.invoices.list({ customer: customerId, limit: 100 })) {
-      const raw = invoice as unknown as { tax?: number | null; total_taxes?: { amount: number }[] | null };
-      const taxCents = raw.tax ?? (raw.total_taxes ?? []).reduce((sum, t) => sum + t.amount, 0);
-      documents.push({
-        kind: 'invoice',
-        id: invoice.id!,
-        number: invoice.number ?? null,
-        status: invoice.status ?? 'draft',
-        subtotal: microUsdOfCents(invoice.subtotal),
-        tax: microUsdOfCents(taxCents),
-        total: microUsdOfCents(invoice.total),
-        reverseCharge: invoice.customer_tax_exempt === 'reverse',
-        reference: null,
-        createdAt: new Date(invoice.created * 1000).toISOString(),
-        documentUrl: typeof invoice.invoice_pdf === 'string' ? invoice.invoice_pdf : null,
-      });
-    }
-  }
   const { events } = await deps.store.readStream(accountStreamId(accountId));
+  let invoiceChanges = 0;
   for (const { event } of events) {
+    if (INVOICE_CHANGING_EVENTS.has(event.type) && !(event.type === 'TopUpCompleted' && event.data.paymentReference.startsWith(MANUAL))) invoiceChanges++;
     if (event.type !== 'TopUpCompleted' || !event.data.paymentReference.startsWith(MANUAL)) continue;
     documents.push({
       kind: 'receipt',
@@ -76,7 +73,122 @@ export async function billingDocuments(
       documentUrl: null,
     });
   }
+  const customerId = deps.customers ? await deps.customers.customerOf(accountId) : null;
+  const stripe = deps.stripe;
+  if (stripe && customerId !== null) {
+    const fetch = () => stripeInvoices(stripe, customerId);
+    documents.push(...(deps.cache ? await deps.cache.list(customerId, invoiceChanges, fetch) : await fetch()));
+  }
   return documents.sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : 0));
+}
+
+async function stripeInvoices(stripe: StripeClient, customerId: string): Promise<BillingDocument[]> {
+  const documents: BillingDocument[] = [];
+  for await (const invoice of stripe.invoices.list({ customer: customerId, limit: 100 })) {
+    const raw = invoice as unknown as { tax?: number | null; total_taxes?: { amount: number }[] | null };
+    const taxCents = raw.tax ?? (raw.total_taxes ?? []).reduce((sum, t) => sum + t.amount, 0);
+    documents.push({
+      kind: 'invoice',
+      id: invoice.id!,
+      number: invoice.number ?? null,
+      status: invoice.status ?? 'draft',
+      subtotal: microUsdOfCents(invoice.subtotal),
+      tax: microUsdOfCents(taxCents),
+      total: microUsdOfCents(invoice.total),
+      reverseCharge: invoice.customer_tax_exempt === 'reverse',
+      reference: null,
+      createdAt: new Date(invoice.created * 1000).toISOString(),
+      documentUrl: typeof invoice.invoice_pdf === 'string' ? invoice.invoice_pdf : null,
+    });
+  }
+  return documents;
+}
+
+/** Stripe events after which a customer's invoice list may have changed (the object names the customer). */
+export const INVOICE_WEBHOOK_EVENTS: readonly string[] = [
+  'invoice.created',
+  'invoice.finalized',
+  'invoice.updated',
+  'invoice.paid',
+  'invoice.payment_succeeded',
+  'invoice.payment_failed',
+  'invoice.voided',
+  'invoice.marked_uncollectible',
+  'invoice.deleted',
+  'checkout.session.completed',
+  'checkout.session.async_payment_succeeded',
+];
+
+/**
+ * Each Stripe customer's invoice list, kept for a short while (`ttlMs`, 60 s by default) so the
+ * billing page does not call Stripe's API on every load (Stripe rate-limits, and each call takes
+ * a round trip to Stripe). An entry is dropped at once when a webhook says the customer's invoices
+ * changed (invalidate), and is not used once the account's stream shows a payment or an auto
+ * top-up since it was fetched (`stamp`, see INVOICE_CHANGING_EVENTS): that covers another
+ * instance's webhook. The TTL bounds what neither shows (an invoice edited in Stripe's Dashboard,
+ * with no invoice webhook enabled). Per process, in memory: invoices are Stripe's, not Tollgate's.
+ */
+export class InvoiceListCache {
+  private readonly entries = new Map<string, { readonly documents: readonly BillingDocument[]; readonly stamp: number; readonly fetchedAt: number }>();
+  /** fetches in flight: concurrent loads share one; an invalidation discards it */
+  private readonly fetching = new Map<string, { readonly stamp: number; readonly promise: Promise<readonly BillingDocument[]> }>();
+  private readonly ttlMs: number;
+  private readonly now: () => number;
+  private readonly maxEntries: number;
+
+  constructor(options: { readonly ttlMs?: number; readonly now?: () => number; readonly maxEntries?: number } = {}) {
+    this.ttlMs = options.ttlMs ?? 60_000;
+    this.now = options.now ?? Date.now;
+    this.maxEntries = options.maxEntries ?? 10_000;
+  }
+
+  /** The customer's invoices: cached while fresh and `stamp` is the one they were fetched at, else `fetch`ed. */
+  async list(customerId: string, stamp: number, fetch: () => Promise<readonly BillingDocument[]>): Promise<readonly BillingDocument[]> {
+    const entry = this.entries.get(customerId);
+    if (entry && entry.stamp === stamp && this.now() - entry.fetchedAt < this.ttlMs) return entry.documents;
+    const running = this.fetching.get(customerId);
+    if (running && running.stamp === stamp) return running.promise;
+    const fetchedAt = this.now();
+    const mine = { stamp, promise: fetch() };
+    this.fetching.set(customerId, mine);
+    try {
+      const documents = await mine.promise;
+      // Kept only if nothing invalidated it while Stripe answered: that answer may predate the change.
+      if (this.fetching.get(customerId) === mine) {
+        this.entries.delete(customerId);
+        this.entries.set(customerId, { documents, stamp, fetchedAt });
+        if (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
+      }
+      return documents;
+    } finally {
+      if (this.fetching.get(customerId) === mine) this.fetching.delete(customerId);
+    }
+  }
+
+  /** The customer's invoices changed: the next load asks Stripe. */
+  invalidate(customerId: string): void {
+    this.entries.delete(customerId);
+    this.fetching.delete(customerId);
+  }
+}
+
+/**
+ * Drops a customer's cached invoice list when Stripe says its invoices changed. Its outcome is
+ * `ignored`, so the event's recorded outcome stays that of the handlers that move money.
+ */
+export function registerInvoiceListInvalidation(dispatcher: StripeWebhookDispatcher, cache: InvoiceListCache): void {
+  for (const type of INVOICE_WEBHOOK_EVENTS) {
+    dispatcher.on(type, async (event) => {
+      const customer = event.data.object['customer'];
+      const customerId = typeof customer === 'string' ? customer : isRecord(customer) && typeof customer['id'] === 'string' ? customer['id'] : null;
+      if (customerId !== null) cache.invalidate(customerId);
+      return { outcome: 'ignored', accountId: null };
+    });
+  }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null;
 }
 
 /** The invoice document's URL, only for an invoice of this account's own customer (null otherwise). */

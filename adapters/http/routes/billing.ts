@@ -10,7 +10,16 @@ import type { RouteMount } from '../../../src/gateway';
 import { MICRO_USD_PER_CENT } from '../../../src/payments/amounts';
 import { refundablePayments, refundCredit, type RefundOutcome } from '../../../src/payments/refunds';
 import { claimRefund, type ClaimOutcome, type RefundClaimAuthoriser } from '../../../src/payments/claims';
-import { billingDocuments, invoiceDocumentUrl, setVatId, vatIdOf, type BillingDocument, type VatId } from '../../../src/payments/invoices';
+import {
+  billingDocuments,
+  InvoiceListCache,
+  invoiceDocumentUrl,
+  registerInvoiceListInvalidation,
+  setVatId,
+  vatIdOf,
+  type BillingDocument,
+  type VatId,
+} from '../../../src/payments/invoices';
 import { startTopUp } from '../../../src/payments/top-ups';
 import { registerPaymentHandlers, StripeWebhookDispatcher, StripeWebhookReceiver } from '../../../src/payments/webhooks';
 import { StripeCustomers } from '../../payments/customers';
@@ -103,8 +112,11 @@ function mountBilling(router: Router, gateway: GatewayParts, options: BillingRou
         webhooks: new StripeWebhookDispatcher(),
       }
     : null;
+  // The billing page's invoice list, from Stripe, kept a short while (src/payments/invoices.ts).
+  const invoiceCache = payments ? new InvoiceListCache() : null;
   if (payments) {
     registerPaymentHandlers(payments.webhooks, { ledger: gateway.ledger, customers: payments.customers, stripe: payments.stripe });
+    registerInvoiceListInvalidation(payments.webhooks, invoiceCache!);
     for (const extend of options.extensions ?? []) extend(payments, gateway);
   }
   const receiver = payments ? new StripeWebhookReceiver(gateway.database.pool, payments.webhooks, gateway.log) : null;
@@ -175,7 +187,10 @@ function mountBilling(router: Router, gateway: GatewayParts, options: BillingRou
   const read = authenticated(gateway.keys, 'account_read');
   router.get('/v1/billing/invoices', read, async (_req, res) => {
     const accountId = keyOf(res).accountId;
-    const documents = await billingDocuments({ stripe: payments?.stripe ?? null, customers: payments?.customers ?? null, store: gateway.store }, accountId);
+    const documents = await billingDocuments(
+      { stripe: payments?.stripe ?? null, customers: payments?.customers ?? null, store: gateway.store, cache: invoiceCache },
+      accountId,
+    );
     res.json({ object: 'list', data: documents.map(documentView) });
   });
 

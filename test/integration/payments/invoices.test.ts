@@ -1,5 +1,6 @@
 import { usd } from '../../../domain/money';
 import { accountStreamId } from '../../../domain/account';
+import { systemMetadata } from '../../../src/command-metadata';
 import { startPaymentsHarness, verifyPurchasedCredit, type PaymentsHarness } from './harness';
 
 /**
@@ -109,4 +110,45 @@ test('a manual credit recorded by an operator has a receipt with its reference',
   ]);
   const { state } = await h.tg.gateway.ledger.accounts.load(accountStreamId(max.accountId));
   expect(state.purchased).toBe(usd('250'));
+});
+
+test("the invoice list is Stripe's answer kept a while: a second load asks Stripe nothing; an invoice webhook or a payment on the ledger makes the next load ask again", async () => {
+  const ida = await h.openCustomer('Ida');
+  const { session } = await h.checkout(ida, '12.00');
+  expect((await h.deliver(h.stripeServer.event('checkout.session.completed', session))).body.outcome).toBe('credited');
+  const customerId = (await h.sql<{ customer_id: string }>('SELECT customer_id FROM stripe_customers WHERE account_id = $1', [ida.accountId]))[0]!.customer_id;
+  const stripeCalls = () =>
+    h.stripeServer.requests.filter((r) => r.method === 'GET' && r.path === '/v1/invoices' && r.params['customer'] === customerId).length;
+  const invoiceId = String(session['invoice']);
+
+  const first = await get('/v1/billing/invoices', ida.key);
+  expect(first.body.data).toEqual([expect.objectContaining({ id: invoiceId, status: 'paid', subtotal_usd: '12.000000' })]);
+  const asked = stripeCalls();
+  expect(asked).toBe(1);
+  const second = await get('/v1/billing/invoices', ida.key);
+  expect(second.body).toEqual(first.body);
+  expect(stripeCalls()).toBe(asked);
+
+  // Stripe changes the invoice (an operator voids it in Stripe's Dashboard, say): unseen until Stripe says so.
+  h.stripeServer.invoices.get(invoiceId)!['status'] = 'void';
+  expect((await get('/v1/billing/invoices', ida.key)).body.data[0].status).toBe('paid');
+  expect(stripeCalls()).toBe(asked);
+  expect((await h.deliver(h.stripeServer.event('invoice.voided', h.stripeServer.invoices.get(invoiceId)!))).status).toBe(200);
+  expect((await get('/v1/billing/invoices', ida.key)).body.data[0]).toMatchObject({ id: invoiceId, status: 'void' });
+  expect(stripeCalls()).toBe(asked + 1);
+  await get('/v1/billing/invoices', ida.key);
+  expect(stripeCalls()).toBe(asked + 1);
+
+  // A payment credited on the ledger by any instance (here straight through the ledger, as another
+  // instance's webhook would) makes the cached list stale here too: its invoice may be new.
+  const credited = await h.tg.gateway.ledger.accounts.handle(accountStreamId(ida.accountId), {
+    type: 'CompleteTopUp',
+    data: { paymentReference: 'pi_from_another_instance', amount: usd('10') },
+    metadata: systemMetadata('test'),
+  });
+  expect(credited.ok && credited.events.map((e) => e.event.type)).toEqual(['TopUpCompleted']);
+  await get('/v1/billing/invoices', ida.key);
+  expect(stripeCalls()).toBe(asked + 2);
+  await get('/v1/billing/invoices', ida.key);
+  expect(stripeCalls()).toBe(asked + 2);
 });
