@@ -57,7 +57,16 @@ export async function withDatabase<T>(work: (context: DatabaseContext) => Promis
     announcedTypes: ANNOUNCED_EVENT_TYPES,
   });
   try {
-    return await work({ database, store, ledger: createLedger(store, accountPolicyFrom(config)), vault, masterKey });
+    return await work({
+      database,
+      store,
+      ledger: createLedger(store, accountPolicyFrom(config), {
+        // retention run clears usage latency with the request log: the same period as the gateway's
+        requestLogRetentionDays: config.TOLLGATE_REQUEST_LOG_RETENTION_DAYS,
+      }),
+      vault,
+      masterKey,
+    });
   } finally {
     await store.close();
     await database.close();

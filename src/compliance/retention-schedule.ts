@@ -57,6 +57,7 @@ export class RetentionSchedule implements Worker {
       {
         runId: report.runId,
         requestLogEntriesDeleted: report.requestMetadataPurged,
+        usageLatencyCleared: report.usageLatencyCleared,
         auditEntriesDeleted: report.auditEntriesPurged,
         personalDataErased: report.personalDataErased.length,
       },

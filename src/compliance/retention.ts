@@ -162,6 +162,8 @@ export interface RetentionReport {
   readonly auditEntriesPurged: number;
   readonly auditAnchor: { readonly entryNo: string; readonly hash: string } | null;
   readonly requestMetadataPurged: number;
+  /** usage_daily rows whose latency (a sum over the day's request-log entries) was cleared with the request log */
+  readonly usageLatencyCleared: number;
   /** false when the run id had been recorded before (a retry): nothing new was written */
   readonly recorded: boolean;
 }
@@ -176,7 +178,9 @@ export interface RetentionReport {
  *    anchor is recorded with the run, and the audit projection removes the entries when it
  *    applies the record: see planAuditPurge);
  * 3. request-log entries past their stream's maximum age are scavenged, and request metadata rows
- *    older than their period are removed from the read models holding them.
+ *    older than their period are removed from the read models holding them;
+ * 4. the usage read model's latency of each day whose request-log entries have begun to expire is
+ *    cleared (see clearUsageLatency).
  */
 export async function runRetention(
   deps: { readonly pool: Pool; readonly ledger: Ledger; readonly vault: PersonalDataVault },
@@ -215,6 +219,8 @@ export async function runRetention(
     requestMetadataPurged += rowCount ?? 0;
   }
 
+  const usageLatencyCleared = await clearUsageLatency(pool, cutoffFor(now, ledger.requestLog.retentionDays));
+
   const retention = createGroupCommitHandler(ledger.store, retentionDecider);
   const recorded = await retention.handle(RETENTION_STREAM_ID, {
     type: 'RecordRetentionRun',
@@ -236,8 +242,31 @@ export async function runRetention(
     auditEntriesPurged: audit.purged,
     auditAnchor: audit.anchor,
     requestMetadataPurged,
+    usageLatencyCleared,
     recorded: recorded.events.length > 0,
   };
+}
+
+/**
+ * Clears the latency of usage days whose request log has begun to expire, keeping their requests,
+ * tokens, cost and errors. The privacy policy keeps request metadata ("which endpoints you call,
+ * which models you use, token counts, response times, and error rates", section 3) for 90 days
+ * ("API request logs are retained for 90 days", section 6) and wallet records forever. Usage's
+ * counts, tokens, cost and errors come from the wallet's events (kept forever, so a rebuild
+ * yields them again); its latency comes only from the request log, and a day's sum over a key
+ * that made one request is that request's response time. So a day's latency goes when its
+ * earliest possible entry (at 00:00 UTC) passes the request log's period: never held past it,
+ * and what a rebuild from the remaining log would give. Returns the rows cleared.
+ */
+export async function clearUsageLatency(pool: Pool, cutoff: IsoInstant): Promise<number> {
+  const { rows } = await pool.query<{ t: string | null }>("SELECT to_regclass('usage_daily')::text AS t");
+  if (!rows[0]?.t) return 0;
+  const { rowCount } = await pool.query(
+    `UPDATE usage_daily SET latency_ms_sum = 0, latency_count = 0
+      WHERE latency_count <> 0 AND day <= ($1::timestamptz AT TIME ZONE 'UTC')::date`,
+    [cutoff],
+  );
+  return rowCount ?? 0;
 }
 
 /**

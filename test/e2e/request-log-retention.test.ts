@@ -1,3 +1,4 @@
+import { runRetention } from '../../src/compliance/retention';
 import { verifyFinance } from '../../src/finance/verify';
 import type { DomainEvent } from '../../domain/events';
 import { requestLogStreamId } from '../../domain/request-log';
@@ -133,4 +134,41 @@ it('90 days after a request its metadata is in no table and no stream; its amoun
     { what: 'verify to find every cent' },
   );
   expect(report.differences).toEqual([]);
+});
+
+it("the usage read model's latency of a day goes with the request log's period; its requests, tokens and cost stay", async () => {
+  const { ledger, settlements, database, vault } = gw.gateway;
+  const accountId = await openAccount(ledger, { topUpUsd: '10' });
+  const { secret } = await issueKey(gw.gateway.keys, accountId);
+  await openAiClient(gw.url, secret).chat.completions.create({ model: 'llama', messages: [{ role: 'user', content: 'hello' }] });
+  await settlements.settled(accountId);
+  type Row = { day: string; requests: string; input_tokens: string; output_tokens: string; cost: string; latency_ms_sum: string; latency_count: string };
+  const usage = async () =>
+    (
+      await database.pool.query<Row>(
+        `SELECT to_char(day, 'YYYY-MM-DD') AS day, requests::text, input_tokens::text, output_tokens::text, cost::text,
+                latency_ms_sum::text, latency_count::text FROM usage_daily WHERE account_id = $1`,
+        [accountId],
+      )
+    ).rows;
+  // The request log's entry reaches the usage projection (its latency) after the settlement.
+  const [today] = await until(
+    async () => {
+      const rows = await usage();
+      return rows.length === 1 && rows[0]!.latency_count === '1' ? rows : undefined;
+    },
+    { what: 'the request latency in usage_daily' },
+  );
+  expect(today).toMatchObject({ requests: '1', latency_count: '1' });
+  expect(BigInt(today!.cost)).toBeGreaterThan(0n);
+  const day = Date.parse(`${today!.day}T00:00:00Z`);
+
+  // Until the day's first moment has passed the 90 days, the latency stays.
+  const early = await runRetention({ pool: database.pool, ledger, vault }, { now: new Date(day + 90 * DAY_MS - 1).toISOString() });
+  expect(early.usageLatencyCleared).toBe(0);
+  expect(await usage()).toEqual([today]);
+  // Then it goes, and only it: the money facts are the wallet's, kept forever.
+  const due = await runRetention({ pool: database.pool, ledger, vault }, { now: new Date(day + 90 * DAY_MS + 1).toISOString() });
+  expect(due.usageLatencyCleared).toBeGreaterThanOrEqual(1);
+  expect(await usage()).toEqual([{ ...today, latency_ms_sum: '0', latency_count: '0' }]);
 });
