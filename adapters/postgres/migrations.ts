@@ -9,7 +9,7 @@ import { auditMigration } from '../../projections/audit/audit';
 import { retentionMigration } from '../../projections/retention/retention';
 import { financeProjectionsMigration, usageAudioUnitsMigration } from '../../projections/balances/schema';
 import { paymentsMigration } from '../payments/schema';
-import { noticeUserPreferencesMigration, noticesMigration } from '../../src/notices/notices';
+import { noticeUserPreferencesMigration, noticeUserReadsMigration, noticesMigration } from '../../src/notices/notices';
 import { statusMigration } from '../../src/notices/status';
 import { mailOutboxMigration } from '../../src/mail/outbox';
 import { adminUsersMigration, identityMigration, invitationsMigration } from '../../src/identity/schema';
@@ -40,4 +40,5 @@ export const migrations: readonly Migration[] = [
   invitationsMigration,
   adminUsersMigration,
   noticeUserPreferencesMigration,
+  noticeUserReadsMigration,
 ];

@@ -73,6 +73,24 @@ export const noticeUserPreferencesMigration: Migration = {
   `,
 };
 
+/**
+ * What a person has read (a dashboard session), apart from what the account has (an API key,
+ * notice_reads): a banner is shown to people, so one member dismissing it must not hide it from
+ * the others, who have not seen it (issue 18: "a banner until read"; preferences are per person
+ * for the same reason). Keyed by person and notice: a notice to every account is read once.
+ */
+export const noticeUserReadsMigration: Migration = {
+  id: '0097_notice_user_reads',
+  sql: `
+    CREATE TABLE notice_user_reads (
+      user_id text NOT NULL,
+      notice_id text NOT NULL,
+      read_at timestamptz NOT NULL DEFAULT now(),
+      PRIMARY KEY (user_id, notice_id)
+    );
+  `,
+};
+
 export const noticesProjection: SqlProjection<DomainEvent> = {
   name: 'notices',
   async apply(db: PoolClient, events: readonly RecordedEvent<DomainEvent>[]) {
@@ -147,7 +165,8 @@ const viewOf = (r: NoticeDbRow): NoticeView => ({
 
 /**
  * An account's notices, newest first; `unreadOnly` for the dashboard's banner (kinds the account,
- * or the signed-in person `userId`, turned off left out).
+ * or the signed-in person `userId`, turned off left out). Read or not: by that person when
+ * `userId` is given (their own reads), else by the account (an API key's).
  */
 export async function noticesOf(
   pool: Pool,
@@ -157,7 +176,8 @@ export async function noticesOf(
   const { rows } = await pool.query<NoticeDbRow>(
     `SELECT n.notice_id, n.kind, n.subject, n.body, n.effective_at, n.ends_at, n.about, n.published_at, (r.notice_id IS NOT NULL) AS read
        FROM notices n
-       LEFT JOIN notice_reads r ON r.account_id = $1 AND r.notice_id = n.notice_id
+       LEFT JOIN (SELECT notice_id FROM notice_reads WHERE $4::text IS NULL AND account_id = $1
+                  UNION ALL SELECT notice_id FROM notice_user_reads WHERE user_id = $4) r ON r.notice_id = n.notice_id
       WHERE (n.account_ids IS NULL OR n.account_ids @> ARRAY[$1]::text[])
         AND (NOT $2 OR (r.notice_id IS NULL AND NOT EXISTS (
               SELECT 1 FROM notice_preferences p WHERE p.account_id = $1 AND p.kind = n.kind AND NOT p.enabled)
@@ -170,17 +190,23 @@ export async function noticesOf(
   return rows.map(viewOf);
 }
 
-/** Marks a notice read for an account; false when the account has no such notice. */
-export async function markNoticeRead(pool: Pool, accountId: string, noticeId: string): Promise<boolean> {
-  const { rowCount } = await pool.query(
-    `INSERT INTO notice_reads (account_id, notice_id)
-     SELECT $1, n.notice_id FROM notices n WHERE n.notice_id = $2 AND (n.account_ids IS NULL OR n.account_ids @> ARRAY[$1]::text[])
-     ON CONFLICT DO NOTHING`,
-    [accountId, noticeId],
-  );
-  if (rowCount === 1) return true;
-  const { rows } = await pool.query('SELECT 1 FROM notice_reads WHERE account_id = $1 AND notice_id = $2', [accountId, noticeId]);
-  return rows.length === 1;
+/**
+ * Marks a notice of the account read: for the person `userId` when given (a dashboard session;
+ * the other members still have it unread), else for the account (an API key). False when the
+ * account has no such notice.
+ */
+export async function markNoticeRead(pool: Pool, accountId: string, noticeId: string, userId?: string): Promise<boolean> {
+  const { rows } = await pool.query('SELECT 1 FROM notices n WHERE n.notice_id = $2 AND (n.account_ids IS NULL OR n.account_ids @> ARRAY[$1]::text[])', [
+    accountId,
+    noticeId,
+  ]);
+  if (rows.length === 0) return false;
+  if (userId === undefined) {
+    await pool.query('INSERT INTO notice_reads (account_id, notice_id) VALUES ($1, $2) ON CONFLICT DO NOTHING', [accountId, noticeId]);
+  } else {
+    await pool.query('INSERT INTO notice_user_reads (user_id, notice_id) VALUES ($1, $2) ON CONFLICT DO NOTHING', [userId, noticeId]);
+  }
+  return true;
 }
 
 export interface NoticePreference {

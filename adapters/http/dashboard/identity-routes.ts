@@ -126,12 +126,13 @@ export function userSessionView(principal: SessionPrincipal) {
 }
 
 const REFUND_CLAIMS_PATH = '/v1/account/refund-claims';
+const NOTICE_READ_PATH = /^\/v1\/account\/notices\/[^/]+\/read$/;
 
 /** What a session of `role` needs for this account-API call: a permission, or only to be a member (reads). */
 function permissionFor(method: string, path: string): Permission | 'read' {
   if (method === 'GET' || method === 'HEAD') return 'read';
-  // A person's own notice preferences (routes/notices.ts): any member sets theirs.
-  if (path === '/v1/account/notice-preferences') return 'read';
+  // A person's own notice preferences and reads (routes/notices.ts): any member sets theirs.
+  if (path === '/v1/account/notice-preferences' || NOTICE_READ_PATH.test(path)) return 'read';
   if (path.startsWith('/v1/account/keys')) return 'keys';
   // A closed account's remaining credit is claimed by whoever handles its billing.
   if (path === REFUND_CLAIMS_PATH) return 'billing';

@@ -50,7 +50,6 @@ export const postNoticeSchema = z.object({
 
 export const mountNoticeRoutes: RouteMount = (router: Router, gateway) => {
   const read = authenticated(gateway.keys, 'account_read');
-  const write = authenticated(gateway.keys, 'account_write');
   const admin = authenticated(gateway.keys, 'admin');
   const pool = gateway.database.pool;
 
@@ -61,9 +60,15 @@ export const mountNoticeRoutes: RouteMount = (router: Router, gateway) => {
     res.json({ object: 'list', data });
   });
 
-  router.post('/v1/account/notices/:id/read', write, async (req, res) => {
+  // With an API key: read for the account (account_write). In a person's dashboard session: read
+  // for that person only (the other members still see its banner), which any member may do.
+  router.post('/v1/account/notices/:id/read', read, async (req, res) => {
+    const key = keyOf(res);
+    if (key.userId === undefined && !key.scopes.includes('account_write')) {
+      throw new ApiError(403, 'invalid_request_error', 'insufficient_permissions', null, 'This key does not have the account_write scope.');
+    }
     const id = String(req.params['id']);
-    if (!isId(id) || !(await markNoticeRead(pool, keyOf(res).accountId, id))) {
+    if (!isId(id) || !(await markNoticeRead(pool, key.accountId, id, key.userId))) {
       throw new ApiError(404, 'invalid_request_error', 'notice_not_found', null, 'No such notice for this account.');
     }
     res.json({ id, read: true });

@@ -11,6 +11,7 @@ import { apiClient } from '../admin/http';
  * verified address (one email per address), over real SMTP. A member who turned a non-essential
  * kind off in their own session gets no email and no banner of it, while another member of the
  * same account does; essential kinds reach every member; an unverified member gets nothing.
+ * A notice read in one member's session is read for that person only: the others still see it.
  */
 
 const PASSWORD = 'violet kettle drums at noon';
@@ -142,3 +143,48 @@ test('an opted-out member gets no non-essential mail while another member of the
     ].sort(),
   );
 }, 180_000);
+
+test("a notice dismissed by one member stays in the other members' banners and the account's (an API key's)", async () => {
+  const owner = await person('owner.reads@example.test');
+  const viewer = await person('viewer.reads@example.test');
+  await join(owner.accountId, viewer, 'viewer');
+  const key = (await call('POST', `/admin/accounts/${owner.accountId}/keys`, gw.adminKey, { name: 'reader' })).body.key as string;
+  const banner = async (get: () => Promise<{ body: { data: { id: string; read: boolean }[] } }>) => (await get()).body.data.map((n) => n.id);
+  const ownerBanner = () => banner(() => owner.client.get('/v1/account/notices?unread=true'));
+  const viewerBanner = () => banner(() => viewer.client.get('/v1/account/notices?unread=true'));
+  const keyBanner = () => banner(() => call('GET', '/v1/account/notices?unread=true', key));
+
+  const terms = await call('POST', '/admin/notices', gw.adminKey, {
+    kind: 'terms_change',
+    subject: 'Newer terms',
+    body: 'See the site.',
+    effective_at: new Date(Date.now() + 15 * DAY).toISOString(),
+  });
+  expect(terms.status).toBe(201);
+  const id = terms.body.id as string;
+  await until(async () => ((await viewerBanner()).includes(id) ? true : undefined), { what: 'the notice in the banners' });
+  expect(await ownerBanner()).toContain(id);
+  expect(await keyBanner()).toContain(id);
+
+  // The viewer dismisses it (a viewer may: it is their own banner): gone for them only.
+  const dismissed = await viewer.client.post(`/v1/account/notices/${id}/read`);
+  expect([dismissed.status, dismissed.body]).toEqual([200, { id, read: true }]);
+  expect(await viewerBanner()).not.toContain(id);
+  expect((await viewer.client.get('/v1/account/notices')).body.data).toContainEqual(expect.objectContaining({ id, read: true }));
+  expect(await ownerBanner()).toContain(id);
+  expect((await owner.client.get('/v1/account/notices')).body.data).toContainEqual(expect.objectContaining({ id, read: false }));
+  expect(await keyBanner()).toContain(id);
+
+  // Read with the API key: for the account's key readers, not for its people.
+  expect((await call('POST', `/v1/account/notices/${id}/read`, key)).status).toBe(200);
+  expect(await keyBanner()).not.toContain(id);
+  expect(await ownerBanner()).toContain(id);
+  // A key without account_write cannot mark it; an unknown notice is 404 for a person too.
+  const readOnly = (await call('POST', `/admin/accounts/${owner.accountId}/keys`, gw.adminKey, { name: 'ro', scopes: ['account_read'] })).body.key as string;
+  const refused = await call('POST', `/v1/account/notices/${id}/read`, readOnly);
+  expect([refused.status, refused.body.error.code]).toEqual([403, 'insufficient_permissions']);
+  const unknown = await owner.client.post('/v1/account/notices/nope/read');
+  expect([unknown.status, unknown.body.error.code]).toEqual([404, 'notice_not_found']);
+  expect((await owner.client.post(`/v1/account/notices/${id}/read`)).status).toBe(200);
+  expect(await ownerBanner()).not.toContain(id);
+}, 120_000);
