@@ -45,5 +45,7 @@ export async function screenshot(page: Page, name: string): Promise<string> {
  */
 export async function signOut(page: Page): Promise<void> {
   await page.getByRole('button', { name: 'Sign out' }).click();
-  await page.getByLabel('Password').waitFor();
+  // The sign-in form's own field: getByLabel('Password') also matches the profile page's password
+  // section and fields while that page is still up, a strict-mode error.
+  await page.locator('#sign-in-password').waitFor();
 }
