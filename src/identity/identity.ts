@@ -50,6 +50,11 @@ export interface IdentityOptions {
 }
 
 export const VERIFY_EMAIL_MS = 24 * 3_600_000;
+/**
+ * A registration's credentials row older than this without a UserRegistered is abandoned: no
+ * request spends this long between its two writes, so the process that made it is gone.
+ */
+export const ABANDON_REGISTRATION_AFTER_MS = 15 * 60_000;
 export const RESET_PASSWORD_MS = 3_600_000;
 /** An invitation's link works this long (the invitation email says 7 days). */
 export const INVITATION_MS = 7 * 24 * 3_600_000;
@@ -222,6 +227,15 @@ export class Identity {
       [userId, lookup, emailCiphertext, passwordHash],
     );
     if (claimed.rowCount === 0) {
+      // Held by a registration a crash left unfinished: finished now, or, abandoned long enough, freed for this one.
+      const held = await this.pool.query<{ user_id: string; stale: boolean }>(
+        `SELECT user_id, created_at < now() - $2 * interval '1 millisecond' AS stale FROM user_credentials WHERE email_lookup = $1 AND registered_at IS NULL`,
+        [lookup, ABANDON_REGISTRATION_AFTER_MS],
+      );
+      if (held.rows[0] && (await this.settleRegistration(held.rows[0].user_id, held.rows[0].stale)) === 'abandoned') {
+        await this.vault.destroyKey(userId);
+        return this.signUp(input);
+      }
       // Registered already: tell the address's owner, not the caller.
       const existing = await this.userByLookup(lookup);
       if (existing) {
@@ -316,6 +330,36 @@ export class Identity {
   }
 
   /**
+   * One unfinished registration: finished when its UserRegistered is there; otherwise, when
+   * `stale`, fenced (UserRegistrationAbandoned as the stream's first event) and its row deleted.
+   */
+  private async settleRegistration(userId: string, stale: boolean): Promise<'completed' | 'abandoned' | 'left'> {
+    if (await this.completeRegistration(userId)) return 'completed';
+    if (!stale) return 'left';
+    try {
+      await this.store.appendToStream(
+        userStreamId(userId),
+        [
+          {
+            id: deterministicUuid(`UserRegistrationAbandoned|${userId}`),
+            event: this.userEvent(userId, { type: 'UserRegistrationAbandoned', data: { userId } }),
+          },
+        ],
+        { expectedVersion: 'no_stream' },
+      );
+    } catch (error) {
+      if (!(error instanceof VersionConflictError)) throw error;
+      // UserRegistered landed meanwhile: finish it instead.
+      if (await this.completeRegistration(userId)) return 'completed';
+    }
+    const first = (await this.store.readStream(userStreamId(userId), { maxCount: 1 })).events[0]?.event;
+    if (first?.type !== 'UserRegistrationAbandoned') return 'left';
+    await this.pool.query('DELETE FROM user_credentials WHERE user_id = $1 AND registered_at IS NULL', [userId]);
+    await this.vault.destroyKey(userId);
+    return 'abandoned';
+  }
+
+  /**
    * Finishes what a crash interrupted, idempotently (run by the background workers, at start and
    * then periodically, and safe beside requests still in flight):
    * - registrations whose credentials row is not marked registered: finished from UserRegistered;
@@ -335,35 +379,8 @@ export class Identity {
       [options.abandonAfterMs],
     );
     for (const { user_id: userId, stale } of pending.rows) {
-      if (await this.completeRegistration(userId)) {
-        result.completed += 1;
-        continue;
-      }
-      if (!stale) continue;
-      try {
-        await this.store.appendToStream(
-          userStreamId(userId),
-          [
-            {
-              id: deterministicUuid(`UserRegistrationAbandoned|${userId}`),
-              event: this.userEvent(userId, { type: 'UserRegistrationAbandoned', data: { userId } }),
-            },
-          ],
-          { expectedVersion: 'no_stream' },
-        );
-      } catch (error) {
-        if (!(error instanceof VersionConflictError)) throw error;
-        // UserRegistered landed meanwhile: finish it instead.
-        if (await this.completeRegistration(userId)) {
-          result.completed += 1;
-          continue;
-        }
-      }
-      const first = (await this.store.readStream(userStreamId(userId), { maxCount: 1 })).events[0]?.event;
-      if (first?.type !== 'UserRegistrationAbandoned') continue;
-      await this.pool.query('DELETE FROM user_credentials WHERE user_id = $1 AND registered_at IS NULL', [userId]);
-      await this.vault.destroyKey(userId);
-      result.abandoned += 1;
+      const outcome = await this.settleRegistration(userId, stale);
+      if (outcome !== 'left') result[outcome] += 1;
     }
     for (const { invitation_id } of invitations.rows) {
       if (await this.completeInvitation(invitation_id)) result.invitations += 1;

@@ -1,13 +1,9 @@
 import type { Logger } from 'pino';
 import type { Worker } from '../instances/lease';
 import { startPollLoop, type PollLoop } from '../process-managers/poll-loop';
-import type { Identity } from './identity';
+import { ABANDON_REGISTRATION_AFTER_MS, type Identity } from './identity';
 
-/**
- * A registration's credentials row older than this without a UserRegistered is abandoned: no
- * request spends this long between its two writes, so the process that made it is gone.
- */
-export const ABANDON_REGISTRATION_AFTER_MS = 15 * 60_000;
+export { ABANDON_REGISTRATION_AFTER_MS };
 
 /**
  * The background worker that finishes identity commands a crash interrupted (Identity.reconcile):

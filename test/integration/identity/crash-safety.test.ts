@@ -159,6 +159,24 @@ describe('identity commands survive a crash between any two of their writes', ()
     expect((await signIn(email)).ok).toBe(true);
   });
 
+  it('a new sign-up with an address an abandoned half sign-up still holds frees it and goes through, without waiting for the worker', async () => {
+    const email = 'held-address@example.test';
+    await expect(identity('sign-up:claimed').signUp({ email, name: 'Ada', password: PASSWORD, organisation: 'Engines' })).rejects.toThrow(SimulatedCrash);
+    const held = (await userIdOf(email))!;
+    // Still young: maybe in flight, so a second sign-up does not take it (the same answer, no account).
+    expect((await identity().signUp({ email, name: 'Ada', password: PASSWORD, organisation: 'Engines' })).ok).toBe(true);
+    expect(await userIdOf(email)).toBe(held);
+    // Older than any request lives (the row's age moved back, as the clock would).
+    await pool.query(`UPDATE user_credentials SET created_at = created_at - interval '1 hour' WHERE user_id = $1`, [held]);
+    expect((await identity().signUp({ email, name: 'Ada', password: PASSWORD, organisation: 'Engines' })).ok).toBe(true);
+    const fresh = (await userIdOf(email))!;
+    expect(fresh).not.toBe(held);
+    expect(await eventTypes(userStreamId(held))).toEqual(['UserRegistrationAbandoned']);
+    expect(await ownAccount(fresh)).toBeDefined();
+    expect(await verificationMails(fresh)).toBe(1);
+    expect((await signIn(email)).ok).toBe(true);
+  });
+
   /** An account owned by a fresh user, and an invitation link for `invitee` with `role`. */
   async function invitation(owner: string, invitee: string, role: 'developer' | 'owner' = 'developer') {
     expect((await identity().signUp({ email: owner, name: 'Owner', password: PASSWORD, organisation: 'Org' })).ok).toBe(true);
