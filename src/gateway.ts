@@ -46,6 +46,7 @@ import { MailOutbox, MailSender, mailOutboxSubscriber } from './mail/outbox';
 import { createMailTransport } from '../adapters/mail/transport';
 import type { MailTransport } from './ports/mail-transport';
 import { Identity } from './identity/identity';
+import { IdentityReconciler } from './identity/reconciler';
 import { runProjections, type RunningProjection } from './read-models/runner';
 
 /** Everything a running gateway holds, for the routes mounted on it and for shutdown. */
@@ -117,6 +118,9 @@ export function accountPolicyFrom(config: Config): AccountPolicy {
  * request by then, and its settlement has had time to land (it retries through short outages).
  */
 export const SETTLEMENT_GRACE_S = 60;
+
+/** How often the workers finish identity commands a crash interrupted (they also do at start). */
+const IDENTITY_RECONCILE_INTERVAL_MS = 60_000;
 
 /**
  * Composition root: database (embedded or configured), event store (PostgreSQL or KurrentDB),
@@ -248,7 +252,9 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
         { clock: seams.forfeitureClock ?? (() => new Date()), checkIntervalMs: config.TOLLGATE_RETENTION_CHECK_INTERVAL_S * 1_000 },
       );
       forfeiture.start();
-      const workers: Worker[] = [expiry, alerts, retention, forfeiture, announcer, noticeMailer, lowBalanceNotices, probe, mailSender];
+      const identityReconciler = new IdentityReconciler(identity, log, { intervalMs: IDENTITY_RECONCILE_INTERVAL_MS });
+      identityReconciler.start();
+      const workers: Worker[] = [expiry, alerts, retention, forfeiture, announcer, noticeMailer, lowBalanceNotices, probe, mailSender, identityReconciler];
       if (stripe && customers) {
         const charger = stripeOffSessionCharger(stripe, (accountId) => customers.savedPaymentMethodOf(accountId), {
           automaticTax: config.STRIPE_AUTOMATIC_TAX,

@@ -18,8 +18,23 @@ export const UserRegistered = defineEvent(
     emailCiphertext: z.string().min(1),
     /** the account the user opened at sign-up (they own it); null for a user who joined by accepting an invitation */
     accountId: idSchema.nullable(),
+    /**
+     * What opening that account needs, encrypted under the account's own key (so erasing the
+     * account shreds it): the organisation's name and the address. With it the event is the whole
+     * sign-up: the account's opening, the owner's membership and the verification email follow
+     * from it, again and idempotently after a crash (src/identity/identity.ts). Absent on events
+     * recorded before it existed (their sign-ups completed in the same request) and on invitees.
+     */
+    account: z.object({ displayNameCiphertext: z.string().min(1), emailCiphertext: z.string().min(1) }).optional(),
   }),
 );
+
+/**
+ * A sign-up or invitation acceptance that claimed an address but died before UserRegistered: the
+ * reconciler records this as the stream's first event, so a late UserRegistered (expected
+ * 'no_stream') can no longer land, and then frees the address. Nothing personal in it.
+ */
+export const UserRegistrationAbandoned = defineEvent('UserRegistrationAbandoned', z.object({ userId: idSchema }));
 
 export const UserEmailVerified = defineEvent('UserEmailVerified', z.object({ userId: idSchema }));
 
@@ -80,6 +95,7 @@ export const MemberRemoved = defineEvent('MemberRemoved', z.object({ accountId: 
 
 export const userEventDefinitions = [
   UserRegistered,
+  UserRegistrationAbandoned,
   UserEmailVerified,
   UserProfileCorrected,
   UserPasswordChanged,

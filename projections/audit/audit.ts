@@ -45,6 +45,7 @@ export type AuditAction =
   | 'personal_data.viewed'
   | 'retention.run'
   | 'user.registered'
+  | 'user.registration_abandoned'
   | 'user.email_verified'
   | 'user.profile_corrected'
   | 'user.password_changed'
@@ -310,6 +311,8 @@ export function auditFactOf(streamId: string, event: DomainEvent): AuditFact | n
     case 'UserRegistered':
       // No ciphertexts, as for accounts: the user's id and the account they opened.
       return { action: 'user.registered', targetKind: 'user', targetId: event.data.userId, reason: null, details: { account_id: event.data.accountId } };
+    case 'UserRegistrationAbandoned':
+      return { action: 'user.registration_abandoned', targetKind: 'user', targetId: event.data.userId, reason: null, details: {} };
     case 'UserEmailVerified':
       return { action: 'user.email_verified', targetKind: 'user', targetId: event.data.userId, reason: null, details: {} };
     case 'UserProfileCorrected':

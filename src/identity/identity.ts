@@ -14,8 +14,9 @@ import { currentPersonalDataCiphertexts } from '../compliance/personal-data';
 import type { Ledger } from '../ledger';
 import type { MailOutbox } from '../mail/outbox';
 import { hashLinkToken } from '../mail/outbox';
-import type { EventStore } from '../ports/event-store';
+import { VersionConflictError, type EventStore } from '../ports/event-store';
 import type { PersonalDataVault } from '../ports/personal-data-vault';
+import { syncMembers } from '../read-models/memberships';
 import { inTransaction } from '../read-models/transaction';
 import { passwordProblem } from './passwords';
 
@@ -40,9 +41,20 @@ export interface IdentityOptions {
   readonly failuresPerEmail: number;
   readonly failuresPerAddress: number;
   readonly failureWindowMs: number;
+  /**
+   * A fault seam for crash tests, called at each point where a crash falls between two writes of
+   * a multi-step command (e.g. 'sign-up:registered'); a test throws there to stop the command as a
+   * dying process would. Unset in production.
+   */
+  readonly fault?: (step: string) => void | Promise<void>;
 }
 
 export const VERIFY_EMAIL_MS = 24 * 3_600_000;
+/**
+ * A registration's credentials row older than this without a UserRegistered is abandoned: no
+ * request spends this long between its two writes, so the process that made it is gone.
+ */
+export const ABANDON_REGISTRATION_AFTER_MS = 15 * 60_000;
 export const RESET_PASSWORD_MS = 3_600_000;
 /** An invitation's link works this long (the invitation email says 7 days). */
 export const INVITATION_MS = 7 * 24 * 3_600_000;
@@ -157,6 +169,12 @@ function sha256(text: string): string {
   return createHash('sha256').update(text, 'utf8').digest('hex');
 }
 
+/** A UUID derived from a name: the event id of a step that may run again, so the store keeps it once. */
+function deterministicUuid(name: string): string {
+  const h = sha256(`identity|${name}`);
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+
 function randomId(prefix: string, bytes = 12): string {
   return `${prefix}_${randomBytes(bytes).toString('hex')}`;
 }
@@ -175,12 +193,23 @@ export class Identity {
     readonly options: IdentityOptions,
   ) {}
 
+  private async fault(step: string): Promise<void> {
+    await this.options.fault?.(step);
+  }
+
   // Sign-up and verification ------------------------------------------------------------------
 
   /**
    * Creates the user, an account they own and a verification email. For an address already
    * registered the answer is the same (the owner of the address gets a notice instead), so the
    * answer never tells whether an email is registered.
+   *
+   * Crash-safe in two writes: the credentials row claims the address (not yet registered, so it
+   * cannot sign in), then UserRegistered records the whole sign-up, the account's opening
+   * included. Everything after follows from that event (completeRegistration: the account, the
+   * owner's membership, the verification email, the row marked registered), each step
+   * idempotent, so the reconciler finishes it after a crash. A crash between the two writes
+   * leaves a claimed row without an event: the reconciler fences the stream and frees the address.
    */
   async signUp(input: { email: string; name: string; password: string; organisation: string }): Promise<Outcome<{ accepted: true }>> {
     const email = normaliseEmail(input.email);
@@ -193,11 +222,20 @@ export class Identity {
     const accountId = randomId('acct');
     const emailCiphertext = await this.vault.encrypt(userId, email);
     const claimed = await this.pool.query(
-      `INSERT INTO user_credentials (user_id, email_lookup, email_ciphertext, password_hash) VALUES ($1, $2, $3, $4)
+      `INSERT INTO user_credentials (user_id, email_lookup, email_ciphertext, password_hash, registered_at) VALUES ($1, $2, $3, $4, NULL)
        ON CONFLICT (email_lookup) DO NOTHING`,
       [userId, lookup, emailCiphertext, passwordHash],
     );
     if (claimed.rowCount === 0) {
+      // Held by a registration a crash left unfinished: finished now, or, abandoned long enough, freed for this one.
+      const held = await this.pool.query<{ user_id: string; stale: boolean }>(
+        `SELECT user_id, created_at < now() - $2 * interval '1 millisecond' AS stale FROM user_credentials WHERE email_lookup = $1 AND registered_at IS NULL`,
+        [lookup, ABANDON_REGISTRATION_AFTER_MS],
+      );
+      if (held.rows[0] && (await this.settleRegistration(held.rows[0].user_id, held.rows[0].stale)) === 'abandoned') {
+        await this.vault.destroyKey(userId);
+        return this.signUp(input);
+      }
       // Registered already: tell the address's owner, not the caller.
       const existing = await this.userByLookup(lookup);
       if (existing) {
@@ -215,25 +253,144 @@ export class Identity {
       await this.vault.destroyKey(userId);
       return ok({ accepted: true });
     }
+    await this.fault('sign-up:claimed');
     const metadata = commandMetadata({ kind: 'user', userId });
-    await this.append(userStreamId(userId), 'no_stream', {
-      type: 'UserRegistered',
-      data: { userId, nameCiphertext: await this.vault.encrypt(userId, input.name), emailCiphertext, accountId },
-      metadata: eventMetadataFrom(metadata),
-    });
-    const opened = await this.ledger.accounts.handle(accountStreamId(accountId), {
-      type: 'OpenAccount',
-      data: {
-        accountId,
-        displayNameCiphertext: await this.vault.encrypt(accountId, input.organisation),
-        emailCiphertext: await this.vault.encrypt(accountId, email),
-      },
-      metadata,
-    });
-    if (!opened.ok) throw new Error(`sign-up could not open the account: ${opened.error.error}`);
-    await this.addMember(accountId, userId, 'owner', metadata);
-    await this.sendVerification(userId, email, input.name, 'verify_email', null);
+    await this.store.appendToStream(
+      userStreamId(userId),
+      [
+        {
+          id: deterministicUuid(`UserRegistered|${userId}`),
+          event: {
+            type: 'UserRegistered',
+            data: {
+              userId,
+              nameCiphertext: await this.vault.encrypt(userId, input.name),
+              emailCiphertext,
+              accountId,
+              account: {
+                displayNameCiphertext: await this.vault.encrypt(accountId, input.organisation),
+                emailCiphertext: await this.vault.encrypt(accountId, email),
+              },
+            },
+            metadata: eventMetadataFrom(metadata),
+          },
+        },
+      ],
+      { expectedVersion: 'no_stream' },
+    );
+    await this.fault('sign-up:registered');
+    await this.completeRegistration(userId);
     return ok({ accepted: true });
+  }
+
+  /**
+   * Finishes a registration from the user's UserRegistered event; every step is idempotent, so
+   * it runs again after a crash (the reconciler) or beside a sign-up still in flight:
+   * - a sign-up's account is opened (OpenAccount again answers account_already_opened) and the
+   *   user made its owner (MemberAdded under a deterministic id, at the members stream's revision);
+   * - the verification email is requested under an id derived from the user's, so it is one
+   *   email however often this runs, and its link's hash is stored once;
+   * - an invitee's confirmed address gets its UserEmailVerified;
+   * - last, the credentials row is marked registered: from then on the person can sign in.
+   * Returns false when the stream has no UserRegistered (nothing to finish).
+   */
+  async completeRegistration(userId: string): Promise<boolean> {
+    const { events } = await this.store.readStream(userStreamId(userId));
+    const registered = events.find((e) => e.event.type === 'UserRegistered')?.event;
+    if (registered?.type !== 'UserRegistered') return false;
+    const user = await this.pool.query<{ email_verified_at: Date | null; registered_at: Date | null }>(
+      'SELECT email_verified_at, registered_at FROM user_credentials WHERE user_id = $1',
+      [userId],
+    );
+    const row = user.rows[0];
+    if (!row || row.registered_at !== null) return true;
+    const metadata = commandMetadata({ kind: 'user', userId });
+    const { accountId, account } = registered.data;
+    if (accountId !== null && account !== undefined) {
+      const opened = await this.ledger.accounts.handle(accountStreamId(accountId), {
+        type: 'OpenAccount',
+        data: { accountId, displayNameCiphertext: account.displayNameCiphertext, emailCiphertext: account.emailCiphertext },
+        metadata,
+      });
+      if (!opened.ok && opened.error.error !== 'account_already_opened') throw new Error(`sign-up could not open the account: ${opened.error.error}`);
+      await this.fault('sign-up:account-opened');
+      await this.ensureMember(accountId, userId, 'owner', `sign-up|${userId}`, metadata);
+      await this.fault('sign-up:member-added');
+      if (row.email_verified_at === null) {
+        const email = await this.vault.decrypt(userId, registered.data.emailCiphertext);
+        const name = (await this.vault.decrypt(userId, registered.data.nameCiphertext)) ?? '';
+        if (email !== null)
+          await this.sendVerification(userId, email, name, 'verify_email', null, `em_${sha256(`sign-up-verification|${userId}`).slice(0, 32)}`);
+      }
+    } else if (row.email_verified_at !== null && !events.some((e) => e.event.type === 'UserEmailVerified')) {
+      await this.appendToUser(userId, { type: 'UserEmailVerified', data: { userId } }, deterministicUuid(`UserEmailVerified|registration|${userId}`));
+    }
+    await this.pool.query('UPDATE user_credentials SET registered_at = now() WHERE user_id = $1 AND registered_at IS NULL', [userId]);
+    return true;
+  }
+
+  /**
+   * One unfinished registration: finished when its UserRegistered is there; otherwise, when
+   * `stale`, fenced (UserRegistrationAbandoned as the stream's first event) and its row deleted.
+   */
+  private async settleRegistration(userId: string, stale: boolean): Promise<'completed' | 'abandoned' | 'left'> {
+    if (await this.completeRegistration(userId)) return 'completed';
+    if (!stale) return 'left';
+    try {
+      await this.store.appendToStream(
+        userStreamId(userId),
+        [
+          {
+            id: deterministicUuid(`UserRegistrationAbandoned|${userId}`),
+            event: this.userEvent(userId, { type: 'UserRegistrationAbandoned', data: { userId } }),
+          },
+        ],
+        { expectedVersion: 'no_stream' },
+      );
+    } catch (error) {
+      if (!(error instanceof VersionConflictError)) throw error;
+      // UserRegistered landed meanwhile: finish it instead.
+      if (await this.completeRegistration(userId)) return 'completed';
+    }
+    const first = (await this.store.readStream(userStreamId(userId), { maxCount: 1 })).events[0]?.event;
+    if (first?.type !== 'UserRegistrationAbandoned') return 'left';
+    await this.pool.query('DELETE FROM user_credentials WHERE user_id = $1 AND registered_at IS NULL', [userId]);
+    await this.vault.destroyKey(userId);
+    return 'abandoned';
+  }
+
+  /**
+   * Finishes what a crash interrupted, idempotently (run by the background workers, at start and
+   * then periodically, and safe beside requests still in flight):
+   * - registrations whose credentials row is not marked registered: finished from UserRegistered;
+   *   without one, once older than `abandonAfterMs` (a request still between its two writes is
+   *   younger), UserRegistrationAbandoned is appended as the stream's first event, so the late
+   *   UserRegistered can never land, and the row is deleted: the address is free again;
+   * - accepted invitations whose membership is not recorded yet;
+   * - self-deletions asked for but not finished.
+   */
+  async reconcile(options: { abandonAfterMs: number }): Promise<{ completed: number; abandoned: number; invitations: number; deletions: number }> {
+    const result = { completed: 0, abandoned: 0, invitations: 0, deletions: 0 };
+    const invitations = await this.pool.query<{ invitation_id: string }>(
+      'SELECT invitation_id FROM account_invitations WHERE used_at IS NOT NULL AND completed_at IS NULL AND accepted_by IS NOT NULL ORDER BY used_at',
+    );
+    const pending = await this.pool.query<{ user_id: string; stale: boolean }>(
+      `SELECT user_id, created_at < now() - $1 * interval '1 millisecond' AS stale FROM user_credentials WHERE registered_at IS NULL ORDER BY created_at`,
+      [options.abandonAfterMs],
+    );
+    for (const { user_id: userId, stale } of pending.rows) {
+      const outcome = await this.settleRegistration(userId, stale);
+      if (outcome !== 'left') result[outcome] += 1;
+    }
+    for (const { invitation_id } of invitations.rows) {
+      if (await this.completeInvitation(invitation_id)) result.invitations += 1;
+    }
+    const deleting = await this.pool.query<{ user_id: string }>('SELECT user_id FROM user_credentials WHERE deleting_at IS NOT NULL ORDER BY deleting_at');
+    for (const { user_id } of deleting.rows) {
+      await this.completeDeletion(user_id);
+      result.deletions += 1;
+    }
+    return result;
   }
 
   /** Confirms an address by its emailed link: the sign-up address or a new one from the profile. */
@@ -292,7 +449,7 @@ export class Identity {
     const subjects = [`email:${lookup}`, `addr:${await this.keyed(`addr|${input.clientAddress}`)}`];
     const blocked = await this.blockedFor(subjects);
     if (blocked > 0) return no('too_many_attempts', 'Too many failed sign-in attempts. Wait a few minutes and try again.', { retryAfterS: blocked });
-    const user = await this.userByLookup(lookup);
+    const user = await this.liveUserByLookup(lookup);
     const hash = user?.password_hash ?? (await this.dummy());
     const matches = await bcrypt.compare(input.password.slice(0, 1_024), hash);
     if (!user || !matches) {
@@ -400,7 +557,7 @@ export class Identity {
   async forgotPassword(rawEmail: string): Promise<Outcome<{ accepted: true }>> {
     const email = normaliseEmail(rawEmail);
     if (!isEmail(email)) return no('invalid_email', 'That is not a valid email address.');
-    const user = await this.userByLookup(await this.emailLookup(email));
+    const user = await this.liveUserByLookup(await this.emailLookup(email));
     if (!user) {
       // Comparable work to the registered case's encryption and append.
       await bcrypt.hash(randomBytes(16).toString('hex'), this.options.bcryptCost);
@@ -473,7 +630,8 @@ export class Identity {
     const profile = await this.profile(userId, null);
     if (!profile) return null;
     const { events } = await this.store.readStream(userStreamId(userId));
-    const withheld = new Set(['nameCiphertext', 'emailCiphertext']);
+    // `account` holds the sign-up's organisation name and address, encrypted: their clear values are the account export's.
+    const withheld = new Set(['nameCiphertext', 'emailCiphertext', 'account']);
     return {
       profile: { ...profile, current_account_id: undefined },
       events: events.map(({ revision, event }) => ({
@@ -493,54 +651,77 @@ export class Identity {
    * data is crypto-shredded at once: the vault key under their id is destroyed (name and email in
    * their events become unreadable) and the credential rows go (password hash, TOTP secret,
    * recovery codes, link tokens, every session).
+   *
+   * Crash-safe by its order: the decision is one transaction (the accounts' memberships locked and
+   * current, the owner check, `deleting_at` set, every session ended); from then on the user cannot
+   * sign in, counts as an owner nowhere, and the rest follows idempotently (completeDeletion): a
+   * crash at any later point is finished by the reconciler.
    */
   async deleteUser(userId: string, password: string): Promise<Outcome<{ deleted: true }>> {
     const user = await this.credentials(userId);
     if (!user) return no('session_not_found', 'No such user.');
     if (!(await bcrypt.compare(password, user.password_hash))) return no('invalid_credentials', 'The password is wrong.');
-    const metadata = commandMetadata({ kind: 'user', userId });
-    // Under a lock on the memberships of the user's accounts, so that two owners deleting
-    // themselves at once cannot both leave an account with none.
-    const removed = await inTransaction(this.pool, async (db) => {
-      const { rows } = await db.query<{ account_id: string; user_id: string; role: MemberRole }>(
-        `SELECT account_id, user_id, role FROM memberships
-          WHERE account_id IN (SELECT account_id FROM memberships WHERE user_id = $1) ORDER BY account_id, user_id FOR UPDATE`,
-        [userId],
-      );
-      const mine = rows.filter((r) => r.user_id === userId);
-      const soleOwner = mine
-        .filter((r) => r.role === 'owner' && !rows.some((o) => o.account_id === r.account_id && o.user_id !== userId && o.role === 'owner'))
-        .map((r) => r.account_id);
-      // A closed account needs no owner any more (its data goes with the retention worker).
-      const open = [];
-      for (const accountId of soleOwner) {
-        const { events } = await this.store.readStream(accountStreamId(accountId));
-        if (!events.some((e) => e.event.type === 'AccountClosed' || e.event.type === 'AccountTerminated')) open.push(accountId);
+    const decided = await inTransaction(this.pool, async (db) => {
+      const { rows: accounts } = await db.query<{ account_id: string }>('SELECT account_id FROM memberships WHERE user_id = $1 ORDER BY account_id', [userId]);
+      // Locked and brought up to date in id order (as every writer does): two owners deleting
+      // themselves at once are decided one after the other, the second seeing the first as leaving.
+      for (const { account_id } of accounts) await syncMembers(db, this.store, account_id);
+      const open: string[] = [];
+      for (const { account_id } of accounts) {
+        if ((await this.memberRole(db, account_id, userId)) !== 'owner' || (await this.ownerCount(db, account_id)) > 1) continue;
+        // A closed account needs no owner any more (its data goes with the retention worker).
+        const { events } = await this.store.readStream(accountStreamId(account_id));
+        if (!events.some((e) => e.event.type === 'AccountClosed' || e.event.type === 'AccountTerminated')) open.push(account_id);
       }
       if (open.length > 0) return { soleOwner: open };
-      await db.query('DELETE FROM memberships WHERE user_id = $1', [userId]);
-      return { accounts: mine.map((r) => r.account_id) };
+      await db.query('UPDATE user_credentials SET deleting_at = COALESCE(deleting_at, now()) WHERE user_id = $1', [userId]);
+      await db.query(`UPDATE user_sessions SET ended_at = now(), ended_why = 'user_deleted' WHERE user_id = $1 AND ended_at IS NULL`, [userId]);
+      return { deleting: true };
     });
-    if ('soleOwner' in removed) {
+    if ('soleOwner' in decided) {
       return no('last_owner', 'You are the only owner of an account: make another member an owner, or close the account, before deleting yourself.', {
-        accountIds: removed.soleOwner,
+        accountIds: decided.soleOwner,
       } as Partial<IdentityRefusal>);
     }
-    for (const accountId of removed.accounts) {
-      const head = await this.store.readStream(membersStreamId(accountId), { maxCount: 0 });
-      await this.append(membersStreamId(accountId), head.revision ?? 'no_stream', {
-        type: 'MemberRemoved',
-        data: { accountId, userId },
-        metadata: eventMetadataFrom(metadata),
+    await this.fault('delete:decided');
+    await this.completeDeletion(userId);
+    return ok({ deleted: true });
+  }
+
+  /**
+   * Finishes a self-deletion decided by deleteUser, each step idempotent: MemberRemoved in each
+   * account (deterministic ids, members locked), UserDeleted, then the shredding; the credentials
+   * row, which marks the deletion as under way, goes last.
+   */
+  async completeDeletion(userId: string): Promise<void> {
+    const decided = await this.pool.query('SELECT 1 FROM user_credentials WHERE user_id = $1 AND deleting_at IS NOT NULL', [userId]);
+    if (!decided.rowCount) return;
+    const metadata = commandMetadata({ kind: 'user', userId });
+    const { rows: accounts } = await this.pool.query<{ account_id: string }>('SELECT account_id FROM memberships WHERE user_id = $1 ORDER BY account_id', [
+      userId,
+    ]);
+    for (const { account_id: accountId } of accounts) {
+      await this.withMembersLocked(accountId, async (db, revision) => {
+        if ((await this.memberRole(db, accountId, userId)) === null) return ok(null);
+        await this.appendToMembers(
+          db,
+          accountId,
+          revision,
+          { type: 'MemberRemoved', data: { accountId, userId } },
+          metadata,
+          deterministicUuid(`MemberRemoved|deleted|${userId}|${accountId}|${revision}`),
+        );
+        return ok(null);
       });
+      await this.fault('delete:member-removed');
     }
-    await this.appendToUser(userId, { type: 'UserDeleted', data: { userId } });
+    await this.appendToUser(userId, { type: 'UserDeleted', data: { userId } }, deterministicUuid(`UserDeleted|${userId}`));
+    await this.fault('delete:recorded');
     await this.pool.query('DELETE FROM user_sessions WHERE user_id = $1', [userId]);
     await this.pool.query('DELETE FROM identity_tokens WHERE user_id = $1', [userId]);
-    await this.pool.query('DELETE FROM user_credentials WHERE user_id = $1', [userId]);
     await this.pool.query('DELETE FROM admin_roles WHERE user_id = $1', [userId]);
     await this.vault.destroyKey(userId);
-    return ok({ deleted: true });
+    await this.pool.query('DELETE FROM user_credentials WHERE user_id = $1', [userId]);
   }
 
   // Admin users ------------------------------------------------------------------------------------
@@ -660,17 +841,37 @@ export class Identity {
 
   // Memberships --------------------------------------------------------------------------------------
 
+  /** Adds the user with the role, or gives a member that role (operators' and tests' direct way; no permission check). */
   async addMember(accountId: string, userId: string, role: MemberRole, metadata: CommandMetadata): Promise<void> {
-    const head = await this.store.readStream(membersStreamId(accountId), { maxCount: 0 });
-    await this.append(membersStreamId(accountId), head.revision ?? 'no_stream', {
-      type: 'MemberAdded',
-      data: { accountId, userId, role },
-      metadata: eventMetadataFrom(metadata),
+    await this.withMembersLocked(accountId, async (db, revision) => {
+      const current = await this.memberRole(db, accountId, userId);
+      if (current === role) return ok(null);
+      const event: WithoutMetadata<DomainEvent> =
+        current === null ? { type: 'MemberAdded', data: { accountId, userId, role } } : { type: 'MemberRoleChanged', data: { accountId, userId, role } };
+      await this.appendToMembers(db, accountId, revision, event, metadata);
+      return ok(null);
     });
-    await this.pool.query(
-      'INSERT INTO memberships (account_id, user_id, role) VALUES ($1, $2, $3) ON CONFLICT (account_id, user_id) DO UPDATE SET role = EXCLUDED.role',
-      [accountId, userId, role],
-    );
+  }
+
+  /**
+   * Makes the user a member with the role unless they are one already: MemberAdded in the
+   * account's members stream, under an event id derived from `key` (the step that adds them), at
+   * the revision the decision was made on; the memberships projection is brought up to it in the
+   * same transaction. Idempotent: a step run again after a crash finds the member and does nothing.
+   */
+  async ensureMember(accountId: string, userId: string, role: MemberRole, key: string, metadata: CommandMetadata): Promise<void> {
+    await this.withMembersLocked(accountId, async (db, revision) => {
+      if ((await this.memberRole(db, accountId, userId)) !== null) return ok(null);
+      await this.appendToMembers(
+        db,
+        accountId,
+        revision,
+        { type: 'MemberAdded', data: { accountId, userId, role } },
+        metadata,
+        deterministicUuid(`MemberAdded|${key}`),
+      );
+      return ok(null);
+    });
   }
 
   /** The account's members with their roles, and its pending invitations (any member may read them). */
@@ -777,6 +978,12 @@ export class Identity {
    * Accepts an invitation by its link's token: the invitee joins with the offered role. An address
    * without a user becomes one (name and password needed, the sign-up password rules; the address
    * counts as verified, since the link reached it). Single use even under races.
+   *
+   * Crash-safe by its order: the invitee's login is made whole first (a new user fully registered,
+   * or an unconfirmed login taken over); only then is the invitation claimed, the claim naming the
+   * user; the membership follows from the claim (completeInvitation), again after a crash by the
+   * reconciler. A crash before the claim leaves the invitation unused (the link works again); after
+   * it, the membership is recorded on restart. The invitation is never burnt without a member.
    */
   async acceptInvitation(input: {
     token: string;
@@ -791,7 +998,11 @@ export class Identity {
     );
     const invitation = peek.rows[0];
     if (!invitation) return no('invalid_token', INVALID_TOKEN);
-    const existing = await this.userByLookup(invitation.email_lookup);
+    let existing = await this.userByLookup(invitation.email_lookup);
+    if (existing && existing.registered_at === null && (await this.completeRegistration(existing.user_id)))
+      existing = await this.userByLookup(invitation.email_lookup);
+    if (existing && (existing.registered_at === null || existing.deleting_at !== null))
+      return no('invalid_token', 'The login of this address is being created or deleted just now: try the link again in a few minutes.');
     const email = await this.vault.decrypt(invitation.account_id, invitation.email_ciphertext);
     if (email === null) return no('invalid_token', INVALID_TOKEN);
     // An existing login whose address was never confirmed may be someone else's squat on it: the
@@ -812,46 +1023,81 @@ export class Identity {
       if (weak) return no('weak_password', weak);
       passwordHash = await bcrypt.hash(input.password, this.options.bcryptCost);
     }
-    // Claimed before anything is created: of two concurrent acceptances one wins, the other changes nothing.
-    const taken = await this.pool.query(
-      `UPDATE account_invitations SET used_at = now() WHERE invitation_id = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > now()`,
-      [invitation.invitation_id],
-    );
-    if (!taken.rowCount) return no('invalid_token', INVALID_TOKEN);
     let userId = existing?.user_id ?? null;
+    let created = false;
     if (userId === null) {
       userId = randomId('usr');
       const emailCiphertext = await this.vault.encrypt(userId, email);
       const inserted = await this.pool.query(
-        `INSERT INTO user_credentials (user_id, email_lookup, email_ciphertext, password_hash, email_verified_at) VALUES ($1, $2, $3, $4, now())
+        `INSERT INTO user_credentials (user_id, email_lookup, email_ciphertext, password_hash, email_verified_at, registered_at) VALUES ($1, $2, $3, $4, now(), NULL)
          ON CONFLICT (email_lookup) DO NOTHING`,
         [userId, invitation.email_lookup, emailCiphertext, passwordHash],
       );
       if (!inserted.rowCount) {
-        // The address signed up meanwhile: that user joins.
+        // The address signed up meanwhile: the link is tried again as theirs.
         await this.vault.destroyKey(userId);
-        userId = (await this.userByLookup(invitation.email_lookup))!.user_id;
-      } else {
-        await this.append(userStreamId(userId), 'no_stream', {
-          type: 'UserRegistered',
-          data: { userId, nameCiphertext: await this.vault.encrypt(userId, input.name!.trim()), emailCiphertext, accountId: null },
-          metadata: eventMetadataFrom(commandMetadata({ kind: 'user', userId })),
-        });
-        await this.appendToUser(userId, { type: 'UserEmailVerified', data: { userId } });
+        return no('invalid_token', 'The login of this address is being created just now: try the link again in a few minutes.');
       }
+      await this.fault('invitation:user-claimed');
+      await this.store.appendToStream(
+        userStreamId(userId),
+        [
+          {
+            id: deterministicUuid(`UserRegistered|${userId}`),
+            event: this.userEvent(userId, {
+              type: 'UserRegistered',
+              data: { userId, nameCiphertext: await this.vault.encrypt(userId, input.name!.trim()), emailCiphertext, accountId: null },
+            }),
+          },
+        ],
+        { expectedVersion: 'no_stream' },
+      );
+      await this.completeRegistration(userId);
+      created = true;
+    } else if (unconfirmed) {
+      await this.setPassword(userId, input.password!, 'reset', null);
+      await this.pool.query('UPDATE user_credentials SET email_verified_at = COALESCE(email_verified_at, now()) WHERE user_id = $1', [userId]);
+      await this.appendToUser(userId, { type: 'UserEmailVerified', data: { userId } });
     }
-    if (existing && unconfirmed) {
-      await this.setPassword(existing.user_id, input.password!, 'reset', null);
-      await this.pool.query('UPDATE user_credentials SET email_verified_at = COALESCE(email_verified_at, now()) WHERE user_id = $1', [existing.user_id]);
-      await this.appendToUser(existing.user_id, { type: 'UserEmailVerified', data: { userId: existing.user_id } });
-    }
-    await this.pool.query('UPDATE account_invitations SET accepted_by = $2 WHERE invitation_id = $1', [invitation.invitation_id, userId]);
-    const already = await this.pool.query('SELECT 1 FROM memberships WHERE account_id = $1 AND user_id = $2', [invitation.account_id, userId]);
-    if (!already.rowCount) await this.addMember(invitation.account_id, userId, invitation.role, commandMetadata({ kind: 'user', userId }));
+    await this.fault('invitation:user-ready');
+    // The claim: of two concurrent acceptances one wins; it names the user the membership is for.
+    const taken = await this.pool.query(
+      `UPDATE account_invitations SET used_at = now(), accepted_by = $2 WHERE invitation_id = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > now()`,
+      [invitation.invitation_id, userId],
+    );
+    if (!taken.rowCount) return no('invalid_token', INVALID_TOKEN);
+    await this.fault('invitation:claimed');
+    await this.completeInvitation(invitation.invitation_id);
     const role = (
       await this.pool.query<{ role: MemberRole }>('SELECT role FROM memberships WHERE account_id = $1 AND user_id = $2', [invitation.account_id, userId])
     ).rows[0]!.role;
-    return ok({ accountId: invitation.account_id, userId, role, newUser: existing === null && passwordHash !== null });
+    return ok({ accountId: invitation.account_id, userId, role, newUser: created });
+  }
+
+  /**
+   * Records the membership a claimed invitation grants (unless the user is a member already),
+   * then marks the invitation completed. Idempotent; false when there is nothing to complete.
+   */
+  async completeInvitation(invitationId: string): Promise<boolean> {
+    const { rows } = await this.pool.query<{ account_id: string; accepted_by: string; role: MemberRole }>(
+      'SELECT account_id, accepted_by, role FROM account_invitations WHERE invitation_id = $1 AND used_at IS NOT NULL AND completed_at IS NULL AND accepted_by IS NOT NULL',
+      [invitationId],
+    );
+    const row = rows[0];
+    if (!row) return false;
+    const live = await this.pool.query('SELECT 1 FROM user_credentials WHERE user_id = $1 AND deleting_at IS NULL', [row.accepted_by]);
+    if (live.rowCount) {
+      await this.ensureMember(
+        row.account_id,
+        row.accepted_by,
+        row.role,
+        `invitation|${invitationId}`,
+        commandMetadata({ kind: 'user', userId: row.accepted_by }),
+      );
+      await this.fault('invitation:member-added');
+    }
+    await this.pool.query('UPDATE account_invitations SET completed_at = now() WHERE invitation_id = $1 AND completed_at IS NULL', [invitationId]);
+    return true;
   }
 
   /** A member's new role; refused for a role that may not manage members, an admin touching owners, and the last owner. */
@@ -862,7 +1108,7 @@ export class Identity {
     userId: string;
     role: MemberRole;
   }): Promise<Outcome<{ role: MemberRole }>> {
-    return this.withMembersLocked(input.accountId, async (db) => {
+    return this.withMembersLocked(input.accountId, async (db, revision) => {
       const target = await this.memberRole(db, input.accountId, input.userId);
       if (target === null) return no('member_not_found', 'No such member in this account.');
       const denied = mayManage(input.actorRole, target, input.role);
@@ -872,11 +1118,12 @@ export class Identity {
         return no('last_owner', 'This is the last owner of the account: make another member owner first.');
       }
       await this.appendToMembers(
+        db,
         input.accountId,
+        revision,
         { type: 'MemberRoleChanged', data: { accountId: input.accountId, userId: input.userId, role: input.role } },
-        input.actorId,
+        commandMetadata({ kind: 'user', userId: input.actorId }),
       );
-      await db.query('UPDATE memberships SET role = $3 WHERE account_id = $1 AND user_id = $2', [input.accountId, input.userId, input.role]);
       return ok({ role: input.role });
     });
   }
@@ -891,7 +1138,7 @@ export class Identity {
     actorRole: MemberRole;
     userId: string;
   }): Promise<Outcome<{ removed: true; sessionsEnded: number }>> {
-    return this.withMembersLocked(input.accountId, async (db) => {
+    return this.withMembersLocked(input.accountId, async (db, revision) => {
       const target = await this.memberRole(db, input.accountId, input.userId);
       if (target === null) return no('member_not_found', 'No such member in this account.');
       if (input.userId !== input.actorId) {
@@ -901,8 +1148,13 @@ export class Identity {
       if (target === 'owner' && (await this.ownerCount(db, input.accountId)) <= 1) {
         return no('last_owner', 'This is the last owner of the account: make another member owner first (or close the account).');
       }
-      await this.appendToMembers(input.accountId, { type: 'MemberRemoved', data: { accountId: input.accountId, userId: input.userId } }, input.actorId);
-      await db.query('DELETE FROM memberships WHERE account_id = $1 AND user_id = $2', [input.accountId, input.userId]);
+      await this.appendToMembers(
+        db,
+        input.accountId,
+        revision,
+        { type: 'MemberRemoved', data: { accountId: input.accountId, userId: input.userId } },
+        commandMetadata({ kind: 'user', userId: input.actorId }),
+      );
       const ended = await db.query(
         `UPDATE user_sessions SET ended_at = now(), ended_why = 'member_removed' WHERE user_id = $1 AND account_id = $2 AND ended_at IS NULL`,
         [input.userId, input.accountId],
@@ -911,12 +1163,13 @@ export class Identity {
     });
   }
 
-  /** Runs a membership change with the account's membership rows locked: two changes cannot both remove the last owner. */
-  private async withMembersLocked<T>(accountId: string, work: (db: PoolClient) => Promise<Outcome<T>>): Promise<Outcome<T>> {
-    return inTransaction(this.pool, async (db) => {
-      await db.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`members|${accountId}`]);
-      return work(db);
-    });
+  /**
+   * Runs a membership decision on current rows: the account's memberships projection is brought up
+   * to its members stream and locked (src/read-models/memberships.ts) for the transaction, so two
+   * changes cannot both remove the last owner. `work` gets the stream's revision to append at.
+   */
+  private async withMembersLocked<T>(accountId: string, work: (db: PoolClient, revision: bigint | null) => Promise<Outcome<T>>): Promise<Outcome<T>> {
+    return inTransaction(this.pool, async (db) => work(db, await syncMembers(db, this.store, accountId)));
   }
 
   private async memberRole(db: PoolClient, accountId: string, userId: string): Promise<MemberRole | null> {
@@ -924,15 +1177,33 @@ export class Identity {
     return rows[0]?.role ?? null;
   }
 
+  /** Owners who stay: an owner whose self-deletion is under way counts no more. */
   private async ownerCount(db: PoolClient, accountId: string): Promise<number> {
-    const { rows } = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM memberships WHERE account_id = $1 AND role = 'owner'`, [accountId]);
+    const { rows } = await db.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM memberships m WHERE m.account_id = $1 AND m.role = 'owner'
+          AND NOT EXISTS (SELECT 1 FROM user_credentials c WHERE c.user_id = m.user_id AND c.deleting_at IS NOT NULL)`,
+      [accountId],
+    );
     return rows[0]!.n;
   }
 
-  private async appendToMembers(accountId: string, event: WithoutMetadata<DomainEvent>, actorId: string): Promise<void> {
-    const head = await this.store.readStream(membersStreamId(accountId), { maxCount: 0 });
-    const full = { ...event, metadata: eventMetadataFrom(commandMetadata({ kind: 'user', userId: actorId })) } as DomainEvent;
-    await this.append(membersStreamId(accountId), head.revision ?? 'no_stream', full);
+  /**
+   * Appends to the members stream at the revision the decision was made on (a version conflict
+   * means someone changed it meanwhile: the command fails and changes nothing), then brings the
+   * projection up to it in the caller's transaction, so the caller reads its write at once. A crash
+   * in between leaves the event, which the read-models runner projects.
+   */
+  private async appendToMembers(
+    db: PoolClient,
+    accountId: string,
+    revision: bigint | null,
+    event: WithoutMetadata<DomainEvent>,
+    metadata: CommandMetadata,
+    eventId: string = randomUUID(),
+  ): Promise<void> {
+    const full = { ...event, metadata: eventMetadataFrom(metadata) } as DomainEvent;
+    await this.store.appendToStream(membersStreamId(accountId), [{ id: eventId, event: full }], { expectedVersion: revision ?? 'no_stream' });
+    await syncMembers(db, this.store, accountId);
   }
 
   private async accountName(accountId: string): Promise<string | null> {
@@ -949,13 +1220,15 @@ export class Identity {
     name: string,
     purpose: 'verify_email' | 'reset_password' | 'change_email',
     newEmail: string | null,
+    /** a fixed id makes a repeated request one email with one link (a registration finished again) */
+    fixedEmailId?: string,
   ): Promise<void> {
-    const emailId = `em_${randomUUID().replaceAll('-', '')}`;
+    const emailId = fixedEmailId ?? `em_${randomUUID().replaceAll('-', '')}`;
     // The hash is stored before the mail is requested: the link works as soon as it can arrive.
     const tokenHash = hashLinkToken(await this.mail.linkToken(emailId));
     await this.pool.query(
       `INSERT INTO identity_tokens (token_hash, purpose, user_id, new_email_lookup, new_email_ciphertext, expires_at)
-       VALUES ($1, $2, $3, $4, $5, now() + $6 * interval '1 millisecond')`,
+       VALUES ($1, $2, $3, $4, $5, now() + $6 * interval '1 millisecond') ON CONFLICT (token_hash) DO NOTHING`,
       [
         tokenHash,
         purpose,
@@ -1122,12 +1395,22 @@ export class Identity {
     return rows[0] ?? null;
   }
 
+  /** The credentials row holding the address, whatever its state (it may be unfinished or being deleted). */
   private async userByLookup(lookup: string) {
-    const { rows } = await this.pool.query<{ user_id: string; password_hash: string; totp_enabled_at: Date | null }>(
-      'SELECT user_id, password_hash, totp_enabled_at FROM user_credentials WHERE email_lookup = $1',
-      [lookup],
-    );
+    const { rows } = await this.pool.query<{
+      user_id: string;
+      password_hash: string;
+      totp_enabled_at: Date | null;
+      registered_at: Date | null;
+      deleting_at: Date | null;
+    }>('SELECT user_id, password_hash, totp_enabled_at, registered_at, deleting_at FROM user_credentials WHERE email_lookup = $1', [lookup]);
     return rows[0] ?? null;
+  }
+
+  /** A user who may sign in or reset a password: registration finished, no deletion under way. */
+  private async liveUserByLookup(lookup: string) {
+    const user = await this.userByLookup(lookup);
+    return user && user.registered_at !== null && user.deleting_at === null ? user : null;
   }
 
   /** The user's current name, from their stream (the latest correction wins). */
@@ -1141,12 +1424,23 @@ export class Identity {
     return ciphertext === null ? null : this.vault.decrypt(userId, ciphertext);
   }
 
-  private async appendToUser(userId: string, event: WithoutMetadata<DomainEvent>): Promise<void> {
-    const full = { ...event, metadata: eventMetadataFrom(commandMetadata({ kind: 'user', userId })) } as DomainEvent;
+  private userEvent(userId: string, event: WithoutMetadata<DomainEvent>): DomainEvent {
+    return { ...event, metadata: eventMetadataFrom(commandMetadata({ kind: 'user', userId })) } as DomainEvent;
+  }
+
+  /**
+   * Appends at the stream's head. With `eventId` (deterministic, for a step a reconciler may run
+   * again) an event already in the stream under that id is not appended twice.
+   */
+  private async appendToUser(userId: string, event: WithoutMetadata<DomainEvent>, eventId?: string): Promise<void> {
+    const full = this.userEvent(userId, event);
     for (let attempt = 0; ; attempt++) {
-      const head = await this.store.readStream(userStreamId(userId), { maxCount: 0 });
+      const head = await this.store.readStream(userStreamId(userId), eventId === undefined ? { maxCount: 0 } : {});
+      if (eventId !== undefined && head.events.some((e) => e.id === eventId)) return;
       try {
-        await this.append(userStreamId(userId), head.revision ?? 'no_stream', full);
+        await this.store.appendToStream(userStreamId(userId), [{ id: eventId ?? randomUUID(), event: full }], {
+          expectedVersion: head.revision ?? 'no_stream',
+        });
         return;
       } catch (error) {
         if (attempt >= 5 || (error as Error).name !== 'VersionConflictError') throw error;

@@ -123,3 +123,33 @@ export const adminUsersMigration: Migration = {
     );
   `,
 };
+
+/**
+ * Crash safety of identity's multi-step commands (src/identity/identity.ts):
+ * - user_credentials.registered_at: null while a sign-up (or an invitee's new login) is not
+ *   finished: such a row holds the address but cannot sign in; the reconciler finishes it from the
+ *   user's UserRegistered event, or, when no such event came, fences the stream and frees the address;
+ * - user_credentials.deleting_at: the user asked to be deleted (their sessions ended then); the
+ *   reconciler finishes what a crash interrupted: memberships removed, UserDeleted, shredding;
+ * - account_invitations.completed_at: the invitee's membership is recorded (used_at alone: claimed,
+ *   membership still to record);
+ * - memberships is a projection of the members streams from now on (src/read-models/memberships.ts);
+ *   membership_streams holds the revision each account's rows are at.
+ */
+export const identityCrashSafetyMigration: Migration = {
+  id: '0095_identity_crash_safety',
+  sql: `
+    ALTER TABLE user_credentials ADD COLUMN registered_at timestamptz;
+    UPDATE user_credentials SET registered_at = created_at;
+    ALTER TABLE user_credentials ALTER COLUMN registered_at SET DEFAULT now();
+    ALTER TABLE user_credentials ADD COLUMN deleting_at timestamptz;
+    CREATE INDEX user_credentials_unfinished ON user_credentials (created_at) WHERE registered_at IS NULL OR deleting_at IS NOT NULL;
+    ALTER TABLE account_invitations ADD COLUMN completed_at timestamptz;
+    UPDATE account_invitations SET completed_at = used_at WHERE used_at IS NOT NULL;
+    CREATE INDEX account_invitations_unfinished ON account_invitations (used_at) WHERE used_at IS NOT NULL AND completed_at IS NULL;
+    CREATE TABLE membership_streams (
+      account_id text PRIMARY KEY,
+      revision bigint NOT NULL
+    );
+  `,
+};

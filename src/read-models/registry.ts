@@ -5,6 +5,7 @@ import { retentionProjection } from './retention';
 import { balancesProjection } from './balances';
 import { usageProjection } from './usage';
 import { journalProjection } from './journal';
+import { membershipsProjection } from './memberships';
 import type { SqlProjection } from './runner';
 import { noticesProjection } from '../notices/notices';
 import { statusProjection } from '../notices/status';
@@ -23,4 +24,5 @@ export const projections: readonly SqlProjection<DomainEvent>[] = [
   retentionProjection,
   noticesProjection,
   statusProjection,
+  membershipsProjection,
 ];
