@@ -12,7 +12,7 @@ import { paymentsMigration } from '../payments/schema';
 import { noticeUserPreferencesMigration, noticesMigration } from '../../src/notices/notices';
 import { statusMigration } from '../../src/notices/status';
 import { mailOutboxMigration } from '../../src/mail/outbox';
-import { adminUsersMigration, identityMigration, invitationsMigration } from '../../src/identity/schema';
+import { adminRolesProjectionMigration, adminUsersMigration, identityMigration, invitationsMigration } from '../../src/identity/schema';
 
 /**
  * Every migration of the application, in one list so their order is visible in one place.
@@ -40,4 +40,5 @@ export const migrations: readonly Migration[] = [
   invitationsMigration,
   adminUsersMigration,
   noticeUserPreferencesMigration,
+  adminRolesProjectionMigration,
 ];

@@ -51,6 +51,9 @@ export type AuditAction =
   | 'user.two_factor_changed'
   | 'user.deleted'
   | 'admin_user.added'
+  | 'admin_role.granted'
+  | 'admin_role.changed'
+  | 'admin_role.revoked'
   | 'member.added'
   | 'member.role_changed'
   | 'member.removed';
@@ -328,6 +331,30 @@ export function auditFactOf(streamId: string, event: DomainEvent): AuditFact | n
       return { action: 'user.deleted', targetKind: 'user', targetId: event.data.userId, reason: null, details: {} };
     case 'AdminUserAdded':
       return { action: 'admin_user.added', targetKind: 'user', targetId: event.data.userId, reason: null, details: { role: event.data.role } };
+    case 'AdminRoleGranted':
+      return {
+        action: 'admin_role.granted',
+        targetKind: 'user',
+        targetId: event.data.userId,
+        reason: null,
+        details: { role: event.data.role, new_user: event.data.emailCiphertext !== null ? 'yes' : 'no' },
+      };
+    case 'AdminRoleChanged':
+      return {
+        action: 'admin_role.changed',
+        targetKind: 'user',
+        targetId: event.data.userId,
+        reason: null,
+        details: { role: event.data.role, previous_role: event.data.previousRole },
+      };
+    case 'AdminRoleRevoked':
+      return {
+        action: 'admin_role.revoked',
+        targetKind: 'user',
+        targetId: event.data.userId,
+        reason: null,
+        details: { previous_role: event.data.previousRole },
+      };
     case 'MemberAdded':
       return {
         action: 'member.added',

@@ -8,6 +8,7 @@ import { journalProjection } from './journal';
 import type { SqlProjection } from './runner';
 import { noticesProjection } from '../notices/notices';
 import { statusProjection } from '../notices/status';
+import { adminRolesProjection } from './admin-roles';
 
 /**
  * Every read model the gateway keeps in PostgreSQL, all run together by runProjections (one
@@ -23,4 +24,5 @@ export const projections: readonly SqlProjection<DomainEvent>[] = [
   retentionProjection,
   noticesProjection,
   statusProjection,
+  adminRolesProjection,
 ];

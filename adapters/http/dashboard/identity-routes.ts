@@ -1,7 +1,8 @@
 import { NO_LIMITS } from '../../../domain/api-key';
 import type { Request, RequestHandler, Response, Router } from 'express';
 import { z } from 'zod';
-import { adminRoleAllows, memberRoleSchema, roleAllows, type Permission } from '../../../domain/user';
+import { memberRoleSchema, roleAllows, type Permission } from '../../../domain/user';
+import { adminRoleAllows } from '../../../domain/admin-roles';
 import type { Identity, IdentityRefusal, Outcome, SessionPrincipal } from '../../../src/identity/identity';
 import { exportAccount } from '../../../src/compliance/export';
 import { commandMetadata } from '../../../src/command-metadata';
@@ -53,6 +54,10 @@ export function refusal(error: IdentityRefusal): ApiError {
       return new ApiError(409, 'invalid_request_error', error.code, null, error.message);
     case 'session_not_found':
       return new ApiError(404, 'invalid_request_error', error.code, null, error.message);
+    case 'admin_not_found':
+      return new ApiError(404, 'invalid_request_error', error.code, null, error.message);
+    case 'last_operator':
+      return new ApiError(409, 'invalid_request_error', error.code, null, error.message);
     case 'not_a_member':
       return new ApiError(403, 'invalid_request_error', error.code, 'account_id', error.message);
     case 'insufficient_role':
