@@ -19,13 +19,14 @@ export function AdminUsersPage({ session }) {
     const body = { email: form.email.trim(), role: form.role, ...(form.password ? { password: form.password } : {}) };
     const done = await action.run(() => api('POST', '/admin/admin-users', body), `${body.email} is now ${body.role}.`);
     setForm({ ...form, password: '' });
-    if (done) list.reload();
+    if (done) void list.reload();
   };
   const change = async (user, role) => {
-    if (await action.run(() => api('PATCH', `/admin/admin-users/${user.user_id}`, { role }), `${user.email ?? user.user_id} is now ${role}.`)) list.reload();
+    if (await action.run(() => api('PATCH', `/admin/admin-users/${user.user_id}`, { role }), `${user.email ?? user.user_id} is now ${role}.`))
+      void list.reload();
   };
   const remove = async (user) => {
-    if (await action.run(() => del(`/admin/admin-users/${user.user_id}`), `${user.email ?? user.user_id} is no admin any more.`)) list.reload();
+    if (await action.run(() => del(`/admin/admin-users/${user.user_id}`), `${user.email ?? user.user_id} is no admin any more.`)) void list.reload();
   };
   return html`
     <${Message} message=${action.message} />
