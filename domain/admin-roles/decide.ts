@@ -14,8 +14,9 @@ export type AdminRolesRefusal =
   /** the change would leave no user with the operator role (the bootstrap key aside) */
   | { readonly error: 'last_operator' };
 
-type Data<T extends AdminRoleEvent['type']> = Extract<AdminRoleEvent, { type: T }>['data'];
-type Bare = { [T in AdminRoleEvent['type']]: { readonly type: T; readonly data: Data<T> } }[AdminRoleEvent['type']];
+type RoleEvent = Exclude<AdminRoleEvent, { type: 'FinanceReportRun' }>;
+type Data<T extends RoleEvent['type']> = Extract<RoleEvent, { type: T }>['data'];
+type Bare = { [T in RoleEvent['type']]: { readonly type: T; readonly data: Data<T> } }[RoleEvent['type']];
 
 function operatorsLeftWithout(state: AdminRolesState, userId: string): number {
   let n = 0;

@@ -29,5 +29,25 @@ export const AdminRoleChanged = defineEvent('AdminRoleChanged', z.object({ userI
 /** The user is no admin any more (they stay a user; their sessions were ended). */
 export const AdminRoleRevoked = defineEvent('AdminRoleRevoked', z.object({ userId: idSchema, previousRole: adminRoleSchema }));
 
-export const adminRoleEventDefinitions = [AdminRoleGranted, AdminRoleChanged, AdminRoleRevoked] as const;
+/**
+ * A finance report was run over HTTP by an admin (GET /admin/finance/journal or /verification):
+ * reads of money, recorded so the audit log shows who looked at the books and when. In a plain
+ * record stream per actor, `finance-reports-<actor id>` (nothing is decided on it).
+ */
+export const FinanceReportRun = defineEvent(
+  'FinanceReportRun',
+  z.object({
+    report: z.enum(['journal', 'verification']),
+    from: z.string().nullable(),
+    to: z.string().nullable(),
+    /** the verification's verdict; null for the journal */
+    ok: z.boolean().nullable(),
+  }),
+);
+
+export function financeReportsStreamId(actorId: string): string {
+  return `finance-reports-${actorId}`;
+}
+
+export const adminRoleEventDefinitions = [AdminRoleGranted, AdminRoleChanged, AdminRoleRevoked, FinanceReportRun] as const;
 export type AdminRoleEvent = EventOf<(typeof adminRoleEventDefinitions)[number]>;

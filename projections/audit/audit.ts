@@ -54,11 +54,12 @@ export type AuditAction =
   | 'admin_role.granted'
   | 'admin_role.changed'
   | 'admin_role.revoked'
+  | 'finance.report_run'
   | 'member.added'
   | 'member.role_changed'
   | 'member.removed';
 
-export type AuditTargetKind = 'account' | 'api_key' | 'model' | 'retention' | 'notice' | 'user';
+export type AuditTargetKind = 'account' | 'api_key' | 'model' | 'retention' | 'notice' | 'user' | 'finance';
 
 /** Extra facts of an act, as strings (amounts in USD, 6 decimals) so the hash never depends on number formatting. */
 export type AuditDetails = { readonly [field: string]: string | readonly string[] | null };
@@ -346,6 +347,14 @@ export function auditFactOf(streamId: string, event: DomainEvent): AuditFact | n
         targetId: event.data.userId,
         reason: null,
         details: { role: event.data.role, previous_role: event.data.previousRole },
+      };
+    case 'FinanceReportRun':
+      return {
+        action: 'finance.report_run',
+        targetKind: 'finance',
+        targetId: event.data.report,
+        reason: null,
+        details: { from: event.data.from, to: event.data.to, ok: event.data.ok === null ? null : event.data.ok ? 'yes' : 'no' },
       };
     case 'AdminRoleRevoked':
       return {

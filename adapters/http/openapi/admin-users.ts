@@ -88,7 +88,7 @@ export const adminUserPaths: ZodOpenApiPathsObject = {
     get: op({
       summary: 'The double-entry journal',
       description:
-        'As `tollgate journal`: the journal postings in [from, to), in log order; CSV with `Accept: text/csv`, else JSON. Finance or operator role (or the admin key).',
+        'As `tollgate journal`: the journal postings in [from, to), in log order; CSV with `Accept: text/csv`, else JSON. Recorded as FinanceReportRun (audit `finance.report_run`) with the caller as actor. Finance or operator role (or the admin key).',
       requestParams: { query: journalQuerySchema },
       responses: {
         '200': {
@@ -123,7 +123,7 @@ export const adminUserPaths: ZodOpenApiPathsObject = {
     get: op({
       summary: 'Verify balances, the journal and reservations',
       description:
-        "As `tollgate verify`: recomputes every account's balance from its events and compares it with the projections, checks the journal's trial balance and looks for reservations open past their deadline plus `grace_seconds`. `ok` false lists the differences. Finance or operator role (or the admin key).",
+        "As `tollgate verify`: recomputes every account's balance from its events and compares it with the projections, checks the journal's trial balance and looks for reservations open past their deadline plus `grace_seconds`. `ok` false lists the differences. Recorded as FinanceReportRun (audit `finance.report_run`, with the verdict) with the caller as actor. Finance or operator role (or the admin key).",
       requestParams: { query: verificationQuerySchema },
       responses: {
         '200': json(

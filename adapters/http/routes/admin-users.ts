@@ -6,6 +6,7 @@ import { formatUsd } from '../../../domain/money';
 import { adminMetadata } from '../../../src/command-metadata';
 import { exportAccount } from '../../../src/compliance/export';
 import { verifyFinance } from '../../../src/finance/verify';
+import { recordFinanceReportRun } from '../../../src/finance/report-access';
 import { journalLines, journalCsv } from '../../../src/finance/statements';
 import type { RouteMount } from '../../../src/gateway';
 import { keyOf } from '../auth';
@@ -21,7 +22,7 @@ import { periodSchema } from './finance';
  * Admin users (operator role; the bootstrap admin key too): GET, POST /admin/admin-users,
  * PATCH, DELETE /admin/admin-users/:userId, as `tollgate admins list | add | role | remove`.
  * Finance: GET /admin/finance/journal (as `tollgate journal`), GET /admin/finance/verification
- * (as `tollgate verify`). Compliance: GET /admin/compliance/exports/:accountId (as `tollgate
+ * (as `tollgate verify`), each recorded as FinanceReportRun (audited) before it is answered. Compliance: GET /admin/compliance/exports/:accountId (as `tollgate
  * export`, recorded as PersonalDataViewed before it is returned). Which role reaches which is
  * decided before the route, by adminRoleAllows (403 `insufficient_role`); each change records the
  * acting person's user id (or the key's id) as the admin actor, so the audit log names them.
@@ -86,6 +87,7 @@ export const mountAdminUserRoutes: RouteMount = (router: Router, gateway) => {
     // Read-your-writes: the postings of whatever the log holds when the request came.
     await gateway.projections.get('journal')?.reached(await gateway.store.latestPosition());
     const lines = await journalLines(gateway.database.pool, period);
+    await recordFinanceReportRun(gateway.store, { report: 'journal', from: period.from ?? null, to: period.to ?? null, ok: null }, metadataOf(res));
     if (req.accepts(['application/json', 'text/csv']) === 'text/csv') {
       res.type('text/csv').send(journalCsv(lines));
       return;
@@ -109,6 +111,7 @@ export const mountAdminUserRoutes: RouteMount = (router: Router, gateway) => {
   router.get('/admin/finance/verification', admin, async (req, res) => {
     const { grace_seconds } = parseInput(verificationQuerySchema, req.query);
     const report = await verifyFinance(gateway.database.pool, gateway.store, { graceMs: grace_seconds * 1_000 });
+    await recordFinanceReportRun(gateway.store, { report: 'verification', from: null, to: null, ok: report.ok }, metadataOf(res));
     res.json({
       object: 'finance_verification',
       ok: report.ok,

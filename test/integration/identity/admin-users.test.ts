@@ -49,7 +49,7 @@ describe('admin users', () => {
             'admin',
             actor,
           ])
-        ).rowCount === 1 || undefined,
+        ).rowCount! >= 1 || undefined,
       { what: `${action} on ${target} audited with ${actor} as actor` },
     );
 
@@ -112,11 +112,11 @@ describe('admin users', () => {
     expect((await op.get('/admin/admin-users')).body.data.map((a: { user_id: string }) => a.user_id)).toEqual([operatorId]);
   });
 
-  it('finance gets the journal and the verification, compliance the export (audited as a view of personal data); neither reaches the other', async () => {
+  it('finance gets the journal and the verification (audited as finance.report_run), compliance the export (audited as a view of personal data); neither reaches the other', async () => {
     const opened = await bootstrap('POST', '/admin/accounts', { display_name: 'Export Ltd', email: 'data@export.example.test' });
     const accountId = opened.body.account_id;
     expect((await bootstrap('POST', `/admin/accounts/${accountId}/top-ups`, { amount_usd: '12.00', reference: 'r-1', reason: 'test' })).status).toBe(201);
-    await bootstrap('POST', '/admin/admin-users', { email: 'fin@ops.example.test', role: 'finance', password: PASSWORD });
+    const finUser = await bootstrap('POST', '/admin/admin-users', { email: 'fin@ops.example.test', role: 'finance', password: PASSWORD });
     const comp = await bootstrap('POST', '/admin/admin-users', { email: 'comp@ops.example.test', role: 'compliance', password: PASSWORD });
     const fin = await signIn('fin@ops.example.test');
     const com = await signIn('comp@ops.example.test');
@@ -132,6 +132,17 @@ describe('admin users', () => {
     expect(verified.body).toMatchObject({ object: 'finance_verification', ok: true, differences: [] });
     expect((await fin.get('/admin/finance/verification?grace_seconds=0')).status).toBe(400);
     expect((await fin.get(`/admin/compliance/exports/${accountId}`)).body.error.code).toBe('insufficient_role');
+    await audited('finance.report_run', 'journal', finUser.body.user_id);
+    await until(
+      async () =>
+        (
+          await pool.query(
+            `SELECT 1 FROM audit_log WHERE action = 'finance.report_run' AND target_id = 'verification' AND actor_id = $1 AND details->>'ok' = 'yes'`,
+            [finUser.body.user_id],
+          )
+        ).rowCount === 1 || undefined,
+      { what: 'the verification audited with the finance person as actor' },
+    );
 
     const exported = await com.get(`/admin/compliance/exports/${accountId}?purpose=${encodeURIComponent('request #7')}`);
     expect(exported.status).toBe(200);
