@@ -15,3 +15,4 @@ export * from './user';
 export * from './request-log';
 export * from './notice';
 export * from './status';
+export * from './admin-roles';

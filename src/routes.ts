@@ -1,5 +1,6 @@
 import { mountAccountRoutes } from '../adapters/http/routes/account';
 import { mountAdminRoutes } from '../adapters/http/routes/admin';
+import { mountAdminUserRoutes } from '../adapters/http/routes/admin-users';
 import { mountAutoTopUpRoutes } from '../adapters/http/routes/auto-top-up';
 import { mountBillingRoutes } from '../adapters/http/routes/billing';
 import { mountDashboardRoutes } from '../adapters/http/dashboard/routes';
@@ -18,6 +19,7 @@ import type { RouteMount } from './gateway';
 export const standardRoutes: readonly RouteMount[] = [
   mountDashboardRoutes,
   mountAdminRoutes,
+  mountAdminUserRoutes,
   mountAccountRoutes,
   mountKeyLimitRoutes,
   mountFinanceRoutes,

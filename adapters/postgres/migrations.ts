@@ -12,7 +12,13 @@ import { paymentsMigration } from '../payments/schema';
 import { noticeUserPreferencesMigration, noticeUserReadsMigration, noticesMigration } from '../../src/notices/notices';
 import { statusMigration } from '../../src/notices/status';
 import { mailOutboxMigration } from '../../src/mail/outbox';
-import { adminUsersMigration, identityCrashSafetyMigration, identityMigration, invitationsMigration } from '../../src/identity/schema';
+import {
+  adminRolesProjectionMigration,
+  adminUsersMigration,
+  identityCrashSafetyMigration,
+  identityMigration,
+  invitationsMigration,
+} from '../../src/identity/schema';
 
 /**
  * Every migration of the application, in one list so their order is visible in one place.
@@ -42,4 +48,5 @@ export const migrations: readonly Migration[] = [
   noticeUserPreferencesMigration,
   identityCrashSafetyMigration,
   noticeUserReadsMigration,
+  adminRolesProjectionMigration,
 ];

@@ -7,6 +7,7 @@ import { requestLogEventDefinitions, type RequestLogEvent } from '../request-log
 import { noticeEventDefinitions, type NoticeEvent } from '../notice/events';
 import { mailEventDefinitions, type MailEvent } from '../mail/events';
 import { userEventDefinitions, type UserEvent } from '../user/events';
+import { adminRoleEventDefinitions, type AdminRoleEvent } from '../admin-roles/events';
 import type { EventDefinition } from './define';
 
 /** Every event Tollgate stores, from every stream. Type names are unique across streams. */
@@ -19,7 +20,8 @@ export type DomainEvent =
   | RequestLogEvent
   | MailEvent
   | NoticeEvent
-  | UserEvent;
+  | UserEvent
+  | AdminRoleEvent;
 export type DomainEventType = DomainEvent['type'];
 
 export const eventDefinitions: readonly EventDefinition[] = [
@@ -32,6 +34,7 @@ export const eventDefinitions: readonly EventDefinition[] = [
   ...noticeEventDefinitions,
   ...mailEventDefinitions,
   ...userEventDefinitions,
+  ...adminRoleEventDefinitions,
 ];
 
 export const eventRegistry: ReadonlyMap<string, EventDefinition> = (() => {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { defineEvent, type EventOf } from '../events/define';
 import { idSchema } from '../events/schema';
+import { adminRoleSchema } from '../admin-roles/events';
 
 /**
  * People who sign in (users), apart from accounts (the billing entity, an organisation). A user's
@@ -72,13 +73,11 @@ export const UserTwoFactorChanged = defineEvent(
  */
 export const UserDeleted = defineEvent('UserDeleted', z.object({ userId: idSchema }));
 
-/** Operators as people: the roles an admin user may hold; each reaches a part of the /admin routes. */
-export const adminRoleSchema = z.enum(['operator', 'finance', 'compliance']);
-export type AdminRole = z.output<typeof adminRoleSchema>;
-
 /**
- * An admin user was created or given an operator role (`tollgate admins add`). A new user's email
- * is encrypted under their own key, as for UserRegistered; null when an existing user got the role.
+ * Superseded, no longer written: the first cut of operators as people recorded a grant here, in
+ * the user's stream, and wrote the admin_roles table directly. Grants are now AdminRoleGranted in
+ * the `admin-roles` stream (domain/admin-roles), whose projection is the table; this type stays
+ * so that stored events still parse (and are audited), but it gives no role.
  */
 export const AdminUserAdded = defineEvent(
   'AdminUserAdded',
@@ -134,19 +133,4 @@ export function roleAllows(role: MemberRole, permission: Permission): boolean {
 
 export function permissionsOf(role: MemberRole): readonly Permission[] {
   return PERMISSIONS[role];
-}
-
-/** Which /admin calls an operator role may make: finance reads statements and balances; compliance reads the audit log, retention and accounts' personal data; operator runs accounts, keys, prices, models, suspensions, credits and notices. */
-export function adminRoleAllows(role: AdminRole, method: string, path: string): boolean {
-  const read = method === 'GET' || method === 'HEAD';
-  const financeRead = read && /^\/admin\/accounts\/[^/]+\/(statement|balance)$/.test(path);
-  const complianceRead = read && (/^\/admin\/(audit|retention)(\/|$)/.test(path) || /^\/admin\/accounts(\/[^/]+)?$/.test(path));
-  switch (role) {
-    case 'finance':
-      return financeRead;
-    case 'compliance':
-      return complianceRead;
-    case 'operator':
-      return !/^\/admin\/(audit|retention)(\/|$)/.test(path);
-  }
 }

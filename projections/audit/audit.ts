@@ -52,11 +52,15 @@ export type AuditAction =
   | 'user.two_factor_changed'
   | 'user.deleted'
   | 'admin_user.added'
+  | 'admin_role.granted'
+  | 'admin_role.changed'
+  | 'admin_role.revoked'
+  | 'finance.report_run'
   | 'member.added'
   | 'member.role_changed'
   | 'member.removed';
 
-export type AuditTargetKind = 'account' | 'api_key' | 'model' | 'retention' | 'notice' | 'user';
+export type AuditTargetKind = 'account' | 'api_key' | 'model' | 'retention' | 'notice' | 'user' | 'finance';
 
 /** Extra facts of an act, as strings (amounts in USD, 6 decimals) so the hash never depends on number formatting. */
 export type AuditDetails = { readonly [field: string]: string | readonly string[] | null };
@@ -331,6 +335,38 @@ export function auditFactOf(streamId: string, event: DomainEvent): AuditFact | n
       return { action: 'user.deleted', targetKind: 'user', targetId: event.data.userId, reason: null, details: {} };
     case 'AdminUserAdded':
       return { action: 'admin_user.added', targetKind: 'user', targetId: event.data.userId, reason: null, details: { role: event.data.role } };
+    case 'AdminRoleGranted':
+      return {
+        action: 'admin_role.granted',
+        targetKind: 'user',
+        targetId: event.data.userId,
+        reason: null,
+        details: { role: event.data.role, new_user: event.data.emailCiphertext !== null ? 'yes' : 'no' },
+      };
+    case 'AdminRoleChanged':
+      return {
+        action: 'admin_role.changed',
+        targetKind: 'user',
+        targetId: event.data.userId,
+        reason: null,
+        details: { role: event.data.role, previous_role: event.data.previousRole },
+      };
+    case 'FinanceReportRun':
+      return {
+        action: 'finance.report_run',
+        targetKind: 'finance',
+        targetId: event.data.report,
+        reason: null,
+        details: { from: event.data.from, to: event.data.to, ok: event.data.ok === null ? null : event.data.ok ? 'yes' : 'no' },
+      };
+    case 'AdminRoleRevoked':
+      return {
+        action: 'admin_role.revoked',
+        targetKind: 'user',
+        targetId: event.data.userId,
+        reason: null,
+        details: { previous_role: event.data.previousRole },
+      };
     case 'MemberAdded':
       return {
         action: 'member.added',

@@ -8,7 +8,16 @@ import type { DomainEvent } from '../../domain/events';
 import { eventMetadataFrom, type CommandMetadata } from '../../domain/events/metadata';
 import type { MicroUsd } from '../../domain/money';
 import { addMs } from '../../domain/time';
-import { membersStreamId, userStreamId, type AdminRole, type MemberRole } from '../../domain/user';
+import { membersStreamId, userStreamId, type MemberRole } from '../../domain/user';
+import {
+  ADMIN_ROLES_STREAM_ID,
+  adminRolesDecider,
+  type AdminRole,
+  type AdminRolesCommand,
+  type AdminRolesRefusal,
+  type AdminRolesState,
+} from '../../domain/admin-roles';
+import { fold } from '../../domain/decider';
 import { commandMetadata, systemMetadata } from '../command-metadata';
 import { currentPersonalDataCiphertexts } from '../compliance/personal-data';
 import type { Ledger } from '../ledger';
@@ -79,7 +88,23 @@ export type IdentityRefusal =
   | { readonly code: 'member_not_found'; readonly message: string }
   | { readonly code: 'invitation_not_found'; readonly message: string }
   | { readonly code: 'already_a_member'; readonly message: string }
+  | { readonly code: 'admin_not_found'; readonly message: string }
+  | { readonly code: 'last_operator'; readonly message: string }
   | { readonly code: 'missing_required_parameter'; readonly message: string; readonly param: string };
+
+const ADMIN_REFUSALS: Record<AdminRolesRefusal['error'], string> = {
+  admin_not_found: 'No admin user with this id.',
+  last_operator: 'This is the last admin user with the operator role: make someone else an operator first.',
+};
+
+export interface AdminUserView {
+  readonly user_id: string;
+  /** null once the user's personal data is erased */
+  readonly email: string | null;
+  readonly role: AdminRole;
+  readonly granted_at: string;
+  readonly two_factor_enabled: boolean;
+}
 
 export type Outcome<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: IdentityRefusal };
 
@@ -661,6 +686,14 @@ export class Identity {
     const user = await this.credentials(userId);
     if (!user) return no('session_not_found', 'No such user.');
     if (!(await bcrypt.compare(password, user.password_hash))) return no('invalid_credentials', 'The password is wrong.');
+    const metadata = commandMetadata({ kind: 'user', userId });
+    // An admin user gives up their operator role first (refused for the last operator); given back
+    // below if the deletion is then refused.
+    const formerRole = await this.adminRole(userId);
+    if (formerRole !== null) {
+      const revoked = await this.decideAdminRoles({ type: 'RevokeAdminRole', userId }, metadata);
+      if (!revoked.ok && revoked.error.code !== 'admin_not_found') return revoked;
+    }
     const decided = await inTransaction(this.pool, async (db) => {
       const { rows: accounts } = await db.query<{ account_id: string }>('SELECT account_id FROM memberships WHERE user_id = $1 ORDER BY account_id', [userId]);
       // Locked and brought up to date in id order (as every writer does): two owners deleting
@@ -679,6 +712,7 @@ export class Identity {
       return { deleting: true };
     });
     if ('soleOwner' in decided) {
+      if (formerRole !== null) await this.decideAdminRoles({ type: 'AssignAdminRole', userId, role: formerRole, emailCiphertext: null }, metadata);
       return no('last_owner', 'You are the only owner of an account: make another member an owner, or close the account, before deleting yourself.', {
         accountIds: decided.soleOwner,
       } as Partial<IdentityRefusal>);
@@ -719,7 +753,6 @@ export class Identity {
     await this.fault('delete:recorded');
     await this.pool.query('DELETE FROM user_sessions WHERE user_id = $1', [userId]);
     await this.pool.query('DELETE FROM identity_tokens WHERE user_id = $1', [userId]);
-    await this.pool.query('DELETE FROM admin_roles WHERE user_id = $1', [userId]);
     await this.vault.destroyKey(userId);
     await this.pool.query('DELETE FROM user_credentials WHERE user_id = $1', [userId]);
   }
@@ -729,10 +762,11 @@ export class Identity {
   /**
    * Creates an admin user (email verified: the operator vouches for it) with an operator role, or
    * gives an existing user that role (their password is kept). They then sign in like anyone, with
-   * two-factor if they turn it on, and reach the /admin routes their role allows.
+   * two-factor if they turn it on, and reach the /admin routes their role allows. The grant is an
+   * event in the `admin-roles` stream with `metadata.actor` as who granted it.
    */
   async addAdminUser(
-    input: { email: string; password: string; role: AdminRole },
+    input: { email: string; password: string | null; role: AdminRole },
     metadata: CommandMetadata,
   ): Promise<Outcome<{ userId: string; created: boolean }>> {
     const email = normaliseEmail(input.email);
@@ -741,6 +775,11 @@ export class Identity {
     let userId = (await this.userByLookup(lookup))?.user_id ?? null;
     let emailCiphertext: string | null = null;
     if (userId === null) {
+      if (input.password === null) {
+        return no('missing_required_parameter', 'No user has this email: give a password to create the admin user.', {
+          param: 'password',
+        } as Partial<IdentityRefusal>);
+      }
       const weak = passwordProblem(input.password, [email]);
       if (weak) return no('weak_password', weak);
       userId = randomId('usr');
@@ -752,20 +791,90 @@ export class Identity {
       );
       if (inserted.rowCount === 0) return this.addAdminUser(input, metadata);
     }
-    await this.pool.query(
-      'INSERT INTO admin_roles (user_id, role) VALUES ($1, $2) ON CONFLICT (user_id) DO UPDATE SET role = EXCLUDED.role, granted_at = now()',
-      [userId, input.role],
-    );
-    const full = { type: 'AdminUserAdded', data: { userId, role: input.role, emailCiphertext }, metadata: eventMetadataFrom(metadata) } as DomainEvent;
-    const head = await this.store.readStream(userStreamId(userId), { maxCount: 0 });
-    await this.append(userStreamId(userId), head.revision ?? 'no_stream', full);
+    const decided = await this.decideAdminRoles({ type: 'AssignAdminRole', userId, role: input.role, emailCiphertext }, metadata);
+    if (!decided.ok) return decided;
     return ok({ userId, created: emailCiphertext !== null });
   }
 
-  /** The user's operator role, or null for a customer. */
+  /**
+   * Gives an admin user another operator role. Refused for someone who is no admin
+   * (`admin_not_found`) and for the last operator (`last_operator`): someone must keep the role.
+   * Their sessions stay; the next call is judged by the new role.
+   */
+  async changeAdminRole(userId: string, role: AdminRole, metadata: CommandMetadata): Promise<Outcome<{ userId: string; role: AdminRole }>> {
+    const state = await this.adminRolesState();
+    if (!state.roles.has(userId)) return no('admin_not_found', 'No admin user with this id.');
+    const decided = await this.decideAdminRoles({ type: 'AssignAdminRole', userId, role, emailCiphertext: null }, metadata);
+    if (!decided.ok) return decided;
+    return ok({ userId, role });
+  }
+
+  /**
+   * Takes the user's operator role away and ends all their sessions (they stay a user, and a
+   * member of any accounts they belong to). The last operator cannot be removed, not even by
+   * themselves (`last_operator`).
+   */
+  async removeAdmin(userId: string, metadata: CommandMetadata): Promise<Outcome<{ userId: string }>> {
+    const decided = await this.decideAdminRoles({ type: 'RevokeAdminRole', userId }, metadata);
+    if (!decided.ok) return decided;
+    await this.pool.query('DELETE FROM user_sessions WHERE user_id = $1', [userId]);
+    return ok({ userId });
+  }
+
+  /** The user's operator role, or null for a customer: decided on the stream, so a revocation holds at once. */
   async adminRole(userId: string): Promise<AdminRole | null> {
-    const { rows } = await this.pool.query<{ role: AdminRole }>('SELECT role FROM admin_roles WHERE user_id = $1', [userId]);
-    return rows[0]?.role ?? null;
+    return (await this.adminRolesState()).roles.get(userId) ?? null;
+  }
+
+  /** Every admin user from the `admin_roles` projection (the caller brings it up to date), with their email. */
+  async listAdmins(): Promise<AdminUserView[]> {
+    const { rows } = await this.pool.query<{ user_id: string; role: AdminRole; granted_at: Date; email_ciphertext: string | null; totp: boolean | null }>(
+      `SELECT r.user_id, r.role, r.granted_at, c.email_ciphertext, c.totp_enabled_at IS NOT NULL AS totp
+         FROM admin_roles r LEFT JOIN user_credentials c ON c.user_id = r.user_id ORDER BY r.granted_at, r.user_id`,
+    );
+    return Promise.all(
+      rows.map(async (r) => ({
+        user_id: r.user_id,
+        email: r.email_ciphertext ? await this.vault.decrypt(r.user_id, r.email_ciphertext).catch(() => null) : null,
+        role: r.role,
+        granted_at: r.granted_at.toISOString(),
+        two_factor_enabled: r.totp === true,
+      })),
+    );
+  }
+
+  /** The user id for an email, or null: for `tollgate admins remove --email`. */
+  async userIdOfEmail(email: string): Promise<string | null> {
+    return (await this.userByLookup(await this.emailLookup(normaliseEmail(email))))?.user_id ?? null;
+  }
+
+  private async adminRolesState(): Promise<{ roles: AdminRolesState; revision: bigint | 'no_stream' }> {
+    const { events, revision } = await this.store.readStream(ADMIN_ROLES_STREAM_ID);
+    const roles = fold(
+      adminRolesDecider,
+      events.map((e) => e.event).filter((e) => e.type.startsWith('AdminRole')) as Parameters<typeof adminRolesDecider.evolve>[1][],
+    );
+    return { roles, revision: revision ?? 'no_stream' };
+  }
+
+  /** Decides against the whole set of roles and appends at its version; a concurrent change makes it decide again. */
+  private async decideAdminRoles(command: AdminRolesCommand, metadata: CommandMetadata): Promise<Outcome<null>> {
+    for (let attempt = 0; ; attempt++) {
+      const { roles, revision } = await this.adminRolesState();
+      const decision = adminRolesDecider.decide(command, roles);
+      if (!decision.ok) return no(decision.error.error, ADMIN_REFUSALS[decision.error.error]);
+      if (decision.events.length === 0) return ok(null);
+      try {
+        await this.store.appendToStream(
+          ADMIN_ROLES_STREAM_ID,
+          decision.events.map((e) => ({ id: randomUUID(), event: { ...e, metadata: eventMetadataFrom(metadata) } as DomainEvent })),
+          { expectedVersion: revision },
+        );
+        return ok(null);
+      } catch (error) {
+        if (attempt >= 5 || (error as Error).name !== 'VersionConflictError') throw error;
+      }
+    }
   }
 
   /** Corrects the name at once; a new email is sent a confirmation link and applies when it is used. */

@@ -153,3 +153,15 @@ export const identityCrashSafetyMigration: Migration = {
     );
   `,
 };
+
+/**
+ * admin_roles becomes a projection of the `admin-roles` stream (src/read-models/admin-roles.ts):
+ * the rows the first cut wrote directly (with AdminUserAdded, which no longer gives a role) are
+ * cleared, so the table holds exactly what a rebuild from the log gives.
+ */
+export const adminRolesProjectionMigration: Migration = {
+  id: '0098_admin_roles_projection',
+  sql: `
+    TRUNCATE admin_roles;
+  `,
+};

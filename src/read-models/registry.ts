@@ -9,6 +9,7 @@ import { membershipsProjection } from './memberships';
 import type { SqlProjection } from './runner';
 import { noticesProjection } from '../notices/notices';
 import { statusProjection } from '../notices/status';
+import { adminRolesProjection } from './admin-roles';
 
 /**
  * Every read model the gateway keeps in PostgreSQL, all run together by runProjections (one
@@ -25,4 +26,5 @@ export const projections: readonly SqlProjection<DomainEvent>[] = [
   noticesProjection,
   statusProjection,
   membershipsProjection,
+  adminRolesProjection,
 ];

@@ -1,7 +1,8 @@
 import { NO_LIMITS } from '../../../domain/api-key';
 import type { Request, RequestHandler, Response, Router } from 'express';
 import { z } from 'zod';
-import { adminRoleAllows, memberRoleSchema, roleAllows, type Permission } from '../../../domain/user';
+import { memberRoleSchema, roleAllows, type Permission } from '../../../domain/user';
+import { adminRoleAllows, type AdminRole } from '../../../domain/admin-roles';
 import type { Identity, IdentityRefusal, Outcome, SessionPrincipal } from '../../../src/identity/identity';
 import { exportAccount } from '../../../src/compliance/export';
 import { commandMetadata } from '../../../src/command-metadata';
@@ -53,6 +54,10 @@ export function refusal(error: IdentityRefusal): ApiError {
       return new ApiError(409, 'invalid_request_error', error.code, null, error.message);
     case 'session_not_found':
       return new ApiError(404, 'invalid_request_error', error.code, null, error.message);
+    case 'admin_not_found':
+      return new ApiError(404, 'invalid_request_error', error.code, null, error.message);
+    case 'last_operator':
+      return new ApiError(409, 'invalid_request_error', error.code, null, error.message);
     case 'not_a_member':
       return new ApiError(403, 'invalid_request_error', error.code, 'account_id', error.message);
     case 'insufficient_role':
@@ -110,7 +115,7 @@ async function signedIn(identity: Identity, req: Request): Promise<{ id: string;
   return { id, principal };
 }
 
-export function userSessionView(principal: SessionPrincipal) {
+export function userSessionView(principal: SessionPrincipal, adminRole: AdminRole | null) {
   return {
     object: 'dashboard.session',
     signed_in: principal.stage === 'signed_in',
@@ -121,6 +126,8 @@ export function userSessionView(principal: SessionPrincipal) {
     member_role: principal.role,
     email_verified: principal.emailVerified,
     permissions: principal.role ? (['keys', 'billing', 'members', 'close'] as const).filter((p) => roleAllows(principal.role!, p)) : [],
+    /** the person's operator role: the dashboard shows the admin pages it reaches */
+    admin_role: principal.stage === 'signed_in' ? adminRole : null,
     ...(principal.stage === 'two_factor' && { two_factor_required: true }),
   };
 }
@@ -254,7 +261,7 @@ export function mountIdentityRoutes(router: Router, gateway: GatewayParts): void
   const startSession = async (req: Request, res: Response, sessionId: string) => {
     setSessionCookie(req, res, sessionId, sessionMaxMs);
     const principal = await identity.session(sessionId);
-    return userSessionView(principal!);
+    return userSessionView(principal!, await identity.adminRole(principal!.userId));
   };
 
   router.post('/dashboard/api/sign-up', dashboard, async (req, res) => {
@@ -367,7 +374,8 @@ export function mountIdentityRoutes(router: Router, gateway: GatewayParts): void
     const { id, principal } = await signedIn(identity, req);
     const body = parseInput(switchBody, req.body);
     value(await identity.switchAccount(id, principal.userId, body.account_id));
-    res.json(userSessionView((await identity.session(id))!));
+    const switched = (await identity.session(id))!;
+    res.json(userSessionView(switched, await identity.adminRole(switched.userId)));
   });
 
   router.post('/dashboard/api/me/two-factor', dashboard, async (req, res) => {

@@ -116,7 +116,7 @@ export const mountDashboardRoutes: RouteMount = (router: Router, gateway) => {
     if (id?.startsWith(USER_SESSION_PREFIX)) {
       const principal = await gateway.identity.session(id);
       if (principal) {
-        res.json(userSessionView(principal));
+        res.json(userSessionView(principal, await gateway.identity.adminRole(principal.userId)));
         return;
       }
       clearSessionCookie(req, res);

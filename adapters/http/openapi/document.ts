@@ -40,6 +40,7 @@ import { incidentUpdateSchema as incidentUpdateRequestSchema } from '../routes/s
 import { balanceQuerySchema, periodSchema } from '../routes/finance';
 import * as out from './responses';
 import { identityPaths } from './identity';
+import { adminUserPaths } from './admin-users';
 
 /**
  * The OpenAPI 3.1 document of Tollgate's HTTP API, built by zod-openapi from the zod schemas
@@ -187,6 +188,30 @@ function customer(scope: 'account_read' | 'account_write', op: Omit<ZodOpenApiOp
 
 function admin(op: Omit<ZodOpenApiOperationObject, 'security'>): ZodOpenApiOperationObject {
   return { ...op, security: [{ adminKey: [] }] };
+}
+
+const ADMIN_FORBIDDEN =
+  'The key lacks the admin scope (`insufficient_permissions`), or the caller is an admin user signed in to the dashboard whose operator role does not allow this call ' +
+  '(`insufficient_role`, type `invalid_request_error`): finance reads statements, balances, the journal and the verification; compliance the audit log, retention, accounts and exports; ' +
+  'operator everything else. The bootstrap admin key has every role.';
+
+/**
+ * Every /admin operation: the admin key or an admin user's dashboard session (with
+ * X-Tollgate-Dashboard: 1), and the 403 of a role that does not reach it.
+ */
+function withAdminAccess(all: ZodOpenApiPathsObject): ZodOpenApiPathsObject {
+  return Object.fromEntries(
+    Object.entries(all).map(([path, item]) => {
+      if (!path.startsWith('/admin/')) return [path, item];
+      const ops = Object.fromEntries(
+        Object.entries(item as Record<string, ZodOpenApiOperationObject>).map(([method, op]) => [
+          method,
+          { ...op, security: [{ adminKey: [] }, { dashboardSession: [] }], responses: { ...op.responses, '403': errorResponse(ADMIN_FORBIDDEN) } },
+        ]),
+      );
+      return [path, ops];
+    }),
+  );
 }
 
 const paths: ZodOpenApiPathsObject = {
@@ -936,7 +961,7 @@ export function openApiDocument(): ReturnType<typeof createDocument> {
       { name: 'OpenAI-compatible', description: 'As OpenAI defines them, with a Tollgate key as the Bearer token.' },
       { name: 'Account', description: "A customer key's own account." },
       { name: 'Billing', description: 'Card top-ups and refunds (Stripe), auto top-up, low-balance alerts, the Stripe webhook.' },
-      { name: 'Admin', description: 'For the admin key.' },
+      { name: 'Admin', description: 'For the admin key, or an admin user signed in to the dashboard within their operator role.' },
       { name: 'Public', description: 'No key: prices, liveness, readiness, metrics and this document.' },
     ],
     components: {
@@ -951,7 +976,7 @@ export function openApiDocument(): ReturnType<typeof createDocument> {
         },
       },
     },
-    paths: { ...paths, ...identityPaths },
+    paths: withAdminAccess({ ...paths, ...adminUserPaths, ...identityPaths }),
   });
   return built;
 }

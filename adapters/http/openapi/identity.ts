@@ -56,6 +56,9 @@ const sessionSchema = z
     member_role: memberRole.nullable(),
     email_verified: z.boolean(),
     permissions: z.array(z.enum(['keys', 'billing', 'members', 'close'])),
+    admin_role: z.enum(['operator', 'finance', 'compliance']).nullable().meta({
+      description: "the person's operator role (an admin user), whose /admin routes the session reaches; null for a customer or before the second factor",
+    }),
     two_factor_required: z.literal(true).optional().meta({ description: 'password accepted; POST /dashboard/api/sign-in/two-factor completes the sign-in' }),
   })
   .meta({ id: 'UserSession' });

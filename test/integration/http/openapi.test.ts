@@ -745,6 +745,45 @@ describe('users and sessions', () => {
   });
 });
 
+describe('admin users and operator roles', () => {
+  test('admin users, the finance and compliance reads, and the 403 of a role that does not reach a route answer as documented', async () => {
+    const password = 'openapi operator passphrase';
+    const dashboard = { 'x-tollgate-dashboard': '1' };
+    const signIn = async (email: string) => {
+      const signed = await call('POST', '/dashboard/api/sign-in', { body: { email, password }, headers: dashboard });
+      expectStatus(signed, 200);
+      const cookie = signed.headers.get('set-cookie')!.split(';')[0]!;
+      return (method: string, path: string, options: CallOptions = {}) =>
+        call(method, path, { ...options, headers: { ...dashboard, cookie, ...options.headers } });
+    };
+    expectStatus(await admin('POST', '/admin/admin-users', { body: { email: 'oa-op@ops.example.org', role: 'operator' } }), 400, 'missing_required_parameter');
+    const op = await admin('POST', '/admin/admin-users', { body: { email: 'oa-op@ops.example.org', role: 'operator', password } });
+    expectStatus(op, 201);
+    expectStatus(await admin('POST', '/admin/admin-users', { body: { email: 'oa-op@ops.example.org', role: 'operator' } }), 200);
+    const fin = await admin('POST', '/admin/admin-users', { body: { email: 'oa-fin@ops.example.org', role: 'finance', password } });
+    expectStatus(fin, 201);
+    const operator = await signIn('oa-op@ops.example.org');
+    const finance = await signIn('oa-fin@ops.example.org');
+    expectStatus(await operator('GET', '/admin/admin-users'), 200);
+    expectStatus(await finance('GET', '/admin/admin-users'), 403, 'insufficient_role');
+    expectStatus(await finance('POST', '/admin/models', { body: { id: 'nope', operations: ['chat'], max_output_tokens: 5 } }), 403, 'insufficient_role');
+    expectStatus(await finance('GET', '/admin/finance/journal'), 200);
+    expectStatus(await finance('GET', '/admin/finance/journal', { accept: 'text/csv' }), 200);
+    expectStatus(await finance('GET', '/admin/finance/journal?from=yesterday'), 400, 'invalid_value');
+    expectStatus(await finance('GET', '/admin/finance/verification'), 200);
+    expectStatus(await finance('GET', '/admin/compliance/exports/acct_nobody'), 403, 'insufficient_role');
+    expectStatus(await admin('GET', '/admin/compliance/exports/acct_nobody'), 404, 'account_not_found');
+    const { accountId } = await customer('OaExport');
+    expectStatus(await admin('GET', `/admin/compliance/exports/${accountId}?purpose=openapi`), 200);
+    expectStatus(await operator('PATCH', `/admin/admin-users/${fin.body.user_id}`, { body: { role: 'compliance' } }), 200);
+    expectStatus(await operator('PATCH', `/admin/admin-users/${op.body.user_id}`, { body: { role: 'finance' } }), 409, 'last_operator');
+    expectStatus(await operator('PATCH', '/admin/admin-users/usr_nobody', { body: { role: 'finance' } }), 404, 'admin_not_found');
+    expectStatus(await operator('DELETE', `/admin/admin-users/${op.body.user_id}`), 409, 'last_operator');
+    expectStatus(await operator('DELETE', `/admin/admin-users/${fin.body.user_id}`), 200);
+    expectStatus(await operator('DELETE', `/admin/admin-users/${fin.body.user_id}`), 404, 'admin_not_found');
+  });
+});
+
 describe('coverage', () => {
   test('every documented operation was exercised, and every group showed a success and an error', () => {
     const hit = new Set(check.seen.map((s) => `${s.method} ${s.template}`));

@@ -445,7 +445,10 @@ describe('users: sign-up, verification, sign-in, sessions, passwords, profile, t
         ).rowCount === 1 || undefined,
       { what: 'the suspension audited with the operator as actor' },
     );
-    expect((await pool.query(`SELECT 1 FROM audit_log WHERE action = 'admin_user.added' AND target_id = $1`, [finance.value.userId])).rowCount).toBe(1);
+    expect(
+      (await pool.query(`SELECT 1 FROM audit_log WHERE action = 'admin_role.granted' AND target_id = $1 AND actor_id = 'cli'`, [finance.value.userId]))
+        .rowCount,
+    ).toBe(1);
   });
 
   it('`tollgate admins add` (the real CLI) creates an admin user from a password on stdin; a bad role or weak password exits 1', async () => {

@@ -12,6 +12,9 @@ import { ModelsPage } from './pages/admin-models.js';
 import { AuditPage } from './pages/admin-audit.js';
 import { RetentionPage } from './pages/admin-retention.js';
 import { StatusPage } from './pages/admin-status.js';
+import { FinancePage } from './pages/admin-finance.js';
+import { ExportPage } from './pages/admin-export.js';
+import { AdminUsersPage } from './pages/admin-users.js';
 import { NoticesBanner, NoticesPage } from './pages/notices.js';
 import { AcceptInvitation, MembersPage } from './pages/members.js';
 import { ForgotPassword, PasswordSignIn, ProfilePage, ResetPassword, SessionsPage, SignUp, VerifyEmail } from './pages/people.js';
@@ -29,13 +32,34 @@ const PERSON_PAGES = [
   { path: 'members', title: 'Members', page: MembersPage },
   { path: 'sessions', title: 'Sessions', page: SessionsPage },
 ];
-const ADMIN_PAGES = [
-  { path: 'accounts', title: 'Accounts', page: AccountsPage },
-  { path: 'models', title: 'Models and prices', page: ModelsPage },
-  { path: 'audit', title: 'Audit log', page: AuditPage },
-  { path: 'retention', title: 'Retention', page: RetentionPage },
-  { path: 'status', title: 'Status', page: StatusPage },
-];
+const ACCOUNTS = { path: 'accounts', title: 'Accounts', page: AccountsPage };
+const MODELS = { path: 'models', title: 'Models and prices', page: ModelsPage };
+const AUDIT = { path: 'audit', title: 'Audit log', page: AuditPage };
+const RETENTION = { path: 'retention', title: 'Retention', page: RetentionPage };
+const STATUS = { path: 'status', title: 'Status', page: StatusPage };
+const FINANCE = { path: 'finance', title: 'Finance', page: FinancePage };
+const EXPORT = { path: 'export', title: 'Data export', page: ExportPage };
+const ADMIN_USERS = { path: 'admin-users', title: 'Admin users', page: AdminUsersPage };
+/** The bootstrap admin key (or a key issued with it) reaches everything. */
+const ADMIN_PAGES = [ACCOUNTS, MODELS, AUDIT, RETENTION, STATUS, FINANCE, EXPORT, ADMIN_USERS];
+/** An admin user (a person) sees the pages of their operator role (domain/admin-roles: adminRoleAllows). */
+const ROLE_PAGES = {
+  operator: [ACCOUNTS, MODELS, STATUS, FINANCE, ADMIN_USERS],
+  finance: [FINANCE],
+  compliance: [ACCOUNTS, AUDIT, RETENTION, EXPORT],
+};
+const OPERATOR_PERSON_PAGES = PERSON_PAGES.filter((p) => p.path !== 'members');
+
+function pagesOf(session) {
+  if (session?.role === 'admin') return ADMIN_PAGES;
+  if (session?.kind !== 'user') return CUSTOMER_PAGES;
+  if (session.admin_role) {
+    // An operator who also belongs to an account sees that account's pages too.
+    const customer = session.account_id ? [...CUSTOMER_PAGES, ...PERSON_PAGES] : OPERATOR_PERSON_PAGES;
+    return [...ROLE_PAGES[session.admin_role], ...customer];
+  }
+  return [...CUSTOMER_PAGES, ...PERSON_PAGES];
+}
 
 /** "#/billing?top_up=success" to { path: 'billing', params }. */
 function parseHash() {
@@ -66,7 +90,7 @@ function App() {
     return onSignedOut(() => setSession(null));
   }, []);
 
-  const pages = session?.role === 'admin' ? ADMIN_PAGES : session?.kind === 'user' ? [...CUSTOMER_PAGES, ...PERSON_PAGES] : CUSTOMER_PAGES;
+  const pages = pagesOf(session);
   const current = pages.find((p) => p.path === route.path) ?? pages[0];
 
   useEffect(() => {
@@ -89,6 +113,7 @@ function App() {
     if (route.path === 'forgot') return html`<${ForgotPassword} />`;
     if (route.path === 'reset') return html`<${ResetPassword} params=${route.params} />`;
     if (route.path === 'key-sign-in') return html`<${SignIn} onSignedIn=${signedIn} />`;
+    if (route.path === 'admin-sign-in') return html`<${PasswordSignIn} onSignedIn=${signedIn} operator=${true} />`;
     return html`<${PasswordSignIn} onSignedIn=${signedIn} />`;
   }
 
@@ -99,6 +124,8 @@ function App() {
   };
 
   const Page = current.page;
+  // An admin user who belongs to no account has no account to show a banner for.
+  const customer = session.role === 'customer' && !(session.admin_role && !session.account_id);
   return html`
     <a class="skip" href="#main" onClick=${(e) => {
       e.preventDefault();
@@ -116,17 +143,19 @@ function App() {
         <span id="who">${
           session.role === 'admin'
             ? `Admin · key ${session.prefix}`
-            : session.kind === 'user'
-              ? `Account ${session.account_id ?? '—'} · ${session.member_role ?? 'no role'}`
-              : `Account ${session.account_id} · key ${session.prefix}`
+            : session.admin_role
+              ? `Operator · ${session.admin_role}`
+              : session.kind === 'user'
+                ? `Account ${session.account_id ?? '—'} · ${session.member_role ?? 'no role'}`
+                : `Account ${session.account_id} · key ${session.prefix}`
         }</span>
         <button type="button" class="secondary" onClick=${signOut}>Sign out</button>
       </div>
     </header>
     <main id="main" class="page">
       <h1 tabindex="-1" ref=${heading}>${current.title}</h1>
-      ${session.role === 'customer' && html`<${CustomerBanner} key=${`banner-${current.path}`} />`}
-      ${session.role === 'customer' && html`<${NoticesBanner} key=${`notices-${current.path}`} />`}
+      ${customer && html`<${CustomerBanner} key=${`banner-${current.path}`} />`}
+      ${customer && html`<${NoticesBanner} key=${`notices-${current.path}`} />`}
       <${Page} session=${session} params=${route.params} key=${current.path} />
     </main>`;
 }

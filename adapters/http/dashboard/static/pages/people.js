@@ -14,7 +14,8 @@ function Page({ title, children }) {
   return html`<main id="main" class="page narrow"><h1>${title}</h1>${children}</main>`;
 }
 
-export function PasswordSignIn({ onSignedIn }) {
+/** The person's sign-in; `operator` words it for admin users (the same sign-in: their role decides what they reach). */
+export function PasswordSignIn({ onSignedIn, operator = false }) {
   const [email, setEmail] = useState('');
   const [password, setPassword] = useState('');
   const [code, setCode] = useState('');
@@ -44,14 +45,19 @@ export function PasswordSignIn({ onSignedIn }) {
       <${Message} message=${action.message} />
     <//>`;
   }
-  return html`<${Page} title="Sign in to Tollgate">
+  return html`<${Page} title=${operator ? 'Operator sign-in' : 'Sign in to Tollgate'}>
+    ${operator && html`<p>For Tollgate's staff with an operator, finance or compliance role. You reach the admin pages your role allows.</p>`}
     <form onSubmit=${submit}>
       <${Field} label="Email" id="sign-in-email" type="email" autocomplete="username" required value=${email} onInput=${(e) => setEmail(e.currentTarget.value)} />
       <${Field} label="Password" id="sign-in-password" type="password" autocomplete="current-password" required value=${password} onInput=${(e) => setPassword(e.currentTarget.value)} />
       <button type="submit" disabled=${action.busy}>Sign in</button>
     </form>
     <${Message} message=${action.message} />
-    <p><a href="#/sign-up">Create an account</a> · <a href="#/forgot">Forgot your password?</a> · <a href="#/key-sign-in">Sign in with an API key</a> (operators, scripts)</p>
+    ${
+      operator
+        ? html`<p><a href="#/forgot">Forgot your password?</a> · <a href="#/key-sign-in">Sign in with the admin key</a> (first set-up, scripts) · <a href="#/">Customer sign-in</a></p>`
+        : html`<p><a href="#/sign-up">Create an account</a> · <a href="#/forgot">Forgot your password?</a> · <a href="#/key-sign-in">Sign in with an API key</a> (scripts) · <a href="#/admin-sign-in">Operator sign-in</a></p>`
+    }
     <p><a href="/dashboard/pricing">See prices</a></p>
   <//>`;
 }
