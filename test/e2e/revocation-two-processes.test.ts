@@ -8,7 +8,7 @@ import { addModel, issueKey, openAccount, openAiClient, rejectionOf } from '../s
 import { until } from '../support/wait';
 
 /**
- * Two gateway processes (`src/main.ts`, as `npm start` runs it) on one database. Each verifies
+ * Two gateway processes (`dist/src/main.js`, as `npm start` runs it) on one database. Each verifies
  * the key once and caches it; the key is revoked by a third party (the seeding ledger in this
  * test process); both processes refuse it from then on (the cache never forgets a key by itself, so only the
  * revocation reaching each process through the log can make it refuse).

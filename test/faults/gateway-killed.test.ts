@@ -8,7 +8,7 @@ import { moneyOf, projectedBalance, reservationEndings, runVerify, usdText, wait
 import { within } from '../support/wait';
 
 /**
- * The gateway (`src/main.ts` as `npm start` runs it) is killed with SIGKILL while 100 streaming
+ * The gateway (`dist/src/main.js`, as `npm start` runs it) is killed with SIGKILL while 100 streaming
  * requests are in flight. Its instance lease lapses, and the remaining instance (the seeder, a
  * gateway in this process on the same database, which holds the workers role) expires every
  * hold the dead one left open once its lease has lapsed (never before): each reservation ends
