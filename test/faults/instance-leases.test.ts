@@ -81,7 +81,7 @@ beforeAll(async () => {
   // Started one after the other, so the first holds the workers role.
   processes.push(await startGatewayProcess({ databaseUrl, modelsFile, env }));
   processes.push(await startGatewayProcess({ databaseUrl, modelsFile, env }));
-}, 90_000);
+}, 180_000); // a safety net: three child processes on a loaded machine
 
 afterAll(async () => {
   await Promise.all(processes.map((p) => p.stop()));
