@@ -8,6 +8,7 @@ import { verifyFinance } from '../../src/finance/verify';
 import { startTestGateway, type TestGateway } from '../support/gateway';
 import { defaultMockLlmConfig, startMockLlm, type MockLlm } from '../support/mock-llm';
 import { accountEvents, addModel, dumpDatabase, issueKey, openAccount, openAiClient } from '../support/e2e-setup';
+import { compiledEntryPoint } from '../support/processes';
 import { until } from '../support/wait';
 
 /**
@@ -65,7 +66,7 @@ it('runs at start-up, not again the same day, then on schedule removes every cat
 
   // `tollgate retention plan` shows the request log's entries with their expiry (90 days on) and the last run.
   const [startUp] = await runs();
-  const { stdout } = await exec(process.execPath, ['--import', 'tsx', 'src/cli/compliance/main.ts', 'retention', 'plan'], {
+  const { stdout } = await exec(process.execPath, [compiledEntryPoint('src/cli/compliance/main.ts'), 'retention', 'plan'], {
     env: { ...process.env, DATABASE_URL: gw.databaseUrl, LOG_LEVEL: 'warn' },
     timeout: 60_000,
   });

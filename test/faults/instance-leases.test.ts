@@ -15,7 +15,7 @@ import { reservationEndings, runVerify, waitFor } from '../support/ledger-checks
 
 /**
  * Gateway instances hold leases; reservations record their instance (src/instances/lease.ts).
- * Real gateway processes (`src/main.ts`) on one real PostgreSQL database; no in-process gateway
+ * Real gateway processes (`dist/src/main.js`, as `npm start` runs it) on one real PostgreSQL database; no in-process gateway
  * takes part, so the only instances are the processes started here.
  *
  * - A 30 s stream under a 5 s lease is settled once at its real cost: its instance lives, so the
@@ -81,7 +81,7 @@ beforeAll(async () => {
   // Started one after the other, so the first holds the workers role.
   processes.push(await startGatewayProcess({ databaseUrl, modelsFile, env }));
   processes.push(await startGatewayProcess({ databaseUrl, modelsFile, env }));
-}, 90_000);
+}, 180_000); // a safety net: three child processes on a loaded machine
 
 afterAll(async () => {
   await Promise.all(processes.map((p) => p.stop()));

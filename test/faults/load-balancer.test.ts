@@ -169,6 +169,15 @@ it('three gateways behind HAProxy: shared account limit, revocation, SIGKILL and
     await admin('DELETE', `/admin/keys/${oldId}`, { reason: 'rotation' });
   };
   const rotateTimer = setInterval(() => void rotate().catch(() => {}), 3_000);
+  // Phases end on what the load did, not after a fixed time: `count` load requests started at or
+  // after `from` (ms since t0) and answered in full. A safety net of a minute for a loaded machine.
+  const loadServed = (count: number, from: number, what: string) =>
+    waitFor(
+      `${count} load requests ${what}`,
+      async () => (outcomes.filter((o) => o.kind === 'ok' && o.started >= from).length >= count ? true : undefined),
+      60_000,
+      50,
+    );
   const stopLoad = async () => {
     clearInterval(load);
     clearInterval(topUpTimer);
@@ -225,8 +234,8 @@ it('three gateways behind HAProxy: shared account limit, revocation, SIGKILL and
     expect(afterRevocation.slice(firstRefusal).every((s) => s === 401)).toBe(true);
     for (const g of gateways) expect((await chat(g!.url, victim.key, false, 'direct')).status).toBe(401);
 
-    // 3. SIGKILL g1 while streams are in flight.
-    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    // 3. SIGKILL g1 while streams are in flight, once the load is flowing (about 3 s of it).
+    await loadServed(6, now(), 'served before the kill');
     const killed = gateways[1]!;
     const { rows: killedLease } = await db.query<{ instance_id: string }>('SELECT instance_id FROM instance_leases WHERE pid = $1', [killed.pid]);
     expect(killedLease).toHaveLength(1);
@@ -277,7 +286,7 @@ it('three gateways behind HAProxy: shared account limit, revocation, SIGKILL and
     );
     expect(expiredOfKilled[0]!.expired).toBeGreaterThanOrEqual(3);
     // Requests started after the kill was seen are all served by the others.
-    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    await loadServed(4, afterKill, 'served by the others after the kill');
     // It restarts on its port and rejoins.
     gateways[1] = await start(1);
     await lb.waitFor('g1', 'UP');
@@ -289,14 +298,14 @@ it('three gateways behind HAProxy: shared account limit, revocation, SIGKILL and
     );
 
     // 4. SIGTERM g2: it drains, nothing fails.
-    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    await loadServed(4, now(), 'served with g1 back');
     const termAt = now();
     const drained = gateways[2]!;
     process.kill(drained.pid, 'SIGTERM');
     await drained.exited;
     gateways[2] = undefined;
     await lb.waitFor('g2', 'DOWN');
-    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    await loadServed(4, now(), 'served after g2 left');
     const termEnd = now();
     await stopLoad();
 

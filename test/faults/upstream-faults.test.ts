@@ -16,7 +16,7 @@ import { until } from '../support/wait';
  * a slow trickle; and the gateway's memory stays bounded when a client reads a fast stream
  * slowly (backpressure all the way to the upstream, no buffering of whole streams).
  *
- * The gateway runs as its own process (`src/main.ts`) so its memory can be measured. mock-llm
+ * The gateway runs as its own process (`dist/src/main.js`, as `npm start` runs it) so its memory can be measured. mock-llm
  * answers the 500s; the other faults need a small upstream of our own (test/support/fault-upstream.ts).
  */
 

@@ -41,7 +41,9 @@ export async function screenshot(page: Page, name: string): Promise<string> {
 /**
  * Signs the dashboard out and waits until the person's sign-in form shows. Sign-out ends the
  * session on the server first and only then clears the hash, so a page opened before that
- * (say #/key-sign-in) would be replaced by the sign-in page.
+ * (say #/key-sign-in) would be replaced by the sign-in page. The form is found by its password
+ * field's id: a label "Password" also matches the profile page's fields while it still shows,
+ * which failed the wait (more than one match) when the click was made there.
  */
 export async function signOut(page: Page): Promise<void> {
   await page.getByRole('button', { name: 'Sign out' }).click();

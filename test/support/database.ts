@@ -8,13 +8,19 @@ export function testServerUrl(): string {
   return url;
 }
 
-/** Creates a fresh, empty database for one test file and returns its URL. */
-export async function createTestDatabase(prefix = 't'): Promise<string> {
+/**
+ * Creates a fresh database for one test file and returns its URL: empty, or with `migrated`, a
+ * copy of the run's migrated template (global-setup.mjs) when there is one, saving the
+ * migrations' time; the code that opens it migrates it as always, finding nothing left to apply.
+ * Tests of migrating itself (concurrent start-up, the first run) keep empty ones.
+ */
+export async function createTestDatabase(prefix = 't', options: { migrated?: boolean } = {}): Promise<string> {
   const name = `${prefix}_${randomBytes(6).toString('hex')}`.toLowerCase();
+  const template = options.migrated ? process.env.TOLLGATE_TEST_MIGRATED_TEMPLATE : undefined;
   const admin = new Client({ connectionString: testServerUrl() });
   await admin.connect();
   try {
-    await admin.query(`CREATE DATABASE ${name}`);
+    await admin.query(template ? `CREATE DATABASE ${name} TEMPLATE ${template}` : `CREATE DATABASE ${name}`);
   } finally {
     await admin.end();
   }

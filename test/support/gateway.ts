@@ -42,7 +42,7 @@ export async function startTestGateway(options: {
   /** The forfeiture schedule's wall clock (see GatewaySeams); a test moves it past the claim period. */
   forfeitureClock?: () => Date;
 }): Promise<TestGateway> {
-  const databaseUrl = options.databaseUrl ?? (await createTestDatabase('gw'));
+  const databaseUrl = options.databaseUrl ?? (await createTestDatabase('gw', { migrated: true }));
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-gw-'));
   const modelsFile = join(dir, 'models.json');
   writeFileSync(modelsFile, JSON.stringify({ models: options.models }));

@@ -18,8 +18,12 @@ export interface MockLlm {
   stop(): Promise<void>;
 }
 
-/** `readyTimeoutMs`: how long each start may take (a safety net; raise it for suites that start many processes at once). */
-export async function startMockLlm(config: object | string = defaultMockLlmConfig(), readyTimeoutMs = 10_000): Promise<MockLlm> {
+/**
+ * `readyTimeoutMs`: how long each start may take, a safety net only: generous, because on two
+ * cores shared with the rest of the suite starting node and mock-llm took more than the former
+ * 10 s (three tries of it failed whole fault files with nothing wrong).
+ */
+export async function startMockLlm(config: object | string = defaultMockLlmConfig(), readyTimeoutMs = 60_000): Promise<MockLlm> {
   // A free port can be taken between probing and listening: try a few.
   for (let attempt = 0; ; attempt++) {
     const port = await freePort();

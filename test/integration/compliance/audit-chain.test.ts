@@ -11,6 +11,7 @@ import { verifyAuditChain } from '../../../src/compliance/audit-log';
 import { runRetention } from '../../../src/compliance/retention';
 import { lastRetentionRun } from '../../../src/compliance/retention-schedule';
 import { standardRoutes } from '../../../src/routes';
+import { compiledEntryPoint } from '../../support/processes';
 import { until } from '../../support/wait';
 import { startTestGateway, type TestGateway } from '../../support/gateway';
 
@@ -19,10 +20,10 @@ const exec = promisify(execFile);
 /** The compliance CLI as an operator runs it: a separate process on the same database. */
 async function cli(databaseUrl: string, args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await exec(process.execPath, ['--import', 'tsx', 'src/cli/compliance/main.ts', ...args], {
+    const { stdout, stderr } = await exec(process.execPath, [compiledEntryPoint('src/cli/compliance/main.ts'), ...args], {
       cwd: process.cwd(),
       env: { ...process.env, DATABASE_URL: databaseUrl, LOG_LEVEL: 'warn' },
-      timeout: 20_000,
+      timeout: 60_000, // a safety net for a hung child on a loaded machine, not a verdict
     });
     return { code: 0, stdout, stderr };
   } catch (error) {
@@ -133,7 +134,7 @@ describe('audit log: actors, hash chain, tampering, purge', () => {
       .split('\n')
       .map((l) => JSON.parse(l));
     expect(lines).toEqual([expect.objectContaining({ action: 'api_key.revoked', actorId: 'carol', reason: 'rotated', targetKind: 'api_key' })]);
-  }, 30_000);
+  }, 90_000);
 
   it('a customer key may not read the audit log', async () => {
     const issued = await gw.gateway.keys.issue({ accountId, name: 'reader', scopes: ['inference', 'account_read'], metadata: adminMetadata('ada') });

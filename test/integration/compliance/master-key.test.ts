@@ -14,7 +14,7 @@ import { standardRoutes } from '../../../src/routes';
 import { createTestDatabase } from '../../support/database';
 import { startTestGateway, type TestGateway } from '../../support/gateway';
 import { TEST_MASTER_KEY } from '../../support/master-key';
-import { repoRoot, runToCompletion } from '../../support/processes';
+import { compiledEntryPoint, repoRoot, runToCompletion } from '../../support/processes';
 
 const MODELS = [{ id: 'm', upstreams: [{ baseUrl: 'http://127.0.0.1:9/v1', capacity: 1 }], maxOutputTokens: 10, operations: ['chat' as const] }];
 const testKey = () => new MasterKey(Buffer.from(TEST_MASTER_KEY, 'base64'));
@@ -128,7 +128,7 @@ describe('personal-data keys under a master key', () => {
     expect(missing.stderr).toMatch(/^tollgate: no master key: with DATABASE_URL set TOLLGATE_MASTER_KEY or TOLLGATE_MASTER_KEY_FILE/);
     const gatewayProcess = await runToCompletion(
       process.execPath,
-      ['--import', 'tsx', resolve(repoRoot, 'src/main.ts')],
+      [compiledEntryPoint('src/main.ts')],
       {
         DATABASE_URL: gw.databaseUrl,
         PORT: '0',

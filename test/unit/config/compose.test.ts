@@ -6,6 +6,7 @@ import { parse } from 'yaml';
 import { spawn, spawnSync } from 'node:child_process';
 import { ConfigError, accountRateLimits, configSchema, loadConfig } from '../../../src/config';
 import { HAPROXY_BIN } from '../../support/haproxy';
+import { compiledEntryPoint } from '../../support/processes';
 
 function inSubnet(address: string, cidr: string): boolean {
   const [base, bits] = cidr.split('/');
@@ -230,7 +231,7 @@ describe('configuration', () => {
   });
 
   test('the gateway refuses to start on such a setting, with the line on stderr and exit code 2', () => {
-    const result = spawnSync(process.execPath, ['--import', 'tsx', resolve(__dirname, '../../../src/main.ts')], {
+    const result = spawnSync(process.execPath, [compiledEntryPoint('src/main.ts')], {
       env: { ...process.env, TOLLGATE_MAX_REQUEST_DURATION_S: '30', TOLLGATE_UPSTREAM_IDLE_TIMEOUT_S: '20' },
       encoding: 'utf8',
       timeout: 60_000,
