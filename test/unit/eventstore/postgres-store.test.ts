@@ -79,6 +79,38 @@ test('a live subscriber is woken by NOTIFY after the append commits, long before
   expect(event.streamId).toBe(id);
 });
 
+test('a quiet subscription backs its fallback poll off and reads the horizon only when something may be hidden', async () => {
+  // The store's own queries, counted on a pool of its own (this file's other stores share `pool`).
+  const counted = createPool({ connectionString: databaseUrl, max: 3 });
+  const texts: string[] = [];
+  const query = counted.query.bind(counted) as (...args: unknown[]) => unknown;
+  (counted as { query: unknown }).query = (...args: unknown[]) => {
+    const first = args[0];
+    texts.push(typeof first === 'string' ? first : String((first as { text?: string }).text));
+    return query(...args);
+  };
+  const quiet = createPostgresEventStore(counted, testEventCodec, { pollIntervalMs: 20, idlePollMaxMs: 60_000 });
+  const reads = () => texts.filter((t) => t.includes('FROM events e') && t.includes('pg_snapshot_xmin')).length;
+  const horizonChecks = () => texts.filter((t) => t.startsWith('SELECT transaction_id::text AS tx, global_seq FROM events ORDER BY')).length;
+  let subscription: Subscription | undefined;
+  try {
+    subscription = quiet.subscribe(await store.headPosition()).subscribe();
+    // 20, 40, 80, 160, 320 ms apart: six reads within about 0.6 s (the first at once).
+    await until(async () => (reads() >= 6 ? true : undefined), { what: 'six quiet reads' });
+    const after = reads();
+    // Without the back-off a 20 ms poll reads about 75 times in 1.5 s; backed off (640 ms, then
+    // 1,280 ms), at most 2. A slow machine only reads less.
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    expect(reads() - after).toBeLessThanOrEqual(2);
+    // The first read looks at the horizon (it may start behind hidden events); quiet polls do not.
+    expect(horizonChecks()).toBe(1);
+  } finally {
+    subscription?.unsubscribe();
+    await quiet.close();
+    await counted.end();
+  }
+});
+
 test('close() completes live subscriptions and returns their LISTEN connection to the pool', async () => {
   const local = createPostgresEventStore(pool, testEventCodec, { pollIntervalMs: 60_000 });
   let completed = false;
