@@ -42,6 +42,12 @@ export interface PostgresEventStoreOptions {
    */
   readonly idlePollMaxMs?: number;
   /**
+   * Least time between a subscription's reads that follow notifications (default 25 ms, the
+   * spacing of one process's own NOTIFYs): with several instances writing, each subscriber reads
+   * at most this often however many notify. Catching up (full pages) is not spaced.
+   */
+  readonly notifiedReadSpacingMs?: number;
+  /**
    * Wake live subscriptions (of any process) after each append with a NOTIFY. It is sent after
    * the append commits, never inside it: a NOTIFY in the transaction holds PostgreSQL's global
    * notify lock through the commit's WAL flush, which serialized concurrent appends
@@ -144,6 +150,7 @@ export function createPostgresEventStore<E>(pool: Pool, codec: EventCodec<E>, op
   const pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
   const pollIntervalMs = options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS;
   const idlePollMaxMs = options.idlePollMaxMs ?? DEFAULT_IDLE_POLL_MAX_MS;
+  const notifiedReadSpacingMs = options.notifiedReadSpacingMs ?? NOTIFY_SPACING_MS;
   const notify = options.notify ?? true;
   const announcedTypes = new Set(options.announcedTypes ?? []);
   const activeSubscriptions = new Set<() => void>();
@@ -475,8 +482,18 @@ export function createPostgresEventStore<E>(pool: Pool, codec: EventCodec<E>, op
           let hidden = false;
           // Reads in a row that found nothing without a notification: the poll backs off.
           let idle = 0;
+          let lastReadAt: number | undefined;
           while (!stopped) {
+            // Every instance's appends notify every subscriber of every instance: reads after
+            // notifications are spaced, so N busy instances cost each subscriber at most one read
+            // per spacing, not one per notification (what made PostgreSQL's CPU grow with N).
+            if (notified && lastReadAt !== undefined) {
+              const since = performance.now() - lastReadAt;
+              if (since < notifiedReadSpacingMs) await new Promise((resolve) => setTimeout(resolve, notifiedReadSpacingMs - since));
+              if (stopped) return;
+            }
             woken = false;
+            lastReadAt = performance.now();
             const rows = await readAllRows(position, pageSize);
             // Decode one by one so the events before an undecodable one are still delivered.
             for (const row of rows) {
