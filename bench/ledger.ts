@@ -43,7 +43,14 @@ function cpuTicks(): Map<number, number> {
       const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
       const close = stat.lastIndexOf(')');
       const fields = stat.slice(close + 2).split(' ');
-      return [{ pid: Number(name), ppid: Number(fields[1]), comm: stat.slice(stat.indexOf('(') + 1, close), ticks: Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]) }];
+      return [
+        {
+          pid: Number(name),
+          ppid: Number(fields[1]),
+          comm: stat.slice(stat.indexOf('(') + 1, close),
+          ticks: Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]),
+        },
+      ];
     } catch {
       return [];
     }
