@@ -76,7 +76,7 @@ async function dbStats(db: pg.Client): Promise<DbStats> {
 async function main(): Promise<void> {
   const postgres = await startBenchPostgres();
   // An upstream that answers: /readyz needs one. Its CPU is not counted.
-  const mock = await launchMockLlm({ rules: [chatCompletionRule('idle')] }, await freePort());
+  const mock = await launchMockLlm({ rules: [chatCompletionRule('idle')] }, await freePort(), 60_000);
   const modelsFile = writeModelsFile([{ id: 'bench-model', upstreams: [{ baseUrl: mock.baseUrl, capacity: 16 }], maxOutputTokens: 256, operations: ['chat'] }]);
   const gateways: GatewayProcess[] = [];
   const stats = new pg.Client({ connectionString: postgres.url });
