@@ -6,12 +6,18 @@ import { VersionConflictError, type AppendRequest, type EventStore, type LogPosi
  * Runs a decider's commands against the event store with group commit.
  *
  * 1. load (or keep in memory) each stream's state, 2. decide, 3. append at the expected version.
- * Commands are queued; one flush at a time takes everything waiting, decides commands for the same
- * stream in arrival order against the evolving state, and appends all streams in one transaction
+ * Commands are queued; a flush takes everything waiting, decides commands for the same stream in
+ * arrival order against the evolving state, and appends all streams in one transaction
  * (EventStore.appendToStreams). A hot account therefore pays one row lock per batch, not per
  * request, and many accounts share one commit. A stream another process wrote meanwhile fails
  * its expected-version check: its state is reloaded and its commands are decided again, a bounded
  * number of times.
+ *
+ * Flushes are pipelined: while one batch's commit is in flight, the next is collected from the
+ * commands of other streams and committed beside it (up to `maxFlushesInFlight`), so a request
+ * never waits for another account's commit (a settlement, a reservation). A stream is in at most
+ * one flush at a time: its later commands wait for that flush to end and are decided on the state
+ * it committed, which keeps each stream's arrival order and its expected versions exact.
  */
 export type Handled<State, Event, Err extends Rejection> =
   | {
@@ -31,6 +37,8 @@ export interface GroupCommitOptions {
   maxConflictRetries?: number;
   /** streams whose state stays in memory (least recently used evicted) */
   cacheSize?: number;
+  /** flushes whose commits may be in flight at once, each on streams no other one holds (default 4) */
+  maxFlushesInFlight?: number;
   newEventId?: () => string;
 }
 
@@ -74,6 +82,7 @@ export function createGroupCommitHandler<Command, State, Event extends Stored, S
   const maxBatch = options.maxBatch ?? 1_000;
   const maxConflictRetries = options.maxConflictRetries ?? 20;
   const cacheSize = options.cacheSize ?? 50_000;
+  const maxFlushesInFlight = Math.max(1, options.maxFlushesInFlight ?? 4);
   const newEventId = options.newEventId ?? randomUUID;
 
   type P = Pending<Command, State, Event, Err>;
@@ -97,7 +106,11 @@ export function createGroupCommitHandler<Command, State, Event extends Stored, S
   // that conflicts is caught up in one short read, not read again from its first event.
   const behind = new Set<string>();
   let pending: P[] = [];
-  let flushing = false;
+  /** streams in a flush now: their commands wait in `pending` until it ends */
+  const busy = new Set<string>();
+  let flushesInFlight = 0;
+  let scheduled = false;
+  let conflictedInARow = 0;
 
   function remember(streamId: string, entry: Cached<State>): void {
     cache.delete(streamId); // re-insert: Map order is our recency order
@@ -126,27 +139,53 @@ export function createGroupCommitHandler<Command, State, Event extends Stored, S
   }
 
   function schedule(): void {
-    if (flushing) return;
-    flushing = true;
-    // setImmediate lets every request that arrived in this turn join the first batch.
-    setImmediate(() => void drain());
+    if (scheduled || flushesInFlight >= maxFlushesInFlight || pending.length === 0) return;
+    scheduled = true;
+    // setImmediate lets every request that arrived in this turn join the batch.
+    setImmediate(startFlush);
   }
 
-  async function drain(): Promise<void> {
-    try {
-      let conflictedInARow = 0;
-      while (pending.length > 0) {
-        const batch = pending.slice(0, maxBatch);
-        pending = pending.slice(batch.length);
-        conflictedInARow = (await flush(batch)) ? conflictedInARow + 1 : 0;
-        // Two processes flushing the same hot stream in lockstep conflict again and again;
-        // a short random pause (growing while conflicts repeat) lets one of them through.
-        if (conflictedInARow > 0) await new Promise((resolve) => setTimeout(resolve, Math.random() * 2 ** Math.min(conflictedInARow, 6)));
-      }
-    } finally {
-      flushing = false;
-      if (pending.length > 0) schedule();
+  /**
+   * Takes the waiting commands of every stream not in a flush (up to maxBatch, in arrival order)
+   * and flushes them; commands of busy streams keep their place in the queue.
+   */
+  function startFlush(): void {
+    scheduled = false;
+    if (flushesInFlight >= maxFlushesInFlight) return;
+    const batch: P[] = [];
+    const rest: P[] = [];
+    for (const p of pending) {
+      if (batch.length < maxBatch && !busy.has(p.streamId)) batch.push(p);
+      else rest.push(p);
     }
+    pending = rest;
+    // Everything waits for streams in flight: the flush that holds them schedules the next.
+    if (batch.length === 0) return;
+    const streams = new Set(batch.map((p) => p.streamId));
+    for (const streamId of streams) busy.add(streamId);
+    flushesInFlight += 1;
+    void flush(batch)
+      .then(async (conflicted) => {
+        conflictedInARow = conflicted ? conflictedInARow + 1 : 0;
+        // Two processes flushing the same hot stream in lockstep conflict again and again; a
+        // short random pause (growing while conflicts repeat) before its streams are taken
+        // again lets one of them through.
+        if (conflicted) await new Promise((resolve) => setTimeout(resolve, Math.random() * 2 ** Math.min(conflictedInARow, 6)));
+      })
+      .catch((error: unknown) => {
+        // Not expected (each step answers its own failures), but no command may wait forever:
+        // those of this batch still unanswered fail (an answered promise ignores it).
+        const mine = new Set(batch);
+        pending = pending.filter((p) => !mine.has(p));
+        for (const p of batch) p.reject(error);
+      })
+      .finally(() => {
+        for (const streamId of streams) busy.delete(streamId);
+        flushesInFlight -= 1;
+        schedule();
+      });
+    // Commands of other streams need not wait for this commit.
+    schedule();
   }
 
   /**
@@ -156,11 +195,11 @@ export function createGroupCommitHandler<Command, State, Event extends Stored, S
    */
   async function flush(batch: P[]): Promise<boolean> {
     const byStream = groupByStream(batch);
-    await loadStreams(byStream);
+    const loaded = await loadStreams(byStream);
     const retry: P[] = [];
     const plans: Plan[] = [];
     for (const [streamId, commands] of byStream) {
-      const plan = decideStream(streamId, commands);
+      const plan = decideStream(streamId, commands, loaded.get(streamId)!);
       if (plan.events.length === 0) confirmWithoutWriting(plan, retry);
       else plans.push(plan);
     }
@@ -189,21 +228,25 @@ export function createGroupCommitHandler<Command, State, Event extends Stored, S
     return byStream;
   }
 
-  /** Loads (or finds cached) every stream; a stream that cannot be read fails its commands and leaves the batch. */
-  async function loadStreams(byStream: Map<string, P[]>): Promise<void> {
+  /**
+   * Loads (or finds cached) every stream; a stream that cannot be read fails its commands and
+   * leaves the batch. Returns what was loaded: another flush may evict it from the cache meanwhile.
+   */
+  async function loadStreams(byStream: Map<string, P[]>): Promise<Map<string, Cached<State>>> {
     const streamIds = [...byStream.keys()];
     const loaded = await Promise.allSettled(streamIds.map((id) => load(id)));
+    const entries = new Map<string, Cached<State>>();
     loaded.forEach((result, i) => {
       if (result.status === 'rejected') {
         for (const p of byStream.get(streamIds[i]!)!) p.reject(result.reason);
         byStream.delete(streamIds[i]!);
-      }
+      } else entries.set(streamIds[i]!, result.value);
     });
+    return entries;
   }
 
   /** Decides a stream's commands in order against its evolving state (a decider that throws fails only its command). */
-  function decideStream(streamId: string, commands: readonly P[]): Plan {
-    const cached = cache.get(streamId)!;
+  function decideStream(streamId: string, commands: readonly P[], cached: Cached<State>): Plan {
     let state = cached.state;
     const events: NewEvent<Event>[] = [];
     const accepted: Accepted[] = [];

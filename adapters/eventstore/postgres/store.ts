@@ -35,6 +35,19 @@ export interface PostgresEventStoreOptions {
    */
   readonly pollIntervalMs?: number;
   /**
+   * A subscription that polls and finds nothing, with no notification, doubles its interval up
+   * to this (default 2 s): an idle gateway's subscriptions cost a read every few seconds, not
+   * four a second each. A notification, or a read that finds events, resets it to
+   * `pollIntervalMs`; notifications wake a subscriber at once whatever the interval.
+   */
+  readonly idlePollMaxMs?: number;
+  /**
+   * Least time between a subscription's reads that follow notifications (default 25 ms, the
+   * spacing of one process's own NOTIFYs): with several instances writing, each subscriber reads
+   * at most this often however many notify. Catching up (full pages) is not spaced.
+   */
+  readonly notifiedReadSpacingMs?: number;
+  /**
    * Wake live subscriptions (of any process) after each append with a NOTIFY. It is sent after
    * the append commits, never inside it: a NOTIFY in the transaction holds PostgreSQL's global
    * notify lock through the commit's WAL flush, which serialized concurrent appends
@@ -91,6 +104,8 @@ const READ_STREAM_SQL = `SELECT s.revision AS head, ${EVENT_COLUMNS} FROM stream
  * NOTIFY 3.5 ms, polling alone 225 ms at this interval. So NOTIFY wakes, the poll only rescues.
  */
 const DEFAULT_POLL_INTERVAL_MS = 250;
+/** How far the fallback poll backs off while nothing happens (bench/idle.ts). */
+const DEFAULT_IDLE_POLL_MAX_MS = 2_000;
 
 // Under load one NOTIFY per 25 ms covers every append in between; it adds at most 25 ms of latency
 // (the first append after a quiet spell notifies at once). Each NOTIFY wakes every subscriber of
@@ -134,6 +149,8 @@ const DECODED_CACHE_SIZE = 4_096;
 export function createPostgresEventStore<E>(pool: Pool, codec: EventCodec<E>, options: PostgresEventStoreOptions = {}): PostgresEventStore<E> {
   const pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
   const pollIntervalMs = options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS;
+  const idlePollMaxMs = options.idlePollMaxMs ?? DEFAULT_IDLE_POLL_MAX_MS;
+  const notifiedReadSpacingMs = options.notifiedReadSpacingMs ?? NOTIFY_SPACING_MS;
   const notify = options.notify ?? true;
   const announcedTypes = new Set(options.announcedTypes ?? []);
   const activeSubscriptions = new Set<() => void>();
@@ -459,8 +476,24 @@ export function createPostgresEventStore<E>(pool: Pool, codec: EventCodec<E>, op
 
         (async () => {
           let position = from;
+          // Whether this read follows a notification (or is the first): only then, after a read
+          // that found events, or while events are known to be hidden, is the horizon checked.
+          let notified = true;
+          let hidden = false;
+          // Reads in a row that found nothing without a notification: the poll backs off.
+          let idle = 0;
+          let lastReadAt: number | undefined;
           while (!stopped) {
+            // Every instance's appends notify every subscriber of every instance: reads after
+            // notifications are spaced, so N busy instances cost each subscriber at most one read
+            // per spacing, not one per notification (what made PostgreSQL's CPU grow with N).
+            if (notified && lastReadAt !== undefined) {
+              const since = performance.now() - lastReadAt;
+              if (since < notifiedReadSpacingMs) await new Promise((resolve) => setTimeout(resolve, notifiedReadSpacingMs - since));
+              if (stopped) return;
+            }
             woken = false;
+            lastReadAt = performance.now();
             const rows = await readAllRows(position, pageSize);
             // Decode one by one so the events before an undecodable one are still delivered.
             for (const row of rows) {
@@ -469,17 +502,28 @@ export function createPostgresEventStore<E>(pool: Pool, codec: EventCodec<E>, op
               subscriber.next(event);
               position = event.position;
             }
-            if (rows.length === pageSize || woken || stopped) continue;
+            if (rows.length > 0 || notified) idle = 0;
+            if (rows.length === pageSize || woken || stopped) {
+              notified = woken;
+              continue;
+            }
             // A notification can arrive while an older transaction (in any database of the
             // cluster) still holds the horizon below the new event: no further notification will
-            // come for it, so look again soon instead of at the next poll.
-            const hidden = comparePositions(await latestCommitted(), position) > 0;
+            // come for it, so look again soon instead of at the next poll. A quiet poll that
+            // found nothing has no such event to look for: it costs one read, not two.
+            hidden = (notified || hidden || rows.length > 0) && comparePositions(await latestCommitted(), position) > 0;
             if (stopped) return;
-            await new Promise<void>((resolve) => {
-              const timer = setTimeout(resolve, hidden ? Math.min(HIDDEN_RETRY_MS, pollIntervalMs) : pollIntervalMs);
+            if (woken) {
+              notified = true;
+              continue;
+            }
+            const waitMs = hidden ? Math.min(HIDDEN_RETRY_MS, pollIntervalMs) : Math.max(pollIntervalMs, Math.min(idlePollMaxMs, pollIntervalMs * 2 ** idle));
+            if (!hidden) idle = Math.min(idle + 1, 20);
+            notified = await new Promise<boolean>((resolve) => {
+              const timer = setTimeout(() => resolve(false), waitMs);
               wake = () => {
                 clearTimeout(timer);
-                resolve();
+                resolve(true);
               };
             });
             wake = undefined;

@@ -52,6 +52,14 @@ describe('group commit of account commands on PostgreSQL', () => {
     await pool.end();
   });
 
+  async function waitUntil(check: () => Promise<boolean>): Promise<void> {
+    const deadline = Date.now() + 20_000; // a safety net only
+    while (!(await check())) {
+      if (Date.now() > deadline) throw new Error('condition not reached');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
   async function foldedState(accountId: string) {
     const { events } = await store.readStream(accountStreamId(accountId));
     return events.reduce((s, e) => evolveAccount(s, e.event as never), initialAccountState());
@@ -125,6 +133,49 @@ describe('group commit of account commands on PostgreSQL', () => {
     const results = await Promise.all([1, 2, 3].map(() => handler.handle(stream, topUp(usd('10'), 'pi_same'))));
     expect(results.every((r) => r.ok)).toBe(true);
     expect(balanceOf(await foldedState(accountId))).toBe(usd('10'));
+  });
+
+  test('flushes are pipelined: another account commits while one commit waits, and the waiting stream keeps its order', async () => {
+    const handler = createGroupCommitHandler(store, accountDecider());
+    const [held, free] = [randomUUID(), randomUUID()];
+    for (const accountId of [held, free]) {
+      await handler.handle(accountStreamId(accountId), open(accountId));
+      expect((await handler.handle(accountStreamId(accountId), topUp(usd('10')))).ok).toBe(true);
+    }
+    // Another session holds the first account's stream row: its next commit waits on the lock.
+    const blocker = await pool.connect();
+    let released = false;
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query('SELECT revision FROM streams WHERE stream_id = $1 FOR UPDATE', [accountStreamId(held)]);
+      const first = handler.handle(accountStreamId(held), reserve('held-1', usd('6')));
+      let firstAnswered = false;
+      void first.then(() => (firstAnswered = true));
+      // The first's commit is in flight, waiting for the row lock.
+      await waitUntil(async () => {
+        const { rows } = await pool.query<{ n: string }>(
+          "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> $1",
+          [(blocker as unknown as { processID: number }).processID],
+        );
+        return Number(rows[0]!.n) > 0;
+      });
+      // Queued behind the first in the same stream: decided on its committed state, so refused.
+      const second = handler.handle(accountStreamId(held), reserve('held-2', usd('6')));
+      // With one flush at a time this would wait for the held commit, that is, forever.
+      const other = await handler.handle(accountStreamId(free), reserve('free-1', usd('6')));
+      expect(other.ok ? 'ok' : other.error).toBe('ok');
+      expect(firstAnswered).toBe(false);
+      await blocker.query('ROLLBACK');
+      released = true;
+      expect((await first).ok).toBe(true);
+      expect(await second).toMatchObject({ ok: false, error: { error: 'exceeds_available_balance' } });
+    } finally {
+      if (!released) await blocker.query('ROLLBACK');
+      blocker.release();
+    }
+    const events = (await store.readStream(accountStreamId(held))).events.map((e) => e.event.type);
+    expect(events).toEqual(['AccountOpened', 'TopUpCompleted', 'ReservationPlaced']);
+    expect(availableOf(await foldedState(held))).toBe(usd('4'));
   });
 
   test('a database failure rejects the waiting commands and drops the optimistic state', async () => {

@@ -79,6 +79,83 @@ test('a live subscriber is woken by NOTIFY after the append commits, long before
   expect(event.streamId).toBe(id);
 });
 
+test('a quiet subscription backs its fallback poll off and reads the horizon only when something may be hidden', async () => {
+  // The store's own queries, counted on a pool of its own (this file's other stores share `pool`).
+  const counted = createPool({ connectionString: databaseUrl, max: 3 });
+  const texts: string[] = [];
+  const query = counted.query.bind(counted) as (...args: unknown[]) => unknown;
+  (counted as { query: unknown }).query = (...args: unknown[]) => {
+    const first = args[0];
+    texts.push(typeof first === 'string' ? first : String((first as { text?: string }).text));
+    return query(...args);
+  };
+  const quiet = createPostgresEventStore(counted, testEventCodec, { pollIntervalMs: 20, idlePollMaxMs: 60_000 });
+  const reads = () => texts.filter((t) => t.includes('FROM events e') && t.includes('pg_snapshot_xmin')).length;
+  const horizonChecks = () => texts.filter((t) => t.startsWith('SELECT transaction_id::text AS tx, global_seq FROM events ORDER BY')).length;
+  let subscription: Subscription | undefined;
+  try {
+    subscription = quiet.subscribe(await store.headPosition()).subscribe();
+    // 20, 40, 80, 160, 320 ms apart: six reads within about 0.6 s (the first at once).
+    await until(async () => (reads() >= 6 ? true : undefined), { what: 'six quiet reads' });
+    const after = reads();
+    // Without the back-off a 20 ms poll reads about 75 times in 1.5 s; backed off (640 ms, then
+    // 1,280 ms), at most 2. A slow machine only reads less.
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    expect(reads() - after).toBeLessThanOrEqual(2);
+    // The first read looks at the horizon (it may start behind hidden events); quiet polls do not.
+    expect(horizonChecks()).toBe(1);
+  } finally {
+    subscription?.unsubscribe();
+    await quiet.close();
+    await counted.end();
+  }
+});
+
+test('reads after notifications are spaced: many writers notifying cost a subscriber one read per spacing, and every event arrives', async () => {
+  const counted = createPool({ connectionString: databaseUrl, max: 3 });
+  let reads = 0;
+  const query = counted.query.bind(counted) as (...args: unknown[]) => unknown;
+  (counted as { query: unknown }).query = (...args: unknown[]) => {
+    const first = args[0];
+    const text = typeof first === 'string' ? first : String((first as { text?: string }).text);
+    if (text.includes('FROM events e') && text.includes('pg_snapshot_xmin')) reads += 1;
+    return query(...args);
+  };
+  const SPACING_MS = 300;
+  const reader = createPostgresEventStore(counted, testEventCodec, { pollIntervalMs: 60_000, notifiedReadSpacingMs: SPACING_MS });
+  // Three writers, as three instances: each notifies on its own (every 25 ms at most).
+  const writers = [0, 1, 2].map(() => createPostgresEventStore(pool, testEventCodec, { pollIntervalMs: 60_000 }));
+  const ids = writers.map(() => stream('spaced'));
+  const seen = new Set<string>();
+  let subscription: Subscription | undefined;
+  try {
+    let all!: () => void;
+    const arrived = new Promise<void>((resolve) => (all = resolve));
+    subscription = reader.subscribe(await store.headPosition()).subscribe((event) => {
+      if (ids.includes(event.streamId)) seen.add(event.id);
+      if (seen.size === 90) all();
+    });
+    await until(async () => (reads >= 1 ? true : undefined), { what: 'the first read' });
+    const started = performance.now();
+    const readsBefore = reads;
+    await Promise.all(
+      writers.map(async (writer, w) => {
+        for (let i = 0; i < 30; i++) await writer.appendToStream(ids[w]!, [deposited(BigInt(i))], { expectedVersion: i === 0 ? 'no_stream' : BigInt(i - 1) });
+      }),
+    );
+    await within(arrived, 'all 90 events', 30_000);
+    const elapsed = performance.now() - started;
+    // Unspaced, each notification (dozens) is a read; spaced, one per 300 ms of the burst, and a few at its edges.
+    expect(reads - readsBefore).toBeLessThanOrEqual(Math.ceil(elapsed / SPACING_MS) + 3);
+    expect(seen.size).toBe(90);
+  } finally {
+    subscription?.unsubscribe();
+    for (const writer of writers) await writer.close();
+    await reader.close();
+    await counted.end();
+  }
+});
+
 test('close() completes live subscriptions and returns their LISTEN connection to the pool', async () => {
   const local = createPostgresEventStore(pool, testEventCodec, { pollIntervalMs: 60_000 });
   let completed = false;
