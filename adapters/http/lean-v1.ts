@@ -163,8 +163,10 @@ function parseStrict(raw: Buffer): unknown {
   let text = raw.toString('utf8');
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   if (text.length === 0) return {};
-  const first = /^[\x20\x09\x0a\x0d]*([^\x20\x09\x0a\x0d]|$)/.exec(text)?.[1];
-  if (first !== '{' && first !== '[') throw parseFailed();
+  // JSON's whitespace is space, tab, LF and CR (RFC 8259); the first other character must open an object or an array.
+  let i = 0;
+  while (i < text.length && (text[i] === ' ' || text[i] === '\t' || text[i] === '\n' || text[i] === '\r')) i++;
+  if (text[i] !== '{' && text[i] !== '[') throw parseFailed();
   try {
     return JSON.parse(text);
   } catch {
