@@ -44,8 +44,10 @@ const DEFAULT_BODY_LIMIT = 8 * 1_024 * 1_024;
  * What a node:http server serves: the inference routes on the lean path (lean-v1.ts), which
  * hands every other request, and the unusual ones on those routes, to the express app.
  */
-export function createRequestListener(deps: AppDeps): RequestListener {
-  return leanV1({ ...deps, bodyLimit: deps.bodyLimit ?? DEFAULT_BODY_LIMIT }, createApp(deps));
+export function createRequestListener(deps: AppDeps): RequestListener & { readonly express: Express } {
+  const app = createApp(deps);
+  // The express app stays reachable for what reads its routes (the OpenAPI test lists them).
+  return Object.assign(leanV1({ ...deps, bodyLimit: deps.bodyLimit ?? DEFAULT_BODY_LIMIT }, app), { express: app });
 }
 
 /** The whole HTTP surface: OpenAI-compatible API, catalogue, operations endpoints. */
