@@ -68,7 +68,7 @@ beforeAll(async () => {
   server = createServer(lean);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}, 30_000);
+}, 120_000);
 
 afterAll(async () => {
   server?.closeAllConnections();
