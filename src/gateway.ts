@@ -7,7 +7,7 @@ import { domainEventCodec, type DomainEvent } from '../domain/events';
 import { usd } from '../domain/money';
 import { createKurrentEventStoreFromConnectionString } from '../adapters/eventstore/kurrentdb';
 import { createPostgresEventStore } from '../adapters/eventstore/postgres';
-import { createApp } from '../adapters/http/app';
+import { createRequestListener } from '../adapters/http/app';
 import { answerMalformedHttp } from '../adapters/http/client-errors';
 import { RateLimiter } from '../adapters/http/admission/rate-limiter';
 import { AuthFailureLimiter } from '../adapters/http/admission/auth-failures';
@@ -317,7 +317,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
       mailTransport,
       identity,
     };
-    const app = createApp({
+    const listener = createRequestListener({
       ledger,
       keys,
       inference,
@@ -349,7 +349,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
       }),
       extraRoutes: routes.map((mount) => (router: Router) => mount(router, parts)),
     });
-    const server = createServer(app);
+    const server = createServer(listener);
     answerMalformedHttp(server);
     server.keepAliveTimeout = 65_000;
     await new Promise<void>((resolve, reject) => {

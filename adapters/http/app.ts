@@ -1,3 +1,4 @@
+import type { RequestListener } from 'node:http';
 import net from 'node:net';
 import express, { Router, type Express } from 'express';
 import type { Logger } from 'pino';
@@ -14,6 +15,7 @@ import { mountInferenceRoutes, type InferenceRouteDeps } from './routes/inferenc
 import { mountAudioRoutes } from './routes/audio';
 import type { AudioAdapter } from '../inference';
 import { mountOpenApiRoutes } from './openapi/routes';
+import { leanV1 } from './lean-v1';
 
 export interface AppDeps extends InferenceRouteDeps {
   readonly metrics: GatewayMetrics;
@@ -26,14 +28,26 @@ export interface AppDeps extends InferenceRouteDeps {
   readonly startedAt: Date;
   /** further routers (admin, account, billing, dashboard), mounted before the 404 handler */
   readonly extraRoutes?: readonly ((router: Router) => void)[];
-  /** largest JSON body accepted, in bytes (or a size such as '8mb') */
-  readonly bodyLimit?: string | number;
+  /** largest JSON body accepted, in bytes (8 MiB when absent) */
+  readonly bodyLimit?: number;
   /** the /v1/audio routes' upstream side; without it they are not served */
   readonly audio?: AudioAdapter;
   /** largest audio upload, in bytes (413 beyond) */
   readonly maxAudioBytes?: number;
   /** repeated 401s from one client address are refused with 429 (see auth-failures.ts) */
   readonly authFailures?: AuthFailureLimiter;
+}
+
+const DEFAULT_BODY_LIMIT = 8 * 1_024 * 1_024;
+
+/**
+ * What a node:http server serves: the inference routes on the lean path (lean-v1.ts), which
+ * hands every other request, and the unusual ones on those routes, to the express app.
+ */
+export function createRequestListener(deps: AppDeps): RequestListener & { readonly express: Express } {
+  const app = createApp(deps);
+  // The express app stays reachable for what reads its routes (the OpenAPI test lists them).
+  return Object.assign(leanV1({ ...deps, bodyLimit: deps.bodyLimit ?? DEFAULT_BODY_LIMIT }, app), { express: app });
 }
 
 /** The whole HTTP surface: OpenAI-compatible API, catalogue, operations endpoints. */
@@ -45,7 +59,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(requestId());
   app.use(observeRequests({ logger: deps.logger, metrics: deps.metrics }));
   if (deps.authFailures) app.use(limitAuthFailures(deps.authFailures, deps.keys));
-  const json = express.json({ limit: deps.bodyLimit ?? '8mb', verify: guardJsonBody });
+  const json = express.json({ limit: deps.bodyLimit ?? DEFAULT_BODY_LIMIT, verify: guardJsonBody });
   // Webhooks are verified against their exact bytes: their route reads the raw body itself.
   app.use((req, res, next) => (req.path.startsWith('/webhooks/') ? next() : json(req, res, next)));
 

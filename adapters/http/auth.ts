@@ -17,7 +17,11 @@ export function actAsSession(res: Response, principal: VerifiedKey): void {
 
 /** The key of `Authorization: Bearer <key>`; a missing or malformed header is a 401. */
 export function bearerToken(req: Request): string {
-  const header = req.get('authorization');
+  return bearerOf(req.get('authorization'));
+}
+
+/** The key in an Authorization header's value; a missing or malformed header is a 401. */
+export function bearerOf(header: string | undefined): string {
   if (!header) throw invalidApiKey('missing');
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
   if (!match) throw invalidApiKey('invalid');
@@ -30,17 +34,25 @@ export function authenticate(keys: ApiKeys, scope: ApiKeyScope): RequestHandler 
     const session = req.get('authorization') === undefined ? (res.locals[LOCALS_SESSION] as VerifiedKey | undefined) : undefined;
     let key: VerifiedKey;
     if (session) key = session;
-    else {
-      const checked = await keys.check(bearerToken(req));
-      if (!checked.ok) throw checked.reason === 'expired' ? apiKeyExpired(checked.expiresAt) : invalidApiKey('invalid');
-      key = checked.key;
-    }
-    if (!key.scopes.includes(scope)) {
-      throw new ApiError(403, 'invalid_request_error', 'insufficient_permissions', null, `This key does not have the ${scope} scope.`);
-    }
+    else key = await verifyBearer(keys, req.get('authorization'));
+    requireScope(key, scope);
     res.locals[LOCALS_KEY] = key;
     next();
   };
+}
+
+/** The verified key of an Authorization header's value; 401 when it does not verify (shared with the lean /v1 path). */
+export async function verifyBearer(keys: ApiKeys, header: string | undefined): Promise<VerifiedKey> {
+  const checked = await keys.check(bearerOf(header));
+  if (!checked.ok) throw checked.reason === 'expired' ? apiKeyExpired(checked.expiresAt) : invalidApiKey('invalid');
+  return checked.key;
+}
+
+/** 403 for a key without the scope. */
+export function requireScope(key: VerifiedKey, scope: ApiKeyScope): void {
+  if (!key.scopes.includes(scope)) {
+    throw new ApiError(403, 'invalid_request_error', 'insufficient_permissions', null, `This key does not have the ${scope} scope.`);
+  }
 }
 
 export function keyOf(res: Response): VerifiedKey {

@@ -16,6 +16,10 @@ export interface GatewayProcess {
   output(): string;
   /** resolves once the process has ended */
   readonly exited: Promise<void>;
+  /** resolves once it has ended and its stdout and stderr are read to their end */
+  readonly closed: Promise<void>;
+  /** its exit code once it has ended (null: still running, or ended by a signal) */
+  exitCode(): number | null;
   stop(): Promise<void>;
 }
 
@@ -39,6 +43,8 @@ export async function startGatewayProcess(options: {
   readyTimeoutMs?: number;
   /** a fixed port (a restart behind a load balancer comes back where it was); a free one when absent */
   port?: number;
+  /** every chunk of its stdout, whole (output() keeps only the tail) */
+  onStdout?: (chunk: Buffer) => void;
 }): Promise<GatewayProcess> {
   const port = options.port ?? (await freePort());
   const child = spawn(process.execPath, [resolve(repoRoot, 'dist/src/main.js')], {
@@ -59,9 +65,13 @@ export async function startGatewayProcess(options: {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
-  child.stdout!.on('data', (chunk: Buffer) => (output = (output + chunk.toString()).slice(-8_000)));
+  child.stdout!.on('data', (chunk: Buffer) => {
+    options.onStdout?.(chunk);
+    output = (output + chunk.toString()).slice(-8_000);
+  });
   child.stderr!.on('data', (chunk: Buffer) => (output = (output + chunk.toString()).slice(-8_000)));
   const exited = new Promise<void>((done) => child.once('exit', () => done()));
+  const closed = new Promise<void>((done) => child.once('close', () => done()));
   const url = `http://127.0.0.1:${port}`;
   const stop = () => stopChild(child, 5_000);
   // A safety net for a process that never gets ready, generous for a loaded machine.
@@ -80,7 +90,7 @@ export async function startGatewayProcess(options: {
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  return { url, pid: child.pid!, output: () => output, exited, stop };
+  return { url, pid: child.pid!, output: () => output, exited, closed, exitCode: () => child.exitCode, stop };
 }
 
 /** Resident memory of a process (a gateway child), in bytes: /proc on Linux, else ps. */

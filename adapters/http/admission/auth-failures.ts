@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { RequestHandler } from 'express';
 import { sendApiError } from '../openai/error-handler';
@@ -108,20 +109,37 @@ export function tooManyAuthFailures(retryAfterMs: number): ApiError {
 /** Middleware, mounted before every route: refuses blocked clients, counts every 401. */
 export function limitAuthFailures(limiter: AuthFailureLimiter, keys: { isVerified(token: string): boolean }): RequestHandler {
   return (req, res, next) => {
-    const client = limiter.clientOf(req.socket.remoteAddress, req.get('x-forwarded-for'));
-    const header = req.get('authorization');
-    if (header !== undefined) {
-      const waitMs = limiter.blockedFor(client);
-      if (waitMs > 0) {
-        const token = /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1];
-        if (token === undefined || !keys.isVerified(token)) return sendApiError(res, tooManyAuthFailures(waitMs));
-      }
-    }
-    res.once('finish', () => {
-      if (res.statusCode === 401) limiter.recordFailure(client);
-    });
+    const refused = screenClient(limiter, keys, req.socket.remoteAddress, req.get('x-forwarded-for'), req.get('authorization'), res);
+    if (refused) return sendApiError(res, refused);
     next();
   };
+}
+
+/**
+ * The middleware's work on any node response (shared with the lean /v1 path): the refusal for
+ * a blocked client carrying an unverified key, else undefined, with the response's 401 (if it
+ * ends in one) counted against the client.
+ */
+export function screenClient(
+  limiter: AuthFailureLimiter,
+  keys: { isVerified(token: string): boolean },
+  remoteAddress: string | undefined,
+  forwardedFor: string | undefined,
+  authorization: string | undefined,
+  res: ServerResponse,
+): ApiError | undefined {
+  const client = limiter.clientOf(remoteAddress, forwardedFor);
+  if (authorization !== undefined) {
+    const waitMs = limiter.blockedFor(client);
+    if (waitMs > 0) {
+      const token = /^Bearer\s+(\S+)\s*$/i.exec(authorization)?.[1];
+      if (token === undefined || !keys.isVerified(token)) return tooManyAuthFailures(waitMs);
+    }
+  }
+  res.once('finish', () => {
+    if (res.statusCode === 401) limiter.recordFailure(client);
+  });
+  return undefined;
 }
 
 /** "::ffff:127.0.0.1" (an IPv4 peer on a dual-stack socket) is 127.0.0.1. */

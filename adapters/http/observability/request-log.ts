@@ -1,5 +1,6 @@
+import type { ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import type { Request, RequestHandler, Response } from 'express';
+import type { Request, RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import type { GatewayMetrics } from './metrics';
 import { requestIdOf } from './request-id';
@@ -56,17 +57,21 @@ interface RequestRecord {
   holds: number;
   closed: boolean;
   written: boolean;
+  /** called when a hold is released, to write the line if it was the last */
+  write(): void;
 }
 
-const RECORD = 'tollgateRequestRecord';
+/** Where a response keeps its record: a symbol, so plain node responses (the lean /v1 path) carry one too. */
+const RECORD = Symbol('tollgate.requestRecord');
 
-function recordOf(res: Response): RequestRecord | undefined {
-  const record: unknown = res.locals[RECORD];
-  return typeof record === 'object' && record !== null ? (record as RequestRecord) : undefined;
+type Recorded = ServerResponse & { [RECORD]?: RequestRecord };
+
+function recordOf(res: ServerResponse): RequestRecord | undefined {
+  return (res as Recorded)[RECORD];
 }
 
 /** Adds facts to this request's log line; later calls override earlier fields. */
-export function annotateRequest(res: Response, facts: RequestFacts): void {
+export function annotateRequest(res: ServerResponse, facts: RequestFacts): void {
   const record = recordOf(res);
   if (record) record.facts = { ...record.facts, ...facts };
 }
@@ -76,7 +81,7 @@ export function annotateRequest(res: Response, facts: RequestFacts): void {
  * left: the token count arrives once the upstream is cancelled). The line is written when
  * the response has ended AND every returned release function has been called.
  */
-export function holdRequestLog(res: Response): () => void {
+export function holdRequestLog(res: ServerResponse): () => void {
   const record = recordOf(res);
   if (!record) return () => {};
   record.holds += 1;
@@ -85,7 +90,7 @@ export function holdRequestLog(res: Response): () => void {
     if (released) return;
     released = true;
     record.holds -= 1;
-    res.emit('tollgate:request-log-released');
+    record.write();
   };
 }
 
@@ -96,16 +101,22 @@ export interface ObserveRequestsOptions {
   readonly now?: () => number;
 }
 
-/** Express middleware; mount right after `requestId()`. */
-export function observeRequests(options: ObserveRequestsOptions): RequestHandler {
-  const now = options.now ?? (() => performance.now());
-  return (req, res, next) => {
-    const startedAt = now();
-    const record: RequestRecord = { facts: {}, holds: 0, closed: false, written: false };
-    res.locals[RECORD] = record;
-    let status = 0;
-    let route = 'unmatched';
-    const write = (): void => {
+/**
+ * Starts the record of one request on its response: the log line and the metrics are written
+ * once the response has closed and no hold is left. `routeOf` names the route pattern, asked
+ * when the response closes. Shared by the express middleware and the lean /v1 path.
+ */
+export function recordRequest(res: ServerResponse, options: ObserveRequestsOptions, routeOf: () => string): void {
+  const now = options.now ?? performance.now.bind(performance);
+  const startedAt = now();
+  let status = 0;
+  let route = 'unmatched';
+  const record: RequestRecord = {
+    facts: {},
+    holds: 0,
+    closed: false,
+    written: false,
+    write() {
       if (record.written || !record.closed || record.holds > 0) return;
       record.written = true;
       const { facts } = record;
@@ -114,16 +125,23 @@ export function observeRequests(options: ObserveRequestsOptions): RequestHandler
       if (facts.model !== undefined) {
         options.metrics?.countTokens(facts.model, { input: facts.inputTokens ?? 0, output: facts.outputTokens ?? 0 });
       }
-    };
-    // 'close' follows 'finish' for a completed response and comes alone for an aborted one;
-    // latency is taken when the line is written, so a held line counts the whole work.
-    res.once('close', () => {
-      record.closed = true;
-      status = res.writableFinished ? res.statusCode : CLIENT_CLOSED_REQUEST;
-      route = routeOf(req);
-      write();
-    });
-    res.on('tollgate:request-log-released', write);
+    },
+  };
+  (res as Recorded)[RECORD] = record;
+  // 'close' follows 'finish' for a completed response and comes alone for an aborted one;
+  // latency is taken when the line is written, so a held line counts the whole work.
+  res.once('close', () => {
+    record.closed = true;
+    status = res.writableFinished ? res.statusCode : CLIENT_CLOSED_REQUEST;
+    route = routeOf();
+    record.write();
+  });
+}
+
+/** Express middleware; mount right after `requestId()`. */
+export function observeRequests(options: ObserveRequestsOptions): RequestHandler {
+  return (req, res, next) => {
+    recordRequest(res, options, () => routeOf(req));
     next();
   };
 }

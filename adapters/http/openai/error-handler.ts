@@ -1,6 +1,8 @@
+import type { ServerResponse } from 'node:http';
 import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
 import { requestIdOf } from '../observability/request-id';
+import { writeJson } from '../json-response';
 import { MAX_JSON_DEPTH } from './body-guards';
 import { VersionConflictError } from '../../../src/ports/event-store';
 import { isDatabaseUnavailable } from '../../postgres/unavailable';
@@ -26,17 +28,21 @@ export function notFound(): RequestHandler {
  * and answered with a generic 500, with no stack or detail.
  */
 export function errorHandler(logger: Pick<Logger, 'error'>): ErrorRequestHandler {
-  return (err: unknown, req: Request, res: Response, _next) => {
-    const requestId = requestIdOf(res);
-    const known = isApiError(err) ? err : (fromBodyParser(err) ?? fromDatabaseOutage(err));
-    if (known === undefined) logger.error({ requestId, method: req.method, err: describeForLog(err) }, 'unhandled error');
-    if (res.headersSent) {
-      // Mid-stream there is no JSON answer left to give: end the connection so the client sees it cut.
-      res.destroy();
-      return;
-    }
-    sendApiError(res, known ?? internal(requestId));
-  };
+  return (err: unknown, req: Request, res: Response, _next) => answerError(logger, err, req.method, res);
+}
+
+/** The error handler's work on any node response (shared with the lean /v1 path). */
+export function answerError(logger: Pick<Logger, 'error'>, err: unknown, method: string | undefined, res: ServerResponse): void {
+  const requestId = requestIdOf(res);
+  const known = isApiError(err) ? err : (fromBodyParser(err) ?? fromDatabaseOutage(err));
+  if (known === undefined) logger.error({ requestId, method, err: describeForLog(err) }, 'unhandled error');
+  if (res.headersSent) {
+    // Mid-stream there is no JSON answer left to give: end the connection so the client sees it cut.
+    res.destroy();
+    return;
+  }
+  const error = known ?? internal(requestId);
+  writeJson(res, error.status, error.toBody(), error.headers);
 }
 
 /** What an error thrown by a route or middleware means to a client. Exported for tests. */

@@ -1,8 +1,9 @@
+import type { ServerResponse } from 'node:http';
 import type { Request, Response, Router } from 'express';
 import type { AccountError } from '../../../domain/account';
 import type { MicroUsd } from '../../../domain/money';
 import type { TokenOperation as Operation } from '../../../domain/price-book';
-import type { ApiKeys } from '../../../src/api-keys';
+import type { ApiKeys, VerifiedKey } from '../../../src/api-keys';
 import { serveInference, type Answer, type InferenceExchange, type Refusal, type ServeRequestDeps } from '../../../src/inference/serve-request';
 import { responseSink } from '../../inference';
 import type { RateLimiter, RateLimits } from '../admission/rate-limiter';
@@ -30,6 +31,7 @@ import {
 } from '../openai/requests';
 import { annotateRequest, holdRequestLog } from '../observability/request-log';
 import { requestIdOf } from '../observability/request-id';
+import { writeJson } from '../json-response';
 
 export interface InferenceRouteDeps extends ServeRequestDeps {
   readonly keys: ApiKeys;
@@ -41,6 +43,13 @@ export interface InferenceRouteDeps extends ServeRequestDeps {
 }
 
 type AnyRequestBody = Record<string, unknown> & { model: string; stream?: boolean | null | undefined };
+
+/** Each route's operation, for the lean /v1 path. */
+export const INFERENCE_ROUTES: Readonly<Record<string, Operation>> = {
+  '/v1/chat/completions': 'chat',
+  '/v1/completions': 'completion',
+  '/v1/embeddings': 'embedding',
+};
 
 const parsers: Record<Operation, (body: unknown) => ParsedRequest<AnyRequestBody>> = {
   chat: parseChatCompletionRequest as (body: unknown) => ParsedRequest<AnyRequestBody>,
@@ -57,15 +66,27 @@ const parsers: Record<Operation, (body: unknown) => ParsedRequest<AnyRequestBody
  */
 export function mountInferenceRoutes(router: Router, deps: InferenceRouteDeps): void {
   const auth = authenticate(deps.keys, 'inference');
-  router.post('/v1/chat/completions', auth, (req, res) => serve('chat', req, res, deps));
-  router.post('/v1/completions', auth, (req, res) => serve('completion', req, res, deps));
-  router.post('/v1/embeddings', auth, (req, res) => serve('embedding', req, res, deps));
+  for (const [path, operation] of Object.entries(INFERENCE_ROUTES)) router.post(path, auth, (req, res) => serve(operation, req, res, deps));
 }
 
-async function serve(operation: Operation, req: Request, res: Response, deps: InferenceRouteDeps): Promise<void> {
-  const key = keyOf(res);
+function serve(operation: Operation, req: Request, res: Response, deps: InferenceRouteDeps): Promise<void> {
+  return serveOperation(operation, req.body, keyOf(res), res, deps);
+}
+
+/**
+ * One authenticated request with its parsed JSON body, on any node response: the express route
+ * and the lean /v1 path (adapters/http/lean-v1.ts) both end here. Throws what the error handler
+ * answers.
+ */
+export async function serveOperation(
+  operation: Operation,
+  requestBody: unknown,
+  key: VerifiedKey,
+  res: ServerResponse,
+  deps: InferenceRouteDeps,
+): Promise<void> {
   annotateRequest(res, { accountId: key.accountId, keyPrefix: key.prefix });
-  const parsed = parsers[operation](req.body);
+  const parsed = parsers[operation](requestBody);
   if (!parsed.ok) throw parsed.error;
   const body = parsed.body;
   const refused = await serveInference(
@@ -83,14 +104,14 @@ async function serve(operation: Operation, req: Request, res: Response, deps: In
 }
 
 /** The use case's view of this HTTP exchange. */
-function exchangeOver(res: Response, deps: InferenceRouteDeps, keyId: string, accountId: string): InferenceExchange {
+function exchangeOver(res: ServerResponse, deps: InferenceRouteDeps, keyId: string, accountId: string): InferenceExchange {
   const account = { id: accountId, limits: deps.accountLimits };
   return {
     requestId: requestIdOf(res),
     annotate: (facts) => annotateRequest(res, facts),
     admit(tokens) {
       const admission = deps.limiter.admit(keyId, deps.limits, tokens, account);
-      res.set(admission.headers);
+      for (const name in admission.headers) res.setHeader(name, admission.headers[name]!);
       if (!admission.ok) throw admission.error;
     },
     reconcile: (estimated, actual) => deps.limiter.reconcileTokens(keyId, deps.limits, estimated, actual, account),
@@ -107,7 +128,7 @@ function exchangeOver(res: Response, deps: InferenceRouteDeps, keyId: string, ac
   };
 }
 
-function writeAnswer(res: Response, answer: Answer): void {
+function writeAnswer(res: ServerResponse, answer: Answer): void {
   if (res.destroyed) return;
   switch (answer.kind) {
     case 'end_stream':
@@ -119,18 +140,22 @@ function writeAnswer(res: Response, answer: Answer): void {
       return;
     case 'timed_out': {
       const error = maxDurationReached(answer.maxRequestDurationMs);
-      res.status(error.status).json(error.toBody());
+      writeJson(res, error.status, error.toBody());
       return;
     }
     case 'client_error':
-      if (answer.error.retryAfterSeconds !== undefined) res.set('retry-after', String(answer.error.retryAfterSeconds));
-      res.status(answer.error.status).json(answer.error.body);
+      writeJson(
+        res,
+        answer.error.status,
+        answer.error.body,
+        answer.error.retryAfterSeconds !== undefined ? { 'retry-after': String(answer.error.retryAfterSeconds) } : {},
+      );
       return;
     case 'body':
-      res.json(answer.body);
+      writeJson(res, res.statusCode, answer.body);
       return;
     case 'failed':
-      if (!res.headersSent) res.status(500).json(internal(requestIdOf(res)).toBody());
+      if (!res.headersSent) writeJson(res, 500, internal(requestIdOf(res)).toBody());
       else res.destroy();
       return;
   }

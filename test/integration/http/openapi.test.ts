@@ -154,7 +154,9 @@ describe('the document', () => {
 /** Every route express serves, as "GET /v1/account/keys/{keyId}", read from the app's router. */
 function servedRoutes(gateway: TestGateway): string[] {
   type Layer = { route?: { path: string; methods: Record<string, boolean> }; handle?: { stack?: Layer[] } };
-  const app = gateway.gateway.server.listeners('request')[0] as unknown as { router: { stack: Layer[] } };
+  // The server's listener is the lean /v1 path in front of the express app (adapters/http/app.ts).
+  const listener = gateway.gateway.server.listeners('request')[0] as unknown as { express: { router: { stack: Layer[] } } };
+  const app = listener.express;
   const out: string[] = [];
   const walk = (stack: readonly Layer[]) => {
     for (const layer of stack) {
