@@ -14,5 +14,5 @@ export {
   countTextTokens,
   warmUpTokenizer,
 } from './tokens';
-export { AudioAdapter, readAudioDuration, readAudioUsage } from './audio';
+export { AudioAdapter, holdWhole, readAudioDuration, readAudioUsage, UploadFailed } from './audio';
 export type { AudioDispatchResult, AudioFile, AudioOutcomeKind, ByteSink, ReportedAudioUsage, SpeechToTextOperation, SpeechToTextRequest } from './audio';

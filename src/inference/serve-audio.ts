@@ -3,9 +3,11 @@ import { accountStreamId, type AccountError, type RequestMetadata } from '../../
 import type { RequestOutcome, TokenUsage } from '../../domain/charge-policy';
 import { estimateReservation } from '../../domain/estimate';
 import type { MicroUsd } from '../../domain/money';
-import { PRICE_BOOK_STREAM_ID, priceInForce, type AudioOperation } from '../../domain/price-book';
+import { PRICE_BOOK_STREAM_ID, priceInForce, type AudioOperation, type PriceInForce } from '../../domain/price-book';
 import {
+  countTextTokens,
   readAudioDuration,
+  UploadFailed,
   type AudioAdapter,
   type AudioDispatchResult,
   type AudioFile,
@@ -34,6 +36,21 @@ export interface ServeAudioDeps extends Omit<ServeRequestDeps, 'inference'> {
 export const DEFAULT_MAX_AUDIO_SECONDS = 1_800;
 export const DEFAULT_MAX_INPUT_CHARACTERS = 4_096;
 
+/**
+ * Audio input tokens a second, for token-priced speech to text (gpt-4o-transcribe style) before
+ * the upstream reports its count: OpenAI prices gpt-4o-transcribe at $6 per million audio input
+ * tokens and about $0.006 a minute, so 1,000 tokens a minute, 16.7 a second, taken up to 17. The
+ * reservation holds this many input tokens for the file's duration (plus the output cap); the
+ * settlement uses the upstream's reported tokens, and this estimate only when it reports none.
+ * Rate limits count the same estimate as the request's tokens.
+ */
+export const AUDIO_TOKENS_PER_SECOND = 17;
+
+/** The estimated audio input tokens of `seconds` of audio, rounded up. */
+export function estimatedAudioTokens(seconds: number): number {
+  return Math.ceil(seconds * AUDIO_TOKENS_PER_SECOND);
+}
+
 export type AudioInput =
   | {
       readonly operation: SpeechToTextOperation;
@@ -56,6 +73,8 @@ export type AudioRefusal =
   | { readonly kind: 'model_not_found'; readonly model: string }
   | { readonly kind: 'upstream_unavailable' }
   | { readonly kind: 'unreadable_audio' }
+  /** the upload failed before anything was reserved (over the limit, broken off, a bad field after the file) */
+  | { readonly kind: 'upload_failed'; readonly failure: UploadFailed }
   | { readonly kind: 'audio_too_long'; readonly seconds: number; readonly maxSeconds: number }
   | { readonly kind: 'input_too_long'; readonly characters: number; readonly maxCharacters: number }
   | { readonly kind: 'at_capacity'; readonly retryAfterSeconds: number }
@@ -66,14 +85,22 @@ export type AudioAnswer =
   | { readonly kind: 'timed_out'; readonly maxRequestDurationMs: number }
   | { readonly kind: 'client_error'; readonly error: ClientError }
   | { readonly kind: 'body'; readonly contentType: string; readonly bytes: Uint8Array }
+  /** the upload failed mid-stream: the upstream request was aborted, the reservation released */
+  | { readonly kind: 'upload_failed'; readonly failure: UploadFailed }
   | { readonly kind: 'failed' };
 
 /** The route's side of one audio request. */
 export interface AudioExchange {
   readonly requestId: string;
   annotate(facts: { model?: string }): void;
-  /** rate limits (requests per minute; an audio request counts no tokens): throws the route's refusal */
-  admit(): void;
+  /**
+   * rate limits: one request, and `tokens` against tokens-per-minute limits (speech to text: the
+   * audio's estimated input tokens, see AUDIO_TOKENS_PER_SECOND; speech: the input's text tokens).
+   * Throws the route's refusal.
+   */
+  admit(tokens: number): void;
+  /** the token count admitted, corrected once the upstream reported its own */
+  reconcile(estimated: number, actual: number): void;
   sink(): ByteSink;
   onClientGone(listener: () => void): () => void;
   holdLog(): () => void;
@@ -101,20 +128,27 @@ export async function serveAudio(deps: ServeAudioDeps, input: AudioInput, exchan
   let audioMilliseconds = 0n;
   let measuredSeconds = 0;
   let characters = 0;
+  let file: AudioFile | undefined;
+  // What the rate limits count as this request's tokens.
+  let admittedTokens: number;
   if (input.operation === 'speech') {
     characters = countCharacters(input.body.input);
     const maxCharacters = spec.maxInputCharacters ?? DEFAULT_MAX_INPUT_CHARACTERS;
     if (characters > maxCharacters) return { kind: 'input_too_long', characters, maxCharacters };
+    admittedTokens = countTextTokens(input.body.input);
   } else {
+    // A streamed file's duration from its header, before anything is reserved.
     const duration = await readAudioDuration(input.file);
-    if (!duration.ok) return { kind: 'unreadable_audio' };
+    if (!duration.ok) return duration.failure ? { kind: 'upload_failed', failure: duration.failure } : { kind: 'unreadable_audio' };
+    file = duration.file;
     measuredSeconds = duration.seconds;
     const maxSeconds = spec.maxAudioSeconds ?? DEFAULT_MAX_AUDIO_SECONDS;
     if (duration.seconds > maxSeconds) return { kind: 'audio_too_long', seconds: duration.seconds, maxSeconds };
     audioMilliseconds = BigInt(Math.ceil(duration.seconds * 1_000));
+    admittedTokens = estimatedAudioTokens(duration.seconds);
   }
 
-  exchange.admit();
+  exchange.admit(admittedTokens);
   const slot = deps.inference.tryAcquire(model);
   if (slot.kind === 'unknown_model') return { kind: 'upstream_unavailable' };
   if (slot.kind === 'at_capacity') return { kind: 'at_capacity', retryAfterSeconds: slot.retryAfterSeconds };
@@ -124,8 +158,10 @@ export async function serveAudio(deps: ServeAudioDeps, input: AudioInput, exchan
   const metadata = commandMetadata(key, exchange.requestId, reservationId);
   // Speech to text may also be token-priced (gpt-4o-transcribe style): its text output is capped like chat's.
   const maxOutputTokens = input.operation === 'speech' ? 0n : BigInt(Math.min(Number(book.models.get(model)!.maxOutputTokens), spec.maxOutputTokens));
+  // Token-priced speech to text holds its estimated audio input tokens too.
+  const audioTokens = input.operation === 'speech' || price.value.inputPerMillion === 0n ? 0n : BigInt(estimatedAudioTokens(measuredSeconds));
   const { amount, maximumCost } = estimateReservation({
-    promptTokens: 0n,
+    promptTokens: audioTokens,
     maxOutputTokens: price.value.outputPerMillion > 0n ? maxOutputTokens : 0n,
     audioMilliseconds,
     inputCharacters: BigInt(characters),
@@ -182,14 +218,16 @@ export async function serveAudio(deps: ServeAudioDeps, input: AudioInput, exchan
     result =
       input.operation === 'speech'
         ? await deps.audio.speak(lease, input.body, options)
-        : await deps.audio.transcribe(lease, { operation: input.operation, file: input.file, fields: input.fields, stream: input.stream }, options);
-    const usage = input.operation === 'speech' ? speechUsage(result, characters) : speechToTextUsage(result, measuredSeconds, audioMilliseconds);
+        : await deps.audio.transcribe(lease, { operation: input.operation, file: file!, fields: input.fields, stream: input.stream }, options);
+    const usage = input.operation === 'speech' ? speechUsage(result, characters) : speechToTextUsage(result, measuredSeconds, audioMilliseconds, price.value);
     outcome = toAudioOutcome(operation, result, usage, abort.signal.aborted);
+    if (result.reported?.kind === 'tokens') exchange.reconcile(admittedTokens, result.reported.inputTokens + result.reported.outputTokens);
     if (overran && outcome.kind === 'client_disconnected') outcome = { kind: 'max_duration_reached', producedSoFar: outcome.producedSoFar };
     if (overran && outcome.kind === 'completed_after_disconnect') outcome = { kind: 'completed', usage: outcome.usage };
     // An upstream cut mid-stream cuts the client's answer too (the connection is reset), so a
     // client never takes truncated audio or events for a whole answer.
-    if (result.streamStarted) exchange.answer(result.kind === 'cut' ? { kind: 'failed' } : { kind: 'end_stream' });
+    if (result.kind === 'upload_failed') exchange.answer({ kind: 'upload_failed', failure: result.uploadFailure ?? new UploadFailed('broken_off') });
+    else if (result.streamStarted) exchange.answer(result.kind === 'cut' ? { kind: 'failed' } : { kind: 'end_stream' });
     else if (overran && !result.clientError && result.body === undefined)
       exchange.answer({ kind: 'timed_out', maxRequestDurationMs: deps.maxRequestDurationMs ?? 0 });
     else if (result.clientError) exchange.answer({ kind: 'client_error', error: result.clientError });
@@ -220,9 +258,17 @@ export async function serveAudio(deps: ServeAudioDeps, input: AudioInput, exchan
 /**
  * Transcription and translation: the upstream's reported duration (never more than the file's own
  * duration rounded up to the whole second, the most an honest upstream reports) or its reported
- * tokens; else the duration measured from the header, marked estimated.
+ * tokens; else the duration measured from the header, marked estimated, and for a model priced
+ * by the token only (no per-second price) the audio's estimated input tokens with it
+ * (AUDIO_TOKENS_PER_SECOND): a token-priced request the upstream reported nothing for (cut short
+ * by its client, or answered without usage) is charged for the audio it took in.
  */
-export function speechToTextUsage(result: Pick<AudioDispatchResult, 'reported'>, measuredSeconds: number, measuredMilliseconds: bigint): TokenUsage {
+export function speechToTextUsage(
+  result: Pick<AudioDispatchResult, 'reported'>,
+  measuredSeconds: number,
+  measuredMilliseconds: bigint,
+  price: Pick<PriceInForce, 'inputPerMillion' | 'perAudioSecond'>,
+): TokenUsage {
   const reported = result.reported;
   if (reported?.kind === 'tokens') {
     return { inputTokens: BigInt(reported.inputTokens), outputTokens: BigInt(reported.outputTokens), estimated: false };
@@ -232,7 +278,9 @@ export function speechToTextUsage(result: Pick<AudioDispatchResult, 'reported'>,
     const reportedMs = Math.ceil(reported.seconds * 1_000);
     return { inputTokens: 0n, outputTokens: 0n, estimated: false, audioMilliseconds: BigInt(Math.min(reportedMs, ceilingMs)) };
   }
-  return { inputTokens: 0n, outputTokens: 0n, estimated: true, audioMilliseconds: measuredMilliseconds };
+  const tokenPriced = price.perAudioSecond === 0n && price.inputPerMillion > 0n;
+  const inputTokens = tokenPriced ? BigInt(estimatedAudioTokens(measuredSeconds)) : 0n;
+  return { inputTokens, outputTokens: 0n, estimated: true, audioMilliseconds: measuredMilliseconds };
 }
 
 /**
@@ -266,6 +314,9 @@ function toAudioOutcome(operation: AudioOperation, result: AudioDispatchResult, 
       // the share cannot be measured, and the failure is not the customer's: released.
       if (operation === 'speech' && result.streamStarted && result.declaredBytes !== undefined) return { kind: 'upstream_error', tokens: usage };
       return { kind: 'upstream_error', tokens: null };
+    case 'upload_failed':
+      // The upstream never had the whole file: nothing was produced, nothing is charged.
+      return { kind: 'upload_incomplete' };
     case 'upstream_error':
     case 'upstream_unavailable':
       // Released by the charge policy: no output the customer can use.
