@@ -88,7 +88,7 @@ const FORM_ALLOWANCE_BYTES = 64 * 1_024;
 const HEAD_BYTES = 64 * 1_024;
 
 /** 413 in OpenAI's shape. */
-function uploadTooLarge(maxBytes: number, headers: Record<string, string> = {}): ApiError {
+function uploadTooLarge(maxBytes: number, closeConnection: boolean): ApiError {
   const mb = Math.round((maxBytes / 1_048_576) * 10) / 10;
   return new ApiError(
     413,
@@ -96,8 +96,9 @@ function uploadTooLarge(maxBytes: number, headers: Record<string, string> = {}):
     'request_too_large',
     'file',
     `The audio file is larger than this gateway's limit of ${mb} MB (${maxBytes} bytes); the form's other fields may add at most ${FORM_ALLOWANCE_BYTES} bytes.`,
-    // The rest of the upload is not read: the connection closes after the answer.
-    { connection: 'close', ...headers },
+    // Refused by its Content-Length, the upload is not read: the connection closes after the
+    // answer. Past the limit mid-stream, the rest is read and dropped (see readForm).
+    closeConnection ? { connection: 'close' } : {},
   );
 }
 
@@ -119,7 +120,7 @@ function readForm(req: Request, maxBytes: number, operation: SpeechToTextOperati
     return Promise.reject(invalidRequest('Send the audio as multipart/form-data with a file field.', null, 'invalid_value'));
   }
   const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > maxBytes + FORM_ALLOWANCE_BYTES) return Promise.reject(uploadTooLarge(maxBytes));
+  if (Number.isFinite(declared) && declared > maxBytes + FORM_ALLOWANCE_BYTES) return Promise.reject(uploadTooLarge(maxBytes, true));
   let parser: busboy.Busboy;
   try {
     parser = busboy({
@@ -261,7 +262,7 @@ function trailingError(
 /** The client's answer for an upload that failed. */
 function formError(failure: unknown, maxBytes: number): ApiError {
   if (failure instanceof UploadFailed) {
-    if (failure.reason === 'too_large') return uploadTooLarge(maxBytes);
+    if (failure.reason === 'too_large') return uploadTooLarge(maxBytes, false);
     if (failure.reason === 'invalid_form' && failure.detail instanceof ApiError) return failure.detail;
   }
   return invalidRequest('The upload ended before the form was complete.', null, 'invalid_value');
