@@ -715,6 +715,40 @@ describe('streamed transcription cut mid-way (the charge policy rows)', () => {
   });
 });
 
+describe('rate limits count audio', () => {
+  let limited: TestGateway;
+  const frozen = Date.now();
+
+  beforeAll(async () => {
+    // Room for one transcription's estimated audio tokens, not two; the limiter's clock stands
+    // still, so nothing refills between the requests.
+    const tokens = Number(estimatedTokens(speechWav));
+    limited = await startTestGateway({
+      models: [{ id: 'whisper', upstreams: [{ baseUrl: server.baseUrl, capacity: 4 }], maxOutputTokens: 256, operations: ['transcription'] }],
+      env: { TOLLGATE_RATE_LIMIT_TPM: String(Math.floor(tokens * 1.5)) },
+      admissionClock: () => frozen,
+    });
+    await priceModel(limited.gateway.ledger, 'whisper', { transcription: whisperPrice });
+  });
+
+  afterAll(async () => {
+    await limited?.stop();
+  });
+
+  it("counts a transcription's estimated audio tokens against the tokens-per-minute limit", async () => {
+    const accountId = await openAccount(limited.gateway.ledger, { topUpUsd: '10' });
+    const { secret } = await issueKey(limited.gateway.keys, accountId);
+    const client = openAiClient(limited.url, secret);
+    const first = await client.audio.transcriptions.create({ file: createReadStream(speechFile), model: 'whisper' });
+    expect(first.text).toBe(TRANSCRIPT);
+    const error = (await rejectionOf(client.audio.transcriptions.create({ file: createReadStream(speechFile), model: 'whisper' }))) as InstanceType<
+      typeof OpenAI.APIError
+    >;
+    expect(error.status).toBe(429);
+    expect(error.message).toContain('tokens per minute');
+  });
+});
+
 describe('zero retention for audio', () => {
   it('keeps the canary (spoken, in the metadata, in prompt) out of every event, log line and table', async () => {
     // Every test above sent it; the upstream really received it.
