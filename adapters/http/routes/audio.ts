@@ -6,7 +6,7 @@ import { serveAudio, type AudioAnswer, type AudioExchange, type AudioRefusal, ty
 import { UploadFailed, type AudioFile, type ByteSink, type SpeechToTextOperation } from '../../inference';
 import type { RateLimiter, RateLimits } from '../admission/rate-limiter';
 import { authenticate, keyOf } from '../auth';
-import { ApiError, internal, invalidRequest, modelNotFound, upstreamAtCapacity, upstreamUnavailable } from '../openai/errors';
+import { ApiError, internal, invalidRequest, modelNotAllowed, modelNotFound, modelRetired, upstreamAtCapacity, upstreamUnavailable } from '../openai/errors';
 import { parseSpeechRequest, parseSpeechToTextFields } from '../openai/requests';
 import { annotateRequest, holdRequestLog } from '../observability/request-log';
 import { requestIdOf } from '../observability/request-id';
@@ -435,6 +435,10 @@ function refusalError(refused: AudioRefusal, maxBytes: number): ApiError {
   switch (refused.kind) {
     case 'model_not_found':
       return modelNotFound(refused.model);
+    case 'model_not_allowed':
+      return modelNotAllowed(refused.model);
+    case 'model_retired':
+      return modelRetired(refused.model, refused.retiredAt);
     case 'upstream_unavailable':
       return upstreamUnavailable();
     case 'upload_failed':
