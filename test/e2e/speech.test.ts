@@ -715,6 +715,41 @@ describe('streamed transcription cut mid-way (the charge policy rows)', () => {
   });
 });
 
+describe("a key's limits on the audio routes", () => {
+  async function limitedKey(limits: unknown): Promise<{ accountId: string; client: OpenAI }> {
+    const accountId = await openAccount(gw.gateway.ledger, { topUpUsd: '10' });
+    const manager = await issueKey(gw.gateway.keys, accountId, ['account_read', 'account_write']);
+    const worker = await issueKey(gw.gateway.keys, accountId);
+    const response = await fetch(`${gw.url}/v1/account/keys/${worker.keyId}/limits`, {
+      method: 'PATCH',
+      headers: { authorization: `Bearer ${manager.secret}`, 'content-type': 'application/json' },
+      body: JSON.stringify(limits),
+    });
+    expect(response.status).toBe(200);
+    return { accountId, client: openAiClient(gw.url, worker.secret) };
+  }
+
+  it('a model outside the allowlist: 403 model_not_allowed, nothing reserved', async () => {
+    const { accountId, client } = await limitedKey({ allowed_models: ['tts'] });
+    const error = (await rejectionOf(client.audio.transcriptions.create({ file: createReadStream(speechFile), model: 'whisper' }))) as InstanceType<
+      typeof OpenAI.APIError
+    >;
+    expect(error.status).toBe(403);
+    expect(error.code).toBe('model_not_allowed');
+    expect(requestEvents(await accountEvents(gw.gateway.ledger, accountId))).toEqual([]);
+  });
+
+  it("the key's spend limit refuses a reservation it cannot hold: 429 key_spend_limit_reached", async () => {
+    const { accountId, client } = await limitedKey({ spend_limit: { period: 'day', amount_usd: '0.00' } });
+    const error = (await rejectionOf(client.audio.transcriptions.create({ file: createReadStream(speechFile), model: 'whisper' }))) as InstanceType<
+      typeof OpenAI.APIError
+    >;
+    expect(error.status).toBe(429);
+    expect(error.code).toBe('key_spend_limit_reached');
+    expect(eventsOfType(await accountEvents(gw.gateway.ledger, accountId), 'ReservationPlaced')).toEqual([]);
+  });
+});
+
 describe('rate limits count audio', () => {
   let limited: TestGateway;
   const frozen = Date.now();
