@@ -4,6 +4,7 @@ import { parseBuffer, parseStream } from 'music-metadata';
 import { Pool } from 'undici';
 import type { Dispatcher } from 'undici';
 import type { Lease, UpstreamSlot } from './capacity';
+import type { ByteSink } from './sink';
 import type { ModelSpec } from './models-file';
 import { clientError, type ClientError } from './outcome';
 import { isRecord } from './upstream-payload';
@@ -63,14 +64,6 @@ export interface SpeechToTextRequest {
   /** the client's other form fields (model, language, prompt, response_format, ...), as sent */
   readonly fields: ReadonlyArray<readonly [string, string]>;
   readonly stream: boolean;
-}
-
-/** Where audio bytes or SSE events go; opened once, before the first chunk. */
-export interface ByteSink {
-  open(contentType: string): void;
-  /** false: buffer full, wait for drain */
-  write(chunk: Uint8Array): boolean;
-  waitForDrain(): Promise<void>;
 }
 
 /** What the upstream reported having processed, if anything. */

@@ -3,13 +3,14 @@ import busboy from 'busboy';
 import type { Request, Response, Router } from 'express';
 import type { ApiKeys } from '../../../src/api-keys';
 import { serveAudio, type AudioAnswer, type AudioExchange, type AudioRefusal, type ServeAudioDeps } from '../../../src/inference/serve-audio';
-import { UploadFailed, type AudioFile, type ByteSink, type SpeechToTextOperation } from '../../inference';
+import { byteSink, UploadFailed, type AudioFile, type SpeechToTextOperation } from '../../inference';
 import type { RateLimiter, RateLimits } from '../admission/rate-limiter';
 import { authenticate, keyOf } from '../auth';
-import { ApiError, internal, invalidRequest, modelNotAllowed, modelNotFound, modelRetired, upstreamAtCapacity, upstreamUnavailable } from '../openai/errors';
+import { ApiError, invalidRequest, modelNotAllowed, modelNotFound, modelRetired, upstreamAtCapacity, upstreamUnavailable } from '../openai/errors';
 import { parseSpeechRequest, parseSpeechToTextFields } from '../openai/requests';
 import { annotateRequest, holdRequestLog } from '../observability/request-log';
 import { requestIdOf } from '../observability/request-id';
+import { writeCommonAnswer } from './answers';
 import { refusal } from './inference';
 
 export interface AudioRouteDeps extends ServeAudioDeps {
@@ -363,55 +364,9 @@ function exchangeOver(res: Response, deps: AudioRouteDeps, keyId: string, accoun
   };
 }
 
-function byteSink(res: Response): ByteSink {
-  return {
-    open(contentType) {
-      res.statusCode = 200;
-      res.setHeader('content-type', contentType);
-      res.setHeader('cache-control', 'no-cache');
-      res.setHeader('x-accel-buffering', 'no');
-    },
-    write(chunk) {
-      if (res.destroyed || res.writableEnded) return true;
-      return res.write(chunk);
-    },
-    waitForDrain() {
-      if (res.destroyed || res.writableEnded || !res.writableNeedDrain) return Promise.resolve();
-      return new Promise((resolve) => {
-        const done = () => {
-          res.off('drain', done);
-          res.off('close', done);
-          resolve();
-        };
-        res.on('drain', done);
-        res.on('close', done);
-      });
-    },
-  };
-}
-
 function writeAnswer(res: Response, answer: AudioAnswer, maxBytes: number): void {
   if (res.destroyed) return;
   switch (answer.kind) {
-    case 'end_stream':
-      res.end();
-      return;
-    case 'timed_out': {
-      const seconds = Math.round(answer.maxRequestDurationMs / 1_000);
-      const error = new ApiError(
-        504,
-        'server_error',
-        'request_timeout',
-        null,
-        `The request ran longer than this gateway's maximum request duration (${seconds} s) and was ended.`,
-      );
-      res.status(error.status).json(error.toBody());
-      return;
-    }
-    case 'client_error':
-      if (answer.error.retryAfterSeconds !== undefined) res.set('retry-after', String(answer.error.retryAfterSeconds));
-      res.status(answer.error.status).json(answer.error.body);
-      return;
     case 'body':
       res.status(200).set('content-type', answer.contentType).end(Buffer.from(answer.bytes));
       return;
@@ -424,10 +379,8 @@ function writeAnswer(res: Response, answer: AudioAnswer, maxBytes: number): void
       res.status(error.status).set(error.headers).json(error.toBody());
       return;
     }
-    case 'failed':
-      if (!res.headersSent) res.status(500).json(internal(requestIdOf(res)).toBody());
-      else res.destroy();
-      return;
+    default:
+      writeCommonAnswer(res, answer);
   }
 }
 

@@ -7,10 +7,10 @@ import { serveInference, type Answer, type InferenceExchange, type Refusal, type
 import { responseSink } from '../../inference';
 import type { RateLimiter, RateLimits } from '../admission/rate-limiter';
 import { authenticate, keyOf } from '../auth';
+import { writeCommonAnswer } from './answers';
 import {
   ApiError,
   insufficientQuota,
-  internal,
   keySpendLimitReached,
   modelNotAllowed,
   type ReservationBasis,
@@ -108,35 +108,8 @@ function exchangeOver(res: Response, deps: InferenceRouteDeps, keyId: string, ac
 }
 
 function writeAnswer(res: Response, answer: Answer): void {
-  if (res.destroyed) return;
-  switch (answer.kind) {
-    case 'end_stream':
-      res.end();
-      return;
-    case 'timed_out': {
-      const seconds = Math.round(answer.maxRequestDurationMs / 1_000);
-      const error = new ApiError(
-        504,
-        'server_error',
-        'request_timeout',
-        null,
-        `The request ran longer than this gateway's maximum request duration (${seconds} s) and was ended.`,
-      );
-      res.status(error.status).json(error.toBody());
-      return;
-    }
-    case 'client_error':
-      if (answer.error.retryAfterSeconds !== undefined) res.set('retry-after', String(answer.error.retryAfterSeconds));
-      res.status(answer.error.status).json(answer.error.body);
-      return;
-    case 'body':
-      res.json(answer.body);
-      return;
-    case 'failed':
-      if (!res.headersSent) res.status(500).json(internal(requestIdOf(res)).toBody());
-      else res.destroy();
-      return;
-  }
+  if (answer.kind !== 'body') writeCommonAnswer(res, answer);
+  else if (!res.destroyed) res.json(answer.body);
 }
 
 function refusalError(refused: Refusal): ApiError {
