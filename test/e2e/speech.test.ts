@@ -599,6 +599,30 @@ describe('the upload streamed to the upstream', () => {
     expect(eventsOfType(events, 'ReservationSettled')).toEqual([]);
   });
 
+  it('a field before the file that is too long: 400 before anything is reserved', async () => {
+    const { accountId, secret } = await customer();
+    const upload = rawUpload(secret);
+    await upload.write(Buffer.concat([part('model', 'whisper'), part('prompt', 'x'.repeat(70_000)), fileStart, speechWav, fileEnd, closing]));
+    upload.end();
+    const { status, body } = await upload.response;
+    expect(status).toBe(400);
+    expect(JSON.parse(body).error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_value' });
+    expect(requestEvents(await accountEvents(gw.gateway.ledger, accountId))).toEqual([]);
+  });
+
+  it('a field after the file that is not valid: the upload fails, 400, the reservation released, nothing charged', async () => {
+    const { accountId, secret } = await customer();
+    const upload = rawUpload(secret);
+    await upload.write(Buffer.concat([part('model', 'whisper'), fileStart, speechWav, fileEnd, part('stream', 'true'), closing]));
+    upload.end();
+    const { status, body } = await upload.response;
+    expect(status).toBe(400);
+    expect(JSON.parse(body).error).toMatchObject({ type: 'invalid_request_error', param: 'stream', code: 'invalid_value' });
+    const [release] = await released(accountId);
+    expect(release!.data.reason).toBe('upload_incomplete');
+    expect(eventsOfType(await accountEvents(gw.gateway.ledger, accountId), 'ReservationSettled')).toEqual([]);
+  });
+
   it('a Content-Length over the limit: 413 before the body is read, nothing reserved', async () => {
     const { accountId, secret } = await customer();
     const upload = rawUpload(secret, { 'content-length': String(MAX_AUDIO_BYTES + 64 * 1_024 + 1) });

@@ -197,6 +197,13 @@ function readForm(req: Request, maxBytes: number, operation: SpeechToTextOperati
       }
       readHead().then(
         ({ head, whole }) => {
+          if (fieldError) {
+            // A field before the file was too long: refused before anything is reserved.
+            streaming = false;
+            discard();
+            reject(fieldError);
+            return;
+          }
           const upload = reader!;
           const trailingFields = async () => {
             await formEnded;
