@@ -1,7 +1,10 @@
-import { parseBuffer } from 'music-metadata';
-import { FormData, Pool } from 'undici';
+import { randomBytes } from 'node:crypto';
+import { PassThrough, Readable } from 'node:stream';
+import { parseBuffer, parseStream } from 'music-metadata';
+import { Pool } from 'undici';
 import type { Dispatcher } from 'undici';
 import type { Lease, UpstreamSlot } from './capacity';
+import type { ByteSink } from './sink';
 import type { ModelSpec } from './models-file';
 import { clientError, type ClientError } from './outcome';
 import { isRecord } from './upstream-payload';
@@ -10,16 +13,49 @@ import { isRecord } from './upstream-payload';
  * The audio routes' side of the upstream: OpenAI-compatible speech servers (vLLM serving Whisper,
  * speaches, OpenAI itself). Transcription and translation send the file as multipart form data and
  * read back JSON, text, SRT or VTT (or an SSE stream); speech sends JSON and relays audio bytes as
- * they arrive. The file lives in memory only, for the one request: never on disk, never logged.
+ * they arrive. The file passes through memory only, for the one request: never on disk, never
+ * logged; a streamed upload is sent on as it arrives (see AudioFile).
  */
 
 export type SpeechToTextOperation = 'transcription' | 'translation';
 
+/**
+ * The uploaded file. Held whole in memory (`rest` undefined: `head` is the file), or streamed:
+ * `head` is its first bytes, read before anything was reserved, and `rest` the remainder, read
+ * from the client only as fast as the upstream takes it (never on disk, never logged).
+ */
 export interface AudioFile {
-  readonly bytes: Uint8Array;
   /** the client's file name: sent on to the upstream (which reads the format from it), never logged */
   readonly filename: string;
   readonly mimeType: string;
+  readonly head: Uint8Array;
+  /** the bytes after `head`, as the client sends them; throws UploadFailed when the upload fails */
+  readonly rest?: AsyncIterable<Uint8Array>;
+  /** the form's fields that came after the file, once the upload has ended; rejects with UploadFailed */
+  readonly trailingFields?: () => Promise<ReadonlyArray<readonly [string, string]>>;
+}
+
+/**
+ * An upload that did not arrive whole: over the size limit mid-stream, broken off by the client,
+ * or a form field after the file that is not valid (`detail`: the route's own error for it).
+ */
+export class UploadFailed extends Error {
+  constructor(
+    readonly reason: 'too_large' | 'broken_off' | 'invalid_form',
+    readonly detail?: unknown,
+  ) {
+    super(`upload failed: ${reason}`);
+    this.name = 'UploadFailed';
+  }
+}
+
+/** The file held whole: the rest of a streamed upload read into memory (bounded by the upload limit). */
+export async function holdWhole(file: AudioFile): Promise<AudioFile> {
+  if (!file.rest) return file;
+  const chunks: Uint8Array[] = [file.head];
+  for await (const chunk of file.rest) chunks.push(chunk);
+  const { rest: _rest, ...held } = file;
+  return { ...held, head: Buffer.concat(chunks) };
 }
 
 export interface SpeechToTextRequest {
@@ -30,20 +66,12 @@ export interface SpeechToTextRequest {
   readonly stream: boolean;
 }
 
-/** Where audio bytes or SSE events go; opened once, before the first chunk. */
-export interface ByteSink {
-  open(contentType: string): void;
-  /** false: buffer full, wait for drain */
-  write(chunk: Uint8Array): boolean;
-  waitForDrain(): Promise<void>;
-}
-
 /** What the upstream reported having processed, if anything. */
 export type ReportedAudioUsage =
   | { readonly kind: 'duration'; readonly seconds: number }
   | { readonly kind: 'tokens'; readonly inputTokens: number; readonly outputTokens: number };
 
-export type AudioOutcomeKind = 'completed' | 'upstream_error' | 'upstream_unavailable' | 'cut' | 'client_disconnected';
+export type AudioOutcomeKind = 'completed' | 'upstream_error' | 'upstream_unavailable' | 'cut' | 'client_disconnected' | 'upload_failed';
 
 export interface AudioDispatchResult {
   readonly kind: AudioOutcomeKind;
@@ -62,27 +90,57 @@ export interface AudioDispatchResult {
   readonly bytesRelayed: number;
   /** speech: the length the upstream declared (content-length), when it did */
   readonly declaredBytes?: number;
+  /** upload_failed: why the file did not reach the upstream whole (the upstream request was aborted) */
+  readonly uploadFailure?: UploadFailed;
 }
 
-export type AudioDuration = { readonly ok: true; readonly seconds: number } | { readonly ok: false };
+export type AudioDuration = { readonly ok: true; readonly seconds: number; readonly file: AudioFile } | { readonly ok: false; readonly failure?: UploadFailed };
 
 /**
- * The audio's duration from its header (music-metadata; for MP3 without a header frame it scans
- * the frames). Not ok when the bytes are not audio it can read, or carry no duration.
+ * The audio's duration, before anything is reserved. A streamed file's is read from its header
+ * alone (WAV, FLAC, MP3 with a Xing/Info/VBRI frame, WebM...: music-metadata on `head`, told
+ * no size, so it takes the header's word rather than measuring the bytes it has); a file whose
+ * header holds no duration (MP3 without a header frame, MP4 with its index at the end, Ogg) is
+ * then held whole, up to the upload limit, and measured. Not ok when the bytes are not audio it
+ * can read, or carry no duration; with `failure` when the upload failed while being held.
  */
 export async function readAudioDuration(file: AudioFile): Promise<AudioDuration> {
+  if (file.rest) {
+    const seconds = await headerDuration(file);
+    if (seconds !== undefined) return { ok: true, seconds, file };
+    try {
+      file = await holdWhole(file);
+    } catch (error) {
+      if (error instanceof UploadFailed) return { ok: false, failure: error };
+      throw error;
+    }
+  }
   try {
     const metadata = await parseBuffer(
-      file.bytes,
-      { mimeType: file.mimeType, path: file.filename, size: file.bytes.length },
+      file.head,
+      { mimeType: file.mimeType, path: file.filename, size: file.head.length },
       { duration: true, skipCovers: true },
     );
-    const seconds = metadata.format.duration;
-    if (seconds === undefined || !Number.isFinite(seconds) || seconds <= 0) return { ok: false };
-    return { ok: true, seconds };
+    const seconds = validSeconds(metadata.format.duration);
+    return seconds === undefined ? { ok: false } : { ok: true, seconds, file };
   } catch {
     return { ok: false };
   }
+}
+
+async function headerDuration(file: AudioFile): Promise<number | undefined> {
+  try {
+    const head = new PassThrough();
+    head.end(file.head);
+    const metadata = await parseStream(head, { mimeType: file.mimeType, path: file.filename }, { duration: false, skipCovers: true });
+    return validSeconds(metadata.format.duration);
+  } catch {
+    return undefined;
+  }
+}
+
+function validSeconds(seconds: number | undefined): number | undefined {
+  return seconds === undefined || !Number.isFinite(seconds) || seconds <= 0 ? undefined : seconds;
 }
 
 const paths: Record<SpeechToTextOperation | 'speech', string> = {
@@ -113,19 +171,24 @@ export class AudioAdapter {
     request: SpeechToTextRequest,
     options: { signal: AbortSignal; requestId: string; sink: ByteSink },
   ): Promise<AudioDispatchResult> {
+    const upload = { done: false, failure: undefined as UploadFailed | undefined };
     try {
-      const form = new FormData();
-      const upstreamModel = upstreamModelOf(lease.model, lease.slot);
-      for (const [name, value] of request.fields) form.append(name, name === 'model' ? upstreamModel : value);
-      form.append('file', new Blob([request.file.bytes], { type: request.file.mimeType }), request.file.filename);
-      return await this.run(
+      const boundary = `----tollgate${randomBytes(12).toString('hex')}`;
+      const body = multipartBody(boundary, request, upstreamModelOf(lease.model, lease.slot), upload);
+      const result = await this.run(
         lease.slot,
         paths[request.operation],
-        form,
+        { contentType: `multipart/form-data; boundary=${boundary}`, body },
         request.stream ? 'text/event-stream' : '*/*',
         options,
         request.stream ? 'sse' : 'whole',
       );
+      // The client's upload failed (over the limit, broken off) before the upstream had the whole
+      // file: the upstream request was aborted for it.
+      if (upload.failure || (result.kind === 'client_disconnected' && !upload.done)) {
+        return { ...result, kind: 'upload_failed', uploadFailure: upload.failure ?? new UploadFailed('broken_off'), streamStarted: false };
+      }
+      return result;
     } finally {
       lease.release();
     }
@@ -148,7 +211,7 @@ export class AudioAdapter {
   private async run(
     slot: UpstreamSlot,
     path: string,
-    body: FormData | string,
+    body: string | { readonly contentType: string; readonly body: AsyncIterable<Uint8Array> },
     accept: string,
     options: { signal: AbortSignal; requestId: string; sink: ByteSink },
     mode: 'whole' | 'sse' | 'bytes',
@@ -159,7 +222,7 @@ export class AudioAdapter {
     const base = { upstream, bytesRelayed: 0, streamStarted: false };
     const elapsed = () => Math.round(performance.now() - started);
     const headers: Record<string, string> = { accept, 'x-request-id': options.requestId };
-    if (typeof body === 'string') headers['content-type'] = 'application/json';
+    headers['content-type'] = typeof body === 'string' ? 'application/json' : body.contentType;
     if (slot.upstream.apiKey) headers.authorization = `Bearer ${slot.upstream.apiKey}`;
     let response: Dispatcher.ResponseData;
     try {
@@ -167,7 +230,8 @@ export class AudioAdapter {
         method: 'POST',
         path: url.pathname.replace(/\/+$/, '') + path,
         headers,
-        body,
+        // At most 64 KiB read ahead of the socket.
+        body: typeof body === 'string' ? body : Readable.from(body.body, { objectMode: false, highWaterMark: 65_536 }),
         signal: options.signal,
         headersTimeout: this.options.headersTimeoutMs ?? 600_000,
         bodyTimeout: this.options.bodyTimeoutMs ?? 120_000,
@@ -262,6 +326,46 @@ export class AudioAdapter {
     }
     return pool;
   }
+}
+
+/**
+ * The form sent upstream, generated as the upload arrives: the fields that came before the file,
+ * the file (its head, then the rest as the client sends it: undici pulls the next chunk only once
+ * the socket has taken the last, so a slow upstream slows the client's upload, nothing piles up
+ * here), then the fields that came after it. A failed upload throws out of here, which aborts the
+ * upstream request.
+ */
+async function* multipartBody(
+  boundary: string,
+  request: SpeechToTextRequest,
+  upstreamModel: string,
+  upload: { done: boolean; failure: UploadFailed | undefined },
+): AsyncGenerator<Uint8Array> {
+  const field = (name: string, value: string) =>
+    Buffer.from(`--${boundary}\r\ncontent-disposition: form-data; name="${escapeQuoted(name)}"\r\n\r\n${value}\r\n`, 'utf8');
+  try {
+    for (const [name, value] of request.fields) yield field(name, name === 'model' ? upstreamModel : value);
+    const { file } = request;
+    yield Buffer.from(
+      `--${boundary}\r\ncontent-disposition: form-data; name="file"; filename="${escapeQuoted(file.filename)}"\r\ncontent-type: ${file.mimeType.replace(/[\r\n]/g, '')}\r\n\r\n`,
+      'utf8',
+    );
+    yield file.head;
+    if (file.rest) for await (const chunk of file.rest) yield chunk;
+    yield Buffer.from('\r\n');
+    const trailing = file.trailingFields ? await file.trailingFields() : [];
+    for (const [name, value] of trailing) if (name !== 'model') yield field(name, value);
+    yield Buffer.from(`--${boundary}--\r\n`);
+    upload.done = true;
+  } catch (error) {
+    upload.failure = error instanceof UploadFailed ? error : new UploadFailed('broken_off', error);
+    throw upload.failure;
+  }
+}
+
+/** A name or file name inside a quoted header parameter, escaped as browsers do (WHATWG FormData). */
+function escapeQuoted(value: string): string {
+  return value.replace(/\r/g, '%0D').replace(/\n/g, '%0A').replace(/"/g, '%22');
 }
 
 function upstreamModelOf(model: ModelSpec, slot: UpstreamSlot): string {

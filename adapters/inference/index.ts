@@ -5,8 +5,8 @@ export type { AcquireResult, Lease, UpstreamSlot } from './capacity';
 export { loadModelsFile, parseModelsFile, modelsFileSchema, ModelsFileError, operations } from './models-file';
 export type { ModelOperation, ModelSpec, ModelsFile, Operation, UpstreamSpec } from './models-file';
 export type { ClientError, DispatchResult, InferenceOutcome, OutcomeKind, TokenUsage } from './outcome';
-export { responseSink } from './sink';
-export type { StreamSink } from './sink';
+export { byteSink, responseSink } from './sink';
+export type { ByteSink, StreamSink } from './sink';
 export {
   countChatPromptTokens,
   countCompletionPromptTokens,
@@ -14,5 +14,5 @@ export {
   countTextTokens,
   warmUpTokenizer,
 } from './tokens';
-export { AudioAdapter, readAudioDuration, readAudioUsage } from './audio';
-export type { AudioDispatchResult, AudioFile, AudioOutcomeKind, ByteSink, ReportedAudioUsage, SpeechToTextOperation, SpeechToTextRequest } from './audio';
+export { AudioAdapter, holdWhole, readAudioDuration, readAudioUsage, UploadFailed } from './audio';
+export type { AudioDispatchResult, AudioFile, AudioOutcomeKind, ReportedAudioUsage, SpeechToTextOperation, SpeechToTextRequest } from './audio';

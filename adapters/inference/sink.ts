@@ -17,14 +17,27 @@ export interface StreamSink {
 
 /** A sink over a node/express response, with backpressure through 'drain'. */
 export function responseSink(res: ServerResponse): StreamSink {
+  const bytes = byteSink(res);
   return {
-    open() {
+    open: () => bytes.open('text/event-stream; charset=utf-8'),
+    write: (chunk) => bytes.write(chunk),
+    waitForDrain: () => bytes.waitForDrain(),
+  };
+}
+
+/**
+ * Audio bytes or relayed SSE over a node/express response, in the content type the upstream
+ * answered with: the same headers and backpressure as responseSink.
+ */
+export function byteSink(res: ServerResponse): ByteSink {
+  return {
+    open(contentType) {
       res.statusCode = 200;
-      res.setHeader('content-type', 'text/event-stream; charset=utf-8');
+      res.setHeader('content-type', contentType);
       res.setHeader('cache-control', 'no-cache');
       // Stops nginx-style proxies from buffering the stream.
       res.setHeader('x-accel-buffering', 'no');
-      // No flushHeaders(): the first event follows at once, and the headers go out with it in
+      // No flushHeaders(): the first chunk follows at once, and the headers go out with it in
       // one write instead of a system call of their own.
     },
     write(chunk) {
@@ -44,4 +57,12 @@ export function responseSink(res: ServerResponse): StreamSink {
       });
     },
   };
+}
+
+/** Where audio bytes or SSE events go; opened once, before the first chunk. */
+export interface ByteSink {
+  open(contentType: string): void;
+  /** false: buffer full, wait for drain */
+  write(chunk: Uint8Array | string): boolean;
+  waitForDrain(): Promise<void>;
 }

@@ -18,6 +18,8 @@ export type RequestOutcome =
   | { readonly kind: 'malformed' }
   /** our own fault before or while dispatching */
   | { readonly kind: 'gateway_error' }
+  /** the client's upload failed mid-stream (over the size limit, broken off): the upstream request was aborted before it had the whole input */
+  | { readonly kind: 'upload_incomplete' }
   /** the upstream failed; `tokens` is what it produced before failing, if it said */
   | { readonly kind: 'upstream_error'; readonly tokens: TokenUsage | null }
   /** the upstream refused on moderation grounds; `reported` is what it reports having processed */
@@ -55,6 +57,7 @@ export function chargeFor(outcome: RequestOutcome): ChargeDecision {
   return match<RequestOutcome, ChargeDecision>(outcome)
     .with({ kind: 'malformed' }, () => ({ decision: 'no_reservation' }))
     .with({ kind: 'gateway_error' }, () => ({ decision: 'release', reason: 'gateway_error' }))
+    .with({ kind: 'upload_incomplete' }, () => ({ decision: 'release', reason: 'upload_incomplete' }))
     .with({ kind: 'upstream_error', tokens: P.union(null, noOutput) }, () => ({ decision: 'release', reason: 'upstream_error_no_tokens' }))
     .with({ kind: 'upstream_error', tokens: P.nonNullable }, ({ tokens }) => ({ decision: 'settle', usage: tokens, outcome: 'upstream_error' }))
     .with({ kind: 'moderation_refusal', reported: null }, () => ({ decision: 'release', reason: 'moderation_refusal_no_tokens_reported' }))

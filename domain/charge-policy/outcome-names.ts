@@ -13,5 +13,11 @@ export const settledOutcomeSchema = z.enum([
 export type SettledOutcome = z.output<typeof settledOutcomeSchema>;
 
 /** Why a reservation was released without charge: recorded on ReservationReleased. */
-export const releaseReasonSchema = z.enum(['gateway_error', 'upstream_error_no_tokens', 'moderation_refusal_no_tokens_reported']);
+export const releaseReasonSchema = z.enum([
+  'gateway_error',
+  'upstream_error_no_tokens',
+  'moderation_refusal_no_tokens_reported',
+  /** the client's upload failed before the upstream had it whole (audio over the size limit mid-stream, broken off) */
+  'upload_incomplete',
+]);
 export type ReleaseReason = z.output<typeof releaseReasonSchema>;

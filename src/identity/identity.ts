@@ -1557,10 +1557,6 @@ export class Identity {
     }
   }
 
-  private async append(streamId: string, expectedVersion: bigint | 'no_stream', event: DomainEvent): Promise<void> {
-    await this.store.appendToStream(streamId, [{ id: randomUUID(), event }], { expectedVersion });
-  }
-
   /** HMAC of a normalised email under the identity secret: finds a user without keeping the address in clear. */
   async emailLookup(email: string): Promise<string> {
     return this.keyed(`email|${normaliseEmail(email)}`);

@@ -1,8 +1,10 @@
 import { mkdtempSync, createReadStream, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseBuffer } from 'music-metadata';
 import OpenAI from 'openai';
+import { estimateReservation } from '../../domain/estimate';
 import { requestCost, type MicroUsd } from '../../domain/money';
 import { PRICE_BOOK_STREAM_ID, type Operation } from '../../domain/price-book';
 import { adminMetadata, systemMetadata } from '../../src/command-metadata';
@@ -22,6 +24,7 @@ import {
 import { startTestGateway, type TestGateway } from '../support/gateway';
 import { espeakAvailable, espeakWav, startSpeechServer, TRANSCRIPT, wavDurationSeconds, withWavTitle, type SpeechServer } from '../support/speech-server';
 import { until } from '../support/wait';
+import { AUDIO_TOKENS_PER_SECOND } from '../../src/inference/serve-audio';
 
 /**
  * The speech routes end to end: the official openai client, the real gateway, a real
@@ -36,6 +39,8 @@ const MAX_AUDIO_BYTES = 200_000;
 const whisperPrice = { inputPerMillion: 2_500_001n, outputPerMillion: 10_000_003n, perAudioSecond: 101n };
 const translatePrice = { inputPerMillion: 0n, outputPerMillion: 0n, perAudioSecond: 153n };
 const ttsPrice = { inputPerMillion: 0n, outputPerMillion: 0n, perMillionCharacters: 15_000_007n };
+/** gpt-4o-transcribe style: priced by the token only */
+const tokenPrice = { inputPerMillion: 6_000_001n, outputPerMillion: 10_000_003n };
 
 let server: SpeechServer;
 let gw: TestGateway;
@@ -69,6 +74,9 @@ beforeAll(async () => {
       model('cut-tts', ['speech']),
       model('cut-tts-nolength', ['speech']),
       model('held-tts-nolength', ['speech']),
+      model('held-whisper', ['transcription']),
+      model('whisper-tokens', ['transcription']),
+      model('held-whisper-tokens', ['transcription']),
     ],
     env: { TOLLGATE_MAX_AUDIO_BYTES: String(MAX_AUDIO_BYTES) },
   });
@@ -80,6 +88,9 @@ beforeAll(async () => {
   await priceModel(ledger, 'fail-whisper', { transcription: whisperPrice });
   await priceModel(ledger, 'cut-whisper', { transcription: whisperPrice });
   for (const id of ['fail-tts', 'cut-tts', 'cut-tts-nolength', 'held-tts-nolength']) await priceModel(ledger, id, { speech: ttsPrice });
+  await priceModel(ledger, 'held-whisper', { transcription: whisperPrice });
+  await priceModel(ledger, 'whisper-tokens', { transcription: tokenPrice });
+  await priceModel(ledger, 'held-whisper-tokens', { transcription: tokenPrice });
 });
 
 afterAll(async () => {
@@ -87,7 +98,11 @@ afterAll(async () => {
   await server?.stop();
 });
 
-async function priceModel(ledger: Ledger, modelId: string, prices: Partial<Record<Operation, typeof ttsPrice | typeof whisperPrice>>): Promise<void> {
+async function priceModel(
+  ledger: Ledger,
+  modelId: string,
+  prices: Partial<Record<Operation, typeof ttsPrice | typeof whisperPrice | typeof tokenPrice>>,
+): Promise<void> {
   const operations = Object.keys(prices) as Operation[];
   const added = await ledger.priceBook.handle(PRICE_BOOK_STREAM_ID, {
     type: 'AddModel',
@@ -451,6 +466,345 @@ describe('the read side in audio units', () => {
     const page = await (await fetch(`${gw.url}/dashboard/pricing`)).text();
     expect(page).toMatch(/<th scope="row">whisper<\/th><td>transcription<\/td>.*?\$0\.000101 per second/);
     expect(page).toMatch(/<th scope="row">tts<\/th><td>speech<\/td>.*?\$15\.000007 per million characters/);
+  });
+});
+
+/** The audio's estimated input tokens as the gateway counts them: 17 a second of its header's duration, rounded up. */
+function estimatedTokens(wav: Buffer): bigint {
+  const { numerator, byteRate } = wavDurationSeconds(wav);
+  return BigInt(Math.ceil((numerator / byteRate) * AUDIO_TOKENS_PER_SECOND));
+}
+
+/**
+ * A transcription upload written by hand (node:http, chunked unless a content-length is given),
+ * so that a test decides when each part of the multipart body goes out, in which order.
+ */
+const BOUNDARY = 'tollgate-test-boundary-7f3a';
+const part = (name: string, value: string) => Buffer.from(`--${BOUNDARY}\r\ncontent-disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`);
+const fileStart = Buffer.from(`--${BOUNDARY}\r\ncontent-disposition: form-data; name="file"; filename="speech.wav"\r\ncontent-type: audio/wav\r\n\r\n`);
+const fileEnd = Buffer.from('\r\n');
+const closing = Buffer.from(`--${BOUNDARY}--\r\n`);
+
+interface RawUpload {
+  write(bytes: Buffer): Promise<void>;
+  end(): void;
+  destroy(): void;
+  readonly response: Promise<{ status: number; body: string }>;
+}
+
+function rawUpload(secret: string, headers: Record<string, string> = {}): RawUpload {
+  const url = new URL(`${gw.url}/v1/audio/transcriptions`);
+  const req = httpRequest({
+    host: url.hostname,
+    port: url.port,
+    path: url.pathname,
+    method: 'POST',
+    headers: { authorization: `Bearer ${secret}`, 'content-type': `multipart/form-data; boundary=${BOUNDARY}`, ...headers },
+  });
+  const response = new Promise<{ status: number; body: string }>((resolve, reject) => {
+    req.on('response', (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+  });
+  response.catch(() => undefined);
+  return {
+    // Written in 16 KiB pieces, each after the last was taken (an error after the answer is ignored).
+    async write(bytes) {
+      for (let at = 0; at < bytes.length; at += 16_384) {
+        const ok = await new Promise<boolean>((resolve) => req.write(bytes.subarray(at, at + 16_384), (error) => resolve(!error)));
+        if (!ok) return;
+      }
+    },
+    end: () => req.end(),
+    destroy: () => req.destroy(),
+    response,
+  };
+}
+
+/** A safety net, never the verdict: `promise`, or `message` as the failure if it never comes. */
+function withinSafety<T>(promise: Promise<T>, message: string): Promise<T> {
+  return Promise.race([
+    promise,
+    new Promise<T>((_, reject) => {
+      setTimeout(() => reject(new Error(message)), 20_000).unref();
+    }),
+  ]);
+}
+
+describe('the upload streamed to the upstream', () => {
+  it('sends the file on as it arrives: the upstream has its first bytes while the client still holds back the rest', async () => {
+    const { accountId, secret } = await customer();
+    const upload = rawUpload(secret);
+    const started = server.uploadStarted();
+    await upload.write(Buffer.concat([part('model', 'whisper'), part('response_format', 'json'), fileStart, speechWav.subarray(0, 100_000)]));
+    // Nothing more is sent until the upstream has file bytes: a gateway that gathers the whole
+    // upload before dispatching never gets there.
+    await withinSafety(started, 'the upstream got no file bytes before the client finished: the gateway holds the upload');
+    const before = server.received.length;
+    // Fields after the file follow it to the upstream.
+    await upload.write(Buffer.concat([speechWav.subarray(100_000), fileEnd, part('prompt', CANARY), closing]));
+    upload.end();
+    const { status, body } = await upload.response;
+    expect(status).toBe(200);
+    expect(JSON.parse(body)).toMatchObject({ text: TRANSCRIPT });
+    expect(server.received.length).toBe(before + 1);
+    expect(server.received.at(-1)).toMatchObject({ fileBytes: speechWav.length, fields: { model: 'whisper', response_format: 'json', prompt: CANARY } });
+    const [event] = await settled(accountId);
+    expect(event!.data.actualCost).toBe(((measuredMs(speechWav) + 999n) / 1_000n) * 101n);
+  });
+
+  it('takes a form whose file comes before its model (the file held whole, up to the limit)', async () => {
+    const { accountId, secret } = await customer();
+    const upload = rawUpload(secret);
+    await upload.write(Buffer.concat([fileStart, speechWav, fileEnd, part('model', 'whisper'), part('response_format', 'text'), closing]));
+    upload.end();
+    const { status, body } = await upload.response;
+    expect(status).toBe(200);
+    expect(body.trim()).toBe(TRANSCRIPT);
+    expect(server.received.at(-1)).toMatchObject({ fileBytes: speechWav.length, fields: { model: 'whisper', response_format: 'text' } });
+    const [event] = await settled(accountId);
+    expect(event!.data.usage.audioMilliseconds).toBe(measuredMs(speechWav));
+  });
+
+  it('an upload that goes over the limit mid-stream: 413 in OpenAI shape, the upstream request aborted, the reservation released once, nothing charged', async () => {
+    const { accountId, secret } = await customer();
+    const abortedBefore = server.abortedUploads();
+    const receivedBefore = server.received.length;
+    // A real WAV header (its duration is read before the reservation), then more bytes than the limit.
+    const oversized = Buffer.concat([speechWav, Buffer.alloc(MAX_AUDIO_BYTES)]);
+    const upload = rawUpload(secret);
+    const started = server.uploadStarted();
+    await upload.write(Buffer.concat([part('model', 'whisper'), fileStart, oversized.subarray(0, 100_000)]));
+    await withinSafety(started, 'the upstream got no file bytes');
+    await upload.write(Buffer.concat([oversized.subarray(100_000), fileEnd, closing]));
+    upload.end();
+    const { status, body } = await upload.response;
+    expect(status).toBe(413);
+    expect(JSON.parse(body)).toEqual({
+      error: { message: expect.stringContaining(`${MAX_AUDIO_BYTES} bytes`), type: 'invalid_request_error', param: 'file', code: 'request_too_large' },
+    });
+    await until(() => (server.abortedUploads() > abortedBefore ? true : undefined), { what: 'the upstream request aborted' });
+    expect(server.received.length).toBe(receivedBefore);
+    const [release] = await released(accountId);
+    expect(release!.data.reason).toBe('upload_incomplete');
+    await gw.gateway.settlements.drain();
+    const events = await accountEvents(gw.gateway.ledger, accountId);
+    expect(eventsOfType(events, 'ReservationPlaced')).toHaveLength(1);
+    expect(eventsOfType(events, 'ReservationReleased')).toHaveLength(1);
+    expect(eventsOfType(events, 'ReservationSettled')).toEqual([]);
+  });
+
+  it('a field before the file that is too long: 400 before anything is reserved', async () => {
+    const { accountId, secret } = await customer();
+    const upload = rawUpload(secret);
+    await upload.write(Buffer.concat([part('model', 'whisper'), part('prompt', 'x'.repeat(70_000)), fileStart, speechWav, fileEnd, closing]));
+    upload.end();
+    const { status, body } = await upload.response;
+    expect(status).toBe(400);
+    expect(JSON.parse(body).error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_value' });
+    expect(requestEvents(await accountEvents(gw.gateway.ledger, accountId))).toEqual([]);
+  });
+
+  it('a field after the file that is not valid: the upload fails, 400, the reservation released, nothing charged', async () => {
+    const { accountId, secret } = await customer();
+    const upload = rawUpload(secret);
+    await upload.write(Buffer.concat([part('model', 'whisper'), fileStart, speechWav, fileEnd, part('stream', 'true'), closing]));
+    upload.end();
+    const { status, body } = await upload.response;
+    expect(status).toBe(400);
+    expect(JSON.parse(body).error).toMatchObject({ type: 'invalid_request_error', param: 'stream', code: 'invalid_value' });
+    const [release] = await released(accountId);
+    expect(release!.data.reason).toBe('upload_incomplete');
+    expect(eventsOfType(await accountEvents(gw.gateway.ledger, accountId), 'ReservationSettled')).toEqual([]);
+  });
+
+  it('a Content-Length over the limit: 413 before the body is read, nothing reserved', async () => {
+    const { accountId, secret } = await customer();
+    const upload = rawUpload(secret, { 'content-length': String(MAX_AUDIO_BYTES + 64 * 1_024 + 1) });
+    // Only the first field goes out: the answer cannot have waited for the file.
+    await upload.write(part('model', 'whisper'));
+    const { status, body } = await upload.response;
+    upload.destroy();
+    expect(status).toBe(413);
+    expect(JSON.parse(body).error).toMatchObject({ type: 'invalid_request_error', param: 'file', code: 'request_too_large' });
+    expect(requestEvents(await accountEvents(gw.gateway.ledger, accountId))).toEqual([]);
+  });
+
+  it('a client that breaks off mid-upload: the upstream request aborted, the reservation released once, nothing charged', async () => {
+    const { accountId, secret } = await customer();
+    const abortedBefore = server.abortedUploads();
+    const upload = rawUpload(secret);
+    const started = server.uploadStarted();
+    await upload.write(Buffer.concat([part('model', 'whisper'), fileStart, speechWav.subarray(0, 100_000)]));
+    await withinSafety(started, 'the upstream got no file bytes');
+    upload.destroy();
+    await until(() => (server.abortedUploads() > abortedBefore ? true : undefined), { what: 'the upstream request aborted' });
+    const [release] = await released(accountId);
+    expect(release!.data.reason).toBe('upload_incomplete');
+    await gw.gateway.settlements.drain();
+    const events = await accountEvents(gw.gateway.ledger, accountId);
+    expect(eventsOfType(events, 'ReservationPlaced')).toHaveLength(1);
+    expect(eventsOfType(events, 'ReservationReleased')).toHaveLength(1);
+    expect(eventsOfType(events, 'ReservationSettled')).toEqual([]);
+  });
+});
+
+describe('token-priced transcription (gpt-4o-transcribe style)', () => {
+  it("reserves the audio's estimated input tokens with the output cap, and settles on the tokens the upstream reports", async () => {
+    const { accountId, client } = await customer();
+    const result = await client.audio.transcriptions.create({ file: createReadStream(speechFile), model: 'whisper-tokens' });
+    expect(result.text).toBe(TRANSCRIPT);
+    const tokens = estimatedTokens(speechWav);
+    const [placed] = eventsOfType(await accountEvents(gw.gateway.ledger, accountId), 'ReservationPlaced');
+    // Not a reservation for the output alone: the audio's input tokens are held too (the model's
+    // first request, so no history; the default 10% margin).
+    const expected = estimateReservation({ promptTokens: tokens, maxOutputTokens: 256n, price: tokenPrice, marginBasisPoints: 1_000n });
+    expect(placed!.data.amount).toBe(expected.amount);
+    expect(expected.amount).toBeGreaterThan(
+      estimateReservation({ promptTokens: 0n, maxOutputTokens: 256n, price: tokenPrice, marginBasisPoints: 1_000n }).amount,
+    );
+    const [event] = await settled(accountId);
+    expect(event!.data.usage).toEqual({ inputTokens: tokens, outputTokens: 9n, estimated: false });
+    expect(event!.data.actualCost).toBe(requestCost({ inputTokens: tokens, outputTokens: 9n }, tokenPrice));
+  });
+});
+
+describe('streamed transcription cut mid-way (the charge policy rows)', () => {
+  it('a client that leaves mid-stream: the upstream cancelled, the audio it took in charged (per second), marked estimated', async () => {
+    const { accountId, client } = await customer();
+    const abort = new AbortController();
+    const stream = await client.audio.transcriptions.create(
+      { file: createReadStream(speechFile), model: 'held-whisper', stream: true },
+      { signal: abort.signal },
+    );
+    const types: string[] = [];
+    const held = server.transcriptHeld();
+    for await (const event of stream) {
+      types.push(event.type);
+      if (types.length === 2) {
+        abort.abort();
+        break;
+      }
+    }
+    expect(types).toEqual(['transcript.text.delta', 'transcript.text.delta']);
+    await held; // the upstream saw the gateway go
+    const [event] = await settled(accountId);
+    const ms = measuredMs(speechWav);
+    expect(event!.data.outcome).toBe('client_disconnected');
+    expect(event!.data.usage).toEqual({ inputTokens: 0n, outputTokens: 0n, estimated: true, audioMilliseconds: ms });
+    expect(event!.data.actualCost).toBe((ms * 101n + 999n) / 1_000n);
+  });
+
+  it('a client that leaves mid-stream on a token-priced model: charged its estimated audio input tokens', async () => {
+    const { accountId, client } = await customer();
+    const abort = new AbortController();
+    const stream = await client.audio.transcriptions.create(
+      { file: createReadStream(speechFile), model: 'held-whisper-tokens', stream: true },
+      { signal: abort.signal },
+    );
+    const held = server.transcriptHeld();
+    let seen = 0;
+    for await (const _ of stream) {
+      if (++seen === 2) {
+        abort.abort();
+        break;
+      }
+    }
+    await held;
+    const [event] = await settled(accountId);
+    const tokens = estimatedTokens(speechWav);
+    expect(event!.data.outcome).toBe('client_disconnected');
+    expect(event!.data.usage).toEqual({ inputTokens: tokens, outputTokens: 0n, estimated: true, audioMilliseconds: measuredMs(speechWav) });
+    expect(event!.data.actualCost).toBe(requestCost({ inputTokens: tokens, outputTokens: 0n }, tokenPrice));
+  });
+
+  it('an upstream that drops the stream mid-way: the client sees the stream fail, the reservation released, nothing charged', async () => {
+    const { accountId, client } = await customer();
+    const stream = await client.audio.transcriptions.create({ file: createReadStream(speechFile), model: 'cut-whisper', stream: true }, { maxRetries: 0 });
+    const types: string[] = [];
+    await expect(
+      (async () => {
+        for await (const event of stream) types.push(event.type);
+      })(),
+    ).rejects.toThrow();
+    expect(types).toEqual(['transcript.text.delta', 'transcript.text.delta']);
+    const [release] = await released(accountId);
+    expect(release!.data.reason).toBe('upstream_error_no_tokens');
+    expect(eventsOfType(await accountEvents(gw.gateway.ledger, accountId), 'ReservationSettled')).toEqual([]);
+  });
+});
+
+describe("a key's limits on the audio routes", () => {
+  async function limitedKey(limits: unknown): Promise<{ accountId: string; client: OpenAI }> {
+    const accountId = await openAccount(gw.gateway.ledger, { topUpUsd: '10' });
+    const manager = await issueKey(gw.gateway.keys, accountId, ['account_read', 'account_write']);
+    const worker = await issueKey(gw.gateway.keys, accountId);
+    const response = await fetch(`${gw.url}/v1/account/keys/${worker.keyId}/limits`, {
+      method: 'PATCH',
+      headers: { authorization: `Bearer ${manager.secret}`, 'content-type': 'application/json' },
+      body: JSON.stringify(limits),
+    });
+    expect(response.status).toBe(200);
+    return { accountId, client: openAiClient(gw.url, worker.secret) };
+  }
+
+  it('a model outside the allowlist: 403 model_not_allowed, nothing reserved', async () => {
+    const { accountId, client } = await limitedKey({ allowed_models: ['tts'] });
+    const error = (await rejectionOf(client.audio.transcriptions.create({ file: createReadStream(speechFile), model: 'whisper' }))) as InstanceType<
+      typeof OpenAI.APIError
+    >;
+    expect(error.status).toBe(403);
+    expect(error.code).toBe('model_not_allowed');
+    expect(requestEvents(await accountEvents(gw.gateway.ledger, accountId))).toEqual([]);
+  });
+
+  it("the key's spend limit refuses a reservation it cannot hold: 429 key_spend_limit_reached", async () => {
+    const { accountId, client } = await limitedKey({ spend_limit: { period: 'day', amount_usd: '0.00' } });
+    const error = (await rejectionOf(client.audio.transcriptions.create({ file: createReadStream(speechFile), model: 'whisper' }))) as InstanceType<
+      typeof OpenAI.APIError
+    >;
+    expect(error.status).toBe(429);
+    expect(error.code).toBe('key_spend_limit_reached');
+    expect(eventsOfType(await accountEvents(gw.gateway.ledger, accountId), 'ReservationPlaced')).toEqual([]);
+  });
+});
+
+describe('rate limits count audio', () => {
+  let limited: TestGateway;
+  const frozen = Date.now();
+
+  beforeAll(async () => {
+    // Room for one transcription's estimated audio tokens, not two; the limiter's clock stands
+    // still, so nothing refills between the requests.
+    const tokens = Number(estimatedTokens(speechWav));
+    limited = await startTestGateway({
+      models: [{ id: 'whisper', upstreams: [{ baseUrl: server.baseUrl, capacity: 4 }], maxOutputTokens: 256, operations: ['transcription'] }],
+      env: { TOLLGATE_RATE_LIMIT_TPM: String(Math.floor(tokens * 1.5)) },
+      admissionClock: () => frozen,
+    });
+    await priceModel(limited.gateway.ledger, 'whisper', { transcription: whisperPrice });
+  });
+
+  afterAll(async () => {
+    await limited?.stop();
+  });
+
+  it("counts a transcription's estimated audio tokens against the tokens-per-minute limit", async () => {
+    const accountId = await openAccount(limited.gateway.ledger, { topUpUsd: '10' });
+    const { secret } = await issueKey(limited.gateway.keys, accountId);
+    const client = openAiClient(limited.url, secret);
+    const first = await client.audio.transcriptions.create({ file: createReadStream(speechFile), model: 'whisper' });
+    expect(first.text).toBe(TRANSCRIPT);
+    const error = (await rejectionOf(client.audio.transcriptions.create({ file: createReadStream(speechFile), model: 'whisper' }))) as InstanceType<
+      typeof OpenAI.APIError
+    >;
+    expect(error.status).toBe(429);
+    expect(error.message).toContain('tokens per minute');
   });
 });
 

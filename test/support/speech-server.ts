@@ -19,7 +19,13 @@ import { parseBuffer } from 'music-metadata';
  * - Failures, by model: `fail-whisper` and `fail-tts` answer HTTP 500; `cut-whisper` sends
  *   headers and half a JSON answer, then drops the connection; `cut-tts` (with its length) and
  *   `cut-tts-nolength` (without) send the first `heldAfterBytes` of audio, then drop it;
- *   `held-tts-nolength` holds as `held-tts` does, without a content-length.
+ *   `held-tts-nolength` holds as `held-tts` does, without a content-length. With `stream=true`,
+ *   `cut-whisper` sends two transcript deltas and drops the connection, and `held-whisper` (and
+ *   `held-whisper-tokens`) sends two and holds until its client goes away (`transcriptHeld`).
+ * - A model whose name ends in `-tokens` reports token usage on a json answer (gpt-4o-transcribe
+ *   style): `input_tokens` 17 a second of audio, rounded up, `output_tokens` 9.
+ * - `uploadStarted()` resolves when a transcription's file bytes start arriving, before its
+ *   upload has ended; `abortedUploads` counts requests whose body broke off.
  * It records what it received (field names and values, file sizes) so tests can check what
  * the gateway forwarded.
  */
@@ -29,6 +35,12 @@ export interface SpeechServer {
   readonly received: { path: string; fields: Record<string, string>; fileBytes: number; fileName: string | undefined }[];
   /** resolves with the bytes sent when a held speech request's client went away */
   speechHeld(): Promise<number>;
+  /** resolves when a held transcript stream's client went away */
+  transcriptHeld(): Promise<void>;
+  /** resolves when the next transcription's file bytes start arriving (its upload not yet ended) */
+  uploadStarted(): Promise<void>;
+  /** requests whose body broke off before its end (the gateway aborted them) */
+  readonly abortedUploads: () => number;
   stop(): Promise<void>;
 }
 
@@ -86,6 +98,15 @@ export async function startSpeechServer(options: { heldAfterBytes?: number } = {
   const received: SpeechServer['received'] = [];
   let heldResolve: (bytes: number) => void = () => {};
   let held = new Promise<number>((resolve) => (heldResolve = resolve));
+  let transcriptResolve: () => void = () => {};
+  let transcriptHeld = new Promise<void>((resolve) => (transcriptResolve = resolve));
+  let startedResolve: () => void = () => {};
+  let started = new Promise<void>((resolve) => (startedResolve = resolve));
+  let aborted = 0;
+  const onUploadStarted = () => {
+    startedResolve();
+    started = new Promise<void>((resolve) => (startedResolve = resolve));
+  };
 
   const server = createServer((req, res) => {
     handle(req, res).catch(() => {
@@ -97,18 +118,13 @@ export async function startSpeechServer(options: { heldAfterBytes?: number } = {
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = req.url ?? '';
     if (req.method === 'POST' && (path === '/v1/audio/transcriptions' || path === '/v1/audio/translations')) {
-      const { fields, file, fileName } = await readMultipart(req);
+      req.on('close', () => {
+        if (!req.complete) aborted++;
+      });
+      const { fields, file, fileName } = await readMultipart(req, onUploadStarted);
       received.push({ path, fields, fileBytes: file.length, fileName });
       if (fields.model === 'fail-whisper') {
         res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: 'engine crashed', type: 'server_error' } }));
-        return;
-      }
-      if (fields.model === 'cut-whisper') {
-        // Headers and half an answer, then the connection drops.
-        res.writeHead(200, { 'content-type': 'application/json', 'content-length': '400' });
-        res.write('{"text": "the quick');
-        await new Promise((resolve) => setImmediate(resolve));
-        res.destroy();
         return;
       }
       let seconds: number;
@@ -120,6 +136,27 @@ export async function startSpeechServer(options: { heldAfterBytes?: number } = {
         return;
       }
       const format = fields.response_format ?? 'json';
+      if (fields.stream === 'true' && (fields.model === 'cut-whisper' || fields.model?.startsWith('held-whisper'))) {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        for (const word of TRANSCRIPT.split(' ').slice(0, 2)) res.write(`data: ${JSON.stringify({ type: 'transcript.text.delta', delta: `${word} ` })}\n\n`);
+        if (fields.model === 'cut-whisper') {
+          await new Promise<void>((resolve) => res.write(Buffer.alloc(0), () => resolve()));
+          res.destroy();
+          return;
+        }
+        await new Promise<void>((resolve) => (res.destroyed ? resolve() : res.once('close', () => resolve())));
+        transcriptResolve();
+        transcriptHeld = new Promise<void>((resolve) => (transcriptResolve = resolve));
+        return;
+      }
+      if (fields.model === 'cut-whisper') {
+        // Headers and half an answer, then the connection drops.
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': '400' });
+        res.write('{"text": "the quick');
+        await new Promise((resolve) => setImmediate(resolve));
+        res.destroy();
+        return;
+      }
       if (fields.stream === 'true') {
         res.writeHead(200, { 'content-type': 'text/event-stream' });
         for (const word of TRANSCRIPT.split(' ')) res.write(`data: ${JSON.stringify({ type: 'transcript.text.delta', delta: `${word} ` })}\n\n`);
@@ -128,7 +165,9 @@ export async function startSpeechServer(options: { heldAfterBytes?: number } = {
         return;
       }
       const end = timestamp(seconds, format === 'vtt' ? '.' : ',');
-      const usage = { type: 'duration', seconds: Math.ceil(seconds) };
+      const usage = fields.model?.endsWith('-tokens')
+        ? { type: 'tokens', input_tokens: Math.ceil(seconds * 17), output_tokens: 9, total_tokens: Math.ceil(seconds * 17) + 9 }
+        : { type: 'duration', seconds: Math.ceil(seconds) };
       switch (format) {
         case 'text':
           res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' }).end(`${TRANSCRIPT}\n`);
@@ -217,6 +256,9 @@ export async function startSpeechServer(options: { heldAfterBytes?: number } = {
     baseUrl: `http://127.0.0.1:${port}/v1`,
     received,
     speechHeld: () => held,
+    transcriptHeld: () => transcriptHeld,
+    uploadStarted: () => started,
+    abortedUploads: () => aborted,
     async stop() {
       for (const socket of sockets) socket.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -240,7 +282,7 @@ function readText(req: IncomingMessage): Promise<string> {
   });
 }
 
-function readMultipart(req: IncomingMessage): Promise<{ fields: Record<string, string>; file: Buffer; fileName: string | undefined }> {
+function readMultipart(req: IncomingMessage, onFileBytes: () => void): Promise<{ fields: Record<string, string>; file: Buffer; fileName: string | undefined }> {
   return new Promise((resolve, reject) => {
     const fields: Record<string, string> = {};
     const chunks: Buffer[] = [];
@@ -249,7 +291,10 @@ function readMultipart(req: IncomingMessage): Promise<{ fields: Record<string, s
     parser.on('field', (name, value) => (fields[name] = value));
     parser.on('file', (_name, stream, info) => {
       fileName = info.filename;
-      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+      stream.on('data', (chunk: Buffer) => {
+        if (chunks.length === 0 && !req.complete) onFileBytes();
+        chunks.push(chunk);
+      });
     });
     parser.on('close', () => resolve({ fields, file: Buffer.concat(chunks), fileName }));
     parser.on('error', reject);

@@ -149,7 +149,7 @@ function speechToText(summary: string, operation: 'transcription' | 'translation
     tags: ['OpenAI-compatible'],
     summary,
     description:
-      `OpenAI's ${operation === 'transcription' ? 'transcriptions' : 'translations'}, relayed to the model's upstream. The file is held in memory for the request only (never written to disk, never logged) and forwarded as multipart. ` +
+      `OpenAI's ${operation === 'transcription' ? 'transcriptions' : 'translations'}, relayed to the model's upstream. The file is streamed to the upstream as it arrives (never written to disk, never logged), as multipart: send \`model\` (and \`stream\`) before the file, as the openai clients do; a form whose file comes first is held in memory, up to the limit, until the model is known. ` +
       "Priced per second of audio: the duration is read from the file's header before anything is reserved (a file that cannot be read is a 400; one longer than the model's `maxAudioSeconds` too). " +
       'Settled on the usage the upstream reports (`{"type": "duration", "seconds"}` at the per-second price, or tokens at the token prices), else on the measured duration, marked estimated.',
     security: [{ customerKey: [] }],
@@ -164,7 +164,9 @@ function speechToText(summary: string, operation: 'transcription' | 'translation
           'text/event-stream': { schema: out.transcriptEventStreamSchema },
         },
       },
-      '413': errorResponse('The file is larger than TOLLGATE_MAX_AUDIO_BYTES (code `request_too_large`, param `file`). Nothing is reserved.'),
+      '413': errorResponse(
+        'The file is larger than TOLLGATE_MAX_AUDIO_BYTES (code `request_too_large`, param `file`): refused before it is read when the Content-Length says so (nothing reserved), else when the stream passes the limit (the upstream request aborted, the reservation released, nothing charged).',
+      ),
       ...inferenceErrors,
     },
   };

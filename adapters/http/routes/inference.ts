@@ -8,10 +8,10 @@ import { serveInference, type Answer, type InferenceExchange, type Refusal, type
 import { responseSink } from '../../inference';
 import type { RateLimiter, RateLimits } from '../admission/rate-limiter';
 import { authenticate, keyOf } from '../auth';
+import { writeCommonAnswer } from './answers';
 import {
   ApiError,
   insufficientQuota,
-  internal,
   keySpendLimitReached,
   modelNotAllowed,
   type ReservationBasis,
@@ -129,47 +129,8 @@ function exchangeOver(res: ServerResponse, deps: InferenceRouteDeps, keyId: stri
 }
 
 function writeAnswer(res: ServerResponse, answer: Answer): void {
-  if (res.destroyed) return;
-  switch (answer.kind) {
-    case 'end_stream':
-      res.end();
-      return;
-    case 'stream_timed_out':
-      // Headers and part of the answer are out: the error goes as the stream's last event.
-      res.end(`data: ${JSON.stringify(maxDurationReached(answer.maxRequestDurationMs).toBody())}\n\n`);
-      return;
-    case 'timed_out': {
-      const error = maxDurationReached(answer.maxRequestDurationMs);
-      writeJson(res, error.status, error.toBody());
-      return;
-    }
-    case 'client_error':
-      writeJson(
-        res,
-        answer.error.status,
-        answer.error.body,
-        answer.error.retryAfterSeconds !== undefined ? { 'retry-after': String(answer.error.retryAfterSeconds) } : {},
-      );
-      return;
-    case 'body':
-      writeJson(res, res.statusCode, answer.body);
-      return;
-    case 'failed':
-      if (!res.headersSent) writeJson(res, 500, internal(requestIdOf(res)).toBody());
-      else res.destroy();
-      return;
-  }
-}
-
-function maxDurationReached(maxRequestDurationMs: number): ApiError {
-  const seconds = Math.round(maxRequestDurationMs / 1_000);
-  return new ApiError(
-    504,
-    'server_error',
-    'request_timeout',
-    null,
-    `The request ran longer than this gateway's maximum request duration (${seconds} s) and was ended.`,
-  );
+  if (answer.kind !== 'body') writeCommonAnswer(res, answer);
+  else if (!res.destroyed) writeJson(res, res.statusCode, answer.body);
 }
 
 function refusalError(refused: Refusal): ApiError {

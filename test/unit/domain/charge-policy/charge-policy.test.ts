@@ -6,6 +6,7 @@ const usage = (inputTokens: bigint, outputTokens: bigint, estimated = false): To
 const rows: [string, RequestOutcome, ChargeDecision][] = [
   ['malformed request: nothing, not even a reservation', { kind: 'malformed' }, { decision: 'no_reservation' }],
   ['gateway error: released, not charged', { kind: 'gateway_error' }, { decision: 'release', reason: 'gateway_error' }],
+  ['an upload that failed mid-stream: released, not charged', { kind: 'upload_incomplete' }, { decision: 'release', reason: 'upload_incomplete' }],
   ['upstream error with no tokens reported: released', { kind: 'upstream_error', tokens: null }, { decision: 'release', reason: 'upstream_error_no_tokens' }],
   [
     'upstream error with prompt processed but no output produced: released',

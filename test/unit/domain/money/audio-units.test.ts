@@ -1,6 +1,6 @@
 import { estimateReservation } from '../../../../domain/estimate';
 import { requestCost, usd } from '../../../../domain/money';
-import { speechToTextUsage, speechUsage } from '../../../../src/inference/serve-audio';
+import { AUDIO_TOKENS_PER_SECOND, estimatedAudioTokens, speechToTextUsage, speechUsage } from '../../../../src/inference/serve-audio';
 
 // Speech prices: per audio second (transcription, translation) and per million input characters
 // (speech), summed exactly with any token prices and rounded up once per request.
@@ -34,24 +34,31 @@ describe('requestCost in audio seconds and characters', () => {
 });
 
 describe('what an audio request is charged for', () => {
+  const perSecond = { inputPerMillion: 0n, perAudioSecond: 101n };
+  const tokenPriced = { inputPerMillion: 6_000_000n, perAudioSecond: 0n };
   it("takes the upstream's reported duration, never past the file's own duration rounded up to the second", () => {
-    expect(speechToTextUsage({ reported: { kind: 'duration', seconds: 2 } }, 1.686, 1_686n)).toEqual({
+    expect(speechToTextUsage({ reported: { kind: 'duration', seconds: 2 } }, 1.686, 1_686n, perSecond)).toEqual({
       inputTokens: 0n,
       outputTokens: 0n,
       estimated: false,
       audioMilliseconds: 2_000n,
     });
-    expect(speechToTextUsage({ reported: { kind: 'duration', seconds: 900 } }, 1.686, 1_686n).audioMilliseconds).toBe(2_000n);
+    expect(speechToTextUsage({ reported: { kind: 'duration', seconds: 900 } }, 1.686, 1_686n, perSecond).audioMilliseconds).toBe(2_000n);
   });
   it('takes reported tokens at token prices', () => {
-    expect(speechToTextUsage({ reported: { kind: 'tokens', inputTokens: 120, outputTokens: 9 } }, 1.686, 1_686n)).toEqual({
+    expect(speechToTextUsage({ reported: { kind: 'tokens', inputTokens: 120, outputTokens: 9 } }, 1.686, 1_686n, perSecond)).toEqual({
       inputTokens: 120n,
       outputTokens: 9n,
       estimated: false,
     });
   });
   it('falls back to the measured duration, marked estimated', () => {
-    expect(speechToTextUsage({}, 1.686, 1_686n)).toEqual({ inputTokens: 0n, outputTokens: 0n, estimated: true, audioMilliseconds: 1_686n });
+    expect(speechToTextUsage({}, 1.686, 1_686n, perSecond)).toEqual({ inputTokens: 0n, outputTokens: 0n, estimated: true, audioMilliseconds: 1_686n });
+  });
+  it('falls back, for a model priced by the token only, to the estimated audio input tokens as well (17 a second, rounded up)', () => {
+    expect(speechToTextUsage({}, 1.686, 1_686n, tokenPriced)).toEqual({ inputTokens: 29n, outputTokens: 0n, estimated: true, audioMilliseconds: 1_686n });
+    expect(estimatedAudioTokens(1.686)).toBe(29);
+    expect(estimatedAudioTokens(60)).toBe(AUDIO_TOKENS_PER_SECOND * 60);
   });
   it('charges a speech cut short for the share of the declared audio relayed, rounded up', () => {
     expect(speechUsage({ kind: 'client_disconnected', bytesRelayed: 1_000, declaredBytes: 3_000 }, 100).inputCharacters).toBe(34n);
