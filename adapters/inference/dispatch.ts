@@ -222,7 +222,7 @@ export class InferenceAdapter {
         countPrompt,
       });
       const reported = relay.upstreamUsage;
-      const outputTokens = reported?.completionTokens ?? countTextTokens(relay.text);
+      const outputTokens = reported?.completionTokens ?? relay.countTokens();
       const outcome = finish(relay.kind, {
         slot,
         httpStatus: response.statusCode,

@@ -3,7 +3,7 @@ import type { EventSourceMessage } from 'eventsource-parser';
 import type { Operation } from './models-file';
 import type { OutcomeKind } from './outcome';
 import type { StreamSink } from './sink';
-import { countTextTokens } from './tokens';
+import { StreamingTokenCounter } from './tokens';
 import { collectMessageText, isModerationError, isRecord, readUsage } from './upstream-payload';
 
 /**
@@ -29,8 +29,8 @@ export interface RelayResult {
   readonly kind: OutcomeKind;
   /** Whether anything was written to the sink (so its headers are out). */
   readonly started: boolean;
-  /** Generated text, for counting only. */
-  readonly text: string;
+  /** Tokens in the generated text, counted locally (for when the upstream reports no usage). */
+  countTokens(): number;
   readonly upstreamUsage?: { promptTokens?: number; completionTokens?: number };
   readonly firstTokenAt?: number;
   readonly finishReason?: string;
@@ -43,6 +43,9 @@ const maxEventBytes = 8 * 1024 * 1024;
 
 export async function relayStream(input: RelayInput): Promise<RelayResult> {
   const { sink, signal } = input;
+  // The generated text is counted as it comes, never kept whole: memory per stream does not grow
+  // with the answer's length.
+  const counter = new StreamingTokenCounter();
   const parts: string[] = [];
   const pending: EventSourceMessage[] = [];
   let parserBroken = false;
@@ -109,7 +112,7 @@ export async function relayStream(input: RelayInput): Promise<RelayResult> {
       usageRelayed = true;
     }
 
-    const before = parts.length;
+    parts.length = 0;
     for (const choice of choices) {
       if (typeof choice.text === 'string') parts.push(choice.text);
       else if (isRecord(choice.delta)) collectMessageText(choice.delta, parts);
@@ -118,7 +121,8 @@ export async function relayStream(input: RelayInput): Promise<RelayResult> {
         if (choice.finish_reason === 'content_filter') moderated = true;
       }
     }
-    if (firstTokenAt === undefined && parts.slice(before).some((part) => part.length > 0)) firstTokenAt = input.now();
+    for (const part of parts) counter.add(part);
+    if (firstTokenAt === undefined && parts.some((part) => part.length > 0)) firstTokenAt = input.now();
 
     if (input.publicModel !== undefined && typeof chunk.model === 'string') {
       chunk.model = input.publicModel;
@@ -131,7 +135,7 @@ export async function relayStream(input: RelayInput): Promise<RelayResult> {
 
   const syntheticUsageChunk = () => {
     const promptTokens = input.countPrompt();
-    const completionTokens = countTextTokens(parts.join(''));
+    const completionTokens = counter.total();
     return {
       id: last.id ?? 'usage',
       object: last.object ?? (input.operation === 'chat' ? 'chat.completion.chunk' : 'text_completion'),
@@ -186,7 +190,7 @@ export async function relayStream(input: RelayInput): Promise<RelayResult> {
   return {
     kind,
     started,
-    text: parts.join(''),
+    countTokens: () => counter.total(),
     ...(upstreamUsage === undefined ? {} : { upstreamUsage }),
     ...(firstTokenAt === undefined ? {} : { firstTokenAt }),
     ...(finishReason === undefined ? {} : { finishReason }),

@@ -87,3 +87,34 @@ function countValueTokens(value: unknown): number {
   }
   return 0;
 }
+
+/**
+ * Counts the tokens of text that arrives in pieces (a stream's deltas) while holding only a few
+ * KiB of it, whatever the answer's length: what has piled up is counted at a space that follows a
+ * non-space (a place where cl100k's pre-tokenizer splits anyway, so the sum equals counting the
+ * whole text) and dropped, the rest kept for the next piece.
+ */
+export class StreamingTokenCounter {
+  private tail = '';
+  private counted = 0;
+
+  constructor(private readonly holdChars = 4_096) {}
+
+  add(piece: string): void {
+    if (piece.length === 0) return;
+    this.tail += piece;
+    if (this.tail.length < this.holdChars) return;
+    for (let i = this.tail.length - 1; i > 0; i--) {
+      if (this.tail.charCodeAt(i) === 0x20 && !/\s/.test(this.tail[i - 1]!)) {
+        this.counted += countTextTokens(this.tail.slice(0, i));
+        this.tail = this.tail.slice(i);
+        return;
+      }
+    }
+  }
+
+  /** Tokens in everything added so far. */
+  total(): number {
+    return this.counted + countTextTokens(this.tail);
+  }
+}

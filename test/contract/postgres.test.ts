@@ -3,7 +3,8 @@ import { appendThroughFunction, createPostgresEventStore, eventStoreMigrations }
 import { migrate } from '../../adapters/postgres/migrate';
 import { createPool } from '../../adapters/postgres/pool';
 import { createTestDatabase } from '../support/database';
-import { describeEventStoreContract, type ContractSubject } from './event-store.contract';
+import { describeEventStoreContract, testEventCodec, type ContractSubject } from './event-store.contract';
+import { START } from '../../src/ports/event-store';
 
 describeEventStoreContract('PostgreSQL', {
   async create(codec): Promise<ContractSubject> {
@@ -43,4 +44,37 @@ describeEventStoreContract('PostgreSQL', {
       },
     };
   },
+});
+
+describe('PostgreSQL event store: decoding', () => {
+  test('events this store appended are not decoded again when its readers read them back; others are decoded once', async () => {
+    const pool = createPool({ connectionString: await createTestDatabase('es'), max: 4 });
+    await migrate(pool, eventStoreMigrations);
+    let decoded = 0;
+    const counting = {
+      encode: testEventCodec.encode,
+      decode: (stored: Parameters<typeof testEventCodec.decode>[0]) => (decoded++, testEventCodec.decode(stored)),
+    };
+    const store = createPostgresEventStore(pool, counting, { pollIntervalMs: 50 });
+    try {
+      const own = `own-${randomUUID()}`;
+      await store.appendToStream(own, [{ id: randomUUID(), event: { type: 'Deposited', data: { amount: 5n, note: 'mine' } } }], {
+        expectedVersion: 'no_stream',
+      });
+      const read = await store.readStream(own);
+      expect(read.events.map((e) => e.event)).toEqual([{ type: 'Deposited', data: { amount: 5n, note: 'mine' } }]);
+      expect((await store.readAll(START)).length).toBeGreaterThan(0);
+      expect(decoded).toBe(0);
+      // Written by another process (straight into the table): decoded on the first read, not the second.
+      const other = `other-${randomUUID()}`;
+      const encoded = testEventCodec.encode({ type: 'Withdrawn', data: { amount: 2n } });
+      await appendThroughFunction(pool, [{ streamId: other, expectedVersion: 'no_stream', events: [{ id: randomUUID(), encoded }] }], { notify: false });
+      expect((await store.readStream(other)).events.map((e) => e.event)).toEqual([{ type: 'Withdrawn', data: { amount: 2n } }]);
+      await store.readStream(other);
+      expect(decoded).toBe(1);
+    } finally {
+      await store.close();
+      await pool.end();
+    }
+  });
 });

@@ -186,6 +186,10 @@ export function createPostgresEventStore<E>(pool: Pool, codec: EventCodec<E>, op
   // events moments apart: each is decoded once. Stored events never change, so an event id
   // always decodes to the same value.
   const recentlyDecoded = new Map<string, E>();
+  function rememberDecoded(id: string, event: E): void {
+    recentlyDecoded.set(id, event);
+    if (recentlyDecoded.size > DECODED_CACHE_SIZE) recentlyDecoded.delete(recentlyDecoded.keys().next().value!);
+  }
   function decodeRow(row: EventRow): RecordedEvent<E> {
     const revision = BigInt(row.stream_revision);
     const position: LogPosition = { tx: BigInt(row.tx), seq: BigInt(row.global_seq) };
@@ -196,8 +200,7 @@ export function createPostgresEventStore<E>(pool: Pool, codec: EventCodec<E>, op
       } catch (cause) {
         throw new EventDecodeError(row.stream_id, revision, position, row.type, cause);
       }
-      recentlyDecoded.set(row.event_id, event);
-      if (recentlyDecoded.size > DECODED_CACHE_SIZE) recentlyDecoded.delete(recentlyDecoded.keys().next().value!);
+      rememberDecoded(row.event_id, event);
     }
     return { id: row.event_id, streamId: row.stream_id, revision, position, type: row.type, event, recordedAt: row.recorded_at };
   }
@@ -228,6 +231,11 @@ export function createPostgresEventStore<E>(pool: Pool, codec: EventCodec<E>, op
     }));
     const outcomes = await appendAllowingOneRace(encoded);
     if (outcomes.some((o) => o.outcome === 'written')) announceAppend();
+    // This process's own subscribers read these events back moments later: they are decoded
+    // already (they are the values that were encoded), so the subscribers skip the decoding.
+    outcomes.forEach((outcome, index) => {
+      if (outcome.outcome === 'written') for (const e of requests[index]!.events) rememberDecoded(e.id, e.event);
+    });
     return outcomes;
   }
 

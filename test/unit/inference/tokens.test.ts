@@ -1,4 +1,10 @@
-import { countChatPromptTokens, countCompletionPromptTokens, countEmbeddingInputTokens, countTextTokens } from '../../../adapters/inference/tokens';
+import {
+  countChatPromptTokens,
+  countCompletionPromptTokens,
+  countEmbeddingInputTokens,
+  countTextTokens,
+  StreamingTokenCounter,
+} from '../../../adapters/inference/tokens';
 
 // Reference counts are cl100k_base's, as OpenAI's tiktoken gives them.
 
@@ -49,4 +55,19 @@ test('completion prompts: a string, a batch of strings, or token ids', () => {
 test('embedding inputs: a string or a batch', () => {
   expect(countEmbeddingInputTokens('hello world')).toBe(2);
   expect(countEmbeddingInputTokens(['hello', 'world'])).toBe(2);
+});
+
+test('a stream counted piece by piece, holding only a few KiB, counts what the whole text counts', () => {
+  const words = ['Hello', ' world', ',', ' the', '  double', '\n', 'new line', ' 12345', ' émigré', ' 東京', '\t tab', ' <|endoftext|>', '!!', '   ', 'x'];
+  let whole = '';
+  const counter = new StreamingTokenCounter(256);
+  for (let i = 0; i < 5_000; i++) {
+    const piece = words[(i * 7) % words.length]! + (i % 13 === 0 ? ' ' : '');
+    whole += piece;
+    counter.add(piece);
+  }
+  expect(whole.length).toBeGreaterThan(20_000);
+  expect(counter.total()).toBe(countTextTokens(whole));
+  // what it holds stays bounded by its window, not the text's length
+  expect((counter as unknown as { tail: string }).tail.length).toBeLessThan(1_024);
 });
