@@ -43,7 +43,7 @@ import { chatCompletionRule, launchMockLlm, type MockLlmProcess } from '../adapt
 import { MasterKey, openPersonalDataVault } from '../adapters/postgres/personal-data-vault';
 
 /** The benchmark deployment's master key (the gateway child gets the same in TOLLGATE_MASTER_KEY). */
-const BENCH_MASTER_KEY = MasterKey.generate();
+export const BENCH_MASTER_KEY = MasterKey.generate();
 import { migrate } from '../adapters/postgres/migrate';
 import { migrations } from '../adapters/postgres/migrations';
 import { ApiKeys } from '../src/api-keys';
@@ -62,10 +62,10 @@ const ROUNDS = flag('--rounds', 2);
 const ONLY = process.argv.includes('--only') ? (process.argv[process.argv.indexOf('--only') + 1] ?? '').split(',') : undefined;
 /** `--profile DIR`: Tollgate runs with --cpu-prof and writes its profile there on exit. */
 const PROFILE_DIR = process.argv.includes('--profile') ? resolve(process.argv[process.argv.indexOf('--profile') + 1] ?? '.') : undefined;
-const MODEL = 'bench-model';
-const ACCOUNT_ID = 'bench-account';
-const ADMIN_KEY = `bench-admin-${randomUUID()}`;
-const REPO = resolve(__dirname, '..');
+export const MODEL = 'bench-model';
+export const ACCOUNT_ID = 'bench-account';
+export const ADMIN_KEY = `bench-admin-${randomUUID()}`;
+export const REPO = resolve(__dirname, '..');
 
 // The upstream's answer: 96 characters, streamed as 6 chunks of 16 every STREAM_INTERVAL_MS,
 // then [DONE]. A small interval so the stream shape measures the gateway, not mock-llm's timer.
@@ -201,7 +201,7 @@ async function probe(target: Target, shape: Shape): Promise<void> {
 
 type CpuGroup = 'gateway' | 'upstream' | 'postgres';
 
-function processTree(root: number): { pid: number; comm: string; cmdline: string; ticks: number }[] {
+export function processTree(root: number): { pid: number; comm: string; cmdline: string; ticks: number }[] {
   let entries: string[];
   try {
     entries = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
@@ -264,7 +264,7 @@ function cpuSpent(before: ReturnType<typeof cpuSample>, after: ReturnType<typeof
 // ---------------------------------------------------------------------------------------------
 // processes
 
-function startChild(label: string, args: string[], env: NodeJS.ProcessEnv): { child: ChildProcess; output: () => string } {
+export function startChild(label: string, args: string[], env: NodeJS.ProcessEnv): { child: ChildProcess; output: () => string } {
   const child = spawn(process.execPath, args, { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const keep = (chunk: Buffer) => {
@@ -279,8 +279,12 @@ function startChild(label: string, args: string[], env: NodeJS.ProcessEnv): { ch
 }
 
 let stopping = false;
+/** Children exiting from now on are expected to (no 'exited unexpectedly' report). */
+export function markStopping(): void {
+  stopping = true;
+}
 
-async function waitForHttp(url: string, child: ChildProcess, output: () => string, label: string, timeoutMs = 60_000): Promise<void> {
+export async function waitForHttp(url: string, child: ChildProcess, output: () => string, label: string, timeoutMs = 180_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`${label} exited during start-up:\n${output()}`);
@@ -296,7 +300,7 @@ async function waitForHttp(url: string, child: ChildProcess, output: () => strin
   throw new Error(`${label} did not answer ${url} within ${timeoutMs} ms:\n${output()}`);
 }
 
-async function waitForPort(port: number, child: ChildProcess, output: () => string, label: string, timeoutMs = 30_000): Promise<void> {
+export async function waitForPort(port: number, child: ChildProcess, output: () => string, label: string, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`${label} exited during start-up:\n${output()}`);
@@ -317,7 +321,7 @@ async function waitForPort(port: number, child: ChildProcess, output: () => stri
 // ---------------------------------------------------------------------------------------------
 // ledger: seed before the gateway starts, check after it stopped
 
-async function seed(databaseUrl: string): Promise<string> {
+export async function seed(databaseUrl: string, models: readonly string[] = [MODEL]): Promise<string> {
   const pool = new Pool({ connectionString: databaseUrl, max: 4 });
   try {
     await migrate(pool, migrations);
@@ -328,22 +332,24 @@ async function seed(databaseUrl: string): Promise<string> {
       if (!r.ok) throw new Error(`seeding refused (${label}): ${r.error?.error}`);
     };
     const meta = () => systemMetadata('bench');
-    await expectOk(
-      'add model',
-      ledger.priceBook.handle(PRICE_BOOK_STREAM_ID, {
-        type: 'AddModel',
-        data: { modelId: MODEL, operations: ['chat'], maxOutputTokens: 4_096n },
-        metadata: meta(),
-      }),
-    );
-    await expectOk(
-      'set price',
-      ledger.priceBook.handle(PRICE_BOOK_STREAM_ID, {
-        type: 'SetPrice',
-        data: { modelId: MODEL, operation: 'chat', inputPerMillion: usd('0.50'), outputPerMillion: usd('1.50') },
-        metadata: meta(),
-      }),
-    );
+    for (const model of models) {
+      await expectOk(
+        'add model',
+        ledger.priceBook.handle(PRICE_BOOK_STREAM_ID, {
+          type: 'AddModel',
+          data: { modelId: model, operations: ['chat'], maxOutputTokens: 4_096n },
+          metadata: meta(),
+        }),
+      );
+      await expectOk(
+        'set price',
+        ledger.priceBook.handle(PRICE_BOOK_STREAM_ID, {
+          type: 'SetPrice',
+          data: { modelId: model, operation: 'chat', inputPerMillion: usd('0.50'), outputPerMillion: usd('1.50') },
+          metadata: meta(),
+        }),
+      );
+    }
     const vault = (await openPersonalDataVault(pool, BENCH_MASTER_KEY)).vault;
     const stream = accountStreamId(ACCOUNT_ID);
     await expectOk(
@@ -375,7 +381,7 @@ async function seed(databaseUrl: string): Promise<string> {
   }
 }
 
-interface LedgerCheck {
+export interface LedgerCheck {
   readonly placed: number;
   readonly settled: number;
   readonly settledByOutcome: Record<string, number>;
@@ -384,7 +390,7 @@ interface LedgerCheck {
   readonly open: number;
 }
 
-async function readLedger(databaseUrl: string): Promise<LedgerCheck> {
+export async function readLedger(databaseUrl: string): Promise<LedgerCheck> {
   const pool = new Pool({ connectionString: databaseUrl, max: 2 });
   try {
     const store = createPostgresEventStore<DomainEvent>(pool, domainEventCodec);
@@ -412,7 +418,7 @@ async function readLedger(databaseUrl: string): Promise<LedgerCheck> {
 }
 
 /** Sums a Prometheus counter over the series whose labels include every one of `labels`. */
-function metricSum(text: string, name: string, labels: Record<string, string>): number {
+export function metricSum(text: string, name: string, labels: Record<string, string>): number {
   let sum = 0;
   for (const line of text.split('\n')) {
     if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
@@ -452,7 +458,7 @@ async function main(): Promise<number> {
   let exitCode = 0;
   try {
     const [mockPort, tollgatePort, portkeyPort, barePort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
-    [mock, pg] = await Promise.all([launchMockLlm(mockLlmConfig, mockPort), startBenchPostgres()]);
+    [mock, pg] = await Promise.all([launchMockLlm(mockLlmConfig, mockPort, 60_000), startBenchPostgres()]);
     const apiKey = await seed(pg.url);
 
     const modelsFile = join(scratch, 'models.json');
@@ -654,10 +660,13 @@ async function main(): Promise<number> {
   return exitCode;
 }
 
-main().then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    console.error(error);
-    process.exit(1);
-  },
-);
+// bench/streams.ts imports the harness above without running this benchmark.
+if (require.main === module) {
+  main().then(
+    (code) => process.exit(code),
+    (error: unknown) => {
+      console.error(error);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,338 @@
+/**
+ * Streams, two shapes (issue 17), Tollgate beside the bare proxy (node:http in, undici out, bytes
+ * relayed: the floor of any Node gateway), in one run:
+ *   npx tsx bench/streams.ts [--chunks 1000] [--long-requests 64] [--connections 8] [--rounds 2]
+ *                            [--streams 10000] [--growth-streams 500] [--only long,open]
+ *
+ * 1. Long streams: each answer is --chunks chunks (16 characters each, as fast as the reader takes
+ *    them, then finish_reason, the usage chunk and [DONE]), --long-requests per round over
+ *    --connections connections. Printed: the gateway process's CPU per chunk, Tollgate's against
+ *    the bare proxy's (target: at most 2x).
+ * 2. Many open streams: --streams concurrent streams, all open at once (the upstream sends a first
+ *    chunk and holds each stream until every one is open), from this process's own connections.
+ *    Printed: the gateway's RSS per open stream (RSS with all open, less RSS idle, over their
+ *    number; target at most 64 KiB). Then --growth-streams streams held open after 20 chunks, and
+ *    as many after --chunks chunks: the RSS per stream is the same, it does not grow with the
+ *    answer (the upstream reports usage).
+ *    A gateway holds two sockets per open stream (client and upstream): when the process's file
+ *    limit (RLIMIT_NOFILE) cannot hold that many, the count is lowered to what fits, and said.
+ *
+ * The upstream is bench/support/stream-upstream.ts (it reports usage, as vLLM does when asked).
+ * After the run the account's stream is read back: every 2xx answer settled exactly once, every
+ * reservation ended. Exits non-zero on any non-2xx answer, connection error or ledger failure.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Pool as HttpPool } from 'undici';
+import { stopChild } from '../adapters/stop-child';
+import { ADMIN_KEY, BENCH_MASTER_KEY, markStopping, readLedger, seed, startChild, waitForHttp, waitForPort } from './gateway';
+import { flag, freePort, printTable, startBenchPostgres, type BenchPostgres } from './support/embedded-postgres';
+
+const CHUNKS = flag('--chunks', 1_000);
+const LONG_REQUESTS = flag('--long-requests', 64);
+const CONNECTIONS = flag('--connections', 8);
+const ROUNDS = flag('--rounds', 2);
+const STREAMS = flag('--streams', 10_000);
+const GROWTH_STREAMS = flag('--growth-streams', 500);
+const ONLY = process.argv.includes('--only') ? (process.argv[process.argv.indexOf('--only') + 1] ?? '').split(',') : ['long', 'open'];
+const CHUNK_CHARS = 16;
+
+const MODELS = { fast: 'long-fast', hold1: 'open-hold-1', hold20: 'open-hold-20', holdLong: `open-hold-${CHUNKS}` } as const;
+
+function body(model: string): string {
+  return JSON.stringify({ model, stream: true, max_tokens: 4_096, messages: [{ role: 'user', content: 'Say hello in one short sentence, please.' }] });
+}
+
+/** CPU ticks (1/100 s) of one process so far. */
+function cpuTicks(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[11]) + Number(fields[12]);
+}
+
+function rssBytes(pid: number): number {
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('VmRSS:'));
+  return Number(line?.split(/\s+/)[1] ?? 0) * 1_024;
+}
+
+/** The hard limit on open files of this process (children inherit it). */
+function fileLimit(): number {
+  const line = readFileSync('/proc/self/limits', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('Max open files'));
+  const soft = Number(line?.split(/\s+/)[3]);
+  return Number.isFinite(soft) ? soft : 1_024;
+}
+
+interface Outcome {
+  ok: number;
+  failed: number;
+  chunks: number;
+}
+
+/** One streamed request; resolves when its body ended, counting its SSE events. `opened` is called with the headers. */
+async function stream(
+  pool: HttpPool,
+  path: string,
+  headers: Record<string, string>,
+  model: string,
+  reached: { events: number; then: () => void } | undefined,
+  into: Outcome,
+): Promise<void> {
+  let told = false;
+  const tell = () => {
+    if (!told && reached) {
+      told = true;
+      reached.then();
+    }
+  };
+  try {
+    const response = await pool.request({ method: 'POST', path, headers: { 'content-type': 'application/json', ...headers }, body: body(model) });
+    let text = '';
+    let events = 0;
+    for await (const part of response.body) {
+      text += part.toString();
+      const parts = text.split('\n\n');
+      text = parts.pop() ?? '';
+      events += parts.length;
+      if (reached && events >= reached.events) tell();
+    }
+    tell();
+    if (response.statusCode === 200) {
+      into.ok++;
+      into.chunks += events;
+    } else into.failed++;
+  } catch {
+    tell();
+    into.failed++;
+  }
+}
+
+interface Gw {
+  readonly name: 'tollgate' | 'bare-proxy';
+  readonly pid: number;
+  readonly origin: string;
+  readonly path: string;
+  readonly headers: Record<string, string>;
+}
+
+async function main(): Promise<number> {
+  const scratch = mkdtempSync(join(tmpdir(), 'tollgate-bench-streams-'));
+  const children: ChildProcess[] = [];
+  let pg: BenchPostgres | undefined;
+  const cleanup = async () => {
+    markStopping();
+    await Promise.all(children.map((child) => stopChild(child, 15_000)));
+    await pg?.stop().catch(() => {});
+    rmSync(scratch, { recursive: true, force: true });
+  };
+  process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
+  let exitCode = 0;
+  try {
+    const limit = fileLimit();
+    // two sockets per open stream in the gateway, and some for PostgreSQL, the log, the modules
+    const streams = Math.min(STREAMS, Math.floor((limit - 400) / 2));
+    const [fastPort, holdPort, tollgatePort, bareFastPort, bareHoldPort] = await Promise.all(Array.from({ length: 5 }, () => freePort()));
+    pg = await startBenchPostgres();
+    const apiKey = await seed(pg.url, Object.values(MODELS));
+    const upstream = (port: number, chunks: number, intervalMs: number) => {
+      const u = startChild(
+        `upstream ${port}`,
+        ['--import', 'tsx', join(__dirname, 'support', 'stream-upstream.ts'), String(port), String(chunks), String(CHUNK_CHARS), String(intervalMs)],
+        process.env,
+      );
+      children.push(u.child);
+      return u;
+    };
+    const ups = [
+      { port: fastPort, u: upstream(fastPort, CHUNKS, 0) },
+      { port: holdPort, u: upstream(holdPort, 1, 0) },
+    ];
+    const base = (port: number) => `http://127.0.0.1:${port}/v1`;
+    const modelsFile = join(scratch, 'models.json');
+    const model = (id: string, port: number) => ({ id, upstreams: [{ baseUrl: base(port), capacity: 100_000 }], maxOutputTokens: 4_096, operations: ['chat'] });
+    writeFileSync(
+      modelsFile,
+      JSON.stringify({
+        models: [model(MODELS.fast, fastPort), model(MODELS.hold1, holdPort), model(MODELS.hold20, holdPort), model(MODELS.holdLong, holdPort)],
+      }),
+    );
+    const tg = startChild('tollgate', ['--import', 'tsx', 'src/main.ts'], {
+      ...process.env,
+      DATABASE_URL: pg.url,
+      TOLLGATE_MASTER_KEY: BENCH_MASTER_KEY.export(),
+      HOST: '127.0.0.1',
+      PORT: String(tollgatePort),
+      TOLLGATE_MODELS_FILE: modelsFile,
+      TOLLGATE_ADMIN_KEY: ADMIN_KEY,
+      TOLLGATE_DATA_DIR: join(scratch, 'tollgate-data'),
+      LOG_LEVEL: 'warn',
+    });
+    children.push(tg.child);
+    const bareFast = startChild(
+      'bare-proxy',
+      ['--import', 'tsx', join(__dirname, 'support', 'bare-proxy.ts'), base(fastPort), String(bareFastPort)],
+      process.env,
+    );
+    const bareHold = startChild(
+      'bare-proxy',
+      ['--import', 'tsx', join(__dirname, 'support', 'bare-proxy.ts'), base(holdPort), String(bareHoldPort)],
+      process.env,
+    );
+    children.push(bareFast.child, bareHold.child);
+    await Promise.all([
+      ...ups.map(({ port, u }) => waitForPort(port, u.child, u.output, 'stream upstream', 120_000)),
+      waitForHttp(`http://127.0.0.1:${tollgatePort}/healthz`, tg.child, tg.output, 'tollgate'),
+      waitForPort(bareFastPort, bareFast.child, bareFast.output, 'bare-proxy', 120_000),
+      waitForPort(bareHoldPort, bareHold.child, bareHold.output, 'bare-proxy', 120_000),
+    ]);
+    const tollgate = (): Gw => ({
+      name: 'tollgate',
+      pid: tg.child.pid!,
+      origin: `http://127.0.0.1:${tollgatePort}`,
+      path: '/v1/chat/completions',
+      headers: { authorization: `Bearer ${apiKey}` },
+    });
+    const bare = (port: number, child: ChildProcess): Gw => ({
+      name: 'bare-proxy',
+      pid: child.pid!,
+      origin: `http://127.0.0.1:${port}`,
+      path: '/v1/chat/completions',
+      headers: {},
+    });
+
+    let tollgate2xx = 0;
+    const invalid: string[] = [];
+    const count = (gw: Gw, label: string, o: Outcome, expectedChunks: number) => {
+      if (gw.name === 'tollgate') tollgate2xx += o.ok;
+      if (o.failed > 0 || o.chunks < expectedChunks) invalid.push(`${gw.name} ${label}: ${o.failed} failed, ${o.chunks} of ${expectedChunks} chunks`);
+    };
+
+    if (ONLY.includes('long')) {
+      // --- 1. long streams: CPU per chunk --------------------------------------------------
+      const targets = [tollgate(), bare(bareFastPort, bareFast.child)];
+      const spent = new Map<string, { ticks: number; chunks: number }>();
+      for (let round = 0; round <= ROUNDS; round++) {
+        for (const gw of targets) {
+          const pool = new HttpPool(gw.origin, { connections: CONNECTIONS, pipelining: 1 });
+          const o: Outcome = { ok: 0, failed: 0, chunks: 0 };
+          const before = cpuTicks(gw.pid);
+          let next = 0;
+          await Promise.all(
+            Array.from({ length: CONNECTIONS }, async () => {
+              while (next++ < LONG_REQUESTS) await stream(pool, gw.path, gw.headers, MODELS.fast, undefined, o);
+            }),
+          );
+          const ticks = cpuTicks(gw.pid) - before;
+          await pool.close();
+          count(gw, `long streams round ${round}`, o, LONG_REQUESTS * CHUNKS);
+          // round 0 warms up
+          if (round > 0) {
+            const s = spent.get(gw.name) ?? { ticks: 0, chunks: 0 };
+            s.ticks += ticks;
+            s.chunks += o.chunks;
+            spent.set(gw.name, s);
+          }
+          process.stderr.write(`  long streams round ${round} ${gw.name}: ${o.ok} streams, ${o.chunks} events, ${(ticks * 10).toFixed(0)} ms CPU\n`);
+        }
+      }
+      const perChunk = (name: string) => {
+        const s = spent.get(name)!;
+        return (s.ticks * 10_000) / s.chunks; // microseconds
+      };
+      const ratio = perChunk('tollgate') / perChunk('bare-proxy');
+      console.log(
+        `\n1. long streams: ${CHUNKS} chunks of ${CHUNK_CHARS} characters per answer, ${LONG_REQUESTS} answers per round over ${CONNECTIONS} connections, ${ROUNDS} rounds`,
+      );
+      printTable([
+        ['target', 'CPU us per chunk (gateway process)'],
+        ['tollgate', perChunk('tollgate').toFixed(2)],
+        ['bare-proxy', perChunk('bare-proxy').toFixed(2)],
+      ]);
+      console.log(`Tollgate / bare proxy CPU per chunk: ${ratio.toFixed(2)}x (target <= 2x): ${ratio <= 2 ? 'met' : 'NOT met'}`);
+    }
+
+    if (ONLY.includes('open')) {
+      // --- 2. many open streams: RSS per stream -------------------------------------------------
+      console.log(
+        `\n2. many open streams, all open at once (the upstream holds each one until all are)` +
+          (streams < STREAMS
+            ? `; ${streams} of the ${STREAMS} asked: the open-file limit here is ${limit}, and a gateway holds two sockets per open stream`
+            : ''),
+      );
+      const rows: string[][] = [['target', 'held after', 'streams', 'RSS idle MiB', 'RSS all open MiB', 'KiB per open stream', 'answered 2xx']];
+      const shapes: { gw: Gw; model: string; chunks: number; count: number }[] = [
+        { gw: tollgate(), model: MODELS.hold1, chunks: 1, count: streams },
+        { gw: bare(bareHoldPort, bareHold.child), model: MODELS.hold1, chunks: 1, count: streams },
+        { gw: tollgate(), model: MODELS.hold20, chunks: 20, count: Math.min(GROWTH_STREAMS, streams) },
+        { gw: tollgate(), model: MODELS.holdLong, chunks: CHUNKS, count: Math.min(GROWTH_STREAMS, streams) },
+      ];
+      for (const { gw, model, chunks, count: n } of shapes) {
+        await new Promise((resolve) => setTimeout(resolve, 3_000));
+        const idle = rssBytes(gw.pid);
+        const pool = new HttpPool(gw.origin, { connections: n, pipelining: 1, headersTimeout: 900_000, bodyTimeout: 900_000 });
+        const o: Outcome = { ok: 0, failed: 0, chunks: 0 };
+        let holding = 0;
+        let allHeld!: () => void;
+        const held = new Promise<void>((resolve) => (allHeld = resolve));
+        const started = Date.now();
+        const then = () => {
+          if (++holding === n) allHeld();
+        };
+        const done = Promise.all(Array.from({ length: n }, () => stream(pool, gw.path, gw.headers, model, { events: chunks, then }, o)));
+        await held;
+        const rampSeconds = (Date.now() - started) / 1_000;
+        const open = rssBytes(gw.pid);
+        await fetch(`http://127.0.0.1:${holdPort}/release`);
+        await done;
+        await pool.close();
+        count(gw, `${n} open streams (${model})`, o, n * (chunks + 2));
+        process.stderr.write(`  open streams ${gw.name} ${model}: ${o.ok} ok, all open after ${rampSeconds.toFixed(1)} s\n`);
+        rows.push([
+          gw.name,
+          `${chunks} chunks`,
+          String(n),
+          (idle / 2 ** 20).toFixed(0),
+          (open / 2 ** 20).toFixed(0),
+          ((open - idle) / 1_024 / n).toFixed(1),
+          `${o.ok}/${n}`,
+        ]);
+      }
+      printTable(rows);
+    }
+
+    // --- ledger ---------------------------------------------------------------------------------
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    markStopping();
+    await stopChild(tg.child, 60_000);
+    const ledger = await readLedger(pg.url);
+    const ended = ledger.settled + ledger.released + ledger.expired;
+    const checks: [string, boolean][] = [
+      [`no open reservation (open: ${ledger.open})`, ledger.open === 0],
+      [`every reservation ended once (placed ${ledger.placed} = ended ${ended})`, ledger.placed === ended],
+      [`settlements = 2xx answers (${ledger.settled} settled, ${tollgate2xx} 2xx)`, ledger.settled === tollgate2xx],
+    ];
+    console.log('\nledger after the run:');
+    for (const [label, ok] of checks) console.log(`  ${ok ? 'ok  ' : 'FAIL'} ${label}`);
+    if (invalid.length > 0) {
+      console.error(`\nINVALID: ${invalid.join('; ')}`);
+      exitCode = 1;
+    }
+    if (checks.some(([, ok]) => !ok)) exitCode = 1;
+  } finally {
+    await cleanup();
+  }
+  return exitCode;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  },
+);
