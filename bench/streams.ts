@@ -72,6 +72,14 @@ interface Outcome {
   ok: number;
   failed: number;
   chunks: number;
+  /** what the failures were: HTTP status or error code, with counts */
+  why?: Record<string, number>;
+}
+
+function failed(o: Outcome, reason: string): void {
+  o.failed++;
+  o.why ??= {};
+  o.why[reason] = (o.why[reason] ?? 0) + 1;
 }
 
 /** One streamed request; resolves when its body ended, counting its SSE events. `opened` is called with the headers. */
@@ -105,10 +113,10 @@ async function stream(
     if (response.statusCode === 200) {
       into.ok++;
       into.chunks += events;
-    } else into.failed++;
-  } catch {
+    } else failed(into, `HTTP ${response.statusCode}`);
+  } catch (error) {
     tell();
-    into.failed++;
+    failed(into, (error as { code?: string }).code ?? (error as Error).name);
   }
 }
 
@@ -209,7 +217,8 @@ async function main(): Promise<number> {
     const invalid: string[] = [];
     const count = (gw: Gw, label: string, o: Outcome, expectedChunks: number) => {
       if (gw.name === 'tollgate') tollgate2xx += o.ok;
-      if (o.failed > 0 || o.chunks < expectedChunks) invalid.push(`${gw.name} ${label}: ${o.failed} failed, ${o.chunks} of ${expectedChunks} chunks`);
+      if (o.failed > 0 || o.chunks < expectedChunks)
+        invalid.push(`${gw.name} ${label}: ${o.failed} failed ${JSON.stringify(o.why ?? {})}, ${o.chunks} of ${expectedChunks} chunks`);
     };
 
     if (ONLY.includes('long')) {
