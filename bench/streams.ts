@@ -30,6 +30,29 @@ import { stopChild } from '../adapters/stop-child';
 import { ADMIN_KEY, BENCH_MASTER_KEY, markStopping, readLedger, seed, startChild, waitForHttp, waitForPort } from './gateway';
 import { flag, freePort, printTable, startBenchPostgres, type BenchPostgres } from './support/embedded-postgres';
 
+if (process.argv.includes('--help') || process.argv.includes('-h')) {
+  process.stdout.write(`Streams benchmark: Tollgate beside a bare Node proxy, two shapes.
+
+  npx tsx bench/streams.ts [--chunks 1000] [--long-requests 64] [--connections 8] [--rounds 2]
+                           [--streams 10000] [--growth-streams 500] [--only long,open]
+
+  --chunks N          chunks of 16 characters per long answer (default 1000)
+  --long-requests N   long streams per round (default 64), over --connections N connections (default 8)
+  --rounds N          rounds of the long-stream shape (default 2)
+  --streams N         streams held open at once for the RSS shape (default 10000; lowered to what
+                      the open-file limit allows, and said)
+  --growth-streams N  streams held after 20 and after --chunks chunks: RSS per stream must not grow
+                      with the answer (default 500)
+  --only long,open    run only these shapes
+
+Prints the gateway's CPU per chunk against the bare proxy's (target at most 2x) and its RSS per
+open stream (target at most 64 KiB), then checks the ledger: every 2xx settled exactly once,
+every reservation ended. Exits non-zero on any failed answer or ledger mismatch.
+A tiny run: npx tsx bench/streams.ts --chunks 20 --long-requests 8 --rounds 1 --streams 20 --growth-streams 10
+`);
+  process.exit(0);
+}
+
 const CHUNKS = flag('--chunks', 1_000);
 const LONG_REQUESTS = flag('--long-requests', 64);
 const CONNECTIONS = flag('--connections', 8);

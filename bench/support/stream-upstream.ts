@@ -33,7 +33,14 @@ const server = http.createServer((req, res) => {
   req.setEncoding('utf8');
   req.on('data', (part: string) => (raw += part));
   req.on('end', () => {
-    const model = (JSON.parse(raw) as { model?: string }).model ?? 'bench';
+    // A request cut off mid-body (its client gone) is answered 400, not a crash of the upstream.
+    let model = 'bench';
+    try {
+      model = (JSON.parse(raw) as { model?: string }).model ?? 'bench';
+    } catch {
+      if (!res.destroyed) res.writeHead(400).end();
+      return;
+    }
     const chunk = line(model, piece, null);
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
     let sent = 0;
