@@ -13,15 +13,32 @@ export interface StreamSink {
   write(chunk: string): boolean | void;
   /** Resolves when the sink can take more, or will never (closed). */
   waitForDrain?(): Promise<void>;
+  /**
+   * Hold writes until flush(): the events of one upstream read go out in one system call, not
+   * one each. Idempotent; flush() before waiting for drain.
+   */
+  cork?(): void;
+  flush?(): void;
 }
 
 /** A sink over a node/express response, with backpressure through 'drain'. */
 export function responseSink(res: ServerResponse): StreamSink {
   const bytes = byteSink(res);
+  let corked = false;
   return {
     open: () => bytes.open('text/event-stream; charset=utf-8'),
     write: (chunk) => bytes.write(chunk),
     waitForDrain: () => bytes.waitForDrain(),
+    cork() {
+      if (corked || res.destroyed || res.writableEnded) return;
+      corked = true;
+      res.cork();
+    },
+    flush() {
+      if (!corked) return;
+      corked = false;
+      res.uncork();
+    },
   };
 }
 

@@ -73,7 +73,10 @@ export async function relayStream(input: RelayInput): Promise<RelayResult> {
       sink.open();
       started = true;
     }
-    if (sink.write(chunk) === false && sink.waitForDrain) await untilDrainOrAbort(sink.waitForDrain(), signal);
+    if (sink.write(chunk) === false && sink.waitForDrain) {
+      sink.flush?.();
+      await untilDrainOrAbort(sink.waitForDrain(), signal);
+    }
   };
 
   // Returns false to stop reading the upstream.
@@ -154,12 +157,18 @@ export async function relayStream(input: RelayInput): Promise<RelayResult> {
         errorKind = 'upstream_error';
         break;
       }
-      while (pending.length > 0) {
-        const event = pending.shift()!;
-        // After [DONE], read on to the end so the keep-alive connection can be reused.
-        if (done) continue;
-        if (!(await handle(event))) break reading;
-        if (signal?.aborted) break reading;
+      // The events of one read go out together, in one system call.
+      if (started) sink.cork?.();
+      try {
+        while (pending.length > 0) {
+          const event = pending.shift()!;
+          // After [DONE], read on to the end so the keep-alive connection can be reused.
+          if (done) continue;
+          if (!(await handle(event))) break reading;
+          if (signal?.aborted) break reading;
+        }
+      } finally {
+        sink.flush?.();
       }
     }
   } catch {
