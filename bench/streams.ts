@@ -169,7 +169,7 @@ async function main(): Promise<number> {
     const streams = Math.min(STREAMS, Math.floor((limit - 400) / 2));
     const [fastPort, holdPort, tollgatePort, bareFastPort, bareHoldPort] = await Promise.all(Array.from({ length: 5 }, () => freePort()));
     pg = await startBenchPostgres();
-    const apiKey = await seed(pg.url, Object.values(MODELS));
+    const apiKey = await seed(pg.url, [...new Set(Object.values(MODELS))]);
     const upstream = (port: number, chunks: number, intervalMs: number) => {
       const u = startChild(
         `upstream ${port}`,
@@ -189,7 +189,7 @@ async function main(): Promise<number> {
     writeFileSync(
       modelsFile,
       JSON.stringify({
-        models: [model(MODELS.fast, fastPort), model(MODELS.hold1, holdPort), model(MODELS.hold20, holdPort), model(MODELS.holdLong, holdPort)],
+        models: [model(MODELS.fast, fastPort), ...[...new Set([MODELS.hold1, MODELS.hold20, MODELS.holdLong])].map((id) => model(id, holdPort))],
       }),
     );
     const tg = startChild('tollgate', ['--import', 'tsx', 'src/main.ts'], {
