@@ -18,7 +18,7 @@ const load = {
  * help; written out so that the help does not load the projections (a unit test keeps the two
  * lists equal).
  */
-export const PROJECTION_NAMES = ['expiries', 'balances', 'usage', 'journal', 'audit', 'retention', 'notices', 'status', 'memberships'] as const;
+export const PROJECTION_NAMES = ['expiries', 'balances', 'usage', 'journal', 'audit', 'retention', 'notices', 'status', 'memberships', 'admin-roles'] as const;
 
 /**
  * The finance commands of the `tollgate` CLI: replay, verify, balance, statement, journal.
