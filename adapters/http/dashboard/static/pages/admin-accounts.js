@@ -31,7 +31,7 @@ export function AccountsPage({ params }) {
             <caption class="visually-hidden">Accounts found</caption>
             <thead><tr><th scope="col">Account</th><th scope="col">Name</th><th scope="col">Email</th><th scope="col">Status</th><th scope="col" class="num">Available</th></tr></thead>
             <tbody>${data.map(
-              (a) => html`<tr>
+              (a) => html`<tr key=${a.account_id}>
               <th scope="row"><a href=${`#/accounts${query({ q, id: a.account_id })}`} aria-current=${a.account_id === selected ? 'true' : undefined}>${a.account_id}</a></th>
               <td>${a.display_name ?? '(erased)'}</td><td>${a.email ?? '(erased)'}</td>
               <td>${a.status}${a.suspension_reason ? ` (${a.suspension_reason.replaceAll('_', ' ')})` : ''}</td><td class="num">${usd(a.available_usd)}</td>

@@ -66,7 +66,7 @@ export function ModelsPage() {
       <table id="models-table">
         <thead><tr><th scope="col">Model</th><th scope="col">Operations</th><th scope="col" class="num">Max output</th><th scope="col">Prices (per million tokens, input / output)</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
         <tbody>${data.map(
-          (m) => html`<tr>
+          (m) => html`<tr key=${m.id}>
           <th scope="row">${m.id}${m.retired ? ' (retired)' : ''}</th><td>${m.operations.join(', ')}</td><td class="num">${m.max_output_tokens.toLocaleString('en-US')}</td>
           <td><ul class="plain">${m.prices.map((p) => html`<li>${p.operation}: ${usd(p.input_usd_per_million)} / ${usd(p.output_usd_per_million)}${p.usd_per_audio_second ? `, ${usd(p.usd_per_audio_second)} per audio second` : ''}${p.usd_per_million_characters ? `, ${usd(p.usd_per_million_characters)} per million characters` : ''} ${p.in_force ? '(in force)' : html`(from <${When} at=${p.effective_at} />)`}</li>`)}</ul></td>
           <td>${

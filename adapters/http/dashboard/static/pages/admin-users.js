@@ -34,7 +34,7 @@ export function AdminUsersPage({ session }) {
       <table id="admin-users-table">
         <thead><tr><th scope="col">Email</th><th scope="col">Role</th><th scope="col">Since</th><th scope="col">Two-factor</th><th scope="col">Actions</th></tr></thead>
         <tbody>${data.map(
-          (u) => html`<tr>
+          (u) => html`<tr key=${u.user_id}>
             <td>${u.email ?? '(erased)'}${u.user_id === session.user_id ? ' (you)' : ''}</td>
             <td><select aria-label=${`Role of ${u.email ?? u.user_id}`} value=${u.role} onChange=${(e) => change(u, e.currentTarget.value)}>
               ${ROLES.map((r) => html`<option value=${r.value}>${r.label}</option>`)}

@@ -108,7 +108,7 @@ export function KeysPage({ session }) {
     <${Loading} state=${keys}>${({ data }) => html`<table id="keys-table">
       <thead><tr><th scope="col">Name</th><th scope="col">Prefix</th><th scope="col">Scopes</th><th scope="col">Status</th><th scope="col">Limits</th><th scope="col">Created by</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
       <tbody>${data.map(
-        (k) => html`<tr data-key-id=${k.key_id}>
+        (k) => html`<tr key=${k.key_id} data-key-id=${k.key_id}>
         <th scope="row">${
           renaming === k.key_id
             ? html`<form class="confirm" onSubmit=${(e) => rename(e, k)}>

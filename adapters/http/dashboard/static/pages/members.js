@@ -54,7 +54,7 @@ export function MembersPage({ session }) {
         <caption>People in this account</caption>
         <thead><tr><th scope="col">Name</th><th scope="col">Email</th><th scope="col">Role</th><th scope="col">Since</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
         <tbody>${data.map(
-          (m) => html`<tr data-user-id=${m.user_id}>
+          (m) => html`<tr key=${m.user_id} data-user-id=${m.user_id}>
             <th scope="row">${m.name}${m.you ? ' (you)' : ''}</th>
             <td>${m.email}</td>
             <td>${
@@ -82,7 +82,7 @@ export function MembersPage({ session }) {
         <table id="invitations-table">
           <thead><tr><th scope="col">Email</th><th scope="col">Role</th><th scope="col">Expires</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
           <tbody>${invitations.map(
-            (i) => html`<tr data-invitation-id=${i.id}><th scope="row">${i.email}</th><td>${i.role}</td><td><${When} at=${i.expires_at} /></td>
+            (i) => html`<tr key=${i.id} data-invitation-id=${i.id}><th scope="row">${i.email}</th><td>${i.role}</td><td><${When} at=${i.expires_at} /></td>
               <td>${manages ? html`<button type="button" class="secondary" onClick=${() => withdraw(i)}>Withdraw</button>` : ''}</td></tr>`,
           )}</tbody>
         </table>`

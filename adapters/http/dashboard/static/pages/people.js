@@ -295,7 +295,7 @@ export function SessionsPage() {
     <${Loading} state=${sessions}>${({ data }) => html`<table id="sessions-table">
       <thead><tr><th scope="col">Browser</th><th scope="col">Signed in</th><th scope="col">Last used</th><th scope="col">Ends at the latest</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
       <tbody>${data.map(
-        (s) => html`<tr data-session-id=${s.id}>
+        (s) => html`<tr key=${s.id} data-session-id=${s.id}>
         <th scope="row">${s.user_agent ?? 'unknown'}${s.current ? ' (this session)' : ''}</th>
         <td><${When} at=${s.created_at} /></td><td><${When} at=${s.last_seen_at} /></td><td><${When} at=${s.absolute_expires_at} /></td>
         <td>${s.current ? '' : html`<button type="button" class="secondary" onClick=${() => revoke(s)}>Sign out</button>`}</td>
