@@ -194,8 +194,12 @@ describe('auto top-up', () => {
 
       const headers = { authorization: `Bearer ${key.secret}` };
       const view = await until(async () => {
-        const body = (await (await fetch(`${gw.url}/v1/billing/auto-top-up`, { headers })).json()) as { last_failure: { reason: string } | null };
-        return body.last_failure ? body : undefined;
+        const body = (await (await fetch(`${gw.url}/v1/billing/auto-top-up`, { headers })).json()) as {
+          last_failure: { reason: string } | null;
+          account_status: string;
+        };
+        // Account reads come from the live log's cache, which may trail the attempts table by a moment.
+        return body.last_failure && body.account_status === 'suspended' ? body : undefined;
       });
       expect(view).toMatchObject({
         enabled: true,

@@ -188,7 +188,8 @@ test('authentication_required off-session: the failure is recorded, the account 
   const view = await until(
     async () => {
       const body = (await h.call('GET', '/v1/billing/auto-top-up', bo.key)).body;
-      return body.last_failure ? body : undefined;
+      // Account reads come from the live log's cache, which may trail the attempts table by a moment.
+      return body.last_failure && body.account_status === 'suspended' ? body : undefined;
     },
     { timeoutMs: 10_000 },
   );
@@ -209,7 +210,8 @@ test('a declined card: the failure is recorded, the account suspended, the invoi
   const view = await until(
     async () => {
       const body = (await h.call('GET', '/v1/billing/auto-top-up', di.key)).body;
-      return body.last_failure ? body : undefined;
+      // Account reads come from the live log's cache, which may trail the attempts table by a moment.
+      return body.last_failure && body.account_status === 'suspended' ? body : undefined;
     },
     { timeoutMs: 10_000 },
   );
