@@ -1,7 +1,7 @@
 import type { Pool, PoolClient } from 'pg';
 import { saveCheckpoint } from '../read-models/checkpoints';
 import type { DomainEvent } from '../../domain/events';
-import { START, type EventStore, type LogPosition, type RecordedEvent } from '../ports/event-store';
+import { comparePositions, START, type EventStore, type LogPosition, type RecordedEvent } from '../ports/event-store';
 import type { SqlProjection } from '../read-models/runner';
 
 export interface ReplayProgress {
@@ -61,12 +61,23 @@ export async function replayProjections(
     });
 
     const started = performance.now();
+    // Everything committed when the replay began. Events an older transaction still open (in any
+    // database of the cluster: the visibility horizon is the server's) hides from the global log
+    // are not readable yet: an empty page before this position means "wait", not "done".
+    const target = await store.latestPosition();
+    let position: LogPosition = START;
     let applied = 0;
     let next: Promise<readonly RecordedEvent<DomainEvent>[]> = store.readAll(START, { maxCount: pageSize });
     for (;;) {
       const page = await next;
-      if (page.length === 0) break;
+      if (page.length === 0) {
+        if (comparePositions(position, target) >= 0) break;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        next = store.readAll(position, { maxCount: pageSize });
+        continue;
+      }
       const last: LogPosition = page[page.length - 1]!.position;
+      position = last;
       next = store.readAll(last, { maxCount: pageSize });
       // A failed prefetch is reported by the await above on the next turn, not as unhandled.
       next.catch(() => {});
