@@ -29,19 +29,26 @@ export function runEntryPoint(entry: string, args: string[], env: Record<string,
   return runToCompletion(process.execPath, [compiledEntryPoint(entry), ...args], env, timeoutMs);
 }
 
-/** Runs a program from the repo root with extra environment, to completion. */
-export function runToCompletion(command: string, args: string[], env: Record<string, string | undefined>, timeoutMs = HUNG_AFTER_MS): Promise<Finished> {
+/** Runs a program from the repo root with extra environment, to completion; `input`, if given, is its stdin. */
+export function runToCompletion(
+  command: string,
+  args: string[],
+  env: Record<string, string | undefined>,
+  timeoutMs = HUNG_AFTER_MS,
+  input?: string,
+): Promise<Finished> {
   const started = Date.now();
   return new Promise((done, fail) => {
     const child = spawn(command, args, {
       cwd: repoRoot,
       env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
+    child.stdin?.end(input);
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
-    child.stderr.on('data', (chunk) => (stderr += chunk));
+    child.stdout!.on('data', (chunk) => (stdout += chunk));
+    child.stderr!.on('data', (chunk) => (stderr += chunk));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       fail(new Error(`${command} ${args.join(' ')} did not exit within ${timeoutMs} ms; stderr: ${stderr}`));

@@ -1,5 +1,5 @@
-import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
+import { repoRoot, runToCompletion } from '../../support/processes';
 import { Pool } from 'pg';
 import { START } from '../../../src/ports/event-store';
 import { adminRolesProjection } from '../../../src/read-models/admin-roles';
@@ -164,18 +164,13 @@ describe('admin users', () => {
 
   it('`tollgate admins` (the real CLI): --help explains; list, role and remove act with their exit codes; the last operator stays', async () => {
     const run = (args: string[], input = '') =>
-      new Promise<{ code: number | null; stdout: string; stderr: string }>((done) => {
-        const child = spawn(resolve(__dirname, '../../../bin/tollgate'), args, {
-          env: { ...process.env, DATABASE_URL: gw.databaseUrl, LOG_LEVEL: 'warn', TOLLGATE_BCRYPT_COST: '4' },
-          stdio: ['pipe', 'pipe', 'pipe'],
-        });
-        let stdout = '';
-        let stderr = '';
-        child.stdout.on('data', (c) => (stdout += c));
-        child.stderr.on('data', (c) => (stderr += c));
-        child.on('exit', (code) => done({ code, stdout, stderr }));
-        child.stdin.end(input);
-      });
+      runToCompletion(
+        resolve(repoRoot, 'bin/tollgate'),
+        args,
+        { DATABASE_URL: gw.databaseUrl, LOG_LEVEL: 'warn', TOLLGATE_BCRYPT_COST: '4' },
+        undefined,
+        input,
+      );
     const help = await run(['admins', '--help']);
     expect(help.code).toBe(0);
     for (const word of ['add', 'list', 'role', 'remove', 'insufficient_role', 'last one cannot be removed', 'TOLLGATE_ADMIN_KEY'])

@@ -1,5 +1,5 @@
-import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
+import { repoRoot, runToCompletion } from '../../support/processes';
 import * as OTPAuth from 'otpauth';
 import { Pool } from 'pg';
 import { systemMetadata } from '../../../src/command-metadata';
@@ -452,19 +452,14 @@ describe('users: sign-up, verification, sign-in, sessions, passwords, profile, t
   });
 
   it('`tollgate admins add` (the real CLI) creates an admin user from a password on stdin; a bad role or weak password exits 1', async () => {
-    const run = (args: string[], input: string) =>
-      new Promise<{ code: number | null; stdout: string; stderr: string }>((done) => {
-        const child = spawn(resolve(__dirname, '../../../bin/tollgate'), args, {
-          env: { ...process.env, DATABASE_URL: gw.databaseUrl, LOG_LEVEL: 'warn', TOLLGATE_BCRYPT_COST: '4' },
-          stdio: ['pipe', 'pipe', 'pipe'],
-        });
-        let stdout = '';
-        let stderr = '';
-        child.stdout.on('data', (c) => (stdout += c));
-        child.stderr.on('data', (c) => (stderr += c));
-        child.on('exit', (code) => done({ code, stdout, stderr }));
-        child.stdin.end(input);
-      });
+    const run = (args: string[], input = '') =>
+      runToCompletion(
+        resolve(repoRoot, 'bin/tollgate'),
+        args,
+        { DATABASE_URL: gw.databaseUrl, LOG_LEVEL: 'warn', TOLLGATE_BCRYPT_COST: '4' },
+        undefined,
+        input,
+      );
     const added = await run(['admins', 'add', '--email', 'compliance@ops.example.test', '--role', 'compliance', '--admin', 'founder'], `${PASSWORD}\n`);
     expect(added.code).toBe(0);
     expect(added.stdout).not.toContain(PASSWORD);
