@@ -3,7 +3,7 @@
  *   npx tsx bench/idle.ts [--seconds 30] [--instances 1,3] [--settle 10]
  *
  * A fresh embedded PostgreSQL (durable commits, as bench/scale-out.ts), then for each instance
- * count N: N gateway processes (`node --import tsx src/main.ts`, as the fault suite runs them)
+ * count N: N gateway processes (compiled, `node dist/src/main.js` as `npm start` and the fault suite run them)
  * with no traffic at all. After `--settle` seconds (start-up, first projection catch-up, first
  * probes), CPU is sampled from /proc over `--seconds` and printed as CPU seconds per minute: for
  * each gateway and for PostgreSQL (every postgres process: backends, walwriter, checkpointer...).
@@ -20,6 +20,23 @@ import { chatCompletionRule, launchMockLlm } from '../adapters/inference/mock-ll
 import { MasterKey } from '../adapters/postgres/personal-data-vault';
 import { startGatewayProcess, writeModelsFile, type GatewayProcess } from '../test/support/e2e-processes';
 import { flag, freePort, printTable, startBenchPostgres } from './support/embedded-postgres';
+import { buildIfStale } from './support/dist';
+
+const IDLE_USAGE = `Idle gateways: what N gateway processes with no traffic cost, on one PostgreSQL.
+
+  npx tsx bench/idle.ts [--seconds 30] [--instances 1,3] [--settle 10]
+
+  --seconds N      CPU sampled over N seconds per instance count (default 30)
+  --instances a,b  instance counts to measure (default 1,3)
+  --settle N       seconds after start-up before sampling (default 10)
+
+Gateways run compiled (node dist/src/main.js, rebuilt first when a source is newer). Prints CPU
+seconds per minute of each gateway and of PostgreSQL, commits per minute, and the tables read most.
+`;
+if (process.argv.includes('--help') || process.argv.includes('-h')) {
+  process.stdout.write(IDLE_USAGE);
+  process.exit(0);
+}
 
 const SECONDS = flag('--seconds', 30);
 const SETTLE = flag('--settle', 10);
@@ -74,6 +91,7 @@ async function dbStats(db: pg.Client): Promise<DbStats> {
 }
 
 async function main(): Promise<void> {
+  buildIfStale();
   const postgres = await startBenchPostgres();
   // An upstream that answers: /readyz needs one. Its CPU is not counted.
   const mock = await launchMockLlm({ rules: [chatCompletionRule('idle')] }, await freePort(), 60_000);

@@ -4,7 +4,7 @@
  *   npx tsx bench/scale-out.ts [--seconds 10] [--connections 32] [--accounts 8] [--instances 3]
  *
  * Everything on loopback: a fresh embedded PostgreSQL (durable commits), one @dwmkerr/mock-llm
- * upstream, N gateway processes (`node --import tsx src/main.ts`, as the fault suite runs them)
+ * upstream, N gateway processes (compiled, `node dist/src/main.js` as `npm start` and the fault suite run them)
  * behind Debian's HAProxy (test/support/haproxy.ts: round robin, /readyz checks), autocannon in
  * this process sending non-streaming chat over `--connections` keep-alive connections, spread
  * over `--accounts` accounts (one key each; one hot account is bound by its own stream's appends,
@@ -22,10 +22,28 @@ import { startGatewayProcess, writeModelsFile, type GatewayProcess } from '../te
 import { TEST_ADMIN_KEY } from '../test/support/gateway';
 import { startHaproxy, type LoadBalancer } from '../test/support/haproxy';
 import { flag, freePort, printTable, startBenchPostgres } from './support/embedded-postgres';
+import { buildIfStale } from './support/dist';
 import { MasterKey } from '../adapters/postgres/personal-data-vault';
 
 /** The benchmark deployment's master key, the same for every instance. */
 const MASTER_KEY = MasterKey.generate().export();
+
+const SCALE_OUT_USAGE = `Scale-out: 1, 2 and 3 gateways behind HAProxy on one PostgreSQL, requests/s and CPU per request.
+
+  npx tsx bench/scale-out.ts [--seconds 10] [--connections 32] [--accounts 8] [--instances 3]
+
+  --seconds N      measured seconds per instance count (default 10), after a 2 s warm-up
+  --connections N  autocannon connections (default 32)
+  --accounts N     accounts the requests are spread over, one key each (default 8)
+  --instances N    up to this many gateways (default 3)
+
+Gateways run compiled (node dist/src/main.js, rebuilt first when a source is newer). Needs haproxy.
+Exits 1 if any answer is not 2xx.
+`;
+if (process.argv.includes('--help') || process.argv.includes('-h')) {
+  process.stdout.write(SCALE_OUT_USAGE);
+  process.exit(0);
+}
 
 const SECONDS = flag('--seconds', 10);
 const CONNECTIONS = flag('--connections', 32);
@@ -102,6 +120,7 @@ async function admin(base: string, method: string, path: string, body?: unknown)
 }
 
 async function main(): Promise<number> {
+  buildIfStale();
   const pg = await startBenchPostgres();
   const mockPort = await freePort();
   const mock = await launchMockLlm(
