@@ -635,7 +635,8 @@ async function main(): Promise<number> {
     // Latency at one connection: the latency phase's, or the main phase's when that ran at one connection.
     const lone = CONNECTIONS === 1 ? results : new Map([...latencyTallies].map(([key, t]) => [key, figures(t)]));
     const has = (name: Target['name']) => measured.some((t) => t.name === name);
-    const addedP50 = (figuresOf: Map<string, Figures>, name: string, shape: Shape) => figuresOf.get(`${name}/${shape}`)!.p50 - figuresOf.get(`direct/${shape}`)!.p50;
+    const addedP50 = (figuresOf: Map<string, Figures>, name: string, shape: Shape) =>
+      figuresOf.get(`${name}/${shape}`)!.p50 - figuresOf.get(`direct/${shape}`)!.p50;
     const signed = (ms: number) => `${ms >= 0 ? '+' : ''}${ms.toFixed(2)}`;
     const cpuPerRequest = (name: string, shape: Shape, group: CpuGroup) => (cpu.get(`${name}/${shape}`)![group] * 1_000) / tallies.get(`${name}/${shape}`)!.ok;
 
