@@ -7,8 +7,8 @@
  *
  * Everything runs on this machine: a fresh embedded PostgreSQL with durable commits, one
  * @dwmkerr/mock-llm process (the upstream: usage on non-streaming answers, none in streams, so
- * Tollgate counts those tokens itself), and Tollgate as a child process (`src/main.ts`, as
- * `npm start` runs it) whose resident memory is sampled every second. Requests are sent open-loop
+ * Tollgate counts those tokens itself), and Tollgate as a child process (compiled,
+ * `node dist/src/main.js` as `npm start` runs it, rebuilt first when a source is newer) whose resident memory is sampled every second. Requests are sent open-loop
  * (one every 1/rate s, whatever the answers do) over keep-alive connections, through the admin
  * API for setup, top-ups and revocations as an operator would.
  *
@@ -27,6 +27,26 @@ import { TEST_ADMIN_KEY } from '../test/support/gateway';
 import { runVerify } from '../test/support/ledger-checks';
 import { defaultMockLlmConfig, startMockLlm, type MockLlm } from '../test/support/mock-llm';
 import { flag, printTable, startBenchPostgres, type BenchPostgres } from './support/embedded-postgres';
+import { buildIfStale } from './support/dist';
+
+if (process.argv.includes('--help') || process.argv.includes('-h')) {
+  process.stdout.write(`Soak: mixed streaming and non-streaming chat at a steady rate through Tollgate, then tollgate verify.
+
+  npm run soak -- [--seconds 180] [--rate 40] [--accounts 20] [--stream-share 0.5]
+                  [--top-up-every 5] [--revoke-every 10]
+
+  --seconds N       how long to send (default 180)
+  --rate N          requests per second, open loop (default 40)
+  --accounts N      accounts, one key each (default 20)
+  --stream-share F  share of streamed requests, 0 to 1 (default 0.5)
+  --top-up-every N  a top-up every N seconds (default 5)
+  --revoke-every N  a key revoked (and replaced) every N seconds (default 10)
+
+Tollgate runs compiled (node dist/src/main.js, rebuilt first when a source is newer). Exits 1 on any
+verify difference, reservation not ended exactly once, 5xx, or revoked key not refused at once.
+`);
+  process.exit(0);
+}
 
 const SECONDS = flag('--seconds', 180);
 const RATE = flag('--rate', 40);
@@ -58,6 +78,7 @@ const median = (values: readonly number[]) =>
   );
 
 async function main(): Promise<number> {
+  buildIfStale();
   let pg: BenchPostgres | undefined;
   let upstream: MockLlm | undefined;
   let gateway: GatewayProcess | undefined;
