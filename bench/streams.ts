@@ -36,7 +36,7 @@ import { join } from 'node:path';
 import { Client as PgClient } from 'pg';
 import { Pool as HttpPool } from 'undici';
 import { stopChild } from '../adapters/stop-child';
-import { ADMIN_KEY, BENCH_MASTER_KEY, markStopping, readLedger, seed, startChild, waitForHttp, waitForPort } from './gateway';
+import { ADMIN_KEY, BENCH_MASTER_KEY, markStopping, metricSum, readLedger, seed, startChild, waitForHttp, waitForPort } from './gateway';
 import { flag, freePort, printTable, startBenchPostgres, type BenchPostgres } from './support/embedded-postgres';
 import { buildIfStale, GATEWAY_MAIN } from './support/dist';
 
@@ -357,14 +357,22 @@ async function main(): Promise<number> {
         return `${r!.total} (${r!.busy})`;
       };
       let tollgateOpenKiB: number | undefined;
+      // The small growth shapes first: after thousands of streams a gateway's heap takes minutes to
+      // shrink back, and their idle RSS would be that, not idle.
       const shapes: { gw: Gw; model: string; chunks: number; count: number }[] = [
-        { gw: tollgate(), model: MODELS.hold1, chunks: 1, count: streams },
-        { gw: bare(bareHoldPort, bareHold.child), model: MODELS.hold1, chunks: 1, count: streams },
         { gw: tollgate(), model: MODELS.hold20, chunks: 20, count: Math.min(GROWTH_STREAMS, streams) },
         { gw: tollgate(), model: MODELS.holdLong, chunks: CHUNKS, count: Math.min(GROWTH_STREAMS, streams) },
+        { gw: tollgate(), model: MODELS.hold1, chunks: 1, count: streams },
+        { gw: bare(bareHoldPort, bareHold.child), model: MODELS.hold1, chunks: 1, count: streams },
       ];
       let tollgateStreams = 0;
       for (const { gw, model, chunks, count: asked } of shapes) {
+        // the previous shape's streams all settled (Tollgate settles after the answer ends), then a moment
+        for (const deadline = Date.now() + 600_000; gw.name === 'tollgate' && Date.now() < deadline; ) {
+          const metrics = await (await fetch(`${gw.origin}/metrics`)).text();
+          if (metricSum(metrics, 'tollgate_reservations_open', {}) === 0) break;
+          await new Promise((resolve) => setTimeout(resolve, 500));
+        }
         await new Promise((resolve) => setTimeout(resolve, 3_000));
         const idle = rssBytes(gw.pid);
         // what fits beside the files the gateway holds already (64 spare: its database pool may grow)
