@@ -9,11 +9,12 @@
  *    --connections connections. Printed: the gateway process's CPU per chunk, Tollgate's against
  *    the bare proxy's (target: at most 2x).
  * 2. Many open streams: --streams concurrent streams, all open at once (the upstream sends a first
- *    chunk and holds each stream until every one is open), from this process's own connections.
- *    Printed: the gateway's RSS per open stream (RSS with all open, less RSS idle, over their
- *    number; target at most 64 KiB). Then --growth-streams streams held open after 20 chunks, and
- *    as many after --chunks chunks: the RSS per stream is the same, it does not grow with the
- *    answer (the upstream reports usage).
+ *    chunk and holds each stream until every one is open), from this process's own connections,
+ *    opened --opening at a time. Printed: the gateway's RSS per open stream (RSS with all open,
+ *    less RSS idle, over their number; target at most 64 KiB), its open files, and PostgreSQL's
+ *    connections. Before them (on a settled gateway), --growth-streams streams held open after 20
+ *    chunks, and as many after --chunks chunks: the RSS per stream is the same, it does not grow
+ *    with the answer (the upstream reports usage).
  *    A gateway holds two sockets per open stream (client and upstream): this process raises its
  *    own open-file limit (RLIMIT_NOFILE, soft and hard, with prlimit; root may raise the hard one)
  *    to what --streams needs before it starts anything, so the gateway, the upstream and the
