@@ -172,3 +172,76 @@ test('another writer spends the credit first: the upstream is cancelled, the req
   const placed = (await accountEvents(ledger, accountId)).filter((e) => e.type === 'ReservationPlaced');
   expect(placed.map((e) => e.type === 'ReservationPlaced' && e.data.keyId)).toEqual(['other-gateway']);
 });
+
+test('another writer moves the account but leaves credit: the speculative request is cancelled, and dispatched afresh once the reservation is decided again and durable', async () => {
+  const { ledger, keys, policy } = tg.gateway;
+  const accountId = await openAccount(ledger, { topUpUsd: '20' });
+  const { keyId, secret } = await issueKey(keys, accountId);
+  const { state, revision } = await ledger.accounts.load(accountStreamId(accountId));
+  const receivedBefore = upstream.received[MODEL] ?? 0;
+  const cancelledBefore = upstream.cancelled[MODEL] ?? 0;
+
+  const blocker = await holdStreamRow(accountId);
+  const observer = new Client({ connectionString: tg.databaseUrl });
+  await observer.connect();
+  const client = new AbortController();
+  let firstBytes: string;
+  try {
+    const answer = fetch(`${tg.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: MODEL, stream: true, max_tokens: 16, messages: [{ role: 'user', content: 'hello' }] }),
+      signal: client.signal,
+    });
+    await until(() => ((upstream.received[MODEL] ?? 0) > receivedBefore ? true : undefined), { what: 'the speculative dispatch to reach the upstream' });
+    await blockedAppend(observer);
+    // Another gateway reserves one dollar and commits first: the gateway's append conflicts.
+    const decision = accountDecider(policy).decide(
+      {
+        type: 'PlaceReservation',
+        data: { requestId: `req_${randomUUID()}`, keyId: 'other-gateway', model: MODEL, operation: 'chat', amount: 1_000_000n, priceVersion: 1 },
+        metadata: systemMetadata('test'),
+      },
+      state,
+    );
+    if (!decision.ok) throw new Error(`the other writer's reservation was refused: ${decision.error.error}`);
+    await appendThroughFunction(
+      blocker,
+      [
+        {
+          streamId: accountStreamId(accountId),
+          expectedVersion: revision!,
+          events: decision.events.map((event) => ({ id: randomUUID(), encoded: domainEventCodec.encode(event) })),
+        },
+      ],
+      { notify: false },
+    );
+    await blocker.query('COMMIT');
+
+    // Decided again on the moved stream, committed, then dispatched afresh: the client gets the stream.
+    const response = await within(answer, 'the answer');
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const reader = response.body!.getReader();
+    const { value } = await within(reader.read(), 'the first bytes of the stream');
+    firstBytes = new TextDecoder().decode(value);
+    // The speculative request was cancelled, and a second one sent after the commit.
+    expect(upstream.received[MODEL]).toBe(receivedBefore + 2);
+    await until(() => ((upstream.cancelled[MODEL] ?? 0) > cancelledBefore ? true : undefined), { what: 'the speculative request to be cancelled' });
+    client.abort();
+  } finally {
+    await blocker.query('ROLLBACK').catch(() => undefined);
+    await blocker.end();
+    await observer.end();
+  }
+  expect(firstBytes).toContain('data:');
+  expect(firstBytes).toContain('word0');
+
+  // One reservation of ours, placed once and ended (the client left mid-stream); nothing left open but the other writer's.
+  await until(async () => {
+    const s = await accountState(ledger, accountId);
+    return s.openReservations.size === 1 ? true : undefined;
+  }, { what: "the gateway's reservation to be ended" });
+  const placed = (await accountEvents(ledger, accountId)).filter((e) => e.type === 'ReservationPlaced');
+  expect(placed.map((e) => e.type === 'ReservationPlaced' && e.data.keyId).sort()).toEqual([keyId, 'other-gateway'].sort());
+});
