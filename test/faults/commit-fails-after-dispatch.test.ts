@@ -238,10 +238,13 @@ test('another writer moves the account but leaves credit: the speculative reques
   expect(firstBytes).toContain('word0');
 
   // One reservation of ours, placed once and ended (the client left mid-stream); nothing left open but the other writer's.
-  await until(async () => {
-    const s = await accountState(ledger, accountId);
-    return s.openReservations.size === 1 ? true : undefined;
-  }, { what: "the gateway's reservation to be ended" });
+  await until(
+    async () => {
+      const s = await accountState(ledger, accountId);
+      return s.openReservations.size === 1 ? true : undefined;
+    },
+    { what: "the gateway's reservation to be ended" },
+  );
   const placed = (await accountEvents(ledger, accountId)).filter((e) => e.type === 'ReservationPlaced');
   expect(placed.map((e) => e.type === 'ReservationPlaced' && e.data.keyId).sort()).toEqual([keyId, 'other-gateway'].sort());
 });

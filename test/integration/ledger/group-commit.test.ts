@@ -205,7 +205,13 @@ describe('group commit of account commands on PostgreSQL', () => {
       if (!other.ok) throw new Error('the other reservation was refused');
       await appendThroughFunction(
         blocker,
-        [{ streamId: stream, expectedVersion: revision!, events: other.events.map((event) => ({ id: randomUUID(), encoded: domainEventCodec.encode(event) })) }],
+        [
+          {
+            streamId: stream,
+            expectedVersion: revision!,
+            events: other.events.map((event) => ({ id: randomUUID(), encoded: domainEventCodec.encode(event) })),
+          },
+        ],
         { notify: false },
       );
       await blocker.query('COMMIT');
