@@ -5,8 +5,8 @@ export type { AcquireResult, Lease, UpstreamSlot } from './capacity';
 export { loadModelsFile, parseModelsFile, modelsFileSchema, ModelsFileError, operations } from './models-file';
 export type { ModelOperation, ModelSpec, ModelsFile, Operation, UpstreamSpec } from './models-file';
 export type { ClientError, DispatchResult, InferenceOutcome, OutcomeKind, TokenUsage } from './outcome';
-export { byteSink, responseSink } from './sink';
-export type { ByteSink, StreamSink } from './sink';
+export { byteSink, dispatchGate, responseSink } from './sink';
+export type { ByteSink, DispatchGate, StreamSink } from './sink';
 export {
   countChatPromptTokens,
   countCompletionPromptTokens,

@@ -83,3 +83,76 @@ export interface ByteSink {
   write(chunk: Uint8Array | string): boolean;
   waitForDrain(): Promise<void>;
 }
+
+/**
+ * A dispatch started before its reservation is durable (issue 17). Until open(), nothing reaches
+ * the client: the sink holds the first write (and the opening of the response) and answers
+ * "full", so the relay waits on waitForDrain instead of reading on; the upstream's own flow
+ * control does the rest, so at most one write is held whatever the answer's length. cancel()
+ * aborts the dispatch (its signal) and the held write is dropped, never sent.
+ */
+export interface DispatchGate {
+  /** aborted by cancel(): give it to the dispatch */
+  readonly cancelled: AbortSignal;
+  /** the client's sink, behind the gate */
+  sink(inner: StreamSink): StreamSink;
+  /** the reservation is durable: let everything through, what was held first */
+  open(): void;
+  cancel(): void;
+}
+
+export function dispatchGate(): DispatchGate {
+  const controller = new AbortController();
+  let opened = false;
+  let inner: StreamSink | undefined;
+  let opening = false;
+  const held: string[] = [];
+  let wake: (() => void) | undefined;
+  const waiting = new Promise<void>((resolve) => {
+    wake = resolve;
+  });
+  return {
+    cancelled: controller.signal,
+    sink(target) {
+      inner = target;
+      return {
+        open() {
+          if (opened) target.open();
+          else opening = true;
+        },
+        write(chunk) {
+          if (opened) return target.write(chunk);
+          if (!controller.signal.aborted) held.push(chunk);
+          return false;
+        },
+        async waitForDrain() {
+          if (!opened) await waiting;
+          if (controller.signal.aborted) return;
+          await target.waitForDrain?.();
+        },
+        cork() {
+          if (opened) target.cork?.();
+        },
+        flush() {
+          if (opened) target.flush?.();
+        },
+      };
+    },
+    open() {
+      if (opened || controller.signal.aborted) return;
+      opened = true;
+      if (inner) {
+        if (opening) inner.open();
+        opening = false;
+        for (const chunk of held.splice(0)) inner.write(chunk);
+      }
+      wake?.();
+    },
+    cancel() {
+      if (opened) return;
+      held.length = 0;
+      controller.abort();
+      wake?.();
+    },
+  };
+}

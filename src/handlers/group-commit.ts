@@ -42,8 +42,28 @@ export interface GroupCommitOptions {
   newEventId?: () => string;
 }
 
+/**
+ * Hooks into one command's attempts, for a caller that starts work on the in-memory decision
+ * while its commit is in flight (the request path dispatches to the upstream then, and relays
+ * nothing until the commit is durable).
+ */
+export interface HandleHooks<State, Event> {
+  /**
+   * A flush accepted the command in memory (decided on the state its stream's previous flush
+   * committed) and its append has been sent; the commit is not yet durable. Called once per
+   * attempt that accepts it (a conflict makes another attempt).
+   */
+  readonly decided?: (decision: { readonly events: readonly NewEvent<Event>[]; readonly state: State }) => void;
+  /**
+   * The attempt announced by `decided` did not commit (another writer moved the stream, or the
+   * store failed): whatever was started on it must stop. The command may still be decided again
+   * (after a conflict), and the promise of handle() says how it finally ended.
+   */
+  readonly undone?: () => void;
+}
+
 export interface GroupCommitHandler<Command, State, Event, Err extends Rejection> {
-  handle(streamId: string, command: Command): Promise<Handled<State, Event, Err>>;
+  handle(streamId: string, command: Command, hooks?: HandleHooks<State, Event>): Promise<Handled<State, Event, Err>>;
   /** Current state of a stream as this process knows it, loading it if needed. */
   load(streamId: string): Promise<{ state: State; revision: StreamRevision | null }>;
   /** Forget what is cached (another process is known to have written). */
@@ -60,6 +80,7 @@ interface Pending<Command, State, Event, Err extends Rejection> {
   readonly command: Command;
   readonly resolve: (handled: Handled<State, Event, Err>) => void;
   readonly reject: (error: unknown) => void;
+  readonly hooks: HandleHooks<State, Event> | undefined;
   conflicts: number;
   /** a refusal decided on cached state is confirmed once on freshly read state */
   refusalConfirmed: boolean;
@@ -299,11 +320,20 @@ export function createGroupCommitHandler<Command, State, Event extends Stored, S
       events: plan.events,
       expectedVersion: plan.cached.revision ?? 'no_stream',
     }));
+    let appending: Promise<AppendResults>;
     try {
-      return await store.appendToStreams(requests);
+      appending = store.appendToStreams(requests);
+    } catch (error) {
+      appending = Promise.reject(error);
+    }
+    // The append is on its way: callers may start work on the decisions while it commits.
+    for (const plan of plans) for (const accepted of plan.accepted) announceDecided(accepted);
+    try {
+      return await appending;
     } catch (error) {
       for (const plan of plans) {
         markBehind(plan.streamId);
+        for (const { p } of plan.accepted) announceUndone(p);
         for (const { p } of plan.accepted) p.reject(error);
         for (const { p } of plan.refused) p.reject(error);
       }
@@ -319,6 +349,7 @@ export function createGroupCommitHandler<Command, State, Event extends Stored, S
       if (result instanceof VersionConflictError) {
         conflicted = true;
         markBehind(plan.streamId);
+        for (const { p } of plan.accepted) announceUndone(p);
         for (const { p } of [...plan.accepted, ...plan.refused]) {
           if (++p.conflicts > maxConflictRetries) p.reject(result);
           else retry.push(p);
@@ -334,10 +365,29 @@ export function createGroupCommitHandler<Command, State, Event extends Stored, S
     return conflicted;
   }
 
+  // A caller's hook must not break the flush it is told about.
+  function announceDecided({ p, events, state }: Accepted): void {
+    if (!p.hooks?.decided) return;
+    try {
+      p.hooks.decided({ events, state });
+    } catch {
+      // the caller's own failure; its command commits regardless
+    }
+  }
+
+  function announceUndone(p: P): void {
+    if (!p.hooks?.undone) return;
+    try {
+      p.hooks.undone();
+    } catch {
+      // as above
+    }
+  }
+
   return {
-    handle(streamId, command) {
+    handle(streamId, command, hooks) {
       return new Promise((resolve, reject) => {
-        pending.push({ streamId, command, resolve, reject, conflicts: 0, refusalConfirmed: false });
+        pending.push({ streamId, command, resolve, reject, hooks, conflicts: 0, refusalConfirmed: false });
         schedule();
       });
     },

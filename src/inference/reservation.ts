@@ -94,11 +94,41 @@ export interface Placed {
 }
 
 /**
+ * Work started on the reservation's in-memory decision while its commit is in flight (issue 17):
+ * the request dispatched to the upstream, its output held back from the client.
+ */
+export interface Speculation<R> {
+  /** the work, started on the placement's slot; it gives the slot back when it ends */
+  readonly result: Promise<R>;
+  /** the reservation is durable: the work's output may reach the client */
+  open(): void;
+  /** stops the work at once (nothing it held back is ever sent); resolves once it has ended */
+  cancel(): Promise<void>;
+}
+
+/** How a placement may start the dispatch before its commit is durable. */
+export interface Speculative<R> {
+  /** starts the work on the slot; called at most once, when the placement is decided in memory */
+  start(lease: Lease): Speculation<R>;
+  /** the request, for the log entry of a reservation released when no slot is left to dispatch on */
+  readonly logged: LoggedRequest;
+}
+
+/**
  * Takes an upstream slot and places the reservation (with the key's spend limit). Refused, the
  * slot is given back. Throws what the ledger throws, after arranging the release of a placement
  * that may have committed before the error reached us.
+ *
+ * With `speculative`, the work starts on the slot as soon as the group commit has decided the
+ * reservation in memory and sent its append, while the commit is in flight; the work's output
+ * is held back until the commit is durable (open()). If that commit fails (the store failed, or
+ * another writer moved the account and the decision is made again), the work is cancelled at
+ * once, before anything is answered: its GPU time wasted is bounded by one commit's latency, and
+ * nothing reaches the client. When a decision made again commits, the dispatch starts afresh
+ * after the commit (on a new slot, since the cancelled work gave its own back): the result's
+ * `speculation` is then absent, and the caller dispatches on `placed.lease` as without one.
  */
-export async function placeReservation(
+export async function placeReservation<R = never>(
   deps: ReservationDeps,
   input: {
     readonly key: VerifiedKey;
@@ -107,36 +137,59 @@ export async function placeReservation(
     readonly amount: MicroUsd;
     readonly price: PriceInForce;
     readonly requestId: string;
+    readonly speculative?: Speculative<R>;
   },
-): Promise<{ readonly ok: true; readonly placed: Placed } | { readonly ok: false; readonly refusal: PlacementRefusal }> {
-  const { key, model, operation, amount, price } = input;
+): Promise<{ readonly ok: true; readonly placed: Placed; readonly speculation?: Speculation<R> } | { readonly ok: false; readonly refusal: PlacementRefusal }> {
+  const { key, model, operation, amount, price, speculative } = input;
   const slot = deps.inference.tryAcquire(model);
   if (slot.kind === 'unknown_model') return { ok: false, refusal: { kind: 'upstream_unavailable' } };
   if (slot.kind === 'at_capacity') return { ok: false, refusal: { kind: 'at_capacity', retryAfterSeconds: slot.retryAfterSeconds } };
-  const lease = slot.lease;
+  let lease = slot.lease;
 
   // Our own id: the client's x-request-id correlates, but may repeat; a reservation may not.
   const reservationId = `req_${randomUUID()}`;
   const metadata = commandMetadata(key, input.requestId, reservationId);
   const stream = accountStreamId(key.accountId);
+  let speculation: Speculation<R> | undefined;
+  let undone = false;
+  const hooks = speculative && {
+    decided: () => {
+      // Once only: after an attempt failed, the dispatch waits for the durable commit.
+      if (speculation || undone) return;
+      speculation = speculative.start(lease);
+    },
+    undone: () => {
+      undone = true;
+      void speculation?.cancel();
+    },
+  };
+  // The slot goes back with the work on it when it ran, else here.
+  const giveBack = async (): Promise<void> => {
+    if (speculation) await speculation.cancel();
+    else lease.release();
+  };
   let placed;
   try {
-    placed = await deps.ledger.accounts.handle(stream, {
-      type: 'PlaceReservation',
-      data: {
-        requestId: reservationId,
-        keyId: key.keyId,
-        model,
-        operation,
-        amount,
-        priceVersion: price.version,
-        ...(deps.instanceId === undefined ? {} : { instanceId: deps.instanceId }),
-        ...(key.limits.spendLimit === null ? {} : { keySpendLimit: key.limits.spendLimit }),
+    placed = await deps.ledger.accounts.handle(
+      stream,
+      {
+        type: 'PlaceReservation',
+        data: {
+          requestId: reservationId,
+          keyId: key.keyId,
+          model,
+          operation,
+          amount,
+          priceVersion: price.version,
+          ...(deps.instanceId === undefined ? {} : { instanceId: deps.instanceId }),
+          ...(key.limits.spendLimit === null ? {} : { keySpendLimit: key.limits.spendLimit }),
+        },
+        metadata,
       },
-      metadata,
-    });
+      hooks,
+    );
   } catch (error) {
-    lease.release();
+    await giveBack();
     // The append may have committed before the error reached us (a connection lost mid-commit).
     // This instance lives on, so nothing else would end that hold before its deadline: release it.
     // Not tracked for shutdown: a stopping instance ends its lease, and the hold is expired at once.
@@ -144,12 +197,31 @@ export async function placeReservation(
     throw error;
   }
   if (!placed.ok) {
-    lease.release();
+    await giveBack();
     return { ok: false, refusal: { kind: 'reservation_refused', error: placed.error } };
   }
   deps.metrics.reservationsOpen.inc();
   const placedEvent = placed.events.find((e) => e.event.type === 'ReservationPlaced')?.event;
   const expiresAt = placedEvent?.type === 'ReservationPlaced' ? Date.parse(placedEvent.data.expiresAt) : Date.now();
+  if (speculation && !undone) {
+    // Durable now: what the upstream has answered so far goes out, and the rest as it comes.
+    speculation.open();
+    return { ok: true, placed: { lease, key, reservationId, stream, metadata, price, expiresAt }, speculation };
+  }
+  if (speculation) {
+    // Decided again and committed after the speculative work was cancelled: a slot again.
+    await speculation.cancel();
+    const again = deps.inference.tryAcquire(model);
+    if (again.kind !== 'acquired') {
+      const finished = deps.settlements.begin(key.accountId);
+      finished(endReservation(deps, stream, reservationId, { kind: 'gateway_error' }, price, undefined, speculative!.logged, metadata, expiresAt));
+      return {
+        ok: false,
+        refusal: again.kind === 'at_capacity' ? { kind: 'at_capacity', retryAfterSeconds: again.retryAfterSeconds } : { kind: 'upstream_unavailable' },
+      };
+    }
+    lease = again.lease;
+  }
   return { ok: true, placed: { lease, key, reservationId, stream, metadata, price, expiresAt } };
 }
 
@@ -159,6 +231,41 @@ export interface DispatchWindow {
   readonly signal: AbortSignal;
   /** whether the maximum request duration ended it */
   overran(): boolean;
+}
+
+/** A dispatch window being watched: close() stops watching (the client, the maximum duration's timer). */
+export interface OpenDispatchWindow extends DispatchWindow {
+  close(): void;
+}
+
+/**
+ * Starts watching for the client leaving and for the maximum request duration. Opened before the
+ * placement when the dispatch may start while the reservation commits (the speculative dispatch
+ * must stop when the client leaves too); else by serveReserved.
+ */
+export function openDispatchWindow(
+  deps: Pick<ReservationDeps, 'maxRequestDurationMs'>,
+  exchange: { onClientGone(listener: () => void): () => void },
+): OpenDispatchWindow {
+  const abort = new AbortController();
+  const stopWatching = exchange.onClientGone(() => abort.abort());
+  // The maximum request duration: end the upstream request ourselves, well before the deadline.
+  let overran = false;
+  const maxDuration =
+    deps.maxRequestDurationMs === undefined
+      ? undefined
+      : setTimeout(() => {
+          overran = true;
+          abort.abort();
+        }, deps.maxRequestDurationMs);
+  return {
+    signal: abort.signal,
+    overran: () => overran,
+    close() {
+      stopWatching();
+      clearTimeout(maxDuration);
+    },
+  };
 }
 
 /** What the dispatch reports: how it ended, for the charge policy, and the request's facts. */
@@ -173,6 +280,7 @@ export interface Dispatched {
  * client itself. A throw is the gateway's own failure: `fail` answers it, and the customer pays
  * nothing. The reservation's ending (settlement or release, retried, then the request log) is
  * handed to the settlement tracker; the request's log line is held open until the dispatch is over.
+ * `opened`: the window the caller opened before the placement (it is closed here).
  */
 export async function serveReserved(
   deps: ReservationDeps,
@@ -180,31 +288,21 @@ export async function serveReserved(
   placed: Placed,
   logged: LoggedRequest,
   dispatch: (window: DispatchWindow) => Promise<Dispatched>,
+  opened?: OpenDispatchWindow,
 ): Promise<void> {
   const finished = deps.settlements.begin(placed.key.accountId);
   const releaseLog = exchange.holdLog();
-  const abort = new AbortController();
-  const stopWatching = exchange.onClientGone(() => abort.abort());
-  // The maximum request duration: end the upstream request ourselves, well before the deadline.
-  let overran = false;
-  const maxDuration =
-    deps.maxRequestDurationMs === undefined
-      ? undefined
-      : setTimeout(() => {
-          overran = true;
-          abort.abort();
-        }, deps.maxRequestDurationMs);
+  const window = opened ?? openDispatchWindow(deps, exchange);
   let ended: Dispatched;
   try {
-    ended = await dispatch({ signal: abort.signal, overran: () => overran });
+    ended = await dispatch(window);
   } catch (error) {
     // Our fault, not the upstream's: the customer pays nothing.
     ended = { outcome: { kind: 'gateway_error' }, request: undefined };
     deps.logger.error({ requestId: exchange.requestId, err: { name: (error as Error).name } }, 'dispatch failed inside the gateway');
     exchange.fail();
   } finally {
-    stopWatching();
-    clearTimeout(maxDuration);
+    window.close();
   }
   releaseLog();
   const { stream, reservationId, price, metadata, expiresAt } = placed;

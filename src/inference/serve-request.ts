@@ -5,10 +5,28 @@ import type { MicroUsd } from '../../domain/money';
 import type { TokenOperation as Operation } from '../../domain/price-book';
 import type { RequestOutcome } from '../../domain/charge-policy';
 import type { Logger } from 'pino';
-import { countPromptTokens, type ClientError, type InferenceAdapter, type InferenceOutcome, type StreamSink } from '../../adapters/inference';
+import {
+  countPromptTokens,
+  dispatchGate,
+  type ClientError,
+  type DispatchResult,
+  type InferenceAdapter,
+  type InferenceOutcome,
+  type Lease,
+  type StreamSink,
+} from '../../adapters/inference';
 import type { VerifiedKey } from '../api-keys';
 import type { HistoricalCosts } from '../historical-costs';
-import { modelInForce, overranOutcome, placeReservation, serveReserved, type ModelRefusal, type ReservationDeps } from './reservation';
+import {
+  modelInForce,
+  openDispatchWindow,
+  overranOutcome,
+  placeReservation,
+  serveReserved,
+  type ModelRefusal,
+  type ReservationDeps,
+  type Speculation,
+} from './reservation';
 
 export { commandMetadata, endReservation, releaseAbandonedReservation, type LoggedRequest } from './reservation';
 
@@ -121,8 +139,53 @@ export async function serveInference(deps: ServeRequestDeps, input: ServeInput, 
     historicalAverage: deps.historicalCosts.historicalAverage(body.model, operation),
     marginBasisPoints: deps.marginBasisPoints,
   });
-  const placement = await placeReservation(deps, { key, model: body.model, operation, amount, price, requestId: exchange.requestId });
+  const wantsStream = operation !== 'embedding' && body.stream === true;
+  const logged = { accountId: key.accountId, keyId: key.keyId, model: body.model, operation, stream: wantsStream };
+  const request = { operation, body, promptTokens };
+  // Opened before the placement: a dispatch started while the reservation commits stops when
+  // the client leaves too.
+  const window = openDispatchWindow(deps, exchange);
+  const dispatch = (lease: Lease, options: { signal: AbortSignal; sink?: StreamSink }): Promise<DispatchResult> =>
+    deps.inference.dispatch(lease, request, { signal: options.signal, requestId: exchange.requestId, ...(options.sink ? { sink: options.sink } : {}) });
+  // The reservation is decided in memory; while its commit is in flight the request already goes
+  // to the upstream, and nothing it answers reaches the client until the commit is durable: a
+  // stream's first write is held behind the gate (and the relay waits on it), a whole body waits
+  // in memory until it is answered below. If the commit fails, the upstream request is cancelled
+  // at once (src/inference/reservation.ts).
+  const speculate = (lease: Lease): Speculation<DispatchResult> => {
+    const gate = dispatchGate();
+    const result = dispatch(lease, {
+      signal: AbortSignal.any([window.signal, gate.cancelled]),
+      ...(wantsStream ? { sink: gate.sink(exchange.sink()) } : {}),
+    });
+    // Handled where it is awaited; never left unobserved.
+    result.catch(() => undefined);
+    return {
+      result,
+      open: () => gate.open(),
+      cancel: async () => {
+        gate.cancel();
+        await result.catch(() => undefined);
+      },
+    };
+  };
+  let placement;
+  try {
+    placement = await placeReservation(deps, {
+      key,
+      model: body.model,
+      operation,
+      amount,
+      price,
+      requestId: exchange.requestId,
+      speculative: { start: speculate, logged },
+    });
+  } catch (error) {
+    window.close();
+    throw error;
+  }
   if (!placement.ok) {
+    window.close();
     if (placement.refusal.kind !== 'reservation_refused') return placement.refusal;
     const basis: ReservationBasis = {
       promptTokens,
@@ -133,48 +196,51 @@ export async function serveInference(deps: ServeRequestDeps, input: ServeInput, 
     };
     return { kind: 'reservation_refused', error: placement.refusal.error, needed: amount, basis };
   }
-  const { placed } = placement;
+  const { placed, speculation } = placement;
 
-  const wantsStream = operation !== 'embedding' && body.stream === true;
-  const logged = { accountId: key.accountId, keyId: key.keyId, model: body.model, operation, stream: wantsStream };
   const fail = () => exchange.answer({ kind: 'failed' });
-  await serveReserved(deps, { ...exchange, requestId: exchange.requestId, fail }, placed, logged, async (window) => {
-    const result = await deps.inference.dispatch(
-      placed.lease,
-      { operation, body, promptTokens },
-      { signal: window.signal, requestId: exchange.requestId, ...(wantsStream ? { sink: exchange.sink() } : {}) },
-    );
-    const observed = result.outcome;
-    let outcome = toRequestOutcome(billedAtMost(observed, maxOutputTokens, deps.logger, exchange.requestId), window.signal.aborted);
-    if (window.overran()) {
-      outcome = overranOutcome(outcome);
-      deps.logger.warn(
-        { requestId: exchange.requestId, maxRequestDurationMs: deps.maxRequestDurationMs },
-        'request ended at the maximum request duration; charged for what was produced',
-      );
-    }
-    if (result.streamStarted)
-      // Only when the timer cut the stream: one that finished as the timer fired has had its [DONE].
-      exchange.answer(
-        outcome.kind === 'max_duration_reached' ? { kind: 'stream_timed_out', maxRequestDurationMs: deps.maxRequestDurationMs ?? 0 } : { kind: 'end_stream' },
-      );
-    else if (window.overran() && !result.clientError && result.body === undefined)
-      exchange.answer({ kind: 'timed_out', maxRequestDurationMs: deps.maxRequestDurationMs ?? 0 });
-    else if (result.clientError) exchange.answer({ kind: 'client_error', error: result.clientError });
-    else exchange.answer({ kind: 'body', body: result.body });
+  await serveReserved(
+    deps,
+    { ...exchange, requestId: exchange.requestId, fail },
+    placed,
+    logged,
+    async () => {
+      const result = await (speculation
+        ? speculation.result
+        : dispatch(placed.lease, { signal: window.signal, ...(wantsStream ? { sink: exchange.sink() } : {}) }));
+      const observed = result.outcome;
+      let outcome = toRequestOutcome(billedAtMost(observed, maxOutputTokens, deps.logger, exchange.requestId), window.signal.aborted);
+      if (window.overran()) {
+        outcome = overranOutcome(outcome);
+        deps.logger.warn(
+          { requestId: exchange.requestId, maxRequestDurationMs: deps.maxRequestDurationMs },
+          'request ended at the maximum request duration; charged for what was produced',
+        );
+      }
+      if (result.streamStarted)
+        // Only when the timer cut the stream: one that finished as the timer fired has had its [DONE].
+        exchange.answer(
+          outcome.kind === 'max_duration_reached' ? { kind: 'stream_timed_out', maxRequestDurationMs: deps.maxRequestDurationMs ?? 0 } : { kind: 'end_stream' },
+        );
+      else if (window.overran() && !result.clientError && result.body === undefined)
+        exchange.answer({ kind: 'timed_out', maxRequestDurationMs: deps.maxRequestDurationMs ?? 0 });
+      else if (result.clientError) exchange.answer({ kind: 'client_error', error: result.clientError });
+      else exchange.answer({ kind: 'body', body: result.body });
 
-    deps.metrics.observeUpstreamLatency(body.model, observed.latencyMs);
-    exchange.annotate({ inputTokens: observed.usage.inputTokens, outputTokens: observed.usage.outputTokens });
-    exchange.reconcile(promptTokens + maxOutputTokens, observed.usage.inputTokens + observed.usage.outputTokens);
-    const request: RequestMetadata = {
-      upstream: observed.upstream,
-      httpStatus: observed.httpStatus,
-      stream: wantsStream,
-      latencyMs: Math.round(observed.latencyMs),
-      timeToFirstTokenMs: observed.timeToFirstTokenMs === undefined ? null : Math.round(observed.timeToFirstTokenMs),
-    };
-    return { outcome, request };
-  });
+      deps.metrics.observeUpstreamLatency(body.model, observed.latencyMs);
+      exchange.annotate({ inputTokens: observed.usage.inputTokens, outputTokens: observed.usage.outputTokens });
+      exchange.reconcile(promptTokens + maxOutputTokens, observed.usage.inputTokens + observed.usage.outputTokens);
+      const request: RequestMetadata = {
+        upstream: observed.upstream,
+        httpStatus: observed.httpStatus,
+        stream: wantsStream,
+        latencyMs: Math.round(observed.latencyMs),
+        timeToFirstTokenMs: observed.timeToFirstTokenMs === undefined ? null : Math.round(observed.timeToFirstTokenMs),
+      };
+      return { outcome, request };
+    },
+    window,
+  );
   return undefined;
 }
 

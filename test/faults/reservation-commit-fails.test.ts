@@ -7,9 +7,11 @@ import { moneyOf } from '../support/ledger-checks';
 
 /**
  * The reservation's commit fails (its database session is ended while it waits for the account's
- * row): the client is answered 503, retryable, in OpenAI's shape; the upstream is never asked,
- * nothing is relayed, nothing is held or charged. Dispatch waits for the durable reservation, so
- * a failed commit can have started no upstream work to cancel.
+ * row): the client is answered 503, retryable, in OpenAI's shape; nothing is relayed, nothing is
+ * held or charged. The request is dispatched to the upstream while the reservation commits
+ * (issue 17), so the upstream was asked: its request is cancelled when the commit fails, and
+ * what it would have answered never reaches the client. (test/faults/commit-fails-after-dispatch
+ * covers the stream and the conflict.)
  */
 
 const MODEL = 'llama';
@@ -19,7 +21,9 @@ let gw: TestGateway;
 let admin: pg.Client;
 
 beforeAll(async () => {
-  upstream = await startScriptedUpstream((_request, res) => {
+  upstream = await startScriptedUpstream((request, res) => {
+    // The request whose commit fails is held unanswered: the test sees whether the gateway cancels it.
+    if (JSON.stringify(request.body).includes('second')) return;
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(
       JSON.stringify({
@@ -44,7 +48,7 @@ afterAll(async () => {
   await upstream?.close();
 });
 
-it('a reservation whose commit fails is answered 503 retryable: the upstream is never asked, nothing is held or charged', async () => {
+it('a reservation whose commit fails is answered 503 retryable: the upstream request is cancelled, nothing is relayed, held or charged', async () => {
   const accountId = await openAccount(gw.gateway.ledger, { topUpUsd: '10' });
   const { secret } = await issueKey(gw.gateway.keys, accountId);
   const chat = (content: string) =>
@@ -67,6 +71,8 @@ it('a reservation whose commit fails is answered 503 retryable: the upstream is 
     await blocker.query('BEGIN');
     await blocker.query('SELECT revision FROM streams WHERE stream_id = $1 FOR UPDATE', [accountStreamId(accountId)]);
     const pending = chat('second');
+    // Dispatched while the reservation commits: the upstream has the request before the commit fails.
+    await waitFor(async () => (upstream.seen.length === 2 ? true : undefined));
     const waiting = await waitFor(async () => {
       const { rows } = await admin.query<{ pid: number }>(
         "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND application_name <> 'commit-fails-blocker'",
@@ -87,8 +93,9 @@ it('a reservation whose commit fails is answered 503 retryable: the upstream is 
   expect(body.error).toMatchObject({ type: 'server_error', code: 'service_unavailable', param: null });
   expect(body.error.message).toContain('nothing was charged');
   expect(body).not.toHaveProperty('choices');
-  // The upstream was never asked: dispatch waits for the durable reservation.
-  expect(upstream.seen).toHaveLength(1);
+  // The upstream was asked speculatively, and its request cancelled: the connection closed before an answer.
+  expect(upstream.seen).toHaveLength(2);
+  expect(await upstream.seen[1]!.closedEarly).toBe(true);
 
   // Nothing held or charged: the stream has only the first request's reservation, settled, and
   // the balance is what it was (the gateway's release of the failed placement, once the row is
@@ -100,7 +107,7 @@ it('a reservation whose commit fails is answered 503 retryable: the upstream is 
   expect(moneyOf(events)).toEqual(before);
   // And the account serves again at once.
   expect((await chat('third')).status).toBe(200);
-  expect(upstream.seen).toHaveLength(2);
+  expect(upstream.seen).toHaveLength(3);
 }, 60_000);
 
 async function waitFor<T>(check: () => Promise<T | undefined>): Promise<T> {

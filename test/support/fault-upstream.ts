@@ -20,6 +20,10 @@ export interface FaultUpstream {
   firehoseWritten: number;
   firehoseParked: boolean;
   stallsClosed: number;
+  /** requests received, by model */
+  readonly received: Record<string, number>;
+  /** requests whose client hung up before the answer ended (cancelled), by model */
+  readonly cancelled: Record<string, number>;
   stop(): Promise<void>;
 }
 
@@ -38,12 +42,16 @@ export async function startFaultUpstream(options: { firehoseLimitBytes?: number 
     }, ms);
     timers.add(timer);
   };
-  const state: FaultUpstream = { baseUrl: '', firehoseWritten: 0, firehoseParked: false, stallsClosed: 0, stop: async () => {} };
+  const state: FaultUpstream = { baseUrl: '', firehoseWritten: 0, firehoseParked: false, stallsClosed: 0, received: {}, cancelled: {}, stop: async () => {} };
 
   const startStream = (res: ServerResponse) => res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
 
   const handle = (req: IncomingMessage, res: ServerResponse, body: { model?: string }) => {
     const model = body.model ?? '';
+    state.received[model] = (state.received[model] ?? 0) + 1;
+    res.once('close', () => {
+      if (!res.writableFinished) state.cancelled[model] = (state.cancelled[model] ?? 0) + 1;
+    });
     switch (model) {
       case 'stall':
         res.once('close', () => state.stallsClosed++);

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Pool } from 'pg';
-import { createPostgresEventStore } from '../../../adapters/eventstore/postgres';
+import { appendThroughFunction, createPostgresEventStore } from '../../../adapters/eventstore/postgres';
 import { migrate } from '../../../adapters/postgres/migrate';
 import { migrations } from '../../../adapters/postgres/migrations';
 import { accountDecider, accountStreamId, availableOf, balanceOf, evolveAccount, initialAccountState, type AccountCommand } from '../../../domain/account';
@@ -176,6 +176,53 @@ describe('group commit of account commands on PostgreSQL', () => {
     const events = (await store.readStream(accountStreamId(held))).events.map((e) => e.event.type);
     expect(events).toEqual(['AccountOpened', 'TopUpCompleted', 'ReservationPlaced']);
     expect(availableOf(await foldedState(held))).toBe(usd('4'));
+  });
+
+  test('hooks: decided while the commit is in flight, undone when another writer moved the stream, decided again before the durable answer', async () => {
+    const handler = createGroupCommitHandler(store, accountDecider());
+    const accountId = randomUUID();
+    const stream = accountStreamId(accountId);
+    await handler.handle(stream, open(accountId));
+    await handler.handle(stream, topUp(usd('10')));
+    const { state, revision } = await handler.load(stream);
+    const blocker = await pool.connect();
+    const seen: string[] = [];
+    let answered = false;
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query('SELECT revision FROM streams WHERE stream_id = $1 FOR UPDATE', [stream]);
+      const placing = handler.handle(stream, reserve('mine', usd('2')), {
+        decided: ({ events }) => seen.push(`decided ${events.map((e) => e.event.type).join()}${answered ? ' after the answer' : ''}`),
+        undone: () => seen.push(answered ? 'undone after the answer' : 'undone'),
+      });
+      void placing.then(() => (answered = true));
+      // Decided in memory, its append sent and waiting on the held row: not yet durable.
+      await waitUntil(async () => seen.length > 0);
+      expect(seen).toEqual(['decided ReservationPlaced']);
+      expect(answered).toBe(false);
+      // Another writer moves the stream first: the attempt fails its expected version.
+      const other = accountDecider().decide(reserve('theirs', usd('3')), state);
+      if (!other.ok) throw new Error('the other reservation was refused');
+      await appendThroughFunction(
+        blocker,
+        [
+          {
+            streamId: stream,
+            expectedVersion: revision!,
+            events: other.events.map((event) => ({ id: randomUUID(), encoded: domainEventCodec.encode(event) })),
+          },
+        ],
+        { notify: false },
+      );
+      await blocker.query('COMMIT');
+      const placed = await placing;
+      expect(placed.ok).toBe(true);
+      expect(seen).toEqual(['decided ReservationPlaced', 'undone', 'decided ReservationPlaced']);
+    } finally {
+      await blocker.query('ROLLBACK').catch(() => undefined);
+      blocker.release();
+    }
+    expect(availableOf(await foldedState(accountId))).toBe(usd('5'));
   });
 
   test('a database failure rejects the waiting commands and drops the optimistic state', async () => {

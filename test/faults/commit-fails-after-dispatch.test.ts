@@ -1,0 +1,250 @@
+import { randomUUID } from 'node:crypto';
+import { Client } from 'pg';
+import { appendThroughFunction } from '../../adapters/eventstore/postgres/append';
+import { accountDecider, accountStreamId, availableOf } from '../../domain/account';
+import { domainEventCodec } from '../../domain/events';
+import { systemMetadata } from '../../src/command-metadata';
+import { startFaultUpstream, type FaultUpstream } from '../support/fault-upstream';
+import { startTestGateway, type TestGateway } from '../support/gateway';
+import { accountEvents, accountState, addModel, issueKey, openAccount } from '../support/e2e-setup';
+import { until, within } from '../support/wait';
+
+/**
+ * The request is dispatched to the upstream while its reservation commits (issue 17), and nothing
+ * reaches the client until that commit is durable. Here the commit fails after the dispatch: the
+ * account's stream row is held by another transaction, so the gateway's append waits on it while
+ * the upstream already receives the request and streams its first events; then that append fails
+ * (its database connection is terminated, or another writer spends the credit first). The
+ * upstream sees its request cancelled, the client gets the answer it got before (503, or 429
+ * after the decision is made again), not one byte of the upstream's answer, and nothing is charged.
+ * No timing decides anything: the blocking transaction holds the commit for as long as the test
+ * needs.
+ */
+
+// streams 3 chunks at once, then stays silent with the connection open
+const MODEL = 'stall-mid-stream';
+
+let upstream: FaultUpstream;
+let tg: TestGateway;
+
+beforeAll(async () => {
+  upstream = await startFaultUpstream();
+  tg = await startTestGateway({
+    models: [{ id: MODEL, upstreams: [{ baseUrl: upstream.baseUrl, capacity: 8 }], maxOutputTokens: 64, operations: ['chat'] }],
+  });
+  await addModel(tg.gateway.ledger, MODEL, { chat: { input: '1', output: '2' } }, 64);
+}, 60_000);
+
+afterAll(async () => {
+  await tg?.stop();
+  await upstream?.stop();
+});
+
+/** A transaction that holds the account's stream row (as another gateway's append would), so the gateway's own append waits. */
+async function holdStreamRow(accountId: string): Promise<Client> {
+  const client = new Client({ connectionString: tg.databaseUrl, application_name: 'speculation-blocker' });
+  await client.connect();
+  await client.query('BEGIN');
+  const { rows } = await client.query('SELECT revision FROM streams WHERE stream_id = $1 FOR UPDATE', [accountStreamId(accountId)]);
+  expect(rows).toHaveLength(1);
+  return client;
+}
+
+/** The gateway's append, waiting on the held row: its server process id. */
+async function blockedAppend(observer: Client): Promise<number> {
+  return until(
+    async () => {
+      const { rows } = await observer.query<{ pid: number }>(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND application_name <> 'speculation-blocker'",
+      );
+      return rows[0]?.pid;
+    },
+    { what: "the gateway's append waiting on the held stream row" },
+  );
+}
+
+async function streamingRequest(secret: string): Promise<{ status: number; contentType: string | null; text: string }> {
+  const response = await fetch(`${tg.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: MODEL, stream: true, max_tokens: 16, messages: [{ role: 'user', content: 'hello' }] }),
+  });
+  return { status: response.status, contentType: response.headers.get('content-type'), text: await response.text() };
+}
+
+function openAiError(text: string): { code?: unknown; type?: unknown } {
+  const parsed = JSON.parse(text) as { error: { message: unknown; type: unknown; param: unknown; code: unknown } };
+  expect(Object.keys(parsed.error).sort()).toEqual(['code', 'message', 'param', 'type']);
+  return parsed.error;
+}
+
+test('the database connection is lost mid-commit: the upstream is cancelled, the client gets 503, nothing relayed or charged', async () => {
+  const { ledger, keys } = tg.gateway;
+  const accountId = await openAccount(ledger, { topUpUsd: '20' });
+  const { secret } = await issueKey(keys, accountId);
+  const before = await accountEvents(ledger, accountId);
+  const receivedBefore = upstream.received[MODEL] ?? 0;
+  const cancelledBefore = upstream.cancelled[MODEL] ?? 0;
+
+  const blocker = await holdStreamRow(accountId);
+  const observer = new Client({ connectionString: tg.databaseUrl });
+  await observer.connect();
+  try {
+    const answer = streamingRequest(secret);
+    // The reservation was decided in memory and its commit is held: the upstream has the request already.
+    await until(() => ((upstream.received[MODEL] ?? 0) > receivedBefore ? true : undefined), { what: 'the speculative dispatch to reach the upstream' });
+    const pid = await blockedAppend(observer);
+    await observer.query('SELECT pg_terminate_backend($1)', [pid]);
+
+    const { status, contentType, text } = await within(answer, 'the answer');
+    expect(status).toBe(503);
+    expect(contentType).toMatch(/^application\/json/);
+    expect(openAiError(text).code).toBe('service_unavailable');
+    expect(text).not.toContain('data:');
+    await until(() => ((upstream.cancelled[MODEL] ?? 0) > cancelledBefore ? true : undefined), { what: 'the upstream to see its request cancelled' });
+  } finally {
+    await blocker.query('ROLLBACK');
+    await blocker.end();
+    await observer.end();
+  }
+
+  // Nothing was written for the request, and the credit is whole (the release of a placement of
+  // unknown outcome finds nothing to release).
+  await tg.gateway.settlements.settled(accountId);
+  expect(await accountEvents(ledger, accountId)).toEqual(before);
+  const state = await accountState(ledger, accountId);
+  expect(state.openReservations.size).toBe(0);
+  expect(availableOf(state)).toBe(20_000_000n);
+});
+
+test('another writer spends the credit first: the upstream is cancelled, the request is decided again and refused (429), nothing relayed or charged', async () => {
+  const { ledger, keys, policy } = tg.gateway;
+  const accountId = await openAccount(ledger, { topUpUsd: '20' });
+  const { secret } = await issueKey(keys, accountId);
+  // The gateway knows the account's state (cached), as it would after serving it once.
+  const { state, revision } = await ledger.accounts.load(accountStreamId(accountId));
+  const receivedBefore = upstream.received[MODEL] ?? 0;
+  const cancelledBefore = upstream.cancelled[MODEL] ?? 0;
+
+  const blocker = await holdStreamRow(accountId);
+  const observer = new Client({ connectionString: tg.databaseUrl });
+  await observer.connect();
+  try {
+    const answer = streamingRequest(secret);
+    await until(() => ((upstream.received[MODEL] ?? 0) > receivedBefore ? true : undefined), { what: 'the speculative dispatch to reach the upstream' });
+    await blockedAppend(observer);
+    // Another gateway reserves the whole available credit and commits first.
+    const decision = accountDecider(policy).decide(
+      {
+        type: 'PlaceReservation',
+        data: { requestId: `req_${randomUUID()}`, keyId: 'other-gateway', model: MODEL, operation: 'chat', amount: availableOf(state), priceVersion: 1 },
+        metadata: systemMetadata('test'),
+      },
+      state,
+    );
+    if (!decision.ok) throw new Error(`the other writer's reservation was refused: ${decision.error.error}`);
+    await appendThroughFunction(
+      blocker,
+      [
+        {
+          streamId: accountStreamId(accountId),
+          expectedVersion: revision!,
+          events: decision.events.map((event) => ({ id: randomUUID(), encoded: domainEventCodec.encode(event) })),
+        },
+      ],
+      { notify: false },
+    );
+    await blocker.query('COMMIT');
+
+    const { status, contentType, text } = await within(answer, 'the answer');
+    expect(status).toBe(429);
+    expect(contentType).toMatch(/^application\/json/);
+    expect(openAiError(text).code).toBe('insufficient_quota');
+    expect(text).not.toContain('data:');
+    await until(() => ((upstream.cancelled[MODEL] ?? 0) > cancelledBefore ? true : undefined), { what: 'the upstream to see its request cancelled' });
+  } finally {
+    await blocker.query('ROLLBACK').catch(() => undefined); // committed already, unless the test failed first
+    await blocker.end();
+    await observer.end();
+  }
+
+  // Only the other writer's reservation is on the stream.
+  const placed = (await accountEvents(ledger, accountId)).filter((e) => e.type === 'ReservationPlaced');
+  expect(placed.map((e) => e.type === 'ReservationPlaced' && e.data.keyId)).toEqual(['other-gateway']);
+});
+
+test('another writer moves the account but leaves credit: the speculative request is cancelled, and dispatched afresh once the reservation is decided again and durable', async () => {
+  const { ledger, keys, policy } = tg.gateway;
+  const accountId = await openAccount(ledger, { topUpUsd: '20' });
+  const { keyId, secret } = await issueKey(keys, accountId);
+  const { state, revision } = await ledger.accounts.load(accountStreamId(accountId));
+  const receivedBefore = upstream.received[MODEL] ?? 0;
+  const cancelledBefore = upstream.cancelled[MODEL] ?? 0;
+
+  const blocker = await holdStreamRow(accountId);
+  const observer = new Client({ connectionString: tg.databaseUrl });
+  await observer.connect();
+  const client = new AbortController();
+  let firstBytes: string;
+  try {
+    const answer = fetch(`${tg.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: MODEL, stream: true, max_tokens: 16, messages: [{ role: 'user', content: 'hello' }] }),
+      signal: client.signal,
+    });
+    await until(() => ((upstream.received[MODEL] ?? 0) > receivedBefore ? true : undefined), { what: 'the speculative dispatch to reach the upstream' });
+    await blockedAppend(observer);
+    // Another gateway reserves one dollar and commits first: the gateway's append conflicts.
+    const decision = accountDecider(policy).decide(
+      {
+        type: 'PlaceReservation',
+        data: { requestId: `req_${randomUUID()}`, keyId: 'other-gateway', model: MODEL, operation: 'chat', amount: 1_000_000n, priceVersion: 1 },
+        metadata: systemMetadata('test'),
+      },
+      state,
+    );
+    if (!decision.ok) throw new Error(`the other writer's reservation was refused: ${decision.error.error}`);
+    await appendThroughFunction(
+      blocker,
+      [
+        {
+          streamId: accountStreamId(accountId),
+          expectedVersion: revision!,
+          events: decision.events.map((event) => ({ id: randomUUID(), encoded: domainEventCodec.encode(event) })),
+        },
+      ],
+      { notify: false },
+    );
+    await blocker.query('COMMIT');
+
+    // Decided again on the moved stream, committed, then dispatched afresh: the client gets the stream.
+    const response = await within(answer, 'the answer');
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const reader = response.body!.getReader();
+    const { value } = await within(reader.read(), 'the first bytes of the stream');
+    firstBytes = new TextDecoder().decode(value);
+    // The speculative request was cancelled, and a second one sent after the commit.
+    expect(upstream.received[MODEL]).toBe(receivedBefore + 2);
+    await until(() => ((upstream.cancelled[MODEL] ?? 0) > cancelledBefore ? true : undefined), { what: 'the speculative request to be cancelled' });
+    client.abort();
+  } finally {
+    await blocker.query('ROLLBACK').catch(() => undefined);
+    await blocker.end();
+    await observer.end();
+  }
+  expect(firstBytes).toContain('data:');
+  expect(firstBytes).toContain('word0');
+
+  // One reservation of ours, placed once and ended (the client left mid-stream); nothing left open but the other writer's.
+  await until(
+    async () => {
+      const s = await accountState(ledger, accountId);
+      return s.openReservations.size === 1 ? true : undefined;
+    },
+    { what: "the gateway's reservation to be ended" },
+  );
+  const placed = (await accountEvents(ledger, accountId)).filter((e) => e.type === 'ReservationPlaced');
+  expect(placed.map((e) => e.type === 'ReservationPlaced' && e.data.keyId).sort()).toEqual([keyId, 'other-gateway'].sort());
+});
