@@ -48,7 +48,8 @@ export function createRequestLogWriter(store: EventStore<DomainEvent>, options: 
     async record(entry, metadata) {
       const streamId = requestLogStreamId(entry.accountId, new Date(metadata.now).toISOString().slice(0, 10));
       await ageOnce(streamId);
-      await handler.handle(streamId, { entry, metadata });
+      // Nobody waits on a log entry: entries arriving within deferMs share one commit.
+      await handler.handle(streamId, { entry, metadata }, { deferrable: true });
     },
   };
 }

@@ -39,6 +39,11 @@ export interface GroupCommitOptions {
   cacheSize?: number;
   /** flushes whose commits may be in flight at once, each on streams no other one holds (default 4) */
   maxFlushesInFlight?: number;
+  /**
+   * Longest that commands nobody waits on (HandleHooks.deferrable: a settlement, whose answer has
+   * gone out) wait for a command someone does wait on, to share its commit (default 10 ms).
+   */
+  deferMs?: number;
   newEventId?: () => string;
 }
 
@@ -60,6 +65,12 @@ export interface HandleHooks<State, Event> {
    * (after a conflict), and the promise of handle() says how it finally ended.
    */
   readonly undone?: () => void;
+  /**
+   * Nobody waits on this command's commit (a settlement after the answer went out): it may wait
+   * up to GroupCommitOptions.deferMs for a command someone waits on (the next reservation) and
+   * share its commit, instead of committing alone and holding that command's stream meanwhile.
+   */
+  readonly deferrable?: boolean;
 }
 
 export interface GroupCommitHandler<Command, State, Event, Err extends Rejection> {
@@ -105,6 +116,7 @@ export function createGroupCommitHandler<Command, State, Event extends Stored, S
   const cacheSize = options.cacheSize ?? 50_000;
   const maxFlushesInFlight = Math.max(1, options.maxFlushesInFlight ?? 4);
   const newEventId = options.newEventId ?? randomUUID;
+  const deferMs = options.deferMs ?? 10;
 
   type P = Pending<Command, State, Event, Err>;
   type Accepted = { p: P; events: NewEvent<Event>[]; state: State };
@@ -159,8 +171,27 @@ export function createGroupCommitHandler<Command, State, Event extends Stored, S
     return entry;
   }
 
+  /** set while only deferrable commands wait: when it fires they are flushed on their own */
+  let deferral: NodeJS.Timeout | undefined;
+  /** deferrable commands have waited deferMs: the next chance to flush takes them */
+  let overdue = false;
+
   function schedule(): void {
     if (scheduled || flushesInFlight >= maxFlushesInFlight || pending.length === 0) return;
+    // Only commands nobody waits on: give the next command somebody waits on (at one connection,
+    // the next request's reservation) the chance to share their commit. Without this, that
+    // reservation arrives while the previous request's settlement commits on its own, and waits
+    // for that whole commit before its own begins: two commits in the path of every request.
+    if (!overdue && deferMs > 0 && pending.every((p) => p.hooks?.deferrable === true)) {
+      deferral ??= setTimeout(() => {
+        deferral = undefined;
+        overdue = true;
+        schedule();
+      }, deferMs);
+      return;
+    }
+    clearTimeout(deferral);
+    deferral = undefined;
     scheduled = true;
     // setImmediate lets every request that arrived in this turn join the batch.
     setImmediate(startFlush);
@@ -173,6 +204,7 @@ export function createGroupCommitHandler<Command, State, Event extends Stored, S
   function startFlush(): void {
     scheduled = false;
     if (flushesInFlight >= maxFlushesInFlight) return;
+    overdue = false;
     const batch: P[] = [];
     const rest: P[] = [];
     for (const p of pending) {

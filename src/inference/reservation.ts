@@ -352,7 +352,8 @@ export async function endReservation(
   if (!command) return;
   for (let attempt = 1; ; attempt++) {
     try {
-      const result = await deps.ledger.accounts.handle(stream, command);
+      // Deferrable: the answer has gone out, so the next reservation may share this commit.
+      const result = await deps.ledger.accounts.handle(stream, command, { deferrable: true });
       if (!result.ok) deps.logger.error({ requestId, error: result.error.error }, 'reservation could not be ended');
       deps.metrics.reservationsOpen.dec();
       if (result.ok && result.events.length > 0) await logRequest(deps, requestId, charge, request, logged, command.metadata);

@@ -234,4 +234,38 @@ describe('group commit of account commands on PostgreSQL', () => {
     await broken.close();
     await brokenPool.end();
   });
+  test('a deferrable settlement waits for the next reservation on its account and shares its commit (one commit per request at one connection)', async () => {
+    // deferMs of ten minutes: without the sharing, the settlement would still be waiting.
+    const handler = createGroupCommitHandler(store, accountDecider(), { deferMs: 600_000 });
+    const a = `acc-${randomUUID()}`;
+    expect((await handler.handle(accountStreamId(a), open(a))).ok).toBe(true);
+    expect((await handler.handle(accountStreamId(a), topUp(usd('10')))).ok).toBe(true);
+    expect((await handler.handle(accountStreamId(a), reserve('r1', usd('1')))).ok).toBe(true);
+    let settledFirst = false;
+    const settled = handler.handle(accountStreamId(a), settle('r1', 10n, 10n), { deferrable: true }).then((r) => {
+      settledFirst = true;
+      return r;
+    });
+    // A turn of the event loop and more: the settlement is still waiting, not committed alone.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(settledFirst).toBe(false);
+    const reserved = await handler.handle(accountStreamId(a), reserve('r2', usd('1')));
+    const settledResult = await settled;
+    expect(reserved.ok && settledResult.ok).toBe(true);
+    if (!reserved.ok || !settledResult.ok) return;
+    // One transaction, the settlement first (arrival order).
+    expect(settledResult.position!.tx).toBe(reserved.position!.tx);
+    const { events } = await store.readStream(accountStreamId(a));
+    const types = events.map((e) => e.event.type);
+    expect(types.indexOf('ReservationSettled')).toBeLessThan(types.lastIndexOf('ReservationPlaced'));
+    const state = await foldedState(a);
+    expect([...state.openReservations.keys()]).toEqual(['r2']);
+  });
+
+  test('a deferrable command with nothing to share commits on its own after deferMs', async () => {
+    const handler = createGroupCommitHandler(store, accountDecider(), { deferMs: 5 });
+    const a = `acc-${randomUUID()}`;
+    expect((await handler.handle(accountStreamId(a), open(a), { deferrable: true })).ok).toBe(true);
+    expect((await foldedState(a)).status).toBe('open');
+  });
 });
