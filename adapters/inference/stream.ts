@@ -3,6 +3,7 @@ import type { EventSourceMessage } from 'eventsource-parser';
 import type { Operation } from './models-file';
 import type { OutcomeKind } from './outcome';
 import type { StreamSink } from './sink';
+import { ChunkScanner } from './sse-scan';
 import { StreamingTokenCounter } from './tokens';
 import { collectMessageText, isModerationError, isRecord, readUsage } from './upstream-payload';
 
@@ -46,6 +47,7 @@ export async function relayStream(input: RelayInput): Promise<RelayResult> {
   // The generated text is counted as it comes, never kept whole: memory per stream does not grow
   // with the answer's length.
   const counter = new StreamingTokenCounter();
+  const scanner = new ChunkScanner(input.publicModel);
   const parts: string[] = [];
   const pending: EventSourceMessage[] = [];
   let parserBroken = false;
@@ -58,6 +60,8 @@ export async function relayStream(input: RelayInput): Promise<RelayResult> {
   });
 
   let started = false;
+  // Inside the loop over one upstream read's events (corked between them).
+  let inRead = false;
   let done = false;
   let finishReason: string | undefined;
   let moderated = false;
@@ -67,6 +71,9 @@ export async function relayStream(input: RelayInput): Promise<RelayResult> {
   let errorKind: OutcomeKind | undefined;
   let errorStatus: number | undefined;
   let last: { id?: unknown; created?: unknown; model?: unknown; object?: unknown } = {};
+  // The latest chunk relayed without parsing, read for its id and model only if a usage chunk must
+  // be made: one event's text, whatever the answer's length.
+  let lastUnparsed: string | undefined;
 
   const write = async (chunk: string): Promise<void> => {
     if (!started) {
@@ -76,6 +83,8 @@ export async function relayStream(input: RelayInput): Promise<RelayResult> {
     if (sink.write(chunk) === false && sink.waitForDrain) {
       sink.flush?.();
       await untilDrainOrAbort(sink.waitForDrain(), signal);
+      // The rest of this read's events still go out together.
+      if (inRead) sink.cork?.();
     }
   };
 
@@ -88,6 +97,19 @@ export async function relayStream(input: RelayInput): Promise<RelayResult> {
       done = true;
       return true;
     }
+    // Most chunks carry only text: relayed as they came, their text counted, nothing parsed.
+    const scanned = scanner.scan(data);
+    if (scanned.kind === 'skip') return true; // Not JSON (a keep-alive or a vendor extension).
+    if (scanned.kind === 'plain') {
+      lastUnparsed = data;
+      if (scanned.text.length > 0) {
+        counter.add(scanned.text);
+        if (firstTokenAt === undefined) firstTokenAt = input.now();
+      }
+      await write(sseData(scanned.data));
+      return true;
+    }
+
     let chunk: unknown;
     try {
       chunk = JSON.parse(data);
@@ -106,6 +128,7 @@ export async function relayStream(input: RelayInput): Promise<RelayResult> {
     }
 
     last = { id: chunk.id, created: chunk.created, model: chunk.model, object: chunk.object };
+    lastUnparsed = undefined;
     const usage = readUsage(chunk.usage);
     if (usage) upstreamUsage = usage;
     const choices = Array.isArray(chunk.choices) ? chunk.choices.filter(isRecord) : [];
@@ -137,6 +160,14 @@ export async function relayStream(input: RelayInput): Promise<RelayResult> {
   };
 
   const syntheticUsageChunk = () => {
+    if (lastUnparsed !== undefined) {
+      try {
+        const chunk: unknown = JSON.parse(lastUnparsed);
+        if (isRecord(chunk)) last = { id: chunk.id, created: chunk.created, model: chunk.model, object: chunk.object };
+      } catch {
+        // Relayed as it came, but not JSON after all: the usage chunk takes our defaults.
+      }
+    }
     const promptTokens = input.countPrompt();
     const completionTokens = counter.total();
     return {
@@ -159,15 +190,17 @@ export async function relayStream(input: RelayInput): Promise<RelayResult> {
       }
       // The events of one read go out together, in one system call.
       if (started) sink.cork?.();
+      inRead = started;
       try {
-        while (pending.length > 0) {
-          const event = pending.shift()!;
+        for (const event of pending) {
           // After [DONE], read on to the end so the keep-alive connection can be reused.
-          if (done) continue;
+          if (done) break;
           if (!(await handle(event))) break reading;
           if (signal?.aborted) break reading;
         }
       } finally {
+        pending.length = 0;
+        inRead = false;
         sink.flush?.();
       }
     }
