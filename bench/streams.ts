@@ -24,7 +24,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Pool as HttpPool } from 'undici';
 import { stopChild } from '../adapters/stop-child';
 import { ADMIN_KEY, BENCH_MASTER_KEY, markStopping, readLedger, seed, startChild, waitForHttp, waitForPort } from './gateway';
@@ -34,7 +34,7 @@ if (process.argv.includes('--help') || process.argv.includes('-h')) {
   process.stdout.write(`Streams benchmark: Tollgate beside a bare Node proxy, two shapes.
 
   npx tsx bench/streams.ts [--chunks 1000] [--long-requests 64] [--connections 8] [--rounds 2]
-                           [--streams 10000] [--growth-streams 500] [--only long,open]
+                           [--streams 10000] [--growth-streams 500] [--only long,open] [--profile DIR]
 
   --chunks N          chunks of 16 characters per long answer (default 1000)
   --long-requests N   long streams per round (default 64), over --connections N connections (default 8)
@@ -44,6 +44,7 @@ if (process.argv.includes('--help') || process.argv.includes('-h')) {
   --growth-streams N  streams held after 20 and after --chunks chunks: RSS per stream must not grow
                       with the answer (default 500)
   --only long,open    run only these shapes
+  --profile DIR       run Tollgate with node --cpu-prof, its profile written to DIR on exit
 
 Prints the gateway's CPU per chunk against the bare proxy's (target at most 2x) and its RSS per
 open stream (target at most 64 KiB), then checks the ledger: every 2xx settled exactly once,
@@ -61,6 +62,8 @@ const STREAMS = flag('--streams', 10_000);
 const GROWTH_STREAMS = flag('--growth-streams', 500);
 const ONLY = process.argv.includes('--only') ? (process.argv[process.argv.indexOf('--only') + 1] ?? '').split(',') : ['long', 'open'];
 const CHUNK_CHARS = 16;
+/** `--profile DIR`: Tollgate runs with --cpu-prof and writes its profile there on exit. */
+const PROFILE_DIR = process.argv.includes('--profile') ? resolve(process.argv[process.argv.indexOf('--profile') + 1] ?? '.') : undefined;
 
 const MODELS = { fast: 'long-fast', hold1: 'open-hold-1', hold20: 'open-hold-20', holdLong: `open-hold-${CHUNKS}` } as const;
 
@@ -192,7 +195,7 @@ async function main(): Promise<number> {
         models: [model(MODELS.fast, fastPort), ...[...new Set([MODELS.hold1, MODELS.hold20, MODELS.holdLong])].map((id) => model(id, holdPort))],
       }),
     );
-    const tg = startChild('tollgate', ['--import', 'tsx', 'src/main.ts'], {
+    const tg = startChild('tollgate', [...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []), '--import', 'tsx', 'src/main.ts'], {
       ...process.env,
       DATABASE_URL: pg.url,
       TOLLGATE_MASTER_KEY: BENCH_MASTER_KEY.export(),
