@@ -306,6 +306,7 @@ async function main(): Promise<number> {
         { gw: tollgate(), model: MODELS.hold20, chunks: 20, count: Math.min(GROWTH_STREAMS, streams) },
         { gw: tollgate(), model: MODELS.holdLong, chunks: CHUNKS, count: Math.min(GROWTH_STREAMS, streams) },
       ];
+      const perStreamAfter = new Map<number, number>();
       for (const { gw, model, chunks, count: n } of shapes) {
         await new Promise((resolve) => setTimeout(resolve, 3_000));
         const idle = rssBytes(gw.pid);
@@ -327,6 +328,7 @@ async function main(): Promise<number> {
         await pool.close();
         count(gw, `${n} open streams (${model})`, o, n * (chunks + 2));
         process.stderr.write(`  open streams ${gw.name} ${model}: ${o.ok} ok, all open after ${rampSeconds.toFixed(1)} s\n`);
+        if (gw.name === 'tollgate' && n > 0) perStreamAfter.set(chunks, (open - idle) / n);
         rows.push([
           gw.name,
           `${chunks} chunks`,
@@ -338,6 +340,17 @@ async function main(): Promise<number> {
         ]);
       }
       printTable(rows);
+      // The answer's text itself is CHUNK_CHARS bytes a chunk: a relay keeping it would grow by that much.
+      const short = perStreamAfter.get(20);
+      const long = perStreamAfter.get(CHUNKS);
+      if (short !== undefined && long !== undefined && CHUNKS > 20) {
+        const growth = (long - short) / 1_024;
+        const text = ((CHUNKS - 20) * CHUNK_CHARS) / 1_024;
+        console.log(
+          `Memory per open stream, upstream reporting usage: ${growth >= 0 ? '+' : ''}${growth.toFixed(1)} KiB after ${CHUNKS} chunks than after 20 ` +
+            `(the ${CHUNKS - 20} more chunks carry ${text.toFixed(1)} KiB of text): ${growth < text / 2 ? 'does not grow with the answer' : 'GROWS with the answer'}`,
+        );
+      }
     }
 
     // --- ledger ---------------------------------------------------------------------------------

@@ -75,38 +75,46 @@ export async function relayStream(input: RelayInput): Promise<RelayResult> {
   // be made: one event's text, whatever the answer's length.
   let lastUnparsed: string | undefined;
 
-  const write = async (chunk: string): Promise<void> => {
+  // Returns a promise only when the sink is full: the common event costs no promise and no tick.
+  const write = (chunk: string): Promise<void> | undefined => {
     if (!started) {
       sink.open();
       started = true;
     }
     if (sink.write(chunk) === false && sink.waitForDrain) {
       sink.flush?.();
-      await untilDrainOrAbort(sink.waitForDrain(), signal);
-      // The rest of this read's events still go out together.
-      if (inRead) sink.cork?.();
+      return untilDrainOrAbort(sink.waitForDrain(), signal).then(() => {
+        // The rest of this read's events still go out together.
+        if (inRead) sink.cork?.();
+      });
     }
+    return undefined;
+  };
+
+  /**
+   * Most chunks carry only text: relayed as they came, their text counted, nothing parsed.
+   * Returns undefined when done with the event, a promise while the sink is full, or 'parse'.
+   */
+  const relayPlain = (data: string): Promise<void> | undefined | 'parse' => {
+    const scanned = scanner.scan(data);
+    if (scanned.kind === 'parse') return 'parse';
+    // Not JSON (a keep-alive or a vendor extension): nothing to relay or count. [DONE] is handled whole.
+    if (scanned.kind === 'skip') return isDone(data) ? 'parse' : undefined;
+    lastUnparsed = data;
+    if (scanned.text.length > 0) {
+      counter.add(scanned.text);
+      if (firstTokenAt === undefined) firstTokenAt = input.now();
+    }
+    return write(sseData(scanned.data));
   };
 
   // Returns false to stop reading the upstream.
   const handle = async (event: EventSourceMessage): Promise<boolean> => {
     const data = event.data;
-    if (data.trim() === '[DONE]') {
+    if (isDone(data)) {
       if (input.clientWantsUsage && !usageRelayed) await write(sseData(JSON.stringify(syntheticUsageChunk())));
       await write('data: [DONE]\n\n');
       done = true;
-      return true;
-    }
-    // Most chunks carry only text: relayed as they came, their text counted, nothing parsed.
-    const scanned = scanner.scan(data);
-    if (scanned.kind === 'skip') return true; // Not JSON (a keep-alive or a vendor extension).
-    if (scanned.kind === 'plain') {
-      lastUnparsed = data;
-      if (scanned.text.length > 0) {
-        counter.add(scanned.text);
-        if (firstTokenAt === undefined) firstTokenAt = input.now();
-      }
-      await write(sseData(scanned.data));
       return true;
     }
 
@@ -195,7 +203,10 @@ export async function relayStream(input: RelayInput): Promise<RelayResult> {
         for (const event of pending) {
           // After [DONE], read on to the end so the keep-alive connection can be reused.
           if (done) break;
-          if (!(await handle(event))) break reading;
+          const relayed = relayPlain(event.data);
+          if (relayed === 'parse') {
+            if (!(await handle(event))) break reading;
+          } else if (relayed !== undefined) await relayed;
           if (signal?.aborted) break reading;
         }
       } finally {
@@ -238,6 +249,10 @@ export async function relayStream(input: RelayInput): Promise<RelayResult> {
     ...(finishReason === undefined ? {} : { finishReason }),
     ...(errorStatus === undefined ? {} : { errorStatus }),
   };
+}
+
+function isDone(data: string): boolean {
+  return data.length < 64 && data.trim() === '[DONE]';
 }
 
 function sseData(json: string): string {
