@@ -72,7 +72,7 @@ export async function relayStream(input: RelayInput): Promise<RelayResult> {
   let errorStatus: number | undefined;
   let last: { id?: unknown; created?: unknown; model?: unknown; object?: unknown } = {};
   // The latest chunk relayed without parsing, read for its id and model only if a usage chunk must
-  // be made: one event's text, whatever the answer's length.
+  // be made: one event's text, whatever the answer's length (copied once per read).
   let lastUnparsed: string | undefined;
 
   // Returns a promise only when the sink is full: the common event costs no promise and no tick.
@@ -100,7 +100,8 @@ export async function relayStream(input: RelayInput): Promise<RelayResult> {
     if (scanned.kind === 'parse') return 'parse';
     // Not JSON (a keep-alive or a vendor extension): nothing to relay or count. [DONE] is handled whole.
     if (scanned.kind === 'skip') return isDone(data) ? 'parse' : undefined;
-    lastUnparsed = data;
+    // Only a client that asked for usage may need the usage chunk made from this one.
+    if (input.clientWantsUsage) lastUnparsed = data;
     if (scanned.text.length > 0) {
       counter.add(scanned.text);
       if (firstTokenAt === undefined) firstTokenAt = input.now();
@@ -212,6 +213,9 @@ export async function relayStream(input: RelayInput): Promise<RelayResult> {
       } finally {
         pending.length = 0;
         inRead = false;
+        // A copy, not a slice: a slice would keep this whole upstream read alive with the stream.
+        if (lastUnparsed !== undefined) lastUnparsed = copyOf(lastUnparsed);
+        counter.compact();
         sink.flush?.();
       }
     }
@@ -249,6 +253,10 @@ export async function relayStream(input: RelayInput): Promise<RelayResult> {
     ...(finishReason === undefined ? {} : { finishReason }),
     ...(errorStatus === undefined ? {} : { errorStatus }),
   };
+}
+
+function copyOf(text: string): string {
+  return Buffer.from(text, 'utf16le').toString('utf16le');
 }
 
 function isDone(data: string): boolean {
