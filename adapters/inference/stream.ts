@@ -62,6 +62,8 @@ export async function relayStream(input: RelayInput): Promise<RelayResult> {
   let started = false;
   // Inside the loop over one upstream read's events (corked between them).
   let inRead = false;
+  // The sink said it was full during the current read: wait for drain once the read is written.
+  let full = false;
   let done = false;
   let finishReason: string | undefined;
   let moderated = false;
@@ -82,11 +84,15 @@ export async function relayStream(input: RelayInput): Promise<RelayResult> {
       started = true;
     }
     if (sink.write(chunk) === false && sink.waitForDrain) {
+      // Within one read of a corking sink: the rest of the read joins this write, and the relay
+      // waits for drain after it (one system call, not one for the events before the wait and one
+      // for those after). What the sink holds is bounded by one upstream read.
+      if (inRead && sink.cork) {
+        full = true;
+        return undefined;
+      }
       sink.flush?.();
-      return untilDrainOrAbort(sink.waitForDrain(), signal).then(() => {
-        // The rest of this read's events still go out together.
-        if (inRead) sink.cork?.();
-      });
+      return untilDrainOrAbort(sink.waitForDrain(), signal);
     }
     return undefined;
   };
@@ -217,6 +223,11 @@ export async function relayStream(input: RelayInput): Promise<RelayResult> {
         if (lastUnparsed !== undefined) lastUnparsed = copyOf(lastUnparsed);
         counter.compact();
         sink.flush?.();
+      }
+      if (full) {
+        full = false;
+        await untilDrainOrAbort(sink.waitForDrain!(), signal);
+        if (signal?.aborted) break;
       }
     }
   } catch {
