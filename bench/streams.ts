@@ -34,7 +34,7 @@
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Client as PgClient } from 'pg';
 import { Pool as HttpPool, WebSocket } from 'undici';
 import { stopChild } from '../adapters/stop-child';
@@ -46,7 +46,7 @@ if (process.argv.includes('--help') || process.argv.includes('-h')) {
   process.stdout.write(`Streams benchmark: Tollgate beside a bare Node proxy, two shapes.
 
   npx tsx bench/streams.ts [--chunks 1000] [--long-requests 64] [--connections 8] [--rounds 2]
-                           [--streams 10000] [--growth-streams 500] [--only long,open]
+                           [--streams 10000] [--growth-streams 500] [--only long,open] [--profile DIR]
 
   --chunks N          chunks of 16 characters per long answer (default 1000)
   --long-requests N   long streams per round (default 64), over --connections N connections (default 8)
@@ -60,6 +60,7 @@ if (process.argv.includes('--help') || process.argv.includes('-h')) {
   --opening N         streams being opened at once while the open shape ramps up (default 256):
                       the next is sent when one has its first chunks
   --only long,open    run only these shapes
+  --profile DIR       run Tollgate with node --cpu-prof, its profile written to DIR on exit
 
 Tollgate runs compiled (node dist/src/main.js, rebuilt first when a source is newer). Prints the
 gateway's CPU per chunk against the bare proxy's (target at most 2x) and its RSS per open stream
@@ -81,6 +82,8 @@ const GROWTH_STREAMS = flag('--growth-streams', 500);
 const OPENING = flag('--opening', 256);
 const ONLY = process.argv.includes('--only') ? (process.argv[process.argv.indexOf('--only') + 1] ?? '').split(',') : ['long', 'open'];
 const CHUNK_CHARS = 16;
+/** `--profile DIR`: Tollgate runs with --cpu-prof and writes its profile there on exit. */
+const PROFILE_DIR = process.argv.includes('--profile') ? resolve(process.argv[process.argv.indexOf('--profile') + 1] ?? '.') : undefined;
 
 const MODELS = { fast: 'long-fast', hold1: 'open-hold-1', hold20: 'open-hold-20', holdLong: `open-hold-${CHUNKS}` } as const;
 
@@ -267,20 +270,24 @@ async function main(): Promise<number> {
         models: [model(MODELS.fast, fastPort), ...[...new Set([MODELS.hold1, MODELS.hold20, MODELS.holdLong])].map((id) => model(id, holdPort))],
       }),
     );
-    const tg = startChild('tollgate', [`--inspect=127.0.0.1:${tollgateInspect}`, GATEWAY_MAIN], {
-      ...process.env,
-      DATABASE_URL: pg.url,
-      TOLLGATE_MASTER_KEY: BENCH_MASTER_KEY.export(),
-      HOST: '127.0.0.1',
-      PORT: String(tollgatePort),
-      TOLLGATE_MODELS_FILE: modelsFile,
-      TOLLGATE_ADMIN_KEY: ADMIN_KEY,
-      TOLLGATE_DATA_DIR: join(scratch, 'tollgate-data'),
-      LOG_LEVEL: 'warn',
-      // The held streams are silent from their first chunks until all are open (minutes on a
-      // loaded machine); the default 120 s would cut the first ones as stalled upstreams.
-      TOLLGATE_UPSTREAM_IDLE_TIMEOUT_S: '1800',
-    });
+    const tg = startChild(
+      'tollgate',
+      [...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []), `--inspect=127.0.0.1:${tollgateInspect}`, GATEWAY_MAIN],
+      {
+        ...process.env,
+        DATABASE_URL: pg.url,
+        TOLLGATE_MASTER_KEY: BENCH_MASTER_KEY.export(),
+        HOST: '127.0.0.1',
+        PORT: String(tollgatePort),
+        TOLLGATE_MODELS_FILE: modelsFile,
+        TOLLGATE_ADMIN_KEY: ADMIN_KEY,
+        TOLLGATE_DATA_DIR: join(scratch, 'tollgate-data'),
+        LOG_LEVEL: 'warn',
+        // The held streams are silent from their first chunks until all are open (minutes on a
+        // loaded machine); the default 120 s would cut the first ones as stalled upstreams.
+        TOLLGATE_UPSTREAM_IDLE_TIMEOUT_S: '1800',
+      },
+    );
     children.push(tg.child);
     const bareFast = startChild('bare-proxy', [join(__dirname, 'support', 'bare-proxy.mjs'), base(fastPort), String(bareFastPort)], process.env);
     const bareHold = startChild(
@@ -411,6 +418,7 @@ async function main(): Promise<number> {
         { gw: tollgate(), model: MODELS.hold1, chunks: 1, count: streams },
         { gw: bare(bareHoldPort, bareHold.child), model: MODELS.hold1, chunks: 1, count: streams },
       ];
+      const perStreamAfter = new Map<number, number>();
       let tollgateStreams = 0;
       for (const { gw, model, chunks, count: asked, warmUp } of shapes) {
         // the previous shape's streams all settled (Tollgate settles after the answer ends), then a moment
@@ -459,6 +467,7 @@ async function main(): Promise<number> {
           `  open streams ${gw.name} ${model}: ${o.ok} ok${o.failed > 0 ? `, ${o.failed} failed ${JSON.stringify(o.why)}` : ''}, all open after ${rampSeconds.toFixed(1)} s\n`,
         );
         if (warmUp) continue;
+        if (gw.name === 'tollgate' && n > 0) perStreamAfter.set(chunks, (openAfterGc - idleAfterGc) / n);
         rows.push([
           gw.name,
           `${chunks} chunks`,
@@ -487,6 +496,18 @@ async function main(): Promise<number> {
           `Tollgate RSS per open stream, ${tollgateStreams} open, after a full GC: ${tollgateOpenKiBAfterGc.toFixed(1)} KiB (target <= ${RSS_TARGET_KIB} KiB): ` +
             `${tollgateOpenKiBAfterGc <= RSS_TARGET_KIB ? 'met' : 'NOT met'} (${tollgateOpenKiB.toFixed(1)} KiB without the GC)` +
             (tollgateStreams < 10_000 ? ` (issue 17 asks it at 10,000 streams; this run held ${tollgateStreams})` : ''),
+        );
+      }
+      // The answer's text itself is CHUNK_CHARS bytes a chunk: a relay keeping it would grow by that much.
+      // After a full GC: RSS as it is after a burst of chunks says what the process took, not what it keeps.
+      const short = perStreamAfter.get(20);
+      const long = perStreamAfter.get(CHUNKS);
+      if (short !== undefined && long !== undefined && CHUNKS > 20) {
+        const growth = (long - short) / 1_024;
+        const text = ((CHUNKS - 20) * CHUNK_CHARS) / 1_024;
+        console.log(
+          `Memory per open stream, upstream reporting usage, after a full GC: ${growth >= 0 ? '+' : ''}${growth.toFixed(1)} KiB after ${CHUNKS} chunks than after 20 ` +
+            `(the ${CHUNKS - 20} more chunks carry ${text.toFixed(1)} KiB of text): ${growth < text / 2 ? 'does not grow with the answer' : 'GROWS with the answer'}`,
         );
       }
     }

@@ -25,19 +25,27 @@ export interface StreamSink {
 export function responseSink(res: ServerResponse): StreamSink {
   const bytes = byteSink(res);
   let corked = false;
+  // While corked, events are joined into one string and written once at flush: one chunk of the
+  // chunked encoding per upstream read, not three buffers (size, event, CRLF) per event.
+  let held = '';
   return {
     open: () => bytes.open('text/event-stream; charset=utf-8'),
-    write: (chunk) => bytes.write(chunk),
+    write(chunk) {
+      if (!corked) return bytes.write(chunk);
+      held += chunk;
+      return !res.writableNeedDrain;
+    },
     waitForDrain: () => bytes.waitForDrain(),
     cork() {
       if (corked || res.destroyed || res.writableEnded) return;
       corked = true;
-      res.cork();
     },
     flush() {
       if (!corked) return;
       corked = false;
-      res.uncork();
+      const chunk = held;
+      held = '';
+      if (chunk.length > 0) bytes.write(chunk);
     },
   };
 }

@@ -3,6 +3,7 @@ import type { EventSourceMessage } from 'eventsource-parser';
 import type { Operation } from './models-file';
 import type { OutcomeKind } from './outcome';
 import type { StreamSink } from './sink';
+import { ChunkScanner } from './sse-scan';
 import { StreamingTokenCounter } from './tokens';
 import { collectMessageText, isModerationError, isRecord, readUsage } from './upstream-payload';
 
@@ -46,6 +47,7 @@ export async function relayStream(input: RelayInput): Promise<RelayResult> {
   // The generated text is counted as it comes, never kept whole: memory per stream does not grow
   // with the answer's length.
   const counter = new StreamingTokenCounter();
+  const scanner = new ChunkScanner(input.publicModel);
   const parts: string[] = [];
   const pending: EventSourceMessage[] = [];
   let parserBroken = false;
@@ -58,6 +60,10 @@ export async function relayStream(input: RelayInput): Promise<RelayResult> {
   });
 
   let started = false;
+  // Inside the loop over one upstream read's events (corked between them).
+  let inRead = false;
+  // The sink said it was full during the current read: wait for drain once the read is written.
+  let full = false;
   let done = false;
   let finishReason: string | undefined;
   let moderated = false;
@@ -67,27 +73,58 @@ export async function relayStream(input: RelayInput): Promise<RelayResult> {
   let errorKind: OutcomeKind | undefined;
   let errorStatus: number | undefined;
   let last: { id?: unknown; created?: unknown; model?: unknown; object?: unknown } = {};
+  // The latest chunk relayed without parsing, read for its id and model only if a usage chunk must
+  // be made: one event's text, whatever the answer's length (copied once per read).
+  let lastUnparsed: string | undefined;
 
-  const write = async (chunk: string): Promise<void> => {
+  // Returns a promise only when the sink is full: the common event costs no promise and no tick.
+  const write = (chunk: string): Promise<void> | undefined => {
     if (!started) {
       sink.open();
       started = true;
     }
     if (sink.write(chunk) === false && sink.waitForDrain) {
+      // Within one read of a corking sink: the rest of the read joins this write, and the relay
+      // waits for drain after it (one system call, not one for the events before the wait and one
+      // for those after). What the sink holds is bounded by one upstream read.
+      if (inRead && sink.cork) {
+        full = true;
+        return undefined;
+      }
       sink.flush?.();
-      await untilDrainOrAbort(sink.waitForDrain(), signal);
+      return untilDrainOrAbort(sink.waitForDrain(), signal);
     }
+    return undefined;
+  };
+
+  /**
+   * Most chunks carry only text: relayed as they came, their text counted, nothing parsed.
+   * Returns undefined when done with the event, a promise while the sink is full, or 'parse'.
+   */
+  const relayPlain = (data: string): Promise<void> | undefined | 'parse' => {
+    const scanned = scanner.scan(data);
+    if (scanned.kind === 'parse') return 'parse';
+    // Not JSON (a keep-alive or a vendor extension): nothing to relay or count. [DONE] is handled whole.
+    if (scanned.kind === 'skip') return isDone(data) ? 'parse' : undefined;
+    // Only a client that asked for usage may need the usage chunk made from this one.
+    if (input.clientWantsUsage) lastUnparsed = data;
+    if (scanned.text.length > 0) {
+      counter.add(scanned.text);
+      if (firstTokenAt === undefined) firstTokenAt = input.now();
+    }
+    return write(sseData(scanned.data));
   };
 
   // Returns false to stop reading the upstream.
   const handle = async (event: EventSourceMessage): Promise<boolean> => {
     const data = event.data;
-    if (data.trim() === '[DONE]') {
+    if (isDone(data)) {
       if (input.clientWantsUsage && !usageRelayed) await write(sseData(JSON.stringify(syntheticUsageChunk())));
       await write('data: [DONE]\n\n');
       done = true;
       return true;
     }
+
     let chunk: unknown;
     try {
       chunk = JSON.parse(data);
@@ -106,6 +143,7 @@ export async function relayStream(input: RelayInput): Promise<RelayResult> {
     }
 
     last = { id: chunk.id, created: chunk.created, model: chunk.model, object: chunk.object };
+    lastUnparsed = undefined;
     const usage = readUsage(chunk.usage);
     if (usage) upstreamUsage = usage;
     const choices = Array.isArray(chunk.choices) ? chunk.choices.filter(isRecord) : [];
@@ -137,6 +175,14 @@ export async function relayStream(input: RelayInput): Promise<RelayResult> {
   };
 
   const syntheticUsageChunk = () => {
+    if (lastUnparsed !== undefined) {
+      try {
+        const chunk: unknown = JSON.parse(lastUnparsed);
+        if (isRecord(chunk)) last = { id: chunk.id, created: chunk.created, model: chunk.model, object: chunk.object };
+      } catch {
+        // Relayed as it came, but not JSON after all: the usage chunk takes our defaults.
+      }
+    }
     const promptTokens = input.countPrompt();
     const completionTokens = counter.total();
     return {
@@ -159,16 +205,29 @@ export async function relayStream(input: RelayInput): Promise<RelayResult> {
       }
       // The events of one read go out together, in one system call.
       if (started) sink.cork?.();
+      inRead = started;
       try {
-        while (pending.length > 0) {
-          const event = pending.shift()!;
+        for (const event of pending) {
           // After [DONE], read on to the end so the keep-alive connection can be reused.
-          if (done) continue;
-          if (!(await handle(event))) break reading;
+          if (done) break;
+          const relayed = relayPlain(event.data);
+          if (relayed === 'parse') {
+            if (!(await handle(event))) break reading;
+          } else if (relayed !== undefined) await relayed;
           if (signal?.aborted) break reading;
         }
       } finally {
+        pending.length = 0;
+        inRead = false;
+        // A copy, not a slice: a slice would keep this whole upstream read alive with the stream.
+        if (lastUnparsed !== undefined) lastUnparsed = copyOf(lastUnparsed);
+        counter.compact();
         sink.flush?.();
+      }
+      if (full) {
+        full = false;
+        await untilDrainOrAbort(sink.waitForDrain!(), signal);
+        if (signal?.aborted) break;
       }
     }
   } catch {
@@ -205,6 +264,14 @@ export async function relayStream(input: RelayInput): Promise<RelayResult> {
     ...(finishReason === undefined ? {} : { finishReason }),
     ...(errorStatus === undefined ? {} : { errorStatus }),
   };
+}
+
+function copyOf(text: string): string {
+  return Buffer.from(text, 'utf16le').toString('utf16le');
+}
+
+function isDone(data: string): boolean {
+  return data.length < 64 && data.trim() === '[DONE]';
 }
 
 function sseData(json: string): string {

@@ -96,14 +96,18 @@ function countValueTokens(value: unknown): number {
  */
 export class StreamingTokenCounter {
   private tail = '';
+  /** Pieces added since the last compact(): they may be slices of larger strings. */
+  private fresh = '';
   private counted = 0;
 
   constructor(private readonly holdChars = 4_096) {}
 
   add(piece: string): void {
     if (piece.length === 0) return;
-    this.tail += piece;
-    if (this.tail.length < this.holdChars) return;
+    this.fresh += piece;
+    if (this.tail.length + this.fresh.length < this.holdChars) return;
+    this.tail += this.fresh;
+    this.fresh = '';
     for (let i = this.tail.length - 1; i > 0; i--) {
       if (this.tail.charCodeAt(i) === 0x20 && !/\s/.test(this.tail[i - 1]!)) {
         this.counted += countTextTokens(this.tail.slice(0, i));
@@ -113,8 +117,20 @@ export class StreamingTokenCounter {
     }
   }
 
+  /**
+   * Copies the pieces added since the last call into a string of their own. A piece may be a
+   * slice of a larger string (an upstream read the relay cut it from without parsing), and a slice
+   * keeps all of its source alive: the relay compacts once per read, so the counter holds its few
+   * KiB of text and nothing more.
+   */
+  compact(): void {
+    if (this.fresh.length === 0) return;
+    this.tail += Buffer.from(this.fresh, 'utf16le').toString('utf16le');
+    this.fresh = '';
+  }
+
   /** Tokens in everything added so far. */
   total(): number {
-    return this.counted + countTextTokens(this.tail);
+    return this.counted + countTextTokens(this.tail + this.fresh);
   }
 }
