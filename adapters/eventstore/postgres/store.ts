@@ -165,7 +165,7 @@ const DECODED_CACHE_SIZE = 4_096;
  * whose timer fired a moment after the first's): it then reads nothing twice and stays in step.
  */
 const TAIL_SHARE_MS = 10;
-/** Tail reads remembered (in flight, or finished within TAIL_SHARE_MS): one per distinct position. */
+/** Tail reads remembered at most (in flight, or finished within TAIL_SHARE_MS), one per position. */
 const TAIL_READS_KEPT = 16;
 
 interface TailPage {
@@ -305,13 +305,12 @@ export function createPostgresEventStore<E>(pool: Pool, codec: EventCodec<E>, op
         if (tailReads.get(key) === read) tailReads.delete(key);
       },
     );
+    // Finished reads no subscriber can take any more are let go (catching up, pages are large).
+    const now = performance.now();
+    for (const [k, r] of tailReads) if (r.finishedAt !== undefined && now - r.finishedAt > TAIL_SHARE_MS) tailReads.delete(k);
     tailReads.delete(key);
     tailReads.set(key, read);
-    if (tailReads.size > TAIL_READS_KEPT) {
-      const now = performance.now();
-      for (const [k, r] of tailReads) if (r.finishedAt !== undefined && now - r.finishedAt > TAIL_SHARE_MS) tailReads.delete(k);
-      if (tailReads.size > TAIL_READS_KEPT) tailReads.delete(tailReads.keys().next().value!);
-    }
+    if (tailReads.size > TAIL_READS_KEPT) tailReads.delete(tailReads.keys().next().value!);
     return read;
   }
 
