@@ -1,6 +1,6 @@
 import type { PoolClient } from 'pg';
 import type { DomainEvent } from '../../domain/events';
-import { AUDIT_ENTRY_FIELDS, chainBatch, GENESIS_HASH, type ChainedAuditEntry, type ChainHead } from '../../projections/audit/audit';
+import { AUDIT_ENTRY_FIELDS, auditFactOf, chainBatch, GENESIS_HASH, type ChainedAuditEntry, type ChainHead } from '../../projections/audit/audit';
 import type { RecordedEvent } from '../ports/event-store';
 import type { SqlProjection } from './runner';
 
@@ -12,6 +12,9 @@ import type { SqlProjection } from './runner';
 export const auditProjection: SqlProjection<DomainEvent> = {
   name: 'audit',
   async apply(db: PoolClient, events: readonly RecordedEvent<DomainEvent>[]) {
+    // Most batches are reservations and settlements, which are not audited: they neither read
+    // nor lock the chain (one statement fewer per batch, and no wait on a retention purge).
+    if (!events.some(({ streamId, event }) => auditFactOf(streamId, event) !== null || event.type === 'RetentionRunCompleted')) return;
     const { rows } = await db.query<{ head_entry_no: string; head_hash: string }>(
       'SELECT head_entry_no::text AS head_entry_no, head_hash FROM audit_chain FOR UPDATE',
     );

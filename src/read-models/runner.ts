@@ -143,19 +143,22 @@ export function runProjections<E>(pool: Pool, store: EventStore<E>, projections:
   const applyBatch = async (batch: RecordedEvent<E>[]) => {
     if (stopped) return;
     const last = batch[batch.length - 1]!.position;
-    await inTransaction(pool, async (client) => {
-      await client.query('SET LOCAL synchronous_commit = off');
-      for (const projection of projections) {
-        const from = checkpoints.get(projection.name)!;
-        const fresh = comparePositions(batch[0]!.position, from) > 0 ? batch : batch.filter((e) => comparePositions(e.position, from) > 0);
-        if (fresh.length > 0) await projection.apply(client, fresh);
-      }
-      await saveCheckpoints(
-        client,
-        projections.map((projection) => projection.name),
-        last,
-      );
-    });
+    await inTransaction(
+      pool,
+      async (client) => {
+        for (const projection of projections) {
+          const from = checkpoints.get(projection.name)!;
+          const fresh = comparePositions(batch[0]!.position, from) > 0 ? batch : batch.filter((e) => comparePositions(e.position, from) > 0);
+          if (fresh.length > 0) await projection.apply(client, fresh);
+        }
+        await saveCheckpoints(
+          client,
+          projections.map((projection) => projection.name),
+          last,
+        );
+      },
+      { asynchronousCommit: true },
+    );
     for (const projection of projections) checkpoints.set(projection.name, last);
     position = last;
     release();

@@ -92,6 +92,21 @@ const READ_ALL_SQL = `SELECT ${EVENT_COLUMNS} FROM events e
   ORDER BY e.transaction_id, e.global_seq
   LIMIT $3`;
 
+// A live subscriber's read: READ_ALL_SQL's page, plus the newest committed event in the same
+// snapshot (visible or not) on every row, so one statement tells whether events are hidden
+// behind the horizon. One row with null event columns when the page is empty; none when the log is.
+const TAIL_SQL = `SELECT l.latest_tx, l.latest_seq, e.event_id, e.stream_id, e.stream_revision, e.tx, e.global_seq, e.type, e.data, e.metadata, e.recorded_at
+  FROM (SELECT transaction_id::text AS latest_tx, global_seq::text AS latest_seq FROM events
+        ORDER BY transaction_id DESC, global_seq DESC LIMIT 1) l
+  LEFT JOIN LATERAL (
+    SELECT e.transaction_id AS tx_order, ${EVENT_COLUMNS} FROM events e
+    WHERE (e.transaction_id, e.global_seq) > ($1::text::xid8, $2::bigint)
+      AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+    ORDER BY e.transaction_id, e.global_seq
+    LIMIT $3
+  ) e ON true
+  ORDER BY e.tx_order, e.global_seq`;
+
 const READ_STREAM_SQL = `SELECT s.revision AS head, ${EVENT_COLUMNS} FROM streams s
   LEFT JOIN LATERAL (
     SELECT * FROM events x WHERE x.stream_id = s.stream_id AND x.stream_revision >= $2
@@ -145,6 +160,31 @@ const BLOCKER_SQL = `SELECT * FROM (
   ) b ORDER BY xid_age DESC LIMIT 1`;
 /** Decoded events kept for the next subscriber: a few pages' worth. */
 const DECODED_CACHE_SIZE = 4_096;
+/**
+ * How long a finished tail read still serves another live subscriber at the same position (one
+ * whose timer fired a moment after the first's): it then reads nothing twice and stays in step.
+ */
+const TAIL_SHARE_MS = 10;
+/** Tail reads remembered at most (in flight, or finished within TAIL_SHARE_MS), one per position. */
+const TAIL_READS_KEPT = 16;
+
+interface TailPage {
+  readonly rows: EventRow[];
+  /** the newest committed event in the read's snapshot, visible or hidden behind the horizon */
+  readonly latest: LogPosition;
+}
+
+/** One read of the log after a position, shared by every live subscriber of the store there. */
+interface TailRead {
+  /** increasing in the order reads are sent */
+  readonly id: number;
+  /** notifications the store had heard when the read was sent: a later one may not be in it */
+  readonly heardBefore: number;
+  readonly sentAt: number;
+  readonly page: Promise<TailPage>;
+  /** performance.now() when it finished, undefined while in flight */
+  finishedAt?: number;
+}
 
 export function createPostgresEventStore<E>(pool: Pool, codec: EventCodec<E>, options: PostgresEventStoreOptions = {}): PostgresEventStore<E> {
   const pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
@@ -154,6 +194,8 @@ export function createPostgresEventStore<E>(pool: Pool, codec: EventCodec<E>, op
   const notify = options.notify ?? true;
   const announcedTypes = new Set(options.announcedTypes ?? []);
   const activeSubscriptions = new Set<() => void>();
+  /** Notifications heard on this store's LISTEN connection (and LISTEN coming into force). */
+  let heard = 0;
 
   // At most one NOTIFY in flight per store, and at most one per NOTIFY_SPACING_MS: under load
   // one notification covers many appends, and notifying costs a transaction of its own.
@@ -221,6 +263,55 @@ export function createPostgresEventStore<E>(pool: Pool, codec: EventCodec<E>, op
       values: [from.tx.toString(), from.seq.toString(), maxCount],
     });
     return result.rows;
+  }
+
+  // Every live subscriber of a process (the live log, the projections) follows the tail of the log,
+  // mostly at the same position: one read serves all of them there. A subscriber takes only a
+  // read sent after its previous one (never an older answer than it already had), and one still in
+  // flight or just finished; a notification heard after the read was sent makes it read again.
+  let tailReadsSent = 0;
+  const tailReads = new Map<string, TailRead>();
+  const tailKey = (position: LogPosition) => `${position.tx}:${position.seq}`;
+
+  function shareableTailRead(position: LogPosition, after: number): TailRead | undefined {
+    const read = tailReads.get(tailKey(position));
+    if (!read || read.id <= after) return undefined;
+    return read.finishedAt === undefined || performance.now() - read.finishedAt <= TAIL_SHARE_MS ? read : undefined;
+  }
+
+  function tailRead(position: LogPosition, after: number): TailRead {
+    const shared = shareableTailRead(position, after);
+    if (shared) return shared;
+    const key = tailKey(position);
+    const page = pool
+      .query<EventRow & { latest_tx: string; latest_seq: string }>({
+        name: 'tollgate_read_tail',
+        text: TAIL_SQL,
+        values: [position.tx.toString(), position.seq.toString(), pageSize],
+      })
+      .then(({ rows }): TailPage => {
+        const first = rows[0];
+        if (!first) return { rows: [], latest: START };
+        const latest = { tx: BigInt(first.latest_tx), seq: BigInt(first.latest_seq) };
+        return { rows: first.event_id === null ? [] : rows, latest };
+      });
+    const read: TailRead = { id: ++tailReadsSent, heardBefore: heard, sentAt: performance.now(), page };
+    page.then(
+      () => {
+        read.finishedAt = performance.now();
+      },
+      // Each subscriber that took the read sees the failure; none other is given it.
+      () => {
+        if (tailReads.get(key) === read) tailReads.delete(key);
+      },
+    );
+    // Finished reads no subscriber can take any more are let go (catching up, pages are large).
+    const now = performance.now();
+    for (const [k, r] of tailReads) if (r.finishedAt !== undefined && now - r.finishedAt > TAIL_SHARE_MS) tailReads.delete(k);
+    tailReads.delete(key);
+    tailReads.set(key, read);
+    if (tailReads.size > TAIL_READS_KEPT) tailReads.delete(tailReads.keys().next().value!);
+    return read;
   }
 
   async function append(requests: readonly AppendRequest<E>[]): Promise<AppendOutcome[]> {
@@ -310,7 +401,10 @@ export function createPostgresEventStore<E>(pool: Pool, codec: EventCodec<E>, op
   const notifications$ = new Observable<string | null>((subscriber) => {
     let client: PoolClient | undefined;
     let ended = false;
-    const onNotification = (message: Notification) => subscriber.next(message.payload ?? '');
+    const onNotification = (message: Notification) => {
+      heard += 1;
+      subscriber.next(message.payload ?? '');
+    };
     const onError = (error: Error) => {
       listeningNow = false;
       subscriber.error(error);
@@ -328,6 +422,7 @@ export function createPostgresEventStore<E>(pool: Pool, codec: EventCodec<E>, op
         await client.query(`LISTEN ${EVENTS_CHANNEL}`);
         if (ended) return;
         listeningNow = true;
+        heard += 1;
         subscriber.next(null);
       })
       .catch((error: unknown) => {
@@ -463,7 +558,6 @@ export function createPostgresEventStore<E>(pool: Pool, codec: EventCodec<E>, op
     subscribe(from: LogPosition): Observable<RecordedEvent<E>> {
       return new Observable<RecordedEvent<E>>((subscriber) => {
         let stopped = false;
-        let woken = false;
         let wake: (() => void) | undefined;
         const stop = () => {
           stopped = true;
@@ -475,34 +569,35 @@ export function createPostgresEventStore<E>(pool: Pool, codec: EventCodec<E>, op
         };
         activeSubscriptions.add(closeFromStore);
         const listening = notifications$.subscribe({
-          next: () => {
-            woken = true;
-            wake?.();
-          },
+          next: () => wake?.(),
           error: (error: unknown) => subscriber.error(error),
         });
 
         (async () => {
           let position = from;
-          // Whether this read follows a notification (or is the first): only then, after a read
-          // that found events, or while events are known to be hidden, is the horizon checked.
+          // Whether this read follows a notification (or is the first).
           let notified = true;
           let hidden = false;
           // Reads in a row that found nothing without a notification: the poll backs off.
           let idle = 0;
           let lastReadAt: number | undefined;
+          // Only reads sent after this subscriber began (or after its previous read) serve it.
+          let lastRead = tailReadsSent;
           while (!stopped) {
             // Every instance's appends notify every subscriber of every instance: reads after
             // notifications are spaced, so N busy instances cost each subscriber at most one read
             // per spacing, not one per notification (what made PostgreSQL's CPU grow with N).
-            if (notified && lastReadAt !== undefined) {
+            // A read another subscriber has just sent from here costs nothing more: it is taken.
+            if (notified && lastReadAt !== undefined && !shareableTailRead(position, lastRead)) {
               const since = performance.now() - lastReadAt;
               if (since < notifiedReadSpacingMs) await new Promise((resolve) => setTimeout(resolve, notifiedReadSpacingMs - since));
               if (stopped) return;
             }
-            woken = false;
-            lastReadAt = performance.now();
-            const rows = await readAllRows(position, pageSize);
+            const read = tailRead(position, lastRead);
+            lastRead = read.id;
+            // The read's own time: subscribers that shared it wait alike for their next one.
+            lastReadAt = read.sentAt;
+            const { rows, latest } = await read.page;
             // Decode one by one so the events before an undecodable one are still delivered.
             for (const row of rows) {
               if (stopped) return;
@@ -510,6 +605,8 @@ export function createPostgresEventStore<E>(pool: Pool, codec: EventCodec<E>, op
               subscriber.next(event);
               position = event.position;
             }
+            // A notification heard after the read was sent may be for events it did not see.
+            const woken = heard > read.heardBefore;
             if (rows.length > 0 || notified) idle = 0;
             if (rows.length === pageSize || woken || stopped) {
               notified = woken;
@@ -517,14 +614,9 @@ export function createPostgresEventStore<E>(pool: Pool, codec: EventCodec<E>, op
             }
             // A notification can arrive while an older transaction (in any database of the
             // cluster) still holds the horizon below the new event: no further notification will
-            // come for it, so look again soon instead of at the next poll. A quiet poll that
-            // found nothing has no such event to look for: it costs one read, not two.
-            hidden = (notified || hidden || rows.length > 0) && comparePositions(await latestCommitted(), position) > 0;
-            if (stopped) return;
-            if (woken) {
-              notified = true;
-              continue;
-            }
+            // come for it, so look again soon instead of at the next poll. The read itself says
+            // whether anything committed lies beyond what it could see.
+            hidden = comparePositions(latest, position) > 0;
             const waitMs = hidden ? Math.min(HIDDEN_RETRY_MS, pollIntervalMs) : Math.max(pollIntervalMs, Math.min(idlePollMaxMs, pollIntervalMs * 2 ** idle));
             if (!hidden) idle = Math.min(idle + 1, 20);
             notified = await new Promise<boolean>((resolve) => {
