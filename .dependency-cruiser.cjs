@@ -67,10 +67,11 @@ module.exports = {
     },
     {
       name: 'domain-imports-only-zod-and-ts-pattern',
-      comment: 'domain/ does no I/O: no express, pg, stripe or event store client, no Node built-in; of npm only zod and ts-pattern.',
+      comment:
+        'domain/ does no I/O: no express, pg, stripe or event store client, no Node built-in; of npm only zod, ts-pattern and immutable (persistent collections, pure).',
       severity: 'error',
       from: { path: '^domain/' },
-      to: { dependencyTypes: [...NPM, 'core'], pathNot: '^node_modules/(zod|ts-pattern)/' },
+      to: { dependencyTypes: [...NPM, 'core'], pathNot: '^node_modules/(zod|ts-pattern|immutable)/' },
     },
     {
       name: 'projections-import-only-domain',

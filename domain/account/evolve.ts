@@ -1,18 +1,17 @@
 import { match } from 'ts-pattern';
+import { PersistentMap } from '../collections/persistent-map';
 import type { AccountEvent } from './events';
 import { keySpendAfter, reasonsAfterReinstatement, type AccountState } from './state';
 import type { SuspensionReason } from './events';
 
+// An account's maps change by one entry per event: persistent maps share the rest instead of
+// copying it (a copy per event made N open reservations cost O(N²) to open and to settle).
 function withEntry<K, V>(map: ReadonlyMap<K, V>, key: K, value: V): ReadonlyMap<K, V> {
-  const next = new Map(map);
-  next.set(key, value);
-  return next;
+  return PersistentMap.from(map).set(key, value);
 }
 
 function withoutEntry<K, V>(map: ReadonlyMap<K, V>, key: K): ReadonlyMap<K, V> {
-  const next = new Map(map);
-  next.delete(key);
-  return next;
+  return PersistentMap.from(map).delete(key);
 }
 
 /** Status follows the set: suspended while any reason is left (a closed account stays closed). */

@@ -3,6 +3,7 @@ import type { Operation } from '../price-book/operation';
 import { addMs, isBefore, toEpochMs, type IsoInstant } from '../time/instant';
 import type { SuspensionReason } from './events';
 import type { SpendLimitPeriod } from '../api-key/events';
+import { PersistentMap } from '../collections/persistent-map';
 
 export type AccountStatus = 'not_opened' | 'open' | 'suspended' | 'closed';
 
@@ -103,7 +104,7 @@ export function initialAccountState(): AccountState {
     closedAt: null,
     purchased: 0n,
     promoGrants: new Map(),
-    openReservations: new Map(),
+    openReservations: PersistentMap.empty(),
     reserved: 0n,
     appliedPaymentReferences: new Set(),
     appliedRefundIds: new Set(),
