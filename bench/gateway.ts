@@ -407,35 +407,58 @@ export async function seed(databaseUrl: string, models: readonly string[] = [MOD
         }),
       );
     }
-    const vault = (await openPersonalDataVault(pool, BENCH_MASTER_KEY)).vault;
-    const stream = accountStreamId(ACCOUNT_ID);
-    await expectOk(
-      'open account',
-      ledger.accounts.handle(stream, {
-        type: 'OpenAccount',
-        data: {
-          accountId: ACCOUNT_ID,
-          displayNameCiphertext: await vault.encrypt(ACCOUNT_ID, 'Benchmark'),
-          emailCiphertext: await vault.encrypt(ACCOUNT_ID, 'bench@localhost'),
-        },
-        metadata: meta(),
-      }),
-    );
-    // A run spends a few USD (~30 micro-USD a request); the default policy caps a balance at 10,000.
-    await expectOk(
-      'top up',
-      ledger.accounts.handle(stream, {
-        type: 'CompleteTopUp',
-        data: { paymentReference: `bench_${randomUUID()}`, amount: usd('5000') },
-        metadata: meta(),
-      }),
-    );
-    const issued = await new ApiKeys(ledger).issue({ accountId: ACCOUNT_ID, name: 'bench', scopes: ['inference'], metadata: meta() });
-    if (!issued.ok) throw new Error(`seeding refused (key): ${issued.error.error}`);
-    return issued.key.secret;
+    return await openAccount(pool, ledger, ACCOUNT_ID);
   } finally {
     await pool.end();
   }
+}
+
+/**
+ * Another funded account with its own inference key, on a database `seed` has prepared: a bench
+ * that spreads its load over several gateway instances gives each its own account, since one
+ * hot account's appends from several instances conflict (see the README's "Scaling out").
+ */
+export async function seedAccount(databaseUrl: string, accountId: string): Promise<string> {
+  const pool = new Pool({ connectionString: databaseUrl, max: 2 });
+  try {
+    return await openAccount(pool, createLedger(createPostgresEventStore<DomainEvent>(pool, domainEventCodec), DEFAULT_ACCOUNT_POLICY), accountId);
+  } finally {
+    await pool.end();
+  }
+}
+
+async function openAccount(pool: Pool, ledger: ReturnType<typeof createLedger>, accountId: string): Promise<string> {
+  const expectOk = async (label: string, result: Promise<{ ok: boolean; error?: { error: string } }>) => {
+    const r = await result;
+    if (!r.ok) throw new Error(`seeding refused (${label}): ${r.error?.error}`);
+  };
+  const meta = () => systemMetadata('bench');
+  const vault = (await openPersonalDataVault(pool, BENCH_MASTER_KEY)).vault;
+  const stream = accountStreamId(accountId);
+  await expectOk(
+    'open account',
+    ledger.accounts.handle(stream, {
+      type: 'OpenAccount',
+      data: {
+        accountId,
+        displayNameCiphertext: await vault.encrypt(accountId, 'Benchmark'),
+        emailCiphertext: await vault.encrypt(accountId, 'bench@localhost'),
+      },
+      metadata: meta(),
+    }),
+  );
+  // A run spends a few USD (~30 micro-USD a request); the default policy caps a balance at 10,000.
+  await expectOk(
+    'top up',
+    ledger.accounts.handle(stream, {
+      type: 'CompleteTopUp',
+      data: { paymentReference: `bench_${randomUUID()}`, amount: usd('5000') },
+      metadata: meta(),
+    }),
+  );
+  const issued = await new ApiKeys(ledger).issue({ accountId, name: 'bench', scopes: ['inference'], metadata: meta() });
+  if (!issued.ok) throw new Error(`seeding refused (key): ${issued.error.error}`);
+  return issued.key.secret;
 }
 
 export interface LedgerCheck {
@@ -447,11 +470,11 @@ export interface LedgerCheck {
   readonly open: number;
 }
 
-export async function readLedger(databaseUrl: string): Promise<LedgerCheck> {
+export async function readLedger(databaseUrl: string, accountId = ACCOUNT_ID): Promise<LedgerCheck> {
   const pool = new Pool({ connectionString: databaseUrl, max: 2 });
   try {
     const store = createPostgresEventStore<DomainEvent>(pool, domainEventCodec);
-    const { events } = await store.readStream(accountStreamId(ACCOUNT_ID));
+    const { events } = await store.readStream(accountStreamId(accountId));
     const count = (type: string) => events.filter((e) => e.type === type).length;
     const settledByOutcome: Record<string, number> = {};
     for (const e of events) {
@@ -460,7 +483,7 @@ export async function readLedger(databaseUrl: string): Promise<LedgerCheck> {
       settledByOutcome[outcome] = (settledByOutcome[outcome] ?? 0) + 1;
     }
     // The decider's own fold, as the gateway would load it.
-    const { state } = await createLedger(store, DEFAULT_ACCOUNT_POLICY).accounts.load(accountStreamId(ACCOUNT_ID));
+    const { state } = await createLedger(store, DEFAULT_ACCOUNT_POLICY).accounts.load(accountStreamId(accountId));
     return {
       placed: count('ReservationPlaced'),
       settled: count('ReservationSettled'),

@@ -2,7 +2,8 @@
  * Streams, two shapes (issue 17), Tollgate beside the bare proxy (node:http in, undici out, bytes
  * relayed: the floor of any Node gateway), in one run:
  *   npx tsx bench/streams.ts [--chunks 1000] [--long-requests 64] [--connections 8] [--rounds 2]
- *                            [--streams 10000] [--growth-streams 500] [--only long,open]
+ *                            [--streams 10000] [--growth-streams 500] [--instances K] [--only long,open]
+                           [--profile DIR]
  *
  * 1. Long streams: each answer is --chunks chunks (16 characters each, as fast as the reader takes
  *    them, then finish_reason, the usage chunk and [DONE]), --long-requests per round over
@@ -19,8 +20,13 @@
  *    A gateway holds two sockets per open stream (client and upstream): this process raises its
  *    own open-file limit (RLIMIT_NOFILE, soft and hard, with prlimit; root may raise the hard one)
  *    to what --streams needs before it starts anything, so the gateway, the upstream and the
- *    bare proxy inherit it. Where it cannot (not root, or above fs.nr_open), the count is lowered
- *    to what fits, and said. While all are open, PostgreSQL's connections are counted: an open
+ *    bare proxy inherit it. Where it cannot (not root, or above fs.nr_open), the many streams are
+ *    spread over --instances K Tollgate processes on the one database, as a scale-out deployment
+ *    runs (default: the fewest that fit the limit, said with the reason), each with its own
+ *    upstream process (which holds one socket per stream); the client load stays in this process
+ *    (one socket per stream) and the count is lowered to what it can hold, and said. Printed per
+ *    instance and in total; the target is judged on the total RSS growth over the total streams.
+ *    The bare proxy stays one process, at most what one process holds. While all are open, PostgreSQL's connections are counted: an open
  *    stream holds no database connection, so they stay at the gateway's pool size or below.
  *
  * Tollgate runs compiled, as `npm start` does (node dist/src/main.js, rebuilt first when a source
@@ -38,7 +44,19 @@ import { join, resolve } from 'node:path';
 import { Client as PgClient } from 'pg';
 import { Pool as HttpPool, WebSocket } from 'undici';
 import { stopChild } from '../adapters/stop-child';
-import { ADMIN_KEY, BENCH_MASTER_KEY, markStopping, metricSum, readLedger, seed, startChild, waitForHttp, waitForPort } from './gateway';
+import {
+  ACCOUNT_ID,
+  ADMIN_KEY,
+  BENCH_MASTER_KEY,
+  markStopping,
+  metricSum,
+  readLedger,
+  seed,
+  seedAccount,
+  startChild,
+  waitForHttp,
+  waitForPort,
+} from './gateway';
 import { flag, freePort, printTable, startBenchPostgres, type BenchPostgres } from './support/embedded-postgres';
 import { buildIfStale, GATEWAY_MAIN } from './support/dist';
 
@@ -46,21 +64,26 @@ if (process.argv.includes('--help') || process.argv.includes('-h')) {
   process.stdout.write(`Streams benchmark: Tollgate beside a bare Node proxy, two shapes.
 
   npx tsx bench/streams.ts [--chunks 1000] [--long-requests 64] [--connections 8] [--rounds 2]
-                           [--streams 10000] [--growth-streams 500] [--only long,open] [--profile DIR]
+                           [--streams 10000] [--growth-streams 500] [--instances K] [--only long,open]
 
   --chunks N          chunks of 16 characters per long answer (default 1000)
   --long-requests N   long streams per round (default 64), over --connections N connections (default 8)
   --rounds N          rounds of the long-stream shape (default 2)
   --streams N         streams held open at once for the RSS shape (default 10000). The open-file
                       limit is raised to fit (prlimit on this process, inherited by the gateway,
-                      upstream and proxy; the hard limit needs root); where it cannot be, the count
-                      is lowered to what fits, and said
+                      upstream and proxy; the hard limit needs root); where it cannot be, the
+                      streams are spread over several Tollgate instances (see --instances), and
+                      lowered to what this process (the client, one socket each) can hold
+  --instances K       Tollgate processes on one database the open streams are spread over, each
+                      with its own upstream process (default: the fewest whose open-file limit
+                      fits --streams at two sockets per stream, printed with the reason); the
+                      bare proxy stays one process, holding at most what one process can
   --growth-streams N  streams held after 20 and after --chunks chunks: RSS per stream must not grow
                       with the answer (default 500)
   --opening N         streams being opened at once while the open shape ramps up (default 256):
                       the next is sent when one has its first chunks
   --only long,open    run only these shapes
-  --profile DIR       run Tollgate with node --cpu-prof, its profile written to DIR on exit
+  --profile DIR       run (the first) Tollgate with node --cpu-prof, its profile written to DIR on exit
 
 Tollgate runs compiled (node dist/src/main.js, rebuilt first when a source is newer). Prints the
 gateway's CPU per chunk against the bare proxy's (target at most 2x) and its RSS per open stream
@@ -80,10 +103,10 @@ const STREAMS = flag('--streams', 10_000);
 const GROWTH_STREAMS = flag('--growth-streams', 500);
 /** Streams being opened at once (sent, first chunks not yet in): all at once overflows the listen backlogs (connect timeouts, resets). */
 const OPENING = flag('--opening', 256);
+/** `--profile DIR`: the first Tollgate runs with --cpu-prof and writes its profile there on exit. */
+const PROFILE_DIR = process.argv.includes('--profile') ? resolve(process.argv[process.argv.indexOf('--profile') + 1] ?? '.') : undefined;
 const ONLY = process.argv.includes('--only') ? (process.argv[process.argv.indexOf('--only') + 1] ?? '').split(',') : ['long', 'open'];
 const CHUNK_CHARS = 16;
-/** `--profile DIR`: Tollgate runs with --cpu-prof and writes its profile there on exit. */
-const PROFILE_DIR = process.argv.includes('--profile') ? resolve(process.argv[process.argv.indexOf('--profile') + 1] ?? '.') : undefined;
 
 const MODELS = { fast: 'long-fast', hold1: 'open-hold-1', hold20: 'open-hold-20', holdLong: `open-hold-${CHUNKS}` } as const;
 
@@ -203,6 +226,10 @@ interface Gw {
   readonly headers: Record<string, string>;
   /** its inspector's port (node --inspect), through which a full garbage collection is asked */
   readonly inspectPort: number;
+  /** the upstream holding its held streams (a request to /release ends them) */
+  readonly holdPort: number;
+  /** its name in the tables: `tollgate #2` for a second instance */
+  readonly label: string;
 }
 
 /**
@@ -240,8 +267,6 @@ async function main(): Promise<number> {
     const notRaised = ONLY.includes('open') ? raiseFileLimit(Math.max(65_536, STREAMS * 2 + 1_000)) : undefined;
     if (notRaised) process.stderr.write(`  could not raise the open-file limit: ${notRaised}\n`);
     const limit = fileLimit();
-    // a first bound; each gateway's own open files at idle lower it further below
-    const streams = Math.min(STREAMS, Math.floor((limit - 64) / 2));
     buildIfStale();
     const [fastPort, holdPort, tollgatePort, bareFastPort, bareHoldPort, tollgateInspect, bareInspect] = await Promise.all(
       Array.from({ length: 7 }, () => freePort()),
@@ -262,33 +287,38 @@ async function main(): Promise<number> {
       { port: holdPort, u: upstream(holdPort, 1, 0) },
     ];
     const base = (port: number) => `http://127.0.0.1:${port}/v1`;
-    const modelsFile = join(scratch, 'models.json');
     const model = (id: string, port: number) => ({ id, upstreams: [{ baseUrl: base(port), capacity: 100_000 }], maxOutputTokens: 4_096, operations: ['chat'] });
-    writeFileSync(
-      modelsFile,
-      JSON.stringify({
-        models: [model(MODELS.fast, fastPort), ...[...new Set([MODELS.hold1, MODELS.hold20, MODELS.holdLong])].map((id) => model(id, holdPort))],
-      }),
-    );
-    const tg = startChild(
-      'tollgate',
-      [...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []), `--inspect=127.0.0.1:${tollgateInspect}`, GATEWAY_MAIN],
-      {
-        ...process.env,
-        DATABASE_URL: pg.url,
-        TOLLGATE_MASTER_KEY: BENCH_MASTER_KEY.export(),
-        HOST: '127.0.0.1',
-        PORT: String(tollgatePort),
-        TOLLGATE_MODELS_FILE: modelsFile,
-        TOLLGATE_ADMIN_KEY: ADMIN_KEY,
-        TOLLGATE_DATA_DIR: join(scratch, 'tollgate-data'),
-        LOG_LEVEL: 'warn',
-        // The held streams are silent from their first chunks until all are open (minutes on a
-        // loaded machine); the default 120 s would cut the first ones as stalled upstreams.
-        TOLLGATE_UPSTREAM_IDLE_TIMEOUT_S: '1800',
-      },
-    );
-    children.push(tg.child);
+    /** A Tollgate instance on the shared database, its held streams on its own upstream at `hold`. */
+    const startTollgate = (instance: number, port: number, inspect: number, hold: number) => {
+      const modelsFile = join(scratch, `models-${instance}.json`);
+      writeFileSync(
+        modelsFile,
+        JSON.stringify({
+          models: [model(MODELS.fast, fastPort), ...[...new Set([MODELS.hold1, MODELS.hold20, MODELS.holdLong])].map((id) => model(id, hold))],
+        }),
+      );
+      const started = startChild(
+        instance === 0 ? 'tollgate' : `tollgate #${instance + 1}`,
+        [...(PROFILE_DIR && instance === 0 ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []), `--inspect=127.0.0.1:${inspect}`, GATEWAY_MAIN],
+        {
+          ...process.env,
+          DATABASE_URL: pg!.url,
+          TOLLGATE_MASTER_KEY: BENCH_MASTER_KEY.export(),
+          HOST: '127.0.0.1',
+          PORT: String(port),
+          TOLLGATE_MODELS_FILE: modelsFile,
+          TOLLGATE_ADMIN_KEY: ADMIN_KEY,
+          TOLLGATE_DATA_DIR: join(scratch, `tollgate-data-${instance}`),
+          LOG_LEVEL: 'warn',
+          // The held streams are silent from their first chunks until all are open (minutes on a
+          // loaded machine); the default 120 s would cut the first ones as stalled upstreams.
+          TOLLGATE_UPSTREAM_IDLE_TIMEOUT_S: '1800',
+        },
+      );
+      children.push(started.child);
+      return started;
+    };
+    const tg = startTollgate(0, tollgatePort, tollgateInspect, holdPort);
     const bareFast = startChild('bare-proxy', [join(__dirname, 'support', 'bare-proxy.mjs'), base(fastPort), String(bareFastPort)], process.env);
     const bareHold = startChild(
       'bare-proxy',
@@ -302,14 +332,17 @@ async function main(): Promise<number> {
       waitForPort(bareFastPort, bareFast.child, bareFast.output, 'bare-proxy', 120_000),
       waitForPort(bareHoldPort, bareHold.child, bareHold.output, 'bare-proxy', 120_000),
     ]);
-    const tollgate = (): Gw => ({
+    const tollgateGw = (pid: number, port: number, inspectPort: number, holdPort: number, label: string, key = apiKey): Gw => ({
       name: 'tollgate',
-      pid: tg.child.pid!,
-      origin: `http://127.0.0.1:${tollgatePort}`,
+      pid,
+      origin: `http://127.0.0.1:${port}`,
       path: '/v1/chat/completions',
-      headers: { authorization: `Bearer ${apiKey}` },
-      inspectPort: tollgateInspect,
+      headers: { authorization: `Bearer ${key}` },
+      inspectPort,
+      holdPort,
+      label,
     });
+    const tollgate = (): Gw => tollgateGw(tg.child.pid!, tollgatePort, tollgateInspect, holdPort, 'tollgate');
     const bare = (port: number, child: ChildProcess): Gw => ({
       name: 'bare-proxy',
       pid: child.pid!,
@@ -317,9 +350,15 @@ async function main(): Promise<number> {
       path: '/v1/chat/completions',
       headers: {},
       inspectPort: port === bareHoldPort ? bareInspect : 0,
+      holdPort,
+      label: 'bare-proxy',
     });
 
     let tollgate2xx = 0;
+    /** the open shape's further Tollgate instances (the first is `tg`) */
+    const moreTollgates: ChildProcess[] = [];
+    /** the accounts the requests were made on: one per Tollgate instance */
+    const accounts = [ACCOUNT_ID];
     const invalid: string[] = [];
     const count = (gw: Gw, label: string, o: Outcome, expectedChunks: number) => {
       if (gw.name === 'tollgate') tollgate2xx += o.ok;
@@ -373,12 +412,39 @@ async function main(): Promise<number> {
 
     if (ONLY.includes('open')) {
       // --- 2. many open streams: RSS per stream -------------------------------------------------
+      // A gateway holds two sockets per open stream (client and upstream), an upstream and the client
+      // (this process) one each: with the open-file limit below what one gateway needs, the streams
+      // are spread over several Tollgate instances on the one database (as a scale-out deployment
+      // runs), each with its own upstream process, and this process must fit them all.
+      const perGateway = Math.floor((limit - openFiles(tg.child.pid!) - 64) / 2);
+      const instancesAsked = process.argv.includes('--instances') ? flag('--instances', 1) : undefined;
+      const instances = instancesAsked ?? Math.max(1, Math.ceil(STREAMS / perGateway));
+      const clientFits = limit - openFiles(process.pid) - 256;
+      const streams = Math.min(STREAMS, instances * perGateway, clientFits);
       console.log(
-        `\n2. many open streams, all open at once (the upstream holds each one until all are)` +
-          (limit < STREAMS * 2 + 64
-            ? `; fewer than the ${STREAMS} asked: the open-file limit here is ${limit}${notRaised ? ` and cannot be raised (${notRaised})` : ''}, and a gateway holds two sockets per open stream`
-            : ''),
+        `\n2. many open streams, all open at once (the upstream holds each one until all are), over ${instances} Tollgate instance${instances > 1 ? 's' : ''} on one database, each with its own upstream process: ` +
+          (instancesAsked
+            ? 'as --instances asks'
+            : `the fewest that hold ${STREAMS} when each process may open ${limit} files${notRaised ? ` (a limit that cannot be raised here: ${notRaised})` : ''} and a gateway holds two sockets per open stream (${perGateway} per instance)`) +
+          `; the client load from this process, one socket per stream (${streams} of its ${limit} files)` +
+          (streams < STREAMS ? `; ${streams} of the ${STREAMS} asked: no more fit in ${instances} instance(s) and this client process` : ''),
       );
+      // the further instances, each on its own port, inspector and upstream
+      const gateways: Gw[] = [tollgate()];
+      // Each instance's streams on an account of its own: one hot account's reservations from two
+      // instances at once conflict, and past the retries some are answered 503 (602 of 10,000 in a run).
+      for (let i = 1; i < instances; i++) {
+        const account = `${ACCOUNT_ID}-${i + 1}`;
+        accounts.push(account);
+        const key = await seedAccount(pg.url, account);
+        const [port, inspect, hold] = await Promise.all([freePort(), freePort(), freePort()]);
+        const u = upstream(hold, 1, 0);
+        const t = startTollgate(i, port, inspect, hold);
+        moreTollgates.push(t.child);
+        await waitForPort(hold, u.child, u.output, 'stream upstream', 120_000);
+        await waitForHttp(`http://127.0.0.1:${port}/healthz`, t.child, t.output, `tollgate #${i + 1}`);
+        gateways.push(tollgateGw(t.child.pid!, port, inspect, hold, `tollgate #${i + 1}`, key));
+      }
       const rows: string[][] = [
         [
           'target',
@@ -404,100 +470,137 @@ async function main(): Promise<number> {
         );
         return `${r!.total} (${r!.busy})`;
       };
-      let tollgateOpenKiB: number | undefined;
-      let tollgateOpenKiBAfterGc = Number.NaN;
+      let verdict: { streams: number; kib: number; kibAfterGc: number; all2xx: boolean } | undefined;
       // The small growth shapes first: after thousands of streams a gateway's heap takes minutes to
       // shrink back, and their idle RSS would be that, not idle.
       // A few streams through each gateway first, not measured: what its first streams load once
       // (the tokenizer's tables, compiled code) is no open stream's memory (it read 827 KiB per stream).
-      const shapes: { gw: Gw; model: string; chunks: number; count: number; warmUp?: true }[] = [
-        { gw: tollgate(), model: MODELS.hold20, chunks: 20, count: 20, warmUp: true },
-        { gw: bare(bareHoldPort, bareHold.child), model: MODELS.hold20, chunks: 20, count: 20, warmUp: true },
-        { gw: tollgate(), model: MODELS.hold20, chunks: 20, count: Math.min(GROWTH_STREAMS, streams) },
-        { gw: tollgate(), model: MODELS.holdLong, chunks: CHUNKS, count: Math.min(GROWTH_STREAMS, streams) },
-        { gw: tollgate(), model: MODELS.hold1, chunks: 1, count: streams },
-        { gw: bare(bareHoldPort, bareHold.child), model: MODELS.hold1, chunks: 1, count: streams },
+      const share = (i: number) => Math.floor(streams / instances) + (i < streams % instances ? 1 : 0);
+      const bareGw = bare(bareHoldPort, bareHold.child);
+      const shapes: { parts: { gw: Gw; count: number }[]; model: string; chunks: number; warmUp?: true }[] = [
+        ...gateways.map((gw) => ({ parts: [{ gw, count: 20 }], model: MODELS.hold20, chunks: 20, warmUp: true as const })),
+        { parts: [{ gw: bareGw, count: 20 }], model: MODELS.hold20, chunks: 20, warmUp: true },
+        { parts: [{ gw: gateways[0]!, count: Math.min(GROWTH_STREAMS, streams) }], model: MODELS.hold20, chunks: 20 },
+        { parts: [{ gw: gateways[0]!, count: Math.min(GROWTH_STREAMS, streams) }], model: MODELS.holdLong, chunks: CHUNKS },
+        { parts: gateways.map((gw, i) => ({ gw, count: share(i) })), model: MODELS.hold1, chunks: 1 },
+        // the bare proxy stays one process, at most what one process holds
+        { parts: [{ gw: bareGw, count: streams }], model: MODELS.hold1, chunks: 1 },
       ];
       const perStreamAfter = new Map<number, number>();
-      let tollgateStreams = 0;
-      for (const { gw, model, chunks, count: asked, warmUp } of shapes) {
+      for (const { parts: asked, model, chunks, warmUp } of shapes) {
         // the previous shape's streams all settled (Tollgate settles after the answer ends), then a moment
-        for (const deadline = Date.now() + 600_000; gw.name === 'tollgate' && Date.now() < deadline; ) {
-          const metrics = await (await fetch(`${gw.origin}/metrics`)).text();
-          if (metricSum(metrics, 'tollgate_reservations_open', {}) === 0) break;
-          await new Promise((resolve) => setTimeout(resolve, 500));
+        const settling = Date.now();
+        for (const { gw } of asked) {
+          for (const deadline = Date.now() + 600_000; gw.name === 'tollgate' && Date.now() < deadline; ) {
+            const metrics = await (await fetch(`${gw.origin}/metrics`)).text();
+            if (metricSum(metrics, 'tollgate_reservations_open', {}) === 0) break;
+            await new Promise((resolve) => setTimeout(resolve, 500));
+          }
         }
+        if (Date.now() - settling > 1_000)
+          process.stderr.write(`  waited ${((Date.now() - settling) / 1_000).toFixed(1)} s for the last shape's reservations to settle\n`);
         await new Promise((resolve) => setTimeout(resolve, 3_000));
-        // each figure against its own baseline: RSS as it is, and RSS after a full GC
-        const idle = rssBytes(gw.pid);
-        await fullGc(gw.inspectPort);
-        const idleAfterGc = rssBytes(gw.pid);
-        // what fits beside the files the gateway holds already (64 spare: its database pool may grow)
-        const n = Math.min(asked, Math.floor((limit - openFiles(gw.pid) - 64) / 2));
-        const pool = new HttpPool(gw.origin, { connections: n, pipelining: 1, headersTimeout: 900_000, bodyTimeout: 900_000, connect: { timeout: 120_000 } });
-        const o: Outcome = { ok: 0, failed: 0, chunks: 0 };
+        const parts: {
+          gw: Gw;
+          n: number;
+          idle: number;
+          idleAfterGc: number;
+          pool: HttpPool;
+          o: Outcome;
+          open: number;
+          openAfterGc: number;
+          files: number;
+        }[] = [];
+        for (const { gw, count } of asked) {
+          // each figure against its own baseline: RSS as it is, and RSS after a full GC
+          const idle = rssBytes(gw.pid);
+          await fullGc(gw.inspectPort);
+          const idleAfterGc = rssBytes(gw.pid);
+          // what fits beside the files the gateway holds already (64 spare: its database pool may grow)
+          const n = Math.min(count, Math.floor((limit - openFiles(gw.pid) - 64) / 2));
+          const pool = new HttpPool(gw.origin, { connections: n, pipelining: 1, headersTimeout: 900_000, bodyTimeout: 900_000, connect: { timeout: 120_000 } });
+          parts.push({ gw, n, idle, idleAfterGc, pool, o: { ok: 0, failed: 0, chunks: 0 }, open: 0, openAfterGc: 0, files: 0 });
+        }
+        const total = parts.reduce((sum, p) => sum + p.n, 0);
         let holding = 0;
         let allHeld!: () => void;
         const held = new Promise<void>((resolve) => (allHeld = resolve));
         const started = Date.now();
-        // At most OPENING streams being opened at once: the next is sent when one holds.
+        // At most OPENING streams being opened at once, over all the gateways in turn: the next is
+        // sent when one holds.
+        const order: number[] = [];
+        for (let j = 0; j < Math.max(...parts.map((p) => p.n)); j++) for (const [i, p] of parts.entries()) if (j < p.n) order.push(i);
         const streamsDone: Promise<void>[] = [];
         let sent = 0;
         const send = () => {
-          if (sent++ < n) streamsDone.push(stream(pool, gw.path, gw.headers, model, { events: chunks, then }, o));
+          if (sent >= total) return;
+          const p = parts[order[sent++]!]!;
+          streamsDone.push(stream(p.pool, p.gw.path, p.gw.headers, model, { events: chunks, then }, p.o));
         };
         const then = () => {
-          if (++holding === n) allHeld();
+          if (++holding === total) allHeld();
           send();
         };
-        for (let i = 0; i < Math.min(OPENING, n); i++) send();
+        for (let i = 0; i < Math.min(OPENING, total); i++) send();
         await held;
-        const done = Promise.all(streamsDone);
         const rampSeconds = (Date.now() - started) / 1_000;
-        const open = rssBytes(gw.pid);
-        await fullGc(gw.inspectPort);
-        const openAfterGc = rssBytes(gw.pid);
-        const files = openFiles(gw.pid);
+        for (const p of parts) p.open = rssBytes(p.gw.pid);
+        for (const p of parts) {
+          await fullGc(p.gw.inspectPort);
+          p.openAfterGc = rssBytes(p.gw.pid);
+          p.files = openFiles(p.gw.pid);
+        }
         const connections = await pgConnections();
-        await fetch(`http://127.0.0.1:${holdPort}/release`);
-        await done;
-        await pool.close();
-        count(gw, `${n} open streams (${model})`, o, n * (chunks + 2));
-        process.stderr.write(
-          `  open streams ${gw.name} ${model}: ${o.ok} ok${o.failed > 0 ? `, ${o.failed} failed ${JSON.stringify(o.why)}` : ''}, all open after ${rampSeconds.toFixed(1)} s\n`,
-        );
+        for (const hold of new Set(parts.map((p) => p.gw.holdPort))) await fetch(`http://127.0.0.1:${hold}/release`);
+        await Promise.all(streamsDone);
+        for (const p of parts) {
+          await p.pool.close();
+          count(p.gw, `${p.n} open streams (${model})`, p.o, p.n * (chunks + 2));
+          process.stderr.write(
+            `  open streams ${p.gw.label} ${model}: ${p.o.ok} ok${p.o.failed > 0 ? `, ${p.o.failed} failed ${JSON.stringify(p.o.why)}` : ''}, all ${total} open after ${rampSeconds.toFixed(1)} s\n`,
+          );
+        }
         if (warmUp) continue;
-        if (gw.name === 'tollgate' && n > 0) perStreamAfter.set(chunks, (openAfterGc - idleAfterGc) / n);
-        rows.push([
-          gw.name,
+        if (parts.length === 1 && parts[0]!.gw.name === 'tollgate' && parts[0]!.n > 0)
+          perStreamAfter.set(chunks, (parts[0]!.openAfterGc - parts[0]!.idleAfterGc) / parts[0]!.n);
+        const row = (label: string, n: number, idle: number, idleAfterGc: number, open: number, openAfterGc: number, ok: number, files: number) => [
+          label,
           `${chunks} chunks`,
           String(n),
           (idle / 2 ** 20).toFixed(0),
           (open / 2 ** 20).toFixed(0),
           ((open - idle) / 1_024 / n).toFixed(1),
           ((openAfterGc - idleAfterGc) / 1_024 / n).toFixed(1),
-          `${o.ok}/${n}`,
+          `${ok}/${n}`,
           String(files),
           connections,
-        ]);
-        if (gw.name === 'tollgate' && model === MODELS.hold1) {
-          tollgateOpenKiB = o.ok === n ? (open - idle) / 1_024 / n : Number.NaN;
-          tollgateOpenKiBAfterGc = (openAfterGc - idleAfterGc) / 1_024 / n;
-          tollgateStreams = n;
-        }
+        ];
+        for (const p of parts) rows.push(row(p.gw.label, p.n, p.idle, p.idleAfterGc, p.open, p.openAfterGc, p.o.ok, p.files));
+        const sum = (of: (p: (typeof parts)[number]) => number) => parts.reduce((s, p) => s + of(p), 0);
+        const ok = sum((p) => p.o.ok);
+        if (parts.length > 1)
+          rows.push(
+            row(
+              `${parts[0]!.gw.name} total`,
+              total,
+              sum((p) => p.idle),
+              sum((p) => p.idleAfterGc),
+              sum((p) => p.open),
+              sum((p) => p.openAfterGc),
+              ok,
+              sum((p) => p.files),
+            ),
+          );
+        if (parts[0]!.gw.name === 'tollgate' && model === MODELS.hold1)
+          verdict = {
+            streams: total,
+            kib: (sum((p) => p.open) - sum((p) => p.idle)) / 1_024 / total,
+            kibAfterGc: (sum((p) => p.openAfterGc) - sum((p) => p.idleAfterGc)) / 1_024 / total,
+            all2xx: ok === total,
+          };
       }
       await db.end();
       printTable(rows);
-      if (tollgateOpenKiB !== undefined && Number.isNaN(tollgateOpenKiB)) console.log('Tollgate RSS per open stream: not judged (not every stream was served)');
-      else if (tollgateOpenKiB !== undefined) {
-        console.log(
-          // Judged after a full GC: RSS as it is moves with when the collector last ran (a run of 500
-          // streams read -43 KiB per stream), not with what the streams hold.
-          `Tollgate RSS per open stream, ${tollgateStreams} open, after a full GC: ${tollgateOpenKiBAfterGc.toFixed(1)} KiB (target <= ${RSS_TARGET_KIB} KiB): ` +
-            `${tollgateOpenKiBAfterGc <= RSS_TARGET_KIB ? 'met' : 'NOT met'} (${tollgateOpenKiB.toFixed(1)} KiB without the GC)` +
-            (tollgateStreams < 10_000 ? ` (issue 17 asks it at 10,000 streams; this run held ${tollgateStreams})` : ''),
-        );
-      }
       // The answer's text itself is CHUNK_CHARS bytes a chunk: a relay keeping it would grow by that much.
       // After a full GC: RSS as it is after a burst of chunks says what the process took, not what it keeps.
       const short = perStreamAfter.get(20);
@@ -510,20 +613,38 @@ async function main(): Promise<number> {
             `(the ${CHUNKS - 20} more chunks carry ${text.toFixed(1)} KiB of text): ${growth < text / 2 ? 'does not grow with the answer' : 'GROWS with the answer'}`,
         );
       }
+      if (verdict && !verdict.all2xx) console.log('Tollgate RSS per open stream: not judged (not every stream was served)');
+      else if (verdict) {
+        console.log(
+          // Judged after a full GC: RSS as it is moves with when the collector last ran (a run of 500
+          // streams read -43 KiB per stream), not with what the streams hold.
+          `Tollgate RSS per open stream, ${verdict.streams} open over ${instances} instance(s) (their total RSS growth over the total streams), after a full GC: ` +
+            `${verdict.kibAfterGc.toFixed(1)} KiB (target <= ${RSS_TARGET_KIB} KiB): ` +
+            `${verdict.kibAfterGc <= RSS_TARGET_KIB ? 'met' : 'NOT met'} (${verdict.kib.toFixed(1)} KiB without the GC)` +
+            (verdict.streams < 10_000 ? ` (issue 17 asks it at 10,000 streams; this run held ${verdict.streams})` : ''),
+        );
+      }
     }
 
     // --- ledger ---------------------------------------------------------------------------------
     await new Promise((resolve) => setTimeout(resolve, 2_000));
     markStopping();
-    await stopChild(tg.child, 60_000);
-    const ledger = await readLedger(pg.url);
+    await Promise.all([tg.child, ...moreTollgates].map((child) => stopChild(child, 60_000)));
+    const ledgers = await Promise.all(accounts.map((account) => readLedger(pg!.url, account)));
+    const ledger = {
+      placed: ledgers.reduce((n, l) => n + l.placed, 0),
+      settled: ledgers.reduce((n, l) => n + l.settled, 0),
+      released: ledgers.reduce((n, l) => n + l.released, 0),
+      expired: ledgers.reduce((n, l) => n + l.expired, 0),
+      open: ledgers.reduce((n, l) => n + l.open, 0),
+    };
     const ended = ledger.settled + ledger.released + ledger.expired;
     const checks: [string, boolean][] = [
       [`no open reservation (open: ${ledger.open})`, ledger.open === 0],
       [`every reservation ended once (placed ${ledger.placed} = ended ${ended})`, ledger.placed === ended],
       [`settlements = 2xx answers (${ledger.settled} settled, ${tollgate2xx} 2xx)`, ledger.settled === tollgate2xx],
     ];
-    console.log('\nledger after the run:');
+    console.log(`\nledger after the run${accounts.length > 1 ? ` (${accounts.length} accounts, one per instance)` : ''}:`);
     for (const [label, ok] of checks) console.log(`  ${ok ? 'ok  ' : 'FAIL'} ${label}`);
     if (invalid.length > 0) {
       console.error(`\nINVALID: ${invalid.join('; ')}`);
