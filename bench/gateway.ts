@@ -497,6 +497,24 @@ export async function readLedger(databaseUrl: string, accountId = ACCOUNT_ID): P
   }
 }
 
+/** p50 and p99 of `count` one-row INSERTs committed one after another (durable: fsync and synchronous_commit on). */
+async function durableCommitLatency(url: string, count = 300): Promise<{ count: number; p50: number; p99: number }> {
+  const pool = new Pool({ connectionString: url, max: 1 });
+  try {
+    await pool.query('CREATE TABLE IF NOT EXISTS bench_commit_probe (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())');
+    const took: number[] = [];
+    for (let i = 0; i < count; i++) {
+      const started = performance.now();
+      await pool.query('INSERT INTO bench_commit_probe DEFAULT VALUES');
+      took.push(performance.now() - started);
+    }
+    took.sort((a, b) => a - b);
+    return { count, p50: took[Math.floor(count * 0.5)]!, p99: took[Math.floor(count * 0.99)]! };
+  } finally {
+    await pool.end();
+  }
+}
+
 /** Sums a Prometheus counter over the series whose labels include every one of `labels`. */
 export function metricSum(text: string, name: string, labels: Record<string, string>): number {
   let sum = 0;
@@ -706,6 +724,18 @@ async function main(): Promise<number> {
         }
       }
       printTable(latencyRows);
+      // The floor under Tollgate's added latency where the upstream answers faster than a commit:
+      // no answer leaves before its reservation is durable. Measured on the same PostgreSQL, now idle.
+      const commit = await durableCommitLatency(pg.url);
+      const directP50 = lone.get('direct/non-streaming')?.p50;
+      console.log(
+        `a durable commit on this PostgreSQL (one-row INSERT, fsync and synchronous_commit on, one connection, ${commit.count} in a row): ` +
+          `p50 ${commit.p50.toFixed(2)} ms, p99 ${commit.p99.toFixed(2)} ms` +
+          (directP50 === undefined
+            ? ''
+            : `; the upstream answers a non-streaming request in ${directP50.toFixed(2)} ms (p50), so the reservation's commit, overlapped with it, ` +
+              `adds at least about ${Math.max(0, commit.p50 - directP50).toFixed(2)} ms there`),
+      );
     }
 
     // Issue 17's targets, each judged only when the run measured what it compares.
