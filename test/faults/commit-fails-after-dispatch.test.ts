@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
 import { appendThroughFunction } from '../../adapters/eventstore/postgres/append';
-import { accountDecider, accountStreamId, availableOf } from '../../domain/account';
+import { accountDecider, accountStreamId, availableOf, type AccountPolicy, type AccountState } from '../../domain/account';
 import { domainEventCodec } from '../../domain/events';
 import { systemMetadata } from '../../src/command-metadata';
 import { startFaultUpstream, type FaultUpstream } from '../support/fault-upstream';
@@ -61,6 +61,40 @@ async function blockedAppend(observer: Client): Promise<number> {
     },
     { what: "the gateway's append waiting on the held stream row" },
   );
+}
+
+/**
+ * Another gateway reserves `amount` on the account and commits first, through the transaction that
+ * holds the stream row: the gateway's own append, waiting on that row, then conflicts.
+ */
+async function otherWriterReservesFirst(
+  blocker: Client,
+  accountId: string,
+  known: { state: AccountState; revision: bigint | null },
+  policy: AccountPolicy,
+  amount: bigint,
+): Promise<void> {
+  const decision = accountDecider(policy).decide(
+    {
+      type: 'PlaceReservation',
+      data: { requestId: `req_${randomUUID()}`, keyId: 'other-gateway', model: MODEL, operation: 'chat', amount, priceVersion: 1 },
+      metadata: systemMetadata('test'),
+    },
+    known.state,
+  );
+  if (!decision.ok) throw new Error(`the other writer's reservation was refused: ${decision.error.error}`);
+  await appendThroughFunction(
+    blocker,
+    [
+      {
+        streamId: accountStreamId(accountId),
+        expectedVersion: known.revision!,
+        events: decision.events.map((event) => ({ id: randomUUID(), encoded: domainEventCodec.encode(event) })),
+      },
+    ],
+    { notify: false },
+  );
+  await blocker.query('COMMIT');
 }
 
 async function streamingRequest(secret: string): Promise<{ status: number; contentType: string | null; text: string }> {
@@ -134,27 +168,7 @@ test('another writer spends the credit first: the upstream is cancelled, the req
     await until(() => ((upstream.received[MODEL] ?? 0) > receivedBefore ? true : undefined), { what: 'the speculative dispatch to reach the upstream' });
     await blockedAppend(observer);
     // Another gateway reserves the whole available credit and commits first.
-    const decision = accountDecider(policy).decide(
-      {
-        type: 'PlaceReservation',
-        data: { requestId: `req_${randomUUID()}`, keyId: 'other-gateway', model: MODEL, operation: 'chat', amount: availableOf(state), priceVersion: 1 },
-        metadata: systemMetadata('test'),
-      },
-      state,
-    );
-    if (!decision.ok) throw new Error(`the other writer's reservation was refused: ${decision.error.error}`);
-    await appendThroughFunction(
-      blocker,
-      [
-        {
-          streamId: accountStreamId(accountId),
-          expectedVersion: revision!,
-          events: decision.events.map((event) => ({ id: randomUUID(), encoded: domainEventCodec.encode(event) })),
-        },
-      ],
-      { notify: false },
-    );
-    await blocker.query('COMMIT');
+    await otherWriterReservesFirst(blocker, accountId, { state, revision }, policy, availableOf(state));
 
     const { status, contentType, text } = await within(answer, 'the answer');
     expect(status).toBe(429);
@@ -196,27 +210,7 @@ test('another writer moves the account but leaves credit: the speculative reques
     await until(() => ((upstream.received[MODEL] ?? 0) > receivedBefore ? true : undefined), { what: 'the speculative dispatch to reach the upstream' });
     await blockedAppend(observer);
     // Another gateway reserves one dollar and commits first: the gateway's append conflicts.
-    const decision = accountDecider(policy).decide(
-      {
-        type: 'PlaceReservation',
-        data: { requestId: `req_${randomUUID()}`, keyId: 'other-gateway', model: MODEL, operation: 'chat', amount: 1_000_000n, priceVersion: 1 },
-        metadata: systemMetadata('test'),
-      },
-      state,
-    );
-    if (!decision.ok) throw new Error(`the other writer's reservation was refused: ${decision.error.error}`);
-    await appendThroughFunction(
-      blocker,
-      [
-        {
-          streamId: accountStreamId(accountId),
-          expectedVersion: revision!,
-          events: decision.events.map((event) => ({ id: randomUUID(), encoded: domainEventCodec.encode(event) })),
-        },
-      ],
-      { notify: false },
-    );
-    await blocker.query('COMMIT');
+    await otherWriterReservesFirst(blocker, accountId, { state, revision }, policy, 1_000_000n);
 
     // Decided again on the moved stream, committed, then dispatched afresh: the client gets the stream.
     const response = await within(answer, 'the answer');
