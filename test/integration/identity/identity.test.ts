@@ -121,6 +121,18 @@ describe('users: sign-up, verification, sign-in, sessions, passwords, profile, t
 
   it('refuses bad sign-up input clearly and changes nothing', async () => {
     const client = new DashboardClient(gw.url);
+    // The test before ends once its email reached the SMTP server; the outbox records EmailSent a
+    // moment later. Counted before that, the record would land during this test (CI saw 22 -> 23).
+    await until(
+      async () => {
+        const { rows } = await pool.query<{ quiet: boolean }>(
+          `SELECT NOT EXISTS (SELECT 1 FROM mail_outbox WHERE status = 'pending')
+              AND (SELECT count(*) FROM mail_outbox) = (SELECT count(*) FROM events WHERE type IN ('EmailSent', 'EmailAbandoned')) AS quiet`,
+        );
+        return rows[0]!.quiet ? true : undefined;
+      },
+      { what: 'every email of the tests before to be sent and recorded' },
+    );
     const before = await counts();
     const cases: [object, string, string][] = [
       [{ email: 'not-an-email', name: 'A', password: PASSWORD, organisation: 'O' }, 'invalid_email', 'email'],
