@@ -50,7 +50,7 @@ if (requests !== undefined && !(Number.isInteger(requests) && requests > 0)) {
   process.stderr.write('--requests takes a positive whole number\n');
   process.exit(2);
 }
-const file = args.find((arg, index) => !arg.startsWith('--') && index !== requestsAt + 1);
+const file = args.find((arg, index) => !arg.startsWith('--') && (requestsAt < 0 || index !== requestsAt + 1));
 if (!file) {
   process.stderr.write(HELP);
   process.exit(2);
