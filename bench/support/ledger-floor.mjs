@@ -104,47 +104,34 @@ const server = http
     req.on('end', () => {
       void (async () => {
         const request = ++requests;
-        const reserved = reserve(request);
-        let held = false;
+        // at once, side by side: the reservation's commit (true once durable) and the upstream call
+        const durable = reserve(request).then(
+          () => true,
+          () => false,
+        );
+        const dispatched = pool.request({ method: 'POST', path, headers: { 'content-type': 'application/json' }, body: Buffer.concat(chunks) });
+        dispatched.catch(() => {}); // a failed call is answered below, once the reservation is decided
+        if (!(await durable)) {
+          // Not reserved: nothing of the upstream's answer may leave. Cancel it (undici reports the
+          // abort as an error on the body: expected) and say so.
+          void dispatched.then(
+            (answer) => answer.body.on('error', () => {}).destroy(),
+            () => {},
+          );
+          res.writeHead(503);
+          res.end();
+          return;
+        }
         try {
-          const dispatched = pool.request({ method: 'POST', path, headers: { 'content-type': 'application/json' }, body: Buffer.concat(chunks) });
-          let answer;
-          try {
-            answer = (await Promise.all([dispatched, reserved]))[0];
-          } catch (error) {
-            // Not reserved: nothing of the upstream's answer may leave. Drop it and say so.
-            if (
-              await reserved.then(
-                () => false,
-                () => true,
-              )
-            ) {
-              void dispatched.then(
-                (a) => a.body.destroy(),
-                () => {},
-              );
-              res.writeHead(503);
-              res.end();
-              return;
-            }
-            throw error;
-          }
-          held = true;
+          const answer = await dispatched;
           res.writeHead(answer.statusCode, { 'content-type': String(answer.headers['content-type'] ?? 'application/json') });
           for await (const chunk of answer.body) res.write(chunk);
           res.end();
         } catch {
-          if (
-            await reserved.then(
-              () => true,
-              () => false,
-            )
-          )
-            held = true;
           if (!res.headersSent) res.writeHead(502);
           res.end();
         } finally {
-          if (held) settle(request);
+          settle(request);
         }
       })();
     });
