@@ -129,20 +129,20 @@ export const REPO = resolve(__dirname, '..');
 
 // The upstream's answer: 96 characters, streamed as 6 chunks of 16 every STREAM_INTERVAL_MS,
 // then [DONE]. A small interval so the stream shape measures the gateway, not mock-llm's timer.
-const ANSWER = 'Tollgate benchmark answer: a fixed reply from the mock upstream, long enough for a few chunks.!!';
+export const ANSWER = 'Tollgate benchmark answer: a fixed reply from the mock upstream, long enough for a few chunks.!!';
 const STREAM_CHUNK = 16;
 const STREAM_INTERVAL_MS = 2;
 const UPSTREAM_USAGE = { prompt_tokens: 14, completion_tokens: 20, total_tokens: 34 };
 
-const mockLlmConfig = {
+export const mockLlmConfig = {
   streaming: { chunkSize: STREAM_CHUNK, chunkIntervalMs: STREAM_INTERVAL_MS },
   rules: [chatCompletionRule(ANSWER, UPSTREAM_USAGE)],
 };
 
-type Shape = 'non-streaming' | 'streaming';
-const SHAPES: readonly Shape[] = ['non-streaming', 'streaming'];
+export type Shape = 'non-streaming' | 'streaming';
+export const SHAPES: readonly Shape[] = ['non-streaming', 'streaming'];
 
-function requestBody(shape: Shape): string {
+export function requestBody(shape: Shape): string {
   return JSON.stringify({
     model: MODEL,
     messages: [{ role: 'user', content: 'Say hello in one short sentence, please.' }],
