@@ -206,7 +206,9 @@ async function main(): Promise<number> {
         const per = (m: Map<string, number>) => new Map([...m].map(([name, n]) => [name, n / Math.max(1, t.ok)]));
         columns.push({ label: target.name === 'direct' ? 'direct (upstream)' : target.name, perRequest: per(counts) });
         if (postgresCounts) columns.push({ label: `${target.name} PostgreSQL`, perRequest: per(postgresCounts) });
-        process.stderr.write(`  ${shape} ${target.name}: ${t.ok} requests traced, ${(counts.get('total') ?? 0) / Math.max(1, t.ok)} system calls each\n`);
+        process.stderr.write(
+          `  ${shape} ${target.name}: ${t.ok} requests traced, ${((counts.get('total') ?? 0) / Math.max(1, t.ok)).toFixed(2)} system calls each\n`,
+        );
       }
       const names = [...new Set(columns.flatMap((c) => [...c.perRequest.keys()]))]
         .filter((n) => n !== 'total' && columns.some((c) => (c.perRequest.get(n) ?? 0) >= SHOWN_PER_REQUEST))
