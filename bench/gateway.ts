@@ -22,9 +22,9 @@
  * of a shared machine hits each alike. Besides requests/s and latency, the CPU time each request
  * cost the gateway process, the upstream and PostgreSQL is printed: contention inflates that far
  * less than wall-clock figures; PostgreSQL's is the target's own server (Tollgate's, or the
- * ledger floor's), its postmaster and every backend. Then, unless --connections is already 1, a latency phase: each
- * target and shape again over one connection for --latency-seconds (0: none), where p50 is the
- * latency a lone client sees, not queueing. After the run the account's stream is read back:
+ * ledger floor's), its postmaster and every backend. Then, unless --connections is already 1, a
+ * latency phase: each target and shape again over one connection for --latency-seconds (0: none),
+ * where p50 is the latency a lone client sees, not queueing. After the run the account's stream is read back:
  * every reservation ended, and exactly one settlement per 2xx response (both phases); and the
  * ledger floor's table: reservations = settlements = the 2xx answers it gave.
  *
