@@ -10,23 +10,31 @@
  * compiled gateway as `npm start` does (`node dist/src/main.js`, rebuilt first if a source is
  * newer; the load generator does not share its event loop), Portkey as a child process, a bare
  * Node proxy as a child process (bench/support/bare-proxy.mjs, plain JavaScript: node:http in,
- * undici out, bytes relayed, nothing else: the floor any Node gateway starts from), and
- * autocannon (programmatic, 32 connections) in this process.
+ * undici out, bytes relayed, nothing else: the floor any Node gateway starts from), the ledger
+ * floor as a child process (bench/support/ledger-floor.mjs: the bare proxy's relay plus the least a
+ * prepaid ledger must make durable, one reservation row group-committed before the answer leaves
+ * and one deferred settlement row after it, on its own embedded PostgreSQL with the same settings:
+ * the floor any ledgered gateway starts from on this machine), and autocannon (programmatic,
+ * 32 connections) in this process.
  * Shapes: non-streaming chat (the upstream reports usage) and streaming chat (mock-llm streams
  * carry no usage, so Tollgate counts the tokens itself). Each target and shape is warmed up, then
  * measured for --seconds split into --rounds, the targets interleaved so that drift in the load
  * of a shared machine hits each alike. Besides requests/s and latency, the CPU time each request
  * cost the gateway process, the upstream and PostgreSQL is printed: contention inflates that far
- * less than wall-clock figures. Then, unless --connections is already 1, a latency phase: each
- * target and shape again over one connection for --latency-seconds (0: none), where p50 is the
- * latency a lone client sees, not queueing. After the run the account's stream is read back:
- * every reservation ended, and exactly one settlement per 2xx response (both phases).
+ * less than wall-clock figures; PostgreSQL's is the target's own server (Tollgate's, or the
+ * ledger floor's), its postmaster and every backend. Then, unless --connections is already 1, a
+ * latency phase: each target and shape again over one connection for --latency-seconds (0: none),
+ * where p50 is the latency a lone client sees, not queueing. After the run the account's stream is read back:
+ * every reservation ended, and exactly one settlement per 2xx response (both phases); and the
+ * ledger floor's table: reservations = settlements = the 2xx answers it gave.
  *
  * Issue 17's targets, judged in the same run, both shapes:
  *   CPU: Tollgate's CPU per request, its gateway process plus PostgreSQL, at most 0.5x Portkey's
  *        gateway process CPU per request (32-connection phase);
  *   latency: at one connection, Tollgate's added p50 over direct at most the bare proxy's added
  *        p50 plus 1.0 ms.
+ * Beside each verdict, the ledger floor's own figure: how much of the bound relaying and two
+ * durable rows per request alone take here, and how much is left for all else Tollgate does.
  *
  * Last, what the admission limiter (rate limits per key and per account, shared across instances)
  * costs per request, measured in this process (bench/support/limiter-cost.ts).
@@ -34,7 +42,7 @@
  * Exits non-zero when a figure is invalid (any non-2xx answer or connection error) or the
  * ledger check fails. Performance targets are printed as met / NOT met.
  */
-export const USAGE = `Gateway benchmark: the upstream direct, Tollgate, Portkey and a bare Node proxy, in one run.
+export const USAGE = `Gateway benchmark: the upstream direct, Tollgate, Portkey, a bare Node proxy and a ledger floor, in one run.
 
   npx tsx bench/gateway.ts [--seconds 10] [--warmup 2] [--rounds 2] [--connections 32]
                            [--latency-seconds 4] [--only direct,tollgate] [--profile DIR]
@@ -45,16 +53,23 @@ export const USAGE = `Gateway benchmark: the upstream direct, Tollgate, Portkey 
   --connections N      autocannon connections in the main phase (default 32)
   --latency-seconds N  then a phase at one connection, N seconds per target and shape (default 4;
                        0: none). Skipped when --connections is 1: the main phase is that phase
-  --only a,b           measure only these of direct, tollgate, portkey, bare-proxy (targets that
-                       need a missing one are not judged)
+  --only a,b           measure only these of direct, tollgate, portkey, bare-proxy, ledger-floor
+                       (targets that need a missing one are not judged)
   --profile DIR        Tollgate runs with node --cpu-prof and writes its .cpuprofile into DIR
 
 Tollgate runs compiled (node dist/src/main.js, rebuilt first when a source is newer), over a fresh
 embedded PostgreSQL with durable commits. Prints requests/s, p50/p99 and CPU ms per request
-(gateway process, upstream, PostgreSQL), then issue 17's targets with verdicts:
+(gateway process, upstream, the target's own PostgreSQL), then issue 17's targets with verdicts:
   CPU      Tollgate's gateway + PostgreSQL CPU per request <= 0.5x Portkey's gateway CPU per request
   latency  at one connection, Tollgate's added p50 over direct <= the bare proxy's + 1.0 ms
-both shapes (non-streaming, streaming). Then the ledger read back: every 2xx settled exactly once.
+both shapes (non-streaming, streaming), each with the ledger floor's figure beside it.
+The ledger floor (bench/support/ledger-floor.mjs) is the bare proxy's relay plus the least a prepaid
+ledger must make durable: per request one reservation row committed before the answer leaves (group
+commit, at most one INSERT in flight; the upstream called at once, its answer held until the commit)
+and one settlement row after it, deferred into the next commit; on its own embedded PostgreSQL with
+the same durable settings. Its CPU is its process plus its PostgreSQL, as Tollgate's is.
+Then the ledgers read back: Tollgate's every 2xx settled exactly once; the floor's table holds as
+many reservations and settlements as the 2xx answers it gave.
 Exits 1 on any non-2xx answer or connection error, or a failed ledger check; 0 otherwise (a target
 NOT met is printed, not an exit code).
 `;
@@ -114,20 +129,20 @@ export const REPO = resolve(__dirname, '..');
 
 // The upstream's answer: 96 characters, streamed as 6 chunks of 16 every STREAM_INTERVAL_MS,
 // then [DONE]. A small interval so the stream shape measures the gateway, not mock-llm's timer.
-const ANSWER = 'Tollgate benchmark answer: a fixed reply from the mock upstream, long enough for a few chunks.!!';
+export const ANSWER = 'Tollgate benchmark answer: a fixed reply from the mock upstream, long enough for a few chunks.!!';
 const STREAM_CHUNK = 16;
 const STREAM_INTERVAL_MS = 2;
 const UPSTREAM_USAGE = { prompt_tokens: 14, completion_tokens: 20, total_tokens: 34 };
 
-const mockLlmConfig = {
+export const mockLlmConfig = {
   streaming: { chunkSize: STREAM_CHUNK, chunkIntervalMs: STREAM_INTERVAL_MS },
   rules: [chatCompletionRule(ANSWER, UPSTREAM_USAGE)],
 };
 
-type Shape = 'non-streaming' | 'streaming';
-const SHAPES: readonly Shape[] = ['non-streaming', 'streaming'];
+export type Shape = 'non-streaming' | 'streaming';
+export const SHAPES: readonly Shape[] = ['non-streaming', 'streaming'];
 
-function requestBody(shape: Shape): string {
+export function requestBody(shape: Shape): string {
   return JSON.stringify({
     model: MODEL,
     messages: [{ role: 'user', content: 'Say hello in one short sentence, please.' }],
@@ -137,9 +152,11 @@ function requestBody(shape: Shape): string {
 }
 
 interface Target {
-  readonly name: 'direct' | 'tollgate' | 'portkey' | 'bare-proxy';
+  readonly name: 'direct' | 'tollgate' | 'portkey' | 'bare-proxy' | 'ledger-floor';
   /** the gateway process, for CPU accounting */
   readonly pid?: number | undefined;
+  /** the postmaster of the target's own PostgreSQL: its tree is the target's PostgreSQL CPU */
+  readonly postgresPid?: number | undefined;
   readonly url: string;
   readonly headers: Record<string, string>;
 }
@@ -292,18 +309,23 @@ export function processTree(root: number): { pid: number; comm: string; cmdline:
   return out;
 }
 
-/** CPU ticks so far of every process in the gateway under test, the upstream, and PostgreSQL. */
-function cpuSample(gatewayPid: number | undefined): Map<number, { group: CpuGroup; ticks: number }> {
+/**
+ * CPU ticks so far of every process in the gateway under test, the upstream, and the target's own
+ * PostgreSQL (its postmaster and every process under it; none for a target without one: another
+ * target's idle server is not this one's cost).
+ */
+function cpuSample(gatewayPid: number | undefined, postgresPid?: number): Map<number, { group: CpuGroup; ticks: number }> {
   const tree = processTree(process.pid);
   // a child's descendants (tsx may fork) count with it
   const gateway = new Set(gatewayPid === undefined ? [] : [gatewayPid, ...processTree(gatewayPid).map((p) => p.pid)]);
+  const postgres = new Set(postgresPid === undefined ? [] : [postgresPid, ...processTree(postgresPid).map((p) => p.pid)]);
   const sample = new Map<number, { group: CpuGroup; ticks: number }>();
   for (const p of tree) {
     const group: CpuGroup | undefined = gateway.has(p.pid)
       ? 'gateway'
       : p.cmdline.includes('mock-llm')
         ? 'upstream'
-        : p.comm === 'postgres'
+        : postgres.has(p.pid) && p.comm === 'postgres'
           ? 'postgres'
           : undefined;
     if (group) sample.set(p.pid, { group, ticks: p.ticks });
@@ -497,6 +519,31 @@ export async function readLedger(databaseUrl: string, accountId = ACCOUNT_ID): P
   }
 }
 
+/** The ledger floor's table (bench/support/ledger-floor.mjs): rows of each kind (1 reservation, 2 settlement), and the requests behind them. */
+async function readFloorLedger(
+  url: string,
+): Promise<{ reservations: number; settlements: number; reservedRequests: number; settledRequests: number; both: number }> {
+  const pool = new Pool({ connectionString: url, max: 1 });
+  try {
+    const { rows } = await pool.query<Record<string, string>>(
+      `SELECT count(*) FILTER (WHERE kind = 1) AS reservations, count(*) FILTER (WHERE kind = 2) AS settlements,
+              count(DISTINCT request) FILTER (WHERE kind = 1) AS reserved, count(DISTINCT request) FILTER (WHERE kind = 2) AS settled,
+              (SELECT count(*) FROM (SELECT request FROM ledger GROUP BY request HAVING bool_or(kind = 1) AND bool_or(kind = 2)) AS b) AS paired
+         FROM ledger`,
+    );
+    const row = rows[0]!;
+    return {
+      reservations: Number(row['reservations']),
+      settlements: Number(row['settlements']),
+      reservedRequests: Number(row['reserved']),
+      settledRequests: Number(row['settled']),
+      both: Number(row['paired']),
+    };
+  } finally {
+    await pool.end();
+  }
+}
+
 /** p50 and p99 of `count` one-row INSERTs committed one after another (durable: fsync and synchronous_commit on). */
 async function durableCommitLatency(url: string, count = 300): Promise<{ count: number; p50: number; p99: number }> {
   const pool = new Pool({ connectionString: url, max: 1 });
@@ -536,6 +583,8 @@ async function main(): Promise<number> {
   let tollgate: ChildProcess | undefined;
   let portkey: ChildProcess | undefined;
   let bareProxy: ChildProcess | undefined;
+  let floor: ChildProcess | undefined;
+  let floorPg: BenchPostgres | undefined;
   const interrupt = () => {
     console.error('interrupted: stopping everything this benchmark started');
     void cleanup().then(() => process.exit(130));
@@ -546,9 +595,10 @@ async function main(): Promise<number> {
       tollgate && stopChild(tollgate, 15_000),
       portkey && stopChild(portkey, 15_000),
       bareProxy && stopChild(bareProxy, 15_000),
+      floor && stopChild(floor, 15_000),
       mock?.stop(),
     ]);
-    await pg?.stop().catch(() => {});
+    await Promise.all([pg?.stop().catch(() => {}), floorPg?.stop().catch(() => {})]);
     rmSync(scratch, { recursive: true, force: true });
   };
   process.once('SIGINT', interrupt);
@@ -556,8 +606,14 @@ async function main(): Promise<number> {
 
   let exitCode = 0;
   try {
-    const [mockPort, tollgatePort, portkeyPort, barePort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
-    [mock, pg] = await Promise.all([launchMockLlm(mockLlmConfig, mockPort, 60_000), startBenchPostgres()]);
+    const [mockPort, tollgatePort, portkeyPort, barePort, floorPort] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
+    // The ledger floor's own PostgreSQL (same settings as Tollgate's), only when the floor is measured.
+    const withFloor = !ONLY || ONLY.includes('ledger-floor');
+    [mock, pg, floorPg] = await Promise.all([
+      launchMockLlm(mockLlmConfig, mockPort, 60_000),
+      startBenchPostgres(),
+      withFloor ? startBenchPostgres() : undefined,
+    ]);
     const apiKey = await seed(pg.url);
 
     const modelsFile = join(scratch, 'models.json');
@@ -594,15 +650,25 @@ async function main(): Promise<number> {
     portkey = pk.child;
     const bare = startChild('bare-proxy', [join(__dirname, 'support', 'bare-proxy.mjs'), mock.baseUrl, String(barePort)], { ...process.env });
     bareProxy = bare.child;
+    const fl =
+      floorPg && startChild('ledger-floor', [join(__dirname, 'support', 'ledger-floor.mjs'), mock.baseUrl, String(floorPort), floorPg.url], { ...process.env });
+    floor = fl?.child;
     await Promise.all([
       waitForHttp(`http://127.0.0.1:${tollgatePort}/healthz`, tg.child, tg.output, 'tollgate'),
       waitForPort(portkeyPort, pk.child, pk.output, 'portkey'),
       waitForPort(barePort, bare.child, bare.output, 'bare-proxy'),
+      fl && waitForPort(floorPort, fl.child, fl.output, 'ledger-floor'),
     ]);
 
     const targets: Target[] = [
       { name: 'direct', url: `${mock.baseUrl}/chat/completions`, headers: {} },
-      { name: 'tollgate', pid: tollgate.pid, url: `http://127.0.0.1:${tollgatePort}/v1/chat/completions`, headers: { authorization: `Bearer ${apiKey}` } },
+      {
+        name: 'tollgate',
+        pid: tollgate.pid,
+        postgresPid: pg.pid,
+        url: `http://127.0.0.1:${tollgatePort}/v1/chat/completions`,
+        headers: { authorization: `Bearer ${apiKey}` },
+      },
       {
         name: 'portkey',
         pid: portkey.pid,
@@ -611,21 +677,28 @@ async function main(): Promise<number> {
       },
       // Not a target of the issue: the floor of Node's own HTTP in and out, for reading the others.
       { name: 'bare-proxy', pid: bareProxy.pid, url: `http://127.0.0.1:${barePort}/v1/chat/completions`, headers: {} },
+      // Not a target of the issue either: the bare proxy plus the two durable rows a prepaid ledger
+      // cannot do without, for reading how much of each bound the ledger alone takes on this machine.
+      ...(floor && floorPg
+        ? [{ name: 'ledger-floor' as const, pid: floor.pid, postgresPid: floorPg.pid, url: `http://127.0.0.1:${floorPort}/v1/chat/completions`, headers: {} }]
+        : []),
     ];
 
     const measured = ONLY ? targets.filter((t) => ONLY.includes(t.name)) : targets;
     let tollgateClient2xx = 0;
+    let floorClient2xx = 0;
     for (const target of measured) {
       for (const shape of SHAPES) {
         await probe(target, shape);
         if (target.name === 'tollgate') tollgateClient2xx += 1;
+        if (target.name === 'ledger-floor') floorClient2xx += 1;
       }
     }
 
     console.log(
       `chat completions, autocannon ${CONNECTIONS} connections; per target and shape ${WARMUP_SECONDS}s warm-up, then ${SECONDS}s measured ` +
         `in ${ROUNDS} rounds interleaved with the other targets\nmock-llm streams ${Math.ceil(ANSWER.length / STREAM_CHUNK)} chunks of ` +
-        `${STREAM_CHUNK} characters every ${STREAM_INTERVAL_MS} ms (chunkIntervalMs), then [DONE]; Tollgate over embedded PostgreSQL with fsync and synchronous_commit on\n`,
+        `${STREAM_CHUNK} characters every ${STREAM_INTERVAL_MS} ms (chunkIntervalMs), then [DONE]; Tollgate (and the ledger floor, on its own) over embedded PostgreSQL with fsync and synchronous_commit on\n`,
     );
     const rates = new Map<string, number>();
     const tallies = new Map<string, Tally>();
@@ -633,6 +706,7 @@ async function main(): Promise<number> {
     const invalid: string[] = [];
     const check = (target: Target, shape: Shape, phase: string, t: Tally) => {
       if (target.name === 'tollgate') tollgateClient2xx += t.ok;
+      if (target.name === 'ledger-floor') floorClient2xx += t.ok;
       if (t.non2xx > 0 || t.errors > 0 || t.ok === 0) {
         const why = Object.entries(t.statuses).map(([status, n]) => `HTTP ${status} x${n}`);
         invalid.push(
@@ -644,9 +718,9 @@ async function main(): Promise<number> {
       for (const target of measured) check(target, shape, 'warm-up', await load(target, shape, WARMUP_SECONDS, rates));
       for (let round = 1; round <= ROUNDS; round++) {
         for (const target of measured) {
-          const cpuBefore = cpuSample(target.pid);
+          const cpuBefore = cpuSample(target.pid, target.postgresPid);
           const t = await load(target, shape, SECONDS / ROUNDS, rates);
-          const used = cpuSpent(cpuBefore, cpuSample(target.pid));
+          const used = cpuSpent(cpuBefore, cpuSample(target.pid, target.postgresPid));
           const cpuKey = `${target.name}/${shape}`;
           const spent = cpu.get(cpuKey) ?? cpu.set(cpuKey, { gateway: 0, upstream: 0, postgres: 0 }).get(cpuKey)!;
           for (const group of ['gateway', 'upstream', 'postgres'] as const) spent[group] += used[group];
@@ -700,7 +774,9 @@ async function main(): Promise<number> {
           direct ? `${(m.requestsPerSecond / direct.requestsPerSecond).toFixed(2)}x` : '-',
           direct && target.name !== 'direct' ? signed(m.p50 - direct.p50) : '-',
           ...(['gateway', 'upstream', 'postgres'] as const).map((group) =>
-            target.name === 'direct' && group === 'gateway' ? '-' : cpuPerRequest(target.name, shape, group).toFixed(2),
+            (target.name === 'direct' && group === 'gateway') || (group === 'postgres' && target.postgresPid === undefined)
+              ? '-'
+              : cpuPerRequest(target.name, shape, group).toFixed(2),
           ),
         ]);
       }
@@ -771,6 +847,35 @@ async function main(): Promise<number> {
       } else targetRows.push(['added p50 at 1 connection', shape, '-', '-', 'not judged (needs direct, tollgate, bare-proxy and a one-connection phase)']);
     }
     printTable(targetRows);
+    // The ledger floor beside each bound: what relaying plus two durable rows per request alone take
+    // here, so a reader sees how much of each bound is left for everything else Tollgate does.
+    if (has('ledger-floor')) {
+      console.log('\nthe ledger floor (relay + 2 durable rows/request, group-committed) beside each bound:');
+      for (const shape of SHAPES) {
+        const parts: string[] = [];
+        const floorCpu = cpuPerRequest('ledger-floor', shape, 'gateway') + cpuPerRequest('ledger-floor', shape, 'postgres');
+        if (has('portkey')) {
+          const peer = cpuPerRequest('portkey', shape, 'gateway');
+          const bound = CPU_TARGET_VS_PORTKEY * peer;
+          parts.push(
+            `gateway+PostgreSQL ${floorCpu.toFixed(2)} ms/request = ${(floorCpu / peer).toFixed(2)}x Portkey, ` +
+              `${((100 * floorCpu) / bound).toFixed(0)}% of the CPU bound (${(bound - floorCpu).toFixed(2)} ms/request left for all else)`,
+          );
+        } else parts.push(`gateway+PostgreSQL ${floorCpu.toFixed(2)} ms/request`);
+        if (has('direct') && (LATENCY_SECONDS > 0 || CONNECTIONS === 1)) {
+          const added = addedP50(lone, 'ledger-floor', shape);
+          if (has('bare-proxy')) {
+            const bare = addedP50(lone, 'bare-proxy', shape);
+            const bound = bare + LATENCY_TARGET_OVER_BARE_MS;
+            parts.push(
+              `added p50 at 1 connection ${signed(added)} ms (${signed(added - bare)} ms over the bare proxy), ` +
+                `bound ${signed(bound)} ms (${(bound - added).toFixed(2)} ms left for all else)`,
+            );
+          } else parts.push(`added p50 at 1 connection ${signed(added)} ms`);
+        }
+        console.log(`  ${shape}: ${parts.join('; ')}`);
+      }
+    }
     const judged = verdicts.length === 2 * SHAPES.length;
     const allMet = judged && verdicts.every(Boolean);
 
@@ -807,6 +912,25 @@ async function main(): Promise<number> {
     ];
     console.log('\nledger after the run (account stream read back):');
     for (const [label, ok] of checks) console.log(`  ${ok ? 'ok  ' : 'FAIL'} ${label}`);
+    // The ledger floor's table: it commits its deferred settlements when stopped, then is read back.
+    if (floor && floorPg) {
+      await stopChild(floor, 15_000);
+      const f = await readFloorLedger(floorPg.url);
+      const floorChecks: [string, boolean][] = [
+        [`stopped cleanly, its deferred settlements committed (exit code ${floor.exitCode ?? floor.signalCode})`, floor.exitCode === 0],
+        [
+          `reservations = settlements = 2xx: ${f.reservations} reservations, ${f.settlements} settlements, ${floorClient2xx} 2xx received by the clients`,
+          f.reservations === floorClient2xx && f.settlements === floorClient2xx,
+        ],
+        [
+          `each request reserved once and settled once (${f.reservedRequests} requests reserved, ${f.settledRequests} settled, ${f.both} both)`,
+          f.reservedRequests === f.reservations && f.settledRequests === f.settlements && f.both === f.reservations,
+        ],
+      ];
+      console.log('\nledger floor after the run (its table read back):');
+      for (const [label, ok] of floorChecks) console.log(`  ${ok ? 'ok  ' : 'FAIL'} ${label}`);
+      checks.push(...floorChecks);
+    }
 
     if (invalid.length > 0) {
       console.error(`\nINVALID FIGURES: a figure counts only with no non-2xx answer and no connection error:\n  ${invalid.join('\n  ')}`);

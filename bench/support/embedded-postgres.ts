@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,6 +6,8 @@ import { startEmbeddedPostgres } from '../../adapters/postgres/embedded';
 
 export interface BenchPostgres {
   readonly url: string;
+  /** the postmaster's pid: its process tree is this server's CPU (bench/gateway.ts) */
+  readonly pid: number;
   stop(): Promise<void>;
 }
 
@@ -29,8 +31,11 @@ export async function startBenchPostgres(): Promise<BenchPostgres> {
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-bench-pg-'));
   chmodSync(dir, 0o755); // traversable by the `postgres` user the server runs as under root
   const server = await startEmbeddedPostgres({ dataDir: dir, port: await freePort() });
+  // PostgreSQL's own lock file: its first line is the postmaster's pid
+  const pid = Number(readFileSync(join(dir, 'pgdata', 'postmaster.pid'), 'utf8').split('\n')[0]);
   return {
     url: server.connectionString,
+    pid,
     async stop() {
       await server.stop();
       rmSync(dir, { recursive: true, force: true });
