@@ -235,19 +235,31 @@ interface Gw {
 /**
  * A full garbage collection in a child started with --inspect (HeapProfiler.collectGarbage over
  * its inspector WebSocket): RSS after it is the memory the open streams really hold, not the
- * garbage a lazy collector has not yet returned.
+ * garbage a lazy collector has not yet returned. Returns the bytes still live after it, the V8
+ * heap in use plus the memory outside it (Buffers), as the process itself reports them: RSS
+ * also keeps the pages the collector and malloc took for garbage and have not given back.
  */
-async function fullGc(inspectPort: number): Promise<void> {
+async function fullGc(inspectPort: number): Promise<number> {
   const [target] = (await (await fetch(`http://127.0.0.1:${inspectPort}/json/list`)).json()) as { webSocketDebuggerUrl: string }[];
   const socket = new WebSocket(target!.webSocketDebuggerUrl);
-  await new Promise<void>((resolve, reject) => {
+  const live = await new Promise<number>((resolve, reject) => {
     socket.addEventListener('open', () => socket.send(JSON.stringify({ id: 1, method: 'HeapProfiler.collectGarbage' })));
     socket.addEventListener('message', (event) => {
-      if ((JSON.parse(String(event.data)) as { id?: number }).id === 1) resolve();
+      const message = JSON.parse(String(event.data)) as { id?: number; result?: { result?: { value?: number } } };
+      if (message.id === 1)
+        socket.send(
+          JSON.stringify({
+            id: 2,
+            method: 'Runtime.evaluate',
+            params: { expression: '(() => { const m = process.memoryUsage(); return m.heapUsed + m.external; })()', returnByValue: true },
+          }),
+        );
+      else if (message.id === 2) resolve(Number(message.result?.result?.value ?? Number.NaN));
     });
     socket.addEventListener('error', () => reject(new Error(`no answer from the inspector on port ${inspectPort}`)));
   });
   socket.close();
+  return live;
 }
 
 async function main(): Promise<number> {
@@ -486,7 +498,7 @@ async function main(): Promise<number> {
         // the bare proxy stays one process, at most what one process holds
         { parts: [{ gw: bareGw, count: streams }], model: MODELS.hold1, chunks: 1 },
       ];
-      const perStreamAfter = new Map<number, number>();
+      const perStreamAfter = new Map<number, { rss: number; live: number }>();
       for (const { parts: asked, model, chunks, warmUp } of shapes) {
         // the previous shape's streams all settled (Tollgate settles after the answer ends), then a moment
         const settling = Date.now();
@@ -505,21 +517,23 @@ async function main(): Promise<number> {
           n: number;
           idle: number;
           idleAfterGc: number;
+          idleLive: number;
           pool: HttpPool;
           o: Outcome;
           open: number;
           openAfterGc: number;
+          openLive: number;
           files: number;
         }[] = [];
         for (const { gw, count } of asked) {
           // each figure against its own baseline: RSS as it is, and RSS after a full GC
           const idle = rssBytes(gw.pid);
-          await fullGc(gw.inspectPort);
+          const idleLive = await fullGc(gw.inspectPort);
           const idleAfterGc = rssBytes(gw.pid);
           // what fits beside the files the gateway holds already (64 spare: its database pool may grow)
           const n = Math.min(count, Math.floor((limit - openFiles(gw.pid) - 64) / 2));
           const pool = new HttpPool(gw.origin, { connections: n, pipelining: 1, headersTimeout: 900_000, bodyTimeout: 900_000, connect: { timeout: 120_000 } });
-          parts.push({ gw, n, idle, idleAfterGc, pool, o: { ok: 0, failed: 0, chunks: 0 }, open: 0, openAfterGc: 0, files: 0 });
+          parts.push({ gw, n, idle, idleAfterGc, idleLive, pool, o: { ok: 0, failed: 0, chunks: 0 }, open: 0, openAfterGc: 0, openLive: 0, files: 0 });
         }
         const total = parts.reduce((sum, p) => sum + p.n, 0);
         let holding = 0;
@@ -546,7 +560,7 @@ async function main(): Promise<number> {
         const rampSeconds = (Date.now() - started) / 1_000;
         for (const p of parts) p.open = rssBytes(p.gw.pid);
         for (const p of parts) {
-          await fullGc(p.gw.inspectPort);
+          p.openLive = await fullGc(p.gw.inspectPort);
           p.openAfterGc = rssBytes(p.gw.pid);
           p.files = openFiles(p.gw.pid);
         }
@@ -562,7 +576,10 @@ async function main(): Promise<number> {
         }
         if (warmUp) continue;
         if (parts.length === 1 && parts[0]!.gw.name === 'tollgate' && parts[0]!.n > 0)
-          perStreamAfter.set(chunks, (parts[0]!.openAfterGc - parts[0]!.idleAfterGc) / parts[0]!.n);
+          perStreamAfter.set(chunks, {
+            rss: (parts[0]!.openAfterGc - parts[0]!.idleAfterGc) / parts[0]!.n,
+            live: (parts[0]!.openLive - parts[0]!.idleLive) / parts[0]!.n,
+          });
         const row = (label: string, n: number, idle: number, idleAfterGc: number, open: number, openAfterGc: number, ok: number, files: number) => [
           label,
           `${chunks} chunks`,
@@ -606,11 +623,17 @@ async function main(): Promise<number> {
       const short = perStreamAfter.get(20);
       const long = perStreamAfter.get(CHUNKS);
       if (short !== undefined && long !== undefined && CHUNKS > 20) {
-        const growth = (long - short) / 1_024;
+        const signed = (kib: number) => `${kib >= 0 ? '+' : ''}${kib.toFixed(1)} KiB`;
+        const growth = (long.rss - short.rss) / 1_024;
+        const liveGrowth = (long.live - short.live) / 1_024;
         const text = ((CHUNKS - 20) * CHUNK_CHARS) / 1_024;
+        // Live bytes (V8 heap in use + Buffers) are what a stream holds; RSS also keeps the pages
+        // taken for the garbage the longer answers made, which the collector and malloc keep.
         console.log(
-          `Memory per open stream, upstream reporting usage, after a full GC: ${growth >= 0 ? '+' : ''}${growth.toFixed(1)} KiB after ${CHUNKS} chunks than after 20 ` +
-            `(the ${CHUNKS - 20} more chunks carry ${text.toFixed(1)} KiB of text): ${growth < text / 2 ? 'does not grow with the answer' : 'GROWS with the answer'}`,
+          `Memory per open stream, upstream reporting usage, after a full GC, after ${CHUNKS} chunks against after 20 ` +
+            `(the ${CHUNKS - 20} more chunks carry ${text.toFixed(1)} KiB of text): live (V8 heap in use + Buffers) ${signed(liveGrowth)}: ` +
+            `${liveGrowth < text / 2 ? 'does not grow with the answer' : 'GROWS with the answer'}; RSS ${signed(growth)}: ` +
+            `${growth < text / 2 ? 'does not grow' : 'grows (pages kept for garbage, or held data: see live)'}`,
         );
       }
       if (verdict && !verdict.all2xx) console.log('Tollgate RSS per open stream: not judged (not every stream was served)');
