@@ -11,6 +11,7 @@
 import { Pool } from 'pg';
 import { migrate } from '../adapters/postgres/migrate';
 import { migrations } from '../adapters/postgres/migrations';
+import { KNOWN_REVISIONS_SQL, ONE_EVENT_EXISTING_SQL } from '../adapters/eventstore/postgres/append';
 import { TAIL_SQL } from '../adapters/eventstore/postgres/store';
 import { flag, startBenchPostgres } from './support/embedded-postgres';
 
@@ -41,6 +42,8 @@ const STATEMENTS: [string, string][] = [
           WHERE e.kind = d.kind AND e.stream_id = d.stream_id AND e.item_id = d.item_id`,
   ],
   ['tail_read', `PREPARE s5(text, bigint, int) AS ${TAIL_SQL}`],
+  ['append_batch', `PREPARE s6 AS ${KNOWN_REVISIONS_SQL}`],
+  ['append_one', `PREPARE s7 AS ${ONE_EVENT_EXISTING_SQL}`],
   [
     'usage_end',
     `PREPARE s4(text[], text[]) AS DELETE FROM usage_open_reservations o USING unnest($1::text[], $2::text[]) AS d(account_id, request_id)
@@ -54,6 +57,8 @@ const EXEC = [
   "EXPLAIN EXECUTE s3(ARRAY['reservation'], ARRAY['acct-5'], ARRAY['r-5'])",
   "EXPLAIN EXECUTE s4(ARRAY['acct-5'], ARRAY['r-5'])",
   "EXPLAIN EXECUTE s5('0', 0, 1000)",
+  "EXPLAIN EXECUTE s6('{}', '{}', '{s-5}', '{0}', '{1}', '{00000000-0000-0000-0000-000000000001}', '{s-5}', '{1}', '{E}', '{\"{}\"}', '{\"{}\"}')",
+  "EXPLAIN EXECUTE s7('s-5', '0', '1', '00000000-0000-0000-0000-000000000001', 'E', '{}', '{}')",
 ];
 
 async function explainAll(pool: Pool, label: string) {
