@@ -1,7 +1,8 @@
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Pool } from 'pg';
 import { startEmbeddedPostgres } from '../../adapters/postgres/embedded';
 
 export interface BenchPostgres {
@@ -30,17 +31,55 @@ export function freePort(): Promise<number> {
 export async function startBenchPostgres(): Promise<BenchPostgres> {
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-bench-pg-'));
   chmodSync(dir, 0o755); // traversable by the `postgres` user the server runs as under root
-  const server = await startEmbeddedPostgres({ dataDir: dir, port: await freePort() });
+  let server = await startEmbeddedPostgres({ dataDir: dir, port: await freePort() });
+  const statementsFile = process.env.BENCH_PG_STAT_STATEMENTS;
+  if (statementsFile) {
+    // Planning counts per statement (plans, generic and custom plan calls): the server restarts
+    // once with pg_stat_statements loaded, and its view is written to the file on stop. A named
+    // statement whose plans equal its calls is planned on every call (custom plans).
+    await withPool(server.connectionString, async (pool) => {
+      await pool.query("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'");
+      await pool.query('ALTER SYSTEM SET pg_stat_statements.track_planning = on');
+    });
+    await server.stop();
+    server = await startEmbeddedPostgres({ dataDir: dir, port: await freePort() });
+    await withPool(server.connectionString, (pool) => pool.query('CREATE EXTENSION pg_stat_statements'));
+  }
   // PostgreSQL's own lock file: its first line is the postmaster's pid
   const pid = Number(readFileSync(join(dir, 'pgdata', 'postmaster.pid'), 'utf8').split('\n')[0]);
   return {
     url: server.connectionString,
     pid,
     async stop() {
+      if (statementsFile) await writeStatements(server.connectionString, statementsFile).catch((error) => console.error(`pg_stat_statements: ${error}`));
       await server.stop();
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+async function withPool<T>(url: string, work: (pool: Pool) => Promise<T>): Promise<T> {
+  const pool = new Pool({ connectionString: url, max: 1 });
+  try {
+    return await work(pool);
+  } finally {
+    await pool.end();
+  }
+}
+
+/** pg_stat_statements' rows (most called first) as a table: calls, plans, planning and execution ms. */
+async function writeStatements(url: string, file: string): Promise<void> {
+  const { rows } = await withPool(url, (pool) =>
+    pool.query<Record<string, string>>(
+      `SELECT calls::text, plans::text,
+              round(total_plan_time::numeric, 1)::text AS plan_ms, round(total_exec_time::numeric, 1)::text AS exec_ms,
+              left(regexp_replace(query, '\\s+', ' ', 'g'), 110) AS query
+         FROM pg_stat_statements WHERE calls >= 10 ORDER BY calls DESC`,
+    ),
+  );
+  const header = ['calls', 'plans', 'plan_ms', 'exec_ms', 'query'];
+  const lines = [header.join('\t'), ...rows.map((r) => header.map((h) => r[h]).join('\t'))];
+  writeFileSync(file, `${lines.join('\n')}\n`);
 }
 
 /** Runs `op` in `workers` concurrent loops for `seconds`; returns completed operations per second. */

@@ -38,15 +38,16 @@ export const statusMigration: Migration = {
 
 async function addObservations(db: Pool | PoolClient, rows: readonly Observation[]): Promise<void> {
   if (rows.length === 0) return;
-  await db.query(
-    `INSERT INTO status_observations (model, endpoint, minute, total, failed)
+  await db.query({
+    name: 'tollgate_status_observations',
+    text: `INSERT INTO status_observations (model, endpoint, minute, total, failed)
      SELECT o.model, o.endpoint, to_timestamp(o.minute_ms / 1000.0), sum(o.total), sum(o.failed)
        FROM jsonb_to_recordset($1::jsonb) AS o(model text, endpoint text, minute_ms bigint, total int, failed int)
       GROUP BY o.model, o.endpoint, o.minute_ms
      ON CONFLICT (model, endpoint, minute) DO UPDATE
        SET total = status_observations.total + excluded.total, failed = status_observations.failed + excluded.failed`,
-    [JSON.stringify(rows.map((r) => ({ model: r.model, endpoint: r.endpoint, minute_ms: r.minuteMs, total: r.total, failed: r.failed })))],
-  );
+    values: [JSON.stringify(rows.map((r) => ({ model: r.model, endpoint: r.endpoint, minute_ms: r.minuteMs, total: r.total, failed: r.failed })))],
+  });
 }
 
 /** Requests from the request log, counted per minute (the checkpoint in the same transaction: never twice). */

@@ -128,6 +128,9 @@ export const lowBalanceAlertSubscriber: SqlProjection<DomainEvent> = {
   async apply(db: PoolClient, events: readonly RecordedEvent<DomainEvent>[]) {
     const accountIds = [...new Set(events.map((e) => accountIdOfStream(e.streamId)).filter((id): id is string => id !== null))];
     if (accountIds.length === 0) return;
+    // These two are left unnamed on purpose: each reads a table whose size its plan depends on. A named
+    // statement may switch to a generic plan built once per connection (a seq scan when the table was
+    // empty: bench/plan-cache.ts); unnamed, each is planned per call with the table's size.
     const balances = await db.query<{ account_id: string; available: string; last_top_up: string | null; below: string[] }>(
       'SELECT account_id, available::text, last_top_up::text, below FROM low_balance_alert_balances WHERE account_id = ANY($1)',
       [accountIds],
@@ -172,23 +175,25 @@ export const lowBalanceAlertSubscriber: SqlProjection<DomainEvent> = {
       rows.set(accountId, row);
     }
     const all = [...rows.entries()];
-    await db.query(
-      `INSERT INTO low_balance_alert_balances (account_id, available, last_top_up, below)
+    await db.query({
+      name: 'tollgate_low_balance_alerts_apply',
+      text: `INSERT INTO low_balance_alert_balances (account_id, available, last_top_up, below)
        SELECT a, b, c, d::jsonb FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[]) AS t(a, b, c, d)
        ON CONFLICT (account_id) DO UPDATE SET available = excluded.available, last_top_up = excluded.last_top_up, below = excluded.below`,
-      [
+      values: [
         all.map(([id]) => id),
         all.map(([, r]) => r.available.toString()),
         all.map(([, r]) => r.lastTopUp?.toString() ?? null),
         all.map(([, r]) => JSON.stringify([...r.below])),
       ],
-    );
+    });
     for (const n of notices) {
-      await db.query(
-        `INSERT INTO low_balance_notices (notice_id, account_id, threshold, available, occurred_at, status)
+      await db.query({
+        name: 'tollgate_low_balance_alerts_notice',
+        text: `INSERT INTO low_balance_notices (notice_id, account_id, threshold, available, occurred_at, status)
          VALUES ($1, $2, $3, $4, $5, 'pending') ON CONFLICT (notice_id) DO NOTHING`,
-        [n.noticeId, n.accountId, JSON.stringify(n.threshold), n.available.toString(), n.occurredAt],
-      );
+        values: [n.noticeId, n.accountId, JSON.stringify(n.threshold), n.available.toString(), n.occurredAt],
+      });
     }
   },
   async reset(db: PoolClient) {

@@ -29,8 +29,9 @@ export const balancesProjection: SqlProjection<DomainEvent> = {
     }
     if (touched.size === 0) return;
     const rows = [...touched.values()];
-    await db.query(
-      `INSERT INTO balances (account_id, purchased, promo, reserved, last_tx, last_seq, updated_at)
+    await db.query({
+      name: 'tollgate_balances_apply',
+      text: `INSERT INTO balances (account_id, purchased, promo, reserved, last_tx, last_seq, updated_at)
        SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::timestamptz[])
        ON CONFLICT (account_id) DO UPDATE SET
          purchased = balances.purchased + excluded.purchased,
@@ -39,7 +40,7 @@ export const balancesProjection: SqlProjection<DomainEvent> = {
          last_tx = excluded.last_tx,
          last_seq = excluded.last_seq,
          updated_at = excluded.updated_at`,
-      [
+      values: [
         rows.map((t) => t.row.accountId),
         rows.map((t) => t.row.purchased.toString()),
         rows.map((t) => t.row.promo.toString()),
@@ -48,7 +49,7 @@ export const balancesProjection: SqlProjection<DomainEvent> = {
         rows.map((t) => t.seq.toString()),
         rows.map((t) => t.updatedAt),
       ],
-    );
+    });
   },
   async reset(db: PoolClient) {
     await db.query('TRUNCATE balances');

@@ -26,9 +26,12 @@ export async function saveCheckpoint(db: Queryable, name: string, position: LogP
 /** Several subscribers' checkpoints moved to one position in one statement (one batch applied to all). */
 export async function saveCheckpoints(db: Queryable, names: readonly string[], position: LogPosition): Promise<void> {
   if (names.length === 0) return;
-  await db.query(
-    `INSERT INTO checkpoints (name, tx, seq) SELECT n, $2::numeric, $3::numeric FROM unnest($1::text[]) AS n
+  // Named (parsed once per connection, then a generic plan) like every per-batch statement whose
+  // plan cannot depend on a table's size: an INSERT from arrays (pg_stat_statements: bench/plan-cache.ts).
+  await db.query({
+    name: 'tollgate_save_checkpoints',
+    text: `INSERT INTO checkpoints (name, tx, seq) SELECT n, $2::numeric, $3::numeric FROM unnest($1::text[]) AS n
      ON CONFLICT (name) DO UPDATE SET tx = excluded.tx, seq = excluded.seq, updated_at = now()`,
-    [names, position.tx.toString(), position.seq.toString()],
-  );
+    values: [names, position.tx.toString(), position.seq.toString()],
+  });
 }

@@ -22,14 +22,18 @@ export const expiriesProjection: SqlProjection<DomainEvent> = {
     }
     if (due.size > 0) {
       const rows = [...due.values()].map((c) => c.row);
-      await db.query(
-        `INSERT INTO expiries (kind, stream_id, item_id, expires_at, instance_id)
+      await db.query({
+        name: 'tollgate_expiries_due',
+        text: `INSERT INTO expiries (kind, stream_id, item_id, expires_at, instance_id)
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
          ON CONFLICT DO NOTHING`,
-        [rows.map((r) => r.kind), rows.map((r) => r.streamId), rows.map((r) => r.itemId), rows.map((r) => r.expiresAt), rows.map((r) => r.instanceId)],
-      );
+        values: [rows.map((r) => r.kind), rows.map((r) => r.streamId), rows.map((r) => r.itemId), rows.map((r) => r.expiresAt), rows.map((r) => r.instanceId)],
+      });
     }
     if (done.length > 0) {
+      // Left unnamed on purpose: this statement reads a table whose size its plan depends on. A named
+      // statement may switch to a generic plan built once per connection (a seq scan + hash join when the
+      // table was empty: bench/plan-cache.ts); unnamed, it is planned per call with the table's size.
       await db.query(
         `DELETE FROM expiries e USING unnest($1::text[], $2::text[], $3::text[]) AS d(kind, stream_id, item_id)
           WHERE e.kind = d.kind AND e.stream_id = d.stream_id AND e.item_id = d.item_id`,

@@ -31,11 +31,12 @@ export const journalProjection: SqlProjection<DomainEvent> = {
       }
     }
     if (tx.length === 0) return;
-    await db.query(
-      `INSERT INTO journal_postings (tx, seq, line, account_id, ledger_account, amount, event_type, occurred_at)
+    await db.query({
+      name: 'tollgate_journal_postings',
+      text: `INSERT INTO journal_postings (tx, seq, line, account_id, ledger_account, amount, event_type, occurred_at)
        SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::smallint[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::timestamptz[])`,
-      [tx, seq, line, accountId, ledgerAccount, amount, eventType, occurredAt],
-    );
+      values: [tx, seq, line, accountId, ledgerAccount, amount, eventType, occurredAt],
+    });
   },
   async reset(db: PoolClient) {
     await db.query('TRUNCATE journal_postings');

@@ -39,6 +39,9 @@ export const usageProjection: SqlProjection<DomainEvent> = {
     const stored = new Map<string, ReservationFacts>();
     if (fromTable.size > 0) {
       const gone = [...fromTable.values()];
+      // Left unnamed on purpose: this statement reads a table whose size its plan depends on. A named
+      // statement may switch to a generic plan built once per connection (a seq scan + hash join when the
+      // table was empty: bench/plan-cache.ts); unnamed, it is planned per call with the table's size.
       const { rows } = await db.query<{ account_id: string; request_id: string; key_id: string; model: string; operation: string }>(
         `DELETE FROM usage_open_reservations o USING unnest($1::text[], $2::text[]) AS d(account_id, request_id)
           WHERE o.account_id = d.account_id AND o.request_id = d.request_id
@@ -49,18 +52,19 @@ export const usageProjection: SqlProjection<DomainEvent> = {
     }
     if (open.size > 0) {
       const still = [...open.values()];
-      await db.query(
-        `INSERT INTO usage_open_reservations (account_id, request_id, key_id, model, operation)
+      await db.query({
+        name: 'tollgate_usage_reservations_open',
+        text: `INSERT INTO usage_open_reservations (account_id, request_id, key_id, model, operation)
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
          ON CONFLICT (account_id, request_id) DO UPDATE SET key_id = excluded.key_id, model = excluded.model, operation = excluded.operation`,
-        [
+        values: [
           still.map((o) => o.accountId),
           still.map((o) => o.requestId),
           still.map((o) => o.facts.keyId),
           still.map((o) => o.facts.model),
           still.map((o) => o.facts.operation),
         ],
-      );
+      });
     }
 
     // Pass 2: usage rows, summed per (account, key, model, operation, day).
@@ -74,8 +78,9 @@ export const usageProjection: SqlProjection<DomainEvent> = {
     if (sums.size === 0) return;
     const rows = [...sums.values()];
     const big = (pick: (r: UsageRow) => bigint) => rows.map((r) => pick(r).toString());
-    await db.query(
-      `INSERT INTO usage_daily (account_id, key_id, model, operation, day, requests, input_tokens, output_tokens, cost, errors, latency_ms_sum, latency_count,
+    await db.query({
+      name: 'tollgate_usage_daily',
+      text: `INSERT INTO usage_daily (account_id, key_id, model, operation, day, requests, input_tokens, output_tokens, cost, errors, latency_ms_sum, latency_count,
                                audio_ms, input_characters)
        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::date[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[],
                             $13::bigint[], $14::bigint[])
@@ -89,7 +94,7 @@ export const usageProjection: SqlProjection<DomainEvent> = {
          latency_count = usage_daily.latency_count + excluded.latency_count,
          audio_ms = usage_daily.audio_ms + excluded.audio_ms,
          input_characters = usage_daily.input_characters + excluded.input_characters`,
-      [
+      values: [
         rows.map((r) => r.accountId),
         rows.map((r) => r.keyId),
         rows.map((r) => r.model),
@@ -105,7 +110,7 @@ export const usageProjection: SqlProjection<DomainEvent> = {
         big((r) => r.audioMilliseconds),
         big((r) => r.inputCharacters),
       ],
-    );
+    });
   },
   async reset(db: PoolClient) {
     await db.query('TRUNCATE usage_daily, usage_open_reservations');

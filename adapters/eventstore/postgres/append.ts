@@ -107,7 +107,7 @@ export async function appendThroughFunction(db: Queryable, requests: readonly En
 // Every request names an exact revision or 'no_stream', so the client knows each event's
 // revision: the statement only claims streams (UPDATE ... WHERE revision = expected, or INSERT ...
 // ON CONFLICT, each waiting for a concurrent writer and re-checking what it committed) and inserts.
-const KNOWN_REVISIONS_SQL = `
+export const KNOWN_REVISIONS_SQL = `
 WITH created AS (
   INSERT INTO streams (stream_id, revision)
   SELECT * FROM unnest($1::text[], $2::bigint[])
@@ -132,7 +132,7 @@ inserted AS (
 SELECT stream_id, stream_revision::text AS revision, transaction_id::text AS tx, global_seq::text AS seq FROM inserted`;
 
 // One event at a known revision: the same claim-then-insert with scalars, no arrays to unpack.
-const ONE_EVENT_EXISTING_SQL = `
+export const ONE_EVENT_EXISTING_SQL = `
 WITH claimed AS (
   UPDATE streams SET revision = $3 WHERE stream_id = $1 AND revision = $2 RETURNING stream_id
 )

@@ -95,7 +95,7 @@ const READ_ALL_SQL = `SELECT ${EVENT_COLUMNS} FROM events e
 // A live subscriber's read: READ_ALL_SQL's page, plus the newest committed event in the same
 // snapshot (visible or not) on every row, so one statement tells whether events are hidden
 // behind the horizon. One row with null event columns when the page is empty; none when the log is.
-const TAIL_SQL = `SELECT l.latest_tx, l.latest_seq, e.event_id, e.stream_id, e.stream_revision, e.tx, e.global_seq, e.type, e.data, e.metadata, e.recorded_at
+export const TAIL_SQL = `SELECT l.latest_tx, l.latest_seq, e.event_id, e.stream_id, e.stream_revision, e.tx, e.global_seq, e.type, e.data, e.metadata, e.recorded_at
   FROM (SELECT transaction_id::text AS latest_tx, global_seq::text AS latest_seq FROM events
         ORDER BY transaction_id DESC, global_seq DESC LIMIT 1) l
   LEFT JOIN LATERAL (
