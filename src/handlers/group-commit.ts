@@ -380,6 +380,10 @@ export function createGroupCommitHandler<Command, State, Event extends Stored, S
     }
     // Everything waits for streams in flight: the flush that holds them schedules the next.
     if (batch.length === 0) return false;
+    // A deferral running for what is now taken would, when it fires, leave the next command
+    // nobody waits on undeferred: what is left gets a deferral of its own (schedule below).
+    clearTimeout(deferral);
+    deferral = undefined;
     overdue = false;
     pending = rest;
     const streams = new Set(batch.map((p) => p.streamId));

@@ -310,6 +310,28 @@ describe('group commit of account commands on PostgreSQL', () => {
     expect(urgent.ok && rode.ok && rode.position!.tx === urgent.position!.tx).toBe(true);
   });
 
+  test('after riding with another handler, the deferral it cut short does not fire later and leave the next deferrable command undeferred', async () => {
+    const group = createCommitGroup(store);
+    const accounts = createGroupCommitHandler(store, accountDecider(), { deferMs: 600_000, group });
+    const others = createGroupCommitHandler(store, accountDecider(), { deferMs: 300, group });
+    const a = `acc-${randomUUID()}`;
+    const b = `acc-${randomUUID()}`;
+    expect((await accounts.handle(accountStreamId(a), open(a))).ok).toBe(true);
+    expect((await others.handle(accountStreamId(b), open(b))).ok).toBe(true);
+    const first = others.handle(accountStreamId(b), topUp(usd('10')), { deferrable: true });
+    expect((await accounts.handle(accountStreamId(a), topUp(usd('10')))).ok).toBe(true);
+    expect((await first).ok).toBe(true);
+    // Past the moment the first command's deferral would have fired, had it been left running.
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    // The next deferrable command waits again (a turn of the event loop later it has not committed
+    // alone), and rides with the next command somebody waits on.
+    const second = others.handle(accountStreamId(b), topUp(usd('10')), { deferrable: true });
+    await new Promise((resolve) => setImmediate(resolve));
+    const urgent = await accounts.handle(accountStreamId(a), topUp(usd('10')));
+    const rode = await second;
+    expect(urgent.ok && rode.ok && rode.position!.tx === urgent.position!.tx).toBe(true);
+  });
+
   test('hurry: while someone waits for deferred commands, they are not deferred', async () => {
     const group = createCommitGroup(store);
     const handler = createGroupCommitHandler(store, accountDecider(), { deferMs: 600_000, group });
