@@ -102,6 +102,12 @@ export interface GatewaySeams {
   readonly clock?: () => Date;
   /** Wall-clock time for the forfeiture of unclaimed credit 360 days after closure; the real clock when absent. */
   readonly forfeitureClock?: () => Date;
+  /**
+   * How long commands nobody waits on wait to share the next commit (settlements: 10 ms;
+   * request-log entries: REQUEST_LOG_DEFER_MS). A test that counts commits makes them long, so
+   * that what it counts does not depend on the machine's speed; a reader's wait ends them.
+   */
+  readonly deferrals?: { readonly deferMs?: number; readonly requestLogDeferMs?: number };
 }
 
 export function accountPolicyFrom(config: Config): AccountPolicy {
@@ -147,7 +153,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     cleanups.push(() => store.close());
     const accountDirectory = config.EVENTSTORE_URL ? scanningAccountDirectory(store) : postgresAccountDirectory(database.pool);
     const policy = accountPolicyFrom(config);
-    const ledger = createLedger(store, policy, { requestLogRetentionDays: config.TOLLGATE_REQUEST_LOG_RETENTION_DAYS });
+    const ledger = createLedger(store, policy, { requestLogRetentionDays: config.TOLLGATE_REQUEST_LOG_RETENTION_DAYS, ...seams.deferrals });
     const keys = new ApiKeys(ledger, seams.keysClock);
     const liveLog = new LiveLog(ledger, keys, await store.headPosition(), (error) => {
       log.error(
@@ -292,7 +298,7 @@ export async function startGateway(config: Config, log: Logger, routes: readonly
     cleanups.push(() => audio.close());
     warmUpTokenizer();
 
-    const settlements = new SettlementTracker();
+    const settlements = new SettlementTracker({ hurry: (waiting) => ledger.hurry(waiting) });
     const parts = {
       config,
       log,

@@ -10,6 +10,16 @@
  * (`drain`) and `settled` wait for both.
  */
 export class SettlementTracker {
+  /**
+   * `hurry` (Ledger.hurry): settlements and request-log entries may wait a moment to share a
+   * commit with the next reservation; a reader (or the drain) waiting for them ends that wait.
+   */
+  constructor(private readonly options: { readonly hurry?: <T>(waiting: Promise<T>) => Promise<T> } = {}) {}
+
+  private hurried<T>(waiting: Promise<T>): Promise<T> {
+    return this.options.hurry ? this.options.hurry(waiting) : waiting;
+  }
+
   /** per account: each request from admission until its settlement ends (for drain) */
   private readonly inFlight = new Map<string, Set<Promise<void>>>();
   /** per account: each settlement from the moment the answer went out until it ends (for reads) */
@@ -40,7 +50,7 @@ export class SettlementTracker {
    */
   async answersSettled(accountId: string): Promise<void> {
     const pending = this.settling.get(accountId);
-    if (pending) await Promise.allSettled([...pending]);
+    if (pending) await this.hurried(Promise.allSettled([...pending]));
   }
 
   /**
@@ -49,7 +59,7 @@ export class SettlementTracker {
    */
   async settled(accountId: string): Promise<void> {
     const pending = this.inFlight.get(accountId);
-    if (pending) await Promise.allSettled([...pending]);
+    if (pending) await this.hurried(Promise.allSettled([...pending]));
   }
 
   /**
@@ -62,7 +72,7 @@ export class SettlementTracker {
     const all = [...this.inFlight.values()].flatMap((set) => [...set]);
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
-    const outcome = await Promise.race([Promise.allSettled(all).then(() => 'drained' as const), timedOut]);
+    const outcome = await this.hurried(Promise.race([Promise.allSettled(all).then(() => 'drained' as const), timedOut]));
     clearTimeout(timer);
     return outcome === 'drained' ? 0 : [...this.inFlight.values()].reduce((n, set) => n + set.size, 0);
   }

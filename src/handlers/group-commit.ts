@@ -1,6 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import type { Decider, Rejection } from '../../domain/decider/decision';
-import { VersionConflictError, type AppendRequest, type EventStore, type LogPosition, type NewEvent, type StreamRevision } from '../ports/event-store';
+import {
+  VersionConflictError,
+  type AppendRequest,
+  type AppendResult,
+  type EventStore,
+  type LogPosition,
+  type NewEvent,
+  type StreamRevision,
+} from '../ports/event-store';
 
 /**
  * Runs a decider's commands against the event store with group commit.
@@ -44,7 +52,138 @@ export interface GroupCommitOptions {
    * gone out) wait for a command someone does wait on, to share its commit (default 10 ms).
    */
   deferMs?: number;
+  /**
+   * Handlers over the same store that share their commits (createCommitGroup): when one flushes,
+   * the others' waiting commands, deferrable ones included, are flushed beside it and appended in
+   * the same transaction. A ledger's handlers form one group, so a request-log entry rides with
+   * the next reservation's commit instead of committing alone.
+   */
+  group?: CommitGroup;
   newEventId?: () => string;
+}
+
+type AppendResults = (AppendResult | VersionConflictError)[];
+
+/** One flush's part in a commit it shares with other handlers' flushes. */
+interface Participant {
+  /** this flush's appends, sent in one transaction with the other participants' once each has said */
+  append(requests: readonly AppendRequest<unknown>[]): Promise<AppendResults>;
+  /** this flush appends nothing (or has already appended): the others need not wait for it */
+  leave(): void;
+}
+
+/** A shared commit being gathered: every participant is registered before any can say. */
+interface Round {
+  participant(): Participant;
+  /** no more participants: the commit goes once the registered ones have said */
+  seal(): void;
+}
+
+interface Member {
+  /** starts a flush of what waits now (deferred or not) as part of `round`; false when it cannot */
+  join(round: Round): boolean;
+  /** a reader waits: what waits only for deferral is flushed now */
+  hurry(): void;
+}
+
+/**
+ * The handlers of one store that share their commits (a ledger's: accounts, price book, keys, the
+ * request log). A flush of any of them takes the others' waiting commands too, each handler
+ * deciding its own, and the appends of all go in one transaction: a command nobody waits on (a
+ * settlement, a request-log entry) rides with the next command somebody waits on, whichever
+ * handler that is, instead of paying a commit of its own.
+ */
+export interface CommitGroup {
+  /**
+   * Someone waits for commands that may be deferred (a read of the account after its requests,
+   * the shutdown's drain): while `waiting` runs, nothing is deferred; it is returned.
+   */
+  hurry<T>(waiting: Promise<T>): Promise<T>;
+  /** @internal */
+  readonly members: Set<Member>;
+  /** @internal */
+  readonly store: EventStore<unknown>;
+  /** @internal readers waiting (hurry) */
+  hurrying: number;
+}
+
+export function createCommitGroup(store: EventStore<unknown>): CommitGroup {
+  const group: CommitGroup = {
+    members: new Set(),
+    store,
+    hurrying: 0,
+    hurry<T>(waiting: Promise<T>): Promise<T> {
+      group.hurrying += 1;
+      for (const member of group.members) member.hurry();
+      return waiting.finally(() => {
+        group.hurrying -= 1;
+      });
+    },
+  };
+  return group;
+}
+
+/**
+ * Opens a shared commit. Participants register synchronously (the flush that opens it, then the
+ * members that join it, all in the same turn); each then says once, with its appends or by
+ * leaving, and once all have said the appends are sent as one appendToStreams (one transaction
+ * on PostgreSQL), each participant answered with its own requests' results, in order.
+ */
+function openRound(store: EventStore<unknown>): Round {
+  type Said = { requests: readonly AppendRequest<unknown>[]; resolve: (r: AppendResults) => void; reject: (e: unknown) => void };
+  let registered = 0;
+  let said = 0;
+  let sealed = false;
+  const appends: Said[] = [];
+  function maybeSend(): void {
+    if (!sealed || said < registered || appends.length === 0) return;
+    const all = appends.flatMap((a) => a.requests);
+    let sending: Promise<AppendResults>;
+    try {
+      sending = store.appendToStreams(all);
+    } catch (error) {
+      sending = Promise.reject(error);
+    }
+    sending.then(
+      (results) => {
+        let offset = 0;
+        for (const a of appends) {
+          a.resolve(results.slice(offset, offset + a.requests.length));
+          offset += a.requests.length;
+        }
+      },
+      // One transaction: it failed for every participant alike.
+      (error: unknown) => {
+        for (const a of appends) a.reject(error);
+      },
+    );
+  }
+  return {
+    participant() {
+      registered += 1;
+      let done = false;
+      return {
+        append(requests) {
+          if (done) return Promise.reject(new Error('a participant appends once'));
+          done = true;
+          said += 1;
+          const answer = new Promise<AppendResults>((resolve, reject) => appends.push({ requests, resolve, reject }));
+          maybeSend();
+          return answer;
+        },
+        leave() {
+          if (done) return;
+          done = true;
+          said += 1;
+          maybeSend();
+        },
+      };
+    },
+    seal() {
+      sealed = true;
+      maybeSend();
+    },
+  };
 }
 
 /**
@@ -117,6 +256,8 @@ export function createGroupCommitHandler<Command, State, Event extends Stored, S
   const maxFlushesInFlight = Math.max(1, options.maxFlushesInFlight ?? 4);
   const newEventId = options.newEventId ?? randomUUID;
   const deferMs = options.deferMs ?? 10;
+  const group = options.group;
+  if (group && group.store !== (store as EventStore<unknown>)) throw new Error('a commit group shares the commits of handlers over one store');
 
   type P = Pending<Command, State, Event, Err>;
   type Accepted = { p: P; events: NewEvent<Event>[]; state: State };
@@ -132,7 +273,6 @@ export function createGroupCommitHandler<Command, State, Event extends Stored, S
     accepted: Accepted[];
     refused: Refused[];
   };
-  type AppendResults = Awaited<ReturnType<EventStore<Stored>['appendToStreams']>>;
   const cache = new Map<string, Cached<State>>();
   // Cached streams another writer may have moved. Their state is still a true prefix of the
   // stream (streams are append-only), so load() reads only the events after it: a hot stream
@@ -167,8 +307,20 @@ export function createGroupCommitHandler<Command, State, Event extends Stored, S
     const { revision, events } = await store.readStream(streamId, from > 0n ? { fromRevision: from } : {});
     const base = from > 0n ? hit!.state : decider.initialState();
     const entry = { state: events.reduce((s, e) => decider.evolve(s, e.event as Event), base), revision: revision ?? (from > 0n ? hit!.revision : null) };
+    // A flush (or another read) may have remembered a newer state meanwhile: never go back.
+    const now = cache.get(streamId);
+    if (now && now !== hit && !behind.has(streamId) && (now.revision ?? -1n) >= (entry.revision ?? -1n)) return now;
     remember(streamId, entry);
     return entry;
+  }
+
+  /**
+   * A deferrable command's stream is read while the command waits: joining another handler's
+   * flush takes only streams already in memory, and this one then is.
+   */
+  function prefetch(streamId: string): void {
+    if (!group || busy.has(streamId) || (cache.has(streamId) && !behind.has(streamId))) return;
+    load(streamId).catch(() => undefined);
   }
 
   /** set while only deferrable commands wait: when it fires they are flushed on their own */
@@ -182,7 +334,7 @@ export function createGroupCommitHandler<Command, State, Event extends Stored, S
     // the next request's reservation) the chance to share their commit. Without this, that
     // reservation arrives while the previous request's settlement commits on its own, and waits
     // for that whole commit before its own begins: two commits in the path of every request.
-    if (!overdue && deferMs > 0 && pending.every((p) => p.hooks?.deferrable === true)) {
+    if (!overdue && deferMs > 0 && !(group && group.hurrying > 0) && pending.every((p) => p.hooks?.deferrable === true)) {
       deferral ??= setTimeout(() => {
         deferral = undefined;
         overdue = true;
@@ -199,25 +351,46 @@ export function createGroupCommitHandler<Command, State, Event extends Stored, S
 
   /**
    * Takes the waiting commands of every stream not in a flush (up to maxBatch, in arrival order)
-   * and flushes them; commands of busy streams keep their place in the queue.
+   * and flushes them; commands of busy streams keep their place in the queue. In a commit group,
+   * the group's other handlers flush what waits with them beside it, in the same transaction.
    */
   function startFlush(): void {
     scheduled = false;
-    if (flushesInFlight >= maxFlushesInFlight) return;
-    overdue = false;
+    if (!group) {
+      takeAndFlush(undefined, false);
+      return;
+    }
+    const round = openRound(group.store);
+    if (takeAndFlush(round, false)) for (const member of group.members) if (member !== self) member.join(round);
+    round.seal();
+  }
+
+  /**
+   * Flushes what can be taken now, as part of `round` when given; false when nothing was taken.
+   * `cachedOnly` (joining another handler's commit): only commands whose stream's state is in
+   * memory and current, so that joining adds no read to the commit of the flush it joins.
+   */
+  function takeAndFlush(round: Round | undefined, cachedOnly: boolean): boolean {
+    if (flushesInFlight >= maxFlushesInFlight) return false;
     const batch: P[] = [];
     const rest: P[] = [];
     for (const p of pending) {
-      if (batch.length < maxBatch && !busy.has(p.streamId)) batch.push(p);
+      if (batch.length < maxBatch && !busy.has(p.streamId) && (!cachedOnly || (cache.has(p.streamId) && !behind.has(p.streamId)))) batch.push(p);
       else rest.push(p);
     }
-    pending = rest;
     // Everything waits for streams in flight: the flush that holds them schedules the next.
-    if (batch.length === 0) return;
+    if (batch.length === 0) return false;
+    // A deferral running for what is now taken would, when it fires, leave the next command
+    // nobody waits on undeferred: what is left gets a deferral of its own (schedule below).
+    clearTimeout(deferral);
+    deferral = undefined;
+    overdue = false;
+    pending = rest;
     const streams = new Set(batch.map((p) => p.streamId));
     for (const streamId of streams) busy.add(streamId);
     flushesInFlight += 1;
-    void flush(batch)
+    const participant = round?.participant();
+    void flush(batch, participant)
       .then(async (conflicted) => {
         conflictedInARow = conflicted ? conflictedInARow + 1 : 0;
         // Two processes flushing the same hot stream in lockstep conflict again and again; a
@@ -239,6 +412,7 @@ export function createGroupCommitHandler<Command, State, Event extends Stored, S
       });
     // Commands of other streams need not wait for this commit.
     schedule();
+    return true;
   }
 
   /**
@@ -246,7 +420,17 @@ export function createGroupCommitHandler<Command, State, Event extends Stored, S
    * wrote nothing, append everything in one transaction, then route each stream's result.
    * Returns whether another writer moved a stream under this batch (its commands are retried).
    */
-  async function flush(batch: P[]): Promise<boolean> {
+  async function flush(batch: P[], participant: Participant | undefined): Promise<boolean> {
+    try {
+      return await flushBatch(batch, participant);
+    } finally {
+      // A flush that appended nothing (all refused, no-ops, or its streams unreadable) must not
+      // hold up the commit it shares.
+      participant?.leave();
+    }
+  }
+
+  async function flushBatch(batch: P[], participant: Participant | undefined): Promise<boolean> {
     const byStream = groupByStream(batch);
     const loaded = await loadStreams(byStream);
     const retry: P[] = [];
@@ -258,7 +442,7 @@ export function createGroupCommitHandler<Command, State, Event extends Stored, S
     }
     let conflicted = false;
     if (plans.length > 0) {
-      const results = await appendPlans(plans);
+      const results = await appendPlans(plans, participant);
       if (results === undefined) {
         pending = [...retry, ...pending];
         return false;
@@ -346,7 +530,7 @@ export function createGroupCommitHandler<Command, State, Event extends Stored, S
    * the transaction did not commit (or we cannot know): the optimistic states are forgotten and
    * the plans' commands fail.
    */
-  async function appendPlans(plans: readonly Plan[]): Promise<AppendResults | undefined> {
+  async function appendPlans(plans: readonly Plan[], participant: Participant | undefined): Promise<AppendResults | undefined> {
     const requests: AppendRequest<Stored>[] = plans.map((plan) => ({
       streamId: plan.streamId,
       events: plan.events,
@@ -354,7 +538,7 @@ export function createGroupCommitHandler<Command, State, Event extends Stored, S
     }));
     let appending: Promise<AppendResults>;
     try {
-      appending = store.appendToStreams(requests);
+      appending = participant ? participant.append(requests) : store.appendToStreams(requests);
     } catch (error) {
       appending = Promise.reject(error);
     }
@@ -416,10 +600,27 @@ export function createGroupCommitHandler<Command, State, Event extends Stored, S
     }
   }
 
+  const self: Member = {
+    join(round) {
+      if (pending.length === 0 || !takeAndFlush(round, true)) return false;
+      // What is left waits for its streams' flushes, or for its own deferral as before.
+      return true;
+    },
+    hurry() {
+      if (deferral === undefined) return;
+      clearTimeout(deferral);
+      deferral = undefined;
+      overdue = true;
+      schedule();
+    },
+  };
+  group?.members.add(self);
+
   return {
     handle(streamId, command, hooks) {
       return new Promise((resolve, reject) => {
         pending.push({ streamId, command, resolve, reject, hooks, conflicts: 0, refusalConfirmed: false });
+        if (hooks?.deferrable) prefetch(streamId);
         schedule();
       });
     },

@@ -41,6 +41,8 @@ export async function startTestGateway(options: {
   clock?: () => Date;
   /** The forfeiture schedule's wall clock (see GatewaySeams); a test moves it past the claim period. */
   forfeitureClock?: () => Date;
+  /** How long commands nobody waits on wait to share a commit (see GatewaySeams). */
+  deferrals?: { deferMs?: number; requestLogDeferMs?: number };
 }): Promise<TestGateway> {
   const databaseUrl = options.databaseUrl ?? (await createTestDatabase('gw', { migrated: true }));
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-gw-'));
@@ -67,6 +69,7 @@ export async function startTestGateway(options: {
     keysClock: options.keysClock,
     clock: options.clock,
     forfeitureClock: options.forfeitureClock,
+    deferrals: options.deferrals,
   });
   return { gateway, url: gateway.url, databaseUrl, adminKey: TEST_ADMIN_KEY, logLines, stop: () => gateway.close() };
 }

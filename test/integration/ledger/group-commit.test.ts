@@ -7,7 +7,7 @@ import { accountDecider, accountStreamId, availableOf, balanceOf, evolveAccount,
 import { domainEventCodec, type DomainEvent } from '../../../domain/events';
 import type { CommandMetadata } from '../../../domain/events/metadata';
 import { usd } from '../../../domain/money';
-import { createGroupCommitHandler } from '../../../src/handlers/group-commit';
+import { createCommitGroup, createGroupCommitHandler } from '../../../src/handlers/group-commit';
 import type { EventStore } from '../../../src/ports/event-store';
 import { createTestDatabase } from '../../support/database';
 
@@ -267,5 +267,100 @@ describe('group commit of account commands on PostgreSQL', () => {
     const a = `acc-${randomUUID()}`;
     expect((await handler.handle(accountStreamId(a), open(a), { deferrable: true })).ok).toBe(true);
     expect((await foldedState(a)).status).toBe('open');
+  });
+
+  test('handlers of one commit group share commits: a deferrable command of one rides with the next command of another', async () => {
+    // Ten-minute deferrals: without the group, the deferred command would still be waiting.
+    const group = createCommitGroup(store);
+    const accounts = createGroupCommitHandler(store, accountDecider(), { deferMs: 600_000, group });
+    const others = createGroupCommitHandler(store, accountDecider(), { deferMs: 600_000, group });
+    const a = `acc-${randomUUID()}`;
+    const b = `acc-${randomUUID()}`;
+    expect((await accounts.handle(accountStreamId(a), open(a))).ok).toBe(true);
+    expect((await others.handle(accountStreamId(b), open(b))).ok).toBe(true);
+    let deferredDone = false;
+    const deferred = others.handle(accountStreamId(b), topUp(usd('10')), { deferrable: true }).then((r) => {
+      deferredDone = true;
+      return r;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(deferredDone).toBe(false);
+    const urgent = await accounts.handle(accountStreamId(a), topUp(usd('20')));
+    const rode = await deferred;
+    expect(urgent.ok && rode.ok).toBe(true);
+    if (!urgent.ok || !rode.ok) return;
+    expect(rode.position!.tx).toBe(urgent.position!.tx);
+    expect(balanceOf(await foldedState(b))).toBe(usd('10'));
+  });
+
+  test('a deferrable command whose stream is not in memory is read while it waits, and rides with the next commit of another handler', async () => {
+    const group = createCommitGroup(store);
+    const accounts = createGroupCommitHandler(store, accountDecider(), { deferMs: 600_000, group });
+    const a = `acc-${randomUUID()}`;
+    const b = `acc-${randomUUID()}`;
+    expect((await accounts.handle(accountStreamId(a), open(a))).ok).toBe(true);
+    // Opened by another process: this handler (in a fresh group member) has never read it.
+    expect((await createGroupCommitHandler(store, accountDecider()).handle(accountStreamId(b), open(b))).ok).toBe(true);
+    const fresh = createGroupCommitHandler(store, accountDecider(), { deferMs: 600_000, group });
+    const deferred = fresh.handle(accountStreamId(b), topUp(usd('10')), { deferrable: true });
+    // The command waits; its stream is read meanwhile (the wait is for that read, not for a time).
+    await waitUntil(async () => (await fresh.load(accountStreamId(b))).revision === 0n);
+    const urgent = await accounts.handle(accountStreamId(a), topUp(usd('20')));
+    const rode = await deferred;
+    expect(urgent.ok && rode.ok && rode.position!.tx === urgent.position!.tx).toBe(true);
+  });
+
+  test('after riding with another handler, the deferral it cut short does not fire later and leave the next deferrable command undeferred', async () => {
+    const group = createCommitGroup(store);
+    const accounts = createGroupCommitHandler(store, accountDecider(), { deferMs: 600_000, group });
+    const others = createGroupCommitHandler(store, accountDecider(), { deferMs: 300, group });
+    const a = `acc-${randomUUID()}`;
+    const b = `acc-${randomUUID()}`;
+    expect((await accounts.handle(accountStreamId(a), open(a))).ok).toBe(true);
+    expect((await others.handle(accountStreamId(b), open(b))).ok).toBe(true);
+    const first = others.handle(accountStreamId(b), topUp(usd('10')), { deferrable: true });
+    expect((await accounts.handle(accountStreamId(a), topUp(usd('10')))).ok).toBe(true);
+    expect((await first).ok).toBe(true);
+    // Past the moment the first command's deferral would have fired, had it been left running.
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    // The next deferrable command waits again (a turn of the event loop later it has not committed
+    // alone), and rides with the next command somebody waits on.
+    const second = others.handle(accountStreamId(b), topUp(usd('10')), { deferrable: true });
+    await new Promise((resolve) => setImmediate(resolve));
+    const urgent = await accounts.handle(accountStreamId(a), topUp(usd('10')));
+    const rode = await second;
+    expect(urgent.ok && rode.ok && rode.position!.tx === urgent.position!.tx).toBe(true);
+  });
+
+  test('hurry: while someone waits for deferred commands, they are not deferred', async () => {
+    const group = createCommitGroup(store);
+    const handler = createGroupCommitHandler(store, accountDecider(), { deferMs: 600_000, group });
+    const a = `acc-${randomUUID()}`;
+    expect((await handler.handle(accountStreamId(a), open(a))).ok).toBe(true);
+    // Waiting on a command already deferred ends its deferral...
+    const first = handler.handle(accountStreamId(a), topUp(usd('10')), { deferrable: true });
+    expect((await group.hurry(first)).ok).toBe(true);
+    // ...and a command deferred while someone waits is not deferred at all.
+    let release!: () => void;
+    const waiting = group.hurry(new Promise<void>((resolve) => (release = resolve)));
+    expect((await handler.handle(accountStreamId(a), topUp(usd('10')), { deferrable: true })).ok).toBe(true);
+    release();
+    await waiting;
+    expect(balanceOf(await foldedState(a))).toBe(usd('20'));
+  });
+
+  test('a participant of a shared commit that writes nothing does not hold it up', async () => {
+    const group = createCommitGroup(store);
+    const accounts = createGroupCommitHandler(store, accountDecider(), { deferMs: 600_000, group });
+    const others = createGroupCommitHandler(store, accountDecider(), { deferMs: 600_000, group });
+    const a = `acc-${randomUUID()}`;
+    const b = `acc-${randomUUID()}`;
+    expect((await accounts.handle(accountStreamId(a), open(a))).ok).toBe(true);
+    expect((await others.handle(accountStreamId(b), open(b))).ok).toBe(true);
+    // Refused (the account is open already), nothing to write: it joins the next commit and leaves it.
+    const refused = others.handle(accountStreamId(b), open(b), { deferrable: true });
+    expect((await accounts.handle(accountStreamId(a), topUp(usd('10')))).ok).toBe(true);
+    // Its refusal is confirmed on a fresh read in a flush of its own, which is not deferred again.
+    expect((await group.hurry(refused)).ok).toBe(false);
   });
 });

@@ -67,16 +67,78 @@ test('an empty append only checks the expected version', async () => {
   expect(await store.readStream(id)).toEqual({ revision: null, events: [] });
 });
 
-test('a live subscriber is woken by NOTIFY after the append commits, long before its fallback poll', async () => {
+test('a live subscriber is woken by NOTIFY after another process appends, long before its fallback poll', async () => {
   const position = (await store.appendToStream(stream('notify-marker'), [deposited(0n)], { expectedVersion: 'no_stream' })).lastPosition;
   const id = stream('notify');
   const arrival = firstValueFrom(store.subscribe(position));
   // Waiting: its LISTEN is in place. The fallback poll is a minute away, beyond this test's own
-  // timeout, so the event arriving at all means NOTIFY woke the subscriber.
+  // timeout, so the event arriving at all means NOTIFY woke the subscriber. The writer is another
+  // store (as another process): a store's own appends wake its subscribers in the process.
   await until(async () => ((await listeners()) === 1 ? true : undefined), { what: 'the subscriber to LISTEN' });
-  await store.appendToStream(id, [deposited(1n)], { expectedVersion: 'no_stream' });
-  const event = await within(arrival, 'the event (only NOTIFY can bring it before the 60 s poll)', 20_000);
-  expect(event.streamId).toBe(id);
+  const other = createPostgresEventStore(pool, testEventCodec, { pollIntervalMs: 60_000 });
+  try {
+    await other.appendToStream(id, [deposited(1n)], { expectedVersion: 'no_stream' });
+    const event = await within(arrival, 'the event (only NOTIFY can bring it before the 60 s poll)', 20_000);
+    expect(event.streamId).toBe(id);
+  } finally {
+    await other.close();
+  }
+});
+
+test("a store's own appends wake its own subscribers in the process, without any NOTIFY", async () => {
+  // No NOTIFY at all, and a poll a minute away: only the in-process wake-up can bring the events.
+  const silent = createPostgresEventStore(pool, testEventCodec, { pollIntervalMs: 60_000, idlePollMaxMs: 60_000, notify: false });
+  const id = stream('own');
+  const seen: bigint[] = [];
+  let subscription: Subscription | undefined;
+  try {
+    subscription = silent.subscribe(await silent.headPosition()).subscribe((event) => {
+      if (event.streamId === id) seen.push(event.revision);
+    });
+    await until(async () => ((await listeners()) >= 1 ? true : undefined), { what: 'the subscriber to LISTEN' });
+    for (let i = 0; i < 5; i++) {
+      await silent.appendToStream(id, [deposited(BigInt(i))], { expectedVersion: i === 0 ? 'no_stream' : BigInt(i - 1) });
+      await until(async () => (seen.length === i + 1 ? true : undefined), { what: `event ${i} (the poll is a minute away)`, timeoutMs: 20_000 });
+    }
+    expect(seen).toEqual([0n, 1n, 2n, 3n, 4n]);
+  } finally {
+    subscription?.unsubscribe();
+    await silent.close();
+  }
+});
+
+test('a burst of appends sends one NOTIFY at once and at most one per spacing after it; the one still due is sent at close', async () => {
+  // Counted by what a listener hears: each wake-up NOTIFY is a transaction of its own, delivered
+  // in commit order. A spacing of ten minutes: the burst is over long before it.
+  const listener = await pool.connect();
+  const wakes: string[] = [];
+  let markerHeard!: () => void;
+  const marker = new Promise<void>((resolve) => (markerHeard = resolve));
+  const wakesAtClose = { count: -1 };
+  listener.on('notification', (message) => {
+    if (message.payload === 'test-marker') markerHeard();
+    else if (message.payload?.startsWith('wake:')) wakes.push(message.payload);
+  });
+  await listener.query('LISTEN tollgate_events');
+  const writer = createPostgresEventStore(pool, testEventCodec, { pollIntervalMs: 60_000, notifySpacingMs: 600_000 });
+  try {
+    const id = stream('burst');
+    for (let i = 0; i < 20; i++) await writer.appendToStream(id, [deposited(BigInt(i))], { expectedVersion: i === 0 ? 'no_stream' : BigInt(i - 1) });
+    // Everything sent before this marker is heard before it.
+    await pool.query("SELECT pg_notify('tollgate_events', 'test-marker')");
+    await within(marker, 'the marker', 20_000);
+    expect(wakes).toHaveLength(1);
+    // The appends after the first are announced once more, by the close (not ten minutes later).
+    await writer.close();
+    await until(async () => (wakes.length >= 2 ? true : undefined), { what: 'the NOTIFY still due at close' });
+    wakesAtClose.count = wakes.length;
+    expect(new Set(wakes).size).toBe(1);
+  } finally {
+    await writer.close();
+    await listener.query('UNLISTEN tollgate_events').catch(() => undefined);
+    listener.release();
+  }
+  expect(wakesAtClose.count).toBe(2);
 });
 
 test('a quiet subscription backs its fallback poll off, each poll one statement', async () => {
