@@ -97,7 +97,7 @@ import { migrations } from '../adapters/postgres/migrations';
 import { ApiKeys } from '../src/api-keys';
 import { systemMetadata } from '../src/command-metadata';
 import { createLedger } from '../src/ledger';
-import { flag, freePort, printTable, startBenchPostgres, type BenchPostgres } from './support/embedded-postgres';
+import { flag, freePort, printTable, runBench, startBenchPostgres, type BenchPostgres } from './support/embedded-postgres';
 import { stopChild } from '../adapters/stop-child';
 import { limiterCost } from './support/limiter-cost';
 import { buildIfStale, GATEWAY_MAIN } from './support/dist';
@@ -952,16 +952,4 @@ async function main(): Promise<number> {
 }
 
 // bench/streams.ts imports the harness above without running this benchmark.
-if (require.main === module) {
-  if (process.argv.includes('--help') || process.argv.includes('-h')) {
-    process.stdout.write(USAGE);
-    process.exit(0);
-  }
-  main().then(
-    (code) => process.exit(code),
-    (error: unknown) => {
-      console.error(error);
-      process.exit(1);
-    },
-  );
-}
+if (require.main === module) runBench(USAGE, main);

@@ -62,7 +62,7 @@ import {
   waitForPort,
 } from './gateway';
 import { buildIfStale, GATEWAY_MAIN } from './support/dist';
-import { flag, freePort, printTable, startBenchPostgres, type BenchPostgres } from './support/embedded-postgres';
+import { flag, freePort, printTable, runBench, startBenchPostgres, type BenchPostgres } from './support/embedded-postgres';
 import { attachStrace } from './support/strace';
 
 const TARGETS = ['direct', 'bare-proxy', 'ledger-floor', 'tollgate'] as const;
@@ -231,16 +231,4 @@ async function main(): Promise<number> {
   }
 }
 
-if (require.main === module) {
-  if (process.argv.includes('--help') || process.argv.includes('-h')) {
-    process.stdout.write(USAGE);
-    process.exit(0);
-  }
-  main().then(
-    (code) => process.exit(code),
-    (error: unknown) => {
-      console.error(error);
-      process.exit(1);
-    },
-  );
-}
+if (require.main === module) runBench(USAGE, main);

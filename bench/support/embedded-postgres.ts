@@ -111,3 +111,21 @@ export function flag(name: string, fallback: number): number {
   if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} needs a positive number`);
   return value;
 }
+
+/**
+ * A bench's entry point: `--help` prints its usage, else `main` runs and its number is the exit
+ * code (1 when it throws).
+ */
+export function runBench(usage: string, main: () => Promise<number>): void {
+  if (process.argv.includes('--help') || process.argv.includes('-h')) {
+    process.stdout.write(usage);
+    process.exit(0);
+  }
+  main().then(
+    (code) => process.exit(code),
+    (error: unknown) => {
+      console.error(error);
+      process.exit(1);
+    },
+  );
+}

@@ -269,15 +269,21 @@ describe('group commit of account commands on PostgreSQL', () => {
     expect((await foldedState(a)).status).toBe('open');
   });
 
-  test('handlers of one commit group share commits: a deferrable command of one rides with the next command of another', async () => {
-    // Ten-minute deferrals: without the group, the deferred command would still be waiting.
+  /** Two handlers of one commit group, each with an account opened: `accounts` defers for ten minutes, `others` for `othersDeferMs`. */
+  async function groupOfTwo(othersDeferMs: number) {
     const group = createCommitGroup(store);
     const accounts = createGroupCommitHandler(store, accountDecider(), { deferMs: 600_000, group });
-    const others = createGroupCommitHandler(store, accountDecider(), { deferMs: 600_000, group });
+    const others = createGroupCommitHandler(store, accountDecider(), { deferMs: othersDeferMs, group });
     const a = `acc-${randomUUID()}`;
     const b = `acc-${randomUUID()}`;
     expect((await accounts.handle(accountStreamId(a), open(a))).ok).toBe(true);
     expect((await others.handle(accountStreamId(b), open(b))).ok).toBe(true);
+    return { accounts, others, a, b };
+  }
+
+  test('handlers of one commit group share commits: a deferrable command of one rides with the next command of another', async () => {
+    // Ten-minute deferrals: without the group, the deferred command would still be waiting.
+    const { accounts, others, a, b } = await groupOfTwo(600_000);
     let deferredDone = false;
     const deferred = others.handle(accountStreamId(b), topUp(usd('10')), { deferrable: true }).then((r) => {
       deferredDone = true;
@@ -311,13 +317,7 @@ describe('group commit of account commands on PostgreSQL', () => {
   });
 
   test('after riding with another handler, the deferral it cut short does not fire later and leave the next deferrable command undeferred', async () => {
-    const group = createCommitGroup(store);
-    const accounts = createGroupCommitHandler(store, accountDecider(), { deferMs: 600_000, group });
-    const others = createGroupCommitHandler(store, accountDecider(), { deferMs: 300, group });
-    const a = `acc-${randomUUID()}`;
-    const b = `acc-${randomUUID()}`;
-    expect((await accounts.handle(accountStreamId(a), open(a))).ok).toBe(true);
-    expect((await others.handle(accountStreamId(b), open(b))).ok).toBe(true);
+    const { accounts, others, a, b } = await groupOfTwo(300);
     const first = others.handle(accountStreamId(b), topUp(usd('10')), { deferrable: true });
     expect((await accounts.handle(accountStreamId(a), topUp(usd('10')))).ok).toBe(true);
     expect((await first).ok).toBe(true);
