@@ -97,6 +97,42 @@ async function otherWriterReservesFirst(
   await blocker.query('COMMIT');
 }
 
+/**
+ * What each test starts from: an account with USD 20 and a key, its state cached in the gateway
+ * (as after serving it once), its stream row held by `blocker` so the gateway's append waits, an
+ * `observer` connection, and waits on the upstream's counters as they were before the request.
+ */
+async function arrange() {
+  const { ledger, keys } = tg.gateway;
+  const accountId = await openAccount(ledger, { topUpUsd: '20' });
+  const { keyId, secret } = await issueKey(keys, accountId);
+  const known = await ledger.accounts.load(accountStreamId(accountId));
+  const receivedBefore = upstream.received[MODEL] ?? 0;
+  const cancelledBefore = upstream.cancelled[MODEL] ?? 0;
+  const blocker = await holdStreamRow(accountId);
+  const observer = new Client({ connectionString: tg.databaseUrl });
+  await observer.connect();
+  return {
+    accountId,
+    keyId,
+    secret,
+    known,
+    blocker,
+    observer,
+    receivedBefore,
+    /** The reservation was decided in memory and its commit is held: the upstream has the request already. */
+    dispatched: () =>
+      until(() => ((upstream.received[MODEL] ?? 0) > receivedBefore ? true : undefined), { what: 'the speculative dispatch to reach the upstream' }),
+    cancelled: (what = 'the upstream to see its request cancelled') =>
+      until(() => ((upstream.cancelled[MODEL] ?? 0) > cancelledBefore ? true : undefined), { what }),
+    async release() {
+      await blocker.query('ROLLBACK').catch(() => undefined); // committed already where another writer went first
+      await blocker.end();
+      await observer.end();
+    },
+  };
+}
+
 async function streamingRequest(secret: string): Promise<{ status: number; contentType: string | null; text: string }> {
   const response = await fetch(`${tg.url}/v1/chat/completions`, {
     method: 'POST',
@@ -113,20 +149,13 @@ function openAiError(text: string): { code?: unknown; type?: unknown } {
 }
 
 test('the database connection is lost mid-commit: the upstream is cancelled, the client gets 503, nothing relayed or charged', async () => {
-  const { ledger, keys } = tg.gateway;
-  const accountId = await openAccount(ledger, { topUpUsd: '20' });
-  const { secret } = await issueKey(keys, accountId);
+  const { ledger } = tg.gateway;
+  const held = await arrange();
+  const { accountId, observer } = held;
   const before = await accountEvents(ledger, accountId);
-  const receivedBefore = upstream.received[MODEL] ?? 0;
-  const cancelledBefore = upstream.cancelled[MODEL] ?? 0;
-
-  const blocker = await holdStreamRow(accountId);
-  const observer = new Client({ connectionString: tg.databaseUrl });
-  await observer.connect();
   try {
-    const answer = streamingRequest(secret);
-    // The reservation was decided in memory and its commit is held: the upstream has the request already.
-    await until(() => ((upstream.received[MODEL] ?? 0) > receivedBefore ? true : undefined), { what: 'the speculative dispatch to reach the upstream' });
+    const answer = streamingRequest(held.secret);
+    await held.dispatched();
     const pid = await blockedAppend(observer);
     await observer.query('SELECT pg_terminate_backend($1)', [pid]);
 
@@ -135,11 +164,9 @@ test('the database connection is lost mid-commit: the upstream is cancelled, the
     expect(contentType).toMatch(/^application\/json/);
     expect(openAiError(text).code).toBe('service_unavailable');
     expect(text).not.toContain('data:');
-    await until(() => ((upstream.cancelled[MODEL] ?? 0) > cancelledBefore ? true : undefined), { what: 'the upstream to see its request cancelled' });
+    await held.cancelled();
   } finally {
-    await blocker.query('ROLLBACK');
-    await blocker.end();
-    await observer.end();
+    await held.release();
   }
 
   // Nothing was written for the request, and the credit is whole (the release of a placement of
@@ -152,34 +179,24 @@ test('the database connection is lost mid-commit: the upstream is cancelled, the
 });
 
 test('another writer spends the credit first: the upstream is cancelled, the request is decided again and refused (429), nothing relayed or charged', async () => {
-  const { ledger, keys, policy } = tg.gateway;
-  const accountId = await openAccount(ledger, { topUpUsd: '20' });
-  const { secret } = await issueKey(keys, accountId);
-  // The gateway knows the account's state (cached), as it would after serving it once.
-  const { state, revision } = await ledger.accounts.load(accountStreamId(accountId));
-  const receivedBefore = upstream.received[MODEL] ?? 0;
-  const cancelledBefore = upstream.cancelled[MODEL] ?? 0;
-
-  const blocker = await holdStreamRow(accountId);
-  const observer = new Client({ connectionString: tg.databaseUrl });
-  await observer.connect();
+  const { ledger, policy } = tg.gateway;
+  const held = await arrange();
+  const { accountId, known } = held;
   try {
-    const answer = streamingRequest(secret);
-    await until(() => ((upstream.received[MODEL] ?? 0) > receivedBefore ? true : undefined), { what: 'the speculative dispatch to reach the upstream' });
-    await blockedAppend(observer);
+    const answer = streamingRequest(held.secret);
+    await held.dispatched();
+    await blockedAppend(held.observer);
     // Another gateway reserves the whole available credit and commits first.
-    await otherWriterReservesFirst(blocker, accountId, { state, revision }, policy, availableOf(state));
+    await otherWriterReservesFirst(held.blocker, accountId, known, policy, availableOf(known.state));
 
     const { status, contentType, text } = await within(answer, 'the answer');
     expect(status).toBe(429);
     expect(contentType).toMatch(/^application\/json/);
     expect(openAiError(text).code).toBe('insufficient_quota');
     expect(text).not.toContain('data:');
-    await until(() => ((upstream.cancelled[MODEL] ?? 0) > cancelledBefore ? true : undefined), { what: 'the upstream to see its request cancelled' });
+    await held.cancelled();
   } finally {
-    await blocker.query('ROLLBACK').catch(() => undefined); // committed already, unless the test failed first
-    await blocker.end();
-    await observer.end();
+    await held.release();
   }
 
   // Only the other writer's reservation is on the stream.
@@ -188,16 +205,9 @@ test('another writer spends the credit first: the upstream is cancelled, the req
 });
 
 test('another writer moves the account but leaves credit: the speculative request is cancelled, and dispatched afresh once the reservation is decided again and durable', async () => {
-  const { ledger, keys, policy } = tg.gateway;
-  const accountId = await openAccount(ledger, { topUpUsd: '20' });
-  const { keyId, secret } = await issueKey(keys, accountId);
-  const { state, revision } = await ledger.accounts.load(accountStreamId(accountId));
-  const receivedBefore = upstream.received[MODEL] ?? 0;
-  const cancelledBefore = upstream.cancelled[MODEL] ?? 0;
-
-  const blocker = await holdStreamRow(accountId);
-  const observer = new Client({ connectionString: tg.databaseUrl });
-  await observer.connect();
+  const { ledger, policy } = tg.gateway;
+  const held = await arrange();
+  const { accountId, keyId, secret, known } = held;
   const client = new AbortController();
   let firstBytes: string;
   try {
@@ -207,10 +217,10 @@ test('another writer moves the account but leaves credit: the speculative reques
       body: JSON.stringify({ model: MODEL, stream: true, max_tokens: 16, messages: [{ role: 'user', content: 'hello' }] }),
       signal: client.signal,
     });
-    await until(() => ((upstream.received[MODEL] ?? 0) > receivedBefore ? true : undefined), { what: 'the speculative dispatch to reach the upstream' });
-    await blockedAppend(observer);
+    await held.dispatched();
+    await blockedAppend(held.observer);
     // Another gateway reserves one dollar and commits first: the gateway's append conflicts.
-    await otherWriterReservesFirst(blocker, accountId, { state, revision }, policy, 1_000_000n);
+    await otherWriterReservesFirst(held.blocker, accountId, known, policy, 1_000_000n);
 
     // Decided again on the moved stream, committed, then dispatched afresh: the client gets the stream.
     const response = await within(answer, 'the answer');
@@ -220,13 +230,11 @@ test('another writer moves the account but leaves credit: the speculative reques
     const { value } = await within(reader.read(), 'the first bytes of the stream');
     firstBytes = new TextDecoder().decode(value);
     // The speculative request was cancelled, and a second one sent after the commit.
-    expect(upstream.received[MODEL]).toBe(receivedBefore + 2);
-    await until(() => ((upstream.cancelled[MODEL] ?? 0) > cancelledBefore ? true : undefined), { what: 'the speculative request to be cancelled' });
+    expect(upstream.received[MODEL]).toBe(held.receivedBefore + 2);
+    await held.cancelled('the speculative request to be cancelled');
     client.abort();
   } finally {
-    await blocker.query('ROLLBACK').catch(() => undefined);
-    await blocker.end();
-    await observer.end();
+    await held.release();
   }
   expect(firstBytes).toContain('data:');
   expect(firstBytes).toContain('word0');
