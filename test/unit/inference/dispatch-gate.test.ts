@@ -37,10 +37,10 @@ function recordingSink(calls: string[]): StreamSink {
 
 const settle = () => new Promise((resolve) => setImmediate(resolve));
 
-test('before open nothing reaches the client and the relay waits after its first write; open lets it through in order', async () => {
+/** A relay of `parts` into a recording sink behind a fresh gate, started. */
+function relayBehindGate(parts: string[]) {
   const calls: string[] = [];
   const gate = dispatchGate();
-  const parts = [event('a'), event('b'), event('c', 'stop'), 'data: [DONE]\n\n'];
   const upstream = upstreamBody(parts);
   const relaying = relayStream({
     body: upstream.body,
@@ -51,6 +51,12 @@ test('before open nothing reaches the client and the relay waits after its first
     now: () => 0,
     countPrompt: () => 1,
   });
+  return { calls, gate, upstream, relaying };
+}
+
+test('before open nothing reaches the client and the relay waits after its first write; open lets it through in order', async () => {
+  const parts = [event('a'), event('b'), event('c', 'stop'), 'data: [DONE]\n\n'];
+  const { calls, gate, upstream, relaying } = relayBehindGate(parts);
   for (let i = 0; i < 5; i++) await settle();
   expect(calls).toEqual([]);
   // The relay holds one write and reads no further.
@@ -64,18 +70,7 @@ test('before open nothing reaches the client and the relay waits after its first
 });
 
 test('cancel: the held write is dropped, the relay ends as cancelled, nothing ever reaches the client', async () => {
-  const calls: string[] = [];
-  const gate = dispatchGate();
-  const upstream = upstreamBody([event('a'), event('b'), event('c', 'stop'), 'data: [DONE]\n\n']);
-  const relaying = relayStream({
-    body: upstream.body,
-    sink: gate.sink(recordingSink(calls)),
-    signal: gate.cancelled,
-    clientWantsUsage: false,
-    operation: 'chat',
-    now: () => 0,
-    countPrompt: () => 1,
-  });
+  const { calls, gate, upstream, relaying } = relayBehindGate([event('a'), event('b'), event('c', 'stop'), 'data: [DONE]\n\n']);
   for (let i = 0; i < 5; i++) await settle();
   gate.cancel();
   const result = await relaying;

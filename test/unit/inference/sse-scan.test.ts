@@ -150,10 +150,11 @@ function collectingSink(out: string[]): StreamSink {
   return { open: () => {}, write: (c) => void out.push(c), waitForDrain: async () => {}, cork: () => {}, flush: () => {} };
 }
 
-async function relay(reads: readonly string[], options: { clientWantsUsage?: boolean; publicModel?: string } = {}) {
+/** Relays the upstream's reads, as bytes, into a collecting sink. */
+async function relayReads(reads: readonly Buffer[], options: { clientWantsUsage?: boolean; publicModel?: string } = {}) {
   const out: string[] = [];
   async function* body() {
-    for (const read of reads) yield Buffer.from(read);
+    yield* reads;
   }
   const result: RelayResult = await relayStream({
     body: body(),
@@ -167,23 +168,17 @@ async function relay(reads: readonly string[], options: { clientWantsUsage?: boo
   return { result, out: out.join('') };
 }
 
-async function relaySplitBytes(text: string, at: number, options: Parameters<typeof relay>[1] = {}) {
+function relay(reads: readonly string[], options: Parameters<typeof relayReads>[1] = {}) {
+  return relayReads(
+    reads.map((read) => Buffer.from(read)),
+    options,
+  );
+}
+
+/** The text's bytes in two reads, cut at byte `at` (inside a character, a line end or a key alike). */
+function relaySplitBytes(text: string, at: number, options: Parameters<typeof relayReads>[1] = {}) {
   const bytes = Buffer.from(text);
-  const out: string[] = [];
-  async function* body() {
-    yield bytes.subarray(0, at);
-    yield bytes.subarray(at);
-  }
-  const result = await relayStream({
-    body: body(),
-    sink: collectingSink(out),
-    clientWantsUsage: options.clientWantsUsage ?? false,
-    operation: 'chat',
-    publicModel: options.publicModel,
-    now: () => 5,
-    countPrompt: () => 9,
-  });
-  return { result, out: out.join('') };
+  return relayReads([bytes.subarray(0, at), bytes.subarray(at)], options);
 }
 
 const answer = ['Héllo', ' wörld 🌍', ' "usage": {} inside', ' done'];
