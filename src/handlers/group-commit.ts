@@ -80,8 +80,8 @@ interface Round {
 }
 
 interface Member {
-  /** starts a flush of what waits now (deferred or not) as part of `round`; false when it cannot */
-  join(round: Round): boolean;
+  /** starts a flush of what waits now (deferred or not) as part of `round`, if it can */
+  join(round: Round): void;
   /** a reader waits: what waits only for deferral is flushed now */
   hurry(): void;
 }
@@ -602,9 +602,8 @@ export function createGroupCommitHandler<Command, State, Event extends Stored, S
 
   const self: Member = {
     join(round) {
-      if (pending.length === 0 || !takeAndFlush(round, true)) return false;
-      // What is left waits for its streams' flushes, or for its own deferral as before.
-      return true;
+      // What is not taken waits for its streams' flushes, or for its own deferral as before.
+      takeAndFlush(round, true);
     },
     hurry() {
       if (deferral === undefined) return;

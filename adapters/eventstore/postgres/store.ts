@@ -138,7 +138,7 @@ const NOTIFY_SPACING_MS = 25;
 // The payload names the store that sent it (a random id), so that its own LISTEN ignores it: its
 // own subscribers were woken in the process. Other processes take any payload that is not an
 // announcement as a plain wake-up.
-const wakeSql = (storeId: string) => `BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_notify('${EVENTS_CHANNEL}', 'wake:${storeId}'); COMMIT`;
+const wakeSql = (payload: string) => `BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_notify('${EVENTS_CHANNEL}', '${payload}'); COMMIT`;
 const DEFAULT_PAGE_SIZE = 1_000;
 
 // A notification payload that names a stream (announced appends; plain wake-ups carry none).
@@ -212,7 +212,7 @@ export function createPostgresEventStore<E>(pool: Pool, codec: EventCodec<E>, op
   // NOTIFY at the end of that window. Never two in flight.
   const notifySpacingMs = options.notifySpacingMs ?? NOTIFY_SPACING_MS;
   const ownWake = `wake:${randomBytes(8).toString('hex')}`;
-  const NOTIFY_SQL = wakeSql(ownWake.slice('wake:'.length));
+  const NOTIFY_SQL = wakeSql(ownWake);
   let announcing: Promise<void> | undefined;
   let spacing: NodeJS.Timeout | undefined;
   let trailing = false;
