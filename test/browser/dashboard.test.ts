@@ -4,7 +4,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { startStripeTestServer, type StripeTestServer } from '../support/stripe-stand-in';
 import { formatUsd, requestCost, usd } from '../../domain/money';
 import { apiClient } from '../integration/admin/http';
-import { launchChromium, screenshot, signOut, SCREENSHOT_DIR } from '../support/browser';
+import { launchChromium, SCREENSHOT_DIR, screenshot, settled, signOut } from '../support/browser';
 import { addModel, openAiClient } from '../support/e2e-setup';
 import { lastRetentionRun } from '../../src/compliance/retention-schedule';
 import { until } from '../support/wait';
@@ -84,12 +84,6 @@ afterEach(() => {
   const errors = pageErrors.splice(0);
   expect(errors).toEqual([]);
 });
-
-/** Every part of the page has loaded (a page may show several "Loading…" at once). */
-async function settled(page: Page): Promise<void> {
-  await page.locator('h1').waitFor();
-  await page.waitForFunction(`!document.body.innerText.includes('Loading…')`);
-}
 
 async function signIn(page: Page, key: string): Promise<void> {
   await page.goto(`${tg.url}/dashboard/#/key-sign-in`);
@@ -265,7 +259,7 @@ describe('admin', () => {
     await page.keyboard.press('Enter');
     await page.waitForURL('**/#/models');
     // Focus moves to the new page's heading once it has rendered.
-    await page.waitForFunction(`document.activeElement?.tagName === 'H1'`);
+    await page.locator('h1:focus').waitFor();
     await expect(page.evaluate<string>('document.activeElement.outerHTML')).resolves.toMatch(/^<h1[^>]*>Models and prices<\/h1>$/);
     await show(page, 'accounts');
   });

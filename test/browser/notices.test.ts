@@ -1,6 +1,6 @@
 import type { Browser, Page } from 'playwright-core';
 import { apiClient } from '../integration/admin/http';
-import { launchChromium, screenshot } from '../support/browser';
+import { launchChromium, screenshot, settled } from '../support/browser';
 import { startTestGateway, TEST_ADMIN_KEY, type TestGateway } from '../support/gateway';
 import { defaultMockLlmConfig, startMockLlm, type MockLlm } from '../support/mock-llm';
 import { until } from '../support/wait';
@@ -107,8 +107,7 @@ test('a notice shows as a banner until dismissed, and stays in the list; essenti
   await until(async () => ((await call()('GET', '/v1/account/notices', customerKey)).body.data.length === 2 ? true : undefined), { what: 'the second notice' });
   await page.goto(`${tg.url}/dashboard/#/balance`);
   await page.reload();
-  await page.locator('h1').waitFor();
-  await page.waitForFunction(`!document.body.innerText.includes('Loading…')`);
+  await settled(page);
   await expect(page.getByRole('region', { name: 'Notices' }).count()).resolves.toBe(0);
   await context.close();
 });

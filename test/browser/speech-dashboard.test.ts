@@ -5,7 +5,7 @@ import type { Browser, Page } from 'playwright-core';
 import { PRICE_BOOK_STREAM_ID, type Operation } from '../../domain/price-book';
 import { systemMetadata } from '../../src/command-metadata';
 import { apiClient } from '../integration/admin/http';
-import { launchChromium, screenshot, signOut } from '../support/browser';
+import { launchChromium, screenshot, settled, signOut } from '../support/browser';
 import { openAiClient } from '../support/e2e-setup';
 import { startTestGateway, TEST_ADMIN_KEY, type TestGateway } from '../support/gateway';
 import { espeakWav, startSpeechServer, wavDurationSeconds, type SpeechServer } from '../support/speech-server';
@@ -87,8 +87,7 @@ test('the usage page shows audio seconds and input characters, with a chart for 
   await page.goto(`${tg.url}/dashboard/#/usage`);
   await page.reload();
   const seconds = `${audioMs / 1_000n}.${(audioMs % 1_000n).toString().padStart(3, '0')}`;
-  await page.locator('h1').waitFor();
-  await page.waitForFunction(`!document.body.innerText.includes('Loading…')`);
+  await settled(page);
   const whisper = page.locator('#usage-by-model').getByRole('row', { name: /whisper \(transcription\)/ });
   await whisper.waitFor();
   // Requests, errors, input and output tokens, audio seconds, characters, cost (100 micro-USD a second, rounded up once).

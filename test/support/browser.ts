@@ -51,3 +51,16 @@ export async function signOut(page: Page): Promise<void> {
   // section and fields while that page is still up, a strict-mode error.
   await page.locator('#sign-in-password').waitFor();
 }
+
+/**
+ * Every part of the page has loaded (a page may show several "Loading…" at once). The condition is
+ * a function, never a string: Playwright evaluates a string condition again on every poll, and the
+ * dashboard's CSP (no 'unsafe-eval') refuses those later evaluations whenever Chromium's exemption
+ * for DevTools does not cover them, which failed a CI run (microsoft/playwright#36986). A function
+ * is evaluated once, inside the exempt call, and only called after.
+ */
+export async function settled(page: Page): Promise<void> {
+  await page.locator('h1').waitFor();
+  // biome-ignore lint/performance/useDomNodeTextContent: the text shown is what counts, as before.
+  await page.waitForFunction(() => !(globalThis as unknown as { document: { body: { innerText: string } } }).document.body.innerText.includes('Loading…'));
+}
