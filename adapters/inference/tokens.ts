@@ -32,6 +32,44 @@ const MAX_CACHED_PIECES = 50_000;
 /** Longer pieces (a run of symbols, a long number) are rare and counted each time. */
 const MAX_CACHED_PIECE_LENGTH = 64;
 
+/**
+ * Longest text handed to the encoder at once. Its byte-pair merges cost time quadratic in a
+ * piece's length, and one piece can be a whole prompt: a run of letters without a space (Chinese,
+ * Japanese, a word repeated without spaces) or of one symbol is a single piece. Measured: 20,000
+ * Chinese characters took 3.5 s, 80,000 took 55 s, all of it blocking every other request; the
+ * body limit (8 MiB) allows millions. A longer piece is counted in parts of this length, each at
+ * about 0.03-0.16 us a character (`npx tsx bench/tokens.ts`). The count is already an estimate
+ * (open-weight models have their own tokenizers); a cut may move it by up to 3 tokens (measured
+ * over runs of 13 scripts and symbols at every length to 1,600 characters; mostly 0 or 1, and
+ * test/unit/inference/tokens.test.ts holds the bound), while every piece up to this length is exact.
+ */
+export const MAX_ENCODED_LENGTH = 256;
+
+/** The texts countTextTokens hands to the encoder: the pre-tokenizer's pieces, long ones in parts. */
+export function encodedPieces(text: string): string[] {
+  const parts: string[] = [];
+  for (const [piece] of text.matchAll(CL100K_TOKEN_SPLIT_REGEX)) {
+    if (piece.length <= MAX_ENCODED_LENGTH) parts.push(piece);
+    else forEachPart(piece, (part) => parts.push(part));
+  }
+  return parts;
+}
+
+/** A long piece in parts of at most MAX_ENCODED_LENGTH, never cut inside a surrogate pair. */
+function forEachPart(piece: string, use: (part: string) => void): void {
+  for (let start = 0; start < piece.length; ) {
+    let end = Math.min(start + MAX_ENCODED_LENGTH, piece.length);
+    // Never between the two halves of a surrogate pair (an emoji, a rare CJK character).
+    if (end < piece.length && isLowSurrogate(piece.charCodeAt(end))) end--;
+    use(piece.slice(start, end));
+    start = end;
+  }
+}
+
+function isLowSurrogate(code: number): boolean {
+  return code >= 0xdc00 && code <= 0xdfff;
+}
+
 function countPiece(piece: string): number {
   const known = pieceCounts.get(piece);
   if (known !== undefined) return known;
@@ -48,7 +86,10 @@ function countPiece(piece: string): number {
 export function countTextTokens(text: string): number {
   if (text.length === 0) return 0;
   let total = 0;
-  for (const [piece] of text.matchAll(CL100K_TOKEN_SPLIT_REGEX)) total += countPiece(piece);
+  for (const [piece] of text.matchAll(CL100K_TOKEN_SPLIT_REGEX)) {
+    if (piece.length <= MAX_ENCODED_LENGTH) total += countPiece(piece);
+    else forEachPart(piece, (part) => (total += countPiece(part)));
+  }
   return total;
 }
 
@@ -121,7 +162,8 @@ function countValueTokens(value: unknown): number {
  * Counts the tokens of text that arrives in pieces (a stream's deltas) while holding only a few
  * KiB of it, whatever the answer's length: what has piled up is counted at a space that follows a
  * non-space (a place where cl100k's pre-tokenizer splits anyway, so the sum equals counting the
- * whole text) and dropped, the rest kept for the next piece.
+ * whole text) and dropped, the rest kept for the next piece. A window with no such space is cut
+ * between encoder parts instead, as countTextTokens cuts a long piece.
  */
 export class StreamingTokenCounter {
   private tail = '';
@@ -144,6 +186,14 @@ export class StreamingTokenCounter {
         return;
       }
     }
+    // No such space in the whole window (Chinese, Japanese, Thai, a long run of one symbol):
+    // counted up to a whole number of encoder parts (MAX_ENCODED_LENGTH), as countTextTokens cuts
+    // a long piece, and dropped. Without this the window grew with the answer and each piece
+    // rescanned it: 20,000 Chinese characters streamed cost 4 s.
+    let cut = this.tail.length - (this.tail.length % MAX_ENCODED_LENGTH);
+    if (isLowSurrogate(this.tail.charCodeAt(cut))) cut--;
+    this.counted += countTextTokens(this.tail.slice(0, cut));
+    this.tail = this.tail.slice(cut);
   }
 
   /**

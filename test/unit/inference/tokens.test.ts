@@ -1,10 +1,13 @@
 import fc from 'fast-check';
+import { CL100K_TOKEN_SPLIT_REGEX } from 'gpt-tokenizer/cjs/encodingParams/constants';
 import { countTokens as encoderCountTokens } from 'gpt-tokenizer/encoding/cl100k_base';
 import {
   countChatPromptTokens,
   countCompletionPromptTokens,
   countEmbeddingInputTokens,
   countTextTokens,
+  encodedPieces,
+  MAX_ENCODED_LENGTH,
   StreamingTokenCounter,
 } from '../../../adapters/inference/tokens';
 
@@ -123,8 +126,69 @@ describe('counting piece by piece, with counted pieces remembered, gives the enc
   });
 
   test('a piece too long to remember is counted all the same', () => {
-    const long = `${'#'.repeat(500)} ${'9'.repeat(300)} ${'x'.repeat(200)}`;
+    const long = `${'#'.repeat(200)} ${'9'.repeat(300)} ${'x'.repeat(250)}`;
     expect(countTextTokens(long)).toBe(encoderCount(long));
     expect(countTextTokens(long)).toBe(encoderCount(long));
+  });
+});
+
+describe('a piece longer than the encoder is given at once is counted in parts, in time linear in its length', () => {
+  const plain = { allowedSpecial: new Set<string>(), disallowedSpecial: new Set<string>() };
+  const encoderCount = (text: string) => encoderCountTokens(text, plain);
+  // One pre-tokenizer piece each, whatever their length: letters without a space, one symbol repeated.
+  const runs = fc
+    .constantFrom('a', 'Hello', '東京', '我们的模型', 'こんにちは', '🙂', '#', '=+', '\u00e9', 'x\u0301', 'Привет', 'สวัสดี', '안녕하세요')
+    .chain((unit) => fc.integer({ min: 1, max: Math.floor(1_600 / unit.length) }).map((times) => unit.repeat(times)));
+  const texts = fc.oneof(
+    runs,
+    fc.tuple(runs, fc.string({ unit: 'grapheme', maxLength: 40 }), runs).map((parts) => parts.join(' ')),
+    fc.string({ unit: 'grapheme', maxLength: 2_000 }),
+  );
+
+  test('the parts are the text, none longer than MAX_ENCODED_LENGTH, no surrogate pair cut, and the count is theirs', () => {
+    fc.assert(
+      fc.property(texts, (text) => {
+        const parts = [...encodedPieces(text)];
+        expect(parts.join('')).toBe(text);
+        for (const part of parts) {
+          expect(part.length).toBeLessThanOrEqual(MAX_ENCODED_LENGTH);
+          expect(/^[\udc00-\udfff]|[\ud800-\udbff]$/.test(part)).toBe(false);
+        }
+        expect(countTextTokens(text)).toBe(parts.reduce((sum, part) => sum + encoderCount(part), 0));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  // Measured over these runs at every length up to 1,600 characters: at most 3 tokens per cut
+  // (Japanese kana), mostly 0 or 1.
+  test('and it stays within 3 tokens per cut of the encoder counting each piece whole', () => {
+    fc.assert(
+      fc.property(runs, (text) => {
+        const cuts = [...encodedPieces(text)].length - [...text.matchAll(CL100K_TOKEN_SPLIT_REGEX)].length;
+        expect(Math.abs(countTextTokens(text) - encoderCount(text))).toBeLessThanOrEqual(3 * cuts);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  test('two million characters without a space are counted (they took hours when the encoder was given them whole)', () => {
+    expect(countTextTokens('a'.repeat(2_000_000))).toBe(250_000);
+    expect(countTextTokens('我'.repeat(1_000_000))).toBe(1_000_000);
+  });
+
+  test('a stream without spaces is counted window by window, holding a window, not the answer', () => {
+    const sentence = '我们的模型在这里回答问题然后继续说下去';
+    const whole = sentence.repeat(2_000);
+    const counter = new StreamingTokenCounter();
+    let largest = 0;
+    for (let i = 0; i < whole.length; i += 3) {
+      counter.add(whole.slice(i, i + 3));
+      largest = Math.max(largest, (counter as unknown as { tail: string }).tail.length);
+    }
+    expect(whole.length).toBe(38_000);
+    expect(largest).toBeLessThan(4_096 + MAX_ENCODED_LENGTH);
+    // Each window is cut between encoder parts, as countTextTokens cuts the whole piece: the same count.
+    expect(counter.total()).toBe(countTextTokens(whole));
   });
 });
