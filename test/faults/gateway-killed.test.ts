@@ -5,7 +5,9 @@ import { defaultMockLlmConfig, startMockLlm, type MockLlm } from '../support/moc
 import { startGatewayProcess, writeModelsFile, type GatewayProcess } from '../support/e2e-processes';
 import { requestLogStreamId } from '../../domain/request-log';
 import { accountEvents, addModel, issueKey, openAccount, openAiClient } from '../support/e2e-setup';
-import { moneyOf, projectedBalance, reservationEndings, runVerify, usdText, waitFor } from '../support/ledger-checks';
+import type { AccountEvent } from '../../domain/account';
+import { moneyOf, projectedBalance, type ReservationEndings, reservationEndings, runVerify, usdText, waitFor } from '../support/ledger-checks';
+import type { Finished } from '../support/processes';
 import { within } from '../support/wait';
 
 /**
@@ -52,6 +54,38 @@ async function deadLeaseLapsesAt(pid: number): Promise<Date> {
   } finally {
     await client.end();
   }
+}
+
+/** Waits until none of the account's reservations is open (the dead instance's expired); how they ended. */
+function everyHoldBack(accountId: string): Promise<ReservationEndings> {
+  return waitFor(
+    'every hold to return',
+    async () => {
+      const endings = reservationEndings(await accountEvents(seeder.gateway.ledger, accountId));
+      return endings.open.length === 0 ? endings : undefined;
+    },
+    120_000,
+    100,
+  );
+}
+
+/** The money adds up from the account's events, the balances projection agrees, and `tollgate verify` (the CLI) passes. */
+async function ledgerExact(accountId: string, events: readonly AccountEvent[]): Promise<{ money: ReturnType<typeof moneyOf>; verified: Finished }> {
+  const money = moneyOf(events);
+  expect(money.balance).toBe(money.toppedUp - money.charged);
+  const projected = await waitFor(
+    'the balances projection to catch up',
+    async () => {
+      const row = await projectedBalance(databaseUrl, accountId);
+      return row && row.purchased === money.balance && row.reserved === 0n ? row : undefined;
+    },
+    10_000,
+  );
+  expect(projected).toEqual({ purchased: money.balance, promo: 0n, reserved: 0n });
+  const verified = await runVerify(databaseUrl);
+  expect({ code: verified.code, stderr: verified.stderr }).toEqual({ code: 0, stderr: '' });
+  expect(verified.stdout).toMatch(/^ok: /);
+  return { money, verified };
 }
 
 afterAll(async () => {
@@ -111,15 +145,7 @@ it(`SIGKILL during ${IN_FLIGHT} in-flight streams: every hold is back, expired a
   // verdict is that every hold comes back, expired (so uncharged), and not before the dead
   // instance's lease had lapsed. How long it took is printed (the lease plus an expiry pass on a
   // quiet machine); the deadline is only a safety net, generous for a loaded one.
-  const ended = await waitFor(
-    'every hold to return',
-    async () => {
-      const endings = reservationEndings(await accountEvents(ledger, accountId));
-      return endings.open.length === 0 ? endings : undefined;
-    },
-    120_000,
-    100,
-  );
+  const ended = await everyHoldBack(accountId);
   const holdsBackS = (performance.now() - killedAt) / 1_000;
   expect(ended.wrong).toEqual([]);
   expect(ended.placed).toBe(IN_FLIGHT);
@@ -153,21 +179,7 @@ it(`SIGKILL during ${IN_FLIGHT} in-flight streams: every hold is back, expired a
   const final = reservationEndings(events);
   expect(final.placed).toBe(IN_FLIGHT + 1);
   expect(final.wrong).toEqual([]);
-  const money = moneyOf(events);
-  const projected = await waitFor(
-    'the balances projection to catch up',
-    async () => {
-      const row = await projectedBalance(databaseUrl, accountId);
-      return row && row.purchased === money.balance && row.reserved === 0n ? row : undefined;
-    },
-    10_000,
-  );
-  expect(projected).toEqual({ purchased: money.balance, promo: 0n, reserved: 0n });
-  expect(money.balance).toBe(money.toppedUp - money.charged);
-
-  const verified = await runVerify(databaseUrl);
-  expect({ code: verified.code, stderr: verified.stderr }).toEqual({ code: 0, stderr: '' });
-  expect(verified.stdout).toMatch(/^ok: /);
+  const { money, verified } = await ledgerExact(accountId, events);
   process.stdout.write(
     `gateway killed: ${IN_FLIGHT} in flight; at the kill ${atKill.settled} settled, ${atKill.released} released, ${atKill.open.length} open; ` +
       `${ended.expired} expired, all holds back ${holdsBackS.toFixed(1)} s after the SIGKILL (lease ${LEASE_S} s); restarted and ready in ${restartS.toFixed(1)} s; charged ${usdText(money.charged)} of ${usdText(money.toppedUp)}; ${verified.stdout.trim()}\n`,
@@ -194,15 +206,7 @@ it('SIGKILL the moment the last of 20 sequential answers arrives, while its sett
   expect(atKill.wrong).toEqual([]);
   expect(atKill.placed).toBe(REQUESTS);
 
-  const ended = await waitFor(
-    'every hold to return',
-    async () => {
-      const endings = reservationEndings(await accountEvents(ledger, accountId));
-      return endings.open.length === 0 ? endings : undefined;
-    },
-    120_000,
-    100,
-  );
+  const ended = await everyHoldBack(accountId);
   expect(ended.wrong).toEqual([]);
   expect({ placed: ended.placed, ended: ended.settled + ended.expired, released: ended.released }).toEqual({ placed: REQUESTS, ended: REQUESTS, released: 0 });
   // A settlement lost with the process is expired like any hold the dead instance left open:
@@ -223,19 +227,7 @@ it('SIGKILL the moment the last of 20 sequential answers arrives, while its sett
   expect(new Set(logged).size).toBe(logged.length);
   expect(logged.filter((id) => !settled.has(id))).toEqual([]);
 
-  const money = moneyOf(events);
-  expect(money.balance).toBe(money.toppedUp - money.charged);
-  const projected = await waitFor(
-    'the balances projection to catch up',
-    async () => {
-      const row = await projectedBalance(databaseUrl, accountId);
-      return row && row.purchased === money.balance && row.reserved === 0n ? row : undefined;
-    },
-    10_000,
-  );
-  expect(projected).toEqual({ purchased: money.balance, promo: 0n, reserved: 0n });
-  const verified = await runVerify(databaseUrl);
-  expect({ code: verified.code, stderr: verified.stderr }).toEqual({ code: 0, stderr: '' });
+  const { verified } = await ledgerExact(accountId, events);
   process.stdout.write(
     `gateway killed after ${REQUESTS} sequential answers: at the kill ${atKill.settled} settled, ${atKill.open.length} open (then expired, uncharged); ` +
       `${logged.length} of ${ended.settled} settled requests in the request log (request-log entries lost with the process: ${ended.settled - logged.length}); ${verified.stdout.trim()}\n`,
