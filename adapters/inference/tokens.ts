@@ -40,7 +40,7 @@ const MAX_CACHED_PIECE_LENGTH = 64;
  * body limit (8 MiB) allows millions. A longer piece is counted in parts of this length, each at
  * about 0.03-0.16 us a character (`npx tsx bench/tokens.ts`). The count is already an estimate
  * (open-weight models have their own tokenizers); a cut may move it by up to 3 tokens (measured
- * over runs of 13 scripts and symbols at every length to 1,600 characters; mostly 0 or 1, and
+ * over runs of 15 scripts and symbols at every length to 1,600 characters; mostly 0 or 1, and
  * test/unit/inference/tokens.test.ts holds the bound), while every piece up to this length is exact.
  */
 export const MAX_ENCODED_LENGTH = 256;
