@@ -63,6 +63,15 @@ it('prompts of 4 million letters and 1.5 million Chinese characters, no space in
     30_000,
   );
   expect(ended).toMatchObject({ placed: 3, settled: 3, released: 0, expired: 0, open: [], wrong: [] });
+  // Each reserved from its own count: 4,000,000 letters are 500,000 tokens (8 to a token) and
+  // 1,500,000 Chinese characters 1,500,000, so the two large holds stand 3 to 1 (prompt plus the
+  // same max_tokens at the same price, rounded up once each).
+  const holds = (await accountEvents(ledger, accountId))
+    .flatMap((e) => (e.type === 'ReservationPlaced' ? [e.data.amount] : []))
+    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  expect(holds).toHaveLength(3);
+  const [, letters, chinese] = holds as [bigint, bigint, bigint];
+  expect(chinese * 1_000n >= letters * 2_990n && chinese * 1_000n <= letters * 3_010n).toBe(true);
   // Settled at the usage the upstream reported, as any stream is.
   const settled = (await accountEvents(ledger, accountId)).flatMap((e) => (e.type === 'ReservationSettled' ? [e.data.usage] : []));
   expect(settled).toEqual(
