@@ -12,8 +12,8 @@ import { inTransaction } from '../read-models/transaction';
 import { startPollLoop, type PollLoop } from './poll-loop';
 
 /**
- * Low-balance alerts: when an account's available balance crosses one of its thresholds
- * downward, a JSON notice is POSTed to the customer's HTTPS callback, signed with HMAC-SHA256
+ * Low-balance alerts: when an event lowers an account's available balance below one of its
+ * thresholds (crosses it downward), a JSON notice is POSTed to the customer's HTTPS callback, signed with HMAC-SHA256
  * (`Tollgate-Signature: t=<unix seconds>,v1=<hex of HMAC(secret, "<t>.<raw body>")>`).
  *
  * The `low-balance-alerts` subscriber follows the log (checkpointed like a projection) and writes
@@ -152,7 +152,8 @@ export const lowBalanceAlertSubscriber: SqlProjection<DomainEvent> = {
       if (accountId === null) continue;
       const row = rows.get(accountId) ?? { available: 0n, lastTopUp: null, below: new Set<string>() };
       const change = balanceChange(recorded.streamId, recorded.event)!;
-      row.available += change.purchased + change.promo - change.reserved;
+      const delta = change.purchased + change.promo - change.reserved;
+      row.available += delta;
       if (recorded.event.type === 'TopUpCompleted') row.lastTopUp = recorded.event.data.amount;
       for (const threshold of thresholdsOf.get(accountId) ?? []) {
         const amount = thresholdAmount(threshold, row.lastTopUp);
@@ -160,7 +161,9 @@ export const lowBalanceAlertSubscriber: SqlProjection<DomainEvent> = {
         if (amount === null) continue;
         if (row.available >= amount) {
           row.below.delete(key);
-        } else if (!row.below.has(key)) {
+        } else if (delta < 0n && !row.below.has(key)) {
+          // Only a fall crosses downward. An event that lowers nothing (the account's opening, at
+          // 0, read after thresholds set in the meantime) told a new customer "$0.000000 left".
           row.below.add(key);
           notices.push({
             // The same event and threshold always make the same notice (replays add nothing).

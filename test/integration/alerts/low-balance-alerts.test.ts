@@ -146,6 +146,24 @@ describe('low-balance alerts', () => {
     expect(shown).not.toHaveProperty('signing_secret');
   });
 
+  test("only a fall crosses downward: thresholds stored before the subscriber reads the account's opening (at 0) do not fire on it", async () => {
+    // What a fast sign-up can do: the thresholds are saved while the subscriber has not yet read
+    // the opening. Stored here before the account exists, so the order is certain.
+    const accountId = `acct_lb_${Date.now().toString(36)}`;
+    await gw.gateway.database.pool.query(
+      `INSERT INTO low_balance_alert_settings (account_id, url, thresholds, secret_ciphertext) VALUES ($1, 'http://127.0.0.1:9/none', $2, 'unused')`,
+      [accountId, JSON.stringify([{ kind: 'usd', amount: '5000000' }])],
+    );
+    await openAccount(gw.gateway.ledger, { accountId, topUpUsd: '20' });
+    await caughtUp();
+    const notices = () =>
+      gw.gateway.database.pool.query<{ available: string }>('SELECT available::text FROM low_balance_notices WHERE account_id = $1', [accountId]);
+    expect((await notices()).rows).toEqual([]);
+    await spend(accountId, '16'); // 4 left: below 5, by a fall
+    await caughtUp();
+    expect((await notices()).rows).toEqual([{ available: '4000000' }]);
+  });
+
   test('a failed delivery is retried with backoff and every attempt is recorded', async () => {
     receiver.script.set('/flaky', [500, 503]);
     const { accountId, headers, secret } = await customer('/flaky', [{ usd: '10' }]);
