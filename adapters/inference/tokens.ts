@@ -48,21 +48,23 @@ export const MAX_ENCODED_LENGTH = 256;
 /** The texts countTextTokens hands to the encoder: the pre-tokenizer's pieces, long ones in parts. */
 export function encodedPieces(text: string): string[] {
   const parts: string[] = [];
-  for (const [piece] of text.matchAll(CL100K_TOKEN_SPLIT_REGEX)) {
-    if (piece.length <= MAX_ENCODED_LENGTH) parts.push(piece);
-    else forEachPart(piece, (part) => parts.push(part));
-  }
+  forEachEncodedPiece(text, (part) => parts.push(part));
   return parts;
 }
 
-/** A long piece in parts of at most MAX_ENCODED_LENGTH, never cut inside a surrogate pair. */
-function forEachPart(piece: string, use: (part: string) => void): void {
-  for (let start = 0; start < piece.length; ) {
-    let end = Math.min(start + MAX_ENCODED_LENGTH, piece.length);
-    // Never between the two halves of a surrogate pair (an emoji, a rare CJK character).
-    if (end < piece.length && isLowSurrogate(piece.charCodeAt(end))) end--;
-    use(piece.slice(start, end));
-    start = end;
+function forEachEncodedPiece(text: string, use: (part: string) => void): void {
+  for (const [piece] of text.matchAll(CL100K_TOKEN_SPLIT_REGEX)) {
+    if (piece.length <= MAX_ENCODED_LENGTH) {
+      use(piece);
+      continue;
+    }
+    for (let start = 0; start < piece.length; ) {
+      let end = Math.min(start + MAX_ENCODED_LENGTH, piece.length);
+      // Never between the two halves of a surrogate pair (an emoji, a rare CJK character).
+      if (end < piece.length && isLowSurrogate(piece.charCodeAt(end))) end--;
+      use(piece.slice(start, end));
+      start = end;
+    }
   }
 }
 
@@ -86,10 +88,7 @@ function countPiece(piece: string): number {
 export function countTextTokens(text: string): number {
   if (text.length === 0) return 0;
   let total = 0;
-  for (const [piece] of text.matchAll(CL100K_TOKEN_SPLIT_REGEX)) {
-    if (piece.length <= MAX_ENCODED_LENGTH) total += countPiece(piece);
-    else forEachPart(piece, (part) => (total += countPiece(part)));
-  }
+  forEachEncodedPiece(text, (part) => (total += countPiece(part)));
   return total;
 }
 

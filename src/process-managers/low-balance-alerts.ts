@@ -13,8 +13,9 @@ import { startPollLoop, type PollLoop } from './poll-loop';
 
 /**
  * Low-balance alerts: when an event lowers an account's available balance below one of its
- * thresholds (crosses it downward), a JSON notice is POSTed to the customer's HTTPS callback, signed with HMAC-SHA256
- * (`Tollgate-Signature: t=<unix seconds>,v1=<hex of HMAC(secret, "<t>.<raw body>")>`).
+ * thresholds (crosses it downward), a JSON notice is POSTed to the customer's HTTPS callback,
+ * signed with HMAC-SHA256 (`Tollgate-Signature: t=<unix seconds>,v1=<hex of HMAC(secret,
+ * "<t>.<raw body>")>`).
  *
  * The `low-balance-alerts` subscriber follows the log (checkpointed like a projection) and writes
  * a notice row in the same transaction as its checkpoint, so a notice is decided exactly once;
